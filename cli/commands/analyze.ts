@@ -1,0 +1,101 @@
+/**
+ * `weirctl analyze`: offline what-if over manifest files.
+ *
+ *   matrix   every pod to every pod, per probe
+ *   probe    one connection, with the tier, policy and rule that decided each side
+ *   objects  the firewall objects the translation produced (the Contrail view)
+ */
+import { stringify as toYaml } from 'yaml';
+import { formatIssue } from '../../shared/errors.js';
+import type { DirectionExplanation, Explanation } from '../../shared/policy/explain.js';
+import { snapshotToWire } from '../../shared/wire/policy.js';
+import { analyse, matrix, parseProbe, probe, resolveTarget, type Analysis, type Matrix, type Probe } from '../analysis.js';
+import { renderTable } from '../table.js';
+import { UsageError, type Io } from '../io.js';
+
+export const ALLOWED_MARK = '✓';
+export const DENIED_MARK = '✗';
+
+interface Common {
+  filename: string[];
+  cluster?: string;
+}
+
+/** Loads and reports problems; the caller still prints what the valid objects give. */
+async function load(io: Io, opts: Common): Promise<{ analysis: Analysis; status: number }> {
+  if (opts.filename.length === 0) throw new UsageError('at least one -f/--filename PATH is required');
+  const analysis = await analyse(opts.filename, { cluster: opts.cluster });
+  for (const note of analysis.notes) io.stderr(`note: ${note}\n`);
+  for (const issue of analysis.issues) io.stderr(`error: ${formatIssue(issue)}\n`);
+  if (analysis.issues.length > 0) {
+    io.stderr(`${analysis.issues.length} problem(s) found; the objects they concern are left out of the result\n`);
+  }
+  return { analysis, status: analysis.issues.length > 0 ? 2 : 0 };
+}
+
+export async function analyzeMatrix(io: Io, opts: Common & { probe: string[]; output: string }): Promise<number> {
+  const probes = (opts.probe.length > 0 ? opts.probe : ['TCP/80']).map((p) => {
+    const parsed = parseProbe(p);
+    if (typeof parsed === 'string') throw new UsageError(parsed);
+    return parsed;
+  });
+  const output = oneOf(opts.output, ['table', 'json'], '-o/--output');
+  const { analysis, status } = await load(io, opts);
+  const m = matrix(analysis.tables, probes);
+  io.stdout(output === 'json' ? `${JSON.stringify(m)}\n` : matrixTable(m));
+  return status;
+}
+
+export function matrixTable(m: Matrix): string {
+  if (m.pods.length === 0) return 'no pods with addresses in the manifests\n';
+  const parts: string[] = [];
+  for (const p of m.probes) {
+    const rows = m.pods.map((from) => [from, ...m.pods.map((to) => (p.allowed[from]![to] ? ALLOWED_MARK : DENIED_MARK))]);
+    parts.push(`${p.protocol}/${p.port}  (${ALLOWED_MARK} allowed, ${DENIED_MARK} denied; rows: from, columns: to)\n` + renderTable(['FROM \\ TO', ...m.pods], rows));
+  }
+  return parts.join('\n');
+}
+
+export async function analyzeProbe(
+  io: Io,
+  opts: Common & { from?: string; to?: string; port?: string; protocol: string; output: string },
+): Promise<number> {
+  if (opts.from === undefined || opts.to === undefined || opts.port === undefined) throw new UsageError('--from, --to and --port are required');
+  const p = parseProbe(`${opts.protocol}/${opts.port}`);
+  if (typeof p === 'string') throw new UsageError(p);
+  const output = oneOf(opts.output, ['table', 'json'], '-o/--output');
+  const { analysis, status } = await load(io, opts);
+  const from = resolveTarget(analysis.tables, opts.from);
+  if (typeof from === 'string') throw new UsageError(`--from: ${from}`);
+  const to = resolveTarget(analysis.tables, opts.to);
+  if (typeof to === 'string') throw new UsageError(`--to: ${to}`);
+  const e = probe(analysis.tables, from, to, p);
+  io.stdout(output === 'json' ? `${JSON.stringify(e, null, 2)}\n` : explanationText(e, p));
+  return status;
+}
+
+export function explanationText(e: Explanation, p: Probe): string {
+  const who = (s: { ip: string; endpoint?: string }) => (s.endpoint ? `${s.endpoint} (${s.ip})` : s.ip);
+  const lines = [`${p.protocol}/${p.port} from ${who(e.from)} to ${who(e.to)}: ${e.allowed ? 'ALLOWED' : 'DENIED'}`];
+  const side = (d: DirectionExplanation, where: string) => {
+    const verdict = !d.enforced ? 'not checked' : d.allowed ? 'allowed' : 'denied';
+    const tier = d.tier ? ` [${d.tier} tier]` : '';
+    lines.push(`  ${d.direction.padEnd(7)} at ${where}: ${verdict}${tier}: ${d.reason}`);
+  };
+  side(e.egress, who(e.from));
+  side(e.ingress, who(e.to));
+  return lines.join('\n') + '\n';
+}
+
+export async function analyzeObjects(io: Io, opts: Common & { output: string }): Promise<number> {
+  const output = oneOf(opts.output, ['yaml', 'json'], '-o/--output');
+  const { analysis, status } = await load(io, opts);
+  const wire = snapshotToWire(analysis.snapshot);
+  io.stdout(output === 'json' ? `${JSON.stringify(wire, null, 2)}\n` : toYaml(wire, { aliasDuplicateObjects: false }));
+  return status;
+}
+
+function oneOf<T extends string>(value: string, allowed: readonly T[], flag: string): T {
+  if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`${flag} must be one of ${allowed.join(', ')}, not ${JSON.stringify(value)}`);
+  return value as T;
+}

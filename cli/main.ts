@@ -1,0 +1,71 @@
+/**
+ * weirctl: the operator's command line. Wiring only: parse arguments, call
+ * the command, map errors to exit statuses (0 ok, 2 bad input, 1 anything
+ * else).
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { pathToFileURL } from 'node:url';
+import { analyzeMatrix, analyzeObjects, analyzeProbe } from './commands/analyze.js';
+import { UsageError, processIo, type Io } from './io.js';
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  let status = 0;
+  const program = new Command('weirctl')
+    .description('Weir: Kubernetes network policy, Contrail-style firewall objects, flows you can explain')
+    .exitOverride()
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    .showHelpAfterError();
+
+  const files = () => new Option('-f, --filename <path>', 'manifest file or directory (repeatable)').argParser(collect).default([]);
+  const cluster = () => new Option('--cluster <name>', 'cluster name used in object ids').default('local');
+
+  const analyze = program.command('analyze').description('offline what-if analysis over manifest files');
+  analyze
+    .command('matrix')
+    .description('reachability of every pod to every pod, per probe')
+    .addOption(files())
+    .addOption(cluster())
+    .addOption(new Option('--probe <protocol/port>', 'probe to evaluate, e.g. TCP/80 (repeatable; default TCP/80)').argParser(collect).default([]))
+    .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
+    .action(async (opts) => void (status = await analyzeMatrix(io, opts)));
+  analyze
+    .command('probe')
+    .description('one connection: the verdict and the tier, policy and rule behind each side')
+    .addOption(files())
+    .addOption(cluster())
+    .option('--from <ns/pod|ip>', 'source pod or address')
+    .option('--to <ns/pod|ip>', 'destination pod or address')
+    .option('--port <port>', 'destination port')
+    .addOption(new Option('--protocol <protocol>', 'TCP, UDP or SCTP').default('TCP'))
+    .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
+    .action(async (opts) => void (status = await analyzeProbe(io, opts)));
+  analyze
+    .command('objects')
+    .description('the firewall objects the manifests translate into')
+    .addOption(files())
+    .addOption(cluster())
+    .addOption(new Option('-o, --output <format>', 'yaml or json').default('yaml'))
+    .action(async (opts) => void (status = await analyzeObjects(io, opts)));
+
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return status;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version are successes; everything else is a usage error.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (err instanceof UsageError) {
+      io.stderr(`error: ${err.message}\n`);
+      return 2;
+    }
+    io.stderr(`error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  process.exitCode = await main(process.argv.slice(2));
+}

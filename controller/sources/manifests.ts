@@ -1,0 +1,114 @@
+/**
+ * Cluster state from manifest files: YAML (multi-document) or JSON, files or
+ * directories (recursively, *.yaml, *.yml, *.json in name order), with
+ * `kind: List` (and FooList) flattened. Each object is validated on its own:
+ * a malformed document or an invalid object is reported with its file and
+ * line and never stops the others.
+ */
+import { readFile, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LineCounter, parseAllDocuments } from 'yaml';
+import type { Issue } from '../../shared/errors.js';
+import { readKubeObject, type KubeObject } from '../model/kube-objects.js';
+
+export interface ManifestRead {
+  /** Valid objects, in file order. A later definition of the same object replaces an earlier one. */
+  readonly objects: readonly KubeObject[];
+  readonly issues: readonly Issue[];
+  /** Things worth telling a person that are not errors (ignored kinds, duplicates). */
+  readonly notes: readonly string[];
+}
+
+const EXTENSIONS = ['.yaml', '.yml', '.json'];
+
+/** Lists manifest files under the given paths; a path that is a file is taken whatever its name. */
+export async function manifestFiles(paths: readonly string[]): Promise<{ files: string[]; issues: Issue[] }> {
+  const files: string[] = [];
+  const issues: Issue[] = [];
+  const walk = async (dir: string) => {
+    const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1));
+    for (const e of entries) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (EXTENSIONS.some((x) => e.name.endsWith(x))) files.push(p);
+    }
+  };
+  for (const p of paths) {
+    try {
+      if ((await stat(p)).isDirectory()) await walk(p);
+      else files.push(p);
+    } catch (err) {
+      issues.push({ source: p, message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
+    }
+  }
+  return { files, issues };
+}
+
+export async function readManifests(paths: readonly string[]): Promise<ManifestRead> {
+  const { files, issues } = await manifestFiles(paths);
+  const objects = new Map<string, KubeObject>();
+  const notes: string[] = [];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      issues.push({ source: file, message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
+      continue;
+    }
+    for (const { raw, source } of parseManifestText(text, file, issues)) {
+      for (const item of flattenLists(raw)) {
+        const r = readKubeObject(item, source);
+        if (r.type === 'invalid') issues.push(...r.issues);
+        else if (r.type === 'ignored') notes.push(`${source}: ignored: ${r.note}`);
+        else {
+          const o = r.object;
+          const key = `${o.kind} ${o.kind === 'Namespace' ? '' : `${o.namespace}/`}${o.name}`;
+          if (objects.has(key)) notes.push(`${source}: ${key} is defined again; the later definition wins`);
+          objects.delete(key);
+          objects.set(key, o);
+        }
+      }
+    }
+  }
+  return { objects: [...objects.values()], issues, notes };
+}
+
+/** Splits one file into documents; syntax errors become issues with their line. */
+export function parseManifestText(text: string, file: string, issues: Issue[]): Array<{ raw: unknown; source: string }> {
+  const lines = new LineCounter();
+  const out: Array<{ raw: unknown; source: string }> = [];
+  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  for (const doc of Array.isArray(docs) ? docs : [docs]) {
+    const start = doc.range?.[0] ?? 0;
+    const source = `${file}:${lines.linePos(start).line}`;
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors) {
+        const at = e.pos?.[0] !== undefined ? lines.linePos(e.pos[0]) : undefined;
+        issues.push({ source: at ? `${file}:${at.line}:${at.col}` : source, message: `malformed YAML: ${e.message.split('\n')[0]}` });
+      }
+      continue;
+    }
+    const raw: unknown = doc.toJS({ maxAliasCount: 100 });
+    if (raw === null || raw === undefined) continue; // empty document ("---" at the end)
+    out.push({ raw, source });
+  }
+  return out;
+}
+
+function flattenLists(raw: unknown): unknown[] {
+  if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
+    const o = raw as Record<string, unknown>;
+    if (typeof o.kind === 'string' && o.kind.endsWith('List') && Array.isArray(o.items)) {
+      const listKind = o.kind.slice(0, -'List'.length);
+      return o.items.flatMap((item) => {
+        // Typed lists (PodList) may omit kind and apiVersion on their items.
+        if (listKind !== '' && typeof item === 'object' && item !== null && !('kind' in item)) {
+          return flattenLists({ ...item, kind: listKind, apiVersion: o.apiVersion });
+        }
+        return flattenLists(item);
+      });
+    }
+  }
+  return [raw];
+}

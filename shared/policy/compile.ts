@@ -1,0 +1,199 @@
+/**
+ * Compiles a policy snapshot into rule tables: per endpoint and direction,
+ * the rules of every policy that selects it, with address groups turned into
+ * prefix sets (built once per group) and named ports resolved (ingress against
+ * the endpoint itself, egress against every destination that declares them).
+ */
+import { type Ip, parseCidr, parseIp } from '../net/ip.js';
+import { PrefixSet } from '../net/prefix-set.js';
+import { InternalError } from '../errors.js';
+import { PortMatcher } from './port-matcher.js';
+import { RuleTables, type CompiledEndpoint, type CompiledRule, type DirectionTable } from './rule-tables.js';
+import {
+  PROTOCOL_NUMBER,
+  endpointKey,
+  type AddressGroup,
+  type Direction,
+  type Endpoint,
+  type FirewallPolicy,
+  type FirewallRule,
+  type PolicySnapshot,
+  type RuleEndpoint,
+  type ServiceGroup,
+} from './types.js';
+
+export interface CompileOptions {
+  /** Which endpoints get tables (an agent: those on its node). Default: all. */
+  readonly isLocal?: (e: Endpoint) => boolean;
+}
+
+const NOT_ISOLATED: DirectionTable = Object.freeze({ policies: [], rules: [] });
+
+export function compile(snapshot: PolicySnapshot, options: CompileOptions = {}): RuleTables {
+  const c = new Compiler(snapshot);
+  const isLocal = options.isLocal ?? (() => true);
+  const local = snapshot.endpoints.filter(isLocal);
+
+  // Policies selecting each local endpoint, per direction, in APS order.
+  const order = policyOrder(snapshot);
+  const selecting = new Map<string, { ingress: FirewallPolicy[]; egress: FirewallPolicy[] }>();
+  for (const e of local) selecting.set(endpointKey(e), { ingress: [], egress: [] });
+  for (const policy of order) {
+    const group = c.group(policy.appliedTo, policy.id);
+    if (group.kind !== 'selector') throw new InternalError(`policy ${policy.id}: applied-to group ${group.id} is not a selector group`);
+    for (const m of group.members) {
+      const s = selecting.get(m.endpoint);
+      if (s === undefined) continue;
+      if (policy.ingressIsolation) s.ingress.push(policy);
+      if (policy.egressIsolation) s.egress.push(policy);
+    }
+  }
+
+  const endpoints = new Map<string, CompiledEndpoint>();
+  for (const e of local) {
+    const key = endpointKey(e);
+    const s = selecting.get(key)!;
+    endpoints.set(key, {
+      endpoint: e,
+      key,
+      ips: e.ips.map(parseIp),
+      ingress: c.table(s.ingress, 'ingress', e),
+      egress: c.table(s.egress, 'egress', e),
+    });
+  }
+  return new RuleTables(snapshot, endpoints);
+}
+
+function policyOrder(snapshot: PolicySnapshot): FirewallPolicy[] {
+  const byId = new Map(snapshot.policies.map((p) => [p.id, p]));
+  const out: FirewallPolicy[] = [];
+  for (const tier of snapshot.applicationPolicySet.tiers) {
+    if (tier.tier !== 'namespace') continue;
+    for (const id of tier.policies) {
+      const p = byId.get(id);
+      if (p === undefined) throw new InternalError(`application policy set names policy ${id}, which the snapshot lacks`);
+      out.push(p);
+    }
+  }
+  return out;
+}
+
+class Compiler {
+  private readonly groups: Map<string, AddressGroup>;
+  private readonly serviceGroups: Map<string, ServiceGroup>;
+  private readonly prefixSets = new Map<string, PrefixSet>();
+  /** Rules whose compiled form does not depend on the endpoint. */
+  private readonly shared = new Map<string, CompiledRule>();
+  private readonly egressPorts = new Map<string, PortMatcher>();
+  private namedPortIndex: Map<string, Array<[number, number, Ip]>> | undefined;
+
+  constructor(private readonly snapshot: PolicySnapshot) {
+    this.groups = new Map(snapshot.addressGroups.map((g) => [g.id, g]));
+    this.serviceGroups = new Map(snapshot.serviceGroups.map((g) => [g.id, g]));
+  }
+
+  group(id: string, user: string): AddressGroup {
+    const g = this.groups.get(id);
+    if (g === undefined) throw new InternalError(`${user} references address group ${id}, which the snapshot lacks`);
+    return g;
+  }
+
+  table(policies: readonly FirewallPolicy[], direction: Direction, e: Endpoint): DirectionTable {
+    if (policies.length === 0) return NOT_ISOLATED;
+    const rules: CompiledRule[] = [];
+    for (const p of policies) {
+      for (const r of p.rules) if (r.direction === direction) rules.push(this.rule(p, r, e));
+    }
+    return { policies: policies.map((p) => p.id), rules };
+  }
+
+  private rule(policy: FirewallPolicy, r: FirewallRule, e: Endpoint): CompiledRule {
+    const cached = this.shared.get(r.id);
+    if (cached !== undefined) return cached;
+    const peer = this.peer(r.endpoint2, r.id);
+    const sg = r.serviceGroup === undefined ? undefined : this.serviceGroups.get(r.serviceGroup);
+    if (r.serviceGroup !== undefined && sg === undefined) throw new InternalError(`rule ${r.id} references service group ${r.serviceGroup}, which the snapshot lacks`);
+    const hasNamed = sg !== undefined && sg.services.some((s) => s.port.kind === 'named');
+    let ports: PortMatcher | null = null;
+    if (sg !== undefined) ports = r.direction === 'egress' ? this.egressMatcher(sg) : ingressMatcher(sg, e);
+    const compiled: CompiledRule = { id: r.id, policy: policy.id, peer, ports };
+    // Ingress named ports resolve against the endpoint: such rules are per endpoint.
+    if (!(hasNamed && r.direction === 'ingress')) this.shared.set(r.id, compiled);
+    return compiled;
+  }
+
+  private peer(p: RuleEndpoint, user: string): PrefixSet | null {
+    if ('any' in p) return null;
+    let set = this.prefixSets.get(p.addressGroup);
+    if (set === undefined) {
+      const g = this.group(p.addressGroup, `rule ${user}`);
+      set =
+        g.kind === 'ipBlock'
+          ? PrefixSet.from(g.prefixes.map((text) => cidrOf(text, g.id)))
+          : PrefixSet.from(g.members.flatMap((m) => m.ips.map(parseIp)));
+      this.prefixSets.set(p.addressGroup, set);
+    }
+    return set;
+  }
+
+  private egressMatcher(sg: ServiceGroup): PortMatcher {
+    let m = this.egressPorts.get(sg.id);
+    if (m !== undefined) return m;
+    const fixed: number[] = [];
+    let byDestination: Map<Ip, number[]> | undefined;
+    for (const s of sg.services) {
+      const proto = PROTOCOL_NUMBER[s.protocol];
+      if (s.port.kind === 'all') fixed.push(proto, 0, 65535);
+      else if (s.port.kind === 'range') fixed.push(proto, s.port.start, s.port.end);
+      else {
+        byDestination ??= new Map();
+        for (const [p, port, ip] of this.namedPorts().get(`${s.port.name}/${s.protocol}`) ?? []) {
+          let list = byDestination.get(ip);
+          if (list === undefined) byDestination.set(ip, (list = []));
+          list.push(p, port, port);
+        }
+      }
+    }
+    m = new PortMatcher(
+      Int32Array.from(fixed),
+      byDestination && new Map([...byDestination].map(([ip, l]) => [ip, Int32Array.from(l)])),
+    );
+    this.egressPorts.set(sg.id, m);
+    return m;
+  }
+
+  /** "name/PROTOCOL" → [protocol number, port, address] for every endpoint declaring it. */
+  private namedPorts(): Map<string, Array<[number, number, Ip]>> {
+    if (this.namedPortIndex !== undefined) return this.namedPortIndex;
+    const index = new Map<string, Array<[number, number, Ip]>>();
+    for (const e of this.snapshot.endpoints) {
+      for (const np of e.ports) {
+        const k = `${np.name}/${np.protocol}`;
+        let list = index.get(k);
+        if (list === undefined) index.set(k, (list = []));
+        for (const ip of e.ips) list.push([PROTOCOL_NUMBER[np.protocol], np.port, parseIp(ip)]);
+      }
+    }
+    return (this.namedPortIndex = index);
+  }
+}
+
+function ingressMatcher(sg: ServiceGroup, e: Endpoint): PortMatcher {
+  const fixed: number[] = [];
+  for (const s of sg.services) {
+    const proto = PROTOCOL_NUMBER[s.protocol];
+    if (s.port.kind === 'all') fixed.push(proto, 0, 65535);
+    else if (s.port.kind === 'range') fixed.push(proto, s.port.start, s.port.end);
+    else {
+      const name = s.port.name;
+      for (const np of e.ports) if (np.name === name && np.protocol === s.protocol) fixed.push(proto, np.port, np.port);
+    }
+  }
+  return new PortMatcher(Int32Array.from(fixed), undefined);
+}
+
+function cidrOf(text: string, group: string) {
+  const c = parseCidr(text);
+  if (typeof c === 'string') throw new InternalError(`address group ${group}: prefix ${text}: ${c}`);
+  return c;
+}

@@ -1,0 +1,167 @@
+/**
+ * The firewall object model as the code works with it (the wire form is in
+ * proto/weir/v1/policy.proto; converters are in shared/wire/). Contrail's
+ * vocabulary: endpoints carry labels (tags), address groups and service groups
+ * are referenced by rules, rules live in firewall policies, policies sit in
+ * tiers of the one application policy set.
+ *
+ * Everything here is immutable data. Ids are stable strings derived from the
+ * object's origin and prefixed with the cluster name.
+ */
+
+/** The protocols NetworkPolicy speaks. Absent means TCP (Kubernetes' default). */
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+export const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
+/** IANA numbers, as packets carry them. */
+export const PROTOCOL_NUMBER: Readonly<Record<Protocol, number>> = { TCP: 6, UDP: 17, SCTP: 132 };
+
+export type Labels = Readonly<Record<string, string>>;
+
+export type Operator = 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
+
+export interface LabelRequirement {
+  readonly key: string;
+  readonly operator: Operator;
+  /** Sorted and unique; empty for Exists and DoesNotExist. */
+  readonly values: readonly string[];
+}
+
+/** All requirements must hold; none selects everything. */
+export interface LabelSelector {
+  /** Sorted by key, operator, values: equal selectors have equal lists. */
+  readonly requirements: readonly LabelRequirement[];
+}
+
+export type NamespaceMatch =
+  /** Exactly this namespace. */
+  | { readonly name: string }
+  /** Namespaces whose labels match (an empty selector: all of them). */
+  | { readonly selector: LabelSelector };
+
+/** A tag match: endpoints by namespace and pod labels (two separate spaces). */
+export interface EndpointSelector {
+  readonly namespace: NamespaceMatch;
+  readonly pods: LabelSelector;
+}
+
+export interface NamedPort {
+  readonly name: string;
+  readonly protocol: Protocol;
+  readonly port: number;
+}
+
+/** One running pod with addresses. */
+export interface Endpoint {
+  readonly cluster: string;
+  readonly namespace: string;
+  readonly name: string;
+  readonly uid: string;
+  /** Empty when unscheduled (offline analysis). */
+  readonly node: string;
+  /** Primary first. */
+  readonly ips: readonly string[];
+  readonly labels: Labels;
+  readonly namespaceLabels: Labels;
+  readonly ports: readonly NamedPort[];
+}
+
+export function endpointKey(e: { namespace: string; name: string }): string {
+  return `${e.namespace}/${e.name}`;
+}
+
+export interface GroupMember {
+  /** endpointKey() of the member. */
+  readonly endpoint: string;
+  readonly ips: readonly string[];
+}
+
+export interface IpBlock {
+  /** Normalised: no host bits. */
+  readonly cidr: string;
+  /** Normalised, each strictly inside `cidr`. */
+  readonly except: readonly string[];
+}
+
+export type AddressGroup =
+  | {
+      readonly id: string;
+      readonly kind: 'ipBlock';
+      readonly ipBlock: IpBlock;
+      /** `cidr` minus every `except`, as disjoint sorted prefixes. */
+      readonly prefixes: readonly string[];
+    }
+  | {
+      readonly id: string;
+      readonly kind: 'selector';
+      readonly selector: EndpointSelector;
+      /** The endpoints the selector matches now, sorted by key. */
+      readonly members: readonly GroupMember[];
+    };
+
+export type ServicePort =
+  | { readonly kind: 'all' }
+  | { readonly kind: 'range'; readonly start: number; readonly end: number }
+  | { readonly kind: 'named'; readonly name: string };
+
+export interface Service {
+  readonly protocol: Protocol;
+  readonly port: ServicePort;
+}
+
+export interface ServiceGroup {
+  readonly id: string;
+  readonly services: readonly Service[];
+}
+
+export type Direction = 'ingress' | 'egress';
+export const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
+
+export type RuleEndpoint = { readonly any: true } | { readonly addressGroup: string };
+
+export interface FirewallRule {
+  /** "<policy id>/<direction>/<rule index>[/<peer index>]". */
+  readonly id: string;
+  readonly direction: Direction;
+  /** The policy's applied-to group. */
+  readonly endpoint1: RuleEndpoint;
+  /** The peer. */
+  readonly endpoint2: RuleEndpoint;
+  /** Absent: every protocol and port. */
+  readonly serviceGroup?: string;
+  readonly action: 'pass' | 'deny';
+}
+
+export interface FirewallPolicy {
+  /** "<cluster>/np/<namespace>/<name>". */
+  readonly id: string;
+  readonly kind: 'NetworkPolicy';
+  readonly namespace: string;
+  readonly name: string;
+  /** AddressGroup id of the endpoints the policy selects. */
+  readonly appliedTo: string;
+  readonly ingressIsolation: boolean;
+  readonly egressIsolation: boolean;
+  readonly rules: readonly FirewallRule[];
+}
+
+export type Tier = 'admin' | 'namespace' | 'baseline';
+
+export interface ApplicationPolicySet {
+  readonly id: string;
+  readonly cluster: string;
+  readonly tiers: readonly { readonly tier: Tier; readonly policies: readonly string[] }[];
+}
+
+/**
+ * What rule tables are compiled from: the whole cluster (offline analysis) or
+ * one node's span (an agent).
+ */
+export interface PolicySnapshot {
+  readonly cluster: string;
+  readonly applicationPolicySet: ApplicationPolicySet;
+  readonly policies: readonly FirewallPolicy[];
+  readonly addressGroups: readonly AddressGroup[];
+  readonly serviceGroups: readonly ServiceGroup[];
+  /** Endpoints to compile tables for, and those whose named ports egress rules resolve against. */
+  readonly endpoints: readonly Endpoint[];
+}

@@ -1,0 +1,235 @@
+/**
+ * Converters between the firewall object model (shared/policy/types.ts) and
+ * its wire form (proto/weir/v1/policy.proto, generated types). The only place
+ * that knows both; everything else works with one or the other.
+ */
+import { ValidationError, type Issue } from '../errors.js';
+import type * as w from '../generated/weir/v1/index.js';
+import type {
+  AddressGroup,
+  Direction,
+  Endpoint,
+  EndpointSelector,
+  FirewallPolicy,
+  FirewallRule,
+  LabelSelector,
+  Operator,
+  PolicySnapshot,
+  Protocol,
+  RuleEndpoint,
+  Service,
+  ServiceGroup,
+  Tier,
+} from '../policy/types.js';
+
+const PROTOCOL_TO_WIRE = { TCP: 'PROTOCOL_TCP', UDP: 'PROTOCOL_UDP', SCTP: 'PROTOCOL_SCTP' } as const;
+const OPERATOR_TO_WIRE = { In: 'OPERATOR_IN', NotIn: 'OPERATOR_NOT_IN', Exists: 'OPERATOR_EXISTS', DoesNotExist: 'OPERATOR_DOES_NOT_EXIST' } as const;
+const DIRECTION_TO_WIRE = { ingress: 'DIRECTION_INGRESS', egress: 'DIRECTION_EGRESS' } as const;
+const TIER_TO_WIRE = { admin: 'TIER_ADMIN', namespace: 'TIER_NAMESPACE', baseline: 'TIER_BASELINE' } as const;
+const ACTION_TO_WIRE = { pass: 'ACTION_PASS', deny: 'ACTION_DENY' } as const;
+
+function invert<K extends string, V extends string>(m: Readonly<Record<K, V>>): ReadonlyMap<string, K> {
+  return new Map(Object.entries(m).map(([k, v]) => [v as string, k as K]));
+}
+const PROTOCOL_FROM_WIRE = invert<Protocol, string>(PROTOCOL_TO_WIRE);
+const OPERATOR_FROM_WIRE = invert<Operator, string>(OPERATOR_TO_WIRE);
+const DIRECTION_FROM_WIRE = invert<Direction, string>(DIRECTION_TO_WIRE);
+const TIER_FROM_WIRE = invert<Tier, string>(TIER_TO_WIRE);
+const ACTION_FROM_WIRE = invert<'pass' | 'deny', string>(ACTION_TO_WIRE);
+
+// --- to the wire -------------------------------------------------------------
+
+function selectorToWire(s: LabelSelector): w.LabelSelector {
+  return { requirements: s.requirements.map((r) => ({ key: r.key, operator: OPERATOR_TO_WIRE[r.operator], values: [...r.values] })) };
+}
+
+function endpointSelectorToWire(s: EndpointSelector): w.EndpointSelector {
+  const pods = selectorToWire(s.pods);
+  return 'name' in s.namespace
+    ? { namespaceName: s.namespace.name, podSelector: pods }
+    : { namespaceSelector: selectorToWire(s.namespace.selector), podSelector: pods };
+}
+
+function ruleEndpointToWire(e: RuleEndpoint): w.RuleEndpoint {
+  return 'any' in e ? { any: true } : { addressGroup: e.addressGroup };
+}
+
+function serviceToWire(s: Service): w.Service {
+  const protocol = PROTOCOL_TO_WIRE[s.protocol];
+  if (s.port.kind === 'range') return { protocol, range: { start: s.port.start, end: s.port.end } };
+  if (s.port.kind === 'named') return { protocol, namedPort: s.port.name };
+  return { protocol };
+}
+
+export function endpointToWire(e: Endpoint): w.Endpoint {
+  return {
+    cluster: e.cluster,
+    namespace: e.namespace,
+    name: e.name,
+    uid: e.uid,
+    node: e.node,
+    ips: [...e.ips],
+    labels: { ...e.labels },
+    namespaceLabels: { ...e.namespaceLabels },
+    ports: e.ports.map((p) => ({ name: p.name, protocol: PROTOCOL_TO_WIRE[p.protocol], port: p.port })),
+  };
+}
+
+export function addressGroupToWire(g: AddressGroup): w.AddressGroup {
+  if (g.kind === 'ipBlock') return { id: g.id, ipBlock: { cidr: g.ipBlock.cidr, except: [...g.ipBlock.except] }, prefixes: [...g.prefixes] };
+  return { id: g.id, selector: endpointSelectorToWire(g.selector), members: g.members.map((m) => ({ endpoint: m.endpoint, ips: [...m.ips] })) };
+}
+
+export function serviceGroupToWire(g: ServiceGroup): w.ServiceGroup {
+  return { id: g.id, services: g.services.map(serviceToWire) };
+}
+
+function ruleToWire(r: FirewallRule): w.FirewallRule {
+  return {
+    id: r.id,
+    direction: DIRECTION_TO_WIRE[r.direction],
+    endpoint1: ruleEndpointToWire(r.endpoint1),
+    endpoint2: ruleEndpointToWire(r.endpoint2),
+    serviceGroup: r.serviceGroup ?? '',
+    action: ACTION_TO_WIRE[r.action],
+  };
+}
+
+export function firewallPolicyToWire(p: FirewallPolicy): w.FirewallPolicy {
+  return {
+    id: p.id,
+    kind: p.kind,
+    namespace: p.namespace,
+    name: p.name,
+    appliedTo: p.appliedTo,
+    ingressIsolation: p.ingressIsolation,
+    egressIsolation: p.egressIsolation,
+    rules: p.rules.map(ruleToWire),
+  };
+}
+
+export function snapshotToWire(s: PolicySnapshot): w.PolicySnapshot {
+  return {
+    cluster: s.cluster,
+    applicationPolicySet: {
+      id: s.applicationPolicySet.id,
+      cluster: s.applicationPolicySet.cluster,
+      tiers: s.applicationPolicySet.tiers.map((t) => ({ tier: TIER_TO_WIRE[t.tier], policies: [...t.policies] })),
+    },
+    policies: s.policies.map(firewallPolicyToWire),
+    addressGroups: s.addressGroups.map(addressGroupToWire),
+    serviceGroups: s.serviceGroups.map(serviceGroupToWire),
+    endpoints: s.endpoints.map(endpointToWire),
+  };
+}
+
+// --- from the wire -----------------------------------------------------------
+
+/** Reads a decoded snapshot; anything a correct controller never sends is reported, all at once. */
+export function snapshotFromWire(s: w.PolicySnapshot__Output): PolicySnapshot {
+  const issues: Issue[] = [];
+  const bad = (object: string, field: string, message: string) => issues.push({ source: 'wire', object, field, message });
+  function pick<T>(m: ReadonlyMap<string, T>, v: unknown, object: string, field: string): T {
+    const r = m.get(String(v));
+    if (r === undefined) bad(object, field, `unexpected value ${JSON.stringify(v)}`);
+    return r as T;
+  }
+  const selector = (x: w.LabelSelector__Output | null | undefined, object: string, field: string): LabelSelector => ({
+    requirements: (x?.requirements ?? []).map((r, i) => ({
+      key: r.key,
+      operator: pick(OPERATOR_FROM_WIRE, r.operator, object, `${field}.requirements[${i}].operator`),
+      values: r.values,
+    })),
+  });
+  const ruleEndpoint = (x: w.RuleEndpoint__Output | null, object: string, field: string): RuleEndpoint => {
+    if (x?.match === 'any') return { any: true };
+    if (x?.match === 'addressGroup' && x.addressGroup) return { addressGroup: x.addressGroup };
+    bad(object, field, 'must be any or an address group');
+    return { any: true };
+  };
+
+  const addressGroups = s.addressGroups.map((g): AddressGroup => {
+    const object = `AddressGroup ${g.id}`;
+    if (g.source === 'ipBlock' && g.ipBlock) {
+      return { id: g.id, kind: 'ipBlock', ipBlock: { cidr: g.ipBlock.cidr, except: g.ipBlock.except }, prefixes: g.prefixes };
+    }
+    if (g.source !== 'selector' || !g.selector) bad(object, 'source', 'must be an ipBlock or a selector');
+    const sel = g.selector;
+    const namespace: EndpointSelector['namespace'] =
+      sel?.namespace === 'namespaceName' ? { name: sel.namespaceName ?? '' } : { selector: selector(sel?.namespaceSelector, object, 'selector.namespaceSelector') };
+    return {
+      id: g.id,
+      kind: 'selector',
+      selector: { namespace, pods: selector(sel?.podSelector, object, 'selector.podSelector') },
+      members: g.members.map((m) => ({ endpoint: m.endpoint, ips: m.ips })),
+    };
+  });
+
+  const serviceGroups = s.serviceGroups.map(
+    (g): ServiceGroup => ({
+      id: g.id,
+      services: g.services.map((x, i) => {
+        const protocol = pick(PROTOCOL_FROM_WIRE, x.protocol, `ServiceGroup ${g.id}`, `services[${i}].protocol`);
+        if (x.port === 'range' && x.range) return { protocol, port: { kind: 'range', start: x.range.start, end: x.range.end } };
+        if (x.port === 'namedPort' && x.namedPort) return { protocol, port: { kind: 'named', name: x.namedPort } };
+        return { protocol, port: { kind: 'all' } };
+      }),
+    }),
+  );
+
+  const policies = s.policies.map((p): FirewallPolicy => {
+    const object = `FirewallPolicy ${p.id}`;
+    if (p.kind !== 'NetworkPolicy') bad(object, 'kind', `unexpected value ${JSON.stringify(p.kind)}`);
+    return {
+      id: p.id,
+      kind: 'NetworkPolicy',
+      namespace: p.namespace,
+      name: p.name,
+      appliedTo: p.appliedTo,
+      ingressIsolation: p.ingressIsolation,
+      egressIsolation: p.egressIsolation,
+      rules: p.rules.map((r, i) => ({
+        id: r.id,
+        direction: pick(DIRECTION_FROM_WIRE, r.direction, object, `rules[${i}].direction`),
+        endpoint1: ruleEndpoint(r.endpoint1, object, `rules[${i}].endpoint1`),
+        endpoint2: ruleEndpoint(r.endpoint2, object, `rules[${i}].endpoint2`),
+        ...(r.serviceGroup ? { serviceGroup: r.serviceGroup } : {}),
+        action: pick(ACTION_FROM_WIRE, r.action, object, `rules[${i}].action`),
+      })),
+    };
+  });
+
+  const endpoints = s.endpoints.map(
+    (e): Endpoint => ({
+      cluster: e.cluster,
+      namespace: e.namespace,
+      name: e.name,
+      uid: e.uid,
+      node: e.node,
+      ips: e.ips,
+      labels: e.labels,
+      namespaceLabels: e.namespaceLabels,
+      ports: e.ports.map((p, i) => ({
+        name: p.name,
+        protocol: pick(PROTOCOL_FROM_WIRE, p.protocol, `Endpoint ${e.namespace}/${e.name}`, `ports[${i}].protocol`),
+        port: p.port,
+      })),
+    }),
+  );
+
+  const aps = s.applicationPolicySet;
+  const snapshot: PolicySnapshot = {
+    cluster: s.cluster,
+    applicationPolicySet: {
+      id: aps?.id ?? '',
+      cluster: aps?.cluster ?? s.cluster,
+      tiers: (aps?.tiers ?? []).map((t, i) => ({ tier: pick(TIER_FROM_WIRE, t.tier, 'ApplicationPolicySet', `tiers[${i}].tier`), policies: t.policies })),
+    },
+    policies,
+    addressGroups,
+    serviceGroups,
+    endpoints,
+  };
+  if (issues.length > 0) throw new ValidationError(issues);
+  return snapshot;
+}
