@@ -56,10 +56,11 @@ export async function readManifests(paths: readonly string[]): Promise<ManifestR
       issues.push({ source: file, message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
       continue;
     }
-    for (const { raw, source } of parseManifestText(text, file, issues)) {
-      for (const item of flattenLists(raw)) {
+    for (const { raw, source, lineOf } of parseManifestText(text, file, issues)) {
+      for (const { item, path } of flattenLists(raw, [])) {
         const r = readKubeObject(item, source);
-        if (r.type === 'invalid') issues.push(...r.issues);
+        // Point each problem at the line of its field (or the nearest parent that is written).
+        if (r.type === 'invalid') issues.push(...r.issues.map((i) => ({ ...i, source: `${file}:${lineOf([...path, ...fieldPath(i.field)])}` })));
         else if (r.type === 'ignored') notes.push(`${source}: ignored: ${r.note}`);
         else {
           const o = r.object;
@@ -75,12 +76,20 @@ export async function readManifests(paths: readonly string[]): Promise<ManifestR
 }
 
 /** Splits one file into documents; syntax errors become issues with their line. */
-export function parseManifestText(text: string, file: string, issues: Issue[]): Array<{ raw: unknown; source: string }> {
+export interface ManifestDocument {
+  readonly raw: unknown;
+  /** "file:line" of the document's first line. */
+  readonly source: string;
+  /** The line of the node at a path in the document, or of its nearest written parent. */
+  readonly lineOf: (path: ReadonlyArray<string | number>) => number;
+}
+
+export function parseManifestText(text: string, file: string, issues: Issue[]): ManifestDocument[] {
   const lines = new LineCounter();
-  const out: Array<{ raw: unknown; source: string }> = [];
+  const out: ManifestDocument[] = [];
   const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   for (const doc of Array.isArray(docs) ? docs : [docs]) {
-    const start = doc.range?.[0] ?? 0;
+    const start = doc.contents?.range?.[0] ?? doc.range?.[0] ?? 0;
     const source = `${file}:${lines.linePos(start).line}`;
     if (doc.errors.length > 0) {
       for (const e of doc.errors) {
@@ -91,24 +100,44 @@ export function parseManifestText(text: string, file: string, issues: Issue[]): 
     }
     const raw: unknown = doc.toJS({ maxAliasCount: 100 });
     if (raw === null || raw === undefined) continue; // empty document ("---" at the end)
-    out.push({ raw, source });
+    const lineOf = (path: ReadonlyArray<string | number>) => {
+      for (let n = path.length; n > 0; n--) {
+        const node = doc.getIn(path.slice(0, n), true) as { range?: [number, number, number] } | undefined;
+        if (node?.range) return lines.linePos(node.range[0]).line;
+      }
+      return lines.linePos(start).line;
+    };
+    out.push({ raw, source, lineOf });
   }
   return out;
 }
 
-function flattenLists(raw: unknown): unknown[] {
+/** "spec.ingress[0].from[1]" → ["spec", "ingress", 0, "from", 1]; map keys in ["..."] stay strings. */
+function fieldPath(field: string | undefined): Array<string | number> {
+  if (field === undefined) return [];
+  const out: Array<string | number> = [];
+  for (const m of field.matchAll(/([^.[\]]+)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]/g)) {
+    if (m[1] !== undefined) out.push(m[1]);
+    else if (m[2] !== undefined) out.push(Number(m[2]));
+    else if (m[3] !== undefined) out.push(JSON.parse(m[3]) as string);
+  }
+  return out;
+}
+
+/** Objects of a document with their path in it: lists (List, PodList, ...) are opened. */
+function flattenLists(raw: unknown, path: Array<string | number>): Array<{ item: unknown; path: Array<string | number> }> {
   if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
     const o = raw as Record<string, unknown>;
     if (typeof o.kind === 'string' && o.kind.endsWith('List') && Array.isArray(o.items)) {
       const listKind = o.kind.slice(0, -'List'.length);
-      return o.items.flatMap((item) => {
+      return o.items.flatMap((item, i) => {
         // Typed lists (PodList) may omit kind and apiVersion on their items.
         if (listKind !== '' && typeof item === 'object' && item !== null && !('kind' in item)) {
-          return flattenLists({ ...item, kind: listKind, apiVersion: o.apiVersion });
+          return flattenLists({ ...item, kind: listKind, apiVersion: o.apiVersion }, [...path, 'items', i]);
         }
-        return flattenLists(item);
+        return flattenLists(item, [...path, 'items', i]);
       });
     }
   }
-  return [raw];
+  return [{ item: raw, path }];
 }

@@ -56,21 +56,21 @@ export function translateNetworkPolicy(np: NetworkPolicyObject, cluster: string)
   const rules: FirewallRule[] = [];
   const addRules = (direction: Direction, list: readonly PolicyRule[]) => {
     list.forEach((rule, i) => {
-      let serviceGroup: string | undefined;
+      let service: { serviceGroup?: string } = {};
       if (rule.ports.length > 0) {
         const sg = serviceGroupOf(cluster, rule.ports);
         services.set(sg.id, sg);
-        serviceGroup = sg.id;
+        service = { serviceGroup: sg.id };
       }
       const base = `${id}/${direction}/${i}`;
       if (rule.peers.length === 0) {
-        rules.push({ id: base, direction, endpoint1: self, endpoint2: { any: true }, serviceGroup, action: 'pass' });
+        rules.push({ id: base, direction, endpoint1: self, endpoint2: { any: true }, ...service, action: 'pass' });
         return;
       }
       rule.peers.forEach((peer, j) => {
         const g = peerGroup(cluster, np.namespace, peer);
         groups.set(g.id, g);
-        rules.push({ id: `${base}/${j}`, direction, endpoint1: self, endpoint2: { addressGroup: g.id }, serviceGroup, action: 'pass' });
+        rules.push({ id: `${base}/${j}`, direction, endpoint1: self, endpoint2: { addressGroup: g.id }, ...service, action: 'pass' });
       });
     });
   };
