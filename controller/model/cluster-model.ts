@@ -1,17 +1,37 @@
 /**
- * The current cluster as the controller knows it: namespaces, pods and
- * network policies, each validated on the way in. Invalid objects are kept
- * aside with their issues (reported in status) and never reach translation;
- * the rest of the cluster is unaffected.
+ * The current cluster as the controller knows it, kept incrementally:
+ * namespaces, endpoints (pods with addresses), network policies translated
+ * into firewall objects, and the members of every selector group.
  *
- *   events ─> ClusterModel ─> snapshot(): translate every policy, resolve
- *                              every selector group, one PolicySnapshot
+ *   events ─> ClusterModel ─┬─> groups' members (kept current per event)
+ *                           ├─> changes since the last drain (for revisions)
+ *                           └─> snapshot(): the whole cluster as firewall objects
+ *
+ * Work per event is proportional to what the event touches: a pod is checked
+ * only against the groups whose selectors could match it (found through an
+ * anchor index: the namespace a group names, or one label requirement it
+ * needs), a namespace label change only revisits that namespace's pods, and a
+ * new group is resolved from label and namespace indexes, not by scanning.
+ *
+ * Invalid objects are kept aside with their issues and never reach
+ * translation; any earlier valid version of them is withdrawn.
  */
 import type { Issue } from '../../shared/errors.js';
-import type { AddressGroup, Endpoint, FirewallPolicy, PolicySnapshot, ServiceGroup } from '../../shared/policy/types.js';
-import { translateNetworkPolicy, type Translation } from '../translate/network-policy.js';
-import { EndpointIndex } from './endpoint-index.js';
-import { NAMESPACE_NAME_LABEL, type KubeObject, type NamespaceObject, type NetworkPolicyObject, type PodObject } from './kube-objects.js';
+import { InternalError } from '../../shared/errors.js';
+import { matchesLabels } from '../../shared/policy/selector.js';
+import {
+  endpointKey,
+  type AddressGroup,
+  type Endpoint,
+  type EndpointSelector,
+  type FirewallPolicy,
+  type LabelSelector,
+  type Labels,
+  type PolicySnapshot,
+  type ServiceGroup,
+} from '../../shared/policy/types.js';
+import { translateNetworkPolicy, type GroupSpec, type Translation } from '../translate/network-policy.js';
+import { NAMESPACE_NAME_LABEL, type KubeObject, type NamespaceObject, type PodObject } from './kube-objects.js';
 
 export type ModelEvent =
   | { readonly type: 'upsert'; readonly object: KubeObject }
@@ -19,109 +39,491 @@ export type ModelEvent =
   /** An object that failed validation: any previous valid version is withdrawn. */
   | { readonly type: 'invalid'; readonly kind: KubeObject['kind']; readonly namespace: string; readonly name: string; readonly issues: readonly Issue[] };
 
+/** What changed since the last drain: ids of firewall objects, keys of endpoints, and nodes touched. */
+export interface ModelChanges {
+  readonly policies: Set<string>;
+  readonly removedPolicies: Set<string>;
+  readonly groups: Set<string>;
+  readonly removedGroups: Set<string>;
+  readonly serviceGroups: Set<string>;
+  readonly removedServiceGroups: Set<string>;
+  readonly endpoints: Set<string>;
+  readonly removedEndpoints: Set<string>;
+  /** Nodes of endpoints that changed, or joined or left a group. */
+  readonly nodes: Set<string>;
+}
+
+function noChanges(): ModelChanges {
+  return {
+    policies: new Set(),
+    removedPolicies: new Set(),
+    groups: new Set(),
+    removedGroups: new Set(),
+    serviceGroups: new Set(),
+    removedServiceGroups: new Set(),
+    endpoints: new Set(),
+    removedEndpoints: new Set(),
+    nodes: new Set(),
+  };
+}
+
+export function isEmpty(c: ModelChanges): boolean {
+  return Object.values(c).every((s: Set<string>) => s.size === 0);
+}
+
 /** Pods in these phases have stopped and hold no address that policy should follow. */
 const FINISHED_PHASES = new Set(['Succeeded', 'Failed']);
+
+interface GroupState {
+  readonly spec: GroupSpec;
+  /** Policies (by id) that reference the group, as applied-to or as a peer. */
+  readonly refs: Set<string>;
+  /** Selector groups: current members by endpoint key. */
+  readonly members: Map<string, Endpoint>;
+  readonly anchors: readonly string[];
+  /** Cached output form; undefined after a change. */
+  view: AddressGroup | undefined;
+}
 
 export class ClusterModel {
   readonly cluster: string;
   private readonly namespaces = new Map<string, NamespaceObject>();
   private readonly pods = new Map<string, PodObject>();
-  private readonly policies = new Map<string, NetworkPolicyObject>();
+  private readonly policyObjects = new Map<string, Translation>();
   private readonly rejected = new Map<string, readonly Issue[]>();
-  private readonly translations = new WeakMap<NetworkPolicyObject, Translation>();
+
+  private readonly policies = new Map<string, FirewallPolicy>();
+  private readonly groups = new Map<string, GroupState>();
+  private readonly services = new Map<string, { sg: ServiceGroup; refs: Set<string> }>();
+  private readonly endpointsByKey = new Map<string, Endpoint>();
+
+  /** Anchor key → groups that need it (see anchorsOf). */
+  private readonly anchorIndex = new Map<string, Set<string>>();
+  /** Endpoint key → groups it is a member of. */
+  private readonly memberships = new Map<string, Set<string>>();
+  /** Group id → policies whose applied-to group it is. */
+  private readonly appliedBy = new Map<string, Set<string>>();
+  private readonly endpointsByNamespace = new Map<string, Set<string>>();
+  private readonly endpointsByLabel = new Map<string, Set<string>>();
+  private readonly endpointsByNode = new Map<string, Set<string>>();
+  /** "name/PROTOCOL" → endpoints declaring that named port. */
+  private readonly namedPortProviders = new Map<string, Set<string>>();
+
+  private changes = noChanges();
 
   constructor(options: { cluster: string }) {
     this.cluster = options.cluster;
   }
 
+  // --- events ------------------------------------------------------------------
+
   apply(event: ModelEvent): void {
     if (event.type === 'upsert') {
       const o = event.object;
-      const key = objectKey(o.kind, o.kind === 'Namespace' ? '' : o.namespace, o.name);
-      this.rejected.delete(key);
-      if (o.kind === 'Namespace') this.namespaces.set(o.name, o);
-      else if (o.kind === 'Pod') this.pods.set(`${o.namespace}/${o.name}`, o);
-      else this.policies.set(`${o.namespace}/${o.name}`, o);
+      if (o.kind === 'Namespace') {
+        this.rejected.delete(objectKey('Namespace', '', o.name));
+        this.setNamespace(o.name, o);
+      } else if (o.kind === 'Pod') {
+        this.rejected.delete(objectKey('Pod', o.namespace, o.name));
+        this.pods.set(`${o.namespace}/${o.name}`, o);
+        this.setEndpoint(`${o.namespace}/${o.name}`, this.endpointOf(o));
+      } else {
+        this.rejected.delete(objectKey('NetworkPolicy', o.namespace, o.name));
+        this.setPolicy(`${o.namespace}/${o.name}`, translateNetworkPolicy(o, this.cluster));
+      }
       return;
     }
-    const key = objectKey(event.kind, event.namespace, event.name);
-    const mapKey = event.kind === 'Namespace' ? event.name : `${event.namespace}/${event.name}`;
-    if (event.kind === 'Namespace') this.namespaces.delete(mapKey);
-    else if (event.kind === 'Pod') this.pods.delete(mapKey);
-    else this.policies.delete(mapKey);
+    const key = objectKey(event.kind, event.kind === 'Namespace' ? '' : event.namespace, event.name);
     if (event.type === 'invalid') this.rejected.set(key, event.issues);
     else this.rejected.delete(key);
+    if (event.kind === 'Namespace') this.setNamespace(event.name, undefined);
+    else if (event.kind === 'Pod') {
+      this.pods.delete(`${event.namespace}/${event.name}`);
+      this.setEndpoint(`${event.namespace}/${event.name}`, undefined);
+    } else this.setPolicy(`${event.namespace}/${event.name}`, undefined);
   }
+
+  /** Returns what changed since the last call, and starts a new record. */
+  drainChanges(): ModelChanges {
+    const c = this.changes;
+    this.changes = noChanges();
+    return c;
+  }
+
+  // --- reads -------------------------------------------------------------------
 
   /** Objects rejected by validation, with every issue found. */
   rejections(): ReadonlyMap<string, readonly Issue[]> {
     return this.rejected;
   }
 
-  networkPolicies(): NetworkPolicyObject[] {
-    return [...this.policies.values()];
-  }
-
   /** Namespace labels, including for namespaces known only from their pods. */
-  namespaceLabels(name: string): Record<string, string> {
-    return { ...(this.namespaces.get(name)?.labels ?? {}), [NAMESPACE_NAME_LABEL]: name };
+  namespaceLabels(name: string): Labels {
+    return this.namespaces.get(name)?.labels ?? { [NAMESPACE_NAME_LABEL]: name };
   }
 
-  /** Pods that are policy endpoints: running or pending with addresses, not on the host network. */
+  endpoint(key: string): Endpoint | undefined {
+    return this.endpointsByKey.get(key);
+  }
+
   endpoints(): Endpoint[] {
-    const out: Endpoint[] = [];
-    for (const p of this.pods.values()) {
-      if (p.hostNetwork || p.ips.length === 0 || FINISHED_PHASES.has(p.phase)) continue;
-      out.push({
-        cluster: this.cluster,
-        namespace: p.namespace,
-        name: p.name,
-        uid: p.uid,
-        node: p.node,
-        ips: p.ips,
-        labels: p.labels,
-        namespaceLabels: this.namespaceLabels(p.namespace),
-        ports: p.ports,
-      });
-    }
-    return out.sort((a, b) => cmp(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
+    return [...this.endpointsByKey.values()].sort(byKey);
   }
 
-  /** Every policy translated, every selector group resolved. */
+  endpointsOnNode(node: string): ReadonlySet<string> {
+    return this.endpointsByNode.get(node) ?? EMPTY;
+  }
+
+  nodes(): string[] {
+    return [...this.endpointsByNode.keys()];
+  }
+
+  /** Groups an endpoint is a member of. */
+  groupsOf(endpoint: string): ReadonlySet<string> {
+    return this.memberships.get(endpoint) ?? EMPTY;
+  }
+
+  /** Policies whose applied-to group this is. */
+  policiesAppliedTo(group: string): ReadonlySet<string> {
+    return this.appliedBy.get(group) ?? EMPTY;
+  }
+
+  policy(id: string): FirewallPolicy | undefined {
+    return this.policies.get(id);
+  }
+
+  policyIds(): string[] {
+    return [...this.policies.keys()].sort();
+  }
+
+  serviceGroup(id: string): ServiceGroup | undefined {
+    return this.services.get(id)?.sg;
+  }
+
+  /** Member keys of a selector group (empty for ipBlock groups and unknown ids). */
+  groupMembers(id: string): ReadonlyMap<string, Endpoint> {
+    return this.groups.get(id)?.members ?? EMPTY_MAP;
+  }
+
+  addressGroup(id: string): AddressGroup | undefined {
+    const g = this.groups.get(id);
+    if (g === undefined) return undefined;
+    if (g.view === undefined) {
+      g.view =
+        g.spec.kind === 'ipBlock'
+          ? g.spec
+          : {
+              id: g.spec.id,
+              kind: 'selector',
+              selector: g.spec.selector,
+              members: [...g.members.values()].sort(byKey).map((e) => ({ endpoint: endpointKey(e), ips: e.ips })),
+            };
+    }
+    return g.view;
+  }
+
+  /** Endpoints declaring a named port ("name/PROTOCOL"). */
+  providersOf(namedPort: string): ReadonlySet<string> {
+    return this.namedPortProviders.get(namedPort) ?? EMPTY;
+  }
+
+  /** Every policy, group and endpoint as one snapshot (offline analysis, explain). */
   snapshot(): PolicySnapshot {
-    const endpoints = this.endpoints();
-    const nsNames = new Set([...this.namespaces.keys(), ...endpoints.map((e) => e.namespace)]);
-    const index = new EndpointIndex(
-      [...nsNames].map((name) => ({ name, labels: this.namespaceLabels(name) })),
-      endpoints,
-    );
-    const policies: FirewallPolicy[] = [];
-    const groups = new Map<string, AddressGroup>();
-    const services = new Map<string, ServiceGroup>();
-    const sorted = [...this.policies.values()].sort((a, b) => cmp(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
-    for (const np of sorted) {
-      let t = this.translations.get(np);
-      if (t === undefined) this.translations.set(np, (t = translateNetworkPolicy(np, this.cluster)));
-      policies.push(t.policy);
-      for (const sg of t.serviceGroups) services.set(sg.id, sg);
-      for (const g of t.addressGroups) {
-        if (groups.has(g.id)) continue;
-        if (g.kind === 'ipBlock') groups.set(g.id, g);
-        else {
-          const members = index.resolve(g.selector).map((e) => ({ endpoint: `${e.namespace}/${e.name}`, ips: e.ips }));
-          groups.set(g.id, { id: g.id, kind: 'selector', selector: g.selector, members });
+    const policies = [...this.policies.values()].sort((a, b) => cmp(a.id, b.id));
+    return {
+      cluster: this.cluster,
+      applicationPolicySet: this.applicationPolicySet(policies.map((p) => p.id)),
+      policies,
+      addressGroups: [...this.groups.keys()].sort().map((id) => this.addressGroup(id)!),
+      serviceGroups: [...this.services.values()].map((s) => s.sg).sort((a, b) => cmp(a.id, b.id)),
+      endpoints: this.endpoints(),
+    };
+  }
+
+  applicationPolicySet(policyIds: readonly string[]): PolicySnapshot['applicationPolicySet'] {
+    return { id: `${this.cluster}/aps`, cluster: this.cluster, tiers: [{ tier: 'namespace', policies: [...policyIds].sort() }] };
+  }
+
+  // --- namespaces and endpoints ------------------------------------------------
+
+  private setNamespace(name: string, ns: NamespaceObject | undefined): void {
+    const before = this.namespaceLabels(name);
+    if (ns === undefined) this.namespaces.delete(name);
+    else this.namespaces.set(name, ns);
+    if (sameLabels(before, this.namespaceLabels(name))) return;
+    // Every endpoint of the namespace carries its labels: revisit them.
+    for (const key of [...(this.endpointsByNamespace.get(name) ?? [])]) {
+      const pod = this.pods.get(key);
+      if (pod !== undefined) this.setEndpoint(key, this.endpointOf(pod));
+    }
+  }
+
+  private endpointOf(p: PodObject): Endpoint | undefined {
+    if (p.hostNetwork || p.ips.length === 0 || FINISHED_PHASES.has(p.phase)) return undefined;
+    return {
+      cluster: this.cluster,
+      namespace: p.namespace,
+      name: p.name,
+      uid: p.uid,
+      node: p.node,
+      ips: p.ips,
+      labels: p.labels,
+      namespaceLabels: this.namespaceLabels(p.namespace),
+      ports: p.ports,
+    };
+  }
+
+  private setEndpoint(key: string, next: Endpoint | undefined): void {
+    const prev = this.endpointsByKey.get(key);
+    if (prev === undefined && next === undefined) return;
+    if (prev !== undefined && next !== undefined && sameEndpoint(prev, next)) return;
+    if (prev !== undefined) {
+      this.unindexEndpoint(key, prev);
+      this.changes.nodes.add(prev.node);
+    }
+    if (next === undefined) {
+      this.endpointsByKey.delete(key);
+      this.changes.removedEndpoints.add(key);
+      this.changes.endpoints.delete(key);
+    } else {
+      this.endpointsByKey.set(key, next);
+      this.indexEndpoint(key, next);
+      this.changes.endpoints.add(key);
+      this.changes.removedEndpoints.delete(key);
+      this.changes.nodes.add(next.node);
+    }
+    this.updateMemberships(key, prev, next);
+  }
+
+  /** Re-decides the endpoint's membership in every group that could hold it. */
+  private updateMemberships(key: string, prev: Endpoint | undefined, next: Endpoint | undefined): void {
+    const old = this.memberships.get(key) ?? new Set<string>();
+    const now = new Set<string>();
+    if (next !== undefined) {
+      for (const anchor of endpointAnchors(next)) {
+        for (const id of this.anchorIndex.get(anchor) ?? EMPTY) {
+          const g = this.groups.get(id)!;
+          if (g.spec.kind === 'selector' && matchesEndpoint(g.spec.selector, next)) now.add(id);
         }
       }
     }
-    return {
-      cluster: this.cluster,
-      applicationPolicySet: { id: `${this.cluster}/aps`, cluster: this.cluster, tiers: [{ tier: 'namespace', policies: policies.map((p) => p.id) }] },
-      policies,
-      addressGroups: [...groups.values()].sort((a, b) => cmp(a.id, b.id)),
-      serviceGroups: [...services.values()].sort((a, b) => cmp(a.id, b.id)),
-      endpoints,
-    };
+    const ipsChanged = prev !== undefined && next !== undefined && !sameList(prev.ips, next.ips);
+    for (const id of old) {
+      if (!now.has(id)) {
+        this.groups.get(id)?.members.delete(key);
+        this.groupChanged(id);
+      }
+    }
+    for (const id of now) {
+      this.groups.get(id)!.members.set(key, next!);
+      if (!old.has(id) || ipsChanged) this.groupChanged(id);
+    }
+    if (now.size === 0) this.memberships.delete(key);
+    else this.memberships.set(key, now);
   }
+
+  private indexEndpoint(key: string, e: Endpoint): void {
+    addTo(this.endpointsByNamespace, e.namespace, key);
+    addTo(this.endpointsByNode, e.node, key);
+    for (const [k, v] of Object.entries(e.labels)) {
+      addTo(this.endpointsByLabel, `${k}\u0000${v}`, key);
+      addTo(this.endpointsByLabel, `${k}\u0000`, key);
+    }
+    for (const p of e.ports) addTo(this.namedPortProviders, `${p.name}/${p.protocol}`, key);
+  }
+
+  private unindexEndpoint(key: string, e: Endpoint): void {
+    removeFrom(this.endpointsByNamespace, e.namespace, key);
+    removeFrom(this.endpointsByNode, e.node, key);
+    for (const [k, v] of Object.entries(e.labels)) {
+      removeFrom(this.endpointsByLabel, `${k}\u0000${v}`, key);
+      removeFrom(this.endpointsByLabel, `${k}\u0000`, key);
+    }
+    for (const p of e.ports) removeFrom(this.namedPortProviders, `${p.name}/${p.protocol}`, key);
+  }
+
+  // --- policies and groups -----------------------------------------------------
+
+  private setPolicy(key: string, next: Translation | undefined): void {
+    const prev = this.policyObjects.get(key);
+    if (prev === undefined && next === undefined) return;
+    if (prev !== undefined && next !== undefined && JSON.stringify(prev) === JSON.stringify(next)) return;
+    // Reference the new groups before dropping the old, so that shared groups survive.
+    if (next !== undefined) {
+      const id = next.policy.id;
+      this.policyObjects.set(key, next);
+      this.policies.set(id, next.policy);
+      this.changes.policies.add(id);
+      this.changes.removedPolicies.delete(id);
+      for (const g of next.addressGroups) this.refGroup(g, id);
+      for (const sg of next.serviceGroups) this.refService(sg, id);
+      addTo(this.appliedBy, next.policy.appliedTo, id);
+    }
+    if (prev !== undefined) {
+      const id = prev.policy.id;
+      const keep = (gid: string) => next !== undefined && next.addressGroups.some((g) => g.id === gid);
+      if (!(next !== undefined && next.policy.appliedTo === prev.policy.appliedTo)) removeFrom(this.appliedBy, prev.policy.appliedTo, id);
+      for (const g of prev.addressGroups) if (!keep(g.id)) this.unrefGroup(g.id, id);
+      for (const sg of prev.serviceGroups) if (!(next !== undefined && next.serviceGroups.some((s) => s.id === sg.id))) this.unrefService(sg.id, id);
+      if (next === undefined) {
+        this.policyObjects.delete(key);
+        this.policies.delete(id);
+        this.changes.removedPolicies.add(id);
+        this.changes.policies.delete(id);
+      }
+    }
+  }
+
+  private refGroup(spec: GroupSpec, policy: string): void {
+    const existing = this.groups.get(spec.id);
+    if (existing !== undefined) {
+      existing.refs.add(policy);
+      return;
+    }
+    const anchors = spec.kind === 'selector' ? this.anchorsOf(spec.selector) : [];
+    const g: GroupState = { spec, refs: new Set([policy]), members: new Map(), anchors, view: undefined };
+    this.groups.set(spec.id, g);
+    for (const a of anchors) addTo(this.anchorIndex, a, spec.id);
+    if (spec.kind === 'selector') {
+      for (const key of this.candidates(spec.selector)) {
+        const e = this.endpointsByKey.get(key)!;
+        if (!matchesEndpoint(spec.selector, e)) continue;
+        g.members.set(key, e);
+        addTo(this.memberships, key, spec.id);
+        this.changes.nodes.add(e.node);
+      }
+    }
+    this.groupChanged(spec.id);
+    this.changes.removedGroups.delete(spec.id);
+  }
+
+  private unrefGroup(id: string, policy: string): void {
+    const g = this.groups.get(id);
+    if (g === undefined) throw new InternalError(`policy ${policy} released group ${id}, which does not exist`);
+    g.refs.delete(policy);
+    if (g.refs.size > 0) return;
+    this.groups.delete(id);
+    for (const a of g.anchors) removeFrom(this.anchorIndex, a, id);
+    for (const [key, e] of g.members) {
+      removeFrom(this.memberships, key, id);
+      this.changes.nodes.add(e.node);
+    }
+    this.changes.groups.delete(id);
+    this.changes.removedGroups.add(id);
+  }
+
+  private refService(sg: ServiceGroup, policy: string): void {
+    const s = this.services.get(sg.id);
+    if (s !== undefined) s.refs.add(policy);
+    else {
+      this.services.set(sg.id, { sg, refs: new Set([policy]) });
+      this.changes.serviceGroups.add(sg.id);
+      this.changes.removedServiceGroups.delete(sg.id);
+    }
+  }
+
+  private unrefService(id: string, policy: string): void {
+    const s = this.services.get(id);
+    if (s === undefined) return;
+    s.refs.delete(policy);
+    if (s.refs.size > 0) return;
+    this.services.delete(id);
+    this.changes.serviceGroups.delete(id);
+    this.changes.removedServiceGroups.add(id);
+  }
+
+  private groupChanged(id: string): void {
+    const g = this.groups.get(id);
+    if (g !== undefined) g.view = undefined;
+    this.changes.groups.add(id);
+  }
+
+  /**
+   * Index keys of which an endpoint must have at least one to match: the
+   * namespace a selector names, or the values of one In/Exists requirement on
+   * pod labels, or failing that on namespace labels; "*" when none exists.
+   */
+  private anchorsOf(s: EndpointSelector): string[] {
+    if ('name' in s.namespace) return [`ns:${s.namespace.name}`];
+    return requirementAnchors(s.pods, 'p') ?? requirementAnchors(s.namespace.selector, 'n') ?? ['*'];
+  }
+
+  /** Endpoint keys that may match a selector (a superset, from the indexes). */
+  private candidates(s: EndpointSelector): Iterable<string> {
+    if ('name' in s.namespace) return this.endpointsByNamespace.get(s.namespace.name) ?? EMPTY;
+    const byLabel = requirementAnchors(s.pods, 'p');
+    if (byLabel !== undefined) return union(byLabel.map((a) => this.endpointsByLabel.get(a.slice(2)) ?? EMPTY));
+    const nsSel = s.namespace.selector;
+    const namespaces = new Set([...this.namespaces.keys(), ...this.endpointsByNamespace.keys()]);
+    return union([...namespaces].filter((ns) => matchesLabels(this.namespaceLabels(ns), nsSel)).map((ns) => this.endpointsByNamespace.get(ns) ?? EMPTY));
+  }
+}
+
+const EMPTY: ReadonlySet<string> = new Set();
+const EMPTY_MAP: ReadonlyMap<string, Endpoint> = new Map();
+
+/** "p:key\0value" / "p:key\0" anchors for one requirement of the selector (prefix p: pods, n: namespaces). */
+function requirementAnchors(sel: LabelSelector, prefix: 'p' | 'n'): string[] | undefined {
+  for (const r of sel.requirements) {
+    if (r.operator === 'In') return r.values.map((v) => `${prefix}:${r.key}\u0000${v}`);
+    if (r.operator === 'Exists') return [`${prefix}:${r.key}\u0000`];
+  }
+  return undefined;
+}
+
+function endpointAnchors(e: Endpoint): string[] {
+  const out = [`ns:${e.namespace}`, '*'];
+  for (const [k, v] of Object.entries(e.labels)) out.push(`p:${k}\u0000${v}`, `p:${k}\u0000`);
+  for (const [k, v] of Object.entries(e.namespaceLabels)) out.push(`n:${k}\u0000${v}`, `n:${k}\u0000`);
+  return out;
+}
+
+export function matchesEndpoint(s: EndpointSelector, e: Endpoint): boolean {
+  const nsOk = 'name' in s.namespace ? e.namespace === s.namespace.name : matchesLabels(e.namespaceLabels, s.namespace.selector);
+  return nsOk && matchesLabels(e.labels, s.pods);
+}
+
+function union(sets: Iterable<ReadonlySet<string>>): Set<string> {
+  const out = new Set<string>();
+  for (const s of sets) for (const x of s) out.add(x);
+  return out;
+}
+
+function addTo<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
+  const s = m.get(k);
+  if (s === undefined) m.set(k, new Set([v]));
+  else s.add(v);
+}
+
+function removeFrom<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
+  const s = m.get(k);
+  if (s === undefined) return;
+  s.delete(v);
+  if (s.size === 0) m.delete(k);
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function sameLabels(a: Labels, b: Labels): boolean {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);
+}
+
+function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
+  return (
+    a.uid === b.uid &&
+    a.node === b.node &&
+    sameList(a.ips, b.ips) &&
+    sameLabels(a.labels, b.labels) &&
+    sameLabels(a.namespaceLabels, b.namespaceLabels) &&
+    JSON.stringify(a.ports) === JSON.stringify(b.ports)
+  );
+}
+
+function byKey(a: Endpoint, b: Endpoint): number {
+  return cmp(endpointKey(a), endpointKey(b));
 }
 
 export function objectKey(kind: string, namespace: string, name: string): string {

@@ -1,0 +1,107 @@
+/**
+ * The incremental cluster model: any sequence of events leaves it exactly as
+ * a model built from scratch on the final state, and every object that
+ * changed is reported as changed.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ClusterModel } from '../../controller/model/cluster-model.js';
+import { readKubeObject, type KubeObject } from '../../controller/model/kube-objects.js';
+import type { PolicySnapshot } from '../../shared/policy/types.js';
+import { namespace, networkPolicy, pod, type Raw } from '../support/cluster.js';
+import { randomCluster, rng } from '../support/random-cluster.js';
+
+function read(raw: Raw): KubeObject {
+  const r = readKubeObject(raw);
+  if (r.type !== 'object') throw new Error(`fixture invalid: ${JSON.stringify(r)}`);
+  return r.object;
+}
+
+const keyOf = (o: KubeObject) => `${o.kind}/${o.kind === 'Namespace' ? '' : o.namespace}/${o.name}`;
+
+/** Ids (or endpoint keys) whose content differs between two snapshots. */
+function differences(a: PolicySnapshot, b: PolicySnapshot) {
+  const diff = <T>(xs: readonly T[], ys: readonly T[], id: (x: T) => string) => {
+    const before = new Map(xs.map((x) => [id(x), JSON.stringify(x)]));
+    const after = new Map(ys.map((y) => [id(y), JSON.stringify(y)]));
+    const changed = [...after].filter(([k, v]) => before.get(k) !== v).map(([k]) => k);
+    const removed = [...before.keys()].filter((k) => !after.has(k));
+    return { changed, removed };
+  };
+  return {
+    policies: diff(a.policies, b.policies, (p) => p.id),
+    groups: diff(a.addressGroups, b.addressGroups, (g) => g.id),
+    serviceGroups: diff(a.serviceGroups, b.serviceGroups, (g) => g.id),
+    endpoints: diff(a.endpoints, b.endpoints, (e) => `${e.namespace}/${e.name}`),
+  };
+}
+
+describe('incremental cluster model', () => {
+  test('any sequence of upserts, deletes and rejections ends where a fresh build of the final state does, reporting every change', () => {
+    for (let seed = 1; seed <= 150; seed++) {
+      const r = rng(seed * 7919);
+      const first = randomCluster(seed).map(read);
+      const second = randomCluster(seed + 100_000).map(read);
+      const m = new ClusterModel({ cluster: 't' });
+      for (const o of first) m.apply({ type: 'upsert', object: o });
+      m.drainChanges();
+
+      // The final state: second's objects, minus some deleted, some rejected.
+      const state = new Map(first.map((o) => [keyOf(o), o]));
+      const events: Array<() => void> = [];
+      for (const o of second) events.push(() => { state.set(keyOf(o), o); m.apply({ type: 'upsert', object: o }); });
+      for (const o of first) {
+        if (r.chance(0.2)) events.push(() => { state.delete(keyOf(o)); m.apply({ type: 'delete', kind: o.kind, namespace: o.kind === 'Namespace' ? '' : o.namespace, name: o.name }); });
+        if (r.chance(0.1)) events.push(() => { state.delete(keyOf(o)); m.apply({ type: 'invalid', kind: o.kind, namespace: o.kind === 'Namespace' ? '' : o.namespace, name: o.name, issues: [{ message: 'bad' }] }); });
+      }
+      // Shuffle, so that namespaces change after their pods, policies before their peers exist, ...
+      for (let i = events.length - 1; i > 0; i--) {
+        const j = r.int(i + 1);
+        [events[i], events[j]] = [events[j]!, events[i]!];
+      }
+
+      let before = m.snapshot();
+      for (const step of events) {
+        step();
+        const after = m.snapshot();
+        const c = m.drainChanges();
+        const d = differences(before, after);
+        const missing = [
+          ...d.policies.changed.filter((id) => !c.policies.has(id)).map((x) => `policy ${x}`),
+          ...d.policies.removed.filter((id) => !c.removedPolicies.has(id)).map((x) => `removed policy ${x}`),
+          ...d.groups.changed.filter((id) => !c.groups.has(id)).map((x) => `group ${x}`),
+          ...d.groups.removed.filter((id) => !c.removedGroups.has(id)).map((x) => `removed group ${x}`),
+          ...d.serviceGroups.changed.filter((id) => !c.serviceGroups.has(id)).map((x) => `service group ${x}`),
+          ...d.serviceGroups.removed.filter((id) => !c.removedServiceGroups.has(id)).map((x) => `removed service group ${x}`),
+          ...d.endpoints.changed.filter((k) => !c.endpoints.has(k)).map((x) => `endpoint ${x}`),
+          ...d.endpoints.removed.filter((k) => !c.removedEndpoints.has(k)).map((x) => `removed endpoint ${x}`),
+        ];
+        assert.deepEqual(missing, [], `seed ${seed}: changes not reported`);
+        before = after;
+      }
+
+      const fresh = new ClusterModel({ cluster: 't' });
+      for (const o of state.values()) fresh.apply({ type: 'upsert', object: o });
+      assert.deepEqual(m.snapshot(), fresh.snapshot(), `seed ${seed}`);
+    }
+  });
+
+  test('a pod event re-checks only the groups whose anchors it carries, and still finds every match', () => {
+    const m = new ClusterModel({ cluster: 't' });
+    for (const raw of [
+      namespace('a', { team: 'x' }),
+      networkPolicy('a', 'by-name', { podSelector: { matchLabels: { app: 'web' } } }),
+      networkPolicy('a', 'by-ns-label', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 'x' } } }] }] }),
+      networkPolicy('a', 'not-in', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: {}, podSelector: { matchExpressions: [{ key: 'app', operator: 'NotIn', values: ['db'] }] } }] }] }),
+    ]) m.apply({ type: 'upsert', object: read(raw) });
+    m.apply({ type: 'upsert', object: read(pod('a', 'w', { labels: { app: 'web' }, ips: ['10.0.0.1'], node: 'n1' })) });
+    const groups = [...m.groupsOf('a/w')].map((id) => m.addressGroup(id)!).map((g) => (g.kind === 'selector' ? g.members.map((x) => x.endpoint) : []));
+    assert.equal(groups.length, 4, 'applied-to of by-name, applied-to {} of the others, the ns-label peer, the NotIn peer');
+    assert.ok(groups.every((members) => members.includes('a/w')));
+    // Changing the namespace label takes the pod out of the namespace-label group only.
+    m.apply({ type: 'upsert', object: read(namespace('a', { team: 'y' })) });
+    assert.equal(m.groupsOf('a/w').size, 3);
+    const changes = m.drainChanges();
+    assert.ok(changes.nodes.has('n1'));
+  });
+});
