@@ -1,0 +1,295 @@
+/**
+ * Revisions and per-node spans.
+ *
+ *   ClusterModel changes ─> commit() ─> revision R
+ *                                   └─> for each node the change can touch:
+ *                                       recompute its span, diff by content
+ *                                       hash, record what changed at R
+ *
+ * A node's span is exactly what its local endpoints need: the policies whose
+ * applied-to groups hold them, the groups those policies reference, the
+ * service groups of their rules, the local endpoints themselves, and the
+ * endpoints whose named ports its egress rules resolve against. An applied-to
+ * group that is not also a peer is cut down to the node's own members, so a
+ * pod starting elsewhere does not disturb this node.
+ *
+ * Spans are maps from object key to content hash. Hashes are of canonical
+ * content, so they are stable across controller restarts: a delta is the
+ * difference between the span an agent holds (as hashes) and the current one.
+ */
+import { createHash } from 'node:crypto';
+import type { ClusterModel, ModelChanges } from '../model/cluster-model.js';
+import type { AddressGroup, Endpoint, FirewallPolicy, PolicySnapshot, ServiceGroup } from '../../shared/policy/types.js';
+import { isEmpty } from '../model/cluster-model.js';
+
+/** "p:<policy id>", "g:<group id>", "s:<service group id>", "e:<namespace/name>". */
+export type ObjectKey = string;
+
+export interface SpanEntry {
+  readonly hash: string;
+  /** The revision at which this object last changed for this node. */
+  readonly revision: number;
+}
+
+export interface NodeSpan {
+  readonly node: string;
+  readonly entries: ReadonlyMap<ObjectKey, SpanEntry>;
+  /** The revision at which the span last changed. */
+  readonly revision: number;
+  /** Local endpoints (keys). */
+  readonly locals: ReadonlySet<string>;
+  /** Applied-to groups sent cut down to the local members. */
+  readonly localOnlyGroups: ReadonlySet<string>;
+}
+
+export type SpanObject =
+  | { readonly kind: 'policy'; readonly object: FirewallPolicy }
+  | { readonly kind: 'group'; readonly object: AddressGroup }
+  | { readonly kind: 'service'; readonly object: ServiceGroup }
+  | { readonly kind: 'endpoint'; readonly object: Endpoint };
+
+export interface Commit {
+  readonly revision: number;
+  /** Nodes whose span changed at this revision. */
+  readonly nodes: readonly string[];
+}
+
+export class SpanStore {
+  private current: number;
+  private readonly spans = new Map<string, NodeSpan>();
+  /** Object key → nodes whose span holds it. */
+  private readonly holders = new Map<ObjectKey, Set<string>>();
+  /** "name/PROTOCOL" → nodes whose egress rules use that named port. */
+  private readonly namedPortUsers = new Map<string, Set<string>>();
+  /** Content hashes of whole objects, until they change. */
+  private readonly hashes = new Map<ObjectKey, string>();
+  /** Revision → when the change behind it was observed (Unix ms); the most recent ones. */
+  private readonly observed = new Map<number, number>();
+
+  constructor(
+    private readonly model: ClusterModel,
+    options: { initialRevision?: number; observedHistory?: number } = {},
+  ) {
+    this.current = options.initialRevision ?? 0;
+    this.observedHistory = options.observedHistory ?? 10_000;
+  }
+
+  private readonly observedHistory: number;
+
+  get revision(): number {
+    return this.current;
+  }
+
+  /** When the change behind a revision was observed, if still remembered. */
+  observedAt(revision: number): number | undefined {
+    return this.observed.get(revision);
+  }
+
+  span(node: string): NodeSpan | undefined {
+    return this.spans.get(node);
+  }
+
+  nodes(): string[] {
+    return [...this.spans.keys()].sort();
+  }
+
+  /** Nodes whose span holds an object. */
+  holdersOf(key: ObjectKey): ReadonlySet<string> {
+    return this.holders.get(key) ?? new Set();
+  }
+
+  /**
+   * Takes the model's changes as one revision. Returns undefined when nothing
+   * changed (no revision is spent). `observedAtMs`: when the first event of
+   * the batch was seen, for propagation latency.
+   */
+  commit(observedAtMs: number): Commit | undefined {
+    const c = this.model.drainChanges();
+    if (isEmpty(c)) return undefined;
+    const revision = ++this.current;
+    this.observed.set(revision, observedAtMs);
+    if (this.observed.size > this.observedHistory) this.observed.delete(this.observed.keys().next().value!);
+    for (const key of changedKeys(c)) this.hashes.delete(key);
+
+    const changedNodes: string[] = [];
+    for (const node of this.affectedNodes(c)) {
+      if (this.recompute(node, revision)) changedNodes.push(node);
+    }
+    return { revision, nodes: changedNodes.sort() };
+  }
+
+  /** The content of one object as this node sees it. */
+  object(node: string, key: ObjectKey): SpanObject | undefined {
+    const id = key.slice(2);
+    switch (key[0]) {
+      case 'p': {
+        const p = this.model.policy(id);
+        return p && { kind: 'policy', object: p };
+      }
+      case 'g': {
+        const g = this.model.addressGroup(id);
+        if (g === undefined) return undefined;
+        const span = this.spans.get(node);
+        if (g.kind === 'selector' && span?.localOnlyGroups.has(id)) {
+          return { kind: 'group', object: { ...g, members: g.members.filter((m) => span.locals.has(m.endpoint)) } };
+        }
+        return { kind: 'group', object: g };
+      }
+      case 's': {
+        const s = this.model.serviceGroup(id);
+        return s && { kind: 'service', object: s };
+      }
+      case 'e': {
+        const e = this.model.endpoint(id);
+        return e && { kind: 'endpoint', object: e };
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  // ---------------------------------------------------------------------------
+
+  private affectedNodes(c: ModelChanges): Set<string> {
+    const nodes = new Set<string>(c.nodes);
+    for (const key of changedKeys(c)) for (const n of this.holders.get(key) ?? []) nodes.add(n);
+    for (const id of c.policies) {
+      const p = this.model.policy(id);
+      if (p !== undefined) for (const e of this.model.groupMembers(p.appliedTo).values()) nodes.add(e.node);
+    }
+    for (const key of c.endpoints) {
+      for (const port of this.model.endpoint(key)?.ports ?? []) {
+        for (const n of this.namedPortUsers.get(`${port.name}/${port.protocol}`) ?? []) nodes.add(n);
+      }
+    }
+    return nodes;
+  }
+
+  /** Recomputes one node's span; returns whether it changed. */
+  private recompute(node: string, revision: number): boolean {
+    const before = this.spans.get(node);
+    const locals = new Set(this.model.endpointsOnNode(node));
+    const policies = new Set<string>();
+    for (const e of locals) for (const g of this.model.groupsOf(e)) for (const p of this.model.policiesAppliedTo(g)) policies.add(p);
+
+    const appliedTo = new Set<string>();
+    const peers = new Set<string>();
+    const services = new Set<string>();
+    const namedPorts = new Set<string>();
+    for (const id of policies) {
+      const p = this.model.policy(id)!;
+      appliedTo.add(p.appliedTo);
+      for (const r of p.rules) {
+        if ('addressGroup' in r.endpoint2) peers.add(r.endpoint2.addressGroup);
+        if (r.serviceGroup === undefined) continue;
+        services.add(r.serviceGroup);
+        if (r.direction !== 'egress') continue;
+        for (const s of this.model.serviceGroup(r.serviceGroup)?.services ?? []) {
+          if (s.port.kind === 'named') namedPorts.add(`${s.port.name}/${s.protocol}`);
+        }
+      }
+    }
+    const localOnlyGroups = new Set([...appliedTo].filter((g) => !peers.has(g)));
+    const endpoints = new Set(locals);
+    for (const np of namedPorts) for (const e of this.model.providersOf(np)) endpoints.add(e);
+
+    const keys: ObjectKey[] = [
+      ...[...policies].map((id) => `p:${id}`),
+      ...[...new Set([...appliedTo, ...peers])].map((id) => `g:${id}`),
+      ...[...services].map((id) => `s:${id}`),
+      ...[...endpoints].map((k) => `e:${k}`),
+    ];
+    const draft: NodeSpan = { node, entries: new Map(), revision, locals, localOnlyGroups };
+    this.spans.set(node, draft); // object() reads locals and localOnlyGroups from here
+    const entries = new Map<ObjectKey, SpanEntry>();
+    let changed = before === undefined ? keys.length > 0 : false;
+    for (const key of keys) {
+      const hash = localOnlyGroups.has(key.slice(2)) && key.startsWith('g:') ? this.hashOf(node, key, false) : this.hashOf(node, key, true);
+      const old = before?.entries.get(key);
+      if (old !== undefined && old.hash === hash) entries.set(key, old);
+      else {
+        entries.set(key, { hash, revision });
+        changed = true;
+      }
+    }
+    if (before !== undefined && !changed) {
+      for (const key of before.entries.keys()) {
+        if (!entries.has(key)) {
+          changed = true;
+          break;
+        }
+      }
+    }
+
+    // Reverse indexes.
+    for (const key of before?.entries.keys() ?? []) if (!entries.has(key)) removeFrom(this.holders, key, node);
+    for (const key of entries.keys()) addTo(this.holders, key, node);
+    for (const [np, users] of this.namedPortUsers) if (users.delete(node) && users.size === 0) this.namedPortUsers.delete(np);
+    for (const np of namedPorts) addTo(this.namedPortUsers, np, node);
+
+    if (entries.size === 0 && locals.size === 0) {
+      this.spans.delete(node);
+      return before !== undefined && before.entries.size > 0;
+    }
+    this.spans.set(node, { node, entries, revision: changed ? revision : (before?.revision ?? revision), locals, localOnlyGroups });
+    return changed;
+  }
+
+  private hashOf(node: string, key: ObjectKey, shared: boolean): string {
+    if (shared) {
+      const cached = this.hashes.get(key);
+      if (cached !== undefined) return cached;
+    }
+    const o = this.object(node, key);
+    const hash = createHash('sha1').update(JSON.stringify(o?.object ?? null)).digest('base64url');
+    if (shared) this.hashes.set(key, hash);
+    return hash;
+  }
+}
+
+function changedKeys(c: ModelChanges): ObjectKey[] {
+  return [
+    ...[...c.policies, ...c.removedPolicies].map((id) => `p:${id}`),
+    ...[...c.groups, ...c.removedGroups].map((id) => `g:${id}`),
+    ...[...c.serviceGroups, ...c.removedServiceGroups].map((id) => `s:${id}`),
+    ...[...c.endpoints, ...c.removedEndpoints].map((k) => `e:${k}`),
+  ];
+}
+
+function addTo<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
+  const s = m.get(k);
+  if (s === undefined) m.set(k, new Set([v]));
+  else s.add(v);
+}
+
+function removeFrom<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
+  const s = m.get(k);
+  if (s === undefined) return;
+  s.delete(v);
+  if (s.size === 0) m.delete(k);
+}
+
+/** The objects of one node's span, as a snapshot (what a snapshot update carries). */
+export function spanSnapshot(store: SpanStore, model: ClusterModel, node: string): PolicySnapshot {
+  const span = store.span(node);
+  const policies: FirewallPolicy[] = [];
+  const addressGroups: AddressGroup[] = [];
+  const serviceGroups: ServiceGroup[] = [];
+  const endpoints: Endpoint[] = [];
+  for (const key of [...(span?.entries.keys() ?? [])].sort()) {
+    const o = store.object(node, key);
+    if (o === undefined) continue;
+    if (o.kind === 'policy') policies.push(o.object);
+    else if (o.kind === 'group') addressGroups.push(o.object);
+    else if (o.kind === 'service') serviceGroups.push(o.object);
+    else endpoints.push(o.object);
+  }
+  return {
+    cluster: model.cluster,
+    applicationPolicySet: model.applicationPolicySet(policies.map((p) => p.id)),
+    policies,
+    addressGroups,
+    serviceGroups,
+    endpoints,
+  };
+}
