@@ -6,12 +6,14 @@
 import { Command, CommanderError, Option } from 'commander';
 import { pathToFileURL } from 'node:url';
 import { analyzeMatrix, analyzeObjects, analyzeProbe } from './commands/analyze.js';
+import { explainLive, policyList, status } from './commands/live.js';
+import { Unreachable } from './clients.js';
 import { UsageError, processIo, type Io } from './io.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
-  let status = 0;
+  let exit = 0;
   const program = new Command('weirctl')
     .description('Weir: Kubernetes network policy, Contrail-style firewall objects, flows you can explain')
     .exitOverride()
@@ -29,7 +31,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .addOption(cluster())
     .addOption(new Option('--probe <protocol/port>', 'probe to evaluate, e.g. TCP/80 (repeatable; default TCP/80)').argParser(collect).default([]))
     .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
-    .action(async (opts) => void (status = await analyzeMatrix(io, opts)));
+    .action(async (opts) => void (exit = await analyzeMatrix(io, opts)));
   analyze
     .command('probe')
     .description('one connection: the verdict and the tier, policy and rule behind each side')
@@ -40,22 +42,59 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option('--port <port>', 'destination port')
     .addOption(new Option('--protocol <protocol>', 'TCP, UDP or SCTP').default('TCP'))
     .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
-    .action(async (opts) => void (status = await analyzeProbe(io, opts)));
+    .action(async (opts) => void (exit = await analyzeProbe(io, opts)));
   analyze
     .command('objects')
     .description('the firewall objects the manifests translate into')
     .addOption(files())
     .addOption(cluster())
     .addOption(new Option('-o, --output <format>', 'yaml or json').default('yaml'))
-    .action(async (opts) => void (status = await analyzeObjects(io, opts)));
+    .action(async (opts) => void (exit = await analyzeObjects(io, opts)));
+
+  const controller = () => new Option('--controller <host:port>', 'the controller (env WEIR_CONTROLLER; default 127.0.0.1:7443)');
+  program
+    .command('status')
+    .description('the controller (source, revision) and every agent (connected, applied revision, lag, last error)')
+    .addOption(controller())
+    .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
+    .action(async (opts) => void (exit = await status(io, opts)));
+  const policy = program.command('policy').description('firewall policies as the controller holds them, with where they are enforced');
+  policy
+    .command('list')
+    .description('every policy: rules, selected pods, nodes that applied it, propagation latency')
+    .addOption(controller())
+    .addOption(new Option('-o, --output <format>', 'table, json or yaml').default('table'))
+    .action(async (opts) => void (exit = await policyList(io, opts)));
+  policy
+    .command('get')
+    .argument('<name>', 'namespace/name (or a policy id)')
+    .description('one policy: its firewall objects and per-node realization')
+    .addOption(controller())
+    .addOption(new Option('-o, --output <format>', 'yaml or json').default('yaml'))
+    .action(async (name: string, opts) => void (exit = await policyList(io, opts, name)));
+  program
+    .command('explain')
+    .description('the live verdict for one connection, with the tier, policy and rule behind each side')
+    .addOption(controller())
+    .option('--agent <host:port>', "ask an agent instead: the verdict of the tables it enforces now")
+    .option('--from <ns/pod|ip>', 'source pod or address')
+    .option('--to <ns/pod|ip>', 'destination pod or address')
+    .option('--port <port>', 'destination port')
+    .addOption(new Option('--protocol <protocol>', 'TCP, UDP or SCTP').default('TCP'))
+    .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
+    .action(async (opts) => void (exit = await explainLive(io, opts)));
 
   try {
     await program.parseAsync([...argv], { from: 'user' });
-    return status;
+    return exit;
   } catch (err) {
     if (err instanceof CommanderError) {
       // Help and version are successes; everything else is a usage error.
       return err.exitCode === 0 ? 0 : 2;
+    }
+    if (err instanceof Unreachable) {
+      io.stderr(`error: ${err.message}\n`);
+      return 1;
     }
     if (err instanceof UsageError) {
       io.stderr(`error: ${err.message}\n`);

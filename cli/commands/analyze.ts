@@ -9,7 +9,8 @@ import { stringify as toYaml } from 'yaml';
 import { formatIssue } from '../../shared/errors.js';
 import type { DirectionExplanation, Explanation } from '../../shared/policy/explain.js';
 import { snapshotToWire } from '../../shared/wire/policy.js';
-import { analyse, matrix, parseProbe, probe, resolveTarget, type Analysis, type Matrix, type Probe } from '../analysis.js';
+import { parseProbe, probe, resolveTarget, type Probe } from '../../shared/policy/probe.js';
+import { analyse, matrix, type Analysis, type Matrix } from '../analysis.js';
 import { renderTable } from '../table.js';
 import { UsageError, type Io } from '../io.js';
 

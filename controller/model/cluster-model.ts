@@ -16,6 +16,7 @@
  * Invalid objects are kept aside with their issues and never reach
  * translation; any earlier valid version of them is withdrawn.
  */
+import { addTo, removeFrom } from '../../shared/collections.js';
 import type { Issue } from '../../shared/errors.js';
 import { InternalError } from '../../shared/errors.js';
 import { matchesLabels } from '../../shared/policy/selector.js';
@@ -489,18 +490,7 @@ function union(sets: Iterable<ReadonlySet<string>>): Set<string> {
   return out;
 }
 
-function addTo<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
-  const s = m.get(k);
-  if (s === undefined) m.set(k, new Set([v]));
-  else s.add(v);
-}
 
-function removeFrom<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
-  const s = m.get(k);
-  if (s === undefined) return;
-  s.delete(v);
-  if (s.size === 0) m.delete(k);
-}
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);

@@ -83,7 +83,15 @@ export type KubeObject = NamespaceObject | PodObject | NetworkPolicyObject;
 export type ReadResult =
   | { readonly type: 'object'; readonly object: KubeObject }
   | { readonly type: 'ignored'; readonly note: string }
-  | { readonly type: 'invalid'; readonly issues: readonly Issue[] };
+  | { readonly type: 'invalid'; readonly issues: readonly Issue[]; readonly identity?: ObjectIdentity };
+
+/** Which object, when a rejected one can still be named (so that its previous version can be withdrawn). */
+export interface ObjectIdentity {
+  readonly kind: KubeObject['kind'];
+  /** Empty for namespaces. */
+  readonly namespace: string;
+  readonly name: string;
+}
 
 const KNOWN: Readonly<Record<string, string>> = { Namespace: 'v1', Pod: 'v1', NetworkPolicy: 'networking.k8s.io/v1' };
 
@@ -103,7 +111,11 @@ export function readKubeObject(raw: unknown, source?: string): ReadResult {
   if (kind === 'Namespace') object = readNamespace(r, raw);
   else if (kind === 'Pod') object = readPod(r, raw);
   else object = readNetworkPolicy(r, raw);
-  if (r.issues.length > 0 || object === undefined) return { type: 'invalid', issues: r.issues };
+  if (r.issues.length > 0 || object === undefined) {
+    const name = typeof meta.name === 'string' && meta.name !== '' ? meta.name : undefined;
+    const namespace = kind === 'Namespace' ? '' : typeof meta.namespace === 'string' && meta.namespace !== '' ? meta.namespace : 'default';
+    return { type: 'invalid', issues: r.issues, ...(name ? { identity: { kind: kind as KubeObject['kind'], namespace, name } } : {}) };
+  }
   return { type: 'object', object };
 }
 

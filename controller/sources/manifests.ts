@@ -9,12 +9,14 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LineCounter, parseAllDocuments } from 'yaml';
 import type { Issue } from '../../shared/errors.js';
-import { readKubeObject, type KubeObject } from '../model/kube-objects.js';
+import { readKubeObject, type KubeObject, type ObjectIdentity } from '../model/kube-objects.js';
 
 export interface ManifestRead {
   /** Valid objects, in file order. A later definition of the same object replaces an earlier one. */
   readonly objects: readonly KubeObject[];
   readonly issues: readonly Issue[];
+  /** Rejected objects that can be named, with their problems. */
+  readonly invalid: ReadonlyArray<ObjectIdentity & { readonly issues: readonly Issue[] }>;
   /** Things worth telling a person that are not errors (ignored kinds, duplicates). */
   readonly notes: readonly string[];
 }
@@ -47,6 +49,7 @@ export async function manifestFiles(paths: readonly string[]): Promise<{ files: 
 export async function readManifests(paths: readonly string[]): Promise<ManifestRead> {
   const { files, issues } = await manifestFiles(paths);
   const objects = new Map<string, KubeObject>();
+  const invalid: Array<ObjectIdentity & { issues: Issue[] }> = [];
   const notes: string[] = [];
   for (const file of files) {
     let text: string;
@@ -60,7 +63,11 @@ export async function readManifests(paths: readonly string[]): Promise<ManifestR
       for (const { item, path } of flattenLists(raw, [])) {
         const r = readKubeObject(item, source);
         // Point each problem at the line of its field (or the nearest parent that is written).
-        if (r.type === 'invalid') issues.push(...r.issues.map((i) => ({ ...i, source: `${file}:${lineOf([...path, ...fieldPath(i.field)])}` })));
+        if (r.type === 'invalid') {
+          const located = r.issues.map((i) => ({ ...i, source: `${file}:${lineOf([...path, ...fieldPath(i.field)])}` }));
+          issues.push(...located);
+          if (r.identity !== undefined) invalid.push({ ...r.identity, issues: located });
+        }
         else if (r.type === 'ignored') notes.push(`${source}: ignored: ${r.note}`);
         else {
           const o = r.object;
@@ -72,7 +79,7 @@ export async function readManifests(paths: readonly string[]): Promise<ManifestR
       }
     }
   }
-  return { objects: [...objects.values()], issues, notes };
+  return { objects: [...objects.values()], issues, invalid, notes };
 }
 
 /** Splits one file into documents; syntax errors become issues with their line. */

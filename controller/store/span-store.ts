@@ -18,6 +18,7 @@
  * difference between the span an agent holds (as hashes) and the current one.
  */
 import { createHash } from 'node:crypto';
+import { addTo, removeFrom } from '../../shared/collections.js';
 import type { ClusterModel, ModelChanges } from '../model/cluster-model.js';
 import type { AddressGroup, Endpoint, FirewallPolicy, PolicySnapshot, ServiceGroup } from '../../shared/policy/types.js';
 import { isEmpty } from '../model/cluster-model.js';
@@ -256,18 +257,7 @@ function changedKeys(c: ModelChanges): ObjectKey[] {
   ];
 }
 
-function addTo<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
-  const s = m.get(k);
-  if (s === undefined) m.set(k, new Set([v]));
-  else s.add(v);
-}
 
-function removeFrom<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
-  const s = m.get(k);
-  if (s === undefined) return;
-  s.delete(v);
-  if (s.size === 0) m.delete(k);
-}
 
 /** The objects of one node's span, as a snapshot (what a snapshot update carries). */
 export function spanSnapshot(store: SpanStore, model: ClusterModel, node: string): PolicySnapshot {

@@ -54,10 +54,15 @@ export interface Explanation {
   readonly ingress: DirectionExplanation;
 }
 
-export function explain(tables: RuleTables, verdict: Verdict, probe: { src: Ip; dst: Ip; protocol: string; port: number }): Explanation {
+/**
+ * `scope` says what the tables cover, for the words used about addresses
+ * outside them: the whole cluster (analysis, the controller) or one node's
+ * endpoints (an agent).
+ */
+export function explain(tables: RuleTables, verdict: Verdict, probe: { src: Ip; dst: Ip; protocol: string; port: number }, scope: 'cluster' | 'node' = 'cluster'): Explanation {
   const from = tables.byIp.get(probe.src);
   const to = tables.byIp.get(probe.dst);
-  const d = new Describer(tables);
+  const d = new Describer(tables, scope);
   const side = (ip: Ip, e: CompiledEndpoint | undefined) => ({ ip: formatIp(ip), ...(e ? { endpoint: e.key } : {}) });
   if (verdict.self) {
     const reason = `${from!.key} is talking to itself: traffic to its own address never leaves the pod`;
@@ -79,7 +84,10 @@ class Describer {
   private readonly groups: Map<string, AddressGroup>;
   private readonly services: Map<string, ServiceGroup>;
 
-  constructor(private readonly tables: RuleTables) {
+  constructor(
+    private readonly tables: RuleTables,
+    private readonly scope: 'cluster' | 'node',
+  ) {
     this.groups = new Map(tables.snapshot.addressGroups.map((g) => [g.id, g]));
     this.services = new Map(tables.snapshot.serviceGroups.map((g) => [g.id, g]));
   }
@@ -92,7 +100,7 @@ class Describer {
         enforced: false,
         allowed: true,
         policies: [],
-        reason: `${address} is not a pod Weir enforces policy for: ${direction} is not checked there`,
+        reason: this.scope === 'cluster' ? `${address} is not a pod of the cluster: its ${direction} is not Weir's to check` : `${address} is not a pod on this node: its ${direction} is checked where it runs, if anywhere`,
       };
     }
     const e = dec.endpoint;

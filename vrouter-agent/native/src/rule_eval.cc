@@ -1,6 +1,864 @@
+// The first-packet rule evaluator: loads a rule image (the RuleTables of the
+// policy core, flattened by vrouter-agent/compile/rule-image.ts, whose header
+// comment is the layout contract) and decides batches of packet records
+// (vrouter-agent/compile/packet-batch.ts) exactly as evaluateDirection() in
+// shared/policy/rule-tables.ts does. That TypeScript evaluator is the
+// reference; test/compile/ checks the two against each other.
+//
+// JavaScript surface (exports.RuleEvaluator):
+//
+//   new RuleEvaluator(image: ArrayBuffer | ArrayBufferView,
+//                     options?: { indexMinRules?: number })
+//     Copies and validates the whole image; throws an Error naming the first
+//     problem for anything malformed. The buffer is not referenced afterwards.
+//     indexMinRules (default 32): tables with at least this many rules get a
+//     peer-address index (below); 0 indexes every table, 2^32-1 none.
+//
+//   evaluate(packets: ArrayBuffer | ArrayBufferView, count: number,
+//            out: Int32Array): number
+//     Decides records [0, count) of `packets` (40 bytes each) into
+//     out[3i .. 3i+2]; returns how many were allowed. Throws (and writes
+//     nothing) when count is not an integer in [0, 2^31), packets holds fewer
+//     than 40·count bytes, or out is not an Int32Array of at least 3·count
+//     elements. `packets` and `out` must not overlap.
+//
+//   info(): object of counts (endpoints, rules, tables, indexedTables, ...).
+//   dispose(): frees the native tables now; evaluate() throws afterwards.
+//   RuleEvaluator.imageVersion: the image version this build reads.
+//
+// Evaluation of one direction: a table that no policy isolates gives
+// ALLOW_DEFAULT; otherwise the first rule (in table order) whose peer set
+// holds the peer address and whose ports admit (protocol, port) — fixed
+// triples, or the named-port entries of the packet's destination address —
+// gives its rule index; none gives DENY.
+//
+// Large tables are indexed by peer address: a segment tree over the
+// elementary intervals of all the table's peer ranges (one tree per family),
+// each rule filed under the O(log n) canonical nodes that cover its ranges,
+// each node's list in table order. A lookup walks leaf to root and, in each
+// list, takes the first rule whose ports match, stopping at the best position
+// found so far; rules with any peer sit in one more list. The answer is the
+// same first match as the linear scan, found by looking only at rules whose
+// peer holds the address. The index is bounded (kMaxPeerRangesPerTable,
+// kIndexWordBudget); a table beyond the bounds is scanned linearly.
 #include <napi.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
 namespace weir {
-// Placeholder until the native evaluator lands: registers nothing.
-Napi::Object InitRuleEval(Napi::Env, Napi::Object exports) { return exports; }
+namespace {
+
+using u128 = unsigned __int128;
+
+constexpr uint32_t kMagic = 0x49545257;  // "WRTI"
+constexpr uint16_t kVersion = 1;
+constexpr uint32_t kSectionCount = 15;
+constexpr uint64_t kHeaderBytes = 136;
+constexpr uint32_t kNone = 0xffffffffu;
+constexpr uint64_t kElementBytes[kSectionCount] = {8, 1, 16, 8, 24, 16, 4, 16, 16, 8, 32, 24, 8, 16, 24};
+const char* const kSectionNames[kSectionCount] = {
+    "STRINGS", "STRING_BYTES", "ENDPOINTS", "ADDRESSES4", "ADDRESSES6", "TABLES", "RULE_REFS", "RULES",
+    "PREFIX_SETS", "RANGES4", "RANGES6", "PORT_MATCHERS", "TRIPLES", "DESTS4", "DESTS6"};
+enum Sec : int {
+  STRINGS, STRING_BYTES, ENDPOINTS, ADDRESSES4, ADDRESSES6, TABLES, RULE_REFS, RULES,
+  PREFIX_SETS, RANGES4, RANGES6, PORT_MATCHERS, TRIPLES, DESTS4, DESTS6
+};
+
+constexpr int32_t kAllowDefault = -1;
+constexpr int32_t kDeny = -2;
+constexpr int32_t kNotLocal = -3;
+constexpr int32_t kInvalid = -4;
+constexpr int32_t kFlagAllowed = 1;
+constexpr int32_t kFlagSelf = 2;
+constexpr uint64_t kRecordBytes = 40;
+constexpr uint64_t kResultStride = 3;
+
+constexpr uint32_t kDefaultIndexMinRules = 32;
+// A table whose rules hold more peer ranges than this (counted per rule) is not indexed.
+constexpr uint64_t kMaxPeerRangesPerTable = 1u << 20;
+// All indexes of one image together use at most this many u32 words (128 MiB).
+constexpr uint64_t kIndexWordBudget = 1u << 25;
+
+inline uint16_t Le16(const uint8_t* p) { return uint16_t(p[0] | (p[1] << 8)); }
+inline uint32_t Le32(const uint8_t* p) {
+  return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24);
+}
+inline uint64_t Le64(const uint8_t* p) { return uint64_t(Le32(p)) | (uint64_t(Le32(p + 4)) << 32); }
+inline u128 Le128(const uint8_t* p) { return (u128(Le64(p)) << 64) | Le64(p + 8); }
+inline uint32_t Be32(const uint8_t* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+}
+inline uint64_t Be64(const uint8_t* p) { return (uint64_t(Be32(p)) << 32) | Be32(p + 4); }
+inline u128 Be128(const uint8_t* p) { return (u128(Be64(p)) << 64) | Be64(p + 8); }
+
+struct Range4 { uint32_t first, last; };
+struct Range6 { u128 first, last; };
+struct Triple { uint16_t protocol, first, last; };
+struct Dest4 { uint32_t address, first, count; };
+struct Dest6 { u128 address; uint32_t first, count; };
+
+struct PrefixSetRec { uint32_t first4, count4, first6, count6; };
+struct MatcherRec { uint32_t firstTriple, triples, first4, count4, first6, count6; };
+
+// One rule, with its peer set and port matcher resolved to spans of the
+// image's arrays (no indirection on the hot path).
+struct Rule {
+  const Range4* r4;
+  const Range6* r6;
+  const Triple* triples;
+  const Dest4* d4;
+  const Dest6* d6;
+  uint32_t n4, n6, nTriples, nd4, nd6;
+  bool anyPeer, anyPorts;
+};
+
+template <class A>
+struct PeerTree {
+  // Elementary intervals: leaf k covers [bounds[k], bounds[k+1]-1]; bounds[0] = 0.
+  std::vector<A> bounds;
+  uint32_t size = 0;  // leaf count rounded up to a power of two
+  // Node n (1 .. 2·size-1) lists table positions items[start[n] .. start[n+1]), ascending.
+  std::vector<uint32_t> start;
+  std::vector<uint32_t> items;
+
+  uint32_t LeafOf(A a) const {
+    return uint32_t(std::upper_bound(bounds.begin(), bounds.end(), a) - bounds.begin()) - 1;
+  }
+};
+
+struct PeerIndex {
+  PeerTree<uint32_t> t4;
+  PeerTree<u128> t6;
+  std::vector<uint32_t> anyPeer;  // positions of rules whose peer is any address
+};
+
+struct Table {
+  uint32_t policyCount, first, count;
+  std::unique_ptr<PeerIndex> index;
+};
+
+struct Endpoint { uint32_t egress, ingress; };
+
+// Open addressing, linear probing; value 0 is an empty slot (values are endpoint + 1).
+struct Slot4 { uint32_t key, value; };
+struct Slot6 { u128 key; uint32_t value; };
+
+inline uint32_t Hash64(uint64_t x, int bits) { return uint32_t((x * 0x9E3779B97F4A7C15ull) >> (64 - bits)); }
+
+struct Addr {
+  uint8_t family;
+  uint32_t v4;
+  u128 v6;
+};
+
+class Image {
+ public:
+  std::vector<Range4> ranges4;
+  std::vector<Range6> ranges6;
+  std::vector<Triple> triples;
+  std::vector<Dest4> dests4;
+  std::vector<Dest6> dests6;
+  std::vector<Rule> rules;
+  std::vector<uint32_t> refs;
+  std::vector<Table> tables;
+  std::vector<Endpoint> endpoints;
+  std::vector<Slot4> map4;
+  std::vector<Slot6> map6;
+  int bits4 = 1, bits6 = 1;
+  uint32_t addresses4 = 0, addresses6 = 0, prefixSets = 0, portMatchers = 0, strings = 0;
+  uint32_t indexedTables = 0;
+  uint64_t indexWords = 0;
+
+  uint64_t Bytes() const {
+    return ranges4.size() * sizeof(Range4) + ranges6.size() * sizeof(Range6) + triples.size() * sizeof(Triple) +
+           dests4.size() * sizeof(Dest4) + dests6.size() * sizeof(Dest6) + rules.size() * sizeof(Rule) +
+           refs.size() * 4 + tables.size() * sizeof(Table) + endpoints.size() * sizeof(Endpoint) +
+           map4.size() * sizeof(Slot4) + map6.size() * sizeof(Slot6) + indexWords * 4;
+  }
+
+  uint32_t Find4(uint32_t a) const {
+    uint32_t mask = uint32_t(map4.size() - 1);
+    for (uint32_t h = Hash64(a, bits4);; h = (h + 1) & mask) {
+      const Slot4& s = map4[h];
+      if (s.value == 0) return kNone;
+      if (s.key == a) return s.value - 1;
+    }
+  }
+
+  uint32_t Find6(u128 a) const {
+    uint32_t mask = uint32_t(map6.size() - 1);
+    for (uint32_t h = Hash64(uint64_t(a >> 64) * 31 ^ uint64_t(a), bits6);; h = (h + 1) & mask) {
+      const Slot6& s = map6[h];
+      if (s.value == 0) return kNone;
+      if (s.key == a) return s.value - 1;
+    }
+  }
+
+  uint32_t Find(const Addr& a) const { return a.family == 4 ? Find4(a.v4) : Find6(a.v6); }
+
+  static bool Scan(const Triple* t, uint32_t n, uint32_t protocol, uint32_t port) {
+    for (uint32_t i = 0; i < n; i++) {
+      if (t[i].protocol == protocol && port >= t[i].first && port <= t[i].last) return true;
+    }
+    return false;
+  }
+
+  template <class R, class A>
+  static bool InRanges(const R* r, uint32_t n, A a) {
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+      uint32_t mid = (lo + hi) >> 1;
+      if (r[mid].first <= a) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo > 0 && a <= r[lo - 1].last;
+  }
+
+  template <class D, class A>
+  static const D* FindDest(const D* d, uint32_t n, A a) {
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+      uint32_t mid = (lo + hi) >> 1;
+      if (d[mid].address < a) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < n && d[lo].address == a ? d + lo : nullptr;
+  }
+
+  bool DestPorts(const Rule& r, const Addr& dest, uint32_t protocol, uint32_t port) const {
+    if (dest.family == 4) {
+      const Dest4* d = FindDest(r.d4, r.nd4, dest.v4);
+      return d != nullptr && Scan(triples.data() + d->first, d->count, protocol, port);
+    }
+    const Dest6* d = FindDest(r.d6, r.nd6, dest.v6);
+    return d != nullptr && Scan(triples.data() + d->first, d->count, protocol, port);
+  }
+
+  bool Ports(const Rule& r, const Addr& dest, uint32_t protocol, uint32_t port) const {
+    if (r.anyPorts || Scan(r.triples, r.nTriples, protocol, port)) return true;
+    return (r.nd4 | r.nd6) != 0 && DestPorts(r, dest, protocol, port);
+  }
+
+  bool Peer(const Rule& r, const Addr& peer) const {
+    if (r.anyPeer) return true;
+    return peer.family == 4 ? InRanges(r.r4, r.n4, peer.v4) : InRanges(r.r6, r.n6, peer.v6);
+  }
+
+  bool Matches(const Rule& r, const Addr& peer, uint32_t protocol, uint32_t port, const Addr& dest) const {
+    bool fixed = r.anyPorts || Scan(r.triples, r.nTriples, protocol, port);
+    if (!fixed && (r.nd4 | r.nd6) == 0) return false;
+    if (!Peer(r, peer)) return false;
+    return fixed || DestPorts(r, dest, protocol, port);
+  }
+
+  template <class A>
+  void Stab(const PeerTree<A>& t, A a, const uint32_t* list, uint32_t protocol, uint32_t port, const Addr& dest,
+            uint32_t& best) const {
+    for (uint32_t node = t.LeafOf(a) + t.size; node != 0; node >>= 1) {
+      for (uint32_t k = t.start[node], e = t.start[node + 1]; k < e; k++) {
+        uint32_t pos = t.items[k];
+        if (pos >= best) break;
+        if (Ports(rules[list[pos]], dest, protocol, port)) {
+          best = pos;
+          break;
+        }
+      }
+    }
+  }
+
+  int32_t Decide(const Table& t, const Addr& peer, uint32_t protocol, uint32_t port, const Addr& dest) const {
+    if (t.policyCount == 0) return kAllowDefault;
+    const uint32_t* list = refs.data() + t.first;
+    if (t.index) {
+      const PeerIndex& x = *t.index;
+      uint32_t best = t.count;
+      for (uint32_t pos : x.anyPeer) {
+        if (pos >= best) break;
+        if (Ports(rules[list[pos]], dest, protocol, port)) {
+          best = pos;
+          break;
+        }
+      }
+      if (peer.family == 4) Stab(x.t4, peer.v4, list, protocol, port, dest, best);
+      else Stab(x.t6, peer.v6, list, protocol, port, dest, best);
+      return best < t.count ? int32_t(list[best]) : kDeny;
+    }
+    for (uint32_t i = 0; i < t.count; i++) {
+      if (Matches(rules[list[i]], peer, protocol, port, dest)) return int32_t(list[i]);
+    }
+    return kDeny;
+  }
+};
+
+// Parses a packet address; false for a malformed one.
+inline bool ReadAddr(const uint8_t* p, uint8_t family, Addr* a) {
+  a->family = family;
+  if (family == 4) {
+    if (Be32(p + 4) != 0 || Be64(p + 8) != 0) return false;
+    a->v4 = Be32(p);
+    a->v6 = 0;
+    return true;
+  }
+  if (family == 6) {
+    a->v4 = 0;
+    a->v6 = Be128(p);
+    return true;
+  }
+  return false;
+}
+
+uint32_t EvaluateBatch(const Image& img, const uint8_t* packets, uint32_t count, int32_t* out) {
+  uint32_t allowed = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    const uint8_t* rec = packets + uint64_t(i) * kRecordBytes;
+    int32_t* o = out + uint64_t(i) * kResultStride;
+    Addr src, dst;
+    if (!ReadAddr(rec, rec[32], &src) || !ReadAddr(rec + 16, rec[33], &dst)) {
+      o[0] = kInvalid;
+      o[1] = kInvalid;
+      o[2] = 0;
+      continue;
+    }
+    uint32_t protocol = rec[34];
+    uint32_t port = Le16(rec + 36);
+    uint32_t from = img.Find(src);
+    uint32_t to = img.Find(dst);
+    if (from != kNone && from == to) {
+      o[0] = kNotLocal;
+      o[1] = kNotLocal;
+      o[2] = kFlagAllowed | kFlagSelf;
+      allowed++;
+      continue;
+    }
+    int32_t eg = from == kNone ? kNotLocal : img.Decide(img.tables[img.endpoints[from].egress], dst, protocol, port, dst);
+    int32_t in = to == kNone ? kNotLocal : img.Decide(img.tables[img.endpoints[to].ingress], src, protocol, port, dst);
+    bool ok = eg != kDeny && in != kDeny;
+    o[0] = eg;
+    o[1] = in;
+    o[2] = ok ? kFlagAllowed : 0;
+    allowed += ok;
+  }
+  return allowed;
+}
+
+// ---------------------------------------------------------------------------
+// Loading: every field is checked before anything refers through it.
+
+template <class A, class ForEachRange>
+bool BuildTree(PeerTree<A>& t, ForEachRange forEach, uint64_t budgetWords, uint64_t* usedWords) {
+  constexpr A kMax = ~A(0);
+  std::vector<A> b;
+  b.push_back(0);
+  forEach([&](uint32_t, A first, A last) {
+    b.push_back(first);
+    if (last != kMax) b.push_back(last + 1);
+  });
+  std::sort(b.begin(), b.end());
+  b.erase(std::unique(b.begin(), b.end()), b.end());
+  t.bounds = std::move(b);
+  uint64_t leaves = t.bounds.size();
+  uint64_t size = 1;
+  while (size < leaves) size <<= 1;
+  uint64_t nodesWords = 2 * size + 1;
+  if (*usedWords + nodesWords + t.bounds.size() * (sizeof(A) / 4) > budgetWords) return false;
+  t.size = uint32_t(size);
+  std::vector<uint32_t> counts(2 * size + 1, 0);
+  auto decompose = [&](A first, A last, auto&& add) {
+    uint64_t l = t.LeafOf(first) + size;
+    uint64_t r = (last == kMax ? leaves : t.LeafOf(A(last + 1))) + size;
+    while (l < r) {
+      if (l & 1) add(uint32_t(l++));
+      if (r & 1) add(uint32_t(--r));
+      l >>= 1;
+      r >>= 1;
+    }
+  };
+  uint64_t total = 0;
+  forEach([&](uint32_t, A first, A last) { decompose(first, last, [&](uint32_t n) { counts[n]++, total++; }); });
+  uint64_t words = nodesWords + total + t.bounds.size() * (sizeof(A) / 4);
+  if (*usedWords + words > budgetWords) return false;
+  t.start.assign(2 * size + 1, 0);
+  uint32_t run = 0;
+  for (uint64_t n = 0; n < 2 * size; n++) {
+    t.start[n] = run;
+    run += counts[n];
+  }
+  t.start[2 * size] = run;
+  t.items.assign(total, 0);
+  std::vector<uint32_t> fill(t.start.begin(), t.start.end() - 1);
+  forEach([&](uint32_t pos, A first, A last) { decompose(first, last, [&](uint32_t n) { t.items[fill[n]++] = pos; }); });
+  *usedWords += words;
+  return true;
+}
+
+class Loader {
+ public:
+  Loader(const uint8_t* data, size_t length) : p_(data), len_(length) {}
+
+  std::string error;
+
+  std::unique_ptr<Image> Load(uint32_t indexMinRules) {
+    auto img = std::make_unique<Image>();
+    if (!Header() || !Strings(*img) || !Ranges(*img) || !Ports(*img) || !Rules(*img) || !Tables(*img) ||
+        !Endpoints(*img) || !Addresses(*img)) {
+      return nullptr;
+    }
+    BuildIndexes(*img, indexMinRules);
+    return img;
+  }
+
+ private:
+  const uint8_t* p_;
+  size_t len_;
+  uint64_t off_[kSectionCount] = {};
+  uint32_t cnt_[kSectionCount] = {};
+  std::vector<PrefixSetRec> sets_;
+  std::vector<MatcherRec> matchers_;
+
+  bool Fail(const std::string& m) {
+    error = "rule image: " + m;
+    return false;
+  }
+  const uint8_t* El(int s, uint64_t i) const { return p_ + off_[s] + i * kElementBytes[s]; }
+  static std::string Where(int s, uint64_t i) { return std::string(kSectionNames[s]) + "[" + std::to_string(i) + "]"; }
+  bool Span(int s, uint64_t first, uint64_t count, int owner, uint64_t i) {
+    if (first + count > cnt_[s]) {
+      return Fail(Where(owner, i) + ": " + kSectionNames[s] + " span [" + std::to_string(first) + ", +" +
+                  std::to_string(count) + ") is outside the section (" + std::to_string(cnt_[s]) + ")");
+    }
+    return true;
+  }
+  bool Ref(int s, uint32_t v, int owner, uint64_t i) {
+    if (v >= cnt_[s]) {
+      return Fail(Where(owner, i) + ": " + kSectionNames[s] + " index " + std::to_string(v) + " is out of range (" +
+                  std::to_string(cnt_[s]) + ")");
+    }
+    return true;
+  }
+  bool Zero32(const uint8_t* at, int owner, uint64_t i) {
+    return Le32(at) == 0 || Fail(Where(owner, i) + ": reserved field is not 0");
+  }
+
+  bool Header() {
+    if (len_ < kHeaderBytes) return Fail(std::to_string(len_) + " bytes is shorter than the 136-byte header");
+    if (Le32(p_) != kMagic) return Fail("bad magic");
+    if (Le16(p_ + 4) != kVersion) return Fail("version " + std::to_string(Le16(p_ + 4)) + " is not 1");
+    if (Le16(p_ + 6) != kSectionCount) return Fail("section count " + std::to_string(Le16(p_ + 6)) + " is not 15");
+    if (Le32(p_ + 8) != len_) {
+      return Fail("header says " + std::to_string(Le32(p_ + 8)) + " bytes, the buffer has " + std::to_string(len_));
+    }
+    if (Le32(p_ + 12) != 0) return Fail("reserved header field is not 0");
+    uint64_t at = kHeaderBytes;
+    for (uint32_t s = 0; s < kSectionCount; s++) {
+      off_[s] = Le32(p_ + 16 + s * 8);
+      cnt_[s] = Le32(p_ + 20 + s * 8);
+      if (off_[s] != at) {
+        return Fail(std::string("section ") + kSectionNames[s] + " is at " + std::to_string(off_[s]) + ", not " +
+                    std::to_string(at));
+      }
+      if (cnt_[s] == kNone) return Fail(std::string("section ") + kSectionNames[s] + " count is 2^32-1");
+      at = (at + cnt_[s] * kElementBytes[s] + 7) & ~uint64_t(7);
+      if (at > len_) return Fail(std::string("section ") + kSectionNames[s] + " runs past the end of the image");
+    }
+    if (at != len_) return Fail("the sections end at " + std::to_string(at) + ", the image at " + std::to_string(len_));
+    return true;
+  }
+
+  bool Strings(Image& img) {
+    for (uint64_t i = 0; i < cnt_[STRINGS]; i++) {
+      const uint8_t* e = El(STRINGS, i);
+      if (uint64_t(Le32(e)) + Le32(e + 4) > cnt_[STRING_BYTES]) return Fail(Where(STRINGS, i) + ": runs past STRING_BYTES");
+    }
+    img.strings = cnt_[STRINGS];
+    return true;
+  }
+
+  bool Ranges(Image& img) {
+    img.ranges4.resize(cnt_[RANGES4]);
+    for (uint64_t i = 0; i < cnt_[RANGES4]; i++) {
+      const uint8_t* e = El(RANGES4, i);
+      img.ranges4[i] = {Le32(e), Le32(e + 4)};
+      if (img.ranges4[i].first > img.ranges4[i].last) return Fail(Where(RANGES4, i) + ": ends before it starts");
+    }
+    img.ranges6.resize(cnt_[RANGES6]);
+    for (uint64_t i = 0; i < cnt_[RANGES6]; i++) {
+      const uint8_t* e = El(RANGES6, i);
+      img.ranges6[i] = {Le128(e), Le128(e + 16)};
+      if (img.ranges6[i].first > img.ranges6[i].last) return Fail(Where(RANGES6, i) + ": ends before it starts");
+    }
+    sets_.resize(cnt_[PREFIX_SETS]);
+    for (uint64_t i = 0; i < cnt_[PREFIX_SETS]; i++) {
+      const uint8_t* e = El(PREFIX_SETS, i);
+      PrefixSetRec s = {Le32(e), Le32(e + 4), Le32(e + 8), Le32(e + 12)};
+      if (!Span(RANGES4, s.first4, s.count4, PREFIX_SETS, i) || !Span(RANGES6, s.first6, s.count6, PREFIX_SETS, i)) return false;
+      for (uint64_t k = s.first4 + 1; k < uint64_t(s.first4) + s.count4; k++) {
+        if (img.ranges4[k].first <= img.ranges4[k - 1].last) return Fail(Where(PREFIX_SETS, i) + ": ranges are not ascending and disjoint");
+      }
+      for (uint64_t k = s.first6 + 1; k < uint64_t(s.first6) + s.count6; k++) {
+        if (img.ranges6[k].first <= img.ranges6[k - 1].last) return Fail(Where(PREFIX_SETS, i) + ": ranges are not ascending and disjoint");
+      }
+      sets_[i] = s;
+    }
+    img.prefixSets = cnt_[PREFIX_SETS];
+    return true;
+  }
+
+  bool Ports(Image& img) {
+    img.triples.resize(cnt_[TRIPLES]);
+    for (uint64_t i = 0; i < cnt_[TRIPLES]; i++) {
+      const uint8_t* e = El(TRIPLES, i);
+      if (e[1] != 0 || Le16(e + 6) != 0) return Fail(Where(TRIPLES, i) + ": reserved field is not 0");
+      img.triples[i] = {e[0], Le16(e + 2), Le16(e + 4)};
+    }
+    img.dests4.resize(cnt_[DESTS4]);
+    for (uint64_t i = 0; i < cnt_[DESTS4]; i++) {
+      const uint8_t* e = El(DESTS4, i);
+      Dest4 d = {Le32(e), Le32(e + 4), Le32(e + 8)};
+      if (!Zero32(e + 12, DESTS4, i) || !Span(TRIPLES, d.first, d.count, DESTS4, i)) return false;
+      img.dests4[i] = d;
+    }
+    img.dests6.resize(cnt_[DESTS6]);
+    for (uint64_t i = 0; i < cnt_[DESTS6]; i++) {
+      const uint8_t* e = El(DESTS6, i);
+      Dest6 d = {Le128(e), Le32(e + 16), Le32(e + 20)};
+      if (!Span(TRIPLES, d.first, d.count, DESTS6, i)) return false;
+      img.dests6[i] = d;
+    }
+    matchers_.resize(cnt_[PORT_MATCHERS]);
+    for (uint64_t i = 0; i < cnt_[PORT_MATCHERS]; i++) {
+      const uint8_t* e = El(PORT_MATCHERS, i);
+      MatcherRec m = {Le32(e), Le32(e + 4), Le32(e + 8), Le32(e + 12), Le32(e + 16), Le32(e + 20)};
+      if (!Span(TRIPLES, m.firstTriple, m.triples, PORT_MATCHERS, i) || !Span(DESTS4, m.first4, m.count4, PORT_MATCHERS, i) ||
+          !Span(DESTS6, m.first6, m.count6, PORT_MATCHERS, i)) {
+        return false;
+      }
+      for (uint64_t k = m.first4 + 1; k < uint64_t(m.first4) + m.count4; k++) {
+        if (img.dests4[k].address <= img.dests4[k - 1].address) return Fail(Where(PORT_MATCHERS, i) + ": destinations are not ascending");
+      }
+      for (uint64_t k = m.first6 + 1; k < uint64_t(m.first6) + m.count6; k++) {
+        if (img.dests6[k].address <= img.dests6[k - 1].address) return Fail(Where(PORT_MATCHERS, i) + ": destinations are not ascending");
+      }
+      matchers_[i] = m;
+    }
+    img.portMatchers = cnt_[PORT_MATCHERS];
+    return true;
+  }
+
+  bool Rules(Image& img) {
+    img.rules.resize(cnt_[RULES]);
+    for (uint64_t i = 0; i < cnt_[RULES]; i++) {
+      const uint8_t* e = El(RULES, i);
+      uint32_t peer = Le32(e + 8), ports = Le32(e + 12);
+      if (!Ref(STRINGS, Le32(e), RULES, i) || !Ref(STRINGS, Le32(e + 4), RULES, i)) return false;
+      if (peer != kNone && !Ref(PREFIX_SETS, peer, RULES, i)) return false;
+      if (ports != kNone && !Ref(PORT_MATCHERS, ports, RULES, i)) return false;
+      Rule r = {};
+      r.anyPeer = peer == kNone;
+      r.anyPorts = ports == kNone;
+      r.r4 = img.ranges4.data();
+      r.r6 = img.ranges6.data();
+      r.triples = img.triples.data();
+      r.d4 = img.dests4.data();
+      r.d6 = img.dests6.data();
+      if (!r.anyPeer) {
+        const PrefixSetRec& s = sets_[peer];
+        r.r4 += s.first4;
+        r.n4 = s.count4;
+        r.r6 += s.first6;
+        r.n6 = s.count6;
+      }
+      if (!r.anyPorts) {
+        const MatcherRec& m = matchers_[ports];
+        r.triples += m.firstTriple;
+        r.nTriples = m.triples;
+        r.d4 += m.first4;
+        r.nd4 = m.count4;
+        r.d6 += m.first6;
+        r.nd6 = m.count6;
+      }
+      img.rules[i] = r;
+    }
+    return true;
+  }
+
+  bool Tables(Image& img) {
+    img.refs.resize(cnt_[RULE_REFS]);
+    for (uint64_t i = 0; i < cnt_[RULE_REFS]; i++) {
+      img.refs[i] = Le32(El(RULE_REFS, i));
+      if (!Ref(RULES, img.refs[i], RULE_REFS, i)) return false;
+    }
+    img.tables.resize(cnt_[TABLES]);
+    for (uint64_t i = 0; i < cnt_[TABLES]; i++) {
+      const uint8_t* e = El(TABLES, i);
+      Table& t = img.tables[i];
+      t.policyCount = Le32(e);
+      t.first = Le32(e + 4);
+      t.count = Le32(e + 8);
+      if (!Zero32(e + 12, TABLES, i) || !Span(RULE_REFS, t.first, t.count, TABLES, i)) return false;
+    }
+    return true;
+  }
+
+  bool Endpoints(Image& img) {
+    img.endpoints.resize(cnt_[ENDPOINTS]);
+    for (uint64_t i = 0; i < cnt_[ENDPOINTS]; i++) {
+      const uint8_t* e = El(ENDPOINTS, i);
+      Endpoint ep = {Le32(e + 4), Le32(e + 8)};
+      if (!Ref(STRINGS, Le32(e), ENDPOINTS, i) || !Ref(TABLES, ep.egress, ENDPOINTS, i) || !Ref(TABLES, ep.ingress, ENDPOINTS, i) ||
+          !Zero32(e + 12, ENDPOINTS, i)) {
+        return false;
+      }
+      img.endpoints[i] = ep;
+    }
+    return true;
+  }
+
+  static int BitsFor(uint64_t n) {
+    int bits = 1;
+    while ((uint64_t(1) << bits) < 2 * n) bits++;
+    return bits;
+  }
+
+  bool Addresses(Image& img) {
+    uint32_t n4 = cnt_[ADDRESSES4], n6 = cnt_[ADDRESSES6];
+    img.bits4 = BitsFor(n4);
+    img.map4.assign(size_t(1) << img.bits4, Slot4{0, 0});
+    for (uint64_t i = 0; i < n4; i++) {
+      const uint8_t* e = El(ADDRESSES4, i);
+      uint32_t a = Le32(e), ep = Le32(e + 4);
+      if (!Ref(ENDPOINTS, ep, ADDRESSES4, i)) return false;
+      if (i > 0 && a <= Le32(El(ADDRESSES4, i - 1))) return Fail(Where(ADDRESSES4, i) + ": not after the previous address");
+      uint32_t mask = uint32_t(img.map4.size() - 1);
+      uint32_t h = Hash64(a, img.bits4);
+      while (img.map4[h].value != 0) h = (h + 1) & mask;
+      img.map4[h] = {a, ep + 1};
+    }
+    img.bits6 = BitsFor(n6);
+    img.map6.assign(size_t(1) << img.bits6, Slot6{0, 0});
+    for (uint64_t i = 0; i < n6; i++) {
+      const uint8_t* e = El(ADDRESSES6, i);
+      u128 a = Le128(e);
+      uint32_t ep = Le32(e + 16);
+      if (!Ref(ENDPOINTS, ep, ADDRESSES6, i) || !Zero32(e + 20, ADDRESSES6, i)) return false;
+      if (i > 0 && a <= Le128(El(ADDRESSES6, i - 1))) return Fail(Where(ADDRESSES6, i) + ": not after the previous address");
+      uint32_t mask = uint32_t(img.map6.size() - 1);
+      uint32_t h = Hash64(uint64_t(a >> 64) * 31 ^ uint64_t(a), img.bits6);
+      while (img.map6[h].value != 0) h = (h + 1) & mask;
+      img.map6[h] = {a, ep + 1};
+    }
+    img.addresses4 = n4;
+    img.addresses6 = n6;
+    return true;
+  }
+
+  static void BuildIndexes(Image& img, uint32_t indexMinRules) {
+    for (Table& t : img.tables) {
+      if (t.policyCount == 0 || t.count < indexMinRules) continue;
+      const uint32_t* list = img.refs.data() + t.first;
+      uint64_t ranges = 0;
+      for (uint32_t i = 0; i < t.count; i++) ranges += uint64_t(img.rules[list[i]].n4) + img.rules[list[i]].n6;
+      if (ranges > kMaxPeerRangesPerTable) continue;
+      auto x = std::make_unique<PeerIndex>();
+      for (uint32_t i = 0; i < t.count; i++) {
+        if (img.rules[list[i]].anyPeer) x->anyPeer.push_back(i);
+      }
+      uint64_t used = img.indexWords + x->anyPeer.size();
+      auto each4 = [&](auto&& fn) {
+        for (uint32_t i = 0; i < t.count; i++) {
+          const Rule& r = img.rules[list[i]];
+          for (uint32_t k = 0; k < r.n4; k++) fn(i, r.r4[k].first, r.r4[k].last);
+        }
+      };
+      auto each6 = [&](auto&& fn) {
+        for (uint32_t i = 0; i < t.count; i++) {
+          const Rule& r = img.rules[list[i]];
+          for (uint32_t k = 0; k < r.n6; k++) fn(i, r.r6[k].first, r.r6[k].last);
+        }
+      };
+      if (!BuildTree(x->t4, each4, kIndexWordBudget, &used) || !BuildTree(x->t6, each6, kIndexWordBudget, &used)) continue;
+      img.indexWords = used;
+      t.index = std::move(x);
+      img.indexedTables++;
+    }
+  }
+};
+
+// Pointer and length of the bytes behind an ArrayBuffer or any view; false otherwise.
+bool BytesOf(napi_env env, napi_value v, const uint8_t** data, size_t* length) {
+  bool is = false;
+  if (napi_is_arraybuffer(env, v, &is) == napi_ok && is) {
+    void* d = nullptr;
+    if (napi_get_arraybuffer_info(env, v, &d, length) != napi_ok) return false;
+    *data = static_cast<const uint8_t*>(d);
+    return true;
+  }
+  if (napi_is_typedarray(env, v, &is) == napi_ok && is) {
+    napi_typedarray_type type;
+    size_t elements = 0;
+    void* d = nullptr;
+    if (napi_get_typedarray_info(env, v, &type, &elements, &d, nullptr, nullptr) != napi_ok) return false;
+    size_t width = 1;
+    switch (type) {
+      case napi_int16_array: case napi_uint16_array: width = 2; break;
+      case napi_int32_array: case napi_uint32_array: case napi_float32_array: width = 4; break;
+      case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: width = 8; break;
+      default: width = 1;
+    }
+    *data = static_cast<const uint8_t*>(d);
+    *length = elements * width;
+    return true;
+  }
+  if (napi_is_dataview(env, v, &is) == napi_ok && is) {
+    void* d = nullptr;
+    if (napi_get_dataview_info(env, v, length, &d, nullptr, nullptr) != napi_ok) return false;
+    *data = static_cast<const uint8_t*>(d);
+    return true;
+  }
+  return false;
+}
+
+class RuleEvaluator : public Napi::ObjectWrap<RuleEvaluator> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "RuleEvaluator",
+                       {InstanceMethod<&RuleEvaluator::Evaluate>("evaluate"), InstanceMethod<&RuleEvaluator::Info>("info"),
+                        InstanceMethod<&RuleEvaluator::Dispose>("dispose"),
+                        StaticValue("imageVersion", Napi::Number::New(env, kVersion))});
+  }
+
+  explicit RuleEvaluator(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RuleEvaluator>(info) {
+    Napi::Env env = info.Env();
+    const uint8_t* data = nullptr;
+    size_t length = 0;
+    if (info.Length() < 1 || !BytesOf(env, info[0], &data, &length)) {
+      Napi::TypeError::New(env, "RuleEvaluator: the image must be an ArrayBuffer or a view of one").ThrowAsJavaScriptException();
+      return;
+    }
+    uint32_t indexMinRules = kDefaultIndexMinRules;
+    if (info.Length() >= 2 && !info[1].IsUndefined()) {
+      if (!info[1].IsObject()) {
+        Napi::TypeError::New(env, "RuleEvaluator: options must be an object").ThrowAsJavaScriptException();
+        return;
+      }
+      Napi::Value v = info[1].As<Napi::Object>().Get("indexMinRules");
+      if (env.IsExceptionPending()) return;
+      if (!v.IsUndefined()) {
+        double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+        if (!(d >= 0 && d <= 4294967295.0) || std::floor(d) != d) {
+          Napi::TypeError::New(env, "RuleEvaluator: indexMinRules must be an integer in [0, 2^32)").ThrowAsJavaScriptException();
+          return;
+        }
+        indexMinRules = uint32_t(d);
+      }
+    }
+    if (data == nullptr) length = 0;
+    Loader loader(data, length);
+    image_ = loader.Load(indexMinRules);
+    if (!image_) {
+      Napi::Error::New(env, loader.error).ThrowAsJavaScriptException();
+      return;
+    }
+    external_ = int64_t(image_->Bytes());
+    Napi::MemoryManagement::AdjustExternalMemory(env, external_);
+  }
+
+  void Finalize(Napi::Env env) override { Release(env); }
+
+ private:
+  std::unique_ptr<Image> image_;
+  int64_t external_ = 0;
+
+  void Release(Napi::Env env) {
+    image_.reset();
+    if (external_ != 0) {
+      Napi::MemoryManagement::AdjustExternalMemory(env, -external_);
+      external_ = 0;
+    }
+  }
+
+  Napi::Value Evaluate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!image_) {
+      Napi::Error::New(env, "RuleEvaluator: disposed").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    const uint8_t* packets = nullptr;
+    size_t packetBytes = 0;
+    if (info.Length() < 3 || !BytesOf(env, info[0], &packets, &packetBytes)) {
+      Napi::TypeError::New(env, "evaluate(packets, count, out): packets must be an ArrayBuffer or a view of one").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    double d = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0 && d <= 2147483647.0) || std::floor(d) != d) {
+      Napi::TypeError::New(env, "evaluate(packets, count, out): count must be an integer in [0, 2^31)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    uint32_t count = uint32_t(d);
+    if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      Napi::TypeError::New(env, "evaluate(packets, count, out): out must be an Int32Array").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Int32Array out = info[2].As<Napi::Int32Array>();
+    if (packets == nullptr) packetBytes = 0;
+    if (uint64_t(packetBytes) < uint64_t(count) * kRecordBytes) {
+      Napi::RangeError::New(env, "evaluate: packets holds " + std::to_string(packetBytes) + " bytes, " + std::to_string(count) +
+                                     " records need " + std::to_string(uint64_t(count) * kRecordBytes))
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (uint64_t(out.ElementLength()) < uint64_t(count) * kResultStride || (count > 0 && out.Data() == nullptr)) {
+      Napi::RangeError::New(env, "evaluate: out holds " + std::to_string(out.ElementLength()) + " Int32 values, " +
+                                     std::to_string(count) + " results need " + std::to_string(uint64_t(count) * kResultStride))
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    uint32_t allowed = count == 0 ? 0 : EvaluateBatch(*image_, packets, count, out.Data());
+    return Napi::Number::New(env, allowed);
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("disposed", Napi::Boolean::New(env, !image_));
+    if (!image_) return o;
+    const Image& m = *image_;
+    o.Set("endpoints", double(m.endpoints.size()));
+    o.Set("addresses4", double(m.addresses4));
+    o.Set("addresses6", double(m.addresses6));
+    o.Set("tables", double(m.tables.size()));
+    o.Set("indexedTables", double(m.indexedTables));
+    o.Set("rules", double(m.rules.size()));
+    o.Set("ruleRefs", double(m.refs.size()));
+    o.Set("prefixSets", double(m.prefixSets));
+    o.Set("ranges4", double(m.ranges4.size()));
+    o.Set("ranges6", double(m.ranges6.size()));
+    o.Set("portMatchers", double(m.portMatchers));
+    o.Set("triples", double(m.triples.size()));
+    o.Set("dests4", double(m.dests4.size()));
+    o.Set("dests6", double(m.dests6.size()));
+    o.Set("strings", double(m.strings));
+    o.Set("indexWords", double(m.indexWords));
+    o.Set("nativeBytes", double(m.Bytes()));
+    return o;
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    Release(info.Env());
+    return info.Env().Undefined();
+  }
+};
+
+}  // namespace
+
+Napi::Object InitRuleEval(Napi::Env env, Napi::Object exports) {
+  exports.Set("RuleEvaluator", RuleEvaluator::Define(env));
+  return exports;
+}
+
 }  // namespace weir

@@ -1,0 +1,21 @@
+/**
+ * Where cluster state comes from. Every source delivers the same typed
+ * events: the initial state, then `synced`, then changes as they happen.
+ */
+import type { ModelEvent } from '../model/cluster-model.js';
+
+export type SourceEvent = ModelEvent | { readonly type: 'synced' } | { readonly type: 'error'; readonly message: string };
+
+export interface SourceState {
+  readonly kind: 'manifests' | 'kubernetes';
+  /** A directory, or the API server's address. */
+  readonly location: string;
+  readonly synced: boolean;
+  readonly lastError: string;
+}
+
+export interface ClusterSource extends AsyncDisposable {
+  /** Starts delivering events; resolves once started (not once synced). */
+  start(sink: (event: SourceEvent) => void): Promise<void>;
+  state(): SourceState;
+}

@@ -1,0 +1,34 @@
+/**
+ * The controller's durable state: the revision counter (revisions never go
+ * backwards across restarts) and what each agent ACKed (as content hashes),
+ * so that a restarted controller resyncs agents by delta. Written atomically
+ * (temporary file, then rename).
+ */
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { PersistedNode } from '../distribute/distributor.js';
+
+export interface ControllerState {
+  readonly revision: number;
+  readonly nodes: Readonly<Record<string, PersistedNode>>;
+}
+
+const FILE = 'controller-state.json';
+
+export async function loadControllerState(dir: string): Promise<ControllerState> {
+  try {
+    const parsed = JSON.parse(await readFile(join(dir, FILE), 'utf8')) as ControllerState;
+    if (typeof parsed.revision !== 'number' || typeof parsed.nodes !== 'object') throw new Error('unexpected content');
+    return parsed;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { revision: 0, nodes: {} };
+    throw new Error(`cannot read ${join(dir, FILE)}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+export async function saveControllerState(dir: string, state: ControllerState): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const tmp = join(dir, `${FILE}.tmp`);
+  await writeFile(tmp, JSON.stringify(state));
+  await rename(tmp, join(dir, FILE));
+}

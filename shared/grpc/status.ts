@@ -1,0 +1,18 @@
+/** Weir errors as gRPC statuses: the one mapping, used at every server edge. */
+import * as grpc from '@grpc/grpc-js';
+import { ErrorCode, WeirError } from '../errors.js';
+
+const CODES: Readonly<Record<ErrorCode, grpc.status>> = {
+  [ErrorCode.Invalid]: grpc.status.INVALID_ARGUMENT,
+  [ErrorCode.NotFound]: grpc.status.NOT_FOUND,
+  [ErrorCode.Unavailable]: grpc.status.UNAVAILABLE,
+  [ErrorCode.Internal]: grpc.status.INTERNAL,
+};
+
+export function toGrpcStatus(err: unknown): grpc.ServiceError {
+  const e = new Error(err instanceof Error ? err.message : String(err)) as grpc.ServiceError;
+  e.code = err instanceof WeirError ? CODES[err.code] : grpc.status.INTERNAL;
+  e.details = e.message;
+  e.metadata = new grpc.Metadata();
+  return e;
+}

@@ -1,0 +1,39 @@
+/**
+ * Process plumbing for the daemons' main.ts: argument errors, and an orderly
+ * shutdown on SIGINT/SIGTERM (a second signal exits at once).
+ */
+import type { Logger } from './log.js';
+
+export class ArgumentError extends Error {}
+
+export function onShutdown(log: Logger, dispose: () => Promise<void>): void {
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    dispose().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/** Runs a daemon's main; argument errors print usage and exit 2. */
+export async function runMain(usage: string, body: () => Promise<void>): Promise<void> {
+  try {
+    await body();
+  } catch (err) {
+    if (err instanceof ArgumentError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`error: ${(err as Error).message}\n${usage}`);
+      process.exit(2);
+    }
+    process.stderr.write(`fatal: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  }
+}

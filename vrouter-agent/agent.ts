@@ -1,0 +1,211 @@
+/**
+ * The node agent: holds its node's span, compiles rule tables for the local
+ * endpoints, and keeps enforcing the last good tables whatever happens to
+ * the controller.
+ *
+ *   start: load persisted span ─> compile ─> enforce (headless until connected)
+ *   controller stream: hello(node, revision) ─> updates ─> apply ─> compile
+ *                       ─> persist ─> swap tables ─> ACK   (any failure: NACK,
+ *                                                         previous tables stay)
+ *   lost stream: keep enforcing; reconnect with backoff; resync by delta
+ */
+import { randomUUID } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { ValidationError, formatIssue } from '../shared/errors.js';
+import type {
+  AgentMessage,
+  AgentStatusReply,
+  ControllerMessage__Output,
+  ExplainReply,
+  ExplainRequest__Output,
+  SpanUpdate__Output,
+} from '../shared/generated/weir/v1/index.js';
+import { CHANNEL_OPTIONS, SERVER_OPTIONS, weirProto } from '../shared/grpc/proto.js';
+import type { Logger } from '../shared/log.js';
+import { compile } from '../shared/policy/compile.js';
+import { parseProbe, probe, resolveTarget } from '../shared/policy/probe.js';
+import type { RuleTables } from '../shared/policy/rule-tables.js';
+import { snapshotFromWire } from '../shared/wire/policy.js';
+import { toGrpcStatus } from '../shared/grpc/status.js';
+import { nativeStatus } from './native/loader.js';
+import { SpanState } from './store/span-state.js';
+
+export interface AgentOptions {
+  readonly node: string;
+  /** "host:port" of the controller. */
+  readonly controller: string;
+  readonly stateDir: string;
+  /** "host:port" for the agent's own API (port 0: any free port). */
+  readonly listen: string;
+  readonly log: Logger;
+  readonly reconnectMinMs?: number;
+  readonly reconnectMaxMs?: number;
+}
+
+export class NodeAgent implements AsyncDisposable {
+  private state = SpanState.empty();
+  private tables: RuleTables;
+  private connected = false;
+  private lastError = '';
+  private closed = false;
+  private readonly instance = randomUUID();
+  private client: grpc.Client | undefined;
+  private call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output> | undefined;
+  private retry: NodeJS.Timeout | undefined;
+  private server: grpc.Server | undefined;
+  private readonly log: Logger;
+  /** Updates are applied one at a time, in order. */
+  private queue: Promise<void> = Promise.resolve();
+  port = 0;
+
+  constructor(private readonly options: AgentOptions) {
+    this.log = options.log.child({ component: 'agent' });
+    this.tables = this.compile(this.state);
+  }
+
+  get revision(): number {
+    return this.state.revision;
+  }
+
+  get ruleTables(): RuleTables {
+    return this.tables;
+  }
+
+  async start(): Promise<void> {
+    try {
+      const persisted = await SpanState.load(this.options.stateDir);
+      this.tables = this.compile(persisted);
+      this.state = persisted;
+      if (persisted.revision > 0) this.log.info({ revision: persisted.revision, policies: persisted.policies.size }, 'enforcing persisted span');
+    } catch (err) {
+      this.lastError = `persisted span unusable: ${(err as Error).message}`;
+      this.log.error({ err }, 'persisted span unusable; starting empty');
+    }
+    await this.serve();
+    this.connect(0);
+  }
+
+  private compile(state: SpanState): RuleTables {
+    return compile(snapshotFromWire(state.toSnapshot()), { isLocal: (e) => e.node === this.options.node });
+  }
+
+  // --- controller stream -------------------------------------------------------
+
+  private connect(attempt: number): void {
+    if (this.closed) return;
+    const { proto } = weirProto();
+    this.client ??= new proto.weir.v1.ControlPlane(this.options.controller, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+    const call = (this.client as unknown as { Connect(): grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output> }).Connect();
+    this.call = call;
+    let gotData = false;
+    call.on('data', (msg: ControllerMessage__Output) => {
+      if (!gotData) {
+        gotData = true;
+        this.connected = true;
+        this.log.info({ controller: this.options.controller }, 'connected to controller');
+      }
+      if (msg.kind === 'update' && msg.update) {
+        const update = msg.update;
+        this.queue = this.queue.then(() => this.onUpdate(call, update));
+      }
+    });
+    const lost = (why: string) => {
+      if (this.call !== call) return;
+      this.call = undefined;
+      if (this.connected) this.log.warn({ why }, 'controller stream lost; enforcing the last span (headless)');
+      this.connected = false;
+      if (this.closed) return;
+      const min = this.options.reconnectMinMs ?? 200;
+      const max = this.options.reconnectMaxMs ?? 5_000;
+      const next = gotData ? 0 : attempt + 1;
+      const delay = Math.min(max, min * 2 ** Math.min(next, 10)) * (0.5 + Math.random() / 2);
+      this.retry = setTimeout(() => this.connect(next), delay);
+      this.retry.unref();
+    };
+    call.on('error', (err: grpc.ServiceError) => lost(err.details || err.message));
+    call.on('end', () => lost('stream ended by the controller'));
+    call.write({ hello: { node: this.options.node, appliedRevision: String(this.state.revision), instance: this.instance } });
+  }
+
+  private async onUpdate(call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>, u: SpanUpdate__Output): Promise<void> {
+    const revision = u.revision;
+    try {
+      const next = this.state.apply(u);
+      const tables = this.compile(next);
+      await next.save(this.options.stateDir);
+      this.state = next;
+      this.tables = tables;
+      this.lastError = '';
+      this.log.info({ revision, snapshot: u.snapshot, policies: next.policies.size, endpoints: tables.endpoints.size }, 'span applied');
+      if (this.call === call) call.write({ ack: { revision } });
+    } catch (err) {
+      const message = err instanceof ValidationError ? err.issues.map(formatIssue).join('; ') : (err as Error).message;
+      this.lastError = `revision ${revision} refused: ${message}`;
+      this.log.error({ revision, err }, 'update refused; the previous revision stays in force');
+      if (this.call === call) call.write({ nack: { revision, error: message } });
+    }
+  }
+
+  // --- the agent's own API -----------------------------------------------------
+
+  private async serve(): Promise<void> {
+    const { proto, definition } = weirProto();
+    const server = new grpc.Server(SERVER_OPTIONS);
+    server.addService(proto.weir.v1.Agent.service, {
+      GetAgentStatus: (_call: unknown, cb: grpc.sendUnaryData<AgentStatusReply>) => cb(null, this.status()),
+      Evaluate: (call: grpc.ServerUnaryCall<ExplainRequest__Output, ExplainReply>, cb: grpc.sendUnaryData<ExplainReply>) => {
+        try {
+          cb(null, this.evaluate(call.request));
+        } catch (err) {
+          cb(toGrpcStatus(err));
+        }
+      },
+    });
+    new ReflectionService(definition).addToServer(server);
+    this.port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(this.options.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    this.server = server;
+    this.log.info({ port: this.port }, 'agent API serving');
+  }
+
+  status(): AgentStatusReply {
+    return {
+      node: this.options.node,
+      appliedRevision: String(this.state.revision),
+      controllerConnected: this.connected,
+      headless: !this.connected && this.state.revision > 0,
+      localEndpoints: this.tables.endpoints.size,
+      policies: this.state.policies.size,
+      lastError: this.lastError,
+      engine: nativeStatus().active ? 'native' : 'typescript',
+    };
+  }
+
+  /** The verdict of the tables this agent enforces now. */
+  evaluate(req: ExplainRequest__Output): ExplainReply {
+    const p = parseProbe(`${req.protocol || 'TCP'}/${req.port}`);
+    if (typeof p === 'string') throw new ValidationError([{ field: 'protocol/port', message: p }]);
+    const tables = this.tables;
+    const from = resolveTarget(tables, req.from);
+    if (typeof from === 'string') throw new ValidationError([{ field: 'from', message: from }]);
+    const to = resolveTarget(tables, req.to);
+    if (typeof to === 'string') throw new ValidationError([{ field: 'to', message: to }]);
+    return { revision: String(this.state.revision), explanationJson: JSON.stringify(probe(tables, from, to, p, 'node')) };
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.closed = true;
+    if (this.retry !== undefined) clearTimeout(this.retry);
+    this.call?.cancel();
+    this.call = undefined;
+    this.client?.close();
+    await this.queue;
+    await new Promise<void>((resolve) => {
+      if (this.server === undefined) return resolve();
+      this.server.tryShutdown(() => resolve());
+      setTimeout(() => this.server?.forceShutdown(), 1_000).unref();
+    });
+  }
+}
