@@ -197,10 +197,12 @@ export class Distributor {
       const needed = Math.max(0, ...keys.map((k) => entries?.get(k)?.revision ?? 0));
       revision = Math.max(revision, needed);
       const r = this.records.get(node);
-      if (r === undefined || r.ackedSpan === undefined || r.ackedRevision < needed) continue;
+      // Applied when what the agent ACKed holds this policy's objects as they are now.
+      const acked = r?.ackedSpan;
+      if (acked === undefined || !keys.every((k) => entries?.get(k) === undefined || acked.get(k) === entries.get(k)!.hash)) continue;
       applied.push(node);
       const observed = this.store.observedAt(needed);
-      const ack = r.acks.find((a) => a.revision >= needed);
+      const ack = r!.acks.find((a) => a.revision >= needed);
       if (observed !== undefined && ack !== undefined) latencyMs[node] = ack.at - observed;
     }
     return { revision, nodes, applied, latencyMs };

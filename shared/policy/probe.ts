@@ -30,8 +30,14 @@ export function resolveTarget(tables: RuleTables, text: string): { ip: Ip; endpo
   if (ip !== undefined) return { ip, endpoint: tables.byIp.get(ip)?.endpoint };
   const key = text.includes('/') ? text : `default/${text}`;
   const e = tables.endpoints.get(key);
-  if (e === undefined) return `${JSON.stringify(text)} is neither an IP address nor a pod (namespace/name) with an address in the cluster`;
-  return { ip: e.ips[0]!, endpoint: e.endpoint };
+  if (e !== undefined) return { ip: e.ips[0]!, endpoint: e.endpoint };
+  // A pod the tables do not enforce for (another node's) may still be known as a group member.
+  for (const g of tables.snapshot.addressGroups) {
+    if (g.kind !== 'selector') continue;
+    const m = g.members.find((x) => x.endpoint === key);
+    if (m !== undefined && m.ips[0] !== undefined) return { ip: parseIp(m.ips[0]) };
+  }
+  return `${JSON.stringify(text)} is neither an IP address nor a pod (namespace/name) with an address known here`;
 }
 
 export function probe(tables: RuleTables, from: { ip: Ip; endpoint?: Endpoint }, to: { ip: Ip; endpoint?: Endpoint }, p: Probe, scope: 'cluster' | 'node' = 'cluster'): Explanation {
