@@ -44,6 +44,8 @@ export interface ControllerOptions {
   readonly log: Logger;
   /** Changes arriving within this window become one revision. */
   readonly commitIntervalMs?: number;
+  /** Leadership as status reports it: "leader" under leader election, "standalone" otherwise. */
+  readonly leadership?: () => string;
 }
 
 export class Controller implements OperatorBackend, AsyncDisposable {
@@ -92,7 +94,10 @@ export class Controller implements OperatorBackend, AsyncDisposable {
       this.log.warn({ error: e.message }, 'source error');
       return;
     } else {
-      if (e.type === 'invalid') this.log.warn({ object: `${e.kind} ${e.namespace}/${e.name}`, problems: e.issues.map(formatIssue) }, 'object rejected');
+      if (e.type === 'invalid') {
+        this.log.warn({ object: `${e.kind} ${e.namespace}/${e.name}`, problems: e.issues.map(formatIssue) }, 'object rejected');
+        this.options.source.reportRejected?.(e);
+      }
       this.model.apply(e);
       this.firstPendingAt ??= Date.now();
     }
@@ -130,7 +135,7 @@ export class Controller implements OperatorBackend, AsyncDisposable {
     return {
       cluster: this.options.cluster,
       revision: String(this.store.revision),
-      source: { kind: s.kind, location: s.location, synced: s.synced, lastError: s.lastError, leadership: 'standalone' },
+      source: { kind: s.kind, location: s.location, synced: s.synced, lastError: s.lastError, leadership: this.options.leadership?.() ?? 'standalone' },
       agents: this.distributor.views().map((v) => ({
         node: v.node,
         connected: v.connected,

@@ -18,4 +18,9 @@ export interface ClusterSource extends AsyncDisposable {
   /** Starts delivering events; resolves once started (not once synced). */
   start(sink: (event: SourceEvent) => void): Promise<void>;
   state(): SourceState;
+  /**
+   * Tells the object's owner that it was rejected (the Kubernetes source
+   * records an Event on it). Best effort: never throws.
+   */
+  reportRejected?(rejection: Extract<ModelEvent, { type: 'invalid' }>): void;
 }
