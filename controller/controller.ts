@@ -48,6 +48,8 @@ export interface ControllerOptions {
   readonly leadership?: () => string;
 }
 
+const round = (ms: number) => Math.round(ms * 100) / 100;
+
 export class Controller implements OperatorBackend, AsyncDisposable {
   readonly model: ClusterModel;
   private store!: SpanStore;
@@ -107,10 +109,13 @@ export class Controller implements OperatorBackend, AsyncDisposable {
   private commit(): void {
     const observed = this.firstPendingAt ?? Date.now();
     this.firstPendingAt = undefined;
+    const t0 = performance.now();
     const c = this.store.commit(observed);
     if (c !== undefined) {
-      this.log.info({ revision: c.revision, nodes: c.nodes.length }, 'revision committed');
+      const t1 = performance.now();
       this.distributor.notify(c.nodes);
+      const t2 = performance.now();
+      this.log.info({ revision: c.revision, nodes: c.nodes.length, commitMs: round(t1 - t0), sendMs: round(t2 - t1) }, 'revision committed');
       this.persistRunner?.request();
     }
     if (this.sourceSynced && !this.ready) {

@@ -22,8 +22,12 @@ import type { ClusterModel } from '../model/cluster-model.js';
 import type { ObjectKey, SpanStore } from '../store/span-store.js';
 
 export interface AgentLink {
-  /** Sends one update; the agent answers with ack or nack. */
-  send(update: SpanUpdate): void;
+  /**
+   * Sends one update; the agent answers with ack or nack. Equal `key`s mean
+   * byte-identical updates (a broad change sends the same delta to many
+   * nodes), so that a transport can encode each distinct one once.
+   */
+  send(update: SpanUpdate, key: string): void;
   close(reason: string): void;
 }
 
@@ -248,10 +252,32 @@ export class Distributor {
     if (r.ackedSpan !== undefined && sameSpan(r.ackedSpan, span?.entries)) return;
 
     const base = r.ackedSpan;
+    // What differs, as keys and hashes: it names the update's content exactly.
+    const changed: ObjectKey[] = [];
+    const removed: ObjectKey[] = [];
+    let policySetChanged = base === undefined;
+    for (const [key, hash] of current) {
+      if (base?.get(key) === hash) continue;
+      changed.push(key);
+      if (base !== undefined && key.startsWith('p:') && !base.has(key)) policySetChanged = true;
+    }
+    for (const key of base?.keys() ?? []) {
+      if (current.has(key)) continue;
+      removed.push(key);
+      if (key.startsWith('p:')) policySetChanged = true;
+    }
+    const revision = String(this.store.revision);
+    const baseRevision = base === undefined ? '0' : String(r.ackedRevision);
+    const contentKey = `${revision}|${baseRevision}|${changed.map((k) => `${k}=${current.get(k)}`).join(',')}|${removed.join(',')}|${policySetChanged ? 'aps' : ''}`;
+    r.inflight = { revision: this.store.revision, span: current, sentAt: this.now() };
+    r.link.send(this.updateFor(r.node, revision, baseRevision, current, changed, removed, policySetChanged), contentKey);
+  }
+
+  private updateFor(node: string, revision: string, baseRevision: string, current: ReadonlyMap<ObjectKey, string>, changed: readonly ObjectKey[], removed: readonly ObjectKey[], withPolicySet: boolean): SpanUpdate {
     const update: Required<Pick<SpanUpdate, 'policies' | 'addressGroups' | 'serviceGroups' | 'endpoints' | 'removedPolicies' | 'removedAddressGroups' | 'removedServiceGroups' | 'removedEndpoints'>> & SpanUpdate = {
-      revision: String(this.store.revision),
-      baseRevision: base === undefined ? '0' : String(r.ackedRevision),
-      snapshot: base === undefined,
+      revision,
+      baseRevision,
+      snapshot: baseRevision === '0',
       policies: [],
       addressGroups: [],
       serviceGroups: [],
@@ -262,28 +288,27 @@ export class Distributor {
       removedEndpoints: [],
       cluster: this.model.cluster,
     };
-    for (const [key, hash] of current) {
-      if (base?.get(key) === hash) continue;
-      const o = this.store.object(r.node, key);
+    for (const key of changed) {
+      const o = this.store.object(node, key);
       if (o === undefined) continue;
       if (o.kind === 'policy') update.policies.push(firewallPolicyToWire(o.object));
       else if (o.kind === 'group') update.addressGroups.push(addressGroupToWire(o.object));
       else if (o.kind === 'service') update.serviceGroups.push(serviceGroupToWire(o.object));
       else update.endpoints.push(endpointToWire(o.object));
     }
-    for (const key of base?.keys() ?? []) {
-      if (current.has(key)) continue;
+    for (const key of removed) {
       const id = key.slice(2);
       if (key.startsWith('p:')) update.removedPolicies.push(id);
       else if (key.startsWith('g:')) update.removedAddressGroups.push(id);
       else if (key.startsWith('s:')) update.removedServiceGroups.push(id);
       else update.removedEndpoints.push(id);
     }
-    const policyIds = [...current.keys()].filter((k) => k.startsWith('p:')).map((k) => k.slice(2));
-    const aps = this.model.applicationPolicySet(policyIds);
-    update.applicationPolicySet = { id: aps.id, cluster: aps.cluster, tiers: aps.tiers.map((t) => ({ tier: 'TIER_NAMESPACE', policies: [...t.policies] })) };
-    r.inflight = { revision: this.store.revision, span: current, sentAt: this.now() };
-    r.link.send(update);
+    if (withPolicySet) {
+      const policyIds = [...current.keys()].filter((k) => k.startsWith('p:')).map((k) => k.slice(2));
+      const aps = this.model.applicationPolicySet(policyIds);
+      update.applicationPolicySet = { id: aps.id, cluster: aps.cluster, tiers: aps.tiers.map((t) => ({ tier: 'TIER_NAMESPACE', policies: [...t.policies] })) };
+    }
+    return update;
   }
 }
 

@@ -16,6 +16,7 @@ import type {
   ExplainRequest__Output,
   ListPoliciesReply,
   ListPoliciesRequest__Output,
+  SpanUpdate,
   StatusReply,
 } from '../../shared/generated/weir/v1/index.js';
 import type { Distributor } from './distributor.js';
@@ -47,7 +48,25 @@ export async function startControllerServer(options: {
   const server = new grpc.Server(SERVER_OPTIONS);
   const log = options.log;
 
-  server.addService(proto.weir.v1.ControlPlane.service, {
+  // Updates are encoded once per distinct content (the Distributor names it)
+  // and written as bytes: a change every node must hear is encoded once, not
+  // once per node.
+  const connect = proto.weir.v1.ControlPlane.service.Connect;
+  const encode = connect.responseSerialize as (m: ControllerMessage) => Buffer;
+  const controlPlane = { Connect: { ...connect, responseSerialize: (m: ControllerMessage | Buffer) => (Buffer.isBuffer(m) ? m : encode(m)) } };
+  const encoded = new Map<string, Buffer>();
+  const encodeOnce = (update: SpanUpdate, key: string): Buffer => {
+    let bytes = encoded.get(key);
+    if (bytes === undefined) {
+      bytes = encode({ update });
+      encoded.set(key, bytes);
+      // Keys name one revision's deltas; the last few revisions are all that repeat.
+      if (encoded.size > 64) encoded.delete(encoded.keys().next().value!);
+    }
+    return bytes;
+  };
+
+  server.addService(controlPlane as unknown as grpc.ServiceDefinition, {
     Connect: (call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>) => {
       let session: ReturnType<Distributor['hello']> | undefined;
       let ended = false;
@@ -64,8 +83,8 @@ export async function startControllerServer(options: {
             return;
           }
           session = options.distributor.hello(node, msg.hello.instance, Number(msg.hello.appliedRevision), {
-            send: (update) => {
-              if (!ended) call.write({ update });
+            send: (update, key) => {
+              if (!ended) call.write(encodeOnce(update, key) as unknown as ControllerMessage);
             },
             close: (reason) => {
               if (ended) return;

@@ -113,10 +113,40 @@ export class SpanStore {
     for (const key of changedKeys(c)) this.hashes.delete(key);
 
     const changedNodes: string[] = [];
-    for (const node of this.affectedNodes(c)) {
+    const structural = this.structurallyAffected(c);
+    for (const node of structural) {
       if (this.recompute(node, revision)) changedNodes.push(node);
     }
+    // Nodes whose span keeps its shape and only holds objects whose content changed:
+    // refresh those entries instead of recomputing the span.
+    const refresh = new Map<string, ObjectKey[]>();
+    for (const key of [...[...c.groups].map((id) => `g:${id}`), ...[...c.endpoints].map((k) => `e:${k}`)]) {
+      for (const node of this.holders.get(key) ?? []) {
+        if (structural.has(node)) continue;
+        const keys = refresh.get(node);
+        if (keys === undefined) refresh.set(node, [key]);
+        else keys.push(key);
+      }
+    }
+    for (const [node, keys] of refresh) if (this.refresh(node, keys, revision)) changedNodes.push(node);
     return { revision, nodes: changedNodes.sort() };
+  }
+
+  /** Re-hashes some objects of a span whose shape did not change; returns whether any changed. */
+  private refresh(node: string, keys: readonly ObjectKey[], revision: number): boolean {
+    const span = this.spans.get(node)!;
+    const entries = span.entries as Map<ObjectKey, SpanEntry>;
+    let changed = false;
+    for (const key of keys) {
+      const old = entries.get(key);
+      if (old === undefined) continue;
+      const hash = this.hashOf(node, key, !(key.startsWith('g:') && span.localOnlyGroups.has(key.slice(2))));
+      if (hash === old.hash) continue;
+      entries.set(key, { hash, revision });
+      changed = true;
+    }
+    if (changed) this.spans.set(node, { ...span, revision });
+    return changed;
   }
 
   /** The content of one object as this node sees it. */
@@ -132,7 +162,13 @@ export class SpanStore {
         if (g === undefined) return undefined;
         const span = this.spans.get(node);
         if (g.kind === 'selector' && span?.localOnlyGroups.has(id)) {
-          return { kind: 'group', object: { ...g, members: g.members.filter((m) => span.locals.has(m.endpoint)) } };
+          // From the node's few local endpoints, not the group's many members.
+          const all = this.model.groupMembers(id);
+          const members = [...span.locals]
+            .filter((k) => all.has(k))
+            .sort()
+            .map((k) => ({ endpoint: k, ips: all.get(k)!.ips }));
+          return { kind: 'group', object: { ...g, members } };
         }
         return { kind: 'group', object: g };
       }
@@ -151,9 +187,21 @@ export class SpanStore {
 
   // ---------------------------------------------------------------------------
 
-  private affectedNodes(c: ModelChanges): Set<string> {
+  /**
+   * Nodes whose span may change shape: their endpoints changed or joined or
+   * left groups, a policy they hold (or that now selects their endpoints)
+   * changed, a group or service group they hold went away, or a named port
+   * their egress rules resolve changed providers.
+   */
+  private structurallyAffected(c: ModelChanges): Set<string> {
     const nodes = new Set<string>(c.nodes);
-    for (const key of changedKeys(c)) for (const n of this.holders.get(key) ?? []) nodes.add(n);
+    const structuralKeys = [
+      ...[...c.policies, ...c.removedPolicies].map((id) => `p:${id}`),
+      ...[...c.removedGroups].map((id) => `g:${id}`),
+      ...[...c.serviceGroups, ...c.removedServiceGroups].map((id) => `s:${id}`),
+      ...[...c.removedEndpoints].map((k) => `e:${k}`),
+    ];
+    for (const key of structuralKeys) for (const n of this.holders.get(key) ?? []) nodes.add(n);
     for (const id of c.policies) {
       const p = this.model.policy(id);
       if (p !== undefined) for (const e of this.model.groupMembers(p.appliedTo).values()) nodes.add(e.node);

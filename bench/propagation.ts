@@ -1,0 +1,196 @@
+/**
+ * Propagation of one policy change to 100 and to 1,000 simulated agents on
+ * one machine: the real Controller (model, span store, distributor, gRPC
+ * server) in this process, the agents in a child process (bench/sim-agents.ts).
+ *
+ * Measured per change: time from the change entering the controller to each
+ * affected agent's ACK (p50/p99 over changes × agents), and the bytes each
+ * agent received for it against the size of its whole span. Baseline in the
+ * same run: the initial sync, where every agent receives its whole span as a
+ * snapshot.
+ *
+ * Runnable alone: node --import tsx bench/propagation.ts [--quick]
+ */
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Controller } from '../controller/controller.js';
+import type { ModelEvent } from '../controller/model/cluster-model.js';
+import { readKubeObject, type KubeObject } from '../controller/model/kube-objects.js';
+import type { ClusterSource, SourceEvent, SourceState } from '../controller/sources/source.js';
+import { rootLogger, silentLogger } from '../shared/log.js';
+import { namespace, networkPolicy, pod, type Raw } from '../test/support/cluster.js';
+import type { AckRecord } from './sim-agents.js';
+
+const now = () => performance.timeOrigin + performance.now();
+
+class ScriptedSource implements ClusterSource {
+  private sink: ((e: SourceEvent) => void) | undefined;
+  constructor(private readonly initial: KubeObject[]) {}
+  async start(sink: (e: SourceEvent) => void): Promise<void> {
+    this.sink = sink;
+    for (const object of this.initial) sink({ type: 'upsert', object });
+    sink({ type: 'synced' });
+  }
+  emit(e: ModelEvent): void {
+    this.sink?.(e);
+  }
+  state(): SourceState {
+    return { kind: 'manifests', location: 'bench', synced: true, lastError: '' };
+  }
+  async [Symbol.asyncDispose](): Promise<void> {}
+}
+
+function read(raw: Raw): KubeObject {
+  const r = readKubeObject(raw);
+  if (r.type !== 'object') throw new Error(`bench object invalid: ${JSON.stringify(r)}`);
+  return r.object;
+}
+
+/**
+ * One namespace per 10 nodes, 10 pods per node (app a..e, tier by namespace),
+ * per namespace: default-deny, an app-to-app allow with a named port, and an
+ * allow from the monitoring namespace; plus one cluster-wide policy every node
+ * enforces (ingress from namespaceSelector {} with app=probe).
+ */
+function cluster(nodes: number): KubeObject[] {
+  const raws: Raw[] = [namespace('monitoring', { team: 'platform' })];
+  const namespaces = Math.max(1, nodes / 10);
+  for (let n = 0; n < namespaces; n++) {
+    const ns = `ns-${n}`;
+    raws.push(namespace(ns, { team: `t${n % 7}` }));
+    raws.push(networkPolicy(ns, 'deny', { podSelector: {} }));
+    raws.push(networkPolicy(ns, 'a-to-b', { podSelector: { matchLabels: { app: 'b' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'a' } } }], ports: [{ port: 'http' }] }] }));
+    raws.push(networkPolicy(ns, 'from-monitoring', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 'platform' } } }], ports: [{ port: 9090 }] }] }));
+  }
+  raws.push(networkPolicy('monitoring', 'probes', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: {}, podSelector: { matchLabels: { app: 'probe' } } }] }] }));
+  let ip = 0;
+  for (let node = 0; node < nodes; node++) {
+    for (let k = 0; k < 10; k++) {
+      const ns = `ns-${Math.floor(node / 10) % namespaces}`;
+      const i = ip++;
+      raws.push(pod(ns, `p-${node}-${k}`, { labels: { app: 'abcde'[k % 5]! }, ips: [`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`], node: `node-${node}`, ports: [{ name: 'http', port: 8080 }] }));
+    }
+    // A monitoring pod on every node keeps the monitoring policy everywhere.
+  }
+  return raws.map(read);
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
+}
+
+interface ChangeResult {
+  readonly name: string;
+  nodes: number;
+  readonly latencies: number[];
+  readonly bytes: number[];
+  readonly spanBytes: number[];
+}
+
+async function run(agents: number, changes: number): Promise<{ initial: ChangeResult; results: ChangeResult[] }> {
+  const source = new ScriptedSource(cluster(agents));
+  const controller = new Controller({ cluster: 'bench', source, listen: '127.0.0.1:0', log: process.env.BENCH_LOG ? rootLogger({ name: 'bench' }) : silentLogger, commitIntervalMs: 1 });
+  await controller.start();
+  const acks: AckRecord[] = [];
+  /** ACK notices (node, revision) as they happen; times and sizes come with the report. */
+  const notices: Array<{ node: string; revision: number }> = [];
+  let onAcks: (() => void) | undefined;
+  let onReported: (() => void) | undefined;
+  const report = () => new Promise<void>((resolve) => {
+    onReported = resolve;
+    child.send({ type: 'report' });
+  });
+  const child = fork(fileURLToPath(new URL('./sim-agents.ts', import.meta.url)), [`127.0.0.1:${controller.port}`, String(agents)], { execArgv: ['--import', 'tsx', ...(process.env.SIM_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof2'] : [])], stdio: 'inherit' });
+  child.on('exit', (code) => {
+    if (code !== 0) process.stderr.write(`simulated agents exited with ${code}\n`);
+  });
+  child.on('message', (m: { type: string; acks?: AckRecord[]; notices?: Array<{ node: string; revision: number }> }) => {
+    if (m.type === 'acks') acks.push(...m.acks!);
+    else if (m.type === 'reported') onReported?.();
+    else if (m.type === 'ack') {
+      notices.push(...m.notices!);
+      onAcks?.();
+    }
+  });
+  const waitAcks = (pred: () => boolean, what: string) =>
+    new Promise<void>((resolve, reject) => {
+      if (pred()) return resolve();
+      const t = setTimeout(() => reject(new Error(`timed out: ${what}`)), 120_000);
+      onAcks = () => {
+        if (pred()) {
+          clearTimeout(t);
+          onAcks = undefined;
+          resolve();
+        }
+      };
+    });
+  const started = now();
+  await waitAcks(() => new Set(notices.map((a) => a.node)).size === agents, 'initial sync');
+  await report();
+  const snapshots = acks.filter((a) => a.snapshot);
+  const initial: ChangeResult = { name: 'initial sync (connect + whole span)', nodes: agents, latencies: snapshots.map((a) => a.at - started), bytes: snapshots.map((a) => a.bytes), spanBytes: snapshots.map((a) => a.spanBytes) };
+
+  const results: ChangeResult[] = [];
+  const measure = async (name: string, change: (i: number) => ModelEvent) => {
+    const r: ChangeResult = { name, nodes: 0, latencies: [], bytes: [], spanBytes: [] };
+    for (let i = 0; i < changes; i++) {
+      const from = acks.length;
+      const noticed = notices.length;
+      const before = controller.revision;
+      const t0 = now();
+      source.emit(change(i));
+      // Wait for the commit, then for every node the store says changed to ACK.
+      await new Promise<void>((resolve) => {
+        const poll = () => (controller.revision > before ? resolve() : setTimeout(poll, 0));
+        poll();
+      });
+      const revision = controller.revision;
+      const expected = controller.model.nodes().filter((n) => (controller as unknown as { store: { span(n: string): { revision: number } | undefined } }).store.span(n)?.revision === revision).length;
+      await waitAcks(() => notices.slice(noticed).filter((a) => a.revision >= revision).length >= expected, `${name} #${i}`);
+      await report();
+      const mine = acks.slice(from).filter((a) => a.revision >= revision);
+      r.nodes = Math.max(r.nodes, mine.length);
+      for (const a of mine) {
+        r.latencies.push(a.at - t0);
+        r.bytes.push(a.bytes);
+        r.spanBytes.push(a.spanBytes);
+      }
+    }
+    results.push(r);
+  };
+  // Narrow: one namespace's policy changes its port (its ten nodes).
+  await measure('one policy in one namespace', (i) => ({ type: 'upsert', object: read(networkPolicy('ns-0', 'from-monitoring', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 'platform' } } }], ports: [{ port: 9000 + i }] }] })) }));
+  // Broad: a pod joins a group every node's span holds.
+  await measure('a pod every node must learn about', (i) => ({ type: 'upsert', object: read(pod('monitoring', `probe-${i}`, { labels: { app: 'probe' }, ips: [`172.16.${i >> 8}.${i & 255}`], node: 'node-0' })) }));
+
+  child.send({ type: 'stop' });
+  await new Promise((r) => child.once('exit', r));
+  await controller[Symbol.asyncDispose]();
+  return { initial, results };
+}
+
+const fmt = (x: number) => (Number.isFinite(x) ? (x < 10 ? x.toFixed(2) : x.toFixed(0)) : '-');
+const kib = (x: number) => `${(x / 1024).toFixed(1)} KiB`;
+
+export async function benchPropagation(options: { quick?: boolean } = {}): Promise<string> {
+  const lines: string[] = [];
+  for (const agents of [100, 1000]) {
+    const { initial, results } = await run(agents, options.quick ? 5 : 20);
+    lines.push(`${agents} agents (${agents * 10} pods, ${agents / 10} namespaces):`);
+    lines.push(`  ${'change'.padEnd(36)} ${'nodes'.padStart(5)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}  ${'bytes/agent (median)'.padStart(20)}  ${'whole span (median)'.padStart(19)}`);
+    for (const r of [initial, ...results]) {
+      lines.push(
+        `  ${r.name.padEnd(36)} ${String(r.nodes).padStart(5)}  ${fmt(percentile(r.latencies, 50)).padStart(7)}  ${fmt(percentile(r.latencies, 99)).padStart(7)}  ${kib(percentile(r.bytes, 50)).padStart(20)}  ${kib(percentile(r.spanBytes, 50)).padStart(19)}`,
+      );
+    }
+    const broad = results[1]!;
+    lines.push(`  target p99 < 300 ms at 1,000 agents: ${agents === 1000 ? (percentile(broad.latencies, 99) < 300 && percentile(results[0]!.latencies, 99) < 300 ? 'MET' : 'NOT MET') : 'n/a'}`);
+    lines.push('');
+  }
+  return lines.join('\n');
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  process.stdout.write(`${await benchPropagation({ quick: process.argv.includes('--quick') })}\n`);
+}

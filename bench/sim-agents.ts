@@ -1,0 +1,98 @@
+/**
+ * Simulated agents for the propagation benchmark, run in their own process
+ * (so that they do not share the controller's event loop): N gRPC streams to
+ * the controller, each keeping its span with the agent's own SpanState and
+ * ACKing every update. Reports each ACK (node, revision, time, bytes) to the
+ * parent over IPC.
+ *
+ * Times are performance.timeOrigin + performance.now(): wall-clock based with
+ * sub-millisecond resolution, comparable with the parent process.
+ */
+import * as grpc from '@grpc/grpc-js';
+import protobuf from 'protobufjs';
+import { join } from 'node:path';
+import { CHANNEL_OPTIONS, PROTO_DIR, weirProto } from '../shared/grpc/proto.js';
+import type { AgentMessage, ControllerMessage__Output } from '../shared/generated/weir/v1/index.js';
+import { SpanState } from '../vrouter-agent/store/span-state.js';
+
+export interface AckRecord {
+  readonly node: string;
+  readonly revision: number;
+  readonly at: number;
+  /** Encoded size of the update. */
+  readonly bytes: number;
+  readonly snapshot: boolean;
+  /** Encoded size of the whole span after the update (what a snapshot would carry). */
+  readonly spanBytes: number;
+}
+
+const now = () => performance.timeOrigin + performance.now();
+
+async function main(): Promise<void> {
+  const [address, count] = [process.argv[2]!, Number(process.argv[3])];
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin, target) => join(PROTO_DIR, target);
+  root.loadSync('weir/v1/agent.proto');
+  const Update = root.lookupType('weir.v1.SpanUpdate');
+  const Snapshot = root.lookupType('weir.v1.PolicySnapshot');
+  const { proto } = weirProto();
+  let pending: AckRecord[] = [];
+  // Sizes are measured off the critical path (encoding takes time the next agent would wait for).
+  let unsized: Array<{ record: { node: string; revision: number; at: number; snapshot: boolean }; update: ControllerMessage__Output['update']; state: SpanState }> = [];
+  const size = () => {
+    for (const u of unsized) {
+      pending.push({
+        ...u.record,
+        bytes: Update.encode(Update.fromObject(u.update!)).finish().length,
+        spanBytes: Snapshot.encode(Snapshot.fromObject(u.state.toSnapshot())).finish().length,
+      });
+    }
+    unsized = [];
+  };
+  const flush = () => {
+    if (pending.length > 0) process.send!({ type: 'acks', acks: pending });
+    pending = [];
+  };
+  // ACK notices go to the parent in batches: one IPC message per turn of the event loop.
+  let notices: Array<{ node: string; revision: number }> = [];
+  const sendNotices = () => {
+    process.send!({ type: 'ack', notices });
+    notices = [];
+  };
+  const calls: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>[] = [];
+  for (let i = 0; i < count; i++) {
+    const node = `node-${i}`;
+    // One connection per agent, as separate hosts would have.
+    const client = new proto.weir.v1.ControlPlane(address, grpc.credentials.createInsecure(), { ...CHANNEL_OPTIONS, 'grpc.use_local_subchannel_pool': 1 });
+    const call = (client as unknown as { Connect(): grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output> }).Connect();
+    let state = SpanState.empty();
+    call.on('data', (msg: ControllerMessage__Output) => {
+      const u = msg.update;
+      if (!u) return;
+      state = state.apply(u);
+      const at = now();
+      call.write({ ack: { revision: u.revision } });
+      unsized.push({ record: { node, revision: Number(u.revision), at, snapshot: u.snapshot }, update: u, state });
+      notices.push({ node, revision: Number(u.revision) });
+      if (notices.length === 1) setImmediate(sendNotices);
+    });
+    call.on('error', () => undefined);
+    call.write({ hello: { node, appliedRevision: '0', instance: `sim-${i}` } });
+    calls.push(call);
+  }
+  process.on('message', (m: { type: string }) => {
+    if (m.type === 'report') {
+      size();
+      flush();
+      process.send!({ type: 'reported' });
+    }
+    if (m.type === 'stop') {
+      flush();
+      for (const c of calls) c.cancel();
+      setTimeout(() => process.exit(0), 100);
+    }
+  });
+  process.send!({ type: 'started' });
+}
+
+void main();
