@@ -42,8 +42,20 @@ export async function status(io: Io, opts: { controller?: string; output: string
   else {
     io.stdout(
       renderTable(
-        ['NODE', 'CONNECTED', 'APPLIED', 'SPAN', 'IN-SYNC', 'ENDPOINTS', 'OBJECTS', 'LAST-ACK', 'ERROR'],
-        s.agents.map((a) => [a.node, a.connected ? 'yes' : 'no', a.appliedRevision, a.spanRevision, a.inSync ? 'yes' : a.pending ? 'sending' : 'no', String(a.localEndpoints), String(a.spanObjects), ago(a.lastAckUnixMs, now), a.lastError]),
+        ['NODE', 'CONNECTED', 'APPLIED', 'SPAN', 'IN-SYNC', 'LAG', 'ENDPOINTS', 'OBJECTS', 'LAST-ACK', 'ERROR'],
+        s.agents.map((a) => [
+          a.node,
+          a.connected ? 'yes' : 'no',
+          a.appliedRevision,
+          a.spanRevision,
+          a.inSync ? 'yes' : a.pending ? 'sending' : 'no',
+          // Revisions of this node's span the agent has not applied yet.
+          a.inSync ? '0' : String(Math.max(0, Number(a.spanRevision) - Number(a.appliedRevision))),
+          String(a.localEndpoints),
+          String(a.spanObjects),
+          ago(a.lastAckUnixMs, now),
+          a.lastError,
+        ]),
       ),
     );
   }

@@ -26,7 +26,7 @@ test('the demo starts a controller and three agents, waits until they are in syn
       child.on('exit', (code) => reject(new Error(`demo exited ${code}:\n${out}`)));
     });
     assert.match(out, new RegExp(`export WEIR_CONTROLLER=${listen.replace(/[.]/g, '\\.')}`));
-    for (const node of ['node-a', 'node-b', 'node-c']) assert.match(out, new RegExp(`${node}\\s+yes\\s+\\d+\\s+\\d+\\s+yes`));
+    for (const node of ['node-a', 'node-b', 'node-c']) assert.match(out, new RegExp(`${node}\\s+yes\\s+\\d+\\s+\\d+\\s+yes\\s+0`));
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
