@@ -272,7 +272,7 @@ class Table {
   // compare. Misses to DRAM overlap instead of queueing one after another.
   // Anything unusual (a second tag match, a record removed by an earlier
   // packet of the same group) falls back to the plain Find.
-  static constexpr uint32_t kGroup = 16;
+  static constexpr uint32_t kGroup = 64;
 
   struct Pending {
     PacketKey key;
