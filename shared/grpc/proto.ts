@@ -7,7 +7,10 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import type { ProtoGrpcType } from '../generated/agent.js';
+import type { ProtoGrpcType as AgentProto } from '../generated/agent.js';
+import type { ProtoGrpcType as IntrospectProto } from '../generated/introspect.js';
+
+type ProtoGrpcType = AgentProto & IntrospectProto;
 
 /** proto/ from the sources (shared/grpc) or from the build (dist/shared/grpc). */
 export const PROTO_DIR = ['../../proto', '../../../proto'].map((p) => fileURLToPath(new URL(p, import.meta.url))).find((p) => existsSync(p))!;
@@ -25,7 +28,7 @@ let loaded: { definition: protoLoader.PackageDefinition; proto: ProtoGrpcType } 
 
 export function weirProto(): { definition: protoLoader.PackageDefinition; proto: ProtoGrpcType } {
   if (loaded === undefined) {
-    const definition = protoLoader.loadSync(['weir/v1/agent.proto', 'weir/v1/policy.proto'], LOADER_OPTIONS);
+    const definition = protoLoader.loadSync(['weir/v1/agent.proto', 'weir/v1/policy.proto', 'weir/v1/introspect.proto'], LOADER_OPTIONS);
     loaded = { definition, proto: grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType };
   }
   return loaded;
