@@ -57,6 +57,7 @@ export class Controller implements OperatorBackend, AsyncDisposable {
   private server: grpc.Server | undefined;
   private commitRunner: CoalescingRunner | undefined;
   private persistRunner: CoalescingRunner | undefined;
+  private ackWatch: NodeJS.Timeout | undefined;
   private firstPendingAt: number | undefined;
   private sourceSynced = false;
   private ready = false;
@@ -79,6 +80,8 @@ export class Controller implements OperatorBackend, AsyncDisposable {
       onAckedChange: () => this.persistRunner?.request(),
     });
     this.distributor.restore(persisted.nodes);
+    this.ackWatch = setInterval(() => this.distributor.expireUnanswered(), 1_000);
+    this.ackWatch.unref();
     this.commitRunner = new CoalescingRunner(() => this.commit(), { minIntervalMs: this.options.commitIntervalMs ?? 20, onError: (err) => this.log.error({ err }, 'commit failed') });
 
     const { server, port } = await startControllerServer({ listen: this.options.listen, distributor: this.distributor, operator: this, log: this.options.log.child({ component: 'grpc' }) });
@@ -209,6 +212,7 @@ export class Controller implements OperatorBackend, AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     this.commitRunner?.close();
+    if (this.ackWatch !== undefined) clearInterval(this.ackWatch);
     await this.options.source[Symbol.asyncDispose]();
     this.distributor?.closeAll('controller shutting down');
     await new Promise<void>((resolve) => {

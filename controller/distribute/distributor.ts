@@ -82,8 +82,32 @@ export class Distributor {
       /** Called when what agents ACKed changes, so that it can be persisted. */
       onAckedChange?: () => void;
       now?: () => number;
+      /** An agent that has not answered an update for this long is disconnected (it reconnects and resyncs). */
+      ackTimeoutMs?: number;
     },
   ) {}
+
+  /**
+   * Disconnects agents that hold an update unanswered past the ACK timeout:
+   * a hung agent must not keep its node off the current span silently.
+   * Returns the nodes disconnected. Called periodically by the owner.
+   */
+  expireUnanswered(): string[] {
+    const limit = this.options.ackTimeoutMs ?? 30_000;
+    const now = this.now();
+    const out: string[] = [];
+    for (const r of this.records.values()) {
+      if (r.link === undefined || r.inflight === undefined || now - r.inflight.sentAt < limit) continue;
+      this.options.log.warn({ node: r.node, revision: r.inflight.revision, waitedMs: now - r.inflight.sentAt }, 'agent did not answer an update; disconnecting it');
+      r.lastError = `no answer to revision ${r.inflight.revision} within ${limit} ms`;
+      const link = r.link;
+      r.link = undefined;
+      r.inflight = undefined;
+      link.close('no answer to an update');
+      out.push(r.node);
+    }
+    return out;
+  }
 
   private now(): number {
     return (this.options.now ?? Date.now)();

@@ -15,7 +15,8 @@ import { namespace, networkPolicy, pod, type Raw } from '../support/cluster.js';
 function setup() {
   const model = new ClusterModel({ cluster: 't' });
   const store = new SpanStore(model);
-  const d = new Distributor(model, store, { log: silentLogger });
+  const clock = { now: 1_000_000 };
+  const d = new Distributor(model, store, { log: silentLogger, now: () => clock.now, ackTimeoutMs: 30_000 });
   const apply = (...raws: Raw[]) => {
     for (const raw of raws) {
       const r = readKubeObject(raw);
@@ -30,7 +31,7 @@ function setup() {
     const sent: SpanUpdate[] = [];
     return { sent, closed: [] as string[], send: (u: SpanUpdate) => void sent.push(u), close(reason: string) { this.closed.push(reason); } };
   };
-  return { model, store, d, apply, link };
+  return { model, store, d, apply, link, clock };
 }
 
 const base = (): Raw[] => [
@@ -149,5 +150,21 @@ describe('distributor', () => {
     assert.equal(u.snapshot, false);
     assert.deepEqual(u.policies, []);
     assert.equal(u.addressGroups!.length, 1, 'only the peer group that gained web2');
+  });
+
+  test('an agent that leaves an update unanswered past the timeout is disconnected and reported', () => {
+    const { d, apply, link, clock } = setup();
+    apply(...base());
+    d.setReady();
+    const hung = link();
+    d.hello('n2', 'i', 0, hung);
+    clock.now += 29_000;
+    assert.deepEqual(d.expireUnanswered(), []);
+    clock.now += 2_000;
+    assert.deepEqual(d.expireUnanswered(), ['n2']);
+    assert.deepEqual(hung.closed, ['no answer to an update']);
+    const v = d.views().find((x) => x.node === 'n2')!;
+    assert.equal(v.connected, false);
+    assert.match(v.lastError, /no answer to revision 1 within 30000 ms/);
   });
 });
