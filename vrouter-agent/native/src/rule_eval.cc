@@ -8,11 +8,14 @@
 // JavaScript surface (exports.RuleEvaluator):
 //
 //   new RuleEvaluator(image: ArrayBuffer | ArrayBufferView,
-//                     options?: { indexMinRules?: number })
-//     Copies and validates the whole image; throws an Error naming the first
-//     problem for anything malformed. The buffer is not referenced afterwards.
-//     indexMinRules (default 32): tables with at least this many rules get a
-//     peer-address index (below); 0 indexes every table, 2^32-1 none.
+//                     options?: { indexMinRules?: number, portIndexMinRules?: number })
+//     Reads the options, then copies and validates the whole image; throws an
+//     Error whose message starts "rule image: " and names the first problem
+//     for anything malformed, a TypeError for arguments of the wrong kind. The
+//     buffer is not referenced afterwards. indexMinRules (default 32): tables
+//     with at least this many rules get a peer-address index (below); 0
+//     indexes every table, 2^32-1 none. portIndexMinRules (default 16): inside
+//     an index, candidate lists of at least this many rules get a port index.
 //
 //   evaluate(packets: ArrayBuffer | ArrayBufferView, count: number,
 //            out: Int32Array): number
@@ -32,15 +35,22 @@
 // triples, or the named-port entries of the packet's destination address —
 // gives its rule index; none gives DENY.
 //
-// Large tables are indexed by peer address: a segment tree over the
+// Large tables are indexed. By peer address: a segment tree over the
 // elementary intervals of all the table's peer ranges (one tree per family),
 // each rule filed under the O(log n) canonical nodes that cover its ranges,
-// each node's list in table order. A lookup walks leaf to root and, in each
-// list, takes the first rule whose ports match, stopping at the best position
-// found so far; rules with any peer sit in one more list. The answer is the
-// same first match as the linear scan, found by looking only at rules whose
-// peer holds the address. The index is bounded (kMaxPeerRangesPerTable,
-// kIndexWordBudget); a table beyond the bounds is scanned linearly.
+// each node's list in table order; rules with any peer form one more list. A
+// lookup walks leaf to root and takes, from each list on the way, the first
+// rule whose ports match, stopping at the best position found so far. Long
+// lists also carry a port index (PortSummary) that answers "first position
+// admitting (protocol, port)" by binary search instead of a scan. The answer
+// is the same first match as the linear scan. Indexes are bounded
+// (kMaxPeerRangesPerTable, kIndexWordBudget); a table beyond the bounds is
+// scanned linearly, a list beyond them scanned in order.
+//
+// Memory: loading allocates in proportion to the image, plus the bounded
+// indexes. The addon is built without C++ exceptions, so an allocation that
+// fails aborts the process; images come from encodeRuleImage, whose size
+// follows the policy.
 #include <napi.h>
 
 #include <algorithm>
@@ -80,6 +90,8 @@ constexpr uint64_t kRecordBytes = 40;
 constexpr uint64_t kResultStride = 3;
 
 constexpr uint32_t kDefaultIndexMinRules = 32;
+// Candidate lists of an index with at least this many rules get a port index (PortSummary).
+constexpr uint32_t kDefaultPortIndexMinRules = 16;
 // A table whose rules hold more peer ranges than this (counted per rule) is not indexed.
 constexpr uint64_t kMaxPeerRangesPerTable = 1u << 20;
 // All indexes of one image together use at most this many u32 words (128 MiB).
@@ -118,6 +130,25 @@ struct Rule {
   bool anyPeer, anyPorts;
 };
 
+// A port index over one candidate list (ascending table positions): the
+// first position whose ports admit (protocol, port), without a scan. Per
+// protocol, the elementary port intervals of the list's fixed triples, each
+// with the first position covering it; any-port rules reduce to their first
+// position; rules with named-port destinations are kept aside, in order, and
+// checked one by one (their fixed triples are in the intervals too).
+struct PortSummary {
+  uint32_t anyPorts = kNone;
+  std::vector<uint32_t> dests;
+  std::vector<uint16_t> protocols;   // ascending
+  std::vector<uint32_t> protoStart;  // protocols.size() + 1 offsets into bounds and firsts
+  std::vector<uint16_t> bounds;      // per protocol ascending from 0: interval j is [bounds[j], bounds[j+1]-1]
+  std::vector<uint32_t> firsts;      // first position admitting interval j; kNone when none
+
+  uint64_t Words() const {
+    return 1 + dests.size() + protocols.size() / 2 + protoStart.size() + bounds.size() / 2 + firsts.size();
+  }
+};
+
 template <class A>
 struct PeerTree {
   // Elementary intervals: leaf k covers [bounds[k], bounds[k+1]-1]; bounds[0] = 0.
@@ -126,6 +157,9 @@ struct PeerTree {
   // Node n (1 .. 2·size-1) lists table positions items[start[n] .. start[n+1]), ascending.
   std::vector<uint32_t> start;
   std::vector<uint32_t> items;
+  // Node n's list has a port index summaries[summaryOf[n]] when summaryOf is not empty and the entry is not kNone.
+  std::vector<uint32_t> summaryOf;
+  std::vector<PortSummary> summaries;
 
   uint32_t LeafOf(A a) const {
     return uint32_t(std::upper_bound(bounds.begin(), bounds.end(), a) - bounds.begin()) - 1;
@@ -136,18 +170,31 @@ struct PeerIndex {
   PeerTree<uint32_t> t4;
   PeerTree<u128> t6;
   std::vector<uint32_t> anyPeer;  // positions of rules whose peer is any address
+  std::unique_ptr<PortSummary> anyPeerPorts;
+};
+
+// One rule at one position of one table: what the scan needs, contiguous per
+// table so that a table's rules are read in one sweep. The first port triple
+// is copied inline (most rules have one).
+struct Slot {
+  uint32_t rule;
+  uint8_t anyPeer, anyPorts, hasDests, protocol0;
+  uint16_t first0, last0;
+  uint32_t triples, nTriples;  // into Image::triples
+  uint32_t r4, n4, r6, n6;     // into Image::ranges4 / ranges6
 };
 
 struct Table {
-  uint32_t policyCount, first, count;
+  uint32_t policyCount, first, count;  // first: into Image::slots (and refs)
   std::unique_ptr<PeerIndex> index;
 };
 
 struct Endpoint { uint32_t egress, ingress; };
 
-// Open addressing, linear probing; value 0 is an empty slot (values are endpoint + 1).
-struct Slot4 { uint32_t key, value; };
-struct Slot6 { u128 key; uint32_t value; };
+// Open addressing, linear probing; endpoint 0 marks an empty slot (endpoints
+// are stored + 1). Each slot carries the endpoint's table indices.
+struct Slot4 { uint32_t key, endpoint, egress, ingress; };
+struct Slot6 { u128 key; uint32_t endpoint, egress, ingress; };
 
 inline uint32_t Hash64(uint64_t x, int bits) { return uint32_t((x * 0x9E3779B97F4A7C15ull) >> (64 - bits)); }
 
@@ -166,6 +213,7 @@ class Image {
   std::vector<Dest6> dests6;
   std::vector<Rule> rules;
   std::vector<uint32_t> refs;
+  std::vector<Slot> slots;
   std::vector<Table> tables;
   std::vector<Endpoint> endpoints;
   std::vector<Slot4> map4;
@@ -178,29 +226,42 @@ class Image {
   uint64_t Bytes() const {
     return ranges4.size() * sizeof(Range4) + ranges6.size() * sizeof(Range6) + triples.size() * sizeof(Triple) +
            dests4.size() * sizeof(Dest4) + dests6.size() * sizeof(Dest6) + rules.size() * sizeof(Rule) +
-           refs.size() * 4 + tables.size() * sizeof(Table) + endpoints.size() * sizeof(Endpoint) +
+           refs.size() * 4 + slots.size() * sizeof(Slot) + tables.size() * sizeof(Table) + endpoints.size() * sizeof(Endpoint) +
            map4.size() * sizeof(Slot4) + map6.size() * sizeof(Slot6) + indexWords * 4;
   }
 
-  uint32_t Find4(uint32_t a) const {
-    uint32_t mask = uint32_t(map4.size() - 1);
-    for (uint32_t h = Hash64(a, bits4);; h = (h + 1) & mask) {
-      const Slot4& s = map4[h];
-      if (s.value == 0) return kNone;
-      if (s.key == a) return s.value - 1;
-    }
-  }
+  static uint32_t Hash6(u128 a, int bits) { return Hash64(uint64_t(a >> 64) * 31 ^ uint64_t(a), bits); }
 
-  uint32_t Find6(u128 a) const {
+  // The endpoint holding an address: {endpoint + 1, egress table, ingress table}; endpoint 0 when none.
+  struct Found { uint32_t endpoint, egress, ingress; };
+
+  Found Find(const Addr& a) const {
+    if (a.family == 4) {
+      uint32_t mask = uint32_t(map4.size() - 1);
+      for (uint32_t h = Hash64(a.v4, bits4);; h = (h + 1) & mask) {
+        const Slot4& s = map4[h];
+        if (s.endpoint == 0 || s.key == a.v4) return {s.endpoint, s.egress, s.ingress};
+      }
+    }
     uint32_t mask = uint32_t(map6.size() - 1);
-    for (uint32_t h = Hash64(uint64_t(a >> 64) * 31 ^ uint64_t(a), bits6);; h = (h + 1) & mask) {
+    for (uint32_t h = Hash6(a.v6, bits6);; h = (h + 1) & mask) {
       const Slot6& s = map6[h];
-      if (s.value == 0) return kNone;
-      if (s.key == a) return s.value - 1;
+      if (s.endpoint == 0 || s.key == a.v6) return {s.endpoint, s.egress, s.ingress};
     }
   }
 
-  uint32_t Find(const Addr& a) const { return a.family == 4 ? Find4(a.v4) : Find6(a.v6); }
+  void PrefetchSlots(const Table& t) const {
+    if (t.policyCount != 0 && t.count != 0) {
+      const Slot* s = slots.data() + t.first;
+      __builtin_prefetch(s);
+      if (t.count > 1) __builtin_prefetch(s + 1);
+    }
+  }
+
+  void Prefetch(const Addr& a) const {
+    if (a.family == 4) __builtin_prefetch(&map4[Hash64(a.v4, bits4)]);
+    else __builtin_prefetch(&map6[Hash6(a.v6, bits6)]);
+  }
 
   static bool Scan(const Triple* t, uint32_t n, uint32_t protocol, uint32_t port) {
     for (uint32_t i = 0; i < n; i++) {
@@ -211,6 +272,13 @@ class Image {
 
   template <class R, class A>
   static bool InRanges(const R* r, uint32_t n, A a) {
+    if (n <= 8) {
+      for (uint32_t i = 0; i < n; i++) {
+        if (a < r[i].first) return false;
+        if (a <= r[i].last) return true;
+      }
+      return false;
+    }
     uint32_t lo = 0, hi = n;
     while (lo < hi) {
       uint32_t mid = (lo + hi) >> 1;
@@ -231,7 +299,8 @@ class Image {
     return lo < n && d[lo].address == a ? d + lo : nullptr;
   }
 
-  bool DestPorts(const Rule& r, const Addr& dest, uint32_t protocol, uint32_t port) const {
+  bool DestPorts(const Slot& s, const Addr& dest, uint32_t protocol, uint32_t port) const {
+    const Rule& r = rules[s.rule];
     if (dest.family == 4) {
       const Dest4* d = FindDest(r.d4, r.nd4, dest.v4);
       return d != nullptr && Scan(triples.data() + d->first, d->count, protocol, port);
@@ -240,57 +309,87 @@ class Image {
     return d != nullptr && Scan(triples.data() + d->first, d->count, protocol, port);
   }
 
-  bool Ports(const Rule& r, const Addr& dest, uint32_t protocol, uint32_t port) const {
-    if (r.anyPorts || Scan(r.triples, r.nTriples, protocol, port)) return true;
-    return (r.nd4 | r.nd6) != 0 && DestPorts(r, dest, protocol, port);
+  bool FixedPorts(const Slot& s, uint32_t protocol, uint32_t port) const {
+    if (s.anyPorts) return true;
+    if (s.nTriples == 0) return false;
+    if (s.protocol0 == protocol && port >= s.first0 && port <= s.last0) return true;
+    return s.nTriples > 1 && Scan(triples.data() + s.triples + 1, s.nTriples - 1, protocol, port);
   }
 
-  bool Peer(const Rule& r, const Addr& peer) const {
-    if (r.anyPeer) return true;
-    return peer.family == 4 ? InRanges(r.r4, r.n4, peer.v4) : InRanges(r.r6, r.n6, peer.v6);
+  bool Ports(const Slot& s, const Addr& dest, uint32_t protocol, uint32_t port) const {
+    return FixedPorts(s, protocol, port) || (s.hasDests && DestPorts(s, dest, protocol, port));
   }
 
-  bool Matches(const Rule& r, const Addr& peer, uint32_t protocol, uint32_t port, const Addr& dest) const {
-    bool fixed = r.anyPorts || Scan(r.triples, r.nTriples, protocol, port);
-    if (!fixed && (r.nd4 | r.nd6) == 0) return false;
-    if (!Peer(r, peer)) return false;
-    return fixed || DestPorts(r, dest, protocol, port);
+  bool Peer(const Slot& s, const Addr& peer) const {
+    if (s.anyPeer) return true;
+    return peer.family == 4 ? InRanges(ranges4.data() + s.r4, s.n4, peer.v4) : InRanges(ranges6.data() + s.r6, s.n6, peer.v6);
+  }
+
+  bool Matches(const Slot& s, const Addr& peer, uint32_t protocol, uint32_t port, const Addr& dest) const {
+    bool fixed = FixedPorts(s, protocol, port);
+    if (!fixed && !s.hasDests) return false;
+    if (!Peer(s, peer)) return false;
+    return fixed || DestPorts(s, dest, protocol, port);
+  }
+
+  // The first position below `best` that a port index admits, else `best`.
+  uint32_t First(const PortSummary& s, const Slot* list, uint32_t protocol, uint32_t port, const Addr& dest, uint32_t best) const {
+    if (s.anyPorts < best) best = s.anyPorts;
+    for (size_t k = 0; k < s.protocols.size(); k++) {
+      if (s.protocols[k] != protocol) continue;
+      const uint16_t* lo = s.bounds.data() + s.protoStart[k];
+      const uint16_t* hi = s.bounds.data() + s.protoStart[k + 1];
+      size_t j = size_t(std::upper_bound(lo, hi, uint16_t(port)) - lo) - 1;
+      uint32_t f = s.firsts[s.protoStart[k] + j];
+      if (f < best) best = f;
+      break;
+    }
+    for (uint32_t pos : s.dests) {
+      if (pos >= best) break;
+      if (DestPorts(list[pos], dest, protocol, port)) return pos;
+    }
+    return best;
+  }
+
+  // Lowers `best` to the first position in `items` whose ports admit the packet.
+  void Scan(const uint32_t* items, uint32_t n, const Slot* list, uint32_t protocol, uint32_t port, const Addr& dest,
+            uint32_t& best) const {
+    for (uint32_t k = 0; k < n; k++) {
+      uint32_t pos = items[k];
+      if (pos >= best) return;
+      if (Ports(list[pos], dest, protocol, port)) {
+        best = pos;
+        return;
+      }
+    }
   }
 
   template <class A>
-  void Stab(const PeerTree<A>& t, A a, const uint32_t* list, uint32_t protocol, uint32_t port, const Addr& dest,
+  void Stab(const PeerTree<A>& t, A a, const Slot* list, uint32_t protocol, uint32_t port, const Addr& dest,
             uint32_t& best) const {
     for (uint32_t node = t.LeafOf(a) + t.size; node != 0; node >>= 1) {
-      for (uint32_t k = t.start[node], e = t.start[node + 1]; k < e; k++) {
-        uint32_t pos = t.items[k];
-        if (pos >= best) break;
-        if (Ports(rules[list[pos]], dest, protocol, port)) {
-          best = pos;
-          break;
-        }
-      }
+      uint32_t k = t.start[node], e = t.start[node + 1];
+      if (k == e) continue;
+      uint32_t si = t.summaryOf.empty() ? kNone : t.summaryOf[node];
+      if (si != kNone) best = First(t.summaries[si], list, protocol, port, dest, best);
+      else Scan(t.items.data() + k, e - k, list, protocol, port, dest, best);
     }
   }
 
   int32_t Decide(const Table& t, const Addr& peer, uint32_t protocol, uint32_t port, const Addr& dest) const {
     if (t.policyCount == 0) return kAllowDefault;
-    const uint32_t* list = refs.data() + t.first;
+    const Slot* list = slots.data() + t.first;
     if (t.index) {
       const PeerIndex& x = *t.index;
       uint32_t best = t.count;
-      for (uint32_t pos : x.anyPeer) {
-        if (pos >= best) break;
-        if (Ports(rules[list[pos]], dest, protocol, port)) {
-          best = pos;
-          break;
-        }
-      }
+      if (x.anyPeerPorts) best = First(*x.anyPeerPorts, list, protocol, port, dest, best);
+      else Scan(x.anyPeer.data(), uint32_t(x.anyPeer.size()), list, protocol, port, dest, best);
       if (peer.family == 4) Stab(x.t4, peer.v4, list, protocol, port, dest, best);
       else Stab(x.t6, peer.v6, list, protocol, port, dest, best);
-      return best < t.count ? int32_t(list[best]) : kDeny;
+      return best < t.count ? int32_t(list[best].rule) : kDeny;
     }
     for (uint32_t i = 0; i < t.count; i++) {
-      if (Matches(rules[list[i]], peer, protocol, port, dest)) return int32_t(list[i]);
+      if (Matches(list[i], peer, protocol, port, dest)) return int32_t(list[i].rule);
     }
     return kDeny;
   }
@@ -313,31 +412,73 @@ inline bool ReadAddr(const uint8_t* p, uint8_t family, Addr* a) {
   return false;
 }
 
+// The batch runs as a software pipeline so that the memory each packet needs
+// is already on its way when the packet is decided: a record is parsed and
+// its address-map slots prefetched kParseAhead packets early; its endpoints
+// are looked up (and their tables prefetched) kFindAhead early; the tables'
+// first rule slots are prefetched kTableAhead early.
+constexpr uint32_t kParseAhead = 12;
+constexpr uint32_t kFindAhead = 6;
+constexpr uint32_t kTableAhead = 3;
+constexpr uint32_t kRing = 16;  // > kParseAhead, power of two
+
+struct Pending {
+  Addr src, dst;
+  uint32_t protocol, port;
+  bool valid;
+  Image::Found from, to;
+};
+
 uint32_t EvaluateBatch(const Image& img, const uint8_t* packets, uint32_t count, int32_t* out) {
+  Pending ring[kRing];
   uint32_t allowed = 0;
-  for (uint32_t i = 0; i < count; i++) {
-    const uint8_t* rec = packets + uint64_t(i) * kRecordBytes;
-    int32_t* o = out + uint64_t(i) * kResultStride;
-    Addr src, dst;
-    if (!ReadAddr(rec, rec[32], &src) || !ReadAddr(rec + 16, rec[33], &dst)) {
+  for (uint64_t i = 0; i < uint64_t(count) + kParseAhead; i++) {
+    if (i < count) {
+      Pending& p = ring[i % kRing];
+      const uint8_t* rec = packets + i * kRecordBytes;
+      p.valid = ReadAddr(rec, rec[32], &p.src) && ReadAddr(rec + 16, rec[33], &p.dst);
+      p.protocol = rec[34];
+      p.port = Le16(rec + 36);
+      if (p.valid) {
+        img.Prefetch(p.src);
+        img.Prefetch(p.dst);
+      }
+    }
+    if (i >= kParseAhead - kFindAhead && i - (kParseAhead - kFindAhead) < count) {
+      Pending& p = ring[(i - (kParseAhead - kFindAhead)) % kRing];
+      if (p.valid) {
+        p.from = img.Find(p.src);
+        p.to = img.Find(p.dst);
+        if (p.from.endpoint != 0) __builtin_prefetch(&img.tables[p.from.egress]);
+        if (p.to.endpoint != 0) __builtin_prefetch(&img.tables[p.to.ingress]);
+      }
+    }
+    if (i >= kParseAhead - kTableAhead && i - (kParseAhead - kTableAhead) < count) {
+      const Pending& p = ring[(i - (kParseAhead - kTableAhead)) % kRing];
+      if (p.valid) {
+        if (p.from.endpoint != 0) img.PrefetchSlots(img.tables[p.from.egress]);
+        if (p.to.endpoint != 0) img.PrefetchSlots(img.tables[p.to.ingress]);
+      }
+    }
+    if (i < kParseAhead) continue;
+    uint64_t k = i - kParseAhead;
+    const Pending& p = ring[k % kRing];
+    int32_t* o = out + k * kResultStride;
+    if (!p.valid) {
       o[0] = kInvalid;
       o[1] = kInvalid;
       o[2] = 0;
       continue;
     }
-    uint32_t protocol = rec[34];
-    uint32_t port = Le16(rec + 36);
-    uint32_t from = img.Find(src);
-    uint32_t to = img.Find(dst);
-    if (from != kNone && from == to) {
+    if (p.from.endpoint != 0 && p.from.endpoint == p.to.endpoint) {
       o[0] = kNotLocal;
       o[1] = kNotLocal;
       o[2] = kFlagAllowed | kFlagSelf;
       allowed++;
       continue;
     }
-    int32_t eg = from == kNone ? kNotLocal : img.Decide(img.tables[img.endpoints[from].egress], dst, protocol, port, dst);
-    int32_t in = to == kNone ? kNotLocal : img.Decide(img.tables[img.endpoints[to].ingress], src, protocol, port, dst);
+    int32_t eg = p.from.endpoint == 0 ? kNotLocal : img.Decide(img.tables[p.from.egress], p.dst, p.protocol, p.port, p.dst);
+    int32_t in = p.to.endpoint == 0 ? kNotLocal : img.Decide(img.tables[p.to.ingress], p.src, p.protocol, p.port, p.dst);
     bool ok = eg != kDeny && in != kDeny;
     o[0] = eg;
     o[1] = in;
@@ -397,19 +538,95 @@ bool BuildTree(PeerTree<A>& t, ForEachRange forEach, uint64_t budgetWords, uint6
   return true;
 }
 
+// Builds the port index of the candidate list `positions` (ascending).
+void BuildSummary(PortSummary& s, const uint32_t* positions, size_t n, const Slot* list, const Triple* triples) {
+  struct Entry { uint32_t protocol, first, last, pos; };
+  std::vector<Entry> entries;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t pos = positions[i];
+    const Slot& sl = list[pos];
+    if (pos > s.anyPorts) break;  // nothing after the first any-port rule can be first
+    if (sl.anyPorts) {
+      s.anyPorts = pos;
+      continue;
+    }
+    if (sl.hasDests) s.dests.push_back(pos);
+    for (uint32_t k = 0; k < sl.nTriples; k++) {
+      const Triple& t = triples[sl.triples + k];
+      if (t.first <= t.last) entries.push_back({t.protocol, t.first, t.last, pos});
+    }
+  }
+  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.protocol < b.protocol; });
+  for (size_t g = 0; g < entries.size();) {
+    size_t end = g;
+    while (end < entries.size() && entries[end].protocol == entries[g].protocol) end++;
+    std::vector<uint32_t> b = {0};
+    for (size_t i = g; i < end; i++) {
+      b.push_back(entries[i].first);
+      if (entries[i].last < 65535) b.push_back(entries[i].last + 1);
+    }
+    std::sort(b.begin(), b.end());
+    b.erase(std::unique(b.begin(), b.end()), b.end());
+    size_t base = s.bounds.size();
+    s.protocols.push_back(uint16_t(entries[g].protocol));
+    s.protoStart.push_back(uint32_t(base));
+    for (uint32_t x : b) s.bounds.push_back(uint16_t(x));
+    s.firsts.resize(base + b.size(), kNone);
+    // Paint each entry's intervals that no earlier (lower) position painted; `next` skips painted ones.
+    std::vector<uint32_t> next(b.size() + 1);
+    for (size_t i = 0; i < next.size(); i++) next[i] = uint32_t(i);
+    auto find = [&](uint32_t i) {
+      while (next[i] != i) {
+        next[i] = next[next[i]];
+        i = next[i];
+      }
+      return i;
+    };
+    for (size_t i = g; i < end; i++) {
+      uint32_t l = uint32_t(std::lower_bound(b.begin(), b.end(), entries[i].first) - b.begin());
+      uint32_t r = entries[i].last == 65535 ? uint32_t(b.size()) : uint32_t(std::lower_bound(b.begin(), b.end(), entries[i].last + 1) - b.begin());
+      for (uint32_t j = find(l); j < r; j = find(j)) {
+        s.firsts[base + j] = entries[i].pos;
+        next[j] = j + 1;
+      }
+    }
+    g = end;
+  }
+  s.protoStart.push_back(uint32_t(s.bounds.size()));
+}
+
+template <class A>
+void BuildSummaries(PeerTree<A>& t, const Slot* list, const Triple* triples, uint32_t minRules, uint64_t budgetWords, uint64_t* usedWords) {
+  for (uint32_t node = 1; node < 2 * t.size; node++) {
+    uint32_t k = t.start[node], e = t.start[node + 1];
+    if (e - k < minRules || e == k) continue;
+    if (t.summaryOf.empty()) {
+      if (*usedWords + 2 * t.size > budgetWords) return;
+      t.summaryOf.assign(2 * t.size, kNone);
+      *usedWords += 2 * t.size;
+    }
+    PortSummary s;
+    BuildSummary(s, t.items.data() + k, e - k, list, triples);
+    if (*usedWords + s.Words() > budgetWords) return;
+    *usedWords += s.Words();
+    t.summaryOf[node] = uint32_t(t.summaries.size());
+    t.summaries.push_back(std::move(s));
+  }
+}
+
 class Loader {
  public:
   Loader(const uint8_t* data, size_t length) : p_(data), len_(length) {}
 
   std::string error;
 
-  std::unique_ptr<Image> Load(uint32_t indexMinRules) {
+  std::unique_ptr<Image> Load(uint32_t indexMinRules, uint32_t portIndexMinRules) {
     auto img = std::make_unique<Image>();
     if (!Header() || !Strings(*img) || !Ranges(*img) || !Ports(*img) || !Rules(*img) || !Tables(*img) ||
         !Endpoints(*img) || !Addresses(*img)) {
       return nullptr;
     }
-    BuildIndexes(*img, indexMinRules);
+    BuildIndexes(*img, indexMinRules, portIndexMinRules);
     return img;
   }
 
@@ -602,6 +819,27 @@ class Loader {
       t.count = Le32(e + 8);
       if (!Zero32(e + 12, TABLES, i) || !Span(RULE_REFS, t.first, t.count, TABLES, i)) return false;
     }
+    img.slots.resize(img.refs.size());
+    for (size_t i = 0; i < img.refs.size(); i++) {
+      const Rule& r = img.rules[img.refs[i]];
+      Slot& s = img.slots[i];
+      s = Slot{};
+      s.rule = img.refs[i];
+      s.anyPeer = r.anyPeer;
+      s.anyPorts = r.anyPorts;
+      s.hasDests = (r.nd4 | r.nd6) != 0;
+      s.triples = uint32_t(r.triples - img.triples.data());
+      s.nTriples = r.nTriples;
+      if (r.nTriples > 0) {
+        s.protocol0 = uint8_t(r.triples[0].protocol);
+        s.first0 = r.triples[0].first;
+        s.last0 = r.triples[0].last;
+      }
+      s.r4 = uint32_t(r.r4 - img.ranges4.data());
+      s.n4 = r.n4;
+      s.r6 = uint32_t(r.r6 - img.ranges6.data());
+      s.n6 = r.n6;
+    }
     return true;
   }
 
@@ -628,7 +866,7 @@ class Loader {
   bool Addresses(Image& img) {
     uint32_t n4 = cnt_[ADDRESSES4], n6 = cnt_[ADDRESSES6];
     img.bits4 = BitsFor(n4);
-    img.map4.assign(size_t(1) << img.bits4, Slot4{0, 0});
+    img.map4.assign(size_t(1) << img.bits4, Slot4{0, 0, 0, 0});
     for (uint64_t i = 0; i < n4; i++) {
       const uint8_t* e = El(ADDRESSES4, i);
       uint32_t a = Le32(e), ep = Le32(e + 4);
@@ -636,11 +874,11 @@ class Loader {
       if (i > 0 && a <= Le32(El(ADDRESSES4, i - 1))) return Fail(Where(ADDRESSES4, i) + ": not after the previous address");
       uint32_t mask = uint32_t(img.map4.size() - 1);
       uint32_t h = Hash64(a, img.bits4);
-      while (img.map4[h].value != 0) h = (h + 1) & mask;
-      img.map4[h] = {a, ep + 1};
+      while (img.map4[h].endpoint != 0) h = (h + 1) & mask;
+      img.map4[h] = {a, ep + 1, img.endpoints[ep].egress, img.endpoints[ep].ingress};
     }
     img.bits6 = BitsFor(n6);
-    img.map6.assign(size_t(1) << img.bits6, Slot6{0, 0});
+    img.map6.assign(size_t(1) << img.bits6, Slot6{0, 0, 0, 0});
     for (uint64_t i = 0; i < n6; i++) {
       const uint8_t* e = El(ADDRESSES6, i);
       u128 a = Le128(e);
@@ -648,16 +886,16 @@ class Loader {
       if (!Ref(ENDPOINTS, ep, ADDRESSES6, i) || !Zero32(e + 20, ADDRESSES6, i)) return false;
       if (i > 0 && a <= Le128(El(ADDRESSES6, i - 1))) return Fail(Where(ADDRESSES6, i) + ": not after the previous address");
       uint32_t mask = uint32_t(img.map6.size() - 1);
-      uint32_t h = Hash64(uint64_t(a >> 64) * 31 ^ uint64_t(a), img.bits6);
-      while (img.map6[h].value != 0) h = (h + 1) & mask;
-      img.map6[h] = {a, ep + 1};
+      uint32_t h = Image::Hash6(a, img.bits6);
+      while (img.map6[h].endpoint != 0) h = (h + 1) & mask;
+      img.map6[h] = {a, ep + 1, img.endpoints[ep].egress, img.endpoints[ep].ingress};
     }
     img.addresses4 = n4;
     img.addresses6 = n6;
     return true;
   }
 
-  static void BuildIndexes(Image& img, uint32_t indexMinRules) {
+  static void BuildIndexes(Image& img, uint32_t indexMinRules, uint32_t portIndexMinRules) {
     for (Table& t : img.tables) {
       if (t.policyCount == 0 || t.count < indexMinRules) continue;
       const uint32_t* list = img.refs.data() + t.first;
@@ -682,6 +920,14 @@ class Loader {
         }
       };
       if (!BuildTree(x->t4, each4, kIndexWordBudget, &used) || !BuildTree(x->t6, each6, kIndexWordBudget, &used)) continue;
+      const Slot* slots = img.slots.data() + t.first;
+      if (x->anyPeer.size() >= portIndexMinRules && !x->anyPeer.empty()) {
+        x->anyPeerPorts = std::make_unique<PortSummary>();
+        BuildSummary(*x->anyPeerPorts, x->anyPeer.data(), x->anyPeer.size(), slots, img.triples.data());
+        used += x->anyPeerPorts->Words();
+      }
+      BuildSummaries(x->t4, slots, img.triples.data(), portIndexMinRules, kIndexWordBudget, &used);
+      BuildSummaries(x->t6, slots, img.triples.data(), portIndexMinRules, kIndexWordBudget, &used);
       img.indexWords = used;
       t.index = std::move(x);
       img.indexedTables++;
@@ -734,32 +980,28 @@ class RuleEvaluator : public Napi::ObjectWrap<RuleEvaluator> {
 
   explicit RuleEvaluator(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RuleEvaluator>(info) {
     Napi::Env env = info.Env();
+    // Options first: reading them may run a getter, which could detach the image's buffer.
+    uint32_t indexMinRules = kDefaultIndexMinRules;
+    uint32_t portIndexMinRules = kDefaultPortIndexMinRules;
+    if (info.Length() >= 2 && !info[1].IsUndefined()) {
+      if (!info[1].IsObject()) {
+        Napi::TypeError::New(env, "RuleEvaluator: options must be an object").ThrowAsJavaScriptException();
+        return;
+      }
+      if (!ReadCount(env, info[1].As<Napi::Object>(), "indexMinRules", &indexMinRules) ||
+          !ReadCount(env, info[1].As<Napi::Object>(), "portIndexMinRules", &portIndexMinRules)) {
+        return;
+      }
+    }
     const uint8_t* data = nullptr;
     size_t length = 0;
     if (info.Length() < 1 || !BytesOf(env, info[0], &data, &length)) {
       Napi::TypeError::New(env, "RuleEvaluator: the image must be an ArrayBuffer or a view of one").ThrowAsJavaScriptException();
       return;
     }
-    uint32_t indexMinRules = kDefaultIndexMinRules;
-    if (info.Length() >= 2 && !info[1].IsUndefined()) {
-      if (!info[1].IsObject()) {
-        Napi::TypeError::New(env, "RuleEvaluator: options must be an object").ThrowAsJavaScriptException();
-        return;
-      }
-      Napi::Value v = info[1].As<Napi::Object>().Get("indexMinRules");
-      if (env.IsExceptionPending()) return;
-      if (!v.IsUndefined()) {
-        double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-        if (!(d >= 0 && d <= 4294967295.0) || std::floor(d) != d) {
-          Napi::TypeError::New(env, "RuleEvaluator: indexMinRules must be an integer in [0, 2^32)").ThrowAsJavaScriptException();
-          return;
-        }
-        indexMinRules = uint32_t(d);
-      }
-    }
     if (data == nullptr) length = 0;
     Loader loader(data, length);
-    image_ = loader.Load(indexMinRules);
+    image_ = loader.Load(indexMinRules, portIndexMinRules);
     if (!image_) {
       Napi::Error::New(env, loader.error).ThrowAsJavaScriptException();
       return;
@@ -771,6 +1013,20 @@ class RuleEvaluator : public Napi::ObjectWrap<RuleEvaluator> {
   void Finalize(Napi::Env env) override { Release(env); }
 
  private:
+  // Reads an optional u32 option; false (with an exception pending) when it is not one.
+  static bool ReadCount(Napi::Env env, Napi::Object options, const char* name, uint32_t* value) {
+    Napi::Value v = options.Get(name);
+    if (env.IsExceptionPending()) return false;
+    if (v.IsUndefined()) return true;
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0 && d <= 4294967295.0) || std::floor(d) != d) {
+      Napi::TypeError::New(env, std::string("RuleEvaluator: ") + name + " must be an integer in [0, 2^32)").ThrowAsJavaScriptException();
+      return false;
+    }
+    *value = uint32_t(d);
+    return true;
+  }
+
   std::unique_ptr<Image> image_;
   int64_t external_ = 0;
 
