@@ -67,6 +67,11 @@ export class PrefixSet {
     return (this.v4.length + this.v6.length) / 2;
   }
 
+  /** The ranges as [first, last, first, last, ...] per family: ascending, disjoint, inclusive. */
+  ranges(): { readonly v4: readonly number[]; readonly v6: readonly bigint[] } {
+    return { v4: Array.from(this.v4), v6: this.v6 };
+  }
+
   /** The ranges as text, "a" for single addresses and "a-b" otherwise. */
   describe(): string[] {
     const out: string[] = [];

@@ -138,19 +138,9 @@ export interface PrefixRanges {
   readonly v6: readonly bigint[];
 }
 
-/**
- * Reads a PrefixSet's ranges. PrefixSet keeps them private (sorted, disjoint,
- * v4 in a Float64Array, v6 in a bigint array); its public describe() gives
- * the same ranges as text, which is slower to parse, so this reads the fields
- * when they have that shape and falls back to describe() when they do not.
- * test/compile/rule-image.test.ts checks both agree.
- */
+/** A PrefixSet's ranges (PrefixRanges is what the image encodes). */
 export function prefixRanges(set: PrefixSet): PrefixRanges {
-  const fields = set as unknown as { v4?: unknown; v6?: unknown };
-  if (fields.v4 instanceof Float64Array && Array.isArray(fields.v6) && fields.v6.every((x) => typeof x === 'bigint')) {
-    return { v4: Array.from(fields.v4), v6: fields.v6 as bigint[] };
-  }
-  return prefixRangesFromText(set);
+  return set.ranges();
 }
 
 /** The same ranges through PrefixSet.describe() only. */
