@@ -1,19 +1,33 @@
 /**
- * weir-controller: wiring only. Reads options, makes the root logger, starts
- * the controller on its source, shuts down in order on a signal.
+ * weir-controller: wiring only. Reads options, makes the root logger, picks
+ * the source (manifests, or the Kubernetes API), optionally waits to lead,
+ * starts the controller, shuts down in order on a signal.
  */
+import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { rootLogger } from '../shared/log.js';
 import { ArgumentError, onShutdown, runMain } from '../shared/process.js';
 import { Controller } from './controller.js';
+import { LeaseElector } from './leader/lease-elector.js';
+import { loadKubeConfig } from './kube/api.js';
+import { KubernetesSource } from './sources/kubernetes-source.js';
 import { ManifestSource } from './sources/manifest-source.js';
+import type { ClusterSource } from './sources/source.js';
 
-const USAGE = `usage: weir-controller [--manifests DIR] [--listen HOST:PORT] [--state-dir DIR] [--cluster NAME] [--log-level LEVEL]
-  --manifests DIR      read cluster state from manifests in DIR, watched (default: the demo in deploy/examples)
-  --listen HOST:PORT   gRPC for agents and weirctl (default 127.0.0.1:7443; env WEIR_LISTEN)
-  --state-dir DIR      keep the revision counter and agents' ACKed spans here, for delta resync after a restart
-  --cluster NAME       cluster name, prefixed to every object id (default "local")
+const USAGE = `usage: weir-controller [--manifests DIR | --kubeconfig PATH | --in-cluster] [--leader-elect [--lease-namespace NS] [--lease-name NAME]]
+                       [--listen HOST:PORT] [--state-dir DIR] [--cluster NAME] [--log-level LEVEL]
+  --manifests DIR        read cluster state from manifests in DIR, watched (default: the demo in deploy/examples)
+  --kubeconfig PATH      follow the Kubernetes API server of this kubeconfig (its current context)
+  --in-cluster           follow the Kubernetes API server from inside a pod (service account)
+  --leader-elect         run only while holding a coordination.k8s.io Lease; exit (status 1) when it is lost
+  --lease-namespace NS   the Lease's namespace (default weir-system)
+  --lease-name NAME      the Lease's name (default weir-controller)
+  --listen HOST:PORT     gRPC for agents and weirctl (default 127.0.0.1:7443; env WEIR_LISTEN)
+  --state-dir DIR        keep the revision counter and agents' ACKed spans here, for delta resync after a restart
+  --cluster NAME         cluster name, prefixed to every object id (default "local")
 `;
 
 /** The embedded default: the demo cluster shipped with Weir. */
@@ -25,6 +39,11 @@ export async function main(argv: string[]): Promise<void> {
       args: argv,
       options: {
         manifests: { type: 'string' },
+        kubeconfig: { type: 'string' },
+        'in-cluster': { type: 'boolean' },
+        'leader-elect': { type: 'boolean' },
+        'lease-namespace': { type: 'string', default: 'weir-system' },
+        'lease-name': { type: 'string', default: 'weir-controller' },
         listen: { type: 'string', default: process.env.WEIR_LISTEN ?? '127.0.0.1:7443' },
         'state-dir': { type: 'string' },
         cluster: { type: 'string', default: 'local' },
@@ -37,13 +56,69 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(USAGE);
       return;
     }
+    const chosen = [values.manifests !== undefined, values.kubeconfig !== undefined, values['in-cluster'] === true].filter(Boolean).length;
+    if (chosen > 1) throw new ArgumentError('--manifests, --kubeconfig and --in-cluster are alternatives: give one');
     const log = rootLogger({ name: 'weir-controller', level: values['log-level'] });
-    const { existsSync } = await import('node:fs');
-    const dir = values.manifests ?? DEMO_MANIFESTS.find((d) => existsSync(d));
-    if (dir === undefined || !existsSync(dir)) throw new ArgumentError(`manifest directory ${dir ?? '(demo)'} does not exist`);
-    const source = new ManifestSource(dir, { log: log.child({ component: 'manifests' }) });
-    const controller = new Controller({ cluster: values.cluster!, source, listen: values.listen!, stateDir: values['state-dir'], log });
-    onShutdown(log, () => controller[Symbol.asyncDispose]());
+
+    let kubeConfig: KubeConfig | undefined;
+    let source: ClusterSource;
+    if (values.kubeconfig !== undefined || values['in-cluster']) {
+      if (values.kubeconfig !== undefined && !existsSync(values.kubeconfig)) throw new ArgumentError(`kubeconfig ${values.kubeconfig} does not exist`);
+      try {
+        kubeConfig = loadKubeConfig(values.kubeconfig !== undefined ? { kubeconfig: values.kubeconfig } : { inCluster: true });
+      } catch (err) {
+        throw new ArgumentError(`cannot load the Kubernetes configuration: ${(err as Error).message}`);
+      }
+      source = new KubernetesSource({ kubeConfig, log: log.child({ component: 'kubernetes' }) });
+    } else {
+      if (values['leader-elect']) throw new ArgumentError('--leader-elect needs the Kubernetes API: give --kubeconfig or --in-cluster');
+      const dir = values.manifests ?? DEMO_MANIFESTS.find((d) => existsSync(d));
+      if (dir === undefined || !existsSync(dir)) throw new ArgumentError(`manifest directory ${dir ?? '(demo)'} does not exist`);
+      source = new ManifestSource(dir, { log: log.child({ component: 'manifests' }) });
+    }
+
+    const elector =
+      values['leader-elect'] && kubeConfig !== undefined
+        ? new LeaseElector({
+            kubeConfig,
+            namespace: values['lease-namespace']!,
+            name: values['lease-name']!,
+            identity: `${hostname()}_${process.pid}`,
+            log: log.child({ component: 'leader-election' }),
+          })
+        : undefined;
+    const stopping = new AbortController();
+    let controller: Controller | undefined;
+    onShutdown(log, async () => {
+      stopping.abort();
+      // Stop serving first, then hand the lease over.
+      await controller?.[Symbol.asyncDispose]();
+      if (controller === undefined) await source[Symbol.asyncDispose]();
+      await elector?.[Symbol.asyncDispose]();
+    });
+
+    if (elector !== undefined) {
+      elector.onLost((reason) => {
+        // Another controller may already be leading: stop at once rather than serve stale decisions.
+        log.fatal({ reason, lease: `${values['lease-namespace']}/${values['lease-name']}` }, 'leadership lost; exiting');
+        process.exit(1);
+      });
+      log.info({ lease: `${values['lease-namespace']}/${values['lease-name']}` }, 'waiting for leadership');
+      try {
+        await elector.acquire(stopping.signal);
+      } catch (err) {
+        if (stopping.signal.aborted) return; // shutting down while waiting
+        throw err;
+      }
+    }
+    controller = new Controller({
+      cluster: values.cluster!,
+      source,
+      listen: values.listen!,
+      stateDir: values['state-dir'],
+      log,
+      ...(elector !== undefined ? { leadership: () => (elector.isLeader() ? 'leader' : 'lost') } : {}),
+    });
     await controller.start();
   });
 }

@@ -11,7 +11,11 @@ export function onShutdown(log: Logger, dispose: () => Promise<void>): void {
   const stop = (signal: string) => {
     if (stopping) process.exit(1);
     stopping = true;
-    log.info({ signal }, 'shutting down');
+    try {
+      log.info({ signal }, 'shutting down');
+    } catch {
+      // Logging must not stand between a signal and the exit.
+    }
     dispose().then(
       () => process.exit(0),
       (err) => {

@@ -48,120 +48,17 @@
  */
 import { hostname } from 'node:os';
 import {
-  HttpMethod,
-  IsomorphicFetchHttpLibrary,
   KubeConfig,
   ListWatch,
-  RequestContext,
   Watch,
   type KubernetesListObject,
   type KubernetesObject,
 } from '@kubernetes/client-node';
-import { UnavailableError } from '../../shared/errors.js';
+import { KubeApi, KubeApiError, describeError } from '../kube/api.js';
 import type { Logger } from '../../shared/log.js';
 import type { ModelEvent } from '../model/cluster-model.js';
 import { readKubeObject, type KubeObject } from '../model/kube-objects.js';
 import type { ClusterSource, SourceEvent, SourceState } from './source.js';
-
-// ---------------------------------------------------------------------------
-// Talking to the API server.
-
-/** An API server answer other than 2xx, or no answer (`status` 0). */
-export class KubeApiError extends UnavailableError {
-  /** HTTP status; 0 when the request got no response (refused, reset, timed out, aborted). */
-  readonly status: number;
-  /** The Status `reason` ("NotFound", "Conflict", "AlreadyExists", "Expired", ...), or "" when none. */
-  readonly reason: string;
-  /** The same as `status`, under the name ListWatch checks for 410. */
-  readonly statusCode: number;
-  constructor(status: number, reason: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.status = status;
-    this.statusCode = status;
-    this.reason = reason;
-  }
-}
-
-export interface KubeApiOptions {
-  /** Per request, whatever the caller's signal says (default 30 s). */
-  readonly requestTimeoutMs?: number;
-  readonly userAgent?: string;
-}
-
-/**
- * JSON requests to the API server of a KubeConfig, through the client
- * library's HTTP stack (its credentials, TLS settings and undici). Bodies
- * are sent and returned as the API's own JSON: no model classes.
- */
-export class KubeApi {
-  readonly server: string;
-  private readonly http = new IsomorphicFetchHttpLibrary();
-
-  constructor(
-    private readonly kubeConfig: KubeConfig,
-    private readonly options: KubeApiOptions = {},
-  ) {
-    const cluster = kubeConfig.getCurrentCluster();
-    if (cluster === null) throw new Error('the kubeconfig has no current cluster');
-    this.server = cluster.server.replace(/\/+$/, '');
-  }
-
-  async request<T>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, options: { body?: unknown; signal?: AbortSignal; timeoutMs?: number } = {}): Promise<T> {
-    const what = `${method} ${path}`;
-    const ctx = new RequestContext(this.server + path, HttpMethod[method]);
-    ctx.setHeaderParam('Accept', 'application/json');
-    ctx.setHeaderParam('User-Agent', this.options.userAgent ?? 'weir-controller');
-    if (options.body !== undefined) {
-      ctx.setHeaderParam('Content-Type', 'application/json');
-      ctx.setBody(JSON.stringify(options.body));
-    }
-    await this.kubeConfig.applySecurityAuthentication(ctx);
-    const timeout = AbortSignal.timeout(options.timeoutMs ?? this.options.requestTimeoutMs ?? 30_000);
-    ctx.setSignal(options.signal ? AbortSignal.any([timeout, options.signal]) : timeout);
-    let status: number;
-    let text: string;
-    try {
-      const res = await this.http.send(ctx).toPromise();
-      status = res.httpStatusCode;
-      text = await res.body.text();
-    } catch (err) {
-      throw new KubeApiError(0, '', `${what}: ${describeError(err)}`, { cause: err });
-    }
-    if (status < 200 || status > 299) {
-      let reason = '';
-      let message = text.slice(0, 500);
-      try {
-        const s = JSON.parse(text) as { reason?: unknown; message?: unknown };
-        if (typeof s.reason === 'string') reason = s.reason;
-        if (typeof s.message === 'string') message = s.message;
-      } catch {
-        // not a Status: keep the text
-      }
-      throw new KubeApiError(status, reason, `${what}: ${status}${reason ? ` ${reason}` : ''}: ${message}`);
-    }
-    try {
-      return JSON.parse(text) as T;
-    } catch (err) {
-      throw new KubeApiError(status, '', `${what}: the answer is not JSON`, { cause: err });
-    }
-  }
-}
-
-/** A KubeConfig from a file, or from the pod's service account. */
-export function loadKubeConfig(from: { kubeconfig: string } | { inCluster: true }): KubeConfig {
-  const kc = new KubeConfig();
-  if ('kubeconfig' in from) kc.loadFromFile(from.kubeconfig);
-  else kc.loadFromCluster();
-  return kc;
-}
-
-export function describeError(err: unknown): string {
-  if (err instanceof Error) {
-    const cause = err.cause instanceof Error && err.cause.message !== err.message ? ` (${err.cause.message})` : '';
-    return `${err.message}${cause}`;
-  }
-  return String(err);
-}
 
 // ---------------------------------------------------------------------------
 // The source.
@@ -335,9 +232,10 @@ export class KubernetesSource implements ClusterSource {
     const max = Math.max(min, this.options.restartMaxDelayMs ?? 30_000);
     // Exponential, with up to 20% jitter so that the three informers do not retry in step.
     const delayMs = Math.round(Math.min(max, min * 2 ** Math.min(f.failures - 1, 30) * (1 + Math.random() * 0.2)));
-    f.lastError = `${f.resource.kind}: ${describeError(err)}`;
+    // List failures say which request failed; anything else came from the library's watch.
+    f.lastError = `${f.resource.kind}: ${err instanceof KubeApiError ? '' : 'watch: '}${describeError(err)}`;
     this.log.warn({ err, kind: f.resource.kind, failures: f.failures, delayMs }, 'informer stopped; restarting after a delay');
-    this.emit({ type: 'error', message: f.lastError });
+    if (f.failures === 1) this.emit({ type: 'error', message: f.lastError }); // once per outage; the log has every attempt
     f.restartTimer = setTimeout(() => {
       f.restartTimer = undefined;
       if (this.closed) return;
