@@ -157,6 +157,7 @@ export class Controller implements OperatorBackend, AsyncDisposable {
         connectedSinceUnixMs: String(v.connectedSinceUnixMs),
         spanObjects: v.spanObjects,
         localEndpoints: v.localEndpoints,
+        apiAddress: v.apiAddress,
       })),
       rejections: [...this.model.rejections()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([object, issues]) => ({
         object,

@@ -39,6 +39,8 @@ export interface AgentOptions {
   /** "host:port" for the agent's own API (port 0: any free port). */
   readonly listen: string;
   readonly log: Logger;
+  /** The host others reach the agent's API at when it listens on every address (the node's IP). */
+  readonly advertiseHost?: string;
   readonly reconnectMinMs?: number;
   readonly reconnectMaxMs?: number;
 }
@@ -125,7 +127,7 @@ export class NodeAgent implements AsyncDisposable {
     };
     call.on('error', (err: grpc.ServiceError) => lost(err.details || err.message));
     call.on('end', () => lost('stream ended by the controller'));
-    call.write({ hello: { node: this.options.node, appliedRevision: String(this.state.revision), instance: this.instance } });
+    call.write({ hello: { node: this.options.node, appliedRevision: String(this.state.revision), instance: this.instance, apiAddress: this.apiAddress() } });
   }
 
   private async onUpdate(call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>, u: SpanUpdate__Output): Promise<void> {
@@ -168,6 +170,13 @@ export class NodeAgent implements AsyncDisposable {
     );
     this.server = server;
     this.log.info({ port: this.port }, 'agent API serving');
+  }
+
+  /** The API's address as others can reach it: the listen host, or loopback when listening on every address. */
+  private apiAddress(): string {
+    const host = this.options.listen.slice(0, this.options.listen.lastIndexOf(':'));
+    const reachable = host === '0.0.0.0' || host === '[::]' || host === '' ? (this.options.advertiseHost ?? '127.0.0.1') : host;
+    return `${reachable}:${this.port}`;
   }
 
   status(): AgentStatusReply {

@@ -15,6 +15,7 @@ const USAGE = `usage: weir-agent --node NAME [--controller HOST:PORT] [--state-d
   --controller HOST:PORT the controller (default 127.0.0.1:7443; env WEIR_CONTROLLER)
   --state-dir DIR        where the last applied span is kept (default: $TMPDIR/weir-agent-NAME)
   --listen HOST:PORT     the agent's own API (default 127.0.0.1:0, any free port)
+  --advertise-host HOST  the address others reach that API at when listening on every address (env HOST_IP)
 `;
 
 export async function main(argv: string[]): Promise<void> {
@@ -26,6 +27,7 @@ export async function main(argv: string[]): Promise<void> {
         controller: { type: 'string', default: process.env.WEIR_CONTROLLER ?? '127.0.0.1:7443' },
         'state-dir': { type: 'string' },
         listen: { type: 'string', default: '127.0.0.1:0' },
+        'advertise-host': { type: 'string', default: process.env.HOST_IP },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -43,6 +45,7 @@ export async function main(argv: string[]): Promise<void> {
       controller: values.controller!,
       stateDir: values['state-dir'] ?? join(tmpdir(), `weir-agent-${values.node}`),
       listen: values.listen!,
+      advertiseHost: values['advertise-host'],
       log,
     });
     onShutdown(log, () => agent[Symbol.asyncDispose]());

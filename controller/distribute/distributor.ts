@@ -49,11 +49,13 @@ export interface NodeView {
   readonly connectedSinceUnixMs: number;
   readonly spanObjects: number;
   readonly localEndpoints: number;
+  readonly apiAddress: string;
 }
 
 interface NodeRecord {
   readonly node: string;
   instance: string;
+  apiAddress: string;
   link: AgentLink | undefined;
   connectedSince: number;
   ackedRevision: number;
@@ -136,7 +138,7 @@ export class Distributor {
     for (const r of this.records.values()) this.sendIfNeeded(r);
   }
 
-  hello(node: string, instance: string, revision: number, link: AgentLink): { ack(revision: number): void; nack(revision: number, error: string): void; close(): void } {
+  hello(node: string, instance: string, revision: number, link: AgentLink, apiAddress = ''): { ack(revision: number): void; nack(revision: number, error: string): void; close(): void } {
     const r = this.record(node);
     if (r.link !== undefined) r.link.close('replaced by a new connection from the same node');
     if (r.inflight !== undefined && r.inflight.revision === revision) {
@@ -149,6 +151,7 @@ export class Distributor {
     // A new agent process may accept what the previous one refused.
     if (instance !== r.instance) r.nackedAt = -1;
     r.instance = instance;
+    r.apiAddress = apiAddress;
     r.connectedSince = this.now();
     this.options.log.info({ node, instance, revision, delta: r.ackedSpan !== undefined }, 'agent connected');
     this.sendIfNeeded(r);
@@ -205,6 +208,7 @@ export class Distributor {
         connectedSinceUnixMs: r?.link !== undefined ? r.connectedSince : 0,
         spanObjects: span?.entries.size ?? 0,
         localEndpoints: span?.locals.size ?? 0,
+        apiAddress: r?.apiAddress ?? '',
       };
     });
   }
@@ -248,7 +252,7 @@ export class Distributor {
   private record(node: string): NodeRecord {
     let r = this.records.get(node);
     if (r === undefined) {
-      r = { node, instance: '', link: undefined, connectedSince: 0, ackedRevision: 0, ackedSpan: undefined, inflight: undefined, lastError: '', lastAck: 0, acks: [], nackedAt: -1 };
+      r = { node, instance: '', apiAddress: '', link: undefined, connectedSince: 0, ackedRevision: 0, ackedSpan: undefined, inflight: undefined, lastError: '', lastAck: 0, acks: [], nackedAt: -1 };
       this.records.set(node, r);
     }
     return r;

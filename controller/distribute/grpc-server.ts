@@ -92,7 +92,7 @@ export async function startControllerServer(options: {
               end();
               call.end();
             },
-          });
+          }, msg.hello.apiAddress);
         } else if (session === undefined) {
           log.warn({ kind: msg.kind }, 'agent message before hello; ignored');
         } else if (msg.kind === 'ack' && msg.ack) session.ack(Number(msg.ack.revision));
