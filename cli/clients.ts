@@ -1,7 +1,7 @@
 /** gRPC clients for weirctl: the controller's Operator API and an agent's API. */
 import * as grpc from '@grpc/grpc-js';
 import { CHANNEL_OPTIONS, weirProto } from '../shared/grpc/proto.js';
-import type { AgentClient, OperatorClient } from '../shared/generated/weir/v1/index.js';
+import type { AgentClient, FlowIntrospectClient, OperatorClient, StatusReply__Output } from '../shared/generated/weir/v1/index.js';
 import { UsageError } from './io.js';
 
 export const DEFAULT_CONTROLLER = '127.0.0.1:7443';
@@ -42,3 +42,23 @@ export function call<Req, Res>(
 
 /** The controller or agent could not be reached (exit status 1, a one-line message). */
 export class Unreachable extends Error {}
+
+export function flowClient(address: string): FlowIntrospectClient {
+  const { proto } = weirProto();
+  return new proto.weir.v1.FlowIntrospect(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+}
+
+/**
+ * An agent's API address: given as host:port, or a node name looked up in
+ * the controller's status (agents report where their API is).
+ */
+export async function agentAddress(node: string, controllerFlag: string | undefined): Promise<string> {
+  if (/:\d+$/.test(node)) return node;
+  const address = controllerAddress(controllerFlag);
+  const client = operatorClient(address);
+  const status = await call<object, StatusReply__Output>(client, client.GetStatus, {}, `the controller at ${address} (to find node ${node})`);
+  const agent = status.agents.find((a) => a.node === node);
+  if (agent === undefined) throw new UsageError(`the controller knows no agent on node ${JSON.stringify(node)} (known: ${status.agents.map((a) => a.node).join(', ') || 'none'})`);
+  if (agent.apiAddress === '') throw new UsageError(`the agent on node ${node} has not said where its API is; give --node HOST:PORT`);
+  return agent.apiAddress;
+}

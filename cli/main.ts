@@ -7,6 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { pathToFileURL } from 'node:url';
 import { analyzeMatrix, analyzeObjects, analyzeProbe } from './commands/analyze.js';
 import { explainLive, policyList, status } from './commands/live.js';
+import { flowsGet, flowsList, flowsStats } from './commands/flows.js';
 import { Unreachable } from './clients.js';
 import { UsageError, processIo, type Io } from './io.js';
 
@@ -83,6 +84,43 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .addOption(new Option('--protocol <protocol>', 'TCP, UDP or SCTP').default('TCP'))
     .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
     .action(async (opts) => void (exit = await explainLive(io, opts)));
+
+  const node = () => new Option('--node <name|host:port>', "the agent: a node name (its address comes from the controller's status) or the agent's API address");
+  const flows = program
+    .command('flows')
+    .description("an agent's flows, with the pods and the policy and rule behind each verdict")
+    .addOption(node())
+    .addOption(controller())
+    .option('--src <cidr>', 'source address or prefix')
+    .option('--dst <cidr>', 'destination address or prefix')
+    .option('--port <port>', 'either port')
+    .option('--protocol <name|number>', 'tcp, udp, sctp, icmp, icmpv6 or a number')
+    .option('--action <action>', 'allow, deny or hold')
+    .option('--policy <policy>', 'a NetworkPolicy (namespace/name) or policy id that decided either direction')
+    .option('--rule <rule>', 'a firewall rule id that decided either direction')
+    .option('--pod <ns/name>', 'a pod at either end')
+    .option('--namespace <ns>', 'a namespace at either end')
+    .option('--tcp-state <state>', 'syn, established, closing or closed')
+    .option('--match <expr>', 'vRouter style: "ip[:port],ip[:port] & proto tcp" (either order)')
+    .option('-w, --watch', 'stream flow events as they happen')
+    .addOption(new Option('--limit <n>', 'at most this many flows').default('1000'))
+    .addOption(new Option('-o, --output <format>', 'table, wide or json').default('table'))
+    .action(async (opts) => void (exit = await flowsList(io, opts)));
+  flows
+    .command('get')
+    .argument('<index>', 'the flow index (from the list)')
+    .description('one flow in full')
+    .addOption(node())
+    .addOption(controller())
+    .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
+    .action(async (index: string, opts) => void (exit = await flowsGet(io, index, opts)));
+  flows
+    .command('stats')
+    .description('flow table and datapath counters: flows, setup rate, holds, drops by reason, evictions, limits')
+    .addOption(node())
+    .addOption(controller())
+    .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
+    .action(async (opts) => void (exit = await flowsStats(io, opts)));
 
   try {
     await program.parseAsync([...argv], { from: 'user' });
