@@ -20,7 +20,6 @@
  * baseline; <= 128 bytes per flow (native memory / flow pairs). Timings never
  * fail the run; a wrong lookup result throws.
  */
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { pathToFileURL } from 'node:url';
 import {
@@ -34,7 +33,7 @@ import {
   type FlowKey,
   type FlowTable,
 } from '../vrouter-agent/flows/index.js';
-import { acquireGc, int, median, mib, nowMs, ns, rate, table } from './measure.js';
+import { acquireGc, int, median, mib, nowMs, ns, rate, table, cpuModel } from './measure.js';
 import { Rng } from './prng.js';
 
 const TARGET_LOOKUPS_PER_S = 10_000_000;
@@ -45,16 +44,6 @@ const BATCH = 256;
 export interface FlowTableBenchOptions {
   /** Fewer probes and passes, for trying changes. */
   readonly quick?: boolean;
-}
-
-function cpuModel(): string {
-  try {
-    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m?.[1]) return m[1].trim();
-  } catch {
-    // not Linux
-  }
-  return os.cpus()[0]?.model ?? 'unknown';
 }
 
 function reply(k: FlowKey): FlowKey {

@@ -2,6 +2,7 @@
  * Timing and memory helpers for the benchmarks.
  */
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -169,4 +170,15 @@ function machineBusySeconds(): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The CPU model, for the report's machine line. */
+export function cpuModel(): string {
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m?.[1]) return m[1].trim();
+  } catch {
+    // not Linux
+  }
+  return os.cpus()[0]?.model ?? 'unknown';
 }

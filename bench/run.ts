@@ -20,18 +20,21 @@
  * processes' CPU use from /proc/stat): on a shared machine, numbers taken
  * while it is CONTENDED are pessimistic.
  *
- * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling,
+ *   5. native-verdicts  first-packet verdicts, native batched vs RuleTables
+ *   6. flow-table       flow lookups with 1M flows, native vs a Map
+ *   7. propagation      one change to 100 and 1,000 agents (gRPC, real controller)
+ *
+ * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation,
  * --quick (fewer repetitions and probes, for trying changes),
  * --namespaces=N (size of the main cluster, default 1000),
  * --no-gc-between-runs (do not collect the heap between pipeline runs).
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import type { Packet } from '../shared/policy/rule-tables.js';
 import { ReferenceCluster } from '../test/support/reference.js';
 import { generateCluster, type GeneratedCluster } from './cluster-gen.js';
-import { GcMonitor, MachineLoad, acquireGc, heapUsed, int, max, maxRss, median, mib, min, ms, nowMs, ns, rate, table } from './measure.js';
+import { GcMonitor, MachineLoad, acquireGc, heapUsed, int, max, maxRss, median, mib, min, ms, nowMs, ns, rate, table, cpuModel } from './measure.js';
 import {
   PHASES,
   runPipeline,
@@ -46,7 +49,9 @@ import {
 } from './pipeline.js';
 import { policyMix } from './mix.js';
 import { generateProbes } from './probes.js';
-import { checkAgreement, describePacket, timeCompiled, timeReference, type AgreementResult } from './verdicts.js';
+import { benchFlowTable } from './flow-table.js';
+import { benchPropagation } from './propagation.js';
+import { benchVerdicts, checkAgreement, describePacket, timeCompiled, timeReference, type AgreementResult } from './verdicts.js';
 
 const args = process.argv.slice(2);
 const only = args.find((a) => a.startsWith('--only='))?.slice('--only='.length);
@@ -84,16 +89,6 @@ function machineNote(section: string, load: MachineLoad): void {
   const busy = other >= 0.25;
   say(`\n  machine: other processes kept ${other.toFixed(2)} of ${os.availableParallelism()} CPUs busy during this section${busy ? ' (CONTENDED: these numbers are pessimistic)' : ''}`);
   if (busy) contended.push(`${section} (${other.toFixed(2)} CPUs)`);
-}
-
-function cpuModel(): string {
-  try {
-    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m?.[1]) return m[1].trim();
-  } catch {
-    // not Linux
-  }
-  return os.cpus()[0]?.model ?? 'unknown';
 }
 
 /** The commit measured, and whether product code had uncommitted changes. */
@@ -378,6 +373,20 @@ async function main(): Promise<void> {
     say('');
     for (const [label, a, tables] of agreements) reportAgreement(label, a, tables);
     machineNote('scaling', load);
+  }
+
+  // The agent's engines and the control plane, each against its own baseline.
+  if (enabled('native-verdicts')) {
+    heading('5. First-packet verdicts: native engine vs RuleTables');
+    say(await benchVerdicts({ quick }));
+  }
+  if (enabled('flow-table')) {
+    heading('6. Flow table: native vs a JavaScript Map');
+    say(await benchFlowTable({ quick }));
+  }
+  if (enabled('propagation')) {
+    heading('7. Propagation of one change to 100 and 1,000 agents');
+    say(await benchPropagation({ quick }));
   }
 
   heading('Summary');

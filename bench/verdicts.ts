@@ -25,7 +25,6 @@
  * sample of the timed probes (not timed); a disagreement throws. Timings
  * never fail the run; the target is reported as met or not.
  */
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { formatIp } from '../shared/net/ip.js';
@@ -36,7 +35,7 @@ import { PACKET_RECORD_BYTES, RESULT_STRIDE, VerdictCode, encodePackets } from '
 import { encodeRuleImage } from '../vrouter-agent/compile/rule-image.js';
 import { createVerdictEngine, verdictEngineStatus, type VerdictEngine } from '../vrouter-agent/compile/verdict-engine.js';
 import { generateCluster } from './cluster-gen.js';
-import { MachineLoad, acquireGc, int, median, mib, nowMs, ns, rate, table } from './measure.js';
+import { MachineLoad, acquireGc, int, median, mib, nowMs, ns, rate, table, cpuModel } from './measure.js';
 import { runPipeline } from './pipeline.js';
 import { Rng } from './prng.js';
 import { generateProbes } from './probes.js';
@@ -223,16 +222,6 @@ const BATCH = 4096;
 export interface VerdictBenchOptions {
   /** Fewer probes, shorter timings, scaling up to 10,000 rules only. */
   readonly quick?: boolean;
-}
-
-function cpuModel(): string {
-  try {
-    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m?.[1]) return m[1].trim();
-  } catch {
-    // not Linux
-  }
-  return os.cpus()[0]?.model ?? 'unknown';
 }
 
 function firewallRules(tables: RuleTables): number {
