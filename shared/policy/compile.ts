@@ -56,7 +56,7 @@ export function compile(snapshot: PolicySnapshot, options: CompileOptions = {}):
     endpoints.set(key, {
       endpoint: e,
       key,
-      ips: e.ips.map(parseIp),
+      ips: e.ips.map((ip) => c.ip(ip)),
       ingress: c.table(s.ingress, 'ingress', e),
       egress: c.table(s.egress, 'egress', e),
     });
@@ -86,10 +86,18 @@ class Compiler {
   private readonly shared = new Map<string, CompiledRule>();
   private readonly egressPorts = new Map<string, PortMatcher>();
   private namedPortIndex: Map<string, Array<[number, number, Ip]>> | undefined;
+  /** Addresses parsed once per compile: a pod's address appears in many groups. */
+  private readonly parsed = new Map<string, Ip>();
 
   constructor(private readonly snapshot: PolicySnapshot) {
     this.groups = new Map(snapshot.addressGroups.map((g) => [g.id, g]));
     this.serviceGroups = new Map(snapshot.serviceGroups.map((g) => [g.id, g]));
+  }
+
+  ip(text: string): Ip {
+    let ip = this.parsed.get(text);
+    if (ip === undefined) this.parsed.set(text, (ip = parseIp(text)));
+    return ip;
   }
 
   group(id: string, user: string): AddressGroup {
@@ -130,7 +138,7 @@ class Compiler {
       set =
         g.kind === 'ipBlock'
           ? PrefixSet.from(g.prefixes.map((text) => cidrOf(text, g.id)))
-          : PrefixSet.from(g.members.flatMap((m) => m.ips.map(parseIp)));
+          : PrefixSet.from(g.members.flatMap((m) => m.ips.map((ip) => this.ip(ip))));
       this.prefixSets.set(p.addressGroup, set);
     }
     return set;
@@ -171,7 +179,7 @@ class Compiler {
         const k = `${np.name}/${np.protocol}`;
         let list = index.get(k);
         if (list === undefined) index.set(k, (list = []));
-        for (const ip of e.ips) list.push([PROTOCOL_NUMBER[np.protocol], np.port, parseIp(ip)]);
+        for (const ip of e.ips) list.push([PROTOCOL_NUMBER[np.protocol], np.port, this.ip(ip)]);
       }
     }
     return (this.namedPortIndex = index);
