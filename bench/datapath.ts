@@ -22,7 +22,6 @@
  * each section reports how busy the rest of it was. Timings never fail the
  * run; a verdict that disagrees with RuleTables.decide throws.
  */
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { pathToFileURL } from 'node:url';
 import type { Ip } from '../shared/net/ip.js';
@@ -33,7 +32,7 @@ import { createUserspaceDatapath, RawPacketBatch, verdictName, type PolicyEvalua
 import { nativeFlowTableAvailability, TcpFlag } from '../vrouter-agent/flows/index.js';
 import { buildPacket, PacketDecoder } from '../vrouter-agent/packet/index.js';
 import { generateCluster } from './cluster-gen.js';
-import { acquireGc, int, MachineLoad, median, ms, nowMs, ns, rate, table } from './measure.js';
+import { acquireGc, cpuModel, int, MachineLoad, median, ms, nowMs, ns, rate, table } from './measure.js';
 import { generateProbes } from './probes.js';
 
 const BATCH = 256;
@@ -45,15 +44,6 @@ export interface DatapathBenchOptions {
   readonly quick?: boolean;
 }
 
-function cpuModel(): string {
-  try {
-    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m?.[1]) return m[1].trim();
-  } catch {
-    // not Linux
-  }
-  return os.cpus()[0]?.model ?? 'unknown';
-}
 
 interface Traffic {
   /** First packets, one per flow, and their zones. */
