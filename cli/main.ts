@@ -113,14 +113,14 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .addOption(node())
     .addOption(controller())
     .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
-    .action(async (index: string, opts) => void (exit = await flowsGet(io, index, opts)));
+    .action(async (index: string, _opts, cmd: Command) => void (exit = await flowsGet(io, index, cmd.optsWithGlobals())));
   flows
     .command('stats')
     .description('flow table and datapath counters: flows, setup rate, holds, drops by reason, evictions, limits')
     .addOption(node())
     .addOption(controller())
     .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
-    .action(async (opts) => void (exit = await flowsStats(io, opts)));
+    .action(async (_opts, cmd: Command) => void (exit = await flowsStats(io, cmd.optsWithGlobals())));
 
   try {
     await program.parseAsync([...argv], { from: 'user' });

@@ -39,7 +39,8 @@ process.on('SIGINT', () => stop(0));
 process.on('SIGTERM', () => stop(0));
 
 start('controller', 'weir-controller', ['--manifests', manifests, '--listen', listen, '--state-dir', join(state, 'controller')]);
-for (const node of nodes) start(node, 'weir-agent', ['--node', node, '--controller', listen, '--state-dir', join(state, node)]);
+// The agents run the userspace datapath on generated traffic between the demo's pods.
+for (const node of nodes) start(node, 'weir-agent', ['--node', node, '--controller', listen, '--state-dir', join(state, node), '--synthetic-traffic', '5']);
 
 // Wait until every agent is in sync, then show the status.
 const weirctl = (...args) => execFileSync(process.execPath, [join(root, 'bin', 'weirctl'), ...args, '--controller', listen], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -68,6 +69,9 @@ Point weirctl at it and try:
   bin/weirctl status
   bin/weirctl policy list
   bin/weirctl explain --from shop/web --to shop/cart --port 9000
+  bin/weirctl flows --node node-b                 (flows, with the policy behind each verdict)
+  bin/weirctl flows --node node-c --action deny -o wide
+  bin/weirctl flows stats --node node-a
   bin/weirctl analyze matrix -f ${manifests} --probe TCP/9000
 
 Ctrl-C stops everything.

@@ -28,8 +28,11 @@ import { parseProbe, probe, resolveTarget } from '../shared/policy/probe.js';
 import type { RuleTables } from '../shared/policy/rule-tables.js';
 import { snapshotFromWire } from '../shared/wire/policy.js';
 import { toGrpcStatus } from '../shared/grpc/status.js';
-import { nativeStatus } from './native/loader.js';
+import { createVerdictEngine, verdictEngineStatus } from './compile/verdict-engine.js';
+import { createUserspaceDatapath, type Datapath } from './datapath/index.js';
+import { flowIntrospectHandlers } from './introspect/flow-service.js';
 import { SpanState } from './store/span-state.js';
+import { SyntheticTraffic } from './traffic/synthetic.js';
 
 export interface AgentOptions {
   readonly node: string;
@@ -39,6 +42,8 @@ export interface AgentOptions {
   /** "host:port" for the agent's own API (port 0: any free port). */
   readonly listen: string;
   readonly log: Logger;
+  /** Generate synthetic traffic through the userspace datapath (demo and tests): new connections per second. */
+  readonly syntheticTrafficPerSecond?: number;
   /** The host others reach the agent's API at when it listens on every address (the node's IP). */
   readonly advertiseHost?: string;
   readonly reconnectMinMs?: number;
@@ -59,11 +64,41 @@ export class NodeAgent implements AsyncDisposable {
   private readonly log: Logger;
   /** Updates are applied one at a time, in order. */
   private queue: Promise<void> = Promise.resolve();
+  private readonly datapath: Datapath;
+  /** Local endpoint → its zone on the datapath (stable while the endpoint lives). */
+  private readonly zones = new Map<string, { zone: number; ips: string }>();
+  private nextZone = 1;
+  private traffic: SyntheticTraffic | undefined;
   port = 0;
 
   constructor(private readonly options: AgentOptions) {
     this.log = options.log.child({ component: 'agent' });
     this.tables = this.compile(this.state);
+    // First packets are decided by the native engine when the addon loads (RuleTables otherwise).
+    this.datapath = createUserspaceDatapath({ tables: this.tables, evaluator: (t) => createVerdictEngine(t), log: options.log.child({ component: 'datapath' }) });
+  }
+
+  /**
+   * Puts tables in force on the datapath: endpoints that left the node are
+   * detached (their flows end), every existing flow is re-evaluated against
+   * the new tables, and new or changed endpoints are attached.
+   */
+  private enforce(tables: RuleTables): void {
+    for (const [key, z] of [...this.zones]) {
+      const e = tables.endpoints.get(key);
+      if (e !== undefined && e.endpoint.ips.join(',') === z.ips) continue;
+      this.datapath.detach(z.zone);
+      this.zones.delete(key);
+    }
+    const re = this.datapath.loadTables(tables);
+    if (re.denied > 0 || re.allowed > 0 || re.rulesChanged > 0) this.log.info({ ...re }, 'flows re-evaluated against the new policy');
+    for (const e of tables.endpoints.values()) {
+      if (this.zones.has(e.key)) continue;
+      const zone = this.nextZone++;
+      this.datapath.attach({ zone, endpoint: e.key, ips: e.endpoint.ips });
+      this.zones.set(e.key, { zone, ips: e.endpoint.ips.join(',') });
+    }
+    this.tables = tables;
   }
 
   get revision(): number {
@@ -77,7 +112,7 @@ export class NodeAgent implements AsyncDisposable {
   async start(): Promise<void> {
     try {
       const persisted = await SpanState.load(this.options.stateDir);
-      this.tables = this.compile(persisted);
+      this.enforce(this.compile(persisted));
       this.state = persisted;
       if (persisted.revision > 0) this.log.info({ revision: persisted.revision, policies: persisted.policies.size }, 'enforcing persisted span');
     } catch (err) {
@@ -85,6 +120,10 @@ export class NodeAgent implements AsyncDisposable {
       this.log.error({ err }, 'persisted span unusable; starting empty');
     }
     await this.serve();
+    if (this.options.syntheticTrafficPerSecond) {
+      this.traffic = new SyntheticTraffic(() => this.datapath, { connectionsPerSecond: this.options.syntheticTrafficPerSecond, log: this.log.child({ component: 'traffic' }) });
+      this.traffic.start();
+    }
     this.connect(0);
   }
 
@@ -137,7 +176,7 @@ export class NodeAgent implements AsyncDisposable {
       const tables = this.compile(next);
       await next.save(this.options.stateDir);
       this.state = next;
-      this.tables = tables;
+      this.enforce(tables);
       this.lastError = '';
       this.log.info({ revision, snapshot: u.snapshot, policies: next.policies.size, endpoints: tables.endpoints.size }, 'span applied');
       if (this.call === call) call.write({ ack: { revision } });
@@ -164,6 +203,13 @@ export class NodeAgent implements AsyncDisposable {
         }
       },
     });
+    server.addService(
+      proto.weir.v1.FlowIntrospect.service,
+      flowIntrospectHandlers(
+        { datapath: () => this.datapath, nowMs: () => performance.timeOrigin + performance.now(), engine: () => this.engine() },
+        this.log.child({ component: 'introspect' }),
+      ),
+    );
     new ReflectionService(definition).addToServer(server);
     this.port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(this.options.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
@@ -188,8 +234,13 @@ export class NodeAgent implements AsyncDisposable {
       localEndpoints: this.tables.endpoints.size,
       policies: this.state.policies.size,
       lastError: this.lastError,
-      engine: nativeStatus().active ? 'native' : 'typescript',
+      engine: this.engine(),
     };
+  }
+
+  /** Which implementations run the flow table and first-packet verdicts. */
+  engine(): string {
+    return `flow table ${this.datapath.flowTable.implementation}, verdicts ${verdictEngineStatus().implementation}`;
   }
 
   /** The verdict of the tables this agent enforces now. */
@@ -206,6 +257,7 @@ export class NodeAgent implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     this.closed = true;
+    this.traffic?.[Symbol.dispose]();
     if (this.retry !== undefined) clearTimeout(this.retry);
     this.call?.cancel();
     this.call = undefined;
@@ -216,5 +268,6 @@ export class NodeAgent implements AsyncDisposable {
       this.server.tryShutdown(() => resolve());
       setTimeout(() => this.server?.forceShutdown(), 1_000).unref();
     });
+    await this.datapath[Symbol.asyncDispose]();
   }
 }

@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import { rootLogger } from '../shared/log.js';
 import { ArgumentError, onShutdown, runMain } from '../shared/process.js';
 import { NodeAgent } from './agent.js';
-import { nativeStatus } from './native/loader.js';
 
 const USAGE = `usage: weir-agent --node NAME [--controller HOST:PORT] [--state-dir DIR] [--listen HOST:PORT] [--log-level LEVEL]
   --node NAME            the node this agent enforces policy for (env NODE_NAME)
@@ -16,7 +15,15 @@ const USAGE = `usage: weir-agent --node NAME [--controller HOST:PORT] [--state-d
   --state-dir DIR        where the last applied span is kept (default: $TMPDIR/weir-agent-NAME)
   --listen HOST:PORT     the agent's own API (default 127.0.0.1:0, any free port)
   --advertise-host HOST  the address others reach that API at when listening on every address (env HOST_IP)
+  --synthetic-traffic N  feed the userspace datapath N generated connections per second between this node's pods
+                         and their peers (demo and tests; the kernel datapath takes real traffic)
 `;
+
+function positive(text: string, flag: string): number {
+  const n = Number(text);
+  if (!(Number.isFinite(n) && n > 0)) throw new ArgumentError(`${flag} must be a positive number, not ${JSON.stringify(text)}`);
+  return n;
+}
 
 export async function main(argv: string[]): Promise<void> {
   await runMain(USAGE, async () => {
@@ -28,6 +35,7 @@ export async function main(argv: string[]): Promise<void> {
         'state-dir': { type: 'string' },
         listen: { type: 'string', default: '127.0.0.1:0' },
         'advertise-host': { type: 'string', default: process.env.HOST_IP },
+        'synthetic-traffic': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -39,13 +47,13 @@ export async function main(argv: string[]): Promise<void> {
     }
     if (!values.node) throw new ArgumentError('--node is required');
     const log = rootLogger({ name: 'weir-agent', level: values['log-level'] }).child({ node: values.node });
-    log.info({ engine: nativeStatus() }, 'flow engine');
     const agent = new NodeAgent({
       node: values.node,
       controller: values.controller!,
       stateDir: values['state-dir'] ?? join(tmpdir(), `weir-agent-${values.node}`),
       listen: values.listen!,
       advertiseHost: values['advertise-host'],
+      syntheticTrafficPerSecond: values['synthetic-traffic'] === undefined ? undefined : positive(values['synthetic-traffic'], '--synthetic-traffic'),
       log,
     });
     onShutdown(log, () => agent[Symbol.asyncDispose]());

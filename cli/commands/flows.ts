@@ -108,8 +108,12 @@ function output(value: string, allowed: readonly string[]): string {
 }
 
 const proto = (n: number) => PROTOCOL_NAMES[n] ?? String(n);
-const end = (ip: string, port: number, pod: string) => `${ip.includes(':') ? `[${ip}]` : ip}:${port}${pod ? ` (${pod})` : ''}`;
-const policyName = (r: Flow__Output['egress']) => r?.policyName || (r?.policy ? r.policy : '-');
+/** One end of a flow; ICMP shows no port (its slots hold the echo id and type, as vRouter keys them). */
+const end = (ip: string, port: number, pod: string, protocol = 0) =>
+  `${protocol === 1 || protocol === 58 ? ip : `${ip.includes(':') ? `[${ip}]` : ip}:${port}`}${pod ? ` (${pod})` : ''}`;
+/** A gate in a few words: the allowing policy, "default", "DENY by P", or "-" when not checked. */
+const policyName = (r: Flow__Output['egress']) =>
+  r?.decision === 'rule' ? r.policyName || r.policy : r?.decision === 'default' ? 'default' : r?.decision === 'deny' ? `DENY${r.policyName ? ` (${r.policyName})` : ''}` : '-';
 const verdict = (f: Flow__Output) => (f.action === 'deny' ? `deny (${f.dropReason || 'policy'})` : f.action);
 const age = (f: Flow__Output, now: number) => {
   const s = Math.max(0, Math.round((now - Number(f.firstSeenUnixMs)) / 1000));
@@ -121,7 +125,7 @@ export function flowTable(flows: readonly Flow__Output[], wide: boolean, now = D
   if (!wide) {
     return renderTable(
       ['INDEX', 'PROTO', 'SOURCE', 'DESTINATION', 'ACTION', 'EGRESS POLICY', 'INGRESS POLICY', 'STATE', 'PKTS FWD/REV', 'AGE'],
-      flows.map((f) => [String(f.index), proto(f.protocol), end(f.source, f.sourcePort, f.sourcePod), end(f.destination, f.destinationPort, f.destinationPod), verdict(f), policyName(f.egress), policyName(f.ingress), f.tcpState || '-', `${f.forward?.packets ?? 0}/${f.reverse?.packets ?? 0}`, age(f, now)]),
+      flows.map((f) => [String(f.index), proto(f.protocol), end(f.source, f.sourcePort, f.sourcePod, f.protocol), end(f.destination, f.destinationPort, f.destinationPod, f.protocol), verdict(f), policyName(f.egress), policyName(f.ingress), f.tcpState || '-', `${f.forward?.packets ?? 0}/${f.reverse?.packets ?? 0}`, age(f, now)]),
     );
   }
   return renderTable(
@@ -130,11 +134,11 @@ export function flowTable(flows: readonly Flow__Output[], wide: boolean, now = D
       String(f.index),
       f.replyZone && f.replyZone !== f.zone ? `${f.zone}<>${f.replyZone}` : f.zone,
       proto(f.protocol),
-      end(f.source, f.sourcePort, f.sourcePod),
-      end(f.destination, f.destinationPort, f.destinationPod),
+      end(f.source, f.sourcePort, f.sourcePod, f.protocol),
+      end(f.destination, f.destinationPort, f.destinationPod, f.protocol),
       verdict(f),
-      f.egress?.rule || '-',
-      f.ingress?.rule || '-',
+      f.egress?.rule || policyName(f.egress),
+      f.ingress?.rule || policyName(f.ingress),
       f.tcpState || '-',
       `${f.forward?.packets ?? 0}/${f.reverse?.packets ?? 0}`,
       `${f.forward?.bytes ?? 0}/${f.reverse?.bytes ?? 0}`,
@@ -191,7 +195,7 @@ function watch(io: Io, address: string, filter: FlowFilter, match: Match | undef
       if (format === 'json') io.stdout(`${JSON.stringify(e)}\n`);
       else {
         const at = new Date(Number(e.atUnixMs)).toISOString().slice(11, 23);
-        io.stdout(`${at} ${e.type.padEnd(11)} #${f.index} ${proto(f.protocol)} ${end(f.source, f.sourcePort, f.sourcePod)} -> ${end(f.destination, f.destinationPort, f.destinationPod)} ${verdict(f)}  egress: ${policyName(f.egress)}  ingress: ${policyName(f.ingress)}\n`);
+        io.stdout(`${at} ${e.type.padEnd(11)} #${f.index} ${proto(f.protocol)} ${end(f.source, f.sourcePort, f.sourcePod, f.protocol)} -> ${end(f.destination, f.destinationPort, f.destinationPod, f.protocol)} ${verdict(f)}  egress: ${policyName(f.egress)}  ingress: ${policyName(f.ingress)}\n`);
       }
     });
     stream.on('error', (err: grpc.ServiceError) => {
@@ -220,11 +224,11 @@ export async function flowsGet(io: Io, index: string, o: { node?: string; contro
       ['index', String(f.index)],
       ['zone', f.replyZone && f.replyZone !== f.zone ? `${f.zone} (replies arrive at ${f.replyZone})` : f.zone],
       ['protocol', proto(f.protocol)],
-      ['source', end(f.source, f.sourcePort, f.sourcePod)],
-      ['destination', end(f.destination, f.destinationPort, f.destinationPod)],
+      ['source', end(f.source, f.sourcePort, f.sourcePod, f.protocol)],
+      ['destination', end(f.destination, f.destinationPort, f.destinationPod, f.protocol)],
       ['action', verdict(f)],
-      ['egress', f.egress?.rule ? `${f.egress.policyName} rule ${f.egress.rule}` : 'no rule (not isolated, or not local)'],
-      ['ingress', f.ingress?.rule ? `${f.ingress.policyName} rule ${f.ingress.rule}` : 'no rule (not isolated, or not local)'],
+      ['egress', gateText(f.egress)],
+      ['ingress', gateText(f.ingress)],
       ['tcp state', f.tcpState || '-'],
       ['forward', `${f.forward?.packets ?? 0} packets, ${f.forward?.bytes ?? 0} bytes`],
       ['reverse', `${f.reverse?.packets ?? 0} packets, ${f.reverse?.bytes ?? 0} bytes`],
@@ -234,6 +238,19 @@ export async function flowsGet(io: Io, index: string, o: { node?: string; contro
     io.stdout(rows.map(([k, v]) => `${k.padEnd(12)} ${v}`).join('\n') + '\n');
   }
   return 0;
+}
+
+function gateText(r: Flow__Output['egress']): string {
+  switch (r?.decision) {
+    case 'rule':
+      return `allowed by ${r.policyName} rule ${r.rule}`;
+    case 'default':
+      return 'allowed: no policy isolates the pod in this direction';
+    case 'deny':
+      return `denied: isolated by ${r.policyName || 'a policy'}, no rule matched`;
+    default:
+      return 'not checked here (the pod is not on this node)';
+  }
 }
 
 export async function flowsStats(io: Io, o: { node?: string; controller?: string; output: string }): Promise<number> {

@@ -1,0 +1,260 @@
+/**
+ * FlowIntrospect (proto/weir/v1/introspect.proto) over a Datapath: the
+ * agent's flows as operators read them, with the pods and the policy and rule
+ * behind each gate. Filtering happens here, on decoded flows; paging follows
+ * the flow table's index order with the table cursor as the page token.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { ValidationError } from '../../shared/errors.js';
+import type {
+  Flow,
+  FlowEvent as WireFlowEvent,
+  FlowFilter__Output,
+  FlowRule,
+  FlowStatsReply,
+  GetFlowRequest__Output,
+  ListFlowsReply,
+  ListFlowsRequest__Output,
+  WatchFlowsRequest__Output,
+} from '../../shared/generated/weir/v1/index.js';
+import { toGrpcStatus } from '../../shared/grpc/status.js';
+import { parseCidr, parseIp, type Cidr } from '../../shared/net/ip.js';
+import type { Logger } from '../../shared/log.js';
+import type { RuleTables } from '../../shared/policy/rule-tables.js';
+import type { Datapath, DecodedFlow, GateOutcome } from '../datapath/datapath.js';
+import type { TcpStateName } from '../flows/flow-table.js';
+
+const MAX_PAGE = 10_000;
+
+/** The one word `weirctl flows` shows for a TCP state (bits are sticky: the most advanced wins). */
+export function tcpStateWord(names: readonly TcpStateName[] | undefined, protocol: number): string {
+  if (protocol !== 6 || names === undefined) return '';
+  const has = (n: TcpStateName) => names.includes(n);
+  if (has('closed')) return 'closed';
+  if (has('rst')) return 'rst';
+  if (has('finForward') && has('finReverse')) return 'closing';
+  if (has('finForward')) return 'fin-forward';
+  if (has('finReverse')) return 'fin-reverse';
+  if (has('established')) return 'established';
+  return 'syn';
+}
+
+interface CompiledFilter {
+  readonly test: (f: Flow) => boolean;
+}
+
+function prefix(text: string, field: string): Cidr | undefined {
+  if (text === '') return undefined;
+  const c = parseCidr(text.includes('/') ? text : `${text}/${text.includes(':') ? 128 : 32}`);
+  if (typeof c === 'string') throw new ValidationError([{ field: `filter.${field}`, message: `${JSON.stringify(text)}: ${c}` }]);
+  return c;
+}
+
+function inside(c: Cidr | undefined, ip: string): boolean {
+  if (c === undefined) return true;
+  const a = parseIp(ip);
+  return typeof a === typeof c.start && a >= c.start && a <= c.end;
+}
+
+export function compileFilter(f: FlowFilter__Output | null | undefined): CompiledFilter {
+  if (f === null || f === undefined) return { test: () => true };
+  const src = prefix(f.sourceCidr, 'sourceCidr');
+  const dst = prefix(f.destinationCidr, 'destinationCidr');
+  if (f.action !== '' && !['allow', 'deny', 'hold'].includes(f.action)) throw new ValidationError([{ field: 'filter.action', message: 'must be allow, deny or hold' }]);
+  // A policy "decided" a gate when its rule allowed it or it isolated a denied endpoint.
+  const policyMatches = (r: FlowRule | null | undefined) =>
+    r?.policy !== undefined &&
+    r.policy !== '' &&
+    (r.policy.split(',').some((id) => id === f.policy || id.endsWith(`/np/${f.policy}`)) || (r.policyName ?? '').split(', ').includes(f.policy));
+  return {
+    test: (x) =>
+      inside(src, x.source!) &&
+      inside(dst, x.destination!) &&
+      (f.port === 0 || x.sourcePort === f.port || x.destinationPort === f.port) &&
+      (f.protocol === 0 || x.protocol === f.protocol) &&
+      (f.action === '' || x.action === f.action) &&
+      (f.policy === '' || policyMatches(x.egress) || policyMatches(x.ingress)) &&
+      (f.rule === '' || x.egress?.rule === f.rule || x.ingress?.rule === f.rule) &&
+      (f.pod === '' || x.sourcePod === f.pod || x.destinationPod === f.pod) &&
+      (f.namespace === '' || x.sourcePod?.startsWith(`${f.namespace}/`) === true || x.destinationPod?.startsWith(`${f.namespace}/`) === true) &&
+      (f.tcpState === '' || x.tcpState === f.tcpState || (f.tcpState === 'closing' && (x.tcpState ?? '').startsWith('fin'))),
+  };
+}
+
+/**
+ * Converts decoded flows to the wire form. Pod names come from the rule
+ * tables (local endpoints and every group member the span holds).
+ */
+export class FlowView {
+  private readonly pods = new Map<string, string>();
+  /** Datapath clock → Unix ms. */
+  private readonly offset: number;
+
+  constructor(
+    private readonly tables: RuleTables,
+    datapathNowMs: number,
+  ) {
+    for (const e of tables.endpoints.values()) for (const ip of e.endpoint.ips) this.pods.set(ip, e.key);
+    for (const g of tables.snapshot.addressGroups) {
+      if (g.kind === 'selector') for (const m of g.members) for (const ip of m.ips) if (!this.pods.has(ip)) this.pods.set(ip, m.endpoint);
+    }
+    for (const e of tables.snapshot.endpoints) for (const ip of e.ips) if (!this.pods.has(ip)) this.pods.set(ip, `${e.namespace}/${e.name}`);
+    this.offset = Date.now() - datapathNowMs;
+  }
+
+  private name(policyId: string): string {
+    const p = this.tables.policies.get(policyId);
+    return p ? `${p.namespace}/${p.name}` : policyId;
+  }
+
+  /** How one gate decided; for a deny, the policies isolating the endpoint (`endpoint`: the gate's side). */
+  private gate(g: GateOutcome, direction: 'egress' | 'ingress', endpoint: string | undefined): FlowRule {
+    if (g.kind === 'rule') return { decision: 'rule', rule: g.rule, policy: g.policy, policyName: this.name(g.policy) };
+    if (g.kind === 'deny') {
+      const e = endpoint === undefined ? undefined : this.tables.endpoints.get(endpoint);
+      const ids = e === undefined ? [] : e[direction].policies;
+      return { decision: 'deny', rule: '', policy: ids.join(','), policyName: ids.map((id) => this.name(id)).join(', ') };
+    }
+    return { decision: g.kind === 'default' ? 'default' : 'not-checked', rule: '', policy: '', policyName: '' };
+  }
+
+  flow(d: DecodedFlow): Flow {
+    return {
+      index: d.index,
+      zone: d.endpoint ?? `zone ${d.zone}`,
+      replyZone: d.replyEndpoint ?? `zone ${d.replyZone}`,
+      protocol: d.protocol,
+      source: d.src,
+      sourcePort: d.sport,
+      destination: d.dst,
+      destinationPort: d.dport,
+      sourcePod: this.pods.get(d.src) ?? '',
+      destinationPod: this.pods.get(d.dst) ?? '',
+      action: d.action,
+      dropReason: d.dropReason === 'none' ? '' : d.dropReason,
+      egress: this.gate(d.egress, 'egress', this.pods.get(d.src)),
+      ingress: this.gate(d.ingress, 'ingress', this.pods.get(d.dst)),
+      forward: { packets: String(d.counters?.forward.packets ?? 0), bytes: String(d.counters?.forward.bytes ?? 0) },
+      reverse: { packets: String(d.counters?.reverse.packets ?? 0), bytes: String(d.counters?.reverse.bytes ?? 0) },
+      firstSeenUnixMs: String(Math.round(d.firstSeenMs + this.offset)),
+      lastSeenUnixMs: String(Math.round((d.counters?.lastSeenMs ?? d.firstSeenMs) + this.offset)),
+      tcpState: tcpStateWord(d.counters?.tcpState, d.protocol),
+    };
+  }
+}
+
+export interface FlowServiceBackend {
+  datapath(): Datapath;
+  /** The datapath clock, to turn its times into Unix times. */
+  nowMs(): number;
+  engine(): string;
+}
+
+/** Setup rate from the flow table's insert counter, sampled between calls. */
+class RateMeter {
+  private last: { at: number; inserted: number } | undefined;
+  private rate = 0;
+  sample(inserted: number): number {
+    const now = Date.now();
+    if (this.last !== undefined && now - this.last.at >= 1_000) {
+      this.rate = ((inserted - this.last.inserted) * 1000) / (now - this.last.at);
+      this.last = { at: now, inserted };
+    } else if (this.last === undefined) this.last = { at: now, inserted };
+    return this.rate;
+  }
+}
+
+export function flowIntrospectHandlers(backend: FlowServiceBackend, log: Logger): grpc.UntypedServiceImplementation {
+  const view = () => new FlowView(backend.datapath().tables, backend.nowMs());
+  const meter = new RateMeter();
+  const meterTimer = setInterval(() => meter.sample(backend.datapath().stats().flowTable.inserted), 1_000);
+  meterTimer.unref();
+  return {
+    ListFlows: (call: grpc.ServerUnaryCall<ListFlowsRequest__Output, ListFlowsReply>, cb: grpc.sendUnaryData<ListFlowsReply>) => {
+      try {
+        const req = call.request;
+        const size = req.pageSize === 0 ? 100 : Math.min(req.pageSize, MAX_PAGE);
+        const filter = compileFilter(req.filter);
+        const v = view();
+        let cursor: number | undefined = req.pageToken === '' ? 0 : Number(req.pageToken);
+        if (!Number.isSafeInteger(cursor) || cursor < 0) throw new ValidationError([{ field: 'pageToken', message: 'not a token this agent gave' }]);
+        const flows: Flow[] = [];
+        // Read table pages until this page is full or the table ends; bounded by the table's size.
+        while (cursor !== undefined && flows.length < size) {
+          const page = backend.datapath().flows(cursor, MAX_PAGE);
+          for (const d of page.flows) {
+            const f = v.flow(d);
+            if (!filter.test(f)) continue;
+            flows.push(f);
+            if (flows.length === size) {
+              cursor = d.index + 1;
+              break;
+            }
+          }
+          if (flows.length < size) cursor = page.next;
+        }
+        cb(null, { flows, nextPageToken: cursor === undefined || flows.length < size ? '' : String(cursor) });
+      } catch (err) {
+        cb(toGrpcStatus(err));
+      }
+    },
+    GetFlow: (call: grpc.ServerUnaryCall<GetFlowRequest__Output, Flow>, cb: grpc.sendUnaryData<Flow>) => {
+      const d = backend.datapath().flow(call.request.index);
+      if (d === undefined) {
+        const err = new Error(`no flow at index ${call.request.index}`) as grpc.ServiceError;
+        err.code = grpc.status.NOT_FOUND;
+        err.details = err.message;
+        cb(err);
+        return;
+      }
+      cb(null, view().flow(d));
+    },
+    FlowStats: (_call: unknown, cb: grpc.sendUnaryData<FlowStatsReply>) => {
+      const s = backend.datapath().stats();
+      const t = s.flowTable;
+      const counts = (m: object) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, String(v)]));
+      cb(null, {
+        flows: String(t.flows),
+        holds: String(t.holds),
+        peak: String(t.peakFlows),
+        maxFlows: String(t.maxFlows),
+        inserted: String(t.inserted),
+        removed: String(t.removed),
+        removedByCause: counts(t.removedBy),
+        dropsByReason: counts(s.drops),
+        refusedByReason: counts(t.refused),
+        setupRatePerSecond: meter.sample(t.inserted),
+        engine: backend.engine(),
+        packets: String(s.packets),
+      });
+    },
+    WatchFlows: (call: grpc.ServerWritableStream<WatchFlowsRequest__Output, WireFlowEvent>) => {
+      let filter: CompiledFilter;
+      try {
+        filter = compileFilter(call.request.filter);
+      } catch (err) {
+        call.destroy(toGrpcStatus(err));
+        return;
+      }
+      const abort = new AbortController();
+      call.on('cancelled', () => abort.abort());
+      call.on('close', () => abort.abort());
+      void (async () => {
+        try {
+          for await (const e of backend.datapath().events({ signal: abort.signal })) {
+            if (e.type === 'lost') continue;
+            const v = view();
+            const flow = v.flow(e.flow);
+            if (!filter.test(flow)) continue;
+            const type = e.type === 're-evaluated' ? 'reevaluated' : e.type;
+            call.write({ type, flow, atUnixMs: String(Math.round(Date.now() - backend.nowMs() + e.atMs)) });
+          }
+          call.end();
+        } catch (err) {
+          log.warn({ err }, 'flow watch ended with an error');
+          call.end();
+        }
+      })();
+    },
+  };
+}
