@@ -23,8 +23,9 @@
  *   5. native-verdicts  first-packet verdicts, native batched vs RuleTables
  *   6. flow-table       flow lookups with 1M flows, native vs a Map
  *   7. propagation      one change to 100 and 1,000 agents (gRPC, real controller)
+ *   8. datapath         packets through the userspace datapath: fast and slow path
  *
- * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation,
+ * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath,
  * --quick (fewer repetitions and probes, for trying changes),
  * --namespaces=N (size of the main cluster, default 1000),
  * --no-gc-between-runs (do not collect the heap between pipeline runs).
@@ -49,6 +50,7 @@ import {
 } from './pipeline.js';
 import { policyMix } from './mix.js';
 import { generateProbes } from './probes.js';
+import { benchDatapath } from './datapath.js';
 import { benchFlowTable } from './flow-table.js';
 import { benchPropagation } from './propagation.js';
 import { benchVerdicts, checkAgreement, describePacket, timeCompiled, timeReference, type AgreementResult } from './verdicts.js';
@@ -383,6 +385,10 @@ async function main(): Promise<void> {
   if (enabled('flow-table')) {
     heading('6. Flow table: native vs a JavaScript Map');
     say(await benchFlowTable({ quick }));
+  }
+  if (enabled('datapath')) {
+    heading('8. Userspace datapath: packets per second');
+    say(await benchDatapath({ quick }));
   }
   if (enabled('propagation')) {
     heading('7. Propagation of one change to 100 and 1,000 agents');
