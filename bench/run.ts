@@ -22,8 +22,8 @@
  *
  *   5. native-verdicts  first-packet verdicts, native batched vs RuleTables
  *   6. flow-table       flow lookups with 1M flows, native vs a Map
- *   7. propagation      one change to 100 and 1,000 agents (gRPC, real controller)
- *   8. datapath         packets through the userspace datapath: fast and slow path
+ *   8. propagation      one change to 100 and 1,000 agents (gRPC, real controller)
+ *   7. datapath         packets through the userspace datapath: fast and slow path
  *
  * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath,
  * --quick (fewer repetitions and probes, for trying changes),
@@ -387,11 +387,11 @@ async function main(): Promise<void> {
     say(await benchFlowTable({ quick }));
   }
   if (enabled('datapath')) {
-    heading('8. Userspace datapath: packets per second');
+    heading('7. Userspace datapath: packets per second');
     say(await benchDatapath({ quick }));
   }
   if (enabled('propagation')) {
-    heading('7. Propagation of one change to 100 and 1,000 agents');
+    heading('8. Propagation of one change to 100 and 1,000 agents');
     say(await benchPropagation({ quick }));
   }
 
