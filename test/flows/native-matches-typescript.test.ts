@@ -23,24 +23,12 @@ import {
   type FlowTableStats,
   type FlowVerdict,
 } from '../../vrouter-agent/flows/index.js';
+import { seededRandom } from '../../shared/random.js';
 
 const native = nativeFlowTableAvailability();
 const skip = native.available ? false : `the native addon is not loaded (${native.reason})`;
 
-/** mulberry32: small, seeded, good enough to drive operations. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
-  return { next, int, pick, chance: (p: number) => next() < p };
-}
+const rng = seededRandom;
 type Rng = ReturnType<typeof rng>;
 
 interface Pools {

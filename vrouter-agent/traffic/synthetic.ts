@@ -8,6 +8,7 @@
  */
 import type { Logger } from '../../shared/log.js';
 import { formatIp, type Ip } from '../../shared/net/ip.js';
+import { seededRandom, type SeededRandom } from '../../shared/random.js';
 import type { RuleTables } from '../../shared/policy/rule-tables.js';
 import { VERDICT_ALLOW, type AttachedEndpoint, type Datapath } from '../datapath/datapath.js';
 import { RawPacketBatch } from '../datapath/raw-packets.js';
@@ -43,7 +44,7 @@ interface Connection {
 export class SyntheticTraffic implements Disposable {
   private timer: NodeJS.Timeout | undefined;
   private open: Connection[] = [];
-  private state: number;
+  private readonly rand: SeededRandom;
   private nextPort = 30000;
   private readonly batch = new RawPacketBatch();
 
@@ -51,7 +52,7 @@ export class SyntheticTraffic implements Disposable {
     private readonly datapath: () => Datapath,
     private readonly options: SyntheticTrafficOptions,
   ) {
-    this.state = options.seed ?? 1;
+    this.rand = seededRandom(options.seed ?? 1);
   }
 
   start(): void {
@@ -67,12 +68,7 @@ export class SyntheticTraffic implements Disposable {
   }
 
   private random(): number {
-    // mulberry32
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    return this.rand.next();
   }
 
   private pick<T>(xs: readonly T[]): T | undefined {
