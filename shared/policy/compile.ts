@@ -82,7 +82,7 @@ class Compiler {
   private readonly groups: Map<string, AddressGroup>;
   private readonly serviceGroups: Map<string, ServiceGroup>;
   private readonly prefixSets = new Map<string, PrefixSet>();
-  /** Rules whose compiled form does not depend on the endpoint. */
+  /** Compiled rules by id (or, for ingress named ports, by id and the ports they resolved to). */
   private readonly shared = new Map<string, CompiledRule>();
   private readonly egressPorts = new Map<string, PortMatcher>();
   private namedPortIndex: Map<string, Array<[number, number, Ip]>> | undefined;
@@ -122,11 +122,18 @@ class Compiler {
     const sg = r.serviceGroup === undefined ? undefined : this.serviceGroups.get(r.serviceGroup);
     if (r.serviceGroup !== undefined && sg === undefined) throw new InternalError(`rule ${r.id} references service group ${r.serviceGroup}, which the snapshot lacks`);
     const hasNamed = sg !== undefined && sg.services.some((s) => s.port.kind === 'named');
-    let ports: PortMatcher | null = null;
-    if (sg !== undefined) ports = r.direction === 'egress' ? this.egressMatcher(sg) : ingressMatcher(sg, e);
+    if (hasNamed && r.direction === 'ingress') {
+      // Ingress named ports resolve against the endpoint: endpoints whose ports
+      // resolve the same way share one compiled rule.
+      const ports = ingressMatcher(sg!, e);
+      const key = `${r.id}\u0000${ports.fixed.join(',')}`;
+      let compiled = this.shared.get(key);
+      if (compiled === undefined) this.shared.set(key, (compiled = { id: r.id, policy: policy.id, peer, ports }));
+      return compiled;
+    }
+    const ports = sg === undefined ? null : r.direction === 'egress' ? this.egressMatcher(sg) : ingressMatcher(sg, e);
     const compiled: CompiledRule = { id: r.id, policy: policy.id, peer, ports };
-    // Ingress named ports resolve against the endpoint: such rules are per endpoint.
-    if (!(hasNamed && r.direction === 'ingress')) this.shared.set(r.id, compiled);
+    this.shared.set(r.id, compiled);
     return compiled;
   }
 

@@ -66,7 +66,7 @@ test('a decoded image matches its rule tables on 150 random clusters: endpoints,
     dests += counts[Section.DESTS4]! + counts[Section.DESTS6]!;
     v6ranges += counts[Section.RANGES6]!;
   }
-  assert.ok(rules > 3000 && dests > 100 && v6ranges > 100, `exercised ${rules} rules, ${dests} named-port destinations, ${v6ranges} IPv6 ranges`);
+  assert.ok(rules > 2500 && dests > 100 && v6ranges > 100, `exercised ${rules} rules, ${dests} named-port destinations, ${v6ranges} IPv6 ranges`);
 });
 
 test('every rule of the tables has exactly one catalog index, and equal direction tables are stored once', () => {

@@ -124,7 +124,7 @@ describe('random clusters', () => {
       false,
     );
     assert.ok(probes > 3_000_000, `probed ${probes}`);
-    assert.ok(indexed > 1000, `indexed ${indexed} tables`);
+    assert.ok(indexed > 600, `indexed ${indexed} tables`); // endpoints whose named ports resolve alike share tables
   });
 
   test('native verdicts equal decide() on 60 clusters whose tables hold dozens of rules: indexed by default, peer index only, port index everywhere, linear', { skip: skipNative }, () => {
