@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ROOT, WeirProcess, eventually, freePort } from '../support/processes.js';
+import { listServices } from '../support/reflection.js';
+import { spawn } from 'node:child_process';
 
 interface WireFlow {
   index: number;
@@ -127,5 +129,41 @@ describe('flows through an agent', () => {
       assert.equal(now.ingress.decision, 'deny');
     }
     assert.ok(checked > 0, 'at least one flow allowed before was still there to check');
+  });
+
+  test('weirctl flows -w streams flow events as they happen', async () => {
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'weirctl'), 'flows', '-w', '--node', agentApi, '-o', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const events: Array<{ type: string; flow: WireFlow; atUnixMs: string }> = [];
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`only ${events.length} events in 15 s`)), 15_000);
+        let buf = '';
+        child.stdout.on('data', (d: Buffer) => {
+          buf += d.toString();
+          const lines = buf.split('\n');
+          buf = lines.pop()!;
+          for (const l of lines) if (l.trim()) events.push(JSON.parse(l));
+          if (events.length >= 5) {
+            clearTimeout(t);
+            resolve();
+          }
+        });
+      });
+    } finally {
+      child.kill('SIGINT');
+    }
+    assert.ok(events.some((e) => e.type === 'created'));
+    for (const e of events) {
+      assert.ok(['created', 'verdict', 'reevaluated', 'closed', 'aged', 'evicted'].includes(e.type), e.type);
+      assert.ok(Math.abs(Number(e.atUnixMs) - Date.now()) < 60_000, 'event times are wall-clock times');
+      assert.ok(e.flow.source && e.flow.destination);
+    }
+  });
+
+  test('the agent API answers server reflection, so generic gRPC tools can call it', async () => {
+    const services = await listServices(agentApi);
+    for (const s of ['weir.v1.Agent', 'weir.v1.FlowIntrospect']) assert.ok(services.includes(s), `${s} in ${services.join(', ')}`);
+    const controllerServices = await listServices(address);
+    for (const s of ['weir.v1.ControlPlane', 'weir.v1.Operator']) assert.ok(controllerServices.includes(s), `${s} in ${controllerServices.join(', ')}`);
   });
 });
