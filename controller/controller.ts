@@ -31,6 +31,7 @@ import { Distributor } from './distribute/distributor.js';
 import { startControllerServer, type OperatorBackend } from './distribute/grpc-server.js';
 import { ClusterModel } from './model/cluster-model.js';
 import type { ClusterSource, SourceEvent } from './sources/source.js';
+import { ControllerMetrics } from './metrics.js';
 import { SpanStore } from './store/span-store.js';
 import { loadControllerState, saveControllerState } from './store/state-file.js';
 
@@ -65,10 +66,20 @@ export class Controller implements OperatorBackend, AsyncDisposable {
   private readonly log: Logger;
   /** The port gRPC listens on. */
   port = 0;
+  /** Prometheus metrics (serve `metrics.registry`). */
+  readonly metrics: ControllerMetrics;
 
   constructor(private readonly options: ControllerOptions) {
     this.model = new ClusterModel({ cluster: options.cluster });
     this.log = options.log.child({ component: 'controller' });
+    this.metrics = new ControllerMetrics({
+      revision: () => this.store?.revision ?? 0,
+      sourceSynced: () => this.options.source.state().synced,
+      agents: () => this.distributor?.views() ?? [],
+      rejectedObjects: () => this.model.rejections().size,
+      policies: () => this.model.policyIds().length,
+      endpoints: () => this.model.endpoints().length,
+    });
   }
 
   async start(): Promise<void> {
@@ -78,13 +89,24 @@ export class Controller implements OperatorBackend, AsyncDisposable {
     this.distributor = new Distributor(this.model, this.store, {
       log: this.options.log.child({ component: 'distributor' }),
       onAckedChange: () => this.persistRunner?.request(),
+      observe: {
+        sent: (kind) => this.metrics.updatesSent.inc({ kind }),
+        acked: (ms) => ms !== undefined && this.metrics.propagationSeconds.observe(ms / 1000),
+        nacked: () => this.metrics.nacks.inc(),
+      },
     });
     this.distributor.restore(persisted.nodes);
     this.ackWatch = setInterval(() => this.distributor.expireUnanswered(), 1_000);
     this.ackWatch.unref();
     this.commitRunner = new CoalescingRunner(() => this.commit(), { minIntervalMs: this.options.commitIntervalMs ?? 20, onError: (err) => this.log.error({ err }, 'commit failed') });
 
-    const { server, port } = await startControllerServer({ listen: this.options.listen, distributor: this.distributor, operator: this, log: this.options.log.child({ component: 'grpc' }) });
+    const { server, port } = await startControllerServer({
+      listen: this.options.listen,
+      distributor: this.distributor,
+      operator: this,
+      log: this.options.log.child({ component: 'grpc' }),
+      onBytesSent: (bytes) => this.metrics.updateBytes.inc(bytes),
+    });
     this.server = server;
     this.port = port;
     this.log.info({ port, revision: persisted.revision, cluster: this.options.cluster }, 'controller serving');
@@ -116,6 +138,7 @@ export class Controller implements OperatorBackend, AsyncDisposable {
     const c = this.store.commit(observed);
     if (c !== undefined) {
       const t1 = performance.now();
+      this.metrics.commitSeconds.observe((t1 - t0) / 1000);
       this.distributor.notify(c.nodes);
       const t2 = performance.now();
       this.log.info({ revision: c.revision, nodes: c.nodes.length, commitMs: round(t1 - t0), sendMs: round(t2 - t1) }, 'revision committed');

@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { rootLogger } from '../shared/log.js';
+import { serveMetrics } from '../shared/metrics.js';
 import { ArgumentError, onShutdown, runMain } from '../shared/process.js';
 import { Controller } from './controller.js';
 import { LeaseElector } from './leader/lease-elector.js';
@@ -18,7 +19,7 @@ import { ManifestSource } from './sources/manifest-source.js';
 import type { ClusterSource } from './sources/source.js';
 
 const USAGE = `usage: weir-controller [--manifests DIR | --kubeconfig PATH | --in-cluster] [--leader-elect [--lease-namespace NS] [--lease-name NAME]]
-                       [--listen HOST:PORT] [--state-dir DIR] [--cluster NAME] [--log-level LEVEL]
+                       [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--state-dir DIR] [--cluster NAME] [--log-level LEVEL]
   --manifests DIR        read cluster state from manifests in DIR, watched (default: the demo in deploy/examples)
   --kubeconfig PATH      follow the Kubernetes API server of this kubeconfig (its current context)
   --in-cluster           follow the Kubernetes API server from inside a pod (service account)
@@ -26,6 +27,7 @@ const USAGE = `usage: weir-controller [--manifests DIR | --kubeconfig PATH | --i
   --lease-namespace NS   the Lease's namespace (default weir-system)
   --lease-name NAME      the Lease's name (default weir-controller)
   --listen HOST:PORT     gRPC for agents and weirctl (default 127.0.0.1:7443; env WEIR_LISTEN)
+  --metrics-listen HOST:PORT  Prometheus metrics at /metrics (and /healthz); off unless given
   --state-dir DIR        keep the revision counter and agents' ACKed spans here, for delta resync after a restart
   --cluster NAME         cluster name, prefixed to every object id (default "local")
 `;
@@ -45,6 +47,7 @@ export async function main(argv: string[]): Promise<void> {
         'lease-namespace': { type: 'string', default: 'weir-system' },
         'lease-name': { type: 'string', default: 'weir-controller' },
         listen: { type: 'string', default: process.env.WEIR_LISTEN ?? '127.0.0.1:7443' },
+        'metrics-listen': { type: 'string' },
         'state-dir': { type: 'string' },
         cluster: { type: 'string', default: 'local' },
         'log-level': { type: 'string' },
@@ -120,5 +123,9 @@ export async function main(argv: string[]): Promise<void> {
       ...(elector !== undefined ? { leadership: () => (elector.isLeader() ? 'leader' : 'lost') } : {}),
     });
     await controller.start();
+    if (values['metrics-listen'] !== undefined) {
+      const { server } = await serveMetrics(controller.metrics.registry, values['metrics-listen'], log.child({ component: 'metrics' }));
+      server.unref();
+    }
   });
 }

@@ -33,6 +33,7 @@ import { createUserspaceDatapath, type Datapath } from './datapath/index.js';
 import { flowIntrospectHandlers } from './introspect/flow-service.js';
 import { SpanState } from './store/span-state.js';
 import { SyntheticTraffic } from './traffic/synthetic.js';
+import { AgentMetrics } from './metrics.js';
 
 export interface AgentOptions {
   readonly node: string;
@@ -70,12 +71,20 @@ export class NodeAgent implements AsyncDisposable {
   private nextZone = 1;
   private traffic: SyntheticTraffic | undefined;
   port = 0;
+  /** Prometheus metrics (serve `metrics.registry`). */
+  readonly metrics: AgentMetrics;
 
   constructor(private readonly options: AgentOptions) {
     this.log = options.log.child({ component: 'agent' });
     this.tables = this.compile(this.state);
     // First packets are decided by the native engine when the addon loads (RuleTables otherwise).
     this.datapath = createUserspaceDatapath({ tables: this.tables, evaluator: (t) => createVerdictEngine(t), log: options.log.child({ component: 'datapath' }) });
+    this.metrics = new AgentMetrics({
+      appliedRevision: () => this.state.revision,
+      controllerConnected: () => this.connected,
+      localEndpoints: () => this.tables.endpoints.size,
+      datapath: () => this.datapath.stats(),
+    });
   }
 
   /**
@@ -178,11 +187,13 @@ export class NodeAgent implements AsyncDisposable {
       this.state = next;
       this.enforce(tables);
       this.lastError = '';
+      this.metrics.updates.inc({ result: 'applied' });
       this.log.info({ revision, snapshot: u.snapshot, policies: next.policies.size, endpoints: tables.endpoints.size }, 'span applied');
       if (this.call === call) call.write({ ack: { revision } });
     } catch (err) {
       const message = err instanceof ValidationError ? err.issues.map(formatIssue).join('; ') : (err as Error).message;
       this.lastError = `revision ${revision} refused: ${message}`;
+      this.metrics.updates.inc({ result: 'refused' });
       this.log.error({ revision, err }, 'update refused; the previous revision stays in force');
       if (this.call === call) call.write({ nack: { revision, error: message } });
     }

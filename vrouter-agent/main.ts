@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { rootLogger } from '../shared/log.js';
+import { serveMetrics } from '../shared/metrics.js';
 import { ArgumentError, onShutdown, runMain } from '../shared/process.js';
 import { NodeAgent } from './agent.js';
 
@@ -15,6 +16,7 @@ const USAGE = `usage: weir-agent --node NAME [--controller HOST:PORT] [--state-d
   --state-dir DIR        where the last applied span is kept (default: $TMPDIR/weir-agent-NAME)
   --listen HOST:PORT     the agent's own API (default 127.0.0.1:0, any free port)
   --advertise-host HOST  the address others reach that API at when listening on every address (env HOST_IP)
+  --metrics-listen HOST:PORT  Prometheus metrics at /metrics (and /healthz); off unless given
   --synthetic-traffic N  feed the userspace datapath N generated connections per second between this node's pods
                          and their peers (demo and tests; the kernel datapath takes real traffic)
 `;
@@ -36,6 +38,7 @@ export async function main(argv: string[]): Promise<void> {
         listen: { type: 'string', default: '127.0.0.1:0' },
         'advertise-host': { type: 'string', default: process.env.HOST_IP },
         'synthetic-traffic': { type: 'string' },
+        'metrics-listen': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -58,5 +61,9 @@ export async function main(argv: string[]): Promise<void> {
     });
     onShutdown(log, () => agent[Symbol.asyncDispose]());
     await agent.start();
+    if (values['metrics-listen'] !== undefined) {
+      const { server } = await serveMetrics(agent.metrics.registry, values['metrics-listen'], log.child({ component: 'metrics' }));
+      server.unref();
+    }
   });
 }

@@ -31,6 +31,13 @@ export interface AgentLink {
   close(reason: string): void;
 }
 
+export interface DistributorObserver {
+  sent(kind: 'snapshot' | 'delta'): void;
+  /** An ACK; `propagationMs` from the change being observed, when known. */
+  acked(propagationMs: number | undefined): void;
+  nacked(): void;
+}
+
 export interface PersistedNode {
   readonly revision: number;
   readonly span: ReadonlyArray<readonly [ObjectKey, string]>;
@@ -86,6 +93,8 @@ export class Distributor {
       now?: () => number;
       /** An agent that has not answered an update for this long is disconnected (it reconnects and resyncs). */
       ackTimeoutMs?: number;
+      /** Metrics hooks. */
+      observe?: DistributorObserver;
     },
   ) {}
 
@@ -167,6 +176,7 @@ export class Distributor {
       },
       nack: (rev, error) => {
         if (r.link !== link) return;
+        this.options.observe?.nacked();
         this.options.log.warn({ node, revision: rev, error }, 'agent refused an update; it keeps its previous revision');
         r.lastError = error;
         r.inflight = undefined;
@@ -266,6 +276,8 @@ export class Distributor {
     r.lastAck = this.now();
     r.acks.push({ revision, at: r.lastAck });
     if (r.acks.length > ACK_HISTORY) r.acks.shift();
+    const observed = this.store.observedAt(revision);
+    this.options.observe?.acked(observed === undefined ? undefined : r.lastAck - observed);
     this.options.onAckedChange?.();
   }
 
@@ -298,6 +310,7 @@ export class Distributor {
     const baseRevision = base === undefined ? '0' : String(r.ackedRevision);
     const contentKey = `${revision}|${baseRevision}|${changed.map((k) => `${k}=${current.get(k)}`).join(',')}|${removed.join(',')}|${policySetChanged ? 'aps' : ''}`;
     r.inflight = { revision: this.store.revision, span: current, sentAt: this.now() };
+    this.options.observe?.sent(base === undefined ? 'snapshot' : 'delta');
     r.link.send(this.updateFor(r.node, revision, baseRevision, current, changed, removed, policySetChanged), contentKey);
   }
 

@@ -43,6 +43,8 @@ export async function startControllerServer(options: {
   distributor: Distributor;
   operator: OperatorBackend;
   log: Logger;
+  /** Called with the encoded size of every update written. */
+  onBytesSent?: (bytes: number) => void;
 }): Promise<{ server: grpc.Server; port: number }> {
   const { proto, definition } = weirProto();
   const server = new grpc.Server(SERVER_OPTIONS);
@@ -84,7 +86,10 @@ export async function startControllerServer(options: {
           }
           session = options.distributor.hello(node, msg.hello.instance, Number(msg.hello.appliedRevision), {
             send: (update, key) => {
-              if (!ended) call.write(encodeOnce(update, key) as unknown as ControllerMessage);
+              if (ended) return;
+              const bytes = encodeOnce(update, key);
+              options.onBytesSent?.(bytes.length);
+              call.write(bytes as unknown as ControllerMessage);
             },
             close: (reason) => {
               if (ended) return;

@@ -33,6 +33,8 @@ describe('flows through an agent', () => {
   let agentApi: string;
   let controller: WeirProcess;
   let agent: WeirProcess;
+  let controllerMetrics: string;
+  let agentMetrics: string;
 
   const weirctl = (...args: string[]) =>
     new Promise<{ code: number; out: string; err: string }>((resolve) =>
@@ -49,9 +51,11 @@ describe('flows through an agent', () => {
     await cp(join(ROOT, 'deploy', 'examples'), join(dir, 'manifests'), { recursive: true });
     address = `127.0.0.1:${await freePort()}`;
     agentApi = `127.0.0.1:${await freePort()}`;
-    controller = new WeirProcess('controller', 'weir-controller', ['--manifests', join(dir, 'manifests'), '--listen', address]);
+    controllerMetrics = `127.0.0.1:${await freePort()}`;
+    agentMetrics = `127.0.0.1:${await freePort()}`;
+    controller = new WeirProcess('controller', 'weir-controller', ['--manifests', join(dir, 'manifests'), '--listen', address, '--metrics-listen', controllerMetrics]);
     await controller.waitFor((l) => l.msg === 'controller serving', 'the controller');
-    agent = new WeirProcess('node-c', 'weir-agent', ['--node', 'node-c', '--controller', address, '--state-dir', join(dir, 'node-c'), '--listen', agentApi, '--synthetic-traffic', '40']);
+    agent = new WeirProcess('node-c', 'weir-agent', ['--node', 'node-c', '--controller', address, '--state-dir', join(dir, 'node-c'), '--listen', agentApi, '--synthetic-traffic', '40', '--metrics-listen', agentMetrics]);
     await agent.waitFor((l) => l.msg === 'span applied', 'the span');
   });
 
@@ -165,5 +169,30 @@ describe('flows through an agent', () => {
     for (const s of ['weir.v1.Agent', 'weir.v1.FlowIntrospect']) assert.ok(services.includes(s), `${s} in ${services.join(', ')}`);
     const controllerServices = await listServices(address);
     for (const s of ['weir.v1.ControlPlane', 'weir.v1.Operator']) assert.ok(controllerServices.includes(s), `${s} in ${controllerServices.join(', ')}`);
+  });
+
+  test('controller and agent publish Prometheus metrics with units in their names', async () => {
+    const scrape = async (at: string) => (await fetch(`http://${at}/metrics`)).text();
+    const value = (text: string, series: string) => {
+      const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+      return line === undefined ? undefined : Number(line.slice(series.length + 1));
+    };
+    const c = await scrape(controllerMetrics);
+    assert.ok(value(c, 'weir_controller_revision')! >= 1);
+    assert.equal(value(c, 'weir_controller_source_synced'), 1);
+    assert.equal(value(c, 'weir_controller_agents{state="connected"}'), 1);
+    assert.ok(value(c, 'weir_controller_updates_sent_total{kind="snapshot"}')! >= 1);
+    assert.ok(value(c, 'weir_controller_update_bytes_total')! > 0);
+    assert.match(c, /^weir_controller_commit_seconds_bucket\{le="0\.005"\} \d+/m);
+    assert.match(c, /^weir_controller_propagation_seconds_count \d+/m);
+    const a = await scrape(agentMetrics);
+    assert.ok(value(a, 'weir_agent_applied_revision')! >= 1);
+    assert.equal(value(a, 'weir_agent_controller_connected'), 1);
+    assert.equal(value(a, 'weir_agent_local_endpoints'), 2);
+    assert.ok(value(a, 'weir_agent_flow_setups_total')! > 0);
+    assert.ok(value(a, 'weir_agent_packets_total{verdict="allow"}')! > 0);
+    assert.ok(value(a, 'weir_agent_drops_total{reason="policy-ingress"}')! + value(a, 'weir_agent_drops_total{reason="policy-egress"}')! > 0);
+    assert.ok(value(a, 'weir_agent_updates_total{result="applied"}')! >= 1);
+    assert.equal((await fetch(`http://${agentMetrics}/healthz`)).status, 200);
   });
 });

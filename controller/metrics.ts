@@ -1,0 +1,63 @@
+/**
+ * The controller's Prometheus metrics. Counters and histograms are fed by the
+ * controller and the distributor as things happen; gauges are read from their
+ * state when scraped.
+ */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { newRegistry } from '../shared/metrics.js';
+
+export interface ControllerState {
+  revision(): number;
+  sourceSynced(): boolean;
+  agents(): ReadonlyArray<{ connected: boolean; inSync: boolean }>;
+  rejectedObjects(): number;
+  policies(): number;
+  endpoints(): number;
+}
+
+export class ControllerMetrics {
+  readonly registry: Registry;
+  readonly commitSeconds: Histogram;
+  readonly updatesSent: Counter<'kind'>;
+  readonly updateBytes: Counter;
+  readonly propagationSeconds: Histogram;
+  readonly nacks: Counter;
+
+  constructor(state: ControllerState) {
+    const registry = (this.registry = newRegistry('weir_controller_process'));
+    const gauge = (name: string, help: string, read: () => number) =>
+      new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
+    gauge('weir_controller_revision', 'The current revision of the firewall objects.', () => state.revision());
+    gauge('weir_controller_source_synced', '1 once the cluster source completed its initial sync.', () => (state.sourceSynced() ? 1 : 0));
+    gauge('weir_controller_rejected_objects', 'Objects rejected by validation (not enforced; everything else is).', () => state.rejectedObjects());
+    gauge('weir_controller_policies', 'Firewall policies (one per valid NetworkPolicy).', () => state.policies());
+    gauge('weir_controller_endpoints', 'Pods with addresses that policy applies to.', () => state.endpoints());
+    new Gauge({
+      name: 'weir_controller_agents',
+      help: 'Agents known to the controller, by state.',
+      labelNames: ['state'] as const,
+      registers: [registry],
+      collect() {
+        const agents = state.agents();
+        this.set({ state: 'known' }, agents.length);
+        this.set({ state: 'connected' }, agents.filter((a) => a.connected).length);
+        this.set({ state: 'in_sync' }, agents.filter((a) => a.inSync).length);
+      },
+    });
+    this.commitSeconds = new Histogram({
+      name: 'weir_controller_commit_seconds',
+      help: 'Time to take one batch of changes as a revision and recompute the spans it touches.',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    });
+    this.updatesSent = new Counter({ name: 'weir_controller_updates_sent_total', help: 'Span updates sent to agents, by kind (snapshot or delta).', labelNames: ['kind'] as const, registers: [registry] });
+    this.updateBytes = new Counter({ name: 'weir_controller_update_bytes_total', help: 'Encoded bytes of the span updates sent to agents.', registers: [registry] });
+    this.propagationSeconds = new Histogram({
+      name: 'weir_controller_propagation_seconds',
+      help: 'From a change being observed to an agent ACKing the revision that carries it.',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    });
+    this.nacks = new Counter({ name: 'weir_controller_nacks_total', help: 'Span updates agents refused (they keep their previous revision).', registers: [registry] });
+  }
+}
