@@ -14,6 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import { excludeCidr } from 'cidr-tools';
+import { BoundedCache } from '../../shared/collections.js';
 import { InternalError } from '../../shared/errors.js';
 import { parseCidr } from '../../shared/net/ip.js';
 import { EVERYTHING, endpointSelectorKey } from '../../shared/policy/selector.js';
@@ -109,14 +110,21 @@ function selectorGroup(cluster: string, selector: EndpointSelector): GroupSpec {
 
 function ipBlockGroup(cluster: string, ipBlock: IpBlock): GroupSpec {
   const excepts = [...ipBlock.except].sort();
-  const remaining = excepts.length === 0 ? [ipBlock.cidr] : excludeCidr(ipBlock.cidr, excepts);
-  const prefixes = remaining.map((p) => {
-    const c = parseCidr(p.includes('/') ? p : `${p}/${p.includes(':') ? 128 : 32}`);
-    if (typeof c === 'string') throw new InternalError(`cidr-tools returned ${p}: ${c}`);
-    return c.text;
-  });
   const key = `${ipBlock.cidr} except ${excepts.join(',')}`;
-  return { id: `${cluster}/ag/cidr-${shortHash(key)}`, kind: 'ipBlock', ipBlock: { cidr: ipBlock.cidr, except: excepts }, prefixes };
+  return { id: `${cluster}/ag/cidr-${shortHash(key)}`, kind: 'ipBlock', ipBlock: { cidr: ipBlock.cidr, except: excepts }, prefixes: remainingPrefixes(key, ipBlock.cidr, excepts) };
+}
+
+/** `cidr` minus `excepts`, as prefixes. Many policies name the same blocks: each is computed once. */
+const remainders = new BoundedCache<string, readonly string[]>(10_000);
+function remainingPrefixes(key: string, cidr: string, excepts: readonly string[]): readonly string[] {
+  return remainders.get(key, () => {
+    const remaining = excepts.length === 0 ? [cidr] : excludeCidr(cidr, [...excepts]);
+    return remaining.map((p) => {
+      const c = parseCidr(p.includes('/') ? p : `${p}/${p.includes(':') ? 128 : 32}`);
+      if (typeof c === 'string') throw new InternalError(`cidr-tools returned ${p}: ${c}`);
+      return c.text;
+    });
+  });
 }
 
 function serviceGroupOf(cluster: string, ports: readonly Service[]): ServiceGroup {
@@ -126,6 +134,8 @@ function serviceGroupOf(cluster: string, ports: readonly Service[]): ServiceGrou
   return { id: `${cluster}/sg/${shortHash(unique.map(([k]) => k).join(','))}`, services: unique.map(([, s]) => s) };
 }
 
+/** 64 bits of sha256, as hex: ids from content. Policies repeat selectors, so results are remembered. */
+const hashes = new BoundedCache<string, string>(100_000);
 export function shortHash(text: string): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, 16);
+  return hashes.get(text, () => createHash('sha256').update(text).digest('hex').slice(0, 16));
 }
