@@ -188,6 +188,9 @@ export class Controller implements OperatorBackend, AsyncDisposable {
       })),
       policies: this.model.policyIds().length,
       endpoints: this.model.endpoints().length,
+      warnings: this.model
+        .duplicateAddresses()
+        .map((d) => `address ${d.ip} is claimed by ${d.endpoints.join(', ')}: policy treats it as ${d.endpoints[d.endpoints.length - 1]}`),
     };
   }
 

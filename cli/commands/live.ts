@@ -59,6 +59,10 @@ export async function status(io: Io, opts: { controller?: string; output: string
       ),
     );
   }
+  if (s.warnings.length > 0) {
+    io.stdout(`\nwarnings:\n`);
+    for (const w of s.warnings) io.stdout(`  ${w}\n`);
+  }
   if (s.rejections.length > 0) {
     io.stdout(`\nrejected objects (not enforced; everything else is):\n`);
     for (const r of s.rejections) for (const p of r.problems) io.stdout(`  ${r.object}: ${p}\n`);

@@ -228,6 +228,19 @@ export class ClusterModel {
     return this.namedPortProviders.get(namedPort) ?? EMPTY;
   }
 
+  /** Addresses more than one endpoint claims, with the endpoints (sorted). */
+  duplicateAddresses(): Array<{ ip: string; endpoints: string[] }> {
+    const owners = new Map<string, string[]>();
+    for (const [key, e] of this.endpointsByKey) {
+      for (const ip of e.ips) {
+        const list = owners.get(ip);
+        if (list === undefined) owners.set(ip, [key]);
+        else list.push(key);
+      }
+    }
+    return [...owners].filter(([, keys]) => keys.length > 1).map(([ip, keys]) => ({ ip, endpoints: keys.sort() }));
+  }
+
   /** Every policy, group and endpoint as one snapshot (offline analysis, explain). */
   snapshot(): PolicySnapshot {
     const policies = [...this.policies.values()].sort((a, b) => cmp(a.id, b.id));

@@ -181,12 +181,20 @@ class Compiler {
   private namedPorts(): Map<string, Array<[number, number, Ip]>> {
     if (this.namedPortIndex !== undefined) return this.namedPortIndex;
     const index = new Map<string, Array<[number, number, Ip]>>();
-    for (const e of this.snapshot.endpoints) {
+    // An address two endpoints claim (a pod's address reused before the old
+    // pod is gone) belongs to the last by key, as RuleTables.byIp decides.
+    const owner = new Map<Ip, Endpoint>();
+    const endpoints = [...this.snapshot.endpoints].sort((a, b) => (endpointKey(a) < endpointKey(b) ? -1 : 1));
+    for (const e of endpoints) for (const ip of e.ips) owner.set(this.ip(ip), e);
+    for (const e of endpoints) {
       for (const np of e.ports) {
         const k = `${np.name}/${np.protocol}`;
         let list = index.get(k);
         if (list === undefined) index.set(k, (list = []));
-        for (const ip of e.ips) list.push([PROTOCOL_NUMBER[np.protocol], np.port, this.ip(ip)]);
+        for (const text of e.ips) {
+          const ip = this.ip(text);
+          if (owner.get(ip) === e) list.push([PROTOCOL_NUMBER[np.protocol], np.port, ip]);
+        }
       }
     }
     return (this.namedPortIndex = index);

@@ -116,7 +116,8 @@ export class RuleTables {
     this.snapshot = snapshot;
     this.endpoints = endpoints;
     const byIp = new Map<Ip, CompiledEndpoint>();
-    for (const e of endpoints.values()) for (const ip of e.ips) byIp.set(ip, e);
+    // An address two endpoints claim belongs to the last by key (compile.ts resolves named ports the same way).
+    for (const e of [...endpoints.values()].sort((a, b) => (a.key < b.key ? -1 : 1))) for (const ip of e.ips) byIp.set(ip, e);
     this.byIp = byIp;
     this.policies = new Map(snapshot.policies.map((p) => [p.id, p]));
     this.rules = new Map(snapshot.policies.flatMap((p) => p.rules.map((r) => [r.id, r] as const)));

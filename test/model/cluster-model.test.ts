@@ -105,3 +105,13 @@ describe('incremental cluster model', () => {
     assert.ok(changes.nodes.has('n1'));
   });
 });
+
+test('addresses two endpoints claim are reported, with the endpoints', () => {
+  const m = new ClusterModel({ cluster: 't' });
+  for (const raw of [pod('a', 'old', { ips: ['10.0.0.9'] }), pod('a', 'new', { ips: ['10.0.0.9', 'fd00::9'] }), pod('a', 'other', { ips: ['10.0.0.8'] })]) {
+    m.apply({ type: 'upsert', object: read(raw) });
+  }
+  assert.deepEqual(m.duplicateAddresses(), [{ ip: '10.0.0.9', endpoints: ['a/new', 'a/old'] }]);
+  m.apply({ type: 'delete', kind: 'Pod', namespace: 'a', name: 'old' });
+  assert.deepEqual(m.duplicateAddresses(), []);
+});

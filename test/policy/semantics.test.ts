@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { parseIp } from '../../shared/net/ip.js';
 import { allows, build, namespace, networkPolicy, pod, type Raw } from '../support/cluster.js';
 
 /** Two namespaces, a few pods each, ports declared by name. */
@@ -456,4 +457,17 @@ describe('NetworkPolicy semantics', () => {
       assert.deepEqual(wrong, []);
     });
   }
+});
+
+test('an address two pods claim (reuse before the old pod is gone) is decided as one pod, the last by name, for every rule', () => {
+  const { tables } = build([
+    namespace('a'),
+    pod('a', 'new', { labels: { app: 'x' }, ips: ['10.9.9.9'], ports: [{ name: 'http', port: 9090 }] }),
+    pod('a', 'old', { labels: { app: 'x' }, ips: ['10.9.9.9'], ports: [{ name: 'http', port: 8080 }] }),
+    pod('a', 'client', { labels: { app: 'client' }, ips: ['10.9.9.1'] }),
+    networkPolicy('a', 'out', { podSelector: { matchLabels: { app: 'client' } }, policyTypes: ['Egress'], egress: [{ ports: [{ port: 'http' }] }] }),
+  ]);
+  assert.equal(tables.byIp.get(parseIp('10.9.9.9'))?.key, 'a/old');
+  assert.equal(allows(tables, 'a/client', '10.9.9.9', 'TCP/8080'), true, "old's http");
+  assert.equal(allows(tables, 'a/client', '10.9.9.9', 'TCP/9090'), false, "new's http is not consulted for an address old holds");
 });
