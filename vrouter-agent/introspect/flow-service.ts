@@ -165,7 +165,14 @@ class RateMeter {
 }
 
 export function flowIntrospectHandlers(backend: FlowServiceBackend, log: Logger): grpc.UntypedServiceImplementation {
-  const view = () => new FlowView(backend.datapath().tables, backend.nowMs());
+  // One view per rule tables in force: building it walks every group member,
+  // which must not happen per flow event.
+  let cached: { tables: RuleTables; view: FlowView } | undefined;
+  const view = () => {
+    const tables = backend.datapath().tables;
+    if (cached?.tables !== tables) cached = { tables, view: new FlowView(tables, backend.nowMs()) };
+    return cached.view;
+  };
   const meter = new RateMeter();
   const meterTimer = setInterval(() => meter.sample(backend.datapath().stats().flowTable.inserted), 1_000);
   meterTimer.unref();
