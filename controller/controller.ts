@@ -77,8 +77,8 @@ export class Controller implements OperatorBackend, AsyncDisposable {
       sourceSynced: () => this.options.source.state().synced,
       agents: () => this.distributor?.views() ?? [],
       rejectedObjects: () => this.model.rejections().size,
-      policies: () => this.model.policyIds().length,
-      endpoints: () => this.model.endpoints().length,
+      policies: () => this.model.policyCount,
+      endpoints: () => this.model.endpointCount,
     });
   }
 
@@ -186,8 +186,8 @@ export class Controller implements OperatorBackend, AsyncDisposable {
         object,
         problems: issues.map((i) => [i.field, i.message].filter(Boolean).join(': ')),
       })),
-      policies: this.model.policyIds().length,
-      endpoints: this.model.endpoints().length,
+      policies: this.model.policyCount,
+      endpoints: this.model.endpointCount,
       warnings: this.model
         .duplicateAddresses()
         .map((d) => `address ${d.ip} is claimed by ${d.endpoints.join(', ')}: policy treats it as ${d.endpoints[d.endpoints.length - 1]}`),

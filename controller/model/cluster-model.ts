@@ -167,6 +167,14 @@ export class ClusterModel {
     return this.endpointsByKey.get(key);
   }
 
+  get endpointCount(): number {
+    return this.endpointsByKey.size;
+  }
+
+  get policyCount(): number {
+    return this.policies.size;
+  }
+
   endpoints(): Endpoint[] {
     return [...this.endpointsByKey.values()].sort(byKey);
   }
