@@ -90,7 +90,3 @@ export function parseCidr(text: string): Cidr | string {
   };
 }
 
-/** Compares two addresses of the same family. */
-export function compareIp(a: Ip, b: Ip): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
