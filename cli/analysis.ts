@@ -52,8 +52,11 @@ export interface Matrix {
   readonly probes: ReadonlyArray<{ readonly protocol: Protocol; readonly port: number; readonly allowed: Record<string, Record<string, boolean>> }>;
 }
 
-export function matrix(tables: RuleTables, probes: readonly Probe[]): Matrix {
-  const endpoints = [...tables.snapshot.endpoints].sort((a, b) => (endpointKey(a) < endpointKey(b) ? -1 : 1));
+/** Every pod to every pod; `namespaces`, when given, keeps the pods of those namespaces only (rows and columns). */
+export function matrix(tables: RuleTables, probes: readonly Probe[], namespaces: readonly string[] = []): Matrix {
+  const endpoints = [...tables.snapshot.endpoints]
+    .filter((e) => namespaces.length === 0 || namespaces.includes(e.namespace))
+    .sort((a, b) => (endpointKey(a) < endpointKey(b) ? -1 : 1));
   const pods = endpoints.map(endpointKey);
   return {
     pods,

@@ -31,6 +31,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .addOption(files())
     .addOption(cluster())
     .addOption(new Option('--probe <protocol/port>', 'probe to evaluate, e.g. TCP/80 (repeatable; default TCP/80)').argParser(collect).default([]))
+    .addOption(new Option('-n, --namespace <namespace>', 'only the pods of this namespace, as sources and destinations (repeatable)').argParser(collect).default([]))
     .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
     .action(async (opts) => void (exit = await analyzeMatrix(io, opts)));
   analyze

@@ -34,7 +34,7 @@ async function load(io: Io, opts: Common): Promise<{ analysis: Analysis; status:
   return { analysis, status: analysis.issues.length > 0 ? 2 : 0 };
 }
 
-export async function analyzeMatrix(io: Io, opts: Common & { probe: string[]; output: string }): Promise<number> {
+export async function analyzeMatrix(io: Io, opts: Common & { probe: string[]; output: string; namespace: string[] }): Promise<number> {
   const probes = (opts.probe.length > 0 ? opts.probe : ['TCP/80']).map((p) => {
     const parsed = parseProbe(p);
     if (typeof parsed === 'string') throw new UsageError(parsed);
@@ -42,7 +42,10 @@ export async function analyzeMatrix(io: Io, opts: Common & { probe: string[]; ou
   });
   const output = oneOf(opts.output, ['table', 'json'], '-o/--output');
   const { analysis, status } = await load(io, opts);
-  const m = matrix(analysis.tables, probes);
+  const known = new Set(analysis.snapshot.endpoints.map((e) => e.namespace));
+  const unknown = opts.namespace.filter((ns) => !known.has(ns));
+  if (unknown.length > 0) throw new UsageError(`--namespace: no pods with addresses in ${unknown.join(', ')}`);
+  const m = matrix(analysis.tables, probes, opts.namespace);
   io.stdout(output === 'json' ? `${JSON.stringify(m)}\n` : matrixTable(m));
   return status;
 }

@@ -55,6 +55,15 @@ describe('weirctl analyze', () => {
     assert.equal(udp['payments/checkout']['monitoring/prometheus'], true, 'DNS is allowed to anywhere');
   });
 
+  test('matrix -n keeps the pods of the namespaces named, and refuses a namespace with no pods', async () => {
+    const r = await run('analyze', 'matrix', '-f', demo, '-n', 'payments', '-n', 'monitoring', '-o', 'json');
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout).pods, ['monitoring/prometheus', 'payments/checkout', 'payments/ledger-db']);
+    const bad = await run('analyze', 'matrix', '-f', demo, '-n', 'nope');
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--namespace: no pods with addresses in nope/);
+  });
+
   test('matrix prints a table with a mark for allowed and for denied', async () => {
     const r = await run('analyze', 'matrix', '-f', demo);
     assert.equal(r.code, 0, r.stderr);
