@@ -13,6 +13,11 @@ export function removeFrom<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
 }
 
 
+/** String order for sort(): equal strings compare 0. */
+export function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 /**
  * Memoizes a pure function of a key, keeping at most `max` entries (the
  * oldest go first), so that a long-running process cannot grow it without

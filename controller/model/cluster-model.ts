@@ -16,7 +16,7 @@
  * Invalid objects are kept aside with their issues and never reach
  * translation; any earlier valid version of them is withdrawn.
  */
-import { addTo, removeFrom } from '../../shared/collections.js';
+import { addTo, compareStrings as cmp, removeFrom } from '../../shared/collections.js';
 import type { Issue } from '../../shared/errors.js';
 import { InternalError } from '../../shared/errors.js';
 import { matchesLabels } from '../../shared/policy/selector.js';
@@ -541,6 +541,3 @@ export function objectKey(kind: string, namespace: string, name: string): string
   return namespace === '' ? `${kind} ${name}` : `${kind} ${namespace}/${name}`;
 }
 
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}

@@ -3,6 +3,7 @@
  * Canonical selectors compare equal when they select the same way, so groups
  * built from them deduplicate across policies.
  */
+import { compareStrings as cmp } from '../collections.js';
 import type { EndpointSelector, LabelRequirement, LabelSelector, Labels, Operator } from './types.js';
 
 export const EVERYTHING: LabelSelector = { requirements: [] };
@@ -49,9 +50,6 @@ export function canonicalSelector(requirements: readonly LabelRequirement[]): La
   return { requirements: out };
 }
 
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
 
 function requirementText(r: LabelRequirement): string {
   switch (r.operator) {
