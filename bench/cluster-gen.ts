@@ -43,19 +43,84 @@ interface AppSpec {
 }
 
 const APPS: readonly AppSpec[] = [
-  { name: 'web', tier: 'frontend', ports: [{ name: 'http', port: 8080 }, { name: 'metrics', port: 9100 }] },
-  { name: 'gateway', tier: 'frontend', ports: [{ name: 'http', port: 8080 }, { name: 'https', port: 8443 }, { name: 'metrics', port: 9100 }] },
+  {
+    name: 'web',
+    tier: 'frontend',
+    ports: [
+      { name: 'http', port: 8080 },
+      { name: 'metrics', port: 9100 },
+    ],
+  },
+  {
+    name: 'gateway',
+    tier: 'frontend',
+    ports: [
+      { name: 'http', port: 8080 },
+      { name: 'https', port: 8443 },
+      { name: 'metrics', port: 9100 },
+    ],
+  },
   { name: 'storefront', tier: 'frontend', ports: [{ name: 'http', port: 3000 }] },
-  { name: 'api', tier: 'backend', ports: [{ name: 'http', port: 8080 }, { name: 'grpc', port: 9090 }, { name: 'metrics', port: 9100 }] },
-  { name: 'auth', tier: 'backend', ports: [{ name: 'grpc', port: 9090 }, { name: 'http', port: 8080 }] },
-  { name: 'orders', tier: 'backend', ports: [{ name: 'http', port: 8080 }, { name: 'metrics', port: 9100 }] },
+  {
+    name: 'api',
+    tier: 'backend',
+    ports: [
+      { name: 'http', port: 8080 },
+      { name: 'grpc', port: 9090 },
+      { name: 'metrics', port: 9100 },
+    ],
+  },
+  {
+    name: 'auth',
+    tier: 'backend',
+    ports: [
+      { name: 'grpc', port: 9090 },
+      { name: 'http', port: 8080 },
+    ],
+  },
+  {
+    name: 'orders',
+    tier: 'backend',
+    ports: [
+      { name: 'http', port: 8080 },
+      { name: 'metrics', port: 9100 },
+    ],
+  },
   { name: 'worker', tier: 'backend', ports: [{ name: 'metrics', port: 9100 }] },
-  { name: 'search', tier: 'backend', ports: [{ name: 'http', port: 9200 }, { name: 'transport', port: 9300 }] },
-  { name: 'notifier', tier: 'backend', ports: [{ name: 'http', port: 8080 }, { name: 'statsd', port: 8125, protocol: 'UDP' }] },
-  { name: 'postgres', tier: 'data', ports: [{ name: 'postgres', port: 5432 }, { name: 'metrics', port: 9187 }] },
+  {
+    name: 'search',
+    tier: 'backend',
+    ports: [
+      { name: 'http', port: 9200 },
+      { name: 'transport', port: 9300 },
+    ],
+  },
+  {
+    name: 'notifier',
+    tier: 'backend',
+    ports: [
+      { name: 'http', port: 8080 },
+      { name: 'statsd', port: 8125, protocol: 'UDP' },
+    ],
+  },
+  {
+    name: 'postgres',
+    tier: 'data',
+    ports: [
+      { name: 'postgres', port: 5432 },
+      { name: 'metrics', port: 9187 },
+    ],
+  },
   { name: 'mysql', tier: 'data', ports: [{ name: 'mysql', port: 3306 }] },
   { name: 'redis', tier: 'data', ports: [{ name: 'redis', port: 6379 }] },
-  { name: 'kafka', tier: 'data', ports: [{ name: 'kafka', port: 9092 }, { name: 'metrics', port: 9100 }] },
+  {
+    name: 'kafka',
+    tier: 'data',
+    ports: [
+      { name: 'kafka', port: 9092 },
+      { name: 'metrics', port: 9100 },
+    ],
+  },
   { name: 'memcached', tier: 'data', ports: [{ name: 'memcache', port: 11211 }] },
 ];
 const FRONTENDS = APPS.filter((a) => a.tier === 'frontend');
@@ -63,11 +128,36 @@ const BACKENDS = APPS.filter((a) => a.tier === 'backend');
 const DATA = APPS.filter((a) => a.tier === 'data');
 
 const TEAMS = [
-  'payments', 'checkout', 'catalog', 'search', 'identity', 'growth', 'ads', 'mobile',
-  'platform', 'data', 'ml', 'billing', 'support', 'risk', 'logistics', 'inventory',
-  'messaging', 'media', 'maps', 'pricing', 'reviews', 'social', 'security', 'infra',
+  'payments',
+  'checkout',
+  'catalog',
+  'search',
+  'identity',
+  'growth',
+  'ads',
+  'mobile',
+  'platform',
+  'data',
+  'ml',
+  'billing',
+  'support',
+  'risk',
+  'logistics',
+  'inventory',
+  'messaging',
+  'media',
+  'maps',
+  'pricing',
+  'reviews',
+  'social',
+  'security',
+  'infra',
 ];
-const ENVS: ReadonlyArray<readonly [string, number]> = [['prod', 5], ['staging', 3], ['dev', 2]];
+const ENVS: ReadonlyArray<readonly [string, number]> = [
+  ['prod', 5],
+  ['staging', 3],
+  ['dev', 2],
+];
 const PRIVATE = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'];
 
 /** External networks that partner egress rules name: [cidr, except]. */
@@ -89,7 +179,10 @@ export interface PodInfo {
   readonly ip: number;
   readonly ipText: string;
   /** Container ports (named or not). */
-  readonly ports: ReadonlyArray<{ readonly port: number; readonly protocol: 'TCP' | 'UDP' | 'SCTP' }>;
+  readonly ports: ReadonlyArray<{
+    readonly port: number;
+    readonly protocol: 'TCP' | 'UDP' | 'SCTP';
+  }>;
   /** False for host-network and finished pods. */
   readonly endpoint: boolean;
   readonly dns: boolean;
@@ -162,10 +255,20 @@ export function generateCluster(namespaceCount: number, seed = 0x5eed): Generate
     const mine: number[] = [];
     ctx.apps.forEach((app, a) => {
       const hash = rng.token(10);
-      const version = rng.weighted<string | undefined>([['v1', 5], ['v2', 3], ['v3', 1], [undefined, 1.5]]);
+      const version = rng.weighted<string | undefined>([
+        ['v1', 5],
+        ['v2', 3],
+        ['v3', 1],
+        [undefined, 1.5],
+      ]);
       for (let r = 0; r < replicas[a]!; r++) {
         const { ip, node } = allocate();
-        const podLabels: Record<string, string> = { [app.appLabel ?? 'app']: app.name, tier: app.tier, team: ctx.team, 'pod-template-hash': hash };
+        const podLabels: Record<string, string> = {
+          [app.appLabel ?? 'app']: app.name,
+          tier: app.tier,
+          team: ctx.team,
+          'pod-template-hash': hash,
+        };
         if (app.appLabel !== undefined && app.appLabel !== 'app') podLabels.app = app.name;
         if (version !== undefined) podLabels.version = version;
         // A few non-endpoints, as in any cluster: host-network daemons in
@@ -178,7 +281,11 @@ export function generateCluster(namespaceCount: number, seed = 0x5eed): Generate
             labels: podLabels,
             ips: [ipText],
             node: `node-${String(node).padStart(4, '0')}`,
-            ports: app.ports.map((p) => ({ name: p.name, port: p.port, ...(p.protocol ? { protocol: p.protocol } : {}) })),
+            ports: app.ports.map((p) => ({
+              name: p.name,
+              port: p.port,
+              ...(p.protocol ? { protocol: p.protocol } : {}),
+            })),
             ...(hostNetwork ? { hostNetwork: true } : {}),
             ...(finished ? { phase: 'Succeeded' } : {}),
           }),
@@ -199,7 +306,8 @@ export function generateCluster(namespaceCount: number, seed = 0x5eed): Generate
     });
     podsByNamespace.push(mine);
 
-    for (const [name, spec] of policiesFor(ctx, rng)) policyObjects.push(networkPolicy(ctx.name, name, spec));
+    for (const [name, spec] of policiesFor(ctx, rng))
+      policyObjects.push(networkPolicy(ctx.name, name, spec));
   }
 
   return {
@@ -216,31 +324,83 @@ export function generateCluster(namespaceCount: number, seed = 0x5eed): Generate
 function namespaceContext(i: number, rng: Rng, used: Set<string>): NamespaceCtx {
   if (i === 0) {
     return {
-      index: i, name: 'kube-system', team: 'platform', env: 'prod', kind: 'kube-system',
+      index: i,
+      name: 'kube-system',
+      team: 'platform',
+      env: 'prod',
+      kind: 'kube-system',
       apps: [
-        { name: 'coredns', tier: 'system', appLabel: 'k8s-app', ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 53 }, { name: 'metrics', port: 9153 }] },
-        { name: 'metrics-server', tier: 'system', appLabel: 'k8s-app', ports: [{ name: 'https', port: 4443 }] },
-        { name: 'kube-proxy', tier: 'system', appLabel: 'k8s-app', ports: [{ name: 'metrics', port: 10249 }] },
-        { name: 'csi-controller', tier: 'system', appLabel: 'k8s-app', ports: [{ name: 'healthz', port: 9808 }] },
+        {
+          name: 'coredns',
+          tier: 'system',
+          appLabel: 'k8s-app',
+          ports: [
+            { name: 'dns', port: 53, protocol: 'UDP' },
+            { name: 'dns-tcp', port: 53 },
+            { name: 'metrics', port: 9153 },
+          ],
+        },
+        {
+          name: 'metrics-server',
+          tier: 'system',
+          appLabel: 'k8s-app',
+          ports: [{ name: 'https', port: 4443 }],
+        },
+        {
+          name: 'kube-proxy',
+          tier: 'system',
+          appLabel: 'k8s-app',
+          ports: [{ name: 'metrics', port: 10249 }],
+        },
+        {
+          name: 'csi-controller',
+          tier: 'system',
+          appLabel: 'k8s-app',
+          ports: [{ name: 'healthz', port: 9808 }],
+        },
       ],
     };
   }
   if (i === 1) {
     return {
-      index: i, name: 'monitoring', team: 'platform', env: 'prod', kind: 'monitoring',
+      index: i,
+      name: 'monitoring',
+      team: 'platform',
+      env: 'prod',
+      kind: 'monitoring',
       apps: [
         { name: 'prometheus', tier: 'backend', ports: [{ name: 'web', port: 9090 }] },
         { name: 'alertmanager', tier: 'backend', ports: [{ name: 'web', port: 9093 }] },
         { name: 'grafana', tier: 'frontend', ports: [{ name: 'http', port: 3000 }] },
-        { name: 'kube-state-metrics', tier: 'backend', ports: [{ name: 'http', port: 8080 }, { name: 'metrics', port: 8081 }] },
+        {
+          name: 'kube-state-metrics',
+          tier: 'backend',
+          ports: [
+            { name: 'http', port: 8080 },
+            { name: 'metrics', port: 8081 },
+          ],
+        },
       ],
     };
   }
   if (i === 2) {
     return {
-      index: i, name: 'ingress-nginx', team: 'platform', env: 'prod', kind: 'ingress-nginx',
+      index: i,
+      name: 'ingress-nginx',
+      team: 'platform',
+      env: 'prod',
+      kind: 'ingress-nginx',
       apps: [
-        { name: 'ingress-nginx', tier: 'frontend', appLabel: 'app.kubernetes.io/name', ports: [{ name: 'http', port: 80 }, { name: 'https', port: 443 }, { name: 'metrics', port: 10254 }] },
+        {
+          name: 'ingress-nginx',
+          tier: 'frontend',
+          appLabel: 'app.kubernetes.io/name',
+          ports: [
+            { name: 'http', port: 80 },
+            { name: 'https', port: 443 },
+            { name: 'metrics', port: 10254 },
+          ],
+        },
         { name: 'default-backend', tier: 'backend', ports: [{ name: 'http', port: 8080 }] },
       ],
     };
@@ -251,7 +411,11 @@ function namespaceContext(i: number, rng: Rng, used: Set<string>): NamespaceCtx 
   let name = `${team}-${stack}-${env}`;
   for (let n = 2; used.has(name); n++) name = `${team}-${stack}-${env}-${n}`;
   used.add(name);
-  const apps = [rng.pick(FRONTENDS), ...rng.sample(BACKENDS, rng.range(1, 3)), ...rng.sample(DATA, rng.range(1, 2))];
+  const apps = [
+    rng.pick(FRONTENDS),
+    ...rng.sample(BACKENDS, rng.range(1, 3)),
+    ...rng.sample(DATA, rng.range(1, 2)),
+  ];
   return { index: i, name, team, env, kind: 'app', apps };
 }
 
@@ -271,22 +435,45 @@ function policiesFor(ctx: NamespaceCtx, rng: Rng): Array<[string, Spec]> {
   const anyApp = () => rng.pick(ctx.apps);
   const appSel = (a: AppSpec) => ({ matchLabels: { [a.appLabel ?? 'app']: a.name } });
   const portsOf = (a: AppSpec, named: boolean) =>
-    a.ports.slice(0, rng.range(1, a.ports.length)).map((p) => ({ ...(p.protocol ? { protocol: p.protocol } : {}), port: named ? p.name : p.port }));
+    a.ports.slice(0, rng.range(1, a.ports.length)).map((p) => ({
+      ...(p.protocol ? { protocol: p.protocol } : {}),
+      port: named ? p.name : p.port,
+    }));
 
   // Cluster services' own policies.
   if (ctx.kind === 'kube-system') {
     add('default-deny-ingress', { podSelector: {}, policyTypes: ['Ingress'] });
     add('allow-dns', {
       podSelector: { matchLabels: { 'k8s-app': 'coredns' } },
-      ingress: [{ from: [{ namespaceSelector: {} }], ports: [{ protocol: 'UDP', port: 53 }, { protocol: 'TCP', port: 53 }] }],
+      ingress: [
+        {
+          from: [{ namespaceSelector: {} }],
+          ports: [
+            { protocol: 'UDP', port: 53 },
+            { protocol: 'TCP', port: 53 },
+          ],
+        },
+      ],
     });
     add('allow-dns-metrics', {
       podSelector: { matchLabels: { 'k8s-app': 'coredns' } },
-      ingress: [{ from: [{ namespaceSelector: { matchLabels: { purpose: 'monitoring' } } }], ports: [{ port: 'metrics' }] }],
+      ingress: [
+        {
+          from: [{ namespaceSelector: { matchLabels: { purpose: 'monitoring' } } }],
+          ports: [{ port: 'metrics' }],
+        },
+      ],
     });
-    add('allow-metrics-server', { podSelector: { matchLabels: { 'k8s-app': 'metrics-server' } }, ingress: [{ ports: [{ port: 4443 }] }] });
+    add('allow-metrics-server', {
+      podSelector: { matchLabels: { 'k8s-app': 'metrics-server' } },
+      ingress: [{ ports: [{ port: 4443 }] }],
+    });
     add('allow-apiserver-webhooks', {
-      podSelector: { matchExpressions: [{ key: 'k8s-app', operator: 'In', values: ['metrics-server', 'csi-controller'] }] },
+      podSelector: {
+        matchExpressions: [
+          { key: 'k8s-app', operator: 'In', values: ['metrics-server', 'csi-controller'] },
+        ],
+      },
       ingress: [{ from: [{ ipBlock: { cidr: '172.16.0.0/12', except: ['172.16.0.0/16'] } }] }],
     });
   } else if (ctx.kind === 'monitoring') {
@@ -296,7 +483,10 @@ function policiesFor(ctx: NamespaceCtx, rng: Rng): Array<[string, Spec]> {
       podSelector: { matchLabels: { app: 'prometheus' } },
       policyTypes: ['Egress'],
       egress: [
-        { to: [{ namespaceSelector: {} }], ports: [{ port: 'metrics' }, { port: 'http' }, { port: 9090, endPort: 9100 }] },
+        {
+          to: [{ namespaceSelector: {} }],
+          ports: [{ port: 'metrics' }, { port: 'http' }, { port: 9090, endPort: 9100 }],
+        },
         { to: [{ ipBlock: { cidr: '10.244.0.0/14' } }], ports: [{ port: 10249 }, { port: 10254 }] },
       ],
     });
@@ -304,20 +494,38 @@ function policiesFor(ctx: NamespaceCtx, rng: Rng): Array<[string, Spec]> {
       podSelector: { matchLabels: { app: 'grafana' } },
       ingress: [{ from: [ingressControllerPeer()], ports: [{ port: 'http' }] }],
     });
-    add('within-monitoring', { podSelector: {}, ingress: [{ from: [{ podSelector: {} }] }], egress: [{ to: [{ podSelector: {} }] }], policyTypes: ['Ingress', 'Egress'] });
+    add('within-monitoring', {
+      podSelector: {},
+      ingress: [{ from: [{ podSelector: {} }] }],
+      egress: [{ to: [{ podSelector: {} }] }],
+      policyTypes: ['Ingress', 'Egress'],
+    });
   } else if (ctx.kind === 'ingress-nginx') {
     add('default-deny-ingress', { podSelector: {}, policyTypes: ['Ingress'] });
     add('allow-internet', {
       podSelector: { matchLabels: { 'app.kubernetes.io/name': 'ingress-nginx' } },
-      ingress: [{ from: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8'] } }], ports: [{ port: 80 }, { port: 443 }] }],
+      ingress: [
+        {
+          from: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8'] } }],
+          ports: [{ port: 80 }, { port: 443 }],
+        },
+      ],
     });
     add('controller-egress', {
       podSelector: { matchLabels: { 'app.kubernetes.io/name': 'ingress-nginx' } },
       policyTypes: ['Egress'],
       egress: [
-        { to: [{ namespaceSelector: {}, podSelector: { matchLabels: { tier: 'frontend' } } }], ports: [{ port: 'http' }, { port: 'https' }, { port: 8080 }] },
+        {
+          to: [{ namespaceSelector: {}, podSelector: { matchLabels: { tier: 'frontend' } } }],
+          ports: [{ port: 'http' }, { port: 'https' }, { port: 8080 }],
+        },
         { to: [{ podSelector: { matchLabels: { app: 'default-backend' } } }] },
-        { ports: [{ protocol: 'UDP', port: 53 }, { protocol: 'TCP', port: 53 }] },
+        {
+          ports: [
+            { protocol: 'UDP', port: 53 },
+            { protocol: 'TCP', port: 53 },
+          ],
+        },
       ],
     });
   } else {
@@ -326,7 +534,11 @@ function policiesFor(ctx: NamespaceCtx, rng: Rng): Array<[string, Spec]> {
     if (denyAll) {
       add('default-deny-all', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] });
       add('allow-dns', dnsEgress());
-      add('allow-egress-same-namespace', { podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ podSelector: {} }] }] });
+      add('allow-egress-same-namespace', {
+        podSelector: {},
+        policyTypes: ['Egress'],
+        egress: [{ to: [{ podSelector: {} }] }],
+      });
     } else {
       add('default-deny-ingress', { podSelector: {}, policyTypes: ['Ingress'] });
     }
@@ -336,14 +548,25 @@ function policiesFor(ctx: NamespaceCtx, rng: Rng): Array<[string, Spec]> {
   const backends = byTier('backend');
   const data = byTier('data');
   const templates: ReadonlyArray<readonly [() => void, number]> = [
-    [() => add('allow-same-namespace', { podSelector: {}, ingress: [{ from: [{ podSelector: {} }] }] }), 1],
+    [
+      () =>
+        add('allow-same-namespace', {
+          podSelector: {},
+          ingress: [{ from: [{ podSelector: {} }] }],
+        }),
+      1,
+    ],
     [
       () => {
-        const target = rng.pick(backends.length + data.length > 0 ? [...backends, ...data] : ctx.apps);
+        const target = rng.pick(
+          backends.length + data.length > 0 ? [...backends, ...data] : ctx.apps,
+        );
         const source = anyApp();
         add(`${target.name}-from-${source.name}`, {
           podSelector: appSel(target),
-          ingress: [{ from: [{ podSelector: appSel(source) }], ports: portsOf(target, rng.chance(0.6)) }],
+          ingress: [
+            { from: [{ podSelector: appSel(source) }], ports: portsOf(target, rng.chance(0.6)) },
+          ],
         });
       },
       4,
@@ -352,19 +575,30 @@ function policiesFor(ctx: NamespaceCtx, rng: Rng): Array<[string, Spec]> {
       () =>
         add('allow-ingress-controller', {
           podSelector: { matchLabels: { tier: 'frontend' } },
-          ingress: [{ from: [ingressControllerPeer()], ports: [{ port: 'http' }, ...(rng.chance(0.3) ? [{ port: 8443 }] : [])] }],
+          ingress: [
+            {
+              from: [ingressControllerPeer()],
+              ports: [{ port: 'http' }, ...(rng.chance(0.3) ? [{ port: 8443 }] : [])],
+            },
+          ],
         }),
       2,
     ],
     [
       () =>
         add('allow-monitoring', {
-          podSelector: rng.chance(0.5) ? {} : { matchExpressions: [{ key: 'app', operator: 'Exists' }] },
+          podSelector: rng.chance(0.5)
+            ? {}
+            : { matchExpressions: [{ key: 'app', operator: 'Exists' }] },
           ingress: [
             {
               from: [
                 {
-                  namespaceSelector: { matchExpressions: [{ key: 'purpose', operator: 'In', values: ['monitoring', 'observability'] }] },
+                  namespaceSelector: {
+                    matchExpressions: [
+                      { key: 'purpose', operator: 'In', values: ['monitoring', 'observability'] },
+                    ],
+                  },
                   podSelector: { matchLabels: { app: 'prometheus' } },
                 },
               ],
@@ -384,8 +618,15 @@ function policiesFor(ctx: NamespaceCtx, rng: Rng): Array<[string, Spec]> {
             {
               from: [
                 {
-                  namespaceSelector: { matchLabels: { team }, matchExpressions: [{ key: 'env', operator: 'NotIn', values: ['dev'] }] },
-                  podSelector: { matchExpressions: [{ key: 'tier', operator: 'In', values: ['frontend', 'backend'] }] },
+                  namespaceSelector: {
+                    matchLabels: { team },
+                    matchExpressions: [{ key: 'env', operator: 'NotIn', values: ['dev'] }],
+                  },
+                  podSelector: {
+                    matchExpressions: [
+                      { key: 'tier', operator: 'In', values: ['frontend', 'backend'] },
+                    ],
+                  },
                 },
               ],
               ports: [{ port: 8080 }, { port: 'grpc' }],
@@ -401,7 +642,10 @@ function policiesFor(ctx: NamespaceCtx, rng: Rng): Array<[string, Spec]> {
           podSelector: { matchLabels: { tier: 'frontend' } },
           ingress: [
             {
-              from: [{ namespaceSelector: {} }, { ipBlock: { cidr: '0.0.0.0/0', except: PRIVATE } }],
+              from: [
+                { namespaceSelector: {} },
+                { ipBlock: { cidr: '0.0.0.0/0', except: PRIVATE } },
+              ],
               ports: [{ port: 8080 }, { port: 8443 }, { port: 'https' }],
             },
           ],
@@ -413,7 +657,9 @@ function policiesFor(ctx: NamespaceCtx, rng: Rng): Array<[string, Spec]> {
         add('egress-internet-https', {
           podSelector: { matchLabels: { tier: rng.chance(0.7) ? 'backend' : 'frontend' } },
           policyTypes: ['Egress'],
-          egress: [{ to: [{ ipBlock: { cidr: '0.0.0.0/0', except: PRIVATE } }], ports: [{ port: 443 }] }],
+          egress: [
+            { to: [{ ipBlock: { cidr: '0.0.0.0/0', except: PRIVATE } }], ports: [{ port: 443 }] },
+          ],
         }),
       2,
     ],
@@ -427,7 +673,9 @@ function policiesFor(ctx: NamespaceCtx, rng: Rng): Array<[string, Spec]> {
           egress: [
             {
               to: [{ ipBlock: { cidr, except: [except] } }],
-              ports: rng.chance(0.6) ? [{ port: 30000, endPort: 32767 }, { port: 443 }] : [{ protocol: 'UDP', port: 5000, endPort: 5100 }],
+              ports: rng.chance(0.6)
+                ? [{ port: 30000, endPort: 32767 }, { port: 443 }]
+                : [{ protocol: 'UDP', port: 5000, endPort: 5100 }],
             },
             { ports: [{ protocol: 'UDP', port: 53 }] },
           ],
@@ -437,13 +685,22 @@ function policiesFor(ctx: NamespaceCtx, rng: Rng): Array<[string, Spec]> {
     ],
     [
       () => {
-        const from = rng.chance(0.5) || backends.length === 0 ? { matchLabels: { tier: 'backend' } } : appSel(rng.pick(backends));
+        const from =
+          rng.chance(0.5) || backends.length === 0
+            ? { matchLabels: { tier: 'backend' } }
+            : appSel(rng.pick(backends));
         add('egress-to-data', {
           podSelector: from,
           policyTypes: ['Egress'],
           egress: [
-            { to: [{ podSelector: { matchLabels: { tier: 'data' } } }], ports: [{ port: 'postgres' }, { port: 'redis' }, { port: 6379 }, { port: 'mysql' }] },
-            { to: [{ namespaceSelector: {}, podSelector: { matchLabels: { app: 'auth' } } }], ports: [{ port: 'grpc' }] },
+            {
+              to: [{ podSelector: { matchLabels: { tier: 'data' } } }],
+              ports: [{ port: 'postgres' }, { port: 'redis' }, { port: 6379 }, { port: 'mysql' }],
+            },
+            {
+              to: [{ namespaceSelector: {}, podSelector: { matchLabels: { app: 'auth' } } }],
+              ports: [{ port: 'grpc' }],
+            },
           ],
         });
       },
@@ -474,7 +731,11 @@ function policiesFor(ctx: NamespaceCtx, rng: Rng): Array<[string, Spec]> {
                 { podSelector: { matchLabels: { tier: 'backend' } } },
                 {
                   namespaceSelector: { matchLabels: { team: ctx.team, env: ctx.env } },
-                  podSelector: { matchExpressions: [{ key: 'app', operator: 'In', values: ['api', 'orders', 'worker'] }] },
+                  podSelector: {
+                    matchExpressions: [
+                      { key: 'app', operator: 'In', values: ['api', 'orders', 'worker'] },
+                    ],
+                  },
                 },
               ],
               ports: [{ port: 5432 }, { port: 6379 }, { port: 3306 }, { port: 'postgres' }],
@@ -489,10 +750,20 @@ function policiesFor(ctx: NamespaceCtx, rng: Rng): Array<[string, Spec]> {
         const node = rng.int(64);
         const block = rng.chance(0.5)
           ? { cidr: `10.244.${node * 2}.0/23` }
-          : { cidr: '10.244.0.0/16', except: [`10.244.${node * 2}.0/23`, `10.244.${(node + 7) * 2}.0/24`] };
+          : {
+              cidr: '10.244.0.0/16',
+              except: [`10.244.${node * 2}.0/23`, `10.244.${(node + 7) * 2}.0/24`],
+            };
         add(`${app.name}-from-nodes`, {
           podSelector: appSel(app),
-          ingress: [{ from: [{ ipBlock: block }], ports: rng.chance(0.8) ? [{ protocol: 'UDP', port: 8125 }, { port: 9100 }] : [{ protocol: 'SCTP', port: 3868 }] }],
+          ingress: [
+            {
+              from: [{ ipBlock: block }],
+              ports: rng.chance(0.8)
+                ? [{ protocol: 'UDP', port: 8125 }, { port: 9100 }]
+                : [{ protocol: 'SCTP', port: 3868 }],
+            },
+          ],
         });
       },
       1,
@@ -502,7 +773,12 @@ function policiesFor(ctx: NamespaceCtx, rng: Rng): Array<[string, Spec]> {
         add('egress-pushgateway', {
           podSelector: { matchLabels: { tier: 'backend' } },
           policyTypes: ['Egress'],
-          egress: [{ to: [{ namespaceSelector: { matchLabels: { purpose: 'monitoring' } } }], ports: [{ port: 9091 }, { port: 'web' }] }],
+          egress: [
+            {
+              to: [{ namespaceSelector: { matchLabels: { purpose: 'monitoring' } } }],
+              ports: [{ port: 9091 }, { port: 'web' }],
+            },
+          ],
         }),
       1,
     ],
@@ -512,7 +788,16 @@ function policiesFor(ctx: NamespaceCtx, rng: Rng): Array<[string, Spec]> {
         add(`${app.name}-canary`, {
           podSelector: { matchLabels: { [app.appLabel ?? 'app']: app.name, version: 'v2' } },
           ingress: [
-            { from: [{ podSelector: { matchExpressions: [{ key: 'version', operator: 'NotIn', values: ['v1'] }] } }, { namespaceSelector: { matchLabels: { env: 'staging' } } }] },
+            {
+              from: [
+                {
+                  podSelector: {
+                    matchExpressions: [{ key: 'version', operator: 'NotIn', values: ['v1'] }],
+                  },
+                },
+                { namespaceSelector: { matchLabels: { env: 'staging' } } },
+              ],
+            },
           ],
         });
       },
@@ -529,8 +814,16 @@ function dnsEgress(): Spec {
     policyTypes: ['Egress'],
     egress: [
       {
-        to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'coredns' } } }],
-        ports: [{ protocol: 'UDP', port: 53 }, { protocol: 'TCP', port: 53 }],
+        to: [
+          {
+            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } },
+            podSelector: { matchLabels: { 'k8s-app': 'coredns' } },
+          },
+        ],
+        ports: [
+          { protocol: 'UDP', port: 53 },
+          { protocol: 'TCP', port: 53 },
+        ],
       },
     ],
   };

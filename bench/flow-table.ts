@@ -48,7 +48,14 @@ export interface FlowTableBenchOptions {
 
 function reply(k: FlowKey): FlowKey {
   const fixed = k.protocol === 1 || k.protocol === 58;
-  return { zone: k.zone, protocol: k.protocol, src: k.dst, dst: k.src, sport: fixed ? k.sport : k.dport, dport: fixed ? k.dport : k.sport };
+  return {
+    zone: k.zone,
+    protocol: k.protocol,
+    src: k.dst,
+    dst: k.src,
+    sport: fixed ? k.sport : k.dport,
+    dport: fixed ? k.dport : k.sport,
+  };
 }
 
 /**
@@ -87,7 +94,8 @@ function mapKey(v: DataView, o: number): string {
   const zone = v.getUint32(o, true);
   const sport = v.getUint16(o + 4, true);
   const dport = v.getUint16(o + 6, true);
-  if (family === 4) return `${zone}|${proto}|${v.getUint32(o + 16)}|${v.getUint32(o + 32)}|${sport}|${dport}`;
+  if (family === 4)
+    return `${zone}|${proto}|${v.getUint32(o + 16)}|${v.getUint32(o + 32)}|${sport}|${dport}`;
   return `${zone}|${proto}|${v.getUint32(o + 16)}:${v.getUint32(o + 20)}:${v.getUint32(o + 24)}:${v.getUint32(o + 28)}|${v.getUint32(o + 32)}:${v.getUint32(o + 36)}:${v.getUint32(o + 40)}:${v.getUint32(o + 44)}|${sport}|${dport}`;
 }
 
@@ -119,7 +127,12 @@ class MapBaseline {
     return hits;
   }
 
-  lookupPrebuilt(keys: readonly string[], from: number, count: number, results: Int32Array): number {
+  lookupPrebuilt(
+    keys: readonly string[],
+    from: number,
+    count: number,
+    results: Int32Array,
+  ): number {
     let hits = 0;
     for (let i = 0; i < count; i++) {
       const r = this.map.get(keys[from + i]!);
@@ -139,7 +152,12 @@ interface Probes {
   readonly expected: Int32Array;
 }
 
-function makeProbes(keys: readonly FlowKey[], indices: Int32Array, count: number, seed: number): Probes {
+function makeProbes(
+  keys: readonly FlowKey[],
+  indices: Int32Array,
+  count: number,
+  seed: number,
+): Probes {
   const rng = new Rng(seed);
   const packets = new Uint8Array(count * PACKET_RECORD_BYTES);
   const expected = new Int32Array(count);
@@ -157,7 +175,10 @@ function batches(p: Probes, size: number, results: Int32Array): Array<[Uint8Arra
   const out: Array<[Uint8Array, Int32Array]> = [];
   for (let o = 0; o < p.count; o += size) {
     const n = Math.min(size, p.count - o);
-    out.push([p.packets.subarray(o * PACKET_RECORD_BYTES, (o + n) * PACKET_RECORD_BYTES), results.subarray(o, o + n)]);
+    out.push([
+      p.packets.subarray(o * PACKET_RECORD_BYTES, (o + n) * PACKET_RECORD_BYTES),
+      results.subarray(o, o + n),
+    ]);
   }
   return out;
 }
@@ -180,7 +201,13 @@ function timePasses(count: number, reps: number, pass: () => number): Rate & { h
   return { rate: median(rates), best: Math.max(...rates), hits };
 }
 
-function timeTableBatches(t: FlowTable, p: Probes, size: number, reps: number, account = false): Rate & { results: Int32Array } {
+function timeTableBatches(
+  t: FlowTable,
+  p: Probes,
+  size: number,
+  reps: number,
+  account = false,
+): Rate & { results: Int32Array } {
   const results = new Int32Array(p.count);
   const views = batches(p, size, results);
   let now = 1;
@@ -211,16 +238,23 @@ function timeMapPrebuilt(m: MapBaseline, p: Probes, reps: number): Rate {
   const results = new Int32Array(BATCH);
   return timePasses(p.count, reps, () => {
     let h = 0;
-    for (let o = 0; o < p.count; o += BATCH) h += m.lookupPrebuilt(keys, o, Math.min(BATCH, p.count - o), results);
+    for (let o = 0; o < p.count; o += BATCH)
+      h += m.lookupPrebuilt(keys, o, Math.min(BATCH, p.count - o), results);
     return h;
   });
 }
 
 /** Checks table result words against the expected index * 2 + direction; throws on the first difference. */
-function check(label: string, results: Int32Array, p: Probes, wordToPair: (r: number) => number): void {
+function check(
+  label: string,
+  results: Int32Array,
+  p: Probes,
+  wordToPair: (r: number) => number,
+): void {
   for (let i = 0; i < p.count; i++) {
     const got = results[i] === RESULT_MISS ? -1 : wordToPair(results[i]!);
-    if (got !== p.expected[i]) throw new Error(`${label}: probe ${i} gave ${got}, expected ${p.expected[i]}`);
+    if (got !== p.expected[i])
+      throw new Error(`${label}: probe ${i} gave ${got}, expected ${p.expected[i]}`);
   }
 }
 
@@ -230,8 +264,13 @@ function fill(t: FlowTable, keys: readonly FlowKey[]): { ms: number; indices: In
   const indices = new Int32Array(keys.length);
   const t0 = nowMs();
   for (let i = 0; i < keys.length; i++) {
-    const r = t.insert(keys[i]!, { action: 'allow', egress: { policyId: 1, ruleId: i & 0xffff } }, 0);
-    if (r.outcome !== 'created') throw new Error(`${t.implementation}: insert ${i} ${JSON.stringify(r)}`);
+    const r = t.insert(
+      keys[i]!,
+      { action: 'allow', egress: { policyId: 1, ruleId: i & 0xffff } },
+      0,
+    );
+    if (r.outcome !== 'created')
+      throw new Error(`${t.implementation}: insert ${i} ${JSON.stringify(r)}`);
     indices[i] = r.index;
   }
   return { ms: nowMs() - t0, indices };
@@ -270,9 +309,11 @@ export async function benchFlowTable(options: FlowTableBenchOptions = {}): Promi
   );
 
   heading(`1. Fill: ${int(N)} flow pairs`);
-  let t0 = nowMs();
+  const t0 = nowMs();
   const keys = generateKeys(N, 1);
-  say(`  ${int(N)} distinct keys (80% IPv4 / 20% IPv6; 70% TCP, 25% UDP, 5% ICMP; 1,000 zones) generated in ${(nowMs() - t0).toFixed(0)} ms\n`);
+  say(
+    `  ${int(N)} distinct keys (80% IPv4 / 20% IPv6; 70% TCP, 25% UDP, 5% ICMP; 1,000 zones) generated in ${(nowMs() - t0).toFixed(0)} ms\n`,
+  );
 
   gc?.();
   let nt: NativeFlowTable | undefined;
@@ -298,7 +339,10 @@ export async function benchFlowTable(options: FlowTableBenchOptions = {}): Promi
   gc?.();
   const tsBytes = process.memoryUsage().heapUsed - heap0 + tsTable.stats().bytesAllocated;
   for (let i = 0; i < N; i += 9973) {
-    if (tsFill.indices[i] !== indices[i]) throw new Error(`TypeScript table put flow ${i} at ${tsFill.indices[i]}, native at ${indices[i]}`);
+    if (tsFill.indices[i] !== indices[i])
+      throw new Error(
+        `TypeScript table put flow ${i} at ${tsFill.indices[i]}, native at ${indices[i]}`,
+      );
   }
 
   say(
@@ -311,20 +355,46 @@ export async function benchFlowTable(options: FlowTableBenchOptions = {}): Promi
         native.available ? `${mib(nativeBytesPerFlow * N)} mapped, outside the heap` : '-',
         native.available ? nativeBytesPerFlow.toFixed(1) : '-',
       ],
-      ['TypeScript table', `${tsFill.ms.toFixed(0)} ms`, rate((N * 1000) / tsFill.ms), `${mib(tsBytes)} heap + arrays${gc ? '' : ' (no gc: rough)'}`, (tsBytes / N).toFixed(0)],
-      ['Map baseline', `${mapFill.ms.toFixed(0)} ms`, rate((N * 1000) / mapFill.ms), `${mib(mapBytes)} heap${gc ? '' : ' (no gc: rough)'}`, (mapBytes / N).toFixed(0)],
+      [
+        'TypeScript table',
+        `${tsFill.ms.toFixed(0)} ms`,
+        rate((N * 1000) / tsFill.ms),
+        `${mib(tsBytes)} heap + arrays${gc ? '' : ' (no gc: rough)'}`,
+        (tsBytes / N).toFixed(0),
+      ],
+      [
+        'Map baseline',
+        `${mapFill.ms.toFixed(0)} ms`,
+        rate((N * 1000) / mapFill.ms),
+        `${mib(mapBytes)} heap${gc ? '' : ' (no gc: rough)'}`,
+        (mapBytes / N).toFixed(0),
+      ],
     ]),
   );
-  say('\n  Native bytes per flow: the flow records (112 B each) and the hash slots (8 B each, 4/3 per flow) mapped');
-  say('  for maxFlows = 1,000,000 (all of it touched once the table is full), divided by the 1,000,000 flow pairs');
-  say('  held; each pair is a forward and a reverse entry. TypeScript and Map: heap growth after a full gc.');
+  say(
+    '\n  Native bytes per flow: the flow records (112 B each) and the hash slots (8 B each, 4/3 per flow) mapped',
+  );
+  say(
+    '  for maxFlows = 1,000,000 (all of it touched once the table is full), divided by the 1,000,000 flow pairs',
+  );
+  say(
+    '  held; each pair is a forward and a reverse entry. TypeScript and Map: heap growth after a full gc.',
+  );
   say('  Inserts are single slow-path calls (one key object packed and sent across per insert).');
 
   heading(`2. Lookups with ${int(N)} flows (one core)`);
   const probes = makeProbes(keys, indices, PROBES, 2);
-  const slowProbes: Probes = { count: SLOW_PROBES, packets: probes.packets, expected: probes.expected };
-  say(`  ${int(PROBES)} probes (${int(SLOW_PROBES)} for the JavaScript implementations), uniformly random flows, half of them`);
-  say(`  replies; batches of ${BATCH} packed records unless noted; one warm-up pass, then ${REPS} timed passes: the median`);
+  const slowProbes: Probes = {
+    count: SLOW_PROBES,
+    packets: probes.packets,
+    expected: probes.expected,
+  };
+  say(
+    `  ${int(PROBES)} probes (${int(SLOW_PROBES)} for the JavaScript implementations), uniformly random flows, half of them`,
+  );
+  say(
+    `  replies; batches of ${BATCH} packed records unless noted; one warm-up pass, then ${REPS} timed passes: the median`,
+  );
   say('  pass, and the best one (the core undisturbed by the other processes on this machine).\n');
   gc?.();
   const map = timeMap(mapFill.map, slowProbes, REPS);
@@ -332,8 +402,11 @@ export async function benchFlowTable(options: FlowTableBenchOptions = {}): Promi
   const mapPrebuilt = timeMapPrebuilt(mapFill.map, slowProbes, REPS);
   const ts = timeTableBatches(tsTable, slowProbes, BATCH, REPS);
   check('TypeScript table', ts.results, slowProbes, nativeWordToPair);
-  const rows: string[][] = [['implementation', 'lookups/s, median', 'best pass', 'per lookup', 'vs Map baseline']];
-  const row = (label: string, r: Rate) => rows.push([label, rate(r.rate), rate(r.best), ns(1e9 / r.rate), times(r.rate / map.rate)]);
+  const rows: string[][] = [
+    ['implementation', 'lookups/s, median', 'best pass', 'per lookup', 'vs Map baseline'],
+  ];
+  const row = (label: string, r: Rate) =>
+    rows.push([label, rate(r.rate), rate(r.best), ns(1e9 / r.rate), times(r.rate / map.rate)]);
   let nativeRate: Rate = { rate: NaN, best: NaN };
   if (nt) {
     const main = timeTableBatches(nt, probes, BATCH, REPS);
@@ -345,10 +418,19 @@ export async function benchFlowTable(options: FlowTableBenchOptions = {}): Promi
       const sub: Probes = { count, packets: probes.packets, expected: probes.expected };
       row(`native lookupBatch, batch ${size}`, timeTableBatches(nt, sub, size, REPS));
     }
-    const single = { count: Math.min(PROBES, 100_000), packets: probes.packets, expected: probes.expected };
+    const single = {
+      count: Math.min(PROBES, 100_000),
+      packets: probes.packets,
+      expected: probes.expected,
+    };
     const pickRng = new Rng(3);
     const singleKeys = Array.from({ length: single.count }, () => keys[pickRng.int(keys.length)]!);
-    row('native lookup(key), one call per packet', timePasses(single.count, REPS, () => singleKeys.reduce((h, k) => h + (nt!.lookup(k) ? 1 : 0), 0)));
+    row(
+      'native lookup(key), one call per packet',
+      timePasses(single.count, REPS, () =>
+        singleKeys.reduce((h, k) => h + (nt!.lookup(k) ? 1 : 0), 0),
+      ),
+    );
     const acc = timeTableBatches(nt, probes, BATCH, REPS, true);
     check('native accountBatch', acc.results, probes, nativeWordToPair);
     row(`native accountBatch, batch ${BATCH}`, acc);
@@ -357,11 +439,21 @@ export async function benchFlowTable(options: FlowTableBenchOptions = {}): Promi
   row('Map baseline (key built per packet)', map);
   row('Map baseline, keys prebuilt (its best case)', mapPrebuilt);
   say(table(rows));
-  say(`\n  every result checked: each probe found its own flow, in its direction, in every implementation`);
+  say(
+    `\n  every result checked: each probe found its own flow, in its direction, in every implementation`,
+  );
   tsTable.close();
 
   heading('3. Scaling: lookup cost by table size (one core)');
-  const scaleRows: string[][] = [['flows', 'native, batch 256 (best pass)', 'Map baseline (best pass)', 'native vs Map', 'native bytes/flow']];
+  const scaleRows: string[][] = [
+    [
+      'flows',
+      'native, batch 256 (best pass)',
+      'Map baseline (best pass)',
+      'native vs Map',
+      'native bytes/flow',
+    ],
+  ];
   const scaling: Array<{ n: number; native: number; map: number }> = [];
   for (const n of [1_000, 10_000, 100_000, N]) {
     let nativeN = NaN;
@@ -388,24 +480,43 @@ export async function benchFlowTable(options: FlowTableBenchOptions = {}): Promi
       mapN = timeMap(m, makeProbes(ks, idx, SLOW_PROBES, 4), REPS).best;
     }
     scaling.push({ n, native: nativeN, map: mapN });
-    scaleRows.push([int(n), `${ns(1e9 / nativeN)} (${rate(nativeN)})`, `${ns(1e9 / mapN)} (${rate(mapN)})`, times(nativeN / mapN), Number.isFinite(bytes) ? bytes.toFixed(1) : '-']);
+    scaleRows.push([
+      int(n),
+      `${ns(1e9 / nativeN)} (${rate(nativeN)})`,
+      `${ns(1e9 / mapN)} (${rate(mapN)})`,
+      times(nativeN / mapN),
+      Number.isFinite(bytes) ? bytes.toFixed(1) : '-',
+    ]);
   }
   say(table(scaleRows));
   const first = scaling[0]!;
   const last = scaling[scaling.length - 1]!;
   if (native.available) {
-    say(`\n  native lookup cost grows ${times(first.native / last.native)} from 1,000 to 1,000,000 flows (cache and TLB misses: the`);
-    say(`  1 M-flow table is ~${mib(nativeBytesPerFlow * N)}, far beyond the caches); the Map baseline's grows ${times(first.map / last.map)}.`);
+    say(
+      `\n  native lookup cost grows ${times(first.native / last.native)} from 1,000 to 1,000,000 flows (cache and TLB misses: the`,
+    );
+    say(
+      `  1 M-flow table is ~${mib(nativeBytesPerFlow * N)}, far beyond the caches); the Map baseline's grows ${times(first.map / last.map)}.`,
+    );
   }
   nt?.close();
 
   heading('Targets (judged on median passes)');
   const nr = nativeRate.rate;
-  say(`  >= ${rate(TARGET_LOOKUPS_PER_S)} lookups per core with 1 M flows: ${met(nr >= TARGET_LOOKUPS_PER_S)} (native, batch ${BATCH}: ${rate(nr)} median, ${rate(nativeRate.best)} best)`);
-  say(`  >= ${TARGET_VS_MAP}x the Map baseline: ${met(nr / map.rate >= TARGET_VS_MAP)} (${times(nr / map.rate)}; ${times(nr / mapPrebuilt.rate)} against the Map with prebuilt keys)`);
-  say(`  <= ${TARGET_BYTES_PER_FLOW} bytes per flow: ${met(nativeBytesPerFlow <= TARGET_BYTES_PER_FLOW)} (${Number.isFinite(nativeBytesPerFlow) ? nativeBytesPerFlow.toFixed(1) : '-'} bytes per flow pair)`);
-  if (!native.available) say('  (the native addon is not loaded: the native targets cannot be met in this run)');
-  say(`\n  load average at the end: ${os.loadavg()[0]!.toFixed(2)} on ${os.availableParallelism()} CPUs (other processes share this machine)`);
+  say(
+    `  >= ${rate(TARGET_LOOKUPS_PER_S)} lookups per core with 1 M flows: ${met(nr >= TARGET_LOOKUPS_PER_S)} (native, batch ${BATCH}: ${rate(nr)} median, ${rate(nativeRate.best)} best)`,
+  );
+  say(
+    `  >= ${TARGET_VS_MAP}x the Map baseline: ${met(nr / map.rate >= TARGET_VS_MAP)} (${times(nr / map.rate)}; ${times(nr / mapPrebuilt.rate)} against the Map with prebuilt keys)`,
+  );
+  say(
+    `  <= ${TARGET_BYTES_PER_FLOW} bytes per flow: ${met(nativeBytesPerFlow <= TARGET_BYTES_PER_FLOW)} (${Number.isFinite(nativeBytesPerFlow) ? nativeBytesPerFlow.toFixed(1) : '-'} bytes per flow pair)`,
+  );
+  if (!native.available)
+    say('  (the native addon is not loaded: the native targets cannot be met in this run)');
+  say(
+    `\n  load average at the end: ${os.loadavg()[0]!.toFixed(2)} on ${os.availableParallelism()} CPUs (other processes share this machine)`,
+  );
   return lines.join('\n');
 }
 

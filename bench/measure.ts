@@ -23,7 +23,8 @@ export class GcMonitor {
 
   constructor() {
     this.observer = new PerformanceObserver((list) => {
-      for (const e of list.getEntries()) this.pauses.push({ start: e.startTime, duration: e.duration });
+      for (const e of list.getEntries())
+        this.pauses.push({ start: e.startTime, duration: e.duration });
     });
     this.observer.observe({ entryTypes: ['gc'] });
   }
@@ -127,13 +128,24 @@ export function int(n: number): string {
 /** Renders rows as an aligned text table; the first row is the header. Numbers-looking cells align right. */
 export function table(rows: ReadonlyArray<readonly string[]>): string {
   const widths: number[] = [];
-  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  for (const r of rows) {
+    r.forEach((c, i) => {
+      widths[i] = Math.max(widths[i] ?? 0, c.length);
+    });
+  }
   const right = (c: string) => /^[-+~]?[0-9.,]+/.test(c) || c === '-';
   const line = (r: readonly string[]) =>
-    r.map((c, i) => (right(c) && i > 0 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+    r
+      .map((c, i) => (right(c) && i > 0 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   const [head, ...rest] = rows;
   if (head === undefined) return '';
-  return ['  ' + line(head), '  ' + widths.map((w) => '-'.repeat(w)).join('  '), ...rest.map((r) => '  ' + line(r))].join('\n');
+  return [
+    `  ${line(head)}`,
+    `  ${widths.map((w) => '-'.repeat(w)).join('  ')}`,
+    ...rest.map((r) => `  ${line(r)}`),
+  ].join('\n');
 }
 
 /**

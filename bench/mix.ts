@@ -60,14 +60,18 @@ export function policyMix(policies: readonly NetworkPolicyObject[]): PolicyMix {
     else {
       m.namespaceSelectorPeers++;
       if (p.namespaceSelector.requirements.length === 0) m.emptyNamespaceSelector++;
-      if (p.namespaceSelector.requirements.some((r) => r.operator !== 'In' || r.values.length > 1)) m.namespaceMatchExpressions++;
+      if (p.namespaceSelector.requirements.some((r) => r.operator !== 'In' || r.values.length > 1))
+        m.namespaceMatchExpressions++;
       if (p.podSelector !== undefined) m.combinedPeers++;
     }
   };
   for (const np of policies) {
     if (np.ingressIsolation) m.ingressIsolating++;
     if (np.egressIsolation) m.egressIsolating++;
-    const rules = [...(np.ingressIsolation ? np.ingress : []), ...(np.egressIsolation ? np.egress : [])];
+    const rules = [
+      ...(np.ingressIsolation ? np.ingress : []),
+      ...(np.egressIsolation ? np.egress : []),
+    ];
     if (rules.length === 0) m.denyOnly++;
     for (const r of rules) {
       m.rules++;

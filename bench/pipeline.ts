@@ -4,7 +4,13 @@
  * snapshot() (translation and selector-group resolution) → compile().
  */
 import { ClusterModel } from '../controller/model/cluster-model.js';
-import { readKubeObject, type KubeObject, type NamespaceObject, type NetworkPolicyObject, type PodObject } from '../controller/model/kube-objects.js';
+import {
+  readKubeObject,
+  type KubeObject,
+  type NamespaceObject,
+  type NetworkPolicyObject,
+  type PodObject,
+} from '../controller/model/kube-objects.js';
 import { translateNetworkPolicy } from '../controller/translate/network-policy.js';
 import { compile } from '../shared/policy/compile.js';
 import type { RuleTables } from '../shared/policy/rule-tables.js';
@@ -61,7 +67,13 @@ export function runPipeline(raw: readonly Raw[]): PipelineResult {
   const tables = compile(snapshot);
   const t4 = nowMs();
   return {
-    times: { validate: t1 - t0, model: t2 - t1, snapshot: t3 - t2, compile: t4 - t3, total: t4 - t0 },
+    times: {
+      validate: t1 - t0,
+      model: t2 - t1,
+      snapshot: t3 - t2,
+      compile: t4 - t3,
+      total: t4 - t0,
+    },
     marks: [t0, t1, t2, t3, t4],
     upserts,
     model,
@@ -86,7 +98,8 @@ export function upsertAll(model: ClusterModel, objects: readonly KubeObject[]): 
   while (i < objects.length) {
     const kind = objects[i]!.kind;
     const start = nowMs();
-    for (; i < objects.length && objects[i]!.kind === kind; i++) model.apply({ type: 'upsert', object: objects[i]! });
+    for (; i < objects.length && objects[i]!.kind === kind; i++)
+      model.apply({ type: 'upsert', object: objects[i]! });
     t[kind] += nowMs() - start;
   }
   return t;
@@ -96,7 +109,11 @@ export function upsertAll(model: ClusterModel, objects: readonly KubeObject[]): 
  * The model phase alone with the objects in another order (as informers
  * starting together may deliver them): namespaces, then policies, then pods.
  */
-export function timeModelPoliciesFirst(objects: readonly KubeObject[]): { total: number; upserts: UpsertTimes; model: ClusterModel } {
+export function timeModelPoliciesFirst(objects: readonly KubeObject[]): {
+  total: number;
+  upserts: UpsertTimes;
+  model: ClusterModel;
+} {
   const rank = { Namespace: 0, NetworkPolicy: 1, Pod: 2 } as const;
   const ordered = [...objects].sort((a, b) => rank[a.kind] - rank[b.kind]);
   const model = new ClusterModel({ cluster: CLUSTER });
@@ -123,7 +140,11 @@ export function timeResnapshot(model: ClusterModel): number {
   return nowMs() - t0;
 }
 
-export function splitObjects(objects: readonly KubeObject[]): { namespaces: NamespaceObject[]; pods: PodObject[]; policies: NetworkPolicyObject[] } {
+export function splitObjects(objects: readonly KubeObject[]): {
+  namespaces: NamespaceObject[];
+  pods: PodObject[];
+  policies: NetworkPolicyObject[];
+} {
   return {
     namespaces: objects.filter((o): o is NamespaceObject => o.kind === 'Namespace'),
     pods: objects.filter((o): o is PodObject => o.kind === 'Pod'),

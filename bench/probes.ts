@@ -18,12 +18,16 @@ const TCP = 6;
 const UDP = 17;
 const SCTP = 132;
 
-const COMMON_PORTS = [80, 443, 8080, 8443, 9090, 9091, 9100, 5432, 6379, 3306, 53, 22, 9092, 9200, 3000, 4443, 10254];
+const COMMON_PORTS = [
+  80, 443, 8080, 8443, 9090, 9091, 9100, 5432, 6379, 3306, 53, 22, 9092, 9200, 3000, 4443, 10254,
+];
 
 export function generateProbes(cluster: GeneratedCluster, count: number, seed = 0xbe7c4): Packet[] {
   const rng = new Rng(seed);
   const pods = cluster.pods;
-  const partners = PARTNER_NETWORKS.map(([cidr, except]) => [v4Range(cidr), v4Range(except)] as const);
+  const partners = PARTNER_NETWORKS.map(
+    ([cidr, except]) => [v4Range(cidr), v4Range(except)] as const,
+  );
   const external = (): number => {
     const kind = rng.int(10);
     if (kind < 4) {
@@ -34,8 +38,8 @@ export function generateProbes(cluster: GeneratedCluster, count: number, seed = 
     }
     if (kind < 7) return ((rng.range(11, 223) << 24) >>> 0) + rng.int(1 << 24); // the internet (mostly)
     if (kind < 8) return ((10 << 24) >>> 0) + rng.int(1 << 24); // 10/8, mostly not pods
-    if (kind < 9) return ((192 << 24) | (168 << 16)) + rng.int(1 << 16) >>> 0;
-    return ((172 << 24) | (16 << 16)) + rng.int(1 << 20) >>> 0;
+    if (kind < 9) return (((192 << 24) | (168 << 16)) + rng.int(1 << 16)) >>> 0;
+    return (((172 << 24) | (16 << 16)) + rng.int(1 << 20)) >>> 0;
   };
   const randomPod = (): PodInfo => pods[rng.int(pods.length)]!;
   const podIn = (ns: number): PodInfo => pods[rng.pick(cluster.podsByNamespace[ns]!)]!;
@@ -63,7 +67,7 @@ export function generateProbes(cluster: GeneratedCluster, count: number, seed = 
       else if (d < 0.821) dstPod = from; // to itself
       dst = dstPod === undefined ? external() : dstPod.ip;
     }
-    if (dstPod !== undefined && dstPod.dns && rng.chance(0.9)) {
+    if (dstPod?.dns && rng.chance(0.9)) {
       protocol = rng.chance(0.8) ? UDP : TCP;
       port = 53;
     } else if (dstPod !== undefined && dstPod.ports.length > 0 && rng.chance(0.5)) {
@@ -74,7 +78,11 @@ export function generateProbes(cluster: GeneratedCluster, count: number, seed = 
       const r = rng.float();
       if (r < 0.9) {
         protocol = TCP;
-        port = rng.chance(0.85) ? rng.pick(COMMON_PORTS) : rng.chance(0.5) ? rng.range(30000, 32767) : rng.range(1024, 65535);
+        port = rng.chance(0.85)
+          ? rng.pick(COMMON_PORTS)
+          : rng.chance(0.5)
+            ? rng.range(30000, 32767)
+            : rng.range(1024, 65535);
       } else if (r < 0.98) {
         protocol = UDP;
         port = rng.pick([53, 53, 8125, 5000, 5050, 5100, 123, 443]);

@@ -59,16 +59,47 @@ function cluster(nodes: number): KubeObject[] {
     const ns = `ns-${n}`;
     raws.push(namespace(ns, { team: `t${n % 7}` }));
     raws.push(networkPolicy(ns, 'deny', { podSelector: {} }));
-    raws.push(networkPolicy(ns, 'a-to-b', { podSelector: { matchLabels: { app: 'b' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'a' } } }], ports: [{ port: 'http' }] }] }));
-    raws.push(networkPolicy(ns, 'from-monitoring', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 'platform' } } }], ports: [{ port: 9090 }] }] }));
+    raws.push(
+      networkPolicy(ns, 'a-to-b', {
+        podSelector: { matchLabels: { app: 'b' } },
+        ingress: [
+          { from: [{ podSelector: { matchLabels: { app: 'a' } } }], ports: [{ port: 'http' }] },
+        ],
+      }),
+    );
+    raws.push(
+      networkPolicy(ns, 'from-monitoring', {
+        podSelector: {},
+        ingress: [
+          {
+            from: [{ namespaceSelector: { matchLabels: { team: 'platform' } } }],
+            ports: [{ port: 9090 }],
+          },
+        ],
+      }),
+    );
   }
-  raws.push(networkPolicy('monitoring', 'probes', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: {}, podSelector: { matchLabels: { app: 'probe' } } }] }] }));
+  raws.push(
+    networkPolicy('monitoring', 'probes', {
+      podSelector: {},
+      ingress: [
+        { from: [{ namespaceSelector: {}, podSelector: { matchLabels: { app: 'probe' } } }] },
+      ],
+    }),
+  );
   let ip = 0;
   for (let node = 0; node < nodes; node++) {
     for (let k = 0; k < 10; k++) {
       const ns = `ns-${Math.floor(node / 10) % namespaces}`;
       const i = ip++;
-      raws.push(pod(ns, `p-${node}-${k}`, { labels: { app: 'abcde'[k % 5]! }, ips: [`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`], node: `node-${node}`, ports: [{ name: 'http', port: 8080 }] }));
+      raws.push(
+        pod(ns, `p-${node}-${k}`, {
+          labels: { app: 'abcde'[k % 5]! },
+          ips: [`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`],
+          node: `node-${node}`,
+          ports: [{ name: 'http', port: 8080 }],
+        }),
+      );
     }
     // A monitoring pod on every node keeps the monitoring policy everywhere.
   }
@@ -88,31 +119,59 @@ interface ChangeResult {
   readonly spanBytes: number[];
 }
 
-async function run(agents: number, changes: number): Promise<{ initial: ChangeResult; results: ChangeResult[] }> {
+async function run(
+  agents: number,
+  changes: number,
+): Promise<{ initial: ChangeResult; results: ChangeResult[] }> {
   const source = new ScriptedSource(cluster(agents));
-  const controller = new Controller({ cluster: 'bench', source, listen: '127.0.0.1:0', log: process.env.BENCH_LOG ? rootLogger({ name: 'bench' }) : silentLogger, commitIntervalMs: 1 });
+  const controller = new Controller({
+    cluster: 'bench',
+    source,
+    listen: '127.0.0.1:0',
+    log: process.env.BENCH_LOG ? rootLogger({ name: 'bench' }) : silentLogger,
+    commitIntervalMs: 1,
+  });
   await controller.start();
   const acks: AckRecord[] = [];
   /** ACK notices (node, revision) as they happen; times and sizes come with the report. */
   const notices: Array<{ node: string; revision: number }> = [];
   let onAcks: (() => void) | undefined;
   let onReported: (() => void) | undefined;
-  const report = () => new Promise<void>((resolve) => {
-    onReported = resolve;
-    child.send({ type: 'report' });
-  });
-  const child = fork(fileURLToPath(new URL('./sim-agents.ts', import.meta.url)), [`127.0.0.1:${controller.port}`, String(agents)], { execArgv: ['--import', 'tsx', ...(process.env.SIM_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof2'] : [])], stdio: 'inherit' });
+  const report = () =>
+    new Promise<void>((resolve) => {
+      onReported = resolve;
+      child.send({ type: 'report' });
+    });
+  const child = fork(
+    fileURLToPath(new URL('./sim-agents.ts', import.meta.url)),
+    [`127.0.0.1:${controller.port}`, String(agents)],
+    {
+      execArgv: [
+        '--import',
+        'tsx',
+        ...(process.env.SIM_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof2'] : []),
+      ],
+      stdio: 'inherit',
+    },
+  );
   child.on('exit', (code) => {
     if (code !== 0) process.stderr.write(`simulated agents exited with ${code}\n`);
   });
-  child.on('message', (m: { type: string; acks?: AckRecord[]; notices?: Array<{ node: string; revision: number }> }) => {
-    if (m.type === 'acks') acks.push(...m.acks!);
-    else if (m.type === 'reported') onReported?.();
-    else if (m.type === 'ack') {
-      notices.push(...m.notices!);
-      onAcks?.();
-    }
-  });
+  child.on(
+    'message',
+    (m: {
+      type: string;
+      acks?: AckRecord[];
+      notices?: Array<{ node: string; revision: number }>;
+    }) => {
+      if (m.type === 'acks') acks.push(...m.acks!);
+      else if (m.type === 'reported') onReported?.();
+      else if (m.type === 'ack') {
+        notices.push(...m.notices!);
+        onAcks?.();
+      }
+    },
+  );
   const waitAcks = (pred: () => boolean, what: string) =>
     new Promise<void>((resolve, reject) => {
       if (pred()) return resolve();
@@ -129,7 +188,13 @@ async function run(agents: number, changes: number): Promise<{ initial: ChangeRe
   await waitAcks(() => new Set(notices.map((a) => a.node)).size === agents, 'initial sync');
   await report();
   const snapshots = acks.filter((a) => a.snapshot);
-  const initial: ChangeResult = { name: 'initial sync (connect + whole span)', nodes: agents, latencies: snapshots.map((a) => a.at - started), bytes: snapshots.map((a) => a.bytes), spanBytes: snapshots.map((a) => a.spanBytes) };
+  const initial: ChangeResult = {
+    name: 'initial sync (connect + whole span)',
+    nodes: agents,
+    latencies: snapshots.map((a) => a.at - started),
+    bytes: snapshots.map((a) => a.bytes),
+    spanBytes: snapshots.map((a) => a.spanBytes),
+  };
 
   const results: ChangeResult[] = [];
   const measure = async (name: string, change: (i: number) => ModelEvent) => {
@@ -146,8 +211,18 @@ async function run(agents: number, changes: number): Promise<{ initial: ChangeRe
         poll();
       });
       const revision = controller.revision;
-      const expected = controller.model.nodes().filter((n) => (controller as unknown as { store: { span(n: string): { revision: number } | undefined } }).store.span(n)?.revision === revision).length;
-      await waitAcks(() => notices.slice(noticed).filter((a) => a.revision >= revision).length >= expected, `${name} #${i}`);
+      const expected = controller.model.nodes().filter(
+        (n) =>
+          (
+            controller as unknown as {
+              store: { span(n: string): { revision: number } | undefined };
+            }
+          ).store.span(n)?.revision === revision,
+      ).length;
+      await waitAcks(
+        () => notices.slice(noticed).filter((a) => a.revision >= revision).length >= expected,
+        `${name} #${i}`,
+      );
       await report();
       const mine = acks.slice(from).filter((a) => a.revision >= revision);
       r.nodes = Math.max(r.nodes, mine.length);
@@ -160,9 +235,31 @@ async function run(agents: number, changes: number): Promise<{ initial: ChangeRe
     results.push(r);
   };
   // Narrow: one namespace's policy changes its port (its ten nodes).
-  await measure('one policy in one namespace', (i) => ({ type: 'upsert', object: read(networkPolicy('ns-0', 'from-monitoring', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 'platform' } } }], ports: [{ port: 9000 + i }] }] })) }));
+  await measure('one policy in one namespace', (i) => ({
+    type: 'upsert',
+    object: read(
+      networkPolicy('ns-0', 'from-monitoring', {
+        podSelector: {},
+        ingress: [
+          {
+            from: [{ namespaceSelector: { matchLabels: { team: 'platform' } } }],
+            ports: [{ port: 9000 + i }],
+          },
+        ],
+      }),
+    ),
+  }));
   // Broad: a pod joins a group every node's span holds.
-  await measure('a pod every node must learn about', (i) => ({ type: 'upsert', object: read(pod('monitoring', `probe-${i}`, { labels: { app: 'probe' }, ips: [`172.16.${i >> 8}.${i & 255}`], node: 'node-0' })) }));
+  await measure('a pod every node must learn about', (i) => ({
+    type: 'upsert',
+    object: read(
+      pod('monitoring', `probe-${i}`, {
+        labels: { app: 'probe' },
+        ips: [`172.16.${i >> 8}.${i & 255}`],
+        node: 'node-0',
+      }),
+    ),
+  }));
 
   child.send({ type: 'stop' });
   await new Promise((r) => child.once('exit', r));
@@ -178,14 +275,18 @@ export async function benchPropagation(options: { quick?: boolean } = {}): Promi
   for (const agents of [100, 1000]) {
     const { initial, results } = await run(agents, options.quick ? 5 : 20);
     lines.push(`${agents} agents (${agents * 10} pods, ${agents / 10} namespaces):`);
-    lines.push(`  ${'change'.padEnd(36)} ${'nodes'.padStart(5)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}  ${'bytes/agent (median)'.padStart(20)}  ${'whole span (median)'.padStart(19)}`);
+    lines.push(
+      `  ${'change'.padEnd(36)} ${'nodes'.padStart(5)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}  ${'bytes/agent (median)'.padStart(20)}  ${'whole span (median)'.padStart(19)}`,
+    );
     for (const r of [initial, ...results]) {
       lines.push(
         `  ${r.name.padEnd(36)} ${String(r.nodes).padStart(5)}  ${fmt(percentile(r.latencies, 50)).padStart(7)}  ${fmt(percentile(r.latencies, 99)).padStart(7)}  ${kib(percentile(r.bytes, 50)).padStart(20)}  ${kib(percentile(r.spanBytes, 50)).padStart(19)}`,
       );
     }
     const broad = results[1]!;
-    lines.push(`  target p99 < 300 ms at 1,000 agents: ${agents === 1000 ? (percentile(broad.latencies, 99) < 300 && percentile(results[0]!.latencies, 99) < 300 ? 'MET' : 'NOT MET') : 'n/a'}`);
+    lines.push(
+      `  target p99 < 300 ms at 1,000 agents: ${agents === 1000 ? (percentile(broad.latencies, 99) < 300 && percentile(results[0]!.latencies, 99) < 300 ? 'MET' : 'NOT MET') : 'n/a'}`,
+    );
     lines.push('');
   }
   return lines.join('\n');

@@ -35,7 +35,24 @@ import os from 'node:os';
 import type { Packet } from '../shared/policy/rule-tables.js';
 import { ReferenceCluster } from '../test/support/reference.js';
 import { generateCluster, type GeneratedCluster } from './cluster-gen.js';
-import { GcMonitor, MachineLoad, acquireGc, heapUsed, int, max, maxRss, median, mib, min, ms, nowMs, ns, rate, table, cpuModel } from './measure.js';
+import {
+  GcMonitor,
+  MachineLoad,
+  acquireGc,
+  heapUsed,
+  int,
+  max,
+  maxRss,
+  median,
+  mib,
+  min,
+  ms,
+  nowMs,
+  ns,
+  rate,
+  table,
+  cpuModel,
+} from './measure.js';
 import {
   PHASES,
   runPipeline,
@@ -53,14 +70,23 @@ import { generateProbes } from './probes.js';
 import { benchDatapath } from './datapath.js';
 import { benchFlowTable } from './flow-table.js';
 import { benchPropagation } from './propagation.js';
-import { benchVerdicts, checkAgreement, describePacket, timeCompiled, timeReference, type AgreementResult } from './verdicts.js';
+import {
+  benchVerdicts,
+  checkAgreement,
+  describePacket,
+  timeCompiled,
+  timeReference,
+  type AgreementResult,
+} from './verdicts.js';
 
 const args = process.argv.slice(2);
 const only = args.find((a) => a.startsWith('--only='))?.slice('--only='.length);
 const quick = args.includes('--quick');
 const enabled = (section: string) => only === undefined || only === section;
 
-const MAIN_NAMESPACES = Number(args.find((a) => a.startsWith('--namespaces='))?.slice('--namespaces='.length) ?? 1000);
+const MAIN_NAMESPACES = Number(
+  args.find((a) => a.startsWith('--namespaces='))?.slice('--namespaces='.length) ?? 1000,
+);
 const PIPELINE_REPS = quick ? 2 : 5;
 const PROBES = quick ? 200_000 : 1_000_000;
 const ALLOWS_REPS = quick ? 2 : 5;
@@ -89,16 +115,21 @@ function machineNote(section: string, load: MachineLoad): void {
   const other = load.otherCpus();
   if (other === undefined) return;
   const busy = other >= 0.25;
-  say(`\n  machine: other processes kept ${other.toFixed(2)} of ${os.availableParallelism()} CPUs busy during this section${busy ? ' (CONTENDED: these numbers are pessimistic)' : ''}`);
+  say(
+    `\n  machine: other processes kept ${other.toFixed(2)} of ${os.availableParallelism()} CPUs busy during this section${busy ? ' (CONTENDED: these numbers are pessimistic)' : ''}`,
+  );
   if (busy) contended.push(`${section} (${other.toFixed(2)} CPUs)`);
 }
 
 /** The commit measured, and whether product code had uncommitted changes. */
 function treeState(): string {
   try {
-    const git = (...a: string[]) => execFileSync('git', a, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const git = (...a: string[]) =>
+      execFileSync('git', a, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     const head = git('rev-parse', '--short', 'HEAD');
-    const dirty = git('status', '--porcelain', '--', 'shared', 'controller', 'test/support').split('\n').filter((l) => l !== '').length;
+    const dirty = git('status', '--porcelain', '--', 'shared', 'controller', 'test/support')
+      .split('\n')
+      .filter((l) => l !== '').length;
     return `commit ${head}${dirty > 0 ? ` + uncommitted changes in ${dirty} product/test-support paths` : ''}`;
   } catch {
     return 'commit unknown (not a git checkout)';
@@ -109,7 +140,14 @@ function pipelineTable(runs: readonly PipelineRun[], first: PipelineRun): string
   const rows = [['phase', 'median', 'min', 'max', 'GC pauses (median)', 'first (cold) run']];
   for (const p of PHASES) {
     const xs = runs.map((r) => r.times[p]);
-    rows.push([p === 'total' ? 'total' : phaseLabel(p), ms(median(xs)), ms(min(xs)), ms(max(xs)), ms(median(runs.map((r) => r.gc[p]))), ms(first.times[p])]);
+    rows.push([
+      p === 'total' ? 'total' : phaseLabel(p),
+      ms(median(xs)),
+      ms(min(xs)),
+      ms(max(xs)),
+      ms(median(runs.map((r) => r.gc[p]))),
+      ms(first.times[p]),
+    ]);
   }
   return table(rows);
 }
@@ -147,7 +185,10 @@ async function pipelineRun(cluster: GeneratedCluster): Promise<[PipelineRun, Pip
     compile: monitor.pausedIn(t3, t4),
     total: monitor.pausedIn(t0, t4),
   };
-  if (result.rejected > 0) failures.push(`${result.rejected} generated objects were rejected by validation; first: ${result.firstIssue}`);
+  if (result.rejected > 0)
+    failures.push(
+      `${result.rejected} generated objects were rejected by validation; first: ${result.firstIssue}`,
+    );
   return [{ times: result.times, upserts: result.upserts, gc: gcTimes }, result];
 }
 
@@ -156,7 +197,10 @@ async function pipelineRun(cluster: GeneratedCluster): Promise<[PipelineRun, Pip
  * The previous run's result is dropped before each run (as a controller
  * replacing its tables would), and the heap is collected between runs.
  */
-async function measurePipeline(cluster: GeneratedCluster, reps: number): Promise<{ first: PipelineRun; runs: PipelineRun[]; last: PipelineResult }> {
+async function measurePipeline(
+  cluster: GeneratedCluster,
+  reps: number,
+): Promise<{ first: PipelineRun; runs: PipelineRun[]; last: PipelineResult }> {
   const [first, coldResult] = await pipelineRun(cluster);
   let last: PipelineResult | undefined = coldResult;
   const runs: PipelineRun[] = [];
@@ -170,7 +214,11 @@ async function measurePipeline(cluster: GeneratedCluster, reps: number): Promise
   return { first, runs, last };
 }
 
-function reportAgreement(label: string, a: AgreementResult, tables: PipelineResult['tables']): void {
+function reportAgreement(
+  label: string,
+  a: AgreementResult,
+  tables: PipelineResult['tables'],
+): void {
   const line = `${label}: ${int(a.checked)} probes checked (${int(a.allowed)} allowed, ${int(a.denied)} denied; ${int(a.isolated)} hit an isolated endpoint): `;
   const u = a.rulesUsed;
   const coverage = `      rules that allowed a checked probe: ${int(u.any + u.selector + u.ipBlock)} distinct (peer any ${int(u.any)}, selector group ${int(u.selector)}, ipBlock ${int(u.ipBlock)}; ${int(u.namedPorts)} with named ports)`;
@@ -183,9 +231,13 @@ function reportAgreement(label: string, a: AgreementResult, tables: PipelineResu
   say(coverage);
   for (const d of a.examples) {
     say(`    #${d.index}: ${describePacket(tables, d.packet)}`);
-    say(`      compiled allows=${d.compiled} decide=${d.decided}, reference=${d.reference}; ${d.explanation}`);
+    say(
+      `      compiled allows=${d.compiled} decide=${d.decided}, reference=${d.reference}; ${d.explanation}`,
+    );
   }
-  failures.push(`${label}: ${a.disagreements} of ${a.checked} verdicts disagree with the reference`);
+  failures.push(
+    `${label}: ${a.disagreements} of ${a.checked} verdicts disagree with the reference`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -202,7 +254,9 @@ async function main(): Promise<void> {
   let t0 = nowMs();
   const cluster = generateCluster(MAIN_NAMESPACES);
   const genMs = nowMs() - t0;
-  say(`  ${int(cluster.namespaceCount)} namespaces, ${int(cluster.podCount)} pods, ${int(cluster.policyCount)} NetworkPolicies (${int(cluster.objects.length)} raw objects), generated in ${ms(genMs)} (seeded, deterministic)`);
+  say(
+    `  ${int(cluster.namespaceCount)} namespaces, ${int(cluster.podCount)} pods, ${int(cluster.policyCount)} NetworkPolicies (${int(cluster.objects.length)} raw objects), generated in ${ms(genMs)} (seeded, deterministic)`,
+  );
 
   let base: PipelineResult | undefined;
   let pipelineMedian = NaN;
@@ -223,9 +277,13 @@ async function main(): Promise<void> {
     pipelineCold = m.first.times.total;
     mainTimes = medianTimes(m.runs.map((r) => r.times));
     const stats = snapshotStats(base.snapshot, base.tables);
-    say(`  ${m.runs.length} timed runs after one cold run; each run starts from the raw objects with a fresh ClusterModel.\n`);
+    say(
+      `  ${m.runs.length} timed runs after one cold run; each run starts from the raw objects with a fresh ClusterModel.\n`,
+    );
     say(pipelineTable(m.runs, m.first));
-    say(`\n  target: whole cluster translated and compiled in under ${ms(TARGET_PIPELINE_MS)}: ${met(pipelineMedian < TARGET_PIPELINE_MS)} (median total ${ms(pipelineMedian)}, cold run ${ms(m.first.times.total)})`);
+    say(
+      `\n  target: whole cluster translated and compiled in under ${ms(TARGET_PIPELINE_MS)}: ${met(pipelineMedian < TARGET_PIPELINE_MS)} (median total ${ms(pipelineMedian)}, cold run ${ms(m.first.times.total)})`,
+    );
     const byKind = (u: (r: PipelineRun) => number) => ms(median(m.runs.map(u)));
     say(
       `  model phase by kind of object (median): ${int(cluster.namespaceCount)} namespaces ${byKind((r) => r.upserts.Namespace)}, ` +
@@ -236,7 +294,9 @@ async function main(): Promise<void> {
       const resnapshot = median([0, 1, 2].map(() => timeResnapshot(base!.model)));
       const reordered = [0, 1, 2].map(() => timeModelPoliciesFirst(base!.objects));
       say('\n  measured separately (median of 3):');
-      say(`    translateNetworkPolicy alone over all ${int(stats.policies)} validated policies: ${ms(translation)}`);
+      say(
+        `    translateNetworkPolicy alone over all ${int(stats.policies)} validated policies: ${ms(translation)}`,
+      );
       say(`    snapshot() again on the same, unchanged model: ${ms(resnapshot)}`);
       say(
         `    model phase with policies upserted before pods (namespaces, policies, pods): ${ms(median(reordered.map((r) => r.total)))} ` +
@@ -245,7 +305,10 @@ async function main(): Promise<void> {
       );
       const same = JSON.stringify(reordered[0]!.model.snapshot()) === JSON.stringify(base.snapshot);
       say(`    snapshot from that order is ${same ? 'identical' : 'DIFFERENT'} (checked)`);
-      if (!same) failures.push('the model built with policies before pods gives a different snapshot from the one built with pods first');
+      if (!same)
+        failures.push(
+          'the model built with policies before pods gives a different snapshot from the one built with pods first',
+        );
     }
     const mix = policyMix(splitObjects(base.objects).policies);
     say('\n  policy mix (validated objects):');
@@ -258,7 +321,9 @@ async function main(): Promise<void> {
         `(${int(mix.combinedPeers)} with a podSelector, ${int(mix.emptyNamespaceSelector)} \`{}\`, ${int(mix.namespaceMatchExpressions)} with set-based requirements), ` +
         `${int(mix.ipBlockPeers)} ipBlock (${int(mix.ipBlockWithExcept)} with except)`,
     );
-    say(`    ports: ${int(mix.namedPorts)} named, ${int(mix.numericPorts)} numeric, ${int(mix.portRanges)} endPort ranges; ${int(mix.udp)} UDP, ${int(mix.sctp)} SCTP`);
+    say(
+      `    ports: ${int(mix.namedPorts)} named, ${int(mix.numericPorts)} numeric, ${int(mix.portRanges)} endPort ranges; ${int(mix.udp)} UDP, ${int(mix.sctp)} SCTP`,
+    );
     say('\n  snapshot and tables:');
     say(
       `    ${int(stats.endpoints)} endpoints, ${int(stats.policies)} policies, ${int(stats.rules)} firewall rules, ` +
@@ -274,7 +339,9 @@ async function main(): Promise<void> {
       `    heap retained by one model + snapshot + tables (${gc ? 'after a full gc' : 'heapUsed delta, no gc'}): ${mib(heapAfter - heapBefore)}` +
         `${gc ? '' : ' (includes garbage of the repeated runs)'}`,
     );
-    say(`    peak RSS of the process (maxRSS): ${mib(maxRss())} after the pipeline runs (${mib(rssBefore)} before, with the raw objects generated)`);
+    say(
+      `    peak RSS of the process (maxRSS): ${mib(maxRss())} after the pipeline runs (${mib(rssBefore)} before, with the raw objects generated)`,
+    );
     machineNote('pipeline', load);
   }
 
@@ -285,16 +352,31 @@ async function main(): Promise<void> {
     const load = new MachineLoad();
     t0 = nowMs();
     probes = generateProbes(cluster, PROBES);
-    say(`  ${int(probes.length)} fixed pseudo-random probes (generated in ${ms(nowMs() - t0)}); one warm-up pass before timing.\n`);
+    say(
+      `  ${int(probes.length)} fixed pseudo-random probes (generated in ${ms(nowMs() - t0)}); one warm-up pass before timing.\n`,
+    );
     const allows = timeCompiled('allows', base.tables, probes, probes.length, ALLOWS_REPS, 200_000);
     const decide = timeCompiled('decide', base.tables, probes, probes.length, DECIDE_REPS, 200_000);
-    if (allows.allowed !== decide.allowed) failures.push(`allows() allowed ${allows.allowed} probes but decide() allowed ${decide.allowed}`);
+    if (allows.allowed !== decide.allowed)
+      failures.push(
+        `allows() allowed ${allows.allowed} probes but decide() allowed ${decide.allowed}`,
+      );
     const { namespaces, pods, policies } = splitObjects(base.objects);
     const ref = new ReferenceCluster(namespaces, pods, policies);
     const reference = timeReference(ref, probes, REFERENCE_BUDGET_MS, 1000);
     compiledRate = median(allows.rates);
     const rows = [
-      ['evaluator', 'probes', 'passes', 'median', 'min', 'max', 'per CPU-second', 'per verdict', 'vs reference'],
+      [
+        'evaluator',
+        'probes',
+        'passes',
+        'median',
+        'min',
+        'max',
+        'per CPU-second',
+        'per verdict',
+        'vs reference',
+      ],
       [
         'tables.allows (hot path)',
         int(allows.probes),
@@ -317,28 +399,70 @@ async function main(): Promise<void> {
         ns(1e9 / median(decide.rates)),
         `${int(Math.round(median(decide.rates) / reference.rate))}x`,
       ],
-      ['ReferenceCluster (baseline)', int(reference.probes), '1', rate(reference.rate), '-', '-', '-', ns(1e9 / reference.rate), '1x'],
+      [
+        'ReferenceCluster (baseline)',
+        int(reference.probes),
+        '1',
+        rate(reference.rate),
+        '-',
+        '-',
+        '-',
+        ns(1e9 / reference.rate),
+        '1x',
+      ],
     ];
     say(table(rows));
-    say('\n  median, min, max: wall-clock rate over the passes; per CPU-second: verdicts per second of this process\'s CPU time');
-    say('  (the same as the wall-clock rate on an idle machine; less sensitive to other processes taking the CPU; decide() also pays for GC).');
-    say(`\n  allowed: ${int(allows.allowed)} of ${int(allows.probes)} probes (${((100 * allows.allowed) / allows.probes).toFixed(1)}%)`);
-    say(`  target: over ${rate(TARGET_VERDICTS_PER_S)} verdicts per second: ${met(compiledRate > TARGET_VERDICTS_PER_S)} with allows (median ${rate(compiledRate)}); decide: ${rate(median(decide.rates))}`);
+    say(
+      "\n  median, min, max: wall-clock rate over the passes; per CPU-second: verdicts per second of this process's CPU time",
+    );
+    say(
+      '  (the same as the wall-clock rate on an idle machine; less sensitive to other processes taking the CPU; decide() also pays for GC).',
+    );
+    say(
+      `\n  allowed: ${int(allows.allowed)} of ${int(allows.probes)} probes (${((100 * allows.allowed) / allows.probes).toFixed(1)}%)`,
+    );
+    say(
+      `  target: over ${rate(TARGET_VERDICTS_PER_S)} verdicts per second: ${met(compiledRate > TARGET_VERDICTS_PER_S)} with allows (median ${rate(compiledRate)}); decide: ${rate(median(decide.rates))}`,
+    );
     say('');
-    reportAgreement('agreement', checkAgreement(base.tables, ref, probes, AGREEMENT_SAMPLE), base.tables);
+    reportAgreement(
+      'agreement',
+      checkAgreement(base.tables, ref, probes, AGREEMENT_SAMPLE),
+      base.tables,
+    );
     machineNote('verdicts', load);
   }
 
   if (enabled('scaling')) {
     heading('4. Scaling with cluster size');
     const load = new MachineLoad();
-    say(`  Same generator and per-namespace shape (10 pods, 10 policies per namespace); pipeline median of up to 5 runs;`);
+    say(
+      `  Same generator and per-namespace shape (10 pods, 10 policies per namespace); pipeline median of up to 5 runs;`,
+    );
     say(`  allows over ${int(SCALE_PROBES)} probes (median of 3); reference timed for ~1 s.\n`);
-    const rows = [['policies', 'pods', 'validate', 'model', 'snapshot', 'compile', 'total', 'allows', 'per verdict', 'reference', 'speed-up']];
+    const rows = [
+      [
+        'policies',
+        'pods',
+        'validate',
+        'model',
+        'snapshot',
+        'compile',
+        'total',
+        'allows',
+        'per verdict',
+        'reference',
+        'speed-up',
+      ],
+    ];
     const agreements: Array<[string, AgreementResult, PipelineResult['tables']]> = [];
     for (const n of SCALES) {
       const c = n === MAIN_NAMESPACES ? cluster : generateCluster(n);
-      const reuse = n === MAIN_NAMESPACES && base !== undefined && mainTimes !== undefined && enabled('pipeline');
+      const reuse =
+        n === MAIN_NAMESPACES &&
+        base !== undefined &&
+        mainTimes !== undefined &&
+        enabled('pipeline');
       let times: PhaseTimes;
       let result: PipelineResult;
       if (reuse) {
@@ -350,7 +474,10 @@ async function main(): Promise<void> {
         result = m.last;
         times = medianTimes(m.runs.map((x) => x.times));
       }
-      const p = n === MAIN_NAMESPACES && probes.length > 0 ? probes.slice(0, SCALE_PROBES) : generateProbes(c, SCALE_PROBES);
+      const p =
+        n === MAIN_NAMESPACES && probes.length > 0
+          ? probes.slice(0, SCALE_PROBES)
+          : generateProbes(c, SCALE_PROBES);
       const a = timeCompiled('allows', result.tables, p, p.length, 3, 100_000);
       const { namespaces, pods, policies } = splitObjects(result.objects);
       const ref = new ReferenceCluster(namespaces, pods, policies);
@@ -369,7 +496,12 @@ async function main(): Promise<void> {
         rate(reference.rate),
         `${int(Math.round(r / reference.rate))}x`,
       ]);
-      if (n !== MAIN_NAMESPACES || probes.length === 0) agreements.push([`agreement at ${int(c.policyCount)} policies`, checkAgreement(result.tables, ref, p, SCALE_AGREEMENT), result.tables]);
+      if (n !== MAIN_NAMESPACES || probes.length === 0)
+        agreements.push([
+          `agreement at ${int(c.policyCount)} policies`,
+          checkAgreement(result.tables, ref, p, SCALE_AGREEMENT),
+          result.tables,
+        ]);
     }
     say(table(rows));
     say('');
@@ -396,22 +528,41 @@ async function main(): Promise<void> {
   }
 
   heading('Summary');
-  if (Number.isFinite(pipelineMedian)) say(`  pipeline, ${int(cluster.policyCount)} policies: median ${ms(pipelineMedian)} — target < ${ms(TARGET_PIPELINE_MS)}: ${met(pipelineMedian < TARGET_PIPELINE_MS)} (cold first run ${ms(pipelineCold)}: ${met(pipelineCold < TARGET_PIPELINE_MS)})`);
-  if (Number.isFinite(compiledRate)) say(`  verdicts, tables.allows: ${rate(compiledRate)} — target > ${rate(TARGET_VERDICTS_PER_S)}: ${met(compiledRate > TARGET_VERDICTS_PER_S)}`);
-  if (contended.length > 0) say(`  machine: other processes competed for CPU during ${contended.join(', ')}; rerun on a quiet machine for clean numbers`);
-  say(`  correctness: ${failures.length === 0 ? 'OK (no disagreement with the reference, no rejected objects)' : 'FAILED'}`);
+  if (Number.isFinite(pipelineMedian))
+    say(
+      `  pipeline, ${int(cluster.policyCount)} policies: median ${ms(pipelineMedian)} — target < ${ms(TARGET_PIPELINE_MS)}: ${met(pipelineMedian < TARGET_PIPELINE_MS)} (cold first run ${ms(pipelineCold)}: ${met(pipelineCold < TARGET_PIPELINE_MS)})`,
+    );
+  if (Number.isFinite(compiledRate))
+    say(
+      `  verdicts, tables.allows: ${rate(compiledRate)} — target > ${rate(TARGET_VERDICTS_PER_S)}: ${met(compiledRate > TARGET_VERDICTS_PER_S)}`,
+    );
+  if (contended.length > 0)
+    say(
+      `  machine: other processes competed for CPU during ${contended.join(', ')}; rerun on a quiet machine for clean numbers`,
+    );
+  say(
+    `  correctness: ${failures.length === 0 ? 'OK (no disagreement with the reference, no rejected objects)' : 'FAILED'}`,
+  );
   for (const f of failures) say(`    FAIL: ${f}`);
-  say(`  bench wall time: ${(((nowMs() - started) / 1000)).toFixed(1)} s; peak RSS ${mib(maxRss())}`);
+  say(`  bench wall time: ${((nowMs() - started) / 1000).toFixed(1)} s; peak RSS ${mib(maxRss())}`);
   if (failures.length > 0) process.exitCode = 1;
   monitor.stop();
 }
 
 function medianTimes(runs: readonly PhaseTimes[]): PhaseTimes {
   const pick = (k: keyof PhaseTimes) => median(runs.map((r) => r[k]));
-  return { validate: pick('validate'), model: pick('model'), snapshot: pick('snapshot'), compile: pick('compile'), total: pick('total') };
+  return {
+    validate: pick('validate'),
+    model: pick('model'),
+    snapshot: pick('snapshot'),
+    compile: pick('compile'),
+    total: pick('total'),
+  };
 }
 
 main().catch((e: unknown) => {
-  process.stderr.write(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.stderr.write(
+    `bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+  );
   process.exitCode = 1;
 });

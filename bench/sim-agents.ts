@@ -38,7 +38,11 @@ async function main(): Promise<void> {
   const { proto } = weirProto();
   let pending: AckRecord[] = [];
   // Sizes are measured off the critical path (encoding takes time the next agent would wait for).
-  let unsized: Array<{ record: { node: string; revision: number; at: number; snapshot: boolean }; update: ControllerMessage__Output['update']; state: SpanState }> = [];
+  let unsized: Array<{
+    record: { node: string; revision: number; at: number; snapshot: boolean };
+    update: ControllerMessage__Output['update'];
+    state: SpanState;
+  }> = [];
   const size = () => {
     for (const u of unsized) {
       pending.push({
@@ -63,8 +67,15 @@ async function main(): Promise<void> {
   for (let i = 0; i < count; i++) {
     const node = `node-${i}`;
     // One connection per agent, as separate hosts would have.
-    const client = new proto.weir.v1.ControlPlane(address, grpc.credentials.createInsecure(), { ...CHANNEL_OPTIONS, 'grpc.use_local_subchannel_pool': 1 });
-    const call = (client as unknown as { Connect(): grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output> }).Connect();
+    const client = new proto.weir.v1.ControlPlane(address, grpc.credentials.createInsecure(), {
+      ...CHANNEL_OPTIONS,
+      'grpc.use_local_subchannel_pool': 1,
+    });
+    const call = (
+      client as unknown as {
+        Connect(): grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>;
+      }
+    ).Connect();
     let state = SpanState.empty();
     call.on('data', (msg: ControllerMessage__Output) => {
       const u = msg.update;
@@ -72,7 +83,11 @@ async function main(): Promise<void> {
       state = state.apply(u);
       const at = now();
       call.write({ ack: { revision: u.revision } });
-      unsized.push({ record: { node, revision: Number(u.revision), at, snapshot: u.snapshot }, update: u, state });
+      unsized.push({
+        record: { node, revision: Number(u.revision), at, snapshot: u.snapshot },
+        update: u,
+        state,
+      });
       notices.push({ node, revision: Number(u.revision) });
       if (notices.length === 1) setImmediate(sendNotices);
     });

@@ -38,7 +38,9 @@ export async function launch(module) {
     return await sources(module);
   } catch (err) {
     if (existsSync(built) && err?.code === 'ERR_MODULE_NOT_FOUND') {
-      process.stderr.write('weir: the build in dist/ is older than the sources and tsx is not installed; running the old build (npm run build)\n');
+      process.stderr.write(
+        'weir: the build in dist/ is older than the sources and tsx is not installed; running the old build (npm run build)\n',
+      );
       return import(built.href);
     }
     throw err;

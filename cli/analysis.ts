@@ -12,7 +12,13 @@ import { familyOf, formatIp, parseIp, type Ip } from '../shared/net/ip.js';
 import type { Probe } from '../shared/policy/probe.js';
 import { compile } from '../shared/policy/compile.js';
 import type { RuleTables } from '../shared/policy/rule-tables.js';
-import { PROTOCOL_NUMBER, endpointKey, type Endpoint, type PolicySnapshot, type Protocol } from '../shared/policy/types.js';
+import {
+  PROTOCOL_NUMBER,
+  endpointKey,
+  type Endpoint,
+  type PolicySnapshot,
+  type Protocol,
+} from '../shared/policy/types.js';
 
 export const ANALYSIS_ADDRESS_BASE = 0xf0000000; // 240.0.0.0
 
@@ -23,7 +29,10 @@ export interface Analysis {
   readonly notes: readonly string[];
 }
 
-export async function analyse(paths: readonly string[], options: { cluster?: string } = {}): Promise<Analysis> {
+export async function analyse(
+  paths: readonly string[],
+  options: { cluster?: string } = {},
+): Promise<Analysis> {
   const read = await readManifests(paths);
   const notes = [...read.notes];
   const model = new ClusterModel({ cluster: options.cluster ?? 'local' });
@@ -33,27 +42,45 @@ export async function analyse(paths: readonly string[], options: { cluster?: str
   for (const o of read.objects) {
     let object = o;
     if (o.kind === 'Pod' && o.hostNetwork) hostNetwork.push(`${o.namespace}/${o.name}`);
-    else if (o.kind === 'Pod' && o.ips.length === 0 && o.phase !== 'Succeeded' && o.phase !== 'Failed') {
+    else if (
+      o.kind === 'Pod' &&
+      o.ips.length === 0 &&
+      o.phase !== 'Succeeded' &&
+      o.phase !== 'Failed'
+    ) {
       object = { ...o, ips: [formatIp(next++)] } satisfies PodObject;
       assigned.push(`${o.namespace}/${o.name}=${object.ips[0]}`);
     }
     model.apply({ type: 'upsert', object });
   }
   if (assigned.length > 0) {
-    notes.push(`${assigned.length} pod(s) have no status.podIP; the analysis gives them addresses in 240.0.0.0/4: ${assigned.join(', ')}`);
+    notes.push(
+      `${assigned.length} pod(s) have no status.podIP; the analysis gives them addresses in 240.0.0.0/4: ${assigned.join(', ')}`,
+    );
   }
-  if (hostNetwork.length > 0) notes.push(`host-network pods are not subject to NetworkPolicy and are left out: ${hostNetwork.join(', ')}`);
+  if (hostNetwork.length > 0)
+    notes.push(
+      `host-network pods are not subject to NetworkPolicy and are left out: ${hostNetwork.join(', ')}`,
+    );
   const snapshot = model.snapshot();
   return { snapshot, tables: compile(snapshot), issues: read.issues, notes };
 }
 
 export interface Matrix {
   readonly pods: readonly string[];
-  readonly probes: ReadonlyArray<{ readonly protocol: Protocol; readonly port: number; readonly allowed: Record<string, Record<string, boolean>> }>;
+  readonly probes: ReadonlyArray<{
+    readonly protocol: Protocol;
+    readonly port: number;
+    readonly allowed: Record<string, Record<string, boolean>>;
+  }>;
 }
 
 /** Every pod to every pod; `namespaces`, when given, keeps the pods of those namespaces only (rows and columns). */
-export function matrix(tables: RuleTables, probes: readonly Probe[], namespaces: readonly string[] = []): Matrix {
+export function matrix(
+  tables: RuleTables,
+  probes: readonly Probe[],
+  namespaces: readonly string[] = [],
+): Matrix {
   const endpoints = [...tables.snapshot.endpoints]
     .filter((e) => namespaces.length === 0 || namespaces.includes(e.namespace))
     .sort((a, b) => (endpointKey(a) < endpointKey(b) ? -1 : 1));
@@ -66,7 +93,12 @@ export function matrix(tables: RuleTables, probes: readonly Probe[], namespaces:
         const row: Record<string, boolean> = {};
         for (const to of endpoints) {
           const { src, dst } = addresses(from, to);
-          row[endpointKey(to)] = tables.allows({ src, dst, protocol: PROTOCOL_NUMBER[protocol], dstPort: port });
+          row[endpointKey(to)] = tables.allows({
+            src,
+            dst,
+            protocol: PROTOCOL_NUMBER[protocol],
+            dstPort: port,
+          });
         }
         allowed[endpointKey(from)] = row;
       }
@@ -81,4 +113,3 @@ function addresses(from: Endpoint, to: Endpoint): { src: Ip; dst: Ip } {
   const fromIps = from.ips.map(parseIp);
   return { src: fromIps.find((ip) => familyOf(ip) === familyOf(dst)) ?? fromIps[0]!, dst };
 }
-

@@ -1,7 +1,12 @@
 /** gRPC clients for weirctl: the controller's Operator API and an agent's API. */
 import * as grpc from '@grpc/grpc-js';
 import { CHANNEL_OPTIONS, weirProto } from '../shared/grpc/proto.js';
-import type { AgentClient, FlowIntrospectClient, OperatorClient, StatusReply__Output } from '../shared/generated/weir/v1/index.js';
+import type {
+  AgentClient,
+  FlowIntrospectClient,
+  OperatorClient,
+  StatusReply__Output,
+} from '../shared/generated/weir/v1/index.js';
 import { UsageError } from './io.js';
 
 export const DEFAULT_CONTROLLER = '127.0.0.1:7443';
@@ -23,7 +28,11 @@ export function agentClient(address: string): AgentClient {
 /** Calls a unary method with a deadline; gRPC failures become messages a person can act on. */
 export function call<Req, Res>(
   client: grpc.Client,
-  method: (req: Req, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown,
+  method: (
+    req: Req,
+    options: grpc.CallOptions,
+    cb: (err: grpc.ServiceError | null, res?: Res) => void,
+  ) => unknown,
   req: Req,
   what: string,
   timeoutMs = 5_000,
@@ -32,8 +41,10 @@ export function call<Req, Res>(
     method.call(client, req, { deadline: Date.now() + timeoutMs }, (err, res) => {
       client.close();
       if (err) {
-        if (err.code === grpc.status.INVALID_ARGUMENT || err.code === grpc.status.NOT_FOUND) reject(new UsageError(err.details));
-        else if (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED) reject(new Unreachable(`cannot reach ${what}: ${err.details || err.message}`));
+        if (err.code === grpc.status.INVALID_ARGUMENT || err.code === grpc.status.NOT_FOUND)
+          reject(new UsageError(err.details));
+        else if (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED)
+          reject(new Unreachable(`cannot reach ${what}: ${err.details || err.message}`));
         else reject(new Error(`${what}: ${err.details || err.message}`));
       } else resolve(res as Res);
     });
@@ -45,20 +56,38 @@ export class Unreachable extends Error {}
 
 export function flowClient(address: string): FlowIntrospectClient {
   const { proto } = weirProto();
-  return new proto.weir.v1.FlowIntrospect(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+  return new proto.weir.v1.FlowIntrospect(
+    address,
+    grpc.credentials.createInsecure(),
+    CHANNEL_OPTIONS,
+  );
 }
 
 /**
  * An agent's API address: given as host:port, or a node name looked up in
  * the controller's status (agents report where their API is).
  */
-export async function agentAddress(node: string, controllerFlag: string | undefined): Promise<string> {
+export async function agentAddress(
+  node: string,
+  controllerFlag: string | undefined,
+): Promise<string> {
   if (/:\d+$/.test(node)) return node;
   const address = controllerAddress(controllerFlag);
   const client = operatorClient(address);
-  const status = await call<object, StatusReply__Output>(client, client.GetStatus, {}, `the controller at ${address} (to find node ${node})`);
+  const status = await call<object, StatusReply__Output>(
+    client,
+    client.GetStatus,
+    {},
+    `the controller at ${address} (to find node ${node})`,
+  );
   const agent = status.agents.find((a) => a.node === node);
-  if (agent === undefined) throw new UsageError(`the controller knows no agent on node ${JSON.stringify(node)} (known: ${status.agents.map((a) => a.node).join(', ') || 'none'})`);
-  if (agent.apiAddress === '') throw new UsageError(`the agent on node ${node} has not said where its API is; give --node HOST:PORT`);
+  if (agent === undefined)
+    throw new UsageError(
+      `the controller knows no agent on node ${JSON.stringify(node)} (known: ${status.agents.map((a) => a.node).join(', ') || 'none'})`,
+    );
+  if (agent.apiAddress === '')
+    throw new UsageError(
+      `the agent on node ${node} has not said where its API is; give --node HOST:PORT`,
+    );
   return agent.apiAddress;
 }

@@ -16,24 +16,48 @@ const collect = (v: string, prev: string[]) => [...prev, v];
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
   let exit = 0;
   const program = new Command('weirctl')
-    .description('Weir: Kubernetes network policy, Contrail-style firewall objects, flows you can explain')
+    .description(
+      'Weir: Kubernetes network policy, Contrail-style firewall objects, flows you can explain',
+    )
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .showHelpAfterError();
 
-  const files = () => new Option('-f, --filename <path>', 'manifest file or directory (repeatable)').argParser(collect).default([]);
-  const cluster = () => new Option('--cluster <name>', 'cluster name used in object ids').default('local');
+  const files = () =>
+    new Option('-f, --filename <path>', 'manifest file or directory (repeatable)')
+      .argParser(collect)
+      .default([]);
+  const cluster = () =>
+    new Option('--cluster <name>', 'cluster name used in object ids').default('local');
 
-  const analyze = program.command('analyze').description('offline what-if analysis over manifest files');
+  const analyze = program
+    .command('analyze')
+    .description('offline what-if analysis over manifest files');
   analyze
     .command('matrix')
     .description('reachability of every pod to every pod, per probe')
     .addOption(files())
     .addOption(cluster())
-    .addOption(new Option('--probe <protocol/port>', 'probe to evaluate, e.g. TCP/80 (repeatable; default TCP/80)').argParser(collect).default([]))
-    .addOption(new Option('-n, --namespace <namespace>', 'only the pods of this namespace, as sources and destinations (repeatable)').argParser(collect).default([]))
+    .addOption(
+      new Option(
+        '--probe <protocol/port>',
+        'probe to evaluate, e.g. TCP/80 (repeatable; default TCP/80)',
+      )
+        .argParser(collect)
+        .default([]),
+    )
+    .addOption(
+      new Option(
+        '-n, --namespace <namespace>',
+        'only the pods of this namespace, as sources and destinations (repeatable)',
+      )
+        .argParser(collect)
+        .default([]),
+    )
     .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
-    .action(async (opts) => void (exit = await analyzeMatrix(io, opts)));
+    .action(async (opts) => {
+      exit = await analyzeMatrix(io, opts);
+    });
   analyze
     .command('probe')
     .description('one connection: the verdict and the tier, policy and rule behind each side')
@@ -44,49 +68,78 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option('--port <port>', 'destination port')
     .addOption(new Option('--protocol <protocol>', 'TCP, UDP or SCTP').default('TCP'))
     .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
-    .action(async (opts) => void (exit = await analyzeProbe(io, opts)));
+    .action(async (opts) => {
+      exit = await analyzeProbe(io, opts);
+    });
   analyze
     .command('objects')
     .description('the firewall objects the manifests translate into')
     .addOption(files())
     .addOption(cluster())
     .addOption(new Option('-o, --output <format>', 'yaml or json').default('yaml'))
-    .action(async (opts) => void (exit = await analyzeObjects(io, opts)));
+    .action(async (opts) => {
+      exit = await analyzeObjects(io, opts);
+    });
 
-  const controller = () => new Option('--controller <host:port>', 'the controller (env WEIR_CONTROLLER; default 127.0.0.1:7443)');
+  const controller = () =>
+    new Option(
+      '--controller <host:port>',
+      'the controller (env WEIR_CONTROLLER; default 127.0.0.1:7443)',
+    );
   program
     .command('status')
-    .description('the controller (source, revision) and every agent (connected, applied revision, lag, last error)')
+    .description(
+      'the controller (source, revision) and every agent (connected, applied revision, lag, last error)',
+    )
     .addOption(controller())
     .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
-    .action(async (opts) => void (exit = await status(io, opts)));
-  const policy = program.command('policy').description('firewall policies as the controller holds them, with where they are enforced');
+    .action(async (opts) => {
+      exit = await status(io, opts);
+    });
+  const policy = program
+    .command('policy')
+    .description('firewall policies as the controller holds them, with where they are enforced');
   policy
     .command('list')
     .description('every policy: rules, selected pods, nodes that applied it, propagation latency')
     .addOption(controller())
     .addOption(new Option('-o, --output <format>', 'table, json or yaml').default('table'))
-    .action(async (opts) => void (exit = await policyList(io, opts)));
+    .action(async (opts) => {
+      exit = await policyList(io, opts);
+    });
   policy
     .command('get')
     .argument('<name>', 'namespace/name (or a policy id)')
     .description('one policy: its firewall objects and per-node realization')
     .addOption(controller())
     .addOption(new Option('-o, --output <format>', 'yaml or json').default('yaml'))
-    .action(async (name: string, opts) => void (exit = await policyList(io, opts, name)));
+    .action(async (name: string, opts) => {
+      exit = await policyList(io, opts, name);
+    });
   program
     .command('explain')
-    .description('the live verdict for one connection, with the tier, policy and rule behind each side')
+    .description(
+      'the live verdict for one connection, with the tier, policy and rule behind each side',
+    )
     .addOption(controller())
-    .option('--agent <host:port>', "ask an agent instead: the verdict of the tables it enforces now")
+    .option(
+      '--agent <host:port>',
+      'ask an agent instead: the verdict of the tables it enforces now',
+    )
     .option('--from <ns/pod|ip>', 'source pod or address')
     .option('--to <ns/pod|ip>', 'destination pod or address')
     .option('--port <port>', 'destination port')
     .addOption(new Option('--protocol <protocol>', 'TCP, UDP or SCTP').default('TCP'))
     .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
-    .action(async (opts) => void (exit = await explainLive(io, opts)));
+    .action(async (opts) => {
+      exit = await explainLive(io, opts);
+    });
 
-  const node = () => new Option('--node <name|host:port>', "the agent: a node name (its address comes from the controller's status) or the agent's API address");
+  const node = () =>
+    new Option(
+      '--node <name|host:port>',
+      "the agent: a node name (its address comes from the controller's status) or the agent's API address",
+    );
   const flows = program
     .command('flows')
     .description("an agent's flows, with the pods and the policy and rule behind each verdict")
@@ -97,7 +150,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option('--port <port>', 'either port')
     .option('--protocol <name|number>', 'tcp, udp, sctp, icmp, icmpv6 or a number')
     .option('--action <action>', 'allow, deny or hold')
-    .option('--policy <policy>', 'a NetworkPolicy (namespace/name) or policy id that decided either direction')
+    .option(
+      '--policy <policy>',
+      'a NetworkPolicy (namespace/name) or policy id that decided either direction',
+    )
     .option('--rule <rule>', 'a firewall rule id that decided either direction')
     .option('--pod <ns/name>', 'a pod at either end')
     .option('--namespace <ns>', 'a namespace at either end')
@@ -106,7 +162,9 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option('-w, --watch', 'stream flow events as they happen')
     .addOption(new Option('--limit <n>', 'at most this many flows').default('1000'))
     .addOption(new Option('-o, --output <format>', 'table, wide or json').default('table'))
-    .action(async (opts) => void (exit = await flowsList(io, opts)));
+    .action(async (opts) => {
+      exit = await flowsList(io, opts);
+    });
   flows
     .command('get')
     .argument('<index>', 'the flow index (from the list)')
@@ -114,14 +172,20 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .addOption(node())
     .addOption(controller())
     .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
-    .action(async (index: string, _opts, cmd: Command) => void (exit = await flowsGet(io, index, cmd.optsWithGlobals())));
+    .action(async (index: string, _opts, cmd: Command) => {
+      exit = await flowsGet(io, index, cmd.optsWithGlobals());
+    });
   flows
     .command('stats')
-    .description('flow table and datapath counters: flows, setup rate, holds, drops by reason, evictions, limits')
+    .description(
+      'flow table and datapath counters: flows, setup rate, holds, drops by reason, evictions, limits',
+    )
     .addOption(node())
     .addOption(controller())
     .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
-    .action(async (_opts, cmd: Command) => void (exit = await flowsStats(io, cmd.optsWithGlobals())));
+    .action(async (_opts, cmd: Command) => {
+      exit = await flowsStats(io, cmd.optsWithGlobals());
+    });
 
   try {
     await program.parseAsync([...argv], { from: 'user' });

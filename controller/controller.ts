@@ -26,7 +26,11 @@ import { compile } from '../shared/policy/compile.js';
 import { parseProbe, probe, resolveTarget } from '../shared/policy/probe.js';
 import type { RuleTables } from '../shared/policy/rule-tables.js';
 import { CoalescingRunner } from '../shared/runner.js';
-import { addressGroupToWire, firewallPolicyToWire, serviceGroupToWire } from '../shared/wire/policy.js';
+import {
+  addressGroupToWire,
+  firewallPolicyToWire,
+  serviceGroupToWire,
+} from '../shared/wire/policy.js';
 import { Distributor } from './distribute/distributor.js';
 import { startControllerServer, type OperatorBackend } from './distribute/grpc-server.js';
 import { ClusterModel } from './model/cluster-model.js';
@@ -83,9 +87,14 @@ export class Controller implements OperatorBackend, AsyncDisposable {
   }
 
   async start(): Promise<void> {
-    const persisted = this.options.stateDir ? await loadControllerState(this.options.stateDir) : { revision: 0, nodes: {} };
+    const persisted = this.options.stateDir
+      ? await loadControllerState(this.options.stateDir)
+      : { revision: 0, nodes: {} };
     this.store = new SpanStore(this.model, { initialRevision: persisted.revision });
-    this.persistRunner = new CoalescingRunner(() => this.persist(), { minIntervalMs: 200, onError: (err) => this.log.error({ err }, 'saving controller state failed') });
+    this.persistRunner = new CoalescingRunner(() => this.persist(), {
+      minIntervalMs: 200,
+      onError: (err) => this.log.error({ err }, 'saving controller state failed'),
+    });
     this.distributor = new Distributor(this.model, this.store, {
       log: this.options.log.child({ component: 'distributor' }),
       onAckedChange: () => this.persistRunner?.request(),
@@ -98,7 +107,10 @@ export class Controller implements OperatorBackend, AsyncDisposable {
     this.distributor.restore(persisted.nodes);
     this.ackWatch = setInterval(() => this.distributor.expireUnanswered(), 1_000);
     this.ackWatch.unref();
-    this.commitRunner = new CoalescingRunner(() => this.commit(), { minIntervalMs: this.options.commitIntervalMs ?? 20, onError: (err) => this.log.error({ err }, 'commit failed') });
+    this.commitRunner = new CoalescingRunner(() => this.commit(), {
+      minIntervalMs: this.options.commitIntervalMs ?? 20,
+      onError: (err) => this.log.error({ err }, 'commit failed'),
+    });
 
     const { server, port } = await startControllerServer({
       listen: this.options.listen,
@@ -109,7 +121,10 @@ export class Controller implements OperatorBackend, AsyncDisposable {
     });
     this.server = server;
     this.port = port;
-    this.log.info({ port, revision: persisted.revision, cluster: this.options.cluster }, 'controller serving');
+    this.log.info(
+      { port, revision: persisted.revision, cluster: this.options.cluster },
+      'controller serving',
+    );
     await this.options.source.start((e) => this.onEvent(e));
   }
 
@@ -122,7 +137,10 @@ export class Controller implements OperatorBackend, AsyncDisposable {
       return;
     } else {
       if (e.type === 'invalid') {
-        this.log.warn({ object: `${e.kind} ${e.namespace}/${e.name}`, problems: e.issues.map(formatIssue) }, 'object rejected');
+        this.log.warn(
+          { object: `${e.kind} ${e.namespace}/${e.name}`, problems: e.issues.map(formatIssue) },
+          'object rejected',
+        );
         this.options.source.reportRejected?.(e);
       }
       this.model.apply(e);
@@ -141,7 +159,15 @@ export class Controller implements OperatorBackend, AsyncDisposable {
       this.metrics.commitSeconds.observe((t1 - t0) / 1000);
       this.distributor.notify(c.nodes);
       const t2 = performance.now();
-      this.log.info({ revision: c.revision, nodes: c.nodes.length, commitMs: round(t1 - t0), sendMs: round(t2 - t1) }, 'revision committed');
+      this.log.info(
+        {
+          revision: c.revision,
+          nodes: c.nodes.length,
+          commitMs: round(t1 - t0),
+          sendMs: round(t2 - t1),
+        },
+        'revision committed',
+      );
       this.persistRunner?.request();
     }
     if (this.sourceSynced && !this.ready) {
@@ -152,7 +178,10 @@ export class Controller implements OperatorBackend, AsyncDisposable {
 
   private async persist(): Promise<void> {
     if (!this.options.stateDir) return;
-    await saveControllerState(this.options.stateDir, { revision: this.store.revision, nodes: this.distributor.persisted() });
+    await saveControllerState(this.options.stateDir, {
+      revision: this.store.revision,
+      nodes: this.distributor.persisted(),
+    });
   }
 
   get revision(): number {
@@ -166,7 +195,13 @@ export class Controller implements OperatorBackend, AsyncDisposable {
     return {
       cluster: this.options.cluster,
       revision: String(this.store.revision),
-      source: { kind: s.kind, location: s.location, synced: s.synced, lastError: s.lastError, leadership: this.options.leadership?.() ?? 'standalone' },
+      source: {
+        kind: s.kind,
+        location: s.location,
+        synced: s.synced,
+        lastError: s.lastError,
+        leadership: this.options.leadership?.() ?? 'standalone',
+      },
       agents: this.distributor.views().map((v) => ({
         node: v.node,
         connected: v.connected,
@@ -182,22 +217,29 @@ export class Controller implements OperatorBackend, AsyncDisposable {
         localEndpoints: v.localEndpoints,
         apiAddress: v.apiAddress,
       })),
-      rejections: [...this.model.rejections()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([object, issues]) => ({
-        object,
-        problems: issues.map((i) => [i.field, i.message].filter(Boolean).join(': ')),
-      })),
+      rejections: [...this.model.rejections()]
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([object, issues]) => ({
+          object,
+          problems: issues.map((i) => [i.field, i.message].filter(Boolean).join(': ')),
+        })),
       policies: this.model.policyCount,
       endpoints: this.model.endpointCount,
       warnings: this.model
         .duplicateAddresses()
-        .map((d) => `address ${d.ip} is claimed by ${d.endpoints.join(', ')}: policy treats it as ${d.endpoints[d.endpoints.length - 1]}`),
+        .map(
+          (d) =>
+            `address ${d.ip} is claimed by ${d.endpoints.join(', ')}: policy treats it as ${d.endpoints[d.endpoints.length - 1]}`,
+        ),
     };
   }
 
   listPolicies(req: ListPoliciesRequest__Output): ListPoliciesReply {
     let ids = this.model.policyIds();
     if (req.name !== '') {
-      const wanted = req.name.includes('/np/') ? req.name : `${this.options.cluster}/np/${req.name.includes('/') ? req.name : `default/${req.name}`}`;
+      const wanted = req.name.includes('/np/')
+        ? req.name
+        : `${this.options.cluster}/np/${req.name.includes('/') ? req.name : `default/${req.name}`}`;
       ids = ids.filter((id) => id === wanted);
       if (ids.length === 0) throw new NotFoundError(`no NetworkPolicy ${req.name}`);
     }
@@ -213,28 +255,41 @@ export class Controller implements OperatorBackend, AsyncDisposable {
       const real = this.distributor.realization(id);
       return {
         policy: firewallPolicyToWire(p),
-        realization: { revision: String(real.revision), nodes: real.nodes, applied: real.applied, latencyMs: real.latencyMs },
+        realization: {
+          revision: String(real.revision),
+          nodes: real.nodes,
+          applied: real.applied,
+          latencyMs: real.latencyMs,
+        },
         selected: [...this.model.groupMembers(p.appliedTo).keys()].sort(),
       };
     });
     return {
       revision: String(this.store.revision),
       policies,
-      addressGroups: [...groups].sort().map((id) => addressGroupToWire(this.model.addressGroup(id)!)),
-      serviceGroups: [...services].sort().map((id) => serviceGroupToWire(this.model.serviceGroup(id)!)),
+      addressGroups: [...groups]
+        .sort()
+        .map((id) => addressGroupToWire(this.model.addressGroup(id)!)),
+      serviceGroups: [...services]
+        .sort()
+        .map((id) => serviceGroupToWire(this.model.serviceGroup(id)!)),
     };
   }
 
   explain(req: ExplainRequest__Output): ExplainReply {
     const p = parseProbe(`${req.protocol || 'TCP'}/${req.port}`);
     if (typeof p === 'string') throw new ValidationError([{ field: 'protocol/port', message: p }]);
-    if (this.tables?.revision !== this.store.revision) this.tables = { revision: this.store.revision, tables: compile(this.model.snapshot()) };
+    if (this.tables?.revision !== this.store.revision)
+      this.tables = { revision: this.store.revision, tables: compile(this.model.snapshot()) };
     const tables = this.tables.tables;
     const from = resolveTarget(tables, req.from);
     if (typeof from === 'string') throw new ValidationError([{ field: 'from', message: from }]);
     const to = resolveTarget(tables, req.to);
     if (typeof to === 'string') throw new ValidationError([{ field: 'to', message: to }]);
-    return { revision: String(this.store.revision), explanationJson: JSON.stringify(probe(tables, from, to, p)) };
+    return {
+      revision: String(this.store.revision),
+      explanationJson: JSON.stringify(probe(tables, from, to, p)),
+    };
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

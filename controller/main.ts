@@ -33,7 +33,9 @@ const USAGE = `usage: weir-controller [--manifests DIR | --kubeconfig PATH | --i
 `;
 
 /** The embedded default: the demo cluster shipped with Weir. */
-export const DEMO_MANIFESTS = ['../deploy/examples', '../../deploy/examples'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
+export const DEMO_MANIFESTS = ['../deploy/examples', '../../deploy/examples'].map((p) =>
+  fileURLToPath(new URL(p, import.meta.url)),
+);
 
 export async function main(argv: string[]): Promise<void> {
   await runMain(USAGE, async () => {
@@ -59,24 +61,40 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(USAGE);
       return;
     }
-    const chosen = [values.manifests !== undefined, values.kubeconfig !== undefined, values['in-cluster'] === true].filter(Boolean).length;
-    if (chosen > 1) throw new ArgumentError('--manifests, --kubeconfig and --in-cluster are alternatives: give one');
+    const chosen = [
+      values.manifests !== undefined,
+      values.kubeconfig !== undefined,
+      values['in-cluster'] === true,
+    ].filter(Boolean).length;
+    if (chosen > 1)
+      throw new ArgumentError(
+        '--manifests, --kubeconfig and --in-cluster are alternatives: give one',
+      );
     const log = rootLogger({ name: 'weir-controller', level: values['log-level'] });
 
     let kubeConfig: KubeConfig | undefined;
     let source: ClusterSource;
     if (values.kubeconfig !== undefined || values['in-cluster']) {
-      if (values.kubeconfig !== undefined && !existsSync(values.kubeconfig)) throw new ArgumentError(`kubeconfig ${values.kubeconfig} does not exist`);
+      if (values.kubeconfig !== undefined && !existsSync(values.kubeconfig))
+        throw new ArgumentError(`kubeconfig ${values.kubeconfig} does not exist`);
       try {
-        kubeConfig = loadKubeConfig(values.kubeconfig !== undefined ? { kubeconfig: values.kubeconfig } : { inCluster: true });
+        kubeConfig = loadKubeConfig(
+          values.kubeconfig !== undefined ? { kubeconfig: values.kubeconfig } : { inCluster: true },
+        );
       } catch (err) {
-        throw new ArgumentError(`cannot load the Kubernetes configuration: ${(err as Error).message}`);
+        throw new ArgumentError(
+          `cannot load the Kubernetes configuration: ${(err as Error).message}`,
+        );
       }
       source = new KubernetesSource({ kubeConfig, log: log.child({ component: 'kubernetes' }) });
     } else {
-      if (values['leader-elect']) throw new ArgumentError('--leader-elect needs the Kubernetes API: give --kubeconfig or --in-cluster');
+      if (values['leader-elect'])
+        throw new ArgumentError(
+          '--leader-elect needs the Kubernetes API: give --kubeconfig or --in-cluster',
+        );
       const dir = values.manifests ?? DEMO_MANIFESTS.find((d) => existsSync(d));
-      if (dir === undefined || !existsSync(dir)) throw new ArgumentError(`manifest directory ${dir ?? '(demo)'} does not exist`);
+      if (dir === undefined || !existsSync(dir))
+        throw new ArgumentError(`manifest directory ${dir ?? '(demo)'} does not exist`);
       source = new ManifestSource(dir, { log: log.child({ component: 'manifests' }) });
     }
 
@@ -103,10 +121,16 @@ export async function main(argv: string[]): Promise<void> {
     if (elector !== undefined) {
       elector.onLost((reason) => {
         // Another controller may already be leading: stop at once rather than serve stale decisions.
-        log.fatal({ reason, lease: `${values['lease-namespace']}/${values['lease-name']}` }, 'leadership lost; exiting');
+        log.fatal(
+          { reason, lease: `${values['lease-namespace']}/${values['lease-name']}` },
+          'leadership lost; exiting',
+        );
         process.exit(1);
       });
-      log.info({ lease: `${values['lease-namespace']}/${values['lease-name']}` }, 'waiting for leadership');
+      log.info(
+        { lease: `${values['lease-namespace']}/${values['lease-name']}` },
+        'waiting for leadership',
+      );
       try {
         await elector.acquire(stopping.signal);
       } catch (err) {
@@ -120,11 +144,17 @@ export async function main(argv: string[]): Promise<void> {
       listen: values.listen!,
       stateDir: values['state-dir'],
       log,
-      ...(elector !== undefined ? { leadership: () => (elector.isLeader() ? 'leader' : 'lost') } : {}),
+      ...(elector !== undefined
+        ? { leadership: () => (elector.isLeader() ? 'leader' : 'lost') }
+        : {}),
     });
     await controller.start();
     if (values['metrics-listen'] !== undefined) {
-      const { server } = await serveMetrics(controller.metrics.registry, values['metrics-listen'], log.child({ component: 'metrics' }));
+      const { server } = await serveMetrics(
+        controller.metrics.registry,
+        values['metrics-listen'],
+        log.child({ component: 'metrics' }),
+      );
       server.unref();
     }
   });

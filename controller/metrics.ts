@@ -24,14 +24,36 @@ export class ControllerMetrics {
   readonly nacks: Counter;
 
   constructor(state: ControllerState) {
-    const registry = (this.registry = newRegistry('weir_controller_process'));
+    const registry = newRegistry('weir_controller_process');
+    this.registry = registry;
     const gauge = (name: string, help: string, read: () => number) =>
-      new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
-    gauge('weir_controller_revision', 'The current revision of the firewall objects.', () => state.revision());
-    gauge('weir_controller_source_synced', '1 once the cluster source completed its initial sync.', () => (state.sourceSynced() ? 1 : 0));
-    gauge('weir_controller_rejected_objects', 'Objects rejected by validation (not enforced; everything else is).', () => state.rejectedObjects());
-    gauge('weir_controller_policies', 'Firewall policies (one per valid NetworkPolicy).', () => state.policies());
-    gauge('weir_controller_endpoints', 'Pods with addresses that policy applies to.', () => state.endpoints());
+      new Gauge({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          this.set(read());
+        },
+      });
+    gauge('weir_controller_revision', 'The current revision of the firewall objects.', () =>
+      state.revision(),
+    );
+    gauge(
+      'weir_controller_source_synced',
+      '1 once the cluster source completed its initial sync.',
+      () => (state.sourceSynced() ? 1 : 0),
+    );
+    gauge(
+      'weir_controller_rejected_objects',
+      'Objects rejected by validation (not enforced; everything else is).',
+      () => state.rejectedObjects(),
+    );
+    gauge('weir_controller_policies', 'Firewall policies (one per valid NetworkPolicy).', () =>
+      state.policies(),
+    );
+    gauge('weir_controller_endpoints', 'Pods with addresses that policy applies to.', () =>
+      state.endpoints(),
+    );
     new Gauge({
       name: 'weir_controller_agents',
       help: 'Agents known to the controller, by state.',
@@ -50,14 +72,27 @@ export class ControllerMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [registry],
     });
-    this.updatesSent = new Counter({ name: 'weir_controller_updates_sent_total', help: 'Span updates sent to agents, by kind (snapshot or delta).', labelNames: ['kind'] as const, registers: [registry] });
-    this.updateBytes = new Counter({ name: 'weir_controller_update_bytes_total', help: 'Encoded bytes of the span updates sent to agents.', registers: [registry] });
+    this.updatesSent = new Counter({
+      name: 'weir_controller_updates_sent_total',
+      help: 'Span updates sent to agents, by kind (snapshot or delta).',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    });
+    this.updateBytes = new Counter({
+      name: 'weir_controller_update_bytes_total',
+      help: 'Encoded bytes of the span updates sent to agents.',
+      registers: [registry],
+    });
     this.propagationSeconds = new Histogram({
       name: 'weir_controller_propagation_seconds',
       help: 'From a change being observed to an agent ACKing the revision that carries it.',
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry],
     });
-    this.nacks = new Counter({ name: 'weir_controller_nacks_total', help: 'Span updates agents refused (they keep their previous revision).', registers: [registry] });
+    this.nacks = new Counter({
+      name: 'weir_controller_nacks_total',
+      help: 'Span updates agents refused (they keep their previous revision).',
+      registers: [registry],
+    });
   }
 }

@@ -18,7 +18,9 @@ mkdirSync(state, { recursive: true });
 const children = [];
 function start(name, bin, args) {
   const log = openSync(join(state, `${name}.log`), 'a');
-  const child = spawn(process.execPath, [join(root, 'bin', bin), ...args], { stdio: ['ignore', log, log] });
+  const child = spawn(process.execPath, [join(root, 'bin', bin), ...args], {
+    stdio: ['ignore', log, log],
+  });
   child.on('exit', (code, signal) => {
     if (!stopping) {
       console.error(`${name} exited (${signal ?? code}); see ${join(state, `${name}.log`)}`);
@@ -38,12 +40,33 @@ function stop(code = 0) {
 process.on('SIGINT', () => stop(0));
 process.on('SIGTERM', () => stop(0));
 
-start('controller', 'weir-controller', ['--manifests', manifests, '--listen', listen, '--state-dir', join(state, 'controller')]);
+start('controller', 'weir-controller', [
+  '--manifests',
+  manifests,
+  '--listen',
+  listen,
+  '--state-dir',
+  join(state, 'controller'),
+]);
 // The agents run the userspace datapath on generated traffic between the demo's pods.
-for (const node of nodes) start(node, 'weir-agent', ['--node', node, '--controller', listen, '--state-dir', join(state, node), '--synthetic-traffic', '5']);
+for (const node of nodes)
+  start(node, 'weir-agent', [
+    '--node',
+    node,
+    '--controller',
+    listen,
+    '--state-dir',
+    join(state, node),
+    '--synthetic-traffic',
+    '5',
+  ]);
 
 // Wait until every agent is in sync, then show the status.
-const weirctl = (...args) => execFileSync(process.execPath, [join(root, 'bin', 'weirctl'), ...args, '--controller', listen], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const weirctl = (...args) =>
+  execFileSync(process.execPath, [join(root, 'bin', 'weirctl'), ...args, '--controller', listen], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
 const deadline = Date.now() + 60_000;
 for (;;) {
   try {

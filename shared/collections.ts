@@ -12,7 +12,6 @@ export function removeFrom<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
   if (s.size === 0) m.delete(k);
 }
 
-
 /** String order for sort(): equal strings compare 0. */
 export function compareStrings(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;

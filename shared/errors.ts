@@ -37,7 +37,9 @@ export interface Issue {
 }
 
 export function formatIssue(issue: Issue): string {
-  return [issue.source, issue.object, issue.field, issue.message].filter((p) => p !== undefined && p !== '').join(': ');
+  return [issue.source, issue.object, issue.field, issue.message]
+    .filter((p) => p !== undefined && p !== '')
+    .join(': ');
 }
 
 export class ValidationError extends WeirError {

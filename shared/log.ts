@@ -12,7 +12,10 @@ export function rootLogger(options: { name: string; level?: string }): Logger {
   // When whoever reads stderr goes away (EPIPE), there is nowhere left to
   // log to; the process must go on (and still shut down on a signal).
   dest.on('error', () => undefined);
-  return pino({ name: options.name, level: options.level ?? process.env.WEIR_LOG_LEVEL ?? 'info' }, dest);
+  return pino(
+    { name: options.name, level: options.level ?? process.env.WEIR_LOG_LEVEL ?? 'info' },
+    dest,
+  );
 }
 
 /** A logger that drops everything (tests, libraries used without one). */

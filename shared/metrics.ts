@@ -13,7 +13,11 @@ export function newRegistry(prefix: string): Registry {
 }
 
 /** Serves /metrics and /healthz on "host:port" (port 0: any); resolves with the server and its port. */
-export async function serveMetrics(registry: Registry, listen: string, log: Logger): Promise<{ server: Server; port: number }> {
+export async function serveMetrics(
+  registry: Registry,
+  listen: string,
+  log: Logger,
+): Promise<{ server: Server; port: number }> {
   const colon = listen.lastIndexOf(':');
   const host = listen.slice(0, colon).replace(/^\[|\]$/g, '') || '0.0.0.0';
   const port = Number(listen.slice(colon + 1));
@@ -29,7 +33,8 @@ export async function serveMetrics(registry: Registry, listen: string, log: Logg
           res.writeHead(500).end();
         },
       );
-    } else if (req.url === '/healthz') res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (req.url === '/healthz')
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     else res.writeHead(404).end();
   });
   await new Promise<void>((resolve, reject) => {

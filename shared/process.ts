@@ -33,7 +33,10 @@ export async function runMain(usage: string, body: () => Promise<void>): Promise
   try {
     await body();
   } catch (err) {
-    if (err instanceof ArgumentError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (
+      err instanceof ArgumentError ||
+      (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')
+    ) {
       process.stderr.write(`error: ${(err as Error).message}\n${usage}`);
       process.exit(2);
     }

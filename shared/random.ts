@@ -22,5 +22,10 @@ export function seededRandom(seed: number): SeededRandom {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
   const int = (n: number) => Math.floor(next() * n);
-  return { next, int, pick: <T>(xs: readonly T[]): T => xs[int(xs.length)]!, chance: (p: number) => next() < p };
+  return {
+    next,
+    int,
+    pick: <T>(xs: readonly T[]): T => xs[int(xs.length)]!,
+    chance: (p: number) => next() < p,
+  };
 }

@@ -78,7 +78,11 @@ export class NodeAgent implements AsyncDisposable {
     this.log = options.log.child({ component: 'agent' });
     this.tables = this.compile(this.state);
     // First packets are decided by the native engine when the addon loads (RuleTables otherwise).
-    this.datapath = createUserspaceDatapath({ tables: this.tables, evaluator: (t) => createVerdictEngine(t), log: options.log.child({ component: 'datapath' }) });
+    this.datapath = createUserspaceDatapath({
+      tables: this.tables,
+      evaluator: (t) => createVerdictEngine(t),
+      log: options.log.child({ component: 'datapath' }),
+    });
     this.metrics = new AgentMetrics({
       appliedRevision: () => this.state.revision,
       controllerConnected: () => this.connected,
@@ -100,7 +104,8 @@ export class NodeAgent implements AsyncDisposable {
       this.zones.delete(key);
     }
     const re = this.datapath.loadTables(tables);
-    if (re.denied > 0 || re.allowed > 0 || re.rulesChanged > 0) this.log.info({ ...re }, 'flows re-evaluated against the new policy');
+    if (re.denied > 0 || re.allowed > 0 || re.rulesChanged > 0)
+      this.log.info({ ...re }, 'flows re-evaluated against the new policy');
     for (const e of tables.endpoints.values()) {
       if (this.zones.has(e.key)) continue;
       const zone = this.nextZone++;
@@ -123,21 +128,30 @@ export class NodeAgent implements AsyncDisposable {
       const persisted = await SpanState.load(this.options.stateDir);
       this.enforce(this.compile(persisted));
       this.state = persisted;
-      if (persisted.revision > 0) this.log.info({ revision: persisted.revision, policies: persisted.policies.size }, 'enforcing persisted span');
+      if (persisted.revision > 0)
+        this.log.info(
+          { revision: persisted.revision, policies: persisted.policies.size },
+          'enforcing persisted span',
+        );
     } catch (err) {
       this.lastError = `persisted span unusable: ${(err as Error).message}`;
       this.log.error({ err }, 'persisted span unusable; starting empty');
     }
     await this.serve();
     if (this.options.syntheticTrafficPerSecond) {
-      this.traffic = new SyntheticTraffic(() => this.datapath, { connectionsPerSecond: this.options.syntheticTrafficPerSecond, log: this.log.child({ component: 'traffic' }) });
+      this.traffic = new SyntheticTraffic(() => this.datapath, {
+        connectionsPerSecond: this.options.syntheticTrafficPerSecond,
+        log: this.log.child({ component: 'traffic' }),
+      });
       this.traffic.start();
     }
     this.connect(0);
   }
 
   private compile(state: SpanState): RuleTables {
-    return compile(snapshotFromWire(state.toSnapshot()), { isLocal: (e) => e.node === this.options.node });
+    return compile(snapshotFromWire(state.toSnapshot()), {
+      isLocal: (e) => e.node === this.options.node,
+    });
   }
 
   // --- controller stream -------------------------------------------------------
@@ -145,8 +159,16 @@ export class NodeAgent implements AsyncDisposable {
   private connect(attempt: number): void {
     if (this.closed) return;
     const { proto } = weirProto();
-    this.client ??= new proto.weir.v1.ControlPlane(this.options.controller, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
-    const call = (this.client as unknown as { Connect(): grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output> }).Connect();
+    this.client ??= new proto.weir.v1.ControlPlane(
+      this.options.controller,
+      grpc.credentials.createInsecure(),
+      CHANNEL_OPTIONS,
+    );
+    const call = (
+      this.client as unknown as {
+        Connect(): grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>;
+      }
+    ).Connect();
     this.call = call;
     let gotData = false;
     call.on('data', (msg: ControllerMessage__Output) => {
@@ -163,7 +185,8 @@ export class NodeAgent implements AsyncDisposable {
     const lost = (why: string) => {
       if (this.call !== call) return;
       this.call = undefined;
-      if (this.connected) this.log.warn({ why }, 'controller stream lost; enforcing the last span (headless)');
+      if (this.connected)
+        this.log.warn({ why }, 'controller stream lost; enforcing the last span (headless)');
       this.connected = false;
       if (this.closed) return;
       const min = this.options.reconnectMinMs ?? 200;
@@ -175,10 +198,20 @@ export class NodeAgent implements AsyncDisposable {
     };
     call.on('error', (err: grpc.ServiceError) => lost(err.details || err.message));
     call.on('end', () => lost('stream ended by the controller'));
-    call.write({ hello: { node: this.options.node, appliedRevision: String(this.state.revision), instance: this.instance, apiAddress: this.apiAddress() } });
+    call.write({
+      hello: {
+        node: this.options.node,
+        appliedRevision: String(this.state.revision),
+        instance: this.instance,
+        apiAddress: this.apiAddress(),
+      },
+    });
   }
 
-  private async onUpdate(call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>, u: SpanUpdate__Output): Promise<void> {
+  private async onUpdate(
+    call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>,
+    u: SpanUpdate__Output,
+  ): Promise<void> {
     const revision = u.revision;
     try {
       const next = this.state.apply(u);
@@ -188,10 +221,21 @@ export class NodeAgent implements AsyncDisposable {
       this.enforce(tables);
       this.lastError = '';
       this.metrics.updates.inc({ result: 'applied' });
-      this.log.info({ revision, snapshot: u.snapshot, policies: next.policies.size, endpoints: tables.endpoints.size }, 'span applied');
+      this.log.info(
+        {
+          revision,
+          snapshot: u.snapshot,
+          policies: next.policies.size,
+          endpoints: tables.endpoints.size,
+        },
+        'span applied',
+      );
       if (this.call === call) call.write({ ack: { revision } });
     } catch (err) {
-      const message = err instanceof ValidationError ? err.issues.map(formatIssue).join('; ') : (err as Error).message;
+      const message =
+        err instanceof ValidationError
+          ? err.issues.map(formatIssue).join('; ')
+          : (err as Error).message;
       this.lastError = `revision ${revision} refused: ${message}`;
       this.metrics.updates.inc({ result: 'refused' });
       this.log.error({ revision, err }, 'update refused; the previous revision stays in force');
@@ -205,8 +249,12 @@ export class NodeAgent implements AsyncDisposable {
     const { proto, definition } = weirProto();
     const server = new grpc.Server(SERVER_OPTIONS);
     server.addService(proto.weir.v1.Agent.service, {
-      GetAgentStatus: (_call: unknown, cb: grpc.sendUnaryData<AgentStatusReply>) => cb(null, this.status()),
-      Evaluate: (call: grpc.ServerUnaryCall<ExplainRequest__Output, ExplainReply>, cb: grpc.sendUnaryData<ExplainReply>) => {
+      GetAgentStatus: (_call: unknown, cb: grpc.sendUnaryData<AgentStatusReply>) =>
+        cb(null, this.status()),
+      Evaluate: (
+        call: grpc.ServerUnaryCall<ExplainRequest__Output, ExplainReply>,
+        cb: grpc.sendUnaryData<ExplainReply>,
+      ) => {
         try {
           cb(null, this.evaluate(call.request));
         } catch (err) {
@@ -217,13 +265,19 @@ export class NodeAgent implements AsyncDisposable {
     server.addService(
       proto.weir.v1.FlowIntrospect.service,
       flowIntrospectHandlers(
-        { datapath: () => this.datapath, nowMs: () => performance.timeOrigin + performance.now(), engine: () => this.engine() },
+        {
+          datapath: () => this.datapath,
+          nowMs: () => performance.timeOrigin + performance.now(),
+          engine: () => this.engine(),
+        },
         this.log.child({ component: 'introspect' }),
       ),
     );
     new ReflectionService(definition).addToServer(server);
     this.port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(this.options.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      server.bindAsync(this.options.listen, grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
     );
     this.server = server;
     this.log.info({ port: this.port }, 'agent API serving');
@@ -232,7 +286,10 @@ export class NodeAgent implements AsyncDisposable {
   /** The API's address as others can reach it: the listen host, or loopback when listening on every address. */
   private apiAddress(): string {
     const host = this.options.listen.slice(0, this.options.listen.lastIndexOf(':'));
-    const reachable = host === '0.0.0.0' || host === '[::]' || host === '' ? (this.options.advertiseHost ?? '127.0.0.1') : host;
+    const reachable =
+      host === '0.0.0.0' || host === '[::]' || host === ''
+        ? (this.options.advertiseHost ?? '127.0.0.1')
+        : host;
     return `${reachable}:${this.port}`;
   }
 
@@ -263,7 +320,10 @@ export class NodeAgent implements AsyncDisposable {
     if (typeof from === 'string') throw new ValidationError([{ field: 'from', message: from }]);
     const to = resolveTarget(tables, req.to);
     if (typeof to === 'string') throw new ValidationError([{ field: 'to', message: to }]);
-    return { revision: String(this.state.revision), explanationJson: JSON.stringify(probe(tables, from, to, p, 'node')) };
+    return {
+      revision: String(this.state.revision),
+      explanationJson: JSON.stringify(probe(tables, from, to, p, 'node')),
+    };
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -23,7 +23,8 @@ const USAGE = `usage: weir-agent --node NAME [--controller HOST:PORT] [--state-d
 
 function positive(text: string, flag: string): number {
   const n = Number(text);
-  if (!(Number.isFinite(n) && n > 0)) throw new ArgumentError(`${flag} must be a positive number, not ${JSON.stringify(text)}`);
+  if (!(Number.isFinite(n) && n > 0))
+    throw new ArgumentError(`${flag} must be a positive number, not ${JSON.stringify(text)}`);
   return n;
 }
 
@@ -49,20 +50,29 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (!values.node) throw new ArgumentError('--node is required');
-    const log = rootLogger({ name: 'weir-agent', level: values['log-level'] }).child({ node: values.node });
+    const log = rootLogger({ name: 'weir-agent', level: values['log-level'] }).child({
+      node: values.node,
+    });
     const agent = new NodeAgent({
       node: values.node,
       controller: values.controller!,
       stateDir: values['state-dir'] ?? join(tmpdir(), `weir-agent-${values.node}`),
       listen: values.listen!,
       advertiseHost: values['advertise-host'],
-      syntheticTrafficPerSecond: values['synthetic-traffic'] === undefined ? undefined : positive(values['synthetic-traffic'], '--synthetic-traffic'),
+      syntheticTrafficPerSecond:
+        values['synthetic-traffic'] === undefined
+          ? undefined
+          : positive(values['synthetic-traffic'], '--synthetic-traffic'),
       log,
     });
     onShutdown(log, () => agent[Symbol.asyncDispose]());
     await agent.start();
     if (values['metrics-listen'] !== undefined) {
-      const { server } = await serveMetrics(agent.metrics.registry, values['metrics-listen'], log.child({ component: 'metrics' }));
+      const { server } = await serveMetrics(
+        agent.metrics.registry,
+        values['metrics-listen'],
+        log.child({ component: 'metrics' }),
+      );
       server.unref();
     }
   });

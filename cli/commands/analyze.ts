@@ -24,17 +24,23 @@ interface Common {
 
 /** Loads and reports problems; the caller still prints what the valid objects give. */
 async function load(io: Io, opts: Common): Promise<{ analysis: Analysis; status: number }> {
-  if (opts.filename.length === 0) throw new UsageError('at least one -f/--filename PATH is required');
+  if (opts.filename.length === 0)
+    throw new UsageError('at least one -f/--filename PATH is required');
   const analysis = await analyse(opts.filename, { cluster: opts.cluster });
   for (const note of analysis.notes) io.stderr(`note: ${note}\n`);
   for (const issue of analysis.issues) io.stderr(`error: ${formatIssue(issue)}\n`);
   if (analysis.issues.length > 0) {
-    io.stderr(`${analysis.issues.length} problem(s) found; the objects they concern are left out of the result\n`);
+    io.stderr(
+      `${analysis.issues.length} problem(s) found; the objects they concern are left out of the result\n`,
+    );
   }
   return { analysis, status: analysis.issues.length > 0 ? 2 : 0 };
 }
 
-export async function analyzeMatrix(io: Io, opts: Common & { probe: string[]; output: string; namespace: string[] }): Promise<number> {
+export async function analyzeMatrix(
+  io: Io,
+  opts: Common & { probe: string[]; output: string; namespace: string[] },
+): Promise<number> {
   const probes = (opts.probe.length > 0 ? opts.probe : ['TCP/80']).map((p) => {
     const parsed = parseProbe(p);
     if (typeof parsed === 'string') throw new UsageError(parsed);
@@ -44,7 +50,8 @@ export async function analyzeMatrix(io: Io, opts: Common & { probe: string[]; ou
   const { analysis, status } = await load(io, opts);
   const known = new Set(analysis.snapshot.endpoints.map((e) => e.namespace));
   const unknown = opts.namespace.filter((ns) => !known.has(ns));
-  if (unknown.length > 0) throw new UsageError(`--namespace: no pods with addresses in ${unknown.join(', ')}`);
+  if (unknown.length > 0)
+    throw new UsageError(`--namespace: no pods with addresses in ${unknown.join(', ')}`);
   const m = matrix(analysis.tables, probes, opts.namespace);
   io.stdout(output === 'json' ? `${JSON.stringify(m)}\n` : matrixTable(m));
   return status;
@@ -54,8 +61,14 @@ export function matrixTable(m: Matrix): string {
   if (m.pods.length === 0) return 'no pods with addresses in the manifests\n';
   const parts: string[] = [];
   for (const p of m.probes) {
-    const rows = m.pods.map((from) => [from, ...m.pods.map((to) => (p.allowed[from]![to] ? ALLOWED_MARK : DENIED_MARK))]);
-    parts.push(`${p.protocol}/${p.port}  (${ALLOWED_MARK} allowed, ${DENIED_MARK} denied; rows: from, columns: to)\n` + renderTable(['FROM \\ TO', ...m.pods], rows));
+    const rows = m.pods.map((from) => [
+      from,
+      ...m.pods.map((to) => (p.allowed[from]![to] ? ALLOWED_MARK : DENIED_MARK)),
+    ]);
+    parts.push(
+      `${p.protocol}/${p.port}  (${ALLOWED_MARK} allowed, ${DENIED_MARK} denied; rows: from, columns: to)\n` +
+        renderTable(['FROM \\ TO', ...m.pods], rows),
+    );
   }
   return parts.join('\n');
 }
@@ -64,7 +77,8 @@ export async function analyzeProbe(
   io: Io,
   opts: Common & { from?: string; to?: string; port?: string; protocol: string; output: string },
 ): Promise<number> {
-  if (opts.from === undefined || opts.to === undefined || opts.port === undefined) throw new UsageError('--from, --to and --port are required');
+  if (opts.from === undefined || opts.to === undefined || opts.port === undefined)
+    throw new UsageError('--from, --to and --port are required');
   const p = parseProbe(`${opts.protocol}/${opts.port}`);
   if (typeof p === 'string') throw new UsageError(p);
   const output = oneOf(opts.output, ['table', 'json'], '-o/--output');
@@ -79,8 +93,11 @@ export async function analyzeProbe(
 }
 
 export function explanationText(e: Explanation, p: Probe): string {
-  const who = (s: { ip: string; endpoint?: string }) => (s.endpoint ? `${s.endpoint} (${s.ip})` : s.ip);
-  const lines = [`${p.protocol}/${p.port} from ${who(e.from)} to ${who(e.to)}: ${e.allowed ? 'ALLOWED' : 'DENIED'}`];
+  const who = (s: { ip: string; endpoint?: string }) =>
+    s.endpoint ? `${s.endpoint} (${s.ip})` : s.ip;
+  const lines = [
+    `${p.protocol}/${p.port} from ${who(e.from)} to ${who(e.to)}: ${e.allowed ? 'ALLOWED' : 'DENIED'}`,
+  ];
   const side = (d: DirectionExplanation, where: string) => {
     const verdict = !d.enforced ? 'not checked' : d.allowed ? 'allowed' : 'denied';
     const tier = d.tier ? ` [${d.tier} tier]` : '';
@@ -88,18 +105,25 @@ export function explanationText(e: Explanation, p: Probe): string {
   };
   side(e.egress, who(e.from));
   side(e.ingress, who(e.to));
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 export async function analyzeObjects(io: Io, opts: Common & { output: string }): Promise<number> {
   const output = oneOf(opts.output, ['yaml', 'json'], '-o/--output');
   const { analysis, status } = await load(io, opts);
   const wire = snapshotToWire(analysis.snapshot);
-  io.stdout(output === 'json' ? `${JSON.stringify(wire, null, 2)}\n` : toYaml(wire, { aliasDuplicateObjects: false }));
+  io.stdout(
+    output === 'json'
+      ? `${JSON.stringify(wire, null, 2)}\n`
+      : toYaml(wire, { aliasDuplicateObjects: false }),
+  );
   return status;
 }
 
 function oneOf<T extends string>(value: string, allowed: readonly T[], flag: string): T {
-  if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`${flag} must be one of ${allowed.join(', ')}, not ${JSON.stringify(value)}`);
+  if (!(allowed as readonly string[]).includes(value))
+    throw new UsageError(
+      `${flag} must be one of ${allowed.join(', ')}, not ${JSON.stringify(value)}`,
+    );
   return value as T;
 }

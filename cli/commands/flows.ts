@@ -9,13 +9,31 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { tryParseIp } from '../../shared/net/ip.js';
-import type { Flow__Output, FlowEvent__Output, FlowFilter, FlowStatsReply__Output, ListFlowsReply__Output } from '../../shared/generated/weir/v1/index.js';
+import type {
+  Flow__Output,
+  FlowEvent__Output,
+  FlowFilter,
+  FlowStatsReply__Output,
+  ListFlowsReply__Output,
+} from '../../shared/generated/weir/v1/index.js';
 import { Unreachable, agentAddress, call, flowClient } from '../clients.js';
 import { UsageError, type Io } from '../io.js';
 import { renderTable } from '../table.js';
 
-const PROTOCOLS: Readonly<Record<string, number>> = { icmp: 1, tcp: 6, udp: 17, icmpv6: 58, sctp: 132 };
-const PROTOCOL_NAMES: Readonly<Record<number, string>> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 58: 'ICMPv6', 132: 'SCTP' };
+const PROTOCOLS: Readonly<Record<string, number>> = {
+  icmp: 1,
+  tcp: 6,
+  udp: 17,
+  icmpv6: 58,
+  sctp: 132,
+};
+const PROTOCOL_NAMES: Readonly<Record<number, string>> = {
+  1: 'ICMP',
+  6: 'TCP',
+  17: 'UDP',
+  58: 'ICMPv6',
+  132: 'SCTP',
+};
 
 export interface FlowOptions {
   node?: string;
@@ -56,38 +74,73 @@ export interface Match {
 export function parseMatch(text: string): Match {
   const [ends, ...clauses] = text.split('&').map((s) => s.trim());
   const end = (s: string): MatchEnd => {
-    const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ?? (s.split(':').length === 2 ? /^([^:]+):(\d+)$/.exec(s) : null);
+    const m =
+      /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ??
+      (s.split(':').length === 2 ? /^([^:]+):(\d+)$/.exec(s) : null);
     const ip = m ? m[1]! : s;
     const port = m?.[2] !== undefined ? Number(m[2]) : undefined;
-    if (tryParseIp(ip) === undefined) throw new UsageError(`--match: ${JSON.stringify(s)} is not an address (ip, ip:port, or [ipv6]:port)`);
-    if (port !== undefined && !(port >= 0 && port <= 65535)) throw new UsageError(`--match: port ${port} is out of range`);
+    if (tryParseIp(ip) === undefined)
+      throw new UsageError(
+        `--match: ${JSON.stringify(s)} is not an address (ip, ip:port, or [ipv6]:port)`,
+      );
+    if (port !== undefined && !(port >= 0 && port <= 65535))
+      throw new UsageError(`--match: port ${port} is out of range`);
     return port === undefined ? { ip } : { ip, port };
   };
-  const parts = (ends ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-  if (parts.length === 0 || parts.length > 2) throw new UsageError('--match: expected "ip[:port]" or "ip[:port],ip[:port]", optionally followed by "& proto NAME"');
+  const parts = (ends ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (parts.length === 0 || parts.length > 2)
+    throw new UsageError(
+      '--match: expected "ip[:port]" or "ip[:port],ip[:port]", optionally followed by "& proto NAME"',
+    );
   let protocol: number | undefined;
   for (const c of clauses) {
     const m = /^proto(?:col)?\s+(\S+)$/i.exec(c);
-    const p = m ? (PROTOCOLS[m[1]!.toLowerCase()] ?? (/^\d+$/.test(m[1]!) ? Number(m[1]) : undefined)) : undefined;
-    if (p === undefined) throw new UsageError(`--match: ${JSON.stringify(c)}: expected "proto tcp|udp|sctp|icmp|icmpv6|NUMBER"`);
+    const p = m
+      ? (PROTOCOLS[m[1]!.toLowerCase()] ?? (/^\d+$/.test(m[1]!) ? Number(m[1]) : undefined))
+      : undefined;
+    if (p === undefined)
+      throw new UsageError(
+        `--match: ${JSON.stringify(c)}: expected "proto tcp|udp|sctp|icmp|icmpv6|NUMBER"`,
+      );
     protocol = p;
   }
-  return { a: end(parts[0]!), ...(parts[1] ? { b: end(parts[1]) } : {}), ...(protocol !== undefined ? { protocol } : {}) };
+  return {
+    a: end(parts[0]!),
+    ...(parts[1] ? { b: end(parts[1]) } : {}),
+    ...(protocol !== undefined ? { protocol } : {}),
+  };
 }
 
 function matches(f: Flow__Output, m: Match): boolean {
-  const endOk = (e: MatchEnd, ip: string, port: number) => e.ip === ip && (e.port === undefined || e.port === port);
-  const forward = endOk(m.a, f.source, f.sourcePort) && (m.b === undefined || endOk(m.b, f.destination, f.destinationPort));
-  const backward = endOk(m.a, f.destination, f.destinationPort) && (m.b === undefined || endOk(m.b, f.source, f.sourcePort));
+  const endOk = (e: MatchEnd, ip: string, port: number) =>
+    e.ip === ip && (e.port === undefined || e.port === port);
+  const forward =
+    endOk(m.a, f.source, f.sourcePort) &&
+    (m.b === undefined || endOk(m.b, f.destination, f.destinationPort));
+  const backward =
+    endOk(m.a, f.destination, f.destinationPort) &&
+    (m.b === undefined || endOk(m.b, f.source, f.sourcePort));
   return (m.protocol === undefined || f.protocol === m.protocol) && (forward || backward);
 }
 
 function filterOf(o: FlowOptions): FlowFilter {
-  const protocol = o.protocol === undefined ? 0 : (PROTOCOLS[o.protocol.toLowerCase()] ?? (/^\d+$/.test(o.protocol) ? Number(o.protocol) : NaN));
-  if (Number.isNaN(protocol)) throw new UsageError(`--protocol must be tcp, udp, sctp, icmp, icmpv6 or a number, not ${JSON.stringify(o.protocol)}`);
+  const protocol =
+    o.protocol === undefined
+      ? 0
+      : (PROTOCOLS[o.protocol.toLowerCase()] ??
+        (/^\d+$/.test(o.protocol) ? Number(o.protocol) : NaN));
+  if (Number.isNaN(protocol))
+    throw new UsageError(
+      `--protocol must be tcp, udp, sctp, icmp, icmpv6 or a number, not ${JSON.stringify(o.protocol)}`,
+    );
   const port = o.port === undefined ? 0 : Number(o.port);
-  if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) throw new UsageError(`--port must be a port number, not ${JSON.stringify(o.port)}`);
-  if (o.action !== undefined && !['allow', 'deny', 'hold'].includes(o.action)) throw new UsageError('--action must be allow, deny or hold');
+  if (!(Number.isInteger(port) && port >= 0 && port <= 65535))
+    throw new UsageError(`--port must be a port number, not ${JSON.stringify(o.port)}`);
+  if (o.action !== undefined && !['allow', 'deny', 'hold'].includes(o.action))
+    throw new UsageError('--action must be allow, deny or hold');
   return {
     sourceCidr: o.src ?? '',
     destinationCidr: o.dst ?? '',
@@ -103,7 +156,10 @@ function filterOf(o: FlowOptions): FlowFilter {
 }
 
 function output(value: string, allowed: readonly string[]): string {
-  if (!allowed.includes(value)) throw new UsageError(`-o/--output must be one of ${allowed.join(', ')}, not ${JSON.stringify(value)}`);
+  if (!allowed.includes(value))
+    throw new UsageError(
+      `-o/--output must be one of ${allowed.join(', ')}, not ${JSON.stringify(value)}`,
+    );
   return value;
 }
 
@@ -113,23 +169,70 @@ const end = (ip: string, port: number, pod: string, protocol = 0) =>
   `${protocol === 1 || protocol === 58 ? ip : `${ip.includes(':') ? `[${ip}]` : ip}:${port}`}${pod ? ` (${pod})` : ''}`;
 /** A gate in a few words: the allowing policy, "default", "DENY by P", or "-" when not checked. */
 const policyName = (r: Flow__Output['egress']) =>
-  r?.decision === 'rule' ? r.policyName || r.policy : r?.decision === 'default' ? 'default' : r?.decision === 'deny' ? `DENY${r.policyName ? ` (${r.policyName})` : ''}` : '-';
-const verdict = (f: Flow__Output) => (f.action === 'deny' ? `deny (${f.dropReason || 'policy'})` : f.action);
+  r?.decision === 'rule'
+    ? r.policyName || r.policy
+    : r?.decision === 'default'
+      ? 'default'
+      : r?.decision === 'deny'
+        ? `DENY${r.policyName ? ` (${r.policyName})` : ''}`
+        : '-';
+const verdict = (f: Flow__Output) =>
+  f.action === 'deny' ? `deny (${f.dropReason || 'policy'})` : f.action;
 const age = (f: Flow__Output, now: number) => {
   const s = Math.max(0, Math.round((now - Number(f.firstSeenUnixMs)) / 1000));
-  return s < 60 ? `${s}s` : s < 3600 ? `${Math.floor(s / 60)}m${s % 60}s` : `${Math.floor(s / 3600)}h`;
+  return s < 60
+    ? `${s}s`
+    : s < 3600
+      ? `${Math.floor(s / 60)}m${s % 60}s`
+      : `${Math.floor(s / 3600)}h`;
 };
 
 export function flowTable(flows: readonly Flow__Output[], wide: boolean, now = Date.now()): string {
   if (flows.length === 0) return 'no flows\n';
   if (!wide) {
     return renderTable(
-      ['INDEX', 'PROTO', 'SOURCE', 'DESTINATION', 'ACTION', 'EGRESS POLICY', 'INGRESS POLICY', 'STATE', 'PKTS FWD/REV', 'AGE'],
-      flows.map((f) => [String(f.index), proto(f.protocol), end(f.source, f.sourcePort, f.sourcePod, f.protocol), end(f.destination, f.destinationPort, f.destinationPod, f.protocol), verdict(f), policyName(f.egress), policyName(f.ingress), f.tcpState || '-', `${f.forward?.packets ?? 0}/${f.reverse?.packets ?? 0}`, age(f, now)]),
+      [
+        'INDEX',
+        'PROTO',
+        'SOURCE',
+        'DESTINATION',
+        'ACTION',
+        'EGRESS POLICY',
+        'INGRESS POLICY',
+        'STATE',
+        'PKTS FWD/REV',
+        'AGE',
+      ],
+      flows.map((f) => [
+        String(f.index),
+        proto(f.protocol),
+        end(f.source, f.sourcePort, f.sourcePod, f.protocol),
+        end(f.destination, f.destinationPort, f.destinationPod, f.protocol),
+        verdict(f),
+        policyName(f.egress),
+        policyName(f.ingress),
+        f.tcpState || '-',
+        `${f.forward?.packets ?? 0}/${f.reverse?.packets ?? 0}`,
+        age(f, now),
+      ]),
     );
   }
   return renderTable(
-    ['INDEX', 'ZONE', 'PROTO', 'SOURCE', 'DESTINATION', 'ACTION', 'EGRESS RULE', 'INGRESS RULE', 'STATE', 'PKTS FWD/REV', 'BYTES FWD/REV', 'FIRST SEEN', 'LAST SEEN'],
+    [
+      'INDEX',
+      'ZONE',
+      'PROTO',
+      'SOURCE',
+      'DESTINATION',
+      'ACTION',
+      'EGRESS RULE',
+      'INGRESS RULE',
+      'STATE',
+      'PKTS FWD/REV',
+      'BYTES FWD/REV',
+      'FIRST SEEN',
+      'LAST SEEN',
+    ],
     flows.map((f) => [
       String(f.index),
       f.replyZone && f.replyZone !== f.zone ? `${f.zone}<>${f.replyZone}` : f.zone,
@@ -148,12 +251,21 @@ export function flowTable(flows: readonly Flow__Output[], wide: boolean, now = D
   );
 }
 
-async function listAll(address: string, filter: FlowFilter, limit: number): Promise<Flow__Output[]> {
+async function listAll(
+  address: string,
+  filter: FlowFilter,
+  limit: number,
+): Promise<Flow__Output[]> {
   const out: Flow__Output[] = [];
   let pageToken = '';
   do {
     const client = flowClient(address);
-    const page = await call<object, ListFlowsReply__Output>(client, client.ListFlows, { filter, pageSize: Math.min(1000, limit - out.length), pageToken }, `the agent at ${address}`);
+    const page = await call<object, ListFlowsReply__Output>(
+      client,
+      client.ListFlows,
+      { filter, pageSize: Math.min(1000, limit - out.length), pageToken },
+      `the agent at ${address}`,
+    );
     out.push(...page.flows);
     pageToken = page.nextPageToken;
   } while (pageToken !== '' && out.length < limit);
@@ -164,7 +276,8 @@ export async function flowsList(io: Io, o: FlowOptions): Promise<number> {
   if (o.node === undefined) throw new UsageError('--node NAME or --node HOST:PORT is required');
   const format = output(o.output, ['table', 'wide', 'json']);
   const limit = Number(o.limit);
-  if (!(Number.isInteger(limit) && limit > 0)) throw new UsageError('--limit must be a positive integer');
+  if (!(Number.isInteger(limit) && limit > 0))
+    throw new UsageError('--limit must be a positive integer');
   const match = o.match === undefined ? undefined : parseMatch(o.match);
   const filter = filterOf(o);
   if (match?.protocol !== undefined) filter.protocol = match.protocol;
@@ -175,19 +288,43 @@ export async function flowsList(io: Io, o: FlowOptions): Promise<number> {
   else {
     // The two ends match in either order: ask for both, keep what matches ports too.
     const host = (e: MatchEnd) => e.ip;
-    const ab = await listAll(address, { ...filter, sourceCidr: host(match.a), destinationCidr: match.b ? host(match.b) : '' }, limit);
-    const ba = await listAll(address, { ...filter, sourceCidr: match.b ? host(match.b) : '', destinationCidr: host(match.a) }, limit);
+    const ab = await listAll(
+      address,
+      { ...filter, sourceCidr: host(match.a), destinationCidr: match.b ? host(match.b) : '' },
+      limit,
+    );
+    const ba = await listAll(
+      address,
+      { ...filter, sourceCidr: match.b ? host(match.b) : '', destinationCidr: host(match.a) },
+      limit,
+    );
     const seen = new Set<number>();
-    flows = [...ab, ...ba].filter((f) => matches(f, match) && !seen.has(f.index) && (seen.add(f.index), true)).sort((x, y) => x.index - y.index);
+    flows = [...ab, ...ba]
+      .filter((f) => {
+        if (!matches(f, match) || seen.has(f.index)) return false;
+        seen.add(f.index);
+        return true;
+      })
+      .sort((x, y) => x.index - y.index);
   }
-  io.stdout(format === 'json' ? `${JSON.stringify(flows, null, 2)}\n` : flowTable(flows, format === 'wide'));
+  io.stdout(
+    format === 'json' ? `${JSON.stringify(flows, null, 2)}\n` : flowTable(flows, format === 'wide'),
+  );
   return 0;
 }
 
-function watch(io: Io, address: string, filter: FlowFilter, match: Match | undefined, format: string): Promise<number> {
+function watch(
+  io: Io,
+  address: string,
+  filter: FlowFilter,
+  match: Match | undefined,
+  format: string,
+): Promise<number> {
   return new Promise((resolve, reject) => {
     const client = flowClient(address);
-    const stream = (client as unknown as { WatchFlows(req: object): grpc.ClientReadableStream<FlowEvent__Output> }).WatchFlows({ filter });
+    const stream = (
+      client as unknown as { WatchFlows(req: object): grpc.ClientReadableStream<FlowEvent__Output> }
+    ).WatchFlows({ filter });
     if (format !== 'json') io.stdout(`watching flows on ${address} (Ctrl-C to stop)\n`);
     stream.on('data', (e: FlowEvent__Output) => {
       const f = e.flow;
@@ -195,12 +332,15 @@ function watch(io: Io, address: string, filter: FlowFilter, match: Match | undef
       if (format === 'json') io.stdout(`${JSON.stringify(e)}\n`);
       else {
         const at = new Date(Number(e.atUnixMs)).toISOString().slice(11, 23);
-        io.stdout(`${at} ${e.type.padEnd(11)} #${f.index} ${proto(f.protocol)} ${end(f.source, f.sourcePort, f.sourcePod, f.protocol)} -> ${end(f.destination, f.destinationPort, f.destinationPod, f.protocol)} ${verdict(f)}  egress: ${policyName(f.egress)}  ingress: ${policyName(f.ingress)}\n`);
+        io.stdout(
+          `${at} ${e.type.padEnd(11)} #${f.index} ${proto(f.protocol)} ${end(f.source, f.sourcePort, f.sourcePod, f.protocol)} -> ${end(f.destination, f.destinationPort, f.destinationPod, f.protocol)} ${verdict(f)}  egress: ${policyName(f.egress)}  ingress: ${policyName(f.ingress)}\n`,
+        );
       }
     });
     stream.on('error', (err: grpc.ServiceError) => {
       client.close();
-      if (err.code === 1) resolve(0); // cancelled
+      if (err.code === 1)
+        resolve(0); // cancelled
       else reject(new Unreachable(`watching flows on ${address}: ${err.details || err.message}`));
     });
     stream.on('end', () => {
@@ -211,18 +351,33 @@ function watch(io: Io, address: string, filter: FlowFilter, match: Match | undef
   });
 }
 
-export async function flowsGet(io: Io, index: string, o: { node?: string; controller?: string; output: string }): Promise<number> {
+export async function flowsGet(
+  io: Io,
+  index: string,
+  o: { node?: string; controller?: string; output: string },
+): Promise<number> {
   if (o.node === undefined) throw new UsageError('--node is required');
   const format = output(o.output, ['json', 'table']);
-  if (!/^\d+$/.test(index)) throw new UsageError(`flow index must be a number, not ${JSON.stringify(index)}`);
+  if (!/^\d+$/.test(index))
+    throw new UsageError(`flow index must be a number, not ${JSON.stringify(index)}`);
   const address = await agentAddress(o.node, o.controller);
   const client = flowClient(address);
-  const f = await call<object, Flow__Output>(client, client.GetFlow, { index: Number(index) }, `the agent at ${address}`);
+  const f = await call<object, Flow__Output>(
+    client,
+    client.GetFlow,
+    { index: Number(index) },
+    `the agent at ${address}`,
+  );
   if (format === 'json') io.stdout(`${JSON.stringify(f, null, 2)}\n`);
   else {
     const rows: Array<[string, string]> = [
       ['index', String(f.index)],
-      ['zone', f.replyZone && f.replyZone !== f.zone ? `${f.zone} (replies arrive at ${f.replyZone})` : f.zone],
+      [
+        'zone',
+        f.replyZone && f.replyZone !== f.zone
+          ? `${f.zone} (replies arrive at ${f.replyZone})`
+          : f.zone,
+      ],
       ['protocol', proto(f.protocol)],
       ['source', end(f.source, f.sourcePort, f.sourcePod, f.protocol)],
       ['destination', end(f.destination, f.destinationPort, f.destinationPod, f.protocol)],
@@ -235,7 +390,7 @@ export async function flowsGet(io: Io, index: string, o: { node?: string; contro
       ['first seen', new Date(Number(f.firstSeenUnixMs)).toISOString()],
       ['last seen', new Date(Number(f.lastSeenUnixMs)).toISOString()],
     ];
-    io.stdout(rows.map(([k, v]) => `${k.padEnd(12)} ${v}`).join('\n') + '\n');
+    io.stdout(`${rows.map(([k, v]) => `${k.padEnd(12)} ${v}`).join('\n')}\n`);
   }
   return 0;
 }
@@ -253,19 +408,31 @@ function gateText(r: Flow__Output['egress']): string {
   }
 }
 
-export async function flowsStats(io: Io, o: { node?: string; controller?: string; output: string }): Promise<number> {
+export async function flowsStats(
+  io: Io,
+  o: { node?: string; controller?: string; output: string },
+): Promise<number> {
   if (o.node === undefined) throw new UsageError('--node is required');
   const format = output(o.output, ['table', 'json']);
   const address = await agentAddress(o.node, o.controller);
   const client = flowClient(address);
-  const s = await call<object, FlowStatsReply__Output>(client, client.FlowStats, {}, `the agent at ${address}`);
+  const s = await call<object, FlowStatsReply__Output>(
+    client,
+    client.FlowStats,
+    {},
+    `the agent at ${address}`,
+  );
   if (format === 'json') {
     io.stdout(`${JSON.stringify(s, null, 2)}\n`);
     return 0;
   }
-  const nonZero = (m: Record<string, string | number>) => Object.entries(m).filter(([, v]) => Number(v) > 0).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+  const nonZero = (m: Record<string, string | number>) =>
+    Object.entries(m)
+      .filter(([, v]) => Number(v) > 0)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ') || 'none';
   io.stdout(
-    [
+    `${[
       `engine        ${s.engine}`,
       `flows         ${s.flows} of ${s.maxFlows} (peak ${s.peak}), ${s.holds} on hold`,
       `setup rate    ${s.setupRatePerSecond.toFixed(1)} flows/s`,
@@ -273,7 +440,7 @@ export async function flowsStats(io: Io, o: { node?: string; controller?: string
       `inserted      ${s.inserted}, removed ${s.removed} (${nonZero(s.removedByCause)})`,
       `drops         ${nonZero(s.dropsByReason)}`,
       `refused       ${nonZero(s.refusedByReason)}`,
-    ].join('\n') + '\n',
+    ].join('\n')}\n`,
   );
   return 0;
 }

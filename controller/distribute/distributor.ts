@@ -17,7 +17,12 @@
  */
 import type { Logger } from '../../shared/log.js';
 import type { SpanUpdate } from '../../shared/generated/weir/v1/index.js';
-import { addressGroupToWire, endpointToWire, firewallPolicyToWire, serviceGroupToWire } from '../../shared/wire/policy.js';
+import {
+  addressGroupToWire,
+  endpointToWire,
+  firewallPolicyToWire,
+  serviceGroupToWire,
+} from '../../shared/wire/policy.js';
 import type { ClusterModel } from '../model/cluster-model.js';
 import type { ObjectKey, SpanStore } from '../store/span-store.js';
 
@@ -108,8 +113,12 @@ export class Distributor {
     const now = this.now();
     const out: string[] = [];
     for (const r of this.records.values()) {
-      if (r.link === undefined || r.inflight === undefined || now - r.inflight.sentAt < limit) continue;
-      this.options.log.warn({ node: r.node, revision: r.inflight.revision, waitedMs: now - r.inflight.sentAt }, 'agent did not answer an update; disconnecting it');
+      if (r.link === undefined || r.inflight === undefined || now - r.inflight.sentAt < limit)
+        continue;
+      this.options.log.warn(
+        { node: r.node, revision: r.inflight.revision, waitedMs: now - r.inflight.sentAt },
+        'agent did not answer an update; disconnecting it',
+      );
       r.lastError = `no answer to revision ${r.inflight.revision} within ${limit} ms`;
       const link = r.link;
       r.link = undefined;
@@ -136,7 +145,8 @@ export class Distributor {
   persisted(): Record<string, PersistedNode> {
     const out: Record<string, PersistedNode> = {};
     for (const r of this.records.values()) {
-      if (r.ackedSpan !== undefined) out[r.node] = { revision: r.ackedRevision, span: [...r.ackedSpan] };
+      if (r.ackedSpan !== undefined)
+        out[r.node] = { revision: r.ackedRevision, span: [...r.ackedSpan] };
     }
     return out;
   }
@@ -147,7 +157,13 @@ export class Distributor {
     for (const r of this.records.values()) this.sendIfNeeded(r);
   }
 
-  hello(node: string, instance: string, revision: number, link: AgentLink, apiAddress = ''): { ack(revision: number): void; nack(revision: number, error: string): void; close(): void } {
+  hello(
+    node: string,
+    instance: string,
+    revision: number,
+    link: AgentLink,
+    apiAddress = '',
+  ): { ack(revision: number): void; nack(revision: number, error: string): void; close(): void } {
     const r = this.record(node);
     if (r.link !== undefined) r.link.close('replaced by a new connection from the same node');
     if (r.inflight !== undefined && r.inflight.revision === revision) {
@@ -162,13 +178,19 @@ export class Distributor {
     r.instance = instance;
     r.apiAddress = apiAddress;
     r.connectedSince = this.now();
-    this.options.log.info({ node, instance, revision, delta: r.ackedSpan !== undefined }, 'agent connected');
+    this.options.log.info(
+      { node, instance, revision, delta: r.ackedSpan !== undefined },
+      'agent connected',
+    );
     this.sendIfNeeded(r);
     return {
       ack: (rev) => {
         if (r.link !== link) return;
         if (r.inflight === undefined || r.inflight.revision !== rev) {
-          this.options.log.warn({ node, revision: rev }, 'ACK for a revision not in flight; ignored');
+          this.options.log.warn(
+            { node, revision: rev },
+            'ACK for a revision not in flight; ignored',
+          );
           return;
         }
         this.acked(r, rev);
@@ -177,7 +199,10 @@ export class Distributor {
       nack: (rev, error) => {
         if (r.link !== link) return;
         this.options.observe?.nacked();
-        this.options.log.warn({ node, revision: rev, error }, 'agent refused an update; it keeps its previous revision');
+        this.options.log.warn(
+          { node, revision: rev, error },
+          'agent refused an update; it keeps its previous revision',
+        );
         r.lastError = error;
         r.inflight = undefined;
         // Not resent until the node's span changes again: the same content would be refused again.
@@ -211,7 +236,8 @@ export class Distributor {
         instance: r?.instance ?? '',
         appliedRevision: r?.ackedRevision ?? 0,
         spanRevision,
-        inSync: r !== undefined && r.ackedSpan !== undefined && sameSpan(r.ackedSpan, span?.entries),
+        inSync:
+          r !== undefined && r.ackedSpan !== undefined && sameSpan(r.ackedSpan, span?.entries),
         pending: r?.inflight !== undefined ? 1 : 0,
         lastError: r?.lastError ?? '',
         lastAckUnixMs: r?.lastAck ?? 0,
@@ -227,10 +253,25 @@ export class Distributor {
    * For one policy: the nodes holding it, those that ACKed its latest
    * change, and how long each took from the change being observed.
    */
-  realization(policyId: string): { revision: number; nodes: string[]; applied: string[]; latencyMs: Record<string, number> } {
+  realization(policyId: string): {
+    revision: number;
+    nodes: string[];
+    applied: string[];
+    latencyMs: Record<string, number>;
+  } {
     const policy = this.model.policy(policyId);
     const nodes = [...this.store.holdersOf(`p:${policyId}`)].sort();
-    const keys = policy === undefined ? [] : [`p:${policyId}`, `g:${policy.appliedTo}`, ...policy.rules.flatMap((r) => [...('addressGroup' in r.endpoint2 ? [`g:${r.endpoint2.addressGroup}`] : []), ...(r.serviceGroup ? [`s:${r.serviceGroup}`] : [])])];
+    const keys =
+      policy === undefined
+        ? []
+        : [
+            `p:${policyId}`,
+            `g:${policy.appliedTo}`,
+            ...policy.rules.flatMap((r) => [
+              ...('addressGroup' in r.endpoint2 ? [`g:${r.endpoint2.addressGroup}`] : []),
+              ...(r.serviceGroup ? [`s:${r.serviceGroup}`] : []),
+            ]),
+          ];
     let revision = 0;
     const applied: string[] = [];
     const latencyMs: Record<string, number> = {};
@@ -241,7 +282,11 @@ export class Distributor {
       const r = this.records.get(node);
       // Applied when what the agent ACKed holds this policy's objects as they are now.
       const acked = r?.ackedSpan;
-      if (acked === undefined || !keys.every((k) => entries?.get(k) === undefined || acked.get(k) === entries.get(k)!.hash)) continue;
+      if (
+        acked === undefined ||
+        !keys.every((k) => entries?.get(k) === undefined || acked.get(k) === entries.get(k)!.hash)
+      )
+        continue;
       applied.push(node);
       const observed = this.store.observedAt(needed);
       const ack = r!.acks.find((a) => a.revision >= needed);
@@ -262,7 +307,20 @@ export class Distributor {
   private record(node: string): NodeRecord {
     let r = this.records.get(node);
     if (r === undefined) {
-      r = { node, instance: '', apiAddress: '', link: undefined, connectedSince: 0, ackedRevision: 0, ackedSpan: undefined, inflight: undefined, lastError: '', lastAck: 0, acks: [], nackedAt: -1 };
+      r = {
+        node,
+        instance: '',
+        apiAddress: '',
+        link: undefined,
+        connectedSince: 0,
+        ackedRevision: 0,
+        ackedSpan: undefined,
+        inflight: undefined,
+        lastError: '',
+        lastAck: 0,
+        acks: [],
+        nackedAt: -1,
+      };
       this.records.set(node, r);
     }
     return r;
@@ -311,11 +369,35 @@ export class Distributor {
     const contentKey = `${revision}|${baseRevision}|${changed.map((k) => `${k}=${current.get(k)}`).join(',')}|${removed.join(',')}|${policySetChanged ? 'aps' : ''}`;
     r.inflight = { revision: this.store.revision, span: current, sentAt: this.now() };
     this.options.observe?.sent(base === undefined ? 'snapshot' : 'delta');
-    r.link.send(this.updateFor(r.node, revision, baseRevision, current, changed, removed, policySetChanged), contentKey);
+    r.link.send(
+      this.updateFor(r.node, revision, baseRevision, current, changed, removed, policySetChanged),
+      contentKey,
+    );
   }
 
-  private updateFor(node: string, revision: string, baseRevision: string, current: ReadonlyMap<ObjectKey, string>, changed: readonly ObjectKey[], removed: readonly ObjectKey[], withPolicySet: boolean): SpanUpdate {
-    const update: Required<Pick<SpanUpdate, 'policies' | 'addressGroups' | 'serviceGroups' | 'endpoints' | 'removedPolicies' | 'removedAddressGroups' | 'removedServiceGroups' | 'removedEndpoints'>> & SpanUpdate = {
+  private updateFor(
+    node: string,
+    revision: string,
+    baseRevision: string,
+    current: ReadonlyMap<ObjectKey, string>,
+    changed: readonly ObjectKey[],
+    removed: readonly ObjectKey[],
+    withPolicySet: boolean,
+  ): SpanUpdate {
+    const update: Required<
+      Pick<
+        SpanUpdate,
+        | 'policies'
+        | 'addressGroups'
+        | 'serviceGroups'
+        | 'endpoints'
+        | 'removedPolicies'
+        | 'removedAddressGroups'
+        | 'removedServiceGroups'
+        | 'removedEndpoints'
+      >
+    > &
+      SpanUpdate = {
       revision,
       baseRevision,
       snapshot: baseRevision === '0',
@@ -345,15 +427,24 @@ export class Distributor {
       else update.removedEndpoints.push(id);
     }
     if (withPolicySet) {
-      const policyIds = [...current.keys()].filter((k) => k.startsWith('p:')).map((k) => k.slice(2));
+      const policyIds = [...current.keys()]
+        .filter((k) => k.startsWith('p:'))
+        .map((k) => k.slice(2));
       const aps = this.model.applicationPolicySet(policyIds);
-      update.applicationPolicySet = { id: aps.id, cluster: aps.cluster, tiers: aps.tiers.map((t) => ({ tier: 'TIER_NAMESPACE', policies: [...t.policies] })) };
+      update.applicationPolicySet = {
+        id: aps.id,
+        cluster: aps.cluster,
+        tiers: aps.tiers.map((t) => ({ tier: 'TIER_NAMESPACE', policies: [...t.policies] })),
+      };
     }
     return update;
   }
 }
 
-function sameSpan(acked: ReadonlyMap<ObjectKey, string>, current: ReadonlyMap<ObjectKey, { hash: string }> | undefined): boolean {
+function sameSpan(
+  acked: ReadonlyMap<ObjectKey, string>,
+  current: ReadonlyMap<ObjectKey, { hash: string }> | undefined,
+): boolean {
   const size = current?.size ?? 0;
   if (acked.size !== size) return false;
   for (const [k, e] of current ?? []) if (acked.get(k) !== e.hash) return false;

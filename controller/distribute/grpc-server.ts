@@ -55,7 +55,12 @@ export async function startControllerServer(options: {
   // once per node.
   const connect = proto.weir.v1.ControlPlane.service.Connect;
   const encode = connect.responseSerialize as (m: ControllerMessage) => Buffer;
-  const controlPlane = { Connect: { ...connect, responseSerialize: (m: ControllerMessage | Buffer) => (Buffer.isBuffer(m) ? m : encode(m)) } };
+  const controlPlane = {
+    Connect: {
+      ...connect,
+      responseSerialize: (m: ControllerMessage | Buffer) => (Buffer.isBuffer(m) ? m : encode(m)),
+    },
+  };
   const encoded = new Map<string, Buffer>();
   const encodeOnce = (update: SpanUpdate, key: string): Buffer => {
     let bytes = encoded.get(key);
@@ -81,27 +86,37 @@ export async function startControllerServer(options: {
         if (msg.kind === 'hello' && msg.hello && session === undefined) {
           const node = msg.hello.node;
           if (node === '') {
-            call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'hello: node is required' });
+            call.emit('error', {
+              code: grpc.status.INVALID_ARGUMENT,
+              details: 'hello: node is required',
+            });
             return;
           }
-          session = options.distributor.hello(node, msg.hello.instance, Number(msg.hello.appliedRevision), {
-            send: (update, key) => {
-              if (ended) return;
-              const bytes = encodeOnce(update, key);
-              options.onBytesSent?.(bytes.length);
-              call.write(bytes as unknown as ControllerMessage);
+          session = options.distributor.hello(
+            node,
+            msg.hello.instance,
+            Number(msg.hello.appliedRevision),
+            {
+              send: (update, key) => {
+                if (ended) return;
+                const bytes = encodeOnce(update, key);
+                options.onBytesSent?.(bytes.length);
+                call.write(bytes as unknown as ControllerMessage);
+              },
+              close: (reason) => {
+                if (ended) return;
+                log.info({ node, reason }, 'closing agent stream');
+                end();
+                call.end();
+              },
             },
-            close: (reason) => {
-              if (ended) return;
-              log.info({ node, reason }, 'closing agent stream');
-              end();
-              call.end();
-            },
-          }, msg.hello.apiAddress);
+            msg.hello.apiAddress,
+          );
         } else if (session === undefined) {
           log.warn({ kind: msg.kind }, 'agent message before hello; ignored');
         } else if (msg.kind === 'ack' && msg.ack) session.ack(Number(msg.ack.revision));
-        else if (msg.kind === 'nack' && msg.nack) session.nack(Number(msg.nack.revision), msg.nack.error);
+        else if (msg.kind === 'nack' && msg.nack)
+          session.nack(Number(msg.nack.revision), msg.nack.error);
       });
       call.on('end', () => {
         end();
@@ -122,7 +137,9 @@ export async function startControllerServer(options: {
   new ReflectionService(definition).addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    );
   });
   return { server, port };
 }

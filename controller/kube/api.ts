@@ -51,7 +51,11 @@ export class KubeApi {
     this.server = cluster.server.replace(/\/+$/, '');
   }
 
-  async request<T>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, options: { body?: unknown; signal?: AbortSignal; timeoutMs?: number } = {}): Promise<T> {
+  async request<T>(
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+    path: string,
+    options: { body?: unknown; signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<T> {
     const what = `${method} ${path}`;
     const ctx = new RequestContext(this.server + path, HttpMethod[method]);
     ctx.setHeaderParam('Accept', 'application/json');
@@ -61,7 +65,9 @@ export class KubeApi {
       ctx.setBody(JSON.stringify(options.body));
     }
     await this.kubeConfig.applySecurityAuthentication(ctx);
-    const timeout = AbortSignal.timeout(options.timeoutMs ?? this.options.requestTimeoutMs ?? 30_000);
+    const timeout = AbortSignal.timeout(
+      options.timeoutMs ?? this.options.requestTimeoutMs ?? 30_000,
+    );
     ctx.setSignal(options.signal ? AbortSignal.any([timeout, options.signal]) : timeout);
     let status: number;
     let text: string;
@@ -82,7 +88,11 @@ export class KubeApi {
       } catch {
         // not a Status: keep the text
       }
-      throw new KubeApiError(status, reason, `${what}: ${status}${reason ? ` ${reason}` : ''}: ${message}`);
+      throw new KubeApiError(
+        status,
+        reason,
+        `${what}: ${status}${reason ? ` ${reason}` : ''}: ${message}`,
+      );
     }
     try {
       return JSON.parse(text) as T;
@@ -96,7 +106,8 @@ export class KubeApi {
 export function loadKubeConfig(from: { kubeconfig: string } | { inCluster: true }): KubeConfig {
   const kc = new KubeConfig();
   if ('kubeconfig' in from) kc.loadFromFile(from.kubeconfig);
-  else if (!process.env.KUBERNETES_SERVICE_HOST) throw new Error('not running in a pod: KUBERNETES_SERVICE_HOST is not set');
+  else if (!process.env.KUBERNETES_SERVICE_HOST)
+    throw new Error('not running in a pod: KUBERNETES_SERVICE_HOST is not set');
   else kc.loadFromCluster();
   return kc;
 }
@@ -105,11 +116,16 @@ export function loadKubeConfig(from: { kubeconfig: string } | { inCluster: true 
 export function describeError(err: unknown): string {
   if (err instanceof Error) {
     // A KubeApiError's message already says what its cause was.
-    const cause = err.cause instanceof Error && !(err instanceof KubeApiError) && err.cause.message !== err.message ? ` (${err.cause.message})` : '';
+    const cause =
+      err.cause instanceof Error &&
+      !(err instanceof KubeApiError) &&
+      err.cause.message !== err.message
+        ? ` (${err.cause.message})`
+        : '';
     const code = (err as { statusCode?: unknown }).statusCode;
-    const status = typeof code === 'number' && code > 0 && !(err instanceof KubeApiError) ? `HTTP ${code} ` : '';
+    const status =
+      typeof code === 'number' && code > 0 && !(err instanceof KubeApiError) ? `HTTP ${code} ` : '';
     return `${status}${err.message}${cause}`;
   }
   return String(err);
 }
-

@@ -59,7 +59,10 @@ interface LeaseJson {
   };
 }
 
-type Attempt = { readonly result: 'leading' } | { readonly result: 'held'; readonly holder: string } | { readonly result: 'conflict' };
+type Attempt =
+  | { readonly result: 'leading' }
+  | { readonly result: 'held'; readonly holder: string }
+  | { readonly result: 'conflict' };
 
 const micro = (ms: number) => new V1MicroTime(ms).toISOString();
 
@@ -88,10 +91,16 @@ export class LeaseElector implements AsyncDisposable {
     this.renewDeadlineMs = options.renewDeadlineMs ?? 10_000;
     this.renewIntervalMs = options.renewIntervalMs ?? 2_000;
     this.retryIntervalMs = options.retryIntervalMs ?? 2_000;
-    if (!Number.isInteger(this.leaseDurationSec) || this.leaseDurationSec < 1) throw new RangeError('leaseDurationSec must be a whole number of seconds, at least 1');
-    if (this.renewDeadlineMs >= this.leaseDurationSec * 1000) throw new RangeError('renewDeadlineMs must be less than the lease duration');
-    if (this.renewIntervalMs >= this.renewDeadlineMs) throw new RangeError('renewIntervalMs must be less than renewDeadlineMs');
-    this.log = options.log.child({ lease: `${options.namespace}/${options.name}`, identity: options.identity });
+    if (!Number.isInteger(this.leaseDurationSec) || this.leaseDurationSec < 1)
+      throw new RangeError('leaseDurationSec must be a whole number of seconds, at least 1');
+    if (this.renewDeadlineMs >= this.leaseDurationSec * 1000)
+      throw new RangeError('renewDeadlineMs must be less than the lease duration');
+    if (this.renewIntervalMs >= this.renewDeadlineMs)
+      throw new RangeError('renewIntervalMs must be less than renewDeadlineMs');
+    this.log = options.log.child({
+      lease: `${options.namespace}/${options.name}`,
+      identity: options.identity,
+    });
     this.api = new KubeApi(options.kubeConfig, { userAgent: 'weir-controller/leader-election' });
     this.path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(options.namespace)}/leases`;
   }
@@ -141,7 +150,13 @@ export class LeaseElector implements AsyncDisposable {
   private lead(started: number): void {
     this.leading = true;
     this.renewedAt = started;
-    this.log.info({ leaseDurationSec: this.leaseDurationSec, transitions: this.observed?.spec?.leaseTransitions ?? 0 }, 'leading');
+    this.log.info(
+      {
+        leaseDurationSec: this.leaseDurationSec,
+        transitions: this.observed?.spec?.leaseTransitions ?? 0,
+      },
+      'leading',
+    );
     this.scheduleRenew(this.renewIntervalMs);
   }
 
@@ -175,7 +190,8 @@ export class LeaseElector implements AsyncDisposable {
       this.log.warn({ err: describeError(err) }, 'lease renewal failed');
     }
     const left = this.renewDeadlineMs - (Date.now() - this.renewedAt);
-    if (left <= 0) return this.lose(`the lease could not be renewed for ${this.renewDeadlineMs} ms`);
+    if (left <= 0)
+      return this.lose(`the lease could not be renewed for ${this.renewDeadlineMs} ms`);
     this.scheduleRenew(Math.min(Math.ceil(this.renewIntervalMs / 2), left));
   }
 
@@ -195,12 +211,19 @@ export class LeaseElector implements AsyncDisposable {
   }
 
   /** One read and, when the lease is free, expired or ours, one write. Throws on API errors other than 404 and 409. */
-  private async attempt(signal: AbortSignal | undefined, timeoutMs: number | undefined): Promise<Attempt> {
+  private async attempt(
+    signal: AbortSignal | undefined,
+    timeoutMs: number | undefined,
+  ): Promise<Attempt> {
     const now = Date.now();
     const opts = { signal, timeoutMs };
     let lease: LeaseJson | undefined;
     try {
-      lease = await this.api.request<LeaseJson>('GET', `${this.path}/${encodeURIComponent(this.options.name)}`, opts);
+      lease = await this.api.request<LeaseJson>(
+        'GET',
+        `${this.path}/${encodeURIComponent(this.options.name)}`,
+        opts,
+      );
     } catch (err) {
       if (!(err instanceof KubeApiError && err.status === 404)) throw err;
     }
@@ -209,7 +232,13 @@ export class LeaseElector implements AsyncDisposable {
         apiVersion: 'coordination.k8s.io/v1',
         kind: 'Lease',
         metadata: { name: this.options.name, namespace: this.options.namespace },
-        spec: { holderIdentity: this.options.identity, leaseDurationSeconds: this.leaseDurationSec, acquireTime: micro(now), renewTime: micro(now), leaseTransitions: 0 },
+        spec: {
+          holderIdentity: this.options.identity,
+          leaseDurationSeconds: this.leaseDurationSec,
+          acquireTime: micro(now),
+          renewTime: micro(now),
+          leaseTransitions: 0,
+        },
       };
       try {
         this.observe(await this.api.request<LeaseJson>('POST', this.path, { ...opts, body }), now);
@@ -224,7 +253,8 @@ export class LeaseElector implements AsyncDisposable {
     const holder = spec.holderIdentity ?? '';
     const mine = holder === this.options.identity;
     const durationMs = (spec.leaseDurationSeconds ?? this.leaseDurationSec) * 1000;
-    if (!mine && holder !== '' && (this.leading || now < this.observedAt + durationMs)) return { result: 'held', holder };
+    if (!mine && holder !== '' && (this.leading || now < this.observedAt + durationMs))
+      return { result: 'held', holder };
     const transitions = spec.leaseTransitions ?? 0;
     const body: LeaseJson = {
       ...lease,
@@ -238,17 +268,32 @@ export class LeaseElector implements AsyncDisposable {
       },
     };
     try {
-      this.observe(await this.api.request<LeaseJson>('PUT', `${this.path}/${encodeURIComponent(this.options.name)}`, { ...opts, body }), now);
+      this.observe(
+        await this.api.request<LeaseJson>(
+          'PUT',
+          `${this.path}/${encodeURIComponent(this.options.name)}`,
+          { ...opts, body },
+        ),
+        now,
+      );
     } catch (err) {
       if (err instanceof KubeApiError && err.status === 409) return { result: 'conflict' };
       throw err;
     }
-    if (!mine) this.log.info({ previous: holder || '(released)', transitions: transitions + 1 }, 'lease taken');
+    if (!mine)
+      this.log.info(
+        { previous: holder || '(released)', transitions: transitions + 1 },
+        'lease taken',
+      );
     return { result: 'leading' };
   }
 
   private observe(lease: LeaseJson, now: number): void {
-    if (this.observed?.metadata?.resourceVersion !== lease.metadata?.resourceVersion || this.observed === undefined) this.observedAt = now;
+    if (
+      this.observed?.metadata?.resourceVersion !== lease.metadata?.resourceVersion ||
+      this.observed === undefined
+    )
+      this.observedAt = now;
     this.observed = lease;
   }
 
@@ -280,12 +325,25 @@ export class LeaseElector implements AsyncDisposable {
     await this.renewing;
     if (!wasLeading || this.options.releaseOnDispose === false) return;
     try {
-      const lease = await this.api.request<LeaseJson>('GET', `${this.path}/${encodeURIComponent(this.options.name)}`, { timeoutMs: 5_000 });
+      const lease = await this.api.request<LeaseJson>(
+        'GET',
+        `${this.path}/${encodeURIComponent(this.options.name)}`,
+        { timeoutMs: 5_000 },
+      );
       if (lease.spec?.holderIdentity !== this.options.identity) return;
       const now = Date.now();
       await this.api.request('PUT', `${this.path}/${encodeURIComponent(this.options.name)}`, {
         timeoutMs: 5_000,
-        body: { ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, acquireTime: micro(now), renewTime: micro(now) } },
+        body: {
+          ...lease,
+          spec: {
+            ...lease.spec,
+            holderIdentity: '',
+            leaseDurationSeconds: 1,
+            acquireTime: micro(now),
+            renewTime: micro(now),
+          },
+        },
       });
       this.log.info('lease released');
     } catch (err) {

@@ -31,14 +31,34 @@ import {
   type PolicySnapshot,
   type ServiceGroup,
 } from '../../shared/policy/types.js';
-import { translateNetworkPolicy, type GroupSpec, type Translation } from '../translate/network-policy.js';
-import { NAMESPACE_NAME_LABEL, type KubeObject, type NamespaceObject, type PodObject } from './kube-objects.js';
+import {
+  translateNetworkPolicy,
+  type GroupSpec,
+  type Translation,
+} from '../translate/network-policy.js';
+import {
+  NAMESPACE_NAME_LABEL,
+  type KubeObject,
+  type NamespaceObject,
+  type PodObject,
+} from './kube-objects.js';
 
 export type ModelEvent =
   | { readonly type: 'upsert'; readonly object: KubeObject }
-  | { readonly type: 'delete'; readonly kind: KubeObject['kind']; readonly namespace: string; readonly name: string }
+  | {
+      readonly type: 'delete';
+      readonly kind: KubeObject['kind'];
+      readonly namespace: string;
+      readonly name: string;
+    }
   /** An object that failed validation: any previous valid version is withdrawn. */
-  | { readonly type: 'invalid'; readonly kind: KubeObject['kind']; readonly namespace: string; readonly name: string; readonly issues: readonly Issue[] };
+  | {
+      readonly type: 'invalid';
+      readonly kind: KubeObject['kind'];
+      readonly namespace: string;
+      readonly name: string;
+      readonly issues: readonly Issue[];
+    };
 
 /** What changed since the last drain: ids of firewall objects, keys of endpoints, and nodes touched. */
 export interface ModelChanges {
@@ -134,7 +154,11 @@ export class ClusterModel {
       }
       return;
     }
-    const key = objectKey(event.kind, event.kind === 'Namespace' ? '' : event.namespace, event.name);
+    const key = objectKey(
+      event.kind,
+      event.kind === 'Namespace' ? '' : event.namespace,
+      event.name,
+    );
     if (event.type === 'invalid') this.rejected.set(key, event.issues);
     else this.rejected.delete(key);
     if (event.kind === 'Namespace') this.setNamespace(event.name, undefined);
@@ -225,7 +249,9 @@ export class ClusterModel {
               id: g.spec.id,
               kind: 'selector',
               selector: g.spec.selector,
-              members: [...g.members.values()].sort(byKey).map((e) => ({ endpoint: endpointKey(e), ips: e.ips })),
+              members: [...g.members.values()]
+                .sort(byKey)
+                .map((e) => ({ endpoint: endpointKey(e), ips: e.ips })),
             };
     }
     return g.view;
@@ -246,7 +272,9 @@ export class ClusterModel {
         else list.push(key);
       }
     }
-    return [...owners].filter(([, keys]) => keys.length > 1).map(([ip, keys]) => ({ ip, endpoints: keys.sort() }));
+    return [...owners]
+      .filter(([, keys]) => keys.length > 1)
+      .map(([ip, keys]) => ({ ip, endpoints: keys.sort() }));
   }
 
   /** Every policy, group and endpoint as one snapshot (offline analysis, explain). */
@@ -263,7 +291,11 @@ export class ClusterModel {
   }
 
   applicationPolicySet(policyIds: readonly string[]): PolicySnapshot['applicationPolicySet'] {
-    return { id: `${this.cluster}/aps`, cluster: this.cluster, tiers: [{ tier: 'namespace', policies: [...policyIds].sort() }] };
+    return {
+      id: `${this.cluster}/aps`,
+      cluster: this.cluster,
+      tiers: [{ tier: 'namespace', policies: [...policyIds].sort() }],
+    };
   }
 
   // --- namespaces and endpoints ------------------------------------------------
@@ -318,7 +350,11 @@ export class ClusterModel {
   }
 
   /** Re-decides the endpoint's membership in every group that could hold it. */
-  private updateMemberships(key: string, prev: Endpoint | undefined, next: Endpoint | undefined): void {
+  private updateMemberships(
+    key: string,
+    prev: Endpoint | undefined,
+    next: Endpoint | undefined,
+  ): void {
     const old = this.memberships.get(key) ?? new Set<string>();
     const now = new Set<string>();
     if (next !== undefined) {
@@ -369,7 +405,8 @@ export class ClusterModel {
   private setPolicy(key: string, next: Translation | undefined): void {
     const prev = this.policyObjects.get(key);
     if (prev === undefined && next === undefined) return;
-    if (prev !== undefined && next !== undefined && JSON.stringify(prev) === JSON.stringify(next)) return;
+    if (prev !== undefined && next !== undefined && JSON.stringify(prev) === JSON.stringify(next))
+      return;
     // Reference the new groups before dropping the old, so that shared groups survive.
     if (next !== undefined) {
       const id = next.policy.id;
@@ -383,10 +420,12 @@ export class ClusterModel {
     }
     if (prev !== undefined) {
       const id = prev.policy.id;
-      const keep = (gid: string) => next !== undefined && next.addressGroups.some((g) => g.id === gid);
-      if (!(next !== undefined && next.policy.appliedTo === prev.policy.appliedTo)) removeFrom(this.appliedBy, prev.policy.appliedTo, id);
+      const keep = (gid: string) => next?.addressGroups.some((g) => g.id === gid);
+      if (!(next !== undefined && next.policy.appliedTo === prev.policy.appliedTo))
+        removeFrom(this.appliedBy, prev.policy.appliedTo, id);
       for (const g of prev.addressGroups) if (!keep(g.id)) this.unrefGroup(g.id, id);
-      for (const sg of prev.serviceGroups) if (!(next !== undefined && next.serviceGroups.some((s) => s.id === sg.id))) this.unrefService(sg.id, id);
+      for (const sg of prev.serviceGroups)
+        if (!next?.serviceGroups.some((s) => s.id === sg.id)) this.unrefService(sg.id, id);
       if (next === undefined) {
         this.policyObjects.delete(key);
         this.policies.delete(id);
@@ -403,7 +442,13 @@ export class ClusterModel {
       return;
     }
     const anchors = spec.kind === 'selector' ? this.anchorsOf(spec.selector) : [];
-    const g: GroupState = { spec, refs: new Set([policy]), members: new Map(), anchors, view: undefined };
+    const g: GroupState = {
+      spec,
+      refs: new Set([policy]),
+      members: new Map(),
+      anchors,
+      view: undefined,
+    };
     this.groups.set(spec.id, g);
     for (const a of anchors) addTo(this.anchorIndex, a, spec.id);
     if (spec.kind === 'selector') {
@@ -421,7 +466,8 @@ export class ClusterModel {
 
   private unrefGroup(id: string, policy: string): void {
     const g = this.groups.get(id);
-    if (g === undefined) throw new InternalError(`policy ${policy} released group ${id}, which does not exist`);
+    if (g === undefined)
+      throw new InternalError(`policy ${policy} released group ${id}, which does not exist`);
     g.refs.delete(policy);
     if (g.refs.size > 0) return;
     this.groups.delete(id);
@@ -467,17 +513,24 @@ export class ClusterModel {
    */
   private anchorsOf(s: EndpointSelector): string[] {
     if ('name' in s.namespace) return [`ns:${s.namespace.name}`];
-    return requirementAnchors(s.pods, 'p') ?? requirementAnchors(s.namespace.selector, 'n') ?? ['*'];
+    return (
+      requirementAnchors(s.pods, 'p') ?? requirementAnchors(s.namespace.selector, 'n') ?? ['*']
+    );
   }
 
   /** Endpoint keys that may match a selector (a superset, from the indexes). */
   private candidates(s: EndpointSelector): Iterable<string> {
     if ('name' in s.namespace) return this.endpointsByNamespace.get(s.namespace.name) ?? EMPTY;
     const byLabel = requirementAnchors(s.pods, 'p');
-    if (byLabel !== undefined) return union(byLabel.map((a) => this.endpointsByLabel.get(a.slice(2)) ?? EMPTY));
+    if (byLabel !== undefined)
+      return union(byLabel.map((a) => this.endpointsByLabel.get(a.slice(2)) ?? EMPTY));
     const nsSel = s.namespace.selector;
     const namespaces = new Set([...this.namespaces.keys(), ...this.endpointsByNamespace.keys()]);
-    return union([...namespaces].filter((ns) => matchesLabels(this.namespaceLabels(ns), nsSel)).map((ns) => this.endpointsByNamespace.get(ns) ?? EMPTY));
+    return union(
+      [...namespaces]
+        .filter((ns) => matchesLabels(this.namespaceLabels(ns), nsSel))
+        .map((ns) => this.endpointsByNamespace.get(ns) ?? EMPTY),
+    );
   }
 }
 
@@ -496,12 +549,16 @@ function requirementAnchors(sel: LabelSelector, prefix: 'p' | 'n'): string[] | u
 function endpointAnchors(e: Endpoint): string[] {
   const out = [`ns:${e.namespace}`, '*'];
   for (const [k, v] of Object.entries(e.labels)) out.push(`p:${k}\u0000${v}`, `p:${k}\u0000`);
-  for (const [k, v] of Object.entries(e.namespaceLabels)) out.push(`n:${k}\u0000${v}`, `n:${k}\u0000`);
+  for (const [k, v] of Object.entries(e.namespaceLabels))
+    out.push(`n:${k}\u0000${v}`, `n:${k}\u0000`);
   return out;
 }
 
 export function matchesEndpoint(s: EndpointSelector, e: Endpoint): boolean {
-  const nsOk = 'name' in s.namespace ? e.namespace === s.namespace.name : matchesLabels(e.namespaceLabels, s.namespace.selector);
+  const nsOk =
+    'name' in s.namespace
+      ? e.namespace === s.namespace.name
+      : matchesLabels(e.namespaceLabels, s.namespace.selector);
   return nsOk && matchesLabels(e.labels, s.pods);
 }
 
@@ -511,15 +568,15 @@ function union(sets: Iterable<ReadonlySet<string>>): Set<string> {
   return out;
 }
 
-
-
 function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 function sameLabels(a: Labels, b: Labels): boolean {
   const ka = Object.keys(a);
-  return ka.length === Object.keys(b).length && ka.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);
+  return (
+    ka.length === Object.keys(b).length && ka.every((k) => Object.hasOwn(b, k) && a[k] === b[k])
+  );
 }
 
 function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
@@ -540,4 +597,3 @@ function byKey(a: Endpoint, b: Endpoint): number {
 export function objectKey(kind: string, namespace: string, name: string): string {
   return namespace === '' ? `${kind} ${name}` : `${kind} ${namespace}/${name}`;
 }
-

@@ -83,7 +83,11 @@ export type KubeObject = NamespaceObject | PodObject | NetworkPolicyObject;
 export type ReadResult =
   | { readonly type: 'object'; readonly object: KubeObject }
   | { readonly type: 'ignored'; readonly note: string }
-  | { readonly type: 'invalid'; readonly issues: readonly Issue[]; readonly identity?: ObjectIdentity };
+  | {
+      readonly type: 'invalid';
+      readonly issues: readonly Issue[];
+      readonly identity?: ObjectIdentity;
+    };
 
 /** Which object, when a rejected one can still be named (so that its previous version can be withdrawn). */
 export interface ObjectIdentity {
@@ -93,7 +97,11 @@ export interface ObjectIdentity {
   readonly name: string;
 }
 
-const KNOWN: Readonly<Record<string, string>> = { Namespace: 'v1', Pod: 'v1', NetworkPolicy: 'networking.k8s.io/v1' };
+const KNOWN: Readonly<Record<string, string>> = {
+  Namespace: 'v1',
+  Pod: 'v1',
+  NetworkPolicy: 'networking.k8s.io/v1',
+};
 
 /** Validates one object of any kind. `source` names where it came from (a file, "kubernetes"). */
 export function readKubeObject(raw: unknown, source?: string): ReadResult {
@@ -102,10 +110,15 @@ export function readKubeObject(raw: unknown, source?: string): ReadResult {
   const apiVersion = typeof raw.apiVersion === 'string' ? raw.apiVersion : undefined;
   const meta = isRecord(raw.metadata) ? raw.metadata : {};
   const label = `${kind ?? '(no kind)'} ${typeof meta.namespace === 'string' ? `${meta.namespace}/` : ''}${typeof meta.name === 'string' ? meta.name : '(no name)'}`;
-  if (kind === undefined) return invalid({ source, object: label, field: 'kind', message: 'required' });
+  if (kind === undefined)
+    return invalid({ source, object: label, field: 'kind', message: 'required' });
   const want = KNOWN[kind];
   if (want === undefined) return { type: 'ignored', note: `${kind} is not a kind Weir reads` };
-  if (apiVersion !== want) return { type: 'ignored', note: `${kind} with apiVersion ${apiVersion ?? '(none)'} is not read (Weir reads ${want})` };
+  if (apiVersion !== want)
+    return {
+      type: 'ignored',
+      note: `${kind} with apiVersion ${apiVersion ?? '(none)'} is not read (Weir reads ${want})`,
+    };
   const r = new Reader(source);
   let object: KubeObject | undefined;
   if (kind === 'Namespace') object = readNamespace(r, raw);
@@ -113,8 +126,17 @@ export function readKubeObject(raw: unknown, source?: string): ReadResult {
   else object = readNetworkPolicy(r, raw);
   if (r.issues.length > 0 || object === undefined) {
     const name = typeof meta.name === 'string' && meta.name !== '' ? meta.name : undefined;
-    const namespace = kind === 'Namespace' ? '' : typeof meta.namespace === 'string' && meta.namespace !== '' ? meta.namespace : 'default';
-    return { type: 'invalid', issues: r.issues, ...(name ? { identity: { kind: kind as KubeObject['kind'], namespace, name } } : {}) };
+    const namespace =
+      kind === 'Namespace'
+        ? ''
+        : typeof meta.namespace === 'string' && meta.namespace !== ''
+          ? meta.namespace
+          : 'default';
+    return {
+      type: 'invalid',
+      issues: r.issues,
+      ...(name ? { identity: { kind: kind as KubeObject['kind'], namespace, name } } : {}),
+    };
   }
   return { type: 'object', object };
 }
@@ -129,7 +151,12 @@ function readNamespace(r: Reader, raw: Record<string, unknown>): NamespaceObject
   const meta = r.metadata(raw, 'Namespace', false);
   if (meta === undefined) return undefined;
   // The API server sets this label on every namespace and no one can change it.
-  return { kind: 'Namespace', name: meta.name, uid: meta.uid, labels: { ...meta.labels, [NAMESPACE_NAME_LABEL]: meta.name } };
+  return {
+    kind: 'Namespace',
+    name: meta.name,
+    uid: meta.uid,
+    labels: { ...meta.labels, [NAMESPACE_NAME_LABEL]: meta.name },
+  };
 }
 
 function readPod(r: Reader, raw: Record<string, unknown>): PodObject | undefined {
@@ -146,7 +173,8 @@ function readPod(r: Reader, raw: Record<string, unknown>): PodObject | undefined
     const s = r.string(v, field);
     if (s === undefined || s === '') return;
     const c = parseCidr(`${s}/${s.includes(':') ? 128 : 32}`);
-    if (typeof c === 'string' || c.hadHostBits) r.issue(field, `${JSON.stringify(s)} is not an IP address`);
+    if (typeof c === 'string' || c.hadHostBits)
+      r.issue(field, `${JSON.stringify(s)} is not an IP address`);
     else if (!ips.includes(c.text.split('/')[0]!)) ips.push(c.text.split('/')[0]!);
   };
   addIp(status.podIP, 'status.podIP');
@@ -165,19 +193,35 @@ function readPod(r: Reader, raw: Record<string, unknown>): PodObject | undefined
       if (port === undefined) return;
       const number = r.integer(port.containerPort, `${f}.containerPort`);
       if (number === undefined) r.issue(`${f}.containerPort`, 'required');
-      else if (number < 1 || number > 65535) r.issue(`${f}.containerPort`, `${number} is not between 1 and 65535`);
+      else if (number < 1 || number > 65535)
+        r.issue(`${f}.containerPort`, `${number} is not between 1 and 65535`);
       const protocol = r.protocol(port.protocol, `${f}.protocol`);
       const name = r.string(port.name, `${f}.name`);
       if (name === undefined || name === '') return;
       const bad = portNameProblem(name);
       if (bad !== undefined) r.issue(`${f}.name`, `${JSON.stringify(name)} ${bad}`);
-      else if (number !== undefined && protocol !== undefined) ports.push({ name, protocol, port: number });
+      else if (number !== undefined && protocol !== undefined)
+        ports.push({ name, protocol, port: number });
     });
   });
-  return { kind: 'Pod', namespace: meta.namespace, name: meta.name, uid: meta.uid, node, hostNetwork, phase, ips, labels: meta.labels, ports };
+  return {
+    kind: 'Pod',
+    namespace: meta.namespace,
+    name: meta.name,
+    uid: meta.uid,
+    node,
+    hostNetwork,
+    phase,
+    ips,
+    labels: meta.labels,
+    ports,
+  };
 }
 
-function readNetworkPolicy(r: Reader, raw: Record<string, unknown>): NetworkPolicyObject | undefined {
+function readNetworkPolicy(
+  r: Reader,
+  raw: Record<string, unknown>,
+): NetworkPolicyObject | undefined {
   const meta = r.metadata(raw, 'NetworkPolicy', true);
   if (meta === undefined) return undefined;
   const spec = r.record(raw.spec, 'spec');
@@ -186,10 +230,15 @@ function readNetworkPolicy(r: Reader, raw: Record<string, unknown>): NetworkPoli
     return undefined;
   }
   // podSelector is required by the API; an empty one selects every pod.
-  if (spec.podSelector === undefined) r.issue('spec.podSelector', 'required (use {} to select every pod in the namespace)');
+  if (spec.podSelector === undefined)
+    r.issue('spec.podSelector', 'required (use {} to select every pod in the namespace)');
   const podSelector = r.selector(spec.podSelector, 'spec.podSelector') ?? { requirements: [] };
-  const ingress = (r.array(spec.ingress, 'spec.ingress') ?? []).map((rule, i) => readRule(r, rule, `spec.ingress[${i}]`, 'from'));
-  const egress = (r.array(spec.egress, 'spec.egress') ?? []).map((rule, i) => readRule(r, rule, `spec.egress[${i}]`, 'to'));
+  const ingress = (r.array(spec.ingress, 'spec.ingress') ?? []).map((rule, i) =>
+    readRule(r, rule, `spec.ingress[${i}]`, 'from'),
+  );
+  const egress = (r.array(spec.egress, 'spec.egress') ?? []).map((rule, i) =>
+    readRule(r, rule, `spec.egress[${i}]`, 'to'),
+  );
 
   let ingressIsolation = true;
   let egressIsolation = egress.length > 0;
@@ -199,7 +248,8 @@ function readNetworkPolicy(r: Reader, raw: Record<string, unknown>): NetworkPoli
     const seen = new Set<string>();
     types.forEach((t, i) => {
       const f = `spec.policyTypes[${i}]`;
-      if (t !== 'Ingress' && t !== 'Egress') r.issue(f, `${JSON.stringify(t)} is not supported (supported: "Ingress", "Egress")`);
+      if (t !== 'Ingress' && t !== 'Egress')
+        r.issue(f, `${JSON.stringify(t)} is not supported (supported: "Ingress", "Egress")`);
       else if (seen.has(t)) r.issue(f, `duplicate value ${JSON.stringify(t)}`);
       else {
         seen.add(t);
@@ -221,12 +271,21 @@ function readNetworkPolicy(r: Reader, raw: Record<string, unknown>): NetworkPoli
   };
 }
 
-function readRule(r: Reader, raw: unknown, field: string, peersKey: 'from' | 'to'): PolicyRule | undefined {
+function readRule(
+  r: Reader,
+  raw: unknown,
+  field: string,
+  peersKey: 'from' | 'to',
+): PolicyRule | undefined {
   if (raw === null) return { peers: [], ports: [] };
   const rule = r.record(raw, field);
   if (rule === undefined) return undefined;
-  const peers = (r.array(rule[peersKey], `${field}.${peersKey}`) ?? []).map((p, i) => readPeer(r, p, `${field}.${peersKey}[${i}]`));
-  const ports = (r.array(rule.ports, `${field}.ports`) ?? []).map((p, i) => readPort(r, p, `${field}.ports[${i}]`));
+  const peers = (r.array(rule[peersKey], `${field}.${peersKey}`) ?? []).map((p, i) =>
+    readPeer(r, p, `${field}.${peersKey}[${i}]`),
+  );
+  const ports = (r.array(rule.ports, `${field}.ports`) ?? []).map((p, i) =>
+    readPort(r, p, `${field}.ports[${i}]`),
+  );
   return {
     peers: peers.filter((x): x is PolicyPeer => x !== undefined),
     ports: ports.filter((x): x is Service => x !== undefined),
@@ -249,8 +308,12 @@ function readPeer(r: Reader, raw: unknown, field: string): PolicyPeer | undefine
     r.issue(field, 'must specify a peer: podSelector, namespaceSelector or ipBlock');
     return undefined;
   }
-  const podSelector = has('podSelector') ? r.selector(peer.podSelector, `${field}.podSelector`) : undefined;
-  const namespaceSelector = has('namespaceSelector') ? r.selector(peer.namespaceSelector, `${field}.namespaceSelector`) : undefined;
+  const podSelector = has('podSelector')
+    ? r.selector(peer.podSelector, `${field}.podSelector`)
+    : undefined;
+  const namespaceSelector = has('namespaceSelector')
+    ? r.selector(peer.namespaceSelector, `${field}.namespaceSelector`)
+    : undefined;
   return { kind: 'selector', podSelector, namespaceSelector };
 }
 
@@ -274,7 +337,12 @@ function readIpBlock(r: Reader, raw: unknown, field: string): IpBlock | undefine
     if (t === undefined) return;
     const c = parseCidr(t);
     if (typeof c === 'string') r.issue(f, `${JSON.stringify(t)} is not a valid CIDR: ${c}`);
-    else if (c.family !== cidr.family || c.start < cidr.start || c.end > cidr.end || c.prefixLength <= cidr.prefixLength) {
+    else if (
+      c.family !== cidr.family ||
+      c.start < cidr.start ||
+      c.end > cidr.end ||
+      c.prefixLength <= cidr.prefixLength
+    ) {
       r.issue(f, `${JSON.stringify(t)} must be a strict subset of cidr ${JSON.stringify(text)}`);
     } else except.push(c);
   });
@@ -285,12 +353,17 @@ function readPort(r: Reader, raw: unknown, field: string): Service | undefined {
   const p = r.record(raw, field);
   if (p === undefined) return undefined;
   const protocol = r.protocol(p.protocol, `${field}.protocol`);
-  const endPort = p.endPort === undefined || p.endPort === null ? undefined : r.integer(p.endPort, `${field}.endPort`);
-  if (endPort !== undefined && (endPort < 1 || endPort > 65535)) r.issue(`${field}.endPort`, `${endPort} is not between 1 and 65535`);
+  const endPort =
+    p.endPort === undefined || p.endPort === null
+      ? undefined
+      : r.integer(p.endPort, `${field}.endPort`);
+  if (endPort !== undefined && (endPort < 1 || endPort > 65535))
+    r.issue(`${field}.endPort`, `${endPort} is not between 1 and 65535`);
   const port = p.port;
   if (protocol === undefined) return undefined;
   if (port === undefined || port === null) {
-    if (p.endPort !== undefined && p.endPort !== null) r.issue(`${field}.endPort`, 'may not be specified when port is not specified');
+    if (p.endPort !== undefined && p.endPort !== null)
+      r.issue(`${field}.endPort`, 'may not be specified when port is not specified');
     return { protocol, port: { kind: 'all' } };
   }
   if (typeof port === 'number') {
@@ -312,7 +385,10 @@ function readPort(r: Reader, raw: unknown, field: string): Service | undefined {
       return undefined;
     }
     if (p.endPort !== undefined && p.endPort !== null) {
-      r.issue(`${field}.endPort`, `may not be specified when port is a named port (${JSON.stringify(port)})`);
+      r.issue(
+        `${field}.endPort`,
+        `may not be specified when port is a named port (${JSON.stringify(port)})`,
+      );
       return undefined;
     }
     return { protocol, port: { kind: 'named', name: port } };
@@ -331,9 +407,12 @@ const QUALIFIED_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
 /** IANA_SVC_NAME: 1-15 of [a-z0-9-], at least one letter, no leading, trailing or double hyphen. */
 function portNameProblem(name: string): string | undefined {
   if (name.length > 15) return 'is not a valid port name: must be no more than 15 characters';
-  if (!/^[-a-z0-9]+$/.test(name)) return 'is not a valid port name: must contain only lower-case letters, digits and "-"';
-  if (!/[a-z]/.test(name)) return 'is not a valid port name: must contain at least one letter (numbers go in as numbers, without quotes)';
-  if (name.startsWith('-') || name.endsWith('-') || name.includes('--')) return 'is not a valid port name: "-" may not start or end it, or appear twice in a row';
+  if (!/^[-a-z0-9]+$/.test(name))
+    return 'is not a valid port name: must contain only lower-case letters, digits and "-"';
+  if (!/[a-z]/.test(name))
+    return 'is not a valid port name: must contain at least one letter (numbers go in as numbers, without quotes)';
+  if (name.startsWith('-') || name.endsWith('-') || name.includes('--'))
+    return 'is not a valid port name: "-" may not start or end it, or appear twice in a row';
   return undefined;
 }
 
@@ -341,7 +420,10 @@ function labelKeyProblem(key: string): string | undefined {
   const slash = key.lastIndexOf('/');
   const prefix = slash >= 0 ? key.slice(0, slash) : undefined;
   const name = slash >= 0 ? key.slice(slash + 1) : key;
-  if (prefix !== undefined && (prefix.length === 0 || prefix.length > 253 || !DNS1123_SUBDOMAIN.test(prefix))) {
+  if (
+    prefix !== undefined &&
+    (prefix.length === 0 || prefix.length > 253 || !DNS1123_SUBDOMAIN.test(prefix))
+  ) {
     return 'prefix must be a DNS subdomain (lower-case letters, digits, "-" and ".")';
   }
   if (name.length === 0 || name.length > 63 || !QUALIFIED_NAME.test(name)) {
@@ -384,14 +466,26 @@ class Reader {
   metadata(raw: Record<string, unknown>, kind: string, namespaced: boolean) {
     const meta = this.record(raw.metadata, 'metadata') ?? {};
     const name = this.string(meta.name, 'metadata.name') ?? '';
-    const namespace = namespaced ? (this.string(meta.namespace, 'metadata.namespace') || 'default') : '';
+    const namespace = namespaced
+      ? this.string(meta.namespace, 'metadata.namespace') || 'default'
+      : '';
     this.object = `${kind} ${namespaced ? `${namespace}/` : ''}${name || '(no name)'}`;
     if (name === '') this.issue('metadata.name', 'required');
-    else if (kind === 'Namespace' ? name.length > 63 || !DNS1123_LABEL.test(name) : name.length > 253 || !DNS1123_SUBDOMAIN.test(name)) {
-      this.issue('metadata.name', `${JSON.stringify(name)} is not a valid name: lower-case letters, digits and "-"${kind === 'Namespace' ? '' : ' (and ".")'}`);
+    else if (
+      kind === 'Namespace'
+        ? name.length > 63 || !DNS1123_LABEL.test(name)
+        : name.length > 253 || !DNS1123_SUBDOMAIN.test(name)
+    ) {
+      this.issue(
+        'metadata.name',
+        `${JSON.stringify(name)} is not a valid name: lower-case letters, digits and "-"${kind === 'Namespace' ? '' : ' (and ".")'}`,
+      );
     }
     if (namespaced && (namespace.length > 63 || !DNS1123_LABEL.test(namespace))) {
-      this.issue('metadata.namespace', `${JSON.stringify(namespace)} is not a valid namespace name`);
+      this.issue(
+        'metadata.namespace',
+        `${JSON.stringify(namespace)} is not a valid namespace name`,
+      );
     }
     const uid = this.string(meta.uid, 'metadata.uid') ?? '';
     const labels = this.labels(meta.labels, 'metadata.labels');
@@ -428,9 +522,12 @@ class Reader {
     if (rec === undefined) return undefined;
     const before = this.issues.length;
     const requirements: LabelRequirement[] = [];
-    for (const [key, value] of Object.entries(this.labels(rec.matchLabels, `${field}.matchLabels`))) {
+    for (const [key, value] of Object.entries(
+      this.labels(rec.matchLabels, `${field}.matchLabels`),
+    )) {
       requirements.push({ key, operator: 'In', values: [value] });
     }
+    // biome-ignore lint/suspicious/useIterableCallbackReturn: `return this.issue(...)` ends one element's checks
     (this.array(rec.matchExpressions, `${field}.matchExpressions`) ?? []).forEach((e, i) => {
       const f = `${field}.matchExpressions[${i}]`;
       const expr = this.record(e, f);
@@ -441,7 +538,10 @@ class Reader {
       if (keyBad !== undefined) return this.issue(`${f}.key`, `${JSON.stringify(key)}: ${keyBad}`);
       const op = expr.operator;
       if (op !== 'In' && op !== 'NotIn' && op !== 'Exists' && op !== 'DoesNotExist') {
-        return this.issue(`${f}.operator`, `${op === undefined ? 'required' : `${JSON.stringify(op)} is not valid`} (valid: "In", "NotIn", "Exists", "DoesNotExist")`);
+        return this.issue(
+          `${f}.operator`,
+          `${op === undefined ? 'required' : `${JSON.stringify(op)} is not valid`} (valid: "In", "NotIn", "Exists", "DoesNotExist")`,
+        );
       }
       const values: string[] = [];
       (this.array(expr.values, `${f}.values`) ?? []).forEach((x, j) => {
@@ -454,8 +554,10 @@ class Reader {
       const operator: Operator = op;
       const needsValues = operator === 'In' || operator === 'NotIn';
       const given = Array.isArray(expr.values) ? expr.values.length : 0;
-      if (needsValues && given === 0) return this.issue(`${f}.values`, `must be non-empty when operator is ${operator}`);
-      if (!needsValues && given > 0) return this.issue(`${f}.values`, `must be empty when operator is ${operator}`);
+      if (needsValues && given === 0)
+        return this.issue(`${f}.values`, `must be non-empty when operator is ${operator}`);
+      if (!needsValues && given > 0)
+        return this.issue(`${f}.values`, `must be empty when operator is ${operator}`);
       requirements.push({ key, operator, values });
     });
     if (this.issues.length > before) return undefined;

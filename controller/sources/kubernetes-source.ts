@@ -48,7 +48,7 @@
  */
 import { hostname } from 'node:os';
 import {
-  KubeConfig,
+  type KubeConfig,
   ListWatch,
   Watch,
   type KubernetesListObject,
@@ -73,7 +73,11 @@ interface Resource {
 const RESOURCES: readonly Resource[] = [
   { kind: 'Namespace', apiVersion: 'v1', path: '/api/v1/namespaces' },
   { kind: 'Pod', apiVersion: 'v1', path: '/api/v1/pods' },
-  { kind: 'NetworkPolicy', apiVersion: 'networking.k8s.io/v1', path: '/apis/networking.k8s.io/v1/networkpolicies' },
+  {
+    kind: 'NetworkPolicy',
+    apiVersion: 'networking.k8s.io/v1',
+    path: '/apis/networking.k8s.io/v1/networkpolicies',
+  },
 ];
 
 /** Bounds on one list: pages of `listPageSize`, at most this many. */
@@ -137,7 +141,12 @@ export class KubernetesSource implements ClusterSource {
 
   state(): SourceState {
     const errors = this.followers.map((f) => f.lastError).filter((e) => e !== '');
-    return { kind: 'kubernetes', location: this.api.server, synced: this.synced, lastError: errors.join('; ') };
+    return {
+      kind: 'kubernetes',
+      location: this.api.server,
+      synced: this.synced,
+      lastError: errors.join('; '),
+    };
   }
 
   async start(sink: (event: SourceEvent) => void): Promise<void> {
@@ -154,9 +163,17 @@ export class KubernetesSource implements ClusterSource {
       });
       const f: Follower = {
         resource,
-        informer: new ListWatch<KubernetesObject>(resource.path, watch, () => this.list(resource), false, undefined, undefined, {
-          delayFn: (ms) => this.sleep(Math.min(ms, this.options.watchReconnectMaxDelayMs ?? ms)),
-        }),
+        informer: new ListWatch<KubernetesObject>(
+          resource.path,
+          watch,
+          () => this.list(resource),
+          false,
+          undefined,
+          undefined,
+          {
+            delayFn: (ms) => this.sleep(Math.min(ms, this.options.watchReconnectMaxDelayMs ?? ms)),
+          },
+        ),
         listed: false,
         failures: 0,
         lastError: '',
@@ -168,7 +185,10 @@ export class KubernetesSource implements ClusterSource {
       f.informer.on('error', (err) => this.onInformerError(f, err));
       this.followers.push(f);
     }
-    this.log.info({ server: this.api.server, resources: RESOURCES.map((r) => r.path) }, 'following the API server');
+    this.log.info(
+      { server: this.api.server, resources: RESOURCES.map((r) => r.path) },
+      'following the API server',
+    );
     for (const f of this.followers) this.run(f);
   }
 
@@ -185,7 +205,11 @@ export class KubernetesSource implements ClusterSource {
     if (r.type === 'object') this.emit({ type: 'upsert', object: r.object });
     else if (r.type === 'invalid') {
       if (r.identity !== undefined) this.emit({ type: 'invalid', ...r.identity, issues: r.issues });
-      else this.log.warn({ kind: resource.kind, problems: r.issues.map((i) => i.message) }, 'an object without a name was skipped');
+      else
+        this.log.warn(
+          { kind: resource.kind, problems: r.issues.map((i) => i.message) },
+          'an object without a name was skipped',
+        );
     } else this.log.debug({ kind: resource.kind, note: r.note }, 'object ignored');
   }
 
@@ -209,7 +233,14 @@ export class KubernetesSource implements ClusterSource {
   private onWatchOpening(f: Follower): void {
     if (f.listed) return;
     f.listed = true;
-    this.log.info({ kind: f.resource.kind, objects: f.informer.list().length, resourceVersion: f.informer.latestResourceVersion() }, 'initial list delivered');
+    this.log.info(
+      {
+        kind: f.resource.kind,
+        objects: f.informer.list().length,
+        resourceVersion: f.informer.latestResourceVersion(),
+      },
+      'initial list delivered',
+    );
     if (!this.synced && this.followers.every((x) => x.listed)) {
       this.synced = true;
       this.emit({ type: 'synced' });
@@ -218,7 +249,14 @@ export class KubernetesSource implements ClusterSource {
 
   private onWatchConnected(f: Follower): void {
     if (f.failures === 0 && f.lastError === '') return;
-    this.log.info({ kind: f.resource.kind, failures: f.failures, resourceVersion: f.informer.latestResourceVersion() }, 'informer recovered');
+    this.log.info(
+      {
+        kind: f.resource.kind,
+        failures: f.failures,
+        resourceVersion: f.informer.latestResourceVersion(),
+      },
+      'informer recovered',
+    );
     f.failures = 0;
     f.lastError = '';
   }
@@ -231,15 +269,27 @@ export class KubernetesSource implements ClusterSource {
     const min = this.options.restartMinDelayMs ?? 1_000;
     const max = Math.max(min, this.options.restartMaxDelayMs ?? 30_000);
     // Exponential, with up to 20% jitter so that the three informers do not retry in step.
-    const delayMs = Math.round(Math.min(max, min * 2 ** Math.min(f.failures - 1, 30) * (1 + Math.random() * 0.2)));
+    const delayMs = Math.round(
+      Math.min(max, min * 2 ** Math.min(f.failures - 1, 30) * (1 + Math.random() * 0.2)),
+    );
     // List failures say which request failed; anything else came from the library's watch.
     f.lastError = `${f.resource.kind}: ${err instanceof KubeApiError ? '' : 'watch: '}${describeError(err)}`;
-    this.log.warn({ err, kind: f.resource.kind, failures: f.failures, delayMs }, 'informer stopped; restarting after a delay');
+    this.log.warn(
+      { err, kind: f.resource.kind, failures: f.failures, delayMs },
+      'informer stopped; restarting after a delay',
+    );
     if (f.failures === 1) this.emit({ type: 'error', message: f.lastError }); // once per outage; the log has every attempt
     f.restartTimer = setTimeout(() => {
       f.restartTimer = undefined;
       if (this.closed) return;
-      this.log.info({ kind: f.resource.kind, failures: f.failures, resourceVersion: f.informer.latestResourceVersion() }, 'restarting informer');
+      this.log.info(
+        {
+          kind: f.resource.kind,
+          failures: f.failures,
+          resourceVersion: f.informer.latestResourceVersion(),
+        },
+        'restarting informer',
+      );
       this.run(f);
     }, delayMs);
     f.restartTimer.unref();
@@ -256,25 +306,44 @@ export class KubernetesSource implements ClusterSource {
     for (let page = 0; page < MAX_LIST_PAGES; page++) {
       const query = new URLSearchParams({ limit: String(limit) });
       if (next !== undefined) query.set('continue', next);
-      const body = await this.api.request<{ metadata?: { resourceVersion?: string; continue?: string }; items?: unknown[] }>('GET', `${resource.path}?${query}`, {
+      const body = await this.api.request<{
+        metadata?: { resourceVersion?: string; continue?: string };
+        items?: unknown[];
+      }>('GET', `${resource.path}?${query}`, {
         signal: this.abort.signal,
       });
       if (page === 0) resourceVersion = body.metadata?.resourceVersion ?? '';
-      for (const item of body.items ?? []) items.push(this.normalize(resource, item as KubernetesObject));
+      for (const item of body.items ?? [])
+        items.push(this.normalize(resource, item as KubernetesObject));
       next = body.metadata?.continue || undefined;
       if (next === undefined) break;
     }
     this.log.debug({ kind: resource.kind, objects: items.length, resourceVersion }, 'listed');
-    return { apiVersion: resource.apiVersion, kind: `${resource.kind}List`, metadata: { resourceVersion }, items };
+    return {
+      apiVersion: resource.apiVersion,
+      kind: `${resource.kind}List`,
+      metadata: { resourceVersion },
+      items,
+    };
   }
 
   /** The API's JSON with kind and apiVersion (list items have neither) and without managedFields. */
   private normalize(resource: Resource, o: KubernetesObject): KubernetesObject {
     if (typeof o !== 'object' || o === null) return o;
-    if (o.kind === resource.kind && o.apiVersion === resource.apiVersion && o.metadata?.managedFields === undefined) return o;
+    if (
+      o.kind === resource.kind &&
+      o.apiVersion === resource.apiVersion &&
+      o.metadata?.managedFields === undefined
+    )
+      return o;
     const metadata = o.metadata === undefined ? undefined : { ...o.metadata };
     if (metadata !== undefined) delete metadata.managedFields;
-    return { ...o, kind: resource.kind, apiVersion: resource.apiVersion, ...(metadata !== undefined ? { metadata } : {}) };
+    return {
+      ...o,
+      kind: resource.kind,
+      apiVersion: resource.apiVersion,
+      ...(metadata !== undefined ? { metadata } : {}),
+    };
   }
 
   private sleep(ms: number): Promise<void> {
@@ -302,9 +371,12 @@ export class KubernetesSource implements ClusterSource {
   reportRejected(rejection: Extract<ModelEvent, { type: 'invalid' }>): void {
     try {
       if (this.closed) return;
-      const problems = rejection.issues.map((i) => [i.field, i.message].filter((p) => p !== undefined && p !== '').join(': '));
+      const problems = rejection.issues.map((i) =>
+        [i.field, i.message].filter((p) => p !== undefined && p !== '').join(': '),
+      );
       let message = `Weir rejected this ${rejection.kind}: ${problems.join('; ')}`;
-      if (message.length > MAX_EVENT_MESSAGE) message = `${message.slice(0, MAX_EVENT_MESSAGE - 1)}…`;
+      if (message.length > MAX_EVENT_MESSAGE)
+        message = `${message.slice(0, MAX_EVENT_MESSAGE - 1)}…`;
       const object = `${rejection.kind} ${rejection.namespace}/${rejection.name}`;
       const key = `${object}\n${message}`;
       const now = Date.now();
@@ -315,7 +387,8 @@ export class KubernetesSource implements ClusterSource {
       }
       this.reported.delete(key);
       this.reported.set(key, now);
-      if (this.reported.size > MAX_REMEMBERED_REJECTIONS) this.reported.delete(this.reported.keys().next().value!);
+      if (this.reported.size > MAX_REMEMBERED_REJECTIONS)
+        this.reported.delete(this.reported.keys().next().value!);
       if (this.eventQueue.length >= MAX_QUEUED_EVENTS) {
         this.log.warn({ object }, 'too many rejection Events queued; this one is dropped');
         return;
@@ -323,10 +396,15 @@ export class KubernetesSource implements ClusterSource {
       const event = this.rejectionEvent(rejection, message, now);
       this.eventQueue.push(async () => {
         try {
-          await this.api.request('POST', `/api/v1/namespaces/${encodeURIComponent(event.metadata.namespace)}/events`, { body: event, signal: this.abort.signal });
+          await this.api.request(
+            'POST',
+            `/api/v1/namespaces/${encodeURIComponent(event.metadata.namespace)}/events`,
+            { body: event, signal: this.abort.signal },
+          );
           this.log.debug({ object, event: event.metadata.name }, 'rejection recorded as an Event');
         } catch (err) {
-          if (!this.closed) this.log.warn({ err, object }, 'recording the rejection as an Event failed');
+          if (!this.closed)
+            this.log.warn({ err, object }, 'recording the rejection as an Event failed');
         }
       });
       this.pumpEvents();
@@ -335,26 +413,39 @@ export class KubernetesSource implements ClusterSource {
     }
   }
 
-  private rejectionEvent(r: Extract<ModelEvent, { type: 'invalid' }>, message: string, now: number) {
+  private rejectionEvent(
+    r: Extract<ModelEvent, { type: 'invalid' }>,
+    message: string,
+    now: number,
+  ) {
     const resource = RESOURCES.find((x) => x.kind === r.kind)!;
     const namespaced = r.kind !== 'Namespace';
-    const cached = this.followers.find((f) => f.resource === resource)?.informer.get(r.name, namespaced ? r.namespace : undefined);
+    const cached = this.followers
+      .find((f) => f.resource === resource)
+      ?.informer.get(r.name, namespaced ? r.namespace : undefined);
     // client-go names Events "<object>.<unix nanoseconds in hex>"; the sequence keeps names unique within a millisecond.
-    const suffix = (BigInt(now) * 1_000_000n + BigInt(this.eventSequence++ % 1_000_000)).toString(16);
+    const suffix = (BigInt(now) * 1_000_000n + BigInt(this.eventSequence++ % 1_000_000)).toString(
+      16,
+    );
     const timestamp = new Date(Math.floor(now / 1000) * 1000).toISOString().replace('.000Z', 'Z');
     const instance = this.options.instance ?? hostname();
     return {
       apiVersion: 'v1',
       kind: 'Event',
       // Events about cluster-scoped objects live in "default", as client-go records them.
-      metadata: { name: `${r.name.slice(0, 200)}.${suffix}`, namespace: namespaced ? r.namespace : 'default' },
+      metadata: {
+        name: `${r.name.slice(0, 200)}.${suffix}`,
+        namespace: namespaced ? r.namespace : 'default',
+      },
       involvedObject: {
         apiVersion: resource.apiVersion,
         kind: r.kind,
         name: r.name,
         ...(namespaced ? { namespace: r.namespace } : {}),
         ...(cached?.metadata?.uid ? { uid: cached.metadata.uid } : {}),
-        ...(cached?.metadata?.resourceVersion ? { resourceVersion: cached.metadata.resourceVersion } : {}),
+        ...(cached?.metadata?.resourceVersion
+          ? { resourceVersion: cached.metadata.resourceVersion }
+          : {}),
       },
       reason: 'PolicyRejected',
       message,
@@ -421,8 +512,8 @@ class GuardedWatch extends Watch {
   override async watch(
     path: string,
     queryParams: Record<string, string | number | boolean | undefined>,
-    callback: (phase: string, apiObj: any, watchObj?: any) => void,
-    done: (err: any) => void,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
   ): Promise<AbortController> {
     if (this.hooks.closed()) {
       const c = new AbortController();
@@ -436,7 +527,14 @@ class GuardedWatch extends Watch {
     controller = await super.watch(
       path,
       { ...queryParams, allowWatchBookmarks: true },
-      (phase, obj, watchObj) => callback(phase, phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? this.hooks.transform(obj) : obj, watchObj),
+      (phase, obj, watchObj) =>
+        callback(
+          phase,
+          phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED'
+            ? this.hooks.transform(obj)
+            : obj,
+          watchObj,
+        ),
       (err) => {
         ended = true;
         failed = Boolean(err);

@@ -36,7 +36,12 @@ export class ManifestSource implements ClusterSource {
   ) {}
 
   state(): SourceState {
-    return { kind: 'manifests', location: this.dir, synced: this.synced, lastError: this.lastError };
+    return {
+      kind: 'manifests',
+      location: this.dir,
+      synced: this.synced,
+      lastError: this.lastError,
+    };
   }
 
   async start(sink: (event: SourceEvent) => void): Promise<void> {
@@ -45,7 +50,8 @@ export class ManifestSource implements ClusterSource {
       const r = await readManifests([this.dir]);
       this.deliver(r.objects, r.invalid, sink);
       const problems = r.issues.map(formatIssue);
-      this.lastError = problems.length > 0 ? `${problems.length} problem(s); first: ${problems[0]}` : '';
+      this.lastError =
+        problems.length > 0 ? `${problems.length} problem(s); first: ${problems[0]}` : '';
       for (const p of problems) log.warn({ problem: p }, 'manifest rejected');
       for (const n of r.notes) log.debug({ note: n }, 'manifest note');
       if (!this.synced) {
@@ -54,10 +60,15 @@ export class ManifestSource implements ClusterSource {
       }
     };
     await read();
-    this.runner = new CoalescingRunner(read, { minIntervalMs: this.options.debounceMs ?? 100, onError: (err) => log.error({ err }, 'reading manifests failed') });
+    this.runner = new CoalescingRunner(read, {
+      minIntervalMs: this.options.debounceMs ?? 100,
+      onError: (err) => log.error({ err }, 'reading manifests failed'),
+    });
     try {
       this.watcher = watch(this.dir, { recursive: true }, () => this.runner?.request());
-      this.watcher.on('error', (err) => log.warn({ err }, 'watching manifests failed; relying on periodic rescans'));
+      this.watcher.on('error', (err) =>
+        log.warn({ err }, 'watching manifests failed; relying on periodic rescans'),
+      );
     } catch (err) {
       log.warn({ err }, 'cannot watch the manifest directory; relying on periodic rescans');
     }
@@ -65,7 +76,16 @@ export class ManifestSource implements ClusterSource {
     this.rescan.unref();
   }
 
-  private deliver(objects: readonly KubeObject[], invalid: ReadonlyArray<{ kind: KubeObject['kind']; namespace: string; name: string; issues: readonly Issue[] }>, sink: (e: SourceEvent) => void): void {
+  private deliver(
+    objects: readonly KubeObject[],
+    invalid: ReadonlyArray<{
+      kind: KubeObject['kind'];
+      namespace: string;
+      name: string;
+      issues: readonly Issue[];
+    }>,
+    sink: (e: SourceEvent) => void,
+  ): void {
     const seen = new Set<string>();
     for (const o of objects) {
       const namespace = o.kind === 'Namespace' ? '' : o.namespace;
@@ -83,9 +103,21 @@ export class ManifestSource implements ClusterSource {
       seen.add(key);
       const content = JSON.stringify(i.issues.map((x) => [x.field, x.message]));
       const prev = this.known.get(key);
-      if (prev !== undefined && prev.invalid && prev.content === content) continue;
-      this.known.set(key, { kind: i.kind, namespace: i.namespace, name: i.name, content, invalid: true });
-      sink({ type: 'invalid', kind: i.kind, namespace: i.namespace, name: i.name, issues: i.issues });
+      if (prev?.invalid && prev.content === content) continue;
+      this.known.set(key, {
+        kind: i.kind,
+        namespace: i.namespace,
+        name: i.name,
+        content,
+        invalid: true,
+      });
+      sink({
+        type: 'invalid',
+        kind: i.kind,
+        namespace: i.namespace,
+        name: i.name,
+        issues: i.issues,
+      });
     }
     for (const [key, k] of this.known) {
       if (seen.has(key)) continue;

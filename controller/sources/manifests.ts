@@ -24,11 +24,15 @@ export interface ManifestRead {
 const EXTENSIONS = ['.yaml', '.yml', '.json'];
 
 /** Lists manifest files under the given paths; a path that is a file is taken whatever its name. */
-export async function manifestFiles(paths: readonly string[]): Promise<{ files: string[]; issues: Issue[] }> {
+export async function manifestFiles(
+  paths: readonly string[],
+): Promise<{ files: string[]; issues: Issue[] }> {
   const files: string[] = [];
   const issues: Issue[] = [];
   const walk = async (dir: string) => {
-    const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1));
+    const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) =>
+      a.name < b.name ? -1 : 1,
+    );
     for (const e of entries) {
       const p = join(dir, e.name);
       if (e.isDirectory()) await walk(p);
@@ -40,7 +44,10 @@ export async function manifestFiles(paths: readonly string[]): Promise<{ files: 
       if ((await stat(p)).isDirectory()) await walk(p);
       else files.push(p);
     } catch (err) {
-      issues.push({ source: p, message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
+      issues.push({
+        source: p,
+        message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      });
     }
   }
   return { files, issues };
@@ -56,7 +63,10 @@ export async function readManifests(paths: readonly string[]): Promise<ManifestR
     try {
       text = await readFile(file, 'utf8');
     } catch (err) {
-      issues.push({ source: file, message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
+      issues.push({
+        source: file,
+        message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      });
       continue;
     }
     for (const { raw, source, lineOf } of parseManifestText(text, file, issues)) {
@@ -64,15 +74,18 @@ export async function readManifests(paths: readonly string[]): Promise<ManifestR
         const r = readKubeObject(item, source);
         // Point each problem at the line of its field (or the nearest parent that is written).
         if (r.type === 'invalid') {
-          const located = r.issues.map((i) => ({ ...i, source: `${file}:${lineOf([...path, ...fieldPath(i.field)])}` }));
+          const located = r.issues.map((i) => ({
+            ...i,
+            source: `${file}:${lineOf([...path, ...fieldPath(i.field)])}`,
+          }));
           issues.push(...located);
           if (r.identity !== undefined) invalid.push({ ...r.identity, issues: located });
-        }
-        else if (r.type === 'ignored') notes.push(`${source}: ignored: ${r.note}`);
+        } else if (r.type === 'ignored') notes.push(`${source}: ignored: ${r.note}`);
         else {
           const o = r.object;
           const key = `${o.kind} ${o.kind === 'Namespace' ? '' : `${o.namespace}/`}${o.name}`;
-          if (objects.has(key)) notes.push(`${source}: ${key} is defined again; the later definition wins`);
+          if (objects.has(key))
+            notes.push(`${source}: ${key} is defined again; the later definition wins`);
           objects.delete(key);
           objects.set(key, o);
         }
@@ -94,14 +107,21 @@ export interface ManifestDocument {
 export function parseManifestText(text: string, file: string, issues: Issue[]): ManifestDocument[] {
   const lines = new LineCounter();
   const out: ManifestDocument[] = [];
-  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const docs = parseAllDocuments(text, {
+    lineCounter: lines,
+    prettyErrors: false,
+    uniqueKeys: true,
+  });
   for (const doc of Array.isArray(docs) ? docs : [docs]) {
     const start = doc.contents?.range?.[0] ?? doc.range?.[0] ?? 0;
     const source = `${file}:${lines.linePos(start).line}`;
     if (doc.errors.length > 0) {
       for (const e of doc.errors) {
         const at = e.pos?.[0] !== undefined ? lines.linePos(e.pos[0]) : undefined;
-        issues.push({ source: at ? `${file}:${at.line}:${at.col}` : source, message: `malformed YAML: ${e.message.split('\n')[0]}` });
+        issues.push({
+          source: at ? `${file}:${at.line}:${at.col}` : source,
+          message: `malformed YAML: ${e.message.split('\n')[0]}`,
+        });
       }
       continue;
     }
@@ -109,7 +129,9 @@ export function parseManifestText(text: string, file: string, issues: Issue[]): 
     if (raw === null || raw === undefined) continue; // empty document ("---" at the end)
     const lineOf = (path: ReadonlyArray<string | number>) => {
       for (let n = path.length; n > 0; n--) {
-        const node = doc.getIn(path.slice(0, n), true) as { range?: [number, number, number] } | undefined;
+        const node = doc.getIn(path.slice(0, n), true) as
+          | { range?: [number, number, number] }
+          | undefined;
         if (node?.range) return lines.linePos(node.range[0]).line;
       }
       return lines.linePos(start).line;
@@ -132,7 +154,10 @@ function fieldPath(field: string | undefined): Array<string | number> {
 }
 
 /** Objects of a document with their path in it: lists (List, PodList, ...) are opened. */
-function flattenLists(raw: unknown, path: Array<string | number>): Array<{ item: unknown; path: Array<string | number> }> {
+function flattenLists(
+  raw: unknown,
+  path: Array<string | number>,
+): Array<{ item: unknown; path: Array<string | number> }> {
   if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) {
     const o = raw as Record<string, unknown>;
     if (typeof o.kind === 'string' && o.kind.endsWith('List') && Array.isArray(o.items)) {
@@ -140,7 +165,11 @@ function flattenLists(raw: unknown, path: Array<string | number>): Array<{ item:
       return o.items.flatMap((item, i) => {
         // Typed lists (PodList) may omit kind and apiVersion on their items.
         if (listKind !== '' && typeof item === 'object' && item !== null && !('kind' in item)) {
-          return flattenLists({ ...item, kind: listKind, apiVersion: o.apiVersion }, [...path, 'items', i]);
+          return flattenLists({ ...item, kind: listKind, apiVersion: o.apiVersion }, [
+            ...path,
+            'items',
+            i,
+          ]);
         }
         return flattenLists(item, [...path, 'items', i]);
       });

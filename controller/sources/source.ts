@@ -4,7 +4,10 @@
  */
 import type { ModelEvent } from '../model/cluster-model.js';
 
-export type SourceEvent = ModelEvent | { readonly type: 'synced' } | { readonly type: 'error'; readonly message: string };
+export type SourceEvent =
+  | ModelEvent
+  | { readonly type: 'synced' }
+  | { readonly type: 'error'; readonly message: string };
 
 export interface SourceState {
   readonly kind: 'manifests' | 'kubernetes';

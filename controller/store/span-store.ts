@@ -20,7 +20,13 @@
 import { createHash } from 'node:crypto';
 import { addTo, removeFrom } from '../../shared/collections.js';
 import type { ClusterModel, ModelChanges } from '../model/cluster-model.js';
-import type { AddressGroup, Endpoint, FirewallPolicy, PolicySnapshot, ServiceGroup } from '../../shared/policy/types.js';
+import type {
+  AddressGroup,
+  Endpoint,
+  FirewallPolicy,
+  PolicySnapshot,
+  ServiceGroup,
+} from '../../shared/policy/types.js';
 import { isEmpty } from '../model/cluster-model.js';
 
 /** "p:<policy id>", "g:<group id>", "s:<service group id>", "e:<namespace/name>". */
@@ -109,7 +115,8 @@ export class SpanStore {
     if (isEmpty(c)) return undefined;
     const revision = ++this.current;
     this.observed.set(revision, observedAtMs);
-    if (this.observed.size > this.observedHistory) this.observed.delete(this.observed.keys().next().value!);
+    if (this.observed.size > this.observedHistory)
+      this.observed.delete(this.observed.keys().next().value!);
     for (const key of changedKeys(c)) this.hashes.delete(key);
 
     const changedNodes: string[] = [];
@@ -120,7 +127,10 @@ export class SpanStore {
     // Nodes whose span keeps its shape and only holds objects whose content changed:
     // refresh those entries instead of recomputing the span.
     const refresh = new Map<string, ObjectKey[]>();
-    for (const key of [...[...c.groups].map((id) => `g:${id}`), ...[...c.endpoints].map((k) => `e:${k}`)]) {
+    for (const key of [
+      ...[...c.groups].map((id) => `g:${id}`),
+      ...[...c.endpoints].map((k) => `e:${k}`),
+    ]) {
       for (const node of this.holders.get(key) ?? []) {
         if (structural.has(node)) continue;
         const keys = refresh.get(node);
@@ -128,7 +138,8 @@ export class SpanStore {
         else keys.push(key);
       }
     }
-    for (const [node, keys] of refresh) if (this.refresh(node, keys, revision)) changedNodes.push(node);
+    for (const [node, keys] of refresh)
+      if (this.refresh(node, keys, revision)) changedNodes.push(node);
     return { revision, nodes: changedNodes.sort() };
   }
 
@@ -140,7 +151,11 @@ export class SpanStore {
     for (const key of keys) {
       const old = entries.get(key);
       if (old === undefined) continue;
-      const hash = this.hashOf(node, key, !(key.startsWith('g:') && span.localOnlyGroups.has(key.slice(2))));
+      const hash = this.hashOf(
+        node,
+        key,
+        !(key.startsWith('g:') && span.localOnlyGroups.has(key.slice(2))),
+      );
       if (hash === old.hash) continue;
       entries.set(key, { hash, revision });
       changed = true;
@@ -204,11 +219,13 @@ export class SpanStore {
     for (const key of structuralKeys) for (const n of this.holders.get(key) ?? []) nodes.add(n);
     for (const id of c.policies) {
       const p = this.model.policy(id);
-      if (p !== undefined) for (const e of this.model.groupMembers(p.appliedTo).values()) nodes.add(e.node);
+      if (p !== undefined)
+        for (const e of this.model.groupMembers(p.appliedTo).values()) nodes.add(e.node);
     }
     for (const key of c.endpoints) {
       for (const port of this.model.endpoint(key)?.ports ?? []) {
-        for (const n of this.namedPortUsers.get(`${port.name}/${port.protocol}`) ?? []) nodes.add(n);
+        for (const n of this.namedPortUsers.get(`${port.name}/${port.protocol}`) ?? [])
+          nodes.add(n);
       }
     }
     return nodes;
@@ -219,7 +236,9 @@ export class SpanStore {
     const before = this.spans.get(node);
     const locals = new Set(this.model.endpointsOnNode(node));
     const policies = new Set<string>();
-    for (const e of locals) for (const g of this.model.groupsOf(e)) for (const p of this.model.policiesAppliedTo(g)) policies.add(p);
+    for (const e of locals)
+      for (const g of this.model.groupsOf(e))
+        for (const p of this.model.policiesAppliedTo(g)) policies.add(p);
 
     const appliedTo = new Set<string>();
     const peers = new Set<string>();
@@ -253,7 +272,10 @@ export class SpanStore {
     const entries = new Map<ObjectKey, SpanEntry>();
     let changed = before === undefined ? keys.length > 0 : false;
     for (const key of keys) {
-      const hash = localOnlyGroups.has(key.slice(2)) && key.startsWith('g:') ? this.hashOf(node, key, false) : this.hashOf(node, key, true);
+      const hash =
+        localOnlyGroups.has(key.slice(2)) && key.startsWith('g:')
+          ? this.hashOf(node, key, false)
+          : this.hashOf(node, key, true);
       const old = before?.entries.get(key);
       if (old !== undefined && old.hash === hash) entries.set(key, old);
       else {
@@ -271,16 +293,24 @@ export class SpanStore {
     }
 
     // Reverse indexes.
-    for (const key of before?.entries.keys() ?? []) if (!entries.has(key)) removeFrom(this.holders, key, node);
+    for (const key of before?.entries.keys() ?? [])
+      if (!entries.has(key)) removeFrom(this.holders, key, node);
     for (const key of entries.keys()) addTo(this.holders, key, node);
-    for (const [np, users] of this.namedPortUsers) if (users.delete(node) && users.size === 0) this.namedPortUsers.delete(np);
+    for (const [np, users] of this.namedPortUsers)
+      if (users.delete(node) && users.size === 0) this.namedPortUsers.delete(np);
     for (const np of namedPorts) addTo(this.namedPortUsers, np, node);
 
     if (entries.size === 0 && locals.size === 0) {
       this.spans.delete(node);
       return before !== undefined && before.entries.size > 0;
     }
-    this.spans.set(node, { node, entries, revision: changed ? revision : (before?.revision ?? revision), locals, localOnlyGroups });
+    this.spans.set(node, {
+      node,
+      entries,
+      revision: changed ? revision : (before?.revision ?? revision),
+      locals,
+      localOnlyGroups,
+    });
     return changed;
   }
 
@@ -290,7 +320,9 @@ export class SpanStore {
       if (cached !== undefined) return cached;
     }
     const o = this.object(node, key);
-    const hash = createHash('sha1').update(JSON.stringify(o?.object ?? null)).digest('base64url');
+    const hash = createHash('sha1')
+      .update(JSON.stringify(o?.object ?? null))
+      .digest('base64url');
     if (shared) this.hashes.set(key, hash);
     return hash;
   }
@@ -304,8 +336,6 @@ function changedKeys(c: ModelChanges): ObjectKey[] {
     ...[...c.endpoints, ...c.removedEndpoints].map((k) => `e:${k}`),
   ];
 }
-
-
 
 /** The objects of one node's span, as a snapshot (what a snapshot update carries). */
 export function spanSnapshot(store: SpanStore, model: ClusterModel, node: string): PolicySnapshot {

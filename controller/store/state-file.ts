@@ -18,7 +18,8 @@ const FILE = 'controller-state.json';
 export async function loadControllerState(dir: string): Promise<ControllerState> {
   try {
     const parsed = JSON.parse(await readFile(join(dir, FILE), 'utf8')) as ControllerState;
-    if (typeof parsed.revision !== 'number' || typeof parsed.nodes !== 'object') throw new Error('unexpected content');
+    if (typeof parsed.revision !== 'number' || typeof parsed.nodes !== 'object')
+      throw new Error('unexpected content');
     return parsed;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { revision: 0, nodes: {} };

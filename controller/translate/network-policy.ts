@@ -33,7 +33,12 @@ import type { NetworkPolicyObject, PolicyPeer, PolicyRule } from '../model/kube-
 /** An address group as translation defines it; selector members are resolved by the cluster model. */
 export type GroupSpec =
   | { readonly id: string; readonly kind: 'selector'; readonly selector: EndpointSelector }
-  | { readonly id: string; readonly kind: 'ipBlock'; readonly ipBlock: IpBlock; readonly prefixes: readonly string[] };
+  | {
+      readonly id: string;
+      readonly kind: 'ipBlock';
+      readonly ipBlock: IpBlock;
+      readonly prefixes: readonly string[];
+    };
 
 export interface Translation {
   readonly policy: FirewallPolicy;
@@ -50,7 +55,10 @@ export function translateNetworkPolicy(np: NetworkPolicyObject, cluster: string)
   const services = new Map<string, ServiceGroup>();
   const id = policyId(cluster, np.namespace, np.name);
 
-  const appliedTo = selectorGroup(cluster, { namespace: { name: np.namespace }, pods: np.podSelector });
+  const appliedTo = selectorGroup(cluster, {
+    namespace: { name: np.namespace },
+    pods: np.podSelector,
+  });
   groups.set(appliedTo.id, appliedTo);
   const self: RuleEndpoint = { addressGroup: appliedTo.id };
 
@@ -65,13 +73,27 @@ export function translateNetworkPolicy(np: NetworkPolicyObject, cluster: string)
       }
       const base = `${id}/${direction}/${i}`;
       if (rule.peers.length === 0) {
-        rules.push({ id: base, direction, endpoint1: self, endpoint2: { any: true }, ...service, action: 'pass' });
+        rules.push({
+          id: base,
+          direction,
+          endpoint1: self,
+          endpoint2: { any: true },
+          ...service,
+          action: 'pass',
+        });
         return;
       }
       rule.peers.forEach((peer, j) => {
         const g = peerGroup(cluster, np.namespace, peer);
         groups.set(g.id, g);
-        rules.push({ id: `${base}/${j}`, direction, endpoint1: self, endpoint2: { addressGroup: g.id }, ...service, action: 'pass' });
+        rules.push({
+          id: `${base}/${j}`,
+          direction,
+          endpoint1: self,
+          endpoint2: { addressGroup: g.id },
+          ...service,
+          action: 'pass',
+        });
       });
     });
   };
@@ -99,24 +121,40 @@ function peerGroup(cluster: string, namespace: string, peer: PolicyPeer): GroupS
   if (peer.kind === 'ipBlock') return ipBlockGroup(cluster, peer.ipBlock);
   return selectorGroup(cluster, {
     // podSelector alone: the policy's namespace. namespaceSelector (even {}): the namespaces it matches.
-    namespace: peer.namespaceSelector === undefined ? { name: namespace } : { selector: peer.namespaceSelector },
+    namespace:
+      peer.namespaceSelector === undefined
+        ? { name: namespace }
+        : { selector: peer.namespaceSelector },
     pods: peer.podSelector ?? EVERYTHING,
   });
 }
 
 function selectorGroup(cluster: string, selector: EndpointSelector): GroupSpec {
-  return { id: `${cluster}/ag/sel-${shortHash(endpointSelectorKey(selector))}`, kind: 'selector', selector };
+  return {
+    id: `${cluster}/ag/sel-${shortHash(endpointSelectorKey(selector))}`,
+    kind: 'selector',
+    selector,
+  };
 }
 
 function ipBlockGroup(cluster: string, ipBlock: IpBlock): GroupSpec {
   const excepts = [...ipBlock.except].sort();
   const key = `${ipBlock.cidr} except ${excepts.join(',')}`;
-  return { id: `${cluster}/ag/cidr-${shortHash(key)}`, kind: 'ipBlock', ipBlock: { cidr: ipBlock.cidr, except: excepts }, prefixes: remainingPrefixes(key, ipBlock.cidr, excepts) };
+  return {
+    id: `${cluster}/ag/cidr-${shortHash(key)}`,
+    kind: 'ipBlock',
+    ipBlock: { cidr: ipBlock.cidr, except: excepts },
+    prefixes: remainingPrefixes(key, ipBlock.cidr, excepts),
+  };
 }
 
 /** `cidr` minus `excepts`, as prefixes. Many policies name the same blocks: each is computed once. */
 const remainders = new BoundedCache<string, readonly string[]>(10_000);
-function remainingPrefixes(key: string, cidr: string, excepts: readonly string[]): readonly string[] {
+function remainingPrefixes(
+  key: string,
+  cidr: string,
+  excepts: readonly string[],
+): readonly string[] {
   return remainders.get(key, () => {
     const remaining = excepts.length === 0 ? [cidr] : excludeCidr(cidr, [...excepts]);
     return remaining.map((p) => {
@@ -130,8 +168,13 @@ function remainingPrefixes(key: string, cidr: string, excepts: readonly string[]
 function serviceGroupOf(cluster: string, ports: readonly Service[]): ServiceGroup {
   const text = (s: Service) =>
     `${s.protocol}/${s.port.kind === 'all' ? '*' : s.port.kind === 'named' ? s.port.name : s.port.start === s.port.end ? s.port.start : `${s.port.start}-${s.port.end}`}`;
-  const unique = [...new Map(ports.map((s) => [text(s), s])).entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return { id: `${cluster}/sg/${shortHash(unique.map(([k]) => k).join(','))}`, services: unique.map(([, s]) => s) };
+  const unique = [...new Map(ports.map((s) => [text(s), s])).entries()].sort(([a], [b]) =>
+    a < b ? -1 : a > b ? 1 : 0,
+  );
+  return {
+    id: `${cluster}/sg/${shortHash(unique.map(([k]) => k).join(','))}`,
+    services: unique.map(([, s]) => s),
+  };
 }
 
 /** 64 bits of sha256, as hex: ids from content. Policies repeat selectors, so results are remembered. */

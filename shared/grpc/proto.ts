@@ -13,7 +13,9 @@ import type { ProtoGrpcType as IntrospectProto } from '../generated/introspect.j
 type ProtoGrpcType = AgentProto & IntrospectProto;
 
 /** proto/ from the sources (shared/grpc) or from the build (dist/shared/grpc). */
-export const PROTO_DIR = ['../../proto', '../../../proto'].map((p) => fileURLToPath(new URL(p, import.meta.url))).find((p) => existsSync(p))!;
+export const PROTO_DIR = ['../../proto', '../../../proto']
+  .map((p) => fileURLToPath(new URL(p, import.meta.url)))
+  .find((p) => existsSync(p))!;
 
 export const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: false,
@@ -28,8 +30,14 @@ let loaded: { definition: protoLoader.PackageDefinition; proto: ProtoGrpcType } 
 
 export function weirProto(): { definition: protoLoader.PackageDefinition; proto: ProtoGrpcType } {
   if (loaded === undefined) {
-    const definition = protoLoader.loadSync(['weir/v1/agent.proto', 'weir/v1/policy.proto', 'weir/v1/introspect.proto'], LOADER_OPTIONS);
-    loaded = { definition, proto: grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType };
+    const definition = protoLoader.loadSync(
+      ['weir/v1/agent.proto', 'weir/v1/policy.proto', 'weir/v1/introspect.proto'],
+      LOADER_OPTIONS,
+    );
+    loaded = {
+      definition,
+      proto: grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType,
+    };
   }
   return loaded;
 }

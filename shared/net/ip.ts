@@ -38,7 +38,8 @@ export function parseIp(text: string): Ip {
 }
 
 export function formatIp(ip: Ip): string {
-  if (typeof ip === 'number') return `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
+  if (typeof ip === 'number')
+    return `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
   return stringifyIp({ number: ip, version: 6 });
 }
 
@@ -89,4 +90,3 @@ export function parseCidr(text: string): Cidr | string {
     hadHostBits: start !== address,
   };
 }
-

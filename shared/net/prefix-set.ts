@@ -75,7 +75,8 @@ export class PrefixSet {
   /** The ranges as text, "a" for single addresses and "a-b" otherwise. */
   describe(): string[] {
     const out: string[] = [];
-    const push = (s: Ip, e: Ip) => out.push(s === e ? formatIp(s) : `${formatIp(s)}-${formatIp(e)}`);
+    const push = (s: Ip, e: Ip) =>
+      out.push(s === e ? formatIp(s) : `${formatIp(s)}-${formatIp(e)}`);
     for (let i = 0; i < this.v4.length; i += 2) push(this.v4[i]!, this.v4[i + 1]!);
     for (let i = 0; i < this.v6.length; i += 2) push(this.v6[i]!, this.v6[i + 1]!);
     return out;
@@ -88,7 +89,7 @@ function merge<T extends number | bigint>(ranges: Array<[T, T]>, one: T): T[] {
   for (const [start, end] of ranges) {
     const last = out.length - 1;
     // Merge overlapping and adjacent ranges (end + 1 === start).
-    if (last > 0 && start <= ((out[last] as T) as number) + (one as number)) {
+    if (last > 0 && start <= (out[last] as T as number) + (one as number)) {
       if (end > out[last]!) out[last] = end;
     } else {
       out.push(start, end);

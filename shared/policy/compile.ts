@@ -8,7 +8,12 @@ import { type Ip, parseCidr, parseIp } from '../net/ip.js';
 import { PrefixSet } from '../net/prefix-set.js';
 import { InternalError } from '../errors.js';
 import { PortMatcher } from './port-matcher.js';
-import { RuleTables, type CompiledEndpoint, type CompiledRule, type DirectionTable } from './rule-tables.js';
+import {
+  RuleTables,
+  type CompiledEndpoint,
+  type CompiledRule,
+  type DirectionTable,
+} from './rule-tables.js';
 import {
   PROTOCOL_NUMBER,
   endpointKey,
@@ -40,7 +45,10 @@ export function compile(snapshot: PolicySnapshot, options: CompileOptions = {}):
   for (const e of local) selecting.set(endpointKey(e), { ingress: [], egress: [] });
   for (const policy of order) {
     const group = c.group(policy.appliedTo, policy.id);
-    if (group.kind !== 'selector') throw new InternalError(`policy ${policy.id}: applied-to group ${group.id} is not a selector group`);
+    if (group.kind !== 'selector')
+      throw new InternalError(
+        `policy ${policy.id}: applied-to group ${group.id} is not a selector group`,
+      );
     for (const m of group.members) {
       const s = selecting.get(m.endpoint);
       if (s === undefined) continue;
@@ -71,7 +79,10 @@ function policyOrder(snapshot: PolicySnapshot): FirewallPolicy[] {
     if (tier.tier !== 'namespace') continue;
     for (const id of tier.policies) {
       const p = byId.get(id);
-      if (p === undefined) throw new InternalError(`application policy set names policy ${id}, which the snapshot lacks`);
+      if (p === undefined)
+        throw new InternalError(
+          `application policy set names policy ${id}, which the snapshot lacks`,
+        );
       out.push(p);
     }
   }
@@ -96,13 +107,17 @@ class Compiler {
 
   ip(text: string): Ip {
     let ip = this.parsed.get(text);
-    if (ip === undefined) this.parsed.set(text, (ip = parseIp(text)));
+    if (ip === undefined) {
+      ip = parseIp(text);
+      this.parsed.set(text, ip);
+    }
     return ip;
   }
 
   group(id: string, user: string): AddressGroup {
     const g = this.groups.get(id);
-    if (g === undefined) throw new InternalError(`${user} references address group ${id}, which the snapshot lacks`);
+    if (g === undefined)
+      throw new InternalError(`${user} references address group ${id}, which the snapshot lacks`);
     return g;
   }
 
@@ -120,18 +135,27 @@ class Compiler {
     if (cached !== undefined) return cached;
     const peer = this.peer(r.endpoint2, r.id);
     const sg = r.serviceGroup === undefined ? undefined : this.serviceGroups.get(r.serviceGroup);
-    if (r.serviceGroup !== undefined && sg === undefined) throw new InternalError(`rule ${r.id} references service group ${r.serviceGroup}, which the snapshot lacks`);
-    const hasNamed = sg !== undefined && sg.services.some((s) => s.port.kind === 'named');
+    if (r.serviceGroup !== undefined && sg === undefined)
+      throw new InternalError(
+        `rule ${r.id} references service group ${r.serviceGroup}, which the snapshot lacks`,
+      );
+    const hasNamed = sg?.services.some((s) => s.port.kind === 'named');
     if (hasNamed && r.direction === 'ingress') {
       // Ingress named ports resolve against the endpoint: endpoints whose ports
       // resolve the same way share one compiled rule.
       const ports = ingressMatcher(sg!, e);
       const key = `${r.id}\u0000${ports.fixed.join(',')}`;
       let compiled = this.shared.get(key);
-      if (compiled === undefined) this.shared.set(key, (compiled = { id: r.id, policy: policy.id, peer, ports }));
+      if (compiled === undefined) compiled = { id: r.id, policy: policy.id, peer, ports };
+      this.shared.set(key, compiled);
       return compiled;
     }
-    const ports = sg === undefined ? null : r.direction === 'egress' ? this.egressMatcher(sg) : ingressMatcher(sg, e);
+    const ports =
+      sg === undefined
+        ? null
+        : r.direction === 'egress'
+          ? this.egressMatcher(sg)
+          : ingressMatcher(sg, e);
     const compiled: CompiledRule = { id: r.id, policy: policy.id, peer, ports };
     this.shared.set(r.id, compiled);
     return compiled;
@@ -164,7 +188,10 @@ class Compiler {
         byDestination ??= new Map();
         for (const [p, port, ip] of this.namedPorts().get(`${s.port.name}/${s.protocol}`) ?? []) {
           let list = byDestination.get(ip);
-          if (list === undefined) byDestination.set(ip, (list = []));
+          if (list === undefined) {
+            list = [];
+            byDestination.set(ip, list);
+          }
           list.push(p, port, port);
         }
       }
@@ -184,20 +211,26 @@ class Compiler {
     // An address two endpoints claim (a pod's address reused before the old
     // pod is gone) belongs to the last by key, as RuleTables.byIp decides.
     const owner = new Map<Ip, Endpoint>();
-    const endpoints = [...this.snapshot.endpoints].sort((a, b) => (endpointKey(a) < endpointKey(b) ? -1 : 1));
+    const endpoints = [...this.snapshot.endpoints].sort((a, b) =>
+      endpointKey(a) < endpointKey(b) ? -1 : 1,
+    );
     for (const e of endpoints) for (const ip of e.ips) owner.set(this.ip(ip), e);
     for (const e of endpoints) {
       for (const np of e.ports) {
         const k = `${np.name}/${np.protocol}`;
         let list = index.get(k);
-        if (list === undefined) index.set(k, (list = []));
+        if (list === undefined) {
+          list = [];
+          index.set(k, list);
+        }
         for (const text of e.ips) {
           const ip = this.ip(text);
           if (owner.get(ip) === e) list.push([PROTOCOL_NUMBER[np.protocol], np.port, ip]);
         }
       }
     }
-    return (this.namedPortIndex = index);
+    this.namedPortIndex = index;
+    return index;
   }
 }
 
@@ -209,7 +242,8 @@ function ingressMatcher(sg: ServiceGroup, e: Endpoint): PortMatcher {
     else if (s.port.kind === 'range') fixed.push(proto, s.port.start, s.port.end);
     else {
       const name = s.port.name;
-      for (const np of e.ports) if (np.name === name && np.protocol === s.protocol) fixed.push(proto, np.port, np.port);
+      for (const np of e.ports)
+        if (np.name === name && np.protocol === s.protocol) fixed.push(proto, np.port, np.port);
     }
   }
   return new PortMatcher(Int32Array.from(fixed), undefined);
@@ -217,6 +251,7 @@ function ingressMatcher(sg: ServiceGroup, e: Endpoint): PortMatcher {
 
 function cidrOf(text: string, group: string) {
   const c = parseCidr(text);
-  if (typeof c === 'string') throw new InternalError(`address group ${group}: prefix ${text}: ${c}`);
+  if (typeof c === 'string')
+    throw new InternalError(`address group ${group}: prefix ${text}: ${c}`);
   return c;
 }

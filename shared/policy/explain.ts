@@ -7,7 +7,14 @@ import { InternalError } from '../errors.js';
 import { formatIp, type Ip } from '../net/ip.js';
 import type { CompiledEndpoint, DirectionDecision, RuleTables, Verdict } from './rule-tables.js';
 import { endpointSelectorText } from './selector.js';
-import type { AddressGroup, Direction, FirewallPolicy, FirewallRule, Service, ServiceGroup } from './types.js';
+import type {
+  AddressGroup,
+  Direction,
+  FirewallPolicy,
+  FirewallRule,
+  Service,
+  ServiceGroup,
+} from './types.js';
 
 export interface PolicyRef {
   readonly id: string;
@@ -59,15 +66,38 @@ export interface Explanation {
  * outside them: the whole cluster (analysis, the controller) or one node's
  * endpoints (an agent).
  */
-export function explain(tables: RuleTables, verdict: Verdict, probe: { src: Ip; dst: Ip; protocol: string; port: number }, scope: 'cluster' | 'node' = 'cluster'): Explanation {
+export function explain(
+  tables: RuleTables,
+  verdict: Verdict,
+  probe: { src: Ip; dst: Ip; protocol: string; port: number },
+  scope: 'cluster' | 'node' = 'cluster',
+): Explanation {
   const from = tables.byIp.get(probe.src);
   const to = tables.byIp.get(probe.dst);
   const d = new Describer(tables, scope);
-  const side = (ip: Ip, e: CompiledEndpoint | undefined) => ({ ip: formatIp(ip), ...(e ? { endpoint: e.key } : {}) });
+  const side = (ip: Ip, e: CompiledEndpoint | undefined) => ({
+    ip: formatIp(ip),
+    ...(e ? { endpoint: e.key } : {}),
+  });
   if (verdict.self) {
     const reason = `${from!.key} is talking to itself: traffic to its own address never leaves the pod`;
-    const same = (direction: Direction): DirectionExplanation => ({ direction, enforced: false, endpoint: from!.key, allowed: true, policies: [], reason });
-    return { allowed: true, protocol: probe.protocol, port: probe.port, from: side(probe.src, from), to: side(probe.dst, to), egress: same('egress'), ingress: same('ingress') };
+    const same = (direction: Direction): DirectionExplanation => ({
+      direction,
+      enforced: false,
+      endpoint: from!.key,
+      allowed: true,
+      policies: [],
+      reason,
+    });
+    return {
+      allowed: true,
+      protocol: probe.protocol,
+      port: probe.port,
+      from: side(probe.src, from),
+      to: side(probe.dst, to),
+      egress: same('egress'),
+      ingress: same('ingress'),
+    };
   }
   return {
     allowed: verdict.allowed,
@@ -100,29 +130,56 @@ class Describer {
         enforced: false,
         allowed: true,
         policies: [],
-        reason: this.scope === 'cluster' ? `${address} is not a pod of the cluster: its ${direction} is not Weir's to check` : `${address} is not a pod on this node: its ${direction} is checked where it runs, if anywhere`,
+        reason:
+          this.scope === 'cluster'
+            ? `${address} is not a pod of the cluster: its ${direction} is not Weir's to check`
+            : `${address} is not a pod on this node: its ${direction} is checked where it runs, if anywhere`,
       };
     }
     const e = dec.endpoint;
-    const policies = (direction === 'ingress' ? e.ingress : e.egress).policies.map((id) => this.policyRef(id));
-    const base = { direction, enforced: true, endpoint: e.key, allowed: dec.allowed, tier: dec.tier, policies };
-    if (dec.tier === 'default') return { ...base, reason: `no policy selects ${e.key} for ${direction}: allowed by default` };
+    const policies = (direction === 'ingress' ? e.ingress : e.egress).policies.map((id) =>
+      this.policyRef(id),
+    );
+    const base = {
+      direction,
+      enforced: true,
+      endpoint: e.key,
+      allowed: dec.allowed,
+      tier: dec.tier,
+      policies,
+    };
+    if (dec.tier === 'default')
+      return { ...base, reason: `no policy selects ${e.key} for ${direction}: allowed by default` };
     const names = policies.map((p) => `${p.namespace}/${p.name}`).join(', ');
-    if (dec.rule === undefined) return { ...base, reason: `isolated for ${direction} by ${names}; no rule matched` };
+    if (dec.rule === undefined)
+      return { ...base, reason: `isolated for ${direction} by ${names}; no rule matched` };
     const rule = this.rule(dec.rule.id, dec.rule.policy);
-    return { ...base, rule, reason: `allowed by ${rule.policy.kind} ${rule.policy.namespace}/${rule.policy.name} ${rule.field} (peer: ${rule.peer}; ports: ${rule.ports})` };
+    return {
+      ...base,
+      rule,
+      reason: `allowed by ${rule.policy.kind} ${rule.policy.namespace}/${rule.policy.name} ${rule.field} (peer: ${rule.peer}; ports: ${rule.ports})`,
+    };
   }
 
   policyRef(id: string): PolicyRef {
     const p = this.tables.policies.get(id);
-    return p ? { id, kind: p.kind, namespace: p.namespace, name: p.name } : { id, kind: 'unknown', namespace: '', name: id };
+    return p
+      ? { id, kind: p.kind, namespace: p.namespace, name: p.name }
+      : { id, kind: 'unknown', namespace: '', name: id };
   }
 
   rule(id: string, policyId: string): RuleExplanation {
     const r = this.tables.rules.get(id);
     const policy = this.tables.policies.get(policyId);
-    if (r === undefined || policy === undefined) throw new InternalError(`compiled rule ${id} of ${policyId} is not in the snapshot`);
-    return { id, policy: this.policyRef(policy.id), field: ruleField(policy, r), peer: this.peer(r), ports: this.ports(r) };
+    if (r === undefined || policy === undefined)
+      throw new InternalError(`compiled rule ${id} of ${policyId} is not in the snapshot`);
+    return {
+      id,
+      policy: this.policyRef(policy.id),
+      field: ruleField(policy, r),
+      peer: this.peer(r),
+      ports: this.ports(r),
+    };
   }
 
   private peer(r: FirewallRule): string {
@@ -130,7 +187,9 @@ class Describer {
     const g = this.groups.get(r.endpoint2.addressGroup);
     if (g === undefined) return r.endpoint2.addressGroup;
     if (g.kind === 'selector') return endpointSelectorText(g.selector);
-    return g.ipBlock.except.length === 0 ? g.ipBlock.cidr : `${g.ipBlock.cidr} except ${g.ipBlock.except.join(', ')}`;
+    return g.ipBlock.except.length === 0
+      ? g.ipBlock.cidr
+      : `${g.ipBlock.cidr} except ${g.ipBlock.except.join(', ')}`;
   }
 
   private ports(r: FirewallRule): string {

@@ -25,7 +25,9 @@ export class PortMatcher {
 
   /** True when nothing can match (a named port that resolved nowhere). */
   get isEmpty(): boolean {
-    return this.fixed.length === 0 && (this.byDestination === undefined || this.byDestination.size === 0);
+    return (
+      this.fixed.length === 0 && (this.byDestination === undefined || this.byDestination.size === 0)
+    );
   }
 }
 

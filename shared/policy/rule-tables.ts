@@ -91,7 +91,13 @@ export type DirectionResult = CompiledRule | typeof ALLOW_DEFAULT | typeof DENY;
  * `destination` is the packet's destination (the endpoint itself for ingress,
  * the peer for egress), against which egress named ports resolve.
  */
-export function evaluateDirection(table: DirectionTable, peer: Ip, protocol: number, port: number, destination: Ip): DirectionResult {
+export function evaluateDirection(
+  table: DirectionTable,
+  peer: Ip,
+  protocol: number,
+  port: number,
+  destination: Ip,
+): DirectionResult {
   if (table.policies.length === 0) return ALLOW_DEFAULT;
   const rules = table.rules;
   for (let i = 0; i < rules.length; i++) {
@@ -117,7 +123,8 @@ export class RuleTables {
     this.endpoints = endpoints;
     const byIp = new Map<Ip, CompiledEndpoint>();
     // An address two endpoints claim belongs to the last by key (compile.ts resolves named ports the same way).
-    for (const e of [...endpoints.values()].sort((a, b) => (a.key < b.key ? -1 : 1))) for (const ip of e.ips) byIp.set(ip, e);
+    for (const e of [...endpoints.values()].sort((a, b) => (a.key < b.key ? -1 : 1)))
+      for (const ip of e.ips) byIp.set(ip, e);
     this.byIp = byIp;
     this.policies = new Map(snapshot.policies.map((p) => [p.id, p]));
     this.rules = new Map(snapshot.policies.flatMap((p) => p.rules.map((r) => [r.id, r] as const)));
@@ -129,7 +136,13 @@ export class RuleTables {
   }
 
   /** Ingress at a local endpoint from `src`. */
-  ingress(local: CompiledEndpoint, src: Ip, protocol: number, port: number, dst: Ip): DirectionResult {
+  ingress(
+    local: CompiledEndpoint,
+    src: Ip,
+    protocol: number,
+    port: number,
+    dst: Ip,
+  ): DirectionResult {
     return evaluateDirection(local.ingress, src, protocol, port, dst);
   }
 
@@ -138,8 +151,16 @@ export class RuleTables {
     const from = this.byIp.get(p.src);
     const to = this.byIp.get(p.dst);
     if (from !== undefined && from === to) return true;
-    if (from !== undefined && evaluateDirection(from.egress, p.dst, p.protocol, p.dstPort, p.dst) === DENY) return false;
-    if (to !== undefined && evaluateDirection(to.ingress, p.src, p.protocol, p.dstPort, p.dst) === DENY) return false;
+    if (
+      from !== undefined &&
+      evaluateDirection(from.egress, p.dst, p.protocol, p.dstPort, p.dst) === DENY
+    )
+      return false;
+    if (
+      to !== undefined &&
+      evaluateDirection(to.ingress, p.src, p.protocol, p.dstPort, p.dst) === DENY
+    )
+      return false;
     return true;
   }
 
@@ -148,15 +169,32 @@ export class RuleTables {
     const from = this.byIp.get(p.src);
     const to = this.byIp.get(p.dst);
     const self = from !== undefined && from === to;
-    const egress = decision('egress', self ? undefined : from, from && !self ? evaluateDirection(from.egress, p.dst, p.protocol, p.dstPort, p.dst) : undefined);
-    const ingress = decision('ingress', self ? undefined : to, to && !self ? evaluateDirection(to.ingress, p.src, p.protocol, p.dstPort, p.dst) : undefined);
+    const egress = decision(
+      'egress',
+      self ? undefined : from,
+      from && !self
+        ? evaluateDirection(from.egress, p.dst, p.protocol, p.dstPort, p.dst)
+        : undefined,
+    );
+    const ingress = decision(
+      'ingress',
+      self ? undefined : to,
+      to && !self ? evaluateDirection(to.ingress, p.src, p.protocol, p.dstPort, p.dst) : undefined,
+    );
     return { allowed: self || (egress.allowed && ingress.allowed), self, egress, ingress };
   }
 }
 
-function decision(direction: Direction, endpoint: CompiledEndpoint | undefined, result: DirectionResult | undefined): DirectionDecision {
-  if (endpoint === undefined || result === undefined) return { direction, endpoint: undefined, allowed: true, tier: undefined, rule: undefined };
-  if (result === ALLOW_DEFAULT) return { direction, endpoint, allowed: true, tier: 'default', rule: undefined };
-  if (result === DENY) return { direction, endpoint, allowed: false, tier: 'namespace', rule: undefined };
+function decision(
+  direction: Direction,
+  endpoint: CompiledEndpoint | undefined,
+  result: DirectionResult | undefined,
+): DirectionDecision {
+  if (endpoint === undefined || result === undefined)
+    return { direction, endpoint: undefined, allowed: true, tier: undefined, rule: undefined };
+  if (result === ALLOW_DEFAULT)
+    return { direction, endpoint, allowed: true, tier: 'default', rule: undefined };
+  if (result === DENY)
+    return { direction, endpoint, allowed: false, tier: 'namespace', rule: undefined };
   return { direction, endpoint, allowed: true, tier: 'namespace', rule: result };
 }

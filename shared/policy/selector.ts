@@ -4,7 +4,13 @@
  * built from them deduplicate across policies.
  */
 import { compareStrings as cmp } from '../collections.js';
-import type { EndpointSelector, LabelRequirement, LabelSelector, Labels, Operator } from './types.js';
+import type {
+  EndpointSelector,
+  LabelRequirement,
+  LabelSelector,
+  Labels,
+  Operator,
+} from './types.js';
 
 export const EVERYTHING: LabelSelector = { requirements: [] };
 
@@ -29,7 +35,12 @@ export function matchesLabels(labels: Labels, selector: LabelSelector): boolean 
   return true;
 }
 
-const OPERATOR_ORDER: Readonly<Record<Operator, number>> = { In: 0, NotIn: 1, Exists: 2, DoesNotExist: 3 };
+const OPERATOR_ORDER: Readonly<Record<Operator, number>> = {
+  In: 0,
+  NotIn: 1,
+  Exists: 2,
+  DoesNotExist: 3,
+};
 
 /** Sorts requirements and values and drops exact duplicates. */
 export function canonicalSelector(requirements: readonly LabelRequirement[]): LabelSelector {
@@ -45,18 +56,26 @@ export function canonicalSelector(requirements: readonly LabelRequirement[]): La
     }
   }
   out.sort((a, b) =>
-    a.key < b.key ? -1 : a.key > b.key ? 1 : OPERATOR_ORDER[a.operator] - OPERATOR_ORDER[b.operator] || cmp(a.values.join(','), b.values.join(',')),
+    a.key < b.key
+      ? -1
+      : a.key > b.key
+        ? 1
+        : OPERATOR_ORDER[a.operator] - OPERATOR_ORDER[b.operator] ||
+          cmp(a.values.join(','), b.values.join(',')),
   );
   return { requirements: out };
 }
 
-
 function requirementText(r: LabelRequirement): string {
   switch (r.operator) {
     case 'In':
-      return r.values.length === 1 ? `${r.key}=${r.values[0]}` : `${r.key} in (${r.values.join(',')})`;
+      return r.values.length === 1
+        ? `${r.key}=${r.values[0]}`
+        : `${r.key} in (${r.values.join(',')})`;
     case 'NotIn':
-      return r.values.length === 1 ? `${r.key}!=${r.values[0]}` : `${r.key} notin (${r.values.join(',')})`;
+      return r.values.length === 1
+        ? `${r.key}!=${r.values[0]}`
+        : `${r.key} notin (${r.values.join(',')})`;
     case 'Exists':
       return r.key;
     case 'DoesNotExist':
@@ -73,12 +92,18 @@ export function selectorText(selector: LabelSelector): string {
 export function endpointSelectorText(s: EndpointSelector): string {
   const pods = s.pods.requirements.length === 0 ? 'all pods' : `pods {${selectorText(s.pods)}}`;
   if ('name' in s.namespace) return `${pods} in namespace ${s.namespace.name}`;
-  const ns = s.namespace.selector.requirements.length === 0 ? 'all namespaces' : `namespaces {${selectorText(s.namespace.selector)}}`;
+  const ns =
+    s.namespace.selector.requirements.length === 0
+      ? 'all namespaces'
+      : `namespaces {${selectorText(s.namespace.selector)}}`;
   return `${pods} in ${ns}`;
 }
 
 /** A canonical key: equal keys select the same endpoints. */
 export function endpointSelectorKey(s: EndpointSelector): string {
-  const ns = 'name' in s.namespace ? `ns:${s.namespace.name}` : `nssel:${selectorText(s.namespace.selector)}`;
+  const ns =
+    'name' in s.namespace
+      ? `ns:${s.namespace.name}`
+      : `nssel:${selectorText(s.namespace.selector)}`;
   return `${ns}|pods:${selectorText(s.pods)}`;
 }

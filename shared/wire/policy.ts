@@ -22,13 +22,28 @@ import type {
   Tier,
 } from '../policy/types.js';
 
-const PROTOCOL_TO_WIRE = { TCP: 'PROTOCOL_TCP', UDP: 'PROTOCOL_UDP', SCTP: 'PROTOCOL_SCTP' } as const;
-const OPERATOR_TO_WIRE = { In: 'OPERATOR_IN', NotIn: 'OPERATOR_NOT_IN', Exists: 'OPERATOR_EXISTS', DoesNotExist: 'OPERATOR_DOES_NOT_EXIST' } as const;
+const PROTOCOL_TO_WIRE = {
+  TCP: 'PROTOCOL_TCP',
+  UDP: 'PROTOCOL_UDP',
+  SCTP: 'PROTOCOL_SCTP',
+} as const;
+const OPERATOR_TO_WIRE = {
+  In: 'OPERATOR_IN',
+  NotIn: 'OPERATOR_NOT_IN',
+  Exists: 'OPERATOR_EXISTS',
+  DoesNotExist: 'OPERATOR_DOES_NOT_EXIST',
+} as const;
 const DIRECTION_TO_WIRE = { ingress: 'DIRECTION_INGRESS', egress: 'DIRECTION_EGRESS' } as const;
-const TIER_TO_WIRE = { admin: 'TIER_ADMIN', namespace: 'TIER_NAMESPACE', baseline: 'TIER_BASELINE' } as const;
+const TIER_TO_WIRE = {
+  admin: 'TIER_ADMIN',
+  namespace: 'TIER_NAMESPACE',
+  baseline: 'TIER_BASELINE',
+} as const;
 const ACTION_TO_WIRE = { pass: 'ACTION_PASS', deny: 'ACTION_DENY' } as const;
 
-function invert<K extends string, V extends string>(m: Readonly<Record<K, V>>): ReadonlyMap<string, K> {
+function invert<K extends string, V extends string>(
+  m: Readonly<Record<K, V>>,
+): ReadonlyMap<string, K> {
   return new Map(Object.entries(m).map(([k, v]) => [v as string, k as K]));
 }
 const PROTOCOL_FROM_WIRE = invert<Protocol, string>(PROTOCOL_TO_WIRE);
@@ -40,7 +55,13 @@ const ACTION_FROM_WIRE = invert<'pass' | 'deny', string>(ACTION_TO_WIRE);
 // --- to the wire -------------------------------------------------------------
 
 function selectorToWire(s: LabelSelector): w.LabelSelector {
-  return { requirements: s.requirements.map((r) => ({ key: r.key, operator: OPERATOR_TO_WIRE[r.operator], values: [...r.values] })) };
+  return {
+    requirements: s.requirements.map((r) => ({
+      key: r.key,
+      operator: OPERATOR_TO_WIRE[r.operator],
+      values: [...r.values],
+    })),
+  };
 }
 
 function endpointSelectorToWire(s: EndpointSelector): w.EndpointSelector {
@@ -71,13 +92,26 @@ export function endpointToWire(e: Endpoint): w.Endpoint {
     ips: [...e.ips],
     labels: { ...e.labels },
     namespaceLabels: { ...e.namespaceLabels },
-    ports: e.ports.map((p) => ({ name: p.name, protocol: PROTOCOL_TO_WIRE[p.protocol], port: p.port })),
+    ports: e.ports.map((p) => ({
+      name: p.name,
+      protocol: PROTOCOL_TO_WIRE[p.protocol],
+      port: p.port,
+    })),
   };
 }
 
 export function addressGroupToWire(g: AddressGroup): w.AddressGroup {
-  if (g.kind === 'ipBlock') return { id: g.id, ipBlock: { cidr: g.ipBlock.cidr, except: [...g.ipBlock.except] }, prefixes: [...g.prefixes] };
-  return { id: g.id, selector: endpointSelectorToWire(g.selector), members: g.members.map((m) => ({ endpoint: m.endpoint, ips: [...m.ips] })) };
+  if (g.kind === 'ipBlock')
+    return {
+      id: g.id,
+      ipBlock: { cidr: g.ipBlock.cidr, except: [...g.ipBlock.except] },
+      prefixes: [...g.prefixes],
+    };
+  return {
+    id: g.id,
+    selector: endpointSelectorToWire(g.selector),
+    members: g.members.map((m) => ({ endpoint: m.endpoint, ips: [...m.ips] })),
+  };
 }
 
 export function serviceGroupToWire(g: ServiceGroup): w.ServiceGroup {
@@ -114,7 +148,10 @@ export function snapshotToWire(s: PolicySnapshot): w.PolicySnapshot {
     applicationPolicySet: {
       id: s.applicationPolicySet.id,
       cluster: s.applicationPolicySet.cluster,
-      tiers: s.applicationPolicySet.tiers.map((t) => ({ tier: TIER_TO_WIRE[t.tier], policies: [...t.policies] })),
+      tiers: s.applicationPolicySet.tiers.map((t) => ({
+        tier: TIER_TO_WIRE[t.tier],
+        policies: [...t.policies],
+      })),
     },
     policies: s.policies.map(firewallPolicyToWire),
     addressGroups: s.addressGroups.map(addressGroupToWire),
@@ -128,20 +165,34 @@ export function snapshotToWire(s: PolicySnapshot): w.PolicySnapshot {
 /** Reads a decoded snapshot; anything a correct controller never sends is reported, all at once. */
 export function snapshotFromWire(s: w.PolicySnapshot__Output): PolicySnapshot {
   const issues: Issue[] = [];
-  const bad = (object: string, field: string, message: string) => issues.push({ source: 'wire', object, field, message });
+  const bad = (object: string, field: string, message: string) =>
+    issues.push({ source: 'wire', object, field, message });
   function pick<T>(m: ReadonlyMap<string, T>, v: unknown, object: string, field: string): T {
     const r = m.get(String(v));
     if (r === undefined) bad(object, field, `unexpected value ${JSON.stringify(v)}`);
     return r as T;
   }
-  const selector = (x: w.LabelSelector__Output | null | undefined, object: string, field: string): LabelSelector => ({
+  const selector = (
+    x: w.LabelSelector__Output | null | undefined,
+    object: string,
+    field: string,
+  ): LabelSelector => ({
     requirements: (x?.requirements ?? []).map((r, i) => ({
       key: r.key,
-      operator: pick(OPERATOR_FROM_WIRE, r.operator, object, `${field}.requirements[${i}].operator`),
+      operator: pick(
+        OPERATOR_FROM_WIRE,
+        r.operator,
+        object,
+        `${field}.requirements[${i}].operator`,
+      ),
       values: r.values,
     })),
   });
-  const ruleEndpoint = (x: w.RuleEndpoint__Output | null, object: string, field: string): RuleEndpoint => {
+  const ruleEndpoint = (
+    x: w.RuleEndpoint__Output | null,
+    object: string,
+    field: string,
+  ): RuleEndpoint => {
     if (x?.match === 'any') return { any: true };
     if (x?.match === 'addressGroup' && x.addressGroup) return { addressGroup: x.addressGroup };
     bad(object, field, 'must be any or an address group');
@@ -151,12 +202,20 @@ export function snapshotFromWire(s: w.PolicySnapshot__Output): PolicySnapshot {
   const addressGroups = s.addressGroups.map((g): AddressGroup => {
     const object = `AddressGroup ${g.id}`;
     if (g.source === 'ipBlock' && g.ipBlock) {
-      return { id: g.id, kind: 'ipBlock', ipBlock: { cidr: g.ipBlock.cidr, except: g.ipBlock.except }, prefixes: g.prefixes };
+      return {
+        id: g.id,
+        kind: 'ipBlock',
+        ipBlock: { cidr: g.ipBlock.cidr, except: g.ipBlock.except },
+        prefixes: g.prefixes,
+      };
     }
-    if (g.source !== 'selector' || !g.selector) bad(object, 'source', 'must be an ipBlock or a selector');
+    if (g.source !== 'selector' || !g.selector)
+      bad(object, 'source', 'must be an ipBlock or a selector');
     const sel = g.selector;
     const namespace: EndpointSelector['namespace'] =
-      sel?.namespace === 'namespaceName' ? { name: sel.namespaceName ?? '' } : { selector: selector(sel?.namespaceSelector, object, 'selector.namespaceSelector') };
+      sel?.namespace === 'namespaceName'
+        ? { name: sel.namespaceName ?? '' }
+        : { selector: selector(sel?.namespaceSelector, object, 'selector.namespaceSelector') };
     return {
       id: g.id,
       kind: 'selector',
@@ -169,9 +228,16 @@ export function snapshotFromWire(s: w.PolicySnapshot__Output): PolicySnapshot {
     (g): ServiceGroup => ({
       id: g.id,
       services: g.services.map((x, i) => {
-        const protocol = pick(PROTOCOL_FROM_WIRE, x.protocol, `ServiceGroup ${g.id}`, `services[${i}].protocol`);
-        if (x.port === 'range' && x.range) return { protocol, port: { kind: 'range', start: x.range.start, end: x.range.end } };
-        if (x.port === 'namedPort' && x.namedPort) return { protocol, port: { kind: 'named', name: x.namedPort } };
+        const protocol = pick(
+          PROTOCOL_FROM_WIRE,
+          x.protocol,
+          `ServiceGroup ${g.id}`,
+          `services[${i}].protocol`,
+        );
+        if (x.port === 'range' && x.range)
+          return { protocol, port: { kind: 'range', start: x.range.start, end: x.range.end } };
+        if (x.port === 'namedPort' && x.namedPort)
+          return { protocol, port: { kind: 'named', name: x.namedPort } };
         return { protocol, port: { kind: 'all' } };
       }),
     }),
@@ -179,7 +245,8 @@ export function snapshotFromWire(s: w.PolicySnapshot__Output): PolicySnapshot {
 
   const policies = s.policies.map((p): FirewallPolicy => {
     const object = `FirewallPolicy ${p.id}`;
-    if (p.kind !== 'NetworkPolicy') bad(object, 'kind', `unexpected value ${JSON.stringify(p.kind)}`);
+    if (p.kind !== 'NetworkPolicy')
+      bad(object, 'kind', `unexpected value ${JSON.stringify(p.kind)}`);
     return {
       id: p.id,
       kind: 'NetworkPolicy',
@@ -211,7 +278,12 @@ export function snapshotFromWire(s: w.PolicySnapshot__Output): PolicySnapshot {
       namespaceLabels: e.namespaceLabels,
       ports: e.ports.map((p, i) => ({
         name: p.name,
-        protocol: pick(PROTOCOL_FROM_WIRE, p.protocol, `Endpoint ${e.namespace}/${e.name}`, `ports[${i}].protocol`),
+        protocol: pick(
+          PROTOCOL_FROM_WIRE,
+          p.protocol,
+          `Endpoint ${e.namespace}/${e.name}`,
+          `ports[${i}].protocol`,
+        ),
         port: p.port,
       })),
     }),
@@ -223,7 +295,10 @@ export function snapshotFromWire(s: w.PolicySnapshot__Output): PolicySnapshot {
     applicationPolicySet: {
       id: aps?.id ?? '',
       cluster: aps?.cluster ?? s.cluster,
-      tiers: (aps?.tiers ?? []).map((t, i) => ({ tier: pick(TIER_FROM_WIRE, t.tier, 'ApplicationPolicySet', `tiers[${i}].tier`), policies: t.policies })),
+      tiers: (aps?.tiers ?? []).map((t, i) => ({
+        tier: pick(TIER_FROM_WIRE, t.tier, 'ApplicationPolicySet', `tiers[${i}].tier`),
+        policies: t.policies,
+      })),
     },
     policies,
     addressGroups,

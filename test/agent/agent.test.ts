@@ -10,7 +10,11 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
 import { readKubeObject } from '../../controller/model/kube-objects.js';
-import type { AgentMessage__Output, ControllerMessage, SpanUpdate } from '../../shared/generated/weir/v1/index.js';
+import type {
+  AgentMessage__Output,
+  ControllerMessage,
+  SpanUpdate,
+} from '../../shared/generated/weir/v1/index.js';
 import { SERVER_OPTIONS, weirProto } from '../../shared/grpc/proto.js';
 import { silentLogger } from '../../shared/log.js';
 import { snapshotToWire } from '../../shared/wire/policy.js';
@@ -34,7 +38,11 @@ class ScriptedController {
         call.on('error', () => undefined);
       },
     });
-    this.port = await new Promise((resolve, reject) => this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+    this.port = await new Promise((resolve, reject) =>
+      this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
+        e ? reject(e) : resolve(p),
+      ),
+    );
   }
 
   send(update: SpanUpdate): void {
@@ -53,28 +61,55 @@ function span(objects: Raw[], revision: number, base = 0): SpanUpdate {
     if (r.type === 'object') model.apply({ type: 'upsert', object: r.object });
   }
   const w = snapshotToWire(model.snapshot());
-  return { revision: String(revision), baseRevision: String(base), snapshot: base === 0, cluster: 't', policies: w.policies, addressGroups: w.addressGroups, serviceGroups: w.serviceGroups, endpoints: w.endpoints, applicationPolicySet: w.applicationPolicySet };
+  return {
+    revision: String(revision),
+    baseRevision: String(base),
+    snapshot: base === 0,
+    cluster: 't',
+    policies: w.policies,
+    addressGroups: w.addressGroups,
+    serviceGroups: w.serviceGroups,
+    endpoints: w.endpoints,
+    applicationPolicySet: w.applicationPolicySet,
+  };
 }
 
 const cluster = (allowFromB: boolean): Raw[] => [
   namespace('a'),
   pod('a', 'server', { labels: { app: 'server' }, ips: ['10.0.0.1'], node: 'n1' }),
   pod('a', 'client', { labels: { app: 'client' }, ips: ['10.0.0.2'], node: 'n2' }),
-  networkPolicy('a', 'server', { podSelector: { matchLabels: { app: 'server' } }, ingress: allowFromB ? [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }] }] : [] }),
+  networkPolicy('a', 'server', {
+    podSelector: { matchLabels: { app: 'server' } },
+    ingress: allowFromB ? [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }] }] : [],
+  }),
 ];
 
 describe('node agent', () => {
   let dir: string;
   let controller: ScriptedController;
   let agent: NodeAgent;
-  const verdict = () => JSON.parse(agent.evaluate({ from: '10.0.0.2', to: '10.0.0.1', protocol: 'TCP', port: 80 }).explanationJson ?? '{}').allowed as boolean;
-  const answered = (n: number) => eventually(async () => (controller.answers.length >= n ? controller.answers[n - 1] : undefined), `answer ${n}`);
+  const verdict = () =>
+    JSON.parse(
+      agent.evaluate({ from: '10.0.0.2', to: '10.0.0.1', protocol: 'TCP', port: 80 })
+        .explanationJson ?? '{}',
+    ).allowed as boolean;
+  const answered = (n: number) =>
+    eventually(
+      async () => (controller.answers.length >= n ? controller.answers[n - 1] : undefined),
+      `answer ${n}`,
+    );
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'weir-agent-'));
     controller = new ScriptedController();
     await controller.start();
-    agent = new NodeAgent({ node: 'n1', controller: `127.0.0.1:${controller.port}`, stateDir: join(dir, 'state'), listen: '127.0.0.1:0', log: silentLogger });
+    agent = new NodeAgent({
+      node: 'n1',
+      controller: `127.0.0.1:${controller.port}`,
+      stateDir: join(dir, 'state'),
+      listen: '127.0.0.1:0',
+      log: silentLogger,
+    });
     await agent.start();
     const hello = await answered(1);
     assert.equal(hello.kind, 'hello');
@@ -109,7 +144,19 @@ describe('node agent', () => {
 
   test('an update with objects the wire does not allow is NACKed with every problem, the previous revision in force', async () => {
     const bad = span(cluster(false), 8, 5);
-    bad.policies = bad.policies!.map((p) => ({ ...p, rules: [{ id: 'x', direction: 'DIRECTION_UNSPECIFIED', endpoint1: { any: true }, endpoint2: { any: true }, serviceGroup: '', action: 'ACTION_PASS' }] }));
+    bad.policies = bad.policies!.map((p) => ({
+      ...p,
+      rules: [
+        {
+          id: 'x',
+          direction: 'DIRECTION_UNSPECIFIED',
+          endpoint1: { any: true },
+          endpoint2: { any: true },
+          serviceGroup: '',
+          action: 'ACTION_PASS',
+        },
+      ],
+    }));
     controller.send(bad);
     const a = await answered(4);
     assert.equal(a.kind, 'nack');

@@ -16,9 +16,14 @@ const demo = join(root, 'deploy', 'examples');
 
 function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [weirctl, ...args], { cwd: root, timeout: 30_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [weirctl, ...args],
+      { cwd: root, timeout: 30_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -32,33 +37,85 @@ describe('weirctl analyze', () => {
   });
 
   test('matrix -o json prints exactly the documented shape for every pod and probe', async () => {
-    const r = await run('analyze', 'matrix', '-f', demo, '--probe', 'TCP/9000', '--probe', 'udp/53', '-o', 'json');
+    const r = await run(
+      'analyze',
+      'matrix',
+      '-f',
+      demo,
+      '--probe',
+      'TCP/9000',
+      '--probe',
+      'udp/53',
+      '-o',
+      'json',
+    );
     assert.equal(r.code, 0, r.stderr);
     const m = JSON.parse(r.stdout);
     assert.deepEqual(Object.keys(m), ['pods', 'probes']);
-    assert.deepEqual(m.pods, ['monitoring/prometheus', 'payments/checkout', 'payments/ledger-db', 'shop/cart', 'shop/redis', 'shop/web']);
-    assert.deepEqual(m.probes.map((p: Record<string, unknown>) => [Object.keys(p), p.protocol, p.port]), [
-      [['protocol', 'port', 'allowed'], 'TCP', 9000],
-      [['protocol', 'port', 'allowed'], 'UDP', 53],
+    assert.deepEqual(m.pods, [
+      'monitoring/prometheus',
+      'payments/checkout',
+      'payments/ledger-db',
+      'shop/cart',
+      'shop/redis',
+      'shop/web',
     ]);
+    assert.deepEqual(
+      m.probes.map((p: Record<string, unknown>) => [Object.keys(p), p.protocol, p.port]),
+      [
+        [['protocol', 'port', 'allowed'], 'TCP', 9000],
+        [['protocol', 'port', 'allowed'], 'UDP', 53],
+      ],
+    );
     for (const p of m.probes) {
       assert.deepEqual(Object.keys(p.allowed), m.pods);
       for (const from of m.pods) assert.deepEqual(Object.keys(p.allowed[from]), m.pods);
     }
     const tcp = m.probes[0].allowed;
-    assert.equal(tcp['shop/web']['shop/cart'], true, 'cart takes its named port "api" (9000) from the web tier');
+    assert.equal(
+      tcp['shop/web']['shop/cart'],
+      true,
+      'cart takes its named port "api" (9000) from the web tier',
+    );
     assert.equal(tcp['shop/redis']['shop/cart'], false);
-    assert.equal(tcp['monitoring/prometheus']['shop/redis'], true, 'monitoring scrapes 9000-9100 in shop');
+    assert.equal(
+      tcp['monitoring/prometheus']['shop/redis'],
+      true,
+      'monitoring scrapes 9000-9100 in shop',
+    );
     assert.equal(tcp['payments/checkout']['shop/web'], false, 'checkout is isolated for egress');
     const udp = m.probes[1].allowed;
-    assert.equal(udp['payments/checkout']['shop/web'], false, 'UDP 53 out of checkout is allowed, but shop/web isolates ingress');
-    assert.equal(udp['payments/checkout']['monitoring/prometheus'], true, 'DNS is allowed to anywhere');
+    assert.equal(
+      udp['payments/checkout']['shop/web'],
+      false,
+      'UDP 53 out of checkout is allowed, but shop/web isolates ingress',
+    );
+    assert.equal(
+      udp['payments/checkout']['monitoring/prometheus'],
+      true,
+      'DNS is allowed to anywhere',
+    );
   });
 
   test('matrix -n keeps the pods of the namespaces named, and refuses a namespace with no pods', async () => {
-    const r = await run('analyze', 'matrix', '-f', demo, '-n', 'payments', '-n', 'monitoring', '-o', 'json');
+    const r = await run(
+      'analyze',
+      'matrix',
+      '-f',
+      demo,
+      '-n',
+      'payments',
+      '-n',
+      'monitoring',
+      '-o',
+      'json',
+    );
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout).pods, ['monitoring/prometheus', 'payments/checkout', 'payments/ledger-db']);
+    assert.deepEqual(JSON.parse(r.stdout).pods, [
+      'monitoring/prometheus',
+      'payments/checkout',
+      'payments/ledger-db',
+    ]);
     const bad = await run('analyze', 'matrix', '-f', demo, '-n', 'nope');
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--namespace: no pods with addresses in nope/);
@@ -75,30 +132,86 @@ describe('weirctl analyze', () => {
   });
 
   test('probe explains the deciding tier, policy and rule of each side', async () => {
-    const r = await run('analyze', 'probe', '-f', demo, '--from', 'shop/web', '--to', 'shop/cart', '--port', '9000', '-o', 'json');
+    const r = await run(
+      'analyze',
+      'probe',
+      '-f',
+      demo,
+      '--from',
+      'shop/web',
+      '--to',
+      'shop/cart',
+      '--port',
+      '9000',
+      '-o',
+      'json',
+    );
     assert.equal(r.code, 0, r.stderr);
     const e = JSON.parse(r.stdout);
     assert.equal(e.allowed, true);
     assert.equal(e.egress.tier, 'default');
     assert.equal(e.egress.reason, 'no policy selects shop/web for egress: allowed by default');
     assert.equal(e.ingress.tier, 'namespace');
-    assert.deepEqual(e.ingress.policies.map((p: { name: string }) => p.name), ['allow-scrape', 'cart-from-web', 'default-deny-ingress']);
     assert.deepEqual(
-      { policy: e.ingress.rule.policy.name, field: e.ingress.rule.field, peer: e.ingress.rule.peer, ports: e.ingress.rule.ports },
-      { policy: 'cart-from-web', field: 'spec.ingress[0].from[0]', peer: 'pods {tier=frontend} in namespace shop', ports: 'TCP/api' },
+      e.ingress.policies.map((p: { name: string }) => p.name),
+      ['allow-scrape', 'cart-from-web', 'default-deny-ingress'],
+    );
+    assert.deepEqual(
+      {
+        policy: e.ingress.rule.policy.name,
+        field: e.ingress.rule.field,
+        peer: e.ingress.rule.peer,
+        ports: e.ingress.rule.ports,
+      },
+      {
+        policy: 'cart-from-web',
+        field: 'spec.ingress[0].from[0]',
+        peer: 'pods {tier=frontend} in namespace shop',
+        ports: 'TCP/api',
+      },
     );
   });
 
   test('probe says which policies isolated a pod when no rule matched', async () => {
-    const r = await run('analyze', 'probe', '-f', demo, '--from', 'shop/redis', '--to', 'payments/ledger-db', '--port', '5432');
+    const r = await run(
+      'analyze',
+      'probe',
+      '-f',
+      demo,
+      '--from',
+      'shop/redis',
+      '--to',
+      'payments/ledger-db',
+      '--port',
+      '5432',
+    );
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^TCP\/5432 from shop\/redis \(10\.244\.2\.12\) to payments\/ledger-db \(10\.244\.3\.21\): DENIED/);
-    assert.match(r.stdout, /egress  at shop\/redis .*: allowed \[default tier\]/);
-    assert.match(r.stdout, /ingress at payments\/ledger-db .*: denied \[namespace tier\]: isolated for ingress by payments\/ledger-db; no rule matched/);
+    assert.match(
+      r.stdout,
+      /^TCP\/5432 from shop\/redis \(10\.244\.2\.12\) to payments\/ledger-db \(10\.244\.3\.21\): DENIED/,
+    );
+    assert.match(r.stdout, /egress {2}at shop\/redis .*: allowed \[default tier\]/);
+    assert.match(
+      r.stdout,
+      /ingress at payments\/ledger-db .*: denied \[namespace tier\]: isolated for ingress by payments\/ledger-db; no rule matched/,
+    );
   });
 
   test('probe from an outside address checks only the side that is ours', async () => {
-    const r = await run('analyze', 'probe', '-f', demo, '--from', '198.51.100.7', '--to', 'shop/web', '--port', '8080', '-o', 'json');
+    const r = await run(
+      'analyze',
+      'probe',
+      '-f',
+      demo,
+      '--from',
+      '198.51.100.7',
+      '--to',
+      'shop/web',
+      '--port',
+      '8080',
+      '-o',
+      'json',
+    );
     const e = JSON.parse(r.stdout);
     assert.equal(e.allowed, true);
     assert.equal(e.egress.enforced, false);
@@ -109,12 +222,29 @@ describe('weirctl analyze', () => {
     const r = await run('analyze', 'objects', '-f', demo, '-o', 'json', '--cluster', 'east');
     assert.equal(r.code, 0, r.stderr);
     const o = JSON.parse(r.stdout);
-    assert.deepEqual(Object.keys(o), ['cluster', 'applicationPolicySet', 'policies', 'addressGroups', 'serviceGroups', 'endpoints']);
+    assert.deepEqual(Object.keys(o), [
+      'cluster',
+      'applicationPolicySet',
+      'policies',
+      'addressGroups',
+      'serviceGroups',
+      'endpoints',
+    ]);
     assert.equal(o.applicationPolicySet.tiers[0].tier, 'TIER_NAMESPACE');
     assert.ok(o.policies.every((p: { id: string }) => p.id.startsWith('east/np/')));
-    const block = o.addressGroups.find((g: { ipBlock?: { cidr: string } }) => g.ipBlock?.cidr === '203.0.113.0/24');
-    assert.deepEqual(block.prefixes, ['203.0.113.0/25'], 'the except is subtracted, not turned into a deny rule');
-    assert.ok(o.policies.flatMap((p: { rules: Array<{ action: string }> }) => p.rules).every((r: { action: string }) => r.action === 'ACTION_PASS'));
+    const block = o.addressGroups.find(
+      (g: { ipBlock?: { cidr: string } }) => g.ipBlock?.cidr === '203.0.113.0/24',
+    );
+    assert.deepEqual(
+      block.prefixes,
+      ['203.0.113.0/25'],
+      'the except is subtracted, not turned into a deny rule',
+    );
+    assert.ok(
+      o.policies
+        .flatMap((p: { rules: Array<{ action: string }> }) => p.rules)
+        .every((r: { action: string }) => r.action === 'ACTION_PASS'),
+    );
   });
 
   test('invalid policies are reported with the line of each field, the object and the field, all at once, with exit status 2', async () => {
@@ -147,7 +277,10 @@ describe('weirctl analyze', () => {
     await writeFile(f, 'apiVersion: v1\nkind: Namespace\nmetadata: {name: [x\n');
     const r = await run('analyze', 'objects', '-f', f);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, new RegExp(`error: ${f.replace(/[.]/g, '\\.')}:\\d+:\\d+: malformed YAML`));
+    assert.match(
+      r.stderr,
+      new RegExp(`error: ${f.replace(/[.]/g, '\\.')}:\\d+:\\d+: malformed YAML`),
+    );
   });
 
   test('pods written without an address get one for the analysis, with a note', async () => {
@@ -159,7 +292,10 @@ describe('weirctl analyze', () => {
     const r = await run('analyze', 'matrix', '-f', f, '-o', 'json');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /2 pod\(s\) have no status.podIP/);
-    assert.deepEqual(JSON.parse(r.stdout).probes[0].allowed, { 'default/a': { 'default/a': true, 'default/b': true }, 'default/b': { 'default/a': false, 'default/b': true } });
+    assert.deepEqual(JSON.parse(r.stdout).probes[0].allowed, {
+      'default/a': { 'default/a': true, 'default/b': true },
+      'default/b': { 'default/a': false, 'default/b': true },
+    });
   });
 
   test('usage errors exit with status 2 and say what is wrong', async () => {
@@ -167,8 +303,25 @@ describe('weirctl analyze', () => {
       [['analyze', 'matrix'], /-f\/--filename/],
       [['analyze', 'matrix', '-f', demo, '--probe', 'ICMP/1'], /PROTOCOL one of TCP, UDP, SCTP/],
       [['analyze', 'matrix', '-f', demo, '-o', 'xml'], /must be one of table, json/],
-      [['analyze', 'probe', '-f', demo, '--from', 'shop/nope', '--to', 'shop/web', '--port', '80'], /neither an IP address nor a pod/],
-      [['analyze', 'probe', '-f', demo, '--from', 'shop/web', '--to', 'shop/cart', '--port', '70000'], /between 1 and 65535/],
+      [
+        ['analyze', 'probe', '-f', demo, '--from', 'shop/nope', '--to', 'shop/web', '--port', '80'],
+        /neither an IP address nor a pod/,
+      ],
+      [
+        [
+          'analyze',
+          'probe',
+          '-f',
+          demo,
+          '--from',
+          'shop/web',
+          '--to',
+          'shop/cart',
+          '--port',
+          '70000',
+        ],
+        /between 1 and 65535/,
+      ],
       [['analyze', 'nonsense'], /unknown command/],
     ] as const) {
       const r = await run(...args);

@@ -12,10 +12,24 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseIp } from '../../shared/net/ip.js';
-import { PACKET_RECORD_BYTES, RESULT_STRIDE, VerdictCode, encodePackets } from '../../vrouter-agent/compile/packet-batch.js';
+import {
+  PACKET_RECORD_BYTES,
+  RESULT_STRIDE,
+  VerdictCode,
+  encodePackets,
+} from '../../vrouter-agent/compile/packet-batch.js';
 import { decodeRuleImage, RuleImageError } from '../../vrouter-agent/compile/rule-image-decode.js';
-import { HEADER_BYTES, RULE_IMAGE_MAGIC, SECTION_COUNT, encodeRuleImage } from '../../vrouter-agent/compile/rule-image.js';
-import { createVerdictEngine, nativeRuleEvaluator, type NativeRuleEvaluatorClass } from '../../vrouter-agent/compile/verdict-engine.js';
+import {
+  HEADER_BYTES,
+  RULE_IMAGE_MAGIC,
+  SECTION_COUNT,
+  encodeRuleImage,
+} from '../../vrouter-agent/compile/rule-image.js';
+import {
+  createVerdictEngine,
+  nativeRuleEvaluator,
+  type NativeRuleEvaluatorClass,
+} from '../../vrouter-agent/compile/verdict-engine.js';
 import { build } from '../support/cluster.js';
 import { allProbes, randomCluster, rng } from './random-cluster.js';
 
@@ -47,20 +61,34 @@ function load(bytes: Uint8Array, what: string): InstanceType<NativeRuleEvaluator
     tsError = err;
   }
   if (nativeError !== undefined) {
-    assert.ok(nativeError instanceof Error && nativeError.message.startsWith('rule image: '), `${what}: native error ${String(nativeError)}`);
+    assert.ok(
+      nativeError instanceof Error && nativeError.message.startsWith('rule image: '),
+      `${what}: native error ${String(nativeError)}`,
+    );
   }
-  if (tsError !== undefined) assert.ok(tsError instanceof RuleImageError, `${what}: decoder error ${String(tsError)}`);
-  assert.equal(nativeError === undefined, tsError === undefined, `${what}: native ${String(nativeError ?? 'accepts')}, decoder ${String(tsError ?? 'accepts')}`);
+  if (tsError !== undefined)
+    assert.ok(tsError instanceof RuleImageError, `${what}: decoder error ${String(tsError)}`);
+  assert.equal(
+    nativeError === undefined,
+    tsError === undefined,
+    `${what}: native ${String(nativeError ?? 'accepts')}, decoder ${String(tsError ?? 'accepts')}`,
+  );
   return evaluator;
 }
 
 /** Evaluates against an image that loaded; every code must be a known code or a rule index in range. */
-function exercise(e: InstanceType<NativeRuleEvaluatorClass>, packets: Uint8Array, count: number, what: string) {
+function exercise(
+  e: InstanceType<NativeRuleEvaluatorClass>,
+  packets: Uint8Array,
+  count: number,
+  what: string,
+) {
   const out = new Int32Array(count * RESULT_STRIDE);
   const rules = e.info().rules as number;
   e.evaluate(packets, count, out);
   for (let i = 0; i < count; i++) {
-    for (const c of [out[3 * i]!, out[3 * i + 1]!]) assert.ok(c >= VerdictCode.INVALID && c < rules, `${what}: code ${c}`);
+    for (const c of [out[3 * i]!, out[3 * i + 1]!])
+      assert.ok(c >= VerdictCode.INVALID && c < rules, `${what}: code ${c}`);
     assert.ok(out[3 * i + 2]! >= 0 && out[3 * i + 2]! <= 3, `${what}: flags`);
   }
 }
@@ -68,7 +96,12 @@ function exercise(e: InstanceType<NativeRuleEvaluatorClass>, packets: Uint8Array
 describe('malformed images', { skip }, () => {
   test('an image cut short at any length is refused', () => {
     const { image } = sample(11);
-    for (let len = 0; len < image.byteLength; len++) assert.equal(load(image.subarray(0, len), `first ${len} bytes`), undefined, `first ${len} bytes were accepted`);
+    for (let len = 0; len < image.byteLength; len++)
+      assert.equal(
+        load(image.subarray(0, len), `first ${len} bytes`),
+        undefined,
+        `first ${len} bytes were accepted`,
+      );
     const longer = new Uint8Array(image.byteLength + 8);
     longer.set(image);
     assert.equal(load(longer, 'eight extra bytes'), undefined);
@@ -125,16 +158,32 @@ describe('malformed images', { skip }, () => {
 
   test('the constructor refuses what is not an image, and bad options', () => {
     const { image } = sample(12);
-    for (const bad of [undefined, null, 42, 'image', {}, [1, 2, 3]]) assert.throws(() => new Evaluator(bad as never), TypeError, String(bad));
+    for (const bad of [undefined, null, 42, 'image', {}, [1, 2, 3]])
+      assert.throws(() => new Evaluator(bad as never), TypeError, String(bad));
     assert.throws(() => new (Evaluator as unknown as new () => unknown)(), TypeError);
-    for (const opt of [5, 'x', { indexMinRules: -1 }, { indexMinRules: 1.5 }, { indexMinRules: 2 ** 32 }, { indexMinRules: 'a' }, { portIndexMinRules: -2 }, { portIndexMinRules: null }]) {
+    for (const opt of [
+      5,
+      'x',
+      { indexMinRules: -1 },
+      { indexMinRules: 1.5 },
+      { indexMinRules: 2 ** 32 },
+      { indexMinRules: 'a' },
+      { portIndexMinRules: -2 },
+      { portIndexMinRules: null },
+    ]) {
       assert.throws(() => new Evaluator(image, opt as never), TypeError, JSON.stringify(opt));
     }
     // Accepted: an ArrayBuffer, any view of the bytes, a view into a larger buffer.
     const inner = new Uint8Array(image.byteLength + 16);
     inner.set(image, 8);
-    for (const ok of [image.buffer, image, new DataView(image.buffer), inner.subarray(8, 8 + image.byteLength), new Uint32Array(image.buffer)]) {
-      assert.ok(new Evaluator(ok).info().rules as number > 0);
+    for (const ok of [
+      image.buffer,
+      image,
+      new DataView(image.buffer),
+      inner.subarray(8, 8 + image.byteLength),
+      new Uint32Array(image.buffer),
+    ]) {
+      assert.ok((new Evaluator(ok).info().rules as number) > 0);
     }
     const detached = image.slice().buffer;
     structuredClone(detached, { transfer: [detached] });
@@ -165,7 +214,10 @@ describe('evaluate() arguments', { skip }, () => {
     const out = new Int32Array(n * RESULT_STRIDE).fill(7);
     const refuse = (args: unknown[], kind: new (...a: never[]) => Error, what: string) => {
       assert.throws(() => (e.evaluate as (...a: unknown[]) => number)(...args), kind, what);
-      assert.ok(out.every((x) => x === 7), `${what}: wrote into out`);
+      assert.ok(
+        out.every((x) => x === 7),
+        `${what}: wrote into out`,
+      );
     };
     refuse([], TypeError, 'no arguments');
     refuse([packets, n], TypeError, 'no out');
@@ -178,7 +230,11 @@ describe('evaluate() arguments', { skip }, () => {
     refuse([packets, n, new Uint32Array(n * 3)], TypeError, 'out a Uint32Array');
     refuse([packets, n, new Float64Array(n * 3)], TypeError, 'out a Float64Array');
     refuse([packets, n, out.buffer], TypeError, 'out an ArrayBuffer');
-    refuse([packets.subarray(0, n * PACKET_RECORD_BYTES - 1), n, out], RangeError, 'packets one byte short');
+    refuse(
+      [packets.subarray(0, n * PACKET_RECORD_BYTES - 1), n, out],
+      RangeError,
+      'packets one byte short',
+    );
     refuse([packets, n + 1, out], RangeError, 'count past the packets');
     refuse([packets, n, out.subarray(0, n * 3 - 1)], RangeError, 'out one value short');
     const detached = packets.slice().buffer;
@@ -207,7 +263,11 @@ describe('evaluate() arguments', { skip }, () => {
     e.evaluate(shifted.subarray(3), n, out2.subarray(4));
     assert.deepEqual(out2.subarray(4), out.subarray(0, n * 3));
     assert.deepEqual(Array.from(out2.subarray(0, 4)), [0, 0, 0, 0]);
-    e.evaluate(new DataView(packets.buffer, 0, n * PACKET_RECORD_BYTES) as unknown as Uint8Array, n, out2.subarray(4));
+    e.evaluate(
+      new DataView(packets.buffer, 0, n * PACKET_RECORD_BYTES) as unknown as Uint8Array,
+      n,
+      out2.subarray(4),
+    );
     assert.deepEqual(out2.subarray(4), out.subarray(0, n * 3));
   });
 
@@ -227,7 +287,12 @@ describe('evaluate() arguments', { skip }, () => {
     e.evaluate(bytes, n, out);
     for (let i = 1; i < n; i += 2) {
       const fam = [bytes[i * PACKET_RECORD_BYTES + 32], bytes[i * PACKET_RECORD_BYTES + 33]];
-      if (fam.some((f) => f !== 4 && f !== 6)) assert.deepEqual(Array.from(out.subarray(i * 3, i * 3 + 3)), [VerdictCode.INVALID, VerdictCode.INVALID, 0]);
+      if (fam.some((f) => f !== 4 && f !== 6))
+        assert.deepEqual(Array.from(out.subarray(i * 3, i * 3 + 3)), [
+          VerdictCode.INVALID,
+          VerdictCode.INVALID,
+          0,
+        ]);
     }
   });
 
@@ -241,10 +306,20 @@ describe('evaluate() arguments', { skip }, () => {
     const b = build(randomCluster(16).objects);
     for (const implementation of ['native', 'typescript'] as const) {
       const engine = createVerdictEngine(b.tables, { implementation });
-      engine.evaluate(encodePackets([{ src: parseIp('10.0.0.1'), dst: parseIp('10.0.0.2'), protocol: 6, dstPort: 80 }]), 1, new Int32Array(3));
+      engine.evaluate(
+        encodePackets([
+          { src: parseIp('10.0.0.1'), dst: parseIp('10.0.0.2'), protocol: 6, dstPort: 80 },
+        ]),
+        1,
+        new Int32Array(3),
+      );
       engine[Symbol.dispose]();
       engine[Symbol.dispose]();
-      assert.throws(() => engine.evaluate(packets, 1, new Int32Array(3)), /disposed/, implementation);
+      assert.throws(
+        () => engine.evaluate(packets, 1, new Int32Array(3)),
+        /disposed/,
+        implementation,
+      );
     }
   });
 });
@@ -252,7 +327,9 @@ describe('evaluate() arguments', { skip }, () => {
 test('the TypeScript engine refuses the same bad arguments', () => {
   const b = build(randomCluster(17).objects);
   const engine = createVerdictEngine(b.tables, { implementation: 'typescript' });
-  const packets = encodePackets([{ src: parseIp('1.1.1.1'), dst: parseIp('2.2.2.2'), protocol: 6, dstPort: 80 }]);
+  const packets = encodePackets([
+    { src: parseIp('1.1.1.1'), dst: parseIp('2.2.2.2'), protocol: 6, dstPort: 80 },
+  ]);
   const call = (...a: unknown[]) => (engine.evaluate as (...x: unknown[]) => number)(...a);
   assert.throws(() => call(packets, -1, new Int32Array(3)), TypeError);
   assert.throws(() => call(packets, 1.5, new Int32Array(3)), TypeError);

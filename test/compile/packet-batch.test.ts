@@ -6,36 +6,93 @@ import { test } from 'node:test';
 import { InternalError } from '../../shared/errors.js';
 import { parseIp } from '../../shared/net/ip.js';
 import type { Packet } from '../../shared/policy/rule-tables.js';
-import { PACKET_RECORD_BYTES, PacketBatch, RESULT_STRIDE, VERDICT_ALLOWED, VERDICT_SELF, VerdictCode, encodePackets, readPacket, writePacket } from '../../vrouter-agent/compile/packet-batch.js';
-import { createVerdictEngine, nativeRuleEvaluator } from '../../vrouter-agent/compile/verdict-engine.js';
+import {
+  PACKET_RECORD_BYTES,
+  PacketBatch,
+  RESULT_STRIDE,
+  VERDICT_ALLOWED,
+  VERDICT_SELF,
+  VerdictCode,
+  encodePackets,
+  readPacket,
+  writePacket,
+} from '../../vrouter-agent/compile/packet-batch.js';
+import {
+  createVerdictEngine,
+  nativeRuleEvaluator,
+} from '../../vrouter-agent/compile/verdict-engine.js';
 import { build, namespace, networkPolicy, pod } from '../support/cluster.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 test('a record carries addresses in network byte order, family bytes, protocol and a little-endian port', () => {
-  const v4 = encodePackets([{ src: parseIp('10.1.2.3'), dst: parseIp('192.168.0.255'), protocol: 17, dstPort: 0x1234 }]);
+  const v4 = encodePackets([
+    { src: parseIp('10.1.2.3'), dst: parseIp('192.168.0.255'), protocol: 17, dstPort: 0x1234 },
+  ]);
   assert.equal(v4.byteLength, PACKET_RECORD_BYTES);
-  assert.equal(hex(v4), '0a010203' + '00'.repeat(12) + 'c0a800ff' + '00'.repeat(12) + '04' + '04' + '11' + '00' + '3412' + '0000');
-  const v6 = encodePackets([{ src: parseIp('fd00::1'), dst: parseIp('10.0.0.1'), protocol: 132, dstPort: 65535 }]);
-  assert.equal(hex(v6), 'fd00' + '00'.repeat(13) + '01' + '0a000001' + '00'.repeat(12) + '06' + '04' + '84' + '00' + 'ffff' + '0000');
+  assert.equal(
+    hex(v4),
+    '0a010203' +
+      '00'.repeat(12) +
+      'c0a800ff' +
+      '00'.repeat(12) +
+      '04' +
+      '04' +
+      '11' +
+      '00' +
+      '3412' +
+      '0000',
+  );
+  const v6 = encodePackets([
+    { src: parseIp('fd00::1'), dst: parseIp('10.0.0.1'), protocol: 132, dstPort: 65535 },
+  ]);
+  assert.equal(
+    hex(v6),
+    'fd00' +
+      '00'.repeat(13) +
+      '01' +
+      '0a000001' +
+      '00'.repeat(12) +
+      '06' +
+      '04' +
+      '84' +
+      '00' +
+      'ffff' +
+      '0000',
+  );
 });
 
 test('records read back as the packets written, at the ends of both address spaces', () => {
   const packets: Packet[] = [
     { src: 0, dst: 0xffff_ffff, protocol: 0, dstPort: 0 },
-    { src: parseIp('::'), dst: parseIp('ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'), protocol: 255, dstPort: 65535 },
+    {
+      src: parseIp('::'),
+      dst: parseIp('ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'),
+      protocol: 255,
+      dstPort: 65535,
+    },
     { src: parseIp('::ffff:10.0.0.1'), dst: parseIp('10.0.0.1'), protocol: 6, dstPort: 443 },
     { src: parseIp('2001:db8::8000:0:0:1'), dst: parseIp('fe80::1'), protocol: 58, dstPort: 0 },
   ];
   const bytes = encodePackets(packets);
   const view = new DataView(bytes.buffer);
-  packets.forEach((p, i) => assert.deepEqual(readPacket(view, i), p));
+  packets.forEach((p, i) => {
+    assert.deepEqual(readPacket(view, i), p);
+  });
 });
 
 test('a record with a bad family byte or IPv4 padding reads as invalid', () => {
-  const bytes = encodePackets([{ src: parseIp('10.0.0.1'), dst: parseIp('10.0.0.2'), protocol: 6, dstPort: 80 }]);
+  const bytes = encodePackets([
+    { src: parseIp('10.0.0.1'), dst: parseIp('10.0.0.2'), protocol: 6, dstPort: 80 },
+  ]);
   const view = new DataView(bytes.buffer);
-  for (const [at, value] of [[32, 0], [33, 5], [32, 255], [4, 1], [31, 1]] as const) {
+  for (const [at, value] of [
+    [32, 0],
+    [33, 5],
+    [32, 255],
+    [4, 1],
+    [31, 1],
+  ] as const) {
     const copy = bytes.slice();
     copy[at] = value;
     assert.equal(readPacket(new DataView(copy.buffer), 0), undefined, `byte ${at} = ${value}`);
@@ -61,7 +118,11 @@ test('writing refuses values a record cannot carry', () => {
     { ...ok, dstPort: 65536 },
     { ...ok, dstPort: 80.5 },
   ]) {
-    assert.throws(() => writePacket(view, 0, bad), InternalError, JSON.stringify(bad, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v)));
+    assert.throws(
+      () => writePacket(view, 0, bad),
+      InternalError,
+      JSON.stringify(bad, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
+    );
   }
 });
 
@@ -70,7 +131,10 @@ test('a PacketBatch decides what was pushed, reports per packet, and refuses to 
     namespace('a'),
     pod('a', 'x', { labels: { app: 'x' }, ips: ['10.0.0.1'] }),
     pod('a', 'y', { labels: { app: 'y' }, ips: ['10.0.0.2'] }),
-    networkPolicy('a', 'only-y', { podSelector: { matchLabels: { app: 'x' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'y' } } }] }] }),
+    networkPolicy('a', 'only-y', {
+      podSelector: { matchLabels: { app: 'x' } },
+      ingress: [{ from: [{ podSelector: { matchLabels: { app: 'y' } } }] }],
+    }),
   ]);
   const batch = new PacketBatch(4);
   assert.throws(() => new PacketBatch(0), InternalError);
@@ -83,15 +147,23 @@ test('a PacketBatch decides what was pushed, reports per packet, and refuses to 
   assert.equal(batch.count, 3);
   assert.equal(batch.full, false);
   // Without the addon only the TypeScript engine runs here; verdict-engine.test.ts reports the skip.
-  for (const implementation of nativeRuleEvaluator().evaluator ? (['typescript', 'native'] as const) : (['typescript'] as const)) {
+  for (const implementation of nativeRuleEvaluator().evaluator
+    ? (['typescript', 'native'] as const)
+    : (['typescript'] as const)) {
     const engine = createVerdictEngine(b.tables, { implementation });
     batch.results.fill(99);
     assert.equal(batch.evaluate(engine), 2, implementation);
     assert.equal(engine.catalog.rule(batch.ingress(0))?.id, 'test/np/a/only-y/ingress/0/0');
     assert.equal(batch.egress(0), VerdictCode.ALLOW_DEFAULT);
     assert.equal(batch.allowed(0), true);
-    assert.deepEqual([batch.egress(1), batch.ingress(1), batch.allowed(1), batch.self(1)], [VerdictCode.NOT_LOCAL, VerdictCode.DENY, false, false]);
-    assert.deepEqual([batch.egress(2), batch.ingress(2), batch.results[8]], [VerdictCode.NOT_LOCAL, VerdictCode.NOT_LOCAL, VERDICT_ALLOWED | VERDICT_SELF]);
+    assert.deepEqual(
+      [batch.egress(1), batch.ingress(1), batch.allowed(1), batch.self(1)],
+      [VerdictCode.NOT_LOCAL, VerdictCode.DENY, false, false],
+    );
+    assert.deepEqual(
+      [batch.egress(2), batch.ingress(2), batch.results[8]],
+      [VerdictCode.NOT_LOCAL, VerdictCode.NOT_LOCAL, VERDICT_ALLOWED | VERDICT_SELF],
+    );
     assert.equal(batch.results[9], 99, `${implementation} wrote past the pushed packets`);
   }
   batch.push({ src: 1, dst: 2, protocol: 6, dstPort: 1 });

@@ -30,8 +30,20 @@ const PROTO_NUMBER = { TCP: 6, UDP: 17, SCTP: 132 } as const;
 
 /** Addresses that are never pods (some inside pod ranges, some at the ends of the spaces). */
 export const OUTSIDE = [
-  '10.0.0.200', '10.0.1.5', '10.0.2.0', '8.8.8.8', '192.168.1.1', '0.0.0.0', '255.255.255.255',
-  'fd00::77', 'fd00::1:0', 'fd00::2:ffff', '2001:db8::1', '::ffff:10.0.0.1', '::', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
+  '10.0.0.200',
+  '10.0.1.5',
+  '10.0.2.0',
+  '8.8.8.8',
+  '192.168.1.1',
+  '0.0.0.0',
+  '255.255.255.255',
+  'fd00::77',
+  'fd00::1:0',
+  'fd00::2:ffff',
+  '2001:db8::1',
+  '::ffff:10.0.0.1',
+  '::',
+  'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
 ];
 
 export interface RandomCluster {
@@ -44,14 +56,24 @@ export interface RandomCluster {
 
 export function randomCluster(seed: number, options: { bigTables?: boolean } = {}): RandomCluster {
   const r = rng(seed);
-  const labels = () => Object.fromEntries(KEYS.filter(() => r.chance(0.6)).map((k) => [k, r.pick(VALUES)]));
+  const labels = () =>
+    Object.fromEntries(KEYS.filter(() => r.chance(0.6)).map((k) => [k, r.pick(VALUES)]));
   const selector = (): Raw => {
     const s: Raw = {};
-    if (r.chance(0.5)) s.matchLabels = Object.fromEntries(KEYS.filter(() => r.chance(0.4)).map((k) => [k, r.pick(VALUES)]));
+    if (r.chance(0.5))
+      s.matchLabels = Object.fromEntries(
+        KEYS.filter(() => r.chance(0.4)).map((k) => [k, r.pick(VALUES)]),
+      );
     if (r.chance(0.4)) {
       s.matchExpressions = [...Array(1 + r.int(2))].map(() => {
         const operator = r.pick(['In', 'NotIn', 'Exists', 'DoesNotExist']);
-        return { key: r.pick(KEYS), operator, ...(operator === 'In' || operator === 'NotIn' ? { values: [...new Set(VALUES.filter(() => r.chance(0.5)).concat(r.pick(VALUES)))] } : {}) };
+        return {
+          key: r.pick(KEYS),
+          operator,
+          ...(operator === 'In' || operator === 'NotIn'
+            ? { values: [...new Set(VALUES.filter(() => r.chance(0.5)).concat(r.pick(VALUES)))] }
+            : {}),
+        };
       });
     }
     return s;
@@ -62,7 +84,19 @@ export function randomCluster(seed: number, options: { bigTables?: boolean } = {
   const podIps: string[] = [];
   const services = new Map<string, readonly [number, number]>();
   const addService = (p: number, port: number) => services.set(`${p}/${port}`, [p, port]);
-  for (const [p, port] of [[6, 80], [6, 81], [17, 53], [132, 443], [6, 8080], [17, 9999], [6, 0], [6, 65535], [1, 0], [17, 443]] as const) addService(p, port);
+  for (const [p, port] of [
+    [6, 80],
+    [6, 81],
+    [17, 53],
+    [132, 443],
+    [6, 8080],
+    [17, 9999],
+    [6, 0],
+    [6, 65535],
+    [1, 0],
+    [17, 443],
+  ] as const)
+    addService(p, port);
   let host = 1;
   nsNames.forEach((ns, n) => {
     const count = 3 + r.int(4);
@@ -70,12 +104,21 @@ export function randomCluster(seed: number, options: { bigTables?: boolean } = {
       const v4 = `10.0.${n}.${host}`;
       const v6 = `fd00::${n}:${host}`;
       const kind = r.int(10);
-      let ips = kind < 5 ? [v4] : kind < 8 ? [v4, v6] : kind < 9 ? [v6] : [v4, v6, `10.1.${n}.${host}`];
+      let ips =
+        kind < 5 ? [v4] : kind < 8 ? [v4, v6] : kind < 9 ? [v6] : [v4, v6, `10.1.${n}.${host}`];
       if (podIps.length > 0 && r.chance(0.03)) ips = [r.pick(podIps)];
       podIps.push(...ips);
-      const ports = PORT_NAMES.filter(() => r.chance(0.45)).map((name) => ({ name, port: r.pick(PORTS.filter((x) => x > 0)), protocol: r.pick(PROTOS) }));
+      const ports = PORT_NAMES.filter(() => r.chance(0.45)).map((name) => ({
+        name,
+        port: r.pick(PORTS.filter((x) => x > 0)),
+        protocol: r.pick(PROTOS),
+      }));
       for (const p of ports) addService(PROTO_NUMBER[p.protocol], p.port);
-      const special = r.chance(0.05) ? { hostNetwork: true } : r.chance(0.05) ? { phase: 'Succeeded' } : {};
+      const special = r.chance(0.05)
+        ? { hostNetwork: true }
+        : r.chance(0.05)
+          ? { phase: 'Succeeded' }
+          : {};
       objects.push(pod(ns, `p${i}`, { labels: labels(), ips, ports, ...special }));
     }
   });
@@ -93,14 +136,23 @@ export function randomCluster(seed: number, options: { bigTables?: boolean } = {
   };
   const v6Block = (): Raw => {
     const cidr = r.pick(['fd00::/64', 'fd00::/96', 'fd00::1:0/112']);
-    const except = r.chance(0.5) ? (cidr === 'fd00::/64' ? ['fd00::1:0/112'] : cidr === 'fd00::/96' ? ['fd00::2:0/120'] : ['fd00::1:0/126']) : [];
+    const except = r.chance(0.5)
+      ? cidr === 'fd00::/64'
+        ? ['fd00::1:0/112']
+        : cidr === 'fd00::/96'
+          ? ['fd00::2:0/120']
+          : ['fd00::1:0/126']
+      : [];
     return { ipBlock: { cidr, except } };
   };
   const peer = (): Raw => {
     const kind = r.int(8);
     if (kind === 0) return v4Block();
     if (kind === 1) return v6Block();
-    if (kind === 2) return r.chance(0.5) ? { ipBlock: { cidr: '0.0.0.0/0', except: r.chance(0.5) ? ['10.0.0.0/8'] : [] } } : { ipBlock: { cidr: '::/0', except: r.chance(0.5) ? ['fd00::/16'] : [] } };
+    if (kind === 2)
+      return r.chance(0.5)
+        ? { ipBlock: { cidr: '0.0.0.0/0', except: r.chance(0.5) ? ['10.0.0.0/8'] : [] } }
+        : { ipBlock: { cidr: '::/0', except: r.chance(0.5) ? ['fd00::/16'] : [] } };
     if (kind === 3 || kind === 4) return { podSelector: selector() };
     if (kind === 5) return { namespaceSelector: selector() };
     return { podSelector: selector(), namespaceSelector: selector() };
@@ -120,7 +172,10 @@ export function randomCluster(seed: number, options: { bigTables?: boolean } = {
       ...(r.chance(0.65) ? { ports: [...Array(1 + r.int(2))].map(port) } : {}),
     }));
   const policy = (name: string, broad: boolean) => {
-    const spec: Raw = { podSelector: broad && r.chance(0.7) ? {} : selector(), ingress: rules('from') };
+    const spec: Raw = {
+      podSelector: broad && r.chance(0.7) ? {} : selector(),
+      ingress: rules('from'),
+    };
     if (r.chance(0.6)) spec.egress = rules('to');
     if (r.chance(0.4)) spec.policyTypes = r.pick([['Ingress'], ['Egress'], ['Ingress', 'Egress']]);
     objects.push(networkPolicy(r.pick(nsNames), name, spec));
@@ -134,6 +189,8 @@ export function randomCluster(seed: number, options: { bigTables?: boolean } = {
 /** Every (src, dst, service) over the cluster's addresses, both families and mixed. */
 export function allProbes(c: RandomCluster): Packet[] {
   const out: Packet[] = [];
-  for (const src of c.addresses) for (const dst of c.addresses) for (const [protocol, dstPort] of c.services) out.push({ src, dst, protocol, dstPort });
+  for (const src of c.addresses)
+    for (const dst of c.addresses)
+      for (const [protocol, dstPort] of c.services) out.push({ src, dst, protocol, dstPort });
   return out;
 }

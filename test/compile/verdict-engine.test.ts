@@ -12,16 +12,39 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseIp, formatIp, type Ip } from '../../shared/net/ip.js';
 import { compile } from '../../shared/policy/compile.js';
-import { ALLOW_DEFAULT, DENY, type DirectionDecision, type DirectionResult, type Packet, type RuleTables, type Verdict } from '../../shared/policy/rule-tables.js';
+import {
+  ALLOW_DEFAULT,
+  DENY,
+  type DirectionDecision,
+  type DirectionResult,
+  type Packet,
+  type RuleTables,
+  type Verdict,
+} from '../../shared/policy/rule-tables.js';
 import { PROTOCOL_NUMBER, type PolicySnapshot, type Protocol } from '../../shared/policy/types.js';
-import { PACKET_RECORD_BYTES, PacketBatch, RESULT_STRIDE, VERDICT_ALLOWED, VERDICT_SELF, VerdictCode, encodePackets } from '../../vrouter-agent/compile/packet-batch.js';
+import {
+  PACKET_RECORD_BYTES,
+  PacketBatch,
+  RESULT_STRIDE,
+  VERDICT_ALLOWED,
+  VERDICT_SELF,
+  VerdictCode,
+  encodePackets,
+} from '../../vrouter-agent/compile/packet-batch.js';
 import type { RuleCatalog } from '../../vrouter-agent/compile/rule-catalog.js';
-import { createVerdictEngine, directionResultOf, nativeRuleEvaluator, verdictEngineStatus, type VerdictEngine } from '../../vrouter-agent/compile/verdict-engine.js';
+import {
+  createVerdictEngine,
+  directionResultOf,
+  nativeRuleEvaluator,
+  verdictEngineStatus,
+  type VerdictEngine,
+} from '../../vrouter-agent/compile/verdict-engine.js';
 import { build, namespace, networkPolicy, pod, type Raw } from '../support/cluster.js';
 import { allProbes, randomCluster } from './random-cluster.js';
 
 const native = nativeRuleEvaluator();
-const skipNative = native.evaluator === undefined ? `native addon not loaded: ${native.reason}` : false;
+const skipNative =
+  native.evaluator === undefined ? `native addon not loaded: ${native.reason}` : false;
 
 function describeCode(code: number, catalog: RuleCatalog): string {
   if (code >= 0) return `rule #${code} ${catalog.rule(code)?.id ?? '(not in catalog)'}`;
@@ -43,8 +66,12 @@ function mismatch(code: number, d: DirectionDecision, catalog: RuleCatalog): str
         ? code === VerdictCode.ALLOW_DEFAULT
         : d.rule === undefined
           ? code === VerdictCode.DENY
-          : catalog.rule(code) === d.rule && catalog.rule(code)?.id === d.rule.id && catalog.rule(code)?.policy === d.rule.policy;
-  return ok ? undefined : `${d.direction}: engine ${describeCode(code, catalog)}, reference ${describeDecision(d)}`;
+          : catalog.rule(code) === d.rule &&
+            catalog.rule(code)?.id === d.rule.id &&
+            catalog.rule(code)?.policy === d.rule.policy;
+  return ok
+    ? undefined
+    : `${d.direction}: engine ${describeCode(code, catalog)}, reference ${describeDecision(d)}`;
 }
 
 function packetText(p: Packet): string {
@@ -63,14 +90,20 @@ function reference(tables: RuleTables, probes: readonly Packet[]): Reference {
   const verdicts = probes.map((p) => tables.decide(p));
   let allowed = 0;
   verdicts.forEach((v, i) => {
-    if (tables.allows(probes[i]!) !== v.allowed) assert.fail(`policy core: allows() and decide() disagree on ${packetText(probes[i]!)}`);
+    if (tables.allows(probes[i]!) !== v.allowed)
+      assert.fail(`policy core: allows() and decide() disagree on ${packetText(probes[i]!)}`);
     if (v.allowed) allowed++;
   });
   return { probes, bytes: encodePackets(probes), verdicts, allowed };
 }
 
 /** Runs every probe through the engine in one batch and compares each result with decide() and allows(). */
-function checkEngine(tables: RuleTables, engine: VerdictEngine, probes: readonly Packet[] | Reference, label: string): void {
+function checkEngine(
+  tables: RuleTables,
+  engine: VerdictEngine,
+  probes: readonly Packet[] | Reference,
+  label: string,
+): void {
   const ref = 'verdicts' in probes ? probes : reference(tables, probes);
   const n = ref.probes.length;
   const out = new Int32Array(n * RESULT_STRIDE).fill(0x5a5a5a5a);
@@ -81,17 +114,32 @@ function checkEngine(tables: RuleTables, engine: VerdictEngine, probes: readonly
     const problems = [
       mismatch(eg, v.egress, engine.catalog),
       mismatch(ing, v.ingress, engine.catalog),
-      ((flags & VERDICT_ALLOWED) !== 0) !== v.allowed ? `allowed: engine ${(flags & VERDICT_ALLOWED) !== 0}, decide ${v.allowed}` : undefined,
-      ((flags & VERDICT_SELF) !== 0) !== v.self ? `self: engine ${(flags & VERDICT_SELF) !== 0}, decide ${v.self}` : undefined,
+      ((flags & VERDICT_ALLOWED) !== 0) !== v.allowed
+        ? `allowed: engine ${(flags & VERDICT_ALLOWED) !== 0}, decide ${v.allowed}`
+        : undefined,
+      ((flags & VERDICT_SELF) !== 0) !== v.self
+        ? `self: engine ${(flags & VERDICT_SELF) !== 0}, decide ${v.self}`
+        : undefined,
       (flags & ~(VERDICT_ALLOWED | VERDICT_SELF)) !== 0 ? `unknown flags ${flags}` : undefined,
     ].filter((x) => x !== undefined);
-    if (problems.length > 0) assert.fail(`${label} [${engine.implementation}]: ${packetText(ref.probes[i]!)}: ${problems.join('; ')}`);
+    if (problems.length > 0)
+      assert.fail(
+        `${label} [${engine.implementation}]: ${packetText(ref.probes[i]!)}: ${problems.join('; ')}`,
+      );
   }
-  assert.equal(allowedCount, ref.allowed, `${label} [${engine.implementation}]: evaluate() returned ${allowedCount} allowed, decide() allows ${ref.allowed}`);
+  assert.equal(
+    allowedCount,
+    ref.allowed,
+    `${label} [${engine.implementation}]: evaluate() returned ${allowedCount} allowed, decide() allows ${ref.allowed}`,
+  );
 }
 
 describe('random clusters', () => {
-  const run = (engines: (t: RuleTables) => VerdictEngine[], seeds: number[], bigTables: boolean) => {
+  const run = (
+    engines: (t: RuleTables) => VerdictEngine[],
+    seeds: number[],
+    bigTables: boolean,
+  ) => {
     let probes = 0;
     let indexed = 0;
     let rules = 0;
@@ -113,12 +161,18 @@ describe('random clusters', () => {
     return { probes, indexed, rules };
   };
 
-  test('native verdicts equal decide() per direction on 300 random clusters, every address pair, linear and fully indexed tables', { skip: skipNative }, () => {
+  test('native verdicts equal decide() per direction on 300 random clusters, every address pair, linear and fully indexed tables', {
+    skip: skipNative,
+  }, () => {
     const seeds = Array.from({ length: 300 }, (_, i) => i + 1);
     const { probes, indexed } = run(
       (t) => [
         createVerdictEngine(t, { implementation: 'native' }),
-        createVerdictEngine(t, { implementation: 'native', indexMinRules: 0, portIndexMinRules: 0 }),
+        createVerdictEngine(t, {
+          implementation: 'native',
+          indexMinRules: 0,
+          portIndexMinRules: 0,
+        }),
       ],
       seeds,
       false,
@@ -127,13 +181,23 @@ describe('random clusters', () => {
     assert.ok(indexed > 600, `indexed ${indexed} tables`); // endpoints whose named ports resolve alike share tables
   });
 
-  test('native verdicts equal decide() on 60 clusters whose tables hold dozens of rules: indexed by default, peer index only, port index everywhere, linear', { skip: skipNative }, () => {
+  test('native verdicts equal decide() on 60 clusters whose tables hold dozens of rules: indexed by default, peer index only, port index everywhere, linear', {
+    skip: skipNative,
+  }, () => {
     const seeds = Array.from({ length: 60 }, (_, i) => 1000 + i);
     const { probes, indexed, rules } = run(
       (t) => [
         createVerdictEngine(t, { implementation: 'native' }),
-        createVerdictEngine(t, { implementation: 'native', indexMinRules: 0, portIndexMinRules: 0xffff_ffff }),
-        createVerdictEngine(t, { implementation: 'native', indexMinRules: 0, portIndexMinRules: 1 }),
+        createVerdictEngine(t, {
+          implementation: 'native',
+          indexMinRules: 0,
+          portIndexMinRules: 0xffff_ffff,
+        }),
+        createVerdictEngine(t, {
+          implementation: 'native',
+          indexMinRules: 0,
+          portIndexMinRules: 1,
+        }),
         createVerdictEngine(t, { implementation: 'native', indexMinRules: 0xffff_ffff }),
       ],
       seeds,
@@ -145,11 +209,21 @@ describe('random clusters', () => {
   });
 
   test('TypeScript engine verdicts equal decide() on 40 random clusters', () => {
-    run((t) => [createVerdictEngine(t, { implementation: 'typescript' })], Array.from({ length: 40 }, (_, i) => 2000 + i), false);
-    run((t) => [createVerdictEngine(t, { implementation: 'typescript' })], [3000, 3001, 3002], true);
+    run(
+      (t) => [createVerdictEngine(t, { implementation: 'typescript' })],
+      Array.from({ length: 40 }, (_, i) => 2000 + i),
+      false,
+    );
+    run(
+      (t) => [createVerdictEngine(t, { implementation: 'typescript' })],
+      [3000, 3001, 3002],
+      true,
+    );
   });
 
-  test('native and TypeScript engines write identical result arrays, invalid records included', { skip: skipNative }, () => {
+  test('native and TypeScript engines write identical result arrays, invalid records included', {
+    skip: skipNative,
+  }, () => {
     for (let seed = 4000; seed < 4030; seed++) {
       const c = randomCluster(seed, { bigTables: seed % 3 === 0 });
       const b = build(c.objects);
@@ -166,7 +240,11 @@ describe('random clusters', () => {
       const t = createVerdictEngine(b.tables, { implementation: 'typescript' });
       const o1 = new Int32Array(ps.length * 3);
       const o2 = new Int32Array(ps.length * 3);
-      assert.equal(n.evaluate(bytes, ps.length, o1), t.evaluate(bytes, ps.length, o2), `seed ${seed}: allowed counts`);
+      assert.equal(
+        n.evaluate(bytes, ps.length, o1),
+        t.evaluate(bytes, ps.length, o2),
+        `seed ${seed}: allowed counts`,
+      );
       assert.deepEqual(o1, o2, `seed ${seed}`);
       assert.ok(o1.includes(VerdictCode.INVALID), `seed ${seed}: no record was invalid`);
       n[Symbol.dispose]();
@@ -179,7 +257,14 @@ describe('random clusters', () => {
 
 /** Expected direction outcome: 'default', 'deny', 'not-local', or a rule id. */
 type Want = string;
-type Probe = [from: string, to: string, service: string, egress: Want, ingress: Want, allowed: boolean];
+type Probe = [
+  from: string,
+  to: string,
+  service: string,
+  egress: Want,
+  ingress: Want,
+  allowed: boolean,
+];
 
 interface Case {
   name: string;
@@ -206,7 +291,12 @@ const cases: Case[] = [
   },
   {
     name: 'an isolating policy without rules denies, and a pod still reaches itself',
-    objects: [ns('a'), pod('a', 'x', { ips: ['10.0.0.1', 'fd00::1'] }), pod('a', 'y', { ips: ['10.0.0.2'] }), np('a', 'deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] })],
+    objects: [
+      ns('a'),
+      pod('a', 'x', { ips: ['10.0.0.1', 'fd00::1'] }),
+      pod('a', 'y', { ips: ['10.0.0.2'] }),
+      np('a', 'deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] }),
+    ],
     probes: [
       ['a/x', 'a/y', 'TCP/80', 'deny', 'deny', false],
       ['a/x', 'a/x', 'TCP/80', 'not-local', 'not-local', true],
@@ -221,7 +311,10 @@ const cases: Case[] = [
       ns('a'),
       pod('a', 'x', { labels: { app: 'x' }, ips: ['10.0.0.1'] }),
       pod('a', 'y', { labels: { app: 'y' }, ips: ['10.0.0.2'] }),
-      np('a', 'p1', { podSelector: { matchLabels: { app: 'x' } }, ingress: [{ ports: [{ port: 443 }] }, { from: [{ podSelector: {} }] }] }),
+      np('a', 'p1', {
+        podSelector: { matchLabels: { app: 'x' } },
+        ingress: [{ ports: [{ port: 443 }] }, { from: [{ podSelector: {} }] }],
+      }),
       np('a', 'p2', { podSelector: {}, ingress: [{}] }),
     ],
     probes: [
@@ -238,7 +331,14 @@ const cases: Case[] = [
       pod('a', 'x', { ips: ['10.0.0.1', 'fd00::1'] }),
       np('a', 'blocks', {
         podSelector: {},
-        ingress: [{ from: [{ ipBlock: { cidr: '192.168.0.0/16', except: ['192.168.1.0/24', '192.168.2.7/32'] } }, { ipBlock: { cidr: 'fd01::/64', except: ['fd01::100/120'] } }] }],
+        ingress: [
+          {
+            from: [
+              { ipBlock: { cidr: '192.168.0.0/16', except: ['192.168.1.0/24', '192.168.2.7/32'] } },
+              { ipBlock: { cidr: 'fd01::/64', except: ['fd01::100/120'] } },
+            ],
+          },
+        ],
       }),
     ],
     probes: [
@@ -259,10 +359,28 @@ const cases: Case[] = [
     objects: [
       ns('a'),
       pod('a', 'client', { labels: { app: 'client' }, ips: ['10.0.0.1'] }),
-      pod('a', 'web1', { labels: { app: 'web' }, ips: ['10.0.0.2', 'fd00::2'], ports: [{ name: 'http', port: 8080 }] }),
-      pod('a', 'web2', { labels: { app: 'web' }, ips: ['10.0.0.3'], ports: [{ name: 'http', port: 9090 }, { name: 'dns', port: 53, protocol: 'UDP' }] }),
-      np('a', 'out', { podSelector: { matchLabels: { app: 'client' } }, policyTypes: ['Egress'], egress: [{ ports: [{ port: 'http' }, { port: 'dns', protocol: 'UDP' }] }] }),
-      np('a', 'in', { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ ports: [{ port: 'http' }] }] }),
+      pod('a', 'web1', {
+        labels: { app: 'web' },
+        ips: ['10.0.0.2', 'fd00::2'],
+        ports: [{ name: 'http', port: 8080 }],
+      }),
+      pod('a', 'web2', {
+        labels: { app: 'web' },
+        ips: ['10.0.0.3'],
+        ports: [
+          { name: 'http', port: 9090 },
+          { name: 'dns', port: 53, protocol: 'UDP' },
+        ],
+      }),
+      np('a', 'out', {
+        podSelector: { matchLabels: { app: 'client' } },
+        policyTypes: ['Egress'],
+        egress: [{ ports: [{ port: 'http' }, { port: 'dns', protocol: 'UDP' }] }],
+      }),
+      np('a', 'in', {
+        podSelector: { matchLabels: { app: 'web' } },
+        ingress: [{ ports: [{ port: 'http' }] }],
+      }),
     ],
     probes: [
       ['a/client', 'a/web1', 'TCP/8080', R('a/out', 'egress/0'), R('a/in', 'ingress/0'), true],
@@ -281,7 +399,10 @@ const cases: Case[] = [
     objects: [
       ns('a'),
       pod('a', 'x', { ips: ['10.0.0.1'] }),
-      np('a', 'range', { podSelector: {}, ingress: [{ ports: [{ port: 80, endPort: 443 }, { protocol: 'UDP' }] }] }),
+      np('a', 'range', {
+        podSelector: {},
+        ingress: [{ ports: [{ port: 80, endPort: 443 }, { protocol: 'UDP' }] }],
+      }),
     ],
     probes: [
       ['8.8.8.8', 'a/x', 'TCP/79', 'not-local', 'deny', false],
@@ -300,7 +421,12 @@ const cases: Case[] = [
       ns('a'),
       pod('a', 'x', { ips: ['10.0.0.1'] }),
       pod('a', 'y', { ips: ['fd00::2'] }),
-      np('a', 'v4only', { podSelector: {}, policyTypes: ['Ingress', 'Egress'], ingress: [{ from: [{ ipBlock: { cidr: '10.0.0.0/8' } }] }], egress: [{ to: [{ ipBlock: { cidr: '0.0.0.0/0' } }] }] }),
+      np('a', 'v4only', {
+        podSelector: {},
+        policyTypes: ['Ingress', 'Egress'],
+        ingress: [{ from: [{ ipBlock: { cidr: '10.0.0.0/8' } }] }],
+        egress: [{ to: [{ ipBlock: { cidr: '0.0.0.0/0' } }] }],
+      }),
     ],
     probes: [
       ['::ffff:10.0.0.1', 'a/y', 'TCP/80', 'not-local', 'deny', false],
@@ -333,7 +459,10 @@ function fixture(c: Case): { tables: RuleTables; snapshot: PolicySnapshot } {
   assert.deepEqual(b.issues, []);
   if (c.local === undefined) return b;
   const local = new Set(c.local);
-  return { snapshot: b.snapshot, tables: compile(b.snapshot, { isLocal: (e) => local.has(`${e.namespace}/${e.name}`) }) };
+  return {
+    snapshot: b.snapshot,
+    tables: compile(b.snapshot, { isLocal: (e) => local.has(`${e.namespace}/${e.name}`) }),
+  };
 }
 
 /** "ns/pod" (its first address of the family, else its primary) or a literal address. */
@@ -342,7 +471,9 @@ function address(snapshot: PolicySnapshot, target: string, family: 4 | 6 | undef
   const e = snapshot.endpoints.find((x) => `${x.namespace}/${x.name}` === target);
   if (e === undefined) throw new Error(`no endpoint ${target}`);
   const ips = e.ips.map(parseIp);
-  return ips.find((ip) => family === undefined || (typeof ip === 'number' ? 4 : 6) === family) ?? ips[0]!;
+  return (
+    ips.find((ip) => family === undefined || (typeof ip === 'number' ? 4 : 6) === family) ?? ips[0]!
+  );
 }
 
 function codeWanted(want: Want, catalog: RuleCatalog): (code: number) => boolean {
@@ -360,7 +491,10 @@ function referenceResult(d: DirectionDecision): DirectionResult | undefined {
 }
 
 describe('targeted cases', () => {
-  const implementations = [['typescript', false], ['native', skipNative]] as const;
+  const implementations = [
+    ['typescript', false],
+    ['native', skipNative],
+  ] as const;
   for (const [implementation, skip] of implementations) {
     for (const c of cases) {
       test(`${c.name} [${implementation}]`, { skip }, () => {
@@ -380,14 +514,28 @@ describe('targeted cases', () => {
         const allowed = batch.evaluate(engine);
         c.probes.forEach(([from, to, service, egress, ingress, ok], i) => {
           const what = `${from} -> ${to} ${service}`;
-          assert.ok(codeWanted(egress, engine.catalog)(batch.egress(i)), `${what}: egress ${describeCode(batch.egress(i), engine.catalog)}, want ${egress}`);
-          assert.ok(codeWanted(ingress, engine.catalog)(batch.ingress(i)), `${what}: ingress ${describeCode(batch.ingress(i), engine.catalog)}, want ${ingress}`);
+          assert.ok(
+            codeWanted(egress, engine.catalog)(batch.egress(i)),
+            `${what}: egress ${describeCode(batch.egress(i), engine.catalog)}, want ${egress}`,
+          );
+          assert.ok(
+            codeWanted(ingress, engine.catalog)(batch.ingress(i)),
+            `${what}: ingress ${describeCode(batch.ingress(i), engine.catalog)}, want ${ingress}`,
+          );
           assert.equal(batch.allowed(i), ok, `${what}: allowed`);
           const v = tables.decide(packets[i]!);
           assert.equal(batch.allowed(i), v.allowed, `${what}: decide() says ${v.allowed}`);
           assert.equal(batch.self(i), v.self, `${what}: self`);
-          assert.equal(directionResultOf(batch.egress(i), engine.catalog), referenceResult(v.egress), `${what}: egress as a DirectionResult`);
-          assert.equal(directionResultOf(batch.ingress(i), engine.catalog), referenceResult(v.ingress), `${what}: ingress as a DirectionResult`);
+          assert.equal(
+            directionResultOf(batch.egress(i), engine.catalog),
+            referenceResult(v.egress),
+            `${what}: egress as a DirectionResult`,
+          );
+          assert.equal(
+            directionResultOf(batch.ingress(i), engine.catalog),
+            referenceResult(v.ingress),
+            `${what}: ingress as a DirectionResult`,
+          );
         });
         assert.equal(allowed, c.probes.filter((p) => p[5]).length);
         checkEngine(tables, engine, packets, c.name);
@@ -408,5 +556,9 @@ test('the engine reports which implementation decides and why', () => {
   assert.equal(auto.status.reason, status.reason);
   assert.equal(auto.implementation, native.evaluator ? 'native' : 'typescript');
   assert.ok(status.reason.length > 0);
-  if (native.evaluator === undefined) assert.throws(() => createVerdictEngine(b.tables, { implementation: 'native' }), /native verdict engine unavailable/);
+  if (native.evaluator === undefined)
+    assert.throws(
+      () => createVerdictEngine(b.tables, { implementation: 'native' }),
+      /native verdict engine unavailable/,
+    );
 });

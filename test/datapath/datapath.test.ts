@@ -20,7 +20,12 @@ import {
   type UserspaceDatapath,
   type UserspaceDatapathOptions,
 } from '../../vrouter-agent/datapath/index.js';
-import { decodeResult, nativeFlowTableAvailability, TcpFlag, type FlowHit } from '../../vrouter-agent/flows/index.js';
+import {
+  decodeResult,
+  nativeFlowTableAvailability,
+  TcpFlag,
+  type FlowHit,
+} from '../../vrouter-agent/flows/index.js';
 import { buildPacket, type PacketSpec } from '../../vrouter-agent/packet/index.js';
 import { build, namespace, networkPolicy, pod, type Raw } from '../support/cluster.js';
 
@@ -28,7 +33,11 @@ const NODE = 'n1';
 const native = nativeFlowTableAvailability();
 const implementations = [
   { name: 'TypeScript', implementation: 'typescript' as const, skip: false as const },
-  { name: 'native', implementation: 'native' as const, skip: native.available ? (false as const) : `the native addon is not loaded (${native.reason})` },
+  {
+    name: 'native',
+    implementation: 'native' as const,
+    skip: native.available ? (false as const) : `the native addon is not loaded (${native.reason})`,
+  },
 ];
 const { syn, ack, fin } = TcpFlag;
 
@@ -38,7 +47,12 @@ function pods(): Raw[] {
     namespace('prod', { env: 'prod' }),
     namespace('dev', { env: 'dev' }),
     pod('prod', 'web', { labels: { app: 'web' }, ips: ['10.1.0.1', 'fd00::1:1'], node: NODE }),
-    pod('prod', 'api', { labels: { app: 'api' }, ips: ['10.1.0.2', 'fd00::1:2'], ports: [{ name: 'http', port: 9090 }], node: NODE }),
+    pod('prod', 'api', {
+      labels: { app: 'api' },
+      ips: ['10.1.0.2', 'fd00::1:2'],
+      ports: [{ name: 'http', port: 9090 }],
+      node: NODE,
+    }),
     pod('prod', 'db', { labels: { app: 'db' }, ips: ['10.1.0.3'], node: NODE }),
     pod('dev', 'tool', { labels: { app: 'tool' }, ips: ['10.2.0.2', 'fd00::2:2'], node: NODE }),
     pod('dev', 'remote', { labels: { app: 'remote' }, ips: ['10.2.0.9'], node: 'n2' }),
@@ -52,18 +66,40 @@ const apiIngress = (extraFirst: Raw[] = []) =>
     ingress: [
       ...extraFirst,
       { from: [{ podSelector: { matchLabels: { app: 'web' } } }], ports: [{ port: 'http' }] },
-      { from: [{ ipBlock: { cidr: '203.0.113.0/24' } }], ports: [{ protocol: 'SCTP', port: 7777 }] },
-      { from: [{ namespaceSelector: { matchLabels: { env: 'dev' } }, podSelector: { matchLabels: { app: 'tool' } } }] },
+      {
+        from: [{ ipBlock: { cidr: '203.0.113.0/24' } }],
+        ports: [{ protocol: 'SCTP', port: 7777 }],
+      },
+      {
+        from: [
+          {
+            namespaceSelector: { matchLabels: { env: 'dev' } },
+            podSelector: { matchLabels: { app: 'tool' } },
+          },
+        ],
+      },
     ],
   });
-const dbIngress = () => np('prod', 'db-in', { podSelector: { matchLabels: { app: 'db' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'api' } } }], ports: [{ port: 5432 }] }] });
+const dbIngress = () =>
+  np('prod', 'db-in', {
+    podSelector: { matchLabels: { app: 'db' } },
+    ingress: [
+      { from: [{ podSelector: { matchLabels: { app: 'api' } } }], ports: [{ port: 5432 }] },
+    ],
+  });
 const webEgress = () =>
   np('prod', 'web-out', {
     podSelector: { matchLabels: { app: 'web' } },
     policyTypes: ['Egress'],
     egress: [
       { to: [{ podSelector: { matchLabels: { app: 'api' } } }] },
-      { to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8'] } }, { ipBlock: { cidr: '::/0' } }], ports: [{ port: 443 }, { protocol: 'UDP', port: 53 }] },
+      {
+        to: [
+          { ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8'] } },
+          { ipBlock: { cidr: '::/0' } },
+        ],
+        ports: [{ port: 443 }, { protocol: 'UDP', port: 53 }],
+      },
     ],
   });
 const policies = () => [apiIngress(), dbIngress(), webEgress()];
@@ -86,8 +122,18 @@ class Harness {
   private readonly batch = new RawPacketBatch();
   now = 1_000;
 
-  constructor(tables: RuleTables, implementation: 'native' | 'typescript', options: Partial<UserspaceDatapathOptions> = {}) {
-    this.dp = createUserspaceDatapath({ tables, expireIntervalMs: 0, clock: () => this.now, ...options, flowTable: { implementation, ...options.flowTable } });
+  constructor(
+    tables: RuleTables,
+    implementation: 'native' | 'typescript',
+    options: Partial<UserspaceDatapathOptions> = {},
+  ) {
+    this.dp = createUserspaceDatapath({
+      tables,
+      expireIntervalMs: 0,
+      clock: () => this.now,
+      ...options,
+      flowTable: { implementation, ...options.flowTable },
+    });
     for (const [endpoint, zone] of Object.entries(ZONES)) {
       const e = tables.endpoints.get(endpoint);
       assert.ok(e, `tables lack ${endpoint}`);
@@ -114,7 +160,10 @@ class Harness {
       this.batch.push(buildPacket(s), zone ?? this.zoneOf(src, dst));
     }
     const v = this.dp.process(this.batch, this.now);
-    return specs.map((_, i) => ({ verdict: verdictName(v.verdicts[i]!), hit: decodeResult(v.flows[i]!) }));
+    return specs.map((_, i) => ({
+      verdict: verdictName(v.verdicts[i]!),
+      hit: decodeResult(v.flows[i]!),
+    }));
   }
 
   flows(): DecodedFlow[] {
@@ -128,47 +177,159 @@ class Harness {
 
 /** The reply to a packet description: addresses and ports swapped (ICMP echo: a reply with the same id). */
 function replyTo(s: PacketSpec, tcpFlags = syn | ack): PacketSpec {
-  if (s.protocol === 'icmp') return { ...s, src: s.dst, dst: s.src, icmp: { ...s.icmp, type: typeof s.src === 'string' && s.src.includes(':') ? 129 : 0 } };
+  if (s.protocol === 'icmp')
+    return {
+      ...s,
+      src: s.dst,
+      dst: s.src,
+      icmp: { ...s.icmp, type: typeof s.src === 'string' && s.src.includes(':') ? 129 : 0 },
+    };
   return { ...s, src: s.dst, dst: s.src, sport: s.dport, dport: s.sport, tcpFlags };
 }
 
-const tcp = (src: string, dst: string, dport: number, sport = 40000): PacketSpec => ({ src, dst, protocol: 'tcp', sport, dport });
-const udp = (src: string, dst: string, dport: number, sport = 40000): PacketSpec => ({ src, dst, protocol: 'udp', sport, dport });
-const sctp = (src: string, dst: string, dport: number, sport = 40000): PacketSpec => ({ src, dst, protocol: 'sctp', sport, dport });
-const ping = (src: string, dst: string, id = 7): PacketSpec => ({ src, dst, protocol: 'icmp', icmp: { type: src.includes(':') ? 128 : 8, id } });
+const tcp = (src: string, dst: string, dport: number, sport = 40000): PacketSpec => ({
+  src,
+  dst,
+  protocol: 'tcp',
+  sport,
+  dport,
+});
+const udp = (src: string, dst: string, dport: number, sport = 40000): PacketSpec => ({
+  src,
+  dst,
+  protocol: 'udp',
+  sport,
+  dport,
+});
+const sctp = (src: string, dst: string, dport: number, sport = 40000): PacketSpec => ({
+  src,
+  dst,
+  protocol: 'sctp',
+  sport,
+  dport,
+});
+const ping = (src: string, dst: string, id = 7): PacketSpec => ({
+  src,
+  dst,
+  protocol: 'icmp',
+  icmp: { type: src.includes(':') ? 128 : 8, id },
+});
 
 type Case = [name: string, packet: PacketSpec, verdict: string];
 
 /** Each first packet and its verdict; allowed ones are then answered and the reply must pass on the same flow. */
 const CASES: Case[] = [
-  ['a local pod reaches another on a named port both gates allow', tcp('10.1.0.1', '10.1.0.2', 9090), 'allow'],
-  ['the destination ingress gate denies a port its rules do not name', tcp('10.1.0.1', '10.1.0.2', 22), 'policy-ingress'],
-  ['the source egress gate denies a destination its rules do not name', tcp('10.1.0.1', '10.1.0.3', 5432), 'policy-egress'],
-  ['a pod without egress policy reaches a peer the destination admits', tcp('10.1.0.2', '10.1.0.3', 5432), 'allow'],
-  ['egress to an external address on an allowed port passes', tcp('10.1.0.1', '8.8.8.8', 443), 'allow'],
-  ['egress to an external address on another port is denied at the source', tcp('10.1.0.1', '8.8.8.8', 80), 'policy-egress'],
-  ['egress to a pod on another node inside an ipBlock except is denied', tcp('10.1.0.1', '10.2.0.9', 443), 'policy-egress'],
-  ['an external peer reaches a pod that is not isolated for ingress', tcp('8.8.8.8', '10.1.0.1', 80), 'allow'],
-  ['an external peer is denied by an isolated pod that does not admit it', tcp('8.8.8.8', '10.1.0.3', 5432), 'policy-ingress'],
-  ['a pod on another node is denied by the ingress gate here', tcp('10.2.0.9', '10.1.0.2', 9090), 'policy-ingress'],
-  ['SCTP from an admitted block to an admitted port passes', sctp('203.0.113.5', '10.1.0.2', 7777), 'allow'],
+  [
+    'a local pod reaches another on a named port both gates allow',
+    tcp('10.1.0.1', '10.1.0.2', 9090),
+    'allow',
+  ],
+  [
+    'the destination ingress gate denies a port its rules do not name',
+    tcp('10.1.0.1', '10.1.0.2', 22),
+    'policy-ingress',
+  ],
+  [
+    'the source egress gate denies a destination its rules do not name',
+    tcp('10.1.0.1', '10.1.0.3', 5432),
+    'policy-egress',
+  ],
+  [
+    'a pod without egress policy reaches a peer the destination admits',
+    tcp('10.1.0.2', '10.1.0.3', 5432),
+    'allow',
+  ],
+  [
+    'egress to an external address on an allowed port passes',
+    tcp('10.1.0.1', '8.8.8.8', 443),
+    'allow',
+  ],
+  [
+    'egress to an external address on another port is denied at the source',
+    tcp('10.1.0.1', '8.8.8.8', 80),
+    'policy-egress',
+  ],
+  [
+    'egress to a pod on another node inside an ipBlock except is denied',
+    tcp('10.1.0.1', '10.2.0.9', 443),
+    'policy-egress',
+  ],
+  [
+    'an external peer reaches a pod that is not isolated for ingress',
+    tcp('8.8.8.8', '10.1.0.1', 80),
+    'allow',
+  ],
+  [
+    'an external peer is denied by an isolated pod that does not admit it',
+    tcp('8.8.8.8', '10.1.0.3', 5432),
+    'policy-ingress',
+  ],
+  [
+    'a pod on another node is denied by the ingress gate here',
+    tcp('10.2.0.9', '10.1.0.2', 9090),
+    'policy-ingress',
+  ],
+  [
+    'SCTP from an admitted block to an admitted port passes',
+    sctp('203.0.113.5', '10.1.0.2', 7777),
+    'allow',
+  ],
   ['SCTP to another port is denied', sctp('203.0.113.5', '10.1.0.2', 7778), 'policy-ingress'],
   ['UDP DNS to the outside passes the egress gate', udp('10.1.0.1', '8.8.8.8', 53), 'allow'],
-  ['ICMP echo to a pod whose ingress rule for the peer has no ports passes', ping('10.2.0.2', '10.1.0.2'), 'allow'],
-  ['ICMP echo to a pod whose ingress rules for the peer all name ports is denied', ping('10.1.0.1', '10.1.0.2'), 'policy-ingress'],
-  ['ICMP echo to an isolated pod whose rules all name ports is denied', ping('10.1.0.2', '10.1.0.3'), 'policy-ingress'],
-  ['ICMP echo from a pod to the outside its egress rules do not admit is denied', ping('10.1.0.1', '8.8.8.8'), 'policy-egress'],
+  [
+    'ICMP echo to a pod whose ingress rule for the peer has no ports passes',
+    ping('10.2.0.2', '10.1.0.2'),
+    'allow',
+  ],
+  [
+    'ICMP echo to a pod whose ingress rules for the peer all name ports is denied',
+    ping('10.1.0.1', '10.1.0.2'),
+    'policy-ingress',
+  ],
+  [
+    'ICMP echo to an isolated pod whose rules all name ports is denied',
+    ping('10.1.0.2', '10.1.0.3'),
+    'policy-ingress',
+  ],
+  [
+    'ICMP echo from a pod to the outside its egress rules do not admit is denied',
+    ping('10.1.0.1', '8.8.8.8'),
+    'policy-egress',
+  ],
   ['IPv6 between local pods follows the same rules', tcp('fd00::1:1', 'fd00::1:2', 9090), 'allow'],
-  ['IPv6 to an outside address on an allowed port passes', tcp('fd00::1:1', '2001:db8::1', 443), 'allow'],
-  ['IPv6 to another port is denied at the source', tcp('fd00::1:1', '2001:db8::1', 8443), 'policy-egress'],
-  ['ICMPv6 echo between local pods passes when the rule has no ports', ping('fd00::2:2', 'fd00::1:2'), 'allow'],
-  ['a pod reaches its own address even when isolated both ways', tcp('10.1.0.3', '10.1.0.3', 9999), 'allow'],
-  ['pods in a namespace without policy reach each other across namespaces', tcp('10.2.0.2', '10.1.0.1', 8080), 'allow'],
+  [
+    'IPv6 to an outside address on an allowed port passes',
+    tcp('fd00::1:1', '2001:db8::1', 443),
+    'allow',
+  ],
+  [
+    'IPv6 to another port is denied at the source',
+    tcp('fd00::1:1', '2001:db8::1', 8443),
+    'policy-egress',
+  ],
+  [
+    'ICMPv6 echo between local pods passes when the rule has no ports',
+    ping('fd00::2:2', 'fd00::1:2'),
+    'allow',
+  ],
+  [
+    'a pod reaches its own address even when isolated both ways',
+    tcp('10.1.0.3', '10.1.0.3', 9999),
+    'allow',
+  ],
+  [
+    'pods in a namespace without policy reach each other across namespaces',
+    tcp('10.2.0.2', '10.1.0.1', 8080),
+    'allow',
+  ],
 ];
 
 for (const impl of implementations) {
   describe(`userspace datapath over the ${impl.name} flow table`, { skip: impl.skip }, () => {
-    const make = (objects: Raw[] = [...pods(), ...policies()], options: Partial<UserspaceDatapathOptions> = {}) => new Harness(tablesOf(objects), impl.implementation, options);
+    const make = (
+      objects: Raw[] = [...pods(), ...policies()],
+      options: Partial<UserspaceDatapathOptions> = {},
+    ) => new Harness(tablesOf(objects), impl.implementation, options);
 
     describe('first packets are decided as RuleTables.decide, and replies of allowed flows pass', () => {
       for (const [name, packet, verdict] of CASES) {
@@ -180,7 +341,15 @@ for (const impl of implementations) {
           const src = typeof packet.src === 'string' ? parseIp(packet.src) : packet.src;
           const dst = typeof packet.dst === 'string' ? parseIp(packet.dst) : packet.dst;
           // The tables' own verdict, for the record.
-          assert.equal(h.dp.tables.allows({ src, dst, protocol: first.hit ? h.flows()[0]!.protocol : 0, dstPort: packet.protocol === 'icmp' ? 0 : packet.dport! }), verdict === 'allow');
+          assert.equal(
+            h.dp.tables.allows({
+              src,
+              dst,
+              protocol: first.hit ? h.flows()[0]!.protocol : 0,
+              dstPort: packet.protocol === 'icmp' ? 0 : packet.dport!,
+            }),
+            verdict === 'allow',
+          );
           const reply = h.send(replyTo(packet));
           assert.equal(reply.verdict, verdict, 'the reply takes the flow verdict');
           assert.equal(reply.hit?.direction, 'reverse');
@@ -195,18 +364,36 @@ for (const impl of implementations) {
       const h = make();
       h.send(tcp('10.1.0.1', '10.1.0.2', 9090));
       const [f] = h.flows();
-      assert.deepEqual(f?.egress, { kind: 'rule', rule: 'test/np/prod/web-out/egress/0/0', policy: 'test/np/prod/web-out' });
-      assert.deepEqual(f?.ingress, { kind: 'rule', rule: 'test/np/prod/api-in/ingress/0/0', policy: 'test/np/prod/api-in' });
-      assert.deepEqual([f?.zone, f?.endpoint, f?.replyZone, f?.replyEndpoint], [1, 'prod/web', 2, 'prod/api']);
+      assert.deepEqual(f?.egress, {
+        kind: 'rule',
+        rule: 'test/np/prod/web-out/egress/0/0',
+        policy: 'test/np/prod/web-out',
+      });
+      assert.deepEqual(f?.ingress, {
+        kind: 'rule',
+        rule: 'test/np/prod/api-in/ingress/0/0',
+        policy: 'test/np/prod/api-in',
+      });
+      assert.deepEqual(
+        [f?.zone, f?.endpoint, f?.replyZone, f?.replyEndpoint],
+        [1, 'prod/web', 2, 'prod/api'],
+      );
       h.send(tcp('10.1.0.2', '10.1.0.3', 5432));
       const db = h.flows().find((x) => x.dst === '10.1.0.3')!;
       assert.deepEqual([db.egress.kind, db.ingress.kind], ['default', 'rule']);
       h.send(tcp('10.1.0.1', '10.1.0.3', 5432));
       const denied = h.flows().find((x) => x.action === 'deny')!;
-      assert.deepEqual([denied.dropReason, denied.egress.kind, denied.ingress.kind], ['policy-egress', 'deny', 'deny'], 'both gates deny: the first names the reason');
+      assert.deepEqual(
+        [denied.dropReason, denied.egress.kind, denied.ingress.kind],
+        ['policy-egress', 'deny', 'deny'],
+        'both gates deny: the first names the reason',
+      );
       h.send(tcp('8.8.8.8', '10.1.0.1', 80));
       const external = h.flows().find((x) => x.src === '8.8.8.8')!;
-      assert.deepEqual([external.egress.kind, external.ingress.kind, external.zone, external.replyZone], ['none', 'default', 1, 1]);
+      assert.deepEqual(
+        [external.egress.kind, external.ingress.kind, external.zone, external.replyZone],
+        ['none', 'default', 1, 1],
+      );
       await h.close();
     });
 
@@ -214,7 +401,8 @@ for (const impl of implementations) {
       const h = make();
       assert.equal(h.send(tcp('10.1.0.1', '10.1.0.2', 22)).verdict, 'policy-ingress');
       const evaluated = h.dp.stats().slowPath.evaluated;
-      for (let i = 0; i < 3; i++) assert.equal(h.send(tcp('10.1.0.1', '10.1.0.2', 22)).verdict, 'policy-ingress');
+      for (let i = 0; i < 3; i++)
+        assert.equal(h.send(tcp('10.1.0.1', '10.1.0.2', 22)).verdict, 'policy-ingress');
       const s = h.dp.stats();
       assert.equal(s.slowPath.evaluated, evaluated);
       assert.equal(s.drops['policy-ingress'], 4);
@@ -242,7 +430,10 @@ for (const impl of implementations) {
       const h = make();
       const c = tcp('10.1.0.1', '10.1.0.2', 9090);
       const [a, b] = h.sendAll([c, replyTo(c)]);
-      assert.deepEqual([a?.verdict, b?.verdict, b?.hit?.direction, b?.hit?.index], ['allow', 'allow', 'reverse', a?.hit?.index]);
+      assert.deepEqual(
+        [a?.verdict, b?.verdict, b?.hit?.direction, b?.hit?.index],
+        ['allow', 'allow', 'reverse', a?.hit?.index],
+      );
       assert.equal(h.flows().length, 1);
       await h.close();
     });
@@ -250,17 +441,39 @@ for (const impl of implementations) {
     test('an ICMP error quoting a packet of an allowed flow is allowed as related, in either direction', async () => {
       const h = make();
       h.send(tcp('10.1.0.1', '8.8.8.8', 443));
-      const unreachable = (dst: string, quote: PacketSpec): PacketSpec => ({ src: '192.0.2.1', dst, protocol: 'icmp', icmp: { type: 3, code: 4, quote } });
-      assert.equal(h.send(unreachable('10.1.0.1', tcp('10.1.0.1', '8.8.8.8', 443))).verdict, 'allow');
+      const unreachable = (dst: string, quote: PacketSpec): PacketSpec => ({
+        src: '192.0.2.1',
+        dst,
+        protocol: 'icmp',
+        icmp: { type: 3, code: 4, quote },
+      });
+      assert.equal(
+        h.send(unreachable('10.1.0.1', tcp('10.1.0.1', '8.8.8.8', 443))).verdict,
+        'allow',
+      );
       // The server side of a flow: a reply of api to web bounces back to api.
       h.send(tcp('10.1.0.1', '10.1.0.2', 9090));
-      assert.equal(h.send({ src: '10.1.0.1', dst: '10.1.0.2', protocol: 'icmp', icmp: { type: 3, code: 3, quote: replyTo(tcp('10.1.0.1', '10.1.0.2', 9090)) } }).verdict, 'allow');
+      assert.equal(
+        h.send({
+          src: '10.1.0.1',
+          dst: '10.1.0.2',
+          protocol: 'icmp',
+          icmp: { type: 3, code: 3, quote: replyTo(tcp('10.1.0.1', '10.1.0.2', 9090)) },
+        }).verdict,
+        'allow',
+      );
       assert.equal(h.dp.stats().allowedBy.related, 2);
       // An error quoting nothing we know is decided as ICMP: db is isolated and admits no ICMP.
-      assert.equal(h.send(unreachable('10.1.0.3', tcp('10.1.0.3', '8.8.4.4', 443))).verdict, 'policy-ingress');
+      assert.equal(
+        h.send(unreachable('10.1.0.3', tcp('10.1.0.3', '8.8.4.4', 443))).verdict,
+        'policy-ingress',
+      );
       // An error quoting a denied flow is dropped with that flow's reason.
       h.send(tcp('10.1.0.1', '8.8.8.8', 80));
-      assert.equal(h.send(unreachable('10.1.0.1', tcp('10.1.0.1', '8.8.8.8', 80))).verdict, 'policy-egress');
+      assert.equal(
+        h.send(unreachable('10.1.0.1', tcp('10.1.0.1', '8.8.8.8', 80))).verdict,
+        'policy-egress',
+      );
       await h.close();
     });
 
@@ -269,18 +482,42 @@ for (const impl of implementations) {
       h.send(tcp('10.1.0.3', '8.8.8.8', 443));
       const quote = tcp('10.1.0.3', '8.8.8.8', 443);
       // db sends an error from a spoofed source to the outside, quoting its own flow.
-      assert.equal(h.send({ src: '192.0.2.1', dst: '8.8.8.8', protocol: 'icmp', icmp: { type: 3, quote } }, 3).verdict, 'zone-mismatch');
+      assert.equal(
+        h.send({ src: '192.0.2.1', dst: '8.8.8.8', protocol: 'icmp', icmp: { type: 3, quote } }, 3)
+          .verdict,
+        'zone-mismatch',
+      );
       // An error to db that is not addressed to the quoted packet's sender is decided as ICMP: db admits none.
-      assert.equal(h.send({ src: '192.0.2.1', dst: '10.1.0.3', protocol: 'icmp', icmp: { type: 3, quote: tcp('10.1.0.2', '8.8.8.8', 443) } }).verdict, 'policy-ingress');
-      assert.equal(h.send({ src: '192.0.2.1', dst: '10.1.0.3', protocol: 'icmp', icmp: { type: 3, quote } }).verdict, 'allow');
+      assert.equal(
+        h.send({
+          src: '192.0.2.1',
+          dst: '10.1.0.3',
+          protocol: 'icmp',
+          icmp: { type: 3, quote: tcp('10.1.0.2', '8.8.8.8', 443) },
+        }).verdict,
+        'policy-ingress',
+      );
+      assert.equal(
+        h.send({ src: '192.0.2.1', dst: '10.1.0.3', protocol: 'icmp', icmp: { type: 3, quote } })
+          .verdict,
+        'allow',
+      );
       assert.equal(h.dp.stats().allowedBy.related, 1);
       await h.close();
     });
 
     test('packets in a zone they do not belong to are dropped as zone-mismatch or unknown-zone', async () => {
       const h = make();
-      assert.equal(h.send(tcp('10.9.9.9', '8.8.8.8', 443), 1).verdict, 'zone-mismatch', 'a spoofed source');
-      assert.equal(h.send(tcp('10.1.0.1', '10.1.0.2', 9090), 2).verdict, 'zone-mismatch', 'a local sender in the receiver zone');
+      assert.equal(
+        h.send(tcp('10.9.9.9', '8.8.8.8', 443), 1).verdict,
+        'zone-mismatch',
+        'a spoofed source',
+      );
+      assert.equal(
+        h.send(tcp('10.1.0.1', '10.1.0.2', 9090), 2).verdict,
+        'zone-mismatch',
+        'a local sender in the receiver zone',
+      );
       assert.equal(h.send(tcp('10.1.0.1', '10.1.0.2', 9090), 77).verdict, 'unknown-zone');
       const s = h.dp.stats();
       assert.deepEqual([s.drops['zone-mismatch'], s.drops['unknown-zone']], [2, 1]);
@@ -290,11 +527,15 @@ for (const impl of implementations) {
 
     test('a zone at its flow limit refuses new flows, and a full table refuses them as table-full', async () => {
       const h = make(undefined, { flowTable: { maxFlowsPerZone: 2 } });
-      const verdicts = [1, 2, 3].map((i) => h.send(tcp('10.1.0.1', '8.8.8.8', 443, 1000 + i)).verdict);
+      const verdicts = [1, 2, 3].map(
+        (i) => h.send(tcp('10.1.0.1', '8.8.8.8', 443, 1000 + i)).verdict,
+      );
       assert.deepEqual(verdicts, ['allow', 'allow', 'flow-limit']);
       await h.close();
       const full = make(undefined, { flowTable: { maxFlows: 2, evictionScanFlows: 0 } });
-      const more = [1, 2, 3].map((i) => full.send(tcp('10.1.0.1', '8.8.8.8', 443, 1000 + i)).verdict);
+      const more = [1, 2, 3].map(
+        (i) => full.send(tcp('10.1.0.1', '8.8.8.8', 443, 1000 + i)).verdict,
+      );
       assert.deepEqual(more, ['allow', 'allow', 'table-full']);
       assert.equal(full.dp.stats().drops['table-full'], 1);
       await full.close();
@@ -316,7 +557,8 @@ for (const impl of implementations) {
       h.send(udp('10.1.0.1', '8.8.8.8', 53));
       h.now += 30_000;
       const deadline = Date.now() + 2_000;
-      while (h.dp.stats().flowTable.flows > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      while (h.dp.stats().flowTable.flows > 0 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 5));
       assert.equal(h.dp.stats().flowTable.removedBy.aged, 1);
       await h.close();
       await h.close();
@@ -325,14 +567,36 @@ for (const impl of implementations) {
 
     test('an attached endpoint the tables do not know is decided as unenforced, or dropped when set to deny', async () => {
       const objects = [...pods(), ...policies()];
-      const withoutDb = tablesOf(objects.filter((o) => !(o.kind === 'Pod' && (o.metadata as { name: string }).name === 'db')));
-      for (const [unknownEndpoints, want] of [['decide', ['allow', 'allow']], ['deny', ['unknown-endpoint', 'unknown-endpoint']]] as const) {
+      const withoutDb = tablesOf(
+        objects.filter(
+          (o) => !(o.kind === 'Pod' && (o.metadata as { name: string }).name === 'db'),
+        ),
+      );
+      for (const [unknownEndpoints, want] of [
+        ['decide', ['allow', 'allow']],
+        ['deny', ['unknown-endpoint', 'unknown-endpoint']],
+      ] as const) {
         const h = new Harness(tablesOf(objects), impl.implementation, { unknownEndpoints });
         h.dp.loadTables(withoutDb);
-        assert.deepEqual([h.send(tcp('8.8.8.8', '10.1.0.3', 22)).verdict, h.send(tcp('10.1.0.2', '10.1.0.3', 22)).verdict], want, unknownEndpoints);
-        assert.equal(h.send(tcp('8.8.8.8', '10.1.0.2', 9090)).verdict, 'policy-ingress', 'known endpoints are unaffected');
+        assert.deepEqual(
+          [
+            h.send(tcp('8.8.8.8', '10.1.0.3', 22)).verdict,
+            h.send(tcp('10.1.0.2', '10.1.0.3', 22)).verdict,
+          ],
+          want,
+          unknownEndpoints,
+        );
+        assert.equal(
+          h.send(tcp('8.8.8.8', '10.1.0.2', 9090)).verdict,
+          'policy-ingress',
+          'known endpoints are unaffected',
+        );
         h.dp.loadTables(tablesOf(objects));
-        assert.equal(h.send(tcp('8.8.8.8', '10.1.0.3', 23)).verdict, 'policy-ingress', 'enforced once its tables load');
+        assert.equal(
+          h.send(tcp('8.8.8.8', '10.1.0.3', 23)).verdict,
+          'policy-ingress',
+          'enforced once its tables load',
+        );
         await h.close();
       }
     });
@@ -343,7 +607,10 @@ for (const impl of implementations) {
       h.send(tcp('10.1.0.2', '10.1.0.3', 5432));
       h.send(tcp('8.8.8.8', '10.1.0.1', 80));
       assert.equal(h.dp.detach(2), 2);
-      assert.deepEqual(h.flows().map((f) => f.src), ['8.8.8.8']);
+      assert.deepEqual(
+        h.flows().map((f) => f.src),
+        ['8.8.8.8'],
+      );
       assert.equal(h.send(tcp('10.1.0.2', '10.1.0.3', 5432), 2).verdict, 'unknown-zone');
       assert.equal(h.dp.detach(2), 0);
       await h.close();
@@ -355,13 +622,21 @@ for (const impl of implementations) {
         const c = tcp('10.1.0.1', '10.1.0.2', 9090);
         h.send(c);
         h.send(replyTo(c));
-        const narrowed = np('prod', 'api-in', { podSelector: { matchLabels: { app: 'api' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'web' } } }], ports: [{ port: 8080 }] }] });
+        const narrowed = np('prod', 'api-in', {
+          podSelector: { matchLabels: { app: 'api' } },
+          ingress: [
+            { from: [{ podSelector: { matchLabels: { app: 'web' } } }], ports: [{ port: 8080 }] },
+          ],
+        });
         const r = h.dp.loadTables(tablesOf([...pods(), narrowed, dbIngress(), webEgress()]));
         assert.deepEqual(r, { checked: 1, unchanged: 0, rulesChanged: 0, denied: 1, allowed: 0 });
         assert.equal(h.send({ ...c, tcpFlags: ack }).verdict, 'policy-ingress');
         assert.equal(h.send(replyTo(c, ack)).verdict, 'policy-ingress');
         const [f] = h.flows();
-        assert.deepEqual([f?.action, f?.dropReason, f?.ingress.kind], ['deny', 'policy-ingress', 'deny']);
+        assert.deepEqual(
+          [f?.action, f?.dropReason, f?.ingress.kind],
+          ['deny', 'policy-ingress', 'deny'],
+        );
         assert.equal(h.dp.stats().reevaluation.denied, 1);
         await h.close();
       });
@@ -370,13 +645,23 @@ for (const impl of implementations) {
         const h = make();
         const c = tcp('10.1.0.1', '10.1.0.2', 9090);
         h.send(c);
-        assert.deepEqual(h.flows()[0]?.ingress, { kind: 'rule', rule: 'test/np/prod/api-in/ingress/0/0', policy: 'test/np/prod/api-in' });
-        const reordered = apiIngress([{ from: [{ ipBlock: { cidr: '198.51.100.0/24' } }], ports: [{ port: 1 }] }]);
+        assert.deepEqual(h.flows()[0]?.ingress, {
+          kind: 'rule',
+          rule: 'test/np/prod/api-in/ingress/0/0',
+          policy: 'test/np/prod/api-in',
+        });
+        const reordered = apiIngress([
+          { from: [{ ipBlock: { cidr: '198.51.100.0/24' } }], ports: [{ port: 1 }] },
+        ]);
         const r = h.dp.loadTables(tablesOf([...pods(), reordered, dbIngress(), webEgress()]));
         assert.deepEqual(r, { checked: 1, unchanged: 0, rulesChanged: 1, denied: 0, allowed: 0 });
         const [f] = h.flows();
         assert.equal(f?.action, 'allow');
-        assert.deepEqual(f?.ingress, { kind: 'rule', rule: 'test/np/prod/api-in/ingress/1/0', policy: 'test/np/prod/api-in' });
+        assert.deepEqual(f?.ingress, {
+          kind: 'rule',
+          rule: 'test/np/prod/api-in/ingress/1/0',
+          policy: 'test/np/prod/api-in',
+        });
         assert.equal(h.send(replyTo(c)).verdict, 'allow');
         await h.close();
       });
@@ -398,19 +683,35 @@ for (const impl of implementations) {
         h.send(tcp('10.1.0.2', '10.1.0.3', 5432));
         h.send(tcp('10.1.0.1', '10.1.0.3', 5432));
         const before = h.flows().map(({ counters: _c, ...f }) => f);
-        assert.deepEqual(h.dp.loadTables(tablesOf([...pods(), ...policies()])), { checked: 3, unchanged: 3, rulesChanged: 0, denied: 0, allowed: 0 });
+        assert.deepEqual(h.dp.loadTables(tablesOf([...pods(), ...policies()])), {
+          checked: 3,
+          unchanged: 3,
+          rulesChanged: 0,
+          denied: 0,
+          allowed: 0,
+        });
         // A new policy on web (compiled first) shifts every catalog index after it.
-        const extra = np('prod', 'web-in', { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ ipBlock: { cidr: '192.0.2.0/24' } }] }, { from: [{ ipBlock: { cidr: '198.51.100.0/24' } }] }] });
+        const extra = np('prod', 'web-in', {
+          podSelector: { matchLabels: { app: 'web' } },
+          ingress: [
+            { from: [{ ipBlock: { cidr: '192.0.2.0/24' } }] },
+            { from: [{ ipBlock: { cidr: '198.51.100.0/24' } }] },
+          ],
+        });
         const r = h.dp.loadTables(tablesOf([...pods(), ...policies(), extra]));
         assert.deepEqual(r, { checked: 3, unchanged: 3, rulesChanged: 0, denied: 0, allowed: 0 });
-        assert.deepEqual(h.flows().map(({ counters: _c, ...f }) => f), before);
+        assert.deepEqual(
+          h.flows().map(({ counters: _c, ...f }) => f),
+          before,
+        );
         await h.close();
       });
     });
 
     test('the verdict engine can stand in for RuleTables behind the evaluator seam', async () => {
       const h = make(undefined, { evaluator: (t) => createVerdictEngine(t) });
-      for (const [name, packet, verdict] of CASES) assert.equal(h.send(packet).verdict, verdict, name);
+      for (const [name, packet, verdict] of CASES)
+        assert.equal(h.send(packet).verdict, verdict, name);
       h.dp.loadTables(tablesOf([...pods(), ...policies()]));
       assert.equal(h.dp.stats().reevaluation.unchanged, h.flows().length);
       await h.close();
@@ -418,7 +719,10 @@ for (const impl of implementations) {
 
     describe('flow events', () => {
       /** Reads `count` events (fewer if the stream ends); `for await … break` would end the subscription. */
-      async function take(stream: AsyncIterableIterator<FlowEvent>, count: number): Promise<FlowEvent[]> {
+      async function take(
+        stream: AsyncIterableIterator<FlowEvent>,
+        count: number,
+      ): Promise<FlowEvent[]> {
         const out: FlowEvent[] = [];
         while (out.length < count) {
           const r = await stream.next();
@@ -436,10 +740,32 @@ for (const impl of implementations) {
         h.send(udp('10.1.0.1', '8.8.8.8', 53));
         h.send(tcp('10.1.0.1', '8.8.8.8', 443, 5555));
         // re-evaluated: the web→api flow is now allowed by the second rule.
-        h.dp.loadTables(tablesOf([...pods(), apiIngress([{ from: [{ ipBlock: { cidr: '198.51.100.0/24' } }], ports: [{ port: 1 }] }]), dbIngress(), webEgress()]));
+        h.dp.loadTables(
+          tablesOf([
+            ...pods(),
+            apiIngress([
+              { from: [{ ipBlock: { cidr: '198.51.100.0/24' } }], ports: [{ port: 1 }] },
+            ]),
+            dbIngress(),
+            webEgress(),
+          ]),
+        );
         // verdict: egress to the outside is cut.
-        const closedWeb = np('prod', 'web-out', { podSelector: { matchLabels: { app: 'web' } }, policyTypes: ['Egress'], egress: [{ to: [{ podSelector: { matchLabels: { app: 'api' } } }] }] });
-        h.dp.loadTables(tablesOf([...pods(), apiIngress([{ from: [{ ipBlock: { cidr: '198.51.100.0/24' } }], ports: [{ port: 1 }] }]), dbIngress(), closedWeb]));
+        const closedWeb = np('prod', 'web-out', {
+          podSelector: { matchLabels: { app: 'web' } },
+          policyTypes: ['Egress'],
+          egress: [{ to: [{ podSelector: { matchLabels: { app: 'api' } } }] }],
+        });
+        h.dp.loadTables(
+          tablesOf([
+            ...pods(),
+            apiIngress([
+              { from: [{ ipBlock: { cidr: '198.51.100.0/24' } }], ports: [{ port: 1 }] },
+            ]),
+            dbIngress(),
+            closedWeb,
+          ]),
+        );
         // closed: FIN both ways on web→api, then aged by the closed timeout.
         h.send({ ...c, tcpFlags: fin | ack });
         h.send(replyTo(c, fin | ack));
@@ -451,7 +777,9 @@ for (const impl of implementations) {
         h.send(tcp('8.8.8.8', '10.1.0.1', 80));
         h.dp.detach(1);
         const events = await take(stream, 10);
-        const summary = events.map((e) => (e.type === 'lost' ? 'lost' : `${e.type} ${e.flow.src}>${e.flow.dst}:${e.flow.dport}`));
+        const summary = events.map((e) =>
+          e.type === 'lost' ? 'lost' : `${e.type} ${e.flow.src}>${e.flow.dst}:${e.flow.dport}`,
+        );
         assert.deepEqual(summary, [
           'created 10.1.0.1>10.1.0.2:9090',
           'created 10.1.0.1>8.8.8.8:53',
@@ -466,12 +794,19 @@ for (const impl of implementations) {
         ]);
         const verdict = events[4]!;
         assert.ok(verdict.type === 'verdict');
-        assert.deepEqual([verdict.previous.action, verdict.flow.action, verdict.flow.dropReason], ['allow', 'deny', 'policy-egress']);
+        assert.deepEqual(
+          [verdict.previous.action, verdict.flow.action, verdict.flow.dropReason],
+          ['allow', 'deny', 'policy-egress'],
+        );
         const closed = events[6]!;
         assert.ok(closed.type === 'closed' && closed.cause === 'tcp');
         assert.deepEqual(closed.flow.counters?.forward.packets, 2);
         const [detached] = await take(stream, 1);
-        assert.ok(detached?.type === 'closed' && detached.cause === 'detached' && detached.flow.src === '8.8.8.8');
+        assert.ok(
+          detached?.type === 'closed' &&
+            detached.cause === 'detached' &&
+            detached.flow.src === '8.8.8.8',
+        );
         await h.close();
         assert.deepEqual(await stream.next(), { value: undefined, done: true });
       });
@@ -495,7 +830,10 @@ for (const impl of implementations) {
         const stream = h.dp.events({ bufferSize: 2 });
         for (let i = 0; i < 5; i++) h.send(udp('10.1.0.1', '8.8.8.8', 53, 100 + i));
         const events = await take(stream, 3);
-        assert.deepEqual(events.map((e) => e.type), ['created', 'created', 'lost']);
+        assert.deepEqual(
+          events.map((e) => e.type),
+          ['created', 'created', 'lost'],
+        );
         assert.deepEqual(events[2], { type: 'lost', count: 3 });
         assert.equal(h.dp.stats().events.lost, 3);
         h.send(udp('10.1.0.1', '8.8.8.8', 53, 200));

@@ -16,7 +16,11 @@ function setup() {
   const model = new ClusterModel({ cluster: 't' });
   const store = new SpanStore(model);
   const clock = { now: 1_000_000 };
-  const d = new Distributor(model, store, { log: silentLogger, now: () => clock.now, ackTimeoutMs: 30_000 });
+  const d = new Distributor(model, store, {
+    log: silentLogger,
+    now: () => clock.now,
+    ackTimeoutMs: 30_000,
+  });
   const apply = (...raws: Raw[]) => {
     for (const raw of raws) {
       const r = readKubeObject(raw);
@@ -29,7 +33,14 @@ function setup() {
   };
   const link = () => {
     const sent: SpanUpdate[] = [];
-    return { sent, closed: [] as string[], send: (u: SpanUpdate) => void sent.push(u), close(reason: string) { this.closed.push(reason); } };
+    return {
+      sent,
+      closed: [] as string[],
+      send: (u: SpanUpdate) => void sent.push(u),
+      close(reason: string) {
+        this.closed.push(reason);
+      },
+    };
   };
   return { model, store, d, apply, link, clock };
 }
@@ -38,7 +49,10 @@ const base = (): Raw[] => [
   namespace('a'),
   pod('a', 'web', { labels: { app: 'web' }, ips: ['10.0.0.1'], node: 'n1' }),
   pod('a', 'db', { labels: { app: 'db' }, ips: ['10.0.0.2'], node: 'n2' }),
-  networkPolicy('a', 'db', { podSelector: { matchLabels: { app: 'db' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'web' } } }] }] }),
+  networkPolicy('a', 'db', {
+    podSelector: { matchLabels: { app: 'db' } },
+    ingress: [{ from: [{ podSelector: { matchLabels: { app: 'web' } } }] }],
+  }),
 ];
 
 describe('distributor', () => {
@@ -51,7 +65,10 @@ describe('distributor', () => {
     d.setReady();
     assert.equal(l.sent.length, 1);
     assert.equal(l.sent[0]!.snapshot, true);
-    assert.deepEqual(l.sent[0]!.policies!.map((p) => p.id), ['t/np/a/db']);
+    assert.deepEqual(
+      l.sent[0]!.policies!.map((p) => p.id),
+      ['t/np/a/db'],
+    );
     s.ack(Number(l.sent[0]!.revision));
     assert.equal(d.views().find((v) => v.node === 'n2')!.inSync, true);
   });
@@ -66,7 +83,8 @@ describe('distributor', () => {
     const f = d.hello('n1', 'fast', 0, fast);
     f.ack(Number(fast.sent[0]!.revision));
     // Twenty changes to the peer group while the slow agent has not ACKed its snapshot.
-    for (let i = 0; i < 20; i++) apply(pod('a', `web${i}`, { labels: { app: 'web' }, ips: [`10.0.1.${i}`], node: 'n1' }));
+    for (let i = 0; i < 20; i++)
+      apply(pod('a', `web${i}`, { labels: { app: 'web' }, ips: [`10.0.1.${i}`], node: 'n1' }));
     assert.equal(slow.sent.length, 1, 'nothing more is queued for the slow agent');
     assert.equal(fast.sent.length > 1, true, 'the fast agent is not held back');
     s.ack(Number(slow.sent[0]!.revision));
@@ -74,7 +92,9 @@ describe('distributor', () => {
     const delta = slow.sent[1]!;
     assert.equal(delta.snapshot, false);
     assert.equal(delta.baseRevision, slow.sent[0]!.revision);
-    const group = delta.addressGroups!.find((g) => g.selector?.podSelector?.requirements?.[0]?.values?.[0] === 'web')!;
+    const group = delta.addressGroups!.find(
+      (g) => g.selector?.podSelector?.requirements?.[0]?.values?.[0] === 'web',
+    )!;
     assert.equal(group.members!.length, 21);
     assert.deepEqual(delta.policies, [], 'the unchanged policy is not resent');
   });
@@ -95,7 +115,11 @@ describe('distributor', () => {
     assert.equal(v.inSync, false);
     apply(pod('a', 'web3', { labels: { app: 'web' }, ips: ['10.0.0.4'], node: 'n3' }));
     assert.equal(l.sent.length, 3, 'the next change is tried');
-    assert.equal(l.sent[2]!.baseRevision, l.sent[0]!.revision, 'as a delta from what the agent holds');
+    assert.equal(
+      l.sent[2]!.baseRevision,
+      l.sent[0]!.revision,
+      'as a delta from what the agent holds',
+    );
   });
 
   test('a reconnecting agent gets a delta from the revision it ACKed, or a snapshot when that is not the one on record', () => {
@@ -141,7 +165,10 @@ describe('distributor', () => {
 
     const two = setup();
     two.store.commit(0);
-    two.apply(...base(), pod('a', 'web2', { labels: { app: 'web' }, ips: ['10.0.0.3'], node: 'n3' }));
+    two.apply(
+      ...base(),
+      pod('a', 'web2', { labels: { app: 'web' }, ips: ['10.0.0.3'], node: 'n3' }),
+    );
     two.d.restore(persisted);
     two.d.setReady();
     const l2 = two.link();

@@ -26,9 +26,17 @@ import {
 } from '../../vrouter-agent/flows/index.js';
 
 const native = nativeFlowTableAvailability();
-const implementations: Array<{ name: string; make: (o?: FlowTableOptions) => FlowTable; skip: string | false }> = [
+const implementations: Array<{
+  name: string;
+  make: (o?: FlowTableOptions) => FlowTable;
+  skip: string | false;
+}> = [
   { name: 'TypeScript', make: (o) => new TypeScriptFlowTable(o), skip: false },
-  { name: 'native', make: (o) => new NativeFlowTable(o), skip: native.available ? false : `the native addon is not loaded (${native.reason})` },
+  {
+    name: 'native',
+    make: (o) => new NativeFlowTable(o),
+    skip: native.available ? false : `the native addon is not loaded (${native.reason})`,
+  },
 ];
 
 const TCP = 6;
@@ -50,19 +58,39 @@ function key(from: string, to: string, protocol = TCP, zone = 1): FlowKey {
 /** The reply to a packet: addresses and ports swapped (not ports for ICMP), in `zone`. */
 function reply(k: FlowKey, zone = k.zone): FlowKey {
   const fixed = k.protocol === 1 || k.protocol === 58;
-  return { zone, protocol: k.protocol, src: k.dst, dst: k.src, sport: fixed ? k.sport : k.dport, dport: fixed ? k.dport : k.sport };
+  return {
+    zone,
+    protocol: k.protocol,
+    src: k.dst,
+    dst: k.src,
+    sport: fixed ? k.sport : k.dport,
+    dport: fixed ? k.dport : k.sport,
+  };
 }
 
 /** The i-th of many distinct client keys towards one server. */
 function client(i: number, zone = 1, protocol = TCP): FlowKey {
-  return { zone, protocol, src: 0x0a000000 + (i >>> 8), dst: parseIp('10.9.9.9'), sport: 1024 + (i & 0xff), dport: 443 };
+  return {
+    zone,
+    protocol,
+    src: 0x0a000000 + (i >>> 8),
+    dst: parseIp('10.9.9.9'),
+    sport: 1024 + (i & 0xff),
+    dport: 443,
+  };
 }
 
 const ALLOW = { action: 'allow' } as const;
 const DENY = { action: 'deny', dropReason: 'policy-ingress' } as const;
 const HOLD = { action: 'hold' } as const;
 
-function created(t: FlowTable, k: FlowKey, verdict: Parameters<FlowTable['insert']>[1] = ALLOW, now = 0, replyZone?: number): number {
+function created(
+  t: FlowTable,
+  k: FlowKey,
+  verdict: Parameters<FlowTable['insert']>[1] = ALLOW,
+  now = 0,
+  replyZone?: number,
+): number {
   const r = t.insert(k, verdict, now, replyZone);
   assert.equal(r.outcome, 'created', `insert: ${JSON.stringify(r)}`);
   return r.outcome === 'created' ? r.index : -1;
@@ -94,7 +122,11 @@ for (const impl of implementations) {
         const t = make();
         const k = key('10.0.0.1:40000', '10.0.0.2:80', TCP, 1);
         const i = created(t, k, ALLOW, 0, 2);
-        assert.deepEqual(t.lookup(reply(k, 2)), { index: i, direction: 'reverse', action: 'allow' });
+        assert.deepEqual(t.lookup(reply(k, 2)), {
+          index: i,
+          direction: 'reverse',
+          action: 'allow',
+        });
         assert.equal(t.lookup(reply(k, 1)), undefined);
         assert.equal(t.lookup({ ...k, zone: 2 }), undefined);
         assert.equal(t.get(i)?.replyZone, 2);
@@ -114,12 +146,24 @@ for (const impl of implementations) {
         const t = make();
         const k = key('10.0.0.1:40000', '10.0.0.2:80');
         const i = created(t, k, ALLOW);
-        assert.deepEqual(t.insert(k, DENY, 5), { outcome: 'exists', index: i, direction: 'forward' });
-        assert.deepEqual(t.insert(reply(k), DENY, 5), { outcome: 'exists', index: i, direction: 'reverse' });
+        assert.deepEqual(t.insert(k, DENY, 5), {
+          outcome: 'exists',
+          index: i,
+          direction: 'forward',
+        });
+        assert.deepEqual(t.insert(reply(k), DENY, 5), {
+          outcome: 'exists',
+          index: i,
+          direction: 'reverse',
+        });
         const z = key('10.0.0.3:1', '10.0.0.4:2', TCP, 1);
         const j = created(t, z, ALLOW, 0, 2);
         // A flow whose reply (in zone 1) would be z's forward packet.
-        assert.deepEqual(t.insert(reply(z, 3), ALLOW, 0, 1), { outcome: 'exists', index: j, direction: 'reverse' });
+        assert.deepEqual(t.insert(reply(z, 3), ALLOW, 0, 1), {
+          outcome: 'exists',
+          index: j,
+          direction: 'reverse',
+        });
         assert.equal(t.get(i)?.action, 'allow');
         assert.equal(t.stats().flows, 2);
       });
@@ -142,7 +186,13 @@ for (const impl of implementations) {
           const ports = icmpPorts(request, 77, family);
           const k: FlowKey = { zone: 1, protocol, src: parseIp(src), dst: parseIp(dst), ...ports };
           const i = created(t, k);
-          const r: FlowKey = { zone: 1, protocol, src: parseIp(dst), dst: parseIp(src), ...icmpPorts(replyType, 77, family) };
+          const r: FlowKey = {
+            zone: 1,
+            protocol,
+            src: parseIp(dst),
+            dst: parseIp(src),
+            ...icmpPorts(replyType, 77, family),
+          };
           assert.deepEqual(r, reply(k));
           assert.deepEqual(t.lookup(r), { index: i, direction: 'reverse', action: 'allow' });
           assert.equal(t.lookup({ ...r, sport: 78 }), undefined);
@@ -168,7 +218,17 @@ for (const impl of implementations) {
       test('get returns the whole flow: key, reply zone, verdict with rule ids, counters, times and TCP state', () => {
         const t = make();
         const k = key('10.1.0.5:33000', '10.2.0.9:8080', TCP, 42);
-        const i = created(t, k, { action: 'allow', egress: { policyId: 11, ruleId: 12 }, ingress: { policyId: 13, ruleId: 4294967295 } }, 1_000, 43);
+        const i = created(
+          t,
+          k,
+          {
+            action: 'allow',
+            egress: { policyId: 11, ruleId: 12 },
+            ingress: { policyId: 13, ruleId: 4294967295 },
+          },
+          1_000,
+          43,
+        );
         t.account(k, 1_500, 60, syn);
         t.account(reply(k, 43), 1_700, 40, syn | ack);
         assert.deepEqual(t.get(i), {
@@ -185,7 +245,11 @@ for (const impl of implementations) {
           lastSeenMs: 1_700,
           tcpState: TcpState.synForward | TcpState.synReverse | TcpState.ackReverse,
         });
-        const d = created(t, key('10.1.0.5:1', '10.2.0.9:2'), { action: 'deny', dropReason: 'policy-egress', egress: { policyId: 5, ruleId: 0 } });
+        const d = created(t, key('10.1.0.5:1', '10.2.0.9:2'), {
+          action: 'deny',
+          dropReason: 'policy-egress',
+          egress: { policyId: 5, ruleId: 0 },
+        });
         assert.equal(t.get(d)?.dropReason, 'policy-egress');
         assert.equal(t.get(d)?.action, 'deny');
       });
@@ -194,11 +258,25 @@ for (const impl of implementations) {
         const t = make();
         const k = key('10.0.0.1:40000', '10.0.0.2:53', UDP);
         const i = created(t, k, ALLOW, 100);
-        assert.deepEqual(t.account(k, 200, 70), { index: i, direction: 'forward', action: 'allow' });
+        assert.deepEqual(t.account(k, 200, 70), {
+          index: i,
+          direction: 'forward',
+          action: 'allow',
+        });
         t.account(k, 300, 30);
-        assert.deepEqual(t.account(reply(k), 250, 500), { index: i, direction: 'reverse', action: 'allow' });
+        assert.deepEqual(t.account(reply(k), 250, 500), {
+          index: i,
+          direction: 'reverse',
+          action: 'allow',
+        });
         const e = t.get(i)!;
-        assert.deepEqual([e.forward, e.reverse], [{ packets: 2, bytes: 100 }, { packets: 1, bytes: 500 }]);
+        assert.deepEqual(
+          [e.forward, e.reverse],
+          [
+            { packets: 2, bytes: 100 },
+            { packets: 1, bytes: 500 },
+          ],
+        );
         assert.deepEqual([e.firstSeenMs, e.lastSeenMs], [100, 300]);
         assert.equal(t.account(key('10.0.0.1:1', '10.0.0.2:2', UDP), 400, 1), undefined);
       });
@@ -212,9 +290,19 @@ for (const impl of implementations) {
         t.account(k, 0, 60, syn);
         assert.deepEqual(tcpStateNames(t.get(i)!.tcpState), ['synForward']);
         t.account(reply(k), 0, 60, syn | ack);
-        assert.deepEqual(tcpStateNames(t.get(i)!.tcpState), ['synForward', 'synReverse', 'ackReverse']);
+        assert.deepEqual(tcpStateNames(t.get(i)!.tcpState), [
+          'synForward',
+          'synReverse',
+          'ackReverse',
+        ]);
         t.account(k, 0, 52, ack);
-        assert.deepEqual(tcpStateNames(t.get(i)!.tcpState), ['synForward', 'synReverse', 'ackForward', 'ackReverse', 'established']);
+        assert.deepEqual(tcpStateNames(t.get(i)!.tcpState), [
+          'synForward',
+          'synReverse',
+          'ackForward',
+          'ackReverse',
+          'established',
+        ]);
       });
 
       test('a connection picked up mid-stream is established once an ACK has been seen each way', () => {
@@ -237,7 +325,11 @@ for (const impl of implementations) {
         assert.equal(t.get(i)!.tcpState & TcpState.closed, 0);
         assert.notEqual(t.get(i)!.tcpState & TcpState.finForward, 0);
         t.account(reply(k), 1_000, 52, fin | ack);
-        assert.deepEqual(tcpStateNames(t.get(i)!.tcpState).slice(-3), ['finForward', 'finReverse', 'closed']);
+        assert.deepEqual(tcpStateNames(t.get(i)!.tcpState).slice(-3), [
+          'finForward',
+          'finReverse',
+          'closed',
+        ]);
         t.account(k, 1_000, 52, ack);
         assert.equal(t.expire(1_000 + 9_999), 0);
         assert.equal(t.expire(1_000 + 10_000), 1);
@@ -256,8 +348,16 @@ for (const impl of implementations) {
         const z = make({ tcpClosedTimeoutSec: 0 });
         const j = created(z, k);
         establish(z, k);
-        assert.deepEqual(z.account(k, 5, 52, fin | ack), { index: j, direction: 'forward', action: 'allow' });
-        assert.deepEqual(z.account(reply(k), 6, 52, fin | ack), { index: j, direction: 'reverse', action: 'allow' });
+        assert.deepEqual(z.account(k, 5, 52, fin | ack), {
+          index: j,
+          direction: 'forward',
+          action: 'allow',
+        });
+        assert.deepEqual(z.account(reply(k), 6, 52, fin | ack), {
+          index: j,
+          direction: 'reverse',
+          action: 'allow',
+        });
         assert.equal(z.get(j), undefined);
         assert.equal(z.lookup(k), undefined);
         const r = created(z, k);
@@ -293,8 +393,22 @@ for (const impl of implementations) {
     describe('aging', () => {
       // Each case: a flow in some state at time 0 (last packet at 0), and its timeout.
       const cases: Array<{ name: string; timeoutSec: number; setup: (t: FlowTable) => void }> = [
-        { name: 'TCP before established ages by tcpSynTimeoutSec (60 s)', timeoutSec: 60, setup: (t) => (created(t, key('10.0.0.1:1', '10.0.0.2:80')), t.account(key('10.0.0.1:1', '10.0.0.2:80'), 0, 60, syn)) },
-        { name: 'TCP established ages by tcpEstablishedTimeoutSec (7440 s)', timeoutSec: 7440, setup: (t) => (created(t, key('10.0.0.1:1', '10.0.0.2:80')), establish(t, key('10.0.0.1:1', '10.0.0.2:80'))) },
+        {
+          name: 'TCP before established ages by tcpSynTimeoutSec (60 s)',
+          timeoutSec: 60,
+          setup: (t) => {
+            created(t, key('10.0.0.1:1', '10.0.0.2:80'));
+            t.account(key('10.0.0.1:1', '10.0.0.2:80'), 0, 60, syn);
+          },
+        },
+        {
+          name: 'TCP established ages by tcpEstablishedTimeoutSec (7440 s)',
+          timeoutSec: 7440,
+          setup: (t) => {
+            created(t, key('10.0.0.1:1', '10.0.0.2:80'));
+            establish(t, key('10.0.0.1:1', '10.0.0.2:80'));
+          },
+        },
         {
           name: 'TCP half-closed ages by tcpClosingTimeoutSec (120 s)',
           timeoutSec: 120,
@@ -315,7 +429,14 @@ for (const impl of implementations) {
             t.account(k, 0, 40, rst);
           },
         },
-        { name: 'UDP without a reply ages by udpTimeoutSec (30 s)', timeoutSec: 30, setup: (t) => (created(t, key('10.0.0.1:1', '10.0.0.2:53', UDP)), t.account(key('10.0.0.1:1', '10.0.0.2:53', UDP), 0, 70)) },
+        {
+          name: 'UDP without a reply ages by udpTimeoutSec (30 s)',
+          timeoutSec: 30,
+          setup: (t) => {
+            created(t, key('10.0.0.1:1', '10.0.0.2:53', UDP));
+            t.account(key('10.0.0.1:1', '10.0.0.2:53', UDP), 0, 70);
+          },
+        },
         {
           name: 'UDP with a reply ages by udpStreamTimeoutSec (120 s)',
           timeoutSec: 120,
@@ -325,17 +446,43 @@ for (const impl of implementations) {
             t.account(reply(k), 0, 70);
           },
         },
-        { name: 'ICMP ages by icmpTimeoutSec (30 s)', timeoutSec: 30, setup: (t) => void created(t, { zone: 1, protocol: 1, src: 1, dst: 2, ...icmpPorts(8, 9, 4) }) },
-        { name: 'ICMPv6 ages by icmpTimeoutSec (30 s)', timeoutSec: 30, setup: (t) => void created(t, { zone: 1, protocol: 58, src: 1n, dst: 2n, ...icmpPorts(128, 9, 6) }) },
-        { name: 'other protocols (SCTP) age by otherTimeoutSec (600 s)', timeoutSec: 600, setup: (t) => void created(t, key('10.0.0.1:1', '10.0.0.2:2', 132)) },
-        { name: 'a denied flow ages by deniedTimeoutSec (30 s) whatever its protocol', timeoutSec: 30, setup: (t) => void created(t, key('10.0.0.1:1', '10.0.0.2:80'), DENY) },
-        { name: 'a hold entry expires holdTimeoutSec (5 s) after insertion', timeoutSec: 5, setup: (t) => void created(t, key('10.0.0.1:1', '10.0.0.2:80'), HOLD) },
+        {
+          name: 'ICMP ages by icmpTimeoutSec (30 s)',
+          timeoutSec: 30,
+          setup: (t) =>
+            void created(t, { zone: 1, protocol: 1, src: 1, dst: 2, ...icmpPorts(8, 9, 4) }),
+        },
+        {
+          name: 'ICMPv6 ages by icmpTimeoutSec (30 s)',
+          timeoutSec: 30,
+          setup: (t) =>
+            void created(t, { zone: 1, protocol: 58, src: 1n, dst: 2n, ...icmpPorts(128, 9, 6) }),
+        },
+        {
+          name: 'other protocols (SCTP) age by otherTimeoutSec (600 s)',
+          timeoutSec: 600,
+          setup: (t) => void created(t, key('10.0.0.1:1', '10.0.0.2:2', 132)),
+        },
+        {
+          name: 'a denied flow ages by deniedTimeoutSec (30 s) whatever its protocol',
+          timeoutSec: 30,
+          setup: (t) => void created(t, key('10.0.0.1:1', '10.0.0.2:80'), DENY),
+        },
+        {
+          name: 'a hold entry expires holdTimeoutSec (5 s) after insertion',
+          timeoutSec: 5,
+          setup: (t) => void created(t, key('10.0.0.1:1', '10.0.0.2:80'), HOLD),
+        },
       ];
       for (const c of cases) {
         test(c.name, () => {
           const t = make();
           c.setup(t);
-          assert.equal(t.expire(c.timeoutSec * 1000 - 1), 0, 'one millisecond before the timeout it stays');
+          assert.equal(
+            t.expire(c.timeoutSec * 1000 - 1),
+            0,
+            'one millisecond before the timeout it stays',
+          );
           assert.equal(t.stats().flows, 1);
           assert.equal(t.expire(c.timeoutSec * 1000), 1, 'at the timeout it goes');
           assert.equal(t.stats().flows, 0);
@@ -390,8 +537,14 @@ for (const impl of implementations) {
       test("a zone at maxFlowsPerZone refuses new flows with 'flow-limit' while other zones still get theirs", () => {
         const t = make({ maxFlowsPerZone: 3 });
         for (let i = 0; i < 3; i++) created(t, client(i, 1));
-        assert.deepEqual(t.insert(client(3, 1), ALLOW, 0), { outcome: 'refused', reason: 'flow-limit' });
-        assert.deepEqual(t.insert(client(4, 1), HOLD, 0), { outcome: 'refused', reason: 'flow-limit' });
+        assert.deepEqual(t.insert(client(3, 1), ALLOW, 0), {
+          outcome: 'refused',
+          reason: 'flow-limit',
+        });
+        assert.deepEqual(t.insert(client(4, 1), HOLD, 0), {
+          outcome: 'refused',
+          reason: 'flow-limit',
+        });
         created(t, client(3, 2));
         assert.equal(t.zoneFlows(1), 3);
         assert.equal(t.zoneFlows(2), 1);
@@ -405,8 +558,14 @@ for (const impl of implementations) {
         created(t, client(0, 1), ALLOW, 0, 2);
         created(t, client(1, 2));
         assert.deepEqual([t.zoneFlows(1), t.zoneFlows(2)], [1, 2]);
-        assert.deepEqual(t.insert(client(2, 1), ALLOW, 0, 2), { outcome: 'refused', reason: 'flow-limit' });
-        assert.deepEqual(t.insert(client(3, 2), ALLOW, 0), { outcome: 'refused', reason: 'flow-limit' });
+        assert.deepEqual(t.insert(client(2, 1), ALLOW, 0, 2), {
+          outcome: 'refused',
+          reason: 'flow-limit',
+        });
+        assert.deepEqual(t.insert(client(3, 2), ALLOW, 0), {
+          outcome: 'refused',
+          reason: 'flow-limit',
+        });
         created(t, client(4, 1));
         t.remove(t.lookup(client(0, 1))!.index);
         assert.deepEqual([t.zoneFlows(1), t.zoneFlows(2)], [1, 1]);
@@ -417,7 +576,10 @@ for (const impl of implementations) {
         const t = make({ maxHoldFlows: 2 });
         const a = created(t, client(0), HOLD);
         created(t, client(1), HOLD);
-        assert.deepEqual(t.insert(client(2), HOLD, 0), { outcome: 'refused', reason: 'hold-limit' });
+        assert.deepEqual(t.insert(client(2), HOLD, 0), {
+          outcome: 'refused',
+          reason: 'hold-limit',
+        });
         created(t, client(3), ALLOW);
         assert.equal(t.resolve(a, ALLOW), true);
         created(t, client(2), HOLD);
@@ -425,10 +587,13 @@ for (const impl of implementations) {
         assert.equal(t.stats().refused['hold-limit'], 1);
       });
 
-      test('the default hold cap is vRouter\'s 8192', () => {
+      test("the default hold cap is vRouter's 8192", () => {
         const t = make();
         for (let i = 0; i < 8192; i++) created(t, client(i, 1 + (i >> 12)), HOLD);
-        assert.deepEqual(t.insert(client(9000, 9), HOLD, 0), { outcome: 'refused', reason: 'hold-limit' });
+        assert.deepEqual(t.insert(client(9000, 9), HOLD, 0), {
+          outcome: 'refused',
+          reason: 'hold-limit',
+        });
         assert.equal(t.stats().holds, 8192);
       });
 
@@ -456,7 +621,8 @@ for (const impl of implementations) {
         const order: string[] = [];
         for (let i = 10; i < 14; i++) {
           created(t, client(i), ALLOW, now + 1);
-          for (const [name, k] of Object.entries(flows)) if (!order.includes(name) && t.lookup(k) === undefined) order.push(name);
+          for (const [name, k] of Object.entries(flows))
+            if (!order.includes(name) && t.lookup(k) === undefined) order.push(name);
         }
         assert.deepEqual(order, ['expired', 'closed', 'deny', 'hold']);
         const s = t.stats();
@@ -479,7 +645,10 @@ for (const impl of implementations) {
           t.account(reply(k), 0, 100);
         }
         for (let i = 0; i < 5_000; i++) {
-          assert.deepEqual(t.insert(client(1000 + i, 2), ALLOW, 10), { outcome: 'refused', reason: 'table-full' });
+          assert.deepEqual(t.insert(client(1000 + i, 2), ALLOW, 10), {
+            outcome: 'refused',
+            reason: 'table-full',
+          });
         }
         const s = t.stats();
         assert.equal(s.flows, 200);
@@ -509,7 +678,8 @@ for (const impl of implementations) {
         // A scan window (64 flows) that meets only established flows refuses
         // the new flow rather than search on: 8 windows per pass over the 500.
         assert.ok(admitted >= 19_500, `${admitted} of 20000 new flows admitted`);
-        for (let i = 0; i < 500; i++) assert.notEqual(t.lookup(client(i)), undefined, `established flow ${i} was evicted`);
+        for (let i = 0; i < 500; i++)
+          assert.notEqual(t.lookup(client(i)), undefined, `established flow ${i} was evicted`);
         const s = t.stats();
         assert.equal(s.removedBy.evicted, admitted);
         assert.equal(s.refused['table-full'], 20_000 - admitted);
@@ -523,8 +693,19 @@ for (const impl of implementations) {
         const b = created(t, client(1), HOLD);
         assert.deepEqual(t.lookup(client(0)), { index: a, direction: 'forward', action: 'hold' });
         assert.equal(t.resolve(a, { action: 'allow', ingress: { policyId: 3, ruleId: 9 } }), true);
-        assert.equal(t.resolve(b, { action: 'deny', dropReason: 'policy-egress', egress: { policyId: 2, ruleId: 0 } }), true);
-        assert.deepEqual(t.lookup(reply(client(0))), { index: a, direction: 'reverse', action: 'allow' });
+        assert.equal(
+          t.resolve(b, {
+            action: 'deny',
+            dropReason: 'policy-egress',
+            egress: { policyId: 2, ruleId: 0 },
+          }),
+          true,
+        );
+        assert.deepEqual(t.lookup(reply(client(0))), {
+          index: a,
+          direction: 'reverse',
+          action: 'allow',
+        });
         assert.equal(t.lookup(client(1))?.action, 'deny');
         assert.deepEqual(t.get(a)?.ingress, { policyId: 3, ruleId: 9 });
         assert.deepEqual([t.get(b)?.dropReason, t.get(b)?.egress.policyId], ['policy-egress', 2]);
@@ -553,14 +734,26 @@ for (const impl of implementations) {
           created(t, k, i % 3 === 0 ? DENY : ALLOW);
         }
         const batch = new PacketBatch(150);
-        const probes = [...keys, ...keys.map((k) => reply(k)), ...keys.map((k) => ({ ...k, dport: 1 }))];
+        const probes = [
+          ...keys,
+          ...keys.map((k) => reply(k)),
+          ...keys.map((k) => ({ ...k, dport: 1 })),
+        ];
         for (const p of probes) batch.push(p);
         assert.equal(t.lookupBatch(batch.packets, batch.count, batch.results), 100);
+        // biome-ignore lint/suspicious/useIterableCallbackReturn: returns end one probe's checks
         probes.forEach((p, i) => {
           const r = batch.results[i]!;
           const single = t.lookup(p);
           if (single === undefined) return assert.equal(r, RESULT_MISS);
-          assert.deepEqual([resultIndex(r), resultActionCode(r), resultDirectionCode(r)], [single.index, ['allow', 'deny', 'hold'].indexOf(single.action), single.direction === 'forward' ? 0 : 1]);
+          assert.deepEqual(
+            [resultIndex(r), resultActionCode(r), resultDirectionCode(r)],
+            [
+              single.index,
+              ['allow', 'deny', 'hold'].indexOf(single.action),
+              single.direction === 'forward' ? 0 : 1,
+            ],
+          );
           assert.equal(resultDirectionCode(r), i < 50 ? 0 : 1);
         });
         assert.equal(t.stats().lookups, 300);
@@ -588,7 +781,10 @@ for (const impl of implementations) {
           [i, i, i, u, u, i, i, i, -1, -1],
         );
         assert.equal(t.get(i), undefined);
-        assert.deepEqual([t.get(u)?.forward.bytes, t.get(u)?.reverse.bytes, t.get(u)?.lastSeenMs], [100, 200, 5_000]);
+        assert.deepEqual(
+          [t.get(u)?.forward.bytes, t.get(u)?.reverse.bytes, t.get(u)?.lastSeenMs],
+          [100, 200, 5_000],
+        );
       });
 
       test('batch calls refuse counts beyond their buffers', () => {
@@ -604,7 +800,11 @@ for (const impl of implementations) {
         const t = make();
         const batch = new PacketBatch(1);
         created(t, key('0.0.0.0:0', '0.0.0.0:0', 0, 0));
-        assert.equal(t.lookupBatch(batch.packets, 1, batch.results), 0, 'an all-zero record has family 0');
+        assert.equal(
+          t.lookupBatch(batch.packets, 1, batch.results),
+          0,
+          'an all-zero record has family 0',
+        );
         assert.equal(batch.results[0], RESULT_MISS);
       });
     });
@@ -624,7 +824,10 @@ for (const impl of implementations) {
           cursor = page.next;
           pages++;
         }
-        assert.deepEqual(seen, [...Array(25).keys()].filter((i) => ![0, 5, 6, 24].includes(i)));
+        assert.deepEqual(
+          seen,
+          [...Array(25).keys()].filter((i) => ![0, 5, 6, 24].includes(i)),
+        );
         assert.ok(pages <= 7);
         assert.deepEqual(t.list(0, 1).entries[0], t.get(1));
         assert.deepEqual(t.list(1000), { entries: [], next: undefined });

@@ -40,14 +40,33 @@ interface Pools {
 
 function pools(r: Rng, size: number): Pools {
   const v4 = Array.from({ length: size }, () => 0x0a000000 + r.int(size * 4));
-  const v6 = Array.from({ length: Math.max(2, size >> 1) }, () => (0xfd00n << 112n) | (BigInt(r.int(1 << 30)) << 64n) | BigInt(r.int(size * 4)));
+  const v6 = Array.from(
+    { length: Math.max(2, size >> 1) },
+    () => (0xfd00n << 112n) | (BigInt(r.int(1 << 30)) << 64n) | BigInt(r.int(size * 4)),
+  );
   const ports = [0, 53, 80, 443, ...Array.from({ length: size }, () => 1 + r.int(65535))];
   return { zones: [1, 2, 3, 4], v4, v6, ports };
 }
 
 const PROTOCOLS = [6, 6, 6, 6, 17, 17, 17, 1, 58, 132];
-const TCP_FLAGS = [TcpFlag.syn, TcpFlag.syn | TcpFlag.ack, TcpFlag.ack, TcpFlag.ack, TcpFlag.psh | TcpFlag.ack, TcpFlag.fin | TcpFlag.ack, TcpFlag.rst, TcpFlag.rst | TcpFlag.ack, 0];
-const REASONS: DropReason[] = ['policy-egress', 'policy-ingress', 'flow-limit', 'hold-timeout', 'none'];
+const TCP_FLAGS = [
+  TcpFlag.syn,
+  TcpFlag.syn | TcpFlag.ack,
+  TcpFlag.ack,
+  TcpFlag.ack,
+  TcpFlag.psh | TcpFlag.ack,
+  TcpFlag.fin | TcpFlag.ack,
+  TcpFlag.rst,
+  TcpFlag.rst | TcpFlag.ack,
+  0,
+];
+const REASONS: DropReason[] = [
+  'policy-egress',
+  'policy-ingress',
+  'flow-limit',
+  'hold-timeout',
+  'none',
+];
 
 function randomKey(r: Rng, p: Pools): FlowKey {
   const protocol = r.pick(PROTOCOLS);
@@ -55,21 +74,42 @@ function randomKey(r: Rng, p: Pools): FlowKey {
   const src = six ? r.pick(p.v6) : r.pick(p.v4);
   const dst = six ? r.pick(p.v6) : r.pick(p.v4);
   const zone = r.pick(p.zones);
-  if (protocol === 1 || protocol === 58) return { zone, protocol, src, dst, ...icmpPorts(r.pick(six ? [128, 129, 1] : [8, 0, 3]), r.int(4), six ? 6 : 4) };
+  if (protocol === 1 || protocol === 58)
+    return {
+      zone,
+      protocol,
+      src,
+      dst,
+      ...icmpPorts(r.pick(six ? [128, 129, 1] : [8, 0, 3]), r.int(4), six ? 6 : 4),
+    };
   return { zone, protocol, src, dst, sport: r.pick(p.ports), dport: r.pick(p.ports) };
 }
 
 function replyOf(k: FlowKey, zone: number): FlowKey {
   const fixed = k.protocol === 1 || k.protocol === 58;
-  return { zone, protocol: k.protocol, src: k.dst, dst: k.src, sport: fixed ? k.sport : k.dport, dport: fixed ? k.dport : k.sport };
+  return {
+    zone,
+    protocol: k.protocol,
+    src: k.dst,
+    dst: k.src,
+    sport: fixed ? k.sport : k.dport,
+    dport: fixed ? k.dport : k.sport,
+  };
 }
 
 function randomIds(r: Rng) {
-  return r.chance(0.3) ? {} : { egress: { policyId: r.int(5), ruleId: r.int(100) }, ingress: { policyId: r.int(5), ruleId: r.chance(0.1) ? 4294967295 : r.int(100) } };
+  return r.chance(0.3)
+    ? {}
+    : {
+        egress: { policyId: r.int(5), ruleId: r.int(100) },
+        ingress: { policyId: r.int(5), ruleId: r.chance(0.1) ? 4294967295 : r.int(100) },
+      };
 }
 
 function randomFinal(r: Rng): FinalVerdict {
-  return r.chance(0.7) ? { action: 'allow', ...randomIds(r) } : { action: 'deny', dropReason: r.pick(REASONS), ...randomIds(r) };
+  return r.chance(0.7)
+    ? { action: 'allow', ...randomIds(r) }
+    : { action: 'deny', dropReason: r.pick(REASONS), ...randomIds(r) };
 }
 
 function randomVerdict(r: Rng): FlowVerdict {
@@ -113,7 +153,13 @@ function everything(t: FlowTable) {
 }
 
 /** Runs `steps` random operations on both tables, comparing each result. Returns how many operations of each kind ran. */
-function runSequence(seed: number, steps: number, options: FlowTableOptions, poolSize: number, clockStepsMs: readonly number[] = [0, 0, 1, 10, 250, 1000, 5000, 30_000, 200_000]): Record<string, number> {
+function runSequence(
+  seed: number,
+  steps: number,
+  options: FlowTableOptions,
+  poolSize: number,
+  clockStepsMs: readonly number[] = [0, 0, 1, 10, 250, 1000, 5000, 30_000, 200_000],
+): Record<string, number> {
   const r = rng(seed);
   const p = pools(r, poolSize);
   const ts = new TypeScriptFlowTable(options);
@@ -140,7 +186,23 @@ function runSequence(seed: number, steps: number, options: FlowTableOptions, poo
   for (let step = 0; step < steps; step++) {
     // Mostly forward; now and then a little back (a late batch), which must not move lastSeenMs back.
     now += r.chance(0.03) ? -r.int(300) : r.pick(clockStepsMs);
-    const op = r.pick(['insert', 'insert', 'insert', 'account', 'accountBatch', 'accountBatch', 'lookupBatch', 'lookup', 'resolve', 'remove', 'expire', 'get', 'list', 'zoneFlows', 'stats']);
+    const op = r.pick([
+      'insert',
+      'insert',
+      'insert',
+      'account',
+      'accountBatch',
+      'accountBatch',
+      'lookupBatch',
+      'lookup',
+      'resolve',
+      'remove',
+      'expire',
+      'get',
+      'list',
+      'zoneFlows',
+      'stats',
+    ]);
     ran[op] = (ran[op] ?? 0) + 1;
     const where = `seed ${seed}, step ${step} (${op})`;
     switch (op) {
@@ -166,8 +228,10 @@ function runSequence(seed: number, steps: number, options: FlowTableOptions, poo
         const buf = batch(n, op === 'accountBatch');
         const ra = new Int32Array(n);
         const rb = new Int32Array(n);
-        const ha = op === 'accountBatch' ? ts.accountBatch(buf, n, now, ra) : ts.lookupBatch(buf, n, ra);
-        const hb = op === 'accountBatch' ? nt.accountBatch(buf, n, now, rb) : nt.lookupBatch(buf, n, rb);
+        const ha =
+          op === 'accountBatch' ? ts.accountBatch(buf, n, now, ra) : ts.lookupBatch(buf, n, ra);
+        const hb =
+          op === 'accountBatch' ? nt.accountBatch(buf, n, now, rb) : nt.lookupBatch(buf, n, rb);
         assert.equal(hb, ha, where);
         assert.deepEqual(Array.from(rb), Array.from(ra), where);
         break;
@@ -217,10 +281,19 @@ function runSequence(seed: number, steps: number, options: FlowTableOptions, poo
   assert.deepEqual(everything(nt), everything(ts), `seed ${seed}: final state`);
   const s = ts.stats();
   nt.close();
-  return { ...ran, peakFlows: s.peakFlows, evicted: s.removedBy.evicted, refused: s.refused['table-full'] + s.refused['flow-limit'] + s.refused['hold-limit'], closed: s.removedBy.closed, aged: s.removedBy.aged };
+  return {
+    ...ran,
+    peakFlows: s.peakFlows,
+    evicted: s.removedBy.evicted,
+    refused: s.refused['table-full'] + s.refused['flow-limit'] + s.refused['hold-limit'],
+    closed: s.removedBy.closed,
+    aged: s.removedBy.aged,
+  };
 }
 
-test('native matches TypeScript on 400 random sequences of 400 operations over small tables', { skip }, () => {
+test('native matches TypeScript on 400 random sequences of 400 operations over small tables', {
+  skip,
+}, () => {
   const totals: Record<string, number> = {};
   for (let seed = 1; seed <= 400; seed++) {
     const options = randomOptions(rng(seed * 7919));
@@ -228,22 +301,51 @@ test('native matches TypeScript on 400 random sequences of 400 operations over s
     for (const [op, n] of Object.entries(ran)) totals[op] = (totals[op] ?? 0) + n;
   }
   // The sequences must exercise every operation, or the comparison proves little.
-  for (const op of ['insert', 'account', 'accountBatch', 'lookupBatch', 'lookup', 'resolve', 'remove', 'expire', 'get', 'list', 'zoneFlows', 'stats']) {
+  for (const op of [
+    'insert',
+    'account',
+    'accountBatch',
+    'lookupBatch',
+    'lookup',
+    'resolve',
+    'remove',
+    'expire',
+    'get',
+    'list',
+    'zoneFlows',
+    'stats',
+  ]) {
     assert.ok((totals[op] ?? 0) > 1000, `${op} ran ${totals[op] ?? 0} times`);
   }
 });
 
-test('native matches TypeScript on a long sequence over a table of 2,000 flows under load', { skip }, () => {
+test('native matches TypeScript on a long sequence over a table of 2,000 flows under load', {
+  skip,
+}, () => {
   const ran = runSequence(
     20240601,
     60_000,
-    { maxFlows: 2000, maxFlowsPerZone: 1200, maxHoldFlows: 300, evictionScanFlows: 4, tcpSynTimeoutSec: 600, udpTimeoutSec: 600, udpStreamTimeoutSec: 900, otherTimeoutSec: 900, icmpTimeoutSec: 300, deniedTimeoutSec: 300, holdTimeoutSec: 20, tcpClosedTimeoutSec: 0 },
+    {
+      maxFlows: 2000,
+      maxFlowsPerZone: 1200,
+      maxHoldFlows: 300,
+      evictionScanFlows: 4,
+      tcpSynTimeoutSec: 600,
+      udpTimeoutSec: 600,
+      udpStreamTimeoutSec: 900,
+      otherTimeoutSec: 900,
+      icmpTimeoutSec: 300,
+      deniedTimeoutSec: 300,
+      holdTimeoutSec: 20,
+      tcpClosedTimeoutSec: 0,
+    },
     2000,
     [0, 0, 1, 5, 10, 20, 50],
   );
   // Under load: the table filled, flows were evicted, refused, closed and aged.
   assert.equal(ran.peakFlows, 2000);
-  for (const what of ['evicted', 'refused', 'closed', 'aged'] as const) assert.ok(ran[what]! > 100, `${what}: ${ran[what]}`);
+  for (const what of ['evicted', 'refused', 'closed', 'aged'] as const)
+    assert.ok(ran[what]! > 100, `${what}: ${ran[what]}`);
 });
 
 test('the comparison sees differences: tables with different options disagree', { skip }, () => {

@@ -31,7 +31,11 @@ const keyArb: fc.Arbitrary<FlowKey> = fc
     a: fc.bigInt({ min: 0n, max: (1n << 128n) - 1n }),
     b: fc.bigInt({ min: 0n, max: (1n << 128n) - 1n }),
   })
-  .map(({ six, a, b, ...rest }) => ({ ...rest, src: six ? a : Number(a & 0xffffffffn), dst: six ? b : Number(b & 0xffffffffn) }));
+  .map(({ six, a, b, ...rest }) => ({
+    ...rest,
+    src: six ? a : Number(a & 0xffffffffn),
+    dst: six ? b : Number(b & 0xffffffffn),
+  }));
 
 test('packet records round-trip IPv4 and IPv6 keys with their length and TCP flags', () => {
   fc.assert(
@@ -39,19 +43,46 @@ test('packet records round-trip IPv4 and IPv6 keys with their length and TCP fla
       const buf = new Uint8Array(3 * PACKET_RECORD_BYTES);
       writePacket(buf, 1, key, bytes, flags);
       assert.deepEqual(readPacket(buf, 1), { key, bytes, tcpFlags: flags });
-      assert.deepEqual(buf.subarray(0, PACKET_RECORD_BYTES), new Uint8Array(PACKET_RECORD_BYTES), 'record 0 untouched');
+      assert.deepEqual(
+        buf.subarray(0, PACKET_RECORD_BYTES),
+        new Uint8Array(PACKET_RECORD_BYTES),
+        'record 0 untouched',
+      );
     }),
   );
 });
 
 test('a packet record holds little-endian fields and network-order addresses at the documented offsets', () => {
   const buf = new Uint8Array(PACKET_RECORD_BYTES);
-  writePacket(buf, 0, { zone: 0x01020304, protocol: 6, src: parseIp('10.1.2.3'), dst: parseIp('192.168.0.1'), sport: 0x1234, dport: 443 }, 1500, 0x12);
-  assert.deepEqual([...buf.subarray(0, 16)], [4, 3, 2, 1, 0x34, 0x12, 0xbb, 0x01, 6, 4, 0x12, 0, 0xdc, 0x05, 0, 0]);
+  writePacket(
+    buf,
+    0,
+    {
+      zone: 0x01020304,
+      protocol: 6,
+      src: parseIp('10.1.2.3'),
+      dst: parseIp('192.168.0.1'),
+      sport: 0x1234,
+      dport: 443,
+    },
+    1500,
+    0x12,
+  );
+  assert.deepEqual(
+    [...buf.subarray(0, 16)],
+    [4, 3, 2, 1, 0x34, 0x12, 0xbb, 0x01, 6, 4, 0x12, 0, 0xdc, 0x05, 0, 0],
+  );
   assert.deepEqual([...buf.subarray(16, 20)], [10, 1, 2, 3]);
   assert.deepEqual([...buf.subarray(20, 32)], new Array(12).fill(0));
   assert.deepEqual([...buf.subarray(32, 36)], [192, 168, 0, 1]);
-  writePacket(buf, 0, { zone: 1, protocol: 17, src: parseIp('fd00::1'), dst: parseIp('2001:db8::ff'), sport: 1, dport: 2 });
+  writePacket(buf, 0, {
+    zone: 1,
+    protocol: 17,
+    src: parseIp('fd00::1'),
+    dst: parseIp('2001:db8::ff'),
+    sport: 1,
+    dport: 2,
+  });
   assert.equal(buf[9], 6);
   assert.deepEqual([buf[16], buf[17], buf[31]], [0xfd, 0x00, 0x01]);
   assert.deepEqual([buf[32], buf[33], buf[47]], [0x20, 0x01, 0xff]);
@@ -67,11 +98,20 @@ test('writing a packet outside the buffer or with a bad key throws', () => {
 
 test('result words carry the index, action and direction, and -1 is a miss', () => {
   fc.assert(
-    fc.property(fc.nat({ max: 2 ** 27 - 1 }), fc.nat({ max: 2 }), fc.nat({ max: 1 }), (index, action, direction) => {
-      const r = encodeResult(index, action, direction);
-      assert.ok(r >= 0 && r <= 0x7fffffff);
-      assert.deepEqual(decodeResult(r), { index, action: ['allow', 'deny', 'hold'][action], direction: ['forward', 'reverse'][direction] });
-    }),
+    fc.property(
+      fc.nat({ max: 2 ** 27 - 1 }),
+      fc.nat({ max: 2 }),
+      fc.nat({ max: 1 }),
+      (index, action, direction) => {
+        const r = encodeResult(index, action, direction);
+        assert.ok(r >= 0 && r <= 0x7fffffff);
+        assert.deepEqual(decodeResult(r), {
+          index,
+          action: ['allow', 'deny', 'hold'][action],
+          direction: ['forward', 'reverse'][direction],
+        });
+      },
+    ),
   );
   assert.equal(decodeResult(-1), undefined);
 });
@@ -101,7 +141,13 @@ test('options default to the documented values', () => {
 
 test('bad options are reported together, each naming its field', () => {
   try {
-    resolveFlowTableOptions({ maxFlows: 0, maxHoldFlows: 1.5, udpTimeoutSec: -1, icmpTimeoutSec: Infinity, holdTimeoutSec: 2.5 });
+    resolveFlowTableOptions({
+      maxFlows: 0,
+      maxHoldFlows: 1.5,
+      udpTimeoutSec: -1,
+      icmpTimeoutSec: Infinity,
+      holdTimeoutSec: 2.5,
+    });
     assert.fail('accepted');
   } catch (err) {
     assert.ok(err instanceof ValidationError);
@@ -115,7 +161,9 @@ test('bad options are reported together, each naming its field', () => {
 
 const native = nativeFlowTableAvailability();
 
-test('createFlowTable uses the native table when the addon loads, and says where it came from', { skip: native.available ? false : `the native addon is not loaded (${native.reason})` }, () => {
+test('createFlowTable uses the native table when the addon loads, and says where it came from', {
+  skip: native.available ? false : `the native addon is not loaded (${native.reason})`,
+}, () => {
   const created = createFlowTable({ maxFlows: 16 });
   assert.equal(created.implementation, 'native');
   assert.equal(created.table.implementation, 'native');
@@ -139,7 +187,10 @@ test('WEIR_NATIVE=0 makes createFlowTable fall back to TypeScript and report why
     try { createFlowTable({ implementation: 'native' }); } catch (err) { refused = err.message; }
     process.stdout.write(JSON.stringify({ implementation: c.implementation, reason: c.reason, refused }));
   `;
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, WEIR_NATIVE: '0' }, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    env: { ...process.env, WEIR_NATIVE: '0' },
+    encoding: 'utf8',
+  });
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), {
     implementation: 'typescript',

@@ -8,7 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { agentClient, call, operatorClient } from '../../cli/clients.js';
-import type { AgentStatusReply__Output, ExplainReply__Output, StatusReply__Output } from '../../shared/generated/weir/v1/index.js';
+import type {
+  AgentStatusReply__Output,
+  ExplainReply__Output,
+  StatusReply__Output,
+} from '../../shared/generated/weir/v1/index.js';
 import { ROOT, WeirProcess, eventually, freePort } from '../support/processes.js';
 
 const NODES = ['node-a', 'node-b', 'node-c'];
@@ -21,11 +25,30 @@ describe('controller and agents', () => {
   const agents = new Map<string, WeirProcess>();
   const agentPorts = new Map<string, number>();
 
-  const startController = () => new WeirProcess('controller', 'weir-controller', ['--manifests', manifests, '--listen', address, '--state-dir', join(dir, 'controller'), '--cluster', 'it']);
+  const startController = () =>
+    new WeirProcess('controller', 'weir-controller', [
+      '--manifests',
+      manifests,
+      '--listen',
+      address,
+      '--state-dir',
+      join(dir, 'controller'),
+      '--cluster',
+      'it',
+    ]);
   const startAgent = async (node: string) => {
     const port = agentPorts.get(node) ?? (await freePort());
     agentPorts.set(node, port);
-    const p = new WeirProcess(node, 'weir-agent', ['--node', node, '--controller', address, '--state-dir', join(dir, node), '--listen', `127.0.0.1:${port}`]);
+    const p = new WeirProcess(node, 'weir-agent', [
+      '--node',
+      node,
+      '--controller',
+      address,
+      '--state-dir',
+      join(dir, node),
+      '--listen',
+      `127.0.0.1:${port}`,
+    ]);
     agents.set(node, p);
     await p.waitFor((l) => l.msg === 'agent API serving', 'the agent API');
     return p;
@@ -41,8 +64,17 @@ describe('controller and agents', () => {
   /** The verdict the agent's own tables give. */
   const enforced = async (node: string, from: string, to: string, port: number) => {
     const c = agentClient(`127.0.0.1:${agentPorts.get(node)}`);
-    const r = await call<object, ExplainReply__Output>(c, c.Evaluate, { from, to, protocol: 'TCP', port }, node, 2_000);
-    return { revision: Number(r.revision), allowed: (JSON.parse(r.explanationJson) as { allowed: boolean }).allowed };
+    const r = await call<object, ExplainReply__Output>(
+      c,
+      c.Evaluate,
+      { from, to, protocol: 'TCP', port },
+      node,
+      2_000,
+    );
+    return {
+      revision: Number(r.revision),
+      allowed: (JSON.parse(r.explanationJson) as { allowed: boolean }).allowed,
+    };
   };
   /** Every agent connected and in sync; returns the status. */
   const converged = (predicate: (s: StatusReply__Output) => boolean = () => true) =>
@@ -76,22 +108,31 @@ describe('controller and agents', () => {
   test('every agent receives its span and ACKs it', async () => {
     const s = await converged();
     assert.equal(s.source?.synced, true);
-    for (const a of s.agents) assert.equal(a.appliedRevision, s.revision, `${a.node} applied the current revision`);
+    for (const a of s.agents)
+      assert.equal(a.appliedRevision, s.revision, `${a.node} applied the current revision`);
     // node-b runs shop/cart and shop/redis: the policies that select them and nothing from payments.
     const b = s.agents.find((a) => a.node === 'node-b')!;
     assert.equal(b.localEndpoints, 2);
-    assert.deepEqual(await enforced('node-b', 'shop/web', 'shop/cart', 9000), { revision: Number(s.revision), allowed: true });
+    assert.deepEqual(await enforced('node-b', 'shop/web', 'shop/cart', 9000), {
+      revision: Number(s.revision),
+      allowed: true,
+    });
     assert.equal((await enforced('node-b', '10.244.1.30', 'shop/redis', 6379)).allowed, false);
   });
 
   test('editing the manifests converges every agent to the new revision', async () => {
     const before = Number((await status()).revision);
     // redis now also takes connections from monitoring.
-    await edit('20-policies.yaml', '    - from: [{ podSelector: { matchLabels: { app: cart } } }]\n      ports: [{ protocol: TCP, port: 6379 }]', '    - from: [{ podSelector: { matchLabels: { app: cart } } }, { namespaceSelector: { matchLabels: { team: platform } } }]\n      ports: [{ protocol: TCP, port: 6379 }]');
+    await edit(
+      '20-policies.yaml',
+      '    - from: [{ podSelector: { matchLabels: { app: cart } } }]\n      ports: [{ protocol: TCP, port: 6379 }]',
+      '    - from: [{ podSelector: { matchLabels: { app: cart } } }, { namespaceSelector: { matchLabels: { team: platform } } }]\n      ports: [{ protocol: TCP, port: 6379 }]',
+    );
     const s = await converged((x) => Number(x.revision) > before);
     assert.equal((await enforced('node-b', '10.244.1.30', 'shop/redis', 6379)).allowed, true);
     // The change concerns node-b only: the others received nothing for it.
-    for (const a of s.agents.filter((x) => x.node !== 'node-b')) assert.ok(Number(a.appliedRevision) <= before, `${a.node} got nothing`);
+    for (const a of s.agents.filter((x) => x.node !== 'node-b'))
+      assert.ok(Number(a.appliedRevision) <= before, `${a.node} got nothing`);
   });
 
   test('a bad policy is rejected at the controller, never reaches an agent, and is reported while the rest keeps working', async () => {
@@ -104,7 +145,12 @@ describe('controller and agents', () => {
       const x = await status();
       return x.rejections.length > 0 ? x : undefined;
     }, 'the rejection in status');
-    assert.deepEqual(s.rejections, [{ object: 'NetworkPolicy shop/broken', problems: ['spec.ingress[0].ports[0].endPort: 10 must be greater than or equal to port 80'] }]);
+    assert.deepEqual(s.rejections, [
+      {
+        object: 'NetworkPolicy shop/broken',
+        problems: ['spec.ingress[0].ports[0].endPort: 10 must be greater than or equal to port 80'],
+      },
+    ]);
     assert.equal(s.revision, before.revision, 'nothing changed for anyone');
     assert.equal((await enforced('node-a', 'shop/web', 'shop/web', 80)).allowed, true);
     assert.equal((await enforced('node-b', 'shop/web', 'shop/cart', 9000)).allowed, true);
@@ -133,37 +179,60 @@ describe('controller and agents', () => {
     const a = await agentStatus('node-c');
     assert.equal(a.appliedRevision, revision);
     assert.equal(a.headless, true);
-    assert.equal((await enforced('node-c', '10.244.1.10', 'payments/checkout', 7000)).allowed, false);
+    assert.equal(
+      (await enforced('node-c', '10.244.1.10', 'payments/checkout', 7000)).allowed,
+      false,
+    );
     assert.equal((await enforced('node-c', 'shop/cart', 'payments/checkout', 7000)).allowed, true);
   });
 
   test('a restarted controller resyncs the agents by delta, including changes made while it was down', async () => {
     await rm(join(manifests, '30-bad.yaml'));
     // While the controller is down, checkout stops taking connections from the cart.
-    await edit('20-policies.yaml', '          podSelector: { matchLabels: { app: cart } }\n      ports: [{ port: 7000 }]', '          podSelector: { matchLabels: { app: nobody } }\n      ports: [{ port: 7000 }]');
+    await edit(
+      '20-policies.yaml',
+      '          podSelector: { matchLabels: { app: cart } }\n      ports: [{ port: 7000 }]',
+      '          podSelector: { matchLabels: { app: nobody } }\n      ports: [{ port: 7000 }]',
+    );
     controller = startController();
     const s = await converged((x) => x.rejections.length === 0);
     for (const n of NODES) {
-      await controller.waitFor((l) => l.msg === 'agent connected' && l.node === n, `${n} to reconnect`);
+      await controller.waitFor(
+        (l) => l.msg === 'agent connected' && l.node === n,
+        `${n} to reconnect`,
+      );
       const hello = controller.lines.find((l) => l.msg === 'agent connected' && l.node === n)!;
       assert.equal(hello.delta, true, `${n} resynced by delta`);
     }
     const c = agents.get('node-c')!;
     await c.waitFor((l) => l.msg === 'span applied' && l.snapshot === false, 'a delta on node-c');
-    assert.equal((await enforced('node-c', '10.244.2.11', 'payments/checkout', 7000)).allowed, false);
-    assert.equal(Number(s.agents.find((a) => a.node === 'node-c')!.appliedRevision), Number(s.revision));
+    assert.equal(
+      (await enforced('node-c', '10.244.2.11', 'payments/checkout', 7000)).allowed,
+      false,
+    );
+    assert.equal(
+      Number(s.agents.find((a) => a.node === 'node-c')!.appliedRevision),
+      Number(s.revision),
+    );
   });
 
   test('weirctl reports status, policies with their realization, and live explanations', async () => {
     const run = async (...args: string[]) => {
       const { execFile } = await import('node:child_process');
       return new Promise<{ code: number; out: string; err: string }>((resolve) =>
-        execFile(process.execPath, [join(ROOT, 'bin', 'weirctl'), ...args, '--controller', address], (e, out, err) => resolve({ code: e ? Number(e.code) : 0, out, err })),
+        execFile(
+          process.execPath,
+          [join(ROOT, 'bin', 'weirctl'), ...args, '--controller', address],
+          (e, out, err) => resolve({ code: e ? Number(e.code) : 0, out, err }),
+        ),
       );
     };
     const st = await run('status', '-o', 'json');
     assert.equal(st.code, 0, st.err);
-    assert.deepEqual(JSON.parse(st.out).agents.map((a: { node: string; inSync: boolean }) => [a.node, a.inSync]), NODES.map((n) => [n, true]));
+    assert.deepEqual(
+      JSON.parse(st.out).agents.map((a: { node: string; inSync: boolean }) => [a.node, a.inSync]),
+      NODES.map((n) => [n, true]),
+    );
     const pl = await run('policy', 'get', 'shop/redis-from-cart', '-o', 'json');
     assert.equal(pl.code, 0, pl.err);
     const entry = JSON.parse(pl.out).policies[0];
@@ -171,8 +240,22 @@ describe('controller and agents', () => {
     assert.deepEqual(entry.realization.applied, ['node-b']);
     assert.deepEqual(entry.selected, ['shop/redis']);
     const table = await run('policy', 'list');
-    assert.match(table.out, /shop\/redis-from-cart\s+Ingress\s+2\s+1\s+1\/1/, "two peers, one pod, applied on its one node");
-    const ex = await run('explain', '--from', 'monitoring/prometheus', '--to', 'shop/redis', '--port', '6379', '-o', 'json');
+    assert.match(
+      table.out,
+      /shop\/redis-from-cart\s+Ingress\s+2\s+1\s+1\/1/,
+      'two peers, one pod, applied on its one node',
+    );
+    const ex = await run(
+      'explain',
+      '--from',
+      'monitoring/prometheus',
+      '--to',
+      'shop/redis',
+      '--port',
+      '6379',
+      '-o',
+      'json',
+    );
     assert.equal(ex.code, 0, ex.err);
     assert.equal(JSON.parse(ex.out).ingress.rule.field, 'spec.ingress[0].from[1]');
     const missing = await run('policy', 'get', 'shop/nope');

@@ -22,11 +22,16 @@ test('the demo starts a controller and three agents, waits until they are in syn
   try {
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`no "ready" within 60 s:\n${out}`)), 60_000);
-      child.stdout.on('data', () => out.includes('\nready\n') && (clearTimeout(t), resolve()));
+      child.stdout.on('data', () => {
+        if (!out.includes('\nready\n')) return;
+        clearTimeout(t);
+        resolve();
+      });
       child.on('exit', (code) => reject(new Error(`demo exited ${code}:\n${out}`)));
     });
     assert.match(out, new RegExp(`export WEIR_CONTROLLER=${listen.replace(/[.]/g, '\\.')}`));
-    for (const node of ['node-a', 'node-b', 'node-c']) assert.match(out, new RegExp(`${node}\\s+yes\\s+\\d+\\s+\\d+\\s+yes\\s+0`));
+    for (const node of ['node-a', 'node-b', 'node-c'])
+      assert.match(out, new RegExp(`${node}\\s+yes\\s+\\d+\\s+\\d+\\s+yes\\s+0`));
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));

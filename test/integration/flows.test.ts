@@ -38,7 +38,12 @@ describe('flows through an agent', () => {
 
   const weirctl = (...args: string[]) =>
     new Promise<{ code: number; out: string; err: string }>((resolve) =>
-      execFile(process.execPath, [join(ROOT, 'bin', 'weirctl'), ...args], { env: { ...process.env, WEIR_CONTROLLER: address } }, (e, out, err) => resolve({ code: e ? Number(e.code) : 0, out, err })),
+      execFile(
+        process.execPath,
+        [join(ROOT, 'bin', 'weirctl'), ...args],
+        { env: { ...process.env, WEIR_CONTROLLER: address } },
+        (e, out, err) => resolve({ code: e ? Number(e.code) : 0, out, err }),
+      ),
     );
   const flows = async (...filters: string[]) => {
     const r = await weirctl('flows', '--node', 'node-c', '-o', 'json', ...filters);
@@ -53,9 +58,29 @@ describe('flows through an agent', () => {
     agentApi = `127.0.0.1:${await freePort()}`;
     controllerMetrics = `127.0.0.1:${await freePort()}`;
     agentMetrics = `127.0.0.1:${await freePort()}`;
-    controller = new WeirProcess('controller', 'weir-controller', ['--manifests', join(dir, 'manifests'), '--listen', address, '--metrics-listen', controllerMetrics]);
+    controller = new WeirProcess('controller', 'weir-controller', [
+      '--manifests',
+      join(dir, 'manifests'),
+      '--listen',
+      address,
+      '--metrics-listen',
+      controllerMetrics,
+    ]);
     await controller.waitFor((l) => l.msg === 'controller serving', 'the controller');
-    agent = new WeirProcess('node-c', 'weir-agent', ['--node', 'node-c', '--controller', address, '--state-dir', join(dir, 'node-c'), '--listen', agentApi, '--synthetic-traffic', '40', '--metrics-listen', agentMetrics]);
+    agent = new WeirProcess('node-c', 'weir-agent', [
+      '--node',
+      'node-c',
+      '--controller',
+      address,
+      '--state-dir',
+      join(dir, 'node-c'),
+      '--listen',
+      agentApi,
+      '--synthetic-traffic',
+      '40',
+      '--metrics-listen',
+      agentMetrics,
+    ]);
     await agent.waitFor((l) => l.msg === 'span applied', 'the span');
   });
 
@@ -67,14 +92,22 @@ describe('flows through an agent', () => {
   test('every flow names its pods and, per direction, the policy that allowed or isolated it', async () => {
     const all = await eventually(async () => {
       const f = await flows();
-      return f.some((x) => x.action === 'allow') && f.some((x) => x.action === 'deny') ? f : undefined;
+      return f.some((x) => x.action === 'allow') && f.some((x) => x.action === 'deny')
+        ? f
+        : undefined;
     }, 'allowed and denied flows');
     for (const f of all) {
-      const local = [f.sourcePod, f.destinationPod].filter((p) => p === 'payments/checkout' || p === 'payments/ledger-db');
+      const local = [f.sourcePod, f.destinationPod].filter(
+        (p) => p === 'payments/checkout' || p === 'payments/ledger-db',
+      );
       assert.ok(local.length > 0, `flow ${f.index} touches a pod of node-c`);
       if (f.action === 'deny') {
         const gate = f.dropReason === 'policy-egress' ? f.egress : f.ingress;
-        assert.equal(gate.decision, 'deny', `flow ${f.index}: the gate named by ${f.dropReason} denied`);
+        assert.equal(
+          gate.decision,
+          'deny',
+          `flow ${f.index}: the gate named by ${f.dropReason} denied`,
+        );
         assert.match(gate.policyName, /payments\/(checkout-egress|ledger-db)/);
       } else {
         for (const gate of [f.egress, f.ingress]) assert.notEqual(gate.decision, 'deny');
@@ -82,8 +115,12 @@ describe('flows through an agent', () => {
     }
     // Everything checkout sends is decided by its egress policy (it is isolated for egress).
     for (const f of all.filter((x) => x.sourcePod === 'payments/checkout')) {
-      assert.ok(f.egress.decision === 'rule' || f.egress.decision === 'deny', JSON.stringify(f.egress));
-      if (f.egress.decision === 'rule') assert.equal(f.egress.policyName, 'payments/checkout-egress');
+      assert.ok(
+        f.egress.decision === 'rule' || f.egress.decision === 'deny',
+        JSON.stringify(f.egress),
+      );
+      if (f.egress.decision === 'rule')
+        assert.equal(f.egress.policyName, 'payments/checkout-egress');
     }
   });
 
@@ -91,42 +128,83 @@ describe('flows through an agent', () => {
     const denied = await flows('--action', 'deny');
     assert.ok(denied.length > 0 && denied.every((f) => f.action === 'deny'));
     const db = await flows('--pod', 'payments/ledger-db');
-    assert.ok(db.every((f) => f.sourcePod === 'payments/ledger-db' || f.destinationPod === 'payments/ledger-db'));
+    assert.ok(
+      db.every(
+        (f) => f.sourcePod === 'payments/ledger-db' || f.destinationPod === 'payments/ledger-db',
+      ),
+    );
     const tcp = await flows('--protocol', 'tcp');
     assert.ok(tcp.every((f) => f.protocol === 6));
     const byPolicy = await flows('--policy', 'payments/ledger-db');
-    assert.ok(byPolicy.length > 0 && byPolicy.every((f) => [f.egress.policyName, f.ingress.policyName].some((n) => n.includes('payments/ledger-db'))));
+    assert.ok(
+      byPolicy.length > 0 &&
+        byPolicy.every((f) =>
+          [f.egress.policyName, f.ingress.policyName].some((n) => n.includes('payments/ledger-db')),
+        ),
+    );
     const one = db[0]!;
     const matched = await flows('--match', `${one.destination},${one.source}`);
-    assert.ok(matched.some((f) => f.index === one.index), 'found with the ends given in reverse order');
+    assert.ok(
+      matched.some((f) => f.index === one.index),
+      'found with the ends given in reverse order',
+    );
   });
 
   test('flows get and flows stats read one flow in full and the counters by reason', async () => {
     const [first] = await flows('--limit', '1');
-    const get = await weirctl('flows', 'get', String(first!.index), '--node', agentApi, '-o', 'json');
+    const get = await weirctl(
+      'flows',
+      'get',
+      String(first!.index),
+      '--node',
+      agentApi,
+      '-o',
+      'json',
+    );
     assert.equal(get.code, 0, get.err);
     assert.equal(JSON.parse(get.out).index, first!.index);
     const stats = await weirctl('flows', 'stats', '--node', 'node-c', '-o', 'json');
     const s = JSON.parse(stats.out);
     assert.ok(Number(s.flows) > 0 && Number(s.inserted) >= Number(s.flows));
     assert.match(s.engine, /flow table (native|typescript), verdicts (native|typescript)/);
-    assert.ok(Number(s.dropsByReason['policy-ingress']) + Number(s.dropsByReason['policy-egress']) > 0);
+    assert.ok(
+      Number(s.dropsByReason['policy-ingress']) + Number(s.dropsByReason['policy-egress']) > 0,
+    );
   });
 
   test('a policy change re-evaluates the flows the agent holds: what it now denies is denied', async () => {
     // ledger-db stops taking anything: its allow rule goes.
-    const before = await eventually(async () => {
-      const f = (await flows('--pod', 'payments/ledger-db', '--action', 'allow')).filter((x) => x.destinationPod === 'payments/ledger-db' && x.ingress.decision === 'rule');
-      return f.length > 0 ? f : undefined;
-    }, 'a flow into ledger-db allowed by its policy', 30_000);
+    const before = await eventually(
+      async () => {
+        const f = (await flows('--pod', 'payments/ledger-db', '--action', 'allow')).filter(
+          (x) => x.destinationPod === 'payments/ledger-db' && x.ingress.decision === 'rule',
+        );
+        return f.length > 0 ? f : undefined;
+      },
+      'a flow into ledger-db allowed by its policy',
+      30_000,
+    );
     const file = join(dir, 'manifests', '20-policies.yaml');
     const text = await readFile(file, 'utf8');
-    await writeFile(file, text.replace("    - from: [{ podSelector: { matchExpressions: [{ key: app, operator: In, values: [checkout] }] } }]\n      ports: [{ port: postgres }]", '    []'));
-    await agent.waitFor((l) => l.msg === 'flows re-evaluated against the new policy', 're-evaluation', 15_000);
+    await writeFile(
+      file,
+      text.replace(
+        '    - from: [{ podSelector: { matchExpressions: [{ key: app, operator: In, values: [checkout] }] } }]\n      ports: [{ port: postgres }]',
+        '    []',
+      ),
+    );
+    await agent.waitFor(
+      (l) => l.msg === 'flows re-evaluated against the new policy',
+      're-evaluation',
+      15_000,
+    );
     const after = await flows('--pod', 'payments/ledger-db');
     let checked = 0;
     for (const f of before) {
-      const now = after.find((x) => x.index === f.index && x.source === f.source && x.destinationPort === f.destinationPort);
+      const now = after.find(
+        (x) =>
+          x.index === f.index && x.source === f.source && x.destinationPort === f.destinationPort,
+      );
       if (now === undefined) continue; // aged out since (closed TCP flows stay 10 s, UDP 30 s)
       checked++;
       assert.equal(now.action, 'deny', `flow ${f.index} is denied now`);
@@ -136,11 +214,18 @@ describe('flows through an agent', () => {
   });
 
   test('weirctl flows -w streams flow events as they happen', async () => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin', 'weirctl'), 'flows', '-w', '--node', agentApi, '-o', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [join(ROOT, 'bin', 'weirctl'), 'flows', '-w', '--node', agentApi, '-o', 'json'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     const events: Array<{ type: string; flow: WireFlow; atUnixMs: string }> = [];
     try {
       await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`only ${events.length} events in 15 s`)), 15_000);
+        const t = setTimeout(
+          () => reject(new Error(`only ${events.length} events in 15 s`)),
+          15_000,
+        );
         let buf = '';
         child.stdout.on('data', (d: Buffer) => {
           buf += d.toString();
@@ -158,17 +243,25 @@ describe('flows through an agent', () => {
     }
     assert.ok(events.some((e) => e.type === 'created'));
     for (const e of events) {
-      assert.ok(['created', 'verdict', 'reevaluated', 'closed', 'aged', 'evicted'].includes(e.type), e.type);
-      assert.ok(Math.abs(Number(e.atUnixMs) - Date.now()) < 60_000, 'event times are wall-clock times');
+      assert.ok(
+        ['created', 'verdict', 'reevaluated', 'closed', 'aged', 'evicted'].includes(e.type),
+        e.type,
+      );
+      assert.ok(
+        Math.abs(Number(e.atUnixMs) - Date.now()) < 60_000,
+        'event times are wall-clock times',
+      );
       assert.ok(e.flow.source && e.flow.destination);
     }
   });
 
   test('the agent API answers server reflection, so generic gRPC tools can call it', async () => {
     const services = await listServices(agentApi);
-    for (const s of ['weir.v1.Agent', 'weir.v1.FlowIntrospect']) assert.ok(services.includes(s), `${s} in ${services.join(', ')}`);
+    for (const s of ['weir.v1.Agent', 'weir.v1.FlowIntrospect'])
+      assert.ok(services.includes(s), `${s} in ${services.join(', ')}`);
     const controllerServices = await listServices(address);
-    for (const s of ['weir.v1.ControlPlane', 'weir.v1.Operator']) assert.ok(controllerServices.includes(s), `${s} in ${controllerServices.join(', ')}`);
+    for (const s of ['weir.v1.ControlPlane', 'weir.v1.Operator'])
+      assert.ok(controllerServices.includes(s), `${s} in ${controllerServices.join(', ')}`);
   });
 
   test('controller and agent publish Prometheus metrics with units in their names', async () => {
@@ -191,7 +284,11 @@ describe('flows through an agent', () => {
     assert.equal(value(a, 'weir_agent_local_endpoints'), 2);
     assert.ok(value(a, 'weir_agent_flow_setups_total')! > 0);
     assert.ok(value(a, 'weir_agent_packets_total{verdict="allow"}')! > 0);
-    assert.ok(value(a, 'weir_agent_drops_total{reason="policy-ingress"}')! + value(a, 'weir_agent_drops_total{reason="policy-egress"}')! > 0);
+    assert.ok(
+      value(a, 'weir_agent_drops_total{reason="policy-ingress"}')! +
+        value(a, 'weir_agent_drops_total{reason="policy-egress"}')! >
+        0,
+    );
     assert.ok(value(a, 'weir_agent_updates_total{result="applied"}')! >= 1);
     assert.equal((await fetch(`http://${agentMetrics}/healthz`)).status, 200);
   });

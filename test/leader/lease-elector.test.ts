@@ -27,9 +27,21 @@ const NAME = 'weir-controller';
  * Short times, with room for a loaded machine: a 3 s lease renewed every
  * 200 ms, given up after 2.5 s without a renewal; candidates retry every 100 ms.
  */
-const FAST = { leaseDurationSec: 3, renewDeadlineMs: 2_500, renewIntervalMs: 200, retryIntervalMs: 100 };
+const FAST = {
+  leaseDurationSec: 3,
+  renewDeadlineMs: 2_500,
+  renewIntervalMs: 200,
+  retryIntervalMs: 100,
+};
 
-const spec = (lease: Obj | undefined) => (lease?.spec ?? {}) as { holderIdentity?: string; leaseTransitions?: number; renewTime?: string; acquireTime?: string; leaseDurationSeconds?: number };
+const spec = (lease: Obj | undefined) =>
+  (lease?.spec ?? {}) as {
+    holderIdentity?: string;
+    leaseTransitions?: number;
+    renewTime?: string;
+    acquireTime?: string;
+    leaseDurationSeconds?: number;
+  };
 
 describe('Lease elector', () => {
   let server: FakeApiServer;
@@ -55,7 +67,10 @@ describe('Lease elector', () => {
       namespace: NS,
       name: NAME,
       identity,
-      log: pino({ level: 'debug' }, { write: (s: string) => void logs.push(JSON.parse(s) as LogLine) }),
+      log: pino(
+        { level: 'debug' },
+        { write: (s: string) => void logs.push(JSON.parse(s) as LogLine) },
+      ),
       ...FAST,
       ...options,
     });
@@ -83,9 +98,19 @@ describe('Lease elector', () => {
     assert.equal(spec(first).leaseTransitions, 0);
     assert.match(spec(first).renewTime!, /\.\d{6}Z$/, 'MicroTime, as the API server requires');
     // Renewals: the lease keeps changing, still held by a.
-    await eventually(async () => (Number(lease()!.metadata!.resourceVersion) >= Number(first.metadata!.resourceVersion) + 3 ? true : undefined), 'three renewals');
+    await eventually(
+      async () =>
+        Number(lease()!.metadata!.resourceVersion) >= Number(first.metadata!.resourceVersion) + 3
+          ? true
+          : undefined,
+      'three renewals',
+    );
     assert.equal(spec(lease()).holderIdentity, 'a');
-    assert.equal(spec(lease()).acquireTime, spec(first).acquireTime, 'renewing keeps the acquire time');
+    assert.equal(
+      spec(lease()).acquireTime,
+      spec(first).acquireTime,
+      'renewing keeps the acquire time',
+    );
   });
 
   test('a second elector waits while the first renews', async () => {
@@ -99,7 +124,10 @@ describe('Lease elector', () => {
     await eventually(
       async () => {
         const seen = attempts();
-        return seen.length >= 2 && (seen.at(-1)!.time as number) - (seen[0]!.time as number) > 2 * 3_000 ? true : undefined;
+        return seen.length >= 2 &&
+          (seen.at(-1)!.time as number) - (seen[0]!.time as number) > 2 * 3_000
+          ? true
+          : undefined;
       },
       'b trying for two lease durations',
       30_000,
@@ -116,7 +144,10 @@ describe('Lease elector', () => {
     await a.e.acquire();
     const b = elector('b');
     const result = acquiring(b.e);
-    await eventually(async () => (b.logs.some((l) => l.msg === 'waiting for the lease') ? true : undefined), 'b waiting');
+    await eventually(
+      async () => (b.logs.some((l) => l.msg === 'waiting for the lease') ? true : undefined),
+      'b waiting',
+    );
     await a.e[Symbol.asyncDispose](); // as a crash: no release
     assert.equal(spec(lease()).holderIdentity, 'a', 'not released');
     assert.equal(await result, 'leading');
@@ -155,7 +186,12 @@ describe('Lease elector', () => {
     const lost: string[] = [];
     a.e.onLost((reason) => lost.push(reason));
     await a.e.acquire();
-    const conflicts = server.fail({ method: 'PUT', path: /\/leases\//, status: 409, reason: 'Conflict' });
+    const conflicts = server.fail({
+      method: 'PUT',
+      path: /\/leases\//,
+      status: 409,
+      reason: 'Conflict',
+    });
     await eventually(async () => (lost.length > 0 ? true : undefined), 'onLost');
     assert.ok(conflicts.hits >= 2, 'renewal was retried');
     assert.equal(a.e.isLeader(), false);
@@ -176,12 +212,20 @@ describe('Lease elector', () => {
 
   test('disposing a leader releases the lease, and a waiting candidate takes it without waiting for expiry', async () => {
     // A long lease: taking it over without the release would take half a minute.
-    const slow = { leaseDurationSec: 30, renewDeadlineMs: 20_000, renewIntervalMs: 100, retryIntervalMs: 100 };
+    const slow = {
+      leaseDurationSec: 30,
+      renewDeadlineMs: 20_000,
+      renewIntervalMs: 100,
+      retryIntervalMs: 100,
+    };
     const a = elector('a', slow);
     await a.e.acquire();
     const b = elector('b', slow);
     const result = acquiring(b.e);
-    await eventually(async () => (b.logs.some((l) => l.msg === 'waiting for the lease') ? true : undefined), 'b waiting');
+    await eventually(
+      async () => (b.logs.some((l) => l.msg === 'waiting for the lease') ? true : undefined),
+      'b waiting',
+    );
     await a.e[Symbol.asyncDispose]();
     assert.equal(a.e.isLeader(), false);
     assert.equal(a.logs.filter((l) => l.msg === 'lease released').length, 1);
@@ -214,7 +258,12 @@ describe('weir-controller --leader-elect', () => {
     dir = await mkdtemp(join(tmpdir(), 'weir-leader-'));
     server = await FakeApiServer.start();
     server.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } });
-    server.apply({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'deny', namespace: 'shop' }, spec: { podSelector: {} } });
+    server.apply({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: { name: 'deny', namespace: 'shop' },
+      spec: { podSelector: {} },
+    });
     await server.writeKubeConfig(join(dir, 'kubeconfig'));
   });
   after(async () => {
@@ -225,7 +274,15 @@ describe('weir-controller --leader-elect', () => {
 
   const start = async (name: string) => {
     const address = `127.0.0.1:${await freePort()}`;
-    const p = new WeirProcess(name, 'weir-controller', ['--kubeconfig', join(dir, 'kubeconfig'), '--leader-elect', '--listen', address, '--cluster', 'ha']);
+    const p = new WeirProcess(name, 'weir-controller', [
+      '--kubeconfig',
+      join(dir, 'kubeconfig'),
+      '--leader-elect',
+      '--listen',
+      address,
+      '--cluster',
+      'ha',
+    ]);
     processes.push(p);
     return { p, address };
   };
@@ -246,7 +303,10 @@ describe('weir-controller --leader-elect', () => {
 
     const two = await start('two');
     await two.p.waitFor((l) => l.msg === 'waiting for the lease', 'the second controller waiting');
-    assert.equal(two.p.lines.some((l) => l.msg === 'controller serving'), false);
+    assert.equal(
+      two.p.lines.some((l) => l.msg === 'controller serving'),
+      false,
+    );
     await assert.rejects(status(two.address), /cannot reach/);
 
     // SIGTERM: the first stops serving and releases the lease; the second takes it.
@@ -262,7 +322,10 @@ describe('weir-controller --leader-elect', () => {
     // Someone else takes the lease: the second controller must stop at once.
     const current = server.get('Lease', 'weir-system', 'weir-controller')!;
     server.apply({ ...current, spec: { ...(current.spec as object), holderIdentity: 'intruder' } });
-    await two.p.waitFor((l) => l.msg === 'leadership lost; exiting', 'the second controller giving up');
+    await two.p.waitFor(
+      (l) => l.msg === 'leadership lost; exiting',
+      'the second controller giving up',
+    );
     assert.equal(await two.p.stop(), 1);
   });
 });

@@ -49,10 +49,33 @@ describe('incremental cluster model', () => {
       // The final state: second's objects, minus some deleted, some rejected.
       const state = new Map(first.map((o) => [keyOf(o), o]));
       const events: Array<() => void> = [];
-      for (const o of second) events.push(() => { state.set(keyOf(o), o); m.apply({ type: 'upsert', object: o }); });
+      for (const o of second)
+        events.push(() => {
+          state.set(keyOf(o), o);
+          m.apply({ type: 'upsert', object: o });
+        });
       for (const o of first) {
-        if (r.chance(0.2)) events.push(() => { state.delete(keyOf(o)); m.apply({ type: 'delete', kind: o.kind, namespace: o.kind === 'Namespace' ? '' : o.namespace, name: o.name }); });
-        if (r.chance(0.1)) events.push(() => { state.delete(keyOf(o)); m.apply({ type: 'invalid', kind: o.kind, namespace: o.kind === 'Namespace' ? '' : o.namespace, name: o.name, issues: [{ message: 'bad' }] }); });
+        if (r.chance(0.2))
+          events.push(() => {
+            state.delete(keyOf(o));
+            m.apply({
+              type: 'delete',
+              kind: o.kind,
+              namespace: o.kind === 'Namespace' ? '' : o.namespace,
+              name: o.name,
+            });
+          });
+        if (r.chance(0.1))
+          events.push(() => {
+            state.delete(keyOf(o));
+            m.apply({
+              type: 'invalid',
+              kind: o.kind,
+              namespace: o.kind === 'Namespace' ? '' : o.namespace,
+              name: o.name,
+              issues: [{ message: 'bad' }],
+            });
+          });
       }
       // Shuffle, so that namespaces change after their pods, policies before their peers exist, ...
       for (let i = events.length - 1; i > 0; i--) {
@@ -68,13 +91,23 @@ describe('incremental cluster model', () => {
         const d = differences(before, after);
         const missing = [
           ...d.policies.changed.filter((id) => !c.policies.has(id)).map((x) => `policy ${x}`),
-          ...d.policies.removed.filter((id) => !c.removedPolicies.has(id)).map((x) => `removed policy ${x}`),
+          ...d.policies.removed
+            .filter((id) => !c.removedPolicies.has(id))
+            .map((x) => `removed policy ${x}`),
           ...d.groups.changed.filter((id) => !c.groups.has(id)).map((x) => `group ${x}`),
-          ...d.groups.removed.filter((id) => !c.removedGroups.has(id)).map((x) => `removed group ${x}`),
-          ...d.serviceGroups.changed.filter((id) => !c.serviceGroups.has(id)).map((x) => `service group ${x}`),
-          ...d.serviceGroups.removed.filter((id) => !c.removedServiceGroups.has(id)).map((x) => `removed service group ${x}`),
+          ...d.groups.removed
+            .filter((id) => !c.removedGroups.has(id))
+            .map((x) => `removed group ${x}`),
+          ...d.serviceGroups.changed
+            .filter((id) => !c.serviceGroups.has(id))
+            .map((x) => `service group ${x}`),
+          ...d.serviceGroups.removed
+            .filter((id) => !c.removedServiceGroups.has(id))
+            .map((x) => `removed service group ${x}`),
           ...d.endpoints.changed.filter((k) => !c.endpoints.has(k)).map((x) => `endpoint ${x}`),
-          ...d.endpoints.removed.filter((k) => !c.removedEndpoints.has(k)).map((x) => `removed endpoint ${x}`),
+          ...d.endpoints.removed
+            .filter((k) => !c.removedEndpoints.has(k))
+            .map((x) => `removed endpoint ${x}`),
         ];
         assert.deepEqual(missing, [], `seed ${seed}: changes not reported`);
         before = after;
@@ -91,12 +124,39 @@ describe('incremental cluster model', () => {
     for (const raw of [
       namespace('a', { team: 'x' }),
       networkPolicy('a', 'by-name', { podSelector: { matchLabels: { app: 'web' } } }),
-      networkPolicy('a', 'by-ns-label', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 'x' } } }] }] }),
-      networkPolicy('a', 'not-in', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: {}, podSelector: { matchExpressions: [{ key: 'app', operator: 'NotIn', values: ['db'] }] } }] }] }),
-    ]) m.apply({ type: 'upsert', object: read(raw) });
-    m.apply({ type: 'upsert', object: read(pod('a', 'w', { labels: { app: 'web' }, ips: ['10.0.0.1'], node: 'n1' })) });
-    const groups = [...m.groupsOf('a/w')].map((id) => m.addressGroup(id)!).map((g) => (g.kind === 'selector' ? g.members.map((x) => x.endpoint) : []));
-    assert.equal(groups.length, 4, 'applied-to of by-name, applied-to {} of the others, the ns-label peer, the NotIn peer');
+      networkPolicy('a', 'by-ns-label', {
+        podSelector: {},
+        ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 'x' } } }] }],
+      }),
+      networkPolicy('a', 'not-in', {
+        podSelector: {},
+        ingress: [
+          {
+            from: [
+              {
+                namespaceSelector: {},
+                podSelector: {
+                  matchExpressions: [{ key: 'app', operator: 'NotIn', values: ['db'] }],
+                },
+              },
+            ],
+          },
+        ],
+      }),
+    ])
+      m.apply({ type: 'upsert', object: read(raw) });
+    m.apply({
+      type: 'upsert',
+      object: read(pod('a', 'w', { labels: { app: 'web' }, ips: ['10.0.0.1'], node: 'n1' })),
+    });
+    const groups = [...m.groupsOf('a/w')]
+      .map((id) => m.addressGroup(id)!)
+      .map((g) => (g.kind === 'selector' ? g.members.map((x) => x.endpoint) : []));
+    assert.equal(
+      groups.length,
+      4,
+      'applied-to of by-name, applied-to {} of the others, the ns-label peer, the NotIn peer',
+    );
     assert.ok(groups.every((members) => members.includes('a/w')));
     // Changing the namespace label takes the pod out of the namespace-label group only.
     m.apply({ type: 'upsert', object: read(namespace('a', { team: 'y' })) });
@@ -108,7 +168,11 @@ describe('incremental cluster model', () => {
 
 test('addresses two endpoints claim are reported, with the endpoints', () => {
   const m = new ClusterModel({ cluster: 't' });
-  for (const raw of [pod('a', 'old', { ips: ['10.0.0.9'] }), pod('a', 'new', { ips: ['10.0.0.9', 'fd00::9'] }), pod('a', 'other', { ips: ['10.0.0.8'] })]) {
+  for (const raw of [
+    pod('a', 'old', { ips: ['10.0.0.9'] }),
+    pod('a', 'new', { ips: ['10.0.0.9', 'fd00::9'] }),
+    pod('a', 'other', { ips: ['10.0.0.8'] }),
+  ]) {
     m.apply({ type: 'upsert', object: read(raw) });
   }
   assert.deepEqual(m.duplicateAddresses(), [{ ip: '10.0.0.9', endpoints: ['a/new', 'a/old'] }]);

@@ -41,7 +41,14 @@ describe('addresses', () => {
   });
 
   test('CIDR prefix lengths outside 0..32 and 0..128 are rejected', () => {
-    for (const bad of ['10.0.0.0/33', '10.0.0.0/-1', '10.0.0.0/', 'fd00::/129', '10.0.0.0/08', '10.0.0.0/8/8']) {
+    for (const bad of [
+      '10.0.0.0/33',
+      '10.0.0.0/-1',
+      '10.0.0.0/',
+      'fd00::/129',
+      '10.0.0.0/08',
+      '10.0.0.0/8/8',
+    ]) {
       assert.equal(typeof parseCidr(bad), 'string', bad);
     }
     assert.equal(cidr('0.0.0.0/0').end, 2 ** 32 - 1);
@@ -51,17 +58,36 @@ describe('addresses', () => {
 
 describe('PrefixSet', () => {
   test('holds exactly the addresses of its prefixes, across both families', () => {
-    const s = PrefixSet.from([cidr('10.0.0.0/24'), cidr('10.0.2.0/23'), parseIp('192.168.1.1'), cidr('fd00::/120')]);
+    const s = PrefixSet.from([
+      cidr('10.0.0.0/24'),
+      cidr('10.0.2.0/23'),
+      parseIp('192.168.1.1'),
+      cidr('fd00::/120'),
+    ]);
     for (const [ip, want] of [
-      ['10.0.0.0', true], ['10.0.0.255', true], ['10.0.1.0', false], ['10.0.2.0', true], ['10.0.3.255', true], ['10.0.4.0', false],
-      ['192.168.1.1', true], ['192.168.1.2', false], ['fd00::ff', true], ['fd00::100', false], ['9.255.255.255', false],
+      ['10.0.0.0', true],
+      ['10.0.0.255', true],
+      ['10.0.1.0', false],
+      ['10.0.2.0', true],
+      ['10.0.3.255', true],
+      ['10.0.4.0', false],
+      ['192.168.1.1', true],
+      ['192.168.1.2', false],
+      ['fd00::ff', true],
+      ['fd00::100', false],
+      ['9.255.255.255', false],
     ] as const) {
       assert.equal(s.has(parseIp(ip)), want, ip);
     }
   });
 
   test('merges overlapping and adjacent ranges', () => {
-    const s = PrefixSet.from([cidr('10.0.0.0/25'), cidr('10.0.0.128/25'), cidr('10.0.0.64/26'), parseIp('10.0.1.0')]);
+    const s = PrefixSet.from([
+      cidr('10.0.0.0/25'),
+      cidr('10.0.0.128/25'),
+      cidr('10.0.0.64/26'),
+      parseIp('10.0.1.0'),
+    ]);
     assert.deepEqual(s.describe(), ['10.0.0.0-10.0.1.0']);
   });
 
@@ -73,30 +99,55 @@ describe('PrefixSet', () => {
   test('agrees with a scan of its prefixes on random prefixes and addresses', () => {
     const v4 = fc.tuple(fc.integer({ min: 0, max: 2 ** 32 - 1 }), fc.integer({ min: 8, max: 32 }));
     fc.assert(
-      fc.property(fc.array(v4, { maxLength: 30 }), fc.array(fc.integer({ min: 0, max: 2 ** 32 - 1 }), { maxLength: 50 }), (prefixes, probes) => {
-        const cidrs = prefixes.map(([a, len]) => cidr(`${formatIp(a)}/${len}`));
-        const s = PrefixSet.from(cidrs);
-        // Probe the edges of every prefix too, where off-by-one errors live.
-        const edges = cidrs.flatMap((c) => [c.start as number, c.end as number, (c.start as number) - 1, (c.end as number) + 1]).filter((n) => n >= 0 && n < 2 ** 32);
-        for (const ip of [...probes, ...edges]) {
-          const want = cidrs.some((c) => ip >= (c.start as number) && ip <= (c.end as number));
-          if (s.has(ip) !== want) return false;
-        }
-        return true;
-      }),
+      fc.property(
+        fc.array(v4, { maxLength: 30 }),
+        fc.array(fc.integer({ min: 0, max: 2 ** 32 - 1 }), { maxLength: 50 }),
+        (prefixes, probes) => {
+          const cidrs = prefixes.map(([a, len]) => cidr(`${formatIp(a)}/${len}`));
+          const s = PrefixSet.from(cidrs);
+          // Probe the edges of every prefix too, where off-by-one errors live.
+          const edges = cidrs
+            .flatMap((c) => [
+              c.start as number,
+              c.end as number,
+              (c.start as number) - 1,
+              (c.end as number) + 1,
+            ])
+            .filter((n) => n >= 0 && n < 2 ** 32);
+          for (const ip of [...probes, ...edges]) {
+            const want = cidrs.some((c) => ip >= (c.start as number) && ip <= (c.end as number));
+            if (s.has(ip) !== want) return false;
+          }
+          return true;
+        },
+      ),
       { numRuns: 300 },
     );
   });
 
   test('agrees with a scan of its prefixes for IPv6', () => {
-    const v6 = fc.tuple(fc.bigInt({ min: 0n, max: 2n ** 128n - 1n }), fc.integer({ min: 16, max: 128 }));
+    const v6 = fc.tuple(
+      fc.bigInt({ min: 0n, max: 2n ** 128n - 1n }),
+      fc.integer({ min: 16, max: 128 }),
+    );
     fc.assert(
-      fc.property(fc.array(v6, { maxLength: 20 }), fc.array(fc.bigInt({ min: 0n, max: 2n ** 128n - 1n }), { maxLength: 20 }), (prefixes, probes) => {
-        const cidrs = prefixes.map(([a, len]) => cidr(`${formatIp(a)}/${len}`));
-        const s = PrefixSet.from(cidrs);
-        const edges = cidrs.flatMap((c) => [c.start as bigint, c.end as bigint, (c.end as bigint) + 1n]);
-        return [...probes, ...edges].every((ip) => s.has(ip) === cidrs.some((c) => ip >= (c.start as bigint) && ip <= (c.end as bigint)));
-      }),
+      fc.property(
+        fc.array(v6, { maxLength: 20 }),
+        fc.array(fc.bigInt({ min: 0n, max: 2n ** 128n - 1n }), { maxLength: 20 }),
+        (prefixes, probes) => {
+          const cidrs = prefixes.map(([a, len]) => cidr(`${formatIp(a)}/${len}`));
+          const s = PrefixSet.from(cidrs);
+          const edges = cidrs.flatMap((c) => [
+            c.start as bigint,
+            c.end as bigint,
+            (c.end as bigint) + 1n,
+          ]);
+          return [...probes, ...edges].every(
+            (ip) =>
+              s.has(ip) === cidrs.some((c) => ip >= (c.start as bigint) && ip <= (c.end as bigint)),
+          );
+        },
+      ),
       { numRuns: 200 },
     );
   });

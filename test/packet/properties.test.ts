@@ -7,7 +7,14 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import type { Ip } from '../../shared/net/ip.js';
-import { buildPacket, PARSE_FAILURES, parsePacket, type Ipv6Extension, type PacketSpec, type ParseResult } from '../../vrouter-agent/packet/index.js';
+import {
+  buildPacket,
+  PARSE_FAILURES,
+  parsePacket,
+  type Ipv6Extension,
+  type PacketSpec,
+  type ParseResult,
+} from '../../vrouter-agent/packet/index.js';
 
 const RUNS = 2000;
 
@@ -25,7 +32,10 @@ function checkResult(r: ParseResult, available: number): void {
   assert.equal(typeof p.dst, typeof p.src);
   for (const x of [p.sport, p.dport]) assert.ok(Number.isInteger(x) && x >= 0 && x <= 65535);
   assert.ok(p.protocol >= 0 && p.protocol <= 255);
-  assert.ok(p.length >= (p.family === 4 ? 20 : 40) && p.length <= available, `length ${p.length} of ${available} bytes`);
+  assert.ok(
+    p.length >= (p.family === 4 ? 20 : 40) && p.length <= available,
+    `length ${p.length} of ${available} bytes`,
+  );
   assert.ok(p.tcpFlags >= 0 && p.tcpFlags <= 255);
   assert.ok(p.vlans.length <= 2);
 }
@@ -58,11 +68,14 @@ const specs: fc.Arbitrary<PacketSpec> = fc
     vlans: fc.array(fc.integer({ min: 0, max: 4095 }), { maxLength: 2 }),
     options: fc.constantFrom(0, 4, 12, 40),
     hopByHop: fc.boolean(),
-    extensions: fc.array(fc.constantFrom<Ipv6Extension>('routing', 'destination', 'ah'), { maxLength: 5 }),
+    extensions: fc.array(fc.constantFrom<Ipv6Extension>('routing', 'destination', 'ah'), {
+      maxLength: 5,
+    }),
   })
   .map(({ family, a, b, icmpEcho, icmpId, options, hopByHop, extensions, ...rest }) => {
     const ip = (x: number): Ip => (family === 4 ? x : (0xfd00n << 112n) | BigInt(x));
-    const ipv6Extensions: Ipv6Extension[] = family === 6 ? [...(hopByHop ? ['hop-by-hop' as const] : []), ...extensions] : [];
+    const ipv6Extensions: Ipv6Extension[] =
+      family === 6 ? [...(hopByHop ? ['hop-by-hop' as const] : []), ...extensions] : [];
     return {
       ...rest,
       src: ip(a),
@@ -90,7 +103,10 @@ test('built packets read back as they were built', () => {
         assert.equal(p.tcpFlags, spec.protocol === 'tcp' ? spec.tcpFlags : 0);
       } else if (spec.protocol === 'icmp') {
         const echo = spec.icmp!.type === 8 || spec.icmp!.type === 128;
-        assert.deepEqual([p.sport, p.dport], echo ? [spec.icmp!.id, spec.icmp!.type] : [0, spec.icmp!.type]);
+        assert.deepEqual(
+          [p.sport, p.dport],
+          echo ? [spec.icmp!.id, spec.icmp!.type] : [0, spec.icmp!.type],
+        );
       } else {
         assert.deepEqual([p.protocol, p.hasPorts, p.sport, p.dport], [spec.protocol, false, 0, 0]);
       }
@@ -105,7 +121,11 @@ test('every strict prefix of a packet reads as truncated', () => {
       const bytes = buildPacket(spec);
       for (let n = 0; n < bytes.length; n++) {
         const r = parsePacket(bytes.subarray(0, n), { link: spec.link });
-        assert.equal(r.ok ? 'ok' : r.failure, 'truncated', `prefix of ${n} of ${bytes.length} bytes`);
+        assert.equal(
+          r.ok ? 'ok' : r.failure,
+          'truncated',
+          `prefix of ${n} of ${bytes.length} bytes`,
+        );
       }
     }),
     { numRuns: RUNS / 4 },
@@ -128,25 +148,44 @@ test('flipping any byte of a packet never makes the parser throw', () => {
 
 test('random bytes after valid headers never make the parser throw', () => {
   fc.assert(
-    fc.property(specs, fc.integer({ min: 0, max: 80 }), fc.uint8Array({ minLength: 1, maxLength: 120 }), (spec, keep, tail) => {
-      const bytes = buildPacket(spec);
-      const mixed = new Uint8Array(Math.min(keep, bytes.length) + tail.length);
-      mixed.set(bytes.subarray(0, Math.min(keep, bytes.length)));
-      mixed.set(tail, Math.min(keep, bytes.length));
-      checkResult(parsePacket(mixed, { link: spec.link }), mixed.length);
-    }),
+    fc.property(
+      specs,
+      fc.integer({ min: 0, max: 80 }),
+      fc.uint8Array({ minLength: 1, maxLength: 120 }),
+      (spec, keep, tail) => {
+        const bytes = buildPacket(spec);
+        const mixed = new Uint8Array(Math.min(keep, bytes.length) + tail.length);
+        mixed.set(bytes.subarray(0, Math.min(keep, bytes.length)));
+        mixed.set(tail, Math.min(keep, bytes.length));
+        checkResult(parsePacket(mixed, { link: spec.link }), mixed.length);
+      },
+    ),
     { numRuns: RUNS * 2 },
   );
 });
 
 test('ICMP errors quoting mutated packets never make the parser throw', () => {
   fc.assert(
-    fc.property(specs, fc.uint8Array({ minLength: 0, maxLength: 96 }), fc.boolean(), (spec, junk, v6) => {
-      const quoted = buildPacket({ ...spec, link: 'ip' });
-      const quote = junk.length > 0 ? Uint8Array.from(quoted.subarray(0, 60), (x, i) => x ^ (junk[i % junk.length] ?? 0)) : quoted;
-      const bytes = buildPacket({ src: v6 ? 'fd00::9' : '10.9.9.9', dst: v6 ? 'fd00::1' : '10.0.0.1', protocol: 'icmp', icmp: { type: v6 ? 1 : 3 }, payload: quote });
-      checkResult(parsePacket(bytes), bytes.length);
-    }),
+    fc.property(
+      specs,
+      fc.uint8Array({ minLength: 0, maxLength: 96 }),
+      fc.boolean(),
+      (spec, junk, v6) => {
+        const quoted = buildPacket({ ...spec, link: 'ip' });
+        const quote =
+          junk.length > 0
+            ? Uint8Array.from(quoted.subarray(0, 60), (x, i) => x ^ (junk[i % junk.length] ?? 0))
+            : quoted;
+        const bytes = buildPacket({
+          src: v6 ? 'fd00::9' : '10.9.9.9',
+          dst: v6 ? 'fd00::1' : '10.0.0.1',
+          protocol: 'icmp',
+          icmp: { type: v6 ? 1 : 3 },
+          payload: quote,
+        });
+        checkResult(parsePacket(bytes), bytes.length);
+      },
+    ),
     { numRuns: RUNS },
   );
 });

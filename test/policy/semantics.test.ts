@@ -15,10 +15,29 @@ function world(): Raw[] {
     namespace('prod', { env: 'prod', team: 'shop' }),
     namespace('dev', { env: 'dev', team: 'shop' }),
     namespace('ops', { team: 'platform' }),
-    pod('prod', 'web', { labels: { app: 'web', tier: 'frontend' }, ips: ['10.1.0.1', 'fd00::1:1'], ports: [{ name: 'http', port: 8080 }] }),
-    pod('prod', 'api', { labels: { app: 'api', tier: 'backend', version: 'v2' }, ips: ['10.1.0.2', 'fd00::1:2'], ports: [{ name: 'http', port: 9090 }, { name: 'dns', port: 5353, protocol: 'UDP' }] }),
-    pod('prod', 'db', { labels: { app: 'db', tier: 'backend' }, ips: ['10.1.0.3'], ports: [{ name: 'pg', port: 5432 }] }),
-    pod('dev', 'web', { labels: { app: 'web', tier: 'frontend' }, ips: ['10.2.0.1'], ports: [{ name: 'http', port: 8081 }] }),
+    pod('prod', 'web', {
+      labels: { app: 'web', tier: 'frontend' },
+      ips: ['10.1.0.1', 'fd00::1:1'],
+      ports: [{ name: 'http', port: 8080 }],
+    }),
+    pod('prod', 'api', {
+      labels: { app: 'api', tier: 'backend', version: 'v2' },
+      ips: ['10.1.0.2', 'fd00::1:2'],
+      ports: [
+        { name: 'http', port: 9090 },
+        { name: 'dns', port: 5353, protocol: 'UDP' },
+      ],
+    }),
+    pod('prod', 'db', {
+      labels: { app: 'db', tier: 'backend' },
+      ips: ['10.1.0.3'],
+      ports: [{ name: 'pg', port: 5432 }],
+    }),
+    pod('dev', 'web', {
+      labels: { app: 'web', tier: 'frontend' },
+      ips: ['10.2.0.1'],
+      ports: [{ name: 'http', port: 8081 }],
+    }),
     pod('dev', 'tool', { labels: { app: 'tool', env: 'prod' }, ips: ['10.2.0.2'] }),
     pod('ops', 'monitor', { labels: { app: 'monitor' }, ips: ['10.3.0.1'] }),
   ];
@@ -88,7 +107,12 @@ const cases: Case[] = [
   },
   {
     name: 'policyTypes defaults to Ingress and Egress when egress rules are written',
-    policies: [np('prod', 'p', { podSelector: { matchLabels: { app: 'web' } }, egress: [{ to: [{ podSelector: { matchLabels: { app: 'api' } } }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: { matchLabels: { app: 'web' } },
+        egress: [{ to: [{ podSelector: { matchLabels: { app: 'api' } } }] }],
+      }),
+    ],
     probes: [
       ['prod/web', 'prod/api', 'TCP/9090', true],
       ['prod/web', 'prod/db', 'TCP/5432', false],
@@ -98,7 +122,13 @@ const cases: Case[] = [
   },
   {
     name: 'explicit policyTypes [Egress] ignores ingress rules and leaves ingress open',
-    policies: [np('prod', 'p', { podSelector: {}, policyTypes: ['Egress'], ingress: [{ from: [{ podSelector: { matchLabels: { app: 'nothing' } } }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: {},
+        policyTypes: ['Egress'],
+        ingress: [{ from: [{ podSelector: { matchLabels: { app: 'nothing' } } }] }],
+      }),
+    ],
     probes: [
       ['dev/web', 'prod/web', 'TCP/8080', true],
       ['prod/web', 'dev/web', 'TCP/8081', false],
@@ -108,8 +138,15 @@ const cases: Case[] = [
   {
     name: 'Contrail 1: an egress allow at the source does not admit the flow at a destination that isolates ingress',
     policies: [
-      np('prod', 'web-out', { podSelector: { matchLabels: { app: 'web' } }, policyTypes: ['Egress'], egress: [{}] }),
-      np('prod', 'db-in', { podSelector: { matchLabels: { app: 'db' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'api' } } }] }] }),
+      np('prod', 'web-out', {
+        podSelector: { matchLabels: { app: 'web' } },
+        policyTypes: ['Egress'],
+        egress: [{}],
+      }),
+      np('prod', 'db-in', {
+        podSelector: { matchLabels: { app: 'db' } },
+        ingress: [{ from: [{ podSelector: { matchLabels: { app: 'api' } } }] }],
+      }),
     ],
     probes: [
       ['prod/web', 'prod/db', 'TCP/5432', false],
@@ -119,7 +156,10 @@ const cases: Case[] = [
   {
     name: 'Contrail 1: an ingress allow at the destination does not admit the flow from a source that isolates egress',
     policies: [
-      np('prod', 'web-out', { podSelector: { matchLabels: { app: 'web' } }, policyTypes: ['Egress'] }),
+      np('prod', 'web-out', {
+        podSelector: { matchLabels: { app: 'web' } },
+        policyTypes: ['Egress'],
+      }),
       np('prod', 'db-in', { podSelector: { matchLabels: { app: 'db' } }, ingress: [{}] }),
     ],
     probes: [
@@ -130,8 +170,23 @@ const cases: Case[] = [
   {
     name: 'Contrail 2: an ipBlock except carves the pod out of one policy but not out of another policy that allows it',
     policies: [
-      np('prod', 'block', { podSelector: { matchLabels: { app: 'db' } }, ingress: [{ from: [{ ipBlock: { cidr: '10.0.0.0/8', except: ['10.2.0.0/16'] } }] }] }),
-      np('prod', 'tool', { podSelector: { matchLabels: { app: 'db' } }, ingress: [{ from: [{ namespaceSelector: { matchLabels: { env: 'dev' } }, podSelector: { matchLabels: { app: 'tool' } } }] }] }),
+      np('prod', 'block', {
+        podSelector: { matchLabels: { app: 'db' } },
+        ingress: [{ from: [{ ipBlock: { cidr: '10.0.0.0/8', except: ['10.2.0.0/16'] } }] }],
+      }),
+      np('prod', 'tool', {
+        podSelector: { matchLabels: { app: 'db' } },
+        ingress: [
+          {
+            from: [
+              {
+                namespaceSelector: { matchLabels: { env: 'dev' } },
+                podSelector: { matchLabels: { app: 'tool' } },
+              },
+            ],
+          },
+        ],
+      }),
     ],
     probes: [
       ['prod/web', 'prod/db', 'TCP/5432', true],
@@ -146,7 +201,15 @@ const cases: Case[] = [
       np('prod', 'p', {
         podSelector: { matchLabels: { app: 'db' } },
         ingress: [
-          { from: [{ podSelector: { matchExpressions: [{ key: 'app', operator: 'NotIn', values: ['web', 'db'] }] } }] },
+          {
+            from: [
+              {
+                podSelector: {
+                  matchExpressions: [{ key: 'app', operator: 'NotIn', values: ['web', 'db'] }],
+                },
+              },
+            ],
+          },
           { from: [{ podSelector: { matchLabels: { app: 'web' } } }], ports: [{ port: 5432 }] },
         ],
       }),
@@ -159,7 +222,13 @@ const cases: Case[] = [
   },
   {
     name: 'Contrail 3: matchExpressions on the policy podSelector decide which pods are isolated',
-    policies: [np('prod', 'p', { podSelector: { matchExpressions: [{ key: 'tier', operator: 'In', values: ['backend', 'cache'] }] } })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: {
+          matchExpressions: [{ key: 'tier', operator: 'In', values: ['backend', 'cache'] }],
+        },
+      }),
+    ],
     probes: [
       ['dev/tool', 'prod/api', 'TCP/9090', false],
       ['dev/tool', 'prod/db', 'TCP/5432', false],
@@ -172,9 +241,26 @@ const cases: Case[] = [
       np('prod', 'p', {
         podSelector: { matchLabels: { app: 'db' } },
         ingress: [
-          { from: [{ podSelector: { matchExpressions: [{ key: 'app', operator: 'In', values: ['web', 'api'] }] } }], ports: [{ port: 1 }] },
-          { from: [{ podSelector: { matchExpressions: [{ key: 'version', operator: 'Exists' }] } }], ports: [{ port: 2 }] },
-          { from: [{ podSelector: { matchExpressions: [{ key: 'version', operator: 'DoesNotExist' }] } }], ports: [{ port: 3 }] },
+          {
+            from: [
+              {
+                podSelector: {
+                  matchExpressions: [{ key: 'app', operator: 'In', values: ['web', 'api'] }],
+                },
+              },
+            ],
+            ports: [{ port: 1 }],
+          },
+          {
+            from: [{ podSelector: { matchExpressions: [{ key: 'version', operator: 'Exists' }] } }],
+            ports: [{ port: 2 }],
+          },
+          {
+            from: [
+              { podSelector: { matchExpressions: [{ key: 'version', operator: 'DoesNotExist' }] } },
+            ],
+            ports: [{ port: 3 }],
+          },
         ],
       }),
     ],
@@ -189,7 +275,12 @@ const cases: Case[] = [
   },
   {
     name: 'Contrail 4: a namespaceSelector matches namespace labels, never pod labels',
-    policies: [np('prod', 'p', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { env: 'prod' } } }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: {},
+        ingress: [{ from: [{ namespaceSelector: { matchLabels: { env: 'prod' } } }] }],
+      }),
+    ],
     probes: [
       ['dev/tool', 'prod/web', 'TCP/8080', false], // the pod has env=prod, its namespace has env=dev
       ['prod/api', 'prod/web', 'TCP/8080', true],
@@ -197,7 +288,12 @@ const cases: Case[] = [
   },
   {
     name: 'Contrail 4: a podSelector matches pod labels, never namespace labels',
-    policies: [np('prod', 'p', { podSelector: {}, ingress: [{ from: [{ podSelector: { matchLabels: { env: 'prod' } } }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: {},
+        ingress: [{ from: [{ podSelector: { matchLabels: { env: 'prod' } } }] }],
+      }),
+    ],
     probes: [
       ['prod/api', 'prod/web', 'TCP/8080', false],
       ['dev/tool', 'prod/web', 'TCP/8080', false], // env=prod pod, but a podSelector alone means this namespace
@@ -205,7 +301,9 @@ const cases: Case[] = [
   },
   {
     name: 'Contrail 5: namespaceSelector {} means every pod in every namespace, and nothing outside the cluster',
-    policies: [np('prod', 'p', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: {} }] }] })],
+    policies: [
+      np('prod', 'p', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: {} }] }] }),
+    ],
     probes: [
       ['dev/tool', 'prod/web', 'TCP/8080', true],
       ['ops/monitor', 'prod/db', 'UDP/9', true],
@@ -215,7 +313,12 @@ const cases: Case[] = [
   },
   {
     name: 'a podSelector alone selects pods in the policy namespace only',
-    policies: [np('prod', 'p', { podSelector: {}, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'web' } } }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: {},
+        ingress: [{ from: [{ podSelector: { matchLabels: { app: 'web' } } }] }],
+      }),
+    ],
     probes: [
       ['prod/web', 'prod/api', 'TCP/9090', true],
       ['dev/web', 'prod/api', 'TCP/9090', false],
@@ -223,7 +326,21 @@ const cases: Case[] = [
   },
   {
     name: 'namespaceSelector and podSelector in one peer must both match (AND)',
-    policies: [np('prod', 'p', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 'shop' } }, podSelector: { matchLabels: { app: 'web' } } }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: {},
+        ingress: [
+          {
+            from: [
+              {
+                namespaceSelector: { matchLabels: { team: 'shop' } },
+                podSelector: { matchLabels: { app: 'web' } },
+              },
+            ],
+          },
+        ],
+      }),
+    ],
     probes: [
       ['dev/web', 'prod/db', 'TCP/5432', true],
       ['prod/web', 'prod/db', 'TCP/5432', true],
@@ -233,7 +350,19 @@ const cases: Case[] = [
   },
   {
     name: 'namespaceSelector and podSelector as two peers match either (OR)',
-    policies: [np('prod', 'p', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 'platform' } } }, { podSelector: { matchLabels: { app: 'web' } } }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: {},
+        ingress: [
+          {
+            from: [
+              { namespaceSelector: { matchLabels: { team: 'platform' } } },
+              { podSelector: { matchLabels: { app: 'web' } } },
+            ],
+          },
+        ],
+      }),
+    ],
     probes: [
       ['ops/monitor', 'prod/db', 'TCP/5432', true],
       ['prod/web', 'prod/db', 'TCP/5432', true],
@@ -242,7 +371,18 @@ const cases: Case[] = [
   },
   {
     name: 'the automatic kubernetes.io/metadata.name label selects a namespace by name',
-    policies: [np('prod', 'p', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ops' } } }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: {},
+        ingress: [
+          {
+            from: [
+              { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ops' } } },
+            ],
+          },
+        ],
+      }),
+    ],
     probes: [
       ['ops/monitor', 'prod/db', 'TCP/5432', true],
       ['dev/tool', 'prod/db', 'TCP/5432', false],
@@ -268,7 +408,19 @@ const cases: Case[] = [
   },
   {
     name: 'UDP and SCTP ports match their own protocol',
-    policies: [np('prod', 'p', { podSelector: {}, ingress: [{ ports: [{ protocol: 'UDP', port: 53 }, { protocol: 'SCTP', port: 36412 }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: {},
+        ingress: [
+          {
+            ports: [
+              { protocol: 'UDP', port: 53 },
+              { protocol: 'SCTP', port: 36412 },
+            ],
+          },
+        ],
+      }),
+    ],
     probes: [
       ['dev/tool', 'prod/api', 'UDP/53', true],
       ['dev/tool', 'prod/api', 'SCTP/36412', true],
@@ -278,7 +430,9 @@ const cases: Case[] = [
   },
   {
     name: 'Contrail 6: endPort allows the whole inclusive range and nothing beyond',
-    policies: [np('prod', 'p', { podSelector: {}, ingress: [{ ports: [{ port: 32000, endPort: 32768 }] }] })],
+    policies: [
+      np('prod', 'p', { podSelector: {}, ingress: [{ ports: [{ port: 32000, endPort: 32768 }] }] }),
+    ],
     probes: [
       ['dev/tool', 'prod/api', 'TCP/32000', true],
       ['dev/tool', 'prod/api', 'TCP/32500', true],
@@ -300,7 +454,12 @@ const cases: Case[] = [
   },
   {
     name: 'a named port matches only the protocol it is declared with',
-    policies: [np('prod', 'p', { podSelector: {}, ingress: [{ ports: [{ port: 'dns', protocol: 'UDP' }, { port: 'dns' }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: {},
+        ingress: [{ ports: [{ port: 'dns', protocol: 'UDP' }, { port: 'dns' }] }],
+      }),
+    ],
     probes: [
       ['dev/tool', 'prod/api', 'UDP/5353', true],
       ['dev/tool', 'prod/api', 'TCP/5353', false], // "dns" is declared UDP; the TCP entry resolves to nothing
@@ -308,7 +467,13 @@ const cases: Case[] = [
   },
   {
     name: 'Contrail 6: an egress named port resolves against the destination, not the source',
-    policies: [np('prod', 'p', { podSelector: { matchLabels: { app: 'web' } }, policyTypes: ['Egress'], egress: [{ ports: [{ port: 'http' }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: { matchLabels: { app: 'web' } },
+        policyTypes: ['Egress'],
+        egress: [{ ports: [{ port: 'http' }] }],
+      }),
+    ],
     probes: [
       ['prod/web', 'prod/api', 'TCP/9090', true],
       ['prod/web', 'dev/web', 'TCP/8081', true],
@@ -319,7 +484,13 @@ const cases: Case[] = [
   },
   {
     name: 'an egress named port towards an ipBlock resolves against the pods inside the block',
-    policies: [np('prod', 'p', { podSelector: { matchLabels: { app: 'web' } }, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '10.2.0.0/16' } }], ports: [{ port: 'http' }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: { matchLabels: { app: 'web' } },
+        policyTypes: ['Egress'],
+        egress: [{ to: [{ ipBlock: { cidr: '10.2.0.0/16' } }], ports: [{ port: 'http' }] }],
+      }),
+    ],
     probes: [
       ['prod/web', 'dev/web', 'TCP/8081', true],
       ['prod/web', 'prod/api', 'TCP/9090', false], // declares http, but outside the block
@@ -329,8 +500,16 @@ const cases: Case[] = [
   {
     name: 'policies are a union: any policy that selects the pod may allow the traffic',
     policies: [
-      np('prod', 'a', { podSelector: { matchLabels: { app: 'db' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'api' } } }] }] }),
-      np('prod', 'b', { podSelector: { matchLabels: { tier: 'backend' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'web' } } }], ports: [{ port: 5432 }] }] }),
+      np('prod', 'a', {
+        podSelector: { matchLabels: { app: 'db' } },
+        ingress: [{ from: [{ podSelector: { matchLabels: { app: 'api' } } }] }],
+      }),
+      np('prod', 'b', {
+        podSelector: { matchLabels: { tier: 'backend' } },
+        ingress: [
+          { from: [{ podSelector: { matchLabels: { app: 'web' } } }], ports: [{ port: 5432 }] },
+        ],
+      }),
     ],
     probes: [
       ['prod/api', 'prod/db', 'TCP/1', true],
@@ -342,7 +521,14 @@ const cases: Case[] = [
   },
   {
     name: 'a rule with peers and ports needs both to match',
-    policies: [np('prod', 'p', { podSelector: { matchLabels: { app: 'db' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'api' } } }], ports: [{ port: 5432 }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: { matchLabels: { app: 'db' } },
+        ingress: [
+          { from: [{ podSelector: { matchLabels: { app: 'api' } } }], ports: [{ port: 5432 }] },
+        ],
+      }),
+    ],
     probes: [
       ['prod/api', 'prod/db', 'TCP/5432', true],
       ['prod/api', 'prod/db', 'TCP/5433', false],
@@ -351,7 +537,14 @@ const cases: Case[] = [
   },
   {
     name: 'an ipBlock matches outside addresses and pod addresses alike',
-    policies: [np('prod', 'p', { podSelector: { matchLabels: { app: 'db' } }, ingress: [{ from: [{ ipBlock: { cidr: '192.168.0.0/16' } }, { ipBlock: { cidr: '10.1.0.2/32' } }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: { matchLabels: { app: 'db' } },
+        ingress: [
+          { from: [{ ipBlock: { cidr: '192.168.0.0/16' } }, { ipBlock: { cidr: '10.1.0.2/32' } }] },
+        ],
+      }),
+    ],
     probes: [
       ['192.168.7.7', 'prod/db', 'TCP/5432', true],
       ['192.169.0.1', 'prod/db', 'TCP/5432', false],
@@ -361,7 +554,12 @@ const cases: Case[] = [
   },
   {
     name: 'a CIDR written with host bits set is normalised as the API server accepts it',
-    policies: [np('prod', 'p', { podSelector: { matchLabels: { app: 'db' } }, ingress: [{ from: [{ ipBlock: { cidr: '10.2.0.77/16', except: ['10.2.0.9/31'] } }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: { matchLabels: { app: 'db' } },
+        ingress: [{ from: [{ ipBlock: { cidr: '10.2.0.77/16', except: ['10.2.0.9/31'] } }] }],
+      }),
+    ],
     probes: [
       ['dev/web', 'prod/db', 'TCP/5432', true],
       ['10.2.0.8', 'prod/db', 'TCP/5432', false],
@@ -371,7 +569,13 @@ const cases: Case[] = [
   },
   {
     name: 'egress to an ipBlock allows that block and nothing else',
-    policies: [np('prod', 'p', { podSelector: { matchLabels: { app: 'web' } }, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8'] } }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: { matchLabels: { app: 'web' } },
+        policyTypes: ['Egress'],
+        egress: [{ to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8'] } }] }],
+      }),
+    ],
     probes: [
       ['prod/web', '8.8.8.8', 'TCP/443', true],
       ['prod/web', 'prod/api', 'TCP/9090', false],
@@ -380,7 +584,19 @@ const cases: Case[] = [
   },
   {
     name: 'IPv6 ipBlocks match IPv6 addresses and never IPv4 ones',
-    policies: [np('prod', 'p', { podSelector: { matchLabels: { app: 'api' } }, ingress: [{ from: [{ ipBlock: { cidr: 'fd00::/96', except: ['fd00::1:0/120'] } }, { ipBlock: { cidr: '2001:db8::/32' } }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: { matchLabels: { app: 'api' } },
+        ingress: [
+          {
+            from: [
+              { ipBlock: { cidr: 'fd00::/96', except: ['fd00::1:0/120'] } },
+              { ipBlock: { cidr: '2001:db8::/32' } },
+            ],
+          },
+        ],
+      }),
+    ],
     probes: [
       ['fd00::5', 'prod/api', 'TCP/9090', true],
       ['fd00::1:5', 'prod/api', 'TCP/9090', false],
@@ -390,7 +606,12 @@ const cases: Case[] = [
   },
   {
     name: 'a dual-stack pod is matched by selector on both of its addresses',
-    policies: [np('prod', 'p', { podSelector: { matchLabels: { app: 'api' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'web' } } }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: { matchLabels: { app: 'api' } },
+        ingress: [{ from: [{ podSelector: { matchLabels: { app: 'web' } } }] }],
+      }),
+    ],
     probes: [
       ['10.1.0.1', '10.1.0.2', 'TCP/9090', true],
       ['fd00::1:1', 'fd00::1:2', 'TCP/9090', true],
@@ -399,7 +620,13 @@ const cases: Case[] = [
   },
   {
     name: 'egress deny-all except DNS lets UDP 53 out to anywhere and nothing else',
-    policies: [np('prod', 'p', { podSelector: {}, policyTypes: ['Egress'], egress: [{ ports: [{ protocol: 'UDP', port: 53 }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: {},
+        policyTypes: ['Egress'],
+        egress: [{ ports: [{ protocol: 'UDP', port: 53 }] }],
+      }),
+    ],
     probes: [
       ['prod/web', '8.8.8.8', 'UDP/53', true],
       ['prod/web', 'dev/tool', 'UDP/53', true],
@@ -409,12 +636,22 @@ const cases: Case[] = [
   },
   {
     name: 'a peer selector that matches no pod allows nothing',
-    policies: [np('prod', 'p', { podSelector: {}, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'ghost' } } }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: {},
+        ingress: [{ from: [{ podSelector: { matchLabels: { app: 'ghost' } } }] }],
+      }),
+    ],
     probes: [['prod/web', 'prod/api', 'TCP/9090', false]],
   },
   {
     name: 'a namespaceSelector that selects no namespace allows nothing',
-    policies: [np('prod', 'p', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 'ghost' } } }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: {},
+        ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 'ghost' } } }] }],
+      }),
+    ],
     probes: [['ops/monitor', 'prod/api', 'TCP/9090', false]],
   },
   {
@@ -428,7 +665,12 @@ const cases: Case[] = [
       pod('prod', 'node-agent', { labels: { app: 'web' }, ips: ['10.9.0.1'], hostNetwork: true }),
       pod('prod', 'job', { labels: { app: 'web' }, ips: ['10.9.0.2'], phase: 'Succeeded' }),
     ],
-    policies: [np('prod', 'p', { podSelector: { matchLabels: { app: 'db' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'web' } } }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: { matchLabels: { app: 'db' } },
+        ingress: [{ from: [{ podSelector: { matchLabels: { app: 'web' } } }] }],
+      }),
+    ],
     probes: [
       ['prod/web', 'prod/db', 'TCP/5432', true],
       ['10.9.0.1', 'prod/db', 'TCP/5432', false],
@@ -438,7 +680,18 @@ const cases: Case[] = [
   {
     name: 'a namespace known only from its pods still has its automatic name label',
     objects: [pod('ghost', 'p1', { labels: { app: 'x' }, ips: ['10.8.0.1'] })],
-    policies: [np('prod', 'p', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ghost' } } }] }] })],
+    policies: [
+      np('prod', 'p', {
+        podSelector: {},
+        ingress: [
+          {
+            from: [
+              { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ghost' } } },
+            ],
+          },
+        ],
+      }),
+    ],
     probes: [
       ['ghost/p1', 'prod/web', 'TCP/8080', true],
       ['dev/tool', 'prod/web', 'TCP/8080', false],
@@ -453,7 +706,10 @@ describe('NetworkPolicy semantics', () => {
       assert.deepEqual(issues, [], 'fixture objects are valid');
       const wrong = c.probes
         .filter(([from, to, service, want]) => allows(tables, from, to, service) !== want)
-        .map(([from, to, service, want]) => `${from} -> ${to} ${service}: want ${want ? 'allowed' : 'denied'}`);
+        .map(
+          ([from, to, service, want]) =>
+            `${from} -> ${to} ${service}: want ${want ? 'allowed' : 'denied'}`,
+        );
       assert.deepEqual(wrong, []);
     });
   }
@@ -462,12 +718,28 @@ describe('NetworkPolicy semantics', () => {
 test('an address two pods claim (reuse before the old pod is gone) is decided as one pod, the last by name, for every rule', () => {
   const { tables } = build([
     namespace('a'),
-    pod('a', 'new', { labels: { app: 'x' }, ips: ['10.9.9.9'], ports: [{ name: 'http', port: 9090 }] }),
-    pod('a', 'old', { labels: { app: 'x' }, ips: ['10.9.9.9'], ports: [{ name: 'http', port: 8080 }] }),
+    pod('a', 'new', {
+      labels: { app: 'x' },
+      ips: ['10.9.9.9'],
+      ports: [{ name: 'http', port: 9090 }],
+    }),
+    pod('a', 'old', {
+      labels: { app: 'x' },
+      ips: ['10.9.9.9'],
+      ports: [{ name: 'http', port: 8080 }],
+    }),
     pod('a', 'client', { labels: { app: 'client' }, ips: ['10.9.9.1'] }),
-    networkPolicy('a', 'out', { podSelector: { matchLabels: { app: 'client' } }, policyTypes: ['Egress'], egress: [{ ports: [{ port: 'http' }] }] }),
+    networkPolicy('a', 'out', {
+      podSelector: { matchLabels: { app: 'client' } },
+      policyTypes: ['Egress'],
+      egress: [{ ports: [{ port: 'http' }] }],
+    }),
   ]);
   assert.equal(tables.byIp.get(parseIp('10.9.9.9'))?.key, 'a/old');
   assert.equal(allows(tables, 'a/client', '10.9.9.9', 'TCP/8080'), true, "old's http");
-  assert.equal(allows(tables, 'a/client', '10.9.9.9', 'TCP/9090'), false, "new's http is not consulted for an address old holds");
+  assert.equal(
+    allows(tables, 'a/client', '10.9.9.9', 'TCP/9090'),
+    false,
+    "new's http is not consulted for an address old holds",
+  );
 });

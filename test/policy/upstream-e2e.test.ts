@@ -30,7 +30,11 @@ const PODS: readonly string[] = NAMESPACES.flatMap((ns) => POD_NAMES.map((p) => 
 
 type Port = { name?: string; port: number; protocol?: string };
 const SERVE_PORTS: Port[] = [80, 81].flatMap((port) =>
-  ['TCP', 'UDP', 'SCTP'].map((protocol) => ({ name: `serve-${port}-${protocol.toLowerCase()}`, port, protocol })),
+  ['TCP', 'UDP', 'SCTP'].map((protocol) => ({
+    name: `serve-${port}-${protocol.toLowerCase()}`,
+    port,
+    protocol,
+  })),
 );
 
 /** The address of "ns/pod" in the model. */
@@ -67,29 +71,48 @@ function model(v: Variation = {}): Raw[] {
 type Selector = Raw;
 const labels = (matchLabels: Record<string, string>): Selector => ({ matchLabels });
 const ALL: Selector = {};
-function expr(key: string, operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist', values?: string[]): Selector {
+function expr(
+  key: string,
+  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist',
+  values?: string[],
+): Selector {
   return { matchExpressions: [{ key, operator, ...(values ? { values } : {}) }] };
 }
 const podSel = (s: Selector): Raw => ({ podSelector: s });
 const nsSel = (s: Selector): Raw => ({ namespaceSelector: s });
 const both = (ns: Selector, pods: Selector): Raw => ({ namespaceSelector: ns, podSelector: pods });
-const cidr = (block: string, except?: string[]): Raw => ({ ipBlock: { cidr: block, ...(except ? { except } : {}) } });
+const cidr = (block: string, except?: string[]): Raw => ({
+  ipBlock: { cidr: block, ...(except ? { except } : {}) },
+});
 const nsName = (name: string): Selector => labels({ 'kubernetes.io/metadata.name': name });
 const port = (p?: number | string, protocol?: string, endPort?: number): Raw => ({
   ...(p !== undefined ? { port: p } : {}),
   ...(protocol ? { protocol } : {}),
   ...(endPort !== undefined ? { endPort } : {}),
 });
-const from = (peers?: Raw[], ports?: Raw[]): Raw => ({ ...(peers ? { from: peers } : {}), ...(ports ? { ports } : {}) });
-const to = (peers?: Raw[], ports?: Raw[]): Raw => ({ ...(peers ? { to: peers } : {}), ...(ports ? { ports } : {}) });
+const from = (peers?: Raw[], ports?: Raw[]): Raw => ({
+  ...(peers ? { from: peers } : {}),
+  ...(ports ? { ports } : {}),
+});
+const to = (peers?: Raw[], ports?: Raw[]): Raw => ({
+  ...(peers ? { to: peers } : {}),
+  ...(ports ? { ports } : {}),
+});
 
 /** A policy the way the e2e helpers build it: policyTypes lists exactly the directions given. */
-function policy(ns: string, name: string, podSelector: Selector, rules: { ingress?: Raw[]; egress?: Raw[] }): Raw {
+function policy(
+  ns: string,
+  name: string,
+  podSelector: Selector,
+  rules: { ingress?: Raw[]; egress?: Raw[] },
+): Raw {
   const policyTypes = [...(rules.ingress ? ['Ingress'] : []), ...(rules.egress ? ['Egress'] : [])];
   return networkPolicy(ns, name, { podSelector, policyTypes, ...rules });
 }
-const ingress = (ns: string, name: string, s: Selector, ...rules: Raw[]) => policy(ns, name, s, { ingress: rules });
-const egress = (ns: string, name: string, s: Selector, ...rules: Raw[]) => policy(ns, name, s, { egress: rules });
+const ingress = (ns: string, name: string, s: Selector, ...rules: Raw[]) =>
+  policy(ns, name, s, { ingress: rules });
+const egress = (ns: string, name: string, s: Selector, ...rules: Raw[]) =>
+  policy(ns, name, s, { egress: rules });
 const denyIngress = (ns: string, s: Selector = ALL) => ingress(ns, 'deny-ingress', s);
 const denyEgress = (ns: string, s: Selector = ALL) => egress(ns, 'deny-egress', s);
 
@@ -130,7 +153,8 @@ function expectedMatrix(edits: readonly Edit[]): Map<string, boolean> {
   for (const [fp, tp, allowed] of edits) {
     const hit = PODS.some((f) => matches(fp, f)) && PODS.some((t) => matches(tp, t));
     if (!hit) throw new Error(`expectation edit [${fp}, ${tp}] matches no pod pair`);
-    for (const f of PODS) for (const t of PODS) if (matches(fp, f) && matches(tp, t)) m.set(`${f} ${t}`, allowed);
+    for (const f of PODS)
+      for (const t of PODS) if (matches(fp, f) && matches(tp, t)) m.set(`${f} ${t}`, allowed);
   }
   for (const p of PODS) m.set(`${p} ${p}`, true);
   return m;
@@ -150,7 +174,9 @@ function checkProbe(tables: ReturnType<typeof build>['tables'], p: Probe): strin
       const verdict = allows(tables, f, t, p.probe);
       got.set(`${f} ${t}`, verdict);
       if (verdict !== want.get(`${f} ${t}`)) {
-        wrong.push(`  ${f} -> ${t}: Kubernetes ${want.get(`${f} ${t}`) ? 'ALLOWS' : 'DENIES'}, Weir ${verdict ? 'allowed' : 'denied'}`);
+        wrong.push(
+          `  ${f} -> ${t}: Kubernetes ${want.get(`${f} ${t}`) ? 'ALLOWS' : 'DENIES'}, Weir ${verdict ? 'allowed' : 'denied'}`,
+        );
       }
     }
   }
@@ -162,7 +188,10 @@ function checkProbe(tables: ReturnType<typeof build>['tables'], p: Probe): strin
     `expected (. allowed, X denied):`,
     table((f, t) => mark(want.get(`${f} ${t}`))),
     `observed (* marks a difference):`,
-    table((f, t) => mark(got.get(`${f} ${t}`)) + (got.get(`${f} ${t}`) === want.get(`${f} ${t}`) ? '' : '*')),
+    table(
+      (f, t) =>
+        mark(got.get(`${f} ${t}`)) + (got.get(`${f} ${t}`) === want.get(`${f} ${t}`) ? '' : '*'),
+    ),
   ].join('\n');
 }
 
@@ -207,7 +236,9 @@ const cases: Case[] = [
   {
     name: 'a namespaceSelector peer admits every pod of the matching namespaces and no other',
     e2e: 'should enforce policy to allow traffic only from a different namespace, based on NamespaceSelector',
-    policies: [ingress('x', 'allow-client-a-via-ns-selector', X_A, from([nsSel(labels({ ns: 'y' }))]))],
+    policies: [
+      ingress('x', 'allow-client-a-via-ns-selector', X_A, from([nsSel(labels({ ns: 'y' }))])),
+    ],
     expect: [on('TCP/80', ['x/*', 'x/a', N], ['z/*', 'x/a', N])],
   },
   {
@@ -219,31 +250,61 @@ const cases: Case[] = [
   {
     name: 'a namespaceSelector peer with matchExpressions In admits the listed namespaces',
     e2e: 'should enforce policy based on NamespaceSelector with MatchExpressions',
-    policies: [ingress('x', 'allow-ns-y-match-selector', X_A, from([nsSel(expr('kubernetes.io/metadata.name', 'In', ['y']))]))],
+    policies: [
+      ingress(
+        'x',
+        'allow-ns-y-match-selector',
+        X_A,
+        from([nsSel(expr('kubernetes.io/metadata.name', 'In', ['y']))]),
+      ),
+    ],
     expect: [on('TCP/80', ['x/*', 'x/a', N], ['z/*', 'x/a', N])],
   },
   {
     name: 'two separate peers are ORed: other namespaces, or pod b of the own namespace',
     e2e: 'should enforce policy based on PodSelector or NamespaceSelector',
-    policies: [ingress('x', 'allow-ns-y-match-selector', X_A, from([nsSel(NOT_X), podSel(labels({ pod: 'b' }))]))],
+    policies: [
+      ingress(
+        'x',
+        'allow-ns-y-match-selector',
+        X_A,
+        from([nsSel(NOT_X), podSel(labels({ pod: 'b' }))]),
+      ),
+    ],
     expect: [on('TCP/80', ['x/c', 'x/a', N])],
   },
   {
     name: 'namespaceSelector and podSelector in one peer are ANDed: pod b of namespaces other than x',
     e2e: 'should enforce policy based on PodSelector and NamespaceSelector',
-    policies: [ingress('x', 'allow-ns-y-podselector-and-nsselector', X_A, from([both(NOT_X, labels({ pod: 'b' }))]))],
+    policies: [
+      ingress(
+        'x',
+        'allow-ns-y-podselector-and-nsselector',
+        X_A,
+        from([both(NOT_X, labels({ pod: 'b' }))]),
+      ),
+    ],
     expect: [on('TCP/80', ['*', 'x/a', N], ['y/b', 'x/a', Y], ['z/b', 'x/a', Y])],
   },
   {
     name: 'an ANDed peer with matchExpressions on both selectors admits pods b and c of other namespaces',
     e2e: 'should enforce policy based on Multiple PodSelectors and NamespaceSelectors',
-    policies: [ingress('x', 'allow-ns-y-z-pod-b-c', X_A, from([both(NOT_X, expr('pod', 'In', ['b', 'c']))]))],
+    policies: [
+      ingress('x', 'allow-ns-y-z-pod-b-c', X_A, from([both(NOT_X, expr('pod', 'In', ['b', 'c']))])),
+    ],
     expect: [on('TCP/80', ['x/*', 'x/a', N], ['*/a', 'x/a', N])],
   },
   {
     name: 'several podSelector peers in one rule admit the union of their pods',
     e2e: 'should enforce policy based on any PodSelectors',
-    policies: [ingress('x', 'allow-ns-x-pod-b-c', X_A, from([podSel(labels({ pod: 'b' })), podSel(labels({ pod: 'c' }))]))],
+    policies: [
+      ingress(
+        'x',
+        'allow-ns-x-pod-b-c',
+        X_A,
+        from([podSel(labels({ pod: 'b' })), podSel(labels({ pod: 'c' }))]),
+      ),
+    ],
     expect: [on('TCP/80', ['*', 'x/a', N], ['x/b', 'x/a', Y], ['x/c', 'x/a', Y])],
   },
   {
@@ -256,7 +317,11 @@ const cases: Case[] = [
     name: 'a rule with a numeric port admits its peers on that port only',
     e2e: 'should enforce policy based on Ports',
     policies: [ingress('x', 'allow-port-81', X_A, from([nsSel(nsName('y'))], [port(81, 'TCP')]))],
-    expect: [on('TCP/81', ['x/*', 'x/a', N], ['z/*', 'x/a', N]), on('TCP/80', ['*', 'x/a', N]), on('UDP/81', ['*', 'x/a', N])],
+    expect: [
+      on('TCP/81', ['x/*', 'x/a', N], ['z/*', 'x/a', N]),
+      on('TCP/80', ['*', 'x/a', N]),
+      on('UDP/81', ['*', 'x/a', N]),
+    ],
   },
   {
     name: 'stacked policies selecting the same pod are a union: a second policy opens port 80 as well',
@@ -286,7 +351,14 @@ const cases: Case[] = [
   {
     name: 'a named port combined with a namespaceSelector admits that namespace on that port only',
     e2e: 'should allow ingress access from namespace on one named port',
-    policies: [ingress('x', 'allow-y-80-by-name', X_A, from([nsSel(nsName('y'))], [port('serve-80-tcp', 'TCP')]))],
+    policies: [
+      ingress(
+        'x',
+        'allow-y-80-by-name',
+        X_A,
+        from([nsSel(nsName('y'))], [port('serve-80-tcp', 'TCP')]),
+      ),
+    ],
     expect: [on('TCP/80', ['x/*', 'x/a', N], ['z/*', 'x/a', N]), on('TCP/81', ['*', 'x/a', N])],
   },
   {
@@ -298,7 +370,13 @@ const cases: Case[] = [
   {
     name: 'ingress: [] (no rules) denies every source, unlike ingress: [{}]',
     e2e: 'should enforce updated policy (after the update)',
-    policies: [networkPolicy('x', 'allow-all-mutate-to-deny-all', { podSelector: {}, policyTypes: ['Ingress'], ingress: [] })],
+    policies: [
+      networkPolicy('x', 'allow-all-mutate-to-deny-all', {
+        podSelector: {},
+        policyTypes: ['Ingress'],
+        ingress: [],
+      }),
+    ],
     expect: [on('TCP/81', ['*', 'x/*', N])],
   },
   {
@@ -317,20 +395,29 @@ const cases: Case[] = [
   {
     name: 'a podSelector with two labels does not admit a pod carrying only one of them',
     e2e: 'should allow ingress access from updated pod (before the label)',
-    policies: [ingress('x', 'allow-pod2', X_A, from([podSel(labels({ pod: 'b', pod2: 'updated' }))]))],
+    policies: [
+      ingress('x', 'allow-pod2', X_A, from([podSel(labels({ pod: 'b', pod2: 'updated' }))])),
+    ],
     expect: [on('TCP/80', ['*', 'x/a', N])],
   },
   {
     name: 'a podSelector with two labels admits a pod once it carries both',
     e2e: 'should allow ingress access from updated pod (after the label)',
     cluster: { labels: { 'x/b': { pod2: 'updated' } } },
-    policies: [ingress('x', 'allow-pod2', X_A, from([podSel(labels({ pod: 'b', pod2: 'updated' }))]))],
+    policies: [
+      ingress('x', 'allow-pod2', X_A, from([podSel(labels({ pod: 'b', pod2: 'updated' }))])),
+    ],
     expect: [on('TCP/80', ['*', 'x/a', N], ['x/b', 'x/a', Y])],
   },
   {
     name: 'an empty podSelector peer admits all pods of the own namespace and none of the others',
     e2e: 'should deny ingress from pods on other namespaces',
-    policies: [networkPolicy('x', 'deny-empty-policy', { podSelector: {}, ingress: [{ from: [{ podSelector: { matchLabels: {} } }] }] })],
+    policies: [
+      networkPolicy('x', 'deny-empty-policy', {
+        podSelector: {},
+        ingress: [{ from: [{ podSelector: { matchLabels: {} } }] }],
+      }),
+    ],
     expect: [on('TCP/80', ['y/*', 'x/*', N], ['z/*', 'x/*', N])],
   },
   {
@@ -361,7 +448,12 @@ const cases: Case[] = [
   {
     name: 'ingress and egress rules in one policy are enforced together',
     e2e: 'should work with Ingress, Egress specified together',
-    policies: [policy('x', 'both', X_A, { ingress: [from([podSel(labels({ pod: 'b' }))])], egress: [to(undefined, [port(80)])] })],
+    policies: [
+      policy('x', 'both', X_A, {
+        ingress: [from([podSel(labels({ pod: 'b' }))])],
+        egress: [to(undefined, [port(80)])],
+      }),
+    ],
     expect: [
       on('TCP/80', ['*', 'x/a', N], ['x/b', 'x/a', Y]),
       on('TCP/81', ['*', 'x/a', N], ['x/a', '*', N], ['x/b', 'x/a', Y]),
@@ -386,19 +478,35 @@ const cases: Case[] = [
   {
     name: 'a port entry with a protocol and no port admits every port of that protocol only',
     e2e: 'should enforce ingress policy allowing any port traffic to a server on a specific protocol',
-    policies: [ingress('x', 'allow-ingress-by-proto', X_A, from(undefined, [port(undefined, 'TCP')]))],
-    expect: [on('TCP/80'), on('TCP/81'), on('TCP/65535'), on('UDP/80', ['*', 'x/a', N]), on('SCTP/80', ['*', 'x/a', N])],
+    policies: [
+      ingress('x', 'allow-ingress-by-proto', X_A, from(undefined, [port(undefined, 'TCP')])),
+    ],
+    expect: [
+      on('TCP/80'),
+      on('TCP/81'),
+      on('TCP/65535'),
+      on('UDP/80', ['*', 'x/a', N]),
+      on('SCTP/80', ['*', 'x/a', N]),
+    ],
   },
   {
     name: 'a numeric port without a protocol means TCP',
     e2e: 'should enforce multiple ingress policies with ingress allow-all policy taking precedence (first policy alone)',
     policies: [ingress('x', 'allow-ingress-port-80', ALL, from(undefined, [port(80)]))],
-    expect: [on('TCP/80'), on('TCP/81', ['*', 'x/*', N]), on('UDP/80', ['*', 'x/*', N]), on('SCTP/80', ['*', 'x/*', N])],
+    expect: [
+      on('TCP/80'),
+      on('TCP/81', ['*', 'x/*', N]),
+      on('UDP/80', ['*', 'x/*', N]),
+      on('SCTP/80', ['*', 'x/*', N]),
+    ],
   },
   {
     name: 'an allow-all ingress policy opens what a narrower policy on the same pods leaves closed',
     e2e: 'should enforce multiple ingress policies with ingress allow-all policy taking precedence',
-    policies: [ingress('x', 'allow-ingress-port-80', ALL, from(undefined, [port(80)])), ingress('x', 'allow-ingress', ALL, {})],
+    policies: [
+      ingress('x', 'allow-ingress-port-80', ALL, from(undefined, [port(80)])),
+      ingress('x', 'allow-ingress', ALL, {}),
+    ],
     expect: [on('TCP/81'), on('UDP/80')],
   },
   {
@@ -410,7 +518,10 @@ const cases: Case[] = [
   {
     name: 'an allow-all egress policy opens what a narrower egress policy leaves closed',
     e2e: 'should enforce multiple egress policies with egress allow-all policy taking precedence',
-    policies: [egress('x', 'allow-egress-port-80', ALL, to(undefined, [port(80)])), egress('x', 'allow-egress', ALL, {})],
+    policies: [
+      egress('x', 'allow-egress-port-80', ALL, to(undefined, [port(80)])),
+      egress('x', 'allow-egress', ALL, {}),
+    ],
     expect: [on('TCP/81'), on('UDP/80')],
   },
   {
@@ -422,16 +533,29 @@ const cases: Case[] = [
   {
     name: 'an egress ipBlock of one pod’s /32 admits that pod alone',
     e2e: 'should allow egress access to server in CIDR block',
-    policies: [egress('x', 'allow-client-a-via-cidr-egress-rule', X_A, to([cidr(`${ip('y/b')}/32`)]))],
+    policies: [
+      egress('x', 'allow-client-a-via-cidr-egress-rule', X_A, to([cidr(`${ip('y/b')}/32`)])),
+    ],
     expect: [on('TCP/80', ['x/a', '*', N], ['x/a', 'y/b', Y])],
     also: [['x/a', '192.168.1.1', 'TCP/80', N]],
   },
   {
     name: 'an ipBlock except carves one pod’s /32 out of a large CIDR',
     e2e: 'should enforce except clause while egress access to server in CIDR block',
-    policies: [egress('x', 'allow-client-a-via-cidr-egress-rule', X_A, to([cidr('0.0.0.0/4', [`${ip('x/b')}/32`])]))],
+    policies: [
+      egress(
+        'x',
+        'allow-client-a-via-cidr-egress-rule',
+        X_A,
+        to([cidr('0.0.0.0/4', [`${ip('x/b')}/32`])]),
+      ),
+    ],
     expect: [on('TCP/80', ['x/a', 'x/b', N])],
-    also: [['x/a', '10.200.0.1', 'TCP/80', Y], ['x/a', '16.0.0.1', 'TCP/80', N], ['x/a', '8.8.8.8', 'UDP/53', Y]],
+    also: [
+      ['x/a', '10.200.0.1', 'TCP/80', Y],
+      ['x/a', '16.0.0.1', 'TCP/80', N],
+      ['x/a', '8.8.8.8', 'UDP/53', Y],
+    ],
   },
   {
     name: 'an address excepted from one policy’s ipBlock is still admitted by another policy’s ipBlock',
@@ -445,7 +569,9 @@ const cases: Case[] = [
   {
     name: 'replacing the except policy with a /32 policy leaves egress to that pod alone',
     e2e: 'should ensure an IP overlapping both IPBlock.CIDR and IPBlock.Except is allowed (after the update)',
-    policies: [egress('x', 'allow-client-a-via-cidr-egress-rule', X_A, to([cidr(`${ip('x/b')}/32`)]))],
+    policies: [
+      egress('x', 'allow-client-a-via-cidr-egress-rule', X_A, to([cidr(`${ip('x/b')}/32`)])),
+    ],
     expect: [on('TCP/80', ['x/a', '*', N], ['x/a', 'x/b', Y])],
   },
   {
@@ -457,14 +583,22 @@ const cases: Case[] = [
   {
     name: 'an SCTP port rule does not admit TCP on the same port',
     e2e: "should not mistakenly treat 'protocol: SCTP' as 'protocol: TCP', even if the plugin doesn't support SCTP",
-    policies: [denyIngress('x'), ingress('x', 'allow-only-sctp-81', X_A, from(undefined, [port(81, 'SCTP')]))],
+    policies: [
+      denyIngress('x'),
+      ingress('x', 'allow-only-sctp-81', X_A, from(undefined, [port(81, 'SCTP')])),
+    ],
     expect: [on('TCP/81', ['*', 'x/*', N]), on('SCTP/81', ['*', 'x/*', N], ['*', 'x/a', Y])],
   },
   {
     name: 'a policy admitting only SCTP still isolates the pod for TCP',
     e2e: "should properly isolate pods that are selected by a policy allowing SCTP, even if the plugin doesn't support SCTP",
     policies: [ingress('x', 'allow-only-sctp-80', X_A, from(undefined, [port(80, 'SCTP')]))],
-    expect: [on('TCP/81', ['*', 'x/a', N]), on('TCP/80', ['*', 'x/a', N]), on('SCTP/80'), on('SCTP/81', ['*', 'x/a', N])],
+    expect: [
+      on('TCP/81', ['*', 'x/a', N]),
+      on('TCP/80', ['*', 'x/a', N]),
+      on('SCTP/80'),
+      on('SCTP/81', ['*', 'x/a', N]),
+    ],
   },
   {
     name: 'a UDP port rule does not admit TCP on the same port',
@@ -481,7 +615,14 @@ const cases: Case[] = [
   {
     name: 'an egress namespaceSelector NotIn on kubernetes.io/metadata.name excludes that namespace',
     e2e: 'should enforce policy based on NamespaceSelector with MatchExpressions using default ns label',
-    policies: [egress('x', 'allow-not-y', X_A, to([nsSel(expr('kubernetes.io/metadata.name', 'NotIn', ['y']))]))],
+    policies: [
+      egress(
+        'x',
+        'allow-not-y',
+        X_A,
+        to([nsSel(expr('kubernetes.io/metadata.name', 'NotIn', ['y']))]),
+      ),
+    ],
     expect: [on('TCP/80', ['x/a', 'y/*', N])],
   },
   // --- Upstream: "... using UDP" and "... using SCTP" ------------------------
@@ -489,25 +630,40 @@ const cases: Case[] = [
     name: 'default-deny ingress applies to UDP and SCTP as to TCP',
     e2e: "should support a 'default-deny-ingress' policy (UDP and SCTP contexts)",
     policies: [denyIngress('x')],
-    expect: [on('UDP/80', ['*', 'x/*', N]), on('SCTP/80', ['*', 'x/*', N]), on('UDP/81', ['*', 'x/*', N])],
+    expect: [
+      on('UDP/80', ['*', 'x/*', N]),
+      on('SCTP/80', ['*', 'x/*', N]),
+      on('UDP/81', ['*', 'x/*', N]),
+    ],
   },
   {
     name: 'a UDP port rule admits its namespace on that UDP port only',
     e2e: 'should enforce policy based on Ports (UDP context)',
     policies: [ingress('x', 'allow-81-udp', X_A, from([nsSel(nsName('y'))], [port(81, 'UDP')]))],
-    expect: [on('UDP/81', ['x/*', 'x/a', N], ['z/*', 'x/a', N]), on('TCP/81', ['*', 'x/a', N]), on('UDP/80', ['*', 'x/a', N])],
+    expect: [
+      on('UDP/81', ['x/*', 'x/a', N], ['z/*', 'x/a', N]),
+      on('TCP/81', ['*', 'x/a', N]),
+      on('UDP/80', ['*', 'x/a', N]),
+    ],
   },
   {
     name: 'an SCTP port rule admits its namespace on that SCTP port only',
     e2e: 'should enforce policy based on Ports (SCTP context)',
     policies: [ingress('x', 'allow-81-sctp', X_A, from([nsSel(nsName('y'))], [port(81, 'SCTP')]))],
-    expect: [on('SCTP/81', ['x/*', 'x/a', N], ['z/*', 'x/a', N]), on('TCP/81', ['*', 'x/a', N]), on('UDP/81', ['*', 'x/a', N])],
+    expect: [
+      on('SCTP/81', ['x/*', 'x/a', N], ['z/*', 'x/a', N]),
+      on('TCP/81', ['*', 'x/a', N]),
+      on('UDP/81', ['*', 'x/a', N]),
+    ],
   },
   {
     name: 'a rule without ports admits an ANDed peer on UDP and SCTP alike',
     e2e: 'should enforce policy to allow traffic only from a pod in a different namespace based on PodSelector and NamespaceSelector (UDP and SCTP contexts)',
     policies: [ingress('x', 'allow-ns-y-pod-a', X_A, from([both(nsName('y'), X_A)]))],
-    expect: [on('UDP/80', ['*', 'x/a', N], ['y/a', 'x/a', Y]), on('SCTP/80', ['*', 'x/a', N], ['y/a', 'x/a', Y])],
+    expect: [
+      on('UDP/80', ['*', 'x/a', N], ['y/a', 'x/a', Y]),
+      on('SCTP/80', ['*', 'x/a', N], ['y/a', 'x/a', Y]),
+    ],
   },
   // --- Beyond the e2e suite -------------------------------------------------
   {
@@ -518,7 +674,10 @@ const cases: Case[] = [
   {
     name: 'a policy podSelector with Exists selects the pods carrying the key, DoesNotExist the others',
     cluster: { labels: { 'x/b': { tier: 'front' } } },
-    policies: [denyIngress('x', expr('tier', 'Exists')), denyEgress('x', expr('tier', 'DoesNotExist'))],
+    policies: [
+      denyIngress('x', expr('tier', 'Exists')),
+      denyEgress('x', expr('tier', 'DoesNotExist')),
+    ],
     expect: [on('TCP/80', ['*', 'x/b', N], ['x/a', '*', N], ['x/c', '*', N])],
   },
   {
@@ -536,7 +695,9 @@ const cases: Case[] = [
   {
     name: 'a peer namespaceSelector with DoesNotExist admits the namespaces lacking the key',
     cluster: { labels: { y: { restricted: 'true' } } },
-    policies: [ingress('x', 'from-unrestricted', ALL, from([nsSel(expr('restricted', 'DoesNotExist'))]))],
+    policies: [
+      ingress('x', 'from-unrestricted', ALL, from([nsSel(expr('restricted', 'DoesNotExist'))])),
+    ],
     expect: [on('TCP/80', ['y/*', 'x/*', N])],
   },
   {
@@ -556,73 +717,156 @@ const cases: Case[] = [
   },
   {
     name: 'an ingress named port admits each pod on its own number, and not pods that do not declare it',
-    cluster: { ports: { 'x/a': [{ name: 'http-alt', port: 8080, protocol: 'TCP' }], 'x/b': [{ name: 'http-alt', port: 9090, protocol: 'TCP' }] } },
+    cluster: {
+      ports: {
+        'x/a': [{ name: 'http-alt', port: 8080, protocol: 'TCP' }],
+        'x/b': [{ name: 'http-alt', port: 9090, protocol: 'TCP' }],
+      },
+    },
     policies: [ingress('x', 'allow-http-alt', ALL, from(undefined, [port('http-alt')]))],
-    expect: [on('TCP/8080', ['*', 'x/b', N], ['*', 'x/c', N]), on('TCP/9090', ['*', 'x/a', N], ['*', 'x/c', N]), on('TCP/80', ['*', 'x/*', N])],
+    expect: [
+      on('TCP/8080', ['*', 'x/b', N], ['*', 'x/c', N]),
+      on('TCP/9090', ['*', 'x/a', N], ['*', 'x/c', N]),
+      on('TCP/80', ['*', 'x/*', N]),
+    ],
   },
   {
     name: 'an egress named port admits only destinations that declare it, each on its own number',
-    cluster: { ports: { 'y/a': [{ name: 'http-alt', port: 8080 }], 'y/b': [{ name: 'http-alt', port: 9090 }] } },
+    cluster: {
+      ports: {
+        'y/a': [{ name: 'http-alt', port: 8080 }],
+        'y/b': [{ name: 'http-alt', port: 9090 }],
+      },
+    },
     policies: [egress('x', 'to-http-alt', X_A, to(undefined, [port('http-alt')]))],
-    expect: [on('TCP/8080', ['x/a', '*', N], ['x/a', 'y/a', Y]), on('TCP/9090', ['x/a', '*', N], ['x/a', 'y/b', Y]), on('UDP/8080', ['x/a', '*', N])],
+    expect: [
+      on('TCP/8080', ['x/a', '*', N], ['x/a', 'y/a', Y]),
+      on('TCP/9090', ['x/a', '*', N], ['x/a', 'y/b', Y]),
+      on('UDP/8080', ['x/a', '*', N]),
+    ],
   },
   {
     name: 'a named port with an explicit protocol does not match a same-named port of another protocol',
-    cluster: { ports: { 'x/b': [{ name: 'dns', port: 53, protocol: 'UDP' }], 'x/c': [{ name: 'dns', port: 53, protocol: 'TCP' }] } },
+    cluster: {
+      ports: {
+        'x/b': [{ name: 'dns', port: 53, protocol: 'UDP' }],
+        'x/c': [{ name: 'dns', port: 53, protocol: 'TCP' }],
+      },
+    },
     policies: [ingress('x', 'allow-dns-udp', ALL, from(undefined, [port('dns', 'UDP')]))],
     expect: [on('UDP/53', ['*', 'x/a', N], ['*', 'x/c', N]), on('TCP/53', ['*', 'x/*', N])],
   },
   {
     name: 'an ingress endPort range admits every port from port to endPort inclusive',
     policies: [ingress('x', 'allow-range', X_A, from(undefined, [port(81, 'TCP', 90)]))],
-    expect: [on('TCP/80', ['*', 'x/a', N]), on('TCP/81'), on('TCP/85'), on('TCP/90'), on('TCP/91', ['*', 'x/a', N]), on('UDP/85', ['*', 'x/a', N])],
+    expect: [
+      on('TCP/80', ['*', 'x/a', N]),
+      on('TCP/81'),
+      on('TCP/85'),
+      on('TCP/90'),
+      on('TCP/91', ['*', 'x/a', N]),
+      on('UDP/85', ['*', 'x/a', N]),
+    ],
   },
   {
     name: 'an egress endPort range without a protocol is a TCP range',
-    policies: [egress('x', 'egress-range', ALL, to([nsSel(nsName('y'))], [port(80, undefined, 81)]))],
-    expect: [on('TCP/80', ['x/*', '*', N], ['x/*', 'y/*', Y]), on('TCP/81', ['x/*', '*', N], ['x/*', 'y/*', Y]), on('TCP/82', ['x/*', '*', N]), on('UDP/80', ['x/*', '*', N])],
+    policies: [
+      egress('x', 'egress-range', ALL, to([nsSel(nsName('y'))], [port(80, undefined, 81)])),
+    ],
+    expect: [
+      on('TCP/80', ['x/*', '*', N], ['x/*', 'y/*', Y]),
+      on('TCP/81', ['x/*', '*', N], ['x/*', 'y/*', Y]),
+      on('TCP/82', ['x/*', '*', N]),
+      on('UDP/80', ['x/*', '*', N]),
+    ],
   },
   {
     name: 'an ingress ipBlock with an except admits the block’s pods and outside addresses but not the excepted pod',
-    policies: [ingress('x', 'from-y-subnet', X_A, from([cidr('10.0.2.0/24', [`${ip('y/b')}/32`])]))],
+    policies: [
+      ingress('x', 'from-y-subnet', X_A, from([cidr('10.0.2.0/24', [`${ip('y/b')}/32`])])),
+    ],
     expect: [on('TCP/80', ['*', 'x/a', N], ['y/a', 'x/a', Y], ['y/c', 'x/a', Y])],
-    also: [['10.0.2.200', 'x/a', 'TCP/80', Y], ['10.0.3.200', 'x/a', 'TCP/80', N], ['10.0.3.200', 'x/b', 'TCP/80', Y]],
+    also: [
+      ['10.0.2.200', 'x/a', 'TCP/80', Y],
+      ['10.0.3.200', 'x/a', 'TCP/80', N],
+      ['10.0.3.200', 'x/b', 'TCP/80', Y],
+    ],
   },
   {
     name: 'an egress ipBlock of 0.0.0.0/0 except the pod network reaches the outside but no pod',
     policies: [egress('x', 'internet-only', X_A, to([cidr('0.0.0.0/0', ['10.0.0.0/8'])]))],
     expect: [on('TCP/80', ['x/a', '*', N])],
-    also: [['x/a', '8.8.8.8', 'TCP/443', Y], ['x/a', '10.1.1.1', 'TCP/443', N], ['x/b', '10.1.1.1', 'TCP/443', Y]],
+    also: [
+      ['x/a', '8.8.8.8', 'TCP/443', Y],
+      ['x/a', '10.1.1.1', 'TCP/443', N],
+      ['x/b', '10.1.1.1', 'TCP/443', Y],
+    ],
   },
   {
     name: 'deny-all with an egress exception for DNS admits UDP 53 to anywhere and nothing else',
-    policies: [policy('x', 'deny-all-tcp-allow-dns', ALL, { ingress: [], egress: [to(undefined, [port(53, 'UDP')])] })],
-    expect: [on('UDP/53', ['*', 'x/*', N]), on('TCP/53', ['*', 'x/*', N], ['x/*', '*', N]), on('TCP/80', ['*', 'x/*', N], ['x/*', '*', N])],
-    also: [['x/a', '10.96.0.10', 'UDP/53', Y], ['x/a', '10.96.0.10', 'TCP/53', N], ['x/a', '8.8.8.8', 'TCP/443', N]],
+    policies: [
+      policy('x', 'deny-all-tcp-allow-dns', ALL, {
+        ingress: [],
+        egress: [to(undefined, [port(53, 'UDP')])],
+      }),
+    ],
+    expect: [
+      on('UDP/53', ['*', 'x/*', N]),
+      on('TCP/53', ['*', 'x/*', N], ['x/*', '*', N]),
+      on('TCP/80', ['*', 'x/*', N], ['x/*', '*', N]),
+    ],
+    also: [
+      ['x/a', '10.96.0.10', 'UDP/53', Y],
+      ['x/a', '10.96.0.10', 'TCP/53', N],
+      ['x/a', '8.8.8.8', 'TCP/443', N],
+    ],
   },
   {
     name: 'without policyTypes, a policy with only ingress rules isolates ingress only',
-    policies: [networkPolicy('x', 'defaulted-ingress', { podSelector: X_A, ingress: [from([podSel(labels({ pod: 'b' }))])] })],
+    policies: [
+      networkPolicy('x', 'defaulted-ingress', {
+        podSelector: X_A,
+        ingress: [from([podSel(labels({ pod: 'b' }))])],
+      }),
+    ],
     expect: [on('TCP/80', ['*', 'x/a', N], ['x/b', 'x/a', Y])],
   },
   {
     name: 'without policyTypes, a policy with egress rules isolates egress and ingress (and has no ingress rules)',
-    policies: [networkPolicy('x', 'defaulted-both', { podSelector: X_A, egress: [to([podSel(ALL)])] })],
+    policies: [
+      networkPolicy('x', 'defaulted-both', { podSelector: X_A, egress: [to([podSel(ALL)])] }),
+    ],
     expect: [on('TCP/80', ['*', 'x/a', N], ['x/a', 'y/*', N], ['x/a', 'z/*', N])],
   },
   {
     name: 'policyTypes [Egress] ignores the policy’s ingress rules and leaves ingress open',
-    policies: [networkPolicy('x', 'egress-only', { podSelector: X_A, policyTypes: ['Egress'], ingress: [from([podSel(labels({ pod: 'b' }))])], egress: [{}] })],
+    policies: [
+      networkPolicy('x', 'egress-only', {
+        podSelector: X_A,
+        policyTypes: ['Egress'],
+        ingress: [from([podSel(labels({ pod: 'b' }))])],
+        egress: [{}],
+      }),
+    ],
     expect: [on('TCP/80')],
   },
   {
     name: 'policyTypes [Ingress] ignores the policy’s egress rules and leaves egress open',
-    policies: [networkPolicy('x', 'ingress-only', { podSelector: X_A, policyTypes: ['Ingress'], ingress: [{}], egress: [to([podSel(labels({ pod: 'b' }))])] })],
+    policies: [
+      networkPolicy('x', 'ingress-only', {
+        podSelector: X_A,
+        policyTypes: ['Ingress'],
+        ingress: [{}],
+        egress: [to([podSel(labels({ pod: 'b' }))])],
+      }),
+    ],
     expect: [on('TCP/80')],
   },
   {
     name: 'policyTypes [Ingress] with no ingress field at all denies all ingress',
-    policies: [networkPolicy('x', 'ingress-absent', { podSelector: ALL, policyTypes: ['Ingress'] })],
+    policies: [
+      networkPolicy('x', 'ingress-absent', { podSelector: ALL, policyTypes: ['Ingress'] }),
+    ],
     expect: [on('TCP/80', ['*', 'x/*', N])],
   },
   {
@@ -632,12 +876,26 @@ const cases: Case[] = [
   },
   {
     name: 'rules of one policy are a union, each with its own ports: peers do not borrow another rule’s ports',
-    policies: [ingress('x', 'two-rules', X_A, from([podSel(labels({ pod: 'b' }))], [port(80)]), from([nsSel(nsName('z'))], [port(81)]))],
-    expect: [on('TCP/80', ['*', 'x/a', N], ['x/b', 'x/a', Y]), on('TCP/81', ['*', 'x/a', N], ['z/*', 'x/a', Y])],
+    policies: [
+      ingress(
+        'x',
+        'two-rules',
+        X_A,
+        from([podSel(labels({ pod: 'b' }))], [port(80)]),
+        from([nsSel(nsName('z'))], [port(81)]),
+      ),
+    ],
+    expect: [
+      on('TCP/80', ['*', 'x/a', N], ['x/b', 'x/a', Y]),
+      on('TCP/81', ['*', 'x/a', N], ['z/*', 'x/a', Y]),
+    ],
   },
   {
     name: 'two policies with different peers on the same pod are a union',
-    policies: [ingress('x', 'from-b', X_A, from([podSel(labels({ pod: 'b' }))])), ingress('x', 'from-y', X_A, from([nsSel(labels({ ns: 'y' }))]))],
+    policies: [
+      ingress('x', 'from-b', X_A, from([podSel(labels({ pod: 'b' }))])),
+      ingress('x', 'from-y', X_A, from([nsSel(labels({ ns: 'y' }))])),
+    ],
     expect: [on('TCP/80', ['*', 'x/a', N], ['x/b', 'x/a', Y], ['y/*', 'x/a', Y])],
   },
   {
@@ -654,12 +912,20 @@ describe('upstream Kubernetes e2e NetworkPolicy cases, on the full 9x9 x/y/z mod
     test(c.name, () => {
       const built = build([...model(c.cluster), ...c.policies]);
       assert.deepEqual(built.issues, [], 'fixture must be valid');
-      const failures = c.expect.map((p) => checkProbe(built.tables, p)).filter((f): f is string => f !== undefined);
+      const failures = c.expect
+        .map((p) => checkProbe(built.tables, p))
+        .filter((f): f is string => f !== undefined);
       for (const [f, t, probe, want] of c.also ?? []) {
         const got = allows(built.tables, f, t, probe);
-        if (got !== want) failures.push(`${probe}: ${f} -> ${t}: Kubernetes ${want ? 'ALLOWS' : 'DENIES'}, Weir ${got ? 'allowed' : 'denied'}`);
+        if (got !== want)
+          failures.push(
+            `${probe}: ${f} -> ${t}: Kubernetes ${want ? 'ALLOWS' : 'DENIES'}, Weir ${got ? 'allowed' : 'denied'}`,
+          );
       }
-      assert.ok(failures.length === 0, `${c.e2e ? `[e2e: ${c.e2e}]\n` : ''}${failures.join('\n\n')}`);
+      assert.ok(
+        failures.length === 0,
+        `${c.e2e ? `[e2e: ${c.e2e}]\n` : ''}${failures.join('\n\n')}`,
+      );
     });
   }
 

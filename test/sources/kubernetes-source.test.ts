@@ -11,30 +11,69 @@ import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { call, operatorClient } from '../../cli/clients.js';
-import type { KubeObject, NetworkPolicyObject, PodObject } from '../../controller/model/kube-objects.js';
-import { KubernetesSource, type KubernetesSourceOptions } from '../../controller/sources/kubernetes-source.js';
+import type {
+  KubeObject,
+  NetworkPolicyObject,
+  PodObject,
+} from '../../controller/model/kube-objects.js';
+import {
+  KubernetesSource,
+  type KubernetesSourceOptions,
+} from '../../controller/sources/kubernetes-source.js';
 import type { SourceEvent } from '../../controller/sources/source.js';
-import type { ListPoliciesReply__Output, StatusReply__Output } from '../../shared/generated/weir/v1/index.js';
+import type {
+  ListPoliciesReply__Output,
+  StatusReply__Output,
+} from '../../shared/generated/weir/v1/index.js';
 import { FakeApiServer, type Obj } from '../support/fake-apiserver.js';
 import { WeirProcess, eventually, freePort } from '../support/processes.js';
 
 // --- fixtures ------------------------------------------------------------------
 
-const namespace = (name: string, labels: Record<string, string> = {}): Obj => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } });
+const namespace = (name: string, labels: Record<string, string> = {}): Obj => ({
+  apiVersion: 'v1',
+  kind: 'Namespace',
+  metadata: { name, labels },
+});
 
-const pod = (ns: string, name: string, ip: string, labels: Record<string, string> = {}, tweak: (p: Obj) => void = () => {}): Obj => {
+const pod = (
+  ns: string,
+  name: string,
+  ip: string,
+  labels: Record<string, string> = {},
+  tweak: (p: Obj) => void = () => {},
+): Obj => {
   const p: Obj = {
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name, namespace: ns, labels, managedFields: [{ manager: 'kubectl', operation: 'Apply' }] },
-    spec: { nodeName: 'node-a', containers: [{ name: 'app', image: 'app:1', ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }] }] },
+    metadata: {
+      name,
+      namespace: ns,
+      labels,
+      managedFields: [{ manager: 'kubectl', operation: 'Apply' }],
+    },
+    spec: {
+      nodeName: 'node-a',
+      containers: [
+        {
+          name: 'app',
+          image: 'app:1',
+          ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }],
+        },
+      ],
+    },
     status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] },
   };
   tweak(p);
   return p;
 };
 
-const policy = (ns: string, name: string, spec: Record<string, unknown>): Obj => ({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name, namespace: ns }, spec });
+const policy = (ns: string, name: string, spec: Record<string, unknown>): Obj => ({
+  apiVersion: 'networking.k8s.io/v1',
+  kind: 'NetworkPolicy',
+  metadata: { name, namespace: ns },
+  spec,
+});
 
 /** Ingress from pods labelled app=web in namespaces labelled team=a, on a named port and a numeric range. */
 const webPolicy = (ns = 'shop', name = 'allow-web') =>
@@ -43,14 +82,21 @@ const webPolicy = (ns = 'shop', name = 'allow-web') =>
     policyTypes: ['Ingress'],
     ingress: [
       {
-        from: [{ podSelector: { matchLabels: { app: 'web' } }, namespaceSelector: { matchLabels: { team: 'a' } } }, { ipBlock: { cidr: '10.0.0.0/8', except: ['10.1.0.0/16'] } }],
+        from: [
+          {
+            podSelector: { matchLabels: { app: 'web' } },
+            namespaceSelector: { matchLabels: { team: 'a' } },
+          },
+          { ipBlock: { cidr: '10.0.0.0/8', except: ['10.1.0.0/16'] } },
+        ],
         ports: [{ port: 'http' }, { protocol: 'TCP', port: 9000, endPort: 9010 }],
       },
     ],
   });
 
 /** Port 70000 is out of range: the policy is rejected. */
-const badPolicy = (ns = 'shop', name = 'bad') => policy(ns, name, { podSelector: {}, ingress: [{ ports: [{ port: 70000 }] }] });
+const badPolicy = (ns = 'shop', name = 'bad') =>
+  policy(ns, name, { podSelector: {}, ingress: [{ ports: [{ port: 70000 }] }] });
 
 // --- harness ---------------------------------------------------------------------
 
@@ -68,7 +114,10 @@ class Harness implements AsyncDisposable {
     readonly server: FakeApiServer,
     options: Partial<KubernetesSourceOptions> = {},
   ) {
-    const log = pino({ level: 'debug' }, { write: (s: string) => void this.logs.push(JSON.parse(s) as LogLine) });
+    const log = pino(
+      { level: 'debug' },
+      { write: (s: string) => void this.logs.push(JSON.parse(s) as LogLine) },
+    );
     this.source = new KubernetesSource({
       kubeConfig: server.kubeConfig(),
       log,
@@ -95,7 +144,10 @@ class Harness implements AsyncDisposable {
   /** Synced, and the three watches open on the server (they open just after synced). */
   async synced(): Promise<number> {
     const at = await this.waitFor((e) => e.type === 'synced', 'synced');
-    await eventually(async () => (this.server.openWatches() === 3 ? true : undefined), 'three open watches');
+    await eventually(
+      async () => (this.server.openWatches() === 3 ? true : undefined),
+      'three open watches',
+    );
     return at;
   }
 
@@ -104,7 +156,10 @@ class Harness implements AsyncDisposable {
   }
 
   deletes(since = 0): string[] {
-    return this.events.slice(since).flatMap((e) => (e.type === 'delete' ? [`${e.kind} ${e.namespace}/${e.name}`] : [])).sort();
+    return this.events
+      .slice(since)
+      .flatMap((e) => (e.type === 'delete' ? [`${e.kind} ${e.namespace}/${e.name}`] : []))
+      .sort();
   }
 
   logged(msg: string): LogLine[] {
@@ -117,18 +172,32 @@ class Harness implements AsyncDisposable {
 }
 
 const isUpsert = (kind: string, ns: string, name: string) => (e: SourceEvent) =>
-  e.type === 'upsert' && e.object.kind === kind && e.object.name === name && (e.object.kind === 'Namespace' || e.object.namespace === ns);
-const isDelete = (kind: string, ns: string, name: string) => (e: SourceEvent) => e.type === 'delete' && e.kind === kind && e.namespace === ns && e.name === name;
+  e.type === 'upsert' &&
+  e.object.kind === kind &&
+  e.object.name === name &&
+  (e.object.kind === 'Namespace' || e.object.namespace === ns);
+const isDelete = (kind: string, ns: string, name: string) => (e: SourceEvent) =>
+  e.type === 'delete' && e.kind === kind && e.namespace === ns && e.name === name;
 
 async function seeded(): Promise<FakeApiServer> {
   const server = await FakeApiServer.start();
   server.apply(namespace('shop', { team: 'a' }));
   server.apply(namespace('payments', { team: 'b' }));
-  server.apply(pod('shop', 'api-1', '10.2.0.1', { app: 'api' }, (p) => ((p.status as { podIPs: unknown[] }).podIPs = [{ ip: '10.2.0.1' }, { ip: 'fd00::1' }])));
+  server.apply(
+    pod(
+      'shop',
+      'api-1',
+      '10.2.0.1',
+      { app: 'api' },
+      (p) => ((p.status as { podIPs: unknown[] }).podIPs = [{ ip: '10.2.0.1' }, { ip: 'fd00::1' }]),
+    ),
+  );
   server.apply(pod('shop', 'web-1', '10.2.0.2', { app: 'web' }));
   server.apply(pod('payments', 'db-1', '10.2.0.3', { app: 'db' }));
   server.apply(webPolicy());
-  server.apply(policy('payments', 'deny-all', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] }));
+  server.apply(
+    policy('payments', 'deny-all', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] }),
+  );
   return server;
 }
 
@@ -153,25 +222,42 @@ describe('Kubernetes source', () => {
     const syncedAt = await h.synced();
     const before = h.upserts().length;
     assert.equal(before, 7, 'two namespaces, three pods, two policies');
-    assert.equal(h.events.findIndex((e) => e.type === 'synced'), syncedAt);
+    assert.equal(
+      h.events.findIndex((e) => e.type === 'synced'),
+      syncedAt,
+    );
     assert.equal(h.events.filter((e) => e.type === 'synced').length, 1);
-    assert.ok(h.events.slice(0, syncedAt).every((e) => e.type === 'upsert'), 'nothing but upserts before synced');
-    assert.deepEqual(h.upserts().map((o) => `${o.kind} ${o.kind === 'Namespace' ? '' : o.namespace}/${o.name}`).sort(), [
-      'Namespace /payments',
-      'Namespace /shop',
-      'NetworkPolicy payments/deny-all',
-      'NetworkPolicy shop/allow-web',
-      'Pod payments/db-1',
-      'Pod shop/api-1',
-      'Pod shop/web-1',
-    ]);
+    assert.ok(
+      h.events.slice(0, syncedAt).every((e) => e.type === 'upsert'),
+      'nothing but upserts before synced',
+    );
+    assert.deepEqual(
+      h
+        .upserts()
+        .map((o) => `${o.kind} ${o.kind === 'Namespace' ? '' : o.namespace}/${o.name}`)
+        .sort(),
+      [
+        'Namespace /payments',
+        'Namespace /shop',
+        'NetworkPolicy payments/deny-all',
+        'NetworkPolicy shop/allow-web',
+        'Pod payments/db-1',
+        'Pod shop/api-1',
+        'Pod shop/web-1',
+      ],
+    );
 
     // Fields the typed client would have renamed or reshaped arrive intact:
     // the rule's `from` peers, named and numeric ports, both pod IPs, labels.
-    const np = h.upserts().find((o): o is NetworkPolicyObject => o.kind === 'NetworkPolicy' && o.name === 'allow-web')!;
+    const np = h
+      .upserts()
+      .find((o): o is NetworkPolicyObject => o.kind === 'NetworkPolicy' && o.name === 'allow-web')!;
     assert.equal(np.ingress.length, 1);
     assert.equal(np.ingress[0]!.peers.length, 2, 'both from-peers are read');
-    assert.deepEqual(np.ingress[0]!.peers[1], { kind: 'ipBlock', ipBlock: { cidr: '10.0.0.0/8', except: ['10.1.0.0/16'] } });
+    assert.deepEqual(np.ingress[0]!.peers[1], {
+      kind: 'ipBlock',
+      ipBlock: { cidr: '10.0.0.0/8', except: ['10.1.0.0/16'] },
+    });
     assert.deepEqual(np.ingress[0]!.ports, [
       { protocol: 'TCP', port: { kind: 'named', name: 'http' } },
       { protocol: 'TCP', port: { kind: 'range', start: 9000, end: 9010 } },
@@ -183,7 +269,12 @@ describe('Kubernetes source', () => {
     assert.notEqual(api.uid, '');
 
     const s = h.source.state();
-    assert.deepEqual(s, { kind: 'kubernetes', location: h.server.url, synced: true, lastError: '' });
+    assert.deepEqual(s, {
+      kind: 'kubernetes',
+      location: h.server.url,
+      synced: true,
+      lastError: '',
+    });
     // Paged: three pods in pages of two.
     assert.equal(h.server.requests.filter((r) => r.path === '/api/v1/pods' && !r.watch).length, 2);
     assert.ok(h.server.requests.some((r) => r.path === '/api/v1/pods' && r.query.has('continue')));
@@ -202,7 +293,10 @@ describe('Kubernetes source', () => {
     await h.waitFor(isDelete('NetworkPolicy', 'payments', 'deny-all'), 'the deleted policy', mark);
     await h.waitFor(isDelete('Pod', 'shop', 'web-1'), 'the deleted pod', mark);
     const shop = h.upserts(mark).find((o) => o.kind === 'Namespace')!;
-    assert.deepEqual(shop.kind === 'Namespace' && shop.labels, { team: 'c', 'kubernetes.io/metadata.name': 'shop' });
+    assert.deepEqual(shop.kind === 'Namespace' && shop.labels, {
+      team: 'c',
+      'kubernetes.io/metadata.name': 'shop',
+    });
   });
 
   test('an invalid object becomes an invalid event, and one Warning Event is recorded against it', async () => {
@@ -222,7 +316,10 @@ describe('Kubernetes source', () => {
     );
 
     h.source.reportRejected(rejection);
-    const [event] = await eventually(async () => (h.server.events().length > 0 ? h.server.events() : undefined), 'the Event');
+    const [event] = await eventually(
+      async () => (h.server.events().length > 0 ? h.server.events() : undefined),
+      'the Event',
+    );
     const stored = h.server.get('NetworkPolicy', 'shop', 'bad')!;
     assert.equal(event!.type, 'Warning');
     assert.equal(event!.reason, 'PolicyRejected');
@@ -235,7 +332,10 @@ describe('Kubernetes source', () => {
       uid: stored.metadata!.uid,
       resourceVersion: stored.metadata!.resourceVersion,
     });
-    assert.match(String(event!.message), /spec\.ingress\[0\]\.ports\[0\]\.port: 70000 is not between 1 and 65535/);
+    assert.match(
+      String(event!.message),
+      /spec\.ingress\[0\]\.ports\[0\]\.port: 70000 is not between 1 and 65535/,
+    );
 
     // The same rejection again (the controller sees it on every relist): not recorded twice.
     h.source.reportRejected(rejection);
@@ -243,9 +343,17 @@ describe('Kubernetes source', () => {
 
     // A rejected Namespace (cluster-scoped): its Event goes to "default", as client-go records them.
     h.server.apply(namespace('odd', { team: 'not a valid value' }));
-    const nsAt = await h.waitFor((e) => e.type === 'invalid' && e.kind === 'Namespace', 'the namespace rejection', mark);
+    const nsAt = await h.waitFor(
+      (e) => e.type === 'invalid' && e.kind === 'Namespace',
+      'the namespace rejection',
+      mark,
+    );
     h.source.reportRejected(h.events[nsAt] as Extract<SourceEvent, { type: 'invalid' }>);
-    const nsEvent = await eventually(async () => h.server.events().find((e) => (e.involvedObject as { kind: string }).kind === 'Namespace'), 'the Namespace Event');
+    const nsEvent = await eventually(
+      async () =>
+        h.server.events().find((e) => (e.involvedObject as { kind: string }).kind === 'Namespace'),
+      'the Namespace Event',
+    );
     assert.equal(nsEvent.metadata!.namespace, 'default');
     assert.equal((nsEvent.involvedObject as { namespace?: string }).namespace, undefined);
 
@@ -257,9 +365,24 @@ describe('Kubernetes source', () => {
   test('recording an Event that the API server refuses does not throw', async () => {
     const h = await (await setup()).start();
     await h.synced();
-    const refused = h.server.fail({ method: 'POST', path: /\/events$/, status: 403, reason: 'Forbidden' });
-    h.source.reportRejected({ type: 'invalid', kind: 'Pod', namespace: 'shop', name: 'ghost', issues: [{ field: 'status.podIP', message: 'bad' }] });
-    await eventually(async () => (h.logged('recording the rejection as an Event failed').length > 0 ? true : undefined), 'the failure logged');
+    const refused = h.server.fail({
+      method: 'POST',
+      path: /\/events$/,
+      status: 403,
+      reason: 'Forbidden',
+    });
+    h.source.reportRejected({
+      type: 'invalid',
+      kind: 'Pod',
+      namespace: 'shop',
+      name: 'ghost',
+      issues: [{ field: 'status.podIP', message: 'bad' }],
+    });
+    await eventually(
+      async () =>
+        h.logged('recording the rejection as an Event failed').length > 0 ? true : undefined,
+      'the failure logged',
+    );
     assert.equal(refused.hits, 1);
     assert.equal(h.server.events().length, 0);
   });
@@ -274,17 +397,41 @@ describe('Kubernetes source', () => {
       assert.equal(h.server.dropWatches({ abrupt }), 3);
       // Changes while no watch is open: they must come from the history, after the reconnect.
       const suffix = abrupt ? 'b' : 'a';
-      h.server.apply(pod('shop', `late-${suffix}`, abrupt ? '10.2.1.2' : '10.2.1.1', { app: 'web' }));
+      h.server.apply(
+        pod('shop', `late-${suffix}`, abrupt ? '10.2.1.2' : '10.2.1.1', { app: 'web' }),
+      );
       h.server.remove('Pod', 'shop', abrupt ? 'late-a' : 'web-1');
       h.server.apply(policy('shop', `new-${suffix}`, { podSelector: {} }));
-      await eventually(async () => (h.server.heldWatches() === 3 ? true : undefined), 'three watches reconnecting');
+      await eventually(
+        async () => (h.server.heldWatches() === 3 ? true : undefined),
+        'three watches reconnecting',
+      );
       h.server.releaseWatches();
-      await h.waitFor(isUpsert('Pod', 'shop', `late-${suffix}`), 'the pod created while away', mark);
-      await h.waitFor(isUpsert('NetworkPolicy', 'shop', `new-${suffix}`), 'the policy created while away', mark);
-      await h.waitFor(isDelete('Pod', 'shop', abrupt ? 'late-a' : 'web-1'), 'the pod deleted while away', mark);
-      await eventually(async () => (h.source.state().lastError === '' ? true : undefined), 'no error left');
+      await h.waitFor(
+        isUpsert('Pod', 'shop', `late-${suffix}`),
+        'the pod created while away',
+        mark,
+      );
+      await h.waitFor(
+        isUpsert('NetworkPolicy', 'shop', `new-${suffix}`),
+        'the policy created while away',
+        mark,
+      );
+      await h.waitFor(
+        isDelete('Pod', 'shop', abrupt ? 'late-a' : 'web-1'),
+        'the pod deleted while away',
+        mark,
+      );
+      await eventually(
+        async () => (h.source.state().lastError === '' ? true : undefined),
+        'no error left',
+      );
     }
-    assert.equal(h.server.count({ method: 'GET', watch: false }), lists, 'resumed from resourceVersions: no list');
+    assert.equal(
+      h.server.count({ method: 'GET', watch: false }),
+      lists,
+      'resumed from resourceVersions: no list',
+    );
   });
 
   for (const goneAs of ['event', 'http'] as const) {
@@ -303,15 +450,38 @@ describe('Kubernetes source', () => {
       server.apply(pod('shop', 'web-2', '10.2.0.9', { app: 'web' }));
       server.apply(pod('shop', 'api-1', '10.2.0.1', { app: 'api', version: '2' }));
       server.compact();
-      await eventually(async () => (server.heldWatches() === 3 ? true : undefined), 'three watches reconnecting');
+      await eventually(
+        async () => (server.heldWatches() === 3 ? true : undefined),
+        'three watches reconnecting',
+      );
       server.releaseWatches();
       await h.waitFor(isDelete('Pod', 'shop', 'web-1'), 'the deleted pod', mark);
-      await h.waitFor(isDelete('NetworkPolicy', 'payments', 'deny-all'), 'the deleted policy', mark);
+      await h.waitFor(
+        isDelete('NetworkPolicy', 'payments', 'deny-all'),
+        'the deleted policy',
+        mark,
+      );
       await h.waitFor(isDelete('Namespace', '', 'payments'), 'the deleted namespace', mark);
       await h.waitFor(isUpsert('Pod', 'shop', 'web-2'), 'the new pod', mark);
-      await h.waitFor((e) => isUpsert('Pod', 'shop', 'api-1')(e) && e.type === 'upsert' && e.object.kind === 'Pod' && e.object.labels.version === '2', 'the changed pod', mark);
-      assert.deepEqual(h.deletes(mark), ['Namespace /payments', 'NetworkPolicy payments/deny-all', 'Pod shop/web-1'], 'exactly what vanished');
-      assert.equal(server.count({ method: 'GET', resource: 'pods', watch: false }), podLists + 1, 'pods listed again');
+      await h.waitFor(
+        (e) =>
+          isUpsert('Pod', 'shop', 'api-1')(e) &&
+          e.type === 'upsert' &&
+          e.object.kind === 'Pod' &&
+          e.object.labels.version === '2',
+        'the changed pod',
+        mark,
+      );
+      assert.deepEqual(
+        h.deletes(mark),
+        ['Namespace /payments', 'NetworkPolicy payments/deny-all', 'Pod shop/web-1'],
+        'exactly what vanished',
+      );
+      assert.equal(
+        server.count({ method: 'GET', resource: 'pods', watch: false }),
+        podLists + 1,
+        'pods listed again',
+      );
       // Unchanged objects are not delivered again.
       assert.equal(h.upserts(mark).filter((o) => o.name === 'db-1' || o.name === 'shop').length, 0);
       // And the watch goes on from the new list.
@@ -328,10 +498,17 @@ describe('Kubernetes source', () => {
     const mark = h.events.length;
     const outage = h.server.fail({ path: /^\/api\/v1\/pods$/, status: 500 });
     h.server.dropWatches({ resource: 'pods' });
-    await eventually(async () => (h.logged('informer stopped; restarting after a delay').length >= 4 ? true : undefined), 'four failed restarts');
+    await eventually(
+      async () =>
+        h.logged('informer stopped; restarting after a delay').length >= 4 ? true : undefined,
+      'four failed restarts',
+    );
     assert.match(h.source.state().lastError, /^Pod: watch: HTTP 500 /);
     assert.equal(h.source.state().synced, true, 'still synced: the model keeps the last state');
-    assert.ok(h.events.some((e, i) => i >= mark && e.type === 'error'), 'the error is reported to the sink');
+    assert.ok(
+      h.events.some((e, i) => i >= mark && e.type === 'error'),
+      'the error is reported to the sink',
+    );
 
     // The other kinds are still followed during the outage.
     h.server.apply(namespace('during', {}));
@@ -344,34 +521,65 @@ describe('Kubernetes source', () => {
     assert.notEqual(h.source.state().lastError, '');
 
     // Backoff: doubling from the minimum (with jitter), never above the maximum.
-    const delays = h.logged('informer stopped; restarting after a delay').map((l) => l.delayMs as number);
-    assert.ok(delays.every((d) => d >= 20 && d <= 200), `delays within bounds: ${delays}`);
-    assert.ok(delays.every((d, i) => i === 0 || d >= delays[i - 1]!), `delays do not shrink: ${delays}`);
-    assert.ok(h.logged('informer stopped; restarting after a delay').every((l) => l.kind === 'Pod'), 'only the pod informer stopped');
+    const delays = h
+      .logged('informer stopped; restarting after a delay')
+      .map((l) => l.delayMs as number);
+    assert.ok(
+      delays.every((d) => d >= 20 && d <= 200),
+      `delays within bounds: ${delays}`,
+    );
+    assert.ok(
+      delays.every((d, i) => i === 0 || d >= delays[i - 1]!),
+      `delays do not shrink: ${delays}`,
+    );
+    assert.ok(
+      h.logged('informer stopped; restarting after a delay').every((l) => l.kind === 'Pod'),
+      'only the pod informer stopped',
+    );
 
     outage.clear();
     await h.waitFor(isUpsert('Pod', 'shop', 'during'), 'the pod created during the outage', mark);
     await h.waitFor(isDelete('Pod', 'shop', 'web-1'), 'the pod deleted during the outage', mark);
-    await eventually(async () => (h.source.state().lastError === '' ? true : undefined), 'lastError cleared');
+    await eventually(
+      async () => (h.source.state().lastError === '' ? true : undefined),
+      'lastError cleared',
+    );
     assert.equal(h.logged('informer recovered').length >= 1, true);
   });
 
   test('a list that fails at start is retried, and synced waits for every kind', async () => {
     const server = await seeded();
-    const refused = server.fail({ method: 'GET', path: /networkpolicies$/, watch: false, status: 503, reason: 'ServiceUnavailable', times: 3 });
+    const refused = server.fail({
+      method: 'GET',
+      path: /networkpolicies$/,
+      watch: false,
+      status: 503,
+      reason: 'ServiceUnavailable',
+      times: 3,
+    });
     const h = await (await setup({}, server)).start();
     await h.waitFor(isUpsert('Pod', 'payments', 'db-1'), 'pods listed');
     await eventually(async () => (refused.hits === 3 ? true : undefined), 'three refused lists');
     const syncedAt = await h.synced();
-    assert.ok(h.events.slice(0, syncedAt).some(isUpsert('NetworkPolicy', 'shop', 'allow-web')), 'the policies came before synced');
+    assert.ok(
+      h.events.slice(0, syncedAt).some(isUpsert('NetworkPolicy', 'shop', 'allow-web')),
+      'the policies came before synced',
+    );
     assert.equal(h.logged('informer stopped; restarting after a delay').length, 3);
-    await eventually(async () => (h.source.state().lastError === '' ? true : undefined), 'lastError cleared');
+    await eventually(
+      async () => (h.source.state().lastError === '' ? true : undefined),
+      'lastError cleared',
+    );
   });
 
   test('bookmarks deliver nothing, and keep a quiet watch resumable after the history is compacted', async () => {
     const h = await (await setup()).start();
     await h.synced();
-    const policyLists = h.server.count({ method: 'GET', resource: 'networkpolicies', watch: false });
+    const policyLists = h.server.count({
+      method: 'GET',
+      resource: 'networkpolicies',
+      watch: false,
+    });
     // Pods change; policies stay quiet, so their watch's resourceVersion grows old.
     for (let i = 0; i < 5; i++) h.server.apply(pod('shop', `churn-${i}`, `10.2.2.${i + 1}`));
     await h.waitFor(isUpsert('Pod', 'shop', 'churn-4'), 'the churn');
@@ -382,13 +590,26 @@ describe('Kubernetes source', () => {
     h.server.holdWatches();
     h.server.dropWatches({ resource: 'networkpolicies' });
     h.server.compact();
-    await eventually(async () => (h.server.heldWatches() === 1 ? true : undefined), 'the policy watch reconnecting');
+    await eventually(
+      async () => (h.server.heldWatches() === 1 ? true : undefined),
+      'the policy watch reconnecting',
+    );
     h.server.releaseWatches();
-    const resumed = h.server.requests.filter((r) => r.watch && r.path.endsWith('/networkpolicies')).at(-1)!;
+    const resumed = h.server.requests
+      .filter((r) => r.watch && r.path.endsWith('/networkpolicies'))
+      .at(-1)!;
     assert.equal(resumed.query.get('resourceVersion'), String(rv), 'resumed from the bookmark');
     h.server.apply(policy('shop', 'after-bookmark', { podSelector: {} }));
-    await h.waitFor(isUpsert('NetworkPolicy', 'shop', 'after-bookmark'), 'a policy after the bookmark', mark);
-    assert.equal(h.server.count({ method: 'GET', resource: 'networkpolicies', watch: false }), policyLists, 'no 410, no re-list');
+    await h.waitFor(
+      isUpsert('NetworkPolicy', 'shop', 'after-bookmark'),
+      'a policy after the bookmark',
+      mark,
+    );
+    assert.equal(
+      h.server.count({ method: 'GET', resource: 'networkpolicies', watch: false }),
+      policyLists,
+      'no 410, no re-list',
+    );
     assert.deepEqual(
       h.events.slice(mark).map((e) => e.type),
       ['upsert'],
@@ -402,9 +623,16 @@ describe('Kubernetes source', () => {
     assert.equal(h.server.openWatches(), 3);
     h.server.fail({ path: /^\/api\/v1\/pods$/, status: 500 });
     h.server.dropWatches({ resource: 'pods' });
-    await eventually(async () => (h.logged('informer stopped; restarting after a delay').length === 1 ? true : undefined), 'a pending restart');
+    await eventually(
+      async () =>
+        h.logged('informer stopped; restarting after a delay').length === 1 ? true : undefined,
+      'a pending restart',
+    );
     await h.source[Symbol.asyncDispose]();
-    await eventually(async () => (h.server.openWatches() === 0 ? true : undefined), 'every watch closed');
+    await eventually(
+      async () => (h.server.openWatches() === 0 ? true : undefined),
+      'every watch closed',
+    );
     const n = h.events.length;
     h.server.apply(namespace('after-dispose'));
     await new Promise((r) => setTimeout(r, 100));
@@ -427,7 +655,14 @@ describe('weir-controller --kubeconfig', () => {
     server.apply(badPolicy());
     await server.writeKubeConfig(join(dir, 'kubeconfig'));
     address = `127.0.0.1:${await freePort()}`;
-    controller = new WeirProcess('controller', 'weir-controller', ['--kubeconfig', join(dir, 'kubeconfig'), '--listen', address, '--cluster', 'e2e']);
+    controller = new WeirProcess('controller', 'weir-controller', [
+      '--kubeconfig',
+      join(dir, 'kubeconfig'),
+      '--listen',
+      address,
+      '--cluster',
+      'e2e',
+    ]);
     await controller.waitFor((l) => l.msg === 'controller serving', 'the controller');
   });
 
@@ -455,15 +690,29 @@ describe('weir-controller --kubeconfig', () => {
     assert.equal(s.source?.location, server.url);
     assert.equal(s.source?.leadership, 'standalone');
     assert.equal(s.endpoints, 3);
-    assert.deepEqual(s.rejections.map((r) => r.object), ['NetworkPolicy shop/bad']);
+    assert.deepEqual(
+      s.rejections.map((r) => r.object),
+      ['NetworkPolicy shop/bad'],
+    );
     const list = await policies();
-    assert.deepEqual(list.policies.map((p) => `${p.policy?.namespace}/${p.policy?.name}`).sort(), ['payments/deny-all', 'shop/allow-web']);
-    const event = await eventually(async () => server.events().find((e) => e.reason === 'PolicyRejected'), 'the Warning Event');
+    assert.deepEqual(list.policies.map((p) => `${p.policy?.namespace}/${p.policy?.name}`).sort(), [
+      'payments/deny-all',
+      'shop/allow-web',
+    ]);
+    const event = await eventually(
+      async () => server.events().find((e) => e.reason === 'PolicyRejected'),
+      'the Warning Event',
+    );
     assert.deepEqual((event.involvedObject as { name: string }).name, 'bad');
   });
 
   test('follows changes made on the API server', async () => {
-    server.apply(policy('shop', 'late', { podSelector: { matchLabels: { app: 'web' } }, policyTypes: ['Egress'] }));
+    server.apply(
+      policy('shop', 'late', {
+        podSelector: { matchLabels: { app: 'web' } },
+        policyTypes: ['Egress'],
+      }),
+    );
     server.remove('NetworkPolicy', 'payments', 'deny-all');
     await eventually(async () => {
       const list = await policies();

@@ -23,27 +23,55 @@ describe('manifest files', () => {
 
   test('reads multi-document YAML, kind: List, typed lists and JSON, in file order, from nested directories', async () => {
     const root = join(dir, 'tree');
-    await write('tree/a.yaml', `apiVersion: v1\nkind: Namespace\nmetadata: {name: one}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: one}\n---\n`);
-    await write('tree/sub/b.yml', `apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Namespace, metadata: {name: two}}\n`);
-    await write('tree/sub/c.json', JSON.stringify({ apiVersion: 'v1', kind: 'PodList', items: [{ metadata: { name: 'q', namespace: 'two' } }] }));
+    await write(
+      'tree/a.yaml',
+      `apiVersion: v1\nkind: Namespace\nmetadata: {name: one}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: one}\n---\n`,
+    );
+    await write(
+      'tree/sub/b.yml',
+      `apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Namespace, metadata: {name: two}}\n`,
+    );
+    await write(
+      'tree/sub/c.json',
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'PodList',
+        items: [{ metadata: { name: 'q', namespace: 'two' } }],
+      }),
+    );
     await write('tree/ignored.txt', 'not a manifest');
     const r = await readManifests([root]);
     assert.deepEqual(r.issues, []);
-    assert.deepEqual(r.objects.map((o) => `${o.kind} ${o.name}`), ['Namespace one', 'Pod p', 'Namespace two', 'Pod q']);
+    assert.deepEqual(
+      r.objects.map((o) => `${o.kind} ${o.name}`),
+      ['Namespace one', 'Pod p', 'Namespace two', 'Pod q'],
+    );
   });
 
   test('namespaces get the kubernetes.io/metadata.name label as the API server adds it, whatever was written', async () => {
-    const f = await write('ns.yaml', `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels: {team: a, kubernetes.io/metadata.name: other}\n`);
+    const f = await write(
+      'ns.yaml',
+      `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels: {team: a, kubernetes.io/metadata.name: other}\n`,
+    );
     const r = await readManifests([f]);
     const ns = r.objects[0]!;
     assert.equal(ns.kind, 'Namespace');
-    assert.deepEqual(ns.kind === 'Namespace' && ns.labels, { team: 'a', 'kubernetes.io/metadata.name': 'shop' });
+    assert.deepEqual(ns.kind === 'Namespace' && ns.labels, {
+      team: 'a',
+      'kubernetes.io/metadata.name': 'shop',
+    });
   });
 
   test('malformed YAML is reported with its file and line, and the other documents still load', async () => {
-    const f = await write('broken.yaml', `apiVersion: v1\nkind: Namespace\nmetadata: {name: ok}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: [oops\n`);
+    const f = await write(
+      'broken.yaml',
+      `apiVersion: v1\nkind: Namespace\nmetadata: {name: ok}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: [oops\n`,
+    );
     const r = await readManifests([f]);
-    assert.deepEqual(r.objects.map((o) => o.name), ['ok']);
+    assert.deepEqual(
+      r.objects.map((o) => o.name),
+      ['ok'],
+    );
     assert.equal(r.issues.length >= 1, true);
     assert.match(r.issues[0]!.source!, /broken\.yaml:\d+/);
     assert.match(r.issues[0]!.message, /malformed YAML/);
@@ -55,8 +83,18 @@ describe('manifest files', () => {
       `apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web, namespace: shop}\nspec:\n  podSelector: {}\n  ingress:\n  - ports: [{port: 70000}]\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n`,
     );
     const r = await readManifests([f]);
-    assert.deepEqual(r.objects.map((o) => o.name), ['shop']);
-    assert.deepEqual(r.issues, [{ source: `${f}:7`, object: 'NetworkPolicy shop/web', field: 'spec.ingress[0].ports[0].port', message: '70000 is not between 1 and 65535' }]);
+    assert.deepEqual(
+      r.objects.map((o) => o.name),
+      ['shop'],
+    );
+    assert.deepEqual(r.issues, [
+      {
+        source: `${f}:7`,
+        object: 'NetworkPolicy shop/web',
+        field: 'spec.ingress[0].ports[0].port',
+        message: '70000 is not between 1 and 65535',
+      },
+    ]);
   });
 
   test('other kinds are ignored with a note, and a missing path is an issue', async () => {
@@ -68,7 +106,10 @@ describe('manifest files', () => {
   });
 
   test('an object defined twice is noted and the later definition wins', async () => {
-    const f = await write('twice.yaml', `apiVersion: v1\nkind: Namespace\nmetadata: {name: x, labels: {v: "1"}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: x, labels: {v: "2"}}\n`);
+    const f = await write(
+      'twice.yaml',
+      `apiVersion: v1\nkind: Namespace\nmetadata: {name: x, labels: {v: "1"}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: x, labels: {v: "2"}}\n`,
+    );
     const r = await readManifests([f]);
     assert.equal(r.objects.length, 1);
     assert.equal(r.objects[0]!.kind === 'Namespace' && r.objects[0]!.labels.v, '2');
@@ -76,12 +117,15 @@ describe('manifest files', () => {
   });
 });
 
-test('problems inside a List point at the line of the item\'s field', async () => {
+test("problems inside a List point at the line of the item's field", async () => {
   const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
   const d = await mkdtemp(join(tmpdir(), 'weir-list-'));
   try {
     const f = join(d, 'list.yaml');
-    await writeFile(f, 'apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: ok}\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: p\n    labels: {"bad key": x}\n');
+    await writeFile(
+      f,
+      'apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: ok}\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: p\n    labels: {"bad key": x}\n',
+    );
     const r = await readManifests([f]);
     assert.equal(r.issues.length, 1);
     assert.equal(r.issues[0]!.source, `${f}:11`);

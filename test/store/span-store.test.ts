@@ -20,19 +20,32 @@ function read(raw: Raw): KubeObject {
   return r.object;
 }
 
-const PROBES = [[6, 80], [6, 81], [17, 53], [132, 443], [6, 8080]] as const;
+const PROBES = [
+  [6, 80],
+  [6, 81],
+  [17, 53],
+  [132, 443],
+  [6, 8080],
+] as const;
 
 /** Every local endpoint's egress and ingress results, as rule ids or "default"/"deny". */
 function localVerdicts(tables: RuleTables, node: string, addresses: readonly Ip[]): string[] {
   const out: string[] = [];
-  for (const e of [...tables.endpoints.values()].filter((x) => x.endpoint.node === node).sort((a, b) => (a.key < b.key ? -1 : 1))) {
+  for (const e of [...tables.endpoints.values()]
+    .filter((x) => x.endpoint.node === node)
+    .sort((a, b) => (a.key < b.key ? -1 : 1))) {
     for (const own of e.ips) {
       for (const peer of addresses) {
         if (typeof peer !== typeof own || peer === own) continue;
         for (const [proto, port] of PROBES) {
-          const name = (r: ReturnType<typeof evaluateDirection>) => (typeof r === 'symbol' ? r.description : r.id);
-          out.push(`${e.key} egress ${String(peer)} ${proto}/${port}: ${name(evaluateDirection(e.egress, peer, proto, port, peer))}`);
-          out.push(`${e.key} ingress ${String(peer)} ${proto}/${port}: ${name(evaluateDirection(e.ingress, peer, proto, port, own))}`);
+          const name = (r: ReturnType<typeof evaluateDirection>) =>
+            typeof r === 'symbol' ? r.description : r.id;
+          out.push(
+            `${e.key} egress ${String(peer)} ${proto}/${port}: ${name(evaluateDirection(e.egress, peer, proto, port, peer))}`,
+          );
+          out.push(
+            `${e.key} ingress ${String(peer)} ${proto}/${port}: ${name(evaluateDirection(e.ingress, peer, proto, port, own))}`,
+          );
         }
       }
     }
@@ -42,15 +55,24 @@ function localVerdicts(tables: RuleTables, node: string, addresses: readonly Ip[
 
 function checkSpans(model: ClusterModel, store: SpanStore, label: string) {
   const global = compile(model.snapshot());
-  const addresses = [...model.endpoints().flatMap((e) => e.ips.map(parseIp)), parseIp('10.0.0.200'), parseIp('8.8.8.8'), parseIp('fd00::77')];
+  const addresses = [
+    ...model.endpoints().flatMap((e) => e.ips.map(parseIp)),
+    parseIp('10.0.0.200'),
+    parseIp('8.8.8.8'),
+    parseIp('fd00::77'),
+  ];
   for (const node of ['node-0', 'node-1', 'node-2']) {
     const local = compile(spanSnapshot(store, model, node), { isLocal: (e) => e.node === node });
-    assert.deepEqual(localVerdicts(local, node, addresses), localVerdicts(global, node, addresses), `${label}: node ${node}`);
+    assert.deepEqual(
+      localVerdicts(local, node, addresses),
+      localVerdicts(global, node, addresses),
+      `${label}: node ${node}`,
+    );
   }
 }
 
 describe('per-node spans', () => {
-  test('a node compiled from its span alone decides its endpoints\' flows as the whole cluster does, after every change', () => {
+  test("a node compiled from its span alone decides its endpoints' flows as the whole cluster does, after every change", () => {
     for (let seed = 1; seed <= 60; seed++) {
       const r = rng(seed * 31);
       const model = new ClusterModel({ cluster: 't' });
@@ -61,7 +83,13 @@ describe('per-node spans', () => {
       const next = randomCluster(seed + 5000).map(read);
       for (let i = 0; i < next.length; i++) {
         const o = next[i]!;
-        if (r.chance(0.15)) model.apply({ type: 'delete', kind: o.kind, namespace: o.kind === 'Namespace' ? '' : o.namespace, name: o.name });
+        if (r.chance(0.15))
+          model.apply({
+            type: 'delete',
+            kind: o.kind,
+            namespace: o.kind === 'Namespace' ? '' : o.namespace,
+            name: o.name,
+          });
         else model.apply({ type: 'upsert', object: o });
         if (r.chance(0.3) || i === next.length - 1) {
           store.commit(i);
@@ -80,19 +108,40 @@ describe('per-node spans', () => {
       pod('a', 'web', { labels: { app: 'web' }, ips: ['10.0.0.1'], node: 'n1' }),
       pod('a', 'db', { labels: { app: 'db' }, ips: ['10.0.0.2'], node: 'n2' }),
       pod('b', 'other', { labels: { app: 'other' }, ips: ['10.0.1.1'], node: 'n3' }),
-      networkPolicy('a', 'db', { podSelector: { matchLabels: { app: 'db' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'web' } } }] }] }),
-    ]) model.apply({ type: 'upsert', object: read(raw) });
+      networkPolicy('a', 'db', {
+        podSelector: { matchLabels: { app: 'db' } },
+        ingress: [{ from: [{ podSelector: { matchLabels: { app: 'web' } } }] }],
+      }),
+    ])
+      model.apply({ type: 'upsert', object: read(raw) });
     const first = store.commit(1)!;
     assert.deepEqual(first.nodes, ['n1', 'n2', 'n3']);
-    assert.deepEqual([...store.span('n2')!.entries.keys()].filter((k) => k.startsWith('p:')), ['p:t/np/a/db']);
-    assert.equal([...store.span('n1')!.entries.keys()].some((k) => k.startsWith('p:')), false, 'web is not selected by any policy');
+    assert.deepEqual(
+      [...store.span('n2')!.entries.keys()].filter((k) => k.startsWith('p:')),
+      ['p:t/np/a/db'],
+    );
+    assert.equal(
+      [...store.span('n1')!.entries.keys()].some((k) => k.startsWith('p:')),
+      false,
+      'web is not selected by any policy',
+    );
 
     // A second web pod changes the peer group: only the node enforcing the policy hears of it.
-    model.apply({ type: 'upsert', object: read(pod('a', 'web2', { labels: { app: 'web' }, ips: ['10.0.0.3'], node: 'n3' })) });
-    assert.deepEqual(store.commit(2)!.nodes, ['n2', 'n3'], 'n2 gets the new member, n3 its new local endpoint; n1 nothing');
+    model.apply({
+      type: 'upsert',
+      object: read(pod('a', 'web2', { labels: { app: 'web' }, ips: ['10.0.0.3'], node: 'n3' })),
+    });
+    assert.deepEqual(
+      store.commit(2)!.nodes,
+      ['n2', 'n3'],
+      'n2 gets the new member, n3 its new local endpoint; n1 nothing',
+    );
 
     // A db pod on another node joins the applied-to group: n2's cut-down copy is unchanged.
-    model.apply({ type: 'upsert', object: read(pod('a', 'db2', { labels: { app: 'db' }, ips: ['10.0.0.4'], node: 'n1' })) });
+    model.apply({
+      type: 'upsert',
+      object: read(pod('a', 'db2', { labels: { app: 'db' }, ips: ['10.0.0.4'], node: 'n1' })),
+    });
     assert.deepEqual(store.commit(3)!.nodes, ['n1']);
 
     // A policy in another namespace touches only the node of the pods it selects.

@@ -40,16 +40,29 @@ export function pod(ns: string, name: string, o: PodOptions = {}): Raw {
         {
           name: 'main',
           image: 'agnhost',
-          ports: (o.ports ?? []).map((p) => ({ ...(p.name ? { name: p.name } : {}), containerPort: p.port, ...(p.protocol ? { protocol: p.protocol } : {}) })),
+          ports: (o.ports ?? []).map((p) => ({
+            ...(p.name ? { name: p.name } : {}),
+            containerPort: p.port,
+            ...(p.protocol ? { protocol: p.protocol } : {}),
+          })),
         },
       ],
     },
-    status: { phase: o.phase ?? 'Running', ...(ips[0] ? { podIP: ips[0] } : {}), podIPs: ips.map((ip) => ({ ip })) },
+    status: {
+      phase: o.phase ?? 'Running',
+      ...(ips[0] ? { podIP: ips[0] } : {}),
+      podIPs: ips.map((ip) => ({ ip })),
+    },
   };
 }
 
 export function networkPolicy(ns: string, name: string, spec: Raw): Raw {
-  return { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name, namespace: ns }, spec };
+  return {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: { name, namespace: ns },
+    spec,
+  };
 }
 
 export interface Built {
@@ -78,11 +91,21 @@ export function addressOf(tables: RuleTables, target: string, family?: 4 | 6): I
   const e = tables.endpoints.get(target);
   if (e === undefined) throw new Error(`fixture has no endpoint ${target}`);
   const ips = e.endpoint.ips.map(parseIp);
-  return (family === undefined ? undefined : ips.find((ip) => (typeof ip === 'number' ? 4 : 6) === family)) ?? ips[0]!;
+  return (
+    (family === undefined
+      ? undefined
+      : ips.find((ip) => (typeof ip === 'number' ? 4 : 6) === family)) ?? ips[0]!
+  );
 }
 
 /** Whether `from` may connect to `to` on "PROTO/port" (e.g. "TCP/80"). */
-export function allows(tables: RuleTables, from: string, to: string, service: string, family?: 4 | 6): boolean {
+export function allows(
+  tables: RuleTables,
+  from: string,
+  to: string,
+  service: string,
+  family?: 4 | 6,
+): boolean {
   const [protocol, port] = service.split('/') as [Protocol, string];
   const dst = addressOf(tables, to, family);
   const src = addressOf(tables, from, typeof dst === 'number' ? 4 : 6);

@@ -34,7 +34,16 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 
-export type Obj = { apiVersion?: string; kind?: string; metadata?: Record<string, unknown> & { name?: string; namespace?: string; resourceVersion?: string; uid?: string } } & Record<string, unknown>;
+export type Obj = {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: Record<string, unknown> & {
+    name?: string;
+    namespace?: string;
+    resourceVersion?: string;
+    uid?: string;
+  };
+} & Record<string, unknown>;
 
 interface ResourceType {
   readonly resource: string;
@@ -48,8 +57,20 @@ const TYPES: readonly ResourceType[] = [
   { resource: 'namespaces', group: '', version: 'v1', kind: 'Namespace', namespaced: false },
   { resource: 'pods', group: '', version: 'v1', kind: 'Pod', namespaced: true },
   { resource: 'events', group: '', version: 'v1', kind: 'Event', namespaced: true },
-  { resource: 'networkpolicies', group: 'networking.k8s.io', version: 'v1', kind: 'NetworkPolicy', namespaced: true },
-  { resource: 'leases', group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', namespaced: true },
+  {
+    resource: 'networkpolicies',
+    group: 'networking.k8s.io',
+    version: 'v1',
+    kind: 'NetworkPolicy',
+    namespaced: true,
+  },
+  {
+    resource: 'leases',
+    group: 'coordination.k8s.io',
+    version: 'v1',
+    kind: 'Lease',
+    namespaced: true,
+  },
 ];
 
 const apiVersionOf = (t: ResourceType) => (t.group === '' ? t.version : `${t.group}/${t.version}`);
@@ -108,7 +129,9 @@ export class FakeApiServer implements AsyncDisposable {
   readonly requests: RequestRecord[] = [];
   private rv = 100;
   private compactedRv = 0;
-  private readonly store = new Map<string, Map<string, Obj>>(TYPES.map((t) => [t.resource, new Map()]));
+  private readonly store = new Map<string, Map<string, Obj>>(
+    TYPES.map((t) => [t.resource, new Map()]),
+  );
   private history: Change[] = [];
   private readonly watchers = new Set<Watcher>();
   private held: Array<() => void> | undefined;
@@ -210,7 +233,8 @@ export class FakeApiServer implements AsyncDisposable {
 
   /** Open watches, by resource. */
   openWatches(resource?: string): number {
-    return [...this.watchers].filter((w) => resource === undefined || w.type.resource === resource).length;
+    return [...this.watchers].filter((w) => resource === undefined || w.type.resource === resource)
+      .length;
   }
 
   /** New watch requests wait, unanswered, until `releaseWatches()`. */
@@ -233,7 +257,14 @@ export class FakeApiServer implements AsyncDisposable {
     let n = 0;
     for (const w of this.watchers) {
       if (!w.bookmarks || (resource !== undefined && w.type.resource !== resource)) continue;
-      this.send(w, { type: 'BOOKMARK', object: { kind: w.type.kind, apiVersion: apiVersionOf(w.type), metadata: { resourceVersion: String(this.rv) } } });
+      this.send(w, {
+        type: 'BOOKMARK',
+        object: {
+          kind: w.type.kind,
+          apiVersion: apiVersionOf(w.type),
+          metadata: { resourceVersion: String(this.rv) },
+        },
+      });
       n++;
     }
     return n;
@@ -277,16 +308,33 @@ export class FakeApiServer implements AsyncDisposable {
   // --- storage -------------------------------------------------------------------
 
   private record(t: ResourceType, ns: string, type: Change['type'], object: Obj): void {
-    const change: Change = { rv: this.rv, type, resource: t.resource, namespace: ns, object: structuredClone(object) };
+    const change: Change = {
+      rv: this.rv,
+      type,
+      resource: t.resource,
+      namespace: ns,
+      object: structuredClone(object),
+    };
     this.history.push(change);
-    for (const w of this.watchers) if (this.matches(w, change)) this.send(w, { type, object: change.object });
+    for (const w of this.watchers)
+      if (this.matches(w, change)) this.send(w, { type, object: change.object });
   }
 
   private create(t: ResourceType, ns: string, obj: Obj): Obj {
     const name = obj.metadata?.name;
-    if (typeof name !== 'string' || name === '') throw new HttpError(422, 'Invalid', `${t.kind} "" is invalid: metadata.name: Required value: name or generateName is required`);
+    if (typeof name !== 'string' || name === '')
+      throw new HttpError(
+        422,
+        'Invalid',
+        `${t.kind} "" is invalid: metadata.name: Required value: name or generateName is required`,
+      );
     const objects = this.store.get(t.resource)!;
-    if (objects.has(`${ns}/${name}`)) throw new HttpError(409, 'AlreadyExists', `${qualified(t)} "${name}" already exists`, { name, group: t.group, kind: t.resource });
+    if (objects.has(`${ns}/${name}`))
+      throw new HttpError(409, 'AlreadyExists', `${qualified(t)} "${name}" already exists`, {
+        name,
+        group: t.group,
+        kind: t.resource,
+      });
     this.rv += 1;
     const stored: Obj = {
       ...obj,
@@ -311,23 +359,45 @@ export class FakeApiServer implements AsyncDisposable {
     const name = String(obj.metadata?.name ?? '');
     const objects = this.store.get(t.resource)!;
     const existing = objects.get(`${ns}/${name}`);
-    if (existing === undefined) throw new HttpError(404, 'NotFound', `${qualified(t)} "${name}" not found`, { name, group: t.group, kind: t.resource });
-    const given = obj.metadata?.resourceVersion;
-    if (given === undefined || given === '') {
-      if (requireVersion) throw new HttpError(422, 'Invalid', `${t.kind} "${name}" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update`);
-    } else if (given !== existing.metadata!.resourceVersion) {
-      throw new HttpError(409, 'Conflict', `Operation cannot be fulfilled on ${qualified(t)} "${name}": the object has been modified; please apply your changes to the latest version and try again`, {
+    if (existing === undefined)
+      throw new HttpError(404, 'NotFound', `${qualified(t)} "${name}" not found`, {
         name,
         group: t.group,
         kind: t.resource,
       });
+    const given = obj.metadata?.resourceVersion;
+    if (given === undefined || given === '') {
+      if (requireVersion)
+        throw new HttpError(
+          422,
+          'Invalid',
+          `${t.kind} "${name}" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update`,
+        );
+    } else if (given !== existing.metadata!.resourceVersion) {
+      throw new HttpError(
+        409,
+        'Conflict',
+        `Operation cannot be fulfilled on ${qualified(t)} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+        {
+          name,
+          group: t.group,
+          kind: t.resource,
+        },
+      );
     }
     this.rv += 1;
     const stored: Obj = {
       ...obj,
       apiVersion: apiVersionOf(t),
       kind: t.kind,
-      metadata: { ...obj.metadata, name, uid: existing.metadata!.uid, creationTimestamp: existing.metadata!.creationTimestamp, resourceVersion: String(this.rv), ...(t.namespaced ? { namespace: ns } : {}) },
+      metadata: {
+        ...obj.metadata,
+        name,
+        uid: existing.metadata!.uid,
+        creationTimestamp: existing.metadata!.creationTimestamp,
+        resourceVersion: String(this.rv),
+        ...(t.namespaced ? { namespace: ns } : {}),
+      },
     };
     objects.set(`${ns}/${name}`, stored);
     this.record(t, ns, 'MODIFIED', stored);
@@ -337,11 +407,19 @@ export class FakeApiServer implements AsyncDisposable {
   private delete(t: ResourceType, ns: string, name: string): Obj {
     const objects = this.store.get(t.resource)!;
     const existing = objects.get(`${ns}/${name}`);
-    if (existing === undefined) throw new HttpError(404, 'NotFound', `${qualified(t)} "${name}" not found`, { name, group: t.group, kind: t.resource });
+    if (existing === undefined)
+      throw new HttpError(404, 'NotFound', `${qualified(t)} "${name}" not found`, {
+        name,
+        group: t.group,
+        kind: t.resource,
+      });
     objects.delete(`${ns}/${name}`);
     this.rv += 1;
     // The deleted object carries the resourceVersion of its deletion.
-    const last: Obj = { ...existing, metadata: { ...existing.metadata, resourceVersion: String(this.rv) } };
+    const last: Obj = {
+      ...existing,
+      metadata: { ...existing.metadata, resourceVersion: String(this.rv) },
+    };
     this.record(t, ns, 'DELETED', last);
     return structuredClone(last);
   }
@@ -355,39 +433,79 @@ export class FakeApiServer implements AsyncDisposable {
     this.requests.push({ method, path: url.pathname, query: url.searchParams, watch });
     try {
       const body = await readBody(req);
-      const rule = this.failRules.find((r) => r.left > 0 && (r.method === undefined || r.method === method) && (r.path === undefined || r.path.test(url.pathname)) && (r.watch === undefined || r.watch === watch));
+      const rule = this.failRules.find(
+        (r) =>
+          r.left > 0 &&
+          (r.method === undefined || r.method === method) &&
+          (r.path === undefined || r.path.test(url.pathname)) &&
+          (r.watch === undefined || r.watch === watch),
+      );
       if (rule !== undefined) {
         rule.left -= 1;
         rule.hits += 1;
-        throw new HttpError(rule.status, rule.reason ?? 'InternalError', `injected failure (${rule.status})`);
+        throw new HttpError(
+          rule.status,
+          rule.reason ?? 'InternalError',
+          `injected failure (${rule.status})`,
+        );
       }
       const route = parsePath(url.pathname);
-      if (route === undefined) throw new HttpError(404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
+      if (route === undefined)
+        throw new HttpError(
+          404,
+          'NotFound',
+          `the server could not find the requested resource (${url.pathname})`,
+        );
       const { type: t, namespace, name } = route;
-      if (method === 'GET' && name === undefined && watch) return this.startWatch(t, namespace, url.searchParams, res);
-      if (method === 'GET' && name === undefined) return json(res, 200, this.list(t, namespace, url.searchParams));
+      if (method === 'GET' && name === undefined && watch)
+        return this.startWatch(t, namespace, url.searchParams, res);
+      if (method === 'GET' && name === undefined)
+        return json(res, 200, this.list(t, namespace, url.searchParams));
       if (method === 'GET') {
         const o = this.store.get(t.resource)!.get(`${namespace ?? ''}/${name}`);
-        if (o === undefined) throw new HttpError(404, 'NotFound', `${qualified(t)} "${name}" not found`, { name, group: t.group, kind: t.resource });
+        if (o === undefined)
+          throw new HttpError(404, 'NotFound', `${qualified(t)} "${name}" not found`, {
+            name,
+            group: t.group,
+            kind: t.resource,
+          });
         return json(res, 200, o);
       }
-      if (method === 'DELETE' && name !== undefined) return json(res, 200, this.delete(t, namespace ?? '', name));
-      if (method !== 'POST' && method !== 'PUT') throw new HttpError(405, 'MethodNotAllowed', `${method} is not supported here`);
+      if (method === 'DELETE' && name !== undefined)
+        return json(res, 200, this.delete(t, namespace ?? '', name));
+      if (method !== 'POST' && method !== 'PUT')
+        throw new HttpError(405, 'MethodNotAllowed', `${method} is not supported here`);
       let obj: Obj;
       try {
         obj = JSON.parse(body) as Obj;
       } catch {
         throw new HttpError(400, 'BadRequest', 'the body is not JSON');
       }
-      if (typeof obj !== 'object' || obj === null) throw new HttpError(400, 'BadRequest', 'the body is not an object');
-      if (obj.kind !== undefined && obj.kind !== t.kind) throw new HttpError(400, 'BadRequest', `${obj.kind} in the body of a ${t.resource} request`);
+      if (typeof obj !== 'object' || obj === null)
+        throw new HttpError(400, 'BadRequest', 'the body is not an object');
+      if (obj.kind !== undefined && obj.kind !== t.kind)
+        throw new HttpError(
+          400,
+          'BadRequest',
+          `${obj.kind} in the body of a ${t.resource} request`,
+        );
       const ns = t.namespaced ? (namespace ?? '') : '';
       const bodyNs = obj.metadata?.namespace;
-      if (t.namespaced && bodyNs !== undefined && bodyNs !== '' && bodyNs !== ns) throw new HttpError(400, 'BadRequest', 'the namespace of the provided object does not match the namespace sent on the request');
+      if (t.namespaced && bodyNs !== undefined && bodyNs !== '' && bodyNs !== ns)
+        throw new HttpError(
+          400,
+          'BadRequest',
+          'the namespace of the provided object does not match the namespace sent on the request',
+        );
       this.validate(t, ns, obj);
       if (method === 'POST' && name === undefined) return json(res, 201, this.create(t, ns, obj));
       if (method === 'PUT' && name !== undefined) {
-        if (obj.metadata?.name !== name) throw new HttpError(400, 'BadRequest', 'the name of the object does not match the name on the URL');
+        if (obj.metadata?.name !== name)
+          throw new HttpError(
+            400,
+            'BadRequest',
+            'the name of the object does not match the name on the URL',
+          );
         return json(res, 200, this.replace(t, ns, obj, t.resource === 'leases'));
       }
       throw new HttpError(405, 'MethodNotAllowed', `${method} is not supported here`);
@@ -404,7 +522,11 @@ export class FakeApiServer implements AsyncDisposable {
       for (const f of ['acquireTime', 'renewTime']) {
         const v = spec[f];
         if (v !== undefined && v !== null && (typeof v !== 'string' || !MICRO_TIME.test(v))) {
-          throw new HttpError(400, 'BadRequest', `Lease in version "v1" cannot be handled as a Lease: parsing time ${JSON.stringify(v)} as "2006-01-02T15:04:05.000000Z07:00": cannot parse as ".000000"`);
+          throw new HttpError(
+            400,
+            'BadRequest',
+            `Lease in version "v1" cannot be handled as a Lease: parsing time ${JSON.stringify(v)} as "2006-01-02T15:04:05.000000Z07:00": cannot parse as ".000000"`,
+          );
         }
       }
     }
@@ -412,7 +534,12 @@ export class FakeApiServer implements AsyncDisposable {
       const involved = (obj.involvedObject ?? {}) as Record<string, unknown>;
       const ins = typeof involved.namespace === 'string' ? involved.namespace : '';
       const ok = ins === '' ? ns === '' || ns === 'default' : ins === ns;
-      if (!ok) throw new HttpError(422, 'Invalid', `Event "${obj.metadata?.name}" is invalid: involvedObject.namespace: Invalid value: "${ins}": does not match event.namespace`);
+      if (!ok)
+        throw new HttpError(
+          422,
+          'Invalid',
+          `Event "${obj.metadata?.name}" is invalid: involvedObject.namespace: Invalid value: "${ins}": does not match event.namespace`,
+        );
     }
   }
 
@@ -425,7 +552,11 @@ export class FakeApiServer implements AsyncDisposable {
       const [id, off] = Buffer.from(token, 'base64url').toString().split(':');
       const s = this.snapshots.get(id ?? '');
       if (s === undefined) {
-        throw new HttpError(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.');
+        throw new HttpError(
+          410,
+          'Expired',
+          'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.',
+        );
       }
       snap = s;
       offset = Number(off);
@@ -450,14 +581,28 @@ export class FakeApiServer implements AsyncDisposable {
     return { kind: `${t.kind}List`, apiVersion: apiVersionOf(t), metadata, items: page };
   }
 
-  private startWatch(t: ResourceType, namespace: string | undefined, q: URLSearchParams, res: ServerResponse): void {
+  private startWatch(
+    t: ResourceType,
+    namespace: string | undefined,
+    q: URLSearchParams,
+    res: ServerResponse,
+  ): void {
     const go = () => {
       if (res.destroyed || res.writableEnded) return;
       const from = q.get('resourceVersion') ?? '';
       const n = from === '' ? 0 : Number(from);
-      if (from !== '' && from !== '0' && (!Number.isInteger(n) || n < 0)) return json(res, 400, status(new HttpError(400, 'BadRequest', `invalid resource version: ${from}`)));
+      if (from !== '' && from !== '0' && (!Number.isInteger(n) || n < 0))
+        return json(
+          res,
+          400,
+          status(new HttpError(400, 'BadRequest', `invalid resource version: ${from}`)),
+        );
       const expired = from !== '' && from !== '0' && n < this.compactedRv;
-      const gone = new HttpError(410, 'Expired', `too old resource version: ${from} (${this.compactedRv})`);
+      const gone = new HttpError(
+        410,
+        'Expired',
+        `too old resource version: ${from} (${this.compactedRv})`,
+      );
       if (expired && this.goneAs === 'http') return json(res, 410, status(gone));
       res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
       res.flushHeaders();
@@ -465,11 +610,19 @@ export class FakeApiServer implements AsyncDisposable {
         res.end(`${JSON.stringify({ type: 'ERROR', object: status(gone) })}\n`);
         return;
       }
-      const w: Watcher = { type: t, namespace, bookmarks: q.get('allowWatchBookmarks') === 'true', res };
+      const w: Watcher = {
+        type: t,
+        namespace,
+        bookmarks: q.get('allowWatchBookmarks') === 'true',
+        res,
+      };
       if (from === '' || from === '0') {
-        for (const [k, o] of this.store.get(t.resource)!) if (namespace === undefined || k.startsWith(`${namespace}/`)) this.send(w, { type: 'ADDED', object: o });
+        for (const [k, o] of this.store.get(t.resource)!)
+          if (namespace === undefined || k.startsWith(`${namespace}/`))
+            this.send(w, { type: 'ADDED', object: o });
       } else {
-        for (const c of this.history) if (c.rv > n && this.matches(w, c)) this.send(w, { type: c.type, object: c.object });
+        for (const c of this.history)
+          if (c.rv > n && this.matches(w, c)) this.send(w, { type: c.type, object: c.object });
       }
       this.watchers.add(w);
       res.on('close', () => this.watchers.delete(w));
@@ -486,7 +639,9 @@ export class FakeApiServer implements AsyncDisposable {
   }
 
   private matches(w: Watcher, c: Change): boolean {
-    return w.type.resource === c.resource && (w.namespace === undefined || w.namespace === c.namespace);
+    return (
+      w.type.resource === c.resource && (w.namespace === undefined || w.namespace === c.namespace)
+    );
   }
 
   private send(w: Watcher, event: { type: string; object: unknown }): void {
@@ -501,13 +656,20 @@ function typeOfKind(kind: unknown): ResourceType {
 }
 
 /** /api/v1/[namespaces/NS/]RESOURCE[/NAME] or /apis/GROUP/VERSION/[namespaces/NS/]RESOURCE[/NAME]. */
-function parsePath(path: string): { type: ResourceType; namespace: string | undefined; name: string | undefined } | undefined {
-  const parts = path.split('/').filter((p) => p !== '').map(decodeURIComponent);
+function parsePath(
+  path: string,
+): { type: ResourceType; namespace: string | undefined; name: string | undefined } | undefined {
+  const parts = path
+    .split('/')
+    .filter((p) => p !== '')
+    .map(decodeURIComponent);
   let group: string;
   let version: string;
   let rest: string[];
-  if (parts[0] === 'api' && parts.length >= 3) [group, version, rest] = ['', parts[1]!, parts.slice(2)];
-  else if (parts[0] === 'apis' && parts.length >= 4) [group, version, rest] = [parts[1]!, parts[2]!, parts.slice(3)];
+  if (parts[0] === 'api' && parts.length >= 3)
+    [group, version, rest] = ['', parts[1]!, parts.slice(2)];
+  else if (parts[0] === 'apis' && parts.length >= 4)
+    [group, version, rest] = [parts[1]!, parts[2]!, parts.slice(3)];
   else return undefined;
   let namespace: string | undefined;
   if (rest[0] === 'namespaces' && rest.length >= 3) {
@@ -515,18 +677,32 @@ function parsePath(path: string): { type: ResourceType; namespace: string | unde
     rest = rest.slice(2);
   }
   if (rest.length < 1 || rest.length > 2) return undefined;
-  const type = TYPES.find((t) => t.group === group && t.version === version && t.resource === rest[0]);
+  const type = TYPES.find(
+    (t) => t.group === group && t.version === version && t.resource === rest[0],
+  );
   if (type === undefined || (namespace !== undefined && !type.namespaced)) return undefined;
   return { type, namespace, name: rest[1] };
 }
 
 function status(e: HttpError) {
-  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: e.message, reason: e.reason, ...(e.details ? { details: e.details } : {}), code: e.status };
+  return {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message: e.message,
+    reason: e.reason,
+    ...(e.details ? { details: e.details } : {}),
+    code: e.status,
+  };
 }
 
 function json(res: ServerResponse, code: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.writeHead(code, {
+    'Content-Type': 'application/json',
+    'Content-Length': Buffer.byteLength(text),
+  });
   res.end(text);
 }
 

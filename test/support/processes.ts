@@ -37,7 +37,7 @@ export class WeirProcess {
     this.child.stderr!.on('data', (chunk: Buffer) => {
       buf += chunk.toString();
       let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
+      for (nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
         const text = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         let line: LogLine;
@@ -47,7 +47,11 @@ export class WeirProcess {
           line = { msg: text };
         }
         this.lines.push(line);
-        this.waiters = this.waiters.filter((w) => (w.pred(line) ? (w.resolve(line), false) : true));
+        this.waiters = this.waiters.filter((w) => {
+          if (!w.pred(line)) return true;
+          w.resolve(line);
+          return false;
+        });
       }
     });
     this.child.stdout!.resume();
@@ -55,12 +59,34 @@ export class WeirProcess {
   }
 
   /** Resolves with the first log line (past or future) the predicate accepts. */
-  waitFor(pred: (l: LogLine) => boolean, what: string, timeoutMs = 15_000, since = 0): Promise<LogLine> {
+  waitFor(
+    pred: (l: LogLine) => boolean,
+    what: string,
+    timeoutMs = 15_000,
+    since = 0,
+  ): Promise<LogLine> {
     const seen = this.lines.slice(since).find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`${this.name}: timed out waiting for ${what}\n${this.lines.slice(-15).map((l) => JSON.stringify(l)).join('\n')}`)), timeoutMs);
-      this.waiters.push({ pred, resolve: (l) => (clearTimeout(t), resolve(l)) });
+      const t = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `${this.name}: timed out waiting for ${what}\n${this.lines
+                .slice(-15)
+                .map((l) => JSON.stringify(l))
+                .join('\n')}`,
+            ),
+          ),
+        timeoutMs,
+      );
+      this.waiters.push({
+        pred,
+        resolve: (l) => {
+          clearTimeout(t);
+          resolve(l);
+        },
+      });
     });
   }
 
@@ -90,7 +116,11 @@ export async function freePort(): Promise<number> {
 }
 
 /** Polls until `check` returns a value other than undefined. */
-export async function eventually<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 15_000): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined>,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < end) {

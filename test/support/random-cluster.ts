@@ -16,14 +16,24 @@ const PROTOS = ['TCP', 'UDP', 'SCTP'];
 
 export function randomCluster(seed: number): Raw[] {
   const r = rng(seed);
-  const labels = () => Object.fromEntries(KEYS.filter(() => r.chance(0.6)).map((k) => [k, r.pick(VALUES)]));
+  const labels = () =>
+    Object.fromEntries(KEYS.filter(() => r.chance(0.6)).map((k) => [k, r.pick(VALUES)]));
   const selector = (): Raw => {
     const s: Raw = {};
-    if (r.chance(0.5)) s.matchLabels = Object.fromEntries(KEYS.filter(() => r.chance(0.4)).map((k) => [k, r.pick(VALUES)]));
+    if (r.chance(0.5))
+      s.matchLabels = Object.fromEntries(
+        KEYS.filter(() => r.chance(0.4)).map((k) => [k, r.pick(VALUES)]),
+      );
     if (r.chance(0.4)) {
       s.matchExpressions = [...Array(1 + r.int(2))].map(() => {
         const operator = r.pick(['In', 'NotIn', 'Exists', 'DoesNotExist']);
-        return { key: r.pick(KEYS), operator, ...(operator === 'In' || operator === 'NotIn' ? { values: VALUES.filter(() => r.chance(0.5)).concat(r.pick(VALUES)) } : {}) };
+        return {
+          key: r.pick(KEYS),
+          operator,
+          ...(operator === 'In' || operator === 'NotIn'
+            ? { values: VALUES.filter(() => r.chance(0.5)).concat(r.pick(VALUES)) }
+            : {}),
+        };
       });
     }
     return s;
@@ -34,17 +44,29 @@ export function randomCluster(seed: number): Raw[] {
   let host = 1;
   for (const ns of nsNames) {
     for (let i = 0; i < 4; i++) {
-      const ips = [`10.0.${nsNames.indexOf(ns)}.${host}`, ...(r.chance(0.3) ? [`fd00::${nsNames.indexOf(ns)}:${host}`] : [])];
+      const ips = [
+        `10.0.${nsNames.indexOf(ns)}.${host}`,
+        ...(r.chance(0.3) ? [`fd00::${nsNames.indexOf(ns)}:${host}`] : []),
+      ];
       host++;
-      const ports = PORT_NAMES.filter(() => r.chance(0.4)).map((name) => ({ name, port: r.pick(PORTS), protocol: r.pick(PROTOS) }));
+      const ports = PORT_NAMES.filter(() => r.chance(0.4)).map((name) => ({
+        name,
+        port: r.pick(PORTS),
+        protocol: r.pick(PROTOS),
+      }));
       objects.push(pod(ns, `p${i}`, { labels: labels(), ips, ports, node: `node-${r.int(3)}` }));
     }
   }
   const peer = (): Raw => {
     const kind = r.int(5);
     if (kind === 0) {
-      const base = r.chance(0.8) ? { cidr: `10.0.${r.int(3)}.0/${r.pick([24, 25, 28])}` } : { cidr: 'fd00::/64' };
-      const except = r.chance(0.5) && base.cidr.startsWith('10.') ? [`${base.cidr.split('/')[0]!.split('.').slice(0, 3).join('.')}.${r.pick([0, 4, 8])}/30`] : [];
+      const base = r.chance(0.8)
+        ? { cidr: `10.0.${r.int(3)}.0/${r.pick([24, 25, 28])}` }
+        : { cidr: 'fd00::/64' };
+      const except =
+        r.chance(0.5) && base.cidr.startsWith('10.')
+          ? [`${base.cidr.split('/')[0]!.split('.').slice(0, 3).join('.')}.${r.pick([0, 4, 8])}/30`]
+          : [];
       return { ipBlock: { ...base, except } };
     }
     if (kind === 1) return { podSelector: selector() };
@@ -73,4 +95,3 @@ export function randomCluster(seed: number): Raw[] {
   }
   return objects;
 }
-

@@ -5,7 +5,13 @@
  * the real evaluator against it on random clusters; the benchmarks use it as
  * the naive baseline. It is not part of Weir.
  */
-import type { NamespaceObject, NetworkPolicyObject, PodObject, PolicyPeer, PolicyRule } from '../../controller/model/kube-objects.js';
+import type {
+  NamespaceObject,
+  NetworkPolicyObject,
+  PodObject,
+  PolicyPeer,
+  PolicyRule,
+} from '../../controller/model/kube-objects.js';
 import { NAMESPACE_NAME_LABEL } from '../../controller/model/kube-objects.js';
 import { parseCidr, parseIp, type Ip } from '../../shared/net/ip.js';
 import { matchesLabels } from '../../shared/policy/selector.js';
@@ -35,23 +41,47 @@ export class ReferenceCluster {
     const from = this.byIp.get(src);
     const to = this.byIp.get(dst);
     if (from !== undefined && from === to) return true;
-    if (from !== undefined && !this.direction(from, 'egress', to, dst, protocol, port)) return false;
+    if (from !== undefined && !this.direction(from, 'egress', to, dst, protocol, port))
+      return false;
     if (to !== undefined && !this.direction(to, 'ingress', from, src, protocol, port)) return false;
     return true;
   }
 
   /** Whether `self`'s policies for this direction admit the peer. `to` of the packet is self for ingress, peer for egress. */
-  private direction(self: PodObject, dir: 'ingress' | 'egress', peer: PodObject | undefined, peerIp: Ip, protocol: number, port: number): boolean {
+  private direction(
+    self: PodObject,
+    dir: 'ingress' | 'egress',
+    peer: PodObject | undefined,
+    peerIp: Ip,
+    protocol: number,
+    port: number,
+  ): boolean {
     const selecting = this.policies.filter(
-      (p) => p.namespace === self.namespace && (dir === 'ingress' ? p.ingressIsolation : p.egressIsolation) && matchesLabels(self.labels, p.podSelector),
+      (p) =>
+        p.namespace === self.namespace &&
+        (dir === 'ingress' ? p.ingressIsolation : p.egressIsolation) &&
+        matchesLabels(self.labels, p.podSelector),
     );
     if (selecting.length === 0) return true;
     const destination = dir === 'ingress' ? self : peer;
-    return selecting.some((p) => (dir === 'ingress' ? p.ingress : p.egress).some((r) => this.ruleAdmits(p, r, peer, peerIp, destination, protocol, port)));
+    return selecting.some((p) =>
+      (dir === 'ingress' ? p.ingress : p.egress).some((r) =>
+        this.ruleAdmits(p, r, peer, peerIp, destination, protocol, port),
+      ),
+    );
   }
 
-  private ruleAdmits(p: NetworkPolicyObject, r: PolicyRule, peer: PodObject | undefined, peerIp: Ip, destination: PodObject | undefined, protocol: number, port: number): boolean {
-    const peerOk = r.peers.length === 0 || r.peers.some((x) => this.peerMatches(p, x, peer, peerIp));
+  private ruleAdmits(
+    p: NetworkPolicyObject,
+    r: PolicyRule,
+    peer: PodObject | undefined,
+    peerIp: Ip,
+    destination: PodObject | undefined,
+    protocol: number,
+    port: number,
+  ): boolean {
+    const peerOk =
+      r.peers.length === 0 || r.peers.some((x) => this.peerMatches(p, x, peer, peerIp));
     const portOk =
       r.ports.length === 0 ||
       r.ports.some((s) => {
@@ -59,12 +89,19 @@ export class ReferenceCluster {
         if (s.port.kind === 'all') return true;
         if (s.port.kind === 'range') return port >= s.port.start && port <= s.port.end;
         const name = s.port.name;
-        return destination !== undefined && destination.ports.some((cp) => cp.name === name && cp.protocol === s.protocol && cp.port === port);
+        return destination?.ports.some(
+          (cp) => cp.name === name && cp.protocol === s.protocol && cp.port === port,
+        );
       });
     return peerOk && portOk;
   }
 
-  private peerMatches(p: NetworkPolicyObject, x: PolicyPeer, peer: PodObject | undefined, peerIp: Ip): boolean {
+  private peerMatches(
+    p: NetworkPolicyObject,
+    x: PolicyPeer,
+    peer: PodObject | undefined,
+    peerIp: Ip,
+  ): boolean {
     if (x.kind === 'ipBlock') {
       const inside = (text: string) => {
         const c = parseCidr(text);
@@ -74,7 +111,10 @@ export class ReferenceCluster {
       return inside(x.ipBlock.cidr) && !x.ipBlock.except.some(inside);
     }
     if (peer === undefined) return false;
-    const nsOk = x.namespaceSelector === undefined ? peer.namespace === p.namespace : matchesLabels(this.namespaceLabels(peer.namespace), x.namespaceSelector);
+    const nsOk =
+      x.namespaceSelector === undefined
+        ? peer.namespace === p.namespace
+        : matchesLabels(this.namespaceLabels(peer.namespace), x.namespaceSelector);
     return nsOk && (x.podSelector === undefined || matchesLabels(peer.labels, x.podSelector));
   }
 }

@@ -11,14 +11,35 @@ const require = createRequire(import.meta.url);
 const protoRoot = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto');
 
 export async function listServices(address: string): Promise<string[]> {
-  const def = protoLoader.loadSync('grpc/reflection/v1/reflection.proto', { includeDirs: [protoRoot], keepCase: true });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { reflection: { v1: { ServerReflection: new (a: string, c: grpc.ChannelCredentials) => grpc.Client } } } };
-  const client = new pkg.grpc.reflection.v1.ServerReflection(address, grpc.credentials.createInsecure());
+  const def = protoLoader.loadSync('grpc/reflection/v1/reflection.proto', {
+    includeDirs: [protoRoot],
+    keepCase: true,
+  });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    grpc: {
+      reflection: {
+        v1: { ServerReflection: new (a: string, c: grpc.ChannelCredentials) => grpc.Client };
+      };
+    };
+  };
+  const client = new pkg.grpc.reflection.v1.ServerReflection(
+    address,
+    grpc.credentials.createInsecure(),
+  );
   try {
     return await new Promise<string[]>((resolve, reject) => {
-      const call = (client as unknown as { ServerReflectionInfo(): grpc.ClientDuplexStream<object, { list_services_response?: { service: Array<{ name: string }> } }> }).ServerReflectionInfo();
+      const call = (
+        client as unknown as {
+          ServerReflectionInfo(): grpc.ClientDuplexStream<
+            object,
+            { list_services_response?: { service: Array<{ name: string }> } }
+          >;
+        }
+      ).ServerReflectionInfo();
       call.on('data', (r) => {
-        resolve((r.list_services_response?.service ?? []).map((s: { name: string }) => s.name).sort());
+        resolve(
+          (r.list_services_response?.service ?? []).map((s: { name: string }) => s.name).sort(),
+        );
         call.end();
       });
       call.on('error', reject);

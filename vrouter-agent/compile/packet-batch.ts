@@ -76,14 +76,16 @@ const LOW64 = (1n << 64n) - 1n;
 
 function writeAddress(view: DataView, at: number, ip: Ip): 4 | 6 {
   if (typeof ip === 'number') {
-    if (!Number.isInteger(ip) || ip < 0 || ip > V4_MAX) throw new InternalError(`packet address ${ip} is not an IPv4 address number`);
+    if (!Number.isInteger(ip) || ip < 0 || ip > V4_MAX)
+      throw new InternalError(`packet address ${ip} is not an IPv4 address number`);
     view.setUint32(at, ip);
     view.setUint32(at + 4, 0);
     view.setUint32(at + 8, 0);
     view.setUint32(at + 12, 0);
     return 4;
   }
-  if (ip < 0n || ip > V6_MAX) throw new InternalError(`packet address ${ip} is not an IPv6 address number`);
+  if (ip < 0n || ip > V6_MAX)
+    throw new InternalError(`packet address ${ip} is not an IPv6 address number`);
   view.setBigUint64(at, ip >> 64n);
   view.setBigUint64(at + 8, ip & LOW64);
   return 6;
@@ -91,8 +93,10 @@ function writeAddress(view: DataView, at: number, ip: Ip): 4 | 6 {
 
 /** Writes packet `p` as record `index` of `view`. Protocol must fit a byte and the port 16 bits. */
 export function writePacket(view: DataView, index: number, p: Packet): void {
-  if (!(p.protocol >= 0 && p.protocol <= 255 && Number.isInteger(p.protocol))) throw new InternalError(`packet protocol ${p.protocol} is not 0..255`);
-  if (!(p.dstPort >= 0 && p.dstPort <= 65535 && Number.isInteger(p.dstPort))) throw new InternalError(`packet port ${p.dstPort} is not 0..65535`);
+  if (!(p.protocol >= 0 && p.protocol <= 255 && Number.isInteger(p.protocol)))
+    throw new InternalError(`packet protocol ${p.protocol} is not 0..255`);
+  if (!(p.dstPort >= 0 && p.dstPort <= 65535 && Number.isInteger(p.dstPort)))
+    throw new InternalError(`packet port ${p.dstPort} is not 0..65535`);
   const at = index * PACKET_RECORD_BYTES;
   view.setUint8(at + PacketField.srcFamily, writeAddress(view, at + PacketField.src, p.src));
   view.setUint8(at + PacketField.dstFamily, writeAddress(view, at + PacketField.dst, p.dst));
@@ -105,7 +109,12 @@ export function writePacket(view: DataView, index: number, p: Packet): void {
 /** The address at byte `at` of a record, for its family byte; undefined when malformed. */
 export function readAddress(view: DataView, at: number, family: number): Ip | undefined {
   if (family === 4) {
-    if (view.getUint32(at + 4) !== 0 || view.getUint32(at + 8) !== 0 || view.getUint32(at + 12) !== 0) return undefined;
+    if (
+      view.getUint32(at + 4) !== 0 ||
+      view.getUint32(at + 8) !== 0 ||
+      view.getUint32(at + 12) !== 0
+    )
+      return undefined;
     return view.getUint32(at);
   }
   if (family === 6) return (view.getBigUint64(at) << 64n) | view.getBigUint64(at + 8);
@@ -118,7 +127,12 @@ export function readPacket(view: DataView, index: number): Packet | undefined {
   const src = readAddress(view, at + PacketField.src, view.getUint8(at + PacketField.srcFamily));
   const dst = readAddress(view, at + PacketField.dst, view.getUint8(at + PacketField.dstFamily));
   if (src === undefined || dst === undefined) return undefined;
-  return { src, dst, protocol: view.getUint8(at + PacketField.protocol), dstPort: view.getUint16(at + PacketField.dstPort, true) };
+  return {
+    src,
+    dst,
+    protocol: view.getUint8(at + PacketField.protocol),
+    dstPort: view.getUint16(at + PacketField.dstPort, true),
+  };
 }
 
 /** Packs packets into a fresh record buffer. */
@@ -148,7 +162,8 @@ export class PacketBatch {
   private used = 0;
 
   constructor(capacity: number) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new InternalError(`batch capacity ${capacity} is not a positive integer`);
+    if (!Number.isInteger(capacity) || capacity < 1)
+      throw new InternalError(`batch capacity ${capacity} is not a positive integer`);
     this.capacity = capacity;
     this.bytes = new Uint8Array(capacity * PACKET_RECORD_BYTES);
     this.results = new Int32Array(capacity * RESULT_STRIDE);
@@ -169,7 +184,8 @@ export class PacketBatch {
 
   /** Appends a packet; returns its index. Throws when the batch is full. */
   push(p: Packet): number {
-    if (this.used === this.capacity) throw new InternalError(`packet batch is full (${this.capacity})`);
+    if (this.used === this.capacity)
+      throw new InternalError(`packet batch is full (${this.capacity})`);
     writePacket(this.view, this.used, p);
     return this.used++;
   }

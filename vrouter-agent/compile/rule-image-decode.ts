@@ -6,7 +6,18 @@
  */
 import { ErrorCode, WeirError } from '../../shared/errors.js';
 import type { Ip } from '../../shared/net/ip.js';
-import { HEADER_BYTES, NONE, RULE_IMAGE_MAGIC, RULE_IMAGE_VERSION, SECTION_COUNT, SECTION_ELEMENT_BYTES, SECTION_NAMES, Section, sectionLayout, type PrefixRanges } from './rule-image.js';
+import {
+  HEADER_BYTES,
+  NONE,
+  RULE_IMAGE_MAGIC,
+  RULE_IMAGE_VERSION,
+  SECTION_COUNT,
+  SECTION_ELEMENT_BYTES,
+  SECTION_NAMES,
+  Section,
+  sectionLayout,
+  type PrefixRanges,
+} from './rule-image.js';
 
 /** A rule image that is not well formed; the message says where. */
 export class RuleImageError extends WeirError {
@@ -59,25 +70,35 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
   const fail = (m: string): never => {
     throw new RuleImageError(m);
   };
-  if (bytes.byteLength < HEADER_BYTES) fail(`${bytes.byteLength} bytes is shorter than the ${HEADER_BYTES}-byte header`);
+  if (bytes.byteLength < HEADER_BYTES)
+    fail(`${bytes.byteLength} bytes is shorter than the ${HEADER_BYTES}-byte header`);
   if (v.getUint32(0, true) !== RULE_IMAGE_MAGIC) fail('bad magic');
-  if (v.getUint16(4, true) !== RULE_IMAGE_VERSION) fail(`version ${v.getUint16(4, true)} is not ${RULE_IMAGE_VERSION}`);
-  if (v.getUint16(6, true) !== SECTION_COUNT) fail(`section count ${v.getUint16(6, true)} is not ${SECTION_COUNT}`);
-  if (v.getUint32(8, true) !== bytes.byteLength) fail(`header says ${v.getUint32(8, true)} bytes, the buffer has ${bytes.byteLength}`);
+  if (v.getUint16(4, true) !== RULE_IMAGE_VERSION)
+    fail(`version ${v.getUint16(4, true)} is not ${RULE_IMAGE_VERSION}`);
+  if (v.getUint16(6, true) !== SECTION_COUNT)
+    fail(`section count ${v.getUint16(6, true)} is not ${SECTION_COUNT}`);
+  if (v.getUint32(8, true) !== bytes.byteLength)
+    fail(`header says ${v.getUint32(8, true)} bytes, the buffer has ${bytes.byteLength}`);
   if (v.getUint32(12, true) !== 0) fail('reserved header field is not 0');
   const counts: number[] = [];
   for (let s = 0; s < SECTION_COUNT; s++) counts.push(v.getUint32(20 + s * 8, true));
   const { offsets, total } = sectionLayout(counts);
-  if (total !== bytes.byteLength) fail(`the section counts need ${total} bytes, the image has ${bytes.byteLength}`);
+  if (total !== bytes.byteLength)
+    fail(`the section counts need ${total} bytes, the image has ${bytes.byteLength}`);
   for (let s = 0; s < SECTION_COUNT; s++) {
-    if (v.getUint32(16 + s * 8, true) !== offsets[s]) fail(`section ${SECTION_NAMES[s]} is at ${v.getUint32(16 + s * 8, true)}, not ${offsets[s]}`);
+    if (v.getUint32(16 + s * 8, true) !== offsets[s])
+      fail(`section ${SECTION_NAMES[s]} is at ${v.getUint32(16 + s * 8, true)}, not ${offsets[s]}`);
   }
   const el = (s: number, i: number) => offsets[s]! + i * SECTION_ELEMENT_BYTES[s]!;
   const u32 = (at: number) => v.getUint32(at, true);
   const u128 = (at: number) => (v.getBigUint64(at, true) << 64n) | v.getBigUint64(at + 8, true);
-  const ref = (s: number, i: number, what: string) => (i < counts[s]! ? i : fail(`${what}: ${SECTION_NAMES[s]} index ${i} is out of range (${counts[s]})`));
+  const ref = (s: number, i: number, what: string) =>
+    i < counts[s]!
+      ? i
+      : fail(`${what}: ${SECTION_NAMES[s]} index ${i} is out of range (${counts[s]})`);
   const span = (s: number, first: number, count: number, what: string) => {
-    if (first + count > counts[s]!) fail(`${what}: ${SECTION_NAMES[s]} [${first}, +${count}) is out of range (${counts[s]})`);
+    if (first + count > counts[s]!)
+      fail(`${what}: ${SECTION_NAMES[s]} [${first}, +${count}) is out of range (${counts[s]})`);
   };
   const zero = (at: number, what: string) => {
     if (u32(at) !== 0) fail(`${what}: reserved field is not 0`);
@@ -100,7 +121,8 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
     const out: number[] = [];
     for (let i = first; i < first + count; i++) {
       const at = el(Section.TRIPLES, i);
-      if (v.getUint8(at + 1) !== 0 || v.getUint16(at + 6, true) !== 0) fail(`${what}: triple ${i}: reserved field is not 0`);
+      if (v.getUint8(at + 1) !== 0 || v.getUint16(at + 6, true) !== 0)
+        fail(`${what}: triple ${i}: reserved field is not 0`);
       out.push(v.getUint8(at), v.getUint16(at + 2, true), v.getUint16(at + 4, true));
     }
     return out;
@@ -118,7 +140,8 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
       const a = u32(el(Section.RANGES4, k));
       const b = u32(el(Section.RANGES4, k) + 4);
       if (a > b) fail(`${what}: range ${k} ends before it starts`);
-      if (v4.length > 0 && a <= v4[v4.length - 1]!) fail(`${what}: range ${k} is not after the previous one`);
+      if (v4.length > 0 && a <= v4[v4.length - 1]!)
+        fail(`${what}: range ${k} is not after the previous one`);
       v4.push(a, b);
     }
     const v6: bigint[] = [];
@@ -126,7 +149,8 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
       const a = u128(el(Section.RANGES6, k));
       const b = u128(el(Section.RANGES6, k) + 16);
       if (a > b) fail(`${what}: range ${k} ends before it starts`);
-      if (v6.length > 0 && a <= v6[v6.length - 1]!) fail(`${what}: range ${k} is not after the previous one`);
+      if (v6.length > 0 && a <= v6[v6.length - 1]!)
+        fail(`${what}: range ${k} is not after the previous one`);
       v6.push(a, b);
     }
     sets.push({ v4, v6 });
@@ -184,7 +208,8 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
     const count = u32(at + 8);
     span(Section.RULE_REFS, first, count, what);
     const list: number[] = [];
-    for (let k = first; k < first + count; k++) list.push(ref(Section.RULES, u32(el(Section.RULE_REFS, k)), what));
+    for (let k = first; k < first + count; k++)
+      list.push(ref(Section.RULES, u32(el(Section.RULE_REFS, k)), what));
     tables.push({ policyCount: u32(at), rules: list });
   }
 
@@ -193,7 +218,11 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
     const at = el(Section.ENDPOINTS, i);
     const what = `endpoint ${i}`;
     zero(at + 12, what);
-    endpoints.push({ key: string(u32(at), what), egress: ref(Section.TABLES, u32(at + 4), what), ingress: ref(Section.TABLES, u32(at + 8), what) });
+    endpoints.push({
+      key: string(u32(at), what),
+      egress: ref(Section.TABLES, u32(at + 4), what),
+      ingress: ref(Section.TABLES, u32(at + 8), what),
+    });
   }
 
   const byIp = new Map<Ip, number>();

@@ -83,7 +83,11 @@ import { InternalError } from '../../shared/errors.js';
 import { parseIp } from '../../shared/net/ip.js';
 import type { PrefixSet } from '../../shared/net/prefix-set.js';
 import type { PortMatcher } from '../../shared/policy/port-matcher.js';
-import type { CompiledEndpoint, DirectionTable, RuleTables } from '../../shared/policy/rule-tables.js';
+import type {
+  CompiledEndpoint,
+  DirectionTable,
+  RuleTables,
+} from '../../shared/policy/rule-tables.js';
 import { RuleCatalog } from './rule-catalog.js';
 
 export const RULE_IMAGE_MAGIC = 0x49545257;
@@ -111,7 +115,9 @@ export const Section = {
   DESTS6: 14,
 } as const;
 export const SECTION_COUNT = 15;
-export const SECTION_ELEMENT_BYTES: readonly number[] = [8, 1, 16, 8, 24, 16, 4, 16, 16, 8, 32, 24, 8, 16, 24];
+export const SECTION_ELEMENT_BYTES: readonly number[] = [
+  8, 1, 16, 8, 24, 16, 4, 16, 16, 8, 32, 24, 8, 16, 24,
+];
 export const SECTION_NAMES: readonly string[] = Object.keys(Section);
 
 const LOW64 = (1n << 64n) - 1n;
@@ -168,11 +174,19 @@ export interface EncodedRuleImage {
 }
 
 /** Flattens rule tables into an image. Throws InternalError for values the layout cannot hold. */
-export function encodeRuleImage(tables: RuleTables, catalog: RuleCatalog = RuleCatalog.of(tables)): EncodedRuleImage {
+export function encodeRuleImage(
+  tables: RuleTables,
+  catalog: RuleCatalog = RuleCatalog.of(tables),
+): EncodedRuleImage {
   const e = new Encoder();
   for (let i = 0; i < catalog.rules.length; i++) {
     const r = catalog.rules[i]!;
-    e.rules.push(e.string(r.id), e.string(r.policy), r.peer === null ? NONE : e.prefixSet(r.peer), r.ports === null ? NONE : e.portMatcher(r.ports, r.id));
+    e.rules.push(
+      e.string(r.id),
+      e.string(r.policy),
+      r.peer === null ? NONE : e.prefixSet(r.peer),
+      r.ports === null ? NONE : e.portMatcher(r.ports, r.id),
+    );
   }
   const endpointIndex = new Map<CompiledEndpoint, number>();
   for (const ce of tables.endpoints.values()) {
@@ -183,7 +197,10 @@ export function encodeRuleImage(tables: RuleTables, catalog: RuleCatalog = RuleC
   const a6: Array<[bigint, number]> = [];
   for (const [ip, ce] of tables.byIp) {
     const idx = endpointIndex.get(ce);
-    if (idx === undefined) throw new InternalError(`byIp maps an address to endpoint ${ce.key}, which tables.endpoints lacks`);
+    if (idx === undefined)
+      throw new InternalError(
+        `byIp maps an address to endpoint ${ce.key}, which tables.endpoints lacks`,
+      );
     if (typeof ip === 'number') a4.push([ip, idx]);
     else a6.push([ip, idx]);
   }
@@ -241,7 +258,11 @@ class Encoder {
     }
     const candidates = this.tableIndex.get(hash);
     for (const c of candidates ?? []) {
-      const [policies, first, count] = [this.tables[3 * c]!, this.tables[3 * c + 1]!, this.tables[3 * c + 2]!];
+      const [policies, first, count] = [
+        this.tables[3 * c]!,
+        this.tables[3 * c + 1]!,
+        this.tables[3 * c + 2]!,
+      ];
       if (policies !== t.policies.length || count !== ids.length) continue;
       let same = true;
       for (let k = 0; k < count && same; k++) same = this.refs[first + k] === ids[k];
@@ -301,19 +322,26 @@ class Encoder {
   }
 
   private addTriples(t: Int32Array, rule: string): number {
-    if (t.length % 3 !== 0) throw new InternalError(`rule ${rule}: port entries are not [protocol, first, last] triples`);
+    if (t.length % 3 !== 0)
+      throw new InternalError(`rule ${rule}: port entries are not [protocol, first, last] triples`);
     const first = this.triples.length / 3;
     for (let k = 0; k < t.length; k += 3) {
       const [p, lo, hi] = [t[k]!, t[k + 1]!, t[k + 2]!];
       if (p < 0 || p > 255 || lo < 0 || lo > 65535 || hi < 0 || hi > 65535) {
-        throw new InternalError(`rule ${rule}: port entry [${p}, ${lo}, ${hi}] is outside protocol 0..255, ports 0..65535`);
+        throw new InternalError(
+          `rule ${rule}: port entry [${p}, ${lo}, ${hi}] is outside protocol 0..255, ports 0..65535`,
+        );
       }
       this.triples.push(p, lo, hi);
     }
     return first;
   }
 
-  finish(a4: ReadonlyArray<readonly [number, number]>, a6: ReadonlyArray<readonly [bigint, number]>, catalog: RuleCatalog): EncodedRuleImage {
+  finish(
+    a4: ReadonlyArray<readonly [number, number]>,
+    a6: ReadonlyArray<readonly [bigint, number]>,
+    catalog: RuleCatalog,
+  ): EncodedRuleImage {
     const utf8 = new TextEncoder();
     const encoded = this.strings.map((s) => utf8.encode(s));
     const stringBytes = encoded.reduce((n, b) => n + b.length, 0);
@@ -335,10 +363,14 @@ class Encoder {
       this.dests6.length,
     ];
     for (let s = 0; s < SECTION_COUNT; s++) {
-      if (counts[s]! >= NONE) throw new InternalError(`rule image section ${SECTION_NAMES[s]} would hold ${counts[s]} elements, more than a u32 index reaches`);
+      if (counts[s]! >= NONE)
+        throw new InternalError(
+          `rule image section ${SECTION_NAMES[s]} would hold ${counts[s]} elements, more than a u32 index reaches`,
+        );
     }
     const { offsets, total } = sectionLayout(counts);
-    if (total > 0xffff_ffff) throw new InternalError(`rule image would be ${total} bytes, more than a u32 length`);
+    if (total > 0xffff_ffff)
+      throw new InternalError(`rule image would be ${total} bytes, more than a u32 length`);
     const image = new ArrayBuffer(total);
     const v = new DataView(image);
     const bytes = new Uint8Array(image);
@@ -350,7 +382,12 @@ class Encoder {
       v.setUint32(16 + s * 8, offsets[s]!, true);
       v.setUint32(20 + s * 8, counts[s]!, true);
     }
-    const u32s = (section: number, values: readonly number[], stride: number, elementBytes: number) => {
+    const u32s = (
+      section: number,
+      values: readonly number[],
+      stride: number,
+      elementBytes: number,
+    ) => {
       let at = offsets[section]!;
       for (let i = 0; i < values.length; i += stride, at += elementBytes) {
         for (let k = 0; k < stride; k++) v.setUint32(at + 4 * k, values[i + k]!, true);

@@ -16,9 +16,23 @@
  * new engine (swap the reference, then dispose the old one).
  */
 import { InternalError, UnavailableError } from '../../shared/errors.js';
-import { ALLOW_DEFAULT, DENY, type DirectionResult, type RuleTables } from '../../shared/policy/rule-tables.js';
+import {
+  ALLOW_DEFAULT,
+  DENY,
+  type DirectionResult,
+  type RuleTables,
+} from '../../shared/policy/rule-tables.js';
 import { nativeAddon, nativeStatus } from '../native/loader.js';
-import { PACKET_RECORD_BYTES, PacketField, RESULT_STRIDE, VERDICT_ALLOWED, VERDICT_SELF, VerdictCode, readAddress, type BatchEvaluator } from './packet-batch.js';
+import {
+  PACKET_RECORD_BYTES,
+  PacketField,
+  RESULT_STRIDE,
+  VERDICT_ALLOWED,
+  VERDICT_SELF,
+  VerdictCode,
+  readAddress,
+  type BatchEvaluator,
+} from './packet-batch.js';
 import { RuleCatalog } from './rule-catalog.js';
 import { RULE_IMAGE_VERSION, encodeRuleImage } from './rule-image.js';
 
@@ -68,19 +82,32 @@ interface NativeRuleEvaluator {
   dispose(): void;
 }
 export interface NativeRuleEvaluatorClass {
-  new (image: ArrayBuffer | ArrayBufferView, options?: { indexMinRules?: number; portIndexMinRules?: number }): NativeRuleEvaluator;
+  new (
+    image: ArrayBuffer | ArrayBufferView,
+    options?: { indexMinRules?: number; portIndexMinRules?: number },
+  ): NativeRuleEvaluator;
   readonly imageVersion: number;
 }
 
 /** The native evaluator class, or why there is none. */
-export function nativeRuleEvaluator(): { readonly evaluator: NativeRuleEvaluatorClass | undefined; readonly reason: string } {
+export function nativeRuleEvaluator(): {
+  readonly evaluator: NativeRuleEvaluatorClass | undefined;
+  readonly reason: string;
+} {
   const addon = nativeAddon();
   const status = nativeStatus();
   if (addon === undefined) return { evaluator: undefined, reason: status.reason };
   const ctor = addon.RuleEvaluator as NativeRuleEvaluatorClass | undefined;
-  if (typeof ctor !== 'function') return { evaluator: undefined, reason: `native addon has no RuleEvaluator (a stale build? run npm run build:native); ${status.reason}` };
+  if (typeof ctor !== 'function')
+    return {
+      evaluator: undefined,
+      reason: `native addon has no RuleEvaluator (a stale build? run npm run build:native); ${status.reason}`,
+    };
   if (ctor.imageVersion !== RULE_IMAGE_VERSION) {
-    return { evaluator: undefined, reason: `native RuleEvaluator reads image version ${ctor.imageVersion}, this code writes ${RULE_IMAGE_VERSION} (a stale build?)` };
+    return {
+      evaluator: undefined,
+      reason: `native RuleEvaluator reads image version ${ctor.imageVersion}, this code writes ${RULE_IMAGE_VERSION} (a stale build?)`,
+    };
   }
   return { evaluator: ctor, reason: `native RuleEvaluator: ${status.reason}` };
 }
@@ -91,26 +118,44 @@ export function verdictEngineStatus(): VerdictEngineStatus {
   return { implementation: n.evaluator ? 'native' : 'typescript', reason: n.reason };
 }
 
-export function createVerdictEngine(tables: RuleTables, options: VerdictEngineOptions = {}): VerdictEngine {
+export function createVerdictEngine(
+  tables: RuleTables,
+  options: VerdictEngineOptions = {},
+): VerdictEngine {
   const want = options.implementation ?? 'auto';
-  if (want === 'typescript') return new TypeScriptVerdictEngine(tables, RuleCatalog.of(tables), { implementation: 'typescript', reason: 'requested' });
+  if (want === 'typescript')
+    return new TypeScriptVerdictEngine(tables, RuleCatalog.of(tables), {
+      implementation: 'typescript',
+      reason: 'requested',
+    });
   const n = nativeRuleEvaluator();
   if (n.evaluator === undefined) {
-    if (want === 'native') throw new UnavailableError(`native verdict engine unavailable: ${n.reason}`);
-    return new TypeScriptVerdictEngine(tables, RuleCatalog.of(tables), { implementation: 'typescript', reason: n.reason });
+    if (want === 'native')
+      throw new UnavailableError(`native verdict engine unavailable: ${n.reason}`);
+    return new TypeScriptVerdictEngine(tables, RuleCatalog.of(tables), {
+      implementation: 'typescript',
+      reason: n.reason,
+    });
   }
   const { image, catalog } = encodeRuleImage(tables);
   let evaluator: NativeRuleEvaluator;
   try {
     const tuning = {
       ...(options.indexMinRules === undefined ? {} : { indexMinRules: options.indexMinRules }),
-      ...(options.portIndexMinRules === undefined ? {} : { portIndexMinRules: options.portIndexMinRules }),
+      ...(options.portIndexMinRules === undefined
+        ? {}
+        : { portIndexMinRules: options.portIndexMinRules }),
     };
     evaluator = new n.evaluator(image, tuning);
   } catch (err) {
-    throw new InternalError('the native evaluator rejected an image encoded from rule tables', { cause: err });
+    throw new InternalError('the native evaluator rejected an image encoded from rule tables', {
+      cause: err,
+    });
   }
-  return new NativeVerdictEngine(tables, catalog, evaluator, image.byteLength, { implementation: 'native', reason: n.reason });
+  return new NativeVerdictEngine(tables, catalog, evaluator, image.byteLength, {
+    implementation: 'native',
+    reason: n.reason,
+  });
 }
 
 /** A code from out[] as the reference evaluator's DirectionResult; undefined for NOT_LOCAL and INVALID. */
@@ -136,7 +181,12 @@ class NativeVerdictEngine implements VerdictEngine {
   }
 
   info(): Readonly<Record<string, number | boolean | string>> {
-    return { implementation: 'native', catalogRules: this.catalog.size, imageBytes: this.imageBytes, ...this.evaluator.info() };
+    return {
+      implementation: 'native',
+      catalogRules: this.catalog.size,
+      imageBytes: this.imageBytes,
+      ...this.evaluator.info(),
+    };
   }
 
   [Symbol.dispose](): void {
@@ -156,11 +206,20 @@ class TypeScriptVerdictEngine implements VerdictEngine {
 
   evaluate(packets: Uint8Array, count: number, out: Int32Array): number {
     if (this.disposed) throw new Error('verdict engine: disposed');
-    if (!(packets instanceof Uint8Array)) throw new TypeError('evaluate(packets, count, out): packets must be a Uint8Array');
-    if (!Number.isInteger(count) || count < 0 || count > 0x7fff_ffff) throw new TypeError('evaluate(packets, count, out): count must be an integer in [0, 2^31)');
-    if (!(out instanceof Int32Array)) throw new TypeError('evaluate(packets, count, out): out must be an Int32Array');
-    if (packets.byteLength < count * PACKET_RECORD_BYTES) throw new RangeError(`evaluate: packets holds ${packets.byteLength} bytes, ${count} records need ${count * PACKET_RECORD_BYTES}`);
-    if (out.length < count * RESULT_STRIDE) throw new RangeError(`evaluate: out holds ${out.length} Int32 values, ${count} results need ${count * RESULT_STRIDE}`);
+    if (!(packets instanceof Uint8Array))
+      throw new TypeError('evaluate(packets, count, out): packets must be a Uint8Array');
+    if (!Number.isInteger(count) || count < 0 || count > 0x7fff_ffff)
+      throw new TypeError('evaluate(packets, count, out): count must be an integer in [0, 2^31)');
+    if (!(out instanceof Int32Array))
+      throw new TypeError('evaluate(packets, count, out): out must be an Int32Array');
+    if (packets.byteLength < count * PACKET_RECORD_BYTES)
+      throw new RangeError(
+        `evaluate: packets holds ${packets.byteLength} bytes, ${count} records need ${count * PACKET_RECORD_BYTES}`,
+      );
+    if (out.length < count * RESULT_STRIDE)
+      throw new RangeError(
+        `evaluate: out holds ${out.length} Int32 values, ${count} results need ${count * RESULT_STRIDE}`,
+      );
     const view = new DataView(packets.buffer, packets.byteOffset, packets.byteLength);
     const tables = this.tables;
     const byIp = tables.byIp;
@@ -186,9 +245,16 @@ class TypeScriptVerdictEngine implements VerdictEngine {
         continue;
       }
       const protocol = packets[at + PacketField.protocol]!;
-      const port = packets[at + PacketField.dstPort]! | (packets[at + PacketField.dstPort + 1]! << 8);
-      const eg = from === undefined ? VerdictCode.NOT_LOCAL : this.code(tables.egress(from, dst, protocol, port));
-      const ing = to === undefined ? VerdictCode.NOT_LOCAL : this.code(tables.ingress(to, src, protocol, port, dst));
+      const port =
+        packets[at + PacketField.dstPort]! | (packets[at + PacketField.dstPort + 1]! << 8);
+      const eg =
+        from === undefined
+          ? VerdictCode.NOT_LOCAL
+          : this.code(tables.egress(from, dst, protocol, port));
+      const ing =
+        to === undefined
+          ? VerdictCode.NOT_LOCAL
+          : this.code(tables.ingress(to, src, protocol, port, dst));
       const ok = eg !== VerdictCode.DENY && ing !== VerdictCode.DENY;
       out[o] = eg;
       out[o + 1] = ing;
@@ -202,12 +268,18 @@ class TypeScriptVerdictEngine implements VerdictEngine {
     if (r === ALLOW_DEFAULT) return VerdictCode.ALLOW_DEFAULT;
     if (r === DENY) return VerdictCode.DENY;
     const i = this.catalog.indexOf(r);
-    if (i === undefined) throw new InternalError(`rule ${r.id} decided a packet but is not in the catalog`);
+    if (i === undefined)
+      throw new InternalError(`rule ${r.id} decided a packet but is not in the catalog`);
     return i;
   }
 
   info(): Readonly<Record<string, number | boolean | string>> {
-    return { implementation: 'typescript', catalogRules: this.catalog.size, endpoints: this.tables.endpoints.size, disposed: this.disposed };
+    return {
+      implementation: 'typescript',
+      catalogRules: this.catalog.size,
+      endpoints: this.tables.endpoints.size,
+      disposed: this.disposed,
+    };
   }
 
   [Symbol.dispose](): void {

@@ -29,7 +29,13 @@
  */
 import type { Ip } from '../../shared/net/ip.js';
 import type { RuleTables } from '../../shared/policy/rule-tables.js';
-import type { DirectionCounters, DropReason, FlowAction, FlowTableStats, TcpStateName } from '../flows/flow-table.js';
+import type {
+  DirectionCounters,
+  DropReason,
+  FlowAction,
+  FlowTableStats,
+  TcpStateName,
+} from '../flows/flow-table.js';
 
 /** A local endpoint's interface. */
 export interface AttachedEndpoint {
@@ -220,11 +226,26 @@ export type FlowEvent =
   /** The slow path created a flow pair (allowed or denied) for a first packet. */
   | { readonly type: 'created'; readonly atMs: number; readonly flow: DecodedFlow }
   /** A policy load changed a flow's action (allow → deny ends it: its packets are dropped from then on; deny → allow). */
-  | { readonly type: 'verdict'; readonly atMs: number; readonly flow: DecodedFlow; readonly previous: FlowVerdictView }
+  | {
+      readonly type: 'verdict';
+      readonly atMs: number;
+      readonly flow: DecodedFlow;
+      readonly previous: FlowVerdictView;
+    }
   /** A policy load kept a flow's action but a different rule or policy decides it now. */
-  | { readonly type: 're-evaluated'; readonly atMs: number; readonly flow: DecodedFlow; readonly previous: FlowVerdictView }
+  | {
+      readonly type: 're-evaluated';
+      readonly atMs: number;
+      readonly flow: DecodedFlow;
+      readonly previous: FlowVerdictView;
+    }
   /** A TCP flow closed (FIN both ways or RST) and left the table, or the flow's endpoint was detached. */
-  | { readonly type: 'closed'; readonly atMs: number; readonly flow: DecodedFlow; readonly cause: 'tcp' | 'detached' }
+  | {
+      readonly type: 'closed';
+      readonly atMs: number;
+      readonly flow: DecodedFlow;
+      readonly cause: 'tcp' | 'detached';
+    }
   /** Idle past its timeout. */
   | { readonly type: 'aged'; readonly atMs: number; readonly flow: DecodedFlow }
   /** Removed to make room for a new flow in a full table (final counters unknown: `flow.counters` is absent). */

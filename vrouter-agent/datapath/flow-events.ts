@@ -96,7 +96,8 @@ export class FlowEventHub {
   }
 
   subscribe(bufferSize: number, signal: AbortSignal | undefined): AsyncIterableIterator<FlowEvent> {
-    if (!Number.isInteger(bufferSize) || bufferSize < 1) throw new RangeError(`bufferSize ${bufferSize} is not a positive integer`);
+    if (!Number.isInteger(bufferSize) || bufferSize < 1)
+      throw new RangeError(`bufferSize ${bufferSize} is not a positive integer`);
     const s = new Subscription(
       bufferSize,
       (x) => this.subscribers.delete(x),

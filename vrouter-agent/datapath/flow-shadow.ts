@@ -15,7 +15,14 @@
  * after its flow is gone, until the index is reused or `retain` prunes it.
  */
 import type { Ip } from '../../shared/net/ip.js';
-import { ACTIONS, DROP_REASONS, PACKET_RECORD_BYTES, type DropReason, type FinalVerdict, type FlowAction } from '../flows/index.js';
+import {
+  ACTIONS,
+  DROP_REASONS,
+  PACKET_RECORD_BYTES,
+  type DropReason,
+  type FinalVerdict,
+  type FlowAction,
+} from '../flows/index.js';
 import { readIp } from '../packet/decode.js';
 
 const ALLOW_CODE = ACTIONS.indexOf('allow');
@@ -62,7 +69,14 @@ export class FlowShadow {
   }
 
   /** Records the flow created at `index` from the flow record at byte `at` of `records`. */
-  remember(index: number, records: Uint8Array, at: number, replyZone: number, verdict: FinalVerdict, nowMs: number): void {
+  remember(
+    index: number,
+    records: Uint8Array,
+    at: number,
+    replyZone: number,
+    verdict: FinalVerdict,
+    nowMs: number,
+  ): void {
     this.ensure(index);
     const o = index * PACKET_RECORD_BYTES;
     const r = this.record;
@@ -123,7 +137,10 @@ export class FlowShadow {
 
   private ensure(index: number): void {
     if (index < this.size) return;
-    const cap = Math.min(Math.max(1024, this.size * 2, index + 1), Math.max(this.maxFlows, index + 1));
+    const cap = Math.min(
+      Math.max(1024, this.size * 2, index + 1),
+      Math.max(this.maxFlows, index + 1),
+    );
     const grow = <T extends Uint8Array | Uint32Array | Float64Array>(old: T, next: T): T => {
       next.set(old as never);
       return next;

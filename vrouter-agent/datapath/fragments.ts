@@ -29,7 +29,15 @@ export class FragmentTracker {
   }
 
   /** The key of a fragment: `bytes` holds its addresses at `srcOffset`/`dstOffset`. */
-  static key(zone: number, family: number, protocol: number, id: number, bytes: Uint8Array, srcOffset: number, dstOffset: number): string {
+  static key(
+    zone: number,
+    family: number,
+    protocol: number,
+    id: number,
+    bytes: Uint8Array,
+    srcOffset: number,
+    dstOffset: number,
+  ): string {
     const n = family === 4 ? 4 : 16;
     let text = `${zone}|${family}|${family === 4 ? protocol : 0}|${id}|`;
     for (let i = 0; i < n; i++) text += String.fromCharCode(bytes[srcOffset + i]!);
@@ -44,7 +52,12 @@ export class FragmentTracker {
       const oldest = this.entries.keys().next();
       if (!oldest.done) this.entries.delete(oldest.value);
     }
-    this.entries.set(key, { protocol: ports.protocol, sport: ports.sport, dport: ports.dport, expiresMs: nowMs + this.timeoutMs });
+    this.entries.set(key, {
+      protocol: ports.protocol,
+      sport: ports.sport,
+      dport: ports.dport,
+      expiresMs: nowMs + this.timeoutMs,
+    });
   }
 
   find(key: string, nowMs: number): FragmentPorts | undefined {

@@ -31,7 +31,10 @@ export class RuleIds {
   private readonly outcomes: Array<GateOutcome | undefined>;
   private readonly policyIds: ReadonlyMap<string, number>;
 
-  constructor(readonly catalog: RuleCatalog, tables: RuleTables) {
+  constructor(
+    readonly catalog: RuleCatalog,
+    tables: RuleTables,
+  ) {
     this.policyIds = new Map([...tables.policies.keys()].map((id, i) => [id, i + 1]));
     this.refs = new Array(catalog.size);
     this.outcomes = new Array(catalog.size);
@@ -45,7 +48,10 @@ export class RuleIds {
     let ref = this.refs[code];
     if (ref === undefined) {
       const rule = this.catalog.rule(code);
-      ref = { policyId: rule === undefined ? 0 : (this.policyIds.get(rule.policy) ?? 0), ruleId: code + 1 };
+      ref = {
+        policyId: rule === undefined ? 0 : (this.policyIds.get(rule.policy) ?? 0),
+        ruleId: code + 1,
+      };
       this.refs[code] = ref;
     }
     return ref;

@@ -28,7 +28,13 @@ import { ValidationError, InternalError, type Issue } from '../../shared/errors.
 import { formatIp, tryParseIp, type Ip } from '../../shared/net/ip.js';
 import { silentLogger, type Logger } from '../../shared/log.js';
 import type { RuleTables } from '../../shared/policy/rule-tables.js';
-import { PACKET_RECORD_BYTES as POLICY_RECORD_BYTES, RESULT_STRIDE, VERDICT_ALLOWED, VerdictCode, writePacket as writePolicyRecord } from '../compile/packet-batch.js';
+import {
+  PACKET_RECORD_BYTES as POLICY_RECORD_BYTES,
+  RESULT_STRIDE,
+  VERDICT_ALLOWED,
+  VerdictCode,
+  writePacket as writePolicyRecord,
+} from '../compile/packet-batch.js';
 import {
   createFlowTable,
   DROP_REASONS,
@@ -44,7 +50,19 @@ import {
   type FlowKey,
   type FlowTable,
 } from '../flows/index.js';
-import { FRAGMENT_FIRST, FRAGMENT_LATER, Outcome, PacketDecoder, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, readIp, type LinkType } from '../packet/decode.js';
+import {
+  FRAGMENT_FIRST,
+  FRAGMENT_LATER,
+  Outcome,
+  PacketDecoder,
+  PROTO_ICMP,
+  PROTO_ICMPV6,
+  PROTO_SCTP,
+  PROTO_TCP,
+  PROTO_UDP,
+  readIp,
+  type LinkType,
+} from '../packet/decode.js';
 import {
   DATAPATH_DROP_REASONS,
   dropVerdict,
@@ -65,7 +83,11 @@ import {
 import { FlowEventHub } from './flow-events.js';
 import { FlowShadow } from './flow-shadow.js';
 import { FragmentTracker } from './fragments.js';
-import { ruleTablesEvaluator, type PolicyEvaluator, type PolicyEvaluatorFactory } from './policy-evaluator.js';
+import {
+  ruleTablesEvaluator,
+  type PolicyEvaluator,
+  type PolicyEvaluatorFactory,
+} from './policy-evaluator.js';
 import { RuleIds, sameOutcome } from './rule-ids.js';
 
 export interface UserspaceDatapathOptions {
@@ -136,7 +158,9 @@ const OUTCOME_VERDICT: Record<number, number> = {
   [Outcome.fragment]: V_FRAGMENT,
 };
 /** Flow table drop reason code → packet verdict code. 'none' (a hold entry, never made here) reads as hold-timeout. */
-const REASON_VERDICT = Uint8Array.from(DROP_REASONS, (r) => dropVerdict(r === 'none' ? 'hold-timeout' : r));
+const REASON_VERDICT = Uint8Array.from(DROP_REASONS, (r) =>
+  dropVerdict(r === 'none' ? 'hold-timeout' : r),
+);
 const ALLOW_CODE = ACTIONS.indexOf('allow');
 
 function hasPorts(protocol: number): boolean {
@@ -225,25 +249,71 @@ export class UserspaceDatapath implements Datapath {
   private readonly allowedBy = { flow: 0, slowPath: 0, related: 0, neighborDiscovery: 0, nonIp: 0 };
   private readonly slow = { evaluated: 0, flowsAllowed: 0, flowsDenied: 0 };
   private readonly fragmentCounts = { firstFragments: 0, matched: 0 };
-  private readonly reevaluation = { loads: 0, checked: 0, unchanged: 0, rulesChanged: 0, denied: 0, allowed: 0 };
+  private readonly reevaluation = {
+    loads: 0,
+    checked: 0,
+    unchanged: 0,
+    rulesChanged: 0,
+    denied: 0,
+    allowed: 0,
+  };
 
   constructor(options: UserspaceDatapathOptions) {
     const issues: Issue[] = [];
     const check = (field: string, ok: boolean, want: string) => {
-      if (!ok) issues.push({ object: 'userspace datapath options', field, message: `must be ${want}` });
+      if (!ok)
+        issues.push({ object: 'userspace datapath options', field, message: `must be ${want}` });
     };
     const o = options;
-    check('link', o.link === undefined || o.link === 'ethernet' || o.link === 'ip', "'ethernet' or 'ip'");
-    check('nonIpAction', o.nonIpAction === undefined || o.nonIpAction === 'allow' || o.nonIpAction === 'deny', "'allow' or 'deny'");
-    check('otherProtocols', o.otherProtocols === undefined || o.otherProtocols === 'evaluate' || o.otherProtocols === 'deny', "'evaluate' or 'deny'");
-    check('neighborDiscovery', o.neighborDiscovery === undefined || o.neighborDiscovery === 'allow' || o.neighborDiscovery === 'policy', "'allow' or 'policy'");
-    check('unknownEndpoints', o.unknownEndpoints === undefined || o.unknownEndpoints === 'decide' || o.unknownEndpoints === 'deny', "'decide' or 'deny'");
+    check(
+      'link',
+      o.link === undefined || o.link === 'ethernet' || o.link === 'ip',
+      "'ethernet' or 'ip'",
+    );
+    check(
+      'nonIpAction',
+      o.nonIpAction === undefined || o.nonIpAction === 'allow' || o.nonIpAction === 'deny',
+      "'allow' or 'deny'",
+    );
+    check(
+      'otherProtocols',
+      o.otherProtocols === undefined ||
+        o.otherProtocols === 'evaluate' ||
+        o.otherProtocols === 'deny',
+      "'evaluate' or 'deny'",
+    );
+    check(
+      'neighborDiscovery',
+      o.neighborDiscovery === undefined ||
+        o.neighborDiscovery === 'allow' ||
+        o.neighborDiscovery === 'policy',
+      "'allow' or 'policy'",
+    );
+    check(
+      'unknownEndpoints',
+      o.unknownEndpoints === undefined ||
+        o.unknownEndpoints === 'decide' ||
+        o.unknownEndpoints === 'deny',
+      "'decide' or 'deny'",
+    );
     const fragmentTimeoutSec = o.fragmentTimeoutSec ?? 30;
-    check('fragmentTimeoutSec', Number.isFinite(fragmentTimeoutSec) && fragmentTimeoutSec >= 0, 'a finite number of seconds, 0 or more');
+    check(
+      'fragmentTimeoutSec',
+      Number.isFinite(fragmentTimeoutSec) && fragmentTimeoutSec >= 0,
+      'a finite number of seconds, 0 or more',
+    );
     const maxFragments = o.maxFragments ?? 4096;
-    check('maxFragments', Number.isInteger(maxFragments) && maxFragments >= 0, 'an integer, 0 or more');
+    check(
+      'maxFragments',
+      Number.isInteger(maxFragments) && maxFragments >= 0,
+      'an integer, 0 or more',
+    );
     const interval = o.expireIntervalMs ?? 1000;
-    check('expireIntervalMs', Number.isFinite(interval) && interval >= 0, 'a finite number of milliseconds, 0 or more');
+    check(
+      'expireIntervalMs',
+      Number.isFinite(interval) && interval >= 0,
+      'a finite number of milliseconds, 0 or more',
+    );
     const scan = o.expireScanFlows ?? Number.MAX_SAFE_INTEGER;
     check('expireScanFlows', Number.isInteger(scan) && scan > 0, 'a positive integer');
     if (issues.length > 0) throw new ValidationError(issues);
@@ -282,7 +352,10 @@ export class UserspaceDatapath implements Datapath {
       this.timer = setInterval(() => this.tick(), interval);
       this.timer.unref();
     }
-    this.log.debug({ flowTable: this.flowTable.implementation, reason: this.flowTable.reason }, 'userspace datapath ready');
+    this.log.debug(
+      { flowTable: this.flowTable.implementation, reason: this.flowTable.reason },
+      'userspace datapath ready',
+    );
   }
 
   get tables(): RuleTables {
@@ -296,20 +369,34 @@ export class UserspaceDatapath implements Datapath {
     const issues: Issue[] = [];
     const object = `endpoint ${String(a.endpoint)} (zone ${String(a.zone)})`;
     if (!u32(a.zone)) issues.push({ object, field: 'zone', message: 'must be a u32' });
-    if (typeof a.endpoint !== 'string' || a.endpoint === '') issues.push({ object, field: 'endpoint', message: 'must be "namespace/name"' });
+    if (typeof a.endpoint !== 'string' || a.endpoint === '')
+      issues.push({ object, field: 'endpoint', message: 'must be "namespace/name"' });
     const existing = u32(a.zone) ? this.zones.get(a.zone) : undefined;
     if (existing !== undefined && existing.endpoint !== a.endpoint) {
-      issues.push({ object, field: 'zone', message: `is attached to ${existing.endpoint}: detach it first` });
+      issues.push({
+        object,
+        field: 'zone',
+        message: `is attached to ${existing.endpoint}: detach it first`,
+      });
     }
     const ips: Ip[] = [];
     (a.ips ?? []).forEach((raw, i) => {
       const ip = typeof raw === 'string' ? tryParseIp(raw) : raw;
       if (ip === undefined || (typeof ip !== 'number' && typeof ip !== 'bigint')) {
-        issues.push({ object, field: `ips[${i}]`, message: `${JSON.stringify(String(raw))} is not an IP address` });
+        issues.push({
+          object,
+          field: `ips[${i}]`,
+          message: `${JSON.stringify(String(raw))} is not an IP address`,
+        });
         return;
       }
       const holder = this.zoneByIp.get(ip);
-      if (holder !== undefined && holder !== a.zone) issues.push({ object, field: `ips[${i}]`, message: `${formatIp(ip)} is held by zone ${holder} (${this.zones.get(holder)?.endpoint})` });
+      if (holder !== undefined && holder !== a.zone)
+        issues.push({
+          object,
+          field: `ips[${i}]`,
+          message: `${formatIp(ip)} is held by zone ${holder} (${this.zones.get(holder)?.endpoint})`,
+        });
       ips.push(ip);
     });
     if (issues.length > 0) throw new ValidationError(issues);
@@ -336,7 +423,8 @@ export class UserspaceDatapath implements Datapath {
     });
     let removed = 0;
     for (const e of doomed) {
-      if (this.hub.watching) this.hub.publish({ type: 'closed', atMs: nowMs, cause: 'detached', flow: this.decode(e) });
+      if (this.hub.watching)
+        this.hub.publish({ type: 'closed', atMs: nowMs, cause: 'detached', flow: this.decode(e) });
       if (this.table.remove(e.index)) removed++;
       this.shadow.forget(e.index);
     }
@@ -386,17 +474,30 @@ export class UserspaceDatapath implements Datapath {
     total.rulesChanged += r.rulesChanged;
     total.denied += r.denied;
     total.allowed += r.allowed;
-    this.log.debug({ endpoints: tables.endpoints.size, rules: evaluator.catalog.size, ...r }, 'rule tables loaded; flows re-evaluated');
+    this.log.debug(
+      { endpoints: tables.endpoints.size, rules: evaluator.catalog.size, ...r },
+      'rule tables loaded; flows re-evaluated',
+    );
     return r;
   }
 
-  private reevaluate(entries: readonly FlowEntry[], previousIds: RuleIds, nowMs: number, r: { -readonly [K in keyof Reevaluation]: number }): void {
+  private reevaluate(
+    entries: readonly FlowEntry[],
+    previousIds: RuleIds,
+    nowMs: number,
+    r: { -readonly [K in keyof Reevaluation]: number },
+  ): void {
     const n = entries.length;
     if (n === 0) return;
     this.ensureBatch(n);
     for (let p = 0; p < n; p++) {
       const k = entries[p]!.key;
-      writePolicyRecord(this.policyView, p, { src: k.src, dst: k.dst, protocol: k.protocol, dstPort: hasPorts(k.protocol) ? k.dport : 0 });
+      writePolicyRecord(this.policyView, p, {
+        src: k.src,
+        dst: k.dst,
+        protocol: k.protocol,
+        dstPort: hasPorts(k.protocol) ? k.dport : 0,
+      });
     }
     this.evaluator.evaluate(this.policyRecords, n, this.policyOut);
     const ids = this.ids;
@@ -409,9 +510,13 @@ export class UserspaceDatapath implements Datapath {
       const dropReason: DropReason = verdict.action === 'deny' ? verdict.dropReason : 'none';
       const actionChanged = verdict.action !== e.action;
       const sameIds =
-        egress.policyId === e.egress.policyId && egress.ruleId === e.egress.ruleId && ingress.policyId === e.ingress.policyId && ingress.ruleId === e.ingress.ruleId;
+        egress.policyId === e.egress.policyId &&
+        egress.ruleId === e.egress.ruleId &&
+        ingress.policyId === e.ingress.policyId &&
+        ingress.ruleId === e.ingress.ruleId;
       const sameMeaning =
-        sameOutcome(previousIds.outcome(e.egress.ruleId), ids.outcome(egress.ruleId)) && sameOutcome(previousIds.outcome(e.ingress.ruleId), ids.outcome(ingress.ruleId));
+        sameOutcome(previousIds.outcome(e.egress.ruleId), ids.outcome(egress.ruleId)) &&
+        sameOutcome(previousIds.outcome(e.ingress.ruleId), ids.outcome(ingress.ruleId));
       if (actionChanged || !sameIds || dropReason !== e.dropReason) {
         if (!this.table.resolve(e.index, verdict)) continue;
         this.shadow.setVerdict(e.index, verdict);
@@ -422,9 +527,18 @@ export class UserspaceDatapath implements Datapath {
       } else if (sameMeaning) r.unchanged++;
       else r.rulesChanged++;
       if (this.hub.watching && (actionChanged || !sameMeaning)) {
-        const previous: FlowVerdictView = { action: e.action, dropReason: e.dropReason, egress: previousIds.outcome(e.egress.ruleId), ingress: previousIds.outcome(e.ingress.ruleId) };
+        const previous: FlowVerdictView = {
+          action: e.action,
+          dropReason: e.dropReason,
+          egress: previousIds.outcome(e.egress.ruleId),
+          ingress: previousIds.outcome(e.ingress.ruleId),
+        };
         const flow = this.decode({ ...e, action: verdict.action, dropReason, egress, ingress });
-        this.hub.publish(actionChanged ? { type: 'verdict', atMs: nowMs, flow, previous } : { type: 're-evaluated', atMs: nowMs, flow, previous });
+        this.hub.publish(
+          actionChanged
+            ? { type: 'verdict', atMs: nowMs, flow, previous }
+            : { type: 're-evaluated', atMs: nowMs, flow, previous },
+        );
       }
     }
   }
@@ -434,18 +548,26 @@ export class UserspaceDatapath implements Datapath {
     const out = this.policyOut;
     const eg = out[p * RESULT_STRIDE]!;
     const ing = out[p * RESULT_STRIDE + 1]!;
-    if (eg === VerdictCode.INVALID || ing === VerdictCode.INVALID) throw new InternalError('the policy evaluator called a record the datapath wrote invalid');
+    if (eg === VerdictCode.INVALID || ing === VerdictCode.INVALID)
+      throw new InternalError('the policy evaluator called a record the datapath wrote invalid');
     const egress = this.ids.ref(eg);
     const ingress = this.ids.ref(ing);
-    if ((out[p * RESULT_STRIDE + 2]! & VERDICT_ALLOWED) !== 0) return { action: 'allow', egress, ingress };
-    return { action: 'deny', dropReason: eg === VerdictCode.DENY ? 'policy-egress' : 'policy-ingress', egress, ingress };
+    if ((out[p * RESULT_STRIDE + 2]! & VERDICT_ALLOWED) !== 0)
+      return { action: 'allow', egress, ingress };
+    return {
+      action: 'deny',
+      dropReason: eg === VerdictCode.DENY ? 'policy-egress' : 'policy-ingress',
+      egress,
+      ingress,
+    };
   }
 
   // --- packets -----------------------------------------------------------------
 
   process(packets: RawPackets, nowMs: number = this.clock()): BatchVerdicts {
     this.open();
-    if (typeof nowMs !== 'number' || !Number.isFinite(nowMs)) throw new TypeError(`nowMs ${String(nowMs)} is not a finite number`);
+    if (typeof nowMs !== 'number' || !Number.isFinite(nowMs))
+      throw new TypeError(`nowMs ${String(nowMs)} is not a finite number`);
     const n = packets.count;
     if (!Number.isInteger(n) || n < 0) throw new TypeError(`count ${String(n)} is not a count`);
     this.ensureBatch(n);
@@ -463,16 +585,40 @@ export class UserspaceDatapath implements Datapath {
       const bytes = buffers[i];
       const zone = zones[i]!;
       if (!(bytes instanceof Uint8Array)) throw new TypeError(`packet ${i} is not a Uint8Array`);
-      if (zone >>> 0 !== zone) throw new TypeError(`packet ${i}: zone ${String(zone)} is not a u32`);
+      if (zone >>> 0 !== zone)
+        throw new TypeError(`packet ${i}: zone ${String(zone)} is not a u32`);
       flowWords[i] = RESULT_MISS;
       verdicts[i] = VERDICT_ALLOW;
       const outcome = d.decode(bytes, lengths[i]!, link);
       if (outcome !== Outcome.ok) {
         if (outcome === Outcome.fragment && d.fragment === FRAGMENT_LATER) {
-          const ports = this.fragments.find(FragmentTracker.key(zone, d.family, d.protocol, d.fragmentId, bytes, d.srcOffset, d.dstOffset), nowMs);
+          const ports = this.fragments.find(
+            FragmentTracker.key(
+              zone,
+              d.family,
+              d.protocol,
+              d.fragmentId,
+              bytes,
+              d.srcOffset,
+              d.dstOffset,
+            ),
+            nowMs,
+          );
           if (ports !== undefined) {
             this.fragmentCounts.matched++;
-            this.writeRecord(m, zone, ports.sport, ports.dport, ports.protocol, 0, d.l3Length, bytes, d.srcOffset, d.dstOffset, d.family);
+            this.writeRecord(
+              m,
+              zone,
+              ports.sport,
+              ports.dport,
+              ports.protocol,
+              0,
+              d.l3Length,
+              bytes,
+              d.srcOffset,
+              d.dstOffset,
+              d.family,
+            );
             recordPacket[m++] = i;
             continue;
           }
@@ -496,10 +642,34 @@ export class UserspaceDatapath implements Datapath {
         this.deferred[deferred++] = i;
         continue;
       }
-      this.writeRecord(m, zone, d.sport, d.dport, d.protocol, d.tcpFlags & 0x1f, d.l3Length, bytes, d.srcOffset, d.dstOffset, d.family);
+      this.writeRecord(
+        m,
+        zone,
+        d.sport,
+        d.dport,
+        d.protocol,
+        d.tcpFlags & 0x1f,
+        d.l3Length,
+        bytes,
+        d.srcOffset,
+        d.dstOffset,
+        d.family,
+      );
       if (d.fragment === FRAGMENT_FIRST) {
         this.fragmentCounts.firstFragments++;
-        this.fragments.remember(FragmentTracker.key(zone, d.family, d.protocol, d.fragmentId, bytes, d.srcOffset, d.dstOffset), { protocol: d.protocol, sport: d.sport, dport: d.dport }, nowMs);
+        this.fragments.remember(
+          FragmentTracker.key(
+            zone,
+            d.family,
+            d.protocol,
+            d.fragmentId,
+            bytes,
+            d.srcOffset,
+            d.dstOffset,
+          ),
+          { protocol: d.protocol, sport: d.sport, dport: d.dport },
+          nowMs,
+        );
       }
       recordPacket[m++] = i;
     }
@@ -530,7 +700,11 @@ export class UserspaceDatapath implements Datapath {
       const zone = zones[i]!;
       d.decode(bytes, lengths[i]!, link);
       const family = d.family as 4 | 6;
-      const replyZone = this.replyZoneOf(zone, readIp(bytes, d.srcOffset, family), readIp(bytes, d.dstOffset, family));
+      const replyZone = this.replyZoneOf(
+        zone,
+        readIp(bytes, d.srcOffset, family),
+        readIp(bytes, d.dstOffset, family),
+      );
       if (replyZone < 0) {
         verdicts[i] = -replyZone;
         continue;
@@ -552,7 +726,19 @@ export class UserspaceDatapath implements Datapath {
           continue;
         }
       }
-      this.writeRecord(m, zone, d.sport, d.dport, d.protocol, 0, d.l3Length, bytes, d.srcOffset, d.dstOffset, family);
+      this.writeRecord(
+        m,
+        zone,
+        d.sport,
+        d.dport,
+        d.protocol,
+        0,
+        d.l3Length,
+        bytes,
+        d.srcOffset,
+        d.dstOffset,
+        family,
+      );
       recordPacket[m] = i;
       misses[missCount++] = m++;
     }
@@ -567,7 +753,13 @@ export class UserspaceDatapath implements Datapath {
       if (v === VERDICT_ALLOW) allowed++;
     }
     this.packets += n;
-    return { count: n, verdicts: verdicts.subarray(0, n), flows: flowWords.subarray(0, n), allowed, dropped: n - allowed };
+    return {
+      count: n,
+      verdicts: verdicts.subarray(0, n),
+      flows: flowWords.subarray(0, n),
+      allowed,
+      dropped: n - allowed,
+    };
   }
 
   /** A fast-path hit's verdict code. */
@@ -577,7 +769,19 @@ export class UserspaceDatapath implements Datapath {
   }
 
   /** Writes flow record `m`: addresses from `bytes` at the offsets, in network order, IPv4 zero-padded. */
-  private writeRecord(m: number, zone: number, sport: number, dport: number, protocol: number, tcpFlags: number, l3Bytes: number, bytes: Uint8Array, srcOffset: number, dstOffset: number, family: number): void {
+  private writeRecord(
+    m: number,
+    zone: number,
+    sport: number,
+    dport: number,
+    protocol: number,
+    tcpFlags: number,
+    l3Bytes: number,
+    bytes: Uint8Array,
+    srcOffset: number,
+    dstOffset: number,
+    family: number,
+  ): void {
     const r = this.records;
     const o = m * PACKET_RECORD_BYTES;
     r[o] = zone & 255;
@@ -646,7 +850,10 @@ export class UserspaceDatapath implements Datapath {
         verdicts[this.recordPacket[k]!] = -replyZone;
         continue;
       }
-      if (this.denyUnknownEndpoints && (this.unknownZones.has(zone) || this.unknownZones.has(replyZone))) {
+      if (
+        this.denyUnknownEndpoints &&
+        (this.unknownZones.has(zone) || this.unknownZones.has(replyZone))
+      ) {
         verdicts[this.recordPacket[k]!] = V_UNKNOWN_ENDPOINT;
         continue;
       }
@@ -697,11 +904,15 @@ export class UserspaceDatapath implements Datapath {
         if (verdict.action === 'allow') this.slow.flowsAllowed++;
         else this.slow.flowsDenied++;
         this.remember(result.index, o, replyZone, verdict, nowMs);
-        if (this.hub.watching) this.hub.publish({ type: 'created', atMs: nowMs, flow: this.summary(result.index) });
+        if (this.hub.watching)
+          this.hub.publish({ type: 'created', atMs: nowMs, flow: this.summary(result.index) });
       }
       copy(rec, o, acc, a * PACKET_RECORD_BYTES, PACKET_RECORD_BYTES);
       this.accountedPacket[a] = i;
-      this.accountedVerdict[a] = verdict.action === 'allow' ? VERDICT_ALLOW : dropVerdict(verdict.dropReason as DatapathDropReason);
+      this.accountedVerdict[a] =
+        verdict.action === 'allow'
+          ? VERDICT_ALLOW
+          : dropVerdict(verdict.dropReason as DatapathDropReason);
       a++;
     }
     if (a === 0) return;
@@ -726,7 +937,13 @@ export class UserspaceDatapath implements Datapath {
   // --- the shadow ---------------------------------------------------------------
 
   /** Records a flow the slow path created at `index` from flow record `o`; reports what the index held before. */
-  private remember(index: number, o: number, replyZone: number, verdict: FinalVerdict, nowMs: number): void {
+  private remember(
+    index: number,
+    o: number,
+    replyZone: number,
+    verdict: FinalVerdict,
+    nowMs: number,
+  ): void {
     if (this.shadow.isLive(index) && this.hub.watching) this.reportRemoved(index, nowMs);
     this.shadow.remember(index, this.records, o, replyZone, verdict, nowMs);
   }
@@ -852,7 +1069,12 @@ export class UserspaceDatapath implements Datapath {
       egress: this.ids.outcome(e.egress.ruleId),
       ingress: this.ids.outcome(e.ingress.ruleId),
       firstSeenMs: e.firstSeenMs,
-      counters: { forward: e.forward, reverse: e.reverse, lastSeenMs: e.lastSeenMs, tcpState: tcpStateNames(e.tcpState) },
+      counters: {
+        forward: e.forward,
+        reverse: e.reverse,
+        lastSeenMs: e.lastSeenMs,
+        tcpState: tcpStateNames(e.tcpState),
+      },
     };
   }
 
@@ -885,7 +1107,9 @@ export class UserspaceDatapath implements Datapath {
 
   stats(): DatapathStats {
     this.open();
-    const drops = Object.fromEntries(DATAPATH_DROP_REASONS.map((r, i) => [r, this.verdictCounts[i + 1]!])) as Record<DatapathDropReason, number>;
+    const drops = Object.fromEntries(
+      DATAPATH_DROP_REASONS.map((r, i) => [r, this.verdictCounts[i + 1]!]),
+    ) as Record<DatapathDropReason, number>;
     const allowed = this.verdictCounts[VERDICT_ALLOW]!;
     return {
       packets: this.packets,

@@ -11,11 +11,13 @@ export const MAX_LIST_LIMIT = 10_000;
 const u32 = (x: number) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff;
 
 export function checkNow(nowMs: number): void {
-  if (typeof nowMs !== 'number' || !Number.isFinite(nowMs)) throw new TypeError(`nowMs ${String(nowMs)} is not a finite number`);
+  if (typeof nowMs !== 'number' || !Number.isFinite(nowMs))
+    throw new TypeError(`nowMs ${String(nowMs)} is not a finite number`);
 }
 
 export function checkIndex(index: number): void {
-  if (!Number.isInteger(index) || index < 0) throw new TypeError(`${String(index)} is not a flow index`);
+  if (!Number.isInteger(index) || index < 0)
+    throw new TypeError(`${String(index)} is not a flow index`);
 }
 
 export function checkZone(zone: number): void {
@@ -23,23 +25,38 @@ export function checkZone(zone: number): void {
 }
 
 export function listLimit(limit: number): number {
-  if (!Number.isInteger(limit) || limit < 0) throw new TypeError(`limit ${String(limit)} is not a count`);
+  if (!Number.isInteger(limit) || limit < 0)
+    throw new TypeError(`limit ${String(limit)} is not a count`);
   return Math.min(limit, MAX_LIST_LIMIT);
 }
 
 export function checkBatch(packets: Uint8Array, count: number, results: Int32Array): void {
-  if (!(packets instanceof Uint8Array) || !(results instanceof Int32Array)) throw new TypeError('packets must be a Uint8Array and results an Int32Array');
-  if (!Number.isInteger(count) || count < 0 || count > results.length || count * PACKET_RECORD_BYTES > packets.byteLength) {
+  if (!(packets instanceof Uint8Array) || !(results instanceof Int32Array))
+    throw new TypeError('packets must be a Uint8Array and results an Int32Array');
+  if (
+    !Number.isInteger(count) ||
+    count < 0 ||
+    count > results.length ||
+    count * PACKET_RECORD_BYTES > packets.byteLength
+  ) {
     throw new RangeError(`count ${String(count)} exceeds the packets or results given`);
   }
 }
 
-
 /** A verdict as codes: action, drop reason, [egress policy, egress rule, ingress policy, ingress rule]. */
-export function verdictWords(verdict: FlowVerdict): { action: number; dropReason: number; ids: number[] } {
+export function verdictWords(verdict: FlowVerdict): {
+  action: number;
+  dropReason: number;
+  ids: number[];
+} {
   const action = actionCode(verdict.action);
   if (verdict.action === 'hold') return { action, dropReason: 0, ids: [0, 0, 0, 0] };
-  const ids = [verdict.egress?.policyId ?? 0, verdict.egress?.ruleId ?? 0, verdict.ingress?.policyId ?? 0, verdict.ingress?.ruleId ?? 0];
+  const ids = [
+    verdict.egress?.policyId ?? 0,
+    verdict.egress?.ruleId ?? 0,
+    verdict.ingress?.policyId ?? 0,
+    verdict.ingress?.ruleId ?? 0,
+  ];
   if (!ids.every(u32)) throw new TypeError(`policy and rule ids must be u32s: ${ids.join(', ')}`);
   const dropReason = verdict.action === 'deny' ? dropReasonCode(verdict.dropReason) : 0;
   return { action, dropReason, ids };

@@ -91,7 +91,12 @@ export interface RuleRef {
  */
 export type FinalVerdict =
   | { readonly action: 'allow'; readonly egress?: RuleRef; readonly ingress?: RuleRef }
-  | { readonly action: 'deny'; readonly dropReason: DropReason; readonly egress?: RuleRef; readonly ingress?: RuleRef };
+  | {
+      readonly action: 'deny';
+      readonly dropReason: DropReason;
+      readonly egress?: RuleRef;
+      readonly ingress?: RuleRef;
+    };
 
 /** A hold entry waits for a verdict (vRouter's HOLD): its packets are queued or dropped by the caller. */
 export type FlowVerdict = FinalVerdict | { readonly action: 'hold' };
@@ -320,8 +325,14 @@ export function resolveFlowTableOptions(options: FlowTableOptions = {}): Resolve
       (name === 'maxFlows' && value < 1) ||
       (name === 'maxFlowsPerZone' && value < 1);
     if (bad) {
-      const want = isCount ? `an integer between ${name.startsWith('maxFlows') ? 1 : 0} and ${MAX_FLOWS_LIMIT}` : 'a finite number of seconds, 0 or more';
-      issues.push({ object: 'flow table options', field: name, message: `must be ${want}, not ${String(value)}` });
+      const want = isCount
+        ? `an integer between ${name.startsWith('maxFlows') ? 1 : 0} and ${MAX_FLOWS_LIMIT}`
+        : 'a finite number of seconds, 0 or more';
+      issues.push({
+        object: 'flow table options',
+        field: name,
+        message: `must be ${want}, not ${String(value)}`,
+      });
       continue;
     }
     resolved[name] = value;
@@ -331,7 +342,11 @@ export function resolveFlowTableOptions(options: FlowTableOptions = {}): Resolve
 }
 
 /** Port slots for an ICMP or ICMPv6 message: echo requests and replies share (id, echo-request type), so a reply finds its request's flow. */
-export function icmpPorts(type: number, id: number, family: 4 | 6): { sport: number; dport: number } {
+export function icmpPorts(
+  type: number,
+  id: number,
+  family: 4 | 6,
+): { sport: number; dport: number } {
   const [request, reply] = family === 4 ? [8, 0] : [128, 129];
   if (type === request || type === reply) return { sport: id, dport: request };
   return { sport: 0, dport: type };

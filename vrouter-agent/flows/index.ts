@@ -46,10 +46,24 @@ export interface CreatedFlowTable {
 export function createFlowTable(options: CreateFlowTableOptions = {}): CreatedFlowTable {
   const { implementation = 'auto', ...tableOptions } = options;
   if (implementation === 'typescript') {
-    return { table: new TypeScriptFlowTable(tableOptions), implementation: 'typescript', reason: 'TypeScript implementation requested' };
+    return {
+      table: new TypeScriptFlowTable(tableOptions),
+      implementation: 'typescript',
+      reason: 'TypeScript implementation requested',
+    };
   }
   const native = nativeFlowTableAvailability();
-  if (native.available) return { table: new NativeFlowTable(tableOptions), implementation: 'native', reason: native.reason };
-  if (implementation === 'native') throw new Error(`native flow table requested but unavailable: ${native.reason}`);
-  return { table: new TypeScriptFlowTable(tableOptions), implementation: 'typescript', reason: native.reason };
+  if (native.available)
+    return {
+      table: new NativeFlowTable(tableOptions),
+      implementation: 'native',
+      reason: native.reason,
+    };
+  if (implementation === 'native')
+    throw new Error(`native flow table requested but unavailable: ${native.reason}`);
+  return {
+    table: new TypeScriptFlowTable(tableOptions),
+    implementation: 'typescript',
+    reason: native.reason,
+  };
 }

@@ -49,7 +49,15 @@ interface NativeHandle {
     nowMs: number,
     out: Int32Array,
   ): number;
-  setVerdict(index: number, action: number, dropReason: number, egressPolicy: number, egressRule: number, ingressPolicy: number, ingressRule: number): boolean;
+  setVerdict(
+    index: number,
+    action: number,
+    dropReason: number,
+    egressPolicy: number,
+    egressRule: number,
+    ingressPolicy: number,
+    ingressRule: number,
+  ): boolean;
   remove(index: number): boolean;
   expire(nowMs: number, maxScan: number): number;
   get(index: number, out: Float64Array): boolean;
@@ -64,15 +72,24 @@ interface NativeModule {
   readonly flowTableAbi: number;
 }
 
-export type NativeFlowTableAvailability = { readonly available: true; readonly reason: string } | { readonly available: false; readonly reason: string };
+export type NativeFlowTableAvailability =
+  | { readonly available: true; readonly reason: string }
+  | { readonly available: false; readonly reason: string };
 
 function loadModule(): { module: NativeModule | undefined; reason: string } {
   const addon = nativeAddon();
   const status = nativeStatus();
   if (addon === undefined) return { module: undefined, reason: status.reason };
-  if (typeof addon.FlowTable !== 'function') return { module: undefined, reason: 'the native addon has no flow table (built from an older source?)' };
+  if (typeof addon.FlowTable !== 'function')
+    return {
+      module: undefined,
+      reason: 'the native addon has no flow table (built from an older source?)',
+    };
   if (addon.flowTableAbi !== FLOW_TABLE_ABI) {
-    return { module: undefined, reason: `the native flow table speaks ABI ${String(addon.flowTableAbi)}, this code ${FLOW_TABLE_ABI}: rebuild with npm run build:native` };
+    return {
+      module: undefined,
+      reason: `the native flow table speaks ABI ${String(addon.flowTableAbi)}, this code ${FLOW_TABLE_ABI}: rebuild with npm run build:native`,
+    };
   }
   return { module: addon as unknown as NativeModule, reason: status.reason };
 }
@@ -104,17 +121,34 @@ export class NativeFlowTable implements FlowTable {
     this.native = new module.FlowTable(optionWords(this.options));
   }
 
-  insert(key: FlowKey, verdict: FlowVerdict, nowMs: number, replyZone: number = key.zone): InsertResult {
+  insert(
+    key: FlowKey,
+    verdict: FlowVerdict,
+    nowMs: number,
+    replyZone: number = key.zone,
+  ): InsertResult {
     this.open();
     checkNow(nowMs);
     const v = verdictWords(verdict);
     checkZone(replyZone);
     writePacketAt(this.packetView, 0, key);
     const [ep = 0, er = 0, ip = 0, ir = 0] = v.ids;
-    const outcome = this.native.insert(this.packet, replyZone, v.action, v.dropReason, ep, er, ip, ir, nowMs, this.result);
+    const outcome = this.native.insert(
+      this.packet,
+      replyZone,
+      v.action,
+      v.dropReason,
+      ep,
+      er,
+      ip,
+      ir,
+      nowMs,
+      this.result,
+    );
     const a = this.result[0]!;
     if (outcome === 0) return { outcome: 'created', index: a };
-    if (outcome === 1) return { outcome: 'exists', index: a, direction: DIRECTIONS[this.result[1]!]! };
+    if (outcome === 1)
+      return { outcome: 'exists', index: a, direction: DIRECTIONS[this.result[1]!]! };
     return { outcome: 'refused', reason: refusalReason(a) };
   }
 

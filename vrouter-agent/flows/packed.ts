@@ -22,7 +22,17 @@
  * `index * 8 + actionCode * 2 + directionCode` (see `decodeResult`).
  */
 import type { Ip } from '../../shared/net/ip.js';
-import type { DropReason, FlowAction, FlowDirection, FlowEntry, FlowHit, FlowKey, FlowTableStats, RefusalReason, ResolvedFlowTableOptions } from './flow-table.js';
+import type {
+  DropReason,
+  FlowAction,
+  FlowDirection,
+  FlowEntry,
+  FlowHit,
+  FlowKey,
+  FlowTableStats,
+  RefusalReason,
+  ResolvedFlowTableOptions,
+} from './flow-table.js';
 
 export const FLOW_TABLE_ABI = 1;
 export const PACKET_RECORD_BYTES = 48;
@@ -31,7 +41,15 @@ export const RESULT_MISS = -1;
 /** Codes are positions in these lists. */
 export const ACTIONS: readonly FlowAction[] = ['allow', 'deny', 'hold'];
 export const DIRECTIONS: readonly FlowDirection[] = ['forward', 'reverse'];
-export const DROP_REASONS: readonly DropReason[] = ['none', 'policy-egress', 'policy-ingress', 'flow-limit', 'table-full', 'hold-limit', 'hold-timeout'];
+export const DROP_REASONS: readonly DropReason[] = [
+  'none',
+  'policy-egress',
+  'policy-ingress',
+  'flow-limit',
+  'table-full',
+  'hold-limit',
+  'hold-timeout',
+];
 
 export function actionCode(action: FlowAction): number {
   const code = ACTIONS.indexOf(action);
@@ -47,7 +65,8 @@ export function dropReasonCode(reason: DropReason): number {
 
 export function refusalReason(code: number): RefusalReason {
   const r = DROP_REASONS[code];
-  if (r !== 'flow-limit' && r !== 'table-full' && r !== 'hold-limit') throw new TypeError(`not a refusal reason code: ${code}`);
+  if (r !== 'flow-limit' && r !== 'table-full' && r !== 'hold-limit')
+    throw new TypeError(`not a refusal reason code: ${code}`);
   return r;
 }
 
@@ -72,7 +91,11 @@ export function encodeResult(index: number, action: number, direction: number): 
 
 export function decodeResult(result: number): FlowHit | undefined {
   if (result < 0) return undefined;
-  return { index: result >> 3, action: ACTIONS[(result >> 1) & 3]!, direction: DIRECTIONS[result & 1]! };
+  return {
+    index: result >> 3,
+    action: ACTIONS[(result >> 1) & 3]!,
+    direction: DIRECTIONS[result & 1]!,
+  };
 }
 
 const MASK64 = (1n << 64n) - 1n;
@@ -85,12 +108,25 @@ function u32(x: number): boolean {
 export function checkKey(key: FlowKey): void {
   const problems: string[] = [];
   if (!u32(key.zone)) problems.push(`zone ${String(key.zone)} is not a u32`);
-  if (!Number.isInteger(key.protocol) || key.protocol < 0 || key.protocol > 255) problems.push(`protocol ${String(key.protocol)} is not 0..255`);
-  for (const [name, port] of [['sport', key.sport], ['dport', key.dport]] as const) {
-    if (!Number.isInteger(port) || port < 0 || port > 65535) problems.push(`${name} ${String(port)} is not 0..65535`);
+  if (!Number.isInteger(key.protocol) || key.protocol < 0 || key.protocol > 255)
+    problems.push(`protocol ${String(key.protocol)} is not 0..255`);
+  for (const [name, port] of [
+    ['sport', key.sport],
+    ['dport', key.dport],
+  ] as const) {
+    if (!Number.isInteger(port) || port < 0 || port > 65535)
+      problems.push(`${name} ${String(port)} is not 0..65535`);
   }
-  for (const [name, ip] of [['src', key.src], ['dst', key.dst]] as const) {
-    if (typeof ip === 'number' ? !u32(ip) : typeof ip !== 'bigint' || ip < 0n || ip > (1n << 128n) - 1n) problems.push(`${name} is not an address`);
+  for (const [name, ip] of [
+    ['src', key.src],
+    ['dst', key.dst],
+  ] as const) {
+    if (
+      typeof ip === 'number'
+        ? !u32(ip)
+        : typeof ip !== 'bigint' || ip < 0n || ip > (1n << 128n) - 1n
+    )
+      problems.push(`${name} is not an address`);
   }
   if (typeof key.src !== typeof key.dst) problems.push('src and dst are of different families');
   if (problems.length > 0) throw new TypeError(`bad flow key: ${problems.join('; ')}`);
@@ -118,14 +154,33 @@ export function packetBytes(bytes: number): number {
 }
 
 /** Writes packet record `i` of `buffer` (validated). */
-export function writePacket(buffer: Uint8Array, i: number, key: FlowKey, bytes = 0, tcpFlags = 0): void {
+export function writePacket(
+  buffer: Uint8Array,
+  i: number,
+  key: FlowKey,
+  bytes = 0,
+  tcpFlags = 0,
+): void {
   const o = i * PACKET_RECORD_BYTES;
-  if (!Number.isInteger(i) || i < 0 || o + PACKET_RECORD_BYTES > buffer.byteLength) throw new RangeError(`packet record ${i} is outside the buffer`);
-  writePacketAt(new DataView(buffer.buffer, buffer.byteOffset + o, PACKET_RECORD_BYTES), 0, key, bytes, tcpFlags);
+  if (!Number.isInteger(i) || i < 0 || o + PACKET_RECORD_BYTES > buffer.byteLength)
+    throw new RangeError(`packet record ${i} is outside the buffer`);
+  writePacketAt(
+    new DataView(buffer.buffer, buffer.byteOffset + o, PACKET_RECORD_BYTES),
+    0,
+    key,
+    bytes,
+    tcpFlags,
+  );
 }
 
 /** Writes a packet record at byte `offset` of `view` (validated key; the caller checks the bounds). */
-export function writePacketAt(view: DataView, offset: number, key: FlowKey, bytes = 0, tcpFlags = 0): void {
+export function writePacketAt(
+  view: DataView,
+  offset: number,
+  key: FlowKey,
+  bytes = 0,
+  tcpFlags = 0,
+): void {
   checkKey(key);
   view.setUint32(offset, key.zone, true);
   view.setUint16(offset + 4, key.sport, true);
@@ -140,8 +195,15 @@ export function writePacketAt(view: DataView, offset: number, key: FlowKey, byte
 }
 
 /** Reads packet record `i`; undefined when its family is neither 4 nor 6. */
-export function readPacket(buffer: Uint8Array, i: number): { key: FlowKey; bytes: number; tcpFlags: number } | undefined {
-  const view = new DataView(buffer.buffer, buffer.byteOffset + i * PACKET_RECORD_BYTES, PACKET_RECORD_BYTES);
+export function readPacket(
+  buffer: Uint8Array,
+  i: number,
+): { key: FlowKey; bytes: number; tcpFlags: number } | undefined {
+  const view = new DataView(
+    buffer.buffer,
+    buffer.byteOffset + i * PACKET_RECORD_BYTES,
+    PACKET_RECORD_BYTES,
+  );
   const family = view.getUint8(9);
   if (family !== 4 && family !== 6) return undefined;
   return {
@@ -217,7 +279,12 @@ export const ENTRY_WORDS = 28;
 
 function wordsIp(w: Float64Array, o: number, family: number): Ip {
   if (family === 4) return w[o]!;
-  return (BigInt(w[o]!) << 96n) | (BigInt(w[o + 1]!) << 64n) | (BigInt(w[o + 2]!) << 32n) | BigInt(w[o + 3]!);
+  return (
+    (BigInt(w[o]!) << 96n) |
+    (BigInt(w[o + 1]!) << 64n) |
+    (BigInt(w[o + 2]!) << 32n) |
+    BigInt(w[o + 3]!)
+  );
 }
 
 export function decodeEntry(w: Float64Array, o: number): FlowEntry {

@@ -87,7 +87,14 @@ function addressText(family: number, w: ArrayLike<number>, o: number): string {
   return family === 4 ? `${w[o]}` : `${w[o]},${w[o + 1]},${w[o + 2]},${w[o + 3]}`;
 }
 
-function keyText(zone: number, proto: number, sport: number, dport: number, src: string, dst: string): string {
+function keyText(
+  zone: number,
+  proto: number,
+  sport: number,
+  dport: number,
+  src: string,
+  dst: string,
+): string {
   return `${zone}|${proto}|${sport}|${dport}|${src}|${dst}`;
 }
 
@@ -177,7 +184,12 @@ export class TypeScriptFlowTable implements FlowTable {
 
   // ---- public interface -----------------------------------------------------
 
-  insert(key: FlowKey, verdict: FlowVerdict, nowMs: number, replyZone: number = key.zone): InsertResult {
+  insert(
+    key: FlowKey,
+    verdict: FlowVerdict,
+    nowMs: number,
+    replyZone: number = key.zone,
+  ): InsertResult {
     this.open();
     checkKey(key);
     checkNow(nowMs);
@@ -270,7 +282,16 @@ export class TypeScriptFlowTable implements FlowTable {
     for (let i = 0; i < count; i++) {
       const o = i * PACKET_RECORD_BYTES;
       const found = this.readPacket(view, o, k) ? this.find(k) : -1;
-      const r = found < 0 ? RESULT_MISS : this.accountAt(found >> 1, found & 1, view.getUint32(o + 12, true), view.getUint8(o + 10), nowMs);
+      const r =
+        found < 0
+          ? RESULT_MISS
+          : this.accountAt(
+              found >> 1,
+              found & 1,
+              view.getUint32(o + 12, true),
+              view.getUint8(o + 10),
+              nowMs,
+            );
       results[i] = r;
       if (r >= 0) hits++;
     }
@@ -327,7 +348,25 @@ export class TypeScriptFlowTable implements FlowTable {
   stats(): FlowTableStats {
     this.open();
     const c = this.c;
-    const arrays = [this.zone, this.replyZone, this.sport, this.dport, this.proto, this.family, this.action, this.dropReason, this.tcp, this.ids, this.packets, this.bytes, this.firstSeen, this.lastSeen, this.src, this.dst, this.freeNext];
+    const arrays = [
+      this.zone,
+      this.replyZone,
+      this.sport,
+      this.dport,
+      this.proto,
+      this.family,
+      this.action,
+      this.dropReason,
+      this.tcp,
+      this.ids,
+      this.packets,
+      this.bytes,
+      this.firstSeen,
+      this.lastSeen,
+      this.src,
+      this.dst,
+      this.freeNext,
+    ];
     return {
       flows: this.live,
       holds: this.holds,
@@ -337,7 +376,11 @@ export class TypeScriptFlowTable implements FlowTable {
       inserted: c.inserted,
       removed: c.removed,
       removedBy: { aged: c.aged, closed: c.closed, evicted: c.evicted, deleted: c.deleted },
-      refused: { 'flow-limit': c.refusedFlowLimit, 'table-full': c.refusedTableFull, 'hold-limit': c.refusedHoldLimit },
+      refused: {
+        'flow-limit': c.refusedFlowLimit,
+        'table-full': c.refusedTableFull,
+        'hold-limit': c.refusedHoldLimit,
+      },
       holdsCreated: c.holdsCreated,
       holdsResolved: c.holdsResolved,
       lookups: c.lookups,
@@ -395,19 +438,40 @@ export class TypeScriptFlowTable implements FlowTable {
   }
 
   private text(k: Key): string {
-    return keyText(k.zone, k.proto, k.sport, k.dport, addressText(k.family, k.s, 0), addressText(k.family, k.d, 0));
+    return keyText(
+      k.zone,
+      k.proto,
+      k.sport,
+      k.dport,
+      addressText(k.family, k.s, 0),
+      addressText(k.family, k.d, 0),
+    );
   }
 
   private forwardText(i: number): string {
     const f = this.family[i]!;
-    return keyText(this.zone[i]!, this.proto[i]!, this.sport[i]!, this.dport[i]!, addressText(f, this.src, i * 4), addressText(f, this.dst, i * 4));
+    return keyText(
+      this.zone[i]!,
+      this.proto[i]!,
+      this.sport[i]!,
+      this.dport[i]!,
+      addressText(f, this.src, i * 4),
+      addressText(f, this.dst, i * 4),
+    );
   }
 
   private reverseText(i: number): string {
     const f = this.family[i]!;
     const p = this.proto[i]!;
     const fixed = portsFixed(p);
-    return keyText(this.replyZone[i]!, p, fixed ? this.sport[i]! : this.dport[i]!, fixed ? this.dport[i]! : this.sport[i]!, addressText(f, this.dst, i * 4), addressText(f, this.src, i * 4));
+    return keyText(
+      this.replyZone[i]!,
+      p,
+      fixed ? this.sport[i]! : this.dport[i]!,
+      fixed ? this.dport[i]! : this.sport[i]!,
+      addressText(f, this.dst, i * 4),
+      addressText(f, this.src, i * 4),
+    );
   }
 
   /** `index * 2 + direction`, or -1. */
@@ -421,7 +485,14 @@ export class TypeScriptFlowTable implements FlowTable {
     return index < this.highWater && this.family[index] !== 0;
   }
 
-  private insertKey(k: Key, replyZone: number, action: number, dropReason: number, ids: readonly number[], now: number): { outcome: number; a: number; b: number } {
+  private insertKey(
+    k: Key,
+    replyZone: number,
+    action: number,
+    dropReason: number,
+    ids: readonly number[],
+    now: number,
+  ): { outcome: number; a: number; b: number } {
     const forward = this.text(k);
     let found = this.keys.get(forward) ?? -1;
     if (found >= 0) return { outcome: 1, a: found >> 1, b: found & 1 };
@@ -442,7 +513,11 @@ export class TypeScriptFlowTable implements FlowTable {
 
     let refusal = 0;
     if (action === HOLD && this.holds >= this.options.maxHoldFlows) refusal = REASON_HOLD_LIMIT;
-    else if (this.zoneCount(k.zone) >= this.options.maxFlowsPerZone || (replyZone !== k.zone && this.zoneCount(replyZone) >= this.options.maxFlowsPerZone)) refusal = REASON_FLOW_LIMIT;
+    else if (
+      this.zoneCount(k.zone) >= this.options.maxFlowsPerZone ||
+      (replyZone !== k.zone && this.zoneCount(replyZone) >= this.options.maxFlowsPerZone)
+    )
+      refusal = REASON_FLOW_LIMIT;
     else if (this.live >= this.maxFlows && !this.evictOne(now)) refusal = REASON_TABLE_FULL;
     if (refusal !== 0) {
       if (refusal === REASON_HOLD_LIMIT) this.c.refusedHoldLimit++;
@@ -494,7 +569,12 @@ export class TypeScriptFlowTable implements FlowTable {
   private accountAt(i: number, dir: number, bytes: number, flags: number, now: number): number {
     const tracked = this.proto[i] === TCP && this.action[i] !== DENY;
     const before = this.tcp[i]!;
-    if (tracked && (before & TcpState.closed) !== 0 && (flags & TcpFlag.syn) !== 0 && (flags & TcpFlag.ack) === 0) {
+    if (
+      tracked &&
+      (before & TcpState.closed) !== 0 &&
+      (flags & TcpFlag.syn) !== 0 &&
+      (flags & TcpFlag.ack) === 0
+    ) {
       this.removeAt(i, 'closed');
       return RESULT_MISS;
     }
@@ -514,7 +594,8 @@ export class TypeScriptFlowTable implements FlowTable {
       const fins = TcpState.finForward | TcpState.finReverse;
       if ((s & fins) === fins) s |= TcpState.closed;
       this.tcp[i] = s;
-      if ((s & TcpState.closed) !== 0 && (before & TcpState.closed) === 0 && this.closedMs === 0) this.removeAt(i, 'closed');
+      if ((s & TcpState.closed) !== 0 && (before & TcpState.closed) === 0 && this.closedMs === 0)
+        this.removeAt(i, 'closed');
     }
     return result;
   }
@@ -545,13 +626,15 @@ export class TypeScriptFlowTable implements FlowTable {
 
   private established(i: number): boolean {
     if (this.action[i] !== ALLOW) return false;
-    if (this.proto[i] === TCP) return (this.tcp[i]! & TcpState.established) !== 0 && (this.tcp[i]! & TcpState.closed) === 0;
+    if (this.proto[i] === TCP)
+      return (this.tcp[i]! & TcpState.established) !== 0 && (this.tcp[i]! & TcpState.closed) === 0;
     return this.packets[2 * i + 1]! > 0;
   }
 
   private evictionRank(i: number, now: number): number {
     if (this.expired(i, now)) return 0;
-    if (this.action[i] === ALLOW && this.proto[i] === TCP && (this.tcp[i]! & TcpState.closed) !== 0) return 1;
+    if (this.action[i] === ALLOW && this.proto[i] === TCP && (this.tcp[i]! & TcpState.closed) !== 0)
+      return 1;
     if (this.action[i] === DENY) return 2;
     if (this.action[i] === HOLD) return 3;
     if (!this.established(i)) return 4;
@@ -615,10 +698,22 @@ export class TypeScriptFlowTable implements FlowTable {
   private entry(i: number): FlowEntry {
     const f = this.family[i]!;
     const ip = (w: Uint32Array) =>
-      f === 4 ? w[i * 4]! : (BigInt(w[i * 4]!) << 96n) | (BigInt(w[i * 4 + 1]!) << 64n) | (BigInt(w[i * 4 + 2]!) << 32n) | BigInt(w[i * 4 + 3]!);
+      f === 4
+        ? w[i * 4]!
+        : (BigInt(w[i * 4]!) << 96n) |
+          (BigInt(w[i * 4 + 1]!) << 64n) |
+          (BigInt(w[i * 4 + 2]!) << 32n) |
+          BigInt(w[i * 4 + 3]!);
     return {
       index: i,
-      key: { zone: this.zone[i]!, protocol: this.proto[i]!, src: ip(this.src), dst: ip(this.dst), sport: this.sport[i]!, dport: this.dport[i]! },
+      key: {
+        zone: this.zone[i]!,
+        protocol: this.proto[i]!,
+        src: ip(this.src),
+        dst: ip(this.dst),
+        sport: this.sport[i]!,
+        dport: this.dport[i]!,
+      },
       replyZone: this.replyZone[i]!,
       action: ACTIONS[this.action[i]!]!,
       dropReason: DROP_REASONS[this.dropReason[i]!]!,
@@ -633,7 +728,11 @@ export class TypeScriptFlowTable implements FlowTable {
   }
 
   private grow(size: number): void {
-    const g = <T extends Uint8Array | Uint16Array | Uint32Array | Int32Array | Float64Array>(old: T, make: (n: number) => T, per: number): T => {
+    const g = <T extends Uint8Array | Uint16Array | Uint32Array | Int32Array | Float64Array>(
+      old: T,
+      make: (n: number) => T,
+      per: number,
+    ): T => {
       const a = make(size * per);
       a.set(old.subarray(0, Math.min(old.length, size * per)) as never);
       return a;
@@ -658,4 +757,3 @@ export class TypeScriptFlowTable implements FlowTable {
     this.size = size;
   }
 }
-

@@ -46,7 +46,10 @@ interface CompiledFilter {
 function prefix(text: string, field: string): Cidr | undefined {
   if (text === '') return undefined;
   const c = parseCidr(text.includes('/') ? text : `${text}/${text.includes(':') ? 128 : 32}`);
-  if (typeof c === 'string') throw new ValidationError([{ field: `filter.${field}`, message: `${JSON.stringify(text)}: ${c}` }]);
+  if (typeof c === 'string')
+    throw new ValidationError([
+      { field: `filter.${field}`, message: `${JSON.stringify(text)}: ${c}` },
+    ]);
   return c;
 }
 
@@ -60,12 +63,14 @@ export function compileFilter(f: FlowFilter__Output | null | undefined): Compile
   if (f === null || f === undefined) return { test: () => true };
   const src = prefix(f.sourceCidr, 'sourceCidr');
   const dst = prefix(f.destinationCidr, 'destinationCidr');
-  if (f.action !== '' && !['allow', 'deny', 'hold'].includes(f.action)) throw new ValidationError([{ field: 'filter.action', message: 'must be allow, deny or hold' }]);
+  if (f.action !== '' && !['allow', 'deny', 'hold'].includes(f.action))
+    throw new ValidationError([{ field: 'filter.action', message: 'must be allow, deny or hold' }]);
   // A policy "decided" a gate when its rule allowed it or it isolated a denied endpoint.
   const policyMatches = (r: FlowRule | null | undefined) =>
     r?.policy !== undefined &&
     r.policy !== '' &&
-    (r.policy.split(',').some((id) => id === f.policy || id.endsWith(`/np/${f.policy}`)) || (r.policyName ?? '').split(', ').includes(f.policy));
+    (r.policy.split(',').some((id) => id === f.policy || id.endsWith(`/np/${f.policy}`)) ||
+      (r.policyName ?? '').split(', ').includes(f.policy));
   return {
     test: (x) =>
       inside(src, x.source!) &&
@@ -76,8 +81,12 @@ export function compileFilter(f: FlowFilter__Output | null | undefined): Compile
       (f.policy === '' || policyMatches(x.egress) || policyMatches(x.ingress)) &&
       (f.rule === '' || x.egress?.rule === f.rule || x.ingress?.rule === f.rule) &&
       (f.pod === '' || x.sourcePod === f.pod || x.destinationPod === f.pod) &&
-      (f.namespace === '' || x.sourcePod?.startsWith(`${f.namespace}/`) === true || x.destinationPod?.startsWith(`${f.namespace}/`) === true) &&
-      (f.tcpState === '' || x.tcpState === f.tcpState || (f.tcpState === 'closing' && (x.tcpState ?? '').startsWith('fin'))),
+      (f.namespace === '' ||
+        x.sourcePod?.startsWith(`${f.namespace}/`) === true ||
+        x.destinationPod?.startsWith(`${f.namespace}/`) === true) &&
+      (f.tcpState === '' ||
+        x.tcpState === f.tcpState ||
+        (f.tcpState === 'closing' && (x.tcpState ?? '').startsWith('fin'))),
   };
 }
 
@@ -94,11 +103,15 @@ export class FlowView {
     private readonly tables: RuleTables,
     datapathNowMs: number,
   ) {
-    for (const e of tables.endpoints.values()) for (const ip of e.endpoint.ips) this.pods.set(ip, e.key);
+    for (const e of tables.endpoints.values())
+      for (const ip of e.endpoint.ips) this.pods.set(ip, e.key);
     for (const g of tables.snapshot.addressGroups) {
-      if (g.kind === 'selector') for (const m of g.members) for (const ip of m.ips) if (!this.pods.has(ip)) this.pods.set(ip, m.endpoint);
+      if (g.kind === 'selector')
+        for (const m of g.members)
+          for (const ip of m.ips) if (!this.pods.has(ip)) this.pods.set(ip, m.endpoint);
     }
-    for (const e of tables.snapshot.endpoints) for (const ip of e.ips) if (!this.pods.has(ip)) this.pods.set(ip, `${e.namespace}/${e.name}`);
+    for (const e of tables.snapshot.endpoints)
+      for (const ip of e.ips) if (!this.pods.has(ip)) this.pods.set(ip, `${e.namespace}/${e.name}`);
     this.offset = Date.now() - datapathNowMs;
   }
 
@@ -108,14 +121,29 @@ export class FlowView {
   }
 
   /** How one gate decided; for a deny, the policies isolating the endpoint (`endpoint`: the gate's side). */
-  private gate(g: GateOutcome, direction: 'egress' | 'ingress', endpoint: string | undefined): FlowRule {
-    if (g.kind === 'rule') return { decision: 'rule', rule: g.rule, policy: g.policy, policyName: this.name(g.policy) };
+  private gate(
+    g: GateOutcome,
+    direction: 'egress' | 'ingress',
+    endpoint: string | undefined,
+  ): FlowRule {
+    if (g.kind === 'rule')
+      return { decision: 'rule', rule: g.rule, policy: g.policy, policyName: this.name(g.policy) };
     if (g.kind === 'deny') {
       const e = endpoint === undefined ? undefined : this.tables.endpoints.get(endpoint);
       const ids = e === undefined ? [] : e[direction].policies;
-      return { decision: 'deny', rule: '', policy: ids.join(','), policyName: ids.map((id) => this.name(id)).join(', ') };
+      return {
+        decision: 'deny',
+        rule: '',
+        policy: ids.join(','),
+        policyName: ids.map((id) => this.name(id)).join(', '),
+      };
     }
-    return { decision: g.kind === 'default' ? 'default' : 'not-checked', rule: '', policy: '', policyName: '' };
+    return {
+      decision: g.kind === 'default' ? 'default' : 'not-checked',
+      rule: '',
+      policy: '',
+      policyName: '',
+    };
   }
 
   flow(d: DecodedFlow): Flow {
@@ -134,8 +162,14 @@ export class FlowView {
       dropReason: d.dropReason === 'none' ? '' : d.dropReason,
       egress: this.gate(d.egress, 'egress', this.pods.get(d.src)),
       ingress: this.gate(d.ingress, 'ingress', this.pods.get(d.dst)),
-      forward: { packets: String(d.counters?.forward.packets ?? 0), bytes: String(d.counters?.forward.bytes ?? 0) },
-      reverse: { packets: String(d.counters?.reverse.packets ?? 0), bytes: String(d.counters?.reverse.bytes ?? 0) },
+      forward: {
+        packets: String(d.counters?.forward.packets ?? 0),
+        bytes: String(d.counters?.forward.bytes ?? 0),
+      },
+      reverse: {
+        packets: String(d.counters?.reverse.packets ?? 0),
+        bytes: String(d.counters?.reverse.bytes ?? 0),
+      },
       firstSeenUnixMs: String(Math.round(d.firstSeenMs + this.offset)),
       lastSeenUnixMs: String(Math.round((d.counters?.lastSeenMs ?? d.firstSeenMs) + this.offset)),
       tcpState: tcpStateWord(d.counters?.tcpState, d.protocol),
@@ -164,7 +198,10 @@ class RateMeter {
   }
 }
 
-export function flowIntrospectHandlers(backend: FlowServiceBackend, log: Logger): grpc.UntypedServiceImplementation {
+export function flowIntrospectHandlers(
+  backend: FlowServiceBackend,
+  log: Logger,
+): grpc.UntypedServiceImplementation {
   // One view per rule tables in force: building it walks every group member,
   // which must not happen per flow event.
   let cached: { tables: RuleTables; view: FlowView } | undefined;
@@ -174,17 +211,26 @@ export function flowIntrospectHandlers(backend: FlowServiceBackend, log: Logger)
     return cached.view;
   };
   const meter = new RateMeter();
-  const meterTimer = setInterval(() => meter.sample(backend.datapath().stats().flowTable.inserted), 1_000);
+  const meterTimer = setInterval(
+    () => meter.sample(backend.datapath().stats().flowTable.inserted),
+    1_000,
+  );
   meterTimer.unref();
   return {
-    ListFlows: (call: grpc.ServerUnaryCall<ListFlowsRequest__Output, ListFlowsReply>, cb: grpc.sendUnaryData<ListFlowsReply>) => {
+    ListFlows: (
+      call: grpc.ServerUnaryCall<ListFlowsRequest__Output, ListFlowsReply>,
+      cb: grpc.sendUnaryData<ListFlowsReply>,
+    ) => {
       try {
         const req = call.request;
         const size = req.pageSize === 0 ? 100 : Math.min(req.pageSize, MAX_PAGE);
         const filter = compileFilter(req.filter);
         const v = view();
         let cursor: number | undefined = req.pageToken === '' ? 0 : Number(req.pageToken);
-        if (!Number.isSafeInteger(cursor) || cursor < 0) throw new ValidationError([{ field: 'pageToken', message: 'not a token this agent gave' }]);
+        if (!Number.isSafeInteger(cursor) || cursor < 0)
+          throw new ValidationError([
+            { field: 'pageToken', message: 'not a token this agent gave' },
+          ]);
         const flows: Flow[] = [];
         // Read table pages until this page is full or the table ends; bounded by the table's size.
         while (cursor !== undefined && flows.length < size) {
@@ -200,12 +246,18 @@ export function flowIntrospectHandlers(backend: FlowServiceBackend, log: Logger)
           }
           if (flows.length < size) cursor = page.next;
         }
-        cb(null, { flows, nextPageToken: cursor === undefined || flows.length < size ? '' : String(cursor) });
+        cb(null, {
+          flows,
+          nextPageToken: cursor === undefined || flows.length < size ? '' : String(cursor),
+        });
       } catch (err) {
         cb(toGrpcStatus(err));
       }
     },
-    GetFlow: (call: grpc.ServerUnaryCall<GetFlowRequest__Output, Flow>, cb: grpc.sendUnaryData<Flow>) => {
+    GetFlow: (
+      call: grpc.ServerUnaryCall<GetFlowRequest__Output, Flow>,
+      cb: grpc.sendUnaryData<Flow>,
+    ) => {
       const d = backend.datapath().flow(call.request.index);
       if (d === undefined) {
         const err = new Error(`no flow at index ${call.request.index}`) as grpc.ServiceError;
@@ -219,7 +271,8 @@ export function flowIntrospectHandlers(backend: FlowServiceBackend, log: Logger)
     FlowStats: (_call: unknown, cb: grpc.sendUnaryData<FlowStatsReply>) => {
       const s = backend.datapath().stats();
       const t = s.flowTable;
-      const counts = (m: object) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, String(v)]));
+      const counts = (m: object) =>
+        Object.fromEntries(Object.entries(m).map(([k, v]) => [k, String(v)]));
       cb(null, {
         flows: String(t.flows),
         holds: String(t.holds),
@@ -254,7 +307,11 @@ export function flowIntrospectHandlers(backend: FlowServiceBackend, log: Logger)
             const flow = v.flow(e.flow);
             if (!filter.test(flow)) continue;
             const type = e.type === 're-evaluated' ? 'reevaluated' : e.type;
-            call.write({ type, flow, atUnixMs: String(Math.round(Date.now() - backend.nowMs() + e.atMs)) });
+            call.write({
+              type,
+              flow,
+              atUnixMs: String(Math.round(Date.now() - backend.nowMs() + e.atMs)),
+            });
           }
           call.end();
         } catch (err) {

@@ -19,21 +19,29 @@ let cached: { addon: NativeAddon | undefined; status: NativeStatus } | undefined
 
 function load(): { addon: NativeAddon | undefined; status: NativeStatus } {
   const mode = process.env.WEIR_NATIVE;
-  if (mode === '0') return { addon: undefined, status: { active: false, reason: 'disabled by WEIR_NATIVE=0' } };
+  if (mode === '0')
+    return { addon: undefined, status: { active: false, reason: 'disabled by WEIR_NATIVE=0' } };
   // From the sources (vrouter-agent/native) or the build (dist/vrouter-agent/native): the addon lives in the source tree.
-  const candidates = ['./build/Release/weir_native.node', '../../../vrouter-agent/native/build/Release/weir_native.node'];
+  const candidates = [
+    './build/Release/weir_native.node',
+    '../../../vrouter-agent/native/build/Release/weir_native.node',
+  ];
   const require = createRequire(import.meta.url);
   let lastError: unknown;
   for (const c of candidates) {
     const path = fileURLToPath(new URL(c, import.meta.url));
     try {
-      return { addon: require(path) as NativeAddon, status: { active: true, reason: `loaded from ${path}` } };
+      return {
+        addon: require(path) as NativeAddon,
+        status: { active: true, reason: `loaded from ${path}` },
+      };
     } catch (err) {
       lastError = err;
     }
   }
   const reason = `native addon unavailable: ${lastError instanceof Error ? lastError.message.split('\n')[0] : String(lastError)}`;
-  if (mode === '1') throw new Error(`${reason} (WEIR_NATIVE=1 requires it; run npm run build:native)`);
+  if (mode === '1')
+    throw new Error(`${reason} (WEIR_NATIVE=1 requires it; run npm run build:native)`);
   return { addon: undefined, status: { active: false, reason } };
 }
 

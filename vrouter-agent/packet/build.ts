@@ -5,7 +5,16 @@
  * one here verifies them).
  */
 import { parseIp, type Ip } from '../../shared/net/ip.js';
-import { ETHERTYPE_IPV4, ETHERTYPE_IPV6, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, type LinkType } from './decode.js';
+import {
+  ETHERTYPE_IPV4,
+  ETHERTYPE_IPV6,
+  PROTO_ICMP,
+  PROTO_ICMPV6,
+  PROTO_SCTP,
+  PROTO_TCP,
+  PROTO_UDP,
+  type LinkType,
+} from './decode.js';
 
 export type Ipv6Extension = 'hop-by-hop' | 'routing' | 'destination' | 'ah';
 
@@ -47,7 +56,12 @@ export interface PacketSpec {
   readonly fragment?: { readonly id?: number; readonly offset?: number; readonly more?: boolean };
 }
 
-const EXTENSION_CODE: Record<Ipv6Extension, number> = { 'hop-by-hop': 0, routing: 43, destination: 60, ah: 51 };
+const EXTENSION_CODE: Record<Ipv6Extension, number> = {
+  'hop-by-hop': 0,
+  routing: 43,
+  destination: 60,
+  ah: 51,
+};
 
 function ip(x: Ip | string): Ip {
   return typeof x === 'string' ? parseIp(x) : x;
@@ -55,7 +69,12 @@ function ip(x: Ip | string): Ip {
 
 function protocolNumber(p: PacketSpec['protocol'], family: 4 | 6): number {
   if (typeof p === 'number') return p;
-  return { tcp: PROTO_TCP, udp: PROTO_UDP, sctp: PROTO_SCTP, icmp: family === 4 ? PROTO_ICMP : PROTO_ICMPV6 }[p];
+  return {
+    tcp: PROTO_TCP,
+    udp: PROTO_UDP,
+    sctp: PROTO_SCTP,
+    icmp: family === 4 ? PROTO_ICMP : PROTO_ICMPV6,
+  }[p];
 }
 
 function putIp(out: Uint8Array, at: number, a: Ip): void {
@@ -93,7 +112,10 @@ function transport(spec: PacketSpec, protocol: number, family: 4 | 6): Uint8Arra
     header[5] = len & 255;
   } else if (protocol === PROTO_SCTP) {
     header = new Uint8Array(12);
-  } else if ((protocol === PROTO_ICMP && family === 4) || (protocol === PROTO_ICMPV6 && family === 6)) {
+  } else if (
+    (protocol === PROTO_ICMP && family === 4) ||
+    (protocol === PROTO_ICMPV6 && family === 6)
+  ) {
     const i = spec.icmp ?? {};
     let quote: Uint8Array = new Uint8Array(0);
     if (i.quote !== undefined) {
@@ -128,15 +150,20 @@ function ipPacket(spec: PacketSpec): { bytes: Uint8Array; headerBytes: number } 
   const src = ip(spec.src);
   const dst = ip(spec.dst);
   const family = typeof src === 'number' ? 4 : 6;
-  if ((typeof dst === 'number' ? 4 : 6) !== family) throw new TypeError('src and dst must be of one family');
+  if ((typeof dst === 'number' ? 4 : 6) !== family)
+    throw new TypeError('src and dst must be of one family');
   const protocol = protocolNumber(spec.protocol, family);
   const fragment = spec.fragment;
   const offset = fragment?.offset ?? 0;
   if (offset % 8 !== 0) throw new RangeError('fragment offset must be a multiple of 8');
-  const body = spec.omitTransportHeader || (fragment !== undefined && offset > 0) ? payloadOf(spec) : transport(spec, protocol, family);
+  const body =
+    spec.omitTransportHeader || (fragment !== undefined && offset > 0)
+      ? payloadOf(spec)
+      : transport(spec, protocol, family);
   if (family === 4) {
     const options = spec.ipv4OptionBytes ?? 0;
-    if (options % 4 !== 0 || options > 40) throw new RangeError('IPv4 options must be a multiple of 4 up to 40 bytes');
+    if (options % 4 !== 0 || options > 40)
+      throw new RangeError('IPv4 options must be a multiple of 4 up to 40 bytes');
     const ihl = 20 + options;
     const out = new Uint8Array(ihl + body.length);
     out[0] = 0x40 | (ihl / 4);

@@ -81,7 +81,9 @@ export const PROTO_SCTP = 132;
 
 /** ICMP error types, whose body quotes the packet that caused them. */
 function isIcmpError(family: number, type: number): boolean {
-  return family === 4 ? type === 3 || type === 4 || type === 5 || type === 11 || type === 12 : type >= 1 && type <= 4;
+  return family === 4
+    ? type === 3 || type === 4 || type === 5 || type === 11 || type === 12
+    : type >= 1 && type <= 4;
 }
 
 /** Port slots for ICMP (see flows/flow-table.ts `icmpPorts`): echo (id, request type), others (0, type). */
@@ -182,14 +184,21 @@ export class PacketDecoder {
     }
     this.ethertype = type;
     if (type === ETHERTYPE_IPV4) {
-      if (end - off >= 1 && b[off]! >> 4 !== 4) return this.fail(Outcome.malformed, 'IPv4 ethertype with an IP version other than 4');
+      if (end - off >= 1 && b[off]! >> 4 !== 4)
+        return this.fail(Outcome.malformed, 'IPv4 ethertype with an IP version other than 4');
       return this.ipv4(off, end);
     }
     if (type === ETHERTYPE_IPV6) {
-      if (end - off >= 1 && b[off]! >> 4 !== 6) return this.fail(Outcome.malformed, 'IPv6 ethertype with an IP version other than 6');
+      if (end - off >= 1 && b[off]! >> 4 !== 6)
+        return this.fail(Outcome.malformed, 'IPv6 ethertype with an IP version other than 6');
       return this.ipv6(off, end);
     }
-    return this.fail(Outcome.unknownEthertype, type < 0x0600 ? 'an 802.3 length field, not an ethertype' : 'an ethertype other than IPv4 and IPv6');
+    return this.fail(
+      Outcome.unknownEthertype,
+      type < 0x0600
+        ? 'an 802.3 length field, not an ethertype'
+        : 'an ethertype other than IPv4 and IPv6',
+    );
   }
 
   private reset(bytes: Uint8Array): void {
@@ -240,8 +249,10 @@ export class PacketDecoder {
     if (ihl < 20) return this.fail(Outcome.malformed, 'IPv4 header length below 20 bytes');
     if (o + ihl > end) return this.fail(Outcome.truncated, 'IPv4 options cut short');
     const total = (b[o + 2]! << 8) | b[o + 3]!;
-    if (total < ihl) return this.fail(Outcome.malformed, 'IPv4 total length shorter than its header');
-    if (o + total > end) return this.fail(Outcome.truncated, 'fewer bytes than the IPv4 total length');
+    if (total < ihl)
+      return this.fail(Outcome.malformed, 'IPv4 total length shorter than its header');
+    if (o + total > end)
+      return this.fail(Outcome.truncated, 'fewer bytes than the IPv4 total length');
     this.family = 4;
     this.l3Offset = o;
     this.l3Length = total;
@@ -255,7 +266,8 @@ export class PacketDecoder {
       this.fragmentId = (b[o + 4]! << 8) | b[o + 5]!;
       this.fragmentOffset = offset;
       this.moreFragments = more;
-      if (offset + total - ihl > 65535) return this.fail(Outcome.malformed, 'a fragment that ends past 65535 bytes');
+      if (offset + total - ihl > 65535)
+        return this.fail(Outcome.malformed, 'a fragment that ends past 65535 bytes');
       if (offset > 0) {
         this.fragment = FRAGMENT_LATER;
         return this.fail(Outcome.fragment, 'a non-first fragment carries no transport header');
@@ -269,7 +281,8 @@ export class PacketDecoder {
     const b = this.b;
     if (end - o < 40) return this.fail(Outcome.truncated, 'shorter than an IPv6 header');
     const l3End = o + 40 + ((b[o + 4]! << 8) | b[o + 5]!);
-    if (l3End > end) return this.fail(Outcome.truncated, 'fewer bytes than the IPv6 payload length');
+    if (l3End > end)
+      return this.fail(Outcome.truncated, 'fewer bytes than the IPv6 payload length');
     this.family = 6;
     this.l3Offset = o;
     this.l3Length = l3End - o;
@@ -293,13 +306,26 @@ export class PacketDecoder {
     let count = 0;
     let sawFragment = false;
     for (;;) {
-      if (nh !== 0 && nh !== 43 && nh !== 44 && nh !== 60 && nh !== 51 && nh !== 135 && nh !== 139 && nh !== 140) break;
-      if (++count > MAX_IPV6_EXTENSION_HEADERS) return outer ? this.walkFail('more IPv6 extension headers than the parser walks') : -1;
-      if (nh === 0 && count !== 1) return outer ? this.walkFail('an IPv6 hop-by-hop header that is not first') : -1;
+      if (
+        nh !== 0 &&
+        nh !== 43 &&
+        nh !== 44 &&
+        nh !== 60 &&
+        nh !== 51 &&
+        nh !== 135 &&
+        nh !== 139 &&
+        nh !== 140
+      )
+        break;
+      if (++count > MAX_IPV6_EXTENSION_HEADERS)
+        return outer ? this.walkFail('more IPv6 extension headers than the parser walks') : -1;
+      if (nh === 0 && count !== 1)
+        return outer ? this.walkFail('an IPv6 hop-by-hop header that is not first') : -1;
       if (nh === 44) {
         if (sawFragment) return outer ? this.walkFail('two IPv6 fragment headers') : -1;
         sawFragment = true;
-        if (off + 8 > limit) return outer ? this.walkFail('an IPv6 fragment header past the payload') : -1;
+        if (off + 8 > limit)
+          return outer ? this.walkFail('an IPv6 fragment header past the payload') : -1;
         const word = (b[off + 2]! << 8) | b[off + 3]!;
         const offset = (word >> 3) * 8;
         const more = (word & 1) === 1;
@@ -307,10 +333,12 @@ export class PacketDecoder {
         off += 8;
         if (offset > 0 && !outer) return -1;
         if (outer && (offset > 0 || more)) {
-          this.fragmentId = ((b[off - 4]! << 24) | (b[off - 3]! << 16) | (b[off - 2]! << 8) | b[off - 1]!) >>> 0;
+          this.fragmentId =
+            ((b[off - 4]! << 24) | (b[off - 3]! << 16) | (b[off - 2]! << 8) | b[off - 1]!) >>> 0;
           this.fragmentOffset = offset;
           this.moreFragments = more;
-          if (offset + (limit - off) > 65535) return this.walkFail('a fragment that ends past 65535 bytes');
+          if (offset + (limit - off) > 65535)
+            return this.walkFail('a fragment that ends past 65535 bytes');
           if (offset > 0) {
             this.fragment = FRAGMENT_LATER;
             this.protocol = next;
@@ -323,9 +351,11 @@ export class PacketDecoder {
         nh = next;
         continue;
       }
-      if (off + 2 > limit) return outer ? this.walkFail('an IPv6 extension header past the payload') : -1;
+      if (off + 2 > limit)
+        return outer ? this.walkFail('an IPv6 extension header past the payload') : -1;
       const len = nh === 51 ? (b[off + 1]! + 2) * 4 : (b[off + 1]! + 1) * 8;
-      if (off + len > limit) return outer ? this.walkFail('an IPv6 extension header past the payload') : -1;
+      if (off + len > limit)
+        return outer ? this.walkFail('an IPv6 extension header past the payload') : -1;
       nh = b[off]!;
       off += len;
     }
@@ -341,7 +371,9 @@ export class PacketDecoder {
 
   /** A transport header shorter than it must be: a tiny first fragment, or malformed. */
   private short(detail: string): Outcome {
-    return this.fragment === FRAGMENT_FIRST ? this.fail(Outcome.fragment, 'a first fragment too short for its transport header') : this.fail(Outcome.malformed, detail);
+    return this.fragment === FRAGMENT_FIRST
+      ? this.fail(Outcome.fragment, 'a first fragment too short for its transport header')
+      : this.fail(Outcome.malformed, detail);
   }
 
   private transport(o: number, end: number): Outcome {
@@ -360,20 +392,26 @@ export class PacketDecoder {
       if (len < 8) return this.short('IP payload shorter than a UDP header');
       const udpLength = (b[o + 4]! << 8) | b[o + 5]!;
       if (udpLength < 8) return this.fail(Outcome.malformed, 'UDP length below 8');
-      if (udpLength > len && this.fragment === FRAGMENT_NONE) return this.fail(Outcome.malformed, 'UDP length past the IP payload');
+      if (udpLength > len && this.fragment === FRAGMENT_NONE)
+        return this.fail(Outcome.malformed, 'UDP length past the IP payload');
     } else if (p === PROTO_SCTP) {
       if (len < 12) return this.short('IP payload shorter than an SCTP common header');
-    } else if ((p === PROTO_ICMP && this.family === 4) || (p === PROTO_ICMPV6 && this.family === 6)) {
+    } else if (
+      (p === PROTO_ICMP && this.family === 4) ||
+      (p === PROTO_ICMPV6 && this.family === 6)
+    ) {
       if (len < 8) return this.short('IP payload shorter than an ICMP header');
       const type = b[o]!;
       this.icmpType = type;
       this.icmpCode = b[o + 1]!;
       const id = (b[o + 4]! << 8) | b[o + 5]!;
-      if (this.family === 4 ? type === 8 || type === 0 : type === 128 || type === 129) this.icmpId = id;
+      if (this.family === 4 ? type === 8 || type === 0 : type === 128 || type === 129)
+        this.icmpId = id;
       this.sport = icmpSport(this.family, type, id);
       this.dport = icmpDport(this.family, type);
       this.hasPorts = true;
-      if (isIcmpError(this.family, type) && this.fragment === FRAGMENT_NONE) this.quoted(o + 8, end);
+      if (isIcmpError(this.family, type) && this.fragment === FRAGMENT_NONE)
+        this.quoted(o + 8, end);
       return Outcome.ok;
     } else {
       return Outcome.ok;
@@ -412,7 +450,10 @@ export class PacketDecoder {
       if (len < 4) return;
       this.innerSport = (b[at]! << 8) | b[at + 1]!;
       this.innerDport = (b[at + 2]! << 8) | b[at + 3]!;
-    } else if ((protocol === PROTO_ICMP && family === 4) || (protocol === PROTO_ICMPV6 && family === 6)) {
+    } else if (
+      (protocol === PROTO_ICMP && family === 4) ||
+      (protocol === PROTO_ICMPV6 && family === 6)
+    ) {
       if (len < 6) return;
       const type = b[at]!;
       if (isIcmpError(family, type)) return;
@@ -427,7 +468,12 @@ export class PacketDecoder {
 /** The address at `offset` of `bytes` (network order) as an Ip: IPv4 a number, IPv6 a bigint. */
 export function readIp(bytes: Uint8Array, offset: number, family: 4 | 6): Ip {
   if (family === 4) return word(bytes, offset);
-  return (BigInt(word(bytes, offset)) << 96n) | (BigInt(word(bytes, offset + 4)) << 64n) | (BigInt(word(bytes, offset + 8)) << 32n) | BigInt(word(bytes, offset + 12));
+  return (
+    (BigInt(word(bytes, offset)) << 96n) |
+    (BigInt(word(bytes, offset + 4)) << 64n) |
+    (BigInt(word(bytes, offset + 8)) << 32n) |
+    BigInt(word(bytes, offset + 12))
+  );
 }
 
 function word(b: Uint8Array, i: number): number {

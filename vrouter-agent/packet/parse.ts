@@ -6,7 +6,14 @@
  * zone a packet belongs to is not in the bytes: the caller knows it.
  */
 import type { Ip } from '../../shared/net/ip.js';
-import { FRAGMENT_FIRST, FRAGMENT_LATER, Outcome, PacketDecoder, readIp, type LinkType } from './decode.js';
+import {
+  FRAGMENT_FIRST,
+  FRAGMENT_LATER,
+  Outcome,
+  PacketDecoder,
+  readIp,
+  type LinkType,
+} from './decode.js';
 
 /**
  * Why a packet could not be made a record (decode.ts has the full rules):
@@ -19,8 +26,19 @@ import { FRAGMENT_FIRST, FRAGMENT_LATER, Outcome, PacketDecoder, readIp, type Li
  *   datagram it belongs to), or a first fragment too short for its transport
  *   header (`fragment` undefined).
  */
-export type ParseFailure = 'truncated' | 'malformed' | 'unknown-ethertype' | 'unknown-protocol' | 'fragment';
-export const PARSE_FAILURES: readonly ParseFailure[] = ['truncated', 'malformed', 'unknown-ethertype', 'unknown-protocol', 'fragment'];
+export type ParseFailure =
+  | 'truncated'
+  | 'malformed'
+  | 'unknown-ethertype'
+  | 'unknown-protocol'
+  | 'fragment';
+export const PARSE_FAILURES: readonly ParseFailure[] = [
+  'truncated',
+  'malformed',
+  'unknown-ethertype',
+  'unknown-protocol',
+  'fragment',
+];
 
 /** The headers an ICMP error quotes: the packet that caused it, as its sender sent it. */
 export interface QuotedPacket {
@@ -125,11 +143,17 @@ export function parsePacket(bytes: Uint8Array, options: ParseOptions = {}): Pars
 }
 
 /** Decodes with `d` and builds the record (for callers that keep their own decoder). */
-export function recordOf(d: PacketDecoder, bytes: Uint8Array, length: number, link: LinkType): ParseResult {
+export function recordOf(
+  d: PacketDecoder,
+  bytes: Uint8Array,
+  length: number,
+  link: LinkType,
+): ParseResult {
   const outcome = d.decode(bytes, length, link);
   if (outcome !== Outcome.ok) {
     const failure = FAILURE_OF[outcome];
-    if (outcome === Outcome.unknownEthertype) return { ok: false, failure, detail: d.detail, ethertype: d.ethertype };
+    if (outcome === Outcome.unknownEthertype)
+      return { ok: false, failure, detail: d.detail, ethertype: d.ethertype };
     if (outcome === Outcome.fragment && d.fragment === FRAGMENT_LATER) {
       const family = d.family as 4 | 6;
       const fragment: FragmentOf = {
@@ -151,13 +175,25 @@ export function recordOf(d: PacketDecoder, bytes: Uint8Array, length: number, li
 /** The record of a packet `d` has just decoded as ok. */
 export function packetOf(d: PacketDecoder, bytes: Uint8Array): ParsedPacket {
   const family = d.family as 4 | 6;
-  const vlans = d.vlanOuter < 0 ? NO_VLANS : d.vlanInner < 0 ? [d.vlanOuter] : [d.vlanOuter, d.vlanInner];
+  const vlans =
+    d.vlanOuter < 0 ? NO_VLANS : d.vlanInner < 0 ? [d.vlanOuter] : [d.vlanOuter, d.vlanInner];
   let icmp: IcmpHeader | undefined;
   if (d.icmpType >= 0) {
     const quoted: QuotedPacket | undefined = d.inner
-      ? { protocol: d.innerProtocol, src: readIp(bytes, d.innerSrcOffset, family), dst: readIp(bytes, d.innerDstOffset, family), sport: d.innerSport, dport: d.innerDport }
+      ? {
+          protocol: d.innerProtocol,
+          src: readIp(bytes, d.innerSrcOffset, family),
+          dst: readIp(bytes, d.innerDstOffset, family),
+          sport: d.innerSport,
+          dport: d.innerDport,
+        }
       : undefined;
-    icmp = { type: d.icmpType, code: d.icmpCode, ...(d.icmpId >= 0 ? { id: d.icmpId } : {}), ...(quoted ? { quoted } : {}) };
+    icmp = {
+      type: d.icmpType,
+      code: d.icmpCode,
+      ...(d.icmpId >= 0 ? { id: d.icmpId } : {}),
+      ...(quoted ? { quoted } : {}),
+    };
   }
   return {
     family,
@@ -170,7 +206,9 @@ export function packetOf(d: PacketDecoder, bytes: Uint8Array): ParsedPacket {
     tcpFlags: d.tcpFlags,
     length: d.l3Length,
     vlans,
-    ...(d.fragment === FRAGMENT_FIRST ? { fragment: { id: d.fragmentId, offset: 0, more: d.moreFragments } } : {}),
+    ...(d.fragment === FRAGMENT_FIRST
+      ? { fragment: { id: d.fragmentId, offset: 0, more: d.moreFragments } }
+      : {}),
     ...(icmp ? { icmp } : {}),
     extensionHeaders: d.extensionHeaders,
   };

@@ -37,11 +37,21 @@ export class SpanState {
   apply(u: SpanUpdate__Output): SpanState {
     const revision = Number(u.revision);
     const base = Number(u.baseRevision);
-    if (!Number.isSafeInteger(revision) || revision <= 0) throw new ValidationError([{ object: 'SpanUpdate', field: 'revision', message: `invalid revision ${u.revision}` }]);
+    if (!Number.isSafeInteger(revision) || revision <= 0)
+      throw new ValidationError([
+        { object: 'SpanUpdate', field: 'revision', message: `invalid revision ${u.revision}` },
+      ]);
     if (!u.snapshot && base !== this.revision) {
-      throw new ValidationError([{ object: 'SpanUpdate', field: 'baseRevision', message: `delta from revision ${base}, but this agent holds ${this.revision}` }]);
+      throw new ValidationError([
+        {
+          object: 'SpanUpdate',
+          field: 'baseRevision',
+          message: `delta from revision ${base}, but this agent holds ${this.revision}`,
+        },
+      ]);
     }
-    const start = <T>(m: ReadonlyMap<string, T>) => (u.snapshot ? new Map<string, T>() : new Map(m));
+    const start = <T>(m: ReadonlyMap<string, T>) =>
+      u.snapshot ? new Map<string, T>() : new Map(m);
     const policies = start(this.policies);
     const groups = start(this.addressGroups);
     const services = start(this.serviceGroups);
@@ -54,13 +64,25 @@ export class SpanState {
     for (const g of u.addressGroups) groups.set(g.id, g);
     for (const s of u.serviceGroups) services.set(s.id, s);
     for (const e of u.endpoints) endpoints.set(`${e.namespace}/${e.name}`, e);
-    return new SpanState(revision, u.cluster || this.cluster, policies, groups, services, endpoints, u.applicationPolicySet ?? this.applicationPolicySet);
+    return new SpanState(
+      revision,
+      u.cluster || this.cluster,
+      policies,
+      groups,
+      services,
+      endpoints,
+      u.applicationPolicySet ?? this.applicationPolicySet,
+    );
   }
 
   toSnapshot(): PolicySnapshot__Output {
     return {
       cluster: this.cluster,
-      applicationPolicySet: this.applicationPolicySet ?? { id: '', cluster: this.cluster, tiers: [] },
+      applicationPolicySet: this.applicationPolicySet ?? {
+        id: '',
+        cluster: this.cluster,
+        tiers: [],
+      },
       policies: [...this.policies.values()],
       addressGroups: [...this.addressGroups.values()],
       serviceGroups: [...this.serviceGroups.values()],
@@ -88,7 +110,10 @@ export class SpanState {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return SpanState.empty();
       throw err;
     }
-    const { revision, snapshot } = JSON.parse(text) as { revision: number; snapshot: PolicySnapshot__Output };
+    const { revision, snapshot } = JSON.parse(text) as {
+      revision: number;
+      snapshot: PolicySnapshot__Output;
+    };
     return SpanState.empty().apply({
       revision: String(revision),
       baseRevision: '0',

@@ -81,7 +81,9 @@ export class SyntheticTraffic implements Disposable {
     for (const sg of tables.snapshot.serviceGroups) {
       for (const s of sg.services) {
         if (s.port.kind === 'range') out.add(s.port.start);
-        else if (s.port.kind === 'named') for (const e of tables.snapshot.endpoints) for (const p of e.ports) if (p.name === s.port.name) out.add(p.port);
+        else if (s.port.kind === 'named')
+          for (const e of tables.snapshot.endpoints)
+            for (const p of e.ports) if (p.name === s.port.name) out.add(p.port);
       }
     }
     return [...out];
@@ -94,7 +96,9 @@ export class SyntheticTraffic implements Disposable {
     if (attached.length === 0) return;
     const tables = dp.tables;
     const peers = [
-      ...tables.snapshot.addressGroups.flatMap((g) => (g.kind === 'selector' ? g.members.flatMap((m) => m.ips) : [])),
+      ...tables.snapshot.addressGroups.flatMap((g) =>
+        g.kind === 'selector' ? g.members.flatMap((m) => m.ips) : [],
+      ),
       ...attached.flatMap((a) => a.ips.map(text)),
       ...OUTSIDE,
     ].filter((ip) => !ip.includes(':'));
@@ -120,32 +124,81 @@ export class SyntheticTraffic implements Disposable {
       const [src, dst] = fromA ? [c.a, c.b] : [c.b, c.a];
       const spec: PacketSpec =
         c.protocol === 'icmp'
-          ? { src: src.ip, dst: dst.ip, protocol: 'icmp', icmp: { type: fromA ? 8 : 0, id: c.a.port }, payload: 56 }
-          : { src: src.ip, dst: dst.ip, protocol: c.protocol, sport: src.port, dport: dst.port, ...(c.protocol === 'tcp' ? { tcpFlags: flags } : {}), payload: flags & TcpFlag.syn ? 0 : 200 };
+          ? {
+              src: src.ip,
+              dst: dst.ip,
+              protocol: 'icmp',
+              icmp: { type: fromA ? 8 : 0, id: c.a.port },
+              payload: 56,
+            }
+          : {
+              src: src.ip,
+              dst: dst.ip,
+              protocol: c.protocol,
+              sport: src.port,
+              dport: dst.port,
+              ...(c.protocol === 'tcp' ? { tcpFlags: flags } : {}),
+              payload: flags & TcpFlag.syn ? 0 : 200,
+            };
       this.batch.push(buildPacket(spec), zoneOf.get(src.ip) ?? zoneOf.get(dst.ip) ?? c.zone);
       sent.push(c);
     }
     if (this.batch.count === 0) return;
     const verdicts = dp.process(this.batch);
     // A dropped packet ends its connection (clients give up; retries would only be dropped again).
-    this.open = sent.filter((c, i) => verdicts.verdicts[i] === VERDICT_ALLOW && c.script.length > 0);
+    this.open = sent.filter(
+      (c, i) => verdicts.verdicts[i] === VERDICT_ALLOW && c.script.length > 0,
+    );
   }
 
-  private connection(local: AttachedEndpoint, own: string, peer: string, ports: readonly number[]): Connection {
+  private connection(
+    local: AttachedEndpoint,
+    own: string,
+    peer: string,
+    ports: readonly number[],
+  ): Connection {
     const outbound = this.random() < 0.5;
     const roll = this.random();
     const protocol: Connection['protocol'] = roll < 0.7 ? 'tcp' : roll < 0.9 ? 'udp' : 'icmp';
     const service = this.pick(ports) ?? 80;
-    const ephemeral = (this.nextPort = this.nextPort >= 60999 ? 30000 : this.nextPort + 1);
-    const [a, b] = outbound ? [{ ip: own, port: ephemeral }, { ip: peer, port: service }] : [{ ip: peer, port: ephemeral }, { ip: own, port: service }];
+    this.nextPort = this.nextPort >= 60999 ? 30000 : this.nextPort + 1;
+    const ephemeral = this.nextPort;
+    const [a, b] = outbound
+      ? [
+          { ip: own, port: ephemeral },
+          { ip: peer, port: service },
+        ]
+      : [
+          { ip: peer, port: ephemeral },
+          { ip: own, port: service },
+        ];
     const data: Array<[boolean, number]> = [];
-    for (let i = 0, n = 1 + Math.floor(this.random() * 4); i < n; i++) data.push([true, TcpFlag.ack | TcpFlag.psh], [false, TcpFlag.ack | TcpFlag.psh]);
+    for (let i = 0, n = 1 + Math.floor(this.random() * 4); i < n; i++)
+      data.push([true, TcpFlag.ack | TcpFlag.psh], [false, TcpFlag.ack | TcpFlag.psh]);
     const script: Array<[boolean, number]> =
       protocol === 'tcp'
-        ? [[true, TcpFlag.syn], [false, TcpFlag.syn | TcpFlag.ack], [true, TcpFlag.ack], ...data, ...(this.random() < 0.8 ? ([[true, TcpFlag.fin | TcpFlag.ack], [false, TcpFlag.fin | TcpFlag.ack], [true, TcpFlag.ack]] as Array<[boolean, number]>) : [])]
+        ? [
+            [true, TcpFlag.syn],
+            [false, TcpFlag.syn | TcpFlag.ack],
+            [true, TcpFlag.ack],
+            ...data,
+            ...(this.random() < 0.8
+              ? ([
+                  [true, TcpFlag.fin | TcpFlag.ack],
+                  [false, TcpFlag.fin | TcpFlag.ack],
+                  [true, TcpFlag.ack],
+                ] as Array<[boolean, number]>)
+              : []),
+          ]
         : protocol === 'udp'
-          ? [[true, 0], [false, 0]]
-          : [[true, 0], [false, 0]];
+          ? [
+              [true, 0],
+              [false, 0],
+            ]
+          : [
+              [true, 0],
+              [false, 0],
+            ];
     return { zone: local.zone, a, b, protocol, script };
   }
 
