@@ -2,7 +2,7 @@
  * Userspace datapath benchmark: `node --import tsx bench/datapath.ts [--quick]`,
  * or `benchDatapath()` from bench/run.ts.
  *
- *   policy    a generated cluster (bench/cluster-gen.ts) sized to about
+ *   policy    a generated cluster (testing/random-cluster.ts) sized to about
  *             10,000 firewall rules, compiled with every pod local and every
  *             pod attached as a zone: a pod-to-pod first packet is decided at
  *             both gates (the slow path's worst case)
@@ -26,7 +26,7 @@ import os from 'node:os';
 import { pathToFileURL } from 'node:url';
 import type { Ip } from '../shared/net/ip.js';
 import type { Packet, RuleTables } from '../shared/policy/rule-tables.js';
-import { build } from '../test/support/cluster.js';
+import { build } from '../testing/cluster.js';
 import {
   createVerdictEngine,
   nativeRuleEvaluator,
@@ -40,7 +40,7 @@ import {
 } from '../vrouter-agent/datapath/index.js';
 import { nativeFlowTableAvailability, TcpFlag } from '../vrouter-agent/flows/index.js';
 import { buildPacket, PacketDecoder } from '../vrouter-agent/packet/index.js';
-import { generateCluster } from './cluster-gen.js';
+import { realisticCluster } from '../testing/random-cluster.js';
 import {
   acquireGc,
   cpuModel,
@@ -187,7 +187,7 @@ export async function benchDatapath(options: DatapathBenchOptions = {}): Promise
   );
 
   const t0 = nowMs();
-  const cluster = generateCluster(NAMESPACES);
+  const cluster = realisticCluster(NAMESPACES);
   const built = build(cluster.objects, 'bench');
   const tables = built.tables;
   const firewallRules = built.snapshot.policies.reduce((n, p) => n + p.rules.length, 0);

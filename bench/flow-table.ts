@@ -34,7 +34,7 @@ import {
   type FlowTable,
 } from '../vrouter-agent/flows/index.js';
 import { acquireGc, int, median, mib, nowMs, ns, rate, table, cpuModel } from './measure.js';
-import { Rng } from './prng.js';
+import { Rng } from '../testing/prng.js';
 
 const TARGET_LOOKUPS_PER_S = 10_000_000;
 const TARGET_VS_MAP = 5;

@@ -15,7 +15,7 @@ import { translateNetworkPolicy } from '../controller/translate/network-policy.j
 import { compile } from '../shared/policy/compile.js';
 import type { RuleTables } from '../shared/policy/rule-tables.js';
 import type { PolicySnapshot } from '../shared/policy/types.js';
-import type { Raw } from '../test/support/cluster.js';
+import type { Raw } from '../testing/cluster.js';
 import { nowMs } from './measure.js';
 
 export const CLUSTER = 'bench';

@@ -11,8 +11,12 @@
  * common service ports and ranges.
  */
 import type { Packet } from '../shared/policy/rule-tables.js';
-import { PARTNER_NETWORKS, type GeneratedCluster, type PodInfo } from './cluster-gen.js';
-import { Rng } from './prng.js';
+import {
+  PARTNER_NETWORKS,
+  type RealisticCluster,
+  type PodInfo,
+} from '../testing/random-cluster.js';
+import { Rng } from '../testing/prng.js';
 
 const TCP = 6;
 const UDP = 17;
@@ -22,7 +26,7 @@ const COMMON_PORTS = [
   80, 443, 8080, 8443, 9090, 9091, 9100, 5432, 6379, 3306, 53, 22, 9092, 9200, 3000, 4443, 10254,
 ];
 
-export function generateProbes(cluster: GeneratedCluster, count: number, seed = 0xbe7c4): Packet[] {
+export function generateProbes(cluster: RealisticCluster, count: number, seed = 0xbe7c4): Packet[] {
   const rng = new Rng(seed);
   const pods = cluster.pods;
   const partners = PARTNER_NETWORKS.map(

@@ -18,7 +18,7 @@ import type { ModelEvent } from '../controller/model/cluster-model.js';
 import { readKubeObject, type KubeObject } from '../controller/model/kube-objects.js';
 import type { ClusterSource, SourceEvent, SourceState } from '../controller/sources/source.js';
 import { rootLogger, silentLogger } from '../shared/log.js';
-import { namespace, networkPolicy, pod, type Raw } from '../test/support/cluster.js';
+import { namespace, networkPolicy, pod, type Raw } from '../testing/cluster.js';
 import type { AckRecord } from './sim-agents.js';
 
 const now = () => performance.timeOrigin + performance.now();

@@ -2,7 +2,7 @@
  * Weir policy-core benchmarks: `npm run bench`.
  *
  *   1. cluster      a generated cluster: 1,000 namespaces, 10,000 pods,
- *                   10,000 NetworkPolicies (bench/cluster-gen.ts)
+ *                   10,000 NetworkPolicies (testing/random-cluster.ts)
  *   2. pipeline     raw objects → validation → ClusterModel → snapshot() →
  *                   compile(), per phase; memory
  *   3. verdicts     verdicts per second on one core: tables.allows (hot
@@ -33,8 +33,8 @@
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import type { Packet } from '../shared/policy/rule-tables.js';
-import { ReferenceCluster } from '../test/support/reference.js';
-import { generateCluster, type GeneratedCluster } from './cluster-gen.js';
+import { ReferenceCluster } from '../testing/reference.js';
+import { realisticCluster, type RealisticCluster } from '../testing/random-cluster.js';
 import {
   GcMonitor,
   MachineLoad,
@@ -127,10 +127,10 @@ function treeState(): string {
     const git = (...a: string[]) =>
       execFileSync('git', a, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     const head = git('rev-parse', '--short', 'HEAD');
-    const dirty = git('status', '--porcelain', '--', 'shared', 'controller', 'test/support')
+    const dirty = git('status', '--porcelain', '--', 'shared', 'controller', 'testing')
       .split('\n')
       .filter((l) => l !== '').length;
-    return `commit ${head}${dirty > 0 ? ` + uncommitted changes in ${dirty} product/test-support paths` : ''}`;
+    return `commit ${head}${dirty > 0 ? ` + uncommitted changes in ${dirty} product/testing paths` : ''}`;
   } catch {
     return 'commit unknown (not a git checkout)';
   }
@@ -173,7 +173,7 @@ interface PipelineRun {
 }
 
 /** One pipeline run, with the GC pauses that fell in each phase. */
-async function pipelineRun(cluster: GeneratedCluster): Promise<[PipelineRun, PipelineResult]> {
+async function pipelineRun(cluster: RealisticCluster): Promise<[PipelineRun, PipelineResult]> {
   monitor.clear();
   const result = runPipeline(cluster.objects);
   await monitor.settle();
@@ -198,7 +198,7 @@ async function pipelineRun(cluster: GeneratedCluster): Promise<[PipelineRun, Pip
  * replacing its tables would), and the heap is collected between runs.
  */
 async function measurePipeline(
-  cluster: GeneratedCluster,
+  cluster: RealisticCluster,
   reps: number,
 ): Promise<{ first: PipelineRun; runs: PipelineRun[]; last: PipelineResult }> {
   const [first, coldResult] = await pipelineRun(cluster);
@@ -252,7 +252,7 @@ async function main(): Promise<void> {
 
   heading('1. Generated cluster');
   let t0 = nowMs();
-  const cluster = generateCluster(MAIN_NAMESPACES);
+  const cluster = realisticCluster(MAIN_NAMESPACES);
   const genMs = nowMs() - t0;
   say(
     `  ${int(cluster.namespaceCount)} namespaces, ${int(cluster.podCount)} pods, ${int(cluster.policyCount)} NetworkPolicies (${int(cluster.objects.length)} raw objects), generated in ${ms(genMs)} (seeded, deterministic)`,
@@ -457,7 +457,7 @@ async function main(): Promise<void> {
     ];
     const agreements: Array<[string, AgreementResult, PipelineResult['tables']]> = [];
     for (const n of SCALES) {
-      const c = n === MAIN_NAMESPACES ? cluster : generateCluster(n);
+      const c = n === MAIN_NAMESPACES ? cluster : realisticCluster(n);
       const reuse =
         n === MAIN_NAMESPACES &&
         base !== undefined &&

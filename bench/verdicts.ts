@@ -3,7 +3,7 @@
  *
  * Part one, helpers for bench/run.ts: the compiled evaluator
  * (RuleTables.allows, the hot path, and RuleTables.decide, the full verdict)
- * and the naive reference evaluator from test/support/reference.ts as the
+ * and the naive reference evaluator from testing/reference.ts as the
  * baseline; and a differential check that they agree.
  *
  * Part two, benchVerdicts() (also `node --import tsx bench/verdicts.ts
@@ -11,7 +11,7 @@
  * (vrouter-agent/compile, native/src/rule_eval.cc), batched, against
  * RuleTables.allows in the same run and on the same probes:
  *
- *   1. headline   a realistic generated cluster (bench/cluster-gen.ts) with
+ *   1. headline   a realistic generated cluster (testing/random-cluster.ts) with
  *                 at least 10,000 firewall rules; native at batch sizes 1 to
  *                 4,096; the TypeScript engine; target: native > 1 M/s
  *   2. scaling    10 to 100,000 rules in two shapes, built through the real
@@ -29,8 +29,8 @@ import os from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { formatIp } from '../shared/net/ip.js';
 import type { DirectionDecision, Packet, RuleTables } from '../shared/policy/rule-tables.js';
-import type { ReferenceCluster } from '../test/support/reference.js';
-import { build, namespace, networkPolicy, pod, type Raw } from '../test/support/cluster.js';
+import type { ReferenceCluster } from '../testing/reference.js';
+import { build, namespace, networkPolicy, pod, type Raw } from '../testing/cluster.js';
 import {
   PACKET_RECORD_BYTES,
   RESULT_STRIDE,
@@ -43,7 +43,7 @@ import {
   verdictEngineStatus,
   type VerdictEngine,
 } from '../vrouter-agent/compile/verdict-engine.js';
-import { generateCluster } from './cluster-gen.js';
+import { realisticCluster } from '../testing/random-cluster.js';
 import {
   MachineLoad,
   acquireGc,
@@ -57,7 +57,7 @@ import {
   cpuModel,
 } from './measure.js';
 import { runPipeline } from './pipeline.js';
-import { Rng } from './prng.js';
+import { Rng } from '../testing/prng.js';
 import { generateProbes } from './probes.js';
 
 /** One timed pass of tables.allows over every probe; returns [ms, allowed]. */
@@ -686,11 +686,11 @@ export async function benchVerdicts(options: VerdictBenchOptions = {}): Promise<
   // ---- 1. headline ----
   heading(`1. ${int(HEADLINE_RULES)} rules loaded: a realistic cluster`);
   let namespaces = Math.ceil(HEADLINE_RULES / 11.6);
-  let cluster = generateCluster(namespaces);
+  let cluster = realisticCluster(namespaces);
   let pipeline = runPipeline(cluster.objects);
   for (let tries = 0; firewallRules(pipeline.tables) < HEADLINE_RULES && tries < 10; tries++) {
     namespaces += 4;
-    cluster = generateCluster(namespaces);
+    cluster = realisticCluster(namespaces);
     pipeline = runPipeline(cluster.objects);
   }
   const tables = pipeline.tables;
@@ -708,7 +708,7 @@ export async function benchVerdicts(options: VerdictBenchOptions = {}): Promise<
   const ts = createVerdictEngine(tables, { implementation: 'typescript' });
   const info = engine.info();
   say(
-    `  bench/cluster-gen.ts at ${int(namespaces)} namespaces: ${int(tables.endpoints.size)} endpoints, ${int(tables.snapshot.policies.length)} NetworkPolicies, ` +
+    `  testing/random-cluster.ts at ${int(namespaces)} namespaces: ${int(tables.endpoints.size)} endpoints, ${int(tables.snapshot.policies.length)} NetworkPolicies, ` +
       `${int(firewallRules(tables))} firewall rules, ${int(engine.catalog.size)} compiled rules (ingress named ports compile per endpoint), ` +
       `largest table ${largestTable(tables)} rules; pipeline ${pipeline.times.total.toFixed(0)} ms`,
   );

@@ -19,7 +19,7 @@ import { SERVER_OPTIONS, weirProto } from '../../shared/grpc/proto.js';
 import { silentLogger } from '../../shared/log.js';
 import { snapshotToWire } from '../../shared/wire/policy.js';
 import { NodeAgent } from '../../vrouter-agent/agent.js';
-import { namespace, networkPolicy, pod, type Raw } from '../support/cluster.js';
+import { namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
 import { eventually } from '../support/processes.js';
 
 /** A controller that sends what the test says and records what the agent answers. */

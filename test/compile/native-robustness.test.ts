@@ -18,7 +18,7 @@ import {
   VerdictCode,
   encodePackets,
 } from '../../vrouter-agent/compile/packet-batch.js';
-import { decodeRuleImage, RuleImageError } from '../../vrouter-agent/compile/rule-image-decode.js';
+import { decodeRuleImage, RuleImageError } from '../../testing/rule-image-decoder.js';
 import {
   HEADER_BYTES,
   RULE_IMAGE_MAGIC,
@@ -30,8 +30,9 @@ import {
   nativeRuleEvaluator,
   type NativeRuleEvaluatorClass,
 } from '../../vrouter-agent/compile/verdict-engine.js';
-import { build } from '../support/cluster.js';
-import { allProbes, randomCluster, rng } from './random-cluster.js';
+import { build } from '../../testing/cluster.js';
+import { allProbes, randomCluster } from '../../testing/random-cluster.js';
+import { seededRandom } from '../../shared/random.js';
 
 const native = nativeRuleEvaluator();
 const skip = native.evaluator === undefined ? `native addon not loaded: ${native.reason}` : false;
@@ -108,7 +109,7 @@ describe('malformed images', { skip }, () => {
   });
 
   test('random buffers are refused, with and without a plausible header', () => {
-    const r = rng(99);
+    const r = seededRandom(99);
     for (let i = 0; i < 3000; i++) {
       const len = r.chance(0.5) ? r.int(HEADER_BYTES * 2) : r.int(20_000);
       const bytes = new Uint8Array(len);
@@ -140,7 +141,7 @@ describe('malformed images', { skip }, () => {
     let accepted = 0;
     for (const seed of [21, 22, 23]) {
       const { image, packets, probes } = sample(seed, seed === 23);
-      const r = rng(seed);
+      const r = seededRandom(seed);
       for (let i = 0; i < 1500; i++) {
         const bytes = image.slice();
         const at = r.chance(0.3) ? r.int(HEADER_BYTES) : r.int(bytes.byteLength);
@@ -274,7 +275,7 @@ describe('evaluate() arguments', { skip }, () => {
   test('random packet bytes are decided without a crash, malformed records as INVALID', () => {
     const { image } = sample(15, true);
     const e = new Evaluator(image, { indexMinRules: 0 });
-    const r = rng(5);
+    const r = seededRandom(5);
     const n = 20_000;
     const bytes = new Uint8Array(n * PACKET_RECORD_BYTES);
     for (let i = 0; i < bytes.length; i++) bytes[i] = r.int(256);

@@ -21,7 +21,7 @@ import {
   createVerdictEngine,
   nativeRuleEvaluator,
 } from '../../vrouter-agent/compile/verdict-engine.js';
-import { build, namespace, networkPolicy, pod } from '../support/cluster.js';
+import { build, namespace, networkPolicy, pod } from '../../testing/cluster.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 

@@ -23,7 +23,7 @@ import {
   RuleImageError,
   type DecodedRule,
   type DecodedTable,
-} from '../../vrouter-agent/compile/rule-image-decode.js';
+} from '../../testing/rule-image-decoder.js';
 import {
   HEADER_BYTES,
   Section,
@@ -31,8 +31,9 @@ import {
   prefixRanges,
   prefixRangesFromText,
 } from '../../vrouter-agent/compile/rule-image.js';
-import { build } from '../support/cluster.js';
-import { randomCluster, rng } from './random-cluster.js';
+import { build } from '../../testing/cluster.js';
+import { randomCluster } from '../../testing/random-cluster.js';
+import { seededRandom } from '../../shared/random.js';
 
 function sameTable(
   decoded: DecodedTable,
@@ -264,7 +265,7 @@ test('the decoder refuses truncated, padded and corrupted images with a RuleImag
   const padded = new Uint8Array(image.byteLength + 8);
   padded.set(image);
   assert.throws(() => decodeRuleImage(padded), RuleImageError);
-  const r = rng(77);
+  const r = seededRandom(77);
   let refused = 0;
   for (let i = 0; i < 2000; i++) {
     const bytes = image.slice();

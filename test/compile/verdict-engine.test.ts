@@ -39,8 +39,8 @@ import {
   verdictEngineStatus,
   type VerdictEngine,
 } from '../../vrouter-agent/compile/verdict-engine.js';
-import { build, namespace, networkPolicy, pod, type Raw } from '../support/cluster.js';
-import { allProbes, randomCluster } from './random-cluster.js';
+import { build, namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
+import { allProbes, randomCluster } from '../../testing/random-cluster.js';
 
 const native = nativeRuleEvaluator();
 const skipNative =

@@ -27,7 +27,7 @@ import {
   type FlowHit,
 } from '../../vrouter-agent/flows/index.js';
 import { buildPacket, type PacketSpec } from '../../vrouter-agent/packet/index.js';
-import { build, namespace, networkPolicy, pod, type Raw } from '../support/cluster.js';
+import { build, namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
 
 const NODE = 'n1';
 const native = nativeFlowTableAvailability();

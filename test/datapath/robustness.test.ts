@@ -22,8 +22,8 @@ import {
 } from '../../vrouter-agent/datapath/index.js';
 import { nativeFlowTableAvailability } from '../../vrouter-agent/flows/index.js';
 import { buildPacket, type PacketSpec } from '../../vrouter-agent/packet/index.js';
-import { build, namespace, networkPolicy, pod } from '../support/cluster.js';
-import { randomCluster } from '../support/random-cluster.js';
+import { build, namespace, networkPolicy, pod } from '../../testing/cluster.js';
+import { randomCluster } from '../../testing/random-cluster.js';
 
 const native = nativeFlowTableAvailability();
 const implementations = [
@@ -429,7 +429,7 @@ describe('first-packet verdicts on random clusters', () => {
     }, async () => {
       let probes = 0;
       for (let seed = 1; seed <= 40; seed++) {
-        const built = build(randomCluster(seed), 'rand');
+        const built = build(randomCluster(seed, { variety: 'basic' }).objects, 'rand');
         const local = compile(built.snapshot, { isLocal: (e) => e.node === 'node-0' });
         const dp = createUserspaceDatapath({
           tables: local,

@@ -10,7 +10,7 @@ import { readKubeObject } from '../../controller/model/kube-objects.js';
 import { SpanStore } from '../../controller/store/span-store.js';
 import type { SpanUpdate } from '../../shared/generated/weir/v1/index.js';
 import { silentLogger } from '../../shared/log.js';
-import { namespace, networkPolicy, pod, type Raw } from '../support/cluster.js';
+import { namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
 
 function setup() {
   const model = new ClusterModel({ cluster: 't' });

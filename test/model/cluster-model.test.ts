@@ -8,8 +8,9 @@ import { describe, test } from 'node:test';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
 import { readKubeObject, type KubeObject } from '../../controller/model/kube-objects.js';
 import type { PolicySnapshot } from '../../shared/policy/types.js';
-import { namespace, networkPolicy, pod, type Raw } from '../support/cluster.js';
-import { randomCluster, rng } from '../support/random-cluster.js';
+import { namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
+import { randomCluster } from '../../testing/random-cluster.js';
+import { seededRandom } from '../../shared/random.js';
 
 function read(raw: Raw): KubeObject {
   const r = readKubeObject(raw);
@@ -39,9 +40,9 @@ function differences(a: PolicySnapshot, b: PolicySnapshot) {
 describe('incremental cluster model', () => {
   test('any sequence of upserts, deletes and rejections ends where a fresh build of the final state does, reporting every change', () => {
     for (let seed = 1; seed <= 150; seed++) {
-      const r = rng(seed * 7919);
-      const first = randomCluster(seed).map(read);
-      const second = randomCluster(seed + 100_000).map(read);
+      const r = seededRandom(seed * 7919);
+      const first = randomCluster(seed, { variety: 'basic' }).objects.map(read);
+      const second = randomCluster(seed + 100_000, { variety: 'basic' }).objects.map(read);
       const m = new ClusterModel({ cluster: 't' });
       for (const o of first) m.apply({ type: 'upsert', object: o });
       m.drainChanges();

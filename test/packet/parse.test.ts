@@ -6,13 +6,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseIp } from '../../shared/net/ip.js';
-import {
-  buildPacket,
-  parsePacket,
-  type PacketSpec,
-  type ParseResult,
-  type ParsedPacket,
-} from '../../vrouter-agent/packet/index.js';
+import { parsePacket, type ParseResult, type ParsedPacket } from '../../testing/packet-record.js';
+import { buildPacket, type PacketSpec } from '../../vrouter-agent/packet/index.js';
 
 const TCP = 6;
 const UDP = 17;

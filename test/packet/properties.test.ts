@@ -7,13 +7,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import type { Ip } from '../../shared/net/ip.js';
+import { PARSE_FAILURES, parsePacket, type ParseResult } from '../../testing/packet-record.js';
 import {
   buildPacket,
-  PARSE_FAILURES,
-  parsePacket,
   type Ipv6Extension,
   type PacketSpec,
-  type ParseResult,
 } from '../../vrouter-agent/packet/index.js';
 
 const RUNS = 2000;

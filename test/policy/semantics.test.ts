@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseIp } from '../../shared/net/ip.js';
-import { allows, build, namespace, networkPolicy, pod, type Raw } from '../support/cluster.js';
+import { allows, build, namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
 
 /** Two namespaces, a few pods each, ports declared by name. */
 function world(): Raw[] {

@@ -19,7 +19,7 @@
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { namespace, pod, networkPolicy, build, allows, type Raw } from '../support/cluster.js';
+import { namespace, pod, networkPolicy, build, allows, type Raw } from '../../testing/cluster.js';
 
 // ---------------------------------------------------------------------------
 // Model

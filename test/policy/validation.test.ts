@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { readKubeObject } from '../../controller/model/kube-objects.js';
-import { allows, build, namespace, networkPolicy, pod, type Raw } from '../support/cluster.js';
+import { allows, build, namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
 
 const np = (spec: Raw) => networkPolicy('prod', 'bad', spec);
 const rule = (ingress: Raw) => np({ podSelector: {}, ingress: [ingress] });

@@ -11,8 +11,9 @@ import { SpanStore, spanSnapshot } from '../../controller/store/span-store.js';
 import { parseIp, type Ip } from '../../shared/net/ip.js';
 import { compile } from '../../shared/policy/compile.js';
 import { evaluateDirection, type RuleTables } from '../../shared/policy/rule-tables.js';
-import { namespace, networkPolicy, pod, type Raw } from '../support/cluster.js';
-import { randomCluster, rng } from '../support/random-cluster.js';
+import { namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
+import { randomCluster } from '../../testing/random-cluster.js';
+import { seededRandom } from '../../shared/random.js';
 
 function read(raw: Raw): KubeObject {
   const r = readKubeObject(raw);
@@ -74,13 +75,14 @@ function checkSpans(model: ClusterModel, store: SpanStore, label: string) {
 describe('per-node spans', () => {
   test("a node compiled from its span alone decides its endpoints' flows as the whole cluster does, after every change", () => {
     for (let seed = 1; seed <= 60; seed++) {
-      const r = rng(seed * 31);
+      const r = seededRandom(seed * 31);
       const model = new ClusterModel({ cluster: 't' });
       const store = new SpanStore(model);
-      for (const o of randomCluster(seed).map(read)) model.apply({ type: 'upsert', object: o });
+      for (const o of randomCluster(seed, { variety: 'basic' }).objects.map(read))
+        model.apply({ type: 'upsert', object: o });
       store.commit(0);
       checkSpans(model, store, `seed ${seed} initial`);
-      const next = randomCluster(seed + 5000).map(read);
+      const next = randomCluster(seed + 5000, { variety: 'basic' }).objects.map(read);
       for (let i = 0; i < next.length; i++) {
         const o = next[i]!;
         if (r.chance(0.15))

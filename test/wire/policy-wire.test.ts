@@ -11,7 +11,7 @@ import { ValidationError } from '../../shared/errors.js';
 import type { PolicySnapshot__Output } from '../../shared/generated/weir/v1/index.js';
 import { compile } from '../../shared/policy/compile.js';
 import { snapshotFromWire, snapshotToWire } from '../../shared/wire/policy.js';
-import { allows, build, namespace, networkPolicy, pod } from '../support/cluster.js';
+import { allows, build, namespace, networkPolicy, pod } from '../../testing/cluster.js';
 
 const root = protobuf.loadSync(
   fileURLToPath(new URL('../../proto/weir/v1/policy.proto', import.meta.url)),

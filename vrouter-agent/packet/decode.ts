@@ -1,7 +1,7 @@
 /**
  * The packet decoder: reads the headers of one packet into reusable fields,
- * without allocating, for the datapath's hot loop. `parsePacket` (parse.ts)
- * wraps it into an immutable record for everyone else.
+ * without allocating, for the datapath's hot loop. `parsePacket`
+ * (testing/packet-record.ts) wraps it into an immutable record for tests.
  *
  *   link 'ethernet':  Ethernet II ─┬─ 802.1Q / 802.1ad tags (at most two)
  *                                  └─ IPv4 (0x0800) | IPv6 (0x86DD)

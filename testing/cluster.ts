@@ -3,13 +3,13 @@
  * the API server gives them), and a one-call path through the real pipeline
  * (validation → cluster model → translation → compile) to rule tables.
  */
-import { ClusterModel } from '../../controller/model/cluster-model.js';
-import { readKubeObject } from '../../controller/model/kube-objects.js';
-import type { Issue } from '../../shared/errors.js';
-import { parseIp, tryParseIp, type Ip } from '../../shared/net/ip.js';
-import { compile } from '../../shared/policy/compile.js';
-import type { RuleTables } from '../../shared/policy/rule-tables.js';
-import { PROTOCOL_NUMBER, type PolicySnapshot, type Protocol } from '../../shared/policy/types.js';
+import { ClusterModel } from '../controller/model/cluster-model.js';
+import { readKubeObject } from '../controller/model/kube-objects.js';
+import type { Issue } from '../shared/errors.js';
+import { parseIp, tryParseIp, type Ip } from '../shared/net/ip.js';
+import { compile } from '../shared/policy/compile.js';
+import type { RuleTables } from '../shared/policy/rule-tables.js';
+import { PROTOCOL_NUMBER, type PolicySnapshot, type Protocol } from '../shared/policy/types.js';
 
 export type Raw = Record<string, unknown>;
 

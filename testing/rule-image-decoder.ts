@@ -1,11 +1,11 @@
 /**
- * Reads a rule image (layout in rule-image.ts) back into plain objects,
- * checking everything the native loader checks. Tests use it to show that an
- * image says exactly what the RuleTables it came from say; tools can use it
- * to look inside an image.
+ * Reads a rule image (layout in vrouter-agent/compile/rule-image.ts) back
+ * into plain objects, checking everything the native loader checks. Tests
+ * use it to show that an image says exactly what the RuleTables it came from
+ * say.
  */
-import { ErrorCode, WeirError } from '../../shared/errors.js';
-import type { Ip } from '../../shared/net/ip.js';
+import { ErrorCode, WeirError } from '../shared/errors.js';
+import type { Ip } from '../shared/net/ip.js';
 import {
   HEADER_BYTES,
   NONE,
@@ -17,7 +17,7 @@ import {
   Section,
   sectionLayout,
   type PrefixRanges,
-} from './rule-image.js';
+} from '../vrouter-agent/compile/rule-image.js';
 
 /** A rule image that is not well formed; the message says where. */
 export class RuleImageError extends WeirError {

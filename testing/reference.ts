@@ -11,11 +11,11 @@ import type {
   PodObject,
   PolicyPeer,
   PolicyRule,
-} from '../../controller/model/kube-objects.js';
-import { NAMESPACE_NAME_LABEL } from '../../controller/model/kube-objects.js';
-import { parseCidr, parseIp, type Ip } from '../../shared/net/ip.js';
-import { matchesLabels } from '../../shared/policy/selector.js';
-import { PROTOCOL_NUMBER, type Labels } from '../../shared/policy/types.js';
+} from '../controller/model/kube-objects.js';
+import { NAMESPACE_NAME_LABEL } from '../controller/model/kube-objects.js';
+import { parseCidr, parseIp, type Ip } from '../shared/net/ip.js';
+import { matchesLabels } from '../shared/policy/selector.js';
+import { PROTOCOL_NUMBER, type Labels } from '../shared/policy/types.js';
 
 export class ReferenceCluster {
   private readonly nsLabels = new Map<string, Labels>();

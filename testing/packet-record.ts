@@ -1,11 +1,12 @@
 /**
  * Packets as records: `parsePacket(bytes, { link })` gives the headers of one
  * packet as an immutable `ParsedPacket`, or a classified `ParseFailure`.
- * The datapath's hot loop uses the allocation-free PacketDecoder (decode.ts)
- * directly; this is the same decoding for tools, tests and slow paths. The
- * zone a packet belongs to is not in the bytes: the caller knows it.
+ * The datapath's hot loop uses the allocation-free PacketDecoder
+ * (vrouter-agent/packet/decode.ts) directly; this is the same decoding as
+ * records, for tests. The zone a packet belongs to is not in the bytes: the
+ * caller knows it.
  */
-import type { Ip } from '../../shared/net/ip.js';
+import type { Ip } from '../shared/net/ip.js';
 import {
   FRAGMENT_FIRST,
   FRAGMENT_LATER,
@@ -13,7 +14,7 @@ import {
   PacketDecoder,
   readIp,
   type LinkType,
-} from './decode.js';
+} from '../vrouter-agent/packet/decode.js';
 
 /**
  * Why a packet could not be made a record (decode.ts has the full rules):

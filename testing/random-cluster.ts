@@ -1,27 +1,332 @@
 /**
- * A generated cluster for the benchmarks, as raw Kubernetes objects (the API
- * shape, built with the test fixtures' builders), deterministic for a given
- * namespace count and seed.
+ * Seeded random clusters, as raw Kubernetes objects (the API shape, built
+ * with testing/cluster.ts), the same for the same seed on every run and
+ * machine. Tests and benchmarks take their clusters from here and nowhere
+ * else. Two shapes, for two purposes:
  *
- * Shape, per namespace: 10 pods and 10 NetworkPolicies. The first three
- * namespaces are cluster services (kube-system with kube-dns, monitoring with
- * Prometheus, ingress-nginx); the rest are application namespaces owned by one
- * of 24 teams in one of three environments, each running a small stack
- * (a frontend, one to three backends, one or two data stores) with named
- * container ports. Policies are drawn from templates modelled on what
- * clusters actually carry: default-deny (ingress, or ingress and egress),
- * allow-DNS, same-namespace, app-to-app by podSelector, ingress-controller
- * and monitoring access by namespaceSelector (matchLabels and
- * matchExpressions), cross-team namespace+pod selectors, `namespaceSelector:
- * {}` peers, ipBlock with except, named, numeric and endPort ports, egress to
- * the internet, partners and data stores.
+ * `randomCluster(seed, options)`: small clusters that reach the corners of
+ * the semantics, for differential and property tests. Three namespaces n0..n2,
+ * pods in 10.0.n.0/24 and fd00::n:0/112, labels over app/tier/env = a/b/c,
+ * selectors with every operator, named container ports on every protocol,
+ * 1–6 policies with selector and ipBlock peers (with excepts), numeric,
+ * named, ranged and absent ports, every policyTypes combination. `variety`:
  *
- * Pods get IPv4 addresses from per-node /23s in 10.244.0.0/14. A few pods are
- * on the host network or finished: they are not policy endpoints, as in a
- * real cluster.
+ * - 'basic': four pods a namespace on nodes node-0..node-2, IPv4 with a
+ *   third dual-stack; In/NotIn values may repeat; ipBlocks in 10.0.0.0/16
+ *   (one /30 except) or fd00::/64.
+ * - 'edge' (the default): 3–6 pods a namespace (not on nodes): IPv4,
+ *   dual-stack, IPv6-only and three-address pods, now and then two pods
+ *   sharing an address, a few that are not endpoints (host network,
+ *   finished); ipBlocks with several excepts in both families, whole-space
+ *   blocks; ports up to 65535.
+ *
+ * With `bigTables`, 30–60 more policies select broadly, so that tables hold
+ * dozens of rules (the native evaluator indexes those). `allProbes` asks
+ * every address pair of a cluster on every service it mentions.
+ *
+ * `realisticCluster(namespaces, seed)`: a cluster at production scale for
+ * the benchmarks, modelled on what clusters carry (described at
+ * `realisticCluster`). The two share the builders and the generator
+ * (shared/random.ts) but not their bodies: one draws for coverage, the other
+ * for a representative mix, and a body serving both would be a switch.
  */
-import { namespace, networkPolicy, pod, type Raw } from '../test/support/cluster.js';
+import { formatIp, parseIp, type Ip } from '../shared/net/ip.js';
+import type { Packet } from '../shared/policy/rule-tables.js';
+import { seededRandom } from '../shared/random.js';
+import { namespace, networkPolicy, pod, type Raw } from './cluster.js';
 import { Rng } from './prng.js';
+
+// ---- small clusters for tests ------------------------------------------------
+
+export type Variety = 'basic' | 'edge';
+
+export interface RandomClusterOptions {
+  /** Default 'edge'. */
+  readonly variety?: Variety;
+  /** 30–60 more policies that select broadly. */
+  readonly bigTables?: boolean;
+}
+
+export interface RandomCluster {
+  readonly objects: Raw[];
+  /** Every address worth probing: pods' (endpoints or not) and OUTSIDE. */
+  readonly addresses: Ip[];
+  /** [protocol number, port] pairs worth probing. */
+  readonly services: Array<readonly [number, number]>;
+}
+
+/** Addresses that are never pods (some inside pod ranges, some at the ends of the spaces). */
+export const OUTSIDE = [
+  '10.0.0.200',
+  '10.0.1.5',
+  '10.0.2.0',
+  '8.8.8.8',
+  '192.168.1.1',
+  '0.0.0.0',
+  '255.255.255.255',
+  'fd00::77',
+  'fd00::1:0',
+  'fd00::2:ffff',
+  '2001:db8::1',
+  '::ffff:10.0.0.1',
+  '::',
+  'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
+];
+
+const KEYS = ['app', 'tier', 'env'];
+const VALUES = ['a', 'b', 'c'];
+const PROTOS = ['TCP', 'UDP', 'SCTP'] as const;
+const PROTO_NUMBER = { TCP: 6, UDP: 17, SCTP: 132 } as const;
+const NAMESPACES = ['n0', 'n1', 'n2'];
+/** Services probed whatever the cluster mentions. */
+const BASE_SERVICES = [
+  [6, 80],
+  [6, 81],
+  [17, 53],
+  [132, 443],
+  [6, 8080],
+  [17, 9999],
+  [6, 0],
+  [6, 65535],
+  [1, 0],
+  [17, 443],
+] as const;
+
+type PeerKind =
+  | 'simple-block'
+  | 'v4-block'
+  | 'v6-block'
+  | 'whole-space'
+  | 'pods'
+  | 'namespaces'
+  | 'both';
+type PortKind = 'numeric' | 'named' | 'range' | 'none';
+
+/**
+ * What a variety draws from, and with which odds. A variety's clusters are
+ * its draws in a fixed order: changing a number here changes every cluster
+ * of that variety (and the tests that run on them).
+ */
+interface VarietyTable {
+  readonly portNames: readonly string[];
+  readonly ports: readonly number[];
+  /** In/NotIn values may repeat (validation accepts it; the compiler reads them as a set). */
+  readonly repeatValues: boolean;
+  /** Odds that a pod declares each named port. */
+  readonly containerPortChance: number;
+  /** A peer's kind: one drawn uniformly from the list (repeats weigh). */
+  readonly peers: readonly PeerKind[];
+  readonly portKinds: readonly PortKind[];
+  /** endPort of a range port (which starts at 80). */
+  readonly endPorts: readonly number[];
+  /** Rules a direction: r.int(maxRules); peers 1 + r.int(maxPeers) when any. */
+  readonly maxRules: number;
+  readonly peersChance: number;
+  readonly maxPeers: number;
+  readonly portsChance: number;
+  /** Policies: 1 + r.int(maxPolicies), the bound drawn again at every step. */
+  readonly maxPolicies: number;
+  readonly egressChance: number;
+}
+
+const VARIETIES: Record<Variety, VarietyTable> = {
+  basic: {
+    portNames: ['http', 'metrics', 'dns'],
+    ports: [53, 80, 81, 443, 8080],
+    repeatValues: true,
+    containerPortChance: 0.4,
+    peers: ['simple-block', 'pods', 'namespaces', 'both', 'both'],
+    portKinds: ['numeric', 'named', 'range', 'none'],
+    endPorts: [81, 443],
+    maxRules: 3,
+    peersChance: 0.7,
+    maxPeers: 2,
+    portsChance: 0.6,
+    maxPolicies: 5,
+    egressChance: 0.5,
+  },
+  edge: {
+    portNames: ['http', 'metrics', 'dns', 'grpc'],
+    ports: [53, 80, 81, 443, 8080, 65535, 1],
+    repeatValues: false,
+    containerPortChance: 0.45,
+    peers: ['v4-block', 'v6-block', 'whole-space', 'pods', 'pods', 'namespaces', 'both', 'both'],
+    portKinds: ['numeric', 'named', 'named', 'range', 'none'],
+    endPorts: [81, 443, 65535],
+    maxRules: 4,
+    peersChance: 0.75,
+    maxPeers: 3,
+    portsChance: 0.65,
+    maxPolicies: 6,
+    egressChance: 0.6,
+  },
+};
+
+export function randomCluster(seed: number, options: RandomClusterOptions = {}): RandomCluster {
+  const variety = options.variety ?? 'edge';
+  const v = VARIETIES[variety];
+  const r = seededRandom(seed);
+  const labels = () =>
+    Object.fromEntries(KEYS.filter(() => r.chance(0.6)).map((k) => [k, r.pick(VALUES)]));
+  const selector = (): Raw => {
+    const s: Raw = {};
+    if (r.chance(0.5))
+      s.matchLabels = Object.fromEntries(
+        KEYS.filter(() => r.chance(0.4)).map((k) => [k, r.pick(VALUES)]),
+      );
+    if (r.chance(0.4)) {
+      s.matchExpressions = [...Array(1 + r.int(2))].map(() => {
+        const operator = r.pick(['In', 'NotIn', 'Exists', 'DoesNotExist']);
+        const values = () => {
+          const drawn = VALUES.filter(() => r.chance(0.5)).concat(r.pick(VALUES));
+          return v.repeatValues ? drawn : [...new Set(drawn)];
+        };
+        return {
+          key: r.pick(KEYS),
+          operator,
+          ...(operator === 'In' || operator === 'NotIn' ? { values: values() } : {}),
+        };
+      });
+    }
+    return s;
+  };
+
+  const objects: Raw[] = [];
+  for (const ns of NAMESPACES) objects.push(namespace(ns, labels()));
+
+  const podIps: string[] = [];
+  const services = new Map<string, readonly [number, number]>();
+  const addService = (p: number, port: number) => services.set(`${p}/${port}`, [p, port]);
+  for (const [p, port] of BASE_SERVICES) addService(p, port);
+  const containerPorts = () =>
+    v.portNames
+      .filter(() => r.chance(v.containerPortChance))
+      .map((name) => ({ name, port: r.pick(v.ports), protocol: r.pick(PROTOS) }));
+  const basicPod = (ns: string, n: number, i: number, host: number): Raw => {
+    const ips = [`10.0.${n}.${host}`, ...(r.chance(0.3) ? [`fd00::${n}:${host}`] : [])];
+    const ports = containerPorts();
+    podIps.push(...ips);
+    for (const p of ports) addService(PROTO_NUMBER[p.protocol], p.port);
+    return pod(ns, `p${i}`, { labels: labels(), ips, ports, node: `node-${r.int(3)}` });
+  };
+  const edgePod = (ns: string, n: number, i: number, host: number): Raw => {
+    const v4 = `10.0.${n}.${host}`;
+    const v6 = `fd00::${n}:${host}`;
+    const kind = r.int(10);
+    let ips =
+      kind < 5 ? [v4] : kind < 8 ? [v4, v6] : kind < 9 ? [v6] : [v4, v6, `10.1.${n}.${host}`];
+    if (podIps.length > 0 && r.chance(0.03)) ips = [r.pick(podIps)];
+    podIps.push(...ips);
+    const ports = containerPorts();
+    for (const p of ports) addService(PROTO_NUMBER[p.protocol], p.port);
+    const special = r.chance(0.05)
+      ? { hostNetwork: true }
+      : r.chance(0.05)
+        ? { phase: 'Succeeded' }
+        : {};
+    return pod(ns, `p${i}`, { labels: labels(), ips, ports, ...special });
+  };
+  let host = 1;
+  NAMESPACES.forEach((ns, n) => {
+    const count = variety === 'basic' ? 4 : 3 + r.int(4);
+    for (let i = 0; i < count; i++, host++)
+      objects.push(variety === 'basic' ? basicPod(ns, n, i, host) : edgePod(ns, n, i, host));
+  });
+
+  const simpleBlock = (): Raw => {
+    const base = r.chance(0.8)
+      ? { cidr: `10.0.${r.int(3)}.0/${r.pick([24, 25, 28])}` }
+      : { cidr: 'fd00::/64' };
+    const except =
+      r.chance(0.5) && base.cidr.startsWith('10.')
+        ? [`${base.cidr.split('/')[0]!.split('.').slice(0, 3).join('.')}.${r.pick([0, 4, 8])}/30`]
+        : [];
+    return { ipBlock: { ...base, except } };
+  };
+  const v4Block = (): Raw => {
+    const n = r.int(3);
+    const [cidr, excepts] = r.pick<readonly [string, readonly string[]]>([
+      ['10.0.0.0/16', [`10.0.${n}.0/24`, `10.0.${n}.0/30`, '10.0.1.4/30']],
+      [`10.0.${n}.0/24`, [`10.0.${n}.0/30`, `10.0.${n}.4/30`, `10.0.${n}.8/29`, `10.0.${n}.2/32`]],
+      [`10.0.${n}.0/25`, [`10.0.${n}.0/30`, `10.0.${n}.12/31`]],
+      [`10.0.${n}.0/28`, [`10.0.${n}.4/30`, `10.0.${n}.8/30`, `10.0.${n}.1/32`]],
+      ['10.1.0.0/16', ['10.1.1.0/24']],
+    ]);
+    const except = r.chance(0.6) ? [...new Set(excepts.filter(() => r.chance(0.5)))] : [];
+    return { ipBlock: { cidr, except } };
+  };
+  const v6Block = (): Raw => {
+    const cidr = r.pick(['fd00::/64', 'fd00::/96', 'fd00::1:0/112']);
+    const except = r.chance(0.5)
+      ? cidr === 'fd00::/64'
+        ? ['fd00::1:0/112']
+        : cidr === 'fd00::/96'
+          ? ['fd00::2:0/120']
+          : ['fd00::1:0/126']
+      : [];
+    return { ipBlock: { cidr, except } };
+  };
+  const peer = (): Raw => {
+    switch (v.peers[r.int(v.peers.length)]!) {
+      case 'simple-block':
+        return simpleBlock();
+      case 'v4-block':
+        return v4Block();
+      case 'v6-block':
+        return v6Block();
+      case 'whole-space':
+        return r.chance(0.5)
+          ? { ipBlock: { cidr: '0.0.0.0/0', except: r.chance(0.5) ? ['10.0.0.0/8'] : [] } }
+          : { ipBlock: { cidr: '::/0', except: r.chance(0.5) ? ['fd00::/16'] : [] } };
+      case 'pods':
+        return { podSelector: selector() };
+      case 'namespaces':
+        return { namespaceSelector: selector() };
+      case 'both':
+        return { podSelector: selector(), namespaceSelector: selector() };
+    }
+  };
+  const port = (): Raw => {
+    const p: Raw = {};
+    if (r.chance(0.8)) p.protocol = r.pick(PROTOS);
+    const kind = v.portKinds[r.int(v.portKinds.length)]!;
+    if (kind === 'numeric') p.port = r.pick(v.ports);
+    else if (kind === 'named') p.port = r.pick(v.portNames);
+    else if (kind === 'range') Object.assign(p, { port: 80, endPort: r.pick(v.endPorts) });
+    return p;
+  };
+  const rules = (peersKey: string): Raw[] =>
+    [...Array(r.int(v.maxRules))].map(() => ({
+      ...(r.chance(v.peersChance)
+        ? { [peersKey]: [...Array(1 + r.int(v.maxPeers))].map(peer) }
+        : {}),
+      ...(r.chance(v.portsChance) ? { ports: [...Array(1 + r.int(2))].map(port) } : {}),
+    }));
+  const policy = (name: string, broad: boolean) => {
+    const spec: Raw = {
+      podSelector: broad && r.chance(0.7) ? {} : selector(),
+      ingress: rules('from'),
+    };
+    if (r.chance(v.egressChance)) spec.egress = rules('to');
+    if (r.chance(0.4)) spec.policyTypes = r.pick([['Ingress'], ['Egress'], ['Ingress', 'Egress']]);
+    objects.push(networkPolicy(r.pick(NAMESPACES), name, spec));
+  };
+  for (let i = 0; i < 1 + r.int(v.maxPolicies); i++) policy(`np${i}`, false);
+  if (options.bigTables) for (let i = 0; i < 30 + r.int(31); i++) policy(`big${i}`, true);
+  const addresses = [...new Set([...podIps, ...OUTSIDE])].map(parseIp);
+  return { objects, addresses, services: [...services.values()] };
+}
+
+/** Every (src, dst, service) over the cluster's addresses, both families and mixed. */
+export function allProbes(c: RandomCluster): Packet[] {
+  const out: Packet[] = [];
+  for (const src of c.addresses)
+    for (const dst of c.addresses)
+      for (const [protocol, dstPort] of c.services) out.push({ src, dst, protocol, dstPort });
+  return out;
+}
+
+// ---- clusters at scale for benchmarks ----------------------------------------
 
 export const PODS_PER_NAMESPACE = 10;
 export const POLICIES_PER_NAMESPACE = 10;
@@ -188,7 +493,7 @@ export interface PodInfo {
   readonly dns: boolean;
 }
 
-export interface GeneratedCluster {
+export interface RealisticCluster {
   readonly namespaceCount: number;
   readonly podCount: number;
   readonly policyCount: number;
@@ -210,7 +515,26 @@ interface NamespaceCtx {
   readonly kind: 'kube-system' | 'monitoring' | 'ingress-nginx' | 'app';
 }
 
-export function generateCluster(namespaceCount: number, seed = 0x5eed): GeneratedCluster {
+/**
+ * A cluster for the benchmarks, deterministic for a given namespace count and
+ * seed. Per namespace: 10 pods and 10 NetworkPolicies. The first three
+ * namespaces are cluster services (kube-system with kube-dns, monitoring
+ * with Prometheus, ingress-nginx); the rest are application namespaces owned
+ * by one of 24 teams in one of three environments, each running a small
+ * stack (a frontend, one to three backends, one or two data stores) with
+ * named container ports. Policies are drawn from templates modelled on what
+ * clusters actually carry: default-deny (ingress, or ingress and egress),
+ * allow-DNS, same-namespace, app-to-app by podSelector, ingress-controller
+ * and monitoring access by namespaceSelector (matchLabels and
+ * matchExpressions), cross-team namespace+pod selectors, `namespaceSelector:
+ * {}` peers, ipBlock with except, named, numeric and endPort ports, egress to
+ * the internet, partners and data stores.
+ *
+ * Pods get IPv4 addresses from per-node /23s in 10.244.0.0/14. A few pods are
+ * on the host network or finished: they are not policy endpoints, as in a
+ * real cluster.
+ */
+export function realisticCluster(namespaceCount: number, seed = 0x5eed): RealisticCluster {
   if (namespaceCount < 4) throw new Error('need at least 4 namespaces');
   const rng = new Rng(seed ^ namespaceCount);
   const podTotal = namespaceCount * PODS_PER_NAMESPACE;
@@ -275,7 +599,7 @@ export function generateCluster(namespaceCount: number, seed = 0x5eed): Generate
         // kube-system, finished jobs elsewhere.
         const hostNetwork = ctx.kind === 'kube-system' && app.name === 'kube-proxy';
         const finished = ctx.kind === 'app' && rng.chance(0.01);
-        const ipText = formatV4(ip);
+        const ipText = formatIp(ip);
         podObjects.push(
           pod(ctx.name, `${app.name}-${hash}-${rng.token(5)}`, {
             labels: podLabels,
@@ -834,8 +1158,4 @@ function ingressControllerPeer(): Raw {
     namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } },
     podSelector: { matchLabels: { 'app.kubernetes.io/name': 'ingress-nginx' } },
   };
-}
-
-export function formatV4(ip: number): string {
-  return `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
 }
