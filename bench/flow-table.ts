@@ -34,7 +34,7 @@ import {
   type FlowTable,
 } from '../vrouter-agent/flows/index.js';
 import { acquireGc, int, median, mib, nowMs, ns, rate, table, cpuModel } from './measure.js';
-import { Rng } from '../testing/prng.js';
+import { seededRandom } from '../shared/random.js';
 
 const TARGET_LOOKUPS_PER_S = 10_000_000;
 const TARGET_VS_MAP = 5;
@@ -65,14 +65,14 @@ function reply(k: FlowKey): FlowKey {
  * occurs.
  */
 function generateKeys(n: number, seed: number): FlowKey[] {
-  const rng = new Rng(seed);
+  const rng = seededRandom(seed);
   const keys: FlowKey[] = [];
   const ports = [80, 443, 53, 8080, 5432, 6379, 9092, 3306];
   const v6 = () => (0xfd00n << 112n) | (BigInt(rng.u32()) << 32n) | BigInt(rng.u32());
   for (let i = 0; i < n; i++) {
     const zone = 1 + (i % 1000);
     const six = rng.chance(0.2);
-    const p = rng.float();
+    const p = rng.next();
     const protocol = p < 0.7 ? 6 : p < 0.95 ? 17 : six ? 58 : 1;
     const src = six ? v6() : 0x0a000000 + (rng.u32() & 0x7fffff);
     const dst = six ? v6() : 0x0a800000 + (rng.u32() & 0x7fffff);
@@ -158,7 +158,7 @@ function makeProbes(
   count: number,
   seed: number,
 ): Probes {
-  const rng = new Rng(seed);
+  const rng = seededRandom(seed);
   const packets = new Uint8Array(count * PACKET_RECORD_BYTES);
   const expected = new Int32Array(count);
   for (let i = 0; i < count; i++) {
@@ -423,7 +423,7 @@ export async function benchFlowTable(options: FlowTableBenchOptions = {}): Promi
       packets: probes.packets,
       expected: probes.expected,
     };
-    const pickRng = new Rng(3);
+    const pickRng = seededRandom(3);
     const singleKeys = Array.from({ length: single.count }, () => keys[pickRng.int(keys.length)]!);
     row(
       'native lookup(key), one call per packet',

@@ -16,7 +16,7 @@ import {
   type RealisticCluster,
   type PodInfo,
 } from '../testing/random-cluster.js';
-import { Rng } from '../testing/prng.js';
+import { seededRandom } from '../shared/random.js';
 
 const TCP = 6;
 const UDP = 17;
@@ -27,7 +27,7 @@ const COMMON_PORTS = [
 ];
 
 export function generateProbes(cluster: RealisticCluster, count: number, seed = 0xbe7c4): Packet[] {
-  const rng = new Rng(seed);
+  const rng = seededRandom(seed);
   const pods = cluster.pods;
   const partners = PARTNER_NETWORKS.map(
     ([cidr, except]) => [v4Range(cidr), v4Range(except)] as const,
@@ -55,7 +55,7 @@ export function generateProbes(cluster: RealisticCluster, count: number, seed = 
     let dstPod: PodInfo | undefined;
     let protocol: number;
     let port: number;
-    const kind = rng.float();
+    const kind = rng.next();
     if (kind < 0.08) {
       // From outside into a pod.
       src = external();
@@ -64,7 +64,7 @@ export function generateProbes(cluster: RealisticCluster, count: number, seed = 
     } else {
       const from = randomPod();
       src = from.ip;
-      const d = rng.float();
+      const d = rng.next();
       if (d < 0.35) dstPod = podIn(from.namespace);
       else if (d < 0.75) dstPod = randomPod();
       else if (d < 0.82 && cluster.dnsPods.length > 0) dstPod = pods[rng.pick(cluster.dnsPods)]!;
@@ -79,7 +79,7 @@ export function generateProbes(cluster: RealisticCluster, count: number, seed = 
       protocol = p.protocol === 'UDP' ? UDP : p.protocol === 'SCTP' ? SCTP : TCP;
       port = p.port;
     } else {
-      const r = rng.float();
+      const r = rng.next();
       if (r < 0.9) {
         protocol = TCP;
         port = rng.chance(0.85)

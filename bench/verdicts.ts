@@ -57,7 +57,7 @@ import {
   cpuModel,
 } from './measure.js';
 import { runPipeline } from './pipeline.js';
-import { Rng } from '../testing/prng.js';
+import { seededRandom } from '../shared/random.js';
 import { generateProbes } from './probes.js';
 
 /** One timed pass of tables.allows over every probe; returns [ms, allowed]. */
@@ -415,7 +415,7 @@ const v4 = (a: number, b: number, c: number, d: number) =>
  * policy has egress rules to named ports of other pods.
  */
 function spreadCluster(rules: number, probeCount: number): Synthetic {
-  const rng = new Rng(0x5a11 ^ rules);
+  const rng = seededRandom(0x5a11 ^ rules);
   const P = Math.ceil(rules / 10);
   const objects: Raw[] = [];
   for (let k = 0; k < Math.ceil(P / 10); k++)
@@ -498,7 +498,7 @@ function spreadCluster(rules: number, probeCount: number): Synthetic {
     const a = pods[rng.int(pods.length)]!;
     const b = pods[rng.int(pods.length)]!;
     const six = b.v6 !== undefined && rng.chance(0.25);
-    const kind = rng.float();
+    const kind = rng.next();
     let src: number | bigint;
     if (six)
       src =
@@ -536,7 +536,7 @@ function spreadCluster(rules: number, probeCount: number): Synthetic {
  * after the whole table).
  */
 function concentratedCluster(rules: number, probeCount: number): Synthetic {
-  const rng = new Rng(0xc0c0 ^ rules);
+  const rng = seededRandom(0xc0c0 ^ rules);
   const SERVERS = 64;
   const CLIENT_NS = 16;
   const PER_NS = 16;
@@ -617,7 +617,7 @@ function concentratedCluster(rules: number, probeCount: number): Synthetic {
   };
   const probes: Packet[] = [];
   for (let n = 0; n < probeCount; n++) {
-    const kind = rng.float();
+    const kind = rng.next();
     const server = servers[rng.int(SERVERS)]!;
     let port = rng.chance(0.5) ? 8000 + rng.int(1000) : rng.pick([80, 443, 8080]);
     let protocol = 6;

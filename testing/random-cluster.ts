@@ -32,9 +32,8 @@
  */
 import { formatIp, parseIp, type Ip } from '../shared/net/ip.js';
 import type { Packet } from '../shared/policy/rule-tables.js';
-import { seededRandom } from '../shared/random.js';
+import { seededRandom, type SeededRandom } from '../shared/random.js';
 import { namespace, networkPolicy, pod, type Raw } from './cluster.js';
-import { Rng } from './prng.js';
 
 // ---- small clusters for tests ------------------------------------------------
 
@@ -536,7 +535,7 @@ interface NamespaceCtx {
  */
 export function realisticCluster(namespaceCount: number, seed = 0x5eed): RealisticCluster {
   if (namespaceCount < 4) throw new Error('need at least 4 namespaces');
-  const rng = new Rng(seed ^ namespaceCount);
+  const rng = seededRandom(seed ^ namespaceCount);
   const podTotal = namespaceCount * PODS_PER_NAMESPACE;
   const nodeCount = Math.max(3, Math.ceil(podTotal / 100));
   const nodeUsed = new Array<number>(nodeCount).fill(0);
@@ -578,7 +577,7 @@ export function realisticCluster(namespaceCount: number, seed = 0x5eed): Realist
     }
     const mine: number[] = [];
     ctx.apps.forEach((app, a) => {
-      const hash = rng.token(10);
+      const hash = token(rng, 10);
       const version = rng.weighted<string | undefined>([
         ['v1', 5],
         ['v2', 3],
@@ -601,7 +600,7 @@ export function realisticCluster(namespaceCount: number, seed = 0x5eed): Realist
         const finished = ctx.kind === 'app' && rng.chance(0.01);
         const ipText = formatIp(ip);
         podObjects.push(
-          pod(ctx.name, `${app.name}-${hash}-${rng.token(5)}`, {
+          pod(ctx.name, `${app.name}-${hash}-${token(rng, 5)}`, {
             labels: podLabels,
             ips: [ipText],
             node: `node-${String(node).padStart(4, '0')}`,
@@ -645,7 +644,7 @@ export function realisticCluster(namespaceCount: number, seed = 0x5eed): Realist
   };
 }
 
-function namespaceContext(i: number, rng: Rng, used: Set<string>): NamespaceCtx {
+function namespaceContext(i: number, rng: SeededRandom, used: Set<string>): NamespaceCtx {
   if (i === 0) {
     return {
       index: i,
@@ -746,7 +745,7 @@ function namespaceContext(i: number, rng: Rng, used: Set<string>): NamespaceCtx 
 type Spec = Raw;
 
 /** Ten [name, spec] pairs for one namespace. */
-function policiesFor(ctx: NamespaceCtx, rng: Rng): Array<[string, Spec]> {
+function policiesFor(ctx: NamespaceCtx, rng: SeededRandom): Array<[string, Spec]> {
   const out: Array<[string, Spec]> = [];
   const names = new Set<string>();
   const add = (name: string, spec: Spec) => {
@@ -1158,4 +1157,12 @@ function ingressControllerPeer(): Raw {
     namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } },
     podSelector: { matchLabels: { 'app.kubernetes.io/name': 'ingress-nginx' } },
   };
+}
+
+/** Lower-case letters and digits, as Kubernetes generated name suffixes. */
+function token(rng: SeededRandom, length: number): string {
+  const alphabet = 'bcdfghjklmnpqrstvwxz2456789';
+  let s = '';
+  for (let i = 0; i < length; i++) s += alphabet[rng.int(alphabet.length)];
+  return s;
 }
