@@ -30,12 +30,12 @@ import { build } from '../testing/cluster.js';
 import {
   createVerdictEngine,
   nativeRuleEvaluator,
+  type VerdictEngineFactory,
 } from '../vrouter-agent/compile/verdict-engine.js';
 import {
   createUserspaceDatapath,
   RawPacketBatch,
   verdictName,
-  type PolicyEvaluatorFactory,
   type UserspaceDatapath,
 } from '../vrouter-agent/datapath/index.js';
 import { nativeFlowTableAvailability, TcpFlag } from '../vrouter-agent/flows/index.js';
@@ -222,13 +222,13 @@ export async function benchDatapath(options: DatapathBenchOptions = {}): Promise
 
   const make = (
     implementation: 'native' | 'typescript',
-    evaluator?: PolicyEvaluatorFactory,
+    verdictEngine?: VerdictEngineFactory,
   ): UserspaceDatapath => {
     const dp = createUserspaceDatapath({
       tables,
       expireIntervalMs: 0,
       flowTable: { implementation, maxFlows: 262_144, maxFlowsPerZone: 262_144 },
-      ...(evaluator ? { evaluator } : {}),
+      ...(verdictEngine ? { verdictEngine } : {}),
     });
     for (const a of attach) dp.attach(a);
     return dp;
@@ -294,7 +294,7 @@ export async function benchDatapath(options: DatapathBenchOptions = {}): Promise
   const slowRows: string[][] = [
     ['flow table', 'evaluator', 'first packets/s, median', 'best pass', 'per packet (median)'],
   ];
-  const evaluators: Array<{ name: string; factory: PolicyEvaluatorFactory | undefined }> = [
+  const evaluators: Array<{ name: string; factory: VerdictEngineFactory | undefined }> = [
     { name: 'RuleTables', factory: undefined },
     ...(nativeEngine.evaluator
       ? [

@@ -26,10 +26,10 @@ import {
   icmpPorts,
   NativeFlowTable,
   nativeFlowTableAvailability,
-  PACKET_RECORD_BYTES,
+  FLOW_KEY_RECORD_BYTES,
   RESULT_MISS,
   TypeScriptFlowTable,
-  writePacket,
+  writeFlowKey,
   type FlowKey,
   type FlowTable,
 } from '../vrouter-agent/flows/index.js';
@@ -102,11 +102,11 @@ function mapKey(v: DataView, o: number): string {
 class MapBaseline {
   /** Key string → index * 2 + direction. */
   readonly map = new Map<string, number>();
-  private readonly record = new Uint8Array(PACKET_RECORD_BYTES);
+  private readonly record = new Uint8Array(FLOW_KEY_RECORD_BYTES);
   private readonly view = new DataView(this.record.buffer);
 
   keyOf(k: FlowKey): string {
-    writePacket(this.record, 0, k);
+    writeFlowKey(this.record, 0, k);
     return mapKey(this.view, 0);
   }
 
@@ -120,7 +120,7 @@ class MapBaseline {
     const v = new DataView(packets.buffer, packets.byteOffset, packets.byteLength);
     let hits = 0;
     for (let i = 0; i < count; i++) {
-      const r = this.map.get(mapKey(v, i * PACKET_RECORD_BYTES));
+      const r = this.map.get(mapKey(v, i * FLOW_KEY_RECORD_BYTES));
       results[i] = r ?? -1;
       if (r !== undefined) hits++;
     }
@@ -159,12 +159,12 @@ function makeProbes(
   seed: number,
 ): Probes {
   const rng = seededRandom(seed);
-  const packets = new Uint8Array(count * PACKET_RECORD_BYTES);
+  const packets = new Uint8Array(count * FLOW_KEY_RECORD_BYTES);
   const expected = new Int32Array(count);
   for (let i = 0; i < count; i++) {
     const j = rng.int(keys.length);
     const dir = rng.chance(0.5) ? 1 : 0;
-    writePacket(packets, i, dir ? reply(keys[j]!) : keys[j]!, 64 + rng.int(1400), 0x10);
+    writeFlowKey(packets, i, dir ? reply(keys[j]!) : keys[j]!, 64 + rng.int(1400), 0x10);
     expected[i] = indices[j]! * 2 + dir;
   }
   return { count, packets, expected };
@@ -176,7 +176,7 @@ function batches(p: Probes, size: number, results: Int32Array): Array<[Uint8Arra
   for (let o = 0; o < p.count; o += size) {
     const n = Math.min(size, p.count - o);
     out.push([
-      p.packets.subarray(o * PACKET_RECORD_BYTES, (o + n) * PACKET_RECORD_BYTES),
+      p.packets.subarray(o * FLOW_KEY_RECORD_BYTES, (o + n) * FLOW_KEY_RECORD_BYTES),
       results.subarray(o, o + n),
     ]);
   }
@@ -234,7 +234,7 @@ function timeMap(m: MapBaseline, p: Probes, reps: number): Rate & { results: Int
 
 function timeMapPrebuilt(m: MapBaseline, p: Probes, reps: number): Rate {
   const v = new DataView(p.packets.buffer, p.packets.byteOffset, p.packets.byteLength);
-  const keys = Array.from({ length: p.count }, (_, i) => mapKey(v, i * PACKET_RECORD_BYTES));
+  const keys = Array.from({ length: p.count }, (_, i) => mapKey(v, i * FLOW_KEY_RECORD_BYTES));
   const results = new Int32Array(BATCH);
   return timePasses(p.count, reps, () => {
     let h = 0;

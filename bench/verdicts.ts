@@ -32,11 +32,11 @@ import type { DirectionDecision, Packet, RuleTables } from '../shared/policy/rul
 import type { ReferenceCluster } from '../testing/reference.js';
 import { build, namespace, networkPolicy, pod, type Raw } from '../testing/cluster.js';
 import {
-  PACKET_RECORD_BYTES,
+  POLICY_RECORD_BYTES,
   RESULT_STRIDE,
   VerdictCode,
-  encodePackets,
-} from '../vrouter-agent/compile/packet-batch.js';
+  encodePolicyRecords,
+} from '../vrouter-agent/compile/policy-record.js';
 import { encodeRuleImage } from '../vrouter-agent/compile/rule-image.js';
 import {
   createVerdictEngine,
@@ -340,7 +340,7 @@ function engineStep(
 ): (offset: number, n: number) => void {
   return (offset, n) => {
     engine.evaluate(
-      bytes.subarray(offset * PACKET_RECORD_BYTES, (offset + n) * PACKET_RECORD_BYTES),
+      bytes.subarray(offset * POLICY_RECORD_BYTES, (offset + n) * POLICY_RECORD_BYTES),
       n,
       out.subarray(offset * RESULT_STRIDE, (offset + n) * RESULT_STRIDE),
     );
@@ -374,7 +374,7 @@ function verify(
   const n = Math.min(sample, probes.length);
   const picked = Array.from({ length: n }, (_, k) => probes[Math.floor((k * probes.length) / n)]!);
   const out = new Int32Array(n * RESULT_STRIDE);
-  engine.evaluate(encodePackets(picked), n, out);
+  engine.evaluate(encodePolicyRecords(picked), n, out);
   const code = (d: DirectionDecision) =>
     d.endpoint === undefined
       ? VerdictCode.NOT_LOCAL
@@ -697,7 +697,7 @@ export async function benchVerdicts(options: VerdictBenchOptions = {}): Promise<
   const PROBES = quick ? 300_000 : 1_000_000;
   const probes = generateProbes(cluster, PROBES);
   let t0 = nowMs();
-  const bytes = encodePackets(probes);
+  const bytes = encodePolicyRecords(probes);
   const packMs = nowMs() - t0;
   t0 = nowMs();
   const encoded = encodeRuleImage(tables);
@@ -821,7 +821,7 @@ export async function benchVerdicts(options: VerdictBenchOptions = {}): Promise<
       const linear = native
         ? createVerdictEngine(b.tables, { implementation: 'native', indexMinRules: 0xffff_ffff })
         : undefined;
-      const pbytes = encodePackets(syn.probes);
+      const pbytes = encodePolicyRecords(syn.probes);
       const pout = new Int32Array(syn.probes.length * RESULT_STRIDE);
       const a = timeBoxed(syn.probes.length, 64, SCALE_BUDGET, 3, allowsStep(b.tables, syn.probes));
       const x = native

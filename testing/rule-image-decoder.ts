@@ -90,7 +90,7 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
       fail(`section ${SECTION_NAMES[s]} is at ${v.getUint32(16 + s * 8, true)}, not ${offsets[s]}`);
   }
   const el = (s: number, i: number) => offsets[s]! + i * SECTION_ELEMENT_BYTES[s]!;
-  const u32 = (at: number) => v.getUint32(at, true);
+  const readU32 = (at: number) => v.getUint32(at, true);
   const u128 = (at: number) => (v.getBigUint64(at, true) << 64n) | v.getBigUint64(at + 8, true);
   const ref = (s: number, i: number, what: string) =>
     i < counts[s]!
@@ -101,15 +101,15 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
       fail(`${what}: ${SECTION_NAMES[s]} [${first}, +${count}) is out of range (${counts[s]})`);
   };
   const zero = (at: number, what: string) => {
-    if (u32(at) !== 0) fail(`${what}: reserved field is not 0`);
+    if (readU32(at) !== 0) fail(`${what}: reserved field is not 0`);
   };
 
   const utf8 = new TextDecoder('utf-8', { fatal: false });
   const strings: string[] = [];
   for (let i = 0; i < counts[Section.STRINGS]!; i++) {
     const at = el(Section.STRINGS, i);
-    const off = u32(at);
-    const len = u32(at + 4);
+    const off = readU32(at);
+    const len = readU32(at + 4);
     if (off + len > counts[Section.STRING_BYTES]!) fail(`string ${i} runs past STRING_BYTES`);
     const base = offsets[Section.STRING_BYTES]! + off;
     strings.push(utf8.decode(bytes.subarray(base, base + len)));
@@ -132,13 +132,13 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
   for (let i = 0; i < counts[Section.PREFIX_SETS]!; i++) {
     const at = el(Section.PREFIX_SETS, i);
     const what = `prefix set ${i}`;
-    const [f4, n4, f6, n6] = [u32(at), u32(at + 4), u32(at + 8), u32(at + 12)];
+    const [f4, n4, f6, n6] = [readU32(at), readU32(at + 4), readU32(at + 8), readU32(at + 12)];
     span(Section.RANGES4, f4, n4, what);
     span(Section.RANGES6, f6, n6, what);
     const v4: number[] = [];
     for (let k = f4; k < f4 + n4; k++) {
-      const a = u32(el(Section.RANGES4, k));
-      const b = u32(el(Section.RANGES4, k) + 4);
+      const a = readU32(el(Section.RANGES4, k));
+      const b = readU32(el(Section.RANGES4, k) + 4);
       if (a > b) fail(`${what}: range ${k} ends before it starts`);
       if (v4.length > 0 && a <= v4[v4.length - 1]!)
         fail(`${what}: range ${k} is not after the previous one`);
@@ -160,19 +160,24 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
   for (let i = 0; i < counts[Section.PORT_MATCHERS]!; i++) {
     const at = el(Section.PORT_MATCHERS, i);
     const what = `port matcher ${i}`;
-    const fixed = triples(u32(at), u32(at + 4), what);
+    const fixed = triples(readU32(at), readU32(at + 4), what);
     const byDestination = new Map<Ip, number[]>();
-    const [f4, n4, f6, n6] = [u32(at + 8), u32(at + 12), u32(at + 16), u32(at + 20)];
+    const [f4, n4, f6, n6] = [
+      readU32(at + 8),
+      readU32(at + 12),
+      readU32(at + 16),
+      readU32(at + 20),
+    ];
     span(Section.DESTS4, f4, n4, what);
     span(Section.DESTS6, f6, n6, what);
     let last4 = -1;
     for (let k = f4; k < f4 + n4; k++) {
       const d = el(Section.DESTS4, k);
-      const ip = u32(d);
+      const ip = readU32(d);
       if (ip <= last4) fail(`${what}: destination ${k} is not after the previous one`);
       zero(d + 12, `${what}: destination ${k}`);
       last4 = ip;
-      byDestination.set(ip, triples(u32(d + 4), u32(d + 8), `${what}: destination ${k}`));
+      byDestination.set(ip, triples(readU32(d + 4), readU32(d + 8), `${what}: destination ${k}`));
     }
     let last6 = -1n;
     for (let k = f6; k < f6 + n6; k++) {
@@ -180,7 +185,7 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
       const ip = u128(d);
       if (ip <= last6) fail(`${what}: destination ${k} is not after the previous one`);
       last6 = ip;
-      byDestination.set(ip, triples(u32(d + 16), u32(d + 20), `${what}: destination ${k}`));
+      byDestination.set(ip, triples(readU32(d + 16), readU32(d + 20), `${what}: destination ${k}`));
     }
     matchers.push({ fixed, byDestination });
   }
@@ -189,11 +194,11 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
   for (let i = 0; i < counts[Section.RULES]!; i++) {
     const at = el(Section.RULES, i);
     const what = `rule ${i}`;
-    const peer = u32(at + 8);
-    const ports = u32(at + 12);
+    const peer = readU32(at + 8);
+    const ports = readU32(at + 12);
     rules.push({
-      id: string(u32(at), what),
-      policy: string(u32(at + 4), what),
+      id: string(readU32(at), what),
+      policy: string(readU32(at + 4), what),
       peer: peer === NONE ? null : sets[ref(Section.PREFIX_SETS, peer, what)]!,
       ports: ports === NONE ? null : matchers[ref(Section.PORT_MATCHERS, ports, what)]!,
     });
@@ -204,13 +209,13 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
     const at = el(Section.TABLES, i);
     const what = `table ${i}`;
     zero(at + 12, what);
-    const first = u32(at + 4);
-    const count = u32(at + 8);
+    const first = readU32(at + 4);
+    const count = readU32(at + 8);
     span(Section.RULE_REFS, first, count, what);
     const list: number[] = [];
     for (let k = first; k < first + count; k++)
-      list.push(ref(Section.RULES, u32(el(Section.RULE_REFS, k)), what));
-    tables.push({ policyCount: u32(at), rules: list });
+      list.push(ref(Section.RULES, readU32(el(Section.RULE_REFS, k)), what));
+    tables.push({ policyCount: readU32(at), rules: list });
   }
 
   const endpoints: DecodedEndpoint[] = [];
@@ -219,9 +224,9 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
     const what = `endpoint ${i}`;
     zero(at + 12, what);
     endpoints.push({
-      key: string(u32(at), what),
-      egress: ref(Section.TABLES, u32(at + 4), what),
-      ingress: ref(Section.TABLES, u32(at + 8), what),
+      key: string(readU32(at), what),
+      egress: ref(Section.TABLES, readU32(at + 4), what),
+      ingress: ref(Section.TABLES, readU32(at + 8), what),
     });
   }
 
@@ -229,10 +234,10 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
   let last4 = -1;
   for (let i = 0; i < counts[Section.ADDRESSES4]!; i++) {
     const at = el(Section.ADDRESSES4, i);
-    const ip = u32(at);
+    const ip = readU32(at);
     if (ip <= last4) fail(`IPv4 address ${i} is not after the previous one`);
     last4 = ip;
-    byIp.set(ip, ref(Section.ENDPOINTS, u32(at + 4), `IPv4 address ${i}`));
+    byIp.set(ip, ref(Section.ENDPOINTS, readU32(at + 4), `IPv4 address ${i}`));
   }
   let last6 = -1n;
   for (let i = 0; i < counts[Section.ADDRESSES6]!; i++) {
@@ -241,7 +246,7 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
     if (ip <= last6) fail(`IPv6 address ${i} is not after the previous one`);
     last6 = ip;
     zero(at + 20, `IPv6 address ${i}`);
-    byIp.set(ip, ref(Section.ENDPOINTS, u32(at + 16), `IPv6 address ${i}`));
+    byIp.set(ip, ref(Section.ENDPOINTS, readU32(at + 16), `IPv6 address ${i}`));
   }
   return { counts, endpoints, byIp, tables, rules };
 }

@@ -80,7 +80,7 @@ export class NodeAgent implements AsyncDisposable {
     // First packets are decided by the native engine when the addon loads (RuleTables otherwise).
     this.datapath = createUserspaceDatapath({
       tables: this.tables,
-      evaluator: (t) => createVerdictEngine(t),
+      verdictEngine: (t) => createVerdictEngine(t),
       log: options.log.child({ component: 'datapath' }),
     });
     this.metrics = new AgentMetrics({

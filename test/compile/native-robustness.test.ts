@@ -13,11 +13,11 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseIp } from '../../shared/net/ip.js';
 import {
-  PACKET_RECORD_BYTES,
+  POLICY_RECORD_BYTES,
   RESULT_STRIDE,
   VerdictCode,
-  encodePackets,
-} from '../../vrouter-agent/compile/packet-batch.js';
+  encodePolicyRecords,
+} from '../../vrouter-agent/compile/policy-record.js';
 import { decodeRuleImage, RuleImageError } from '../../testing/rule-image-decoder.js';
 import {
   HEADER_BYTES,
@@ -43,7 +43,7 @@ function sample(seed: number, bigTables = false) {
   const b = build(c.objects);
   const { image, catalog } = encodeRuleImage(b.tables);
   const probes = allProbes(c).filter((_, i) => i % 7 === 0);
-  return { image: new Uint8Array(image), catalog, probes, packets: encodePackets(probes) };
+  return { image: new Uint8Array(image), catalog, probes, packets: encodePolicyRecords(probes) };
 }
 
 /** Loads with both the native loader and the TS decoder; they must agree on accept or refuse. */
@@ -232,7 +232,7 @@ describe('evaluate() arguments', { skip }, () => {
     refuse([packets, n, new Float64Array(n * 3)], TypeError, 'out a Float64Array');
     refuse([packets, n, out.buffer], TypeError, 'out an ArrayBuffer');
     refuse(
-      [packets.subarray(0, n * PACKET_RECORD_BYTES - 1), n, out],
+      [packets.subarray(0, n * POLICY_RECORD_BYTES - 1), n, out],
       RangeError,
       'packets one byte short',
     );
@@ -254,18 +254,18 @@ describe('evaluate() arguments', { skip }, () => {
     const e = new Evaluator(image);
     const n = Math.min(50, probes.length);
     const out = new Int32Array(probes.length * 3).fill(7);
-    e.evaluate(packets.subarray(0, n * PACKET_RECORD_BYTES), n, out);
+    e.evaluate(packets.subarray(0, n * POLICY_RECORD_BYTES), n, out);
     assert.ok(out.subarray(n * 3).every((x) => x === 7));
     assert.ok(out.subarray(0, n * 3).some((x) => x !== 7));
     // Views at an offset: the same answers as from the start of a fresh buffer.
-    const shifted = new Uint8Array(n * PACKET_RECORD_BYTES + 3);
-    shifted.set(packets.subarray(0, n * PACKET_RECORD_BYTES), 3);
+    const shifted = new Uint8Array(n * POLICY_RECORD_BYTES + 3);
+    shifted.set(packets.subarray(0, n * POLICY_RECORD_BYTES), 3);
     const out2 = new Int32Array(4 + n * 3);
     e.evaluate(shifted.subarray(3), n, out2.subarray(4));
     assert.deepEqual(out2.subarray(4), out.subarray(0, n * 3));
     assert.deepEqual(Array.from(out2.subarray(0, 4)), [0, 0, 0, 0]);
     e.evaluate(
-      new DataView(packets.buffer, 0, n * PACKET_RECORD_BYTES) as unknown as Uint8Array,
+      new DataView(packets.buffer, 0, n * POLICY_RECORD_BYTES) as unknown as Uint8Array,
       n,
       out2.subarray(4),
     );
@@ -277,17 +277,17 @@ describe('evaluate() arguments', { skip }, () => {
     const e = new Evaluator(image, { indexMinRules: 0 });
     const r = seededRandom(5);
     const n = 20_000;
-    const bytes = new Uint8Array(n * PACKET_RECORD_BYTES);
+    const bytes = new Uint8Array(n * POLICY_RECORD_BYTES);
     for (let i = 0; i < bytes.length; i++) bytes[i] = r.int(256);
     for (let i = 0; i < n; i += 2) {
-      bytes[i * PACKET_RECORD_BYTES + 32] = r.pick([4, 6]);
-      bytes[i * PACKET_RECORD_BYTES + 33] = r.pick([4, 6]);
+      bytes[i * POLICY_RECORD_BYTES + 32] = r.pick([4, 6]);
+      bytes[i * POLICY_RECORD_BYTES + 33] = r.pick([4, 6]);
     }
     exercise(e, bytes, n, 'random records');
     const out = new Int32Array(n * 3);
     e.evaluate(bytes, n, out);
     for (let i = 1; i < n; i += 2) {
-      const fam = [bytes[i * PACKET_RECORD_BYTES + 32], bytes[i * PACKET_RECORD_BYTES + 33]];
+      const fam = [bytes[i * POLICY_RECORD_BYTES + 32], bytes[i * POLICY_RECORD_BYTES + 33]];
       if (fam.some((f) => f !== 4 && f !== 6))
         assert.deepEqual(Array.from(out.subarray(i * 3, i * 3 + 3)), [
           VerdictCode.INVALID,
@@ -308,7 +308,7 @@ describe('evaluate() arguments', { skip }, () => {
     for (const implementation of ['native', 'typescript'] as const) {
       const engine = createVerdictEngine(b.tables, { implementation });
       engine.evaluate(
-        encodePackets([
+        encodePolicyRecords([
           { src: parseIp('10.0.0.1'), dst: parseIp('10.0.0.2'), protocol: 6, dstPort: 80 },
         ]),
         1,
@@ -328,7 +328,7 @@ describe('evaluate() arguments', { skip }, () => {
 test('the TypeScript engine refuses the same bad arguments', () => {
   const b = build(randomCluster(17).objects);
   const engine = createVerdictEngine(b.tables, { implementation: 'typescript' });
-  const packets = encodePackets([
+  const packets = encodePolicyRecords([
     { src: parseIp('1.1.1.1'), dst: parseIp('2.2.2.2'), protocol: 6, dstPort: 80 },
   ]);
   const call = (...a: unknown[]) => (engine.evaluate as (...x: unknown[]) => number)(...a);

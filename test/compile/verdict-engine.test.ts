@@ -23,14 +23,14 @@ import {
 } from '../../shared/policy/rule-tables.js';
 import { PROTOCOL_NUMBER, type PolicySnapshot, type Protocol } from '../../shared/policy/types.js';
 import {
-  PACKET_RECORD_BYTES,
-  PacketBatch,
+  POLICY_RECORD_BYTES,
+  PolicyRecordBatch,
   RESULT_STRIDE,
   VERDICT_ALLOWED,
   VERDICT_SELF,
   VerdictCode,
-  encodePackets,
-} from '../../vrouter-agent/compile/packet-batch.js';
+  encodePolicyRecords,
+} from '../../vrouter-agent/compile/policy-record.js';
 import type { RuleCatalog } from '../../vrouter-agent/compile/rule-catalog.js';
 import {
   createVerdictEngine,
@@ -94,7 +94,7 @@ function reference(tables: RuleTables, probes: readonly Packet[]): Reference {
       assert.fail(`policy core: allows() and decide() disagree on ${packetText(probes[i]!)}`);
     if (v.allowed) allowed++;
   });
-  return { probes, bytes: encodePackets(probes), verdicts, allowed };
+  return { probes, bytes: encodePolicyRecords(probes), verdicts, allowed };
 }
 
 /** Runs every probe through the engine in one batch and compares each result with decide() and allows(). */
@@ -228,10 +228,10 @@ describe('random clusters', () => {
       const c = randomCluster(seed, { bigTables: seed % 3 === 0 });
       const b = build(c.objects);
       const ps = allProbes(c);
-      const bytes = encodePackets(ps);
+      const bytes = encodePolicyRecords(ps);
       // Break every 97th record: a bad family byte or non-zero IPv4 padding.
       for (let i = 0; i < ps.length; i += 97) {
-        const at = i * PACKET_RECORD_BYTES;
+        const at = i * POLICY_RECORD_BYTES;
         if (i % 2 === 0) bytes[at + 32 + ((i >> 1) % 2)] = [0, 5, 255][i % 3]!;
         else if (bytes[at + 32] === 4) bytes[at + 9] = 1;
         else bytes[at + 33] = 46;
@@ -500,7 +500,7 @@ describe('targeted cases', () => {
       test(`${c.name} [${implementation}]`, { skip }, () => {
         const { tables, snapshot } = fixture(c);
         const engine = createVerdictEngine(tables, { implementation });
-        const batch = new PacketBatch(c.probes.length);
+        const batch = new PolicyRecordBatch(c.probes.length);
         const packets: Packet[] = [];
         for (const [from, to, service] of c.probes) {
           const [proto, port] = service.split('/') as [string, string];

@@ -709,7 +709,7 @@ for (const impl of implementations) {
     });
 
     test('the verdict engine can stand in for RuleTables behind the evaluator seam', async () => {
-      const h = make(undefined, { evaluator: (t) => createVerdictEngine(t) });
+      const h = make(undefined, { verdictEngine: (t) => createVerdictEngine(t) });
       for (const [name, packet, verdict] of CASES)
         assert.equal(h.send(packet).verdict, verdict, name);
       h.dp.loadTables(tablesOf([...pods(), ...policies()]));

@@ -11,7 +11,7 @@ import {
   icmpPorts,
   NativeFlowTable,
   nativeFlowTableAvailability,
-  PacketBatch,
+  FlowKeyBatch,
   RESULT_MISS,
   resultActionCode,
   resultDirectionCode,
@@ -733,7 +733,7 @@ for (const impl of implementations) {
           keys.push(k);
           created(t, k, i % 3 === 0 ? DENY : ALLOW);
         }
-        const batch = new PacketBatch(150);
+        const batch = new FlowKeyBatch(150);
         const probes = [
           ...keys,
           ...keys.map((k) => reply(k)),
@@ -764,7 +764,7 @@ for (const impl of implementations) {
         const k = key('10.0.0.1:40000', '10.0.0.2:80');
         const i = created(t, k);
         const u = created(t, client(7, 1, UDP));
-        const batch = new PacketBatch(16);
+        const batch = new FlowKeyBatch(16);
         batch.push(k, 60, syn);
         batch.push(reply(k), 60, syn | ack);
         batch.push(k, 52, ack);
@@ -789,7 +789,7 @@ for (const impl of implementations) {
 
       test('batch calls refuse counts beyond their buffers', () => {
         const t = make();
-        const batch = new PacketBatch(4);
+        const batch = new FlowKeyBatch(4);
         assert.throws(() => t.lookupBatch(batch.packets, 5, batch.results), RangeError);
         assert.throws(() => t.accountBatch(batch.packets, 4, 0, new Int32Array(3)), RangeError);
         assert.throws(() => t.lookupBatch(batch.packets, 1.5, batch.results), RangeError);
@@ -798,7 +798,7 @@ for (const impl of implementations) {
 
       test('a packet record of an unknown family misses', () => {
         const t = make();
-        const batch = new PacketBatch(1);
+        const batch = new FlowKeyBatch(1);
         created(t, key('0.0.0.0:0', '0.0.0.0:0', 0, 0));
         assert.equal(
           t.lookupBatch(batch.packets, 1, batch.results),

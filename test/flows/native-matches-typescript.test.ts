@@ -11,10 +11,10 @@ import {
   icmpPorts,
   NativeFlowTable,
   nativeFlowTableAvailability,
-  PACKET_RECORD_BYTES,
+  FLOW_KEY_RECORD_BYTES,
   TcpFlag,
   TypeScriptFlowTable,
-  writePacket,
+  writeFlowKey,
   type DropReason,
   type FinalVerdict,
   type FlowKey,
@@ -175,10 +175,10 @@ function runSequence(
     return r.chance(0.5) ? k.key : replyOf(k.key, k.replyZone);
   };
   const batch = (n: number, flags: boolean) => {
-    const buf = new Uint8Array(n * PACKET_RECORD_BYTES);
+    const buf = new Uint8Array(n * FLOW_KEY_RECORD_BYTES);
     for (let i = 0; i < n; i++) {
       if (r.chance(0.03)) continue; // family 0: a miss
-      writePacket(buf, i, packet(), r.int(1500), flags ? r.pick(TCP_FLAGS) : 0);
+      writeFlowKey(buf, i, packet(), r.int(1500), flags ? r.pick(TCP_FLAGS) : 0);
     }
     return buf;
   };

@@ -14,10 +14,10 @@ import {
   encodeResult,
   FLOW_TABLE_DEFAULTS,
   nativeFlowTableAvailability,
-  PACKET_RECORD_BYTES,
-  readPacket,
+  FLOW_KEY_RECORD_BYTES,
+  readFlowKey,
   resolveFlowTableOptions,
-  writePacket,
+  writeFlowKey,
   type FlowKey,
 } from '../../vrouter-agent/flows/index.js';
 
@@ -40,12 +40,12 @@ const keyArb: fc.Arbitrary<FlowKey> = fc
 test('packet records round-trip IPv4 and IPv6 keys with their length and TCP flags', () => {
   fc.assert(
     fc.property(keyArb, fc.nat({ max: 0xffffffff }), fc.nat({ max: 255 }), (key, bytes, flags) => {
-      const buf = new Uint8Array(3 * PACKET_RECORD_BYTES);
-      writePacket(buf, 1, key, bytes, flags);
-      assert.deepEqual(readPacket(buf, 1), { key, bytes, tcpFlags: flags });
+      const buf = new Uint8Array(3 * FLOW_KEY_RECORD_BYTES);
+      writeFlowKey(buf, 1, key, bytes, flags);
+      assert.deepEqual(readFlowKey(buf, 1), { key, bytes, tcpFlags: flags });
       assert.deepEqual(
-        buf.subarray(0, PACKET_RECORD_BYTES),
-        new Uint8Array(PACKET_RECORD_BYTES),
+        buf.subarray(0, FLOW_KEY_RECORD_BYTES),
+        new Uint8Array(FLOW_KEY_RECORD_BYTES),
         'record 0 untouched',
       );
     }),
@@ -53,8 +53,8 @@ test('packet records round-trip IPv4 and IPv6 keys with their length and TCP fla
 });
 
 test('a packet record holds little-endian fields and network-order addresses at the documented offsets', () => {
-  const buf = new Uint8Array(PACKET_RECORD_BYTES);
-  writePacket(
+  const buf = new Uint8Array(FLOW_KEY_RECORD_BYTES);
+  writeFlowKey(
     buf,
     0,
     {
@@ -75,7 +75,7 @@ test('a packet record holds little-endian fields and network-order addresses at 
   assert.deepEqual([...buf.subarray(16, 20)], [10, 1, 2, 3]);
   assert.deepEqual([...buf.subarray(20, 32)], new Array(12).fill(0));
   assert.deepEqual([...buf.subarray(32, 36)], [192, 168, 0, 1]);
-  writePacket(buf, 0, {
+  writeFlowKey(buf, 0, {
     zone: 1,
     protocol: 17,
     src: parseIp('fd00::1'),
@@ -89,11 +89,11 @@ test('a packet record holds little-endian fields and network-order addresses at 
 });
 
 test('writing a packet outside the buffer or with a bad key throws', () => {
-  const buf = new Uint8Array(PACKET_RECORD_BYTES);
+  const buf = new Uint8Array(FLOW_KEY_RECORD_BYTES);
   const k: FlowKey = { zone: 1, protocol: 6, src: 1, dst: 2, sport: 3, dport: 4 };
-  assert.throws(() => writePacket(buf, 1, k), RangeError);
-  assert.throws(() => writePacket(buf, 0, { ...k, zone: -1 }), /zone -1/);
-  assert.throws(() => writePacket(buf, 0, { ...k, dst: 2 ** 32 }), /dst is not an address/);
+  assert.throws(() => writeFlowKey(buf, 1, k), RangeError);
+  assert.throws(() => writeFlowKey(buf, 0, { ...k, zone: -1 }), /zone -1/);
+  assert.throws(() => writeFlowKey(buf, 0, { ...k, dst: 2 ** 32 }), /dst is not an address/);
 });
 
 test('result words carry the index, action and direction, and -1 is a miss', () => {

@@ -24,15 +24,14 @@ import {
 } from '../../shared/policy/rule-tables.js';
 import { nativeAddon, nativeStatus } from '../native/loader.js';
 import {
-  PACKET_RECORD_BYTES,
-  PacketField,
+  POLICY_RECORD_BYTES,
+  PolicyRecordField,
   RESULT_STRIDE,
   VERDICT_ALLOWED,
   VERDICT_SELF,
   VerdictCode,
   readAddress,
-  type BatchEvaluator,
-} from './packet-batch.js';
+} from './policy-record.js';
 import { RuleCatalog } from './rule-catalog.js';
 import { RULE_IMAGE_VERSION, encodeRuleImage } from './rule-image.js';
 
@@ -44,7 +43,11 @@ export interface VerdictEngineStatus {
   readonly reason: string;
 }
 
-export interface VerdictEngine extends BatchEvaluator, Disposable {
+/**
+ * What decides first packets from RuleTables, a batch at a time: the
+ * datapath's policy seam (datapath/userspace-datapath.ts `verdictEngine`).
+ */
+export interface VerdictEngine extends Disposable {
   readonly implementation: VerdictImplementation;
   readonly status: VerdictEngineStatus;
   /** The tables this engine decides from (and that explain reads). */
@@ -52,8 +55,8 @@ export interface VerdictEngine extends BatchEvaluator, Disposable {
   /** Rule index ↔ CompiledRule for the indices evaluate() writes. */
   readonly catalog: RuleCatalog;
   /**
-   * Decides packet records [0, count) of `packets` (PACKET_RECORD_BYTES
-   * each, layout in packet-batch.ts) into out[3i .. 3i+2] (egress code,
+   * Decides packet records [0, count) of `packets` (POLICY_RECORD_BYTES
+   * each, layout in policy-record.ts) into out[3i .. 3i+2] (egress code,
    * ingress code, flags); returns how many were allowed. Throws, writing
    * nothing, when count is not an integer in [0, 2^31), `packets` is shorter
    * than count records or `out` shorter than count results; and after
@@ -65,6 +68,9 @@ export interface VerdictEngine extends BatchEvaluator, Disposable {
   /** Frees native memory now; idempotent. */
   [Symbol.dispose](): void;
 }
+
+/** Makes the engine for a tables load (the datapath calls it once per load). */
+export type VerdictEngineFactory = (tables: RuleTables) => VerdictEngine;
 
 export interface VerdictEngineOptions {
   /** 'auto' (default): native when the addon loads, else TypeScript. 'native': native or throw. */
@@ -212,9 +218,9 @@ class TypeScriptVerdictEngine implements VerdictEngine {
       throw new TypeError('evaluate(packets, count, out): count must be an integer in [0, 2^31)');
     if (!(out instanceof Int32Array))
       throw new TypeError('evaluate(packets, count, out): out must be an Int32Array');
-    if (packets.byteLength < count * PACKET_RECORD_BYTES)
+    if (packets.byteLength < count * POLICY_RECORD_BYTES)
       throw new RangeError(
-        `evaluate: packets holds ${packets.byteLength} bytes, ${count} records need ${count * PACKET_RECORD_BYTES}`,
+        `evaluate: packets holds ${packets.byteLength} bytes, ${count} records need ${count * POLICY_RECORD_BYTES}`,
       );
     if (out.length < count * RESULT_STRIDE)
       throw new RangeError(
@@ -226,9 +232,17 @@ class TypeScriptVerdictEngine implements VerdictEngine {
     let allowed = 0;
     for (let i = 0; i < count; i++) {
       const o = i * RESULT_STRIDE;
-      const at = i * PACKET_RECORD_BYTES;
-      const src = readAddress(view, at + PacketField.src, packets[at + PacketField.srcFamily]!);
-      const dst = readAddress(view, at + PacketField.dst, packets[at + PacketField.dstFamily]!);
+      const at = i * POLICY_RECORD_BYTES;
+      const src = readAddress(
+        view,
+        at + PolicyRecordField.src,
+        packets[at + PolicyRecordField.srcFamily]!,
+      );
+      const dst = readAddress(
+        view,
+        at + PolicyRecordField.dst,
+        packets[at + PolicyRecordField.dstFamily]!,
+      );
       if (src === undefined || dst === undefined) {
         out[o] = VerdictCode.INVALID;
         out[o + 1] = VerdictCode.INVALID;
@@ -244,9 +258,10 @@ class TypeScriptVerdictEngine implements VerdictEngine {
         allowed++;
         continue;
       }
-      const protocol = packets[at + PacketField.protocol]!;
+      const protocol = packets[at + PolicyRecordField.protocol]!;
       const port =
-        packets[at + PacketField.dstPort]! | (packets[at + PacketField.dstPort + 1]! << 8);
+        packets[at + PolicyRecordField.dstPort]! |
+        (packets[at + PolicyRecordField.dstPort + 1]! << 8);
       const eg =
         from === undefined
           ? VerdictCode.NOT_LOCAL

@@ -18,7 +18,7 @@ import type { Ip } from '../../shared/net/ip.js';
 import {
   ACTIONS,
   DROP_REASONS,
-  PACKET_RECORD_BYTES,
+  FLOW_KEY_RECORD_BYTES,
   type DropReason,
   type FinalVerdict,
   type FlowAction,
@@ -78,9 +78,9 @@ export class FlowShadow {
     nowMs: number,
   ): void {
     this.ensure(index);
-    const o = index * PACKET_RECORD_BYTES;
+    const o = index * FLOW_KEY_RECORD_BYTES;
     const r = this.record;
-    for (let i = 0; i < PACKET_RECORD_BYTES; i++) r[o + i] = records[at + i]!;
+    for (let i = 0; i < FLOW_KEY_RECORD_BYTES; i++) r[o + i] = records[at + i]!;
     r.fill(0, o + 10, o + 16);
     this.replyZone[index] = replyZone;
     this.live[index] = 1;
@@ -115,7 +115,7 @@ export class FlowShadow {
 
   read(index: number): ShadowFlow {
     const r = this.record;
-    const o = index * PACKET_RECORD_BYTES;
+    const o = index * FLOW_KEY_RECORD_BYTES;
     const family = r[o + 9]! as 4 | 6;
     const action = ACTIONS[this.action[index]!]!;
     return {
@@ -145,7 +145,7 @@ export class FlowShadow {
       next.set(old as never);
       return next;
     };
-    this.record = grow(this.record, new Uint8Array(cap * PACKET_RECORD_BYTES));
+    this.record = grow(this.record, new Uint8Array(cap * FLOW_KEY_RECORD_BYTES));
     this.replyZone = grow(this.replyZone, new Uint32Array(cap));
     this.live = grow(this.live, new Uint8Array(cap));
     this.action = grow(this.action, new Uint8Array(cap));

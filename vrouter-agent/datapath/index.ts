@@ -1,17 +1,12 @@
 /**
  * Datapaths: the contract the agent drives (datapath.ts) and the userspace
- * implementation (userspace-datapath.ts), with the policy seam its slow path
- * decides through (policy-evaluator.ts).
+ * implementation (userspace-datapath.ts), whose slow path decides through a
+ * VerdictEngine (compile/verdict-engine.ts).
  */
 import { UserspaceDatapath, type UserspaceDatapathOptions } from './userspace-datapath.js';
 
 export * from './datapath.js';
 export { RawPacketBatch } from './raw-packets.js';
-export {
-  ruleTablesEvaluator,
-  type PolicyEvaluator,
-  type PolicyEvaluatorFactory,
-} from './policy-evaluator.js';
 export { RULE_ID_DEFAULT, RULE_ID_DENY, RULE_ID_NONE } from './rule-ids.js';
 export { UserspaceDatapath, type UserspaceDatapathOptions } from './userspace-datapath.js';
 

@@ -11,7 +11,7 @@
  */
 import type { RuleTables } from '../../shared/policy/rule-tables.js';
 import type { RuleCatalog } from '../compile/rule-catalog.js';
-import { VerdictCode } from '../compile/packet-batch.js';
+import { VerdictCode } from '../compile/policy-record.js';
 import type { RuleRef } from '../flows/flow-table.js';
 import type { GateOutcome } from './datapath.js';
 

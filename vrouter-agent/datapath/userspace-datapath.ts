@@ -12,7 +12,7 @@
  *     ▼ miss (slow path)
  *   zone check ── fails ─────────────────────────────────────▶ drop 'unknown-zone' / 'zone-mismatch'
  *   (unknownEndpoints 'deny': an endpoint the tables lack ──────▶ drop 'unknown-endpoint')
- *   PolicyEvaluator.evaluate (one call for the batch's misses; egress at a
+ *   VerdictEngine.evaluate (one call for the batch's misses; egress at a
  *     local source, ingress at a local destination, as RuleTables.decide)
  *   insert the flow pair (allow, or deny with the gate's drop reason) ── refused ─▶ drop 'flow-limit' / 'table-full'
  *   accountBatch again for the inserted ───────────────────────────▶ the flow's verdict
@@ -29,17 +29,23 @@ import { formatIp, tryParseIp, type Ip } from '../../shared/net/ip.js';
 import { silentLogger, type Logger } from '../../shared/log.js';
 import type { RuleTables } from '../../shared/policy/rule-tables.js';
 import {
-  PACKET_RECORD_BYTES as POLICY_RECORD_BYTES,
+  createVerdictEngine,
+  type VerdictEngine,
+  type VerdictEngineFactory,
+} from '../compile/verdict-engine.js';
+import {
+  POLICY_RECORD_BYTES,
   RESULT_STRIDE,
   VERDICT_ALLOWED,
   VerdictCode,
-  writePacket as writePolicyRecord,
-} from '../compile/packet-batch.js';
+  writePolicyRecord,
+} from '../compile/policy-record.js';
 import {
   createFlowTable,
   DROP_REASONS,
   ACTIONS,
-  PACKET_RECORD_BYTES,
+  FLOW_KEY_RECORD_BYTES,
+  isU32,
   RESULT_MISS,
   TcpState,
   tcpStateNames,
@@ -83,11 +89,6 @@ import {
 import { FlowEventHub } from './flow-events.js';
 import { FlowShadow } from './flow-shadow.js';
 import { FragmentTracker } from './fragments.js';
-import {
-  ruleTablesEvaluator,
-  type PolicyEvaluator,
-  type PolicyEvaluatorFactory,
-} from './policy-evaluator.js';
 import { RuleIds, sameOutcome } from './rule-ids.js';
 
 export interface UserspaceDatapathOptions {
@@ -97,8 +98,11 @@ export interface UserspaceDatapathOptions {
   readonly link?: LinkType;
   /** The flow table: implementation (default 'auto': native when the addon loads), size, limits, timeouts. */
   readonly flowTable?: CreateFlowTableOptions;
-  /** Makes the first-packet evaluator for each tables load. Default `ruleTablesEvaluator` (RuleTables itself). */
-  readonly evaluator?: PolicyEvaluatorFactory;
+  /**
+   * Makes the first-packet verdict engine for each tables load. Default: the
+   * TypeScript engine, which asks RuleTables itself.
+   */
+  readonly verdictEngine?: VerdictEngineFactory;
   /**
    * Frames that are not IPv4 or IPv6 (ARP, LLDP, ...): NetworkPolicy does not
    * speak of them. Default 'deny' (counted as 'unknown-ethertype'): fail
@@ -181,10 +185,6 @@ function copy(from: Uint8Array, at: number, to: Uint8Array, into: number, n: num
   for (let i = 0; i < n; i++) to[into + i] = from[at + i]!;
 }
 
-function u32(x: unknown): x is number {
-  return typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0xffff_ffff;
-}
-
 interface Zone {
   readonly endpoint: string;
   readonly ips: readonly Ip[];
@@ -196,8 +196,8 @@ export class UserspaceDatapath implements Datapath {
 
   private readonly table: FlowTable;
   private readonly link: LinkType;
-  private readonly makeEvaluator: PolicyEvaluatorFactory;
-  private evaluator: PolicyEvaluator;
+  private readonly makeEngine: VerdictEngineFactory;
+  private engine: VerdictEngine;
   private ids: RuleIds;
   private readonly clock: () => number;
   private readonly log: Logger;
@@ -326,7 +326,8 @@ export class UserspaceDatapath implements Datapath {
     this.fragments = new FragmentTracker(maxFragments, fragmentTimeoutSec * 1000);
     this.clock = o.clock ?? (() => performance.timeOrigin + performance.now());
     this.log = (o.log ?? silentLogger).child({ component: 'datapath', datapath: 'userspace' });
-    this.makeEvaluator = o.evaluator ?? ruleTablesEvaluator;
+    this.makeEngine =
+      o.verdictEngine ?? ((t) => createVerdictEngine(t, { implementation: 'typescript' }));
     const created = createFlowTable(o.flowTable);
     this.table = created.table;
     this.flowTable = { implementation: created.implementation, reason: created.reason };
@@ -345,8 +346,8 @@ export class UserspaceDatapath implements Datapath {
         t.otherTimeoutSec,
         t.deniedTimeoutSec,
       );
-    this.evaluator = this.makeEvaluator(o.tables);
-    this.ids = new RuleIds(this.evaluator.catalog, o.tables);
+    this.engine = this.makeEngine(o.tables);
+    this.ids = new RuleIds(this.engine.catalog, o.tables);
     this.expireScan = scan;
     if (interval > 0) {
       this.timer = setInterval(() => this.tick(), interval);
@@ -359,7 +360,7 @@ export class UserspaceDatapath implements Datapath {
   }
 
   get tables(): RuleTables {
-    return this.evaluator.tables;
+    return this.engine.tables;
   }
 
   // --- endpoints ---------------------------------------------------------------
@@ -368,10 +369,10 @@ export class UserspaceDatapath implements Datapath {
     this.open();
     const issues: Issue[] = [];
     const object = `endpoint ${String(a.endpoint)} (zone ${String(a.zone)})`;
-    if (!u32(a.zone)) issues.push({ object, field: 'zone', message: 'must be a u32' });
+    if (!isU32(a.zone)) issues.push({ object, field: 'zone', message: 'must be a u32' });
     if (typeof a.endpoint !== 'string' || a.endpoint === '')
       issues.push({ object, field: 'endpoint', message: 'must be "namespace/name"' });
-    const existing = u32(a.zone) ? this.zones.get(a.zone) : undefined;
+    const existing = isU32(a.zone) ? this.zones.get(a.zone) : undefined;
     if (existing !== undefined && existing.endpoint !== a.endpoint) {
       issues.push({
         object,
@@ -403,13 +404,13 @@ export class UserspaceDatapath implements Datapath {
     if (existing !== undefined) for (const ip of existing.ips) this.zoneByIp.delete(ip);
     this.zones.set(a.zone, { endpoint: a.endpoint, ips });
     for (const ip of ips) this.zoneByIp.set(ip, a.zone);
-    if (this.evaluator.tables.endpoints.has(a.endpoint)) this.unknownZones.delete(a.zone);
+    if (this.engine.tables.endpoints.has(a.endpoint)) this.unknownZones.delete(a.zone);
     else this.unknownZones.add(a.zone);
   }
 
   private refreshUnknownZones(): void {
     this.unknownZones.clear();
-    const known = this.evaluator.tables.endpoints;
+    const known = this.engine.tables.endpoints;
     for (const [zone, z] of this.zones) if (!known.has(z.endpoint)) this.unknownZones.add(zone);
   }
 
@@ -442,12 +443,12 @@ export class UserspaceDatapath implements Datapath {
 
   loadTables(tables: RuleTables, nowMs: number = this.clock()): Reevaluation {
     this.open();
-    const evaluator = this.makeEvaluator(tables);
-    const ids = new RuleIds(evaluator.catalog, tables);
-    const before = { evaluator: this.evaluator, ids: this.ids };
-    this.evaluator = evaluator;
+    const engine = this.makeEngine(tables);
+    const ids = new RuleIds(engine.catalog, tables);
+    const before = { engine: this.engine, ids: this.ids };
+    this.engine = engine;
     this.ids = ids;
-    before.evaluator[Symbol.dispose]?.();
+    before.engine[Symbol.dispose]();
     this.refreshUnknownZones();
 
     const r = { checked: 0, unchanged: 0, rulesChanged: 0, denied: 0, allowed: 0 };
@@ -475,7 +476,7 @@ export class UserspaceDatapath implements Datapath {
     total.denied += r.denied;
     total.allowed += r.allowed;
     this.log.debug(
-      { endpoints: tables.endpoints.size, rules: evaluator.catalog.size, ...r },
+      { endpoints: tables.endpoints.size, rules: engine.catalog.size, ...r },
       'rule tables loaded; flows re-evaluated',
     );
     return r;
@@ -499,7 +500,7 @@ export class UserspaceDatapath implements Datapath {
         dstPort: hasPorts(k.protocol) ? k.dport : 0,
       });
     }
-    this.evaluator.evaluate(this.policyRecords, n, this.policyOut);
+    this.engine.evaluate(this.policyRecords, n, this.policyOut);
     const ids = this.ids;
     for (let p = 0; p < n; p++) {
       const e = entries[p]!;
@@ -783,7 +784,7 @@ export class UserspaceDatapath implements Datapath {
     family: number,
   ): void {
     const r = this.records;
-    const o = m * PACKET_RECORD_BYTES;
+    const o = m * FLOW_KEY_RECORD_BYTES;
     r[o] = zone & 255;
     r[o + 1] = (zone >>> 8) & 255;
     r[o + 2] = (zone >>> 16) & 255;
@@ -840,7 +841,7 @@ export class UserspaceDatapath implements Datapath {
     let q = 0;
     for (let j = 0; j < missCount; j++) {
       const k = this.misses[j]!;
-      const o = k * PACKET_RECORD_BYTES;
+      const o = k * FLOW_KEY_RECORD_BYTES;
       const zone = (rec[o]! | (rec[o + 1]! << 8) | (rec[o + 2]! << 16) | (rec[o + 3]! << 24)) >>> 0;
       const family = rec[o + 9]! as 4 | 6;
       const src = readIp(rec, o + 16, family);
@@ -876,14 +877,14 @@ export class UserspaceDatapath implements Datapath {
       q++;
     }
     if (q === 0) return;
-    this.evaluator.evaluate(policy, q, this.policyOut);
+    this.engine.evaluate(policy, q, this.policyOut);
     this.slow.evaluated += q;
 
     let a = 0;
     const acc = this.accounted;
     for (let p = 0; p < q; p++) {
       const k = this.pendingRecord[p]!;
-      const o = k * PACKET_RECORD_BYTES;
+      const o = k * FLOW_KEY_RECORD_BYTES;
       const i = this.recordPacket[k]!;
       const verdict = this.verdictOf(p);
       const key: FlowKey = {
@@ -907,7 +908,7 @@ export class UserspaceDatapath implements Datapath {
         if (this.hub.watching)
           this.hub.publish({ type: 'created', atMs: nowMs, flow: this.summary(result.index) });
       }
-      copy(rec, o, acc, a * PACKET_RECORD_BYTES, PACKET_RECORD_BYTES);
+      copy(rec, o, acc, a * FLOW_KEY_RECORD_BYTES, FLOW_KEY_RECORD_BYTES);
       this.accountedPacket[a] = i;
       this.accountedVerdict[a] =
         verdict.action === 'allow'
@@ -1133,7 +1134,7 @@ export class UserspaceDatapath implements Datapath {
     let cap = Math.max(64, this.capacity);
     while (cap < n) cap *= 2;
     this.capacity = cap;
-    this.records = new Uint8Array(cap * PACKET_RECORD_BYTES);
+    this.records = new Uint8Array(cap * FLOW_KEY_RECORD_BYTES);
     this.results = new Int32Array(cap);
     this.recordPacket = new Int32Array(cap);
     this.misses = new Int32Array(cap);
@@ -1147,7 +1148,7 @@ export class UserspaceDatapath implements Datapath {
     this.pendingReplyZone = new Uint32Array(cap);
     this.pendingSrc = new Array<Ip>(cap);
     this.pendingDst = new Array<Ip>(cap);
-    this.accounted = new Uint8Array(cap * PACKET_RECORD_BYTES);
+    this.accounted = new Uint8Array(cap * FLOW_KEY_RECORD_BYTES);
     this.accountedPacket = new Int32Array(cap);
     this.accountedVerdict = new Uint8Array(cap);
     this.accountedResults = new Int32Array(cap);
@@ -1162,7 +1163,7 @@ export class UserspaceDatapath implements Datapath {
     this.closed = true;
     if (this.timer !== undefined) clearInterval(this.timer);
     this.hub.close();
-    this.evaluator[Symbol.dispose]?.();
+    this.engine[Symbol.dispose]();
     this.table.close();
   }
 }

@@ -4,11 +4,9 @@
  * throw TypeError/RangeError, not Weir's validation errors.
  */
 import type { FlowVerdict } from './flow-table.js';
-import { actionCode, dropReasonCode, PACKET_RECORD_BYTES } from './packed.js';
+import { actionCode, dropReasonCode, FLOW_KEY_RECORD_BYTES, isU32 } from './packed.js';
 
 export const MAX_LIST_LIMIT = 10_000;
-
-const u32 = (x: number) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff;
 
 export function checkNow(nowMs: number): void {
   if (typeof nowMs !== 'number' || !Number.isFinite(nowMs))
@@ -21,7 +19,7 @@ export function checkIndex(index: number): void {
 }
 
 export function checkZone(zone: number): void {
-  if (!u32(zone)) throw new TypeError(`zone ${String(zone)} is not a u32`);
+  if (!isU32(zone)) throw new TypeError(`zone ${String(zone)} is not a u32`);
 }
 
 export function listLimit(limit: number): number {
@@ -37,7 +35,7 @@ export function checkBatch(packets: Uint8Array, count: number, results: Int32Arr
     !Number.isInteger(count) ||
     count < 0 ||
     count > results.length ||
-    count * PACKET_RECORD_BYTES > packets.byteLength
+    count * FLOW_KEY_RECORD_BYTES > packets.byteLength
   ) {
     throw new RangeError(`count ${String(count)} exceeds the packets or results given`);
   }
@@ -57,7 +55,8 @@ export function verdictWords(verdict: FlowVerdict): {
     verdict.ingress?.policyId ?? 0,
     verdict.ingress?.ruleId ?? 0,
   ];
-  if (!ids.every(u32)) throw new TypeError(`policy and rule ids must be u32s: ${ids.join(', ')}`);
+  if (!ids.every((id) => isU32(id)))
+    throw new TypeError(`policy and rule ids must be u32s: ${ids.join(', ')}`);
   const dropReason = verdict.action === 'deny' ? dropReasonCode(verdict.dropReason) : 0;
   return { action, dropReason, ids };
 }

@@ -394,14 +394,14 @@ export interface FlowTable {
   account(key: FlowKey, nowMs: number, bytes: number, tcpFlags?: number): FlowHit | undefined;
 
   /**
-   * `lookup` for `count` packet records (packed.ts: `PACKET_RECORD_BYTES` each
+   * `lookup` for `count` flow-key records (packed.ts: `FLOW_KEY_RECORD_BYTES` each
    * from the start of `packets`), one call for the batch. `results[i]` gets
    * packet i's result word (`RESULT_MISS` or index/action/direction, see
    * packed.ts). Returns the number of hits.
    */
   lookupBatch(packets: Uint8Array, count: number, results: Int32Array): number;
 
-  /** `account` for `count` packet records, in order, at one `nowMs`; results as `lookupBatch`. */
+  /** `account` for `count` flow-key records, in order, at one `nowMs`; results as `lookupBatch`. */
   accountBatch(packets: Uint8Array, count: number, nowMs: number, results: Int32Array): number;
 
   /**

@@ -10,18 +10,19 @@ export * from './flow-table.js';
 export {
   ACTIONS,
   decodeResult,
-  DIRECTIONS,
+  FLOW_DIRECTIONS,
   DROP_REASONS,
   encodeResult,
-  PACKET_RECORD_BYTES,
-  PacketBatch,
-  readPacket,
+  FLOW_KEY_RECORD_BYTES,
+  FlowKeyBatch,
+  isU32,
+  readFlowKey,
   RESULT_MISS,
   resultActionCode,
   resultDirectionCode,
   resultIndex,
-  writePacket,
-  writePacketAt,
+  writeFlowKey,
+  writeFlowKeyAt,
 } from './packed.js';
 export { NativeFlowTable, nativeFlowTableAvailability } from './native-flow-table.js';
 export { TypeScriptFlowTable } from './typescript-flow-table.js';

@@ -23,14 +23,14 @@ import {
   decodeEntry,
   decodeResult,
   decodeStats,
-  DIRECTIONS,
+  FLOW_DIRECTIONS,
   ENTRY_WORDS,
   FLOW_TABLE_ABI,
   optionWords,
-  PACKET_RECORD_BYTES,
+  FLOW_KEY_RECORD_BYTES,
   refusalReason,
   STATS_WORDS,
-  writePacketAt,
+  writeFlowKeyAt,
 } from './packed.js';
 
 /** The addon's FlowTable object; argument layouts are documented in flow_table.cc and packed.ts. */
@@ -105,7 +105,7 @@ export class NativeFlowTable implements FlowTable {
   readonly options: ResolvedFlowTableOptions;
 
   private readonly native: NativeHandle;
-  private readonly packet = new Uint8Array(PACKET_RECORD_BYTES);
+  private readonly packet = new Uint8Array(FLOW_KEY_RECORD_BYTES);
   private readonly packetView = new DataView(this.packet.buffer);
   private readonly result = new Int32Array(2);
   private readonly entryWords = new Float64Array(ENTRY_WORDS);
@@ -131,7 +131,7 @@ export class NativeFlowTable implements FlowTable {
     checkNow(nowMs);
     const v = verdictWords(verdict);
     checkZone(replyZone);
-    writePacketAt(this.packetView, 0, key);
+    writeFlowKeyAt(this.packetView, 0, key);
     const [ep = 0, er = 0, ip = 0, ir = 0] = v.ids;
     const outcome = this.native.insert(
       this.packet,
@@ -148,7 +148,7 @@ export class NativeFlowTable implements FlowTable {
     const a = this.result[0]!;
     if (outcome === 0) return { outcome: 'created', index: a };
     if (outcome === 1)
-      return { outcome: 'exists', index: a, direction: DIRECTIONS[this.result[1]!]! };
+      return { outcome: 'exists', index: a, direction: FLOW_DIRECTIONS[this.result[1]!]! };
     return { outcome: 'refused', reason: refusalReason(a) };
   }
 
@@ -169,7 +169,7 @@ export class NativeFlowTable implements FlowTable {
 
   lookup(key: FlowKey): FlowHit | undefined {
     this.open();
-    writePacketAt(this.packetView, 0, key);
+    writeFlowKeyAt(this.packetView, 0, key);
     this.native.lookupBatch(this.packet, 1, this.result);
     return decodeResult(this.result[0]!);
   }
@@ -177,7 +177,7 @@ export class NativeFlowTable implements FlowTable {
   account(key: FlowKey, nowMs: number, bytes: number, tcpFlags = 0): FlowHit | undefined {
     this.open();
     checkNow(nowMs);
-    writePacketAt(this.packetView, 0, key, bytes, tcpFlags);
+    writeFlowKeyAt(this.packetView, 0, key, bytes, tcpFlags);
     this.native.accountBatch(this.packet, 1, nowMs, this.result);
     return decodeResult(this.result[0]!);
   }

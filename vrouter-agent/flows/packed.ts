@@ -3,8 +3,9 @@
  * helpers to write and read them. Changing any layout here means changing
  * flow_table.cc and bumping FLOW_TABLE_ABI in both.
  *
- * Packet record, PACKET_RECORD_BYTES (48) per packet, fields little-endian,
- * addresses in network byte order:
+ * Flow-key record, FLOW_KEY_RECORD_BYTES (48) per packet: the packet's flow
+ * key and what accounting needs. Fields little-endian, addresses in network
+ * byte order:
  *
  *   offset  size  field
  *        0     4  zone          u32
@@ -22,6 +23,7 @@
  * `index * 8 + actionCode * 2 + directionCode` (see `decodeResult`).
  */
 import type { Ip } from '../../shared/net/ip.js';
+import { readIp } from '../packet/decode.js';
 import type {
   DropReason,
   FlowAction,
@@ -35,12 +37,15 @@ import type {
 } from './flow-table.js';
 
 export const FLOW_TABLE_ABI = 1;
-export const PACKET_RECORD_BYTES = 48;
+export const FLOW_KEY_RECORD_BYTES = 48;
 export const RESULT_MISS = -1;
 
 /** Codes are positions in these lists. */
 export const ACTIONS: readonly FlowAction[] = ['allow', 'deny', 'hold'];
-export const DIRECTIONS: readonly FlowDirection[] = ['forward', 'reverse'];
+export const ACTION_ALLOW = 0;
+export const ACTION_DENY = 1;
+export const ACTION_HOLD = 2;
+export const FLOW_DIRECTIONS: readonly FlowDirection[] = ['forward', 'reverse'];
 export const DROP_REASONS: readonly DropReason[] = [
   'none',
   'policy-egress',
@@ -50,6 +55,9 @@ export const DROP_REASONS: readonly DropReason[] = [
   'hold-limit',
   'hold-timeout',
 ];
+export const REASON_FLOW_LIMIT = 3;
+export const REASON_TABLE_FULL = 4;
+export const REASON_HOLD_LIMIT = 5;
 
 export function actionCode(action: FlowAction): number {
   const code = ACTIONS.indexOf(action);
@@ -94,20 +102,21 @@ export function decodeResult(result: number): FlowHit | undefined {
   return {
     index: result >> 3,
     action: ACTIONS[(result >> 1) & 3]!,
-    direction: DIRECTIONS[result & 1]!,
+    direction: FLOW_DIRECTIONS[result & 1]!,
   };
 }
 
 const MASK64 = (1n << 64n) - 1n;
 
-function u32(x: number): boolean {
-  return Number.isInteger(x) && x >= 0 && x <= 0xffffffff;
+/** An integer in [0, 2^32): zones, flow-key addresses, policy and rule ids. */
+export function isU32(x: unknown): x is number {
+  return typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0xffff_ffff;
 }
 
 /** Throws a TypeError naming what is wrong with a key (a bug in the caller, not user input). */
 export function checkKey(key: FlowKey): void {
   const problems: string[] = [];
-  if (!u32(key.zone)) problems.push(`zone ${String(key.zone)} is not a u32`);
+  if (!isU32(key.zone)) problems.push(`zone ${String(key.zone)} is not a u32`);
   if (!Number.isInteger(key.protocol) || key.protocol < 0 || key.protocol > 255)
     problems.push(`protocol ${String(key.protocol)} is not 0..255`);
   for (const [name, port] of [
@@ -123,7 +132,7 @@ export function checkKey(key: FlowKey): void {
   ] as const) {
     if (
       typeof ip === 'number'
-        ? !u32(ip)
+        ? !isU32(ip)
         : typeof ip !== 'bigint' || ip < 0n || ip > (1n << 128n) - 1n
     )
       problems.push(`${name} is not an address`);
@@ -143,29 +152,24 @@ function writeIp(view: DataView, offset: number, ip: Ip): void {
   }
 }
 
-function readIp(view: DataView, offset: number, family: number): Ip {
-  if (family === 4) return view.getUint32(offset, false);
-  return (view.getBigUint64(offset, false) << 64n) | view.getBigUint64(offset + 8, false);
-}
-
 /** A packet length as the u32 a record holds: truncated, clamped, 0 for NaN. */
 export function packetBytes(bytes: number): number {
   return bytes > 0 ? Math.min(0xffffffff, Math.trunc(bytes)) : 0;
 }
 
-/** Writes packet record `i` of `buffer` (validated). */
-export function writePacket(
+/** Writes flow-key record `i` of `buffer` (validated). */
+export function writeFlowKey(
   buffer: Uint8Array,
   i: number,
   key: FlowKey,
   bytes = 0,
   tcpFlags = 0,
 ): void {
-  const o = i * PACKET_RECORD_BYTES;
-  if (!Number.isInteger(i) || i < 0 || o + PACKET_RECORD_BYTES > buffer.byteLength)
+  const o = i * FLOW_KEY_RECORD_BYTES;
+  if (!Number.isInteger(i) || i < 0 || o + FLOW_KEY_RECORD_BYTES > buffer.byteLength)
     throw new RangeError(`packet record ${i} is outside the buffer`);
-  writePacketAt(
-    new DataView(buffer.buffer, buffer.byteOffset + o, PACKET_RECORD_BYTES),
+  writeFlowKeyAt(
+    new DataView(buffer.buffer, buffer.byteOffset + o, FLOW_KEY_RECORD_BYTES),
     0,
     key,
     bytes,
@@ -173,8 +177,8 @@ export function writePacket(
   );
 }
 
-/** Writes a packet record at byte `offset` of `view` (validated key; the caller checks the bounds). */
-export function writePacketAt(
+/** Writes a flow-key record at byte `offset` of `view` (validated key; the caller checks the bounds). */
+export function writeFlowKeyAt(
   view: DataView,
   offset: number,
   key: FlowKey,
@@ -194,16 +198,13 @@ export function writePacketAt(
   writeIp(view, offset + 32, key.dst);
 }
 
-/** Reads packet record `i`; undefined when its family is neither 4 nor 6. */
-export function readPacket(
+/** Reads flow-key record `i`; undefined when its family is neither 4 nor 6. */
+export function readFlowKey(
   buffer: Uint8Array,
   i: number,
 ): { key: FlowKey; bytes: number; tcpFlags: number } | undefined {
-  const view = new DataView(
-    buffer.buffer,
-    buffer.byteOffset + i * PACKET_RECORD_BYTES,
-    PACKET_RECORD_BYTES,
-  );
+  const at = i * FLOW_KEY_RECORD_BYTES;
+  const view = new DataView(buffer.buffer, buffer.byteOffset + at, FLOW_KEY_RECORD_BYTES);
   const family = view.getUint8(9);
   if (family !== 4 && family !== 6) return undefined;
   return {
@@ -212,29 +213,29 @@ export function readPacket(
       sport: view.getUint16(4, true),
       dport: view.getUint16(6, true),
       protocol: view.getUint8(8),
-      src: readIp(view, 16, family),
-      dst: readIp(view, 32, family),
+      src: readIp(buffer, at + 16, family),
+      dst: readIp(buffer, at + 32, family),
     },
     tcpFlags: view.getUint8(10),
     bytes: view.getUint32(12, true),
   };
 }
 
-/** A reusable batch: packet records and their result words. */
-export class PacketBatch {
+/** A reusable batch: flow-key records and their result words. */
+export class FlowKeyBatch {
   readonly packets: Uint8Array;
   readonly results: Int32Array;
   count = 0;
 
   constructor(readonly capacity: number) {
-    this.packets = new Uint8Array(capacity * PACKET_RECORD_BYTES);
+    this.packets = new Uint8Array(capacity * FLOW_KEY_RECORD_BYTES);
     this.results = new Int32Array(capacity);
   }
 
   /** Appends a packet; returns its position, or -1 when the batch is full. */
   push(key: FlowKey, bytes = 0, tcpFlags = 0): number {
     if (this.count >= this.capacity) return -1;
-    writePacket(this.packets, this.count, key, bytes, tcpFlags);
+    writeFlowKey(this.packets, this.count, key, bytes, tcpFlags);
     return this.count++;
   }
 

@@ -26,27 +26,27 @@ import {
   type ResolvedFlowTableOptions,
 } from './flow-table.js';
 import {
+  ACTION_ALLOW,
+  ACTION_DENY,
+  ACTION_HOLD,
   ACTIONS,
   checkKey,
   decodeResult,
-  DIRECTIONS,
+  FLOW_DIRECTIONS,
   DROP_REASONS,
   encodeResult,
-  PACKET_RECORD_BYTES,
+  FLOW_KEY_RECORD_BYTES,
   packetBytes,
+  REASON_FLOW_LIMIT,
+  REASON_HOLD_LIMIT,
+  REASON_TABLE_FULL,
   refusalReason,
   RESULT_MISS,
 } from './packed.js';
 import { checkBatch, checkIndex, checkNow, checkZone, listLimit, verdictWords } from './checks.js';
 
-const ALLOW = 0;
-const DENY = 1;
-const HOLD = 2;
 const TCP = 6;
 const UDP = 17;
-const REASON_FLOW_LIMIT = 3;
-const REASON_TABLE_FULL = 4;
-const REASON_HOLD_LIMIT = 5;
 const NEVER = 9;
 const PACKETS_WRAP = 2 ** 48;
 
@@ -198,7 +198,7 @@ export class TypeScriptFlowTable implements FlowTable {
     const k = this.fromFlowKey(key, this.scratch);
     const r = this.insertKey(k, replyZone, v.action, v.dropReason, v.ids, nowMs);
     if (r.outcome === 0) return { outcome: 'created', index: r.a };
-    if (r.outcome === 1) return { outcome: 'exists', index: r.a, direction: DIRECTIONS[r.b]! };
+    if (r.outcome === 1) return { outcome: 'exists', index: r.a, direction: FLOW_DIRECTIONS[r.b]! };
     return { outcome: 'refused', reason: refusalReason(r.a) };
   }
 
@@ -206,9 +206,9 @@ export class TypeScriptFlowTable implements FlowTable {
     this.open();
     checkIndex(index);
     const v = verdictWords(verdict);
-    if (v.action === HOLD) throw new TypeError('resolve takes allow or deny');
+    if (v.action === ACTION_HOLD) throw new TypeError('resolve takes allow or deny');
     if (!this.isLive(index)) return false;
-    if (this.action[index] === HOLD) {
+    if (this.action[index] === ACTION_HOLD) {
       this.holds--;
       this.c.holdsResolved++;
     }
@@ -258,7 +258,7 @@ export class TypeScriptFlowTable implements FlowTable {
     const k = this.scratch;
     let hits = 0;
     for (let i = 0; i < count; i++) {
-      const found = this.readPacket(view, i * PACKET_RECORD_BYTES, k) ? this.find(k) : -1;
+      const found = this.readFlowKey(view, i * FLOW_KEY_RECORD_BYTES, k) ? this.find(k) : -1;
       if (found < 0) {
         results[i] = RESULT_MISS;
       } else {
@@ -280,8 +280,8 @@ export class TypeScriptFlowTable implements FlowTable {
     const k = this.scratch;
     let hits = 0;
     for (let i = 0; i < count; i++) {
-      const o = i * PACKET_RECORD_BYTES;
-      const found = this.readPacket(view, o, k) ? this.find(k) : -1;
+      const o = i * FLOW_KEY_RECORD_BYTES;
+      const found = this.readFlowKey(view, o, k) ? this.find(k) : -1;
       const r =
         found < 0
           ? RESULT_MISS
@@ -416,7 +416,7 @@ export class TypeScriptFlowTable implements FlowTable {
   }
 
   /** False when the record's family is neither 4 nor 6 (a miss). */
-  private readPacket(view: DataView, o: number, k: Key): boolean {
+  private readFlowKey(view: DataView, o: number, k: Key): boolean {
     const family = view.getUint8(o + 9);
     if (family !== 4 && family !== 6) return false;
     k.zone = view.getUint32(o, true);
@@ -512,7 +512,8 @@ export class TypeScriptFlowTable implements FlowTable {
     if (found >= 0) return { outcome: 1, a: found >> 1, b: 1 - (found & 1) };
 
     let refusal = 0;
-    if (action === HOLD && this.holds >= this.options.maxHoldFlows) refusal = REASON_HOLD_LIMIT;
+    if (action === ACTION_HOLD && this.holds >= this.options.maxHoldFlows)
+      refusal = REASON_HOLD_LIMIT;
     else if (
       this.zoneCount(k.zone) >= this.options.maxFlowsPerZone ||
       (replyZone !== k.zone && this.zoneCount(replyZone) >= this.options.maxFlowsPerZone)
@@ -559,7 +560,7 @@ export class TypeScriptFlowTable implements FlowTable {
     this.live++;
     if (this.live > this.c.peak) this.c.peak = this.live;
     this.c.inserted++;
-    if (action === HOLD) {
+    if (action === ACTION_HOLD) {
       this.holds++;
       this.c.holdsCreated++;
     }
@@ -567,7 +568,7 @@ export class TypeScriptFlowTable implements FlowTable {
   }
 
   private accountAt(i: number, dir: number, bytes: number, flags: number, now: number): number {
-    const tracked = this.proto[i] === TCP && this.action[i] !== DENY;
+    const tracked = this.proto[i] === TCP && this.action[i] !== ACTION_DENY;
     const before = this.tcp[i]!;
     if (
       tracked &&
@@ -601,7 +602,7 @@ export class TypeScriptFlowTable implements FlowTable {
   }
 
   private idleTimeoutMs(i: number): number {
-    if (this.action[i] === DENY) return this.deniedMs;
+    if (this.action[i] === ACTION_DENY) return this.deniedMs;
     const tcp = this.tcp[i]!;
     switch (this.proto[i]) {
       case TCP:
@@ -620,12 +621,12 @@ export class TypeScriptFlowTable implements FlowTable {
   }
 
   private expired(i: number, now: number): boolean {
-    if (this.action[i] === HOLD) return now - this.firstSeen[i]! >= this.holdMs;
+    if (this.action[i] === ACTION_HOLD) return now - this.firstSeen[i]! >= this.holdMs;
     return now - this.lastSeen[i]! >= this.idleTimeoutMs(i);
   }
 
   private established(i: number): boolean {
-    if (this.action[i] !== ALLOW) return false;
+    if (this.action[i] !== ACTION_ALLOW) return false;
     if (this.proto[i] === TCP)
       return (this.tcp[i]! & TcpState.established) !== 0 && (this.tcp[i]! & TcpState.closed) === 0;
     return this.packets[2 * i + 1]! > 0;
@@ -633,10 +634,14 @@ export class TypeScriptFlowTable implements FlowTable {
 
   private evictionRank(i: number, now: number): number {
     if (this.expired(i, now)) return 0;
-    if (this.action[i] === ALLOW && this.proto[i] === TCP && (this.tcp[i]! & TcpState.closed) !== 0)
+    if (
+      this.action[i] === ACTION_ALLOW &&
+      this.proto[i] === TCP &&
+      (this.tcp[i]! & TcpState.closed) !== 0
+    )
       return 1;
-    if (this.action[i] === DENY) return 2;
-    if (this.action[i] === HOLD) return 3;
+    if (this.action[i] === ACTION_DENY) return 2;
+    if (this.action[i] === ACTION_HOLD) return 3;
     if (!this.established(i)) return 4;
     return NEVER;
   }
@@ -676,7 +681,7 @@ export class TypeScriptFlowTable implements FlowTable {
     this.keys.delete(this.reverseText(i));
     this.addZone(this.zone[i]!, -1);
     if (this.replyZone[i] !== this.zone[i]) this.addZone(this.replyZone[i]!, -1);
-    if (this.action[i] === HOLD) this.holds--;
+    if (this.action[i] === ACTION_HOLD) this.holds--;
     this.live--;
     this.c.removed++;
     this.c[cause]++;

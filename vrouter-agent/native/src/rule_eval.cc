@@ -1,7 +1,7 @@
 // The first-packet rule evaluator: loads a rule image (the RuleTables of the
 // policy core, flattened by vrouter-agent/compile/rule-image.ts, whose header
 // comment is the layout contract) and decides batches of packet records
-// (vrouter-agent/compile/packet-batch.ts) exactly as evaluateDirection() in
+// (vrouter-agent/compile/policy-record.ts) exactly as evaluateDirection() in
 // shared/policy/rule-tables.ts does. That TypeScript evaluator is the
 // reference; test/compile/ checks the two against each other.
 //

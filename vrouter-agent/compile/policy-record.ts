@@ -1,9 +1,10 @@
 /**
- * The batch format of the verdict engines: packets in, verdicts out, many per
- * call, so that one JS→native crossing decides a whole NFQUEUE read.
+ * The batch format of the verdict engines: policy records in, verdicts out,
+ * many per call, so that one JS→native crossing decides a whole NFQUEUE read.
  *
- * Packet record: PACKET_RECORD_BYTES (40) bytes per packet, records back to
- * back from byte 0 of the batch.
+ * Policy record: a packet as the policy sees it (rule-tables.ts `Packet`),
+ * POLICY_RECORD_BYTES (40) bytes per packet, records back to back from byte 0
+ * of the batch.
  *
  *   offset size  field
  *   0      16    source address, network byte order (as the IP header carries
@@ -39,11 +40,11 @@ import { InternalError } from '../../shared/errors.js';
 import type { Ip } from '../../shared/net/ip.js';
 import type { Packet } from '../../shared/policy/rule-tables.js';
 
-export const PACKET_RECORD_BYTES = 40;
+export const POLICY_RECORD_BYTES = 40;
 export const RESULT_STRIDE = 3;
 
-/** Byte offsets inside a packet record. */
-export const PacketField = {
+/** Byte offsets inside a policy record. */
+export const PolicyRecordField = {
   src: 0,
   dst: 16,
   srcFamily: 32,
@@ -60,7 +61,7 @@ export const VerdictCode = {
   DENY: -2,
   /** The address is not one of our endpoints, or the packet goes from an endpoint to itself. */
   NOT_LOCAL: -3,
-  /** The packet record is malformed (bad family byte or IPv4 padding). */
+  /** The policy record is malformed (bad family byte or IPv4 padding). */
   INVALID: -4,
 } as const;
 export type VerdictCode = (typeof VerdictCode)[keyof typeof VerdictCode];
@@ -92,17 +93,23 @@ function writeAddress(view: DataView, at: number, ip: Ip): 4 | 6 {
 }
 
 /** Writes packet `p` as record `index` of `view`. Protocol must fit a byte and the port 16 bits. */
-export function writePacket(view: DataView, index: number, p: Packet): void {
+export function writePolicyRecord(view: DataView, index: number, p: Packet): void {
   if (!(p.protocol >= 0 && p.protocol <= 255 && Number.isInteger(p.protocol)))
     throw new InternalError(`packet protocol ${p.protocol} is not 0..255`);
   if (!(p.dstPort >= 0 && p.dstPort <= 65535 && Number.isInteger(p.dstPort)))
     throw new InternalError(`packet port ${p.dstPort} is not 0..65535`);
-  const at = index * PACKET_RECORD_BYTES;
-  view.setUint8(at + PacketField.srcFamily, writeAddress(view, at + PacketField.src, p.src));
-  view.setUint8(at + PacketField.dstFamily, writeAddress(view, at + PacketField.dst, p.dst));
-  view.setUint8(at + PacketField.protocol, p.protocol);
+  const at = index * POLICY_RECORD_BYTES;
+  view.setUint8(
+    at + PolicyRecordField.srcFamily,
+    writeAddress(view, at + PolicyRecordField.src, p.src),
+  );
+  view.setUint8(
+    at + PolicyRecordField.dstFamily,
+    writeAddress(view, at + PolicyRecordField.dst, p.dst),
+  );
+  view.setUint8(at + PolicyRecordField.protocol, p.protocol);
   view.setUint8(at + 35, 0);
-  view.setUint16(at + PacketField.dstPort, p.dstPort, true);
+  view.setUint16(at + PolicyRecordField.dstPort, p.dstPort, true);
   view.setUint16(at + 38, 0);
 }
 
@@ -122,39 +129,42 @@ export function readAddress(view: DataView, at: number, family: number): Ip | un
 }
 
 /** Reads record `index`; undefined when it is INVALID. */
-export function readPacket(view: DataView, index: number): Packet | undefined {
-  const at = index * PACKET_RECORD_BYTES;
-  const src = readAddress(view, at + PacketField.src, view.getUint8(at + PacketField.srcFamily));
-  const dst = readAddress(view, at + PacketField.dst, view.getUint8(at + PacketField.dstFamily));
+export function readPolicyRecord(view: DataView, index: number): Packet | undefined {
+  const at = index * POLICY_RECORD_BYTES;
+  const src = readAddress(
+    view,
+    at + PolicyRecordField.src,
+    view.getUint8(at + PolicyRecordField.srcFamily),
+  );
+  const dst = readAddress(
+    view,
+    at + PolicyRecordField.dst,
+    view.getUint8(at + PolicyRecordField.dstFamily),
+  );
   if (src === undefined || dst === undefined) return undefined;
   return {
     src,
     dst,
-    protocol: view.getUint8(at + PacketField.protocol),
-    dstPort: view.getUint16(at + PacketField.dstPort, true),
+    protocol: view.getUint8(at + PolicyRecordField.protocol),
+    dstPort: view.getUint16(at + PolicyRecordField.dstPort, true),
   };
 }
 
 /** Packs packets into a fresh record buffer. */
-export function encodePackets(packets: readonly Packet[]): Uint8Array {
-  const bytes = new Uint8Array(packets.length * PACKET_RECORD_BYTES);
+export function encodePolicyRecords(packets: readonly Packet[]): Uint8Array {
+  const bytes = new Uint8Array(packets.length * POLICY_RECORD_BYTES);
   const view = new DataView(bytes.buffer);
-  for (let i = 0; i < packets.length; i++) writePacket(view, i, packets[i]!);
+  for (let i = 0; i < packets.length; i++) writePolicyRecord(view, i, packets[i]!);
   return bytes;
-}
-
-/** Anything that decides batches; VerdictEngine is one (verdict-engine.ts). */
-export interface BatchEvaluator {
-  evaluate(packets: Uint8Array, count: number, out: Int32Array): number;
 }
 
 /**
  * A reusable batch: fixed capacity, packets pushed one by one, decided in one
  * call, results read back by index. Not thread-safe; one per caller.
  */
-export class PacketBatch {
+export class PolicyRecordBatch {
   readonly capacity: number;
-  /** capacity × PACKET_RECORD_BYTES. */
+  /** capacity × POLICY_RECORD_BYTES. */
   readonly bytes: Uint8Array;
   /** capacity × RESULT_STRIDE; valid for the first `count` packets after evaluate(). */
   readonly results: Int32Array;
@@ -165,7 +175,7 @@ export class PacketBatch {
     if (!Number.isInteger(capacity) || capacity < 1)
       throw new InternalError(`batch capacity ${capacity} is not a positive integer`);
     this.capacity = capacity;
-    this.bytes = new Uint8Array(capacity * PACKET_RECORD_BYTES);
+    this.bytes = new Uint8Array(capacity * POLICY_RECORD_BYTES);
     this.results = new Int32Array(capacity * RESULT_STRIDE);
     this.view = new DataView(this.bytes.buffer);
   }
@@ -186,12 +196,14 @@ export class PacketBatch {
   push(p: Packet): number {
     if (this.used === this.capacity)
       throw new InternalError(`packet batch is full (${this.capacity})`);
-    writePacket(this.view, this.used, p);
+    writePolicyRecord(this.view, this.used, p);
     return this.used++;
   }
 
-  /** Decides every pushed packet; returns how many are allowed. */
-  evaluate(engine: BatchEvaluator): number {
+  /** Decides every pushed packet with `engine` (a VerdictEngine); returns how many are allowed. */
+  evaluate(engine: {
+    evaluate(packets: Uint8Array, count: number, out: Int32Array): number;
+  }): number {
     return engine.evaluate(this.bytes, this.used, this.results);
   }
 

@@ -1,5 +1,5 @@
 /**
- * The packet record layout, byte for byte, and the PacketBatch helper.
+ * The packet record layout, byte for byte, and the PolicyRecordBatch helper.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -7,16 +7,16 @@ import { InternalError } from '../../shared/errors.js';
 import { parseIp } from '../../shared/net/ip.js';
 import type { Packet } from '../../shared/policy/rule-tables.js';
 import {
-  PACKET_RECORD_BYTES,
-  PacketBatch,
+  POLICY_RECORD_BYTES,
+  PolicyRecordBatch,
   RESULT_STRIDE,
   VERDICT_ALLOWED,
   VERDICT_SELF,
   VerdictCode,
-  encodePackets,
-  readPacket,
-  writePacket,
-} from '../../vrouter-agent/compile/packet-batch.js';
+  encodePolicyRecords,
+  readPolicyRecord,
+  writePolicyRecord,
+} from '../../vrouter-agent/compile/policy-record.js';
 import {
   createVerdictEngine,
   nativeRuleEvaluator,
@@ -26,10 +26,10 @@ import { build, namespace, networkPolicy, pod } from '../../testing/cluster.js';
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 test('a record carries addresses in network byte order, family bytes, protocol and a little-endian port', () => {
-  const v4 = encodePackets([
+  const v4 = encodePolicyRecords([
     { src: parseIp('10.1.2.3'), dst: parseIp('192.168.0.255'), protocol: 17, dstPort: 0x1234 },
   ]);
-  assert.equal(v4.byteLength, PACKET_RECORD_BYTES);
+  assert.equal(v4.byteLength, POLICY_RECORD_BYTES);
   assert.equal(
     hex(v4),
     '0a010203' +
@@ -43,7 +43,7 @@ test('a record carries addresses in network byte order, family bytes, protocol a
       '3412' +
       '0000',
   );
-  const v6 = encodePackets([
+  const v6 = encodePolicyRecords([
     { src: parseIp('fd00::1'), dst: parseIp('10.0.0.1'), protocol: 132, dstPort: 65535 },
   ]);
   assert.equal(
@@ -74,15 +74,15 @@ test('records read back as the packets written, at the ends of both address spac
     { src: parseIp('::ffff:10.0.0.1'), dst: parseIp('10.0.0.1'), protocol: 6, dstPort: 443 },
     { src: parseIp('2001:db8::8000:0:0:1'), dst: parseIp('fe80::1'), protocol: 58, dstPort: 0 },
   ];
-  const bytes = encodePackets(packets);
+  const bytes = encodePolicyRecords(packets);
   const view = new DataView(bytes.buffer);
   packets.forEach((p, i) => {
-    assert.deepEqual(readPacket(view, i), p);
+    assert.deepEqual(readPolicyRecord(view, i), p);
   });
 });
 
 test('a record with a bad family byte or IPv4 padding reads as invalid', () => {
-  const bytes = encodePackets([
+  const bytes = encodePolicyRecords([
     { src: parseIp('10.0.0.1'), dst: parseIp('10.0.0.2'), protocol: 6, dstPort: 80 },
   ]);
   const view = new DataView(bytes.buffer);
@@ -95,17 +95,21 @@ test('a record with a bad family byte or IPv4 padding reads as invalid', () => {
   ] as const) {
     const copy = bytes.slice();
     copy[at] = value;
-    assert.equal(readPacket(new DataView(copy.buffer), 0), undefined, `byte ${at} = ${value}`);
+    assert.equal(
+      readPolicyRecord(new DataView(copy.buffer), 0),
+      undefined,
+      `byte ${at} = ${value}`,
+    );
   }
   // Reserved bytes are ignored.
   const copy = bytes.slice();
   copy[35] = 9;
   copy[38] = 9;
-  assert.deepEqual(readPacket(new DataView(copy.buffer), 0), readPacket(view, 0));
+  assert.deepEqual(readPolicyRecord(new DataView(copy.buffer), 0), readPolicyRecord(view, 0));
 });
 
 test('writing refuses values a record cannot carry', () => {
-  const view = new DataView(new ArrayBuffer(PACKET_RECORD_BYTES));
+  const view = new DataView(new ArrayBuffer(POLICY_RECORD_BYTES));
   const ok: Packet = { src: 1, dst: 2, protocol: 6, dstPort: 80 };
   for (const bad of [
     { ...ok, src: -1 },
@@ -119,14 +123,14 @@ test('writing refuses values a record cannot carry', () => {
     { ...ok, dstPort: 80.5 },
   ]) {
     assert.throws(
-      () => writePacket(view, 0, bad),
+      () => writePolicyRecord(view, 0, bad),
       InternalError,
       JSON.stringify(bad, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v)),
     );
   }
 });
 
-test('a PacketBatch decides what was pushed, reports per packet, and refuses to overfill', () => {
+test('a PolicyRecordBatch decides what was pushed, reports per packet, and refuses to overfill', () => {
   const b = build([
     namespace('a'),
     pod('a', 'x', { labels: { app: 'x' }, ips: ['10.0.0.1'] }),
@@ -136,9 +140,9 @@ test('a PacketBatch decides what was pushed, reports per packet, and refuses to 
       ingress: [{ from: [{ podSelector: { matchLabels: { app: 'y' } } }] }],
     }),
   ]);
-  const batch = new PacketBatch(4);
-  assert.throws(() => new PacketBatch(0), InternalError);
-  assert.equal(batch.bytes.byteLength, 4 * PACKET_RECORD_BYTES);
+  const batch = new PolicyRecordBatch(4);
+  assert.throws(() => new PolicyRecordBatch(0), InternalError);
+  assert.equal(batch.bytes.byteLength, 4 * POLICY_RECORD_BYTES);
   assert.equal(batch.results.length, 4 * RESULT_STRIDE);
   const ip = parseIp;
   batch.push({ src: ip('10.0.0.2'), dst: ip('10.0.0.1'), protocol: 6, dstPort: 80 });
