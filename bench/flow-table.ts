@@ -33,6 +33,7 @@ import {
   type FlowKey,
   type FlowTable,
 } from '../vrouter-agent/flows/index.js';
+import { replyKey } from '../testing/flow-key.js';
 import { acquireGc, int, median, mib, nowMs, ns, rate, table, cpuModel } from './measure.js';
 import { seededRandom } from '../shared/random.js';
 
@@ -44,18 +45,6 @@ const BATCH = 256;
 export interface FlowTableBenchOptions {
   /** Fewer probes and passes, for trying changes. */
   readonly quick?: boolean;
-}
-
-function reply(k: FlowKey): FlowKey {
-  const fixed = k.protocol === 1 || k.protocol === 58;
-  return {
-    zone: k.zone,
-    protocol: k.protocol,
-    src: k.dst,
-    dst: k.src,
-    sport: fixed ? k.sport : k.dport,
-    dport: fixed ? k.dport : k.sport,
-  };
 }
 
 /**
@@ -111,7 +100,7 @@ class MapBaseline {
   }
 
   insert(k: FlowKey, index: number): void {
-    this.map.set(this.keyOf(reply(k)), index * 2 + 1);
+    this.map.set(this.keyOf(replyKey(k)), index * 2 + 1);
     this.map.set(this.keyOf(k), index * 2);
   }
 
@@ -164,7 +153,7 @@ function makeProbes(
   for (let i = 0; i < count; i++) {
     const j = rng.int(keys.length);
     const dir = rng.chance(0.5) ? 1 : 0;
-    writeFlowKey(packets, i, dir ? reply(keys[j]!) : keys[j]!, 64 + rng.int(1400), 0x10);
+    writeFlowKey(packets, i, dir ? replyKey(keys[j]!) : keys[j]!, 64 + rng.int(1400), 0x10);
     expected[i] = indices[j]! * 2 + dir;
   }
   return { count, packets, expected };

@@ -24,6 +24,7 @@ import {
   type FlowTable,
   type FlowTableOptions,
 } from '../../vrouter-agent/flows/index.js';
+import { replyKey } from '../../testing/flow-key.js';
 
 const native = nativeFlowTableAvailability();
 const implementations: Array<{
@@ -53,19 +54,6 @@ function key(from: string, to: string, protocol = TCP, zone = 1): FlowKey {
   const [src, sport] = split(from);
   const [dst, dport] = split(to);
   return { zone, protocol, src: parseIp(src), dst: parseIp(dst), sport, dport };
-}
-
-/** The reply to a packet: addresses and ports swapped (not ports for ICMP), in `zone`. */
-function reply(k: FlowKey, zone = k.zone): FlowKey {
-  const fixed = k.protocol === 1 || k.protocol === 58;
-  return {
-    zone,
-    protocol: k.protocol,
-    src: k.dst,
-    dst: k.src,
-    sport: fixed ? k.sport : k.dport,
-    dport: fixed ? k.dport : k.sport,
-  };
 }
 
 /** The i-th of many distinct client keys towards one server. */
@@ -99,7 +87,7 @@ function created(
 /** Runs a handshake so the flow is established. */
 function establish(t: FlowTable, k: FlowKey, now = 0): void {
   t.account(k, now, 60, syn);
-  t.account(reply(k), now, 60, syn | ack);
+  t.account(replyKey(k), now, 60, syn | ack);
   t.account(k, now, 52, ack);
 }
 
@@ -113,7 +101,11 @@ for (const impl of implementations) {
         const k = key('10.0.0.1:40000', '10.0.0.2:80');
         const i = created(t, k);
         assert.deepEqual(t.lookup(k), { index: i, direction: 'forward', action: 'allow' });
-        assert.deepEqual(t.lookup(reply(k)), { index: i, direction: 'reverse', action: 'allow' });
+        assert.deepEqual(t.lookup(replyKey(k)), {
+          index: i,
+          direction: 'reverse',
+          action: 'allow',
+        });
         assert.equal(t.lookup(key('10.0.0.1:40001', '10.0.0.2:80')), undefined);
         assert.equal(t.lookup({ ...k, protocol: UDP }), undefined);
       });
@@ -122,12 +114,12 @@ for (const impl of implementations) {
         const t = make();
         const k = key('10.0.0.1:40000', '10.0.0.2:80', TCP, 1);
         const i = created(t, k, ALLOW, 0, 2);
-        assert.deepEqual(t.lookup(reply(k, 2)), {
+        assert.deepEqual(t.lookup(replyKey(k, 2)), {
           index: i,
           direction: 'reverse',
           action: 'allow',
         });
-        assert.equal(t.lookup(reply(k, 1)), undefined);
+        assert.equal(t.lookup(replyKey(k, 1)), undefined);
         assert.equal(t.lookup({ ...k, zone: 2 }), undefined);
         assert.equal(t.get(i)?.replyZone, 2);
       });
@@ -139,7 +131,7 @@ for (const impl of implementations) {
         const b = created(t, { ...k, zone: 7 });
         assert.notEqual(a, b);
         assert.equal(t.lookup({ ...k, zone: 7 })?.index, b);
-        assert.equal(t.lookup(reply(k))?.index, a);
+        assert.equal(t.lookup(replyKey(k))?.index, a);
       });
 
       test('inserting a key that already has a flow, or whose reply has one, changes nothing and says which flow', () => {
@@ -151,7 +143,7 @@ for (const impl of implementations) {
           index: i,
           direction: 'forward',
         });
-        assert.deepEqual(t.insert(reply(k), DENY, 5), {
+        assert.deepEqual(t.insert(replyKey(k), DENY, 5), {
           outcome: 'exists',
           index: i,
           direction: 'reverse',
@@ -159,7 +151,7 @@ for (const impl of implementations) {
         const z = key('10.0.0.3:1', '10.0.0.4:2', TCP, 1);
         const j = created(t, z, ALLOW, 0, 2);
         // A flow whose reply (in zone 1) would be z's forward packet.
-        assert.deepEqual(t.insert(reply(z, 3), ALLOW, 0, 1), {
+        assert.deepEqual(t.insert(replyKey(z, 3), ALLOW, 0, 1), {
           outcome: 'exists',
           index: j,
           direction: 'reverse',
@@ -193,7 +185,7 @@ for (const impl of implementations) {
             dst: parseIp(src),
             ...icmpPorts(replyType, 77, family),
           };
-          assert.deepEqual(r, reply(k));
+          assert.deepEqual(r, replyKey(k));
           assert.deepEqual(t.lookup(r), { index: i, direction: 'reverse', action: 'allow' });
           assert.equal(t.lookup({ ...r, sport: 78 }), undefined);
         }
@@ -204,7 +196,11 @@ for (const impl of implementations) {
         const t = make();
         const k6 = key('[fd00::a00:1]:40000', '[2001:db8::2]:443');
         const i = created(t, k6);
-        assert.deepEqual(t.lookup(reply(k6)), { index: i, direction: 'reverse', action: 'allow' });
+        assert.deepEqual(t.lookup(replyKey(k6)), {
+          index: i,
+          direction: 'reverse',
+          action: 'allow',
+        });
         const mapped = key('[::10.0.0.1]:40000', '[::10.0.0.2]:80');
         const m = created(t, mapped);
         const k4 = key('10.0.0.1:40000', '10.0.0.2:80');
@@ -230,7 +226,7 @@ for (const impl of implementations) {
           43,
         );
         t.account(k, 1_500, 60, syn);
-        t.account(reply(k, 43), 1_700, 40, syn | ack);
+        t.account(replyKey(k, 43), 1_700, 40, syn | ack);
         assert.deepEqual(t.get(i), {
           index: i,
           key: k,
@@ -264,7 +260,7 @@ for (const impl of implementations) {
           action: 'allow',
         });
         t.account(k, 300, 30);
-        assert.deepEqual(t.account(reply(k), 250, 500), {
+        assert.deepEqual(t.account(replyKey(k), 250, 500), {
           index: i,
           direction: 'reverse',
           action: 'allow',
@@ -289,7 +285,7 @@ for (const impl of implementations) {
         const i = created(t, k);
         t.account(k, 0, 60, syn);
         assert.deepEqual(tcpStateNames(t.get(i)!.tcpState), ['synForward']);
-        t.account(reply(k), 0, 60, syn | ack);
+        t.account(replyKey(k), 0, 60, syn | ack);
         assert.deepEqual(tcpStateNames(t.get(i)!.tcpState), [
           'synForward',
           'synReverse',
@@ -312,7 +308,7 @@ for (const impl of implementations) {
         t.account(k, 0, 1400, ack);
         t.account(k, 0, 1400, ack);
         assert.equal(t.get(i)!.tcpState & TcpState.established, 0);
-        t.account(reply(k), 0, 52, ack);
+        t.account(replyKey(k), 0, 52, ack);
         assert.notEqual(t.get(i)!.tcpState & TcpState.established, 0);
       });
 
@@ -324,7 +320,7 @@ for (const impl of implementations) {
         t.account(k, 1_000, 52, fin | ack);
         assert.equal(t.get(i)!.tcpState & TcpState.closed, 0);
         assert.notEqual(t.get(i)!.tcpState & TcpState.finForward, 0);
-        t.account(reply(k), 1_000, 52, fin | ack);
+        t.account(replyKey(k), 1_000, 52, fin | ack);
         assert.deepEqual(tcpStateNames(t.get(i)!.tcpState).slice(-3), [
           'finForward',
           'finReverse',
@@ -342,7 +338,7 @@ for (const impl of implementations) {
         const k = key('10.0.0.1:40000', '10.0.0.2:80');
         const i = created(t, k);
         establish(t, k);
-        t.account(reply(k), 5, 40, rst);
+        t.account(replyKey(k), 5, 40, rst);
         assert.deepEqual(tcpStateNames(t.get(i)!.tcpState).slice(-2), ['rst', 'closed']);
 
         const z = make({ tcpClosedTimeoutSec: 0 });
@@ -353,7 +349,7 @@ for (const impl of implementations) {
           direction: 'forward',
           action: 'allow',
         });
-        assert.deepEqual(z.account(reply(k), 6, 52, fin | ack), {
+        assert.deepEqual(z.account(replyKey(k), 6, 52, fin | ack), {
           index: j,
           direction: 'reverse',
           action: 'allow',
@@ -361,7 +357,7 @@ for (const impl of implementations) {
         assert.equal(z.get(j), undefined);
         assert.equal(z.lookup(k), undefined);
         const r = created(z, k);
-        assert.equal(z.account(reply(k), 7, 40, rst | ack)?.index, r);
+        assert.equal(z.account(replyKey(k), 7, 40, rst | ack)?.index, r);
         assert.equal(z.stats().flows, 0);
         assert.equal(z.stats().removedBy.closed, 2);
       });
@@ -443,7 +439,7 @@ for (const impl of implementations) {
           setup: (t) => {
             const k = key('10.0.0.1:1', '10.0.0.2:53', UDP);
             created(t, k);
-            t.account(reply(k), 0, 70);
+            t.account(replyKey(k), 0, 70);
           },
         },
         {
@@ -642,7 +638,7 @@ for (const impl of implementations) {
         for (let i = 100; i < 200; i++) {
           const k = client(i, 1, UDP);
           created(t, k);
-          t.account(reply(k), 0, 100);
+          t.account(replyKey(k), 0, 100);
         }
         for (let i = 0; i < 5_000; i++) {
           assert.deepEqual(t.insert(client(1000 + i, 2), ALLOW, 10), {
@@ -701,7 +697,7 @@ for (const impl of implementations) {
           }),
           true,
         );
-        assert.deepEqual(t.lookup(reply(client(0))), {
+        assert.deepEqual(t.lookup(replyKey(client(0))), {
           index: a,
           direction: 'reverse',
           action: 'allow',
@@ -736,7 +732,7 @@ for (const impl of implementations) {
         const batch = new FlowKeyBatch(150);
         const probes = [
           ...keys,
-          ...keys.map((k) => reply(k)),
+          ...keys.map((k) => replyKey(k)),
           ...keys.map((k) => ({ ...k, dport: 1 })),
         ];
         for (const p of probes) batch.push(p);
@@ -766,13 +762,13 @@ for (const impl of implementations) {
         const u = created(t, client(7, 1, UDP));
         const batch = new FlowKeyBatch(16);
         batch.push(k, 60, syn);
-        batch.push(reply(k), 60, syn | ack);
+        batch.push(replyKey(k), 60, syn | ack);
         batch.push(k, 52, ack);
         batch.push(client(7, 1, UDP), 100);
-        batch.push(reply(client(7, 1, UDP)), 200);
+        batch.push(replyKey(client(7, 1, UDP)), 200);
         batch.push(k, 1000, ack);
         batch.push(k, 52, fin | ack);
-        batch.push(reply(k), 52, fin | ack); // closes: removed with its packet
+        batch.push(replyKey(k), 52, fin | ack); // closes: removed with its packet
         batch.push(k, 52, ack); // now a miss
         batch.push(client(99), 1);
         assert.equal(t.accountBatch(batch.packets, batch.count, 5_000, batch.results), 8);

@@ -23,6 +23,7 @@ import {
   type FlowTableStats,
   type FlowVerdict,
 } from '../../vrouter-agent/flows/index.js';
+import { replyKey } from '../../testing/flow-key.js';
 import { seededRandom } from '../../shared/random.js';
 
 const native = nativeFlowTableAvailability();
@@ -83,18 +84,6 @@ function randomKey(r: Rng, p: Pools): FlowKey {
       ...icmpPorts(r.pick(six ? [128, 129, 1] : [8, 0, 3]), r.int(4), six ? 6 : 4),
     };
   return { zone, protocol, src, dst, sport: r.pick(p.ports), dport: r.pick(p.ports) };
-}
-
-function replyOf(k: FlowKey, zone: number): FlowKey {
-  const fixed = k.protocol === 1 || k.protocol === 58;
-  return {
-    zone,
-    protocol: k.protocol,
-    src: k.dst,
-    dst: k.src,
-    sport: fixed ? k.sport : k.dport,
-    dport: fixed ? k.dport : k.sport,
-  };
 }
 
 function randomIds(r: Rng) {
@@ -172,7 +161,7 @@ function runSequence(
   const packet = (): FlowKey => {
     const k = known.length > 0 && r.chance(0.85) ? r.pick(known) : undefined;
     if (k === undefined) return randomKey(r, p);
-    return r.chance(0.5) ? k.key : replyOf(k.key, k.replyZone);
+    return r.chance(0.5) ? k.key : replyKey(k.key, k.replyZone);
   };
   const batch = (n: number, flags: boolean) => {
     const buf = new Uint8Array(n * FLOW_KEY_RECORD_BYTES);

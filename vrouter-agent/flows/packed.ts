@@ -278,7 +278,8 @@ export function optionWords(options: ResolvedFlowTableOptions): Float64Array {
  */
 export const ENTRY_WORDS = 28;
 
-function wordsIp(w: Float64Array, o: number, family: number): Ip {
+/** The address in four big-endian u32 words from `w[o]` (IPv4: `w[o]` alone). */
+export function wordsIp(w: ArrayLike<number>, o: number, family: number): Ip {
   if (family === 4) return w[o]!;
   return (
     (BigInt(w[o]!) << 96n) |

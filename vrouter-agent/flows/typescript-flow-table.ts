@@ -42,6 +42,7 @@ import {
   REASON_TABLE_FULL,
   refusalReason,
   RESULT_MISS,
+  wordsIp,
 } from './packed.js';
 import { checkBatch, checkIndex, checkNow, checkZone, listLimit, verdictWords } from './checks.js';
 
@@ -702,13 +703,7 @@ export class TypeScriptFlowTable implements FlowTable {
 
   private entry(i: number): FlowEntry {
     const f = this.family[i]!;
-    const ip = (w: Uint32Array) =>
-      f === 4
-        ? w[i * 4]!
-        : (BigInt(w[i * 4]!) << 96n) |
-          (BigInt(w[i * 4 + 1]!) << 64n) |
-          (BigInt(w[i * 4 + 2]!) << 32n) |
-          BigInt(w[i * 4 + 3]!);
+    const ip = (w: Uint32Array) => wordsIp(w, i * 4, f);
     return {
       index: i,
       key: {
