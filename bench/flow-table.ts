@@ -76,7 +76,7 @@ function generateKeys(n: number, seed: number): FlowKey[] {
 
 // ---- the Map baseline ---------------------------------------------------------
 
-/** The key string a JavaScript datapath would build from a packed packet record. */
+/** The key string a JavaScript datapath would build from a flow-key record. */
 function mapKey(v: DataView, o: number): string {
   const family = v.getUint8(o + 9);
   const proto = v.getUint8(o + 8);

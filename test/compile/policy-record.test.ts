@@ -1,5 +1,5 @@
 /**
- * The packet record layout, byte for byte, and the PolicyRecordBatch helper.
+ * The policy record layout, byte for byte, and the PolicyRecordBatch helper.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';

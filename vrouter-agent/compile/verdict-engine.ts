@@ -55,7 +55,7 @@ export interface VerdictEngine extends Disposable {
   /** Rule index ↔ CompiledRule for the indices evaluate() writes. */
   readonly catalog: RuleCatalog;
   /**
-   * Decides packet records [0, count) of `packets` (POLICY_RECORD_BYTES
+   * Decides policy records [0, count) of `packets` (POLICY_RECORD_BYTES
    * each, layout in policy-record.ts) into out[3i .. 3i+2] (egress code,
    * ingress code, flags); returns how many were allowed. Throws, writing
    * nothing, when count is not an integer in [0, 2^31), `packets` is shorter
