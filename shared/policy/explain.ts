@@ -59,6 +59,16 @@ export interface Explanation {
   readonly to: { readonly ip: string; readonly endpoint?: string };
   readonly egress: DirectionExplanation;
   readonly ingress: DirectionExplanation;
+  /** "IPv4" or "IPv6": the family explained, set when `families` is (and on its entries). */
+  readonly family?: string;
+  /**
+   * Present when a probe checked more than one address family (two
+   * dual-stack pods): each family's explanation, source's primary first.
+   * Then `allowed` holds only when every family allows, and the other
+   * fields explain the family that decided (the first that denies, else
+   * the first).
+   */
+  readonly families?: readonly Explanation[];
 }
 
 /**

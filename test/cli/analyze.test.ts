@@ -298,6 +298,81 @@ describe('weirctl analyze', () => {
     });
   });
 
+  /** srv admits 10.0.0.0/16 only, so the two families of a dual-stack pair disagree. */
+  const dualStack = [
+    'apiVersion: v1\nkind: Pod\nmetadata: {name: cli, namespace: a, labels: {app: cli}}\nstatus: {podIP: 10.0.2.1, podIPs: [{ip: 10.0.2.1}, {ip: "fd00:2::1"}]}',
+    'apiVersion: v1\nkind: Pod\nmetadata: {name: srv, namespace: a, labels: {app: srv}}\nstatus: {podIP: 10.0.1.1, podIPs: [{ip: 10.0.1.1}, {ip: "fd00:1::1"}]}',
+    'apiVersion: v1\nkind: Pod\nmetadata: {name: six, namespace: a}\nstatus: {podIP: "fd00:6::1"}',
+    'apiVersion: v1\nkind: Pod\nmetadata: {name: four, namespace: a}\nstatus: {podIP: 10.0.4.1}',
+    'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: srv-v4, namespace: a}\nspec:\n  podSelector: {matchLabels: {app: srv}}\n  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/16}}]}]',
+  ].join('\n---\n');
+
+  test('probe uses an explicit IPv6 source as given and resolves the pod target in IPv6', async () => {
+    const f = join(dir, 'dual.yaml');
+    await writeFile(f, dualStack);
+    const r = await run(
+      'analyze',
+      'probe',
+      '-f',
+      f,
+      '--from',
+      'fd00:2::1',
+      '--to',
+      'a/srv',
+      '--port',
+      '80',
+      '-o',
+      'json',
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const e = JSON.parse(r.stdout);
+    assert.deepEqual([e.from.ip, e.to.ip, e.allowed], ['fd00:2::1', 'fd00:1::1', false]);
+  });
+
+  test('probe between two dual-stack pods shows each family and denies when one family denies', async () => {
+    const f = join(dir, 'dual.yaml');
+    await writeFile(f, dualStack);
+    const r = await run(
+      'analyze',
+      'probe',
+      '-f',
+      f,
+      '--from',
+      'a/cli',
+      '--to',
+      'a/srv',
+      '--port',
+      '80',
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^TCP\/80 from a\/cli to a\/srv: DENIED \(IPv4 allowed, IPv6 denied;/);
+    assert.match(
+      r.stdout,
+      /\n {2}IPv4: a\/cli \(10\.0\.2\.1\) to a\/srv \(10\.0\.1\.1\): ALLOWED\n/,
+    );
+    assert.match(r.stdout, /\n {2}IPv6: a\/cli \(fd00:2::1\) to a\/srv \(fd00:1::1\): DENIED\n/);
+  });
+
+  test('matrix checks every family a pair shares and shows per-family results where they differ', async () => {
+    const f = join(dir, 'dual.yaml');
+    await writeFile(f, dualStack);
+    const r = await run('analyze', 'matrix', '-f', f, '-o', 'json');
+    assert.equal(r.code, 0, r.stderr);
+    const p = JSON.parse(r.stdout).probes[0];
+    assert.equal(p.allowed['a/cli']['a/srv'], false, 'IPv6 is denied');
+    assert.equal(p.allowed['a/four']['a/srv'], true, 'four shares only IPv4 with srv');
+    assert.equal(p.allowed['a/six']['a/srv'], false, 'six shares only IPv6 with srv');
+    assert.equal(p.allowed['a/four']['a/six'], false, 'no family in common');
+    assert.deepEqual(p.families, {
+      'a/cli': { 'a/srv': { IPv4: true, IPv6: false } },
+      'a/four': { 'a/six': {} },
+      'a/six': { 'a/four': {} },
+    });
+    const table = await run('analyze', 'matrix', '-f', f);
+    assert.match(table.stdout, /\* a\/cli -> a\/srv: IPv4 allowed, IPv6 denied/);
+    assert.match(table.stdout, /- a\/four -> a\/six: no address family in common/);
+  });
+
   test('usage errors exit with status 2 and say what is wrong', async () => {
     for (const [args, message] of [
       [['analyze', 'matrix'], /-f\/--filename/],
