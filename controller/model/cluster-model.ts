@@ -129,6 +129,8 @@ export class ClusterModel {
   private readonly endpointsByNode = new Map<string, Set<string>>();
   /** "name/PROTOCOL" → endpoints declaring that named port. */
   private readonly namedPortProviders = new Map<string, Set<string>>();
+  /** Address → endpoints claiming it (more than one while an address is reused before the old pod is gone). */
+  private readonly claimants = new Map<string, Set<string>>();
 
   private changes = noChanges();
 
@@ -264,17 +266,34 @@ export class ClusterModel {
 
   /** Addresses more than one endpoint claims, with the endpoints (sorted). */
   duplicateAddresses(): Array<{ ip: string; endpoints: string[] }> {
-    const owners = new Map<string, string[]>();
-    for (const [key, e] of this.endpointsByKey) {
-      for (const ip of e.ips) {
-        const list = owners.get(ip);
-        if (list === undefined) owners.set(ip, [key]);
-        else list.push(key);
-      }
-    }
-    return [...owners]
-      .filter(([, keys]) => keys.length > 1)
-      .map(([ip, keys]) => ({ ip, endpoints: keys.sort() }));
+    return [...this.claimants]
+      .filter(([, keys]) => keys.size > 1)
+      .map(([ip, keys]) => ({ ip, endpoints: [...keys].sort(cmp) }));
+  }
+
+  /**
+   * The endpoint an address belongs to: of the endpoints claiming it, the
+   * last by "namespace/name" (the tie-break RuleTables.byIp and compile.ts's
+   * named ports apply to the whole cluster).
+   */
+  addressOwner(ip: string): string | undefined {
+    const keys = this.claimants.get(ip);
+    if (keys === undefined) return undefined;
+    let last: string | undefined;
+    for (const k of keys) if (last === undefined || cmp(k, last) > 0) last = k;
+    return last;
+  }
+
+  /**
+   * The addresses of an endpoint that it owns (see addressOwner), in its
+   * order: what a node's span says of the endpoint, so that an agent, which
+   * sees only part of the cluster, resolves every address as the whole
+   * cluster does. The endpoint's own list when it owns them all.
+   */
+  ownedAddresses(e: Endpoint): readonly string[] {
+    const key = endpointKey(e);
+    if (e.ips.every((ip) => this.claimants.get(ip)?.size === 1)) return e.ips;
+    return e.ips.filter((ip) => this.addressOwner(ip) === key);
   }
 
   /** Every policy, group and endpoint as one snapshot (offline analysis, explain). */
@@ -347,6 +366,11 @@ export class ClusterModel {
       this.changes.nodes.add(next.node);
     }
     this.updateMemberships(key, prev, next);
+    // Who owns a shared address may have changed: the other claimants read differently in spans.
+    for (const ip of new Set([...(prev?.ips ?? []), ...(next?.ips ?? [])])) {
+      for (const other of this.claimants.get(ip) ?? EMPTY)
+        if (other !== key) this.changes.endpoints.add(other);
+    }
   }
 
   /** Re-decides the endpoint's membership in every group that could hold it. */
@@ -388,6 +412,7 @@ export class ClusterModel {
       addTo(this.endpointsByLabel, `${k}\u0000`, key);
     }
     for (const p of e.ports) addTo(this.namedPortProviders, `${p.name}/${p.protocol}`, key);
+    for (const ip of e.ips) addTo(this.claimants, ip, key);
   }
 
   private unindexEndpoint(key: string, e: Endpoint): void {
@@ -398,6 +423,7 @@ export class ClusterModel {
       removeFrom(this.endpointsByLabel, `${k}\u0000`, key);
     }
     for (const p of e.ports) removeFrom(this.namedPortProviders, `${p.name}/${p.protocol}`, key);
+    for (const ip of e.ips) removeFrom(this.claimants, ip, key);
   }
 
   // --- policies and groups -----------------------------------------------------

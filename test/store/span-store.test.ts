@@ -8,9 +8,9 @@ import { describe, test } from 'node:test';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
 import { readKubeObject, type KubeObject } from '../../controller/model/kube-objects.js';
 import { SpanStore, spanSnapshot } from '../../controller/store/span-store.js';
-import { parseIp, type Ip } from '../../shared/net/ip.js';
+import { formatIp, parseIp, type Ip } from '../../shared/net/ip.js';
 import { compile } from '../../shared/policy/compile.js';
-import { evaluateDirection, type RuleTables } from '../../shared/policy/rule-tables.js';
+import type { DirectionDecision, RuleTables } from '../../shared/policy/rule-tables.js';
 import { namespace, networkPolicy, pod, type Raw } from '../support/cluster.js';
 import { randomCluster, rng } from '../support/random-cluster.js';
 
@@ -28,25 +28,32 @@ const PROBES = [
   [6, 8080],
 ] as const;
 
-/** Every local endpoint's egress and ingress results, as rule ids or "default"/"deny". */
-function localVerdicts(tables: RuleTables, node: string, addresses: readonly Ip[]): string[] {
+/**
+ * What a node enforces for every packet between the addresses: egress where
+ * the source's endpoint is on the node, ingress where the destination's is,
+ * as "endpoint tier rule" ("-" where the node does not decide).
+ */
+function nodeDecisions(tables: RuleTables, node: string, addresses: readonly Ip[]): string[] {
   const out: string[] = [];
-  for (const e of [...tables.endpoints.values()]
-    .filter((x) => x.endpoint.node === node)
-    .sort((a, b) => (a.key < b.key ? -1 : 1))) {
-    for (const own of e.ips) {
-      for (const peer of addresses) {
-        if (typeof peer !== typeof own || peer === own) continue;
-        for (const [proto, port] of PROBES) {
-          const name = (r: ReturnType<typeof evaluateDirection>) =>
-            typeof r === 'symbol' ? r.description : r.id;
-          out.push(
-            `${e.key} egress ${String(peer)} ${proto}/${port}: ${name(evaluateDirection(e.egress, peer, proto, port, peer))}`,
-          );
-          out.push(
-            `${e.key} ingress ${String(peer)} ${proto}/${port}: ${name(evaluateDirection(e.ingress, peer, proto, port, own))}`,
-          );
-        }
+  const side = (d: DirectionDecision) =>
+    d.endpoint === undefined || d.endpoint.endpoint.node !== node
+      ? '-'
+      : `${d.endpoint.key} ${d.tier} ${d.rule?.id ?? (d.allowed ? 'allow' : 'deny')}`;
+  for (const src of addresses) {
+    for (const dst of addresses) {
+      if (typeof src !== typeof dst) continue;
+      for (const [protocol, dstPort] of PROBES) {
+        const v = tables.decide({ src, dst, protocol, dstPort });
+        const here = v.self && tables.byIp.get(src)?.endpoint.node === node;
+        out.push(
+          `${formatIp(src)} -> ${formatIp(dst)} ${protocol}/${dstPort}: ${
+            here
+              ? 'self'
+              : v.self
+                ? 'egress -; ingress -'
+                : `egress ${side(v.egress)}; ingress ${side(v.ingress)}`
+          }`,
+        );
       }
     }
   }
@@ -56,31 +63,45 @@ function localVerdicts(tables: RuleTables, node: string, addresses: readonly Ip[
 function checkSpans(model: ClusterModel, store: SpanStore, label: string) {
   const global = compile(model.snapshot());
   const addresses = [
-    ...model.endpoints().flatMap((e) => e.ips.map(parseIp)),
-    parseIp('10.0.0.200'),
-    parseIp('8.8.8.8'),
-    parseIp('fd00::77'),
-  ];
+    ...new Set(model.endpoints().flatMap((e) => e.ips)),
+    '10.0.0.200',
+    '8.8.8.8',
+    'fd00::77',
+  ].map(parseIp);
   for (const node of ['node-0', 'node-1', 'node-2']) {
     const local = compile(spanSnapshot(store, model, node), { isLocal: (e) => e.node === node });
     assert.deepEqual(
-      localVerdicts(local, node, addresses),
-      localVerdicts(global, node, addresses),
+      nodeDecisions(local, node, addresses),
+      nodeDecisions(global, node, addresses),
       `${label}: node ${node}`,
     );
   }
 }
 
+/** Gives some pods the address of another pod (an address reused before the old pod is gone). */
+function withCollisions(objects: Raw[], r: ReturnType<typeof rng>): Raw[] {
+  const pods = objects.filter((o) => o.kind === 'Pod');
+  const status = (o: Raw) => o.status as { podIP: string; podIPs: Array<{ ip: string }> };
+  for (const o of pods) {
+    if (!r.chance(0.3)) continue;
+    const ip = status(r.pick(pods)).podIP;
+    status(o).podIP = ip;
+    status(o).podIPs[0] = { ip };
+  }
+  return objects;
+}
+
 describe('per-node spans', () => {
-  test("a node compiled from its span alone decides its endpoints' flows as the whole cluster does, after every change", () => {
+  test("a node compiled from its span alone decides its endpoints' flows as the whole cluster does, after every change, also for addresses two pods claim", () => {
     for (let seed = 1; seed <= 60; seed++) {
       const r = rng(seed * 31);
       const model = new ClusterModel({ cluster: 't' });
       const store = new SpanStore(model);
-      for (const o of randomCluster(seed).map(read)) model.apply({ type: 'upsert', object: o });
+      for (const o of withCollisions(randomCluster(seed), r).map(read))
+        model.apply({ type: 'upsert', object: o });
       store.commit(0);
       checkSpans(model, store, `seed ${seed} initial`);
-      const next = randomCluster(seed + 5000).map(read);
+      const next = withCollisions(randomCluster(seed + 5000), r).map(read);
       for (let i = 0; i < next.length; i++) {
         const o = next[i]!;
         if (r.chance(0.15))
@@ -97,6 +118,74 @@ describe('per-node spans', () => {
         }
       }
     }
+  });
+
+  test('a node resolves an egress named port at an address two pods claim against the pod the cluster gives it to, though that pod is on another node', () => {
+    const model = new ClusterModel({ cluster: 't' });
+    const store = new SpanStore(model);
+    for (const raw of [
+      namespace('a'),
+      // 10.9.9.9 is claimed by both; the last by name (a/w, without the port) owns it.
+      pod('a', 'l', { ips: ['10.9.9.9'], node: 'node-0', ports: [{ name: 'http', port: 8080 }] }),
+      pod('a', 'w', { ips: ['10.9.9.9'], node: 'node-1' }),
+      pod('a', 'client', { labels: { app: 'client' }, ips: ['10.9.0.1'], node: 'node-2' }),
+      networkPolicy('a', 'out', {
+        podSelector: { matchLabels: { app: 'client' } },
+        policyTypes: ['Egress'],
+        egress: [{ ports: [{ port: 'http' }] }],
+      }),
+    ])
+      model.apply({ type: 'upsert', object: read(raw) });
+    store.commit(0);
+    const packet = {
+      src: parseIp('10.9.0.1'),
+      dst: parseIp('10.9.9.9'),
+      protocol: 6,
+      dstPort: 8080,
+    };
+    assert.equal(compile(model.snapshot()).decide(packet).egress.allowed, false, 'a/w has no http');
+    const span = spanSnapshot(store, model, 'node-2');
+    assert.deepEqual(
+      span.endpoints.map((e) => [`${e.namespace}/${e.name}`, e.ips]),
+      [
+        ['a/client', ['10.9.0.1']],
+        ['a/l', []],
+      ],
+      "the loser's copy in the span holds none of the address it lost",
+    );
+    const node2 = compile(span, { isLocal: (e) => e.node === 'node-2' });
+    assert.equal(node2.decide(packet).egress.allowed, false);
+    checkSpans(model, store, 'named port');
+
+    // The winner leaves: the address is the other pod's again, and the span says so.
+    model.apply({ type: 'delete', kind: 'Pod', namespace: 'a', name: 'w' });
+    assert.ok(store.commit(1)!.nodes.includes('node-2'));
+    const after = compile(spanSnapshot(store, model, 'node-2'), {
+      isLocal: (e) => e.node === 'node-2',
+    });
+    assert.equal(after.decide(packet).egress.allowed, true, "a/l's http");
+    checkSpans(model, store, 'after the winner left');
+  });
+
+  test("a node does not decide for its pod's address when a pod on another node wins it", () => {
+    const model = new ClusterModel({ cluster: 't' });
+    const store = new SpanStore(model);
+    for (const raw of [
+      namespace('a'),
+      pod('a', 'l', { labels: { app: 'l' }, ips: ['10.9.9.9'], node: 'node-0' }),
+      pod('a', 'w', { ips: ['10.9.9.9'], node: 'node-1' }),
+      networkPolicy('a', 'deny-l', { podSelector: { matchLabels: { app: 'l' } } }),
+    ])
+      model.apply({ type: 'upsert', object: read(raw) });
+    store.commit(0);
+    const packet = { src: parseIp('8.8.8.8'), dst: parseIp('10.9.9.9'), protocol: 6, dstPort: 80 };
+    const global = compile(model.snapshot()).decide(packet);
+    assert.deepEqual([global.ingress.endpoint?.key, global.allowed], ['a/w', true]);
+    const node0 = compile(spanSnapshot(store, model, 'node-0'), {
+      isLocal: (e) => e.node === 'node-0',
+    });
+    assert.equal(node0.decide(packet).ingress.endpoint, undefined, 'not a/l: the address is a/w');
+    checkSpans(model, store, 'ingress');
   });
 
   test('a change reaches only the nodes whose endpoints it concerns', () => {
