@@ -126,7 +126,7 @@ export function explanationText(e: Explanation, p: Probe): string {
   const sides = (x: Explanation, indent: string) => {
     const side = (d: DirectionExplanation, where: string) => {
       const v = !d.enforced ? 'not checked' : d.allowed ? 'allowed' : 'denied';
-      const tier = d.tier ? ` [${d.tier} tier]` : '';
+      const tier = d.tier === 'node' ? ' [own node]' : d.tier ? ` [${d.tier} tier]` : '';
       lines.push(`${indent}${d.direction.padEnd(7)} at ${where}: ${v}${tier}: ${d.reason}`);
     };
     side(x.egress, who(x.from));

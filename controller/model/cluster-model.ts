@@ -38,8 +38,10 @@ import {
 } from '../translate/network-policy.js';
 import {
   NAMESPACE_NAME_LABEL,
+  isClusterScoped,
   type KubeObject,
   type NamespaceObject,
+  type NodeObject,
   type PodObject,
 } from './kube-objects.js';
 
@@ -109,6 +111,7 @@ interface GroupState {
 export class ClusterModel {
   readonly cluster: string;
   private readonly namespaces = new Map<string, NamespaceObject>();
+  private readonly nodeObjects = new Map<string, NodeObject>();
   private readonly pods = new Map<string, PodObject>();
   private readonly policyObjects = new Map<string, Translation>();
   private readonly rejected = new Map<string, readonly Issue[]>();
@@ -146,6 +149,9 @@ export class ClusterModel {
       if (o.kind === 'Namespace') {
         this.rejected.delete(objectKey('Namespace', '', o.name));
         this.setNamespace(o.name, o);
+      } else if (o.kind === 'Node') {
+        this.rejected.delete(objectKey('Node', '', o.name));
+        this.setNode(o.name, o);
       } else if (o.kind === 'Pod') {
         this.rejected.delete(objectKey('Pod', o.namespace, o.name));
         this.pods.set(`${o.namespace}/${o.name}`, o);
@@ -158,12 +164,13 @@ export class ClusterModel {
     }
     const key = objectKey(
       event.kind,
-      event.kind === 'Namespace' ? '' : event.namespace,
+      isClusterScoped(event.kind) ? '' : event.namespace,
       event.name,
     );
     if (event.type === 'invalid') this.rejected.set(key, event.issues);
     else this.rejected.delete(key);
     if (event.kind === 'Namespace') this.setNamespace(event.name, undefined);
+    else if (event.kind === 'Node') this.setNode(event.name, undefined);
     else if (event.kind === 'Pod') {
       this.pods.delete(`${event.namespace}/${event.name}`);
       this.setEndpoint(`${event.namespace}/${event.name}`, undefined);
@@ -187,6 +194,16 @@ export class ClusterModel {
   /** Namespace labels, including for namespaces known only from their pods. */
   namespaceLabels(name: string): Labels {
     return this.namespaces.get(name)?.labels ?? { [NAMESPACE_NAME_LABEL]: name };
+  }
+
+  /** A Node object as read (labels for cluster-scoped tiers, addresses). */
+  node(name: string): NodeObject | undefined {
+    return this.nodeObjects.get(name);
+  }
+
+  /** The addresses of a node, from its Node object; empty when it has none. */
+  nodeAddresses(name: string): readonly string[] {
+    return this.nodeObjects.get(name)?.addresses.map((a) => a.address) ?? NO_ADDRESSES;
   }
 
   endpoint(key: string): Endpoint | undefined {
@@ -331,6 +348,18 @@ export class ClusterModel {
     }
   }
 
+  private setNode(name: string, node: NodeObject | undefined): void {
+    const before = this.nodeAddresses(name);
+    if (node === undefined) this.nodeObjects.delete(name);
+    else this.nodeObjects.set(name, node);
+    if (sameList(before, this.nodeAddresses(name))) return;
+    // Every endpoint on the node carries its addresses: revisit them.
+    for (const key of [...(this.endpointsByNode.get(name) ?? [])]) {
+      const pod = this.pods.get(key);
+      if (pod !== undefined) this.setEndpoint(key, this.endpointOf(pod));
+    }
+  }
+
   private endpointOf(p: PodObject): Endpoint | undefined {
     if (p.hostNetwork || p.ips.length === 0 || FINISHED_PHASES.has(p.phase)) return undefined;
     return {
@@ -343,6 +372,8 @@ export class ClusterModel {
       labels: p.labels,
       namespaceLabels: this.namespaceLabels(p.namespace),
       ports: p.ports,
+      // An unscheduled pod has no node, whatever Node object is named "".
+      nodeAddresses: p.node === '' ? NO_ADDRESSES : this.nodeAddresses(p.node),
     };
   }
 
@@ -561,6 +592,7 @@ export class ClusterModel {
 }
 
 const EMPTY: ReadonlySet<string> = new Set();
+const NO_ADDRESSES: readonly string[] = Object.freeze([]);
 const EMPTY_MAP: ReadonlyMap<string, Endpoint> = new Map();
 
 /** "p:key\0value" / "p:key\0" anchors for one requirement of the selector (prefix p: pods, n: namespaces). */
@@ -612,6 +644,7 @@ function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
     sameList(a.ips, b.ips) &&
     sameLabels(a.labels, b.labels) &&
     sameLabels(a.namespaceLabels, b.namespaceLabels) &&
+    sameList(a.nodeAddresses, b.nodeAddresses) &&
     JSON.stringify(a.ports) === JSON.stringify(b.ports)
   );
 }

@@ -218,6 +218,32 @@ describe('weirctl analyze', () => {
     assert.equal(e.ingress.rule.field, 'spec.ingress[0]');
   });
 
+  test("probe reads the demo's Nodes: a pod's own node reaches it though a policy isolates it, another node does not", async () => {
+    const probeFrom = (from: string) =>
+      run(
+        'analyze',
+        'probe',
+        '-f',
+        demo,
+        '--from',
+        from,
+        '--to',
+        'payments/ledger-db',
+        '--port',
+        '5432',
+      );
+    const own = await probeFrom('192.168.50.3');
+    assert.equal(own.code, 0, own.stderr);
+    assert.match(own.stdout, /: ALLOWED\n/);
+    assert.match(
+      own.stdout,
+      /ingress at payments\/ledger-db .*: allowed \[own node\]: traffic between a pod and its own node is not subject to NetworkPolicy: 192\.168\.50\.3 is an address of node node-c/,
+    );
+    const other = await probeFrom('192.168.50.1');
+    assert.match(other.stdout, /: DENIED\n/);
+    assert.match(other.stdout, /ingress at payments\/ledger-db .*: denied \[namespace tier\]/);
+  });
+
   test('objects prints the firewall objects in their wire form', async () => {
     const r = await run('analyze', 'objects', '-f', demo, '-o', 'json', '--cluster', 'east');
     assert.equal(r.code, 0, r.stderr);

@@ -10,13 +10,15 @@
  * few that are not endpoints (host network, finished); named container ports
  * on every protocol; 1–6 policies with selector peers (every operator),
  * ipBlocks with excepts in both families, whole-space blocks, numeric, named,
- * ranged and absent ports, every policyTypes combination. With `bigTables`,
+ * ranged and absent ports, every policyTypes combination; pods on three
+ * nodes with Node objects (IPv4, IPv6, internal and external addresses, one
+ * inside the pod range) and a fourth without one. With `bigTables`,
  * 30–60 more policies select broadly, so that tables hold dozens of rules
  * (the native evaluator indexes those).
  */
 import { parseIp, type Ip } from '../../shared/net/ip.js';
 import type { Packet } from '../../shared/policy/rule-tables.js';
-import { namespace, networkPolicy, pod, type Raw } from '../support/cluster.js';
+import { namespace, networkPolicy, node, pod, type Raw } from '../support/cluster.js';
 import { seededRandom } from '../../shared/random.js';
 
 export const rng = seededRandom;
@@ -81,6 +83,17 @@ export function randomCluster(seed: number, options: { bigTables?: boolean } = {
   const objects: Raw[] = [];
   const nsNames = ['n0', 'n1', 'n2'];
   for (const ns of nsNames) objects.push(namespace(ns, labels()));
+  // Nodes draw from their own stream, so that the rest of a seed's cluster is what it was without them.
+  const nr = rng(seed ^ 0x6e6f6465);
+  const nodeAddresses: string[] = [];
+  for (let n = 0; n < 3; n++) {
+    const addresses: Array<string | readonly [string, string]> = [`192.168.0.${n + 1}`];
+    if (nr.chance(0.5)) addresses.push(`fd01::${n + 1}`);
+    if (nr.chance(0.4)) addresses.push(['ExternalIP', `203.0.113.${n + 1}`]);
+    if (nr.chance(0.2)) addresses.push(`10.0.${n}.250`); // inside the pod range an ipBlock may cover
+    nodeAddresses.push(...addresses.map((a) => (typeof a === 'string' ? a : a[1])));
+    objects.push(node(`node-${n}`, [...addresses, ['Hostname', `node-${n}`]]));
+  }
   const podIps: string[] = [];
   const services = new Map<string, readonly [number, number]>();
   const addService = (p: number, port: number) => services.set(`${p}/${port}`, [p, port]);
@@ -119,7 +132,9 @@ export function randomCluster(seed: number, options: { bigTables?: boolean } = {
         : r.chance(0.05)
           ? { phase: 'Succeeded' }
           : {};
-      objects.push(pod(ns, `p${i}`, { labels: labels(), ips, ports, ...special }));
+      objects.push(
+        pod(ns, `p${i}`, { labels: labels(), ips, ports, node: `node-${nr.int(4)}`, ...special }),
+      );
     }
   });
   const v4Block = (): Raw => {
@@ -182,7 +197,7 @@ export function randomCluster(seed: number, options: { bigTables?: boolean } = {
   };
   for (let i = 0; i < 1 + r.int(6); i++) policy(`np${i}`, false);
   if (options.bigTables) for (let i = 0; i < 30 + r.int(31); i++) policy(`big${i}`, true);
-  const addresses = [...new Set([...podIps, ...OUTSIDE])].map(parseIp);
+  const addresses = [...new Set([...podIps, ...nodeAddresses, ...OUTSIDE])].map(parseIp);
   return { objects, addresses, services: [...services.values()] };
 }
 

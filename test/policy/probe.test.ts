@@ -2,14 +2,15 @@
  * Which addresses a probe is about (shared/policy/probe.ts, behind `weirctl
  * analyze probe`, the controller's Explain and an agent's Evaluate): an
  * address is used as given, a pod is resolved in the other end's family, and
- * two dual-stack pods are checked in every family they share.
+ * two dual-stack pods are checked in every family they share. And what the
+ * explanation says of traffic with the pod's own node.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ValidationError } from '../../shared/errors.js';
 import { probe, resolveTarget, type Target } from '../../shared/policy/probe.js';
 import type { RuleTables } from '../../shared/policy/rule-tables.js';
-import { build, namespace, networkPolicy, pod } from '../support/cluster.js';
+import { build, namespace, networkPolicy, node, pod } from '../support/cluster.js';
 
 /** srv admits its IPv4 clients only: a verdict that differs by family. */
 function dualStack(): RuleTables {
@@ -94,5 +95,30 @@ describe('probe resolution', () => {
         `${from} -> ${to}`,
       );
     }
+  });
+
+  test('an explanation of traffic between a pod and its own node says that NetworkPolicy does not apply to it', () => {
+    const { tables, issues } = build([
+      namespace('a'),
+      node('n1', ['192.168.0.1']),
+      node('n2', ['192.168.0.2']),
+      pod('a', 'srv', { ips: ['10.0.1.1'], node: 'n1' }),
+      networkPolicy('a', 'deny', { podSelector: {} }),
+    ]);
+    assert.deepEqual(issues, []);
+    const own = probe(tables, target(tables, '192.168.0.1'), target(tables, 'a/srv'), TCP80);
+    assert.equal(own.allowed, true);
+    assert.equal(own.ingress.tier, 'node');
+    assert.equal(
+      own.ingress.reason,
+      'traffic between a pod and its own node is not subject to NetworkPolicy: 192.168.0.1 is an address of node n1, where a/srv runs',
+    );
+    assert.deepEqual(
+      own.ingress.policies.map((p) => p.name),
+      ['deny'],
+      'the policies that isolate the pod are still named',
+    );
+    const other = probe(tables, target(tables, '192.168.0.2'), target(tables, 'a/srv'), TCP80);
+    assert.deepEqual([other.allowed, other.ingress.tier], [false, 'namespace']);
   });
 });

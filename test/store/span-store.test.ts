@@ -6,12 +6,16 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
-import { readKubeObject, type KubeObject } from '../../controller/model/kube-objects.js';
+import {
+  namespaceOf,
+  readKubeObject,
+  type KubeObject,
+} from '../../controller/model/kube-objects.js';
 import { SpanStore, spanSnapshot } from '../../controller/store/span-store.js';
 import { formatIp, parseIp, type Ip } from '../../shared/net/ip.js';
 import { compile } from '../../shared/policy/compile.js';
 import type { DirectionDecision, RuleTables } from '../../shared/policy/rule-tables.js';
-import { namespace, networkPolicy, pod, type Raw } from '../support/cluster.js';
+import { namespace, networkPolicy, node, pod, type Raw } from '../support/cluster.js';
 import { randomCluster, rng } from '../support/random-cluster.js';
 
 function read(raw: Raw): KubeObject {
@@ -63,12 +67,15 @@ function nodeDecisions(tables: RuleTables, node: string, addresses: readonly Ip[
 function checkSpans(model: ClusterModel, store: SpanStore, label: string) {
   const global = compile(model.snapshot());
   const addresses = [
-    ...new Set(model.endpoints().flatMap((e) => e.ips)),
+    ...new Set([
+      ...model.endpoints().flatMap((e) => e.ips),
+      ...NODES.flatMap((n) => model.nodeAddresses(n)),
+    ]),
     '10.0.0.200',
     '8.8.8.8',
     'fd00::77',
   ].map(parseIp);
-  for (const node of ['node-0', 'node-1', 'node-2']) {
+  for (const node of NODES) {
     const local = compile(spanSnapshot(store, model, node), { isLocal: (e) => e.node === node });
     assert.deepEqual(
       nodeDecisions(local, node, addresses),
@@ -76,6 +83,19 @@ function checkSpans(model: ClusterModel, store: SpanStore, label: string) {
       `${label}: node ${node}`,
     );
   }
+}
+
+const NODES = ['node-0', 'node-1', 'node-2'];
+
+/** Node objects for the random clusters' nodes, with addresses that vary (and one in the pod range). */
+function randomNodes(r: ReturnType<typeof rng>): Raw[] {
+  return NODES.filter(() => r.chance(0.8)).map((name, i) =>
+    node(name, [
+      `192.168.0.${1 + i + (r.chance(0.3) ? 10 : 0)}`,
+      ...(r.chance(0.3) ? [`fd01::${i + 1}`] : []),
+      ...(r.chance(0.2) ? [`10.0.${i}.${1 + r.int(12)}`] : []),
+    ]),
+  );
 }
 
 /** Gives some pods the address of another pod (an address reused before the old pod is gone). */
@@ -92,23 +112,23 @@ function withCollisions(objects: Raw[], r: ReturnType<typeof rng>): Raw[] {
 }
 
 describe('per-node spans', () => {
-  test("a node compiled from its span alone decides its endpoints' flows as the whole cluster does, after every change, also for addresses two pods claim", () => {
+  test("a node compiled from its span alone decides its endpoints' flows as the whole cluster does, after every change, also for addresses two pods claim and traffic with nodes", () => {
     for (let seed = 1; seed <= 60; seed++) {
       const r = rng(seed * 31);
       const model = new ClusterModel({ cluster: 't' });
       const store = new SpanStore(model);
-      for (const o of withCollisions(randomCluster(seed), r).map(read))
+      for (const o of [...randomNodes(r), ...withCollisions(randomCluster(seed), r)].map(read))
         model.apply({ type: 'upsert', object: o });
       store.commit(0);
       checkSpans(model, store, `seed ${seed} initial`);
-      const next = withCollisions(randomCluster(seed + 5000), r).map(read);
+      const next = [...withCollisions(randomCluster(seed + 5000), r), ...randomNodes(r)].map(read);
       for (let i = 0; i < next.length; i++) {
         const o = next[i]!;
         if (r.chance(0.15))
           model.apply({
             type: 'delete',
             kind: o.kind,
-            namespace: o.kind === 'Namespace' ? '' : o.namespace,
+            namespace: namespaceOf(o),
             name: o.name,
           });
         else model.apply({ type: 'upsert', object: o });
@@ -186,6 +206,48 @@ describe('per-node spans', () => {
     });
     assert.equal(node0.decide(packet).ingress.endpoint, undefined, 'not a/l: the address is a/w');
     checkSpans(model, store, 'ingress');
+  });
+
+  test("a node's span carries its Node's addresses with its endpoints, and a Node change reaches only the nodes whose spans hold its pods", () => {
+    const model = new ClusterModel({ cluster: 't' });
+    const store = new SpanStore(model);
+    for (const raw of [
+      namespace('a'),
+      node('node-0', ['192.168.0.1']),
+      node('node-1', ['192.168.0.2']),
+      pod('a', 'x', { labels: { app: 'x' }, ips: ['10.0.0.1'], node: 'node-0' }),
+      pod('a', 'y', { labels: { app: 'y' }, ips: ['10.0.0.2'], node: 'node-1' }),
+      networkPolicy('a', 'deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] }),
+    ])
+      model.apply({ type: 'upsert', object: read(raw) });
+    store.commit(0);
+    const node0 = () =>
+      compile(spanSnapshot(store, model, 'node-0'), { isLocal: (e) => e.node === 'node-0' });
+    const probe = (src: string) => ({
+      src: parseIp(src),
+      dst: parseIp('10.0.0.1'),
+      protocol: 6,
+      dstPort: 8080,
+    });
+    assert.deepEqual(
+      spanSnapshot(store, model, 'node-0').endpoints.map((e) => [e.name, e.nodeAddresses]),
+      [['x', ['192.168.0.1']]],
+    );
+    assert.equal(node0().decide(probe('192.168.0.1')).allowed, true, "the kubelet's probe");
+    assert.equal(node0().decide(probe('192.168.0.2')).allowed, false, "another node's address");
+
+    // node-0 gets a second address: only node-0's span changes.
+    model.apply({ type: 'upsert', object: read(node('node-0', ['192.168.0.1', '192.168.0.9'])) });
+    assert.deepEqual(store.commit(1)!.nodes, ['node-0']);
+    assert.equal(node0().decide(probe('192.168.0.9')).allowed, true);
+    // A Node without pods changes no span and spends no revision.
+    model.apply({ type: 'upsert', object: read(node('node-7', ['192.168.0.7'])) });
+    assert.equal(store.commit(2), undefined);
+    // The Node object is deleted: nothing is exempt any more.
+    model.apply({ type: 'delete', kind: 'Node', namespace: '', name: 'node-0' });
+    assert.deepEqual(store.commit(3)!.nodes, ['node-0']);
+    assert.equal(node0().decide(probe('192.168.0.1')).allowed, false);
+    checkSpans(model, store, 'nodes');
   });
 
   test('a change reaches only the nodes whose endpoints it concerns', () => {

@@ -52,6 +52,8 @@ export interface DecodedEndpoint {
   readonly key: string;
   readonly egress: number;
   readonly ingress: number;
+  /** The addresses of the endpoint's own node; null when none are known. */
+  readonly node: PrefixRanges | null;
 }
 
 export interface DecodedRuleImage {
@@ -217,11 +219,12 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
   for (let i = 0; i < counts[Section.ENDPOINTS]!; i++) {
     const at = el(Section.ENDPOINTS, i);
     const what = `endpoint ${i}`;
-    zero(at + 12, what);
+    const node = u32(at + 12);
     endpoints.push({
       key: string(u32(at), what),
       egress: ref(Section.TABLES, u32(at + 4), what),
       ingress: ref(Section.TABLES, u32(at + 8), what),
+      node: node === NONE ? null : sets[ref(Section.PREFIX_SETS, node, `${what} node set`)]!,
     });
   }
 
