@@ -202,11 +202,13 @@ function readNode(r: Reader, raw: Record<string, unknown>): NodeObject | undefin
     if (rec === undefined) return;
     const type = r.string(rec.type, `${f}.type`);
     const text = r.string(rec.address, `${f}.address`);
-    if (type === undefined || type === '') return r.issue(`${f}.type`, 'required');
-    if (type !== 'InternalIP' && type !== 'ExternalIP') return; // a name (Hostname, InternalDNS, ...)
-    const ip = r.address(text, `${f}.address`);
-    if (ip !== undefined && !addresses.some((x) => x.address === ip))
-      addresses.push({ type, address: ip });
+    if (type === undefined || type === '') r.issue(`${f}.type`, 'required');
+    // Other types (Hostname, InternalDNS, ExternalDNS) are names, not addresses.
+    else if (type === 'InternalIP' || type === 'ExternalIP') {
+      const ip = r.address(text, `${f}.address`);
+      if (ip !== undefined && !addresses.some((x) => x.address === ip))
+        addresses.push({ type, address: ip });
+    }
   });
   return { kind: 'Node', name: meta.name, uid: meta.uid, labels: meta.labels, addresses };
 }

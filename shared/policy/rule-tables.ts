@@ -145,7 +145,7 @@ export class RuleTables {
 
   /** Egress at a local endpoint towards `dst`. */
   egress(local: CompiledEndpoint, dst: Ip, protocol: number, port: number): DirectionResult {
-    if (local.node !== null && local.node.has(dst)) return ALLOW_NODE;
+    if (local.node?.has(dst)) return ALLOW_NODE;
     return evaluateDirection(local.egress, dst, protocol, port, dst);
   }
 
@@ -157,7 +157,7 @@ export class RuleTables {
     port: number,
     dst: Ip,
   ): DirectionResult {
-    if (local.node !== null && local.node.has(src)) return ALLOW_NODE;
+    if (local.node?.has(src)) return ALLOW_NODE;
     return evaluateDirection(local.ingress, src, protocol, port, dst);
   }
 
