@@ -7,15 +7,14 @@
 import { ClusterModel } from '../controller/model/cluster-model.js';
 import type { PodObject } from '../controller/model/kube-objects.js';
 import { readManifests } from '../controller/sources/manifests.js';
-import type { Issue } from '../shared/errors.js';
-import { familyOf, formatIp, parseIp, type Ip } from '../shared/net/ip.js';
-import type { Probe } from '../shared/policy/probe.js';
+import { ValidationError, type Issue } from '../shared/errors.js';
+import { formatIp, parseIp, type Ip } from '../shared/net/ip.js';
+import { familyName, probePairs, type Probe, type Target } from '../shared/policy/probe.js';
 import { compile } from '../shared/policy/compile.js';
 import type { RuleTables } from '../shared/policy/rule-tables.js';
 import {
   PROTOCOL_NUMBER,
   endpointKey,
-  type Endpoint,
   type PolicySnapshot,
   type Protocol,
 } from '../shared/policy/types.js';
@@ -71,11 +70,22 @@ export interface Matrix {
   readonly probes: ReadonlyArray<{
     readonly protocol: Protocol;
     readonly port: number;
+    /** Per pair: allowed only when every address family the two pods share allows it. */
     readonly allowed: Record<string, Record<string, boolean>>;
+    /**
+     * Only the pairs whose families disagree ({"IPv4": true, "IPv6": false}),
+     * or that share no family ({}: they cannot connect, shown as denied).
+     * Absent when there are none.
+     */
+    readonly families?: Record<string, Record<string, Partial<Record<'IPv4' | 'IPv6', boolean>>>>;
   }>;
 }
 
-/** Every pod to every pod; `namespaces`, when given, keeps the pods of those namespaces only (rows and columns). */
+/**
+ * Every pod to every pod, in every address family the pair shares (dual-stack
+ * pods are checked on IPv4 and on IPv6); `namespaces`, when given, keeps the
+ * pods of those namespaces only (rows and columns).
+ */
 export function matrix(
   tables: RuleTables,
   probes: readonly Probe[],
@@ -85,31 +95,55 @@ export function matrix(
     .filter((e) => namespaces.length === 0 || namespaces.includes(e.namespace))
     .sort((a, b) => (endpointKey(a) < endpointKey(b) ? -1 : 1));
   const pods = endpoints.map(endpointKey);
+  const targets: Target[] = endpoints.map((e) => ({
+    kind: 'pod',
+    text: endpointKey(e),
+    pod: endpointKey(e),
+    ips: e.ips.map(parseIp),
+  }));
+  const pairs = targets.map((from) => targets.map((to) => sharedFamilies(from, to)));
   return {
     pods,
     probes: probes.map(({ protocol, port }) => {
       const allowed: Record<string, Record<string, boolean>> = {};
-      for (const from of endpoints) {
+      const families: Record<
+        string,
+        Record<string, Partial<Record<'IPv4' | 'IPv6', boolean>>>
+      > = {};
+      endpoints.forEach((_, i) => {
         const row: Record<string, boolean> = {};
-        for (const to of endpoints) {
-          const { src, dst } = addresses(from, to);
-          row[endpointKey(to)] = tables.allows({
-            src,
-            dst,
-            protocol: PROTOCOL_NUMBER[protocol],
-            dstPort: port,
-          });
-        }
-        allowed[endpointKey(from)] = row;
-      }
-      return { protocol, port, allowed };
+        pods.forEach((to, j) => {
+          const perFamily: Partial<Record<'IPv4' | 'IPv6', boolean>> = {};
+          for (const { src, dst } of pairs[i]![j]!) {
+            perFamily[familyName(src) as 'IPv4' | 'IPv6'] = tables.allows({
+              src,
+              dst,
+              protocol: PROTOCOL_NUMBER[protocol],
+              dstPort: port,
+            });
+          }
+          const verdicts = Object.values(perFamily);
+          row[to] = verdicts.length > 0 && verdicts.every((v) => v);
+          if (verdicts.length === 0 || verdicts.some((v) => v !== verdicts[0])) {
+            families[pods[i]!] ??= {};
+            families[pods[i]!]![to] = perFamily;
+          }
+        });
+        allowed[pods[i]!] = row;
+      });
+      return Object.keys(families).length === 0
+        ? { protocol, port, allowed }
+        : { protocol, port, allowed, families };
     }),
   };
 }
 
-/** The destination's primary address, and a source address of the same family when the source has one. */
-function addresses(from: Endpoint, to: Endpoint): { src: Ip; dst: Ip } {
-  const dst = parseIp(to.ips[0]!);
-  const fromIps = from.ips.map(parseIp);
-  return { src: fromIps.find((ip) => familyOf(ip) === familyOf(dst)) ?? fromIps[0]!, dst };
+/** The address pairs of two pods, one per shared family; none when they share no family. */
+function sharedFamilies(from: Target, to: Target): Array<{ src: Ip; dst: Ip }> {
+  try {
+    return probePairs(from, to);
+  } catch (err) {
+    if (err instanceof ValidationError) return [];
+    throw err;
+  }
 }

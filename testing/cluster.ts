@@ -17,6 +17,24 @@ export function namespace(name: string, labels: Record<string, string> = {}): Ra
   return { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } };
 }
 
+/** A Node with status.addresses: "IP" (InternalIP), or [type, address] for others (ExternalIP, Hostname). */
+export function node(
+  name: string,
+  addresses: ReadonlyArray<string | readonly [string, string]>,
+  labels: Record<string, string> = {},
+): Raw {
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name, labels },
+    status: {
+      addresses: addresses.map((a) =>
+        typeof a === 'string' ? { type: 'InternalIP', address: a } : { type: a[0], address: a[1] },
+      ),
+    },
+  };
+}
+
 export interface PodOptions {
   labels?: Record<string, string>;
   /** One or more addresses; the first is status.podIP. */

@@ -33,7 +33,7 @@
 import { formatIp, parseIp, type Ip } from '../shared/net/ip.js';
 import type { Packet } from '../shared/policy/rule-tables.js';
 import { seededRandom, type SeededRandom } from '../shared/random.js';
-import { namespace, networkPolicy, pod, type Raw } from './cluster.js';
+import { namespace, networkPolicy, node, pod, type Raw } from './cluster.js';
 
 // ---- small clusters for tests ------------------------------------------------
 
@@ -192,6 +192,21 @@ export function randomCluster(seed: number, options: RandomClusterOptions = {}):
 
   const objects: Raw[] = [];
   for (const ns of NAMESPACES) objects.push(namespace(ns, labels()));
+  // Edge clusters have Nodes: three with addresses (IPv4, IPv6, internal and
+  // external, one inside the pod range an ipBlock may cover) and pods on a
+  // fourth without one. They draw from their own stream, so that the rest of
+  // a seed's cluster is what it was without them.
+  const nr = seededRandom(seed ^ 0x6e6f6465);
+  const nodeAddresses: string[] = [];
+  if (variety === 'edge')
+    for (let n = 0; n < 3; n++) {
+      const addresses: Array<string | readonly [string, string]> = [`192.168.0.${n + 1}`];
+      if (nr.chance(0.5)) addresses.push(`fd01::${n + 1}`);
+      if (nr.chance(0.4)) addresses.push(['ExternalIP', `203.0.113.${n + 1}`]);
+      if (nr.chance(0.2)) addresses.push(`10.0.${n}.250`);
+      nodeAddresses.push(...addresses.map((a) => (typeof a === 'string' ? a : a[1])));
+      objects.push(node(`node-${n}`, [...addresses, ['Hostname', `node-${n}`]]));
+    }
 
   const podIps: string[] = [];
   const services = new Map<string, readonly [number, number]>();
@@ -223,7 +238,13 @@ export function randomCluster(seed: number, options: RandomClusterOptions = {}):
       : r.chance(0.05)
         ? { phase: 'Succeeded' }
         : {};
-    return pod(ns, `p${i}`, { labels: labels(), ips, ports, ...special });
+    return pod(ns, `p${i}`, {
+      labels: labels(),
+      ips,
+      ports,
+      node: `node-${nr.int(4)}`,
+      ...special,
+    });
   };
   let host = 1;
   NAMESPACES.forEach((ns, n) => {
@@ -312,7 +333,7 @@ export function randomCluster(seed: number, options: RandomClusterOptions = {}):
   };
   for (let i = 0; i < 1 + r.int(v.maxPolicies); i++) policy(`np${i}`, false);
   if (options.bigTables) for (let i = 0; i < 30 + r.int(31); i++) policy(`big${i}`, true);
-  const addresses = [...new Set([...podIps, ...OUTSIDE])].map(parseIp);
+  const addresses = [...new Set([...podIps, ...nodeAddresses, ...OUTSIDE])].map(parseIp);
   return { objects, addresses, services: [...services.values()] };
 }
 

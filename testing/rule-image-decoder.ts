@@ -52,6 +52,8 @@ export interface DecodedEndpoint {
   readonly key: string;
   readonly egress: number;
   readonly ingress: number;
+  /** The addresses of the endpoint's own node; null when none are known. */
+  readonly node: PrefixRanges | null;
 }
 
 export interface DecodedRuleImage {
@@ -222,11 +224,12 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
   for (let i = 0; i < counts[Section.ENDPOINTS]!; i++) {
     const at = el(Section.ENDPOINTS, i);
     const what = `endpoint ${i}`;
-    zero(at + 12, what);
+    const node = readU32(at + 12);
     endpoints.push({
       key: string(readU32(at), what),
       egress: ref(Section.TABLES, readU32(at + 4), what),
       ingress: ref(Section.TABLES, readU32(at + 8), what),
+      node: node === NONE ? null : sets[ref(Section.PREFIX_SETS, node, `${what} node set`)]!,
     });
   }
 

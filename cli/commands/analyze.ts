@@ -6,7 +6,7 @@
  *   objects  the firewall objects the translation produced (the Contrail view)
  */
 import { stringify as toYaml } from 'yaml';
-import { formatIssue } from '../../shared/errors.js';
+import { ValidationError, formatIssue } from '../../shared/errors.js';
 import type { DirectionExplanation, Explanation } from '../../shared/policy/explain.js';
 import { snapshotToWire } from '../../shared/wire/policy.js';
 import { parseProbe, probe, resolveTarget, type Probe } from '../../shared/policy/probe.js';
@@ -16,6 +16,10 @@ import { UsageError, type Io } from '../io.js';
 
 export const ALLOWED_MARK = '✓';
 export const DENIED_MARK = '✗';
+/** After a mark: the pair's address families disagree (see the notes under the table). */
+export const BY_FAMILY_MARK = '*';
+/** The pair shares no address family: they cannot connect. */
+export const NO_FAMILY_MARK = '-';
 
 interface Common {
   filename: string[];
@@ -61,13 +65,28 @@ export function matrixTable(m: Matrix): string {
   if (m.pods.length === 0) return 'no pods with addresses in the manifests\n';
   const parts: string[] = [];
   for (const p of m.probes) {
+    const notes: string[] = [];
     const rows = m.pods.map((from) => [
       from,
-      ...m.pods.map((to) => (p.allowed[from]![to] ? ALLOWED_MARK : DENIED_MARK)),
+      ...m.pods.map((to) => {
+        const mark = p.allowed[from]![to] ? ALLOWED_MARK : DENIED_MARK;
+        const fam = p.families?.[from]?.[to];
+        if (fam === undefined) return mark;
+        const each = Object.entries(fam);
+        notes.push(
+          each.length === 0
+            ? `  ${NO_FAMILY_MARK} ${from} -> ${to}: no address family in common`
+            : `  ${BY_FAMILY_MARK} ${from} -> ${to}: ${each.map(([f, ok]) => `${f} ${ok ? 'allowed' : 'denied'}`).join(', ')}`,
+        );
+        return each.length === 0 ? NO_FAMILY_MARK : `${mark}${BY_FAMILY_MARK}`;
+      }),
     ]);
     parts.push(
       `${p.protocol}/${p.port}  (${ALLOWED_MARK} allowed, ${DENIED_MARK} denied; rows: from, columns: to)\n` +
-        renderTable(['FROM \\ TO', ...m.pods], rows),
+        renderTable(['FROM \\ TO', ...m.pods], rows) +
+        (notes.length > 0
+          ? `  (${BY_FAMILY_MARK}: the address families disagree; allowed only when every family the pair shares allows)\n${notes.join('\n')}\n`
+          : ''),
     );
   }
   return parts.join('\n');
@@ -87,7 +106,14 @@ export async function analyzeProbe(
   if (typeof from === 'string') throw new UsageError(`--from: ${from}`);
   const to = resolveTarget(analysis.tables, opts.to);
   if (typeof to === 'string') throw new UsageError(`--to: ${to}`);
-  const e = probe(analysis.tables, from, to, p);
+  let e: Explanation;
+  try {
+    e = probe(analysis.tables, from, to, p);
+  } catch (err) {
+    if (err instanceof ValidationError)
+      throw new UsageError(err.issues.map((i) => `--${i.field}: ${i.message}`).join('\n'));
+    throw err;
+  }
   io.stdout(output === 'json' ? `${JSON.stringify(e, null, 2)}\n` : explanationText(e, p));
   return status;
 }
@@ -95,16 +121,30 @@ export async function analyzeProbe(
 export function explanationText(e: Explanation, p: Probe): string {
   const who = (s: { ip: string; endpoint?: string }) =>
     s.endpoint ? `${s.endpoint} (${s.ip})` : s.ip;
-  const lines = [
-    `${p.protocol}/${p.port} from ${who(e.from)} to ${who(e.to)}: ${e.allowed ? 'ALLOWED' : 'DENIED'}`,
-  ];
-  const side = (d: DirectionExplanation, where: string) => {
-    const verdict = !d.enforced ? 'not checked' : d.allowed ? 'allowed' : 'denied';
-    const tier = d.tier ? ` [${d.tier} tier]` : '';
-    lines.push(`  ${d.direction.padEnd(7)} at ${where}: ${verdict}${tier}: ${d.reason}`);
+  const verdict = (x: Explanation) => (x.allowed ? 'ALLOWED' : 'DENIED');
+  const lines: string[] = [];
+  const sides = (x: Explanation, indent: string) => {
+    const side = (d: DirectionExplanation, where: string) => {
+      const v = !d.enforced ? 'not checked' : d.allowed ? 'allowed' : 'denied';
+      const tier = d.tier === 'node' ? ' [own node]' : d.tier ? ` [${d.tier} tier]` : '';
+      lines.push(`${indent}${d.direction.padEnd(7)} at ${where}: ${v}${tier}: ${d.reason}`);
+    };
+    side(x.egress, who(x.from));
+    side(x.ingress, who(x.to));
   };
-  side(e.egress, who(e.from));
-  side(e.ingress, who(e.to));
+  if (e.families === undefined) {
+    lines.push(`${p.protocol}/${p.port} from ${who(e.from)} to ${who(e.to)}: ${verdict(e)}`);
+    sides(e, '  ');
+  } else {
+    const name = (s: { ip: string; endpoint?: string }) => s.endpoint ?? s.ip;
+    lines.push(
+      `${p.protocol}/${p.port} from ${name(e.from)} to ${name(e.to)}: ${verdict(e)} (${e.families.map((f) => `${f.family} ${f.allowed ? 'allowed' : 'denied'}`).join(', ')}; allowed only when every family allows)`,
+    );
+    for (const f of e.families) {
+      lines.push(`  ${f.family}: ${who(f.from)} to ${who(f.to)}: ${verdict(f)}`);
+      sides(f, '    ');
+    }
+  }
   return `${lines.join('\n')}\n`;
 }
 

@@ -173,9 +173,11 @@ const policyName = (r: Flow__Output['egress']) =>
     ? r.policyName || r.policy
     : r?.decision === 'default'
       ? 'default'
-      : r?.decision === 'deny'
-        ? `DENY${r.policyName ? ` (${r.policyName})` : ''}`
-        : '-';
+      : r?.decision === 'node'
+        ? 'node'
+        : r?.decision === 'deny'
+          ? `DENY${r.policyName ? ` (${r.policyName})` : ''}`
+          : '-';
 const verdict = (f: Flow__Output) =>
   f.action === 'deny' ? `deny (${f.dropReason || 'policy'})` : f.action;
 const age = (f: Flow__Output, now: number) => {
@@ -401,6 +403,8 @@ function gateText(r: Flow__Output['egress']): string {
       return `allowed by ${r.policyName} rule ${r.rule}`;
     case 'default':
       return 'allowed: no policy isolates the pod in this direction';
+    case 'node':
+      return 'allowed: traffic between a pod and its own node is not subject to NetworkPolicy';
     case 'deny':
       return `denied: isolated by ${r.policyName || 'a policy'}, no rule matched`;
     default:

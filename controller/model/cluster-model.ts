@@ -38,8 +38,10 @@ import {
 } from '../translate/network-policy.js';
 import {
   NAMESPACE_NAME_LABEL,
+  isClusterScoped,
   type KubeObject,
   type NamespaceObject,
+  type NodeObject,
   type PodObject,
 } from './kube-objects.js';
 
@@ -109,6 +111,7 @@ interface GroupState {
 export class ClusterModel {
   readonly cluster: string;
   private readonly namespaces = new Map<string, NamespaceObject>();
+  private readonly nodeObjects = new Map<string, NodeObject>();
   private readonly pods = new Map<string, PodObject>();
   private readonly policyObjects = new Map<string, Translation>();
   private readonly rejected = new Map<string, readonly Issue[]>();
@@ -129,6 +132,8 @@ export class ClusterModel {
   private readonly endpointsByNode = new Map<string, Set<string>>();
   /** "name/PROTOCOL" → endpoints declaring that named port. */
   private readonly namedPortProviders = new Map<string, Set<string>>();
+  /** Address → endpoints claiming it (more than one while an address is reused before the old pod is gone). */
+  private readonly claimants = new Map<string, Set<string>>();
 
   private changes = noChanges();
 
@@ -144,6 +149,9 @@ export class ClusterModel {
       if (o.kind === 'Namespace') {
         this.rejected.delete(objectKey('Namespace', '', o.name));
         this.setNamespace(o.name, o);
+      } else if (o.kind === 'Node') {
+        this.rejected.delete(objectKey('Node', '', o.name));
+        this.setNode(o.name, o);
       } else if (o.kind === 'Pod') {
         this.rejected.delete(objectKey('Pod', o.namespace, o.name));
         this.pods.set(`${o.namespace}/${o.name}`, o);
@@ -156,12 +164,13 @@ export class ClusterModel {
     }
     const key = objectKey(
       event.kind,
-      event.kind === 'Namespace' ? '' : event.namespace,
+      isClusterScoped(event.kind) ? '' : event.namespace,
       event.name,
     );
     if (event.type === 'invalid') this.rejected.set(key, event.issues);
     else this.rejected.delete(key);
     if (event.kind === 'Namespace') this.setNamespace(event.name, undefined);
+    else if (event.kind === 'Node') this.setNode(event.name, undefined);
     else if (event.kind === 'Pod') {
       this.pods.delete(`${event.namespace}/${event.name}`);
       this.setEndpoint(`${event.namespace}/${event.name}`, undefined);
@@ -185,6 +194,16 @@ export class ClusterModel {
   /** Namespace labels, including for namespaces known only from their pods. */
   namespaceLabels(name: string): Labels {
     return this.namespaces.get(name)?.labels ?? { [NAMESPACE_NAME_LABEL]: name };
+  }
+
+  /** A Node object as read (labels for cluster-scoped tiers, addresses). */
+  node(name: string): NodeObject | undefined {
+    return this.nodeObjects.get(name);
+  }
+
+  /** The addresses of a node, from its Node object; empty when it has none. */
+  nodeAddresses(name: string): readonly string[] {
+    return this.nodeObjects.get(name)?.addresses.map((a) => a.address) ?? NO_ADDRESSES;
   }
 
   endpoint(key: string): Endpoint | undefined {
@@ -264,17 +283,34 @@ export class ClusterModel {
 
   /** Addresses more than one endpoint claims, with the endpoints (sorted). */
   duplicateAddresses(): Array<{ ip: string; endpoints: string[] }> {
-    const owners = new Map<string, string[]>();
-    for (const [key, e] of this.endpointsByKey) {
-      for (const ip of e.ips) {
-        const list = owners.get(ip);
-        if (list === undefined) owners.set(ip, [key]);
-        else list.push(key);
-      }
-    }
-    return [...owners]
-      .filter(([, keys]) => keys.length > 1)
-      .map(([ip, keys]) => ({ ip, endpoints: keys.sort() }));
+    return [...this.claimants]
+      .filter(([, keys]) => keys.size > 1)
+      .map(([ip, keys]) => ({ ip, endpoints: [...keys].sort(cmp) }));
+  }
+
+  /**
+   * The endpoint an address belongs to: of the endpoints claiming it, the
+   * last by "namespace/name" (the tie-break RuleTables.byIp and compile.ts's
+   * named ports apply to the whole cluster).
+   */
+  addressOwner(ip: string): string | undefined {
+    const keys = this.claimants.get(ip);
+    if (keys === undefined) return undefined;
+    let last: string | undefined;
+    for (const k of keys) if (last === undefined || cmp(k, last) > 0) last = k;
+    return last;
+  }
+
+  /**
+   * The addresses of an endpoint that it owns (see addressOwner), in its
+   * order: what a node's span says of the endpoint, so that an agent, which
+   * sees only part of the cluster, resolves every address as the whole
+   * cluster does. The endpoint's own list when it owns them all.
+   */
+  ownedAddresses(e: Endpoint): readonly string[] {
+    const key = endpointKey(e);
+    if (e.ips.every((ip) => this.claimants.get(ip)?.size === 1)) return e.ips;
+    return e.ips.filter((ip) => this.addressOwner(ip) === key);
   }
 
   /** Every policy, group and endpoint as one snapshot (offline analysis, explain). */
@@ -312,6 +348,18 @@ export class ClusterModel {
     }
   }
 
+  private setNode(name: string, node: NodeObject | undefined): void {
+    const before = this.nodeAddresses(name);
+    if (node === undefined) this.nodeObjects.delete(name);
+    else this.nodeObjects.set(name, node);
+    if (sameList(before, this.nodeAddresses(name))) return;
+    // Every endpoint on the node carries its addresses: revisit them.
+    for (const key of [...(this.endpointsByNode.get(name) ?? [])]) {
+      const pod = this.pods.get(key);
+      if (pod !== undefined) this.setEndpoint(key, this.endpointOf(pod));
+    }
+  }
+
   private endpointOf(p: PodObject): Endpoint | undefined {
     if (p.hostNetwork || p.ips.length === 0 || FINISHED_PHASES.has(p.phase)) return undefined;
     return {
@@ -324,6 +372,8 @@ export class ClusterModel {
       labels: p.labels,
       namespaceLabels: this.namespaceLabels(p.namespace),
       ports: p.ports,
+      // An unscheduled pod has no node, whatever Node object is named "".
+      nodeAddresses: p.node === '' ? NO_ADDRESSES : this.nodeAddresses(p.node),
     };
   }
 
@@ -347,6 +397,11 @@ export class ClusterModel {
       this.changes.nodes.add(next.node);
     }
     this.updateMemberships(key, prev, next);
+    // Who owns a shared address may have changed: the other claimants read differently in spans.
+    for (const ip of new Set([...(prev?.ips ?? []), ...(next?.ips ?? [])])) {
+      for (const other of this.claimants.get(ip) ?? EMPTY)
+        if (other !== key) this.changes.endpoints.add(other);
+    }
   }
 
   /** Re-decides the endpoint's membership in every group that could hold it. */
@@ -388,6 +443,7 @@ export class ClusterModel {
       addTo(this.endpointsByLabel, `${k}\u0000`, key);
     }
     for (const p of e.ports) addTo(this.namedPortProviders, `${p.name}/${p.protocol}`, key);
+    for (const ip of e.ips) addTo(this.claimants, ip, key);
   }
 
   private unindexEndpoint(key: string, e: Endpoint): void {
@@ -398,6 +454,7 @@ export class ClusterModel {
       removeFrom(this.endpointsByLabel, `${k}\u0000`, key);
     }
     for (const p of e.ports) removeFrom(this.namedPortProviders, `${p.name}/${p.protocol}`, key);
+    for (const ip of e.ips) removeFrom(this.claimants, ip, key);
   }
 
   // --- policies and groups -----------------------------------------------------
@@ -535,6 +592,7 @@ export class ClusterModel {
 }
 
 const EMPTY: ReadonlySet<string> = new Set();
+const NO_ADDRESSES: readonly string[] = Object.freeze([]);
 const EMPTY_MAP: ReadonlyMap<string, Endpoint> = new Map();
 
 /** "p:key\0value" / "p:key\0" anchors for one requirement of the selector (prefix p: pods, n: namespaces). */
@@ -586,6 +644,7 @@ function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
     sameList(a.ips, b.ips) &&
     sameLabels(a.labels, b.labels) &&
     sameLabels(a.namespaceLabels, b.namespaceLabels) &&
+    sameList(a.nodeAddresses, b.nodeAddresses) &&
     JSON.stringify(a.ports) === JSON.stringify(b.ports)
   );
 }

@@ -1,6 +1,6 @@
 /**
- * Kubernetes objects as Weir reads them: Namespaces, Pods and NetworkPolicies
- * validated and normalised from their API shape (JSON as the API server or a
+ * Kubernetes objects as Weir reads them: Namespaces, Nodes, Pods and
+ * NetworkPolicies validated and normalised from their API shape (JSON as the API server or a
  * manifest gives it). Validation follows the API server's own rules
  * (k8s.io/kubernetes pkg/apis/networking/validation) and reports every problem
  * with the object and field it concerns; a rejected object never stops the
@@ -29,6 +29,27 @@ export interface NamespaceObject {
   readonly uid: string;
   /** Includes kubernetes.io/metadata.name, as the API server sets it. */
   readonly labels: Labels;
+}
+
+/** A node address Weir reads: the ones traffic between a pod and its node comes from or goes to. */
+export interface NodeAddress {
+  readonly type: 'InternalIP' | 'ExternalIP';
+  /** Normalised text (RFC 5952 for IPv6). */
+  readonly address: string;
+}
+
+export interface NodeObject {
+  readonly kind: 'Node';
+  readonly name: string;
+  readonly uid: string;
+  /** metadata.labels, for cluster-scoped policy tiers (ClusterNetworkPolicy `nodes` peers). */
+  readonly labels: Labels;
+  /**
+   * status.addresses of type InternalIP and ExternalIP, in the order given,
+   * without repeats. Hostname, InternalDNS and ExternalDNS are names, not
+   * addresses, and are left out.
+   */
+  readonly addresses: readonly NodeAddress[];
 }
 
 export interface PodObject {
@@ -77,7 +98,17 @@ export interface NetworkPolicyObject {
   readonly egress: readonly PolicyRule[];
 }
 
-export type KubeObject = NamespaceObject | PodObject | NetworkPolicyObject;
+export type KubeObject = NamespaceObject | NodeObject | PodObject | NetworkPolicyObject;
+
+/** Kinds without a namespace: their objects are named by name alone. */
+export function isClusterScoped(kind: KubeObject['kind']): kind is 'Namespace' | 'Node' {
+  return kind === 'Namespace' || kind === 'Node';
+}
+
+/** An object's namespace; '' for cluster-scoped kinds. */
+export function namespaceOf(o: KubeObject): string {
+  return o.kind === 'Namespace' || o.kind === 'Node' ? '' : o.namespace;
+}
 
 /** What reading one raw object gave: the object, or the reason it was skipped or rejected. */
 export type ReadResult =
@@ -99,6 +130,7 @@ export interface ObjectIdentity {
 
 const KNOWN: Readonly<Record<string, string>> = {
   Namespace: 'v1',
+  Node: 'v1',
   Pod: 'v1',
   NetworkPolicy: 'networking.k8s.io/v1',
 };
@@ -122,16 +154,16 @@ export function readKubeObject(raw: unknown, source?: string): ReadResult {
   const r = new Reader(source);
   let object: KubeObject | undefined;
   if (kind === 'Namespace') object = readNamespace(r, raw);
+  else if (kind === 'Node') object = readNode(r, raw);
   else if (kind === 'Pod') object = readPod(r, raw);
   else object = readNetworkPolicy(r, raw);
   if (r.issues.length > 0 || object === undefined) {
     const name = typeof meta.name === 'string' && meta.name !== '' ? meta.name : undefined;
-    const namespace =
-      kind === 'Namespace'
-        ? ''
-        : typeof meta.namespace === 'string' && meta.namespace !== ''
-          ? meta.namespace
-          : 'default';
+    const namespace = isClusterScoped(kind as KubeObject['kind'])
+      ? ''
+      : typeof meta.namespace === 'string' && meta.namespace !== ''
+        ? meta.namespace
+        : 'default';
     return {
       type: 'invalid',
       issues: r.issues,
@@ -159,6 +191,28 @@ function readNamespace(r: Reader, raw: Record<string, unknown>): NamespaceObject
   };
 }
 
+function readNode(r: Reader, raw: Record<string, unknown>): NodeObject | undefined {
+  const meta = r.metadata(raw, 'Node', false);
+  if (meta === undefined) return undefined;
+  const status = r.record(raw.status, 'status') ?? {};
+  const addresses: NodeAddress[] = [];
+  (r.array(status.addresses, 'status.addresses') ?? []).forEach((a, i) => {
+    const f = `status.addresses[${i}]`;
+    const rec = r.record(a, f);
+    if (rec === undefined) return;
+    const type = r.string(rec.type, `${f}.type`);
+    const text = r.string(rec.address, `${f}.address`);
+    if (type === undefined || type === '') r.issue(`${f}.type`, 'required');
+    // Other types (Hostname, InternalDNS, ExternalDNS) are names, not addresses.
+    else if (type === 'InternalIP' || type === 'ExternalIP') {
+      const ip = r.address(text, `${f}.address`);
+      if (ip !== undefined && !addresses.some((x) => x.address === ip))
+        addresses.push({ type, address: ip });
+    }
+  });
+  return { kind: 'Node', name: meta.name, uid: meta.uid, labels: meta.labels, addresses };
+}
+
 function readPod(r: Reader, raw: Record<string, unknown>): PodObject | undefined {
   const meta = r.metadata(raw, 'Pod', true);
   if (meta === undefined) return undefined;
@@ -172,10 +226,8 @@ function readPod(r: Reader, raw: Record<string, unknown>): PodObject | undefined
   const addIp = (v: unknown, field: string) => {
     const s = r.string(v, field);
     if (s === undefined || s === '') return;
-    const c = parseCidr(`${s}/${s.includes(':') ? 128 : 32}`);
-    if (typeof c === 'string' || c.hadHostBits)
-      r.issue(field, `${JSON.stringify(s)} is not an IP address`);
-    else if (!ips.includes(c.text.split('/')[0]!)) ips.push(c.text.split('/')[0]!);
+    const ip = r.address(s, field);
+    if (ip !== undefined && !ips.includes(ip)) ips.push(ip);
   };
   addIp(status.podIP, 'status.podIP');
   (r.array(status.podIPs, 'status.podIPs') ?? []).forEach((p, i) => {
@@ -562,6 +614,20 @@ class Reader {
     });
     if (this.issues.length > before) return undefined;
     return canonicalSelector(requirements);
+  }
+
+  /** An IP address, normalised; undefined (with an issue) when absent or not an address. */
+  address(text: string | undefined, field: string): string | undefined {
+    if (text === undefined || text === '') {
+      this.issue(field, 'required');
+      return undefined;
+    }
+    const c = parseCidr(`${text}/${text.includes(':') ? 128 : 32}`);
+    if (typeof c === 'string' || c.hadHostBits) {
+      this.issue(field, `${JSON.stringify(text)} is not an IP address`);
+      return undefined;
+    }
+    return c.text.split('/')[0]!;
   }
 
   protocol(v: unknown, field: string): Protocol | undefined {

@@ -1,5 +1,5 @@
 /**
- * The Kubernetes source: Namespaces, Pods and NetworkPolicies (all
+ * The Kubernetes source: Namespaces, Nodes, Pods and NetworkPolicies (all
  * namespaces) followed with @kubernetes/client-node informers, each object
  * read by readKubeObject exactly as the API server sent it.
  *
@@ -44,7 +44,10 @@
  * - Watches ask for bookmarks (`allowWatchBookmarks=true`): ListWatch keeps
  *   the resourceVersion of a bookmark, so a quiet kind resumes from a recent
  *   version after a reconnect instead of hitting 410 and listing again.
- * - `metadata.managedFields` is dropped before objects reach the cache.
+ * - `metadata.managedFields` is dropped before objects reach the cache, and
+ *   a Node keeps only its metadata and `status.addresses`: its status is
+ *   large (images, conditions) and rewritten by every kubelet heartbeat,
+ *   which then reads as an unchanged Node and costs no revision.
  */
 import { hostname } from 'node:os';
 import {
@@ -57,7 +60,7 @@ import {
 import { KubeApi, KubeApiError, describeError } from '../kube/api.js';
 import type { Logger } from '../../shared/log.js';
 import type { ModelEvent } from '../model/cluster-model.js';
-import { readKubeObject, type KubeObject } from '../model/kube-objects.js';
+import { isClusterScoped, readKubeObject, type KubeObject } from '../model/kube-objects.js';
 import type { ClusterSource, SourceEvent, SourceState } from './source.js';
 
 // ---------------------------------------------------------------------------
@@ -68,10 +71,26 @@ interface Resource {
   readonly apiVersion: string;
   /** Every object of the kind, all namespaces. */
   readonly path: string;
+  /** What of an object is kept (in the informer's cache too); all of it when absent. */
+  readonly slim?: (o: KubernetesObject) => KubernetesObject;
 }
 
 const RESOURCES: readonly Resource[] = [
   { kind: 'Namespace', apiVersion: 'v1', path: '/api/v1/namespaces' },
+  {
+    kind: 'Node',
+    apiVersion: 'v1',
+    path: '/api/v1/nodes',
+    slim: (o) => {
+      const status = (o as { status?: { addresses?: unknown } }).status;
+      return {
+        apiVersion: o.apiVersion,
+        kind: o.kind,
+        metadata: o.metadata,
+        ...(status?.addresses === undefined ? {} : { status: { addresses: status.addresses } }),
+      } as KubernetesObject;
+    },
+  },
   { kind: 'Pod', apiVersion: 'v1', path: '/api/v1/pods' },
   {
     kind: 'NetworkPolicy',
@@ -217,7 +236,7 @@ export class KubernetesSource implements ClusterSource {
     if (this.closed) return;
     const name = raw.metadata?.name;
     if (typeof name !== 'string' || name === '') return;
-    const namespace = resource.kind === 'Namespace' ? '' : raw.metadata?.namespace || 'default';
+    const namespace = isClusterScoped(resource.kind) ? '' : raw.metadata?.namespace || 'default';
     this.emit({ type: 'delete', kind: resource.kind, namespace, name });
   }
 
@@ -330,6 +349,7 @@ export class KubernetesSource implements ClusterSource {
   /** The API's JSON with kind and apiVersion (list items have neither) and without managedFields. */
   private normalize(resource: Resource, o: KubernetesObject): KubernetesObject {
     if (typeof o !== 'object' || o === null) return o;
+    if (resource.slim !== undefined) o = resource.slim(o);
     if (
       o.kind === resource.kind &&
       o.apiVersion === resource.apiVersion &&
@@ -419,7 +439,7 @@ export class KubernetesSource implements ClusterSource {
     now: number,
   ) {
     const resource = RESOURCES.find((x) => x.kind === r.kind)!;
-    const namespaced = r.kind !== 'Namespace';
+    const namespaced = !isClusterScoped(r.kind);
     const cached = this.followers
       .find((f) => f.resource === resource)
       ?.informer.get(r.name, namespaced ? r.namespace : undefined);

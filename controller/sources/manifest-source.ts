@@ -9,7 +9,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import type { Logger } from '../../shared/log.js';
 import { CoalescingRunner } from '../../shared/runner.js';
 import { formatIssue, type Issue } from '../../shared/errors.js';
-import type { KubeObject } from '../model/kube-objects.js';
+import { namespaceOf, type KubeObject } from '../model/kube-objects.js';
 import { readManifests } from './manifests.js';
 import type { ClusterSource, SourceEvent, SourceState } from './source.js';
 
@@ -88,7 +88,7 @@ export class ManifestSource implements ClusterSource {
   ): void {
     const seen = new Set<string>();
     for (const o of objects) {
-      const namespace = o.kind === 'Namespace' ? '' : o.namespace;
+      const namespace = namespaceOf(o);
       const key = `${o.kind} ${namespace}/${o.name}`;
       seen.add(key);
       const content = JSON.stringify(o);

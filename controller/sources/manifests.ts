@@ -9,7 +9,13 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LineCounter, parseAllDocuments } from 'yaml';
 import type { Issue } from '../../shared/errors.js';
-import { readKubeObject, type KubeObject, type ObjectIdentity } from '../model/kube-objects.js';
+import {
+  isClusterScoped,
+  namespaceOf,
+  readKubeObject,
+  type KubeObject,
+  type ObjectIdentity,
+} from '../model/kube-objects.js';
 
 export interface ManifestRead {
   /** Valid objects, in file order. A later definition of the same object replaces an earlier one. */
@@ -83,7 +89,7 @@ export async function readManifests(paths: readonly string[]): Promise<ManifestR
         } else if (r.type === 'ignored') notes.push(`${source}: ignored: ${r.note}`);
         else {
           const o = r.object;
-          const key = `${o.kind} ${o.kind === 'Namespace' ? '' : `${o.namespace}/`}${o.name}`;
+          const key = `${o.kind} ${isClusterScoped(o.kind) ? '' : `${namespaceOf(o)}/`}${o.name}`;
           if (objects.has(key))
             notes.push(`${source}: ${key} is defined again; the later definition wins`);
           objects.delete(key);

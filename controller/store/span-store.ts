@@ -11,7 +11,9 @@
  * service groups of their rules, the local endpoints themselves, and the
  * endpoints whose named ports its egress rules resolve against. An applied-to
  * group that is not also a peer is cut down to the node's own members, so a
- * pod starting elsewhere does not disturb this node.
+ * pod starting elsewhere does not disturb this node. Endpoints carry only the
+ * addresses they own (ClusterModel.ownedAddresses): a node need not hold the
+ * pod that wins an address two pods claim to resolve it as the cluster does.
  *
  * Spans are maps from object key to content hash. Hashes are of canonical
  * content, so they are stable across controller restarts: a delta is the
@@ -193,7 +195,10 @@ export class SpanStore {
       }
       case 'e': {
         const e = this.model.endpoint(id);
-        return e && { kind: 'endpoint', object: e };
+        if (e === undefined) return undefined;
+        // Only the addresses it owns: the node may not hold the pod that wins a shared one.
+        const ips = this.model.ownedAddresses(e);
+        return { kind: 'endpoint', object: ips === e.ips ? e : { ...e, ips } };
       }
       default:
         return undefined;

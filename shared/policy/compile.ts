@@ -65,6 +65,7 @@ export function compile(snapshot: PolicySnapshot, options: CompileOptions = {}):
       endpoint: e,
       key,
       ips: e.ips.map((ip) => c.ip(ip)),
+      node: c.nodeSet(e),
       ingress: c.table(s.ingress, 'ingress', e),
       egress: c.table(s.egress, 'egress', e),
     });
@@ -99,6 +100,8 @@ class Compiler {
   private namedPortIndex: Map<string, Array<[number, number, Ip]>> | undefined;
   /** Addresses parsed once per compile: a pod's address appears in many groups. */
   private readonly parsed = new Map<string, Ip>();
+  /** Node address sets by their addresses: the endpoints of one node share one. */
+  private readonly nodeSets = new Map<string, PrefixSet>();
 
   constructor(private readonly snapshot: PolicySnapshot) {
     this.groups = new Map(snapshot.addressGroups.map((g) => [g.id, g]));
@@ -112,6 +115,18 @@ class Compiler {
       this.parsed.set(text, ip);
     }
     return ip;
+  }
+
+  /** The endpoint's node's addresses as a set; null when it has none. */
+  nodeSet(e: Endpoint): PrefixSet | null {
+    if (e.nodeAddresses.length === 0) return null;
+    const key = e.nodeAddresses.join(',');
+    let set = this.nodeSets.get(key);
+    if (set === undefined) {
+      set = PrefixSet.from(e.nodeAddresses.map((a) => this.ip(a)));
+      this.nodeSets.set(key, set);
+    }
+    return set;
   }
 
   group(id: string, user: string): AddressGroup {

@@ -41,7 +41,11 @@ export interface DirectionExplanation {
   /** "namespace/name" of the endpoint that decided. */
   readonly endpoint?: string;
   readonly allowed: boolean;
-  /** The tier that gave the verdict: "namespace" (NetworkPolicy) or "default" (nothing selects the pod). */
+  /**
+   * The tier that gave the verdict: "namespace" (NetworkPolicy), "default"
+   * (nothing selects the pod) or "node" (the peer is the pod's own node,
+   * which NetworkPolicy does not restrict).
+   */
   readonly tier?: string;
   /** The policies that select the endpoint for this direction. */
   readonly policies: readonly PolicyRef[];
@@ -59,6 +63,16 @@ export interface Explanation {
   readonly to: { readonly ip: string; readonly endpoint?: string };
   readonly egress: DirectionExplanation;
   readonly ingress: DirectionExplanation;
+  /** "IPv4" or "IPv6": the family explained, set when `families` is (and on its entries). */
+  readonly family?: string;
+  /**
+   * Present when a probe checked more than one address family (two
+   * dual-stack pods): each family's explanation, source's primary first.
+   * Then `allowed` holds only when every family allows, and the other
+   * fields explain the family that decided (the first that denies, else
+   * the first).
+   */
+  readonly families?: readonly Explanation[];
 }
 
 /**
@@ -105,8 +119,8 @@ export function explain(
     port: probe.port,
     from: side(probe.src, from),
     to: side(probe.dst, to),
-    egress: d.direction(verdict.egress, formatIp(probe.src)),
-    ingress: d.direction(verdict.ingress, formatIp(probe.dst)),
+    egress: d.direction(verdict.egress, formatIp(probe.src), formatIp(probe.dst)),
+    ingress: d.direction(verdict.ingress, formatIp(probe.dst), formatIp(probe.src)),
   };
 }
 
@@ -122,7 +136,8 @@ class Describer {
     this.services = new Map(tables.snapshot.serviceGroups.map((g) => [g.id, g]));
   }
 
-  direction(dec: DirectionDecision, address: string): DirectionExplanation {
+  /** `address`: this side's address; `peer`: the other side's. */
+  direction(dec: DirectionDecision, address: string, peer: string): DirectionExplanation {
     const { direction } = dec;
     if (dec.endpoint === undefined) {
       return {
@@ -150,6 +165,11 @@ class Describer {
     };
     if (dec.tier === 'default')
       return { ...base, reason: `no policy selects ${e.key} for ${direction}: allowed by default` };
+    if (dec.tier === 'node')
+      return {
+        ...base,
+        reason: `traffic between a pod and its own node is not subject to NetworkPolicy: ${peer} is an address of node ${e.endpoint.node}, where ${e.key} runs`,
+      };
     const names = policies.map((p) => `${p.namespace}/${p.name}`).join(', ');
     if (dec.rule === undefined)
       return { ...base, reason: `isolated for ${direction} by ${names}; no rule matched` };

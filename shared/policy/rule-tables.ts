@@ -6,13 +6,19 @@
  *   packet (src, dst, protocol, port)
  *      │
  *      ├─ egress at src (when src is one of our endpoints)
+ *      │     dst an address of src's own node? → allow (node: not subject
+ *      │     to NetworkPolicy)
  *      │     namespace tier: isolated? → first rule whose peer holds dst and
  *      │     whose ports admit (protocol, port); none → deny
  *      │     not isolated → default tier: allow
  *      └─ ingress at dst (when dst is one of our endpoints), the same with src
  *
  * The connection is allowed when both sides allow it. Traffic from a pod to
- * its own address never leaves the pod and is always allowed.
+ * its own address never leaves the pod and is always allowed. Traffic
+ * between a pod and its own node's addresses is exempt from the NetworkPolicy
+ * tier, as Kubernetes documents (kubelet probes come from the node); with
+ * another node's addresses it is not. (Cluster-scoped tiers, when they come,
+ * decide node traffic by their own rules.)
  */
 import type { Ip } from '../net/ip.js';
 import type { PrefixSet } from '../net/prefix-set.js';
@@ -42,12 +48,16 @@ export interface DirectionTable {
 export interface CompiledEndpoint {
   readonly endpoint: Endpoint;
   readonly key: string;
+  /** The addresses the endpoint owns (an address two endpoints claim is the last's by key). */
   readonly ips: readonly Ip[];
+  /** The addresses of the endpoint's own node (Endpoint.nodeAddresses); null when none are known. */
+  readonly node: PrefixSet | null;
   readonly ingress: DirectionTable;
   readonly egress: DirectionTable;
 }
 
-export type DecidingTier = 'namespace' | 'default';
+/** 'node': exempt from the NetworkPolicy tier, the peer being the endpoint's own node. */
+export type DecidingTier = 'namespace' | 'default' | 'node';
 
 /** How one direction was decided. */
 export interface DirectionDecision {
@@ -80,11 +90,14 @@ export interface Packet {
 
 /**
  * Result of evaluating one direction without allocating: a compiled rule
- * (allowed by it), ALLOW_DEFAULT (not isolated) or DENY (isolated, no match).
+ * (allowed by it), ALLOW_DEFAULT (not isolated), ALLOW_NODE (the peer is an
+ * address of the endpoint's own node: not subject to NetworkPolicy) or DENY
+ * (isolated, no match).
  */
 export const ALLOW_DEFAULT = Symbol('allow: not isolated');
+export const ALLOW_NODE = Symbol('allow: between the pod and its own node');
 export const DENY = Symbol('deny: isolated, no rule matched');
-export type DirectionResult = CompiledRule | typeof ALLOW_DEFAULT | typeof DENY;
+export type DirectionResult = CompiledRule | typeof ALLOW_DEFAULT | typeof ALLOW_NODE | typeof DENY;
 
 /**
  * Evaluates one direction of one endpoint. `peer` is the other end's address;
@@ -132,6 +145,7 @@ export class RuleTables {
 
   /** Egress at a local endpoint towards `dst`. */
   egress(local: CompiledEndpoint, dst: Ip, protocol: number, port: number): DirectionResult {
+    if (local.node?.has(dst)) return ALLOW_NODE;
     return evaluateDirection(local.egress, dst, protocol, port, dst);
   }
 
@@ -143,6 +157,7 @@ export class RuleTables {
     port: number,
     dst: Ip,
   ): DirectionResult {
+    if (local.node?.has(src)) return ALLOW_NODE;
     return evaluateDirection(local.ingress, src, protocol, port, dst);
   }
 
@@ -151,15 +166,9 @@ export class RuleTables {
     const from = this.byIp.get(p.src);
     const to = this.byIp.get(p.dst);
     if (from !== undefined && from === to) return true;
-    if (
-      from !== undefined &&
-      evaluateDirection(from.egress, p.dst, p.protocol, p.dstPort, p.dst) === DENY
-    )
+    if (from !== undefined && this.egress(from, p.dst, p.protocol, p.dstPort) === DENY)
       return false;
-    if (
-      to !== undefined &&
-      evaluateDirection(to.ingress, p.src, p.protocol, p.dstPort, p.dst) === DENY
-    )
+    if (to !== undefined && this.ingress(to, p.src, p.protocol, p.dstPort, p.dst) === DENY)
       return false;
     return true;
   }
@@ -172,14 +181,12 @@ export class RuleTables {
     const egress = decision(
       'egress',
       self ? undefined : from,
-      from && !self
-        ? evaluateDirection(from.egress, p.dst, p.protocol, p.dstPort, p.dst)
-        : undefined,
+      from && !self ? this.egress(from, p.dst, p.protocol, p.dstPort) : undefined,
     );
     const ingress = decision(
       'ingress',
       self ? undefined : to,
-      to && !self ? evaluateDirection(to.ingress, p.src, p.protocol, p.dstPort, p.dst) : undefined,
+      to && !self ? this.ingress(to, p.src, p.protocol, p.dstPort, p.dst) : undefined,
     );
     return { allowed: self || (egress.allowed && ingress.allowed), self, egress, ingress };
   }
@@ -194,6 +201,8 @@ function decision(
     return { direction, endpoint: undefined, allowed: true, tier: undefined, rule: undefined };
   if (result === ALLOW_DEFAULT)
     return { direction, endpoint, allowed: true, tier: 'default', rule: undefined };
+  if (result === ALLOW_NODE)
+    return { direction, endpoint, allowed: true, tier: 'node', rule: undefined };
   if (result === DENY)
     return { direction, endpoint, allowed: false, tier: 'namespace', rule: undefined };
   return { direction, endpoint, allowed: true, tier: 'namespace', rule: result };

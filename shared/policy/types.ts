@@ -63,6 +63,14 @@ export interface Endpoint {
   readonly labels: Labels;
   readonly namespaceLabels: Labels;
   readonly ports: readonly NamedPort[];
+  /**
+   * The addresses of the node the pod runs on (its Node's InternalIP and
+   * ExternalIP addresses). Traffic between the pod and these addresses is
+   * not subject to NetworkPolicy (kubelet probes come from them); traffic
+   * with another node's addresses is. Empty when the node or its Node
+   * object is unknown: then nothing is exempt.
+   */
+  readonly nodeAddresses: readonly string[];
 }
 
 export function endpointKey(e: { namespace: string; name: string }): string {

@@ -4,6 +4,7 @@
  * that knows both; everything else works with one or the other.
  */
 import { ValidationError, type Issue } from '../errors.js';
+import { tryParseIp } from '../net/ip.js';
 import type * as w from '../generated/weir/v1/index.js';
 import type {
   AddressGroup,
@@ -97,6 +98,7 @@ export function endpointToWire(e: Endpoint): w.Endpoint {
       protocol: PROTOCOL_TO_WIRE[p.protocol],
       port: p.port,
     })),
+    nodeAddresses: [...e.nodeAddresses],
   };
 }
 
@@ -266,28 +268,32 @@ export function snapshotFromWire(s: w.PolicySnapshot__Output): PolicySnapshot {
     };
   });
 
-  const endpoints = s.endpoints.map(
-    (e): Endpoint => ({
+  const addresses = (list: readonly string[], object: string, field: string): string[] => {
+    list.forEach((a, i) => {
+      if (tryParseIp(a) === undefined)
+        bad(object, `${field}[${i}]`, `${JSON.stringify(a)} is not an IP address`);
+    });
+    return [...list];
+  };
+  const endpoints = s.endpoints.map((e): Endpoint => {
+    const object = `Endpoint ${e.namespace}/${e.name}`;
+    return {
       cluster: e.cluster,
       namespace: e.namespace,
       name: e.name,
       uid: e.uid,
       node: e.node,
-      ips: e.ips,
+      ips: addresses(e.ips, object, 'ips'),
       labels: e.labels,
       namespaceLabels: e.namespaceLabels,
       ports: e.ports.map((p, i) => ({
         name: p.name,
-        protocol: pick(
-          PROTOCOL_FROM_WIRE,
-          p.protocol,
-          `Endpoint ${e.namespace}/${e.name}`,
-          `ports[${i}].protocol`,
-        ),
+        protocol: pick(PROTOCOL_FROM_WIRE, p.protocol, object, `ports[${i}].protocol`),
         port: p.port,
       })),
-    }),
-  );
+      nodeAddresses: addresses(e.nodeAddresses ?? [], object, 'nodeAddresses'),
+    };
+  });
 
   const aps = s.applicationPolicySet;
   const snapshot: PolicySnapshot = {

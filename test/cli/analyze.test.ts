@@ -218,6 +218,32 @@ describe('weirctl analyze', () => {
     assert.equal(e.ingress.rule.field, 'spec.ingress[0]');
   });
 
+  test("probe reads the demo's Nodes: a pod's own node reaches it though a policy isolates it, another node does not", async () => {
+    const probeFrom = (from: string) =>
+      run(
+        'analyze',
+        'probe',
+        '-f',
+        demo,
+        '--from',
+        from,
+        '--to',
+        'payments/ledger-db',
+        '--port',
+        '5432',
+      );
+    const own = await probeFrom('192.168.50.3');
+    assert.equal(own.code, 0, own.stderr);
+    assert.match(own.stdout, /: ALLOWED\n/);
+    assert.match(
+      own.stdout,
+      /ingress at payments\/ledger-db .*: allowed \[own node\]: traffic between a pod and its own node is not subject to NetworkPolicy: 192\.168\.50\.3 is an address of node node-c/,
+    );
+    const other = await probeFrom('192.168.50.1');
+    assert.match(other.stdout, /: DENIED\n/);
+    assert.match(other.stdout, /ingress at payments\/ledger-db .*: denied \[namespace tier\]/);
+  });
+
   test('objects prints the firewall objects in their wire form', async () => {
     const r = await run('analyze', 'objects', '-f', demo, '-o', 'json', '--cluster', 'east');
     assert.equal(r.code, 0, r.stderr);
@@ -296,6 +322,81 @@ describe('weirctl analyze', () => {
       'default/a': { 'default/a': true, 'default/b': true },
       'default/b': { 'default/a': false, 'default/b': true },
     });
+  });
+
+  /** srv admits 10.0.0.0/16 only, so the two families of a dual-stack pair disagree. */
+  const dualStack = [
+    'apiVersion: v1\nkind: Pod\nmetadata: {name: cli, namespace: a, labels: {app: cli}}\nstatus: {podIP: 10.0.2.1, podIPs: [{ip: 10.0.2.1}, {ip: "fd00:2::1"}]}',
+    'apiVersion: v1\nkind: Pod\nmetadata: {name: srv, namespace: a, labels: {app: srv}}\nstatus: {podIP: 10.0.1.1, podIPs: [{ip: 10.0.1.1}, {ip: "fd00:1::1"}]}',
+    'apiVersion: v1\nkind: Pod\nmetadata: {name: six, namespace: a}\nstatus: {podIP: "fd00:6::1"}',
+    'apiVersion: v1\nkind: Pod\nmetadata: {name: four, namespace: a}\nstatus: {podIP: 10.0.4.1}',
+    'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: srv-v4, namespace: a}\nspec:\n  podSelector: {matchLabels: {app: srv}}\n  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/16}}]}]',
+  ].join('\n---\n');
+
+  test('probe uses an explicit IPv6 source as given and resolves the pod target in IPv6', async () => {
+    const f = join(dir, 'dual.yaml');
+    await writeFile(f, dualStack);
+    const r = await run(
+      'analyze',
+      'probe',
+      '-f',
+      f,
+      '--from',
+      'fd00:2::1',
+      '--to',
+      'a/srv',
+      '--port',
+      '80',
+      '-o',
+      'json',
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const e = JSON.parse(r.stdout);
+    assert.deepEqual([e.from.ip, e.to.ip, e.allowed], ['fd00:2::1', 'fd00:1::1', false]);
+  });
+
+  test('probe between two dual-stack pods shows each family and denies when one family denies', async () => {
+    const f = join(dir, 'dual.yaml');
+    await writeFile(f, dualStack);
+    const r = await run(
+      'analyze',
+      'probe',
+      '-f',
+      f,
+      '--from',
+      'a/cli',
+      '--to',
+      'a/srv',
+      '--port',
+      '80',
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^TCP\/80 from a\/cli to a\/srv: DENIED \(IPv4 allowed, IPv6 denied;/);
+    assert.match(
+      r.stdout,
+      /\n {2}IPv4: a\/cli \(10\.0\.2\.1\) to a\/srv \(10\.0\.1\.1\): ALLOWED\n/,
+    );
+    assert.match(r.stdout, /\n {2}IPv6: a\/cli \(fd00:2::1\) to a\/srv \(fd00:1::1\): DENIED\n/);
+  });
+
+  test('matrix checks every family a pair shares and shows per-family results where they differ', async () => {
+    const f = join(dir, 'dual.yaml');
+    await writeFile(f, dualStack);
+    const r = await run('analyze', 'matrix', '-f', f, '-o', 'json');
+    assert.equal(r.code, 0, r.stderr);
+    const p = JSON.parse(r.stdout).probes[0];
+    assert.equal(p.allowed['a/cli']['a/srv'], false, 'IPv6 is denied');
+    assert.equal(p.allowed['a/four']['a/srv'], true, 'four shares only IPv4 with srv');
+    assert.equal(p.allowed['a/six']['a/srv'], false, 'six shares only IPv6 with srv');
+    assert.equal(p.allowed['a/four']['a/six'], false, 'no family in common');
+    assert.deepEqual(p.families, {
+      'a/cli': { 'a/srv': { IPv4: true, IPv6: false } },
+      'a/four': { 'a/six': {} },
+      'a/six': { 'a/four': {} },
+    });
+    const table = await run('analyze', 'matrix', '-f', f);
+    assert.match(table.stdout, /\* a\/cli -> a\/srv: IPv4 allowed, IPv6 denied/);
+    assert.match(table.stdout, /- a\/four -> a\/six: no address family in common/);
   });
 
   test('usage errors exit with status 2 and say what is wrong', async () => {

@@ -77,10 +77,11 @@ function sameRule(decoded: DecodedRule, rule: CompiledRule, where: string) {
   );
 }
 
-test('a decoded image matches its rule tables on 150 random clusters: endpoints, addresses, tables, rules, prefixes, ports', () => {
+test('a decoded image matches its rule tables on 150 random clusters: endpoints and their node addresses, addresses, tables, rules, prefixes, ports', () => {
   let rules = 0;
   let dests = 0;
   let v6ranges = 0;
+  let nodeSets = 0;
   for (let seed = 1; seed <= 150; seed++) {
     const b = build(randomCluster(seed, { bigTables: seed % 10 === 0 }).objects);
     const { image, catalog, counts } = encodeRuleImage(b.tables);
@@ -94,6 +95,12 @@ test('a decoded image matches its rule tables on 150 random clusters: endpoints,
       assert.equal(de.key, ce.key, `${where}: endpoint ${i}`);
       sameTable(d.tables[de.egress]!, ce.egress, catalog, `${where}: ${ce.key} egress`);
       sameTable(d.tables[de.ingress]!, ce.ingress, catalog, `${where}: ${ce.key} ingress`);
+      assert.deepEqual(
+        de.node,
+        ce.node === null ? null : prefixRanges(ce.node),
+        `${where}: ${ce.key} node addresses`,
+      );
+      if (ce.node !== null) nodeSets++;
     });
     assert.equal(d.byIp.size, b.tables.byIp.size, `${where}: address count`);
     for (const [ip, ce] of b.tables.byIp)
@@ -107,8 +114,8 @@ test('a decoded image matches its rule tables on 150 random clusters: endpoints,
     v6ranges += counts[Section.RANGES6]!;
   }
   assert.ok(
-    rules > 2500 && dests > 100 && v6ranges > 100,
-    `exercised ${rules} rules, ${dests} named-port destinations, ${v6ranges} IPv6 ranges`,
+    rules > 2500 && dests > 100 && v6ranges > 100 && nodeSets > 500,
+    `exercised ${rules} rules, ${dests} named-port destinations, ${v6ranges} IPv6 ranges, ${nodeSets} node sets`,
   );
 });
 
@@ -210,9 +217,11 @@ function handMadeTables(rule: Partial<CompiledRule>): RuleTables {
       labels: {},
       namespaceLabels: {},
       ports: [],
+      nodeAddresses: [],
     },
     key: 'a/x',
     ips: [parseIp('10.0.0.1')],
+    node: null,
     ingress: table,
     egress: table,
   };

@@ -54,6 +54,7 @@ function describeCode(code: number, catalog: RuleCatalog): string {
 function describeDecision(d: DirectionDecision): string {
   if (d.endpoint === undefined) return 'NOT_LOCAL';
   if (d.tier === 'default') return 'ALLOW_DEFAULT';
+  if (d.tier === 'node') return 'ALLOW_NODE';
   return d.rule === undefined ? 'DENY' : `rule ${d.rule.id}`;
 }
 
@@ -64,11 +65,13 @@ function mismatch(code: number, d: DirectionDecision, catalog: RuleCatalog): str
       ? code === VerdictCode.NOT_LOCAL
       : d.tier === 'default'
         ? code === VerdictCode.ALLOW_DEFAULT
-        : d.rule === undefined
-          ? code === VerdictCode.DENY
-          : catalog.rule(code) === d.rule &&
-            catalog.rule(code)?.id === d.rule.id &&
-            catalog.rule(code)?.policy === d.rule.policy;
+        : d.tier === 'node'
+          ? code === VerdictCode.ALLOW_NODE
+          : d.rule === undefined
+            ? code === VerdictCode.DENY
+            : catalog.rule(code) === d.rule &&
+              catalog.rule(code)?.id === d.rule.id &&
+              catalog.rule(code)?.policy === d.rule.policy;
   return ok
     ? undefined
     : `${d.direction}: engine ${describeCode(code, catalog)}, reference ${describeDecision(d)}`;
@@ -143,12 +146,17 @@ describe('random clusters', () => {
     let probes = 0;
     let indexed = 0;
     let rules = 0;
+    /** Directions an isolating policy would have decided, exempt as traffic with the pod's own node. */
+    let nodeExempt = 0;
     for (const seed of seeds) {
       const c = randomCluster(seed, { bigTables });
       const b = build(c.objects);
       assert.deepEqual(b.issues, [], `seed ${seed}: the generator made an invalid object`);
       const ps = allProbes(c);
       const ref = reference(b.tables, ps);
+      for (const v of ref.verdicts)
+        for (const d of [v.egress, v.ingress])
+          if (d.tier === 'node' && d.endpoint![d.direction].policies.length > 0) nodeExempt++;
       for (const engine of engines(b.tables)) {
         checkEngine(b.tables, engine, ref, `seed ${seed}${bigTables ? ' (big tables)' : ''}`);
         const info = engine.info();
@@ -158,14 +166,14 @@ describe('random clusters', () => {
       }
       probes += ps.length;
     }
-    return { probes, indexed, rules };
+    return { probes, indexed, rules, nodeExempt };
   };
 
   test('native verdicts equal decide() per direction on 300 random clusters, every address pair, linear and fully indexed tables', {
     skip: skipNative,
   }, () => {
     const seeds = Array.from({ length: 300 }, (_, i) => i + 1);
-    const { probes, indexed } = run(
+    const { probes, indexed, nodeExempt } = run(
       (t) => [
         createVerdictEngine(t, { implementation: 'native' }),
         createVerdictEngine(t, {
@@ -178,6 +186,7 @@ describe('random clusters', () => {
       false,
     );
     assert.ok(probes > 3_000_000, `probed ${probes}`);
+    assert.ok(nodeExempt > 1000, `only ${nodeExempt} node-exempt decisions of isolated pods`);
     assert.ok(indexed > 600, `indexed ${indexed} tables`); // endpoints whose named ports resolve alike share tables
   });
 

@@ -27,7 +27,7 @@ import {
   type FlowHit,
 } from '../../vrouter-agent/flows/index.js';
 import { buildPacket, type PacketSpec } from '../../vrouter-agent/packet/index.js';
-import { build, namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
+import { build, namespace, networkPolicy, node, pod, type Raw } from '../../testing/cluster.js';
 
 const NODE = 'n1';
 const native = nativeFlowTableAvailability();
@@ -41,11 +41,13 @@ const implementations = [
 ];
 const { syn, ack, fin } = TcpFlag;
 
-/** Pods on n1 (web, api, db, tool) and one elsewhere (remote). */
+/** Pods on n1 (web, api, db, tool) and one elsewhere (remote); the two Nodes' addresses. */
 function pods(): Raw[] {
   return [
     namespace('prod', { env: 'prod' }),
     namespace('dev', { env: 'dev' }),
+    node(NODE, ['192.168.1.1', 'fd01::1']),
+    node('n2', ['192.168.1.2']),
     pod('prod', 'web', { labels: { app: 'web' }, ips: ['10.1.0.1', 'fd00::1:1'], node: NODE }),
     pod('prod', 'api', {
       labels: { app: 'api' },
@@ -318,6 +320,26 @@ const CASES: Case[] = [
     'allow',
   ],
   [
+    "the pod's own node (its kubelet's probes) reaches a pod isolated for ingress",
+    tcp('192.168.1.1', '10.1.0.3', 8080),
+    'allow',
+  ],
+  [
+    "another node's address is denied by a pod isolated for ingress",
+    tcp('192.168.1.2', '10.1.0.3', 8080),
+    'policy-ingress',
+  ],
+  [
+    'a pod isolated for egress reaches its own node, in IPv6 too',
+    tcp('fd00::1:1', 'fd01::1', 10250),
+    'allow',
+  ],
+  [
+    'a pod isolated for egress is denied another node',
+    tcp('10.1.0.1', '192.168.1.2', 10250),
+    'policy-egress',
+  ],
+  [
     'pods in a namespace without policy reach each other across namespaces',
     tcp('10.2.0.2', '10.1.0.1', 8080),
     'allow',
@@ -358,6 +380,21 @@ for (const impl of implementations) {
           await h.close();
         });
       }
+    });
+
+    test("a flow between a pod and its own node records the gate as the node's, with no policy", async () => {
+      const h = make();
+      h.send(tcp('192.168.1.1', '10.1.0.3', 8080));
+      h.send(tcp('10.1.0.1', '192.168.1.1', 10250));
+      const flows = h.flows().sort((a, b) => a.zone - b.zone);
+      assert.deepEqual(
+        flows.map((f) => [f.endpoint, f.egress, f.ingress]),
+        [
+          ['prod/web', { kind: 'node' }, { kind: 'none' }],
+          ['prod/db', { kind: 'none' }, { kind: 'node' }],
+        ],
+      );
+      await h.close();
     });
 
     test('both gates are recorded with the rules that decided them', async () => {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { Namespace } from 'kubernetes-models/v1/Namespace';
+import { Node } from 'kubernetes-models/v1/Node';
 import { Pod } from 'kubernetes-models/v1/Pod';
 import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
@@ -25,6 +26,7 @@ import { ROOT } from '../support/processes.js';
 
 const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'v1/Namespace': Namespace,
+  'v1/Node': Node,
   'v1/Pod': Pod,
   'v1/Service': Service,
   'v1/ServiceAccount': ServiceAccount,
@@ -132,6 +134,7 @@ describe('deploy manifests', () => {
       );
     for (const [group, resource] of [
       ['', 'namespaces'],
+      ['', 'nodes'],
       ['', 'pods'],
       ['networking.k8s.io', 'networkpolicies'],
     ]) {

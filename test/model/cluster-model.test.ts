@@ -6,7 +6,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
-import { readKubeObject, type KubeObject } from '../../controller/model/kube-objects.js';
+import {
+  namespaceOf,
+  readKubeObject,
+  type KubeObject,
+} from '../../controller/model/kube-objects.js';
 import type { PolicySnapshot } from '../../shared/policy/types.js';
 import { namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
 import { randomCluster } from '../../testing/random-cluster.js';
@@ -18,7 +22,7 @@ function read(raw: Raw): KubeObject {
   return r.object;
 }
 
-const keyOf = (o: KubeObject) => `${o.kind}/${o.kind === 'Namespace' ? '' : o.namespace}/${o.name}`;
+const keyOf = (o: KubeObject) => `${o.kind}/${namespaceOf(o)}/${o.name}`;
 
 /** Ids (or endpoint keys) whose content differs between two snapshots. */
 function differences(a: PolicySnapshot, b: PolicySnapshot) {
@@ -62,7 +66,7 @@ describe('incremental cluster model', () => {
             m.apply({
               type: 'delete',
               kind: o.kind,
-              namespace: o.kind === 'Namespace' ? '' : o.namespace,
+              namespace: namespaceOf(o),
               name: o.name,
             });
           });
@@ -72,7 +76,7 @@ describe('incremental cluster model', () => {
             m.apply({
               type: 'invalid',
               kind: o.kind,
-              namespace: o.kind === 'Namespace' ? '' : o.namespace,
+              namespace: namespaceOf(o),
               name: o.name,
               issues: [{ message: 'bad' }],
             });

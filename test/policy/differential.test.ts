@@ -38,7 +38,7 @@ test('the compiled evaluator agrees with the reference semantics on 300 random c
       model.apply({ type: 'upsert', object: read.object });
       if (read.object.kind === 'Namespace') namespaces.push(read.object);
       else if (read.object.kind === 'Pod') pods.push(read.object);
-      else policies.push(read.object);
+      else if (read.object.kind === 'NetworkPolicy') policies.push(read.object);
     }
     const tables = compile(model.snapshot());
     const reference = new ReferenceCluster(namespaces, pods, policies);

@@ -7,7 +7,15 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseIp } from '../../shared/net/ip.js';
-import { allows, build, namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
+import {
+  allows,
+  build,
+  namespace,
+  networkPolicy,
+  node,
+  pod,
+  type Raw,
+} from '../../testing/cluster.js';
 
 /** Two namespaces, a few pods each, ports declared by name. */
 function world(): Raw[] {
@@ -40,6 +48,29 @@ function world(): Raw[] {
     }),
     pod('dev', 'tool', { labels: { app: 'tool', env: 'prod' }, ips: ['10.2.0.2'] }),
     pod('ops', 'monitor', { labels: { app: 'monitor' }, ips: ['10.3.0.1'] }),
+  ];
+}
+
+/**
+ * Two nodes with Node objects and pods on them (onnode on n1, dual-stack;
+ * onn2 on n2), and a pod on a node without a Node object.
+ */
+function nodes(): Raw[] {
+  return [
+    node('n1', [
+      '192.168.1.1',
+      'fd01::1',
+      ['ExternalIP', '203.0.113.1'],
+      ['Hostname', 'n1.example'],
+    ]),
+    node('n2', ['192.168.1.2']),
+    pod('prod', 'onnode', {
+      labels: { app: 'onnode' },
+      ips: ['10.1.9.1', 'fd00::9:1'],
+      node: 'n1',
+    }),
+    pod('prod', 'onn2', { labels: { app: 'onn2' }, ips: ['10.1.9.2'], node: 'n2' }),
+    pod('prod', 'nonode', { labels: { app: 'nonode' }, ips: ['10.1.9.3'], node: 'n9' }),
   ];
 }
 
@@ -675,6 +706,56 @@ const cases: Case[] = [
       ['prod/web', 'prod/db', 'TCP/5432', true],
       ['10.9.0.1', 'prod/db', 'TCP/5432', false],
       ['10.9.0.2', 'prod/db', 'TCP/5432', false],
+    ],
+  },
+  {
+    name: 'traffic between a pod and its own node is not subject to NetworkPolicy, either way, on every node address',
+    objects: nodes(),
+    policies: [np('prod', 'deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] })],
+    probes: [
+      ['192.168.1.1', 'prod/onnode', 'TCP/8080', true],
+      ['prod/onnode', '192.168.1.1', 'TCP/10250', true],
+      ['203.0.113.1', 'prod/onnode', 'UDP/53', true],
+      ['fd01::1', 'fd00::9:1', 'SCTP/9', true],
+      ['fd00::9:1', 'fd01::1', 'TCP/443', true],
+      ['prod/onnode', 'prod/web', 'TCP/8080', false],
+      ['8.8.8.8', 'prod/onnode', 'TCP/8080', false],
+    ],
+  },
+  {
+    name: "traffic between a pod and another node's addresses is subject to NetworkPolicy",
+    objects: nodes(),
+    policies: [np('prod', 'deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] })],
+    probes: [
+      ['192.168.1.2', 'prod/onnode', 'TCP/8080', false],
+      ['prod/onnode', '192.168.1.2', 'TCP/10250', false],
+      ['192.168.1.1', 'prod/onn2', 'TCP/8080', false],
+      ['192.168.1.2', 'prod/onn2', 'TCP/8080', true],
+    ],
+  },
+  {
+    name: 'a pod whose node has no Node object, or no node, has no node traffic to exempt',
+    objects: nodes(),
+    policies: [np('prod', 'deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] })],
+    probes: [
+      ['192.168.1.1', 'prod/nonode', 'TCP/8080', false],
+      ['192.168.1.1', 'prod/web', 'TCP/8080', false],
+    ],
+  },
+  {
+    name: 'under egress isolation alone a pod still reaches its own node, and no other node',
+    objects: nodes(),
+    policies: [
+      np('prod', 'deny-out', {
+        podSelector: { matchLabels: { app: 'onn2' } },
+        policyTypes: ['Egress'],
+      }),
+    ],
+    probes: [
+      ['prod/onn2', '192.168.1.2', 'TCP/10250', true],
+      ['prod/onn2', '192.168.1.1', 'TCP/10250', false],
+      ['prod/onn2', 'prod/onnode', 'TCP/8080', false],
+      ['192.168.1.1', 'prod/onn2', 'TCP/8080', true],
     ],
   },
   {

@@ -6,7 +6,15 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { readKubeObject } from '../../controller/model/kube-objects.js';
-import { allows, build, namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
+import {
+  allows,
+  build,
+  namespace,
+  networkPolicy,
+  node,
+  pod,
+  type Raw,
+} from '../../testing/cluster.js';
 
 const np = (spec: Raw) => networkPolicy('prod', 'bad', spec);
 const rule = (ingress: Raw) => np({ podSelector: {}, ingress: [ingress] });
@@ -207,6 +215,32 @@ const cases: Case[] = [
       ['status.podIP', 'not an IP address'],
       ['status.podIPs[0].ip', 'not an IP address'],
     ],
+  },
+  {
+    name: 'a node address that is not an address, or without its type',
+    object: node('n1', [
+      '10.0.0.300',
+      ['ExternalIP', '203.0.113.1/32'],
+      ['InternalIP', ''],
+      ['', '10.0.0.1'],
+      ['Hostname', 'n1.example'],
+    ]),
+    issues: [
+      ['status.addresses[0].address', 'not an IP address'],
+      ['status.addresses[1].address', 'not an IP address'],
+      ['status.addresses[2].address', 'required'],
+      ['status.addresses[3].type', 'required'],
+    ],
+  },
+  {
+    name: 'node addresses that are not a list',
+    object: {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'n1' },
+      status: { addresses: 'x' },
+    },
+    issues: [['status.addresses', 'must be a list']],
   },
   {
     name: 'a container port out of range',

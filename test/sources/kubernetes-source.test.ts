@@ -11,10 +11,11 @@ import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { call, operatorClient } from '../../cli/clients.js';
-import type {
-  KubeObject,
-  NetworkPolicyObject,
-  PodObject,
+import {
+  namespaceOf,
+  type KubeObject,
+  type NetworkPolicyObject,
+  type PodObject,
 } from '../../controller/model/kube-objects.js';
 import {
   KubernetesSource,
@@ -98,6 +99,22 @@ const webPolicy = (ns = 'shop', name = 'allow-web') =>
 const badPolicy = (ns = 'shop', name = 'bad') =>
   policy(ns, name, { podSelector: {}, ingress: [{ ports: [{ port: 70000 }] }] });
 
+/** Kinds the source follows, one watch each: Namespaces, Nodes, Pods, NetworkPolicies. */
+const KINDS = 4;
+
+/** A Node as the API server has it: addresses, and the status noise a kubelet rewrites. */
+const nodeObject = (name: string, addresses: Array<[string, string]>, heartbeat = '1'): Obj => ({
+  apiVersion: 'v1',
+  kind: 'Node',
+  metadata: { name, labels: { 'kubernetes.io/hostname': name } },
+  spec: { podCIDR: '10.2.0.0/24' },
+  status: {
+    addresses: addresses.map(([type, address]) => ({ type, address })),
+    conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: heartbeat }],
+    images: [{ names: ['app:1'], sizeBytes: 1000 }],
+  },
+});
+
 // --- harness ---------------------------------------------------------------------
 
 interface LogLine {
@@ -141,12 +158,12 @@ class Harness implements AsyncDisposable {
     }, what);
   }
 
-  /** Synced, and the three watches open on the server (they open just after synced). */
+  /** Synced, and a watch per kind open on the server (they open just after synced). */
   async synced(): Promise<number> {
     const at = await this.waitFor((e) => e.type === 'synced', 'synced');
     await eventually(
-      async () => (this.server.openWatches() === 3 ? true : undefined),
-      'three open watches',
+      async () => (this.server.openWatches() === KINDS ? true : undefined),
+      'a watch per kind open',
     );
     return at;
   }
@@ -175,7 +192,7 @@ const isUpsert = (kind: string, ns: string, name: string) => (e: SourceEvent) =>
   e.type === 'upsert' &&
   e.object.kind === kind &&
   e.object.name === name &&
-  (e.object.kind === 'Namespace' || e.object.namespace === ns);
+  namespaceOf(e.object) === ns;
 const isDelete = (kind: string, ns: string, name: string) => (e: SourceEvent) =>
   e.type === 'delete' && e.kind === kind && e.namespace === ns && e.name === name;
 
@@ -234,7 +251,7 @@ describe('Kubernetes source', () => {
     assert.deepEqual(
       h
         .upserts()
-        .map((o) => `${o.kind} ${o.kind === 'Namespace' ? '' : o.namespace}/${o.name}`)
+        .map((o) => `${o.kind} ${namespaceOf(o)}/${o.name}`)
         .sort(),
       [
         'Namespace /payments',
@@ -297,6 +314,82 @@ describe('Kubernetes source', () => {
       team: 'c',
       'kubernetes.io/metadata.name': 'shop',
     });
+  });
+
+  test('Nodes are listed and watched: addresses and labels arrive, a heartbeat changes nothing, a bad address is rejected naming the field', async () => {
+    const server = await seeded();
+    server.apply(
+      nodeObject('node-a', [
+        ['InternalIP', '192.168.0.1'],
+        ['Hostname', 'node-a'],
+      ]),
+    );
+    const h = await (await setup({}, server)).start();
+    const syncedAt = await h.synced();
+    const listed = h.upserts().find((o) => o.kind === 'Node');
+    assert.deepEqual(listed, {
+      kind: 'Node',
+      name: 'node-a',
+      uid: listed?.uid,
+      labels: { 'kubernetes.io/hostname': 'node-a' },
+      addresses: [{ type: 'InternalIP', address: '192.168.0.1' }],
+    });
+    assert.ok(
+      h.events.findIndex(isUpsert('Node', '', 'node-a')) < syncedAt,
+      'listed before synced',
+    );
+
+    let mark = h.events.length;
+    h.server.apply(
+      nodeObject(
+        'node-a',
+        [
+          ['InternalIP', '192.168.0.1'],
+          ['Hostname', 'node-a'],
+        ],
+        '9',
+      ),
+    );
+    await h.waitFor(isUpsert('Node', '', 'node-a'), 'the heartbeat', mark);
+    assert.deepEqual(h.upserts(mark), [listed], 'a heartbeat reads as the same Node');
+
+    mark = h.events.length;
+    h.server.apply(
+      nodeObject(
+        'node-a',
+        [
+          ['InternalIP', '192.168.0.1'],
+          ['ExternalIP', '203.0.113.1'],
+        ],
+        '2',
+      ),
+    );
+    await h.waitFor(
+      (e) =>
+        isUpsert('Node', '', 'node-a')(e) &&
+        e.type === 'upsert' &&
+        e.object.kind === 'Node' &&
+        e.object.addresses.length === 2,
+      'the new address',
+      mark,
+    );
+
+    mark = h.events.length;
+    h.server.apply(nodeObject('node-b', [['InternalIP', '192.168.0.300']]));
+    await h.waitFor(
+      (e) =>
+        e.type === 'invalid' &&
+        e.kind === 'Node' &&
+        e.name === 'node-b' &&
+        e.issues[0]?.field === 'status.addresses[0].address' &&
+        e.issues[0]?.object === 'Node node-b',
+      'the rejected Node',
+      mark,
+    );
+
+    mark = h.events.length;
+    h.server.remove('Node', '', 'node-a');
+    await h.waitFor(isDelete('Node', '', 'node-a'), 'the deleted Node', mark);
   });
 
   test('an invalid object becomes an invalid event, and one Warning Event is recorded against it', async () => {
@@ -394,7 +487,7 @@ describe('Kubernetes source', () => {
     for (const abrupt of [false, true]) {
       const mark = h.events.length;
       h.server.holdWatches();
-      assert.equal(h.server.dropWatches({ abrupt }), 3);
+      assert.equal(h.server.dropWatches({ abrupt }), KINDS);
       // Changes while no watch is open: they must come from the history, after the reconnect.
       const suffix = abrupt ? 'b' : 'a';
       h.server.apply(
@@ -403,8 +496,8 @@ describe('Kubernetes source', () => {
       h.server.remove('Pod', 'shop', abrupt ? 'late-a' : 'web-1');
       h.server.apply(policy('shop', `new-${suffix}`, { podSelector: {} }));
       await eventually(
-        async () => (h.server.heldWatches() === 3 ? true : undefined),
-        'three watches reconnecting',
+        async () => (h.server.heldWatches() === KINDS ? true : undefined),
+        'every watch reconnecting',
       );
       h.server.releaseWatches();
       await h.waitFor(
@@ -451,8 +544,8 @@ describe('Kubernetes source', () => {
       server.apply(pod('shop', 'api-1', '10.2.0.1', { app: 'api', version: '2' }));
       server.compact();
       await eventually(
-        async () => (server.heldWatches() === 3 ? true : undefined),
-        'three watches reconnecting',
+        async () => (server.heldWatches() === KINDS ? true : undefined),
+        'every watch reconnecting',
       );
       server.releaseWatches();
       await h.waitFor(isDelete('Pod', 'shop', 'web-1'), 'the deleted pod', mark);
@@ -620,7 +713,7 @@ describe('Kubernetes source', () => {
   test('disposing stops every watch and timer, also while a restart is pending', async () => {
     const h = await (await setup({ restartMinDelayMs: 60_000, restartMaxDelayMs: 60_000 })).start();
     await h.synced();
-    assert.equal(h.server.openWatches(), 3);
+    assert.equal(h.server.openWatches(), KINDS);
     h.server.fail({ path: /^\/api\/v1\/pods$/, status: 500 });
     h.server.dropWatches({ resource: 'pods' });
     await eventually(

@@ -6,14 +6,20 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
-import { readKubeObject, type KubeObject } from '../../controller/model/kube-objects.js';
+import {
+  namespaceOf,
+  readKubeObject,
+  type KubeObject,
+} from '../../controller/model/kube-objects.js';
 import { SpanStore, spanSnapshot } from '../../controller/store/span-store.js';
-import { parseIp, type Ip } from '../../shared/net/ip.js';
+import { formatIp, parseIp, type Ip } from '../../shared/net/ip.js';
 import { compile } from '../../shared/policy/compile.js';
-import { evaluateDirection, type RuleTables } from '../../shared/policy/rule-tables.js';
-import { namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
-import { randomCluster } from '../../testing/random-cluster.js';
-import { seededRandom } from '../../shared/random.js';
+import type { DirectionDecision, RuleTables } from '../../shared/policy/rule-tables.js';
+import { seededRandom as rng } from '../../shared/random.js';
+import { namespace, networkPolicy, node, pod, type Raw } from '../../testing/cluster.js';
+import { randomCluster as generate } from '../../testing/random-cluster.js';
+
+const randomCluster = (seed: number) => generate(seed, { variety: 'basic' }).objects;
 
 function read(raw: Raw): KubeObject {
   const r = readKubeObject(raw);
@@ -29,25 +35,32 @@ const PROBES = [
   [6, 8080],
 ] as const;
 
-/** Every local endpoint's egress and ingress results, as rule ids or "default"/"deny". */
-function localVerdicts(tables: RuleTables, node: string, addresses: readonly Ip[]): string[] {
+/**
+ * What a node enforces for every packet between the addresses: egress where
+ * the source's endpoint is on the node, ingress where the destination's is,
+ * as "endpoint tier rule" ("-" where the node does not decide).
+ */
+function nodeDecisions(tables: RuleTables, node: string, addresses: readonly Ip[]): string[] {
   const out: string[] = [];
-  for (const e of [...tables.endpoints.values()]
-    .filter((x) => x.endpoint.node === node)
-    .sort((a, b) => (a.key < b.key ? -1 : 1))) {
-    for (const own of e.ips) {
-      for (const peer of addresses) {
-        if (typeof peer !== typeof own || peer === own) continue;
-        for (const [proto, port] of PROBES) {
-          const name = (r: ReturnType<typeof evaluateDirection>) =>
-            typeof r === 'symbol' ? r.description : r.id;
-          out.push(
-            `${e.key} egress ${String(peer)} ${proto}/${port}: ${name(evaluateDirection(e.egress, peer, proto, port, peer))}`,
-          );
-          out.push(
-            `${e.key} ingress ${String(peer)} ${proto}/${port}: ${name(evaluateDirection(e.ingress, peer, proto, port, own))}`,
-          );
-        }
+  const side = (d: DirectionDecision) =>
+    d.endpoint === undefined || d.endpoint.endpoint.node !== node
+      ? '-'
+      : `${d.endpoint.key} ${d.tier} ${d.rule?.id ?? (d.allowed ? 'allow' : 'deny')}`;
+  for (const src of addresses) {
+    for (const dst of addresses) {
+      if (typeof src !== typeof dst) continue;
+      for (const [protocol, dstPort] of PROBES) {
+        const v = tables.decide({ src, dst, protocol, dstPort });
+        const here = v.self && tables.byIp.get(src)?.endpoint.node === node;
+        out.push(
+          `${formatIp(src)} -> ${formatIp(dst)} ${protocol}/${dstPort}: ${
+            here
+              ? 'self'
+              : v.self
+                ? 'egress -; ingress -'
+                : `egress ${side(v.egress)}; ingress ${side(v.ingress)}`
+          }`,
+        );
       }
     }
   }
@@ -57,39 +70,68 @@ function localVerdicts(tables: RuleTables, node: string, addresses: readonly Ip[
 function checkSpans(model: ClusterModel, store: SpanStore, label: string) {
   const global = compile(model.snapshot());
   const addresses = [
-    ...model.endpoints().flatMap((e) => e.ips.map(parseIp)),
-    parseIp('10.0.0.200'),
-    parseIp('8.8.8.8'),
-    parseIp('fd00::77'),
-  ];
-  for (const node of ['node-0', 'node-1', 'node-2']) {
+    ...new Set([
+      ...model.endpoints().flatMap((e) => e.ips),
+      ...NODES.flatMap((n) => model.nodeAddresses(n)),
+    ]),
+    '10.0.0.200',
+    '8.8.8.8',
+    'fd00::77',
+  ].map(parseIp);
+  for (const node of NODES) {
     const local = compile(spanSnapshot(store, model, node), { isLocal: (e) => e.node === node });
     assert.deepEqual(
-      localVerdicts(local, node, addresses),
-      localVerdicts(global, node, addresses),
+      nodeDecisions(local, node, addresses),
+      nodeDecisions(global, node, addresses),
       `${label}: node ${node}`,
     );
   }
 }
 
+const NODES = ['node-0', 'node-1', 'node-2'];
+
+/** Node objects for the random clusters' nodes, with addresses that vary (and one in the pod range). */
+function randomNodes(r: ReturnType<typeof rng>): Raw[] {
+  return NODES.filter(() => r.chance(0.8)).map((name, i) =>
+    node(name, [
+      `192.168.0.${1 + i + (r.chance(0.3) ? 10 : 0)}`,
+      ...(r.chance(0.3) ? [`fd01::${i + 1}`] : []),
+      ...(r.chance(0.2) ? [`10.0.${i}.${1 + r.int(12)}`] : []),
+    ]),
+  );
+}
+
+/** Gives some pods the address of another pod (an address reused before the old pod is gone). */
+function withCollisions(objects: Raw[], r: ReturnType<typeof rng>): Raw[] {
+  const pods = objects.filter((o) => o.kind === 'Pod');
+  const status = (o: Raw) => o.status as { podIP: string; podIPs: Array<{ ip: string }> };
+  for (const o of pods) {
+    if (!r.chance(0.3)) continue;
+    const ip = status(r.pick(pods)).podIP;
+    status(o).podIP = ip;
+    status(o).podIPs[0] = { ip };
+  }
+  return objects;
+}
+
 describe('per-node spans', () => {
-  test("a node compiled from its span alone decides its endpoints' flows as the whole cluster does, after every change", () => {
+  test("a node compiled from its span alone decides its endpoints' flows as the whole cluster does, after every change, also for addresses two pods claim and traffic with nodes", () => {
     for (let seed = 1; seed <= 60; seed++) {
-      const r = seededRandom(seed * 31);
+      const r = rng(seed * 31);
       const model = new ClusterModel({ cluster: 't' });
       const store = new SpanStore(model);
-      for (const o of randomCluster(seed, { variety: 'basic' }).objects.map(read))
+      for (const o of [...randomNodes(r), ...withCollisions(randomCluster(seed), r)].map(read))
         model.apply({ type: 'upsert', object: o });
       store.commit(0);
       checkSpans(model, store, `seed ${seed} initial`);
-      const next = randomCluster(seed + 5000, { variety: 'basic' }).objects.map(read);
+      const next = [...withCollisions(randomCluster(seed + 5000), r), ...randomNodes(r)].map(read);
       for (let i = 0; i < next.length; i++) {
         const o = next[i]!;
         if (r.chance(0.15))
           model.apply({
             type: 'delete',
             kind: o.kind,
-            namespace: o.kind === 'Namespace' ? '' : o.namespace,
+            namespace: namespaceOf(o),
             name: o.name,
           });
         else model.apply({ type: 'upsert', object: o });
@@ -99,6 +141,116 @@ describe('per-node spans', () => {
         }
       }
     }
+  });
+
+  test('a node resolves an egress named port at an address two pods claim against the pod the cluster gives it to, though that pod is on another node', () => {
+    const model = new ClusterModel({ cluster: 't' });
+    const store = new SpanStore(model);
+    for (const raw of [
+      namespace('a'),
+      // 10.9.9.9 is claimed by both; the last by name (a/w, without the port) owns it.
+      pod('a', 'l', { ips: ['10.9.9.9'], node: 'node-0', ports: [{ name: 'http', port: 8080 }] }),
+      pod('a', 'w', { ips: ['10.9.9.9'], node: 'node-1' }),
+      pod('a', 'client', { labels: { app: 'client' }, ips: ['10.9.0.1'], node: 'node-2' }),
+      networkPolicy('a', 'out', {
+        podSelector: { matchLabels: { app: 'client' } },
+        policyTypes: ['Egress'],
+        egress: [{ ports: [{ port: 'http' }] }],
+      }),
+    ])
+      model.apply({ type: 'upsert', object: read(raw) });
+    store.commit(0);
+    const packet = {
+      src: parseIp('10.9.0.1'),
+      dst: parseIp('10.9.9.9'),
+      protocol: 6,
+      dstPort: 8080,
+    };
+    assert.equal(compile(model.snapshot()).decide(packet).egress.allowed, false, 'a/w has no http');
+    const span = spanSnapshot(store, model, 'node-2');
+    assert.deepEqual(
+      span.endpoints.map((e) => [`${e.namespace}/${e.name}`, e.ips]),
+      [
+        ['a/client', ['10.9.0.1']],
+        ['a/l', []],
+      ],
+      "the loser's copy in the span holds none of the address it lost",
+    );
+    const node2 = compile(span, { isLocal: (e) => e.node === 'node-2' });
+    assert.equal(node2.decide(packet).egress.allowed, false);
+    checkSpans(model, store, 'named port');
+
+    // The winner leaves: the address is the other pod's again, and the span says so.
+    model.apply({ type: 'delete', kind: 'Pod', namespace: 'a', name: 'w' });
+    assert.ok(store.commit(1)!.nodes.includes('node-2'));
+    const after = compile(spanSnapshot(store, model, 'node-2'), {
+      isLocal: (e) => e.node === 'node-2',
+    });
+    assert.equal(after.decide(packet).egress.allowed, true, "a/l's http");
+    checkSpans(model, store, 'after the winner left');
+  });
+
+  test("a node does not decide for its pod's address when a pod on another node wins it", () => {
+    const model = new ClusterModel({ cluster: 't' });
+    const store = new SpanStore(model);
+    for (const raw of [
+      namespace('a'),
+      pod('a', 'l', { labels: { app: 'l' }, ips: ['10.9.9.9'], node: 'node-0' }),
+      pod('a', 'w', { ips: ['10.9.9.9'], node: 'node-1' }),
+      networkPolicy('a', 'deny-l', { podSelector: { matchLabels: { app: 'l' } } }),
+    ])
+      model.apply({ type: 'upsert', object: read(raw) });
+    store.commit(0);
+    const packet = { src: parseIp('8.8.8.8'), dst: parseIp('10.9.9.9'), protocol: 6, dstPort: 80 };
+    const global = compile(model.snapshot()).decide(packet);
+    assert.deepEqual([global.ingress.endpoint?.key, global.allowed], ['a/w', true]);
+    const node0 = compile(spanSnapshot(store, model, 'node-0'), {
+      isLocal: (e) => e.node === 'node-0',
+    });
+    assert.equal(node0.decide(packet).ingress.endpoint, undefined, 'not a/l: the address is a/w');
+    checkSpans(model, store, 'ingress');
+  });
+
+  test("a node's span carries its Node's addresses with its endpoints, and a Node change reaches only the nodes whose spans hold its pods", () => {
+    const model = new ClusterModel({ cluster: 't' });
+    const store = new SpanStore(model);
+    for (const raw of [
+      namespace('a'),
+      node('node-0', ['192.168.0.1']),
+      node('node-1', ['192.168.0.2']),
+      pod('a', 'x', { labels: { app: 'x' }, ips: ['10.0.0.1'], node: 'node-0' }),
+      pod('a', 'y', { labels: { app: 'y' }, ips: ['10.0.0.2'], node: 'node-1' }),
+      networkPolicy('a', 'deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] }),
+    ])
+      model.apply({ type: 'upsert', object: read(raw) });
+    store.commit(0);
+    const node0 = () =>
+      compile(spanSnapshot(store, model, 'node-0'), { isLocal: (e) => e.node === 'node-0' });
+    const probe = (src: string) => ({
+      src: parseIp(src),
+      dst: parseIp('10.0.0.1'),
+      protocol: 6,
+      dstPort: 8080,
+    });
+    assert.deepEqual(
+      spanSnapshot(store, model, 'node-0').endpoints.map((e) => [e.name, e.nodeAddresses]),
+      [['x', ['192.168.0.1']]],
+    );
+    assert.equal(node0().decide(probe('192.168.0.1')).allowed, true, "the kubelet's probe");
+    assert.equal(node0().decide(probe('192.168.0.2')).allowed, false, "another node's address");
+
+    // node-0 gets a second address: only node-0's span changes.
+    model.apply({ type: 'upsert', object: read(node('node-0', ['192.168.0.1', '192.168.0.9'])) });
+    assert.deepEqual(store.commit(1)!.nodes, ['node-0']);
+    assert.equal(node0().decide(probe('192.168.0.9')).allowed, true);
+    // A Node without pods changes no span and spends no revision.
+    model.apply({ type: 'upsert', object: read(node('node-7', ['192.168.0.7'])) });
+    assert.equal(store.commit(2), undefined);
+    // The Node object is deleted: nothing is exempt any more.
+    model.apply({ type: 'delete', kind: 'Node', namespace: '', name: 'node-0' });
+    assert.deepEqual(store.commit(3)!.nodes, ['node-0']);
+    assert.equal(node0().decide(probe('192.168.0.1')).allowed, false);
+    checkSpans(model, store, 'nodes');
   });
 
   test('a change reaches only the nodes whose endpoints it concerns', () => {

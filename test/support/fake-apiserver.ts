@@ -1,7 +1,7 @@
 /**
  * A small Kubernetes API server for tests (node:http, loopback, a free
  * port) that speaks the list/watch protocol as kube-apiserver does, for
- * Namespaces, Pods, NetworkPolicies, Leases and Events:
+ * Namespaces, Nodes, Pods, NetworkPolicies, Leases and Events:
  *
  * - one resourceVersion counter for everything (etcd's revision); every
  *   change bumps it and is kept in a history that watches replay from;
@@ -55,6 +55,7 @@ interface ResourceType {
 
 const TYPES: readonly ResourceType[] = [
   { resource: 'namespaces', group: '', version: 'v1', kind: 'Namespace', namespaced: false },
+  { resource: 'nodes', group: '', version: 'v1', kind: 'Node', namespaced: false },
   { resource: 'pods', group: '', version: 'v1', kind: 'Pod', namespaced: true },
   { resource: 'events', group: '', version: 'v1', kind: 'Event', namespaced: true },
   {

@@ -11,7 +11,7 @@ import { ValidationError } from '../../shared/errors.js';
 import type { PolicySnapshot__Output } from '../../shared/generated/weir/v1/index.js';
 import { compile } from '../../shared/policy/compile.js';
 import { snapshotFromWire, snapshotToWire } from '../../shared/wire/policy.js';
-import { allows, build, namespace, networkPolicy, pod } from '../../testing/cluster.js';
+import { allows, build, namespace, networkPolicy, node, pod } from '../../testing/cluster.js';
 
 const root = protobuf.loadSync(
   fileURLToPath(new URL('../../proto/weir/v1/policy.proto', import.meta.url)),
@@ -24,7 +24,9 @@ function cluster() {
   return build([
     namespace('a', { team: 'x' }),
     namespace('b'),
+    node('n1', ['192.168.9.1', 'fd09::1', ['ExternalIP', '203.0.113.9']]),
     pod('a', 'web', {
+      node: 'n1',
       labels: { app: 'web' },
       ips: ['10.0.0.1', 'fd00::1'],
       ports: [
@@ -84,6 +86,8 @@ test('tables compiled from a decoded snapshot give the same verdicts', () => {
     ['192.168.1.1', 'a/web', 'UDP/53'],
     ['a/web', 'b/client', 'SCTP/1'],
     ['a/web', 'a/web', 'SCTP/1'],
+    ['192.168.9.1', 'a/web', 'TCP/1'],
+    ['a/web', '203.0.113.9', 'SCTP/1'],
   ] as const) {
     assert.equal(
       allows(again, from, to, service),
@@ -111,12 +115,15 @@ test('a snapshot with values a controller never sends is refused with every prob
       ...g,
       services: g.services.map((s) => ({ ...s, protocol: 'PROTOCOL_ICMP' as const })),
     })),
+    endpoints: wire.endpoints.map((e) => ({ ...e, ips: ['10.0.0.1', 'x'], nodeAddresses: ['n1'] })),
   };
   assert.throws(
     () => snapshotFromWire(broken),
     (err: unknown) =>
       err instanceof ValidationError &&
       err.issues.some((i) => i.field === 'rules[0].direction') &&
-      err.issues.some((i) => i.field === 'services[0].protocol'),
+      err.issues.some((i) => i.field === 'services[0].protocol') &&
+      err.issues.some((i) => i.object === 'Endpoint a/web' && i.field === 'ips[1]') &&
+      err.issues.some((i) => i.object === 'Endpoint a/web' && i.field === 'nodeAddresses[0]'),
   );
 });

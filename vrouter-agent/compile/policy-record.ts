@@ -25,8 +25,8 @@
  * Result: RESULT_STRIDE (3) Int32 per packet, at out[3i .. 3i+2].
  *
  *   out[3i]     egress at the source: a rule index (>= 0, allowed by that
- *               rule of the RuleCatalog), ALLOW_DEFAULT, DENY, NOT_LOCAL or
- *               INVALID (see VerdictCode)
+ *               rule of the RuleCatalog), ALLOW_DEFAULT, ALLOW_NODE, DENY,
+ *               NOT_LOCAL or INVALID (see VerdictCode)
  *   out[3i+1]   ingress at the destination, same codes
  *   out[3i+2]   flags: VERDICT_ALLOWED | VERDICT_SELF
  *
@@ -34,7 +34,7 @@
  * is not ours (DirectionDecision.endpoint undefined), which includes both
  * directions of a packet from an endpoint to itself (VERDICT_SELF set,
  * always allowed). A rule index mirrors DirectionResult = CompiledRule,
- * ALLOW_DEFAULT and DENY the symbols of the same names.
+ * ALLOW_DEFAULT, ALLOW_NODE and DENY the symbols of the same names.
  */
 import { InternalError } from '../../shared/errors.js';
 import type { Ip } from '../../shared/net/ip.js';
@@ -63,6 +63,8 @@ export const VerdictCode = {
   NOT_LOCAL: -3,
   /** The policy record is malformed (bad family byte or IPv4 padding). */
   INVALID: -4,
+  /** The peer is an address of the endpoint's own node: not subject to NetworkPolicy, allowed. */
+  ALLOW_NODE: -5,
 } as const;
 export type VerdictCode = (typeof VerdictCode)[keyof typeof VerdictCode];
 

@@ -8,7 +8,7 @@
  *                                       │                     │
  *                       native RuleEvaluator            rule index → CompiledRule
  *
- * LAYOUT, version 1. All integers little-endian. IPv4 addresses are u32
+ * LAYOUT, version 2 (version 1 had no node set: ENDPOINTS @12 was reserved). All integers little-endian. IPv4 addresses are u32
  * numbers (10.0.0.1 = 0x0a000001), IPv6 addresses two u64 numbers, high half
  * first (the address is high·2^64 + low). "ref" fields are u32 indices into
  * another section; NONE (0xffffffff) where the field says so. Reserved fields
@@ -16,7 +16,7 @@
  *
  * Header, HEADER_BYTES (136) bytes:
  *   0   u32  magic 0x49545257 (the bytes "WRTI")
- *   4   u16  version = 1
+ *   4   u16  version = 2
  *   6   u16  section count = 15
  *   8   u32  total image length in bytes (= the buffer's length)
  *   12  u32  reserved
@@ -33,7 +33,11 @@
  *   1  STRING_BYTES   1: the bytes of every string.
  *   2  ENDPOINTS     16: key (STRINGS ref, "namespace/name") @0, egress table
  *                        (TABLES ref) @4, ingress table (TABLES ref) @8,
- *                        reserved @12. One per compiled endpoint, in
+ *                        node set (PREFIX_SETS ref, NONE: no node addresses
+ *                        known) @12: the addresses of the endpoint's own node
+ *                        (CompiledEndpoint.node). A peer address in it
+ *                        decides that direction ALLOW_NODE before the table
+ *                        is consulted. One per compiled endpoint, in
  *                        tables.endpoints order.
  *   3  ADDRESSES4     8: u32 address @0, endpoint (ENDPOINTS ref) @4. Strictly
  *                        ascending by address: RuleTables.byIp for IPv4.
@@ -91,7 +95,7 @@ import type {
 import { RuleCatalog } from './rule-catalog.js';
 
 export const RULE_IMAGE_MAGIC = 0x49545257;
-export const RULE_IMAGE_VERSION = 1;
+export const RULE_IMAGE_VERSION = 2;
 export const HEADER_BYTES = 136;
 /** Reference meaning "any" in RULES.peer and RULES.ports. */
 export const NONE = 0xffff_ffff;
@@ -191,7 +195,12 @@ export function encodeRuleImage(
   const endpointIndex = new Map<CompiledEndpoint, number>();
   for (const ce of tables.endpoints.values()) {
     endpointIndex.set(ce, endpointIndex.size);
-    e.endpoints.push(e.string(ce.key), e.table(ce.egress, catalog), e.table(ce.ingress, catalog));
+    e.endpoints.push(
+      e.string(ce.key),
+      e.table(ce.egress, catalog),
+      e.table(ce.ingress, catalog),
+      ce.node === null ? NONE : e.prefixSet(ce.node),
+    );
   }
   const a4: Array<[number, number]> = [];
   const a6: Array<[bigint, number]> = [];
@@ -212,7 +221,7 @@ export function encodeRuleImage(
 class Encoder {
   readonly strings: string[] = [];
   private readonly stringIndex = new Map<string, number>();
-  /** [key, egress, ingress] per endpoint. */
+  /** [key, egress, ingress, node set] per endpoint. */
   readonly endpoints: number[] = [];
   /** [policyCount, first, count] per table. */
   private readonly tables: number[] = [];
@@ -348,7 +357,7 @@ class Encoder {
     const counts = [
       this.strings.length,
       stringBytes,
-      this.endpoints.length / 3,
+      this.endpoints.length / 4,
       a4.length,
       a6.length,
       this.tables.length / 3,
@@ -408,7 +417,7 @@ class Encoder {
       byte += b.length;
       at += 8;
     }
-    u32s(Section.ENDPOINTS, this.endpoints, 3, 16);
+    u32s(Section.ENDPOINTS, this.endpoints, 4, 16);
     at = offsets[Section.ADDRESSES4]!;
     for (const [ip, ep] of a4) {
       v.setUint32(at, ip, true);

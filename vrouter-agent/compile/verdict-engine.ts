@@ -18,6 +18,7 @@
 import { InternalError, UnavailableError } from '../../shared/errors.js';
 import {
   ALLOW_DEFAULT,
+  ALLOW_NODE,
   DENY,
   type DirectionResult,
   type RuleTables,
@@ -167,6 +168,7 @@ export function createVerdictEngine(
 /** A code from out[] as the reference evaluator's DirectionResult; undefined for NOT_LOCAL and INVALID. */
 export function directionResultOf(code: number, catalog: RuleCatalog): DirectionResult | undefined {
   if (code === VerdictCode.ALLOW_DEFAULT) return ALLOW_DEFAULT;
+  if (code === VerdictCode.ALLOW_NODE) return ALLOW_NODE;
   if (code === VerdictCode.DENY) return DENY;
   return catalog.rule(code);
 }
@@ -281,6 +283,7 @@ class TypeScriptVerdictEngine implements VerdictEngine {
 
   private code(r: DirectionResult): number {
     if (r === ALLOW_DEFAULT) return VerdictCode.ALLOW_DEFAULT;
+    if (r === ALLOW_NODE) return VerdictCode.ALLOW_NODE;
     if (r === DENY) return VerdictCode.DENY;
     const i = this.catalog.indexOf(r);
     if (i === undefined)

@@ -163,6 +163,8 @@ export type GateOutcome =
   | { readonly kind: 'default' }
   /** Isolated and no rule matched: denied. */
   | { readonly kind: 'deny' }
+  /** The peer is the endpoint's own node, which NetworkPolicy does not restrict: allowed. */
+  | { readonly kind: 'node' }
   /** Not checked: no local endpoint on this side, or traffic from an endpoint to itself. */
   | { readonly kind: 'none' };
 

@@ -7,7 +7,7 @@ import { UserspaceDatapath, type UserspaceDatapathOptions } from './userspace-da
 
 export * from './datapath.js';
 export { RawPacketBatch } from './raw-packets.js';
-export { RULE_ID_DEFAULT, RULE_ID_DENY, RULE_ID_NONE } from './rule-ids.js';
+export { RULE_ID_DEFAULT, RULE_ID_DENY, RULE_ID_NODE, RULE_ID_NONE } from './rule-ids.js';
 export { UserspaceDatapath, type UserspaceDatapathOptions } from './userspace-datapath.js';
 
 export function createUserspaceDatapath(options: UserspaceDatapathOptions): UserspaceDatapath {

@@ -8,6 +8,8 @@
  *   ruleId 1 .. n       allowed by catalog rule ruleId - 1 (policyId names its policy)
  *   RULE_ID_DEFAULT     not isolated: allowed by the default tier (policyId 0)
  *   RULE_ID_DENY        isolated, no rule matched (policyId 0)
+ *   RULE_ID_NODE        the peer is the endpoint's own node: not subject to
+ *                       NetworkPolicy, allowed (policyId 0)
  */
 import type { RuleTables } from '../../shared/policy/rule-tables.js';
 import type { RuleCatalog } from '../compile/rule-catalog.js';
@@ -18,13 +20,16 @@ import type { GateOutcome } from './datapath.js';
 export const RULE_ID_NONE = 0;
 export const RULE_ID_DEFAULT = 0xffff_ffff;
 export const RULE_ID_DENY = 0xffff_fffe;
+export const RULE_ID_NODE = 0xffff_fffd;
 
 const NONE: RuleRef = Object.freeze({ policyId: 0, ruleId: RULE_ID_NONE });
 const DEFAULT: RuleRef = Object.freeze({ policyId: 0, ruleId: RULE_ID_DEFAULT });
 const DENIED: RuleRef = Object.freeze({ policyId: 0, ruleId: RULE_ID_DENY });
+const NODE: RuleRef = Object.freeze({ policyId: 0, ruleId: RULE_ID_NODE });
 const OUTCOME_NONE: GateOutcome = Object.freeze({ kind: 'none' });
 const OUTCOME_DEFAULT: GateOutcome = Object.freeze({ kind: 'default' });
 const OUTCOME_DENY: GateOutcome = Object.freeze({ kind: 'deny' });
+const OUTCOME_NODE: GateOutcome = Object.freeze({ kind: 'node' });
 
 export class RuleIds {
   private readonly refs: Array<RuleRef | undefined>;
@@ -44,6 +49,7 @@ export class RuleIds {
   ref(code: number): RuleRef {
     if (code === VerdictCode.ALLOW_DEFAULT) return DEFAULT;
     if (code === VerdictCode.DENY) return DENIED;
+    if (code === VerdictCode.ALLOW_NODE) return NODE;
     if (code < 0) return NONE;
     let ref = this.refs[code];
     if (ref === undefined) {
@@ -61,6 +67,7 @@ export class RuleIds {
   outcome(ruleId: number): GateOutcome {
     if (ruleId === RULE_ID_DEFAULT) return OUTCOME_DEFAULT;
     if (ruleId === RULE_ID_DENY) return OUTCOME_DENY;
+    if (ruleId === RULE_ID_NODE) return OUTCOME_NODE;
     if (ruleId === RULE_ID_NONE) return OUTCOME_NONE;
     const index = ruleId - 1;
     let o = this.outcomes[index];

@@ -139,7 +139,7 @@ export class FlowView {
       };
     }
     return {
-      decision: g.kind === 'default' ? 'default' : 'not-checked',
+      decision: g.kind === 'default' ? 'default' : g.kind === 'node' ? 'node' : 'not-checked',
       rule: '',
       policy: '',
       policyName: '',

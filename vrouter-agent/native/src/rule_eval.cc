@@ -1,8 +1,8 @@
 // The first-packet rule evaluator: loads a rule image (the RuleTables of the
 // policy core, flattened by vrouter-agent/compile/rule-image.ts, whose header
 // comment is the layout contract) and decides batches of packet records
-// (vrouter-agent/compile/policy-record.ts) exactly as evaluateDirection() in
-// shared/policy/rule-tables.ts does. That TypeScript evaluator is the
+// (vrouter-agent/compile/policy-record.ts) exactly as RuleTables.egress() and
+// ingress() in shared/policy/rule-tables.ts do. That TypeScript evaluator is the
 // reference; test/compile/ checks the two against each other.
 //
 // JavaScript surface (exports.RuleEvaluator):
@@ -29,7 +29,9 @@
 //   dispose(): frees the native tables now; evaluate() throws afterwards.
 //   RuleEvaluator.imageVersion: the image version this build reads.
 //
-// Evaluation of one direction: a table that no policy isolates gives
+// Evaluation of one direction: a peer address in the endpoint's node set
+// (traffic between a pod and its own node, which NetworkPolicy does not
+// restrict) gives ALLOW_NODE; else a table that no policy isolates gives
 // ALLOW_DEFAULT; otherwise the first rule (in table order) whose peer set
 // holds the peer address and whose ports admit (protocol, port) — fixed
 // triples, or the named-port entries of the packet's destination address —
@@ -67,7 +69,7 @@ namespace {
 using u128 = unsigned __int128;
 
 constexpr uint32_t kMagic = 0x49545257;  // "WRTI"
-constexpr uint16_t kVersion = 1;
+constexpr uint16_t kVersion = 2;
 constexpr uint32_t kSectionCount = 15;
 constexpr uint64_t kHeaderBytes = 136;
 constexpr uint32_t kNone = 0xffffffffu;
@@ -84,6 +86,7 @@ constexpr int32_t kAllowDefault = -1;
 constexpr int32_t kDeny = -2;
 constexpr int32_t kNotLocal = -3;
 constexpr int32_t kInvalid = -4;
+constexpr int32_t kAllowNode = -5;
 constexpr int32_t kFlagAllowed = 1;
 constexpr int32_t kFlagSelf = 2;
 constexpr uint64_t kRecordBytes = 40;
@@ -189,7 +192,13 @@ struct Table {
   std::unique_ptr<PeerIndex> index;
 };
 
-struct Endpoint { uint32_t egress, ingress; };
+// An endpoint's tables and its node's addresses (a prefix set resolved to
+// spans of ranges4 / ranges6; hasNode false when it has none).
+struct Endpoint {
+  uint32_t egress, ingress;
+  uint32_t r4, n4, r6, n6;
+  bool hasNode;
+};
 
 // Open addressing, linear probing; endpoint 0 marks an empty slot (endpoints
 // are stored + 1). Each slot carries the endpoint's table indices.
@@ -376,6 +385,17 @@ class Image {
     }
   }
 
+  // One direction of the endpoint found at an address (endpoint + 1, as Find gives it).
+  int32_t Direction(uint32_t endpoint, uint32_t table, const Addr& peer, uint32_t protocol, uint32_t port,
+                    const Addr& dest) const {
+    const Endpoint& e = endpoints[endpoint - 1];
+    if (e.hasNode && (peer.family == 4 ? InRanges(ranges4.data() + e.r4, e.n4, peer.v4)
+                                       : InRanges(ranges6.data() + e.r6, e.n6, peer.v6))) {
+      return kAllowNode;
+    }
+    return Decide(tables[table], peer, protocol, port, dest);
+  }
+
   int32_t Decide(const Table& t, const Addr& peer, uint32_t protocol, uint32_t port, const Addr& dest) const {
     if (t.policyCount == 0) return kAllowDefault;
     const Slot* list = slots.data() + t.first;
@@ -477,8 +497,8 @@ uint32_t EvaluateBatch(const Image& img, const uint8_t* packets, uint32_t count,
       allowed++;
       continue;
     }
-    int32_t eg = p.from.endpoint == 0 ? kNotLocal : img.Decide(img.tables[p.from.egress], p.dst, p.protocol, p.port, p.dst);
-    int32_t in = p.to.endpoint == 0 ? kNotLocal : img.Decide(img.tables[p.to.ingress], p.src, p.protocol, p.port, p.dst);
+    int32_t eg = p.from.endpoint == 0 ? kNotLocal : img.Direction(p.from.endpoint, p.from.egress, p.dst, p.protocol, p.port, p.dst);
+    int32_t in = p.to.endpoint == 0 ? kNotLocal : img.Direction(p.to.endpoint, p.to.ingress, p.src, p.protocol, p.port, p.dst);
     bool ok = eg != kDeny && in != kDeny;
     o[0] = eg;
     o[1] = in;
@@ -665,7 +685,9 @@ class Loader {
   bool Header() {
     if (len_ < kHeaderBytes) return Fail(std::to_string(len_) + " bytes is shorter than the 136-byte header");
     if (Le32(p_) != kMagic) return Fail("bad magic");
-    if (Le16(p_ + 4) != kVersion) return Fail("version " + std::to_string(Le16(p_ + 4)) + " is not 1");
+    if (Le16(p_ + 4) != kVersion) {
+      return Fail("version " + std::to_string(Le16(p_ + 4)) + " is not " + std::to_string(kVersion));
+    }
     if (Le16(p_ + 6) != kSectionCount) return Fail("section count " + std::to_string(Le16(p_ + 6)) + " is not 15");
     if (Le32(p_ + 8) != len_) {
       return Fail("header says " + std::to_string(Le32(p_ + 8)) + " bytes, the buffer has " + std::to_string(len_));
@@ -847,10 +869,21 @@ class Loader {
     img.endpoints.resize(cnt_[ENDPOINTS]);
     for (uint64_t i = 0; i < cnt_[ENDPOINTS]; i++) {
       const uint8_t* e = El(ENDPOINTS, i);
-      Endpoint ep = {Le32(e + 4), Le32(e + 8)};
+      Endpoint ep = {};
+      ep.egress = Le32(e + 4);
+      ep.ingress = Le32(e + 8);
+      uint32_t node = Le32(e + 12);
       if (!Ref(STRINGS, Le32(e), ENDPOINTS, i) || !Ref(TABLES, ep.egress, ENDPOINTS, i) || !Ref(TABLES, ep.ingress, ENDPOINTS, i) ||
-          !Zero32(e + 12, ENDPOINTS, i)) {
+          (node != kNone && !Ref(PREFIX_SETS, node, ENDPOINTS, i))) {
         return false;
+      }
+      if (node != kNone) {
+        const PrefixSetRec& s = sets_[node];
+        ep.hasNode = true;
+        ep.r4 = s.first4;
+        ep.n4 = s.count4;
+        ep.r6 = s.first6;
+        ep.n6 = s.count6;
       }
       img.endpoints[i] = ep;
     }
