@@ -13,11 +13,12 @@
  * group that is not also a peer is cut down to the node's own members, so a
  * pod starting elsewhere does not disturb this node.
  *
- * Spans are maps from object key to content hash. Hashes are of canonical
- * content, so they are stable across controller restarts: a delta is the
- * difference between the span an agent holds (as hashes) and the current one.
+ * Spans are maps from object key to content hash. Hashes are of the
+ * canonical wire form (shared/wire/span-hash.ts), so they are stable across
+ * controller restarts and are what an agent computes for what it holds: a
+ * delta is the difference between the span an agent holds (as hashes) and
+ * the current one, and a span's hash follows from its entries.
  */
-import { createHash } from 'node:crypto';
 import { addTo, removeFrom } from '../../shared/collections.js';
 import type { ClusterModel, ModelChanges } from '../model/cluster-model.js';
 import type {
@@ -28,6 +29,13 @@ import type {
   ServiceGroup,
 } from '../../shared/policy/types.js';
 import { isEmpty } from '../model/cluster-model.js';
+import {
+  addressGroupToWire,
+  endpointToWire,
+  firewallPolicyToWire,
+  serviceGroupToWire,
+} from '../../shared/wire/policy.js';
+import { objectHash } from '../../shared/wire/span-hash.js';
 
 /** "p:<policy id>", "g:<group id>", "s:<service group id>", "e:<namespace/name>". */
 export type ObjectKey = string;
@@ -319,12 +327,28 @@ export class SpanStore {
       const cached = this.hashes.get(key);
       if (cached !== undefined) return cached;
     }
-    const o = this.object(node, key);
-    const hash = createHash('sha1')
-      .update(JSON.stringify(o?.object ?? null))
-      .digest('base64url');
+    const hash = wireHash(this.object(node, key));
     if (shared) this.hashes.set(key, hash);
     return hash;
+  }
+}
+
+/**
+ * The content hash of an object in its wire form (shared/wire/span-hash.ts),
+ * the hash an agent computes for the same object: a span's hash is then a
+ * function of its entries alone.
+ */
+function wireHash(o: SpanObject | undefined): string {
+  if (o === undefined) return 'missing';
+  switch (o.kind) {
+    case 'policy':
+      return objectHash.policy(firewallPolicyToWire(o.object));
+    case 'group':
+      return objectHash.addressGroup(addressGroupToWire(o.object));
+    case 'service':
+      return objectHash.serviceGroup(serviceGroupToWire(o.object));
+    case 'endpoint':
+      return objectHash.endpoint(endpointToWire(o.object));
   }
 }
 
