@@ -519,18 +519,22 @@ export class Distributor {
     if (span === undefined) return this.hashOfEntries(new Map());
     let h = this.spanHashes.get(span);
     if (h === undefined) {
-      h = this.hashOfEntries(this.currentEntries(node));
+      h = this.hashOfEntries(span.entries);
       this.spanHashes.set(span, h);
     }
     return h;
   }
 
-  /** The span hash of a span given as key → object hash (its policy set follows from its policies). */
-  private hashOfEntries(entries: ReadonlyMap<ObjectKey, string>): string {
+  /** The span hash of a span given as its entries (its policy set follows from its policies). */
+  private hashOfEntries(
+    entries: ReadonlyMap<ObjectKey, string> | ReadonlyMap<ObjectKey, { hash: string }>,
+  ): string {
+    const pairs: Array<readonly [string, string]> = [];
+    for (const [k, e] of entries) pairs.push([k, typeof e === 'string' ? e : e.hash]);
     return spanHash({
       cluster: this.model.cluster,
       applicationPolicySet: this.policySetOf(entries.keys()),
-      entries,
+      entries: pairs,
     });
   }
 

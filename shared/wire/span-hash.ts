@@ -18,7 +18,9 @@
  *
  * A span's hash covers its cluster, its application policy set and every
  * object, each named by its span key; objects are taken in key order, so the
- * hash is independent of the order in which they were added.
+ * hash is independent of the order in which they were added. Keys are
+ * Kubernetes names and ids built from them: no spaces, no control
+ * characters.
  */
 import { createHash } from 'node:crypto';
 import type * as w from '../generated/weir/v1/index.js';
@@ -199,13 +201,17 @@ export interface SpanContent {
 
 /** The hash of a whole span. Two spans hash alike exactly when they hold the same content. */
 export function spanHash(span: SpanContent): string {
-  const entries = [...span.entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  const h = createHash('sha256');
-  h.update(
-    `weir-span-v1\n${JSON.stringify(span.cluster)}\n${objectHash.applicationPolicySet(span.applicationPolicySet)}\n`,
-  );
-  for (const [key, hash] of entries) h.update(`${key} ${hash}\n`);
-  return h.digest('base64url');
+  // One line per object, "key hash", in code-unit order of the lines (keys
+  // hold no spaces or control characters, so this is key order).
+  const lines: string[] = [];
+  for (const [key, hash] of span.entries) lines.push(`${key} ${hash}\n`);
+  lines.sort();
+  return createHash('sha256')
+    .update(
+      `weir-span-v1\n${JSON.stringify(span.cluster)}\n${objectHash.applicationPolicySet(span.applicationPolicySet)}\n`,
+    )
+    .update(lines.join(''))
+    .digest('base64url');
 }
 
 /**
