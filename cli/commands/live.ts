@@ -49,9 +49,9 @@ function syncState(a: AgentRow): string {
   return 'no';
 }
 
+/** Refusals in a row, and when the span is sent again. */
 function retry(a: AgentRow, now: number): string {
   const at = Number(a.nextRetryUnixMs);
-  if (!a.retryAttempts) return '-';
   return at ? `${a.retryAttempts}, next in ${duration(at - now)}` : String(a.retryAttempts);
 }
 
@@ -95,29 +95,29 @@ export async function status(
         [
           'NODE',
           'CONNECTED',
-          'IN-SYNC',
           'APPLIED',
           'SPAN',
-          'IN-FORCE-HASH',
-          'SPAN-HASH',
+          'IN-SYNC',
+          'RETRIES',
           'ENDPOINTS',
           'OBJECTS',
           'LAST-ACK',
-          'RETRIES',
+          'IN-FORCE-HASH',
+          'SPAN-HASH',
           'ERROR',
         ],
         s.agents.map((a) => [
           a.node,
           a.connected ? 'yes' : 'no',
-          syncState(a),
           a.appliedRevision,
           a.spanRevision,
-          short(a.inForceHash),
-          short(a.spanHash),
+          syncState(a),
+          retry(a, now),
           String(a.localEndpoints),
           String(a.spanObjects),
           ago(a.lastAckUnixMs, now),
-          retry(a, now),
+          short(a.inForceHash),
+          short(a.spanHash),
           a.lastError,
         ]),
       ),
