@@ -362,8 +362,8 @@ export class Distributor {
       },
       close: () => {
         if (r.link !== link) return;
+        // What is in flight stays: the agent may have applied it, and says so in its next hello.
         r.link = undefined;
-        r.inflight = undefined;
         this.options.log.info({ node: h.node }, 'agent disconnected');
       },
     };

@@ -317,10 +317,14 @@ describe('distributor', () => {
     d.setReady();
     const a = new FakeAgent('n2').hello(d);
     a.state = a.state.apply(wire(a.last)); // applied; the ACK never arrives
+    a.session.close();
+    apply(pod('a', 'web2', { labels: { app: 'web' }, ips: ['10.0.0.3'], node: 'n3' }));
     const again = new FakeAgent('n2');
     again.state = a.state;
     again.hello(d);
-    assert.equal(again.sent.length, 0, 'already in sync: nothing to send');
+    assert.equal(again.last.snapshot, false, 'a delta from what it applied');
+    assert.equal(again.last.baseRevision, String(a.state.revision));
+    again.ack();
     assert.equal(view('n2').inSync, true);
   });
 
