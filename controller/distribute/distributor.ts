@@ -640,8 +640,15 @@ export class Distributor {
       r.ackedSpan !== undefined &&
       (r.proven || r.inForceHash === '') &&
       sameSpan(r.ackedSpan, current)
-    )
+    ) {
+      // The span came back to what the agent holds: whatever was refused is moot.
+      if (r.proven && r.attempts > 0) {
+        r.attempts = 0;
+        r.snapshotNext = false;
+        r.lastError = '';
+      }
       return;
+    }
 
     const base = r.snapshotNext ? undefined : r.ackedSpan;
     const changed: ObjectKey[] = [];
