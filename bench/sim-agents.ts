@@ -14,7 +14,7 @@ import protobuf from 'protobufjs';
 import { join } from 'node:path';
 import { CHANNEL_OPTIONS, PROTO_DIR, weirProto } from '../shared/grpc/proto.js';
 import type { AgentMessage, ControllerMessage__Output } from '../shared/generated/weir/v1/index.js';
-import { snapshotHash } from '../shared/wire/span-hash.js';
+import { type ElementMemo, snapshotHash } from '../shared/wire/span-hash.js';
 import { SpanState } from '../vrouter-agent/store/span-state.js';
 
 export interface AckRecord {
@@ -30,21 +30,10 @@ export interface AckRecord {
 
 const now = () => performance.timeOrigin + performance.now();
 
-/** Object hashes by object (states are immutable and share unchanged objects), as the agent keeps them. */
-const memo = new WeakMap<object, string>();
+/** Span-hash elements by object (states are immutable and share unchanged objects), as the agent keeps them. */
+const memo: ElementMemo = new WeakMap();
 /** The in-force hash, computed as vrouter-agent/agent.ts computes it. */
-const inForceHash = (state: SpanState) =>
-  snapshotHash(
-    {
-      cluster: state.cluster,
-      applicationPolicySet: state.applicationPolicySet,
-      policies: [...state.policies.values()],
-      addressGroups: [...state.addressGroups.values()],
-      serviceGroups: [...state.serviceGroups.values()],
-      endpoints: [...state.endpoints.values()],
-    },
-    memo,
-  );
+const inForceHash = (state: SpanState) => snapshotHash(state, memo);
 
 async function main(): Promise<void> {
   const [address, count] = [process.argv[2]!, Number(process.argv[3])];

@@ -33,7 +33,7 @@ import { compile } from '../shared/policy/compile.js';
 import { parseProbe, probe, resolveTarget } from '../shared/policy/probe.js';
 import type { RuleTables } from '../shared/policy/rule-tables.js';
 import { snapshotFromWire } from '../shared/wire/policy.js';
-import { snapshotHash } from '../shared/wire/span-hash.js';
+import { type ElementMemo, snapshotHash } from '../shared/wire/span-hash.js';
 import { unary } from '../shared/grpc/status.js';
 import { createVerdictEngine, verdictEngineStatus } from './compile/verdict-engine.js';
 import { createUserspaceDatapath, type Datapath } from './datapath/index.js';
@@ -62,8 +62,8 @@ export class NodeAgent implements AsyncDisposable {
   private state = SpanState.empty();
   /** The content hash of `state`, the span in force. */
   private inForceHash: string;
-  /** Object hashes by object: states are immutable and share unchanged objects. */
-  private readonly hashMemo = new WeakMap<object, string>();
+  /** Span-hash elements by object: states are immutable and share unchanged objects. */
+  private readonly hashMemo: ElementMemo = new WeakMap();
   private tables: RuleTables;
   private connected = false;
   private lastError = '';
@@ -161,18 +161,9 @@ export class NodeAgent implements AsyncDisposable {
     this.connect(0);
   }
 
+  /** O(objects) additions; only objects new since the last state are hashed. */
   private hashOf(state: SpanState): string {
-    return snapshotHash(
-      {
-        cluster: state.cluster,
-        applicationPolicySet: state.applicationPolicySet,
-        policies: [...state.policies.values()],
-        addressGroups: [...state.addressGroups.values()],
-        serviceGroups: [...state.serviceGroups.values()],
-        endpoints: [...state.endpoints.values()],
-      },
-      this.hashMemo,
-    );
+    return snapshotHash(state, this.hashMemo);
   }
 
   private compile(state: SpanState): RuleTables {

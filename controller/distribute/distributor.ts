@@ -16,11 +16,13 @@
  * ACKed span (object key → hash), whatever the rate of change.
  *
  * Proof: agents report the content hash of the span they have in force
- * (shared/wire/span-hash.ts) in every hello, ACK and NACK. The span store's
- * entry hashes are the same wire-form hashes, so the hash of the span the
- * controller computed for a node follows from its entries. A node is in sync
- * exactly when its agent is connected and the two hashes are equal; a delta
- * is only ever built on a base whose hash the agent confirmed.
+ * (shared/wire/span-hash.ts) in every hello, ACK and NACK. The span store
+ * keeps the hash of the span it computed for each node, up to date with
+ * every commit (O(1) per changed entry), and each record keeps the hash of
+ * what its agent holds, so no comparison here (status, send, ACK, NACK,
+ * hello) ever hashes a span. A node is in sync exactly when its agent is
+ * connected and the two hashes are equal; a delta is only ever built on a
+ * base whose hash the agent confirmed.
  *
  * Transport-agnostic: the gRPC server (and later NATS) supply AgentLinks.
  */
@@ -34,9 +36,9 @@ import {
   firewallPolicyToWire,
   serviceGroupToWire,
 } from '../../shared/wire/policy.js';
-import { objectHash, spanHash } from '../../shared/wire/span-hash.js';
+import { objectHash } from '../../shared/wire/span-hash.js';
 import type { ClusterModel } from '../model/cluster-model.js';
-import type { NodeSpan, ObjectKey, SpanStore } from '../store/span-store.js';
+import type { ObjectKey, SpanStore } from '../store/span-store.js';
 
 export interface AgentLink {
   /**
@@ -138,6 +140,8 @@ interface NodeRecord {
   ackedRevision: number;
   /** What the agent holds, as hashes; undefined: unknown (send a snapshot). */
   ackedSpan: Map<ObjectKey, string> | undefined;
+  /** The span hash of ackedSpan; undefined until computed (restored records). */
+  ackedHash: string | undefined;
   /** ackedSpan is what the agent's reported hash proves it holds. */
   proven: boolean;
   /** The hash the agent last reported; '' when none. */
@@ -180,8 +184,6 @@ export class Distributor {
   private readyRevision = 0;
   /** Revision → when it was committed (Unix ms); the most recent ones. */
   private readonly commits = new Map<number, number>();
-  /** Span hashes of the store's current spans, computed once per span version. */
-  private readonly spanHashes = new WeakMap<NodeSpan, string>();
   /** Updates built at `builtRevision`, by key: nodes that need the same one share it. */
   private built = new Map<string, SpanUpdate>();
   private builtRevision = -1;
@@ -244,6 +246,7 @@ export class Distributor {
       const r = this.record(node);
       r.ackedRevision = p.revision;
       r.ackedSpan = new Map(p.span);
+      r.ackedHash = undefined;
       r.proven = false;
     }
   }
@@ -271,27 +274,36 @@ export class Distributor {
     const now = this.now();
     // What the agent holds, if the controller can name it: the current span,
     // or the one in flight or ACKed, at the agent's revision and with its hash.
-    let base: { span: Map<ObjectKey, string>; provedUpTo: number } | undefined;
+    let base:
+      | { span: Map<ObjectKey, string>; hash: string | undefined; provedUpTo: number }
+      | undefined;
     const inflight = r.inflight?.revision === h.revision ? r.inflight : undefined;
     const acked = r.ackedRevision === h.revision ? r.ackedSpan : undefined;
     if (h.revision > 0 && h.inForceHash !== '') {
       if (h.inForceHash === this.currentHash(h.node))
-        base = { span: this.currentEntries(h.node), provedUpTo: this.store.revision };
+        base = {
+          span: this.currentEntries(h.node),
+          hash: h.inForceHash,
+          provedUpTo: this.store.revision,
+        };
       else if (inflight !== undefined && inflight.spanHash === h.inForceHash)
-        base = { span: inflight.span, provedUpTo: h.revision };
-      else if (acked !== undefined && this.hashOfEntries(acked) === h.inForceHash)
-        base = { span: acked, provedUpTo: h.revision };
+        base = { span: inflight.span, hash: inflight.spanHash, provedUpTo: h.revision };
+      else if (acked !== undefined && this.ackedHashOf(r) === h.inForceHash)
+        base = { span: acked, hash: h.inForceHash, provedUpTo: h.revision };
     } else if (h.revision > 0) {
       // An agent that reports no hash is trusted by revision (an ACK lost
       // with its connection counts), and never reported in sync.
-      const span = inflight?.span ?? acked;
-      if (span !== undefined) base = { span, provedUpTo: h.revision };
+      if (inflight !== undefined)
+        base = { span: inflight.span, hash: inflight.spanHash, provedUpTo: h.revision };
+      else if (acked !== undefined)
+        base = { span: acked, hash: r.ackedHash, provedUpTo: h.revision };
     }
 
     r.inflight = undefined;
     r.link = link;
     r.ackedRevision = h.revision;
     r.ackedSpan = base?.span;
+    r.ackedHash = base?.hash;
     r.proven = base !== undefined && h.inForceHash !== '';
     r.inForceHash = h.inForceHash;
     r.stale = false;
@@ -347,8 +359,9 @@ export class Distributor {
         r.lastError = error;
         if (hash !== '') {
           r.inForceHash = hash;
-          if (r.ackedSpan !== undefined && this.hashOfEntries(r.ackedSpan) !== hash) {
+          if (r.ackedSpan !== undefined && this.ackedHashOf(r) !== hash) {
             r.ackedSpan = undefined;
+            r.ackedHash = undefined;
             r.proven = false;
           }
         }
@@ -479,6 +492,7 @@ export class Distributor {
         connectedSince: 0,
         ackedRevision: 0,
         ackedSpan: undefined,
+        ackedHash: undefined,
         proven: false,
         inForceHash: '',
         inflight: undefined,
@@ -513,29 +527,16 @@ export class Distributor {
     return out;
   }
 
-  /** The hash of the span the controller computed for the node now. */
+  /** The hash of the span the controller computed for the node now (kept by the store: O(1)). */
   private currentHash(node: string): string {
-    const span = this.store.span(node);
-    if (span === undefined) return this.hashOfEntries(new Map());
-    let h = this.spanHashes.get(span);
-    if (h === undefined) {
-      h = this.hashOfEntries(span.entries);
-      this.spanHashes.set(span, h);
-    }
-    return h;
+    return this.store.spanHash(node);
   }
 
-  /** The span hash of a span given as its entries (its policy set follows from its policies). */
-  private hashOfEntries(
-    entries: ReadonlyMap<ObjectKey, string> | ReadonlyMap<ObjectKey, { hash: string }>,
-  ): string {
-    const pairs: Array<readonly [string, string]> = [];
-    for (const [k, e] of entries) pairs.push([k, typeof e === 'string' ? e : e.hash]);
-    return spanHash({
-      cluster: this.model.cluster,
-      applicationPolicySet: this.policySetOf(entries.keys()),
-      entries: pairs,
-    });
+  /** The span hash of what the agent holds; computed once for a record restored after a restart. */
+  private ackedHashOf(r: NodeRecord): string | undefined {
+    if (r.ackedSpan === undefined) return undefined;
+    r.ackedHash ??= this.store.hashOfEntries(r.ackedSpan);
+    return r.ackedHash;
   }
 
   private policySetOf(keys: Iterable<ObjectKey>) {
@@ -580,6 +581,7 @@ export class Distributor {
       // Applied, but to something else than the controller computed: what the
       // agent holds is unknown; send it the whole span.
       r.ackedSpan = undefined;
+      r.ackedHash = undefined;
       r.proven = false;
       r.lastError = `revision ${revision} applied, but the agent's span hashes to ${hash}, not ${sent.spanHash}`;
       this.options.observe?.unproved();
@@ -592,6 +594,7 @@ export class Distributor {
       return;
     }
     r.ackedSpan = sent.span;
+    r.ackedHash = sent.spanHash;
     r.proven = hash !== '';
     r.lastError = '';
     r.attempts = 0;
@@ -633,13 +636,12 @@ export class Distributor {
     if (!this.ready || r.link === undefined || r.inflight !== undefined || r.retry !== undefined)
       return;
     r.stale = false;
-    const span = this.store.span(r.node);
-    const current = this.currentEntries(r.node);
-    // Nothing to send when the agent holds exactly this span (proved, or as ACKed by an agent that reports no hash).
+    // Nothing to send when the agent holds exactly this span (proved, or as
+    // ACKed by an agent that reports no hash): equal hashes, equal content.
     if (
       r.ackedSpan !== undefined &&
       (r.proven || r.inForceHash === '') &&
-      sameSpan(r.ackedSpan, current)
+      this.ackedHashOf(r) === this.currentHash(r.node)
     ) {
       // The span came back to what the agent holds: whatever was refused is moot.
       if (r.proven && r.attempts > 0) {
@@ -650,6 +652,8 @@ export class Distributor {
       return;
     }
 
+    const span = this.store.span(r.node);
+    const current = this.currentEntries(r.node);
     const base = r.snapshotNext ? undefined : r.ackedSpan;
     const changed: ObjectKey[] = [];
     const removed: ObjectKey[] = [];
@@ -783,10 +787,4 @@ export class Distributor {
     if (policySet !== undefined) update.applicationPolicySet = policySet;
     return update;
   }
-}
-
-function sameSpan(a: ReadonlyMap<ObjectKey, string>, b: ReadonlyMap<ObjectKey, string>): boolean {
-  if (a.size !== b.size) return false;
-  for (const [k, h] of b) if (a.get(k) !== h) return false;
-  return true;
 }

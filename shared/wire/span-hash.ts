@@ -16,13 +16,46 @@
  * Both the generated input types (what the controller builds) and the
  * decoded `__Output` types (what an agent holds) are accepted.
  *
- * A span's hash covers its cluster, its application policy set and every
- * object, each named by its span key; objects are taken in key order, so the
- * hash is independent of the order in which they were added. Keys are
- * Kubernetes names and ids built from them: no spaces, no control
- * characters.
+ * A span's hash (weir-span-v2) covers its cluster, its application policy
+ * set and the multiset of its entries, an entry being an object's span key
+ * and content hash:
+ *
+ *   element(key, hash) = SHA-256("<key> <hash>") read as a 256-bit
+ *                        little-endian integer
+ *   digest             = Σ element over the entries, mod 2^256
+ *   span hash          = SHA-256("weir-span-v2", cluster, policy set hash,
+ *                        digest), base64url
+ *
+ * The digest is a multiset hash in the additive form of Bellare and
+ * Micciancio ("AdHash", 1997): it does not depend on the order of entries,
+ * and adding, removing or replacing an entry costs one addition and/or one
+ * subtraction of 256-bit numbers, so a holder of a span that changes keeps
+ * its digest up to date in O(1) per changed entry (controller/store/
+ * span-store.ts) and never rehashes or sorts a span.
+ *
+ * Why it proves sync: modelling SHA-256 as a random function, the digests of
+ * two different sets of entries differ by a sum of independent uniform
+ * 256-bit values with coefficients ±1, which is itself uniform: they are
+ * equal with probability 2^-256. Any difference in content (an object more,
+ * less or different, another policy set or cluster) is detected.
+ *
+ * Limits: it is a check against accidents (a bug, a stale or corrupt state,
+ * another node's span), not an authenticator. An adversary free to choose
+ * many entries can find two sets with equal sums (Wagner's generalized
+ * birthday attack, 2002, is practical at 256 bits); a lattice hash such as
+ * LtHash (Lewi et al. 2019: 1,024 16-bit lanes, 2 KiB per digest) resists
+ * that, but costs ~1,000 lane additions and a 2 KiB XOF per entry, which at
+ * 1,000 nodes x 3,000 entries is seconds of controller CPU, and buys nothing
+ * here: the party that could construct such a span is whoever writes the
+ * agent's in-force state, and it could as well report any hash it likes.
+ * What an agent reports is trusted as far as the agent is; the channel's
+ * authenticity is mTLS's job.
+ *
+ * An object's hash covers its kind and identity (id, or namespace and name),
+ * so it names its span key. Keys are Kubernetes names and ids built from
+ * them: no spaces, no control characters.
  */
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import type * as w from '../generated/weir/v1/index.js';
 
 /** Span keys: "p:<policy id>", "g:<address group id>", "s:<service group id>", "e:<namespace/name>". */
@@ -178,8 +211,18 @@ function canonicalPolicySet(s: w.ApplicationPolicySet | null | undefined): unkno
   ];
 }
 
-const digest = (canonical: unknown) =>
-  createHash('sha256').update(JSON.stringify(canonical)).digest('base64url');
+/** SHA-256, one-shot where Node has it (20.12+: no Hash object per call). */
+const oneShot = typeof crypto.hash === 'function';
+const sha256 = (data: string): Buffer =>
+  oneShot
+    ? crypto.hash('sha256', data, 'buffer')
+    : crypto.createHash('sha256').update(data).digest();
+const sha256Text = (data: string): string =>
+  oneShot
+    ? crypto.hash('sha256', data, 'base64url')
+    : crypto.createHash('sha256').update(data).digest('base64url');
+
+const digest = (canonical: unknown): string => sha256Text(JSON.stringify(canonical));
 
 /** Content hashes of single objects, as the span hash takes them. */
 export const objectHash = {
@@ -191,6 +234,68 @@ export const objectHash = {
     digest(canonicalPolicySet(s)),
 } as const;
 
+const LIMBS = 8;
+
+/**
+ * One entry's contribution to a span digest: SHA-256("<key> <hash>") as
+ * eight little-endian 32-bit limbs, least significant first. Never mutated
+ * (holders share them).
+ */
+export type SpanElement = Readonly<Uint32Array>;
+
+export function spanElement(key: string, hash: string): SpanElement {
+  const b = sha256(`${key} ${hash}`);
+  const e = new Uint32Array(LIMBS);
+  for (let i = 0; i < LIMBS; i++) e[i] = b.readUInt32LE(4 * i);
+  return e;
+}
+
+/** The sum of a span's elements, mod 2^256; kept up to date as entries come and go. */
+export class SpanDigest {
+  private readonly limbs: Uint32Array;
+
+  constructor(from?: SpanDigest) {
+    this.limbs = from === undefined ? new Uint32Array(LIMBS) : from.limbs.slice();
+  }
+
+  add(e: SpanElement): this {
+    let carry = 0;
+    for (let i = 0; i < LIMBS; i++) {
+      const s = this.limbs[i]! + e[i]! + carry;
+      this.limbs[i] = s; // mod 2^32
+      carry = s > 0xffffffff ? 1 : 0;
+    }
+    return this;
+  }
+
+  subtract(e: SpanElement): this {
+    let borrow = 0;
+    for (let i = 0; i < LIMBS; i++) {
+      const s = this.limbs[i]! - e[i]! - borrow;
+      this.limbs[i] = s; // mod 2^32
+      borrow = s < 0 ? 1 : 0;
+    }
+    return this;
+  }
+
+  /** 64 hex digits, most significant first. */
+  toString(): string {
+    let out = '';
+    for (let i = LIMBS - 1; i >= 0; i--) out += this.limbs[i]!.toString(16).padStart(8, '0');
+    return out;
+  }
+}
+
+/**
+ * The span hash from its parts: the policy set's objectHash and the
+ * entries' digest. O(1): what a holder of a maintained digest calls.
+ */
+export function spanHashOf(cluster: string, policySetHash: string, entries: SpanDigest): string {
+  return sha256Text(
+    `weir-span-v2\n${JSON.stringify(cluster)}\n${policySetHash}\n${entries.toString()}\n`,
+  );
+}
+
 export interface SpanContent {
   readonly cluster: string;
   /** The span's application policy set; null when it has none. */
@@ -199,47 +304,61 @@ export interface SpanContent {
   readonly entries: Iterable<readonly [string, string]>;
 }
 
-/** The hash of a whole span. Two spans hash alike exactly when they hold the same content. */
+/**
+ * The hash of a whole span, from scratch: O(entries), one SHA-256 each.
+ * Two spans hash alike exactly when they hold the same content.
+ */
 export function spanHash(span: SpanContent): string {
-  // One line per object, "key hash", in code-unit order of the lines (keys
-  // hold no spaces or control characters, so this is key order).
-  const lines: string[] = [];
-  for (const [key, hash] of span.entries) lines.push(`${key} ${hash}\n`);
-  lines.sort();
-  return createHash('sha256')
-    .update(
-      `weir-span-v1\n${JSON.stringify(span.cluster)}\n${objectHash.applicationPolicySet(span.applicationPolicySet)}\n`,
-    )
-    .update(lines.join(''))
-    .digest('base64url');
+  const d = new SpanDigest();
+  for (const [key, hash] of span.entries) d.add(spanElement(key, hash));
+  return spanHashOf(span.cluster, objectHash.applicationPolicySet(span.applicationPolicySet), d);
+}
+
+/** Elements by object, for holders of immutable objects that hash the same objects again and again. */
+export type ElementMemo = WeakMap<object, SpanElement>;
+
+interface Values<T> {
+  values(): Iterable<T>;
 }
 
 /**
- * The hash of a span given as a snapshot (wire form, either type family).
- * `memo` may cache object hashes by object identity, for holders of
- * immutable objects that hash the same objects again and again.
+ * A span's objects, as a snapshot (arrays) or as an agent keeps them (maps
+ * from key to object: only the values are read).
  */
-export function snapshotHash(s: w.PolicySnapshot, memo?: WeakMap<object, string>): string {
-  const cached = <T extends object>(o: T, f: (o: T) => string): string => {
-    if (memo === undefined) return f(o);
-    let h = memo.get(o);
-    if (h === undefined) {
-      h = f(o);
-      memo.set(o, h);
+export interface SpanObjects {
+  readonly cluster?: string | null;
+  readonly applicationPolicySet?: w.ApplicationPolicySet | null;
+  readonly policies?: Values<w.FirewallPolicy> | null;
+  readonly addressGroups?: Values<w.AddressGroup> | null;
+  readonly serviceGroups?: Values<w.ServiceGroup> | null;
+  readonly endpoints?: Values<w.Endpoint> | null;
+}
+
+/**
+ * The hash of a span given by its objects (wire form, either type family):
+ * O(objects) additions, plus an object hash and an element for each object
+ * `memo` does not already hold. A memo is only sound for objects that are
+ * never mutated once hashed.
+ */
+export function snapshotHash(s: SpanObjects, memo?: ElementMemo): string {
+  const d = new SpanDigest();
+  const each = <T extends object>(
+    objects: Values<T> | null | undefined,
+    key: (o: T) => string,
+    hash: (o: T) => string,
+  ) => {
+    for (const o of objects?.values() ?? []) {
+      let e = memo?.get(o);
+      if (e === undefined) {
+        e = spanElement(key(o), hash(o));
+        memo?.set(o, e);
+      }
+      d.add(e);
     }
-    return h;
   };
-  const entries: Array<readonly [string, string]> = [];
-  for (const p of s.policies ?? []) entries.push([spanKey.policy(p), cached(p, objectHash.policy)]);
-  for (const g of s.addressGroups ?? [])
-    entries.push([spanKey.addressGroup(g), cached(g, objectHash.addressGroup)]);
-  for (const g of s.serviceGroups ?? [])
-    entries.push([spanKey.serviceGroup(g), cached(g, objectHash.serviceGroup)]);
-  for (const e of s.endpoints ?? [])
-    entries.push([spanKey.endpoint(e), cached(e, objectHash.endpoint)]);
-  return spanHash({
-    cluster: s.cluster ?? '',
-    applicationPolicySet: s.applicationPolicySet,
-    entries,
-  });
+  each(s.policies, spanKey.policy, objectHash.policy);
+  each(s.addressGroups, spanKey.addressGroup, objectHash.addressGroup);
+  each(s.serviceGroups, spanKey.serviceGroup, objectHash.serviceGroup);
+  each(s.endpoints, spanKey.endpoint, objectHash.endpoint);
+  return spanHashOf(s.cluster ?? '', objectHash.applicationPolicySet(s.applicationPolicySet), d);
 }

@@ -1,15 +1,26 @@
 /**
  * Span hashes are what "in sync" compares: the controller hashes the objects
  * it builds, an agent the objects it decoded. They must agree on the same
- * content and differ on any other.
+ * content and differ on any other, and a digest kept up to date entry by
+ * entry must equal the one computed from scratch.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import protobuf from 'protobufjs';
 import type * as w from '../../shared/generated/weir/v1/index.js';
 import { snapshotToWire } from '../../shared/wire/policy.js';
-import { objectHash, snapshotHash } from '../../shared/wire/span-hash.js';
+import { seededRandom } from '../../shared/random.js';
+import {
+  SpanDigest,
+  objectHash,
+  snapshotHash,
+  spanElement,
+  spanHash,
+  spanHashOf,
+  spanKey,
+} from '../../shared/wire/span-hash.js';
 import { build, namespace, networkPolicy, pod } from '../support/cluster.js';
 
 const root = protobuf.loadSync(
@@ -135,4 +146,87 @@ describe('span hash', () => {
       assert.notEqual(snapshotHash(s), before);
     });
   }
+
+  test('swapping the contents of two objects between their keys changes the span hash', () => {
+    const base = { cluster: 'c', applicationPolicySet: null };
+    const [h1, h2] = ['one', 'two'].map((x) => createHash('sha256').update(x).digest('base64url'));
+    assert.notEqual(
+      spanHash({
+        ...base,
+        entries: [
+          ['e:a/x', h1!],
+          ['e:a/y', h2!],
+        ],
+      }),
+      spanHash({
+        ...base,
+        entries: [
+          ['e:a/x', h2!],
+          ['e:a/y', h1!],
+        ],
+      }),
+    );
+  });
+
+  test("the span hash is SHA-256 of the tag, the cluster, the policy set hash and the entries' sum mod 2^256", () => {
+    // An independent reading of the definition in span-hash.ts, with BigInt.
+    const s = snapshot();
+    const entries = [
+      ...s.policies!.map((p) => `${spanKey.policy(p)} ${objectHash.policy(p)}`),
+      ...s.addressGroups!.map((g) => `${spanKey.addressGroup(g)} ${objectHash.addressGroup(g)}`),
+      ...s.serviceGroups!.map((g) => `${spanKey.serviceGroup(g)} ${objectHash.serviceGroup(g)}`),
+      ...s.endpoints!.map((e) => `${spanKey.endpoint(e)} ${objectHash.endpoint(e)}`),
+    ];
+    let sum = 0n;
+    for (const line of entries) {
+      const le = createHash('sha256').update(line).digest().reverse();
+      sum = (sum + BigInt(`0x${le.toString('hex')}`)) % 2n ** 256n;
+    }
+    const expected = createHash('sha256')
+      .update(
+        `weir-span-v2\n${JSON.stringify(s.cluster)}\n${objectHash.applicationPolicySet(s.applicationPolicySet)}\n${sum.toString(16).padStart(64, '0')}\n`,
+      )
+      .digest('base64url');
+    assert.equal(snapshotHash(s), expected);
+  });
+
+  test('the digest carries and borrows across every limb, modulo 2^256', () => {
+    const ones = new Uint32Array(8).fill(0xffffffff); // 2^256 - 1
+    const one = new Uint32Array(8);
+    one[0] = 1;
+    const table: Array<[string, SpanDigest, string]> = [
+      ['(2^256 - 1) + 1', new SpanDigest().add(ones).add(one), '0'.repeat(64)],
+      ['0 - 1', new SpanDigest().subtract(one), 'f'.repeat(64)],
+      ['(2^256 - 1) + (2^256 - 1)', new SpanDigest().add(ones).add(ones), `${'f'.repeat(63)}e`],
+      ['1 - (2^256 - 1)', new SpanDigest().add(one).subtract(ones), `${'0'.repeat(63)}2`],
+    ];
+    for (const [what, d, hex] of table) assert.equal(d.toString(), hex, what);
+  });
+
+  test('a digest kept through random additions and removals equals the one computed from scratch', () => {
+    const r = seededRandom(7);
+    const keys = Array.from({ length: 40 }, (_, i) => `e:ns/pod-${i}`);
+    const contents = ['a', 'b', 'c'].map((x) => createHash('sha256').update(x).digest('base64url'));
+    for (let round = 0; round < 50; round++) {
+      const held = new Map<string, string>();
+      const digest = new SpanDigest();
+      for (let step = 0; step < 60; step++) {
+        const key = r.pick(keys);
+        const old = held.get(key);
+        if (old !== undefined) digest.subtract(spanElement(key, old));
+        if (old !== undefined && r.chance(0.4)) held.delete(key);
+        else {
+          const hash = r.pick(contents);
+          held.set(key, hash);
+          digest.add(spanElement(key, hash));
+        }
+        const policySet = objectHash.applicationPolicySet(null);
+        assert.equal(
+          spanHashOf('c', policySet, digest),
+          spanHash({ cluster: 'c', applicationPolicySet: null, entries: [...held].reverse() }),
+          `round ${round} step ${step}`,
+        );
+      }
+    }
+  });
 });
