@@ -259,13 +259,24 @@ async function run(
     spanBytes: snapshots.map((a) => a.spanBytes),
     statusMs: [],
   };
+  /**
+   * Times the first status call, then requires it (or, should an ACK still
+   * be on its way into the controller, a later one within 10 s) to prove
+   * every agent in sync.
+   */
   const proveInSync = async (r: ChangeResult, what: string) => {
-    const { ms, reply } = await timedStatus(controller.port);
-    r.statusMs.push(ms);
-    const out = reply.agents.filter((a) => !a.inSync).map((a) => a.node);
-    if (out.length > 0 || reply.agents.length !== agents)
+    const first = await timedStatus(controller.port);
+    r.statusMs.push(first.ms);
+    let reply = first.reply;
+    const deadline = now() + 10_000;
+    const out = () => reply.agents.filter((a) => !a.inSync).map((a) => a.node);
+    while ((out().length > 0 || reply.agents.length !== agents) && now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      reply = (await timedStatus(controller.port)).reply;
+    }
+    if (out().length > 0 || reply.agents.length !== agents)
       throw new Error(
-        `${what}: ${reply.agents.length - out.length} of ${agents} agents in sync (not: ${out.slice(0, 5).join(', ')})`,
+        `${what}: ${reply.agents.length - out().length} of ${agents} agents in sync (not: ${out().slice(0, 5).join(', ')})`,
       );
   };
   await proveInSync(initial, 'initial sync');
