@@ -7,16 +7,24 @@
  * affected agent's ACK (p50/p99 over changes × agents), and the bytes each
  * agent received for it against the size of its whole span. Baseline in the
  * same run: the initial sync, where every agent receives its whole span as a
- * snapshot.
+ * snapshot. After each change has reached its agents: the time of the first
+ * operator status call (GetStatus over gRPC, what `weirctl status` calls),
+ * and how many agents it proves in sync (every one, or the run fails).
  *
- * Runnable alone: node --import tsx bench/propagation.ts [--quick]
+ * Then, without agents: the first status after a change every node hears
+ * when every node's span holds ~3,000 objects (each node's egress rules
+ * resolve a named port against 3,000 provider pods), 1,000 nodes.
+ *
+ * Runnable alone: node --import tsx bench/propagation.ts [--quick] [--agents=N,...]
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { operatorClient } from '../cli/clients.js';
 import { Controller } from '../controller/controller.js';
 import type { ModelEvent } from '../controller/model/cluster-model.js';
 import { readKubeObject, type KubeObject } from '../controller/model/kube-objects.js';
 import type { ClusterSource, SourceEvent, SourceState } from '../controller/sources/source.js';
+import type { StatusReply__Output } from '../shared/generated/weir/v1/index.js';
 import { rootLogger, silentLogger } from '../shared/log.js';
 import { namespace, networkPolicy, pod, type Raw } from '../testing/cluster.js';
 import type { AckRecord } from './sim-agents.js';
@@ -52,7 +60,7 @@ function read(raw: Raw): KubeObject {
  * allow from the monitoring namespace; plus one cluster-wide policy every node
  * enforces (ingress from namespaceSelector {} with app=probe).
  */
-function cluster(nodes: number): KubeObject[] {
+function cluster(nodes: number, providers = 0): KubeObject[] {
   const raws: Raw[] = [namespace('monitoring', { team: 'platform' })];
   const namespaces = Math.max(1, nodes / 10);
   for (let n = 0; n < namespaces; n++) {
@@ -103,8 +111,61 @@ function cluster(nodes: number): KubeObject[] {
     }
     // A monitoring pod on every node keeps the monitoring policy everywhere.
   }
+  if (providers > 0) {
+    // Every namespace may reach the providers' named port: every node's span
+    // holds every provider endpoint (named ports are resolved per node).
+    raws.push(namespace('providers', { team: 'providers' }));
+    for (let k = 0; k < providers; k++)
+      raws.push(
+        pod('providers', `provider-${k}`, {
+          labels: { app: 'provider' },
+          ips: [`10.200.${k >> 8}.${k & 255}`],
+          node: `node-${k % nodes}`,
+          ports: [{ name: 'metrics', port: 9100 }],
+        }),
+      );
+    for (let n = 0; n < Math.max(1, nodes / 10); n++)
+      raws.push(
+        networkPolicy(`ns-${n}`, 'to-providers', {
+          podSelector: {},
+          policyTypes: ['Egress'],
+          egress: [
+            {
+              to: [{ namespaceSelector: { matchLabels: { team: 'providers' } } }],
+              ports: [{ port: 'metrics' }],
+            },
+          ],
+        }),
+      );
+  }
   return raws.map(read);
 }
+
+/** GetStatus over gRPC, as `weirctl status` calls it; with its wall time. */
+async function timedStatus(port: number): Promise<{ ms: number; reply: StatusReply__Output }> {
+  const client = operatorClient(`127.0.0.1:${port}`);
+  const t0 = now();
+  const reply = await new Promise<StatusReply__Output>((resolve, reject) =>
+    client.GetStatus({}, { deadline: Date.now() + 60_000 }, (err, r) =>
+      err || r === undefined ? reject(err ?? new Error('no reply')) : resolve(r),
+    ),
+  );
+  const ms = now() - t0;
+  client.close();
+  return { ms, reply };
+}
+
+/** A probe pod every node's span must learn about (the monitoring policy's peer group). */
+const probePod = (i: number): ModelEvent => ({
+  type: 'upsert',
+  object: read(
+    pod('monitoring', `probe-${i}`, {
+      labels: { app: 'probe' },
+      ips: [`172.16.${i >> 8}.${i & 255}`],
+      node: 'node-0',
+    }),
+  ),
+});
 
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -117,6 +178,8 @@ interface ChangeResult {
   readonly latencies: number[];
   readonly bytes: number[];
   readonly spanBytes: number[];
+  /** The first status call after each change reached its agents. */
+  readonly statusMs: number[];
 }
 
 async function run(
@@ -194,11 +257,40 @@ async function run(
     latencies: snapshots.map((a) => a.at - started),
     bytes: snapshots.map((a) => a.bytes),
     spanBytes: snapshots.map((a) => a.spanBytes),
+    statusMs: [],
   };
+  /**
+   * Times the first status call, then requires it (or, should an ACK still
+   * be on its way into the controller, a later one within 10 s) to prove
+   * every agent in sync.
+   */
+  const proveInSync = async (r: ChangeResult, what: string) => {
+    const first = await timedStatus(controller.port);
+    r.statusMs.push(first.ms);
+    let reply = first.reply;
+    const deadline = now() + 10_000;
+    const out = () => reply.agents.filter((a) => !a.inSync).map((a) => a.node);
+    while ((out().length > 0 || reply.agents.length !== agents) && now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      reply = (await timedStatus(controller.port)).reply;
+    }
+    if (out().length > 0 || reply.agents.length !== agents)
+      throw new Error(
+        `${what}: ${reply.agents.length - out().length} of ${agents} agents in sync (not: ${out().slice(0, 5).join(', ')})`,
+      );
+  };
+  await proveInSync(initial, 'initial sync');
 
   const results: ChangeResult[] = [];
   const measure = async (name: string, change: (i: number) => ModelEvent) => {
-    const r: ChangeResult = { name, nodes: 0, latencies: [], bytes: [], spanBytes: [] };
+    const r: ChangeResult = {
+      name,
+      nodes: 0,
+      latencies: [],
+      bytes: [],
+      spanBytes: [],
+      statusMs: [],
+    };
     for (let i = 0; i < changes; i++) {
       const from = acks.length;
       const noticed = notices.length;
@@ -231,6 +323,7 @@ async function run(
         r.bytes.push(a.bytes);
         r.spanBytes.push(a.spanBytes);
       }
+      await proveInSync(r, `${name} #${i}`);
     }
     results.push(r);
   };
@@ -250,16 +343,7 @@ async function run(
     ),
   }));
   // Broad: a pod joins a group every node's span holds.
-  await measure('a pod every node must learn about', (i) => ({
-    type: 'upsert',
-    object: read(
-      pod('monitoring', `probe-${i}`, {
-        labels: { app: 'probe' },
-        ips: [`172.16.${i >> 8}.${i & 255}`],
-        node: 'node-0',
-      }),
-    ),
-  }));
+  await measure('a pod every node must learn about', probePod);
 
   child.send({ type: 'stop' });
   await new Promise((r) => child.once('exit', r));
@@ -270,28 +354,99 @@ async function run(
 const fmt = (x: number) => (Number.isFinite(x) ? (x < 10 ? x.toFixed(2) : x.toFixed(0)) : '-');
 const kib = (x: number) => `${(x / 1024).toFixed(1)} KiB`;
 
-export async function benchPropagation(options: { quick?: boolean } = {}): Promise<string> {
+/**
+ * The first status calls after a change every node hears, with no agents
+ * connected (what status costs the controller, not what agents do): the
+ * commit's time, then the first and the second GetStatus.
+ */
+async function statusRun(
+  nodes: number,
+  providers: number,
+  changes: number,
+): Promise<{ spanObjects: number; commitMs: number[]; firstMs: number[]; secondMs: number[] }> {
+  const source = new ScriptedSource(cluster(nodes, providers));
+  const controller = new Controller({
+    cluster: 'bench',
+    source,
+    listen: '127.0.0.1:0',
+    log: process.env.BENCH_LOG ? rootLogger({ name: 'bench' }) : silentLogger,
+    commitIntervalMs: 1,
+  });
+  await controller.start();
+  while (controller.revision === 0) await new Promise((r) => setTimeout(r, 10));
+  const { reply } = await timedStatus(controller.port);
+  const sizes = reply.agents.map((a) => a.spanObjects);
+  const out = {
+    spanObjects: percentile(sizes, 50),
+    commitMs: [] as number[],
+    firstMs: [] as number[],
+    secondMs: [] as number[],
+  };
+  for (let i = 0; i < changes; i++) {
+    const before = controller.revision;
+    const t0 = now();
+    source.emit(probePod(i));
+    while (controller.revision === before) await new Promise((r) => setImmediate(r));
+    out.commitMs.push(now() - t0);
+    out.firstMs.push((await timedStatus(controller.port)).ms);
+    out.secondMs.push((await timedStatus(controller.port)).ms);
+  }
+  await controller[Symbol.asyncDispose]();
+  return out;
+}
+
+export async function benchPropagation(
+  options: { quick?: boolean; agents?: readonly number[]; statusNodes?: number } = {},
+): Promise<string> {
   const lines: string[] = [];
-  for (const agents of [100, 1000]) {
+  for (const agents of options.agents ?? [100, 1000]) {
     const { initial, results } = await run(agents, options.quick ? 5 : 20);
     lines.push(`${agents} agents (${agents * 10} pods, ${agents / 10} namespaces):`);
     lines.push(
-      `  ${'change'.padEnd(36)} ${'nodes'.padStart(5)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}  ${'bytes/agent (median)'.padStart(20)}  ${'whole span (median)'.padStart(19)}`,
+      `  ${'change'.padEnd(36)} ${'nodes'.padStart(5)}  ${'p50 ms'.padStart(7)}  ${'p99 ms'.padStart(7)}  ${'bytes/agent (median)'.padStart(20)}  ${'whole span (median)'.padStart(19)}  ${'status ms (p50/max)'.padStart(19)}`,
     );
     for (const r of [initial, ...results]) {
       lines.push(
-        `  ${r.name.padEnd(36)} ${String(r.nodes).padStart(5)}  ${fmt(percentile(r.latencies, 50)).padStart(7)}  ${fmt(percentile(r.latencies, 99)).padStart(7)}  ${kib(percentile(r.bytes, 50)).padStart(20)}  ${kib(percentile(r.spanBytes, 50)).padStart(19)}`,
+        `  ${r.name.padEnd(36)} ${String(r.nodes).padStart(5)}  ${fmt(percentile(r.latencies, 50)).padStart(7)}  ${fmt(percentile(r.latencies, 99)).padStart(7)}  ${kib(percentile(r.bytes, 50)).padStart(20)}  ${kib(percentile(r.spanBytes, 50)).padStart(19)}  ${`${fmt(percentile(r.statusMs, 50))} / ${fmt(percentile(r.statusMs, 100))}`.padStart(19)}`,
       );
     }
     const broad = results[1]!;
+    lines.push(
+      `  every agent proved in sync (in-force hash = span hash) after every change; status: the first GetStatus after it`,
+    );
     lines.push(
       `  target p99 < 300 ms at 1,000 agents: ${agents === 1000 ? (percentile(broad.latencies, 99) < 300 && percentile(results[0]!.latencies, 99) < 300 ? 'MET' : 'NOT MET') : 'n/a'}`,
     );
     lines.push('');
   }
+  const nodes = options.statusNodes ?? 1000;
+  const s = await statusRun(nodes, 3000, options.quick ? 3 : 10);
+  lines.push(
+    `status after a change every node hears, ${nodes} nodes, ${s.spanObjects} objects per span (median), no agents:`,
+  );
+  for (const [what, xs] of [
+    ['commit', s.commitMs],
+    ['first GetStatus', s.firstMs],
+    ['second GetStatus', s.secondMs],
+  ] as const)
+    lines.push(
+      `  ${what.padEnd(18)} p50 ${fmt(percentile(xs, 50)).padStart(6)} ms  max ${fmt(percentile(xs, 100)).padStart(6)} ms`,
+    );
+  lines.push(
+    `  target: operator calls under 100 ms: ${percentile(s.firstMs, 100) < 100 ? 'MET' : 'NOT MET'}`,
+  );
+  lines.push('');
   return lines.join('\n');
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  process.stdout.write(`${await benchPropagation({ quick: process.argv.includes('--quick') })}\n`);
+  const flag = (name: string) =>
+    process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+  process.stdout.write(
+    `${await benchPropagation({
+      quick: process.argv.includes('--quick'),
+      agents: flag('agents')?.split(',').map(Number),
+      statusNodes: flag('status-nodes') === undefined ? undefined : Number(flag('status-nodes')),
+    })}\n`,
+  );
 }

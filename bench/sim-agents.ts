@@ -2,8 +2,9 @@
  * Simulated agents for the propagation benchmark, run in their own process
  * (so that they do not share the controller's event loop): N gRPC streams to
  * the controller, each keeping its span with the agent's own SpanState and
- * ACKing every update. Reports each ACK (node, revision, time, bytes) to the
- * parent over IPC.
+ * ACKing every update with the content hash of the span it then holds, as a
+ * real agent does (so that the controller can prove each one in sync).
+ * Reports each ACK (node, revision, time, bytes) to the parent over IPC.
  *
  * Times are performance.timeOrigin + performance.now(): wall-clock based with
  * sub-millisecond resolution, comparable with the parent process.
@@ -13,6 +14,7 @@ import protobuf from 'protobufjs';
 import { join } from 'node:path';
 import { CHANNEL_OPTIONS, PROTO_DIR, weirProto } from '../shared/grpc/proto.js';
 import type { AgentMessage, ControllerMessage__Output } from '../shared/generated/weir/v1/index.js';
+import { type ElementMemo, snapshotHash } from '../shared/wire/span-hash.js';
 import { SpanState } from '../vrouter-agent/store/span-state.js';
 
 export interface AckRecord {
@@ -27,6 +29,11 @@ export interface AckRecord {
 }
 
 const now = () => performance.timeOrigin + performance.now();
+
+/** Span-hash elements by object (states are immutable and share unchanged objects), as the agent keeps them. */
+const memo: ElementMemo = new WeakMap();
+/** The in-force hash, computed as vrouter-agent/agent.ts computes it. */
+const inForceHash = (state: SpanState) => snapshotHash(state, memo);
 
 async function main(): Promise<void> {
   const [address, count] = [process.argv[2]!, Number(process.argv[3])];
@@ -81,8 +88,8 @@ async function main(): Promise<void> {
       const u = msg.update;
       if (!u) return;
       state = state.apply(u);
+      call.write({ ack: { revision: u.revision, inForceHash: inForceHash(state) } });
       const at = now();
-      call.write({ ack: { revision: u.revision } });
       unsized.push({
         record: { node, revision: Number(u.revision), at, snapshot: u.snapshot },
         update: u,
@@ -92,7 +99,9 @@ async function main(): Promise<void> {
       if (notices.length === 1) setImmediate(sendNotices);
     });
     call.on('error', () => undefined);
-    call.write({ hello: { node, appliedRevision: '0', instance: `sim-${i}` } });
+    call.write({
+      hello: { node, appliedRevision: '0', instance: `sim-${i}`, inForceHash: inForceHash(state) },
+    });
     calls.push(call);
   }
   process.on('message', (m: { type: string }) => {

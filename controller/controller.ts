@@ -6,36 +6,24 @@
  *                                                          │ revision, nodes
  *                                                          v
  *   agents <─gRPC stream─ Distributor <────────────────── notify(nodes)
- *   weirctl <─Operator── status / policies / explain (from model + store)
+ *   weirctl <─Operator── OperatorService (operator.ts: reads model, store,
+ *                        distributor)
  *
+ * The controller owns the lifecycle: it wires these parts, commits changes
+ * as revisions, persists what agents ACKed, and shuts down in order.
  * Nothing is sent to agents before the source's first full sync: a partial
  * cluster would withdraw policies the agents enforce.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { NotFoundError, ValidationError, formatIssue } from '../shared/errors.js';
-import type {
-  ExplainReply,
-  ExplainRequest__Output,
-  ListPoliciesReply,
-  ListPoliciesRequest__Output,
-  PolicyEntry,
-  StatusReply,
-} from '../shared/generated/weir/v1/index.js';
+import { formatIssue } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
-import { compile } from '../shared/policy/compile.js';
-import { parseProbe, probe, resolveTarget } from '../shared/policy/probe.js';
-import type { RuleTables } from '../shared/policy/rule-tables.js';
 import { CoalescingRunner } from '../shared/runner.js';
-import {
-  addressGroupToWire,
-  firewallPolicyToWire,
-  serviceGroupToWire,
-} from '../shared/wire/policy.js';
 import { Distributor } from './distribute/distributor.js';
-import { startControllerServer, type OperatorBackend } from './distribute/grpc-server.js';
+import { startControllerServer } from './distribute/grpc-server.js';
 import { ClusterModel } from './model/cluster-model.js';
 import type { ClusterSource, SourceEvent } from './sources/source.js';
 import { ControllerMetrics } from './metrics.js';
+import { OperatorService } from './operator.js';
 import { SpanStore } from './store/span-store.js';
 import { loadControllerState, saveControllerState } from './store/state-file.js';
 
@@ -55,7 +43,7 @@ export interface ControllerOptions {
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
 
-export class Controller implements OperatorBackend, AsyncDisposable {
+export class Controller implements AsyncDisposable {
   readonly model: ClusterModel;
   private store!: SpanStore;
   private distributor!: Distributor;
@@ -66,7 +54,6 @@ export class Controller implements OperatorBackend, AsyncDisposable {
   private firstPendingAt: number | undefined;
   private sourceSynced = false;
   private ready = false;
-  private tables: { revision: number; tables: RuleTables } | undefined;
   private readonly log: Logger;
   /** The port gRPC listens on. */
   port = 0;
@@ -80,6 +67,7 @@ export class Controller implements OperatorBackend, AsyncDisposable {
       revision: () => this.store?.revision ?? 0,
       sourceSynced: () => this.options.source.state().synced,
       agents: () => this.distributor?.views() ?? [],
+      retrying: () => (this.distributor?.views() ?? []).filter((v) => v.nextRetryUnixMs > 0).length,
       rejectedObjects: () => this.model.rejections().size,
       policies: () => this.model.policyCount,
       endpoints: () => this.model.endpointCount,
@@ -100,8 +88,14 @@ export class Controller implements OperatorBackend, AsyncDisposable {
       onAckedChange: () => this.persistRunner?.request(),
       observe: {
         sent: (kind) => this.metrics.updatesSent.inc({ kind }),
-        acked: (ms) => ms !== undefined && this.metrics.propagationSeconds.observe(ms / 1000),
+        acked: ({ propagationMs, resyncMs }) => {
+          if (propagationMs !== undefined)
+            this.metrics.propagationSeconds.observe(propagationMs / 1000);
+          if (resyncMs !== undefined) this.metrics.resyncSeconds.observe(resyncMs / 1000);
+        },
         nacked: () => this.metrics.nacks.inc(),
+        unproved: () => this.metrics.unprovedAcks.inc(),
+        retried: () => this.metrics.retries.inc(),
       },
     });
     this.distributor.restore(persisted.nodes);
@@ -115,7 +109,14 @@ export class Controller implements OperatorBackend, AsyncDisposable {
     const { server, port } = await startControllerServer({
       listen: this.options.listen,
       distributor: this.distributor,
-      operator: this,
+      operator: new OperatorService({
+        cluster: this.options.cluster,
+        source: this.options.source,
+        model: this.model,
+        store: this.store,
+        distributor: this.distributor,
+        leadership: this.options.leadership,
+      }),
       log: this.options.log.child({ component: 'grpc' }),
       onBytesSent: (bytes) => this.metrics.updateBytes.inc(bytes),
     });
@@ -186,110 +187,6 @@ export class Controller implements OperatorBackend, AsyncDisposable {
 
   get revision(): number {
     return this.store.revision;
-  }
-
-  // --- Operator --------------------------------------------------------------
-
-  status(): StatusReply {
-    const s = this.options.source.state();
-    return {
-      cluster: this.options.cluster,
-      revision: String(this.store.revision),
-      source: {
-        kind: s.kind,
-        location: s.location,
-        synced: s.synced,
-        lastError: s.lastError,
-        leadership: this.options.leadership?.() ?? 'standalone',
-      },
-      agents: this.distributor.views().map((v) => ({
-        node: v.node,
-        connected: v.connected,
-        instance: v.instance,
-        appliedRevision: String(v.appliedRevision),
-        spanRevision: String(v.spanRevision),
-        inSync: v.inSync,
-        pending: v.pending,
-        lastError: v.lastError,
-        lastAckUnixMs: String(v.lastAckUnixMs),
-        connectedSinceUnixMs: String(v.connectedSinceUnixMs),
-        spanObjects: v.spanObjects,
-        localEndpoints: v.localEndpoints,
-        apiAddress: v.apiAddress,
-      })),
-      rejections: [...this.model.rejections()]
-        .sort(([a], [b]) => (a < b ? -1 : 1))
-        .map(([object, issues]) => ({
-          object,
-          problems: issues.map((i) => [i.field, i.message].filter(Boolean).join(': ')),
-        })),
-      policies: this.model.policyCount,
-      endpoints: this.model.endpointCount,
-      warnings: this.model
-        .duplicateAddresses()
-        .map(
-          (d) =>
-            `address ${d.ip} is claimed by ${d.endpoints.join(', ')}: policy treats it as ${d.endpoints[d.endpoints.length - 1]}`,
-        ),
-    };
-  }
-
-  listPolicies(req: ListPoliciesRequest__Output): ListPoliciesReply {
-    let ids = this.model.policyIds();
-    if (req.name !== '') {
-      const wanted = req.name.includes('/np/')
-        ? req.name
-        : `${this.options.cluster}/np/${req.name.includes('/') ? req.name : `default/${req.name}`}`;
-      ids = ids.filter((id) => id === wanted);
-      if (ids.length === 0) throw new NotFoundError(`no NetworkPolicy ${req.name}`);
-    }
-    const groups = new Set<string>();
-    const services = new Set<string>();
-    const policies: PolicyEntry[] = ids.map((id) => {
-      const p = this.model.policy(id)!;
-      groups.add(p.appliedTo);
-      for (const r of p.rules) {
-        if ('addressGroup' in r.endpoint2) groups.add(r.endpoint2.addressGroup);
-        if (r.serviceGroup) services.add(r.serviceGroup);
-      }
-      const real = this.distributor.realization(id);
-      return {
-        policy: firewallPolicyToWire(p),
-        realization: {
-          revision: String(real.revision),
-          nodes: real.nodes,
-          applied: real.applied,
-          latencyMs: real.latencyMs,
-        },
-        selected: [...this.model.groupMembers(p.appliedTo).keys()].sort(),
-      };
-    });
-    return {
-      revision: String(this.store.revision),
-      policies,
-      addressGroups: [...groups]
-        .sort()
-        .map((id) => addressGroupToWire(this.model.addressGroup(id)!)),
-      serviceGroups: [...services]
-        .sort()
-        .map((id) => serviceGroupToWire(this.model.serviceGroup(id)!)),
-    };
-  }
-
-  explain(req: ExplainRequest__Output): ExplainReply {
-    const p = parseProbe(`${req.protocol || 'TCP'}/${req.port}`);
-    if (typeof p === 'string') throw new ValidationError([{ field: 'protocol/port', message: p }]);
-    if (this.tables?.revision !== this.store.revision)
-      this.tables = { revision: this.store.revision, tables: compile(this.model.snapshot()) };
-    const tables = this.tables.tables;
-    const from = resolveTarget(tables, req.from);
-    if (typeof from === 'string') throw new ValidationError([{ field: 'from', message: from }]);
-    const to = resolveTarget(tables, req.to);
-    if (typeof to === 'string') throw new ValidationError([{ field: 'to', message: to }]);
-    return {
-      revision: String(this.store.revision),
-      explanationJson: JSON.stringify(probe(tables, from, to, p)),
-    };
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -9,7 +9,10 @@ import { newRegistry } from '../shared/metrics.js';
 export interface ControllerState {
   revision(): number;
   sourceSynced(): boolean;
+  /** inSync: the agent's in-force hash equals the span computed for its node (and it is connected). */
   agents(): ReadonlyArray<{ connected: boolean; inSync: boolean }>;
+  /** Agents with a refused span waiting to be sent again. */
+  retrying(): number;
   rejectedObjects(): number;
   policies(): number;
   endpoints(): number;
@@ -21,7 +24,10 @@ export class ControllerMetrics {
   readonly updatesSent: Counter<'kind'>;
   readonly updateBytes: Counter;
   readonly propagationSeconds: Histogram;
+  readonly resyncSeconds: Histogram;
   readonly nacks: Counter;
+  readonly unprovedAcks: Counter;
+  readonly retries: Counter;
 
   constructor(state: ControllerState) {
     const registry = newRegistry('weir_controller_process');
@@ -56,7 +62,7 @@ export class ControllerMetrics {
     );
     new Gauge({
       name: 'weir_controller_agents',
-      help: 'Agents known to the controller, by state.',
+      help: 'Agents known to the controller, by state (known, connected, in_sync: in-force hash proved equal, retrying: a refused span to be sent again).',
       labelNames: ['state'] as const,
       registers: [registry],
       collect() {
@@ -64,6 +70,7 @@ export class ControllerMetrics {
         this.set({ state: 'known' }, agents.length);
         this.set({ state: 'connected' }, agents.filter((a) => a.connected).length);
         this.set({ state: 'in_sync' }, agents.filter((a) => a.inSync).length);
+        this.set({ state: 'retrying' }, state.retrying());
       },
     });
     this.commitSeconds = new Histogram({
@@ -85,13 +92,29 @@ export class ControllerMetrics {
     });
     this.propagationSeconds = new Histogram({
       name: 'weir_controller_propagation_seconds',
-      help: 'From a change being observed to an agent ACKing the revision that carries it.',
+      help: 'From the commit of a change to an agent ACKing (with the proving hash) the update that carries it, for changes committed while the agent was connected.',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    });
+    this.resyncSeconds = new Histogram({
+      name: 'weir_controller_resync_seconds',
+      help: 'From an agent connecting (or the controller becoming ready) to its proved ACK of changes committed before that.',
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry],
     });
     this.nacks = new Counter({
       name: 'weir_controller_nacks_total',
       help: 'Span updates agents refused (they keep their previous revision).',
+      registers: [registry],
+    });
+    this.unprovedAcks = new Counter({
+      name: 'weir_controller_unproved_acks_total',
+      help: 'ACKs whose in-force hash differs from the span sent (the agent is sent a snapshot).',
+      registers: [registry],
+    });
+    this.retries = new Counter({
+      name: 'weir_controller_update_retries_total',
+      help: 'Refused or unproved spans sent again after backoff.',
       registers: [registry],
     });
   }

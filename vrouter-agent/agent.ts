@@ -4,10 +4,16 @@
  * the controller.
  *
  *   start: load persisted span ─> compile ─> enforce (headless until connected)
- *   controller stream: hello(node, revision) ─> updates ─> apply ─> compile
- *                       ─> persist ─> swap tables ─> ACK   (any failure: NACK,
- *                                                         previous tables stay)
- *   lost stream: keep enforcing; reconnect with backoff; resync by delta
+ *   controller stream: hello(node, revision, hash) ─> welcome (connected)
+ *                       ─> updates ─> apply ─> compile ─> persist ─> swap
+ *                       tables ─> ACK(hash)   (any failure: NACK(hash), the
+ *                                              previous tables stay)
+ *   lost stream: keep enforcing (headless); reconnect with backoff; resync
+ *
+ * `hash` is the content hash of the span in force (shared/wire/span-hash.ts),
+ * computed here from the state the tables in force were compiled from; the
+ * controller compares it with the span it computed for this node, and that
+ * comparison is what "in sync" means.
  */
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
@@ -27,7 +33,8 @@ import { compile } from '../shared/policy/compile.js';
 import { parseProbe, probe, resolveTarget } from '../shared/policy/probe.js';
 import type { RuleTables } from '../shared/policy/rule-tables.js';
 import { snapshotFromWire } from '../shared/wire/policy.js';
-import { toGrpcStatus } from '../shared/grpc/status.js';
+import { type ElementMemo, snapshotHash } from '../shared/wire/span-hash.js';
+import { unary } from '../shared/grpc/status.js';
 import { createVerdictEngine, verdictEngineStatus } from './compile/verdict-engine.js';
 import { createUserspaceDatapath, type Datapath } from './datapath/index.js';
 import { flowIntrospectHandlers } from './introspect/flow-service.js';
@@ -53,6 +60,10 @@ export interface AgentOptions {
 
 export class NodeAgent implements AsyncDisposable {
   private state = SpanState.empty();
+  /** The content hash of `state`, the span in force. */
+  private inForceHash: string;
+  /** Span-hash elements by object: states are immutable and share unchanged objects. */
+  private readonly hashMemo: ElementMemo = new WeakMap();
   private tables: RuleTables;
   private connected = false;
   private lastError = '';
@@ -77,6 +88,7 @@ export class NodeAgent implements AsyncDisposable {
   constructor(private readonly options: AgentOptions) {
     this.log = options.log.child({ component: 'agent' });
     this.tables = this.compile(this.state);
+    this.inForceHash = this.hashOf(this.state);
     // First packets are decided by the native engine when the addon loads (RuleTables otherwise).
     this.datapath = createUserspaceDatapath({
       tables: this.tables,
@@ -128,6 +140,7 @@ export class NodeAgent implements AsyncDisposable {
       const persisted = await SpanState.load(this.options.stateDir);
       this.enforce(this.compile(persisted));
       this.state = persisted;
+      this.inForceHash = this.hashOf(persisted);
       if (persisted.revision > 0)
         this.log.info(
           { revision: persisted.revision, policies: persisted.policies.size },
@@ -146,6 +159,11 @@ export class NodeAgent implements AsyncDisposable {
       this.traffic.start();
     }
     this.connect(0);
+  }
+
+  /** O(objects) additions; only objects new since the last state are hashed. */
+  private hashOf(state: SpanState): string {
+    return snapshotHash(state, this.hashMemo);
   }
 
   private compile(state: SpanState): RuleTables {
@@ -172,6 +190,7 @@ export class NodeAgent implements AsyncDisposable {
     this.call = call;
     let gotData = false;
     call.on('data', (msg: ControllerMessage__Output) => {
+      // The controller answers the hello with a welcome before anything else.
       if (!gotData) {
         gotData = true;
         this.connected = true;
@@ -204,6 +223,7 @@ export class NodeAgent implements AsyncDisposable {
         appliedRevision: String(this.state.revision),
         instance: this.instance,
         apiAddress: this.apiAddress(),
+        inForceHash: this.inForceHash,
       },
     });
   }
@@ -213,12 +233,14 @@ export class NodeAgent implements AsyncDisposable {
     u: SpanUpdate__Output,
   ): Promise<void> {
     const revision = u.revision;
+    if (this.closed) return;
     try {
       const next = this.state.apply(u);
       const tables = this.compile(next);
       await next.save(this.options.stateDir);
       this.state = next;
       this.enforce(tables);
+      this.inForceHash = this.hashOf(next);
       this.lastError = '';
       this.metrics.updates.inc({ result: 'applied' });
       this.log.info(
@@ -227,10 +249,11 @@ export class NodeAgent implements AsyncDisposable {
           snapshot: u.snapshot,
           policies: next.policies.size,
           endpoints: tables.endpoints.size,
+          inForceHash: this.inForceHash,
         },
         'span applied',
       );
-      if (this.call === call) call.write({ ack: { revision } });
+      if (this.call === call) call.write({ ack: { revision, inForceHash: this.inForceHash } });
     } catch (err) {
       const message =
         err instanceof ValidationError
@@ -239,7 +262,8 @@ export class NodeAgent implements AsyncDisposable {
       this.lastError = `revision ${revision} refused: ${message}`;
       this.metrics.updates.inc({ result: 'refused' });
       this.log.error({ revision, err }, 'update refused; the previous revision stays in force');
-      if (this.call === call) call.write({ nack: { revision, error: message } });
+      if (this.call === call)
+        call.write({ nack: { revision, error: message, inForceHash: this.inForceHash } });
     }
   }
 
@@ -251,16 +275,7 @@ export class NodeAgent implements AsyncDisposable {
     server.addService(proto.weir.v1.Agent.service, {
       GetAgentStatus: (_call: unknown, cb: grpc.sendUnaryData<AgentStatusReply>) =>
         cb(null, this.status()),
-      Evaluate: (
-        call: grpc.ServerUnaryCall<ExplainRequest__Output, ExplainReply>,
-        cb: grpc.sendUnaryData<ExplainReply>,
-      ) => {
-        try {
-          cb(null, this.evaluate(call.request));
-        } catch (err) {
-          cb(toGrpcStatus(err));
-        }
-      },
+      Evaluate: unary((req: ExplainRequest__Output) => this.evaluate(req)),
     });
     server.addService(
       proto.weir.v1.FlowIntrospect.service,
@@ -298,11 +313,13 @@ export class NodeAgent implements AsyncDisposable {
       node: this.options.node,
       appliedRevision: String(this.state.revision),
       controllerConnected: this.connected,
+      // Connected means the controller answered this stream's hello; never both.
       headless: !this.connected && this.state.revision > 0,
       localEndpoints: this.tables.endpoints.size,
       policies: this.state.policies.size,
       lastError: this.lastError,
       engine: this.engine(),
+      inForceHash: this.inForceHash,
     };
   }
 

@@ -1,6 +1,8 @@
 /**
  * weirctl against a running system: `status`, `policy list|get`, `explain`.
- * Tables for people by default, `-o json` for scripts.
+ * Tables for people by default, `-o json` for scripts. "In sync" and
+ * "applied" are the controller's proof (in-force hash equals the computed
+ * span's, agent connected now); nothing here derives them from revisions.
  */
 import { stringify as toYaml } from 'yaml';
 import type { Explanation } from '../../shared/policy/explain.js';
@@ -23,15 +25,44 @@ function output(value: string, allowed: readonly string[]): string {
   return value;
 }
 
+function duration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  return s < 60 ? `${s}s` : s < 3600 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`;
+}
+
 function ago(unixMs: string, now: number): string {
   const ms = Number(unixMs);
-  if (!ms) return '-';
-  const s = Math.max(0, Math.round((now - ms) / 1000));
-  return s < 60
-    ? `${s}s ago`
-    : s < 3600
-      ? `${Math.round(s / 60)}m ago`
-      : `${Math.round(s / 3600)}h ago`;
+  return ms ? `${duration(now - ms)} ago` : '-';
+}
+
+type AgentRow = StatusReply__Output['agents'][number];
+
+/**
+ * In sync is the controller's proof (the agent's in-force hash equals the
+ * span computed for its node, connected now); otherwise say what is going on.
+ */
+function syncState(a: AgentRow): string {
+  if (a.inSync) return 'yes';
+  if (!a.connected) return 'no (disconnected)';
+  if (a.pending) return 'no (sending)';
+  if (Number(a.nextRetryUnixMs)) return 'no (retrying)';
+  return 'no';
+}
+
+/** Refusals in a row, and when the span is sent again. */
+function retry(a: AgentRow, now: number): string {
+  const at = Number(a.nextRetryUnixMs);
+  return at ? `${a.retryAttempts}, next in ${duration(at - now)}` : String(a.retryAttempts);
+}
+
+/** Short hash prefixes, enough to tell two spans apart at a glance. */
+const short = (h: string) => (h ? h.slice(0, 10) : '-');
+
+const median = (xs: readonly number[]) => xs[Math.floor((xs.length - 1) / 2)]!;
+
+function latencyCell(values: Record<string, number>): string {
+  const v = Object.values(values).sort((a, b) => a - b);
+  return v.length === 0 ? '-' : `${Math.round(median(v))}ms / ${Math.round(v[v.length - 1]!)}ms`;
 }
 
 export async function status(
@@ -67,10 +98,12 @@ export async function status(
           'APPLIED',
           'SPAN',
           'IN-SYNC',
-          'LAG',
+          'RETRIES',
           'ENDPOINTS',
           'OBJECTS',
           'LAST-ACK',
+          'IN-FORCE-HASH',
+          'SPAN-HASH',
           'ERROR',
         ],
         s.agents.map((a) => [
@@ -78,12 +111,13 @@ export async function status(
           a.connected ? 'yes' : 'no',
           a.appliedRevision,
           a.spanRevision,
-          a.inSync ? 'yes' : a.pending ? 'sending' : 'no',
-          // Revisions of this node's span the agent has not applied yet.
-          a.inSync ? '0' : String(Math.max(0, Number(a.spanRevision) - Number(a.appliedRevision))),
+          syncState(a),
+          retry(a, now),
           String(a.localEndpoints),
           String(a.spanObjects),
           ago(a.lastAckUnixMs, now),
+          short(a.inForceHash),
+          short(a.spanHash),
           a.lastError,
         ]),
       ),
@@ -120,11 +154,6 @@ export async function policyList(
     const rows = reply.policies.map((e) => {
       const p = e.policy!;
       const r = e.realization!;
-      const latencies = Object.values(r.latencyMs).sort((a, b) => a - b);
-      const lat =
-        latencies.length === 0
-          ? '-'
-          : `${Math.round(latencies[Math.floor((latencies.length - 1) / 2)]!)}ms / ${Math.round(latencies[latencies.length - 1]!)}ms`;
       const types = [p.ingressIsolation ? 'Ingress' : '', p.egressIsolation ? 'Egress' : '']
         .filter(Boolean)
         .join(',');
@@ -135,12 +164,22 @@ export async function policyList(
         String(e.selected.length),
         `${r.applied.length}/${r.nodes.length}`,
         r.revision,
-        lat,
+        latencyCell(r.latencyMs),
+        latencyCell(r.resyncMs),
       ];
     });
     io.stdout(
       renderTable(
-        ['POLICY', 'TYPES', 'RULES', 'SELECTS', 'APPLIED/NODES', 'REVISION', 'LATENCY p50 / max'],
+        [
+          'POLICY',
+          'TYPES',
+          'RULES',
+          'SELECTS',
+          'APPLIED/NODES',
+          'REVISION',
+          'PROPAGATION p50 / max',
+          'RESYNC p50 / max',
+        ],
         rows,
       ),
     );

@@ -1,46 +1,87 @@
 /**
  * Keeps every agent's node at the current span, one revision in flight per
- * agent.
+ * agent, and proves it.
  *
  *   commit ─> notify(nodes) ─┐
- *   hello(node, R) ──────────┼─> for each connected node with nothing in
- *   ack(R) / nack(R) ────────┘   flight and a span that differs from what it
- *                                ACKed: send one update (a delta from the
- *                                ACKed span, or a snapshot) and wait
+ *   hello(node, R, hash) ────┼─> for each connected node with nothing in
+ *   ack(R, hash) ────────────┤   flight, no retry pending, and a span that
+ *   nack(R, error, hash) ────┘   differs from what it holds: send one update
+ *        │                       (a delta from what it holds, or a snapshot)
+ *        └─> refused (or applied to a different hash): retry as a snapshot,
+ *            with bounded, jittered backoff
  *
  * Backpressure is the protocol itself: a slow agent has at most one update
  * outstanding, and every change meanwhile collapses into the next delta,
  * computed from content hashes when it is sent. Memory per agent is its
  * ACKed span (object key → hash), whatever the rate of change.
  *
+ * Proof: agents report the content hash of the span they have in force
+ * (shared/wire/span-hash.ts) in every hello, ACK and NACK. The span store
+ * keeps the hash of the span it computed for each node, up to date with
+ * every commit (O(1) per changed entry), and each record keeps the hash of
+ * what its agent holds, so no comparison here (status, send, ACK, NACK,
+ * hello) ever hashes a span. A node is in sync exactly when its agent is
+ * connected and the two hashes are equal; a delta is only ever built on a
+ * base whose hash the agent confirmed.
+ *
  * Transport-agnostic: the gRPC server (and later NATS) supply AgentLinks.
  */
-import type { Logger } from '../../shared/log.js';
+import { createHash } from 'node:crypto';
 import type { SpanUpdate } from '../../shared/generated/weir/v1/index.js';
+import type { Logger } from '../../shared/log.js';
 import {
   addressGroupToWire,
+  applicationPolicySetToWire,
   endpointToWire,
   firewallPolicyToWire,
   serviceGroupToWire,
 } from '../../shared/wire/policy.js';
+import { objectHash } from '../../shared/wire/span-hash.js';
 import type { ClusterModel } from '../model/cluster-model.js';
 import type { ObjectKey, SpanStore } from '../store/span-store.js';
 
 export interface AgentLink {
   /**
-   * Sends one update; the agent answers with ack or nack. Equal `key`s mean
-   * byte-identical updates (a broad change sends the same delta to many
-   * nodes), so that a transport can encode each distinct one once.
+   * Sends one update; the agent answers with ack or nack. `key` names the
+   * update's exact content: equal keys are only ever given for identical
+   * updates (a broad change sends the same delta to many nodes), so that a
+   * transport can encode each distinct one once.
    */
   send(update: SpanUpdate, key: string): void;
   close(reason: string): void;
 }
 
+/** What an agent says when it connects. */
+export interface AgentHello {
+  readonly node: string;
+  /** One agent process. */
+  readonly instance: string;
+  /** The revision of the span it enforces; 0: none. */
+  readonly revision: number;
+  /** The content hash of the span it enforces; '': not reported (never in sync). */
+  readonly inForceHash: string;
+  readonly apiAddress: string;
+}
+
+export interface AgentSession {
+  ack(revision: number, inForceHash: string): void;
+  nack(revision: number, error: string, inForceHash: string): void;
+  close(): void;
+}
+
 export interface DistributorObserver {
   sent(kind: 'snapshot' | 'delta'): void;
-  /** An ACK; `propagationMs` from the change being observed, when known. */
-  acked(propagationMs: number | undefined): void;
+  /**
+   * A proved ACK. `propagationMs`: from the commit of the oldest change it
+   * carried, when that was committed while the agent was connected;
+   * otherwise `resyncMs`: from the connection (or the first full sync).
+   */
+  acked(timing: { propagationMs?: number; resyncMs?: number }): void;
   nacked(): void;
+  /** An ACK whose in-force hash is not the hash of the span sent. */
+  unproved(): void;
+  /** A refused or unproved span sent again. */
+  retried(): void;
 }
 
 export interface PersistedNode {
@@ -50,10 +91,16 @@ export interface PersistedNode {
 
 export interface NodeView {
   readonly node: string;
+  /** The agent's stream is open now. */
   readonly connected: boolean;
   readonly instance: string;
   readonly appliedRevision: number;
   readonly spanRevision: number;
+  /** The hash of the span computed for the node. */
+  readonly spanHash: string;
+  /** The hash the agent last reported for its in-force span; '' when none. */
+  readonly inForceHash: string;
+  /** The controller has synced its source, the agent is connected, and inForceHash === spanHash. */
   readonly inSync: boolean;
   readonly pending: number;
   readonly lastError: string;
@@ -62,6 +109,25 @@ export interface NodeView {
   readonly spanObjects: number;
   readonly localEndpoints: number;
   readonly apiAddress: string;
+  readonly retryAttempts: number;
+  /** 0 when no retry is scheduled. */
+  readonly nextRetryUnixMs: number;
+}
+
+export interface Realization {
+  readonly revision: number;
+  readonly nodes: string[];
+  readonly applied: string[];
+  readonly latencyMs: Record<string, number>;
+  readonly resyncMs: Record<string, number>;
+}
+
+interface AckRecord {
+  /** The revision up to which the agent proved its span. */
+  readonly revision: number;
+  readonly at: number;
+  /** When the connection it came over was opened. */
+  readonly connectedAt: number;
 }
 
 interface NodeRecord {
@@ -70,23 +136,57 @@ interface NodeRecord {
   apiAddress: string;
   link: AgentLink | undefined;
   connectedSince: number;
+  /** The revision the agent holds (its delta base revision). */
   ackedRevision: number;
-  /** What the agent holds, as ACKed; undefined: unknown (send a snapshot). */
+  /** What the agent holds, as hashes; undefined: unknown (send a snapshot). */
   ackedSpan: Map<ObjectKey, string> | undefined;
-  inflight: { revision: number; span: Map<ObjectKey, string>; sentAt: number } | undefined;
+  /** The span hash of ackedSpan; undefined until computed (restored records). */
+  ackedHash: string | undefined;
+  /** ackedSpan is what the agent's reported hash proves it holds. */
+  proven: boolean;
+  /** The hash the agent last reported; '' when none. */
+  inForceHash: string;
+  inflight:
+    | {
+        revision: number;
+        span: Map<ObjectKey, string>;
+        spanHash: string;
+        snapshot: boolean;
+        /** The oldest revision among the changes the update carries. */
+        since: number;
+        sentAt: number;
+      }
+    | undefined;
   lastError: string;
   lastAck: number;
-  /** Recent ACKs, oldest first: for propagation latency. */
-  acks: Array<{ revision: number; at: number }>;
-  /** The span revision a NACK refused (nothing is resent until the span moves past it); -1: none. */
-  nackedAt: number;
+  /** Proved ACKs, oldest first: for propagation latency. */
+  acks: AckRecord[];
+  /** Older ACKs were dropped from `acks`. */
+  acksTruncated: boolean;
+  /** Refusals (or unproved ACKs) in a row since the last proved ACK. */
+  attempts: number;
+  retry: { at: number; timer: NodeJS.Timeout } | undefined;
+  /** The last delta was refused: the next update is a snapshot. */
+  snapshotNext: boolean;
+  /** The model moved past the last commit while building this node's update: retry after the next commit. */
+  stale: boolean;
 }
 
 const ACK_HISTORY = 64;
+const COMMIT_HISTORY = 10_000;
+const BUILT_CACHE = 64;
 
 export class Distributor {
   private readonly records = new Map<string, NodeRecord>();
   private ready = false;
+  private readyAt = 0;
+  /** The revision of the first full sync: changes up to it reach agents as start-up resync. */
+  private readyRevision = 0;
+  /** Revision → when it was committed (Unix ms); the most recent ones. */
+  private readonly commits = new Map<number, number>();
+  /** Updates built at `builtRevision`, by key: nodes that need the same one share it. */
+  private built = new Map<string, SpanUpdate>();
+  private builtRevision = -1;
 
   constructor(
     private readonly model: ClusterModel,
@@ -98,10 +198,21 @@ export class Distributor {
       now?: () => number;
       /** An agent that has not answered an update for this long is disconnected (it reconnects and resyncs). */
       ackTimeoutMs?: number;
+      /** Backoff of resending a refused span: the first retry after about this long (jittered, 50–100%)... */
+      retryMinMs?: number;
+      /** ...doubling up to this long. */
+      retryMaxMs?: number;
+      /** [0, 1): jitter. */
+      random?: () => number;
       /** Metrics hooks. */
       observe?: DistributorObserver;
     },
   ) {}
+
+  /** The current revision (what a Welcome reports). */
+  get revision(): number {
+    return this.store.revision;
+  }
 
   /**
    * Disconnects agents that hold an update unanswered past the ACK timeout:
@@ -129,16 +240,14 @@ export class Distributor {
     return out;
   }
 
-  private now(): number {
-    return (this.options.now ?? Date.now)();
-  }
-
-  /** Restores what agents ACKed before a restart, so that they resync by delta. */
+  /** Restores what agents ACKed before a restart, so that they resync by delta (once their hello's hash agrees). */
   restore(nodes: Readonly<Record<string, PersistedNode>>): void {
     for (const [node, p] of Object.entries(nodes)) {
       const r = this.record(node);
       r.ackedRevision = p.revision;
       r.ackedSpan = new Map(p.span);
+      r.ackedHash = undefined;
+      r.proven = false;
     }
   }
 
@@ -154,74 +263,134 @@ export class Distributor {
   /** Holds updates until the cluster state is complete (a partial span would drop policies). */
   setReady(): void {
     this.ready = true;
+    this.readyAt = this.now();
+    this.readyRevision = this.store.revision;
     for (const r of this.records.values()) this.sendIfNeeded(r);
   }
 
-  hello(
-    node: string,
-    instance: string,
-    revision: number,
-    link: AgentLink,
-    apiAddress = '',
-  ): { ack(revision: number): void; nack(revision: number, error: string): void; close(): void } {
-    const r = this.record(node);
+  hello(h: AgentHello, link: AgentLink): AgentSession {
+    const r = this.record(h.node);
     if (r.link !== undefined) r.link.close('replaced by a new connection from the same node');
-    if (r.inflight !== undefined && r.inflight.revision === revision) {
-      // The ACK was lost with the old connection; the agent did apply it.
-      this.acked(r, revision);
+    const now = this.now();
+    // What the agent holds, if the controller can name it: the current span,
+    // or the one in flight or ACKed, at the agent's revision and with its hash.
+    let base:
+      | { span: Map<ObjectKey, string>; hash: string | undefined; provedUpTo: number }
+      | undefined;
+    const inflight = r.inflight?.revision === h.revision ? r.inflight : undefined;
+    const acked = r.ackedRevision === h.revision ? r.ackedSpan : undefined;
+    if (h.revision > 0 && h.inForceHash !== '') {
+      if (h.inForceHash === this.currentHash(h.node))
+        base = {
+          span: this.currentEntries(h.node),
+          hash: h.inForceHash,
+          provedUpTo: this.store.revision,
+        };
+      else if (inflight !== undefined && inflight.spanHash === h.inForceHash)
+        base = { span: inflight.span, hash: inflight.spanHash, provedUpTo: h.revision };
+      else if (acked !== undefined && this.ackedHashOf(r) === h.inForceHash)
+        base = { span: acked, hash: h.inForceHash, provedUpTo: h.revision };
+    } else if (h.revision > 0) {
+      // An agent that reports no hash is trusted by revision (an ACK lost
+      // with its connection counts), and never reported in sync.
+      if (inflight !== undefined)
+        base = { span: inflight.span, hash: inflight.spanHash, provedUpTo: h.revision };
+      else if (acked !== undefined)
+        base = { span: acked, hash: r.ackedHash, provedUpTo: h.revision };
     }
-    if (revision === 0 || revision !== r.ackedRevision) r.ackedSpan = undefined;
+
     r.inflight = undefined;
     r.link = link;
-    // A new agent process may accept what the previous one refused.
-    if (instance !== r.instance) r.nackedAt = -1;
-    r.instance = instance;
-    r.apiAddress = apiAddress;
-    r.connectedSince = this.now();
+    r.ackedRevision = h.revision;
+    r.ackedSpan = base?.span;
+    r.ackedHash = base?.hash;
+    r.proven = base !== undefined && h.inForceHash !== '';
+    r.inForceHash = h.inForceHash;
+    r.stale = false;
+    if (h.instance !== r.instance) {
+      // A new agent process may accept what the previous one refused.
+      this.clearRetry(r);
+      r.attempts = 0;
+      r.snapshotNext = false;
+    }
+    r.instance = h.instance;
+    r.apiAddress = h.apiAddress;
+    r.connectedSince = now;
+    if (r.proven) {
+      this.recordAck(r, base!.provedUpTo, now);
+      this.options.onAckedChange?.();
+    }
     this.options.log.info(
-      { node, instance, revision, delta: r.ackedSpan !== undefined },
+      {
+        node: h.node,
+        instance: h.instance,
+        revision: h.revision,
+        delta: base !== undefined,
+        inSync: this.inSync(r),
+      },
       'agent connected',
     );
     this.sendIfNeeded(r);
     return {
-      ack: (rev) => {
+      ack: (rev, hash) => {
         if (r.link !== link) return;
         if (r.inflight === undefined || r.inflight.revision !== rev) {
           this.options.log.warn(
-            { node, revision: rev },
+            { node: h.node, revision: rev },
             'ACK for a revision not in flight; ignored',
           );
           return;
         }
-        this.acked(r, rev);
+        this.acked(r, rev, hash);
         this.sendIfNeeded(r);
       },
-      nack: (rev, error) => {
+      nack: (rev, error, hash) => {
         if (r.link !== link) return;
-        this.options.observe?.nacked();
-        this.options.log.warn(
-          { node, revision: rev, error },
-          'agent refused an update; it keeps its previous revision',
-        );
-        r.lastError = error;
+        const refused = r.inflight;
+        if (refused === undefined || refused.revision !== rev) {
+          this.options.log.warn(
+            { node: h.node, revision: rev },
+            'NACK for a revision not in flight; ignored',
+          );
+          return;
+        }
         r.inflight = undefined;
-        // Not resent until the node's span changes again: the same content would be refused again.
-        r.nackedAt = this.store.span(node)?.revision ?? 0;
+        this.options.observe?.nacked();
+        r.lastError = error;
+        if (hash !== '') {
+          r.inForceHash = hash;
+          if (r.ackedSpan !== undefined && this.ackedHashOf(r) !== hash) {
+            r.ackedSpan = undefined;
+            r.ackedHash = undefined;
+            r.proven = false;
+          }
+        }
+        // A refused delta may have been refused for its base: the retry is whole.
+        if (!refused.snapshot) r.snapshotNext = true;
+        const retryInMs = this.scheduleRetry(r);
+        this.options.log.warn(
+          { node: h.node, revision: rev, error, attempts: r.attempts, retryInMs },
+          'agent refused an update; it keeps its previous span, which is sent again as a snapshot',
+        );
       },
       close: () => {
         if (r.link !== link) return;
+        // What is in flight stays: the agent may have applied it, and says so in its next hello.
         r.link = undefined;
-        this.options.log.info({ node }, 'agent disconnected');
+        this.options.log.info({ node: h.node }, 'agent disconnected');
       },
     };
   }
 
-  /** After a commit: the nodes whose span changed. */
+  /** After a commit: the nodes whose span changed. Records the commit's time. */
   notify(nodes: readonly string[]): void {
+    this.commits.set(this.store.revision, this.now());
+    if (this.commits.size > COMMIT_HISTORY) this.commits.delete(this.commits.keys().next().value!);
     for (const node of nodes) {
       const r = this.records.get(node);
       if (r !== undefined) this.sendIfNeeded(r);
     }
+    for (const r of this.records.values()) if (r.stale) this.sendIfNeeded(r);
   }
 
   views(): NodeView[] {
@@ -229,15 +398,15 @@ export class Distributor {
     return [...nodes].sort().map((node) => {
       const r = this.records.get(node);
       const span = this.store.span(node);
-      const spanRevision = span?.revision ?? 0;
       return {
         node,
         connected: r?.link !== undefined,
         instance: r?.instance ?? '',
         appliedRevision: r?.ackedRevision ?? 0,
-        spanRevision,
-        inSync:
-          r !== undefined && r.ackedSpan !== undefined && sameSpan(r.ackedSpan, span?.entries),
+        spanRevision: span?.revision ?? 0,
+        spanHash: this.currentHash(node),
+        inForceHash: r?.inForceHash ?? '',
+        inSync: r !== undefined && this.inSync(r),
         pending: r?.inflight !== undefined ? 1 : 0,
         lastError: r?.lastError ?? '',
         lastAckUnixMs: r?.lastAck ?? 0,
@@ -245,20 +414,20 @@ export class Distributor {
         spanObjects: span?.entries.size ?? 0,
         localEndpoints: span?.locals.size ?? 0,
         apiAddress: r?.apiAddress ?? '',
+        retryAttempts: r?.attempts ?? 0,
+        nextRetryUnixMs: r?.retry?.at ?? 0,
       };
     });
   }
 
   /**
-   * For one policy: the nodes holding it, those that ACKed its latest
-   * change, and how long each took from the change being observed.
+   * For one policy: the nodes holding it, those whose agent is connected
+   * and proved (by its in-force hash) that it holds the policy's objects as
+   * they are now, and per such node how long that took: from the commit of
+   * the revision that last changed them for the node to the ACK, or, when
+   * the node got them by resync, from its connection.
    */
-  realization(policyId: string): {
-    revision: number;
-    nodes: string[];
-    applied: string[];
-    latencyMs: Record<string, number>;
-  } {
+  realization(policyId: string): Realization {
     const policy = this.model.policy(policyId);
     const nodes = [...this.store.holdersOf(`p:${policyId}`)].sort();
     const keys =
@@ -275,34 +444,42 @@ export class Distributor {
     let revision = 0;
     const applied: string[] = [];
     const latencyMs: Record<string, number> = {};
+    const resyncMs: Record<string, number> = {};
     for (const node of nodes) {
       const entries = this.store.span(node)?.entries;
       const needed = Math.max(0, ...keys.map((k) => entries?.get(k)?.revision ?? 0));
       revision = Math.max(revision, needed);
       const r = this.records.get(node);
-      // Applied when what the agent ACKed holds this policy's objects as they are now.
-      const acked = r?.ackedSpan;
+      const proven = r?.link !== undefined && r.proven ? r.ackedSpan : undefined;
       if (
-        acked === undefined ||
-        !keys.every((k) => entries?.get(k) === undefined || acked.get(k) === entries.get(k)!.hash)
+        proven === undefined ||
+        !keys.every((k) => entries?.get(k) === undefined || proven.get(k) === entries.get(k)!.hash)
       )
         continue;
       applied.push(node);
-      const observed = this.store.observedAt(needed);
-      const ack = r!.acks.find((a) => a.revision >= needed);
-      if (observed !== undefined && ack !== undefined) latencyMs[node] = ack.at - observed;
+      const i = r!.acks.findIndex((a) => a.revision >= needed);
+      if (i < 0 || (i === 0 && r!.acksTruncated)) continue; // the ACK that brought it is forgotten
+      const ack = r!.acks[i]!;
+      const timing = this.timing(needed, ack);
+      if (timing.propagationMs !== undefined) latencyMs[node] = timing.propagationMs;
+      else if (timing.resyncMs !== undefined) resyncMs[node] = timing.resyncMs;
     }
-    return { revision, nodes, applied, latencyMs };
+    return { revision, nodes, applied, latencyMs, resyncMs };
   }
 
   closeAll(reason: string): void {
     for (const r of this.records.values()) {
+      this.clearRetry(r);
       r.link?.close(reason);
       r.link = undefined;
     }
   }
 
   // ---------------------------------------------------------------------------
+
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
 
   private record(node: string): NodeRecord {
     let r = this.records.get(node);
@@ -315,48 +492,177 @@ export class Distributor {
         connectedSince: 0,
         ackedRevision: 0,
         ackedSpan: undefined,
+        ackedHash: undefined,
+        proven: false,
+        inForceHash: '',
         inflight: undefined,
         lastError: '',
         lastAck: 0,
         acks: [],
-        nackedAt: -1,
+        acksTruncated: false,
+        attempts: 0,
+        retry: undefined,
+        snapshotNext: false,
+        stale: false,
       };
       this.records.set(node, r);
     }
     return r;
   }
 
-  private acked(r: NodeRecord, revision: number): void {
-    r.ackedRevision = revision;
-    r.ackedSpan = r.inflight!.span;
+  /** Before the first full sync the controller has not computed the node's span: nobody is in sync. */
+  private inSync(r: NodeRecord): boolean {
+    return (
+      this.ready &&
+      r.link !== undefined &&
+      r.inForceHash !== '' &&
+      r.inForceHash === this.currentHash(r.node)
+    );
+  }
+
+  /** The node's current span as object key → hash. */
+  private currentEntries(node: string): Map<ObjectKey, string> {
+    const out = new Map<ObjectKey, string>();
+    for (const [k, e] of this.store.span(node)?.entries ?? []) out.set(k, e.hash);
+    return out;
+  }
+
+  /** The hash of the span the controller computed for the node now (kept by the store: O(1)). */
+  private currentHash(node: string): string {
+    return this.store.spanHash(node);
+  }
+
+  /** The span hash of what the agent holds; computed once for a record restored after a restart. */
+  private ackedHashOf(r: NodeRecord): string | undefined {
+    if (r.ackedSpan === undefined) return undefined;
+    r.ackedHash ??= this.store.hashOfEntries(r.ackedSpan);
+    return r.ackedHash;
+  }
+
+  private policySetOf(keys: Iterable<ObjectKey>) {
+    const ids: string[] = [];
+    for (const k of keys) if (k.startsWith('p:')) ids.push(k.slice(2));
+    return applicationPolicySetToWire(this.model.applicationPolicySet(ids));
+  }
+
+  private recordAck(r: NodeRecord, revision: number, at: number): void {
+    r.lastAck = at;
+    r.acks.push({ revision, at, connectedAt: r.connectedSince });
+    if (r.acks.length > ACK_HISTORY) {
+      r.acks.shift();
+      r.acksTruncated = true;
+    }
+  }
+
+  /**
+   * Propagation when `revision` was committed after the first full sync and
+   * while the ACK's connection was open; resync (start-up, or catching up
+   * after connecting) otherwise.
+   */
+  private timing(revision: number, ack: AckRecord): { propagationMs?: number; resyncMs?: number } {
+    const committed = this.commits.get(revision);
+    if (
+      this.ready &&
+      revision > this.readyRevision &&
+      committed !== undefined &&
+      committed >= ack.connectedAt
+    )
+      return { propagationMs: ack.at - committed };
+    return { resyncMs: Math.max(0, ack.at - Math.max(ack.connectedAt, this.readyAt)) };
+  }
+
+  private acked(r: NodeRecord, revision: number, hash: string): void {
+    const sent = r.inflight!;
     r.inflight = undefined;
+    r.ackedRevision = revision;
+    r.inForceHash = hash;
+    const now = this.now();
+    if (hash !== '' && hash !== sent.spanHash) {
+      // Applied, but to something else than the controller computed: what the
+      // agent holds is unknown; send it the whole span.
+      r.ackedSpan = undefined;
+      r.ackedHash = undefined;
+      r.proven = false;
+      r.lastError = `revision ${revision} applied, but the agent's span hashes to ${hash}, not ${sent.spanHash}`;
+      this.options.observe?.unproved();
+      const retryInMs = this.scheduleRetry(r);
+      this.options.log.error(
+        { node: r.node, revision, inForceHash: hash, spanHash: sent.spanHash, retryInMs },
+        'agent holds a different span than sent; sending it a snapshot',
+      );
+      this.options.onAckedChange?.();
+      return;
+    }
+    r.ackedSpan = sent.span;
+    r.ackedHash = sent.spanHash;
+    r.proven = hash !== '';
     r.lastError = '';
-    r.lastAck = this.now();
-    r.acks.push({ revision, at: r.lastAck });
-    if (r.acks.length > ACK_HISTORY) r.acks.shift();
-    const observed = this.store.observedAt(revision);
-    this.options.observe?.acked(observed === undefined ? undefined : r.lastAck - observed);
+    r.attempts = 0;
+    r.snapshotNext = false;
+    this.clearRetry(r);
+    if (r.proven) {
+      this.recordAck(r, revision, now);
+      this.options.observe?.acked(this.timing(sent.since, r.acks[r.acks.length - 1]!));
+    } else r.lastAck = now;
     this.options.onAckedChange?.();
   }
 
-  private sendIfNeeded(r: NodeRecord): void {
-    if (!this.ready || r.link === undefined || r.inflight !== undefined) return;
-    const span = this.store.span(r.node);
-    // After a NACK, wait for the span to change before trying again.
-    if (r.nackedAt >= 0 && (span?.revision ?? 0) <= r.nackedAt) return;
-    r.nackedAt = -1;
-    const current = new Map<ObjectKey, string>();
-    for (const [k, e] of span?.entries ?? []) current.set(k, e.hash);
-    if (r.ackedSpan !== undefined && sameSpan(r.ackedSpan, span?.entries)) return;
+  /** Schedules sending the node's span again; returns the delay. */
+  private scheduleRetry(r: NodeRecord): number {
+    this.clearRetry(r);
+    r.attempts++;
+    const min = this.options.retryMinMs ?? 500;
+    const max = this.options.retryMaxMs ?? 30_000;
+    const ceiling = Math.min(max, min * 2 ** Math.min(r.attempts - 1, 30));
+    const delay = Math.round(ceiling * (0.5 + (this.options.random ?? Math.random)() / 2));
+    const timer = setTimeout(() => {
+      if (r.retry?.timer !== timer) return;
+      r.retry = undefined;
+      if (r.link === undefined) return; // sent on reconnection
+      this.options.observe?.retried();
+      this.sendIfNeeded(r);
+    }, delay);
+    timer.unref();
+    r.retry = { at: this.now() + delay, timer };
+    return delay;
+  }
 
-    const base = r.ackedSpan;
-    // What differs, as keys and hashes: it names the update's content exactly.
+  private clearRetry(r: NodeRecord): void {
+    if (r.retry !== undefined) clearTimeout(r.retry.timer);
+    r.retry = undefined;
+  }
+
+  private sendIfNeeded(r: NodeRecord): void {
+    if (!this.ready || r.link === undefined || r.inflight !== undefined || r.retry !== undefined)
+      return;
+    r.stale = false;
+    // Nothing to send when the agent holds exactly this span (proved, or as
+    // ACKed by an agent that reports no hash): equal hashes, equal content.
+    if (
+      r.ackedSpan !== undefined &&
+      (r.proven || r.inForceHash === '') &&
+      this.ackedHashOf(r) === this.currentHash(r.node)
+    ) {
+      // The span came back to what the agent holds: whatever was refused is moot.
+      if (r.proven && r.attempts > 0) {
+        r.attempts = 0;
+        r.snapshotNext = false;
+        r.lastError = '';
+      }
+      return;
+    }
+
+    const span = this.store.span(r.node);
+    const current = this.currentEntries(r.node);
+    const base = r.snapshotNext ? undefined : r.ackedSpan;
     const changed: ObjectKey[] = [];
     const removed: ObjectKey[] = [];
     let policySetChanged = base === undefined;
+    let since = span?.revision ?? this.store.revision;
     for (const [key, hash] of current) {
       if (base?.get(key) === hash) continue;
       changed.push(key);
+      since = Math.min(since, span?.entries.get(key)?.revision ?? since);
       if (base !== undefined && key.startsWith('p:') && !base.has(key)) policySetChanged = true;
     }
     for (const key of base?.keys() ?? []) {
@@ -364,26 +670,63 @@ export class Distributor {
       removed.push(key);
       if (key.startsWith('p:')) policySetChanged = true;
     }
-    const revision = String(this.store.revision);
-    const baseRevision = base === undefined ? '0' : String(r.ackedRevision);
-    const contentKey = `${revision}|${baseRevision}|${changed.map((k) => `${k}=${current.get(k)}`).join(',')}|${removed.join(',')}|${policySetChanged ? 'aps' : ''}`;
-    r.inflight = { revision: this.store.revision, span: current, sentAt: this.now() };
+    changed.sort();
+    removed.sort();
+    const revision = this.store.revision;
+    const baseRevision = base === undefined ? 0 : r.ackedRevision;
+    const policySet = policySetChanged ? this.policySetOf(current.keys()) : undefined;
+
+    // The key names the update's content exactly: revisions, every object by
+    // key and content hash, every removal, and the policy set by its content.
+    const k = createHash('sha256');
+    k.update(`${revision}\n${baseRevision}\n${this.model.cluster}\n`);
+    for (const key of changed) k.update(`+${key} ${current.get(key)}\n`);
+    for (const key of removed) k.update(`-${key}\n`);
+    k.update(policySet === undefined ? '=' : `aps ${objectHash.applicationPolicySet(policySet)}`);
+    const key = k.digest('base64url');
+
+    if (this.builtRevision !== revision) {
+      this.built = new Map();
+      this.builtRevision = revision;
+    }
+    let update = this.built.get(key);
+    if (update === undefined) {
+      update = this.build(r.node, revision, baseRevision, current, changed, removed, policySet);
+      if (update === undefined) {
+        // The model changed after the commit these hashes are from: wait for the next one.
+        r.stale = true;
+        this.options.log.debug({ node: r.node, revision }, 'span changing; update deferred');
+        return;
+      }
+      this.built.set(key, update);
+      if (this.built.size > BUILT_CACHE) this.built.delete(this.built.keys().next().value!);
+    }
+    r.inflight = {
+      revision,
+      span: current,
+      spanHash: this.currentHash(r.node),
+      snapshot: base === undefined,
+      since,
+      sentAt: this.now(),
+    };
     this.options.observe?.sent(base === undefined ? 'snapshot' : 'delta');
-    r.link.send(
-      this.updateFor(r.node, revision, baseRevision, current, changed, removed, policySetChanged),
-      contentKey,
-    );
+    r.link.send(update, key);
   }
 
-  private updateFor(
+  /**
+   * The update for a node, with each object as it is now; undefined when an
+   * object no longer has the content hash the span holds for it (the model
+   * changed after the commit).
+   */
+  private build(
     node: string,
-    revision: string,
-    baseRevision: string,
+    revision: number,
+    baseRevision: number,
     current: ReadonlyMap<ObjectKey, string>,
     changed: readonly ObjectKey[],
     removed: readonly ObjectKey[],
-    withPolicySet: boolean,
-  ): SpanUpdate {
+    policySet: SpanUpdate['applicationPolicySet'] | undefined,
+  ): SpanUpdate | undefined {
     const update: Required<
       Pick<
         SpanUpdate,
@@ -398,9 +741,9 @@ export class Distributor {
       >
     > &
       SpanUpdate = {
-      revision,
-      baseRevision,
-      snapshot: baseRevision === '0',
+      revision: String(revision),
+      baseRevision: String(baseRevision),
+      snapshot: baseRevision === 0,
       policies: [],
       addressGroups: [],
       serviceGroups: [],
@@ -413,11 +756,26 @@ export class Distributor {
     };
     for (const key of changed) {
       const o = this.store.object(node, key);
-      if (o === undefined) continue;
-      if (o.kind === 'policy') update.policies.push(firewallPolicyToWire(o.object));
-      else if (o.kind === 'group') update.addressGroups.push(addressGroupToWire(o.object));
-      else if (o.kind === 'service') update.serviceGroups.push(serviceGroupToWire(o.object));
-      else update.endpoints.push(endpointToWire(o.object));
+      if (o === undefined) return undefined;
+      let hash: string;
+      if (o.kind === 'policy') {
+        const w = firewallPolicyToWire(o.object);
+        hash = objectHash.policy(w);
+        update.policies.push(w);
+      } else if (o.kind === 'group') {
+        const w = addressGroupToWire(o.object);
+        hash = objectHash.addressGroup(w);
+        update.addressGroups.push(w);
+      } else if (o.kind === 'service') {
+        const w = serviceGroupToWire(o.object);
+        hash = objectHash.serviceGroup(w);
+        update.serviceGroups.push(w);
+      } else {
+        const w = endpointToWire(o.object);
+        hash = objectHash.endpoint(w);
+        update.endpoints.push(w);
+      }
+      if (hash !== current.get(key)) return undefined;
     }
     for (const key of removed) {
       const id = key.slice(2);
@@ -426,27 +784,7 @@ export class Distributor {
       else if (key.startsWith('s:')) update.removedServiceGroups.push(id);
       else update.removedEndpoints.push(id);
     }
-    if (withPolicySet) {
-      const policyIds = [...current.keys()]
-        .filter((k) => k.startsWith('p:'))
-        .map((k) => k.slice(2));
-      const aps = this.model.applicationPolicySet(policyIds);
-      update.applicationPolicySet = {
-        id: aps.id,
-        cluster: aps.cluster,
-        tiers: aps.tiers.map((t) => ({ tier: 'TIER_NAMESPACE', policies: [...t.policies] })),
-      };
-    }
+    if (policySet !== undefined) update.applicationPolicySet = policySet;
     return update;
   }
-}
-
-function sameSpan(
-  acked: ReadonlyMap<ObjectKey, string>,
-  current: ReadonlyMap<ObjectKey, { hash: string }> | undefined,
-): boolean {
-  const size = current?.size ?? 0;
-  if (acked.size !== size) return false;
-  for (const [k, e] of current ?? []) if (acked.get(k) !== e.hash) return false;
-  return true;
 }

@@ -6,7 +6,8 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { toGrpcStatus } from '../../shared/grpc/status.js';
+import { ValidationError } from '../../shared/errors.js';
+import { toGrpcStatus, unary } from '../../shared/grpc/status.js';
 import type { Logger } from '../../shared/log.js';
 import { SERVER_OPTIONS, weirProto } from '../../shared/grpc/proto.js';
 import type {
@@ -28,15 +29,9 @@ export interface OperatorBackend {
   explain(req: ExplainRequest__Output): ExplainReply;
 }
 
-function unary<Req, Res>(fn: (req: Req) => Res): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    try {
-      callback(null, fn(call.request));
-    } catch (err) {
-      callback(toGrpcStatus(err));
-    }
-  };
-}
+/** Encoded updates kept for reuse: a few revisions' worth, and never more than this many bytes. */
+const ENCODED_MAX_ENTRIES = 64;
+const ENCODED_MAX_BYTES = 64 * 1024 * 1024;
 
 export async function startControllerServer(options: {
   listen: string;
@@ -61,14 +56,20 @@ export async function startControllerServer(options: {
       responseSerialize: (m: ControllerMessage | Buffer) => (Buffer.isBuffer(m) ? m : encode(m)),
     },
   };
+  // Keys name an update's exact content (Distributor); the last few are all that repeat.
   const encoded = new Map<string, Buffer>();
+  let encodedBytes = 0;
   const encodeOnce = (update: SpanUpdate, key: string): Buffer => {
     let bytes = encoded.get(key);
     if (bytes === undefined) {
       bytes = encode({ update });
       encoded.set(key, bytes);
-      // Keys name one revision's deltas; the last few revisions are all that repeat.
-      if (encoded.size > 64) encoded.delete(encoded.keys().next().value!);
+      encodedBytes += bytes.length;
+      while (encoded.size > ENCODED_MAX_ENTRIES || encodedBytes > ENCODED_MAX_BYTES) {
+        const [oldest, b] = encoded.entries().next().value!;
+        encoded.delete(oldest);
+        encodedBytes -= b.length;
+      }
     }
     return bytes;
   };
@@ -84,18 +85,29 @@ export async function startControllerServer(options: {
       };
       call.on('data', (msg: AgentMessage__Output) => {
         if (msg.kind === 'hello' && msg.hello && session === undefined) {
-          const node = msg.hello.node;
-          if (node === '') {
-            call.emit('error', {
-              code: grpc.status.INVALID_ARGUMENT,
-              details: 'hello: node is required',
-            });
+          const hello = msg.hello;
+          const node = hello.node;
+          const revision = Number(hello.appliedRevision);
+          const problems = [
+            ...(node === '' ? [{ field: 'node', message: 'is required' }] : []),
+            ...(!Number.isSafeInteger(revision)
+              ? [{ field: 'appliedRevision', message: `${hello.appliedRevision} is out of range` }]
+              : []),
+          ].map((p) => ({ object: 'Hello', ...p }));
+          if (problems.length > 0) {
+            call.emit('error', toGrpcStatus(new ValidationError(problems)));
             return;
           }
+          // Before any update: the agent is connected from here on.
+          call.write({ welcome: { revision: String(options.distributor.revision) } });
           session = options.distributor.hello(
-            node,
-            msg.hello.instance,
-            Number(msg.hello.appliedRevision),
+            {
+              node,
+              instance: hello.instance,
+              revision,
+              inForceHash: hello.inForceHash,
+              apiAddress: hello.apiAddress,
+            },
             {
               send: (update, key) => {
                 if (ended) return;
@@ -110,13 +122,13 @@ export async function startControllerServer(options: {
                 call.end();
               },
             },
-            msg.hello.apiAddress,
           );
         } else if (session === undefined) {
           log.warn({ kind: msg.kind }, 'agent message before hello; ignored');
-        } else if (msg.kind === 'ack' && msg.ack) session.ack(Number(msg.ack.revision));
+        } else if (msg.kind === 'ack' && msg.ack)
+          session.ack(Number(msg.ack.revision), msg.ack.inForceHash);
         else if (msg.kind === 'nack' && msg.nack)
-          session.nack(Number(msg.nack.revision), msg.nack.error);
+          session.nack(Number(msg.nack.revision), msg.nack.error, msg.nack.inForceHash);
       });
       call.on('end', () => {
         end();

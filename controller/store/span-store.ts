@@ -15,11 +15,19 @@
  * addresses they own (ClusterModel.ownedAddresses): a node need not hold the
  * pod that wins an address two pods claim to resolve it as the cluster does.
  *
- * Spans are maps from object key to content hash. Hashes are of canonical
- * content, so they are stable across controller restarts: a delta is the
- * difference between the span an agent holds (as hashes) and the current one.
+ * Spans are maps from object key to content hash. Hashes are of the
+ * canonical wire form (shared/wire/span-hash.ts), so they are stable across
+ * controller restarts and are what an agent computes for what it holds: a
+ * delta is the difference between the span an agent holds (as hashes) and
+ * the current one.
+ *
+ * Each span also carries its span hash, what the node's agent must report to
+ * be in sync. It is kept, not computed on demand: every entry holds its
+ * element of the span digest, and a commit adds the elements of new entries
+ * and subtracts those of old ones, so a span's hash costs O(1) per changed
+ * entry, and reading it costs nothing. Elements of shared objects are
+ * computed once per object version, whatever the number of nodes holding it.
  */
-import { createHash } from 'node:crypto';
 import { addTo, removeFrom } from '../../shared/collections.js';
 import type { ClusterModel, ModelChanges } from '../model/cluster-model.js';
 import type {
@@ -30,12 +38,28 @@ import type {
   ServiceGroup,
 } from '../../shared/policy/types.js';
 import { isEmpty } from '../model/cluster-model.js';
+import {
+  addressGroupToWire,
+  endpointToWire,
+  firewallPolicyToWire,
+  serviceGroupToWire,
+} from '../../shared/wire/policy.js';
+import {
+  SpanDigest,
+  type SpanElement,
+  objectHash,
+  spanElement,
+  spanHashOf,
+} from '../../shared/wire/span-hash.js';
+import { applicationPolicySetToWire } from '../../shared/wire/policy.js';
 
 /** "p:<policy id>", "g:<group id>", "s:<service group id>", "e:<namespace/name>". */
 export type ObjectKey = string;
 
 export interface SpanEntry {
   readonly hash: string;
+  /** spanElement(key, hash): this entry's share of the span digest. */
+  readonly element: SpanElement;
   /** The revision at which this object last changed for this node. */
   readonly revision: number;
 }
@@ -49,6 +73,10 @@ export interface NodeSpan {
   readonly locals: ReadonlySet<string>;
   /** Applied-to groups sent cut down to the local members. */
   readonly localOnlyGroups: ReadonlySet<string>;
+  /** objectHash of the span's application policy set (it follows from the span's policies). */
+  readonly policySetHash: string;
+  /** The span hash of this version (shared/wire/span-hash.ts): what the node's agent reports when in sync. */
+  readonly hash: string;
 }
 
 export type SpanObject =
@@ -70,8 +98,11 @@ export class SpanStore {
   private readonly holders = new Map<ObjectKey, Set<string>>();
   /** "name/PROTOCOL" → nodes whose egress rules use that named port. */
   private readonly namedPortUsers = new Map<string, Set<string>>();
-  /** Content hashes of whole objects, until they change. */
-  private readonly hashes = new Map<ObjectKey, string>();
+  /** Content hashes and elements of whole objects, until they change. */
+  private readonly hashes = new Map<ObjectKey, { hash: string; element: SpanElement }>();
+  /** Each span's digest, in step with its entries. */
+  private readonly digests = new Map<string, SpanDigest>();
+  private emptyHash: string | undefined;
   /** Revision → when the change behind it was observed (Unix ms); the most recent ones. */
   private readonly observed = new Map<number, number>();
 
@@ -96,6 +127,38 @@ export class SpanStore {
 
   span(node: string): NodeSpan | undefined {
     return this.spans.get(node);
+  }
+
+  /** The span hash of a node's current span (of the empty span when it has none). O(1). */
+  spanHash(node: string): string {
+    const span = this.spans.get(node);
+    if (span !== undefined) return span.hash;
+    this.emptyHash ??= spanHashOf(this.model.cluster, this.policySetHash([]), new SpanDigest());
+    return this.emptyHash;
+  }
+
+  /**
+   * The span hash of a span given by its entries (object key → content
+   * hash), from scratch: for spans the store does not keep, such as what an
+   * agent ACKed before a restart. O(entries); elements of objects as they
+   * are now are reused.
+   */
+  hashOfEntries(entries: ReadonlyMap<ObjectKey, string>): string {
+    const d = new SpanDigest();
+    const policies: string[] = [];
+    for (const [key, hash] of entries) {
+      const cached = this.hashes.get(key);
+      d.add(cached?.hash === hash ? cached.element : spanElement(key, hash));
+      if (key.startsWith('p:')) policies.push(key.slice(2));
+    }
+    return spanHashOf(this.model.cluster, this.policySetHash(policies), d);
+  }
+
+  /** objectHash of the application policy set of a span holding these policies, as the distributor sends it. */
+  private policySetHash(policyIds: readonly string[]): string {
+    return objectHash.applicationPolicySet(
+      applicationPolicySetToWire(this.model.applicationPolicySet(policyIds)),
+    );
   }
 
   nodes(): string[] {
@@ -149,20 +212,28 @@ export class SpanStore {
   private refresh(node: string, keys: readonly ObjectKey[], revision: number): boolean {
     const span = this.spans.get(node)!;
     const entries = span.entries as Map<ObjectKey, SpanEntry>;
+    const digest = this.digests.get(node)!;
     let changed = false;
     for (const key of keys) {
       const old = entries.get(key);
       if (old === undefined) continue;
-      const hash = this.hashOf(
+      const { hash, element } = this.hashOf(
         node,
         key,
         !(key.startsWith('g:') && span.localOnlyGroups.has(key.slice(2))),
+        old,
       );
       if (hash === old.hash) continue;
-      entries.set(key, { hash, revision });
+      entries.set(key, { hash, element, revision });
+      digest.subtract(old.element).add(element);
       changed = true;
     }
-    if (changed) this.spans.set(node, { ...span, revision });
+    if (changed)
+      this.spans.set(node, {
+        ...span,
+        revision,
+        hash: spanHashOf(this.model.cluster, span.policySetHash, digest),
+      });
     return changed;
   }
 
@@ -272,29 +343,42 @@ export class SpanStore {
       ...[...services].map((id) => `s:${id}`),
       ...[...endpoints].map((k) => `e:${k}`),
     ];
-    const draft: NodeSpan = { node, entries: new Map(), revision, locals, localOnlyGroups };
+    const draft: NodeSpan = {
+      node,
+      entries: new Map(),
+      revision,
+      locals,
+      localOnlyGroups,
+      policySetHash: '',
+      hash: '',
+    };
     this.spans.set(node, draft); // object() reads locals and localOnlyGroups from here
     const entries = new Map<ObjectKey, SpanEntry>();
+    const digest = new SpanDigest(this.digests.get(node));
     let changed = before === undefined ? keys.length > 0 : false;
+    let policiesChanged = before === undefined;
     for (const key of keys) {
-      const hash =
-        localOnlyGroups.has(key.slice(2)) && key.startsWith('g:')
-          ? this.hashOf(node, key, false)
-          : this.hashOf(node, key, true);
       const old = before?.entries.get(key);
+      const { hash, element } = this.hashOf(
+        node,
+        key,
+        !(localOnlyGroups.has(key.slice(2)) && key.startsWith('g:')),
+        old,
+      );
       if (old !== undefined && old.hash === hash) entries.set(key, old);
       else {
-        entries.set(key, { hash, revision });
+        entries.set(key, { hash, element, revision });
+        if (old !== undefined) digest.subtract(old.element);
+        else if (key.startsWith('p:')) policiesChanged = true;
+        digest.add(element);
         changed = true;
       }
     }
-    if (before !== undefined && !changed) {
-      for (const key of before.entries.keys()) {
-        if (!entries.has(key)) {
-          changed = true;
-          break;
-        }
-      }
+    for (const [key, old] of before?.entries ?? []) {
+      if (entries.has(key)) continue;
+      digest.subtract(old.element);
+      if (key.startsWith('p:')) policiesChanged = true;
+      changed = true;
     }
 
     // Reverse indexes.
@@ -307,29 +391,67 @@ export class SpanStore {
 
     if (entries.size === 0 && locals.size === 0) {
       this.spans.delete(node);
+      this.digests.delete(node);
       return before !== undefined && before.entries.size > 0;
     }
+    this.digests.set(node, digest);
+    const policySetHash =
+      policiesChanged || before === undefined
+        ? this.policySetHash([...policies])
+        : before.policySetHash;
     this.spans.set(node, {
       node,
       entries,
       revision: changed ? revision : (before?.revision ?? revision),
       locals,
       localOnlyGroups,
+      policySetHash,
+      hash:
+        changed || before === undefined
+          ? spanHashOf(this.model.cluster, policySetHash, digest)
+          : before.hash,
     });
     return changed;
   }
 
-  private hashOf(node: string, key: ObjectKey, shared: boolean): string {
+  /**
+   * An object's content hash and span element as this node sees it.
+   * `shared`: the same on every node (cached until the object changes);
+   * otherwise `old`'s element is reused when the hash did not change.
+   */
+  private hashOf(
+    node: string,
+    key: ObjectKey,
+    shared: boolean,
+    old?: SpanEntry,
+  ): { hash: string; element: SpanElement } {
     if (shared) {
       const cached = this.hashes.get(key);
       if (cached !== undefined) return cached;
     }
-    const o = this.object(node, key);
-    const hash = createHash('sha1')
-      .update(JSON.stringify(o?.object ?? null))
-      .digest('base64url');
-    if (shared) this.hashes.set(key, hash);
-    return hash;
+    const hash = wireHash(this.object(node, key));
+    const h = { hash, element: old?.hash === hash ? old.element : spanElement(key, hash) };
+    if (shared) this.hashes.set(key, h);
+    return h;
+  }
+}
+
+/**
+ * The content hash of an object in its wire form (shared/wire/span-hash.ts),
+ * the hash an agent computes for the same object: a span's hash is then a
+ * function of its entries alone.
+ */
+function wireHash(o: SpanObject | undefined): string {
+  if (o === undefined) return 'missing';
+  switch (o.kind) {
+    case 'policy':
+      return objectHash.policy(firewallPolicyToWire(o.object));
+    case 'group':
+      return objectHash.addressGroup(addressGroupToWire(o.object));
+    case 'service':
+      return objectHash.serviceGroup(serviceGroupToWire(o.object));
+    case 'endpoint':
+      return objectHash.endpoint(endpointToWire(o.object));
   }
 }
 

@@ -16,3 +16,14 @@ export function toGrpcStatus(err: unknown): grpc.ServiceError {
   e.metadata = new grpc.Metadata();
   return e;
 }
+
+/** A unary handler from a function: its result is the reply, anything it throws becomes the status. */
+export function unary<Req, Res>(fn: (req: Req) => Res): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    try {
+      callback(null, fn(call.request));
+    } catch (err) {
+      callback(toGrpcStatus(err));
+    }
+  };
+}

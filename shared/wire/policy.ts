@@ -144,17 +144,20 @@ export function firewallPolicyToWire(p: FirewallPolicy): w.FirewallPolicy {
   };
 }
 
+export function applicationPolicySetToWire(
+  s: PolicySnapshot['applicationPolicySet'],
+): w.ApplicationPolicySet {
+  return {
+    id: s.id,
+    cluster: s.cluster,
+    tiers: s.tiers.map((t) => ({ tier: TIER_TO_WIRE[t.tier], policies: [...t.policies] })),
+  };
+}
+
 export function snapshotToWire(s: PolicySnapshot): w.PolicySnapshot {
   return {
     cluster: s.cluster,
-    applicationPolicySet: {
-      id: s.applicationPolicySet.id,
-      cluster: s.applicationPolicySet.cluster,
-      tiers: s.applicationPolicySet.tiers.map((t) => ({
-        tier: TIER_TO_WIRE[t.tier],
-        policies: [...t.policies],
-      })),
-    },
+    applicationPolicySet: applicationPolicySetToWire(s.applicationPolicySet),
     policies: s.policies.map(firewallPolicyToWire),
     addressGroups: s.addressGroups.map(addressGroupToWire),
     serviceGroups: s.serviceGroups.map(serviceGroupToWire),

@@ -18,6 +18,7 @@ import type {
 import { SERVER_OPTIONS, weirProto } from '../../shared/grpc/proto.js';
 import { silentLogger } from '../../shared/log.js';
 import { snapshotToWire } from '../../shared/wire/policy.js';
+import { snapshotHash } from '../../shared/wire/span-hash.js';
 import { NodeAgent } from '../../vrouter-agent/agent.js';
 import { namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
 import { eventually } from '../support/processes.js';
@@ -47,6 +48,10 @@ class ScriptedController {
 
   send(update: SpanUpdate): void {
     this.call!.write({ update });
+  }
+
+  welcome(): void {
+    this.call!.write({ welcome: { revision: '0' } });
   }
 
   stop(): void {
@@ -115,6 +120,7 @@ describe('node agent', () => {
     assert.equal(hello.kind, 'hello');
     assert.equal(hello.hello!.node, 'n1');
     assert.equal(hello.hello!.appliedRevision, '0');
+    assert.equal(hello.hello!.inForceHash, snapshotHash({ cluster: '', policies: [] }));
   });
 
   after(async () => {
@@ -123,12 +129,27 @@ describe('node agent', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  test('a snapshot is applied, persisted and ACKed', async () => {
-    controller.send(span(cluster(true), 5));
+  test('an agent the controller has welcomed is connected, not headless, before any update', async () => {
+    assert.equal(agent.status().controllerConnected, false, 'no answer to the hello yet');
+    controller.welcome();
+    await eventually(
+      async () => (agent.status().controllerConnected ? true : undefined),
+      'connected',
+    );
+    assert.equal(agent.status().headless, false);
+  });
+
+  test('a snapshot is applied, persisted and ACKed with the hash of the span now in force', async () => {
+    const update = span(cluster(true), 5);
+    controller.send(update);
     const a = await answered(2);
     assert.deepEqual([a.kind, a.ack?.revision], ['ack', '5']);
     assert.equal(agent.revision, 5);
     assert.equal(verdict(), true);
+    // What the controller computes from the same objects.
+    const expected = snapshotHash({ ...update, applicationPolicySet: update.applicationPolicySet });
+    assert.equal(a.ack!.inForceHash, expected);
+    assert.equal(agent.status().inForceHash, expected);
   });
 
   test('a delta from a revision the agent does not hold is NACKed and the previous revision stays in force', async () => {
@@ -137,6 +158,7 @@ describe('node agent', () => {
     assert.equal(a.kind, 'nack');
     assert.equal(a.nack!.revision, '7');
     assert.match(a.nack!.error, /delta from revision 6, but this agent holds 5/);
+    assert.equal(a.nack!.inForceHash, agent.status().inForceHash, 'the span still in force');
     assert.equal(agent.revision, 5);
     assert.equal(verdict(), true, 'still enforcing revision 5');
     assert.match(agent.status().lastError ?? '', /revision 7 refused/);

@@ -1,18 +1,96 @@
 /**
- * The distributor's protocol without a network: fake links record what each
- * agent would receive.
+ * The distributor's protocol without a network: fake agents receive each
+ * update through the real protobuf encoding, apply it to the agent's span
+ * state, and answer with the hash of what they then hold, as agents do.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Distributor } from '../../controller/distribute/distributor.js';
+import { Distributor, type AgentSession } from '../../controller/distribute/distributor.js';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
 import { readKubeObject } from '../../controller/model/kube-objects.js';
 import { SpanStore } from '../../controller/store/span-store.js';
-import type { SpanUpdate } from '../../shared/generated/weir/v1/index.js';
+import type {
+  ControllerMessage,
+  ControllerMessage__Output,
+  SpanUpdate,
+} from '../../shared/generated/weir/v1/index.js';
+import { weirProto } from '../../shared/grpc/proto.js';
 import { silentLogger } from '../../shared/log.js';
+import { snapshotHash } from '../../shared/wire/span-hash.js';
+import { SpanState } from '../../vrouter-agent/store/span-state.js';
 import { namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
+import { eventually } from '../support/processes.js';
 
-function setup() {
+const connect = weirProto().proto.weir.v1.ControlPlane.service.Connect;
+/** Through the wire, as an agent decodes it. */
+const wire = (u: SpanUpdate) =>
+  (connect.responseDeserialize as (b: Buffer) => ControllerMessage__Output)(
+    (connect.responseSerialize as (m: ControllerMessage) => Buffer)({ update: u }),
+  ).update!;
+
+const hashOf = (s: SpanState) =>
+  snapshotHash({
+    cluster: s.cluster,
+    applicationPolicySet: s.applicationPolicySet,
+    policies: [...s.policies.values()],
+    addressGroups: [...s.addressGroups.values()],
+    serviceGroups: [...s.serviceGroups.values()],
+    endpoints: [...s.endpoints.values()],
+  });
+
+/** An agent as the distributor sees it: a link, a span state, and answers. */
+class FakeAgent {
+  readonly sent: SpanUpdate[] = [];
+  readonly keys: string[] = [];
+  readonly closed: string[] = [];
+  state = SpanState.empty();
+  session!: AgentSession;
+
+  constructor(
+    readonly node: string,
+    readonly instance = 'i',
+  ) {}
+
+  link() {
+    return {
+      send: (u: SpanUpdate, key: string) => {
+        this.sent.push(u);
+        this.keys.push(key);
+      },
+      close: (reason: string) => void this.closed.push(reason),
+    };
+  }
+
+  hello(d: Distributor, hash = hashOf(this.state)): this {
+    this.session = d.hello(
+      {
+        node: this.node,
+        instance: this.instance,
+        revision: this.state.revision,
+        inForceHash: hash,
+        apiAddress: '',
+      },
+      this.link(),
+    );
+    return this;
+  }
+
+  get last(): SpanUpdate {
+    return this.sent[this.sent.length - 1]!;
+  }
+
+  /** Applies the last update received and ACKs it with the hash of the result. */
+  ack(): void {
+    this.state = this.state.apply(wire(this.last));
+    this.session.ack(Number(this.last.revision), hashOf(this.state));
+  }
+
+  nack(error: string): void {
+    this.session.nack(Number(this.last.revision), error, hashOf(this.state));
+  }
+}
+
+function setup(options: { retryMinMs?: number; retryMaxMs?: number } = {}) {
   const model = new ClusterModel({ cluster: 't' });
   const store = new SpanStore(model);
   const clock = { now: 1_000_000 };
@@ -20,29 +98,28 @@ function setup() {
     log: silentLogger,
     now: () => clock.now,
     ackTimeoutMs: 30_000,
+    random: () => 0,
+    ...options,
   });
+  const commit = () => {
+    const c = store.commit(clock.now);
+    if (c) d.notify(c.nodes);
+    return c;
+  };
   const apply = (...raws: Raw[]) => {
     for (const raw of raws) {
       const r = readKubeObject(raw);
       if (r.type !== 'object') throw new Error(JSON.stringify(r));
       model.apply({ type: 'upsert', object: r.object });
     }
-    const c = store.commit(Date.now());
-    if (c) d.notify(c.nodes);
-    return c;
+    return commit();
   };
-  const link = () => {
-    const sent: SpanUpdate[] = [];
-    return {
-      sent,
-      closed: [] as string[],
-      send: (u: SpanUpdate) => void sent.push(u),
-      close(reason: string) {
-        this.closed.push(reason);
-      },
-    };
+  const deletePolicy = (ns: string, name: string) => {
+    model.apply({ type: 'delete', kind: 'NetworkPolicy', namespace: ns, name });
+    return commit();
   };
-  return { model, store, d, apply, link, clock };
+  const view = (node: string) => d.views().find((v) => v.node === node)!;
+  return { model, store, d, apply, deletePolicy, clock, view };
 }
 
 const base = (): Raw[] => [
@@ -57,39 +134,40 @@ const base = (): Raw[] => [
 
 describe('distributor', () => {
   test('sends nothing before the cluster state is complete, then a snapshot to a new agent', () => {
-    const { d, apply, link } = setup();
+    const { d, apply, view } = setup();
     apply(...base());
-    const l = link();
-    const s = d.hello('n2', 'i1', 0, l);
-    assert.equal(l.sent.length, 0, 'held until ready');
+    const a = new FakeAgent('n2').hello(d);
+    assert.equal(a.sent.length, 0, 'held until ready');
     d.setReady();
-    assert.equal(l.sent.length, 1);
-    assert.equal(l.sent[0]!.snapshot, true);
+    assert.equal(a.sent.length, 1);
+    assert.equal(a.last.snapshot, true);
     assert.deepEqual(
-      l.sent[0]!.policies!.map((p) => p.id),
+      a.last.policies!.map((p) => p.id),
       ['t/np/a/db'],
     );
-    s.ack(Number(l.sent[0]!.revision));
-    assert.equal(d.views().find((v) => v.node === 'n2')!.inSync, true);
+    assert.equal(view('n2').inSync, false, 'sent is not in sync');
+    a.ack();
+    assert.equal(view('n2').inSync, true);
+    assert.equal(view('n2').inForceHash, view('n2').spanHash);
   });
 
   test('a slow agent has one update in flight and later changes collapse into one delta', () => {
-    const { d, apply, link } = setup();
+    const { d, apply } = setup();
     apply(...base());
     d.setReady();
-    const slow = link();
-    const fast = link();
-    const s = d.hello('n2', 'slow', 0, slow);
-    const f = d.hello('n1', 'fast', 0, fast);
-    f.ack(Number(fast.sent[0]!.revision));
+    const slow = new FakeAgent('n2', 'slow').hello(d);
+    const fast = new FakeAgent('n1', 'fast').hello(d);
+    fast.ack();
     // Twenty changes to the peer group while the slow agent has not ACKed its snapshot.
-    for (let i = 0; i < 20; i++)
+    for (let i = 0; i < 20; i++) {
       apply(pod('a', `web${i}`, { labels: { app: 'web' }, ips: [`10.0.1.${i}`], node: 'n1' }));
+      if (fast.sent.length > 0 && fast.state.revision < Number(fast.last.revision)) fast.ack();
+    }
     assert.equal(slow.sent.length, 1, 'nothing more is queued for the slow agent');
     assert.equal(fast.sent.length > 1, true, 'the fast agent is not held back');
-    s.ack(Number(slow.sent[0]!.revision));
+    slow.ack();
     assert.equal(slow.sent.length, 2, 'one delta carries all twenty changes');
-    const delta = slow.sent[1]!;
+    const delta = slow.last;
     assert.equal(delta.snapshot, false);
     assert.equal(delta.baseRevision, slow.sent[0]!.revision);
     const group = delta.addressGroups!.find(
@@ -99,68 +177,163 @@ describe('distributor', () => {
     assert.deepEqual(delta.policies, [], 'the unchanged policy is not resent');
   });
 
-  test('a NACKed update leaves the agent on its previous revision and is not resent until the span changes', () => {
-    const { d, apply, link } = setup();
+  test('updates under one key are identical: a policy set is never shared between nodes that need different ones', () => {
+    // a/x selects a pod on each node; a/deny only the one on n-b. Deleting a/x
+    // gives both nodes the same removals, but different policy sets.
+    const { d, apply, deletePolicy, view } = setup();
+    apply(
+      namespace('a'),
+      pod('a', 'pa', { labels: { app: 'x', at: 'a' }, ips: ['10.0.0.1'], node: 'n-a' }),
+      pod('a', 'pb', { labels: { app: 'x', at: 'b' }, ips: ['10.0.0.2'], node: 'n-b' }),
+      networkPolicy('a', 'x', { podSelector: { matchLabels: { app: 'x' } }, ingress: [{}] }),
+      networkPolicy('a', 'deny', {
+        podSelector: { matchLabels: { at: 'b' } },
+        policyTypes: ['Ingress'],
+      }),
+    );
+    d.setReady();
+    const agents = ['n-a', 'n-b'].map((n) => new FakeAgent(n).hello(d));
+    for (const a of agents) a.ack();
+    deletePolicy('a', 'x');
+    const byKey = new Map<string, SpanUpdate>();
+    for (const a of agents) {
+      const u = a.last;
+      const k = a.keys[a.keys.length - 1]!;
+      if (byKey.has(k)) assert.deepEqual(u, byKey.get(k), `the update under key ${k}`);
+      byKey.set(k, u);
+      a.ack();
+    }
+    const [na, nb] = agents;
+    assert.deepEqual(na!.state.applicationPolicySet?.tiers[0]?.policies, []);
+    assert.deepEqual(nb!.state.applicationPolicySet?.tiers[0]?.policies, ['t/np/a/deny']);
+    for (const n of ['n-a', 'n-b']) {
+      assert.equal(view(n).lastError, '', `${n} holds what it was sent`);
+      assert.equal(view(n).inSync, true);
+    }
+  });
+
+  test('a refused update is sent again as a snapshot with bounded backoff, and status shows the reason and the retry', async () => {
+    const { d, apply, view, clock } = setup({ retryMinMs: 10, retryMaxMs: 40 });
     apply(...base());
     d.setReady();
-    const l = link();
-    const s = d.hello('n2', 'i', 0, l);
-    s.ack(Number(l.sent[0]!.revision));
+    const a = new FakeAgent('n2').hello(d);
+    a.ack();
     apply(pod('a', 'web2', { labels: { app: 'web' }, ips: ['10.0.0.3'], node: 'n3' }));
-    assert.equal(l.sent.length, 2);
-    s.nack(Number(l.sent[1]!.revision), 'disk full');
-    const v = d.views().find((x) => x.node === 'n2')!;
-    assert.equal(v.appliedRevision, Number(l.sent[0]!.revision));
-    assert.equal(v.lastError, 'disk full');
-    assert.equal(v.inSync, false);
-    apply(pod('a', 'web3', { labels: { app: 'web' }, ips: ['10.0.0.4'], node: 'n3' }));
-    assert.equal(l.sent.length, 3, 'the next change is tried');
-    assert.equal(
-      l.sent[2]!.baseRevision,
-      l.sent[0]!.revision,
-      'as a delta from what the agent holds',
+    assert.equal(a.last.snapshot, false, 'a delta');
+    const delays: number[] = [];
+    for (let attempt = 1; attempt <= 4; attempt++) {
+      const sent = a.sent.length;
+      a.nack('ENOSPC: no space left on device');
+      const v = view('n2');
+      assert.equal(v.lastError, 'ENOSPC: no space left on device');
+      assert.equal(v.retryAttempts, attempt);
+      assert.equal(v.inSync, false);
+      assert.equal(v.appliedRevision, Number(a.sent[0]!.revision), 'the previous span in force');
+      delays.push(v.nextRetryUnixMs - clock.now);
+      await eventually(async () => (a.sent.length > sent ? true : undefined), 'the retry');
+      assert.equal(a.last.snapshot, true, `attempt ${attempt + 1} is a snapshot`);
+    }
+    assert.deepEqual(delays, [5, 10, 20, 20], 'doubling, jittered (here: its lowest), bounded');
+    a.ack();
+    const v = view('n2');
+    assert.deepEqual(
+      [v.inSync, v.lastError, v.retryAttempts, v.nextRetryUnixMs],
+      [true, '', 0, 0],
+      'an ACK whose hash agrees ends the retries',
     );
   });
 
-  test('a reconnecting agent gets a delta from the revision it ACKed, or a snapshot when that is not the one on record', () => {
-    const { d, apply, link } = setup();
+  test('an ACK whose hash is not that of the span sent is not in sync, and the node is sent a snapshot', async () => {
+    const { d, apply, view } = setup({ retryMinMs: 2, retryMaxMs: 4 });
     apply(...base());
     d.setReady();
-    const first = link();
-    const s = d.hello('n2', 'i', 0, first);
-    const r1 = Number(first.sent[0]!.revision);
-    s.ack(r1);
-    s.close();
-    apply(pod('a', 'web2', { labels: { app: 'web' }, ips: ['10.0.0.3'], node: 'n3' }));
-    const again = link();
-    d.hello('n2', 'i', r1, again);
-    assert.equal(again.sent[0]!.snapshot, false);
-    assert.equal(again.sent[0]!.baseRevision, String(r1));
-    const stranger = link();
-    d.hello('n2', 'other', 999, stranger);
-    assert.deepEqual(again.closed, ['replaced by a new connection from the same node']);
-    assert.equal(stranger.sent[0]!.snapshot, true);
+    const a = new FakeAgent('n2').hello(d);
+    a.state = a.state.apply(wire(a.last));
+    a.session.ack(Number(a.last.revision), 'something-else');
+    assert.equal(view('n2').inSync, false);
+    assert.match(view('n2').lastError, /applied, but the agent's span hashes to something-else/);
+    await eventually(async () => (a.sent.length > 1 ? true : undefined), 'the snapshot');
+    assert.equal(a.last.snapshot, true);
+    a.ack();
+    assert.equal(view('n2').inSync, true);
   });
 
-  test('an ACK lost with its connection counts when the agent says hello with that revision', () => {
-    const { d, apply, link } = setup();
+  test('in sync requires the connection now and a reported hash: ACKs without one never count', () => {
+    const { d, apply, view } = setup();
     apply(...base());
     d.setReady();
-    const l = link();
-    d.hello('n2', 'i', 0, l);
-    const r = Number(l.sent[0]!.revision);
-    const again = link();
-    d.hello('n2', 'i', r, again);
-    assert.equal(again.sent.length, 0, 'already in sync: nothing to send');
-    assert.equal(d.views().find((x) => x.node === 'n2')!.inSync, true);
+    const a = new FakeAgent('n2').hello(d);
+    a.ack();
+    assert.equal(view('n2').inSync, true);
+    a.session.close();
+    assert.deepEqual([view('n2').connected, view('n2').inSync], [false, false]);
+    const legacy = new FakeAgent('n1').hello(d, '');
+    legacy.state = legacy.state.apply(wire(legacy.last));
+    legacy.session.ack(Number(legacy.last.revision), '');
+    assert.deepEqual([view('n1').connected, view('n1').inSync], [true, false]);
+    assert.equal(view('n1').appliedRevision, legacy.state.revision);
+  });
+
+  test('a reconnecting agent resumes by delta only from the content its hash proves; same revision, other content gets a snapshot', () => {
+    const { d, apply, view } = setup();
+    apply(...base());
+    d.setReady();
+    const a = new FakeAgent('n2').hello(d);
+    a.ack();
+    a.session.close();
+    apply(pod('a', 'web2', { labels: { app: 'web' }, ips: ['10.0.0.3'], node: 'n3' }));
+    const again = new FakeAgent('n2');
+    again.state = a.state;
+    again.hello(d);
+    assert.equal(again.last.snapshot, false);
+    assert.equal(again.last.baseRevision, String(a.state.revision));
+    // The same revision with other content (an edited or copied span file).
+    const edited = new FakeAgent('n2', 'other');
+    edited.state = a.state;
+    edited.hello(d, 'edited-content');
+    assert.deepEqual(again.closed, ['replaced by a new connection from the same node']);
+    assert.equal(edited.last.snapshot, true);
+    edited.ack();
+    assert.equal(view('n2').inSync, true);
+  });
+
+  test('an agent that says hello already holding the current span is in sync and sent nothing', () => {
+    const { d, apply, view } = setup();
+    apply(...base());
+    d.setReady();
+    const a = new FakeAgent('n2').hello(d);
+    a.ack();
+    a.session.close();
+    const again = new FakeAgent('n2', 'restarted');
+    again.state = a.state;
+    again.hello(d);
+    assert.equal(again.sent.length, 0);
+    assert.equal(view('n2').inSync, true);
+  });
+
+  test('an ACK lost with its connection counts when the agent says hello with that revision and hash', () => {
+    const { d, apply, view } = setup();
+    apply(...base());
+    d.setReady();
+    const a = new FakeAgent('n2').hello(d);
+    a.state = a.state.apply(wire(a.last)); // applied; the ACK never arrives
+    a.session.close();
+    apply(pod('a', 'web2', { labels: { app: 'web' }, ips: ['10.0.0.3'], node: 'n3' }));
+    const again = new FakeAgent('n2');
+    again.state = a.state;
+    again.hello(d);
+    assert.equal(again.last.snapshot, false, 'a delta from what it applied');
+    assert.equal(again.last.baseRevision, String(a.state.revision));
+    again.ack();
+    assert.equal(view('n2').inSync, true);
   });
 
   test('ACKed spans survive a restart as hashes and yield a delta of only what changed', () => {
     const one = setup();
     one.apply(...base());
     one.d.setReady();
-    const l = one.link();
-    one.d.hello('n2', 'i', 0, l).ack(Number(l.sent[0]!.revision));
+    const a = new FakeAgent('n2').hello(one.d);
+    a.ack();
     const persisted = one.d.persisted();
 
     const two = setup();
@@ -171,26 +344,57 @@ describe('distributor', () => {
     );
     two.d.restore(persisted);
     two.d.setReady();
-    const l2 = two.link();
-    two.d.hello('n2', 'i', Number(l.sent[0]!.revision), l2);
-    const u = l2.sent[0]!;
+    const b = new FakeAgent('n2');
+    b.state = a.state;
+    b.hello(two.d);
+    const u = b.last;
     assert.equal(u.snapshot, false);
     assert.deepEqual(u.policies, []);
     assert.equal(u.addressGroups!.length, 1, 'only the peer group that gained web2');
+    b.ack();
+    assert.equal(two.view('n2').inSync, true);
+  });
+
+  test('propagation is timed from the commit to the ACK; what an agent gets on connecting is a resync, reported apart', () => {
+    const { d, apply, clock } = setup();
+    apply(...base());
+    d.setReady();
+    clock.now += 1_000;
+    const a = new FakeAgent('n2').hello(d);
+    clock.now += 7;
+    a.ack();
+    let real = d.realization('t/np/a/db');
+    assert.deepEqual([real.applied, real.latencyMs, real.resyncMs], [['n2'], {}, { n2: 7 }]);
+    // A change committed while connected: propagation.
+    apply(
+      networkPolicy('a', 'db', {
+        podSelector: { matchLabels: { app: 'db' } },
+        ingress: [
+          { from: [{ podSelector: { matchLabels: { app: 'web' } } }], ports: [{ port: 5432 }] },
+        ],
+      }),
+    );
+    clock.now += 3;
+    real = d.realization('t/np/a/db');
+    assert.deepEqual(real.applied, [], 'sent, not yet proved');
+    a.ack();
+    real = d.realization('t/np/a/db');
+    assert.deepEqual([real.applied, real.latencyMs, real.resyncMs], [['n2'], { n2: 3 }, {}]);
+    a.session.close();
+    assert.deepEqual(d.realization('t/np/a/db').applied, [], 'applied means connected now');
   });
 
   test('an agent that leaves an update unanswered past the timeout is disconnected and reported', () => {
-    const { d, apply, link, clock } = setup();
+    const { d, apply, clock, view } = setup();
     apply(...base());
     d.setReady();
-    const hung = link();
-    d.hello('n2', 'i', 0, hung);
+    const hung = new FakeAgent('n2').hello(d);
     clock.now += 29_000;
     assert.deepEqual(d.expireUnanswered(), []);
     clock.now += 2_000;
     assert.deepEqual(d.expireUnanswered(), ['n2']);
     assert.deepEqual(hung.closed, ['no answer to an update']);
-    const v = d.views().find((x) => x.node === 'n2')!;
+    const v = view('n2');
     assert.equal(v.connected, false);
     assert.match(v.lastError, /no answer to revision 1 within 30000 ms/);
   });

@@ -3,7 +3,7 @@
  * manifests in a temporary directory, edited while they run.
  */
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -11,6 +11,7 @@ import { agentClient, call, operatorClient } from '../../cli/clients.js';
 import type {
   AgentStatusReply__Output,
   ExplainReply__Output,
+  ListPoliciesReply__Output,
   StatusReply__Output,
 } from '../../shared/generated/weir/v1/index.js';
 import { ROOT, WeirProcess, eventually, freePort } from '../support/processes.js';
@@ -56,6 +57,16 @@ describe('controller and agents', () => {
   const status = () => {
     const c = operatorClient(address);
     return call<object, StatusReply__Output>(c, c.GetStatus, {}, 'controller', 2_000);
+  };
+  const policy = (name: string) => {
+    const c = operatorClient(address);
+    return call<object, ListPoliciesReply__Output>(
+      c,
+      c.ListPolicies,
+      { name },
+      'controller',
+      2_000,
+    ).then((r) => r.policies[0]!);
   };
   const agentStatus = (node: string) => {
     const c = agentClient(`127.0.0.1:${agentPorts.get(node)}`);
@@ -133,6 +144,14 @@ describe('controller and agents', () => {
     // The change concerns node-b only: the others received nothing for it.
     for (const a of s.agents.filter((x) => x.node !== 'node-b'))
       assert.ok(Number(a.appliedRevision) <= before, `${a.node} got nothing`);
+    // Its propagation is timed from the commit to node-b's ACK, apart from start-up resync.
+    const r = (await policy('shop/redis-from-cart')).realization!;
+    assert.deepEqual(r.applied, ['node-b']);
+    assert.deepEqual(Object.keys(r.latencyMs), ['node-b']);
+    assert.deepEqual(r.resyncMs, {});
+    const started = (await policy('shop/web-from-anywhere')).realization!;
+    assert.deepEqual(started.latencyMs, {}, 'unchanged since start-up: no propagation');
+    assert.deepEqual(Object.keys(started.resyncMs), ['node-a']);
   });
 
   test('a bad policy is rejected at the controller, never reaches an agent, and is reported while the rest keeps working', async () => {
@@ -261,5 +280,80 @@ describe('controller and agents', () => {
     const missing = await run('policy', 'get', 'shop/nope');
     assert.equal(missing.code, 2);
     assert.match(missing.err, /no NetworkPolicy shop\/nope/);
+  });
+
+  test('an agent that reconnects holding its current span is connected and in sync, not headless, with nothing sent', async () => {
+    await agents.get('node-a')!.kill();
+    const since = controller.lines.length;
+    const fresh = await startAgent('node-a');
+    await controller.waitFor(
+      (l) => l.msg === 'agent connected' && l.node === 'node-a',
+      'node-a to reconnect',
+      15_000,
+      since,
+    );
+    const a = await eventually(async () => {
+      const x = await agentStatus('node-a');
+      return x.controllerConnected ? x : undefined;
+    }, 'node-a connected');
+    assert.equal(a.headless, false);
+    const s = await converged();
+    const row = s.agents.find((x) => x.node === 'node-a')!;
+    assert.equal(row.inForceHash, a.inForceHash);
+    assert.equal(row.inForceHash, row.spanHash);
+    assert.ok(!fresh.lines.some((l) => l.msg === 'span applied'), 'nothing was sent');
+  });
+
+  test('a span file copied from another node at the same revision is not taken as in sync: the node gets its own span', async () => {
+    // Every agent starts over, so that all hold the current revision.
+    for (const n of NODES) {
+      await agents.get(n)!.kill();
+      await rm(join(dir, n), { recursive: true, force: true });
+    }
+    for (const n of NODES) await startAgent(n);
+    const s = await converged();
+    const revisionOf = (n: string) => s.agents.find((a) => a.node === n)!.appliedRevision;
+    assert.equal(revisionOf('node-b'), revisionOf('node-c'));
+    await agents.get('node-c')!.kill();
+    await cp(join(dir, 'node-b', 'span.json'), join(dir, 'node-c', 'span.json'));
+    await startAgent('node-c');
+    await converged();
+    // checkout admits only the cart (node-b's span has no such policy: it would admit web).
+    assert.equal((await enforced('node-c', '10.244.1.10', '10.244.3.20', 7000)).allowed, false);
+    const c = await agentStatus('node-c');
+    assert.equal(c.inForceHash, (await status()).agents.find((a) => a.node === 'node-c')!.spanHash);
+  });
+
+  test('an agent that cannot persist an update refuses it; the controller retries with backoff, shows why, and the node converges once it can', async () => {
+    const stateDir = join(dir, 'node-b');
+    await rm(stateDir, { recursive: true, force: true });
+    await writeFile(stateDir, 'a file where the state directory was');
+    const before = Number((await status()).revision);
+    await edit(
+      '20-policies.yaml',
+      'ports: [{ protocol: TCP, port: 6379 }]',
+      'ports: [{ protocol: TCP, port: 6380 }]',
+    );
+    const failing = await eventually(async () => {
+      const b = (await status()).agents.find((a) => a.node === 'node-b')!;
+      return b.lastError !== '' && b.retryAttempts > 0 && Number(b.nextRetryUnixMs) > 0
+        ? b
+        : undefined;
+    }, 'the refusal and the retry in status');
+    assert.equal(failing.inSync, false);
+    assert.equal(failing.connected, true);
+    assert.match(failing.lastError, /EEXIST|ENOTDIR|not a directory|file already exists/);
+    assert.equal(
+      (await enforced('node-b', 'shop/cart', 'shop/redis', 6379)).allowed,
+      true,
+      'the previous span stays in force',
+    );
+    await rm(stateDir);
+    await mkdir(stateDir);
+    const s = await converged((x) => Number(x.revision) > before);
+    const b = s.agents.find((a) => a.node === 'node-b')!;
+    assert.deepEqual([b.lastError, b.retryAttempts, b.nextRetryUnixMs], ['', 0, '0']);
+    assert.equal((await enforced('node-b', 'shop/cart', 'shop/redis', 6380)).allowed, true);
+    assert.equal((await enforced('node-b', 'shop/cart', 'shop/redis', 6379)).allowed, false);
   });
 });

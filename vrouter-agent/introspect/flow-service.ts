@@ -211,10 +211,13 @@ export function flowIntrospectHandlers(
     return cached.view;
   };
   const meter = new RateMeter();
-  const meterTimer = setInterval(
-    () => meter.sample(backend.datapath().stats().flowTable.inserted),
-    1_000,
-  );
+  const meterTimer = setInterval(() => {
+    try {
+      meter.sample(backend.datapath().stats().flowTable.inserted);
+    } catch {
+      clearInterval(meterTimer); // the datapath was closed with its agent
+    }
+  }, 1_000);
   meterTimer.unref();
   return {
     ListFlows: (

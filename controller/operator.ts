@@ -1,0 +1,158 @@
+/**
+ * The Operator service (weirctl): status, policies with where they are
+ * enforced, and live explanations, read from the controller's model, span
+ * store and distributor. Reads only: nothing here changes what agents get.
+ *
+ * What it says about agents comes from the distributor's proof: an agent is
+ * in sync, and a policy applied on a node, only when the agent's reported
+ * in-force hash agrees with the span computed for its node, and the agent is
+ * connected now.
+ *
+ * Errors are thrown as WeirErrors; the server maps them to gRPC statuses
+ * (shared/grpc/status.ts).
+ */
+import { NotFoundError, ValidationError } from '../shared/errors.js';
+import type {
+  ExplainReply,
+  ExplainRequest__Output,
+  ListPoliciesReply,
+  ListPoliciesRequest__Output,
+  PolicyEntry,
+  StatusReply,
+} from '../shared/generated/weir/v1/index.js';
+import { compile } from '../shared/policy/compile.js';
+import { parseProbe, probe, resolveTarget } from '../shared/policy/probe.js';
+import type { RuleTables } from '../shared/policy/rule-tables.js';
+import {
+  addressGroupToWire,
+  firewallPolicyToWire,
+  serviceGroupToWire,
+} from '../shared/wire/policy.js';
+import type { Distributor } from './distribute/distributor.js';
+import type { OperatorBackend } from './distribute/grpc-server.js';
+import type { ClusterModel } from './model/cluster-model.js';
+import type { ClusterSource } from './sources/source.js';
+import type { SpanStore } from './store/span-store.js';
+
+export interface OperatorParts {
+  readonly cluster: string;
+  readonly source: ClusterSource;
+  readonly model: ClusterModel;
+  readonly store: SpanStore;
+  readonly distributor: Distributor;
+  /** Leadership as status reports it: "leader" under leader election, "standalone" otherwise. */
+  readonly leadership?: () => string;
+}
+
+export class OperatorService implements OperatorBackend {
+  /** The whole cluster compiled, for Explain; rebuilt when the revision moves. */
+  private tables: { revision: number; tables: RuleTables } | undefined;
+
+  constructor(private readonly parts: OperatorParts) {}
+
+  status(): StatusReply {
+    const { source, model, store, distributor } = this.parts;
+    const s = source.state();
+    return {
+      cluster: this.parts.cluster,
+      revision: String(store.revision),
+      source: {
+        kind: s.kind,
+        location: s.location,
+        synced: s.synced,
+        lastError: s.lastError,
+        leadership: this.parts.leadership?.() ?? 'standalone',
+      },
+      agents: distributor.views().map((v) => ({
+        node: v.node,
+        connected: v.connected,
+        instance: v.instance,
+        appliedRevision: String(v.appliedRevision),
+        spanRevision: String(v.spanRevision),
+        inSync: v.inSync,
+        pending: v.pending,
+        lastError: v.lastError,
+        lastAckUnixMs: String(v.lastAckUnixMs),
+        connectedSinceUnixMs: String(v.connectedSinceUnixMs),
+        spanObjects: v.spanObjects,
+        localEndpoints: v.localEndpoints,
+        apiAddress: v.apiAddress,
+        spanHash: v.spanHash,
+        inForceHash: v.inForceHash,
+        retryAttempts: v.retryAttempts,
+        nextRetryUnixMs: String(v.nextRetryUnixMs),
+      })),
+      rejections: [...model.rejections()]
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([object, issues]) => ({
+          object,
+          problems: issues.map((i) => [i.field, i.message].filter(Boolean).join(': ')),
+        })),
+      policies: model.policyCount,
+      endpoints: model.endpointCount,
+      warnings: model
+        .duplicateAddresses()
+        .map(
+          (d) =>
+            `address ${d.ip} is claimed by ${d.endpoints.join(', ')}: policy treats it as ${d.endpoints[d.endpoints.length - 1]}`,
+        ),
+    };
+  }
+
+  listPolicies(req: ListPoliciesRequest__Output): ListPoliciesReply {
+    const { model, store, distributor } = this.parts;
+    let ids = model.policyIds();
+    if (req.name !== '') {
+      const wanted = req.name.includes('/np/')
+        ? req.name
+        : `${this.parts.cluster}/np/${req.name.includes('/') ? req.name : `default/${req.name}`}`;
+      ids = ids.filter((id) => id === wanted);
+      if (ids.length === 0) throw new NotFoundError(`no NetworkPolicy ${req.name}`);
+    }
+    const groups = new Set<string>();
+    const services = new Set<string>();
+    const policies: PolicyEntry[] = ids.map((id) => {
+      const p = model.policy(id)!;
+      groups.add(p.appliedTo);
+      for (const r of p.rules) {
+        if ('addressGroup' in r.endpoint2) groups.add(r.endpoint2.addressGroup);
+        if (r.serviceGroup) services.add(r.serviceGroup);
+      }
+      const real = distributor.realization(id);
+      return {
+        policy: firewallPolicyToWire(p),
+        realization: {
+          revision: String(real.revision),
+          nodes: real.nodes,
+          applied: real.applied,
+          latencyMs: real.latencyMs,
+          resyncMs: real.resyncMs,
+        },
+        selected: [...model.groupMembers(p.appliedTo).keys()].sort(),
+      };
+    });
+    return {
+      revision: String(store.revision),
+      policies,
+      addressGroups: [...groups].sort().map((id) => addressGroupToWire(model.addressGroup(id)!)),
+      serviceGroups: [...services].sort().map((id) => serviceGroupToWire(model.serviceGroup(id)!)),
+    };
+  }
+
+  explain(req: ExplainRequest__Output): ExplainReply {
+    const { model, store } = this.parts;
+    const p = parseProbe(`${req.protocol || 'TCP'}/${req.port}`);
+    if (typeof p === 'string') throw new ValidationError([{ field: 'protocol/port', message: p }]);
+    if (this.tables?.revision !== store.revision)
+      this.tables = { revision: store.revision, tables: compile(model.snapshot()) };
+    const tables = this.tables.tables;
+    const from = resolveTarget(tables, req.from);
+    if (typeof from === 'string') throw new ValidationError([{ field: 'from', message: from }]);
+    const to = resolveTarget(tables, req.to);
+    if (typeof to === 'string') throw new ValidationError([{ field: 'to', message: to }]);
+    return {
+      revision: String(store.revision),
+      explanationJson: JSON.stringify(probe(tables, from, to, p)),
+    };
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * The distributor behind the real gRPC server, with real agents (NodeAgent)
+ * on loopback: what each node ends up enforcing when one encoded update is
+ * shared between nodes.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, test } from 'node:test';
+import type * as grpc from '@grpc/grpc-js';
+import { Distributor } from '../../controller/distribute/distributor.js';
+import { startControllerServer } from '../../controller/distribute/grpc-server.js';
+import { ClusterModel } from '../../controller/model/cluster-model.js';
+import { readKubeObject } from '../../controller/model/kube-objects.js';
+import { SpanStore } from '../../controller/store/span-store.js';
+import { silentLogger } from '../../shared/log.js';
+import { NodeAgent } from '../../vrouter-agent/agent.js';
+import { namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
+import { eventually } from '../support/processes.js';
+
+interface Rig {
+  model: ClusterModel;
+  store: SpanStore;
+  distributor: Distributor;
+  agents: Map<string, NodeAgent>;
+  apply(...objects: Raw[]): void;
+  deletePolicy(namespace: string, name: string): void;
+  dispose(): Promise<void>;
+}
+
+async function rig(nodes: readonly string[]): Promise<Rig> {
+  const dir = await mkdtemp(join(tmpdir(), 'weir-dist-'));
+  const model = new ClusterModel({ cluster: 't' });
+  const store = new SpanStore(model);
+  const distributor = new Distributor(model, store, { log: silentLogger });
+  const { server, port } = await startControllerServer({
+    listen: '127.0.0.1:0',
+    distributor,
+    operator: {
+      status: () => ({}),
+      listPolicies: () => ({}),
+      explain: () => ({}),
+    },
+    log: silentLogger,
+  });
+  const commit = () => {
+    const c = store.commit(Date.now());
+    if (c) distributor.notify(c.nodes);
+  };
+  const apply = (...objects: Raw[]) => {
+    for (const o of objects) {
+      const r = readKubeObject(o);
+      if (r.type !== 'object') throw new Error(JSON.stringify(r));
+      model.apply({ type: 'upsert', object: r.object });
+    }
+    commit();
+  };
+  const deletePolicy = (ns: string, name: string) => {
+    model.apply({ type: 'delete', kind: 'NetworkPolicy', namespace: ns, name });
+    commit();
+  };
+  const agents = new Map<string, NodeAgent>();
+  for (const node of nodes) {
+    const agent = new NodeAgent({
+      node,
+      controller: `127.0.0.1:${port}`,
+      stateDir: join(dir, node),
+      listen: '127.0.0.1:0',
+      log: silentLogger,
+    });
+    await agent.start();
+    agents.set(node, agent);
+  }
+  return {
+    model,
+    store,
+    distributor,
+    agents,
+    apply,
+    deletePolicy,
+    async dispose() {
+      distributor.closeAll('test over');
+      for (const a of agents.values()) await a[Symbol.asyncDispose]();
+      await new Promise<void>((resolve) => (server as grpc.Server).tryShutdown(() => resolve()));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Every agent has answered the update for the current span of its node. */
+const settled = (r: Rig) =>
+  eventually(async () => {
+    const views = r.distributor.views();
+    const done = views.every(
+      (v) =>
+        v.connected &&
+        v.pending === 0 &&
+        (v.lastError !== '' ||
+          r.agents.get(v.node)!.revision >= (r.store.span(v.node)?.revision ?? 0)),
+    );
+    return done ? views : undefined;
+  }, 'every agent to answer its update');
+
+const verdict = (agent: NodeAgent, from: string, to: string) =>
+  (
+    JSON.parse(agent.evaluate({ from, to, protocol: 'TCP', port: 80 }).explanationJson ?? '') as {
+      allowed: boolean;
+    }
+  ).allowed;
+
+/**
+ * `a/x` admits everything to every `app=x` pod (one on each node); `a/deny`
+ * isolates, with no rules, the pod on `denyNode` only.
+ */
+const cluster = (denyNode: string): Raw[] => [
+  namespace('a'),
+  pod('a', 'pa', { labels: { app: 'x', at: 'node-a' }, ips: ['10.0.0.1'], node: 'node-a' }),
+  pod('a', 'pb', { labels: { app: 'x', at: 'node-b' }, ips: ['10.0.0.2'], node: 'node-b' }),
+  networkPolicy('a', 'x', {
+    podSelector: { matchLabels: { app: 'x' } },
+    ingress: [{}],
+  }),
+  networkPolicy('a', 'deny', {
+    podSelector: { matchLabels: { at: denyNode } },
+    policyTypes: ['Ingress'],
+  }),
+];
+
+describe('one encoded update shared between nodes', () => {
+  let r: Rig | undefined;
+  afterEach(async () => {
+    await r?.dispose();
+    r = undefined;
+  });
+
+  test('deleting a policy two nodes hold leaves each node its own policy list (node-b still denies)', async () => {
+    r = await rig(['node-a', 'node-b']);
+    r.apply(...cluster('node-b'));
+    r.distributor.setReady();
+    await settled(r);
+    const b = r.agents.get('node-b')!;
+    assert.equal(verdict(b, '10.9.9.9', 'a/pb'), true, 'a/x admits everything at first');
+    r.deletePolicy('a', 'x');
+    const views = await settled(r);
+    for (const v of views) {
+      assert.equal(v.lastError, '', `${v.node} applied what it was sent, as sent`);
+      assert.equal(v.retryAttempts, 0, `${v.node} needed no retry`);
+    }
+    assert.equal(b.revision, r.store.revision);
+    assert.equal(verdict(b, '10.9.9.9', 'a/pb'), false, 'a/deny isolates a/pb: denied');
+    assert.equal(verdict(r.agents.get('node-a')!, '10.9.9.9', 'a/pa'), true);
+  });
+
+  test('deleting a policy two nodes hold is accepted by the node that holds no other policy', async () => {
+    r = await rig(['node-a', 'node-b']);
+    r.apply(...cluster('node-a'));
+    r.distributor.setReady();
+    await settled(r);
+    r.deletePolicy('a', 'x');
+    for (const v of await settled(r)) {
+      assert.equal(v.lastError, '', `${v.node} accepted its update`);
+      assert.equal(v.retryAttempts, 0, `${v.node} needed no retry`);
+    }
+    assert.equal(r.agents.get('node-b')!.revision, r.store.revision);
+    assert.equal(verdict(r.agents.get('node-a')!, '10.9.9.9', 'a/pa'), false);
+    assert.equal(verdict(r.agents.get('node-b')!, '10.9.9.9', 'a/pb'), true);
+  });
+});
