@@ -198,6 +198,7 @@ function canonicalEndpoint(e: w.Endpoint): unknown {
     sortedEntries(e.labels),
     sortedEntries(e.namespaceLabels),
     (e.ports ?? []).map((p) => [p.name ?? '', enumName(p.protocol, PROTOCOL), p.port ?? 0]),
+    e.nodeAddresses ?? [],
   ];
 }
 
