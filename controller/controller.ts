@@ -22,6 +22,7 @@ import type {
   StatusReply,
 } from '../shared/generated/weir/v1/index.js';
 import type { Logger } from '../shared/log.js';
+import { describeRejection, type StateFileRejection } from '../shared/state/checksummed-file.js';
 import { compile } from '../shared/policy/compile.js';
 import { parseProbe, probe, resolveTarget } from '../shared/policy/probe.js';
 import type { RuleTables } from '../shared/policy/rule-tables.js';
@@ -72,6 +73,8 @@ export class Controller implements OperatorBackend, AsyncDisposable {
   port = 0;
   /** Prometheus metrics (serve `metrics.registry`). */
   readonly metrics: ControllerMetrics;
+  /** State files found unusable at start-up and moved aside. */
+  readonly stateRejections: StateFileRejection[] = [];
 
   constructor(private readonly options: ControllerOptions) {
     this.model = new ClusterModel({ cluster: options.cluster });
@@ -87,9 +90,17 @@ export class Controller implements OperatorBackend, AsyncDisposable {
   }
 
   async start(): Promise<void> {
-    const persisted = this.options.stateDir
-      ? await loadControllerState(this.options.stateDir)
-      : { revision: 0, nodes: {} };
+    const loaded = this.options.stateDir
+      ? await loadControllerState(this.options.stateDir, this.options.cluster)
+      : { state: { revision: 0, nodes: {} } };
+    const persisted = loaded.state;
+    if (loaded.rejection !== undefined) {
+      this.stateRejections.push(loaded.rejection);
+      this.log.error(
+        { rejection: loaded.rejection },
+        'controller state rejected; starting fresh, agents resync by snapshot',
+      );
+    }
     this.store = new SpanStore(this.model, { initialRevision: persisted.revision });
     this.persistRunner = new CoalescingRunner(() => this.persist(), {
       minIntervalMs: 200,
@@ -178,7 +189,7 @@ export class Controller implements OperatorBackend, AsyncDisposable {
 
   private async persist(): Promise<void> {
     if (!this.options.stateDir) return;
-    await saveControllerState(this.options.stateDir, {
+    await saveControllerState(this.options.stateDir, this.options.cluster, {
       revision: this.store.revision,
       nodes: this.distributor.persisted(),
     });
@@ -225,12 +236,18 @@ export class Controller implements OperatorBackend, AsyncDisposable {
         })),
       policies: this.model.policyCount,
       endpoints: this.model.endpointCount,
-      warnings: this.model
-        .duplicateAddresses()
-        .map(
-          (d) =>
-            `address ${d.ip} is claimed by ${d.endpoints.join(', ')}: policy treats it as ${d.endpoints[d.endpoints.length - 1]}`,
+      warnings: [
+        ...this.stateRejections.map(
+          (r) => `${describeRejection(r)}; started fresh at revision 0, agents resync by snapshot`,
         ),
+        ...this.model
+          .duplicateAddresses()
+          .map(
+            (d) =>
+              `address ${d.ip} is claimed by ${d.endpoints.join(', ')}: policy treats it as ${d.endpoints[d.endpoints.length - 1]}`,
+          ),
+      ],
+      pid: process.pid,
     };
   }
 

@@ -25,6 +25,7 @@ import {
 } from '../../shared/wire/policy.js';
 import type { ClusterModel } from '../model/cluster-model.js';
 import type { ObjectKey, SpanStore } from '../store/span-store.js';
+import type { PersistedNode } from '../store/state-file.js';
 
 export interface AgentLink {
   /**
@@ -41,11 +42,6 @@ export interface DistributorObserver {
   /** An ACK; `propagationMs` from the change being observed, when known. */
   acked(propagationMs: number | undefined): void;
   nacked(): void;
-}
-
-export interface PersistedNode {
-  readonly revision: number;
-  readonly span: ReadonlyArray<readonly [ObjectKey, string]>;
 }
 
 export interface NodeView {
@@ -164,6 +160,12 @@ export class Distributor {
     link: AgentLink,
     apiAddress = '',
   ): { ack(revision: number): void; nack(revision: number, error: string): void; close(): void } {
+    // Revisions this controller issues stay above any an agent holds (see SpanStore.advancePast).
+    if (this.store.advancePast(revision))
+      this.options.log.info(
+        { node, revision },
+        'revision counter advanced past what an agent holds',
+      );
     const r = this.record(node);
     if (r.link !== undefined) r.link.close('replaced by a new connection from the same node');
     if (r.inflight !== undefined && r.inflight.revision === revision) {
