@@ -211,10 +211,14 @@ export function flowIntrospectHandlers(
     return cached.view;
   };
   const meter = new RateMeter();
-  const meterTimer = setInterval(
-    () => meter.sample(backend.datapath().stats().flowTable.inserted),
-    1_000,
-  );
+  const meterTimer = setInterval(() => {
+    try {
+      meter.sample(backend.datapath().stats().flowTable.inserted);
+    } catch {
+      // The datapath is closed: its agent is gone, and so is the need to sample.
+      clearInterval(meterTimer);
+    }
+  }, 1_000);
   meterTimer.unref();
   return {
     ListFlows: (
