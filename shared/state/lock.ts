@@ -27,6 +27,7 @@ import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { ErrorCode, WeirError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { StateDirError } from './state-dir.js';
 
 const STALE_MS = 20_000;
 const UPDATE_MS = 5_000;
@@ -110,7 +111,10 @@ export class StateDirLock implements AsyncDisposable {
         if (takeovers > 0 || waiting) options.log.info({ dir }, 'state dir lock taken');
         return new StateDirLock(dir, me, release);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
+        if ((err as NodeJS.ErrnoException).code !== 'ELOCKED')
+          throw new StateDirError(dir, `cannot be locked: ${(err as Error).message}`, {
+            cause: err,
+          });
       }
       const holder = await readHolder(lockPath);
       const state = holder === undefined ? 'unknown' : liveness(holder);
