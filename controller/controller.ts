@@ -17,6 +17,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { formatIssue } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
+import type { StateFileRejection } from '../shared/state/checksummed-file.js';
 import { CoalescingRunner } from '../shared/runner.js';
 import { Distributor } from './distribute/distributor.js';
 import { startControllerServer } from './distribute/grpc-server.js';
@@ -59,6 +60,8 @@ export class Controller implements AsyncDisposable {
   port = 0;
   /** Prometheus metrics (serve `metrics.registry`). */
   readonly metrics: ControllerMetrics;
+  /** State files found unusable at start-up and moved aside. */
+  readonly stateRejections: StateFileRejection[] = [];
 
   constructor(private readonly options: ControllerOptions) {
     this.model = new ClusterModel({ cluster: options.cluster });
@@ -75,9 +78,17 @@ export class Controller implements AsyncDisposable {
   }
 
   async start(): Promise<void> {
-    const persisted = this.options.stateDir
-      ? await loadControllerState(this.options.stateDir)
-      : { revision: 0, nodes: {} };
+    const loaded = this.options.stateDir
+      ? await loadControllerState(this.options.stateDir, this.options.cluster)
+      : { state: { revision: 0, nodes: {} } };
+    const persisted = loaded.state;
+    if (loaded.rejection !== undefined) {
+      this.stateRejections.push(loaded.rejection);
+      this.log.error(
+        { rejection: loaded.rejection },
+        'controller state rejected; starting fresh, agents resync by snapshot',
+      );
+    }
     this.store = new SpanStore(this.model, { initialRevision: persisted.revision });
     this.persistRunner = new CoalescingRunner(() => this.persist(), {
       minIntervalMs: 200,
@@ -116,6 +127,7 @@ export class Controller implements AsyncDisposable {
         store: this.store,
         distributor: this.distributor,
         leadership: this.options.leadership,
+        stateRejections: this.stateRejections,
       }),
       log: this.options.log.child({ component: 'grpc' }),
       onBytesSent: (bytes) => this.metrics.updateBytes.inc(bytes),
@@ -179,7 +191,7 @@ export class Controller implements AsyncDisposable {
 
   private async persist(): Promise<void> {
     if (!this.options.stateDir) return;
-    await saveControllerState(this.options.stateDir, {
+    await saveControllerState(this.options.stateDir, this.options.cluster, {
       revision: this.store.revision,
       nodes: this.distributor.persisted(),
     });

@@ -11,6 +11,9 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { rootLogger } from '../shared/log.js';
 import { serveMetrics } from '../shared/metrics.js';
 import { ArgumentError, onShutdown, runMain } from '../shared/process.js';
+import { StateDirLock } from '../shared/state/lock.js';
+import { registerStateFileMetrics } from '../shared/state/metrics.js';
+import { prepareStateDir } from '../shared/state/state-dir.js';
 import { Controller } from './controller.js';
 import { LeaseElector } from './leader/lease-elector.js';
 import { loadKubeConfig } from './kube/api.js';
@@ -29,6 +32,8 @@ const USAGE = `usage: weir-controller [--manifests DIR | --kubeconfig PATH | --i
   --listen HOST:PORT     gRPC for agents and weirctl (default 127.0.0.1:7443; env WEIR_LISTEN)
   --metrics-listen HOST:PORT  Prometheus metrics at /metrics (and /healthz); off unless given
   --state-dir DIR        keep the revision counter and agents' ACKed spans here, for delta resync after a restart
+                         (locked by this controller alone; created 0700, refused when group/world-writable or
+                         another user's); without it nothing is kept and a restart resyncs agents by snapshot
   --cluster NAME         cluster name, prefixed to every object id (default "local")
 `;
 
@@ -71,6 +76,25 @@ export async function main(argv: string[]): Promise<void> {
         '--manifests, --kubeconfig and --in-cluster are alternatives: give one',
       );
     const log = rootLogger({ name: 'weir-controller', level: values['log-level'] });
+    // One controller per state directory, and one only its user can write.
+    const stateDir =
+      values['state-dir'] !== undefined ? await prepareStateDir(values['state-dir']) : undefined;
+    const lock =
+      stateDir !== undefined
+        ? await StateDirLock.acquire(stateDir, {
+            program: 'weir-controller',
+            detail: `cluster ${values.cluster}`,
+            log: log.child({ component: 'state' }),
+            onCompromised: (err) => {
+              log.fatal(
+                { err, stateDir },
+                'lost the lock of the state dir to another process; exiting',
+              );
+              process.exit(1);
+            },
+          })
+        : undefined;
+    if (stateDir !== undefined) log.info({ stateDir }, 'state dir locked');
 
     let kubeConfig: KubeConfig | undefined;
     let source: ClusterSource;
@@ -116,6 +140,7 @@ export async function main(argv: string[]): Promise<void> {
       await controller?.[Symbol.asyncDispose]();
       if (controller === undefined) await source[Symbol.asyncDispose]();
       await elector?.[Symbol.asyncDispose]();
+      await lock?.release();
     });
 
     if (elector !== undefined) {
@@ -142,12 +167,18 @@ export async function main(argv: string[]): Promise<void> {
       cluster: values.cluster!,
       source,
       listen: values.listen!,
-      stateDir: values['state-dir'],
+      stateDir,
       log,
       ...(elector !== undefined
         ? { leadership: () => (elector.isLeader() ? 'leader' : 'lost') }
         : {}),
     });
+    const started = controller;
+    registerStateFileMetrics(
+      started.metrics.registry,
+      'weir_controller',
+      () => started.stateRejections,
+    );
     await controller.start();
     if (values['metrics-listen'] !== undefined) {
       const { server } = await serveMetrics(

@@ -11,6 +11,7 @@
  * Errors are thrown as WeirErrors; the server maps them to gRPC statuses
  * (shared/grpc/status.ts).
  */
+import { describeRejection, type StateFileRejection } from '../shared/state/checksummed-file.js';
 import { NotFoundError, ValidationError } from '../shared/errors.js';
 import type {
   ExplainReply,
@@ -42,6 +43,8 @@ export interface OperatorParts {
   readonly distributor: Distributor;
   /** Leadership as status reports it: "leader" under leader election, "standalone" otherwise. */
   readonly leadership?: () => string;
+  /** State files found unusable at start-up and moved aside. */
+  readonly stateRejections?: readonly StateFileRejection[];
 }
 
 export class OperatorService implements OperatorBackend {
@@ -90,12 +93,18 @@ export class OperatorService implements OperatorBackend {
         })),
       policies: model.policyCount,
       endpoints: model.endpointCount,
-      warnings: model
-        .duplicateAddresses()
-        .map(
-          (d) =>
-            `address ${d.ip} is claimed by ${d.endpoints.join(', ')}: policy treats it as ${d.endpoints[d.endpoints.length - 1]}`,
+      warnings: [
+        ...(this.parts.stateRejections ?? []).map(
+          (r) => `${describeRejection(r)}; started fresh at revision 0, agents resync by snapshot`,
         ),
+        ...model
+          .duplicateAddresses()
+          .map(
+            (d) =>
+              `address ${d.ip} is claimed by ${d.endpoints.join(', ')}: policy treats it as ${d.endpoints[d.endpoints.length - 1]}`,
+          ),
+      ],
+      pid: process.pid,
     };
   }
 

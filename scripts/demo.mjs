@@ -3,90 +3,253 @@
 // cluster in deploy/examples (watched: edit the files and watch the agents
 // follow), three agents play node-a, node-b and node-c, and weirctl talks to
 // them. Ctrl-C stops everything.
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdirSync, openSync } from 'node:fs';
+//
+// It reports only what it started. It holds its state directory (one demo
+// per directory: WEIR_DEMO_STATE), listens where nothing else does (WEIR_LISTEN
+// when given, refused when taken; else 127.0.0.1:7443, or a free port when
+// that is taken), starts the agents only once the controller answering
+// there is its own (status' pid), and is ready only when `weirctl status`
+// from that controller shows each of its agents (by API address) connected
+// and in sync. When any part exits or readiness times out
+// (WEIR_DEMO_TIMEOUT_MS, default 60 s) it stops the rest and exits 1.
+import { execFile, spawn } from 'node:child_process';
+import { openSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { launch } from '../bin/launch.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const listen = process.env.WEIR_LISTEN ?? '127.0.0.1:7443';
 const manifests = process.env.WEIR_DEMO_MANIFESTS ?? join(root, 'deploy', 'examples');
-const state = process.env.WEIR_DEMO_STATE ?? join(root, 'state', 'demo');
+const timeoutMs = Number(process.env.WEIR_DEMO_TIMEOUT_MS ?? 60_000);
 const nodes = ['node-a', 'node-b', 'node-c'];
-mkdirSync(state, { recursive: true });
+const DEFAULT_LISTEN = '127.0.0.1:7443';
 
 const children = [];
-function start(name, bin, args) {
-  const log = openSync(join(state, `${name}.log`), 'a');
-  const child = spawn(process.execPath, [join(root, 'bin', bin), ...args], {
-    stdio: ['ignore', log, log],
-  });
-  child.on('exit', (code, signal) => {
-    if (!stopping) {
-      console.error(`${name} exited (${signal ?? code}); see ${join(state, `${name}.log`)}`);
-      stop(1);
-    }
-  });
-  children.push(child);
+let stopping = false;
+let lock;
+
+function say(message) {
+  process.stderr.write(`demo: ${message}\n`);
 }
 
-let stopping = false;
-function stop(code = 0) {
+/** Stops every part (SIGTERM, then SIGKILL after 5 s), releases the state dir, exits. */
+async function stop(code) {
   if (stopping) return;
   stopping = true;
-  for (const c of children) c.kill('SIGTERM');
-  setTimeout(() => process.exit(code), 500).unref();
+  const running = children.filter((c) => c.exitCode === null && c.signalCode === null);
+  const exited = Promise.all(running.map((c) => new Promise((r) => c.once('exit', r))));
+  for (const c of running) c.kill('SIGTERM');
+  const kill = setTimeout(() => {
+    for (const c of running) c.kill('SIGKILL');
+  }, 5_000);
+  await exited;
+  clearTimeout(kill);
+  await lock?.release().catch(() => undefined);
+  process.exit(code);
 }
-process.on('SIGINT', () => stop(0));
-process.on('SIGTERM', () => stop(0));
 
-start('controller', 'weir-controller', [
-  '--manifests',
-  manifests,
-  '--listen',
-  listen,
-  '--state-dir',
-  join(state, 'controller'),
-]);
-// The agents run the userspace datapath on generated traffic between the demo's pods.
-for (const node of nodes)
-  start(node, 'weir-agent', [
-    '--node',
-    node,
-    '--controller',
+function fail(message) {
+  if (stopping) return;
+  say(message);
+  void stop(1);
+}
+
+process.on('SIGINT', () => void stop(0));
+process.on('SIGTERM', () => void stop(0));
+
+/** The last lines of a part's log that say what went wrong. */
+function lastWords(log) {
+  let text = '';
+  try {
+    text = readFileSync(log, 'utf8');
+  } catch {
+    return '';
+  }
+  const lines = text.trimEnd().split('\n').slice(-40);
+  const said = [];
+  for (const line of lines) {
+    try {
+      const l = JSON.parse(line);
+      if (l.level >= 50) said.push(`${l.msg}${l.err?.message ? `: ${l.err.message}` : ''}`);
+    } catch {
+      if (/^(error|fatal)/.test(line)) said.push(line);
+    }
+  }
+  return said.slice(-3).join('\n  ');
+}
+
+function start(state, name, bin, args) {
+  const log = join(state, `${name}.log`);
+  const fd = openSync(log, 'a');
+  const child = spawn(process.execPath, [join(root, 'bin', bin), ...args], {
+    stdio: ['ignore', fd, fd],
+  });
+  child.on('exit', (code, signal) => {
+    const why = lastWords(log);
+    fail(
+      `${name} exited (${signal ?? `status ${code}`})${why ? `:\n  ${why}` : ''}\n  (log: ${log})`,
+    );
+  });
+  children.push(child);
+  return child;
+}
+
+/** Whether host:port can be listened on now. */
+function portFree(host, port) {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', (err) => (err.code === 'EADDRINUSE' ? resolve(false) : reject(err)));
+    s.listen({ host, port, exclusive: true }, () => s.close(() => resolve(true)));
+  });
+}
+
+function freePort(host) {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen({ host, port: 0, exclusive: true }, () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function splitAddress(address) {
+  const colon = address.lastIndexOf(':');
+  return {
+    host: address.slice(0, colon).replace(/^\[|\]$/g, ''),
+    port: Number(address.slice(colon + 1)),
+  };
+}
+
+function weirctl(listen, ...args) {
+  return new Promise((resolve, reject) =>
+    execFile(
+      process.execPath,
+      [join(root, 'bin', 'weirctl'), ...args, '--controller', listen],
+      { encoding: 'utf8', timeout: 15_000 },
+      (err, out, errOut) => (err ? reject(new Error(errOut.trim() || err.message)) : resolve(out)),
+    ),
+  );
+}
+
+/** Polls `weirctl status -o json` until `check` returns a value; fails the demo at the deadline. */
+async function until(listen, deadline, what, check) {
+  let last = 'no answer yet';
+  while (!stopping) {
+    try {
+      const s = JSON.parse(await weirctl(listen, 'status', '-o', 'json'));
+      const r = check(s);
+      if (typeof r !== 'string') return r;
+      last = r;
+    } catch (err) {
+      last = err.message.split('\n')[0];
+    }
+    if (Date.now() >= deadline) {
+      fail(`${what} within ${timeoutMs / 1000} s: ${last}`);
+      return undefined;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return undefined;
+}
+
+async function main() {
+  const state = process.env.WEIR_DEMO_STATE ?? join(root, 'state', 'demo');
+  // One demo per state directory: the agents' spans, the controller's state and the logs are its own.
+  const { prepareStateDir } = await launch('shared/state/state-dir');
+  const { StateDirLock } = await launch('shared/state/lock');
+  const { silentLogger } = await launch('shared/log');
+  try {
+    await prepareStateDir(state);
+    lock = await StateDirLock.acquire(state, {
+      program: 'weir demo',
+      detail: 'npm start',
+      log: silentLogger,
+      waitMs: 0,
+      onCompromised: () => fail(`another process took the state directory ${state}`),
+    });
+  } catch (err) {
+    say(`${err.message} (set WEIR_DEMO_STATE to run another demo beside it)`);
+    process.exit(1);
+  }
+
+  let listen = process.env.WEIR_LISTEN;
+  if (listen !== undefined) {
+    const { host, port } = splitAddress(listen);
+    if (!(Number.isInteger(port) && port > 0 && port < 65536)) {
+      say(`WEIR_LISTEN=${listen} must be HOST:PORT with a port from 1 to 65535`);
+      await stop(2);
+    }
+    if (!(await portFree(host, port))) {
+      say(
+        `${listen} is in use (another demo, or a controller?): stop it, or set WEIR_LISTEN to a free address`,
+      );
+      await stop(1);
+    }
+  } else {
+    const { host, port } = splitAddress(DEFAULT_LISTEN);
+    listen = (await portFree(host, port)) ? DEFAULT_LISTEN : `${host}:${await freePort(host)}`;
+    if (listen !== DEFAULT_LISTEN)
+      say(`${DEFAULT_LISTEN} is in use; the controller listens on ${listen}`);
+  }
+  const deadline = Date.now() + timeoutMs;
+
+  const controller = start(state, 'controller', 'weir-controller', [
+    '--manifests',
+    manifests,
+    '--listen',
     listen,
     '--state-dir',
-    join(state, node),
-    '--synthetic-traffic',
-    '5',
+    join(state, 'controller'),
   ]);
+  // Agents connect only once the controller answering is the one started here.
+  const ours = (s) =>
+    s.pid === controller.pid
+      ? s
+      : `${listen} is answered by a controller this demo did not start (pid ${s.pid})`;
+  if ((await until(listen, deadline, 'the controller did not answer', ours)) === undefined) return;
 
-// Wait until every agent is in sync, then show the status.
-const weirctl = (...args) =>
-  execFileSync(process.execPath, [join(root, 'bin', 'weirctl'), ...args, '--controller', listen], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const apis = new Map();
+  for (const node of nodes) {
+    const api = `127.0.0.1:${await freePort('127.0.0.1')}`;
+    apis.set(node, api);
+    // The agents run the userspace datapath on generated traffic between the demo's pods.
+    start(state, node, 'weir-agent', [
+      '--node',
+      node,
+      '--controller',
+      listen,
+      '--state-dir',
+      join(state, node),
+      '--listen',
+      api,
+      '--synthetic-traffic',
+      '5',
+    ]);
+  }
+  // Ready: our controller, and each of our agents (told apart by its API address) connected and in sync.
+  const ready = await until(listen, deadline, 'the demo did not converge', (s) => {
+    const o = ours(s);
+    if (typeof o === 'string') return o;
+    const missing = nodes.filter(
+      (n) =>
+        !s.agents.some(
+          (a) => a.node === n && a.apiAddress === apis.get(n) && a.connected && a.inSync,
+        ),
+    );
+    return missing.length === 0 ? s : `not in sync yet: ${missing.join(', ')}`;
   });
-const deadline = Date.now() + 60_000;
-for (;;) {
-  try {
-    const s = JSON.parse(weirctl('status', '-o', 'json'));
-    if (nodes.every((n) => s.agents.some((a) => a.node === n && a.inSync))) break;
-  } catch {
-    // not up yet
-  }
-  if (Date.now() > deadline) {
-    console.error(`the demo did not converge in 60 s; logs are in ${state}`);
-    stop(1);
-    break;
-  }
-  await new Promise((r) => setTimeout(r, 250));
-}
-if (!stopping) {
-  process.stdout.write(`Weir demo: the controller serves ${listen} with the cluster in ${manifests}
+  if (ready === undefined) return;
+  const table = await weirctl(listen, 'status').catch((err) =>
+    fail(`weirctl status failed: ${err.message}`),
+  );
+  if (stopping) return;
+  process.stdout.write(`Weir demo: the controller (pid ${controller.pid}) serves ${listen} with the cluster in ${manifests}
 (watched: edit a file and the agents follow); agents ${nodes.join(', ')}; logs in ${state}.
 
-${weirctl('status')}
+${table}
 Point weirctl at it and try:
   export WEIR_CONTROLLER=${listen}
   bin/weirctl status
@@ -101,3 +264,5 @@ Ctrl-C stops everything.
 ready
 `);
 }
+
+main().catch((err) => fail(err.stack ?? String(err)));

@@ -2,6 +2,7 @@
  * Process plumbing for the daemons' main.ts: argument errors, and an orderly
  * shutdown on SIGINT/SIGTERM (a second signal exits at once).
  */
+import { ErrorCode, WeirError } from './errors.js';
 import type { Logger } from './log.js';
 
 export class ArgumentError extends Error {}
@@ -39,6 +40,11 @@ export async function runMain(usage: string, body: () => Promise<void>): Promise
     ) {
       process.stderr.write(`error: ${(err as Error).message}\n${usage}`);
       process.exit(2);
+    }
+    // A WeirError the user can act on (a state dir in use, one that is unsafe) is said plainly.
+    if (err instanceof WeirError && err.code !== ErrorCode.Internal) {
+      process.stderr.write(`error: ${err.message}\n`);
+      process.exit(1);
     }
     process.stderr.write(`fatal: ${(err as Error).stack ?? String(err)}\n`);
     process.exit(1);

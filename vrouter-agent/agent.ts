@@ -35,6 +35,7 @@ import type { RuleTables } from '../shared/policy/rule-tables.js';
 import { snapshotFromWire } from '../shared/wire/policy.js';
 import { type ElementMemo, snapshotHash } from '../shared/wire/span-hash.js';
 import { unary } from '../shared/grpc/status.js';
+import { describeRejection, type StateFileRejection } from '../shared/state/checksummed-file.js';
 import { createVerdictEngine, verdictEngineStatus } from './compile/verdict-engine.js';
 import { createUserspaceDatapath, type Datapath } from './datapath/index.js';
 import { flowIntrospectHandlers } from './introspect/flow-service.js';
@@ -84,6 +85,8 @@ export class NodeAgent implements AsyncDisposable {
   port = 0;
   /** Prometheus metrics (serve `metrics.registry`). */
   readonly metrics: AgentMetrics;
+  /** State files found unusable at start-up and moved aside. */
+  readonly stateRejections: StateFileRejection[] = [];
 
   constructor(private readonly options: AgentOptions) {
     this.log = options.log.child({ component: 'agent' });
@@ -136,19 +139,30 @@ export class NodeAgent implements AsyncDisposable {
   }
 
   async start(): Promise<void> {
-    try {
-      const persisted = await SpanState.load(this.options.stateDir);
-      this.enforce(this.compile(persisted));
-      this.state = persisted;
-      this.inForceHash = this.hashOf(persisted);
-      if (persisted.revision > 0)
-        this.log.info(
-          { revision: persisted.revision, policies: persisted.policies.size },
-          'enforcing persisted span',
-        );
-    } catch (err) {
-      this.lastError = `persisted span unusable: ${(err as Error).message}`;
-      this.log.error({ err }, 'persisted span unusable; starting empty');
+    // A span file that is not provably this node's intact span is moved
+    // aside and none of it is enforced: the agent holds no span (no pod of
+    // the node isolated, as on a node that just joined) until the
+    // controller's snapshot arrives, which its hello (revision 0) asks for.
+    // Enforcing a damaged or another node's span instead would allow and
+    // deny by policy the cluster never gave this node.
+    const loaded = await SpanState.load(this.options.stateDir, this.options.node, (s) =>
+      this.compile(s),
+    );
+    if (loaded.type === 'loaded') {
+      this.enforce(loaded.verified);
+      this.state = loaded.state;
+      this.inForceHash = this.hashOf(loaded.state);
+      this.log.info(
+        { revision: loaded.state.revision, policies: loaded.state.policies.size },
+        'enforcing persisted span',
+      );
+    } else if (loaded.type === 'rejected') {
+      this.stateRejections.push(loaded.rejection);
+      this.lastError = `${describeRejection(loaded.rejection)}; enforcing no span until the controller sends a snapshot`;
+      this.log.error(
+        { rejection: loaded.rejection },
+        'persisted span rejected; enforcing no span until the controller sends a snapshot',
+      );
     }
     await this.serve();
     if (this.options.syntheticTrafficPerSecond) {
@@ -237,7 +251,7 @@ export class NodeAgent implements AsyncDisposable {
     try {
       const next = this.state.apply(u);
       const tables = this.compile(next);
-      await next.save(this.options.stateDir);
+      await next.save(this.options.stateDir, this.options.node);
       this.state = next;
       this.enforce(tables);
       this.inForceHash = this.hashOf(next);

@@ -3,23 +3,28 @@
  * node agent, shuts down in order on a signal.
  */
 import { parseArgs } from 'node:util';
-import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { rootLogger } from '../shared/log.js';
 import { serveMetrics } from '../shared/metrics.js';
 import { ArgumentError, onShutdown, runMain } from '../shared/process.js';
+import { StateDirLock } from '../shared/state/lock.js';
+import { registerStateFileMetrics } from '../shared/state/metrics.js';
+import { defaultStateDir, prepareStateDir } from '../shared/state/state-dir.js';
 import { NodeAgent } from './agent.js';
 
 const USAGE = `usage: weir-agent --node NAME [--controller HOST:PORT] [--state-dir DIR] [--listen HOST:PORT] [--log-level LEVEL]
   --node NAME            the node this agent enforces policy for (env NODE_NAME)
   --controller HOST:PORT the controller (default 127.0.0.1:7443; env WEIR_CONTROLLER)
-  --state-dir DIR        where the last applied span is kept (default: $TMPDIR/weir-agent-NAME)
+  --state-dir DIR        where the last applied span is kept, locked by this agent alone; created 0700, refused
+                         when group/world-writable or another user's (default: /var/lib/weir/agent-NAME as root,
+                         else $XDG_STATE_HOME/weir/agent-NAME, i.e. ~/.local/state/weir/agent-NAME)
   --listen HOST:PORT     the agent's own API (default 127.0.0.1:0, any free port)
   --advertise-host HOST  the address others reach that API at when listening on every address (env HOST_IP)
   --metrics-listen HOST:PORT  Prometheus metrics at /metrics (and /healthz); off unless given
   --synthetic-traffic N  feed the userspace datapath N generated connections per second between this node's pods
                          and their peers (demo and tests; the kernel datapath takes real traffic)
 `;
+
+const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
 
 function positive(text: string, flag: string): number {
   const n = Number(text);
@@ -50,13 +55,27 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (!values.node) throw new ArgumentError('--node is required');
-    const log = rootLogger({ name: 'weir-agent', level: values['log-level'] }).child({
-      node: values.node,
+    if (!NODE_NAME.test(values.node))
+      throw new ArgumentError(
+        `--node ${JSON.stringify(values.node)} is not a node name (letters, digits, ".", "-", "_"; at most 253)`,
+      );
+    const node = values.node;
+    const log = rootLogger({ name: 'weir-agent', level: values['log-level'] }).child({ node });
+    // One agent per state directory, and one only its user can write.
+    const stateDir = await prepareStateDir(values['state-dir'] ?? defaultStateDir(`agent-${node}`));
+    const lock = await StateDirLock.acquire(stateDir, {
+      program: 'weir-agent',
+      detail: `node ${node}`,
+      log: log.child({ component: 'state' }),
+      onCompromised: (err) => {
+        log.fatal({ err, stateDir }, 'lost the lock of the state dir to another process; exiting');
+        process.exit(1);
+      },
     });
     const agent = new NodeAgent({
-      node: values.node,
+      node,
       controller: values.controller!,
-      stateDir: values['state-dir'] ?? join(tmpdir(), `weir-agent-${values.node}`),
+      stateDir,
       listen: values.listen!,
       advertiseHost: values['advertise-host'],
       syntheticTrafficPerSecond:
@@ -65,7 +84,12 @@ export async function main(argv: string[]): Promise<void> {
           : positive(values['synthetic-traffic'], '--synthetic-traffic'),
       log,
     });
-    onShutdown(log, () => agent[Symbol.asyncDispose]());
+    registerStateFileMetrics(agent.metrics.registry, 'weir_agent', () => agent.stateRejections);
+    onShutdown(log, async () => {
+      await agent[Symbol.asyncDispose]();
+      await lock.release();
+    });
+    log.info({ stateDir }, 'state dir locked');
     await agent.start();
     if (values['metrics-listen'] !== undefined) {
       const { server } = await serveMetrics(

@@ -39,6 +39,7 @@ import {
 import { objectHash } from '../../shared/wire/span-hash.js';
 import type { ClusterModel } from '../model/cluster-model.js';
 import type { ObjectKey, SpanStore } from '../store/span-store.js';
+import type { PersistedNode } from '../store/state-file.js';
 
 export interface AgentLink {
   /**
@@ -82,11 +83,6 @@ export interface DistributorObserver {
   unproved(): void;
   /** A refused or unproved span sent again. */
   retried(): void;
-}
-
-export interface PersistedNode {
-  readonly revision: number;
-  readonly span: ReadonlyArray<readonly [ObjectKey, string]>;
 }
 
 export interface NodeView {
@@ -269,6 +265,12 @@ export class Distributor {
   }
 
   hello(h: AgentHello, link: AgentLink): AgentSession {
+    // Revisions this controller issues stay above any an agent holds (see SpanStore.advancePast).
+    if (this.store.advancePast(h.revision))
+      this.options.log.info(
+        { node: h.node, revision: h.revision },
+        'revision counter advanced past what an agent holds',
+      );
     const r = this.record(h.node);
     if (r.link !== undefined) r.link.close('replaced by a new connection from the same node');
     const now = this.now();

@@ -120,6 +120,22 @@ export class SpanStore {
     return this.current;
   }
 
+  /**
+   * Makes every revision issued from now on greater than `held`, a revision
+   * an agent says it holds. A controller that starts fresh (no state, or a
+   * state file it rejected) or from an older state meets agents at
+   * revisions it never issued; issuing such a number again, for other
+   * content, would make it ambiguous (an agent reconnecting at R would be
+   * taken to hold this controller's R). Values that are not safe integers
+   * are ignored. Returns whether the counter moved.
+   */
+  advancePast(held: number): boolean {
+    if (!Number.isSafeInteger(held) || held < this.current || held >= Number.MAX_SAFE_INTEGER - 1)
+      return false;
+    this.current = held + 1;
+    return true;
+  }
+
   /** When the change behind a revision was observed, if still remembered. */
   observedAt(revision: number): number | undefined {
     return this.observed.get(revision);

@@ -1,40 +1,159 @@
 /**
  * `npm start` as a newcomer runs it: the demo comes up, converges, and
- * tells the user where to point weirctl.
+ * tells the user where to point weirctl; a second one beside it disturbs
+ * nothing; a part that fails makes it fail.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
+import { call, operatorClient } from '../../cli/clients.js';
+import type { StatusReply__Output } from '../../shared/generated/weir/v1/index.js';
 import { ROOT, freePort } from '../support/processes.js';
 
-test('the demo starts a controller and three agents, waits until they are in sync, and says how to use weirctl', async () => {
-  const state = await mkdtemp(join(tmpdir(), 'weir-demo-'));
-  const listen = `127.0.0.1:${await freePort()}`;
+interface Demo {
+  readonly child: ChildProcess;
+  out: string;
+  err: string;
+  readonly exited: Promise<number | null>;
+}
+
+function demo(env: Record<string, string>): Demo {
   const child = spawn(process.execPath, [join(ROOT, 'scripts', 'demo.mjs')], {
-    env: { ...process.env, WEIR_LISTEN: listen, WEIR_DEMO_STATE: state },
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no "ready" within 60 s:\n${out}`)), 60_000);
-      child.stdout.on('data', () => {
-        if (!out.includes('\nready\n')) return;
-        clearTimeout(t);
-        resolve();
-      });
-      child.on('exit', (code) => reject(new Error(`demo exited ${code}:\n${out}`)));
+  const d: Demo = {
+    child,
+    out: '',
+    err: '',
+    exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))),
+  };
+  child.stdout!.on('data', (b: Buffer) => (d.out += b.toString()));
+  child.stderr!.on('data', (b: Buffer) => (d.err += b.toString()));
+  return d;
+}
+
+function ready(d: Demo, timeoutMs = 120_000): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const t = setTimeout(
+      () => reject(new Error(`no "ready" within ${timeoutMs} ms:\n${d.out}\n${d.err}`)),
+      timeoutMs,
+    );
+    const check = () => {
+      if (!d.out.includes('\nready\n')) return;
+      clearTimeout(t);
+      resolve();
+    };
+    d.child.stdout!.on('data', check);
+    check();
+    d.exited.then((code) => {
+      clearTimeout(t);
+      reject(new Error(`demo exited ${code}:\n${d.out}\n${d.err}`));
     });
+  });
+}
+
+/** A demo that must fail: its exit status and what it said. */
+async function failing(env: Record<string, string>): Promise<{ code: number | null; err: string }> {
+  const d = demo(env);
+  const t = setTimeout(() => d.child.kill('SIGKILL'), 120_000);
+  const code = await d.exited;
+  clearTimeout(t);
+  return { code, err: d.err };
+}
+
+async function stopDemo(d: Demo | undefined): Promise<void> {
+  if (d === undefined || d.child.exitCode !== null) return;
+  d.child.kill('SIGTERM');
+  await d.exited;
+}
+
+/** Every lock left under a state directory: a stopped demo leaves none. */
+async function locks(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => e.isDirectory() && e.name === 'lock').map((e) => e.parentPath);
+}
+
+describe('the demo', () => {
+  let dir: string;
+  let listen: string;
+  let first: Demo | undefined;
+  const status = () => {
+    const c = operatorClient(listen);
+    return call<object, StatusReply__Output>(c, c.GetStatus, {}, 'controller', 5_000);
+  };
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'weir-demo-'));
+    listen = `127.0.0.1:${await freePort()}`;
+    first = demo({ WEIR_LISTEN: listen, WEIR_DEMO_STATE: join(dir, 'first') });
+    await ready(first);
+  });
+
+  after(async () => {
+    await stopDemo(first);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('the demo starts a controller and three agents, waits until they are in sync, and says how to use weirctl', async () => {
+    const out = first!.out;
     assert.match(out, new RegExp(`export WEIR_CONTROLLER=${listen.replace(/[.]/g, '\\.')}`));
     for (const node of ['node-a', 'node-b', 'node-c'])
       assert.match(out, new RegExp(`${node}\\s+yes\\s+\\d+\\s+\\d+\\s+yes\\s+0`));
-  } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-    await rm(state, { recursive: true, force: true });
-  }
+    const s = await status();
+    assert.match(out, new RegExp(`the controller \\(pid ${s.pid}\\)`), 'it names its controller');
+  });
+
+  test('a second demo on the same address or the same state directory refuses, exits non-zero, and leaves the first undisturbed', async () => {
+    const before = await status();
+    const sameAddress = await failing({
+      WEIR_LISTEN: listen,
+      WEIR_DEMO_STATE: join(dir, 'second'),
+    });
+    assert.equal(sameAddress.code, 1, sameAddress.err);
+    assert.match(sameAddress.err, new RegExp(`${listen.replace(/[.]/g, '\\.')} is in use`));
+    const sameState = await failing({
+      WEIR_LISTEN: `127.0.0.1:${await freePort()}`,
+      WEIR_DEMO_STATE: join(dir, 'first'),
+    });
+    assert.equal(sameState.code, 1, sameState.err);
+    assert.match(sameState.err, /is in use by weir demo .*pid \d+/);
+
+    // The first demo's controller still answers, with the same agent processes, all in sync.
+    const after = await status();
+    assert.equal(after.pid, before.pid);
+    const agents = (s: StatusReply__Output) =>
+      s.agents.map((a) => [a.node, a.instance, a.connected, a.inSync]);
+    assert.deepEqual(agents(after), agents(before));
+    assert.ok(after.agents.every((a) => a.connected && a.inSync));
+    assert.equal(first!.child.exitCode, null, 'the first demo still runs');
+  });
+
+  test('a demo whose controller fails stops everything it started and exits non-zero, naming the part', async () => {
+    const state = join(dir, 'broken');
+    const r = await failing({
+      WEIR_LISTEN: `127.0.0.1:${await freePort()}`,
+      WEIR_DEMO_STATE: state,
+      WEIR_DEMO_MANIFESTS: join(dir, 'no-such-directory'),
+    });
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /controller exited \(status 2\)/);
+    assert.match(r.err, /manifest directory .*no-such-directory does not exist/);
+    assert.deepEqual(await locks(state), [], 'no part of it is left running');
+  });
+
+  test('a demo that is not ready in time stops everything it started and exits non-zero', async () => {
+    const state = join(dir, 'slow');
+    const r = await failing({
+      WEIR_LISTEN: `127.0.0.1:${await freePort()}`,
+      WEIR_DEMO_STATE: state,
+      WEIR_DEMO_TIMEOUT_MS: '1',
+    });
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /within 0\.001 s/);
+    assert.deepEqual(await locks(state), [], 'no part of it is left running');
+  });
 });
