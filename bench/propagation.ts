@@ -15,7 +15,7 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Controller } from '../controller/controller.js';
 import type { ModelEvent } from '../controller/model/cluster-model.js';
-import { readKubeObject, type KubeObject } from '../controller/model/kube-objects.js';
+import { readKubeObject, type KubeObject } from '../controller/kube/objects.js';
 import type { ClusterSource, SourceEvent, SourceState } from '../controller/sources/source.js';
 import { rootLogger, silentLogger } from '../shared/log.js';
 import { namespace, networkPolicy, pod, type Raw } from '../testing/cluster.js';

@@ -25,6 +25,7 @@ import {
 } from '../../shared/wire/policy.js';
 import type { ClusterModel } from '../model/cluster-model.js';
 import type { ObjectKey, SpanStore } from '../store/span-store.js';
+import type { PersistedNode } from '../store/state-file.js';
 
 export interface AgentLink {
   /**
@@ -41,11 +42,6 @@ export interface DistributorObserver {
   /** An ACK; `propagationMs` from the change being observed, when known. */
   acked(propagationMs: number | undefined): void;
   nacked(): void;
-}
-
-export interface PersistedNode {
-  readonly revision: number;
-  readonly span: ReadonlyArray<readonly [ObjectKey, string]>;
 }
 
 export interface NodeView {

@@ -6,7 +6,13 @@
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { PersistedNode } from '../distribute/distributor.js';
+import type { ObjectKey } from './span-store.js';
+
+/** What one agent ACKed: the revision, and its span as object key → content hash. */
+export interface PersistedNode {
+  readonly revision: number;
+  readonly span: ReadonlyArray<readonly [ObjectKey, string]>;
+}
 
 export interface ControllerState {
   readonly revision: number;
