@@ -2,9 +2,15 @@
  * Process plumbing for the daemons' main.ts: argument errors, and an orderly
  * shutdown on SIGINT/SIGTERM (a second signal exits at once).
  */
+import { ErrorCode, WeirError } from './errors.js';
 import type { Logger } from './log.js';
 
-export class ArgumentError extends Error {}
+/** The daemon's command line was wrong (code Invalid): runMain prints usage and exits 2. */
+export class ArgumentError extends WeirError {
+  constructor(message: string) {
+    super(ErrorCode.Invalid, message);
+  }
+}
 
 export function onShutdown(log: Logger, dispose: () => Promise<void>): void {
   let stopping = false;

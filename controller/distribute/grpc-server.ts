@@ -6,6 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
+import { ValidationError } from '../../shared/errors.js';
 import { toGrpcStatus } from '../../shared/grpc/status.js';
 import type { Logger } from '../../shared/log.js';
 import { SERVER_OPTIONS, weirProto } from '../../shared/grpc/proto.js';
@@ -86,10 +87,10 @@ export async function startControllerServer(options: {
         if (msg.kind === 'hello' && msg.hello && session === undefined) {
           const node = msg.hello.node;
           if (node === '') {
-            call.emit('error', {
-              code: grpc.status.INVALID_ARGUMENT,
-              details: 'hello: node is required',
-            });
+            call.emit(
+              'error',
+              toGrpcStatus(new ValidationError([{ message: 'hello: node is required' }])),
+            );
             return;
           }
           session = options.distributor.hello(

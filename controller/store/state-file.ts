@@ -6,6 +6,7 @@
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ErrorCode, WeirError } from '../../shared/errors.js';
 import type { ObjectKey } from './span-store.js';
 
 /** What one agent ACKed: the revision, and its span as object key → content hash. */
@@ -25,11 +26,18 @@ export async function loadControllerState(dir: string): Promise<ControllerState>
   try {
     const parsed = JSON.parse(await readFile(join(dir, FILE), 'utf8')) as ControllerState;
     if (typeof parsed.revision !== 'number' || typeof parsed.nodes !== 'object')
-      throw new Error('unexpected content');
+      throw new WeirError(ErrorCode.Invalid, 'unexpected content');
     return parsed;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { revision: 0, nodes: {} };
-    throw new Error(`cannot read ${join(dir, FILE)}: ${(err as Error).message}`, { cause: err });
+    // A file that is there but not state is Invalid; one that cannot be read, Unavailable.
+    const code =
+      err instanceof SyntaxError || err instanceof WeirError
+        ? ErrorCode.Invalid
+        : ErrorCode.Unavailable;
+    throw new WeirError(code, `cannot read ${join(dir, FILE)}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 
