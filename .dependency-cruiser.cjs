@@ -3,8 +3,31 @@
  * controller/ and vrouter-agent/ import shared/, never each other; shared/
  * imports neither; production rooms never import tests, benchmarks or the
  * testing room; benchmarks never import tests; no circular imports.
+ *
+ * Inside controller/, floors (lowest first; docs/design.md): a floor imports
+ * only floors below it (and shared/), never one above.
  */
 const production = '^(shared|controller|vrouter-agent|cli)/';
+
+/** The controller's floors, lowest first; each entry is one floor's paths. */
+const floors = [
+  { name: 'kube', paths: ['^controller/kube/'] },
+  { name: 'translate', paths: ['^controller/translate/'] },
+  { name: 'model', paths: ['^controller/model/'] },
+  { name: 'sources-store', paths: ['^controller/sources/', '^controller/store/'] },
+  { name: 'distribute', paths: ['^controller/distribute/'] },
+  { name: 'top', paths: ['^controller/[^/]+$', '^controller/leader/'] },
+];
+const floorRules = floors.slice(0, -1).map((floor, i) => ({
+  name: `floor-${floor.name}-not-above`,
+  severity: 'error',
+  comment: `controller/ floor ${floor.name} imports only floors below it, never ${floors
+    .slice(i + 1)
+    .map((f) => f.name)
+    .join(', ')}.`,
+  from: { path: floor.paths },
+  to: { path: floors.slice(i + 1).flatMap((f) => f.paths) },
+}));
 module.exports = {
   forbidden: [
     {
@@ -56,6 +79,7 @@ module.exports = {
       from: { path: '^testing/' },
       to: { path: '^(test|bench)/' },
     },
+    ...floorRules,
   ],
   options: {
     doNotFollow: { path: 'node_modules' },

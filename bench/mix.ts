@@ -2,7 +2,7 @@
  * What the generated policies contain, counted on the validated objects, so
  * that the report shows the mix the numbers were measured on.
  */
-import type { NetworkPolicyObject, PolicyPeer } from '../controller/model/kube-objects.js';
+import type { NetworkPolicyObject, PolicyPeer } from '../controller/kube/objects.js';
 
 export interface PolicyMix {
   readonly policies: number;

@@ -10,7 +10,7 @@ import {
   type NamespaceObject,
   type NetworkPolicyObject,
   type PodObject,
-} from '../controller/model/kube-objects.js';
+} from '../controller/kube/objects.js';
 import { translateNetworkPolicy } from '../controller/translate/network-policy.js';
 import { compile } from '../shared/policy/compile.js';
 import type { RuleTables } from '../shared/policy/rule-tables.js';

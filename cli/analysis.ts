@@ -5,7 +5,7 @@
  * that manifests written by hand can be analysed as they are.
  */
 import { ClusterModel } from '../controller/model/cluster-model.js';
-import type { PodObject } from '../controller/model/kube-objects.js';
+import type { PodObject } from '../controller/kube/objects.js';
 import { readManifests } from '../controller/sources/manifests.js';
 import { ValidationError, type Issue } from '../shared/errors.js';
 import { formatIp, parseIp, type Ip } from '../shared/net/ip.js';

@@ -7,6 +7,8 @@ import type {
   OperatorClient,
   StatusReply__Output,
 } from '../shared/generated/weir/v1/index.js';
+import { ErrorCode, InternalError, NotFoundError, UnavailableError } from '../shared/errors.js';
+import { errorCodeOf } from '../shared/grpc/status.js';
 import { UsageError } from './io.js';
 
 export const DEFAULT_CONTROLLER = '127.0.0.1:7443';
@@ -25,7 +27,11 @@ export function agentClient(address: string): AgentClient {
   return new proto.weir.v1.Agent(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
 }
 
-/** Calls a unary method with a deadline; gRPC failures become messages a person can act on. */
+/**
+ * Calls a unary method with a deadline; a gRPC failure becomes the error
+ * table's error for its status (shared/grpc/status.ts), with a message a
+ * person can act on.
+ */
 export function call<Req, Res>(
   client: grpc.Client,
   method: (
@@ -41,18 +47,16 @@ export function call<Req, Res>(
     method.call(client, req, { deadline: Date.now() + timeoutMs }, (err, res) => {
       client.close();
       if (err) {
-        if (err.code === grpc.status.INVALID_ARGUMENT || err.code === grpc.status.NOT_FOUND)
-          reject(new UsageError(err.details));
-        else if (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED)
-          reject(new Unreachable(`cannot reach ${what}: ${err.details || err.message}`));
-        else reject(new Error(`${what}: ${err.details || err.message}`));
+        const code = errorCodeOf(err.code);
+        if (code === ErrorCode.Invalid) reject(new UsageError(err.details));
+        else if (code === ErrorCode.NotFound) reject(new NotFoundError(err.details));
+        else if (code === ErrorCode.Unavailable)
+          reject(new UnavailableError(`cannot reach ${what}: ${err.details || err.message}`));
+        else reject(new InternalError(`${what}: ${err.details || err.message}`));
       } else resolve(res as Res);
     });
   });
 }
-
-/** The controller or agent could not be reached (exit status 1, a one-line message). */
-export class Unreachable extends Error {}
 
 export function flowClient(address: string): FlowIntrospectClient {
   const { proto } = weirProto();

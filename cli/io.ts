@@ -1,11 +1,30 @@
+import { ErrorCode, WeirError } from '../shared/errors.js';
+
 /** Where a command writes; the real process streams, or buffers in tests. */
 export interface Io {
   stdout(text: string): void;
   stderr(text: string): void;
 }
 
-/** The command line was wrong: exit status 2 with the message. */
-export class UsageError extends Error {}
+/** The command line was wrong (code Invalid): exit status 2 with the message. */
+export class UsageError extends WeirError {
+  constructor(message: string) {
+    super(ErrorCode.Invalid, message);
+  }
+}
+
+/**
+ * weirctl's exit status for an error of each code: 2 when what the user gave
+ * (the command line, or an object it names) is wrong, 1 when the command
+ * could not be carried out.
+ */
+export const EXIT_STATUS: Readonly<Record<ErrorCode, number>> = {
+  [ErrorCode.Invalid]: 2,
+  [ErrorCode.NotFound]: 2,
+  [ErrorCode.Unavailable]: 1,
+  [ErrorCode.Closed]: 1,
+  [ErrorCode.Internal]: 1,
+};
 
 // A reader that goes away (`weirctl flows -w | head`) ends the command quietly.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {

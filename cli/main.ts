@@ -8,8 +8,8 @@ import { pathToFileURL } from 'node:url';
 import { analyzeMatrix, analyzeObjects, analyzeProbe } from './commands/analyze.js';
 import { explainLive, policyList, status } from './commands/live.js';
 import { flowsGet, flowsList, flowsStats } from './commands/flows.js';
-import { Unreachable } from './clients.js';
-import { UsageError, processIo, type Io } from './io.js';
+import { ErrorCode, WeirError } from '../shared/errors.js';
+import { EXIT_STATUS, processIo, type Io } from './io.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -195,16 +195,14 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       // Help and version are successes; everything else is a usage error.
       return err.exitCode === 0 ? 0 : 2;
     }
-    if (err instanceof Unreachable) {
+    // The error table decides the exit status; only a bug (Internal, or an
+    // error outside the table) shows its stack.
+    if (err instanceof WeirError && err.code !== ErrorCode.Internal) {
       io.stderr(`error: ${err.message}\n`);
-      return 1;
-    }
-    if (err instanceof UsageError) {
-      io.stderr(`error: ${err.message}\n`);
-      return 2;
+      return EXIT_STATUS[err.code];
     }
     io.stderr(`error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    return 1;
+    return EXIT_STATUS[ErrorCode.Internal];
   }
 }
 

@@ -11,6 +11,12 @@ export const ErrorCode = {
   Unavailable: 'UNAVAILABLE',
   /** The requested object does not exist. */
   NotFound: 'NOT_FOUND',
+  /**
+   * The object was closed (disposed) while the operation waited on it: its
+   * owner is shutting down. Retrying on the same object never helps. (A use
+   * after close that is not such a race is a bug: Internal.)
+   */
+  Closed: 'CLOSED',
   /** A broken invariant inside Weir. Never thrown for user input. */
   Internal: 'INTERNAL',
 } as const;
@@ -59,6 +65,13 @@ export class NotFoundError extends WeirError {
 export class UnavailableError extends WeirError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCode.Unavailable, message, options);
+  }
+}
+
+/** The object was closed while the operation waited on it (see ErrorCode.Closed). */
+export class ClosedError extends WeirError {
+  constructor(message: string) {
+    super(ErrorCode.Closed, message);
   }
 }
 

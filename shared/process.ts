@@ -5,7 +5,12 @@
 import { ErrorCode, WeirError } from './errors.js';
 import type { Logger } from './log.js';
 
-export class ArgumentError extends Error {}
+/** The daemon's command line was wrong (code Invalid): runMain prints usage and exits 2. */
+export class ArgumentError extends WeirError {
+  constructor(message: string) {
+    super(ErrorCode.Invalid, message);
+  }
+}
 
 export function onShutdown(log: Logger, dispose: () => Promise<void>): void {
   let stopping = false;

@@ -4,7 +4,7 @@
  * (validation → cluster model → translation → compile) to rule tables.
  */
 import { ClusterModel } from '../controller/model/cluster-model.js';
-import { readKubeObject } from '../controller/model/kube-objects.js';
+import { readKubeObject } from '../controller/kube/objects.js';
 import type { Issue } from '../shared/errors.js';
 import { parseIp, tryParseIp, type Ip } from '../shared/net/ip.js';
 import { compile } from '../shared/policy/compile.js';

@@ -11,8 +11,8 @@ import type {
   PodObject,
   PolicyPeer,
   PolicyRule,
-} from '../controller/model/kube-objects.js';
-import { NAMESPACE_NAME_LABEL } from '../controller/model/kube-objects.js';
+} from '../controller/kube/objects.js';
+import { NAMESPACE_NAME_LABEL } from '../controller/kube/objects.js';
 import { parseCidr, parseIp, type Ip } from '../shared/net/ip.js';
 import { matchesLabels } from '../shared/policy/selector.js';
 import { PROTOCOL_NUMBER, type Labels } from '../shared/policy/types.js';

@@ -16,7 +16,8 @@ import type {
   FlowStatsReply__Output,
   ListFlowsReply__Output,
 } from '../../shared/generated/weir/v1/index.js';
-import { Unreachable, agentAddress, call, flowClient } from '../clients.js';
+import { UnavailableError } from '../../shared/errors.js';
+import { agentAddress, call, flowClient } from '../clients.js';
 import { UsageError, type Io } from '../io.js';
 import { renderTable } from '../table.js';
 
@@ -343,7 +344,8 @@ function watch(
       client.close();
       if (err.code === 1)
         resolve(0); // cancelled
-      else reject(new Unreachable(`watching flows on ${address}: ${err.details || err.message}`));
+      else
+        reject(new UnavailableError(`watching flows on ${address}: ${err.details || err.message}`));
     });
     stream.on('end', () => {
       client.close();

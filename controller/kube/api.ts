@@ -9,7 +9,7 @@ import {
   KubeConfig,
   RequestContext,
 } from '@kubernetes/client-node';
-import { UnavailableError } from '../../shared/errors.js';
+import { UnavailableError, ValidationError } from '../../shared/errors.js';
 
 /** An API server answer other than 2xx, or no answer (`status` 0). */
 export class KubeApiError extends UnavailableError {
@@ -47,7 +47,8 @@ export class KubeApi {
     private readonly options: KubeApiOptions = {},
   ) {
     const cluster = kubeConfig.getCurrentCluster();
-    if (cluster === null) throw new Error('the kubeconfig has no current cluster');
+    if (cluster === null)
+      throw new ValidationError([{ message: 'the kubeconfig has no current cluster' }]);
     this.server = cluster.server.replace(/\/+$/, '');
   }
 
@@ -107,7 +108,9 @@ export function loadKubeConfig(from: { kubeconfig: string } | { inCluster: true 
   const kc = new KubeConfig();
   if ('kubeconfig' in from) kc.loadFromFile(from.kubeconfig);
   else if (!process.env.KUBERNETES_SERVICE_HOST)
-    throw new Error('not running in a pod: KUBERNETES_SERVICE_HOST is not set');
+    throw new ValidationError([
+      { message: 'not running in a pod: KUBERNETES_SERVICE_HOST is not set' },
+    ]);
   else kc.loadFromCluster();
   return kc;
 }

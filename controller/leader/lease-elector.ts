@@ -22,6 +22,7 @@
  *   V1MicroTime.
  */
 import { V1MicroTime, type KubeConfig } from '@kubernetes/client-node';
+import { ClosedError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import { KubeApi, KubeApiError, describeError } from '../kube/api.js';
 
@@ -125,7 +126,7 @@ export class LeaseElector implements AsyncDisposable {
     let waitingLogged = false;
     for (;;) {
       signal?.throwIfAborted();
-      if (this.closed) throw new Error('the lease elector is disposed');
+      if (this.closed) throw new ClosedError('the lease elector is disposed');
       if (this.leading) return;
       const started = Date.now();
       try {
@@ -304,7 +305,7 @@ export class LeaseElector implements AsyncDisposable {
         signal?.removeEventListener('abort', stop);
         this.abort.signal.removeEventListener('abort', stop);
         if (signal?.aborted) reject(signal.reason);
-        else if (this.closed) reject(new Error('the lease elector is disposed'));
+        else if (this.closed) reject(new ClosedError('the lease elector is disposed'));
         else resolve();
       };
       const t = setTimeout(stop, ms);

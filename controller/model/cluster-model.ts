@@ -43,7 +43,7 @@ import {
   type NamespaceObject,
   type NodeObject,
   type PodObject,
-} from './kube-objects.js';
+} from '../kube/objects.js';
 
 export type ModelEvent =
   | { readonly type: 'upsert'; readonly object: KubeObject }

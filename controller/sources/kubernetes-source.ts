@@ -58,9 +58,10 @@ import {
   type KubernetesObject,
 } from '@kubernetes/client-node';
 import { KubeApi, KubeApiError, describeError } from '../kube/api.js';
+import { InternalError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import type { ModelEvent } from '../model/cluster-model.js';
-import { isClusterScoped, readKubeObject, type KubeObject } from '../model/kube-objects.js';
+import { isClusterScoped, readKubeObject, type KubeObject } from '../kube/objects.js';
 import type { ClusterSource, SourceEvent, SourceState } from './source.js';
 
 // ---------------------------------------------------------------------------
@@ -169,7 +170,8 @@ export class KubernetesSource implements ClusterSource {
   }
 
   async start(sink: (event: SourceEvent) => void): Promise<void> {
-    if (this.sink !== undefined) throw new Error('the Kubernetes source is already started');
+    if (this.sink !== undefined)
+      throw new InternalError('the Kubernetes source is already started');
     this.sink = sink;
     for (const resource of RESOURCES) {
       const watch = new GuardedWatch(this.options.kubeConfig, {

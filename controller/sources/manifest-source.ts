@@ -9,7 +9,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import type { Logger } from '../../shared/log.js';
 import { CoalescingRunner } from '../../shared/runner.js';
 import { formatIssue, type Issue } from '../../shared/errors.js';
-import { namespaceOf, type KubeObject } from '../model/kube-objects.js';
+import { namespaceOf, type KubeObject } from '../kube/objects.js';
 import { readManifests } from './manifests.js';
 import type { ClusterSource, SourceEvent, SourceState } from './source.js';
 

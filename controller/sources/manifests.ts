@@ -15,7 +15,7 @@ import {
   readKubeObject,
   type KubeObject,
   type ObjectIdentity,
-} from '../model/kube-objects.js';
+} from '../kube/objects.js';
 
 export interface ManifestRead {
   /** Valid objects, in file order. A later definition of the same object replaces an earlier one. */

@@ -28,7 +28,7 @@ import type {
   Service,
   ServiceGroup,
 } from '../../shared/policy/types.js';
-import type { NetworkPolicyObject, PolicyPeer, PolicyRule } from '../model/kube-objects.js';
+import type { NetworkPolicyObject, PolicyPeer, PolicyRule } from '../kube/objects.js';
 
 /** An address group as translation defines it; selector members are resolved by the cluster model. */
 export type GroupSpec =

@@ -1,4 +1,8 @@
-/** Weir errors as gRPC statuses: the one mapping, used at every server edge. */
+/**
+ * Weir errors as gRPC statuses and back: the one mapping, used at every
+ * server edge (toGrpcStatus) and by every client that turns a status into an
+ * error (errorCodeOf). The only place that builds a ServiceError.
+ */
 import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, WeirError } from '../errors.js';
 
@@ -6,8 +10,25 @@ const CODES: Readonly<Record<ErrorCode, grpc.status>> = {
   [ErrorCode.Invalid]: grpc.status.INVALID_ARGUMENT,
   [ErrorCode.NotFound]: grpc.status.NOT_FOUND,
   [ErrorCode.Unavailable]: grpc.status.UNAVAILABLE,
+  // A closing server: the caller retries elsewhere or later, as for any server going away.
+  [ErrorCode.Closed]: grpc.status.UNAVAILABLE,
   [ErrorCode.Internal]: grpc.status.INTERNAL,
 };
+
+/** The error table's code for a status a peer sent; codes outside the table are Internal. */
+export function errorCodeOf(status: grpc.status): ErrorCode {
+  switch (status) {
+    case grpc.status.INVALID_ARGUMENT:
+      return ErrorCode.Invalid;
+    case grpc.status.NOT_FOUND:
+      return ErrorCode.NotFound;
+    case grpc.status.UNAVAILABLE:
+    case grpc.status.DEADLINE_EXCEEDED:
+      return ErrorCode.Unavailable;
+    default:
+      return ErrorCode.Internal;
+  }
+}
 
 export function toGrpcStatus(err: unknown): grpc.ServiceError {
   const e = new Error(err instanceof Error ? err.message : String(err)) as grpc.ServiceError;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
-import { readKubeObject } from '../../controller/model/kube-objects.js';
+import { readKubeObject } from '../../controller/kube/objects.js';
 import type {
   AgentMessage__Output,
   ControllerMessage,

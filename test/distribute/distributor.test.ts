@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Distributor, type AgentSession } from '../../controller/distribute/distributor.js';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
-import { readKubeObject } from '../../controller/model/kube-objects.js';
+import { readKubeObject } from '../../controller/kube/objects.js';
 import { SpanStore } from '../../controller/store/span-store.js';
 import type {
   ControllerMessage,

@@ -12,7 +12,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { Distributor } from '../../controller/distribute/distributor.js';
 import { startControllerServer } from '../../controller/distribute/grpc-server.js';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
-import { readKubeObject } from '../../controller/model/kube-objects.js';
+import { readKubeObject } from '../../controller/kube/objects.js';
 import { SpanStore } from '../../controller/store/span-store.js';
 import { silentLogger } from '../../shared/log.js';
 import { NodeAgent } from '../../vrouter-agent/agent.js';

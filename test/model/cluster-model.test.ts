@@ -6,11 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
-import {
-  namespaceOf,
-  readKubeObject,
-  type KubeObject,
-} from '../../controller/model/kube-objects.js';
+import { namespaceOf, readKubeObject, type KubeObject } from '../../controller/kube/objects.js';
 import type { PolicySnapshot } from '../../shared/policy/types.js';
 import { namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
 import { randomCluster } from '../../testing/random-cluster.js';

@@ -13,7 +13,7 @@ import {
   type NamespaceObject,
   type NetworkPolicyObject,
   type PodObject,
-} from '../../controller/model/kube-objects.js';
+} from '../../controller/kube/objects.js';
 import { formatIp, parseIp, type Ip } from '../../shared/net/ip.js';
 import { compile } from '../../shared/policy/compile.js';
 import { randomCluster } from '../../testing/random-cluster.js';

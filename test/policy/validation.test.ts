@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { readKubeObject } from '../../controller/model/kube-objects.js';
+import { readKubeObject } from '../../controller/kube/objects.js';
 import {
   allows,
   build,

@@ -16,7 +16,7 @@ import {
   type KubeObject,
   type NetworkPolicyObject,
   type PodObject,
-} from '../../controller/model/kube-objects.js';
+} from '../../controller/kube/objects.js';
 import {
   KubernetesSource,
   type KubernetesSourceOptions,

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Distributor } from '../../controller/distribute/distributor.js';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
-import { readKubeObject } from '../../controller/model/kube-objects.js';
+import { readKubeObject } from '../../controller/kube/objects.js';
 import { SpanStore } from '../../controller/store/span-store.js';
 import {
   type ControllerState,

@@ -6,11 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
-import {
-  namespaceOf,
-  readKubeObject,
-  type KubeObject,
-} from '../../controller/model/kube-objects.js';
+import { namespaceOf, readKubeObject, type KubeObject } from '../../controller/kube/objects.js';
 import { SpanStore, spanSnapshot } from '../../controller/store/span-store.js';
 import { formatIp, parseIp, type Ip } from '../../shared/net/ip.js';
 import { snapshotToWire } from '../../shared/wire/policy.js';

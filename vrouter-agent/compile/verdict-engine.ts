@@ -213,7 +213,7 @@ class TypeScriptVerdictEngine implements VerdictEngine {
   ) {}
 
   evaluate(packets: Uint8Array, count: number, out: Int32Array): number {
-    if (this.disposed) throw new Error('verdict engine: disposed');
+    if (this.disposed) throw new InternalError('verdict engine: disposed');
     if (!(packets instanceof Uint8Array))
       throw new TypeError('evaluate(packets, count, out): packets must be a Uint8Array');
     if (!Number.isInteger(count) || count < 0 || count > 0x7fff_ffff)

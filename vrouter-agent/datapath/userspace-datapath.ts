@@ -1155,7 +1155,7 @@ export class UserspaceDatapath implements Datapath {
   }
 
   private open(): void {
-    if (this.closed) throw new Error('the datapath is closed');
+    if (this.closed) throw new InternalError('the datapath is closed');
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -2,6 +2,7 @@
  * The flow table: the contract (flow-table.ts), the packed batch formats
  * (packed.ts), and `createFlowTable`, which picks the implementation.
  */
+import { UnavailableError } from '../../shared/errors.js';
 import type { FlowTable, FlowTableOptions } from './flow-table.js';
 import { NativeFlowTable, nativeFlowTableAvailability } from './native-flow-table.js';
 import { TypeScriptFlowTable } from './typescript-flow-table.js';
@@ -61,7 +62,7 @@ export function createFlowTable(options: CreateFlowTableOptions = {}): CreatedFl
       reason: native.reason,
     };
   if (implementation === 'native')
-    throw new Error(`native flow table requested but unavailable: ${native.reason}`);
+    throw new UnavailableError(`native flow table requested but unavailable: ${native.reason}`);
   return {
     table: new TypeScriptFlowTable(tableOptions),
     implementation: 'typescript',

@@ -3,6 +3,7 @@
  * FlowTable interface. Batches go straight through; single-key calls pack
  * their key into a scratch record and make a batch of one.
  */
+import { InternalError, UnavailableError } from '../../shared/errors.js';
 import { nativeAddon, nativeStatus } from '../native/loader.js';
 import {
   resolveFlowTableOptions,
@@ -117,7 +118,8 @@ export class NativeFlowTable implements FlowTable {
   constructor(options?: FlowTableOptions) {
     this.options = resolveFlowTableOptions(options);
     const { module, reason } = loadModule();
-    if (module === undefined) throw new Error(`native flow table unavailable: ${reason}`);
+    if (module === undefined)
+      throw new UnavailableError(`native flow table unavailable: ${reason}`);
     this.native = new module.FlowTable(optionWords(this.options));
   }
 
@@ -240,6 +242,6 @@ export class NativeFlowTable implements FlowTable {
   }
 
   private open(): void {
-    if (this.closed) throw new Error('the flow table is closed');
+    if (this.closed) throw new InternalError('the flow table is closed');
   }
 }

@@ -9,6 +9,7 @@
  * `maxFlows`; a Map from key strings to `index * 2 + direction` finds them,
  * with one entry for the forward key and one for the reverse.
  */
+import { InternalError } from '../../shared/errors.js';
 import {
   resolveFlowTableOptions,
   TcpFlag,
@@ -402,7 +403,7 @@ export class TypeScriptFlowTable implements FlowTable {
   // ---- keys -----------------------------------------------------------------
 
   private open(): void {
-    if (this.closedTable) throw new Error('the flow table is closed');
+    if (this.closedTable) throw new InternalError('the flow table is closed');
   }
 
   private fromFlowKey(key: FlowKey, k: Key): Key {

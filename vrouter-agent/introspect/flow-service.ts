@@ -4,8 +4,8 @@
  * behind each gate. Filtering happens here, on decoded flows; paging follows
  * the flow table's index order with the table cursor as the page token.
  */
-import * as grpc from '@grpc/grpc-js';
-import { ValidationError } from '../../shared/errors.js';
+import type * as grpc from '@grpc/grpc-js';
+import { NotFoundError, ValidationError } from '../../shared/errors.js';
 import type {
   Flow,
   FlowEvent as WireFlowEvent,
@@ -263,10 +263,7 @@ export function flowIntrospectHandlers(
     ) => {
       const d = backend.datapath().flow(call.request.index);
       if (d === undefined) {
-        const err = new Error(`no flow at index ${call.request.index}`) as grpc.ServiceError;
-        err.code = grpc.status.NOT_FOUND;
-        err.details = err.message;
-        cb(err);
+        cb(toGrpcStatus(new NotFoundError(`no flow at index ${call.request.index}`)));
         return;
       }
       cb(null, view().flow(d));

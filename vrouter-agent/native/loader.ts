@@ -5,6 +5,7 @@
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { UnavailableError } from '../../shared/errors.js';
 
 export interface NativeStatus {
   readonly active: boolean;
@@ -41,7 +42,7 @@ function load(): { addon: NativeAddon | undefined; status: NativeStatus } {
   }
   const reason = `native addon unavailable: ${lastError instanceof Error ? lastError.message.split('\n')[0] : String(lastError)}`;
   if (mode === '1')
-    throw new Error(`${reason} (WEIR_NATIVE=1 requires it; run npm run build:native)`);
+    throw new UnavailableError(`${reason} (WEIR_NATIVE=1 requires it; run npm run build:native)`);
   return { addon: undefined, status: { active: false, reason } };
 }
 

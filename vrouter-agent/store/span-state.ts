@@ -174,11 +174,14 @@ export class SpanState {
       const message = spanCodec().decode(read.body);
       const u = message.update;
       if (message.kind !== 'update' || !u || !u.snapshot || u.baseRevision !== '0')
-        throw new Error('not a span snapshot');
+        throw new ValidationError([{ message: 'not a span snapshot' }]);
       if (u.cluster !== read.meta.owner.cluster)
-        throw new Error(
-          `its cluster ${JSON.stringify(u.cluster)} differs from its owner's ${JSON.stringify(read.meta.owner.cluster)}`,
-        );
+        throw new ValidationError([
+          {
+            field: 'cluster',
+            message: `${JSON.stringify(u.cluster)} differs from its owner's ${JSON.stringify(read.meta.owner.cluster)}`,
+          },
+        ]);
       const state = SpanState.empty().apply(u);
       return { type: 'loaded', state, verified: verify(state) };
     } catch (err) {

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { main } from '../../cli/main.js';
+import {
+  ClosedError,
+  ErrorCode,
+  InternalError,
+  NotFoundError,
+  UnavailableError,
+  ValidationError,
+  type WeirError,
+} from '../../shared/errors.js';
+import { SERVER_OPTIONS, weirProto } from '../../shared/grpc/proto.js';
+import { toGrpcStatus } from '../../shared/grpc/status.js';
+
+/**
+ * The error table end to end: what a server throws crosses the wire as the
+ * status toGrpcStatus gives it, and weirctl turns that status back into the
+ * table's code and its exit status.
+ */
+describe('weirctl errors follow the error table', () => {
+  let server: grpc.Server;
+  let address: string;
+  let thrown: unknown;
+
+  before(async () => {
+    server = new grpc.Server(SERVER_OPTIONS);
+    server.addService(weirProto().proto.weir.v1.Operator.service, {
+      GetStatus: (_call: unknown, cb: grpc.sendUnaryData<never>) => cb(toGrpcStatus(thrown)),
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
+    );
+    address = `127.0.0.1:${port}`;
+  });
+
+  after(() => server.forceShutdown());
+
+  const cases: Array<[string, WeirError | Error, ErrorCode, number, RegExp]> = [
+    [
+      'invalid input',
+      new ValidationError([{ message: 'bad field' }]),
+      ErrorCode.Invalid,
+      2,
+      /^error: bad field\n$/,
+    ],
+    [
+      'a missing object',
+      new NotFoundError('no such thing'),
+      ErrorCode.NotFound,
+      2,
+      /^error: no such thing\n$/,
+    ],
+    [
+      'an unavailable dependency',
+      new UnavailableError('the API server is down'),
+      ErrorCode.Unavailable,
+      1,
+      /^error: cannot reach the controller at .*: the API server is down\n$/,
+    ],
+    [
+      'a closing server',
+      new ClosedError('shutting down'),
+      ErrorCode.Unavailable,
+      1,
+      /^error: cannot reach the controller at .*: shutting down\n$/,
+    ],
+    [
+      'a bug',
+      new InternalError('broken invariant'),
+      ErrorCode.Internal,
+      1,
+      /broken invariant\n\s+at /,
+    ],
+    ['an error outside the table', new Error('plain'), ErrorCode.Internal, 1, /plain\n\s+at /],
+  ];
+  for (const [what, err, code, status, stderr] of cases) {
+    test(`${what} on the server is ${code} in weirctl and exits ${status}`, async () => {
+      thrown = err;
+      let out = '';
+      const exit = await main(['status', '--controller', address], {
+        stdout: () => {},
+        stderr: (t) => {
+          out += t;
+        },
+      });
+      assert.equal(exit, status);
+      assert.match(out, stderr);
+      assert.equal(code === ErrorCode.Internal, /\n\s+at /.test(out), 'only a bug shows its stack');
+    });
+  }
+});
