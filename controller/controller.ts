@@ -80,7 +80,8 @@ export class Controller implements OperatorBackend, AsyncDisposable {
       revision: () => this.store?.revision ?? 0,
       sourceSynced: () => this.options.source.state().synced,
       agents: () => this.distributor?.views() ?? [],
-      rejectedObjects: () => this.model.rejections().size,
+      rejectedObjects: () =>
+        this.model.rejections().size + (this.options.source.state().problems?.length ?? 0),
       policies: () => this.model.policyCount,
       endpoints: () => this.model.endpointCount,
     });
@@ -222,7 +223,8 @@ export class Controller implements OperatorBackend, AsyncDisposable {
         .map(([object, issues]) => ({
           object,
           problems: issues.map((i) => [i.field, i.message].filter(Boolean).join(': ')),
-        })),
+        }))
+        .concat((s.problems ?? []).map((p) => ({ object: p.object, problems: [...p.problems] }))),
       policies: this.model.policyCount,
       endpoints: this.model.endpointCount,
       warnings: this.model
