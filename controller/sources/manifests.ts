@@ -190,13 +190,16 @@ function readItem(
   const apiVersion = typeof raw.apiVersion === 'string' ? raw.apiVersion : undefined;
   const reading = readingOf(apiVersion, raw.kind, READ_KINDS);
   if (reading.type === 'other') {
+    const want = READ_KINDS[raw.kind];
     notes.push(
-      `${at}: ignored: ${raw.kind}${apiVersion ? ` (${apiVersion})` : ''} is not a kind Weir reads`,
+      want === undefined
+        ? `${at}: ignored: ${raw.kind} is not a kind Weir reads`
+        : `${at}: ignored: ${raw.kind} of ${apiVersion ?? '(no apiVersion)'} is not the one Weir reads (${want})`,
     );
     return;
   }
   // Problems found before the kind's own reader runs, as [path, message].
-  const found: Array<[FieldPath, string]> = [];
+  const found: Array<[FieldPath, string, number?]> = [];
   let target: Record<string, unknown> = raw;
   if (reading.type === 'wrong-version') {
     found.push([
@@ -222,7 +225,8 @@ function readItem(
       });
     return;
   }
-  for (const d of own) found.push([rel(d.path), `duplicate field (first at line ${d.firstLine})`]);
+  for (const d of own)
+    found.push([rel(d.path), `duplicate field (first at line ${d.firstLine})`, d.line]);
   const type = schemaTypeOf(target.apiVersion, target.kind);
   if (type !== undefined)
     for (const u of unknownFields(target, type)) found.push([u.path, u.message]);
@@ -232,24 +236,24 @@ function readItem(
     notes.push(`${at}: ignored: ${r.note}`);
     return;
   }
-  const locate = (i: Issue): Issue => ({
+  const locate = (i: Issue, line?: number): Issue => ({
     ...i,
-    source: `${file}:${lineOf([...item.path, ...fieldPath(i.field)])}`,
+    source: `${file}:${line ?? lineOf([...item.path, ...fieldPath(i.field)])}`,
   });
   if (r.type === 'invalid' && r.identity === undefined) {
     // Its name cannot be read: a problem of the file, which is then not whole.
-    for (const [path, message] of found)
-      problems.push(locate({ field: formatFieldPath(path), message }));
-    problems.push(...r.issues.map(locate));
+    for (const [path, message, line] of found)
+      problems.push(locate({ field: formatFieldPath(path), message }, line));
+    problems.push(...r.issues.map((i) => locate(i)));
     return;
   }
   const identity = r.type === 'object' ? identityOf(r.object) : r.identity!;
   const key = objectKey(identity);
   const issues = [
-    ...found.map(([path, message]) =>
-      locate({ source: at, object: key, field: formatFieldPath(path), message }),
+    ...found.map(([path, message, line]) =>
+      locate({ source: at, object: key, field: formatFieldPath(path), message }, line),
     ),
-    ...(r.type === 'invalid' ? r.issues.map(locate) : []),
+    ...(r.type === 'invalid' ? r.issues.map((i) => locate(i)) : []),
   ].sort((a, b) => lineNumber(a.source) - lineNumber(b.source));
   definitions.push(
     issues.length === 0 && r.type === 'object'
