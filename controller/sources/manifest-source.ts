@@ -26,12 +26,13 @@
  */
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
 import type { Issue } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import {
   DEFAULT_MAX_FILE_BYTES,
+  type FileContent,
   type FileRead,
   fingerprint,
   isManifestName,
@@ -44,10 +45,12 @@ import {
 import type { ClusterSource, SourceEvent, SourceProblem, SourceState } from './source.js';
 
 export const MAX_REPORTED = 1_000;
+/** Files read ahead of the one being parsed. */
+const READ_AHEAD = 8;
 
 export interface ManifestSourceOptions {
   readonly log: Logger;
-  /** The safety-net walk (stat only). Default 10 s. */
+  /** The safety-net walk (stat only), for events the kernel dropped. Default 60 s. */
   readonly rescanIntervalMs?: number;
   /** Quiet time after the last change before files are read. Default 25 ms. */
   readonly settleMs?: number;
@@ -82,10 +85,13 @@ export class ManifestSource implements ClusterSource {
   private logged = new Map<string, string>();
   private readonly log: Logger;
 
+  private readonly dir: string;
+
   constructor(
-    private readonly dir: string,
+    dir: string,
     private readonly options: ManifestSourceOptions,
   ) {
+    this.dir = resolve(dir);
     this.log = options.log;
   }
 
@@ -148,7 +154,7 @@ export class ManifestSource implements ClusterSource {
     this.rescan = setInterval(() => {
       this.fullScan = true;
       this.schedule(0);
-    }, this.options.rescanIntervalMs ?? 10_000);
+    }, this.options.rescanIntervalMs ?? 60_000);
     this.rescan.unref();
   }
 
@@ -230,7 +236,7 @@ export class ManifestSource implements ClusterSource {
     if (full) await walkUnder(this.dir);
     for (const p of dirty) {
       if (look.has(p)) continue;
-      const s = await stat(p, { bigint: true }).catch(() => undefined);
+      const s = await stat(p).catch(() => undefined);
       if (s?.isDirectory()) await walkUnder(p);
       else {
         look.set(p, undefined);
@@ -240,6 +246,7 @@ export class ManifestSource implements ClusterSource {
     }
 
     const retry = new Set<string>();
+    const toRead: Array<[string, string]> = [];
     for (const [file, listed] of look) {
       const rel = relative(this.dir, file);
       if (!isManifestName(rel)) {
@@ -248,7 +255,7 @@ export class ManifestSource implements ClusterSource {
       }
       let fp = listed;
       if (fp === undefined) {
-        const s = await stat(file, { bigint: true }).catch(() => undefined);
+        const s = await stat(file).catch(() => undefined);
         if (s === undefined || !s.isFile()) {
           if (s !== undefined && !s.isDirectory())
             this.noteSkipped(file, 'not a regular file (a FIFO, socket or device): not read');
@@ -257,8 +264,17 @@ export class ManifestSource implements ClusterSource {
         }
         fp = fingerprint(s);
       }
-      if (this.known.get(file)?.fingerprint === fp) continue;
-      const c = await readManifestFile(file, this.options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES);
+      if (this.known.get(file)?.fingerprint !== fp) toRead.push([file, fp]);
+    }
+    // Reads overlap (a few at a time) with the parsing of the files before them.
+    const max = this.options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+    const reads: Array<Promise<FileContent> | undefined> = [];
+    for (const [i, [file, fp]] of toRead.entries()) {
+      for (let j = i; j < Math.min(toRead.length, i + READ_AHEAD); j++)
+        reads[j] ??= readManifestFile(toRead[j]![0], max);
+      const c = await reads[i]!;
+      reads[i] = undefined;
+      const rel = relative(this.dir, file);
       if (c.type === 'changed') retry.add(file);
       else if (c.type === 'gone' || c.type === 'not-regular') {
         if (c.type === 'not-regular')

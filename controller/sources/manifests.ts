@@ -30,7 +30,7 @@
  *     one file may have moved into the one that cannot be read.
  */
 import { open, readdir, stat } from 'node:fs/promises';
-import { constants, type BigIntStats } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import {
   type Document,
@@ -396,8 +396,8 @@ export function isManifestName(relativePath: string): boolean {
 }
 
 /** What identifies a version of a file without reading it: a changed one differs here. */
-export function fingerprint(s: BigIntStats): string {
-  return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+export function fingerprint(s: Stats): string {
+  return `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
 }
 
 export interface Listing {
@@ -445,7 +445,7 @@ export async function listManifests(root: string): Promise<Listing> {
       }
       const named = MANIFEST_EXTENSIONS.some((x) => e.name.endsWith(x));
       if (!named && !e.isSymbolicLink()) continue;
-      const s = await stat(p, { bigint: true }).catch(() => undefined);
+      const s = await stat(p).catch(() => undefined);
       if (s === undefined) continue; // gone, or a dangling link
       if (s.isDirectory()) skipped.set(p, 'a symlink to a directory: not followed');
       else if (!named) continue;
@@ -484,15 +484,15 @@ export async function readManifestFile(
     return { type: 'problem', message: `cannot read: ${code ?? String(err)}` };
   }
   try {
-    const before = await handle.stat({ bigint: true });
+    const before = await handle.stat();
     if (!before.isFile()) return { type: 'not-regular' };
-    if (before.size > BigInt(maxBytes))
+    if (before.size > maxBytes)
       return {
         type: 'problem',
         message: `too large to read: ${before.size} bytes (at most ${maxBytes})`,
       };
     // One byte more than its size: a file that grows while it is read fills it.
-    const size = Number(before.size);
+    const size = before.size;
     const buffer = Buffer.allocUnsafe(size + 1);
     let total = 0;
     while (total < buffer.length) {
@@ -500,7 +500,7 @@ export async function readManifestFile(
       if (bytesRead === 0) break;
       total += bytesRead;
     }
-    const after = await handle.stat({ bigint: true });
+    const after = await handle.stat();
     if (total !== size || fingerprint(after) !== fingerprint(before)) return { type: 'changed' };
     return {
       type: 'read',
