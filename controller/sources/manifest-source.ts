@@ -25,11 +25,12 @@
  * listed.
  */
 import { createHash } from 'node:crypto';
-import { stat } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
 import type { Issue } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
+import type { KubeObject } from '../model/kube-objects.js';
 import {
   DEFAULT_MAX_FILE_BYTES,
   type FileContent,
@@ -55,7 +56,17 @@ export interface ManifestSourceOptions {
   /** Quiet time after the last change before files are read. Default 25 ms. */
   readonly settleMs?: number;
   readonly maxFileBytes?: number;
+  /**
+   * Where to keep what is in force (manifests-in-force.json), so that a
+   * restarted controller keeps the last valid version of an object whose
+   * file was broken, emptied or made invalid while it was down. None: not kept.
+   */
+  readonly stateDir?: string;
 }
+
+/** The file in the state directory, and its format. */
+export const IN_FORCE_FILE = 'manifests-in-force.json';
+const IN_FORCE_FORMAT = 'weir.manifests.in-force/v1';
 
 interface Known {
   readonly fingerprint: string;
@@ -78,6 +89,9 @@ export class ManifestSource implements ClusterSource {
   private sink: ((e: SourceEvent) => void) | undefined;
   private closed = false;
   private synced = false;
+  /** The first pass after restore(): files restored and not found are dropped. */
+  private restoring = false;
+  private saveTimer: NodeJS.Timeout | undefined;
   /** Problems of the tree itself (unlistable directories, the watcher), by what they concern. */
   private readonly treeProblems = new Map<string, string>();
   private readonly skippedNoted = new Set<string>();
@@ -147,6 +161,7 @@ export class ManifestSource implements ClusterSource {
       this.log.warn({ err }, 'watching manifests failed; relying on periodic rescans');
     });
     await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
+    await this.restore();
     this.fullScan = true;
     await this.runPasses();
     this.synced = true;
@@ -302,8 +317,16 @@ export class ManifestSource implements ClusterSource {
       }
     }
     if (full) this.log.debug({ files: this.known.size }, 'manifests rescanned');
+    // After the first walk, what was restored for files that are gone is gone too.
+    for (const f of this.restoring ? this.set.restoredFiles() : [])
+      if (!look.has(f)) this.set.setFile(f, f === '' ? [] : pathOrder(this.dir, f), undefined);
     const events = this.set.resolve();
+    if (this.restoring) {
+      this.set.endRestore();
+      this.restoring = false;
+    }
     if (!this.closed) for (const e of events) this.sink?.(e);
+    if (events.length > 0) this.scheduleSave();
     this.report();
     return retry;
   }
@@ -384,6 +407,72 @@ export class ManifestSource implements ClusterSource {
         : out;
   }
 
+  /** Seeds the set with what was in force when the controller last ran (see stateDir). */
+  private async restore(): Promise<void> {
+    if (this.options.stateDir === undefined) return;
+    const path = join(this.options.stateDir, IN_FORCE_FILE);
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        this.log.warn(
+          { err, path },
+          'cannot read the manifests in force before; starting without them',
+        );
+      return;
+    }
+    const saved = parseInForce(text);
+    if (typeof saved === 'string') {
+      this.log.warn({ path, problem: saved }, 'ignoring the manifests in force before');
+      return;
+    }
+    this.restoring = true;
+    this.set.restore(
+      saved.map(({ file, object }) => {
+        const abs = file === '' ? '' : join(this.dir, file);
+        return { file: abs, order: file === '' ? [] : pathOrder(this.dir, abs), object };
+      }),
+    );
+    this.log.info(
+      { objects: saved.length },
+      'last valid versions from before the restart restored',
+    );
+  }
+
+  private scheduleSave(): void {
+    if (this.options.stateDir === undefined || this.saveTimer !== undefined) return;
+    this.saveTimer = setTimeout(() => {
+      this.saveTimer = undefined;
+      void this.save();
+    }, 1_000);
+    this.saveTimer.unref();
+  }
+
+  /** Writes what is in force (atomically: a temporary file renamed over the last). */
+  private async save(): Promise<void> {
+    const dir = this.options.stateDir;
+    if (dir === undefined) return;
+    const objects = this.set
+      .inForceByFile()
+      .map(({ file, object }) => ({ file: file === '' ? '' : relative(this.dir, file), object }));
+    const body = JSON.stringify(objects);
+    const text = JSON.stringify({
+      format: IN_FORCE_FORMAT,
+      sha256: createHash('sha256').update(body).digest('hex'),
+      objects,
+    });
+    const path = join(dir, IN_FORCE_FILE);
+    const tmp = `${path}.${process.pid}.tmp`;
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await writeFile(tmp, text, { mode: 0o600 });
+      await rename(tmp, path);
+    } catch (err) {
+      this.log.warn({ err, path }, 'cannot save the manifests in force');
+    }
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
     this.closed = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
@@ -391,7 +480,33 @@ export class ManifestSource implements ClusterSource {
     await this.watcher?.close();
     this.watcher = undefined;
     await this.running;
+    if (this.saveTimer !== undefined) {
+      clearTimeout(this.saveTimer);
+      this.saveTimer = undefined;
+      await this.save();
+    }
   }
+}
+
+/** The saved objects, or what is wrong with the file. */
+function parseInForce(text: string): Array<{ file: string; object: KubeObject }> | string {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    return `not JSON: ${(err as Error).message}`;
+  }
+  const o = v as { format?: unknown; sha256?: unknown; objects?: unknown };
+  if (o?.format !== IN_FORCE_FORMAT) return `format is not ${IN_FORCE_FORMAT}`;
+  if (!Array.isArray(o.objects)) return 'objects: not a list';
+  const sum = createHash('sha256').update(JSON.stringify(o.objects)).digest('hex');
+  if (sum !== o.sha256) return 'checksum does not match: the file is corrupt';
+  const kinds = new Set(['Namespace', 'Pod', 'NetworkPolicy']);
+  for (const e of o.objects as Array<{ file?: unknown; object?: { kind?: unknown } }>) {
+    if (typeof e?.file !== 'string' || !kinds.has(e.object?.kind as string))
+      return 'objects: an entry is not a file and an object';
+  }
+  return o.objects as Array<{ file: string; object: KubeObject }>;
 }
 
 /** "20-policies.yaml:7: spec.ingress[0].ports[0].endPort: 10 must be ..." (the object is said apart). */

@@ -576,12 +576,16 @@ export class ManifestSet {
   private readonly deferred = new Set<string>();
   private readonly broken = new Set<string>();
   private readonly reports = new Map<string, ObjectReport>();
+  /** Last valid versions from before a restart, until the first resolve is done (restore()). */
+  private readonly restored = new Map<string, KubeObject>();
+  private readonly restoredFileSet = new Set<string>();
 
   /**
    * Replaces what a file holds; `read` undefined: the file is gone. `order`
    * is its place in path order (compared element by element).
    */
   setFile(file: string, order: readonly string[], read: FileRead | undefined): void {
+    this.restoredFileSet.delete(file);
     const old = this.files.get(file);
     for (const key of old?.contribution.keys() ?? []) {
       this.pending.add(key);
@@ -630,7 +634,9 @@ export class ManifestSet {
     const all = this.candidates.get(key) ?? [];
     const current = this.inForce.get(key);
     if (all.length === 0) {
-      if (current !== undefined && this.broken.size > 0) {
+      const keep = current ?? this.restored.get(key);
+      if (keep !== undefined && this.broken.size > 0) {
+        if (current === undefined) this.upsert(key, keep, events);
         this.deferred.add(key);
         this.reports.set(key, { key, deferredBy: [...this.broken].sort(), inForce: true });
         return;
@@ -648,13 +654,12 @@ export class ManifestSet {
     this.deferred.delete(key);
     const used = all[0]!;
     const d = used.definition;
-    if (d.object !== undefined && !used.held) {
-      const json = JSON.stringify(d.object);
-      if (this.inForceJson.get(key) !== json) {
-        this.inForce.set(key, d.object);
-        this.inForceJson.set(key, json);
-        events.push({ type: 'upsert', object: d.object });
-      }
+    // A held definition is the file's last read of it: its object, when it was valid, is
+    // the last valid version from the place that defines the object now.
+    if (d.object !== undefined) this.upsert(key, d.object, events);
+    else if (current === undefined) {
+      const before = this.restored.get(key);
+      if (before !== undefined) this.upsert(key, before, events);
     }
     const rejected = !used.held && d.issues !== undefined ? d.issues : undefined;
     const ignored = all.slice(1).map((c) => c.definition.at);
@@ -666,6 +671,71 @@ export class ManifestSet {
         ...(ignored.length > 0 ? { used: d.at, ignored } : {}),
         inForce: this.inForce.has(key),
       });
+  }
+
+  private upsert(key: string, object: KubeObject, events: ModelEvent[]): void {
+    const json = JSON.stringify(object);
+    if (this.inForceJson.get(key) === json) return;
+    this.inForce.set(key, object);
+    this.inForceJson.set(key, json);
+    events.push({ type: 'upsert', object });
+  }
+
+  /**
+   * Seeds the set with what was in force before a restart, each object under
+   * the file its definition was in ("" for one no file defined, whose deletion
+   * was waiting): until a file is read whole, the objects it had stay in
+   * force, and an object whose definition is now invalid keeps this version.
+   * Call before the first files are set; endRestore() after the first resolve().
+   */
+  restore(entries: Iterable<{ file: string; order: readonly string[]; object: KubeObject }>): void {
+    const byFile = new Map<string, { order: readonly string[]; list: Map<string, Candidate[]> }>();
+    for (const { file, order, object } of entries) {
+      const identity = identityOf(object);
+      const key = objectKey(identity);
+      this.restored.set(key, object);
+      const f = byFile.get(file) ?? { order, list: new Map<string, Candidate[]>() };
+      byFile.set(file, f);
+      const definition: Definition = {
+        key,
+        identity,
+        at: `${file || '(none)'} (before a restart)`,
+        object,
+      };
+      f.list.set(key, [{ file, order, index: 0, definition, held: true }]);
+    }
+    for (const [file, { order, list }] of byFile) {
+      this.restoredFileSet.add(file);
+      this.files.set(file, {
+        order,
+        read: { definitions: [], problems: [], whole: false, notes: [] },
+        contribution: list,
+      });
+      for (const [key, c] of list) {
+        this.candidates.set(
+          key,
+          [...(this.candidates.get(key) ?? []), ...c].sort(compareCandidates),
+        );
+        this.pending.add(key);
+      }
+    }
+  }
+
+  /** The files restored (restore()) and not set since. */
+  restoredFiles(): string[] {
+    return [...this.restoredFileSet];
+  }
+
+  endRestore(): void {
+    this.restored.clear();
+  }
+
+  /** What is in force, each object with the file of the definition used ("" for none). */
+  inForceByFile(): Array<{ file: string; object: KubeObject }> {
+    return [...this.inForce].map(([key, object]) => ({
+      file: this.candidates.get(key)?.[0]?.file ?? '',
+      object,
+    }));
   }
 
   /** The objects in force. */

@@ -443,3 +443,70 @@ describe('defect 6: the watcher sees every change, and reads only what changed',
     await eventually(() => labelsOf(r, 'Namespace linked') === '2', 'the target edited');
   });
 });
+
+describe('defect 3 across restarts: what was in force is kept in the state directory', () => {
+  const restart = async (
+    files: Record<string, string>,
+    whileDown: (dir: string) => Promise<void>,
+  ): Promise<Run> => {
+    const state = await tree({});
+    const first = await run(files, { stateDir: state });
+    await first.source[Symbol.asyncDispose]();
+    await whileDown(first.dir);
+    const second = await run({}, { stateDir: state }, async (dir) => {
+      await rm(dir, { recursive: true });
+      await rename(first.dir, dir);
+    });
+    return second;
+  };
+
+  test('a file broken while the controller was down keeps every object it held', async () => {
+    const r = await restart(
+      { 'a.yaml': docs(ns('shop'), policy('web', 80)), 'b.yaml': ns('other') },
+      (dir) => writeFile(join(dir, 'a.yaml'), `${policy('web', 80)}  bad: [\n`),
+    );
+    assert.deepEqual([...r.objects.keys()].sort(), [
+      'Namespace other',
+      'Namespace shop',
+      'NetworkPolicy shop/web',
+    ]);
+    assert.match(r.problem('file a.yaml')?.[0] ?? '', /malformed YAML/);
+    // Fixed without the policy: now it goes.
+    await r.write('a.yaml', ns('shop'));
+    await eventually(() => !r.objects.has('NetworkPolicy shop/web'), 'web deleted');
+  });
+
+  test('an object made invalid while the controller was down keeps its last valid version', async () => {
+    const r = await restart({ 'p.yaml': policy('web', 80) }, (dir) =>
+      writeFile(join(dir, 'p.yaml'), policy('web', 90, 85)),
+    );
+    assert.deepEqual(portsOf(r, 'NetworkPolicy shop/web'), { kind: 'range', start: 80, end: 80 });
+    assert.equal(
+      r.problem('NetworkPolicy shop/web')?.at(-1),
+      'rejected: its last valid version stays in force',
+    );
+  });
+
+  test('a file emptied while the controller was down keeps its objects; a file deleted deletes them', async () => {
+    const r = await restart({ 'a.yaml': ns('a'), 'b.yaml': ns('b') }, async (dir) => {
+      await truncate(join(dir, 'a.yaml'), 0);
+      await rm(join(dir, 'b.yaml'));
+    });
+    assert.deepEqual([...r.objects.keys()], ['Namespace a']);
+  });
+
+  test('a corrupt state file is ignored with a warning', async () => {
+    const state = await tree({
+      'manifests-in-force.json':
+        '{"format":"weir.manifests.in-force/v1","sha256":"00","objects":[]}',
+    });
+    const r = await run({ 'a.yaml': ns('a') }, { stateDir: state });
+    assert.ok(r.objects.has('Namespace a'));
+    assert.ok(
+      r.logs.some(
+        (l) =>
+          l.msg === 'ignoring the manifests in force before' && /checksum/.test(String(l.problem)),
+      ),
+    );
+  });
+});
