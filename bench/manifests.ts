@@ -2,7 +2,7 @@
  * The watched manifest source at cluster size, through the real controller
  * process (issue 7, defect 6): a generated directory of 2,000 namespaces,
  * 20,000 pods and 5,000 NetworkPolicies (one file per namespace, in 20
- * subdirectories), `bin/weir-controller --manifests DIR` started on it, and
+ * subdirectories), `bin/weir-controller --manifests DIR --state-dir TMP` started on it, and
  *
  *   first sync     spawn → the "source synced" log line (and the first revision)
  *   idle CPU       the controller's CPU time over 10 s of no changes (/proc/PID/stat),
@@ -135,9 +135,10 @@ async function runController(label: string, checkout: string, dir: string): Prom
   const address = `127.0.0.1:${port}`;
   const load = new MachineLoad();
   const t0 = Date.now();
+  const state = await mkdtemp(join(tmpdir(), 'weir-bench-state-'));
   const child: ChildProcess = spawn(
     process.execPath,
-    [bin, '--manifests', dir, '--listen', address, '--log-level', 'info'],
+    [bin, '--manifests', dir, '--listen', address, '--state-dir', state, '--log-level', 'info'],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const lines: LogLine[] = [];
@@ -256,6 +257,7 @@ async function runController(label: string, checkout: string, dir: string): Prom
         resolve();
       });
     });
+    await rm(state, { recursive: true, force: true });
   }
 }
 

@@ -456,12 +456,10 @@ export class ManifestSource implements ClusterSource {
     const objects = this.set
       .inForceByFile()
       .map(({ file, object }) => ({ file: file === '' ? '' : relative(this.dir, file), object }));
+    // A header line (format, checksum of the rest), then the objects.
     const body = JSON.stringify(objects);
-    const text = JSON.stringify({
-      format: IN_FORCE_FORMAT,
-      sha256: createHash('sha256').update(body).digest('hex'),
-      objects,
-    });
+    const sha256 = createHash('sha256').update(body).digest('hex');
+    const text = `${JSON.stringify({ format: IN_FORCE_FORMAT, sha256 })}\n${body}\n`;
     const path = join(dir, IN_FORCE_FILE);
     const tmp = `${path}.${process.pid}.tmp`;
     try {
@@ -490,23 +488,26 @@ export class ManifestSource implements ClusterSource {
 
 /** The saved objects, or what is wrong with the file. */
 function parseInForce(text: string): Array<{ file: string; object: KubeObject }> | string {
-  let v: unknown;
+  const nl = text.indexOf('\n');
+  const body = text.slice(nl + 1).trimEnd();
+  let header: { format?: unknown; sha256?: unknown };
+  let objects: unknown;
   try {
-    v = JSON.parse(text);
+    header = JSON.parse(text.slice(0, nl)) as typeof header;
+    if (header?.format !== IN_FORCE_FORMAT) return `format is not ${IN_FORCE_FORMAT}`;
+    if (createHash('sha256').update(body).digest('hex') !== header.sha256)
+      return 'checksum does not match: the file is corrupt';
+    objects = JSON.parse(body);
   } catch (err) {
     return `not JSON: ${(err as Error).message}`;
   }
-  const o = v as { format?: unknown; sha256?: unknown; objects?: unknown };
-  if (o?.format !== IN_FORCE_FORMAT) return `format is not ${IN_FORCE_FORMAT}`;
-  if (!Array.isArray(o.objects)) return 'objects: not a list';
-  const sum = createHash('sha256').update(JSON.stringify(o.objects)).digest('hex');
-  if (sum !== o.sha256) return 'checksum does not match: the file is corrupt';
+  if (!Array.isArray(objects)) return 'objects: not a list';
   const kinds = new Set(['Namespace', 'Pod', 'NetworkPolicy']);
-  for (const e of o.objects as Array<{ file?: unknown; object?: { kind?: unknown } }>) {
+  for (const e of objects as Array<{ file?: unknown; object?: { kind?: unknown } }>) {
     if (typeof e?.file !== 'string' || !kinds.has(e.object?.kind as string))
       return 'objects: an entry is not a file and an object';
   }
-  return o.objects as Array<{ file: string; object: KubeObject }>;
+  return objects as Array<{ file: string; object: KubeObject }>;
 }
 
 /** "20-policies.yaml:7: spec.ingress[0].ports[0].endPort: 10 must be ..." (the object is said apart). */
