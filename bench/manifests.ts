@@ -5,7 +5,8 @@
  * subdirectories), `bin/weir-controller --manifests DIR --state-dir TMP` started on it, and
  *
  *   first sync     spawn → the "source synced" log line (and the first revision)
- *   idle CPU       the controller's CPU time over 10 s of no changes (/proc/PID/stat),
+ *   idle CPU       the controller's CPU time over 10 s of no changes, from 30 s after the
+ *                  first revision (/proc/PID/stat),
  *                  with its RSS range over the same 10 s
  *   status         20 `weirctl status` calls (GetStatus, a new channel each, as
  *                  weirctl does) while idle: median and max
@@ -173,7 +174,7 @@ async function runController(label: string, checkout: string, dir: string): Prom
   try {
     const synced = await waitFor((l) => l.msg === 'source synced', 600_000);
     const firstRevision = await waitFor((l) => l.msg === 'revision committed', 60_000);
-    await sleep(5_000); // let start-up work (GC, the first rescans) pass
+    await sleep(30_000); // let start-up work (the heap settling after the first sync) pass
     const pid = child.pid!;
     const c0 = cpuTicks(pid);
     const w0 = Date.now();

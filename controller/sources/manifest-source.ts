@@ -30,7 +30,7 @@ import { join, relative, resolve, sep } from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
 import type { Issue } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import type { KubeObject } from '../model/kube-objects.js';
+import { type KubeObject, READ_KINDS } from '../model/kube-objects.js';
 import {
   DEFAULT_MAX_FILE_BYTES,
   type FileContent,
@@ -453,11 +453,15 @@ export class ManifestSource implements ClusterSource {
   private async save(): Promise<void> {
     const dir = this.options.stateDir;
     if (dir === undefined) return;
-    const objects = this.set
+    // A header line (format, checksum of the rest), then the objects. Each object's JSON is
+    // the set's own (kept to compare versions), so this costs a join, not a serialisation.
+    const body = `[${this.set
       .inForceByFile()
-      .map(({ file, object }) => ({ file: file === '' ? '' : relative(this.dir, file), object }));
-    // A header line (format, checksum of the rest), then the objects.
-    const body = JSON.stringify(objects);
+      .map(
+        ({ file, json }) =>
+          `{"file":${JSON.stringify(file === '' ? '' : relative(this.dir, file))},"object":${json}}`,
+      )
+      .join(',')}]`;
     const sha256 = createHash('sha256').update(body).digest('hex');
     const text = `${JSON.stringify({ format: IN_FORCE_FORMAT, sha256 })}\n${body}\n`;
     const path = join(dir, IN_FORCE_FILE);
@@ -502,9 +506,8 @@ function parseInForce(text: string): Array<{ file: string; object: KubeObject }>
     return `not JSON: ${(err as Error).message}`;
   }
   if (!Array.isArray(objects)) return 'objects: not a list';
-  const kinds = new Set(['Namespace', 'Pod', 'NetworkPolicy']);
   for (const e of objects as Array<{ file?: unknown; object?: { kind?: unknown } }>) {
-    if (typeof e?.file !== 'string' || !kinds.has(e.object?.kind as string))
+    if (typeof e?.file !== 'string' || READ_KINDS[e.object?.kind as string] === undefined)
       return 'objects: an entry is not a file and an object';
   }
   return objects as Array<{ file: string; object: KubeObject }>;

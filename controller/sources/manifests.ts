@@ -730,11 +730,11 @@ export class ManifestSet {
     this.restored.clear();
   }
 
-  /** What is in force, each object with the file of the definition used ("" for none). */
-  inForceByFile(): Array<{ file: string; object: KubeObject }> {
-    return [...this.inForce].map(([key, object]) => ({
+  /** What is in force, each object (as JSON) with the file of the definition used ("" for none). */
+  inForceByFile(): Array<{ file: string; json: string }> {
+    return [...this.inForceJson].map(([key, json]) => ({
       file: this.candidates.get(key)?.[0]?.file ?? '',
-      object,
+      json,
     }));
   }
 
