@@ -25,7 +25,7 @@
  * listed.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, stat } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
 import type { Issue } from '../../shared/errors.js';
@@ -67,6 +67,10 @@ export interface ManifestSourceOptions {
 /** The file in the state directory, and its format. */
 export const IN_FORCE_FILE = 'manifests-in-force.json';
 const IN_FORCE_FORMAT = 'weir.manifests.in-force/v1';
+/** Changes within this long are saved together. */
+const SAVE_DELAY_MS = 2_000;
+/** Objects per write when saving. */
+const SAVE_SLICE = 500;
 
 interface Known {
   readonly fingerprint: string;
@@ -445,30 +449,45 @@ export class ManifestSource implements ClusterSource {
     this.saveTimer = setTimeout(() => {
       this.saveTimer = undefined;
       void this.save();
-    }, 1_000);
+    }, SAVE_DELAY_MS);
     this.saveTimer.unref();
   }
 
-  /** Writes what is in force (atomically: a temporary file renamed over the last). */
+  /**
+   * Writes what is in force (atomically: a temporary file renamed over the
+   * last): a header line, the objects as one JSON list, and a trailer line
+   * with the list's checksum. Written in slices, each object's JSON being the
+   * set's own (kept to compare versions): no serialisation of the whole, and
+   * the event loop is free between slices.
+   */
   private async save(): Promise<void> {
     const dir = this.options.stateDir;
     if (dir === undefined) return;
-    // A header line (format, checksum of the rest), then the objects. Each object's JSON is
-    // the set's own (kept to compare versions), so this costs a join, not a serialisation.
-    const body = `[${this.set
-      .inForceByFile()
-      .map(
-        ({ file, json }) =>
-          `{"file":${JSON.stringify(file === '' ? '' : relative(this.dir, file))},"object":${json}}`,
-      )
-      .join(',')}]`;
-    const sha256 = createHash('sha256').update(body).digest('hex');
-    const text = `${JSON.stringify({ format: IN_FORCE_FORMAT, sha256 })}\n${body}\n`;
     const path = join(dir, IN_FORCE_FILE);
     const tmp = `${path}.${process.pid}.tmp`;
+    const entries = this.set.inForceByFile();
+    const hash = createHash('sha256');
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
-      await writeFile(tmp, text, { mode: 0o600 });
+      const out = await open(tmp, 'w', 0o600);
+      try {
+        await out.write(`${JSON.stringify({ format: IN_FORCE_FORMAT })}\n`);
+        for (let i = 0; i < entries.length || i === 0; i += SAVE_SLICE) {
+          const slice = entries
+            .slice(i, i + SAVE_SLICE)
+            .map(
+              ({ file, json }) =>
+                `{"file":${JSON.stringify(file === '' ? '' : relative(this.dir, file))},"object":${json}}`,
+            )
+            .join(',');
+          const text = `${i === 0 ? '[' : ','}${slice}${i + SAVE_SLICE >= entries.length ? ']' : ''}`;
+          hash.update(text);
+          await out.write(text);
+        }
+        await out.write(`\n${JSON.stringify({ sha256: hash.digest('hex') })}\n`);
+      } finally {
+        await out.close();
+      }
       await rename(tmp, path);
     } catch (err) {
       this.log.warn({ err, path }, 'cannot save the manifests in force');
@@ -492,16 +511,16 @@ export class ManifestSource implements ClusterSource {
 
 /** The saved objects, or what is wrong with the file. */
 function parseInForce(text: string): Array<{ file: string; object: KubeObject }> | string {
-  const nl = text.indexOf('\n');
-  const body = text.slice(nl + 1).trimEnd();
-  let header: { format?: unknown; sha256?: unknown };
+  const lines = text.trimEnd().split('\n');
+  if (lines.length !== 3) return 'not a header, an object list and a trailer';
   let objects: unknown;
   try {
-    header = JSON.parse(text.slice(0, nl)) as typeof header;
+    const header = JSON.parse(lines[0]!) as { format?: unknown };
     if (header?.format !== IN_FORCE_FORMAT) return `format is not ${IN_FORCE_FORMAT}`;
-    if (createHash('sha256').update(body).digest('hex') !== header.sha256)
+    const trailer = JSON.parse(lines[2]!) as { sha256?: unknown };
+    if (createHash('sha256').update(lines[1]!).digest('hex') !== trailer?.sha256)
       return 'checksum does not match: the file is corrupt';
-    objects = JSON.parse(body);
+    objects = JSON.parse(lines[1]!);
   } catch (err) {
     return `not JSON: ${(err as Error).message}`;
   }

@@ -497,7 +497,7 @@ describe('defect 3 across restarts: what was in force is kept in the state direc
 
   test('a corrupt state file is ignored with a warning', async () => {
     const state = await tree({
-      'manifests-in-force.json': '{"format":"weir.manifests.in-force/v1","sha256":"00"}\n[]\n',
+      'manifests-in-force.json': '{"format":"weir.manifests.in-force/v1"}\n[]\n{"sha256":"00"}\n',
     });
     const r = await run({ 'a.yaml': ns('a') }, { stateDir: state });
     assert.ok(r.objects.has('Namespace a'));
