@@ -71,7 +71,8 @@ export class Controller implements AsyncDisposable {
       sourceSynced: () => this.options.source.state().synced,
       agents: () => this.distributor?.views() ?? [],
       retrying: () => (this.distributor?.views() ?? []).filter((v) => v.nextRetryUnixMs > 0).length,
-      rejectedObjects: () => this.model.rejections().size,
+      rejectedObjects: () =>
+        this.model.rejections().size + (this.options.source.state().problems?.length ?? 0),
       policies: () => this.model.policyCount,
       endpoints: () => this.model.endpointCount,
     });

@@ -119,7 +119,10 @@ export async function main(argv: string[]): Promise<void> {
       const dir = values.manifests ?? DEMO_MANIFESTS.find((d) => existsSync(d));
       if (dir === undefined || !existsSync(dir))
         throw new ArgumentError(`manifest directory ${dir ?? '(demo)'} does not exist`);
-      source = new ManifestSource(dir, { log: log.child({ component: 'manifests' }) });
+      source = new ManifestSource(dir, {
+        log: log.child({ component: 'manifests' }),
+        stateDir: values['state-dir'],
+      });
     }
 
     const elector =

@@ -90,7 +90,8 @@ export class OperatorService implements OperatorBackend {
         .map(([object, issues]) => ({
           object,
           problems: issues.map((i) => [i.field, i.message].filter(Boolean).join(': ')),
-        })),
+        }))
+        .concat((s.problems ?? []).map((p) => ({ object: p.object, problems: [...p.problems] }))),
       policies: model.policyCount,
       endpoints: model.endpointCount,
       warnings: [

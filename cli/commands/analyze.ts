@@ -35,7 +35,7 @@ async function load(io: Io, opts: Common): Promise<{ analysis: Analysis; status:
   for (const issue of analysis.issues) io.stderr(`error: ${formatIssue(issue)}\n`);
   if (analysis.issues.length > 0) {
     io.stderr(
-      `${analysis.issues.length} problem(s) found; the objects they concern are left out of the result\n`,
+      `${analysis.issues.length} problem(s) found: invalid objects and documents that cannot be read are left out of the result; of an object defined more than once, the first definition in path order is used\n`,
     );
   }
   return { analysis, status: analysis.issues.length > 0 ? 2 : 0 };

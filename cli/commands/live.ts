@@ -128,7 +128,7 @@ export async function status(
     for (const w of s.warnings) io.stdout(`  ${w}\n`);
   }
   if (s.rejections.length > 0) {
-    io.stdout(`\nrejected objects (not enforced; everything else is):\n`);
+    io.stdout(`\nrejected objects and manifest problems:\n`);
     for (const r of s.rejections) for (const p of r.problems) io.stdout(`  ${r.object}: ${p}\n`);
   }
   return 0;

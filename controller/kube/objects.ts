@@ -48,7 +48,8 @@ export interface ObjectIdentity {
   readonly name: string;
 }
 
-const KNOWN: Readonly<Record<string, string>> = {
+/** The kinds Weir reads, with the apiVersion it reads each at. */
+export const READ_KINDS: Readonly<Record<string, string>> = {
   Namespace: 'v1',
   Node: 'v1',
   Pod: 'v1',
@@ -64,7 +65,7 @@ export function readKubeObject(raw: unknown, source?: string): ReadResult {
   const label = `${kind ?? '(no kind)'} ${typeof meta.namespace === 'string' ? `${meta.namespace}/` : ''}${typeof meta.name === 'string' ? meta.name : '(no name)'}`;
   if (kind === undefined)
     return invalid({ source, object: label, field: 'kind', message: 'required' });
-  const want = KNOWN[kind];
+  const want = READ_KINDS[kind];
   if (want === undefined) return { type: 'ignored', note: `${kind} is not a kind Weir reads` };
   if (apiVersion !== want)
     return {
@@ -78,7 +79,11 @@ export function readKubeObject(raw: unknown, source?: string): ReadResult {
   else if (kind === 'Pod') object = readPod(r, raw);
   else object = readNetworkPolicy(r, raw);
   if (r.issues.length > 0 || object === undefined) {
-    const name = typeof meta.name === 'string' && meta.name !== '' ? meta.name : undefined;
+    // A name that is itself invalid does not identify an object (it may be a typo of one).
+    const named = !r.issues.some(
+      (i) => i.field === 'metadata.name' || i.field === 'metadata.namespace',
+    );
+    const name = named && typeof meta.name === 'string' && meta.name !== '' ? meta.name : undefined;
     const namespace = isClusterScoped(kind as KubeObject['kind'])
       ? ''
       : typeof meta.namespace === 'string' && meta.namespace !== ''

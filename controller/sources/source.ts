@@ -15,6 +15,18 @@ export interface SourceState {
   readonly location: string;
   readonly synced: boolean;
   readonly lastError: string;
+  /**
+   * What the source rejected or cannot read, per object or file, each
+   * problem a line that says where (file:line) and what stays in force
+   * instead; shown with the model's rejections in status.
+   */
+  readonly problems?: readonly SourceProblem[];
+}
+
+export interface SourceProblem {
+  /** "NetworkPolicy shop/web", or "file sub/x.yaml". */
+  readonly object: string;
+  readonly problems: readonly string[];
 }
 
 export interface ClusterSource extends AsyncDisposable {

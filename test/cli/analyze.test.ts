@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -296,6 +296,34 @@ describe('weirctl analyze', () => {
     assert.match(r.stderr, /note: .*ConfigMap is not a kind Weir reads/);
     // The valid objects are still analysed.
     assert.deepEqual(JSON.parse(r.stdout).pods, ['x/a']);
+  });
+
+  test('a misspelt field (ingres) and an object defined in two files are errors with exit status 2, not a silent deny-all or a silent replacement', async () => {
+    const d = join(dir, 'strict');
+    await mkdir(d, { recursive: true });
+    await writeFile(
+      join(d, 'a.yaml'),
+      'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec:\n  podSelector: {}\n  ingres:\n  - {}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {v: "1"}}\nstatus: {podIP: 10.0.0.1}\n',
+    );
+    await writeFile(
+      join(d, 'b.yaml'),
+      'apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: x, labels: {v: "2"}}\nstatus: {podIP: 10.0.0.2}\n',
+    );
+    const r = await run('analyze', 'objects', '-f', d, '-o', 'json');
+    assert.equal(r.code, 2);
+    assert.deepEqual(
+      r.stderr.split('\n').filter((l) => l.startsWith('error: ')),
+      [
+        `error: ${d}/a.yaml:6: NetworkPolicy x/p: spec.ingres: unknown field; did you mean "ingress"?`,
+        `error: ${d}/b.yaml:1: Pod x/a: defined again (first at ${d}/a.yaml:9, which is the one used): this definition is ignored`,
+      ],
+    );
+    const o = JSON.parse(r.stdout);
+    assert.deepEqual(o.policies, [], 'the misspelt policy is left out, not read as deny-all');
+    assert.deepEqual(
+      o.endpoints.map((e: { ips: string[] }) => e.ips),
+      [['10.0.0.1']],
+    );
   });
 
   test('malformed YAML exits with status 2 and names the file and line', async () => {

@@ -167,7 +167,10 @@ describe('controller and agents', () => {
     assert.deepEqual(s.rejections, [
       {
         object: 'NetworkPolicy shop/broken',
-        problems: ['spec.ingress[0].ports[0].endPort: 10 must be greater than or equal to port 80'],
+        problems: [
+          '30-bad.yaml:7: spec.ingress[0].ports[0].endPort: 10 must be greater than or equal to port 80',
+          'rejected: not in force (no valid version of it has been read)',
+        ],
       },
     ]);
     assert.equal(s.revision, before.revision, 'nothing changed for anyone');
