@@ -138,14 +138,27 @@ interface NodeRecord {
   ackedSpan: Map<ObjectKey, string> | undefined;
   /** The span hash of ackedSpan; undefined until computed (restored records). */
   ackedHash: string | undefined;
+  /**
+   * A store revision at which ackedSpan was the store's span for the node,
+   * so that a delta from it only looks at what changed since; undefined
+   * when unknown (restored after a restart): diff the whole span.
+   */
+  ackedAt: number | undefined;
   /** ackedSpan is what the agent's reported hash proves it holds. */
   proven: boolean;
   /** The hash the agent last reported; '' when none. */
   inForceHash: string;
   inflight:
     | {
+        /** The store revision sent. */
         revision: number;
-        span: Map<ObjectKey, string>;
+        /**
+         * What the agent holds once it applies the update: a whole span
+         * (snapshot), or the changes to ackedSpan (delta; ackedSpan does not
+         * change while an update is in flight).
+         */
+        span: Map<ObjectKey, string> | undefined;
+        changes: ReadonlyArray<readonly [ObjectKey, string | undefined]>;
         spanHash: string;
         snapshot: boolean;
         /** The oldest revision among the changes the update carries. */
@@ -243,6 +256,7 @@ export class Distributor {
       r.ackedRevision = p.revision;
       r.ackedSpan = new Map(p.span);
       r.ackedHash = undefined;
+      r.ackedAt = undefined;
       r.proven = false;
     }
   }
@@ -277,28 +291,39 @@ export class Distributor {
     // What the agent holds, if the controller can name it: the current span,
     // or the one in flight or ACKed, at the agent's revision and with its hash.
     let base:
-      | { span: Map<ObjectKey, string>; hash: string | undefined; provedUpTo: number }
+      | {
+          span: Map<ObjectKey, string>;
+          hash: string | undefined;
+          at: number | undefined;
+          provedUpTo: number;
+        }
       | undefined;
     const inflight = r.inflight?.revision === h.revision ? r.inflight : undefined;
     const acked = r.ackedRevision === h.revision ? r.ackedSpan : undefined;
+    const applied = (sent: NonNullable<NodeRecord['inflight']>) => ({
+      span: this.appliedSpan(r, sent),
+      hash: sent.spanHash,
+      at: sent.revision,
+      provedUpTo: h.revision,
+    });
     if (h.revision > 0 && h.inForceHash !== '') {
       if (h.inForceHash === this.currentHash(h.node))
         base = {
           span: this.currentEntries(h.node),
           hash: h.inForceHash,
+          at: this.store.revision,
           provedUpTo: this.store.revision,
         };
       else if (inflight !== undefined && inflight.spanHash === h.inForceHash)
-        base = { span: inflight.span, hash: inflight.spanHash, provedUpTo: h.revision };
+        base = applied(inflight);
       else if (acked !== undefined && this.ackedHashOf(r) === h.inForceHash)
-        base = { span: acked, hash: h.inForceHash, provedUpTo: h.revision };
+        base = { span: acked, hash: h.inForceHash, at: r.ackedAt, provedUpTo: h.revision };
     } else if (h.revision > 0) {
       // An agent that reports no hash is trusted by revision (an ACK lost
       // with its connection counts), and never reported in sync.
-      if (inflight !== undefined)
-        base = { span: inflight.span, hash: inflight.spanHash, provedUpTo: h.revision };
+      if (inflight !== undefined) base = applied(inflight);
       else if (acked !== undefined)
-        base = { span: acked, hash: r.ackedHash, provedUpTo: h.revision };
+        base = { span: acked, hash: r.ackedHash, at: r.ackedAt, provedUpTo: h.revision };
     }
 
     r.inflight = undefined;
@@ -306,6 +331,7 @@ export class Distributor {
     r.ackedRevision = h.revision;
     r.ackedSpan = base?.span;
     r.ackedHash = base?.hash;
+    r.ackedAt = base?.at;
     r.proven = base !== undefined && h.inForceHash !== '';
     r.inForceHash = h.inForceHash;
     r.stale = false;
@@ -364,6 +390,7 @@ export class Distributor {
           if (r.ackedSpan !== undefined && this.ackedHashOf(r) !== hash) {
             r.ackedSpan = undefined;
             r.ackedHash = undefined;
+            r.ackedAt = undefined;
             r.proven = false;
           }
         }
@@ -495,6 +522,7 @@ export class Distributor {
         ackedRevision: 0,
         ackedSpan: undefined,
         ackedHash: undefined,
+        ackedAt: undefined,
         proven: false,
         inForceHash: '',
         inflight: undefined,
@@ -541,10 +569,18 @@ export class Distributor {
     return r.ackedHash;
   }
 
-  private policySetOf(keys: Iterable<ObjectKey>) {
-    const ids: string[] = [];
-    for (const k of keys) if (k.startsWith('p:')) ids.push(k.slice(2));
-    return applicationPolicySetToWire(this.model.applicationPolicySet(ids));
+  /** The span the agent holds once it applied `sent` (a delta is applied to ackedSpan in place). */
+  private appliedSpan(
+    r: NodeRecord,
+    sent: NonNullable<NodeRecord['inflight']>,
+  ): Map<ObjectKey, string> {
+    if (sent.span !== undefined) return sent.span;
+    const span = r.ackedSpan!;
+    for (const [key, hash] of sent.changes) {
+      if (hash === undefined) span.delete(key);
+      else span.set(key, hash);
+    }
+    return span;
   }
 
   private recordAck(r: NodeRecord, revision: number, at: number): void {
@@ -584,6 +620,7 @@ export class Distributor {
       // agent holds is unknown; send it the whole span.
       r.ackedSpan = undefined;
       r.ackedHash = undefined;
+      r.ackedAt = undefined;
       r.proven = false;
       r.lastError = `revision ${revision} applied, but the agent's span hashes to ${hash}, not ${sent.spanHash}`;
       this.options.observe?.unproved();
@@ -595,8 +632,9 @@ export class Distributor {
       this.options.onAckedChange?.();
       return;
     }
-    r.ackedSpan = sent.span;
+    r.ackedSpan = this.appliedSpan(r, sent);
     r.ackedHash = sent.spanHash;
+    r.ackedAt = sent.revision;
     r.proven = hash !== '';
     r.lastError = '';
     r.attempts = 0;
@@ -655,34 +693,49 @@ export class Distributor {
     }
 
     const span = this.store.span(r.node);
-    const current = this.currentEntries(r.node);
+    const entries: ReadonlyMap<ObjectKey, { hash: string; revision: number }> =
+      span?.entries ?? new Map();
     const base = r.snapshotNext ? undefined : r.ackedSpan;
     const changed: ObjectKey[] = [];
     const removed: ObjectKey[] = [];
-    let policySetChanged = base === undefined;
+    // A delta looks only at the keys that changed since the base was the
+    // store's span (O(changes)); a base of unknown origin is diffed whole.
+    const candidates =
+      base !== undefined && r.ackedAt !== undefined
+        ? this.store.changedSince(r.node, r.ackedAt)
+        : undefined;
+    if (base === undefined) changed.push(...entries.keys());
+    else if (candidates !== undefined) {
+      for (const key of candidates) {
+        const e = entries.get(key);
+        if (e === undefined) {
+          if (base.has(key)) removed.push(key);
+        } else if (base.get(key) !== e.hash) changed.push(key);
+      }
+    } else {
+      for (const [key, e] of entries) if (base.get(key) !== e.hash) changed.push(key);
+      for (const key of base.keys()) if (!entries.has(key)) removed.push(key);
+    }
     let since = span?.revision ?? this.store.revision;
-    for (const [key, hash] of current) {
-      if (base?.get(key) === hash) continue;
-      changed.push(key);
-      since = Math.min(since, span?.entries.get(key)?.revision ?? since);
+    let policySetChanged = base === undefined;
+    for (const key of changed) {
+      since = Math.min(since, entries.get(key)!.revision);
       if (base !== undefined && key.startsWith('p:') && !base.has(key)) policySetChanged = true;
     }
-    for (const key of base?.keys() ?? []) {
-      if (current.has(key)) continue;
-      removed.push(key);
-      if (key.startsWith('p:')) policySetChanged = true;
-    }
+    if (removed.some((key) => key.startsWith('p:'))) policySetChanged = true;
     changed.sort();
     removed.sort();
     const revision = this.store.revision;
     const baseRevision = base === undefined ? 0 : r.ackedRevision;
-    const policySet = policySetChanged ? this.policySetOf(current.keys()) : undefined;
+    const policySet = policySetChanged
+      ? applicationPolicySetToWire(this.model.applicationPolicySet(span?.policies ?? []))
+      : undefined;
 
     // The key names the update's content exactly: revisions, every object by
     // key and content hash, every removal, and the policy set by its content.
     const k = createHash('sha256');
     k.update(`${revision}\n${baseRevision}\n${this.model.cluster}\n`);
-    for (const key of changed) k.update(`+${key} ${current.get(key)}\n`);
+    for (const key of changed) k.update(`+${key} ${entries.get(key)!.hash}\n`);
     for (const key of removed) k.update(`-${key}\n`);
     k.update(policySet === undefined ? '=' : `aps ${objectHash.applicationPolicySet(policySet)}`);
     const key = k.digest('base64url');
@@ -693,7 +746,7 @@ export class Distributor {
     }
     let update = this.built.get(key);
     if (update === undefined) {
-      update = this.build(r.node, revision, baseRevision, current, changed, removed, policySet);
+      update = this.build(r.node, revision, baseRevision, entries, changed, removed, policySet);
       if (update === undefined) {
         // The model changed after the commit these hashes are from: wait for the next one.
         r.stale = true;
@@ -705,7 +758,14 @@ export class Distributor {
     }
     r.inflight = {
       revision,
-      span: current,
+      span: base === undefined ? this.currentEntries(r.node) : undefined,
+      changes:
+        base === undefined
+          ? []
+          : [
+              ...changed.map((key): [ObjectKey, string] => [key, entries.get(key)!.hash]),
+              ...removed.map((key): [ObjectKey, undefined] => [key, undefined]),
+            ],
       spanHash: this.currentHash(r.node),
       snapshot: base === undefined,
       since,
@@ -724,7 +784,7 @@ export class Distributor {
     node: string,
     revision: number,
     baseRevision: number,
-    current: ReadonlyMap<ObjectKey, string>,
+    current: ReadonlyMap<ObjectKey, { hash: string }>,
     changed: readonly ObjectKey[],
     removed: readonly ObjectKey[],
     policySet: SpanUpdate['applicationPolicySet'] | undefined,
@@ -777,7 +837,7 @@ export class Distributor {
         hash = objectHash.endpoint(w);
         update.endpoints.push(w);
       }
-      if (hash !== current.get(key)) return undefined;
+      if (hash !== current.get(key)?.hash) return undefined;
     }
     for (const key of removed) {
       const id = key.slice(2);

@@ -73,7 +73,9 @@ export interface NodeSpan {
   readonly locals: ReadonlySet<string>;
   /** Applied-to groups sent cut down to the local members. */
   readonly localOnlyGroups: ReadonlySet<string>;
-  /** objectHash of the span's application policy set (it follows from the span's policies). */
+  /** The ids of the span's policies, sorted (its application policy set follows from them). */
+  readonly policies: readonly string[];
+  /** objectHash of the span's application policy set. */
   readonly policySetHash: string;
   /** The span hash of this version (shared/wire/span-hash.ts): what the node's agent reports when in sync. */
   readonly hash: string;
@@ -102,6 +104,8 @@ export class SpanStore {
   private readonly hashes = new Map<ObjectKey, { hash: string; element: SpanElement }>();
   /** Each span's digest, in step with its entries. */
   private readonly digests = new Map<string, SpanDigest>();
+  /** Per node, which keys changed at which revision since `from` (bounded): deltas cost O(changes). */
+  private readonly logs = new Map<string, ChangeLog>();
   private emptyHash: string | undefined;
   /** Revision → when the change behind it was observed (Unix ms); the most recent ones. */
   private readonly observed = new Map<number, number>();
@@ -170,6 +174,36 @@ export class SpanStore {
     return spanHashOf(this.model.cluster, this.policySetHash(policies), d);
   }
 
+  /**
+   * The keys of a node's span added, changed or removed at revisions after
+   * `revision`: every key in which the span at `revision` and the span now
+   * can differ (a superset: compare hashes). Undefined when the store no
+   * longer knows (the span did not exist then in this store, or the log was
+   * trimmed): diff the whole span instead. O(changes).
+   */
+  changedSince(node: string, revision: number): ReadonlySet<ObjectKey> | undefined {
+    const log = this.logs.get(node);
+    if (log === undefined || revision < log.from) return undefined;
+    const out = new Set<ObjectKey>();
+    for (let i = log.records.length - 1; i >= 0 && log.records[i]!.revision > revision; i--)
+      for (const key of log.records[i]!.keys) out.add(key);
+    return out;
+  }
+
+  private logChanges(node: string, revision: number, keys: ObjectKey[], spanSize: number): void {
+    const log = this.logs.get(node)!;
+    log.records.push({ revision, keys });
+    log.size += keys.length;
+    while (
+      log.records.length > LOG_RECORDS ||
+      (log.records.length > 1 && log.size > Math.max(LOG_KEYS, spanSize))
+    ) {
+      const dropped = log.records.shift()!;
+      log.size -= dropped.keys.length;
+      log.from = dropped.revision;
+    }
+  }
+
   /** objectHash of the application policy set of a span holding these policies, as the distributor sends it. */
   private policySetHash(policyIds: readonly string[]): string {
     return objectHash.applicationPolicySet(
@@ -229,7 +263,7 @@ export class SpanStore {
     const span = this.spans.get(node)!;
     const entries = span.entries as Map<ObjectKey, SpanEntry>;
     const digest = this.digests.get(node)!;
-    let changed = false;
+    const logged: ObjectKey[] = [];
     for (const key of keys) {
       const old = entries.get(key);
       if (old === undefined) continue;
@@ -242,8 +276,10 @@ export class SpanStore {
       if (hash === old.hash) continue;
       entries.set(key, { hash, element, revision });
       digest.subtract(old.element).add(element);
-      changed = true;
+      logged.push(key);
     }
+    const changed = logged.length > 0;
+    if (changed) this.logChanges(node, revision, logged, entries.size);
     if (changed)
       this.spans.set(node, {
         ...span,
@@ -365,6 +401,7 @@ export class SpanStore {
       revision,
       locals,
       localOnlyGroups,
+      policies: [],
       policySetHash: '',
       hash: '',
     };
@@ -373,6 +410,7 @@ export class SpanStore {
     const digest = new SpanDigest(this.digests.get(node));
     let changed = before === undefined ? keys.length > 0 : false;
     let policiesChanged = before === undefined;
+    const logged: ObjectKey[] = [];
     for (const key of keys) {
       const old = before?.entries.get(key);
       const { hash, element } = this.hashOf(
@@ -387,6 +425,7 @@ export class SpanStore {
         if (old !== undefined) digest.subtract(old.element);
         else if (key.startsWith('p:')) policiesChanged = true;
         digest.add(element);
+        logged.push(key);
         changed = true;
       }
     }
@@ -394,6 +433,7 @@ export class SpanStore {
       if (entries.has(key)) continue;
       digest.subtract(old.element);
       if (key.startsWith('p:')) policiesChanged = true;
+      logged.push(key);
       changed = true;
     }
 
@@ -408,12 +448,18 @@ export class SpanStore {
     if (entries.size === 0 && locals.size === 0) {
       this.spans.delete(node);
       this.digests.delete(node);
+      this.logs.delete(node);
       return before !== undefined && before.entries.size > 0;
     }
     this.digests.set(node, digest);
+    // A new span's log starts empty: a base older than it is diffed whole.
+    if (before === undefined) this.logs.set(node, { from: revision, records: [], size: 0 });
+    else if (logged.length > 0) this.logChanges(node, revision, logged, entries.size);
+    const policyIds =
+      policiesChanged || before === undefined ? [...policies].sort() : before.policies;
     const policySetHash =
       policiesChanged || before === undefined
-        ? this.policySetHash([...policies])
+        ? this.policySetHash(policyIds)
         : before.policySetHash;
     this.spans.set(node, {
       node,
@@ -421,6 +467,7 @@ export class SpanStore {
       revision: changed ? revision : (before?.revision ?? revision),
       locals,
       localOnlyGroups,
+      policies: policyIds,
       policySetHash,
       hash:
         changed || before === undefined
@@ -469,6 +516,18 @@ function wireHash(o: SpanObject | undefined): string {
     case 'endpoint':
       return objectHash.endpoint(endpointToWire(o.object));
   }
+}
+
+const LOG_RECORDS = 64;
+const LOG_KEYS = 1024;
+
+interface ChangeLog {
+  /** Changes after this revision are all recorded. */
+  from: number;
+  /** Oldest first. */
+  readonly records: Array<{ readonly revision: number; readonly keys: readonly ObjectKey[] }>;
+  /** Keys over all records (bounded by max(LOG_KEYS, span size)). */
+  size: number;
 }
 
 function changedKeys(c: ModelChanges): ObjectKey[] {

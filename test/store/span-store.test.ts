@@ -314,6 +314,63 @@ describe('per-node spans', () => {
     checkSpans(model, store, 'nodes');
   });
 
+  test('what changed in a span since an earlier revision is known exactly, or said to be unknown', () => {
+    let known = 0;
+    let unknown = 0;
+    for (let seed = 1; seed <= 10; seed++) {
+      const r = rng(seed * 7);
+      const model = new ClusterModel({ cluster: 't' });
+      const store = new SpanStore(model);
+      /** Per revision, each node's span then (key → hash). */
+      const history: Array<[number, Map<string, Map<string, string>>]> = [];
+      const record = () =>
+        history.push([
+          store.revision,
+          new Map(
+            store
+              .nodes()
+              .map((n) => [n, new Map([...store.span(n)!.entries].map(([k, e]) => [k, e.hash]))]),
+          ),
+        ]);
+      for (const o of randomCluster(seed).map(read)) model.apply({ type: 'upsert', object: o });
+      store.commit(0);
+      record();
+      // Many small commits, so that logs are also trimmed.
+      const steps = [seed + 5000, seed + 9000, seed + 13000].flatMap((x) =>
+        randomCluster(x).map(read),
+      );
+      steps.forEach((o, i) => {
+        if (r.chance(0.2))
+          model.apply({
+            type: 'delete',
+            kind: o.kind,
+            namespace: namespaceOf(o),
+            name: o.name,
+          });
+        else model.apply({ type: 'upsert', object: o });
+        if (store.commit(i) === undefined) return;
+        record();
+        for (const node of store.nodes()) {
+          const now = store.span(node)!.entries;
+          for (const [revision, spans] of history) {
+            const then = spans.get(node);
+            const since = store.changedSince(node, revision);
+            if (since === undefined) {
+              unknown++;
+              continue;
+            }
+            known++;
+            assert.ok(then !== undefined, `seed ${seed}: ${node} had no span at ${revision}`);
+            for (const key of new Set([...then.keys(), ...now.keys()]))
+              if (then.get(key) !== now.get(key)?.hash)
+                assert.ok(since.has(key), `seed ${seed}: ${node} ${key} changed since ${revision}`);
+          }
+        }
+      });
+    }
+    assert.ok(known > 0 && unknown > 0, `both answers given (${known} known, ${unknown} unknown)`);
+  });
+
   test('a change reaches only the nodes whose endpoints it concerns', () => {
     const model = new ClusterModel({ cluster: 't' });
     const store = new SpanStore(model);
