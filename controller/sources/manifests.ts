@@ -69,7 +69,7 @@ export const MAX_ALIAS_COUNT = 100;
 
 /** "NetworkPolicy shop/web", "Namespace shop": the key of an object and how it is named to people. */
 export function objectKey(id: ObjectIdentity): string {
-  return `${id.kind} ${id.kind === 'Namespace' ? '' : `${id.namespace}/`}${id.name}`;
+  return `${id.kind} ${id.namespace === '' ? '' : `${id.namespace}/`}${id.name}`;
 }
 
 /** One object as one place in one file defines it. */

@@ -2,6 +2,7 @@
  * The controller and three agents as real processes on loopback: the demo
  * manifests in a temporary directory, edited while they run.
  */
+import { SpanState } from '../../vrouter-agent/store/span-state.js';
 import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -318,7 +319,7 @@ describe('controller and agents', () => {
     const revisionOf = (n: string) => s.agents.find((a) => a.node === n)!.appliedRevision;
     assert.equal(revisionOf('node-b'), revisionOf('node-c'));
     await agents.get('node-c')!.kill();
-    await cp(join(dir, 'node-b', 'span.json'), join(dir, 'node-c', 'span.json'));
+    await cp(join(dir, 'node-b', SpanState.FILE), join(dir, 'node-c', SpanState.FILE));
     await startAgent('node-c');
     await converged();
     // checkout admits only the cart (node-b's span has no such policy: it would admit web).
@@ -328,9 +329,11 @@ describe('controller and agents', () => {
   });
 
   test('an agent that cannot persist an update refuses it; the controller retries with backoff, shows why, and the node converges once it can', async () => {
-    const stateDir = join(dir, 'node-b');
-    await rm(stateDir, { recursive: true, force: true });
-    await writeFile(stateDir, 'a file where the state directory was');
+    // A directory where the span file goes: every save fails (as on a full
+    // disk), while the agent keeps its state directory and the lock on it.
+    const spanFile = join(dir, 'node-b', SpanState.FILE);
+    await rm(spanFile, { force: true });
+    await mkdir(spanFile);
     const before = Number((await status()).revision);
     await edit(
       '20-policies.yaml',
@@ -345,14 +348,13 @@ describe('controller and agents', () => {
     }, 'the refusal and the retry in status');
     assert.equal(failing.inSync, false);
     assert.equal(failing.connected, true);
-    assert.match(failing.lastError, /EEXIST|ENOTDIR|not a directory|file already exists/);
+    assert.match(failing.lastError, /EISDIR|ENOTEMPTY|EEXIST|is a directory|not empty/);
     assert.equal(
       (await enforced('node-b', 'shop/cart', 'shop/redis', 6379)).allowed,
       true,
       'the previous span stays in force',
     );
-    await rm(stateDir);
-    await mkdir(stateDir);
+    await rm(spanFile, { recursive: true });
     const s = await converged((x) => Number(x.revision) > before);
     const b = s.agents.find((a) => a.node === 'node-b')!;
     assert.deepEqual([b.lastError, b.retryAttempts, b.nextRetryUnixMs], ['', 0, '0']);
