@@ -102,6 +102,7 @@ describe('the live differential', () => {
         seed,
         rounds: ROUNDS,
         progress: (line) => t.diagnostic(line),
+        signal: t.signal,
       });
       assert.equal(result.error, undefined, formatFailures(result));
       assert.equal(result.failing.length, 0, `\n${formatFailures(result)}`);
