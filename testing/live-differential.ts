@@ -998,7 +998,7 @@ function fileText(file: string, objects: readonly Raw[]): string {
 
 // --- writing files as users do --------------------------------------------------
 
-interface FileOp {
+export interface FileOp {
   readonly type: 'write' | 'delete' | 'remove-dir';
   readonly path: string;
   readonly text?: string;
@@ -1675,7 +1675,6 @@ export async function runSeed(options: LiveOptions): Promise<SeedResult> {
   const manifests = join(runDir, 'manifests');
   const shadow = join(runDir, 'last-valid');
   const cluster = new RandomCluster(options.seed, skip);
-  const r = cluster.r;
   const rounds: RoundResult[] = [];
   let sys: LiveSystem | undefined;
   let error: string | undefined;
@@ -1684,7 +1683,7 @@ export async function runSeed(options: LiveOptions): Promise<SeedResult> {
   options.signal?.addEventListener('abort', abort, { once: true });
   try {
     sys = await LiveSystem.create(runDir);
-    let onDisk = cluster.render(true, 0);
+    let onDisk: ReadonlyMap<string, string> = cluster.render(true, 0);
     await writeTree(manifests, onDisk);
     await sys.startController();
     await Promise.all(NODES.map((n) => sys!.startAgent(n)));
@@ -1696,31 +1695,22 @@ export async function runSeed(options: LiveOptions): Promise<SeedResult> {
       let disruption = 'none';
       let writes = 0;
       if (round > 0) {
-        cluster.beginRound();
-        const k = min + r.int(max - min + 1);
-        for (let i = 0; i < k; i++) {
-          const c = cluster.change();
-          if (c !== undefined) changes.push(c);
-        }
-        const next = cluster.render(true, round);
-        const ops = plan(r, onDisk, next, cluster.touched, skip);
-        // The previous canary goes first, this round's last (see the sync proof).
-        const prevCanary = canaryFile(round - 1);
-        const canaryOp = ops.find((o) => o.path === canaryFile(round))!;
-        const body = ops.filter((o) => o.path !== prevCanary && o.path !== canaryFile(round));
-        const d = pickDisruption(r, skip, cluster.broken.size > 0);
-        disruption = d.text;
+        const p = planRound(cluster, round, onDisk, { skip, min, max });
+        changes.push(...p.changes);
+        disruption = p.disruption.text;
+        const d = p.disruption;
         const at =
-          d.at === 'before' ? 0 : d.at === 'midway' ? Math.floor(body.length / 2) : body.length;
-        await rm(join(manifests, prevCanary), { force: true });
-        for (let i = 0; i <= body.length; i++) {
-          if (i === at && d.stop) await d.stop(sys);
-          if (i < body.length) await perform(manifests, body[i]!);
+          d.at === 'before' ? 0 : d.at === 'midway' ? Math.floor(p.body.length / 2) : p.body.length;
+        // The previous canary goes first, this round's last (see the sync proof).
+        await rm(join(manifests, canaryFile(round - 1)), { force: true });
+        for (let i = 0; i <= p.body.length; i++) {
+          if (i === at && d.kind !== 'none') await stopFor(sys, d);
+          if (i < p.body.length) await perform(manifests, p.body[i]!);
         }
-        await perform(manifests, { ...canaryOp, mode: 'rename', pauseMs: 0 });
-        if (d.start) await d.start(sys);
-        writes = body.length + 1;
-        onDisk = next;
+        await perform(manifests, p.canary);
+        if (d.kind !== 'none') await startFor(sys, d);
+        writes = p.body.length + 1;
+        onDisk = p.files;
       }
       const sync = await proveSync(sys, round, syncTimeoutMs);
       // The analysis of the same directory, or of the last valid versions while a file is broken.
@@ -1814,34 +1804,131 @@ export async function runSeed(options: LiveOptions): Promise<SeedResult> {
   };
 }
 
-interface Planned {
-  readonly text: string;
-  readonly at: 'before' | 'midway' | 'after';
-  readonly stop?: (sys: LiveSystem) => Promise<void>;
-  readonly start?: (sys: LiveSystem) => Promise<void>;
+/** What one round does, decided by the seed alone: made before anything is written, so that a dry run shows it. */
+export interface RoundPlan {
+  readonly round: number;
+  readonly changes: readonly string[];
+  /** File operations in order; the previous canary's deletion (first) and this round's canary (last) are apart. */
+  readonly body: readonly FileOp[];
+  readonly canary: FileOp;
+  readonly disruption: Disruptive;
+  /** The directory after the round. */
+  readonly files: ReadonlyMap<string, string>;
 }
 
 /** At most one disruption a round: an agent or the controller stopped before, between or after the writes, and started again after them. */
-function pickDisruption(r: SeededRandom, skip: ReadonlySet<Skippable>, broken: boolean): Planned {
+export type Disruptive =
+  | { readonly kind: 'none'; readonly text: string; readonly at: 'after' }
+  | {
+      readonly kind: 'restart-agent';
+      readonly node: NodeName;
+      readonly signal: 'SIGTERM' | 'SIGKILL';
+      readonly at: 'before' | 'midway' | 'after';
+      readonly text: string;
+    }
+  | {
+      readonly kind: 'restart-controller';
+      readonly signal: 'SIGTERM' | 'SIGKILL';
+      readonly at: 'before' | 'midway' | 'after';
+      readonly text: string;
+    };
+
+/** Applies a round's changes to the cluster and plans its writes and its disruption. */
+export function planRound(
+  cluster: RandomCluster,
+  round: number,
+  onDisk: ReadonlyMap<string, string>,
+  o: { skip: ReadonlySet<Skippable>; min: number; max: number },
+): RoundPlan {
+  const r = cluster.r;
+  cluster.beginRound();
+  const changes: string[] = [];
+  const k = o.min + r.int(o.max - o.min + 1);
+  for (let i = 0; i < k; i++) {
+    const c = cluster.change();
+    if (c !== undefined) changes.push(c);
+  }
+  const files = cluster.render(true, round);
+  const ops = plan(r, onDisk, files, cluster.touched, o.skip);
+  const canary = ops.find((x) => x.path === canaryFile(round))!;
+  const body = ops.filter((x) => x.path !== canaryFile(round - 1) && x.path !== canaryFile(round));
+  const disruption = pickDisruption(r, o.skip, cluster.broken.size > 0);
+  return {
+    round,
+    changes,
+    body,
+    // Always by rename: the canary is never seen half-written.
+    canary: { ...canary, mode: 'rename', pauseMs: 0 },
+    disruption,
+    files,
+  };
+}
+
+function pickDisruption(
+  r: SeededRandom,
+  skip: ReadonlySet<Skippable>,
+  broken: boolean,
+): Disruptive {
   const x = r.next();
   const at = r.pick(['before', 'midway', 'after'] as const);
   const signal = r.chance(0.5) ? 'SIGKILL' : 'SIGTERM';
   const node = r.pick(NODES);
   if (x < 0.18 && !skip.has('restart-agent'))
     return {
-      text: `restart-agent ${node} (${signal} ${at} the writes)`,
+      kind: 'restart-agent',
+      node,
+      signal,
       at,
-      stop: (sys) => sys.stopAgent(node, signal),
-      start: (sys) => sys.startAgent(node),
+      text: `restart-agent ${node} (${signal} ${at} the writes)`,
     };
+  // Never while a file is broken: a fresh controller cannot know a version it never read.
   if (x >= 0.18 && x < 0.28 && !skip.has('restart-controller') && !broken)
     return {
-      text: `restart-controller (${signal} ${at} the writes)`,
+      kind: 'restart-controller',
+      signal,
       at,
-      stop: (sys) => sys.stopController(signal),
-      start: (sys) => sys.startController(),
+      text: `restart-controller (${signal} ${at} the writes)`,
     };
-  return { text: 'none', at: 'after' };
+  return { kind: 'none', text: 'none', at: 'after' };
+}
+
+function stopFor(sys: LiveSystem, d: Disruptive): Promise<void> {
+  if (d.kind === 'restart-agent') return sys.stopAgent(d.node, d.signal);
+  if (d.kind === 'restart-controller') return sys.stopController(d.signal);
+  return Promise.resolve();
+}
+
+function startFor(sys: LiveSystem, d: Disruptive): Promise<void> {
+  if (d.kind === 'restart-agent') return sys.startAgent(d.node);
+  if (d.kind === 'restart-controller') return sys.startController();
+  return Promise.resolve();
+}
+
+/** The rounds of a seed as they would run, without processes: `npm run soak -- --dry-run`. */
+export function dryRun(o: LiveOptions): RoundPlan[] {
+  const skip = o.skip ?? new Set<Skippable>();
+  const cluster = new RandomCluster(o.seed, skip);
+  let onDisk: ReadonlyMap<string, string> = cluster.render(true, 0);
+  const plans: RoundPlan[] = [];
+  for (let round = 1; round <= o.rounds; round++) {
+    const p = planRound(cluster, round, onDisk, {
+      skip,
+      min: o.minChanges ?? DEFAULTS.minChanges,
+      max: o.maxChanges ?? DEFAULTS.maxChanges,
+    });
+    plans.push(p);
+    onDisk = p.files;
+  }
+  return plans;
+}
+
+function describePlan(p: RoundPlan): string {
+  const ops = p.body.map((x) => `${x.type === 'write' ? x.mode : x.type} ${x.path}`).join(', ');
+  return [
+    `round ${p.round}: disruption ${p.disruption.text}`,
+    ...p.changes.map((c) => `  - ${c}`),
+    `  files: ${ops || '(none)'}; then the canary`,
+  ].join('\n');
 }
 
 // --- reports --------------------------------------------------------------------
@@ -1904,7 +1991,7 @@ export function formatFailures(s: SeedResult, maxGroups = 10): string {
 
 const SOAK_USAGE = `usage: npm run soak -- [--seed N] [--seeds N] [--rounds N] [--changes MIN-MAX]
                       [--skip KIND,...] [--no-restarts] [--no-invalid-edits] [--keep]
-                      [--max-failing-rounds N] [--sync-timeout-ms N]
+                      [--max-failing-rounds N] [--sync-timeout-ms N] [--dry-run]
   --seed N               the first seed (default 1; env WEIR_SOAK_SEED)
   --seeds N              how many seeds, from the first (default 5; env WEIR_SOAK_SEEDS)
   --rounds N             rounds of changes per seed (default 50; env WEIR_SOAK_ROUNDS)
@@ -1914,6 +2001,7 @@ const SOAK_USAGE = `usage: npm run soak -- [--seed N] [--seeds N] [--rounds N] [
   --no-restarts          --skip restart-agent,restart-controller
   --no-invalid-edits     --skip invalid-edit
   --keep                 keep every run directory (manifests, state, logs), not only failing ones
+  --dry-run              print each round's changes, writes and disruption; start nothing
 Exits 1 when any round disagrees or cannot prove sync.
 `;
 
@@ -1931,6 +2019,7 @@ async function soak(argv: string[]): Promise<number> {
       keep: { type: 'boolean' },
       'max-failing-rounds': { type: 'string' },
       'sync-timeout-ms': { type: 'string' },
+      'dry-run': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -1965,6 +2054,14 @@ async function soak(argv: string[]): Promise<number> {
   const first = int(values.seed!, '--seed');
   const seeds = int(values.seeds!, '--seeds', 1);
   const rounds = int(values.rounds!, '--rounds');
+  if (values['dry-run']) {
+    for (let seed = first; seed < first + seeds; seed++) {
+      process.stdout.write(`seed ${seed}\n`);
+      for (const p of dryRun({ seed, rounds, minChanges, maxChanges, skip }))
+        process.stdout.write(`${describePlan(p)}\n`);
+    }
+    return 0;
+  }
   const results: SeedResult[] = [];
   const t0 = Date.now();
   for (let seed = first; seed < first + seeds; seed++) {

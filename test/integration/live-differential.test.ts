@@ -3,7 +3,7 @@
  * controller and three real agents through random rounds of cluster changes,
  * every agent's per-direction decision compared with `weirctl analyze` on
  * the same manifests after each round. A bounded number of seeds and rounds
- * here (WEIR_LIVE_SEEDS="1,2", WEIR_LIVE_ROUNDS=10 to change them); `npm run
+ * here (WEIR_LIVE_SEEDS="7,66", WEIR_LIVE_ROUNDS=5 to change them); `npm run
  * soak` runs the same harness for as long as asked. Nothing is skipped:
  * every kind of change, disruption and write is made.
  */
@@ -16,14 +16,23 @@ import { analyse } from '../../cli/analysis.js';
 import {
   CHANGE_KINDS,
   RandomCluster,
+  dryRun,
   formatFailures,
   reproduceCommand,
   runSeed,
   writeTree,
 } from '../../testing/live-differential.js';
 
-const SEEDS = (process.env.WEIR_LIVE_SEEDS ?? '1,2').split(',').map(Number);
-const ROUNDS = Number(process.env.WEIR_LIVE_ROUNDS ?? 10);
+/**
+ * Seeds 7 and 66 because their first five rounds, together, make 26 of the
+ * 30 kinds of change, disruption and write (`npm run soak -- --dry-run`
+ * shows them) with one controller restart and three agent restarts (before,
+ * between and after the writes), an invalid edit, namespaces deleted, pods
+ * moved, addresses reused and claimed twice. Chosen by the plan alone, never
+ * by what a run found.
+ */
+const SEEDS = (process.env.WEIR_LIVE_SEEDS ?? '7,66').split(',').map(Number);
+const ROUNDS = Number(process.env.WEIR_LIVE_ROUNDS ?? 5);
 
 /** Rounds of changes without processes: the kinds made and the files after each round. */
 function generate(seed: number, rounds: number) {
@@ -50,17 +59,17 @@ function generate(seed: number, rounds: number) {
 }
 
 describe('the live differential', () => {
-  test('the same seed gives the same changes and the same files', () => {
-    assert.deepEqual(generate(7, 40), generate(7, 40));
-    assert.notDeepEqual(generate(7, 5), generate(8, 5));
+  test('the same seed gives the same changes, files, writes and disruptions', () => {
+    assert.deepEqual(dryRun({ seed: 7, rounds: 40 }), dryRun({ seed: 7, rounds: 40 }));
+    assert.notDeepEqual(dryRun({ seed: 7, rounds: 5 }), dryRun({ seed: 8, rounds: 5 }));
   });
 
   test('the generator makes every kind of change, and its manifests are valid except where it broke a file on purpose', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'weir-live-gen-'));
     try {
       const seen = new Set<string>();
-      for (const seed of [1, 2, 3]) {
-        for (const [i, round] of generate(seed, 60).entries()) {
+      for (const seed of [1, 2]) {
+        for (const [i, round] of generate(seed, 30).entries()) {
           for (const c of round.changes) seen.add(c.slice(0, c.indexOf(':')));
           await writeTree(dir, round.files);
           const a = await analyse([dir]);
