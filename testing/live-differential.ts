@@ -18,14 +18,17 @@
  *            (the agent's own Evaluate) = analyse(the same directory)?
  *
  * What is compared. Every pod the analysis has as an endpoint on one of the
- * three nodes (the canary's aside), by each address it owns (an address two pods claim belongs to
- * the last by key, the controller's tie-break; the loser is not asked about
- * that address), against every other such pod, the nodes' own addresses and
- * two addresses outside the cluster; for each address family a pair shares;
- * on every probe of PROBES. A cell's decision is what
- * shared/policy/explain.ts says for that direction: enforced here or not,
- * the endpoint, allowed, the deciding tier, the isolating policies and the
- * rule that allowed it. Any difference is a disagreement.
+ * three nodes (the canary's aside), by each address it owns (an address two
+ * pods claim belongs to the last by key, the controller's tie-break; the
+ * loser is not asked about that address), against every other such pod, the
+ * nodes' own addresses (Node objects are in cluster/nodes.yaml, for
+ * node-local traffic) and two addresses outside the cluster; for each
+ * address family a pair shares; on every probe of PROBES. A cell's decision
+ * is what shared/policy/explain.ts says for that direction: enforced here or
+ * not, the endpoint, allowed, the deciding tier, the isolating policies and
+ * the rule that allowed it. Any difference is a disagreement; the first
+ * failing round of a seed is asked again after 6 s, to tell a late update
+ * ("cleared") from a stranded one ("persists"), and fails either way.
  *
  * The expected state. Kubernetes keeps the last valid version of an object
  * when an update is invalid; so must Weir. The generator's invalid edits
@@ -170,7 +173,7 @@ const DEFAULTS = {
 
 /** The one command that replays a seed up to a round with the same options. */
 export function reproduceCommand(o: LiveOptions, round: number): string {
-  const parts = ['npm run soak --', `--seed ${o.seed}`, `--rounds ${round}`];
+  const parts = ['npm run soak --', `--seed ${o.seed}`, '--seeds 1', `--rounds ${round}`];
   const min = o.minChanges ?? DEFAULTS.minChanges;
   const max = o.maxChanges ?? DEFAULTS.maxChanges;
   if (min !== DEFAULTS.minChanges || max !== DEFAULTS.maxChanges)

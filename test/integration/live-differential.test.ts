@@ -99,7 +99,7 @@ describe('the live differential', () => {
   test('a failure is reported with the command that replays it', () => {
     assert.equal(
       reproduceCommand({ seed: 3, rounds: 10, skip: new Set(['restart-agent']) }, 7),
-      'npm run soak -- --seed 3 --rounds 7 --skip restart-agent',
+      'npm run soak -- --seed 3 --seeds 1 --rounds 7 --skip restart-agent',
     );
   });
 
