@@ -351,9 +351,10 @@ export class RandomCluster {
       ['claim-address', 2],
       ['named-port', 8],
       ['finish-pod', 2],
-      ['add-policy', this.policies.size < 10 ? 8 : 2],
+      ['add-policy', this.policies.size < 10 ? 10 : 2],
       ['edit-policy', 12],
-      ['delete-policy', this.policies.size > 2 ? 6 : 1],
+      // Often: deleting a policy that spans nodes with different policy sets is where spans go wrong.
+      ['delete-policy', this.policies.size > 2 ? 9 : 1],
       ['move-object', 3],
       ['touch-file', 2],
       ['invalid-edit', this.broken.size < 2 ? 3 : 0],
@@ -686,7 +687,8 @@ export class RandomCluster {
 
   private policySpec(): Raw {
     const r = this.r;
-    const spec: Raw = { podSelector: this.selector(POD_LABELS) };
+    // Every pod of the namespace (default-deny and the like) a third of the time: such policies span nodes.
+    const spec: Raw = { podSelector: r.chance(0.3) ? {} : this.selector(POD_LABELS) };
     if (r.chance(0.8)) spec.ingress = this.rules('from');
     if (r.chance(0.5)) spec.egress = this.rules('to');
     this.policyTypes(spec);
