@@ -59,7 +59,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -1784,6 +1784,11 @@ export async function runSeed(options: LiveOptions): Promise<SeedResult> {
         ms: Date.now() - t0,
       };
       rounds.push(result);
+      if (result.disagreements.length > 0)
+        await appendFile(
+          join(runDir, 'disagreements.txt'),
+          `seed ${options.seed} round ${round} (${reproduceCommand(options, round)}):\n${result.disagreements.map((d) => `  ${describeDisagreement(d)}`).join('\n')}\n`,
+        );
       progress(
         `seed ${options.seed} round ${round}/${options.rounds}: ${changes.length} change(s), ${writes} write(s), disruption ${disruption}; ${sync.proven ? `in sync at revision ${sync.revision} after ${sync.waitedMs} ms` : 'NO PROOF OF SYNC'}; ${cs.length} cells (analysis ${offlineMs} ms, agents ${liveMs} ms), ${disagreements.length} disagreement(s); ${result.ms} ms`,
       );
@@ -1988,7 +1993,10 @@ export function formatFailures(s: SeedResult, maxGroups = 10): string {
     for (const a of r.agentStatus) lines.push(`  ${a}`);
     if (r.disagreements.length > 0) lines.push(...groupedDisagreements(r.disagreements, maxGroups));
   }
-  if (lines.length > 0) lines.push(`  logs, manifests and state: ${s.runDir}`);
+  if (lines.length > 0)
+    lines.push(
+      `  every disagreeing cell: ${join(s.runDir, 'disagreements.txt')}; logs, manifests and state: ${s.runDir}`,
+    );
   return lines.join('\n');
 }
 
