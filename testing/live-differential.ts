@@ -1982,7 +1982,7 @@ export function formatFailures(s: SeedResult, maxGroups = 10): string {
   for (const r of s.failing) {
     lines.push(
       `seed ${s.options.seed} round ${r.round}: ${r.disagreements.length} of ${r.cells} cells disagree${r.sync.proven ? '' : '; NO PROOF OF SYNC'}`,
-      `  reproduce: ${reproduceCommand(s.options, r.round)}`,
+      `  reproduce: ${reproduceCommand(s.options, r.round)} (timing is the processes' own: add --repeat 10 if it passes)`,
       `  sync: ${r.sync.proven ? 'proven' : 'not proven'} after ${r.sync.waitedMs} ms: ${r.sync.detail}`,
       `  changes of round ${r.round} (disruption: ${r.disruption}):`,
       ...(r.round === 0 ? ['    - the initial cluster'] : r.changes.map((c) => `    - ${c}`)),
@@ -2004,7 +2004,7 @@ export function formatFailures(s: SeedResult, maxGroups = 10): string {
 
 const SOAK_USAGE = `usage: npm run soak -- [--seed N] [--seeds N] [--rounds N] [--changes MIN-MAX]
                       [--skip KIND,...] [--no-restarts] [--no-invalid-edits] [--keep]
-                      [--max-failing-rounds N] [--sync-timeout-ms N] [--dry-run]
+                      [--max-failing-rounds N] [--sync-timeout-ms N] [--dry-run] [--repeat N]
   --seed N               the first seed (default 1; env WEIR_SOAK_SEED)
   --seeds N              how many seeds, from the first (default 5; env WEIR_SOAK_SEEDS)
   --rounds N             rounds of changes per seed (default 50; env WEIR_SOAK_ROUNDS)
@@ -2015,6 +2015,8 @@ const SOAK_USAGE = `usage: npm run soak -- [--seed N] [--seeds N] [--rounds N] [
   --no-invalid-edits     --skip invalid-edit
   --keep                 keep every run directory (manifests, state, logs), not only failing ones
   --dry-run              print each round's changes, writes and disruption; start nothing
+  --repeat N             run each seed up to N times, until it fails: the changes are the seed's, the
+                         timing is the processes' own, so a failure may need a few runs to show again
 Exits 1 when any round disagrees or cannot prove sync.
 `;
 
@@ -2033,6 +2035,7 @@ async function soak(argv: string[]): Promise<number> {
       'max-failing-rounds': { type: 'string' },
       'sync-timeout-ms': { type: 'string' },
       'dry-run': { type: 'boolean' },
+      repeat: { type: 'string', default: '1' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -2075,9 +2078,11 @@ async function soak(argv: string[]): Promise<number> {
     }
     return 0;
   }
+  const repeat = int(values.repeat!, '--repeat', 1);
   const results: SeedResult[] = [];
   const t0 = Date.now();
-  for (let seed = first; seed < first + seeds; seed++) {
+  for (let run = 0, seed = first; seed < first + seeds; run++) {
+    if (run > 0) process.stdout.write(`seed ${seed}: run ${run + 1} of ${repeat}\n`);
     const result = await runSeed({
       seed,
       rounds,
@@ -2095,11 +2100,16 @@ async function soak(argv: string[]): Promise<number> {
     results.push(result);
     const report = formatFailures(result);
     if (report) process.stdout.write(`${report}\n`);
+    // The next seed after `repeat` runs, or at this seed's first failing run.
+    if (run + 1 >= repeat || report) {
+      seed++;
+      run = -1;
+    }
   }
   const failing = results.flatMap((s) => s.failing.map((r) => ({ s, r })));
   const errors = results.filter((s) => s.error);
   process.stdout.write(
-    `\nsummary: ${results.length} seed(s), ${results.reduce((n, s) => n + s.rounds.length, 0)} round(s), ${results.reduce((n, s) => n + s.cells, 0)} cells, ${results.reduce((n, s) => n + s.disagreements, 0)} disagreement(s), ${failing.length} failing round(s), ${errors.length} seed(s) that could not run; ${Math.round((Date.now() - t0) / 1000)} s\n`,
+    `\nsummary: ${seeds} seed(s) in ${results.length} run(s), ${results.reduce((n, s) => n + s.rounds.length, 0)} round(s), ${results.reduce((n, s) => n + s.cells, 0)} cells, ${results.reduce((n, s) => n + s.disagreements, 0)} disagreement(s), ${failing.length} failing round(s), ${errors.length} seed(s) that could not run; ${Math.round((Date.now() - t0) / 1000)} s\n`,
   );
   for (const { s, r } of failing)
     process.stdout.write(
