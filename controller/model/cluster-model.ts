@@ -53,7 +53,11 @@ export type ModelEvent =
       readonly namespace: string;
       readonly name: string;
     }
-  /** An object that failed validation: any previous valid version is withdrawn. */
+  /**
+   * An object that failed validation: recorded as rejected, and its last
+   * valid version (if any) stays in force, as the API server keeps the
+   * stored object when it refuses an update. Only a delete withdraws it.
+   */
   | {
       readonly type: 'invalid';
       readonly kind: KubeObject['kind'];
@@ -167,8 +171,12 @@ export class ClusterModel {
       isClusterScoped(event.kind) ? '' : event.namespace,
       event.name,
     );
-    if (event.type === 'invalid') this.rejected.set(key, event.issues);
-    else this.rejected.delete(key);
+    if (event.type === 'invalid') {
+      // Never fail open: an invalid update withdraws nothing.
+      this.rejected.set(key, event.issues);
+      return;
+    }
+    this.rejected.delete(key);
     if (event.kind === 'Namespace') this.setNamespace(event.name, undefined);
     else if (event.kind === 'Node') this.setNode(event.name, undefined);
     else if (event.kind === 'Pod') {

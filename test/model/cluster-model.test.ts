@@ -68,7 +68,7 @@ describe('incremental cluster model', () => {
           });
         if (r.chance(0.1))
           events.push(() => {
-            state.delete(keyOf(o));
+            // Rejected: the last valid version, if any, stays in force.
             m.apply({
               type: 'invalid',
               kind: o.kind,
@@ -179,4 +179,28 @@ test('addresses two endpoints claim are reported, with the endpoints', () => {
   assert.deepEqual(m.duplicateAddresses(), [{ ip: '10.0.0.9', endpoints: ['a/new', 'a/old'] }]);
   m.apply({ type: 'delete', kind: 'Pod', namespace: 'a', name: 'old' });
   assert.deepEqual(m.duplicateAddresses(), []);
+});
+
+test('an invalid update leaves the last valid version in force and is reported; only a delete withdraws it', () => {
+  const m = new ClusterModel({ cluster: 't' });
+  for (const raw of [
+    namespace('a'),
+    pod('a', 'db', { labels: { app: 'db' }, ips: ['10.0.0.1'], node: 'n1' }),
+    networkPolicy('a', 'deny-all', { podSelector: {}, policyTypes: ['Ingress'] }),
+  ])
+    m.apply({ type: 'upsert', object: read(raw) });
+  const id = 't/np/a/deny-all';
+  assert.ok(m.policyIds().includes(id));
+  m.apply({
+    type: 'invalid',
+    kind: 'NetworkPolicy',
+    namespace: 'a',
+    name: 'deny-all',
+    issues: [{ field: 'spec.ingress[0].ports[0].endPort', message: 'below port' }],
+  });
+  assert.ok(m.policyIds().includes(id), 'the deny-all policy still isolates a/db');
+  assert.equal(m.rejections().size, 1);
+  m.apply({ type: 'delete', kind: 'NetworkPolicy', namespace: 'a', name: 'deny-all' });
+  assert.ok(!m.policyIds().includes(id));
+  assert.equal(m.rejections().size, 0);
 });
