@@ -11,7 +11,7 @@
  * operator status call (GetStatus over gRPC, what `weirctl status` calls),
  * and how many agents it proves in sync (every one, or the run fails).
  *
- * The same with 100 agents whose spans hold ~3,000 objects each (each
+ * The same with 50 agents whose spans hold ~3,000 objects each (each
  * node's egress rules resolve a named port against 3,000 provider pods),
  * where the controller's per-node cost shows. Then, without agents: the
  * first status after a change every node hears, 1,000 such spans.
@@ -409,7 +409,7 @@ export async function benchPropagation(
   } = {},
 ): Promise<string> {
   const lines: string[] = [];
-  const large = options.largeSpanAgents ?? 100;
+  const large = options.largeSpanAgents ?? 50;
   const runs = [
     ...(options.agents ?? [100, 1000]).map((agents) => ({ agents, providers: 0 })),
     ...(large > 0 ? [{ agents: large, providers: 3000 }] : []),
