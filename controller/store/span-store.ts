@@ -38,6 +38,7 @@ import type {
 import { isEmpty } from '../model/cluster-model.js';
 import {
   addressGroupToWire,
+  applicationPolicySetToWire,
   endpointToWire,
   firewallPolicyToWire,
   serviceGroupToWire,
@@ -49,7 +50,6 @@ import {
   spanElement,
   spanHashOf,
 } from '../../shared/wire/span-hash.js';
-import { applicationPolicySetToWire } from '../../shared/wire/policy.js';
 
 /** "p:<policy id>", "g:<group id>", "s:<service group id>", "e:<namespace/name>". */
 export type ObjectKey = string;
