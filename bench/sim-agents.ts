@@ -70,12 +70,28 @@ async function main(): Promise<void> {
     process.send!({ type: 'ack', notices });
     notices = [];
   };
+  // Updates are applied one per turn of the event loop, in arrival order:
+  // the agents share one loop, and applying a burst of whole spans in one
+  // turn would hold every other agent's socket (and its keepalive pings)
+  // for seconds. Real agents apply in parallel.
+  const work: Array<() => void> = [];
+  const workOne = () => {
+    work.shift()!();
+    if (work.length > 0) setImmediate(workOne);
+  };
   const calls: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>[] = [];
+  const streamErrors = new Set<string>();
+  let stopping = false;
   for (let i = 0; i < count; i++) {
     const node = `node-${i}`;
-    // One connection per agent, as separate hosts would have.
+    // One connection per agent, as separate hosts would have. The keepalive
+    // timeout is the agents' but for one thing: here 1,000 agents share one
+    // event loop, which on a loaded machine stalls for seconds, and a ping
+    // answered late would drop streams (measured: hundreds at once) and
+    // measure the simulation, not the controller.
     const client = new proto.weir.v1.ControlPlane(address, grpc.credentials.createInsecure(), {
       ...CHANNEL_OPTIONS,
+      'grpc.keepalive_timeout_ms': 60_000,
       'grpc.use_local_subchannel_pool': 1,
     });
     const call = (
@@ -87,18 +103,28 @@ async function main(): Promise<void> {
     call.on('data', (msg: ControllerMessage__Output) => {
       const u = msg.update;
       if (!u) return;
-      state = state.apply(u);
-      call.write({ ack: { revision: u.revision, inForceHash: inForceHash(state) } });
-      const at = now();
-      unsized.push({
-        record: { node, revision: Number(u.revision), at, snapshot: u.snapshot },
-        update: u,
-        state,
+      work.push(() => {
+        state = state.apply(u);
+        call.write({ ack: { revision: u.revision, inForceHash: inForceHash(state) } });
+        const at = now();
+        unsized.push({
+          record: { node, revision: Number(u.revision), at, snapshot: u.snapshot },
+          update: u,
+          state,
+        });
+        notices.push({ node, revision: Number(u.revision) });
+        if (notices.length === 1) setImmediate(sendNotices);
       });
-      notices.push({ node, revision: Number(u.revision) });
-      if (notices.length === 1) setImmediate(sendNotices);
+      if (work.length === 1) setImmediate(workOne);
     });
-    call.on('error', () => undefined);
+    call.on('error', (err: grpc.ServiceError) => {
+      // An agent that loses its stream stays down (it would resync on reconnecting): say why, once per reason.
+      if (stopping) return;
+      const why = `${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`;
+      if (!streamErrors.has(why))
+        process.stderr.write(`simulated agent ${node}: stream lost (${why})\n`);
+      streamErrors.add(why);
+    });
     call.write({
       hello: { node, appliedRevision: '0', instance: `sim-${i}`, inForceHash: inForceHash(state) },
     });
@@ -111,6 +137,7 @@ async function main(): Promise<void> {
       process.send!({ type: 'reported' });
     }
     if (m.type === 'stop') {
+      stopping = true;
       flush();
       for (const c of calls) c.cancel();
       setTimeout(() => process.exit(0), 100);

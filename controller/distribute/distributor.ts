@@ -38,7 +38,7 @@ import {
 } from '../../shared/wire/policy.js';
 import { objectHash } from '../../shared/wire/span-hash.js';
 import type { ClusterModel } from '../model/cluster-model.js';
-import type { ObjectKey, SpanStore } from '../store/span-store.js';
+import type { ObjectKey, SpanObject, SpanStore } from '../store/span-store.js';
 import type { PersistedNode } from '../store/state-file.js';
 
 export interface AgentLink {
@@ -195,6 +195,8 @@ export class Distributor {
   private readonly commits = new Map<number, number>();
   /** Updates built at `builtRevision`, by key: nodes that need the same one share it. */
   private built = new Map<string, SpanUpdate>();
+  /** Wire objects built at `builtRevision`, by key, with their verified content hash. */
+  private wire = new Map<ObjectKey, WireObject>();
   private builtRevision = -1;
 
   constructor(
@@ -742,6 +744,7 @@ export class Distributor {
 
     if (this.builtRevision !== revision) {
       this.built = new Map();
+      this.wire = new Map();
       this.builtRevision = revision;
     }
     let update = this.built.get(key);
@@ -816,28 +819,25 @@ export class Distributor {
       removedEndpoints: [],
       cluster: this.model.cluster,
     };
+    const localOnly = this.store.span(node)?.localOnlyGroups;
     for (const key of changed) {
-      const o = this.store.object(node, key);
-      if (o === undefined) return undefined;
-      let hash: string;
-      if (o.kind === 'policy') {
-        const w = firewallPolicyToWire(o.object);
-        hash = objectHash.policy(w);
-        update.policies.push(w);
-      } else if (o.kind === 'group') {
-        const w = addressGroupToWire(o.object);
-        hash = objectHash.addressGroup(w);
-        update.addressGroups.push(w);
-      } else if (o.kind === 'service') {
-        const w = serviceGroupToWire(o.object);
-        hash = objectHash.serviceGroup(w);
-        update.serviceGroups.push(w);
-      } else {
-        const w = endpointToWire(o.object);
-        hash = objectHash.endpoint(w);
-        update.endpoints.push(w);
+      const want = current.get(key)?.hash;
+      // The same object version is the same wire object on every node that
+      // holds it whole (not a group cut down to local members): convert and
+      // verify it once per revision, not once per node.
+      const shared = !(key.startsWith('g:') && localOnly?.has(key.slice(2)));
+      let w = shared ? this.wire.get(key) : undefined;
+      if (w === undefined || w.hash !== want) {
+        const o = this.store.object(node, key);
+        if (o === undefined) return undefined;
+        w = toWire(o);
+        if (w.hash !== want) return undefined;
+        if (shared) this.wire.set(key, w);
       }
-      if (hash !== current.get(key)?.hash) return undefined;
+      if (w.kind === 'policy') update.policies.push(w.object);
+      else if (w.kind === 'group') update.addressGroups.push(w.object);
+      else if (w.kind === 'service') update.serviceGroups.push(w.object);
+      else update.endpoints.push(w.object);
     }
     for (const key of removed) {
       const id = key.slice(2);
@@ -848,5 +848,33 @@ export class Distributor {
     }
     if (policySet !== undefined) update.applicationPolicySet = policySet;
     return update;
+  }
+}
+
+type WireObject =
+  | { kind: 'policy'; hash: string; object: NonNullable<SpanUpdate['policies']>[number] }
+  | { kind: 'group'; hash: string; object: NonNullable<SpanUpdate['addressGroups']>[number] }
+  | { kind: 'service'; hash: string; object: NonNullable<SpanUpdate['serviceGroups']>[number] }
+  | { kind: 'endpoint'; hash: string; object: NonNullable<SpanUpdate['endpoints']>[number] };
+
+/** An object's wire form and the content hash an agent will compute for it. */
+function toWire(o: SpanObject): WireObject {
+  switch (o.kind) {
+    case 'policy': {
+      const object = firewallPolicyToWire(o.object);
+      return { kind: 'policy', hash: objectHash.policy(object), object };
+    }
+    case 'group': {
+      const object = addressGroupToWire(o.object);
+      return { kind: 'group', hash: objectHash.addressGroup(object), object };
+    }
+    case 'service': {
+      const object = serviceGroupToWire(o.object);
+      return { kind: 'service', hash: objectHash.serviceGroup(object), object };
+    }
+    case 'endpoint': {
+      const object = endpointToWire(o.object);
+      return { kind: 'endpoint', hash: objectHash.endpoint(object), object };
+    }
   }
 }

@@ -33,6 +33,58 @@ export interface OperatorBackend {
 const ENCODED_MAX_ENTRIES = 64;
 const ENCODED_MAX_BYTES = 64 * 1024 * 1024;
 
+/**
+ * ControllerMessage{update} encoded from pieces: the update's scalar and
+ * removal fields, then each object as its own repeated-field entry, encoded
+ * once per object (`memo`, by identity: the Distributor hands every node
+ * the same wire object for the same object version). Protobuf decodes the
+ * concatenation of encoded fields as the message holding all of them, in
+ * order, so this decodes exactly as `encode({ update })` does, but a
+ * snapshot of thousands of objects costs a copy of their bytes, not their
+ * encoding, per node.
+ */
+export function encodeUpdate(
+  update: SpanUpdate,
+  encode: (m: ControllerMessage) => Buffer,
+  memo: WeakMap<object, Buffer>,
+): Buffer {
+  // encode({ update: x }) is 0x0a (field 1, length-delimited), a varint length, then x's fields.
+  const fields = (x: SpanUpdate): Buffer => {
+    const b = encode({ update: x });
+    let i = 1;
+    while (b[i]! & 0x80) i++;
+    return b.subarray(i + 1);
+  };
+  const parts = [
+    fields({ ...update, policies: [], addressGroups: [], serviceGroups: [], endpoints: [] }),
+  ];
+  const each = <T extends object>(objects: readonly T[] | undefined, one: (o: T) => SpanUpdate) => {
+    for (const o of objects ?? []) {
+      let b = memo.get(o);
+      if (b === undefined) {
+        b = fields(one(o));
+        memo.set(o, b);
+      }
+      parts.push(b);
+    }
+  };
+  each(update.policies, (o) => ({ policies: [o] }));
+  each(update.addressGroups, (o) => ({ addressGroups: [o] }));
+  each(update.serviceGroups, (o) => ({ serviceGroups: [o] }));
+  each(update.endpoints, (o) => ({ endpoints: [o] }));
+  let length = 0;
+  for (const p of parts) length += p.length;
+  const head = [0x0a];
+  for (let n = length; ; n = Math.floor(n / 128)) {
+    if (n < 128) {
+      head.push(n);
+      break;
+    }
+    head.push((n % 128) | 0x80);
+  }
+  return Buffer.concat([Buffer.from(head), ...parts], head.length + length);
+}
+
 export async function startControllerServer(options: {
   listen: string;
   distributor: Distributor;
@@ -59,10 +111,11 @@ export async function startControllerServer(options: {
   // Keys name an update's exact content (Distributor); the last few are all that repeat.
   const encoded = new Map<string, Buffer>();
   let encodedBytes = 0;
+  const objects = new WeakMap<object, Buffer>();
   const encodeOnce = (update: SpanUpdate, key: string): Buffer => {
     let bytes = encoded.get(key);
     if (bytes === undefined) {
-      bytes = encode({ update });
+      bytes = encodeUpdate(update, encode, objects);
       encoded.set(key, bytes);
       encodedBytes += bytes.length;
       while (encoded.size > ENCODED_MAX_ENTRIES || encodedBytes > ENCODED_MAX_BYTES) {

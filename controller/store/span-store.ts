@@ -40,6 +40,7 @@ import type {
 import { isEmpty } from '../model/cluster-model.js';
 import {
   addressGroupToWire,
+  applicationPolicySetToWire,
   endpointToWire,
   firewallPolicyToWire,
   serviceGroupToWire,
@@ -51,7 +52,6 @@ import {
   spanElement,
   spanHashOf,
 } from '../../shared/wire/span-hash.js';
-import { applicationPolicySetToWire } from '../../shared/wire/policy.js';
 
 /** "p:<policy id>", "g:<group id>", "s:<service group id>", "e:<namespace/name>". */
 export type ObjectKey = string;
