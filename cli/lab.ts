@@ -236,23 +236,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     for (const n of view.notes) say(`note: ${n}`);
     await makeFabric(state.fabric);
     await reconcile(dir, state, view, say);
-    await prepareStateDir(join(dir, 'controller'));
-    state.controllerPid = startDetached(
-      [
-        process.execPath,
-        join(binDir(), 'weir-controller'),
-        '--manifests',
-        join(dir, 'cluster'),
-        '--listen',
-        controllerSocket(dir),
-        '--state-dir',
-        join(dir, 'controller'),
-        '--cluster',
-        CLUSTER,
-      ],
-      join(dir, 'controller.log'),
-    );
-    await saveState(dir, state);
+    await startController(dir, state);
     await startAgents(dir, state);
     say(
       `lab ${state.name} (${id}): ${Object.keys(state.nodes).length} nodes, ${Object.keys(state.pods).length} pods, ${datapath} datapath; waiting for sync`,
@@ -262,6 +246,30 @@ export async function labUp(o: UpOptions): Promise<LabState> {
   } finally {
     await held.release();
   }
+}
+
+/** Starts the controller on the view unless it runs (a killed one comes back from its state dir). */
+async function startController(dir: string, state: LabState): Promise<void> {
+  if (ours(state.controllerPid, dir)) return;
+  await prepareStateDir(join(dir, 'controller'));
+  // A killed controller leaves its socket behind; a new one cannot bind over it.
+  await rm(controllerSocket(dir).slice('unix:'.length), { force: true });
+  state.controllerPid = startDetached(
+    [
+      process.execPath,
+      join(binDir(), 'weir-controller'),
+      '--manifests',
+      join(dir, 'cluster'),
+      '--listen',
+      controllerSocket(dir),
+      '--state-dir',
+      join(dir, 'controller'),
+      '--cluster',
+      CLUSTER,
+    ],
+    join(dir, 'controller.log'),
+  );
+  await saveState(dir, state);
 }
 
 /** Starts the agent of every node that has none running. */
@@ -448,6 +456,8 @@ export async function labSync(
 ): Promise<{ state: LabState; dir: string }> {
   await requireSupported();
   const dir = labDir(o);
+  if (!existsSync(dir))
+    throw new UsageError(`the lab ${o.lab ?? 'default'} is not up (weirctl lab up -f DIR)`);
   const held = await lock(dir, 'sync');
   try {
     const state = await readState(dir);
@@ -459,6 +469,7 @@ export async function labSync(
     });
     for (const n of view.notes) o.say?.(`note: ${n}`);
     await reconcile(dir, state, view, o.say ?? (() => undefined));
+    await startController(dir, state);
     await startAgents(dir, state);
     await waitInSync(dir, state, o.timeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS);
     return { state, dir };
