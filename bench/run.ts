@@ -24,8 +24,10 @@
  *   6. flow-table       flow lookups with 1M flows, native vs a Map
  *   8. propagation      one change to 100 and 1,000 agents (gRPC, real controller)
  *   7. datapath         packets through the userspace datapath: fast and slow path
+ *   9. lab              real packets in a lab (root): new TCP connections/s and
+ *                       established throughput, Weir with 10,000 rules vs no Weir
  *
- * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath,
+ * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|lab,
  * --quick (fewer repetitions and probes, for trying changes),
  * --namespaces=N (size of the main cluster, default 1000),
  * --no-gc-between-runs (do not collect the heap between pipeline runs).
@@ -70,6 +72,7 @@ import { generateProbes } from './probes.js';
 import { benchDatapath } from './datapath.js';
 import { benchFlowTable } from './flow-table.js';
 import { benchPropagation } from './propagation.js';
+import { benchLab } from './lab.js';
 import {
   benchVerdicts,
   checkAgreement,
@@ -525,6 +528,10 @@ async function main(): Promise<void> {
   if (enabled('propagation')) {
     heading('8. Propagation of one change to 100 and 1,000 agents');
     say(await benchPropagation({ quick }));
+  }
+  if (enabled('lab')) {
+    heading('9. The lab on real packets: connections/s and throughput, Weir vs no Weir');
+    say(await benchLab({ quick }));
   }
 
   heading('Summary');
