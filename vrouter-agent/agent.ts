@@ -57,6 +57,13 @@ export interface AgentOptions {
   readonly advertiseHost?: string;
   readonly reconnectMinMs?: number;
   readonly reconnectMaxMs?: number;
+  /**
+   * The datapath, made by the caller (main.ts picks nftables or userspace)
+   * with the tables of an empty span; default: the userspace datapath.
+   */
+  readonly datapath?: Datapath;
+  /** Why this datapath (status and logs). */
+  readonly datapathReason?: string;
 }
 
 export class NodeAgent implements AsyncDisposable {
@@ -93,11 +100,13 @@ export class NodeAgent implements AsyncDisposable {
     this.tables = this.compile(this.state);
     this.inForceHash = this.hashOf(this.state);
     // First packets are decided by the native engine when the addon loads (RuleTables otherwise).
-    this.datapath = createUserspaceDatapath({
-      tables: this.tables,
-      verdictEngine: (t) => createVerdictEngine(t),
-      log: options.log.child({ component: 'datapath' }),
-    });
+    this.datapath =
+      options.datapath ??
+      createUserspaceDatapath({
+        tables: this.tables,
+        verdictEngine: (t) => createVerdictEngine(t),
+        log: options.log.child({ component: 'datapath' }),
+      });
     this.metrics = new AgentMetrics({
       appliedRevision: () => this.state.revision,
       controllerConnected: () => this.connected,
@@ -337,9 +346,16 @@ export class NodeAgent implements AsyncDisposable {
     };
   }
 
-  /** Which implementations run the flow table and first-packet verdicts. */
+  /** Which datapath and implementations run the flow table and first-packet verdicts. */
   engine(): string {
-    return `flow table ${this.datapath.flowTable.implementation}, verdicts ${verdictEngineStatus().implementation}`;
+    const dp = this.datapath as Datapath & { describe?(): string };
+    const detail = dp.describe?.() ?? this.options.datapathReason;
+    return `datapath ${dp.kind}${detail ? ` (${detail})` : ''}, flow table ${dp.flowTable.implementation}, verdicts ${verdictEngineStatus().implementation}`;
+  }
+
+  /** The datapath in force (the kernel one's status, benchmarks). */
+  get activeDatapath(): Datapath {
+    return this.datapath;
   }
 
   /** The verdict of the tables this agent enforces now. */
