@@ -120,33 +120,90 @@ async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   }
 }
 
+const sctpSkipped = (p: Probe) =>
+  `${p.protocol}/${p.port}: not probed: Node.js has no SCTP sockets (and this kernel has none: CONFIG_IP_SCTP is unset)`;
+
 /**
- * Probes every pod to every pod on every probe. A cell is allowed when the
- * connection carried data both ways in every family the pair shares (as the
- * analysis decides: allowed only when every shared family allows), and
- * `families` lists the pairs whose families disagree or share none.
+ * Probers started once in every pod, serving a fixed set of ports, for
+ * several runs: what a suite probing one lab again and again uses instead of
+ * starting nine processes per probe. Bound to the pods (and their netns) of
+ * the state it started with; a run on a lab whose pods changed is refused.
  */
-export async function probeLab(
-  state: LabState,
-  probes: readonly Probe[],
-  options: { timeoutMs?: number } = {},
-): Promise<Observed> {
-  const skipped: string[] = [];
-  const runnable = probes.filter((p) => {
-    if (p.protocol !== 'SCTP') return true;
-    skipped.push(
-      `${p.protocol}/${p.port}: not probed: Node.js has no SCTP sockets (and this kernel has none: CONFIG_IP_SCTP is unset)`,
+export class ProbeSession {
+  private constructor(
+    private readonly pods: ReadonlyMap<string, { netns: string; ips: readonly string[] }>,
+    private readonly serving: ReadonlySet<string>,
+    private readonly probers: ReadonlyMap<string, Prober>,
+  ) {}
+
+  /** Starts a prober in every pod serving each port of `serve` (SCTP left out), and waits until all listen. */
+  static async start(state: LabState, serve: readonly Probe[]): Promise<ProbeSession> {
+    const ports = [
+      ...new Map(
+        serve.filter((p) => p.protocol !== 'SCTP').map((p) => [`${p.protocol}/${p.port}`, p]),
+      ).values(),
+    ];
+    const probers = new Map<string, Prober>();
+    const session = new ProbeSession(
+      new Map(Object.entries(state.pods).map(([k, p]) => [k, { netns: p.netns, ips: p.ips }])),
+      new Set(ports.map((p) => `${p.protocol}/${p.port}`)),
+      probers,
     );
-    return false;
-  });
-  const pods = Object.keys(state.pods).sort();
-  const families = new Map(pods.map((k) => [k, byFamily(state.pods[k]!.ips)]));
-  const timeoutMs = options.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
-  const serve = [...new Map(runnable.map((p) => [`${p.protocol}/${p.port}`, p])).values()];
-  const probers = new Map<string, Prober>();
-  const id = (p: Probe, to: string, f: Family) => `${p.protocol}/${p.port}|${to}|${f}`;
-  const results = new Map<string, Record<string, { ok: boolean; why?: string }>>();
-  try {
+    try {
+      for (const [pod, p] of Object.entries(state.pods))
+        probers.set(
+          pod,
+          startProber(p.netns, {
+            serve: ports.map((x) => ({ protocol: x.protocol, port: x.port })),
+          }),
+        );
+      // Every server up before any client starts: a refused connection is then policy's doing.
+      await Promise.all(
+        [...probers].map(async ([pod, p]) => {
+          const first = await within(
+            p.lines.next(),
+            START_TIMEOUT_MS,
+            `the prober of ${pod} did not start`,
+          );
+          if (first.value.error !== undefined)
+            throw new UnavailableError(`the prober of ${pod}: ${String(first.value.error)}`);
+        }),
+      );
+    } catch (err) {
+      session.close();
+      throw err;
+    }
+    return session;
+  }
+
+  /**
+   * Probes every pod to every pod on every probe. A cell is allowed when
+   * the connection carried data both ways in every family the pair shares
+   * (as the analysis decides: allowed only when every shared family
+   * allows), and `families` lists the pairs whose families disagree or
+   * share none.
+   */
+  async run(
+    state: LabState,
+    probes: readonly Probe[],
+    options: { timeoutMs?: number } = {},
+  ): Promise<Observed> {
+    const same =
+      Object.keys(state.pods).length === this.pods.size &&
+      Object.entries(state.pods).every(([k, p]) => this.pods.get(k)?.netns === p.netns);
+    if (!same) throw new UnavailableError("the lab's pods changed since the probers started");
+    const skipped = probes.filter((p) => p.protocol === 'SCTP').map(sctpSkipped);
+    const runnable = probes.filter((p) => p.protocol !== 'SCTP');
+    const missing = runnable.filter((p) => !this.serving.has(`${p.protocol}/${p.port}`));
+    if (missing.length > 0)
+      throw new UnavailableError(
+        `the probers do not serve ${missing.map((p) => `${p.protocol}/${p.port}`).join(', ')}`,
+      );
+    const pods = [...this.pods.keys()].sort();
+    const families = new Map(pods.map((k) => [k, byFamily(this.pods.get(k)!.ips)]));
+    const timeoutMs = options.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
+    const id = (p: Probe, to: string, f: Family) => `${p.protocol}/${p.port}|${to}|${f}`;
+    const results = new Map<string, Record<string, { ok: boolean; why?: string }>>();
     for (const from of pods) {
       const mine = families.get(from)!;
       const jobs: Array<{ id: string; protocol: string; ip: string; port: number }> = [];
@@ -155,30 +212,12 @@ export async function probeLab(
           for (const [f, ip] of families.get(to)!)
             if (mine.has(f))
               jobs.push({ id: id(p, to, f), protocol: p.protocol, ip, port: p.port });
-      probers.set(
-        from,
-        startProber(state.pods[from]!.netns, {
-          serve: serve.map((p) => ({ protocol: p.protocol, port: p.port })),
-          probes: jobs,
-          timeoutMs,
-        }),
-      );
+      this.probers
+        .get(from)!
+        .child.stdin!.write(`${JSON.stringify({ probes: jobs, timeoutMs })}\n`);
     }
-    // Every server up before any client starts: a refused connection is then policy's doing.
     await Promise.all(
-      [...probers].map(async ([pod, p]) => {
-        const first = await within(
-          p.lines.next(),
-          START_TIMEOUT_MS,
-          `the prober of ${pod} did not start`,
-        );
-        if (first.value.error !== undefined)
-          throw new UnavailableError(`the prober of ${pod}: ${String(first.value.error)}`);
-      }),
-    );
-    for (const p of probers.values()) p.child.stdin!.write('go\n');
-    await Promise.all(
-      [...probers].map(async ([pod, p]) => {
+      [...this.probers].map(async ([pod, p]) => {
         const r = await within(
           p.lines.next(),
           timeoutMs + START_TIMEOUT_MS,
@@ -189,14 +228,40 @@ export async function probeLab(
         results.set(pod, r.value.results as Record<string, { ok: boolean; why?: string }>);
       }),
     );
-  } finally {
-    for (const p of probers.values()) {
+    return observedMatrix(pods, families, runnable, results, id, skipped);
+  }
+
+  close(): void {
+    for (const p of this.probers.values()) {
       p.child.stdin!.end();
       const t = setTimeout(() => p.child.kill('SIGKILL'), 2_000);
       p.child.once('exit', () => clearTimeout(t));
     }
   }
+}
 
+/** One run of a fresh session: what `weirctl lab probe` does. */
+export async function probeLab(
+  state: LabState,
+  probes: readonly Probe[],
+  options: { timeoutMs?: number } = {},
+): Promise<Observed> {
+  const session = await ProbeSession.start(state, probes);
+  try {
+    return await session.run(state, probes, options);
+  } finally {
+    session.close();
+  }
+}
+
+function observedMatrix(
+  pods: readonly string[],
+  families: ReadonlyMap<string, Map<Family, string>>,
+  runnable: readonly Probe[],
+  results: ReadonlyMap<string, Record<string, { ok: boolean; why?: string }>>,
+  id: (p: Probe, to: string, f: Family) => string,
+  skipped: string[],
+): Observed {
   const failures: string[] = [];
   const matrix: Matrix = {
     pods,

@@ -2,25 +2,25 @@
 // `weirctl lab probe`. Plain JavaScript with no imports from Weir, so that a
 // pod's prober starts in tens of milliseconds from the sources or the build.
 //
-// Contract (argv[2] is a JSON job):
-//   { serve: [{ protocol: "TCP"|"UDP", port }], probes: [{ id, protocol, ip, port }], timeoutMs }
-// It listens on every serve port (TCP echo, UDP echo; dual-stack), prints
-// {"ready":true} on stdout, waits for a line on stdin, runs every probe at
-// once, prints {"results":{id:{ok,why?}}} and keeps serving until stdin closes
-// (other pods may still be probing it). A probe succeeds only when the echo
-// of its token comes back: the connection carried data both ways.
+// Contract: argv[2] is { serve: [{ protocol: "TCP"|"UDP", port }] }. It
+// listens on every serve port (TCP echo, UDP echo; dual-stack) and prints
+// {"ready":true} on stdout. Then each line on stdin is a run,
+// { probes: [{ id, protocol, ip, port }], timeoutMs }: it runs every probe at
+// once and prints {"results":{id:{ok,why?}}}. It keeps serving until stdin
+// closes (other pods may still be probing it). A probe succeeds only when
+// the echo of its token comes back: the connection carried data both ways.
 import dgram from 'node:dgram';
 import net from 'node:net';
 
 const job = JSON.parse(process.argv[2] ?? '{}');
-const timeoutMs = Math.min(Math.max(Number(job.timeoutMs) || 2000, 100), 30_000);
 const closers = [];
+let runs = 0;
 
 function serveTcp(port) {
   return new Promise((resolve, reject) => {
     const server = net.createServer((s) => {
       s.on('error', () => s.destroy());
-      s.setTimeout(timeoutMs * 4, () => s.destroy());
+      s.setTimeout(60_000, () => s.destroy());
       s.pipe(s);
     });
     server.once('error', reject);
@@ -39,7 +39,7 @@ function serveUdp(port) {
   });
 }
 
-function probeTcp(p, token) {
+function probeTcp(p, token, timeoutMs) {
   return new Promise((resolve) => {
     let got = '';
     const s = net.connect({ host: p.ip, port: p.port });
@@ -59,7 +59,7 @@ function probeTcp(p, token) {
   });
 }
 
-function probeUdp(p, token) {
+function probeUdp(p, token, timeoutMs) {
   return new Promise((resolve) => {
     const sock = dgram.createSocket(p.ip.includes(':') ? 'udp6' : 'udp4');
     let finished = false;
@@ -83,24 +83,36 @@ function probeUdp(p, token) {
   });
 }
 
+async function run(r) {
+  const timeoutMs = Math.min(Math.max(Number(r.timeoutMs) || 2000, 100), 30_000);
+  const n = ++runs;
+  const results = {};
+  await Promise.all(
+    (r.probes ?? []).map(async (p, i) => {
+      const token = `weir-lab-${process.pid}-${n}-${i}\n`;
+      results[p.id] = await (p.protocol === 'UDP'
+        ? probeUdp(p, token, timeoutMs)
+        : probeTcp(p, token, timeoutMs));
+    }),
+  );
+  process.stdout.write(`${JSON.stringify({ results })}\n`);
+}
+
 async function main() {
   for (const s of job.serve ?? []) {
     if (s.protocol === 'TCP') await serveTcp(s.port);
     else if (s.protocol === 'UDP') await serveUdp(s.port);
   }
   process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
-  let started = false;
-  process.stdin.on('data', async () => {
-    if (started) return;
-    started = true;
-    const results = {};
-    await Promise.all(
-      (job.probes ?? []).map(async (p, i) => {
-        const token = `weir-lab-${process.pid}-${i}\n`;
-        results[p.id] = await (p.protocol === 'UDP' ? probeUdp(p, token) : probeTcp(p, token));
-      }),
-    );
-    process.stdout.write(`${JSON.stringify({ results })}\n`);
+  let buf = '';
+  let queue = Promise.resolve();
+  process.stdin.on('data', (chunk) => {
+    buf += chunk.toString();
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      queue = queue.then(() => run(JSON.parse(line)));
+    }
   });
   process.stdin.on('end', () => {
     for (const c of closers) c();

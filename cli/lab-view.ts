@@ -66,7 +66,17 @@ export async function renderView(
   options: { nodes?: number; placement?: Readonly<Record<string, string>> } = {},
 ): Promise<View> {
   const read = await readManifests([dir]);
-  if (read.issues.length > 0) throw new ValidationError(read.issues);
+  const issues = [...read.issues];
+  // The controller takes an empty file for one caught half-written and keeps
+  // what it held last; the lab could then never prove sync with DIR as it is.
+  for (const file of (await listManifests(dir)).files.keys())
+    if ((await readFile(file, 'utf8')).trim() === '')
+      issues.push({
+        source: file,
+        message:
+          'empty: the controller keeps what this file held last in force; delete the file to remove its objects',
+      });
+  if (issues.length > 0) throw new ValidationError(issues);
   const objects = read.objects;
   const pods = objects.filter((o): o is PodObject => o.kind === 'Pod');
   const nodeObjects = objects.filter((o): o is NodeObject => o.kind === 'Node');

@@ -6,18 +6,26 @@
  * still comes back).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rename, writeFile } from 'node:fs/promises';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { agentDatapaths, labUnsupported } from '../cli/lab.js';
 import type { Raw } from './cluster.js';
 
-/** Writes objects as one multi-document YAML file (whole, by rename: the lab never reads half). */
+/**
+ * Writes objects as one multi-document YAML file (whole, by rename: the lab
+ * never reads half); no objects removes the file (an empty file is not a
+ * deletion: the controller keeps what the file held last).
+ */
 export async function writeManifests(
   dir: string,
   file: string,
   objects: readonly Raw[],
 ): Promise<void> {
+  if (objects.length === 0) {
+    await rm(join(dir, file), { force: true });
+    return;
+  }
   const text = objects.map((o) => stringify(o)).join('---\n');
   await writeFile(join(dir, `.${file}.tmp`), text);
   await rename(join(dir, `.${file}.tmp`), join(dir, file));

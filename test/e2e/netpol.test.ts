@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { analyse, matrix } from '../../cli/analysis.js';
 import { labDown, labSync, labUp } from '../../cli/lab.js';
-import { matrixDifferences, probeLab } from '../../cli/lab-probe.js';
+import { ProbeSession, matrixDifferences } from '../../cli/lab-probe.js';
 import { parseProbe, type Probe } from '../../shared/policy/probe.js';
 import { PODS, UPSTREAM_CASES, expectedMatrix, model } from '../../testing/netpol-cases.js';
 import { enforcementSkip, writeManifests } from '../../testing/lab.js';
@@ -38,16 +38,20 @@ describe('upstream NetworkPolicy e2e cases on real connections in the lab', { sk
   let root: string;
   let dir: string;
   const lab = 'netpol';
+  // One prober per pod for the whole suite, serving every port any case probes.
+  let probers: ProbeSession | undefined;
+  const serve = cases.flatMap((c) => c.expect.map((p) => parseProbe(p.probe) as Probe));
 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'weir-lab-root-'));
     dir = await mkdtemp(join(tmpdir(), 'weir-lab-netpol-'));
     await writeManifests(dir, '00-cluster.yaml', model({}, nodeOf));
-    await writeManifests(dir, '10-policies.yaml', []);
-    await labUp({ dir, lab, root, datapath: 'nftables' });
+    const state = await labUp({ dir, lab, root, datapath: 'nftables' });
+    probers = await ProbeSession.start(state, serve);
   });
 
   after(async () => {
+    probers?.close();
     await labDown({ lab, root }).catch(() => undefined);
     await rm(root, { recursive: true, force: true });
     await rm(dir, { recursive: true, force: true });
@@ -61,7 +65,7 @@ describe('upstream NetworkPolicy e2e cases on real connections in the lab', { sk
       const probes = c.expect
         .filter((p) => !p.probe.startsWith('SCTP/'))
         .map((p) => parseProbe(p.probe) as Probe);
-      const observed = await probeLab(state, probes, { timeoutMs: 1_500 });
+      const observed = await probers!.run(state, probes, { timeoutMs: 1_500 });
       const analysis = await analyse([dir]);
       assert.deepEqual(analysis.issues, []);
       const failures = matrixDifferences(matrix(analysis.tables, probes), observed.matrix);

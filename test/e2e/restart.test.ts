@@ -20,6 +20,8 @@ import { connect, echoServer, enforcementSkip, writeManifests } from '../../test
 
 const skip = await enforcementSkip();
 const PORT = 7070;
+/** The long-lived connections' port: the probes' own servers hold PORT. */
+const ECHO = 7071;
 const PROBES: Probe[] = [{ protocol: 'TCP', port: PORT }];
 
 const CLUSTER = [
@@ -66,8 +68,8 @@ describe('restarts and policy changes on open connections in the lab', { skip },
   }
 
   test('an agent killed with SIGKILL leaves an established connection working, and the lab comes back in sync', async () => {
-    const server = await echoServer(state.pods['app/server']!.netns, PORT);
-    const conn = await connect(state.pods['app/client']!.netns, '10.77.2.1', PORT);
+    const server = await echoServer(state.pods['app/server']!.netns, ECHO);
+    const conn = await connect(state.pods['app/client']!.netns, '10.77.2.1', ECHO);
     try {
       assert.ok(await conn.say('before'), 'the connection works before the kill');
       for (const n of Object.values(state.nodes)) process.kill(n.agentPid!, 'SIGKILL');
@@ -97,8 +99,8 @@ describe('restarts and policy changes on open connections in the lab', { skip },
   });
 
   test('a policy change cuts an open connection the new policy denies', async () => {
-    const server = await echoServer(state.pods['app/server']!.netns, PORT);
-    const conn = await connect(state.pods['app/client']!.netns, '10.77.2.1', PORT);
+    const server = await echoServer(state.pods['app/server']!.netns, ECHO);
+    const conn = await connect(state.pods['app/client']!.netns, '10.77.2.1', ECHO);
     try {
       assert.ok(await conn.say('allowed'));
       await writeManifests(dir, 'policy.yaml', [NOBODY]);
