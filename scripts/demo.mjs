@@ -225,6 +225,8 @@ Edit a file in ${manifests} and probe again (the lab waits until every agent enf
 Ctrl-C removes the lab.
 ready
 `);
+    // The lab runs detached; this process only waits for Ctrl-C to remove it.
+    setInterval(() => undefined, 60_000);
   } catch (err) {
     say(`the lab demo failed: ${err.message}`);
     await down(1);
