@@ -61,8 +61,10 @@ function fail(message) {
   void stop(1);
 }
 
-process.on('SIGINT', () => void stop(0));
-process.on('SIGTERM', () => void stop(0));
+// What a signal does: stop the parts (the lab demo replaces it with removing the lab).
+let onSignal = () => void stop(0);
+process.on('SIGINT', () => onSignal());
+process.on('SIGTERM', () => onSignal());
 
 /** The last lines of a part's log that say what went wrong. */
 function lastWords(log) {
@@ -196,10 +198,7 @@ async function labDemo(state) {
     await lock?.release().catch(() => undefined);
     process.exit(code);
   };
-  process.removeAllListeners('SIGINT');
-  process.removeAllListeners('SIGTERM');
-  process.on('SIGINT', () => void down(0));
-  process.on('SIGTERM', () => void down(0));
+  onSignal = () => void down(0);
   try {
     await weirctlLab(['down'], 60_000); // what an earlier demo left
     say(
