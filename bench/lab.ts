@@ -15,6 +15,7 @@
  * Runnable alone: node --import tsx bench/lab.ts [--quick]
  */
 import { execFile, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -197,13 +198,19 @@ async function measure(state: LabState, seconds: number, iperf: boolean): Promis
   return { connPerSec: rate.n / (rate.ms / 1000), failed: rate.failed, gbps };
 }
 
-async function inLab<T>(
-  policies: Raw[],
-  datapath: 'nftables' | 'userspace',
-  f: (s: LabState) => Promise<T>,
-): Promise<T> {
+interface Lab {
+  readonly state: LabState;
+  close(): Promise<void>;
+}
+
+async function startLab(policies: Raw[], datapath: 'nftables' | 'userspace'): Promise<Lab> {
   const root = await mkdtemp(join(tmpdir(), 'weir-bench-lab-'));
   const dir = await mkdtemp(join(tmpdir(), 'weir-bench-manifests-'));
+  const close = async () => {
+    await labDown({ lab: `bench-${datapath}`, root }).catch(() => undefined);
+    await rm(root, { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true });
+  };
   try {
     await writeManifests(dir, 'cluster.yaml', CLUSTER);
     await writeManifests(dir, 'policies.yaml', policies);
@@ -214,36 +221,80 @@ async function inLab<T>(
       datapath,
       timeoutMs: 180_000,
     });
-    return await f(state);
-  } finally {
-    await labDown({ lab: `bench-${datapath}`, root }).catch(() => undefined);
-    await rm(root, { recursive: true, force: true });
-    await rm(dir, { recursive: true, force: true });
+    return { state, close };
+  } catch (err) {
+    await close();
+    throw err;
   }
 }
 
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+
+/**
+ * Both labs up at once, measured in alternation (baseline, Weir, baseline,
+ * ...) so that the load of a shared machine falls on both alike; medians of
+ * the rounds, each round's numbers printed.
+ */
 export async function benchLab(options: { quick?: boolean } = {}): Promise<string> {
   const why = await labUnsupported();
   if (why !== undefined) return `  not run: ${why}\n`;
-  const seconds = options.quick ? 2 : 5;
+  const seconds = options.quick ? 2 : 4;
+  const rounds = options.quick ? 1 : 3;
   const iperf = await hasIperf3();
   const tool = iperf ? 'iperf3' : 'a Node.js bulk sender (iperf3 is not installed)';
-  const baseline = await inLab([], 'userspace', (s) => measure(s, seconds, iperf));
+  const kernel = (await agentDatapaths()).nftables;
   const lines = [
-    `  two pods on two nodes (routed by both node netns and the fabric bridge); ${seconds} s per measurement; bulk throughput by ${tool}`,
-    `  baseline, no Weir datapath in the kernel: ${baseline.connPerSec.toFixed(0)} new TCP connections/s (8 at a time, ${baseline.failed} failed), ${baseline.gbps.toFixed(2)} Gbit/s established`,
+    `  two pods on two nodes (routed by both node netns and the fabric bridge); ${rounds} round(s) of ${seconds} s per measurement, alternating; bulk throughput by ${tool}; load before: ${load()}`,
   ];
-  if (!(await agentDatapaths()).nftables) {
+  const baselineLab = await startLab([], 'userspace');
+  const weirLab = kernel
+    ? await startLab(rules(), 'nftables').catch(async (err) => {
+        await baselineLab.close();
+        throw err;
+      })
+    : undefined;
+  const base: Result[] = [];
+  const weir: Result[] = [];
+  try {
+    for (let r = 0; r < rounds; r++) {
+      base.push(await measure(baselineLab.state, seconds, iperf));
+      if (weirLab) weir.push(await measure(weirLab.state, seconds, iperf));
+      lines.push(
+        `  round ${r + 1}: baseline ${base[r]!.connPerSec.toFixed(0)} conn/s, ${base[r]!.gbps.toFixed(2)} Gbit/s` +
+          (weirLab
+            ? `; Weir ${weir[r]!.connPerSec.toFixed(0)} conn/s, ${weir[r]!.gbps.toFixed(2)} Gbit/s`
+            : '') +
+          `; load ${load()}`,
+      );
+    }
+  } finally {
+    await weirLab?.close();
+    await baselineLab.close();
+  }
+  const b = {
+    conn: median(base.map((x) => x.connPerSec)),
+    gbps: median(base.map((x) => x.gbps)),
+    failed: base.reduce((n, x) => n + x.failed, 0),
+  };
+  lines.push(
+    `  baseline, no Weir datapath in the kernel: median ${b.conn.toFixed(0)} new TCP connections/s (8 at a time, ${b.failed} failed), ${b.gbps.toFixed(2)} Gbit/s established`,
+  );
+  if (!weirLab) {
     lines.push(
       '  Weir enforcing: not measured: this weir-agent has no kernel datapath (--datapath nftables)',
     );
     return `${lines.join('\n')}\n`;
   }
-  const weir = await inLab(rules(), 'nftables', (s) => measure(s, seconds, iperf));
-  const connRatio = weir.connPerSec / baseline.connPerSec;
-  const bulkRatio = weir.gbps / baseline.gbps;
+  const w = {
+    conn: median(weir.map((x) => x.connPerSec)),
+    gbps: median(weir.map((x) => x.gbps)),
+    failed: weir.reduce((n, x) => n + x.failed, 0),
+  };
+  const connRatio = w.conn / b.conn;
+  const bulkRatio = w.gbps / b.gbps;
   lines.push(
-    `  Weir enforcing ${RULES.toLocaleString('en')} rules (nftables + NFQUEUE): ${weir.connPerSec.toFixed(0)} new TCP connections/s (${weir.failed} failed), ${weir.gbps.toFixed(2)} Gbit/s established`,
+    `  Weir enforcing ${RULES.toLocaleString('en')} rules (nftables + NFQUEUE): median ${w.conn.toFixed(0)} new TCP connections/s (${w.failed} failed), ${w.gbps.toFixed(2)} Gbit/s established`,
     `  connection rate ${connRatio.toFixed(2)}x baseline (target >= 0.7: ${connRatio >= 0.7 ? 'met' : 'NOT met'}); established throughput ${bulkRatio.toFixed(2)}x (target >= 0.95: ${bulkRatio >= 0.95 ? 'met' : 'NOT met'})`,
   );
   return `${lines.join('\n')}\n`;
