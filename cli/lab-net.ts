@@ -7,14 +7,19 @@
  * routed CNI.
  *
  * Addressing (contract with lab.ts, which records what is made here):
- *   pod    eth0: the pod's addresses (/32, /128); IPv4 default route on the
- *          link (the node answers ARP by proxy), IPv6 default via fe80::1
- *   node   p<i>: the node side of pod i's veth, fe80::1, proxy ARP, a host
- *          route to each pod address; fab0: the node's InternalIP addresses
+ *   pod    eth0: the pod's addresses (/32, /128); IPv4 default via
+ *          169.254.1.1 (on the link), IPv6 default via fe80::1
+ *   node   p<i>: the node side of pod i's veth, fe80::1, a host route to
+ *          each pod address; fab0: the node's InternalIP addresses
  *          and fe80::<index>, a host route to every other node's addresses,
  *          and to every remote pod via its node (IPv4 via the node's first
  *          IPv4 InternalIP, IPv6 via its fe80:: fabric address)
  *   fabric br0 with one port per node
+ *
+ * Every neighbour is permanent (MAC addresses are the lab's own, from the
+ * index: mac()), so no first packet waits on ARP or neighbour discovery and
+ * none is dropped from a full resolution queue when a probe opens hundreds of
+ * connections at once.
  *
  * Every command runs with a deadline and fails with what iproute2 said; no
  * address or route is made outside the lab's own namespaces.
@@ -122,6 +127,16 @@ export interface NodeLink {
   readonly addresses: readonly string[];
 }
 
+/** The lab's MAC addresses: locally administered, one kind per link end, the index in the last two bytes. */
+export function mac(kind: 'pod' | 'node-veth' | 'fabric', index: number): string {
+  const k = { pod: '10', 'node-veth': '20', fabric: '30' }[kind];
+  const hex = (n: number) => n.toString(16).padStart(2, '0');
+  return `02:${k}:00:00:${hex((index >> 8) & 255)}:${hex(index & 255)}`;
+}
+
+/** The IPv4 gateway every pod routes through: its node's end of the veth (a permanent neighbour, no address). */
+export const POD_GATEWAY = '169.254.1.1';
+
 /** The IPv6 next hop of a node on the fabric. */
 export const fabricLinkLocal = (index: number) => `fe80::f:${index.toString(16)}`;
 
@@ -140,6 +155,7 @@ export async function makeNode(fabric: string, node: NodeLink): Promise<void> {
     `link set n${node.index} up`,
   ]);
   await ipBatch(node.netns, [
+    `link set fab0 address ${mac('fabric', node.index)}`,
     'link set fab0 up',
     `addr add ${fabricLinkLocal(node.index)}/64 dev fab0 nodad`,
     ...node.addresses.map((a) => `addr add ${hostPrefix(a)} dev fab0${isIpv6(a) ? ' nodad' : ''}`),
@@ -159,22 +175,38 @@ export async function makePod(nodeNetns: string, pod: PodLink): Promise<void> {
   const veth = `p${pod.index}`;
   await ipBatch(nodeNetns, [
     `link add ${veth} type veth peer name eth0 netns ${pod.netns}`,
+    `link set ${veth} address ${mac('node-veth', pod.index)}`,
     `link set ${veth} up`,
     `addr add fe80::1/64 dev ${veth} nodad`,
   ]);
-  await sysctl(nodeNetns, { [`net.ipv4.conf.${veth}.proxy_arp`]: 1 });
   const v4 = pod.ips.filter((ip) => !isIpv6(ip));
   const v6 = pod.ips.filter(isIpv6);
+  const gateway = mac('node-veth', pod.index);
   await ipBatch(pod.netns, [
+    `link set eth0 address ${mac('pod', pod.index)}`,
     'link set eth0 up',
     ...v4.map((ip) => `addr add ${hostPrefix(ip)} dev eth0`),
     ...v6.map((ip) => `addr add ${hostPrefix(ip)} dev eth0 nodad`),
-    ...(v4.length > 0 ? ['route add default dev eth0'] : []),
-    ...(v6.length > 0 ? ['route add ::/0 via fe80::1 dev eth0'] : []),
+    ...(v4.length > 0
+      ? [
+          `neigh replace ${POD_GATEWAY} lladdr ${gateway} dev eth0 nud permanent`,
+          `route add ${POD_GATEWAY}/32 dev eth0 scope link`,
+          `route add default via ${POD_GATEWAY} dev eth0`,
+        ]
+      : []),
+    ...(v6.length > 0
+      ? [
+          `neigh replace fe80::1 lladdr ${gateway} dev eth0 nud permanent`,
+          'route add ::/0 via fe80::1 dev eth0',
+        ]
+      : []),
   ]);
   await ipBatch(
     nodeNetns,
-    pod.ips.map((ip) => `route replace ${hostPrefix(ip)} dev ${veth}`),
+    pod.ips.flatMap((ip) => [
+      `neigh replace ${ip} lladdr ${mac('pod', pod.index)} dev ${veth} nud permanent`,
+      `route replace ${hostPrefix(ip)} dev ${veth}`,
+    ]),
   );
 }
 
@@ -212,6 +244,17 @@ export function fabricRoutes(
     }
   }
   return routes;
+}
+
+/** Permanent neighbours of one node on the fabric: every other node's addresses and fe80:: next hop. */
+export function fabricNeighbours(self: string, nodes: ReadonlyMap<string, NodeLink>): string[] {
+  const out: string[] = [];
+  for (const [name, n] of nodes) {
+    if (name === self) continue;
+    for (const a of [...n.addresses, fabricLinkLocal(n.index)])
+      out.push(`neigh replace ${a} lladdr ${mac('fabric', n.index)} dev fab0 nud permanent`);
+  }
+  return out;
 }
 
 /** Brings a node's fabric routes from `had` to `want`: deletes the stale ones, replaces the rest. */

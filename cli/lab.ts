@@ -37,7 +37,9 @@ import { call, operatorClient } from './clients.js';
 import { UsageError } from './io.js';
 import {
   deleteNetns,
+  fabricNeighbours,
   fabricRoutes,
+  ipBatch,
   listNetns,
   makeFabric,
   makeNode,
@@ -375,6 +377,7 @@ async function reconcile(
   for (const [name, node] of Object.entries(state.nodes)) {
     const want = fabricRoutes(name, links, pods);
     await syncRoutes(node.netns, node.routes, want);
+    await ipBatch(node.netns, fabricNeighbours(name, links));
     node.routes = want;
   }
   await saveState(dir, state);

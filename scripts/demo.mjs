@@ -312,6 +312,9 @@ async function main() {
       join(state, node),
       '--listen',
       api,
+      // As root the agent would pick the kernel datapath, which takes no generated traffic.
+      '--datapath',
+      'userspace',
       '--synthetic-traffic',
       '5',
     ]);
