@@ -71,7 +71,7 @@ export class KernelCluster implements AsyncDisposable {
         {},
         topo.node,
       );
-      await c.controller.waitFor((l) => l.msg === 'controller serving', 'the controller');
+      await c.controller.waitFor((l) => l.msg === 'controller serving', 'the controller', 60_000);
     } catch (err) {
       await c[Symbol.asyncDispose]();
       throw err;
@@ -153,9 +153,12 @@ export class KernelCluster implements AsyncDisposable {
     );
     this.appliedSeen = 0;
     await this.agent.waitFor(
-      (l) => l.msg === 'span applied' && l.endpoints === 3 && (l.policies as number) >= policies,
+      (l) =>
+        // A fresh agent applies the controller's span; a restarted one enforces its persisted span at once.
+        (l.msg === 'span applied' && l.endpoints === 3 && (l.policies as number) >= policies) ||
+        (l.msg === 'enforcing persisted span' && (l.policies as number) >= policies),
       'the span',
-      30_000,
+      60_000,
     );
     this.appliedSeen = this.agent.lines.length;
     return this.agent;
@@ -167,7 +170,7 @@ export class KernelCluster implements AsyncDisposable {
     await agent.waitFor(
       (l) => l.msg === 'span applied' && pred(l),
       'the next span',
-      30_000,
+      60_000,
       this.appliedSeen,
     );
     this.appliedSeen = agent.lines.length;
