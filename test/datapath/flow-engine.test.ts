@@ -115,6 +115,10 @@ for (const impl of implementations) {
       assert.equal(d.created, true);
       assert.equal(d.replyZone, API, 'pod to pod: replies come in the server zone');
       assert.ok(d.ingress.ruleId > 0 && d.ingress.policyId > 0, 'the allowing rule is named');
+      assert.deepEqual(
+        [engine.flowEntry(d.index!)?.egress, engine.flowEntry(d.index!)?.ingress],
+        [d.egress, d.ingress],
+      );
       const flow = engine.flow(d.index!);
       assert.deepEqual(
         [flow?.src, flow?.dst, flow?.dport, flow?.ingress.kind, flow?.counters?.forward],

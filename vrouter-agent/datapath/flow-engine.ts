@@ -587,8 +587,9 @@ export class FlowEngine implements AsyncDisposable {
 
   /**
    * The slow path for a batch: decides the flow-key records `picks[0..count)`
-   * of `records` (none of which found a flow), inserts their flow pairs and
-   * counts each record's packet on its flow. `verdicts[j]` gets pick j's
+   * of `records` — those `account` missed: a record whose key has a flow is
+   * counted on that flow, but only after a needless policy evaluation — inserts
+   * their flow pairs and counts each record's packet on its flow. `verdicts[j]` gets pick j's
    * verdict code, `results[j]` its result word (RESULT_MISS without a flow).
    * Records of one flow in a batch share the first one's flow.
    */
@@ -907,6 +908,12 @@ export class FlowEngine implements AsyncDisposable {
     this.open();
     const e = this.table.get(index);
     return e === undefined ? undefined : this.decode(e);
+  }
+
+  /** A flow as the table holds it (ids as u32 RuleRefs, addresses as Ip): what a driver stamps on a kernel connection. */
+  flowEntry(index: number): FlowEntry | undefined {
+    this.open();
+    return this.table.get(index);
   }
 
   /** A flow just created, as events report it: nothing counted yet, so no counters. */
