@@ -37,7 +37,11 @@ import { type ElementMemo, snapshotHash } from '../shared/wire/span-hash.js';
 import { unary } from '../shared/grpc/status.js';
 import { describeRejection, type StateFileRejection } from '../shared/state/checksummed-file.js';
 import { createVerdictEngine, verdictEngineStatus } from './compile/verdict-engine.js';
-import { createUserspaceDatapath, type Datapath } from './datapath/index.js';
+import {
+  createUserspaceDatapath,
+  type Datapath,
+  type UserspaceDatapath,
+} from './datapath/index.js';
 import { flowIntrospectHandlers } from './introspect/flow-service.js';
 import { SpanState } from './store/span-state.js';
 import { SyntheticTraffic } from './traffic/synthetic.js';
@@ -85,6 +89,8 @@ export class NodeAgent implements AsyncDisposable {
   /** Updates are applied one at a time, in order. */
   private queue: Promise<void> = Promise.resolve();
   private readonly datapath: Datapath;
+  /** The same datapath as its userspace driver (synthetic traffic feeds it packets); undefined with another datapath. */
+  private readonly userspace: UserspaceDatapath | undefined;
   /** Local endpoint → its zone on the datapath (stable while the endpoint lives). */
   private readonly zones = new Map<string, { zone: number; ips: string }>();
   private nextZone = 1;
@@ -100,13 +106,15 @@ export class NodeAgent implements AsyncDisposable {
     this.tables = this.compile(this.state);
     this.inForceHash = this.hashOf(this.state);
     // First packets are decided by the native engine when the addon loads (RuleTables otherwise).
-    this.datapath =
-      options.datapath ??
-      createUserspaceDatapath({
-        tables: this.tables,
-        verdictEngine: (t) => createVerdictEngine(t),
-        log: options.log.child({ component: 'datapath' }),
-      });
+    this.userspace =
+      options.datapath === undefined
+        ? createUserspaceDatapath({
+            tables: this.tables,
+            verdictEngine: (t) => createVerdictEngine(t),
+            log: options.log.child({ component: 'datapath' }),
+          })
+        : undefined;
+    this.datapath = options.datapath ?? this.userspace!;
     this.metrics = new AgentMetrics({
       appliedRevision: () => this.state.revision,
       controllerConnected: () => this.connected,
@@ -174,8 +182,9 @@ export class NodeAgent implements AsyncDisposable {
       );
     }
     await this.serve();
-    if (this.options.syntheticTrafficPerSecond) {
-      this.traffic = new SyntheticTraffic(() => this.datapath, {
+    const userspace = this.userspace;
+    if (this.options.syntheticTrafficPerSecond && userspace !== undefined) {
+      this.traffic = new SyntheticTraffic(() => userspace, {
         connectionsPerSecond: this.options.syntheticTrafficPerSecond,
         log: this.log.child({ component: 'traffic' }),
       });

@@ -39,7 +39,6 @@ import { nativeAddon, nativeStatus } from '../native/loader.js';
 import {
   DATAPATH_DROP_REASONS,
   type AttachedEndpoint,
-  type BatchVerdicts,
   type Datapath,
   type DatapathDropReason,
   type DatapathStats,
@@ -582,12 +581,6 @@ export class KernelDatapath implements Datapath {
           );
     }
     return re;
-  }
-
-  process(): BatchVerdicts {
-    throw new InternalError(
-      'the kernel datapath takes its packets from the kernel (NFQUEUE); process() is the userspace datapath’s',
-    );
   }
 
   // --- what the kernel tells ----------------------------------------------------------
