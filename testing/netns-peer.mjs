@@ -15,6 +15,9 @@
 //   flood tcp HOST PORT COUNT [TIMEOUT_MS]
 //                             COUNT sequential connections (connect, one echo, close);
 //                             prints JSON {ok, failed, seconds}.
+//   blast udp HOST FIRST_PORT COUNT
+//                             COUNT datagrams from one socket to ports FIRST_PORT.. (each a new
+//                             flow), in bursts of 256; prints JSON {sent, seconds}.
 import dgram from 'node:dgram';
 import net from 'node:net';
 import readline from 'node:readline';
@@ -140,7 +143,32 @@ async function flood(count, timeoutMs) {
   out(JSON.stringify({ ok, failed, seconds }));
 }
 
+async function blast(firstPort, count) {
+  const sock = dgram.createSocket(family);
+  await new Promise((resolve) => sock.bind(0, resolve));
+  const payload = Buffer.from('x');
+  const t0 = process.hrtime.bigint();
+  let sent = 0;
+  while (sent < count) {
+    const burst = Math.min(256, count - sent);
+    await Promise.all(
+      Array.from(
+        { length: burst },
+        (_, i) =>
+          new Promise((resolve) =>
+            sock.send(payload, firstPort + ((sent + i) % (65536 - firstPort)), host, resolve),
+          ),
+      ),
+    );
+    sent += burst;
+  }
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  sock.close();
+  out(JSON.stringify({ sent, seconds }));
+}
+
 if (mode === 'serve') serve();
+else if (mode === 'blast') await blast(Number(portText), Number(a4 ?? 1000));
 else if (mode === 'probe') probe(Number(a4 ?? 2000));
 else if (mode === 'connect') connect(Number(a4 ?? 3000));
 else if (mode === 'flood') await flood(Number(a4 ?? 100), Number(a5 ?? 2000));
