@@ -11,7 +11,8 @@
 //                             "closed" or "error:<code>"; exits when stdin ends.
 //   probe tcp|udp HOST PORT [TIMEOUT_MS]
 //                             one attempt: prints "ok" when the echo comes back, else
-//                             "fail:<reason>"; exit status 0 either way.
+//                             "fail:<reason>" (fail:ECONNREFUSED: a RST, or for UDP an ICMP
+//                             port unreachable); exit status 0 either way.
 //   flood tcp HOST PORT COUNT [TIMEOUT_MS]
 //                             COUNT sequential connections (connect, one echo, close);
 //                             prints JSON {ok, failed, seconds}.
@@ -75,11 +76,14 @@ function probe(timeoutMs) {
       out('ok');
       process.exit(0);
     });
+    // Connected, so that an ICMP port unreachable comes back as ECONNREFUSED.
     sock.on('error', (e) => fail(e.code ?? 'error'));
     // Retries within the timeout: UDP has no handshake to retransmit.
-    const send = () => sock.send('probe', port, host);
-    send();
-    setInterval(send, 250).unref();
+    const send = () => sock.send('probe');
+    sock.connect(port, host, () => {
+      send();
+      setInterval(send, 250).unref();
+    });
   }
 }
 
