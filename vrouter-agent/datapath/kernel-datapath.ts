@@ -79,14 +79,18 @@ interface NfQueueStats {
   readonly overruns: number;
   readonly decisionsLost: number;
   readonly running: boolean;
-  readonly latency: {
-    readonly count: number;
-    readonly meanNs: number;
-    readonly maxNs: number;
-    readonly p50Ns: number;
-    readonly p90Ns: number;
-    readonly p99Ns: number;
-  };
+  /** From the read of a first packet to its verdict sent (the send includes the kernel's reinjection of accepted packets). */
+  readonly latency: LatencyStats;
+  /** From the read to the verdict decided (parse and evaluation). */
+  readonly decideLatency: LatencyStats;
+}
+interface LatencyStats {
+  readonly count: number;
+  readonly meanNs: number;
+  readonly maxNs: number;
+  readonly p50Ns: number;
+  readonly p90Ns: number;
+  readonly p99Ns: number;
 }
 interface NativeNfQueue {
   setEvaluator(evaluator: NativeEvaluator, generation: number): void;
