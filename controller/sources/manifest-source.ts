@@ -366,7 +366,9 @@ export class ManifestSource implements ClusterSource {
           lines.push(
             `until it can be read, the ${held} object(s) it held stay at their last valid versions: ${names}`,
           );
-        lines.push('deletions wait until it can be read: it may hold objects removed elsewhere');
+        lines.push(
+          'deletions of objects it names wait until it can be read: they may have moved into it',
+        );
       }
       out.push({ object: `file ${rel}`, problems: lines });
     }

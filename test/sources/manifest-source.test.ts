@@ -274,6 +274,16 @@ describe('defect 3: a bad edit never withdraws what is in force', () => {
     assert.equal(r.problems().length, 0);
   });
 
+  test('a file deleted while an unrelated file cannot be parsed: its objects are deleted at once', async () => {
+    const r = await run({ 'a.yaml': policy('web', 80), 'b.yaml': ns('shop') });
+    // b.yaml is saved broken and does not name the policy: it cannot hold it.
+    await r.write('b.yaml', `${ns('shop')}  bad: [\n`);
+    await eventually(() => r.problem('file b.yaml'), 'b broken');
+    await rm(join(r.dir, 'a.yaml'));
+    await eventually(() => !r.objects.has('NetworkPolicy shop/web'), 'web deleted');
+    assert.equal(r.problem('NetworkPolicy shop/web'), undefined, 'no deferred deletion reported');
+  });
+
   test('a rejection is logged once per change, not on every rescan', async () => {
     const r = await run(
       { 'p.yaml': policy('web', 90, 85), 'q.yaml': ns('shop') },
