@@ -864,8 +864,11 @@ export class FlowEngine implements AsyncDisposable {
   /** As `Datapath.events`. */
   events(options: EventOptions = {}): AsyncIterableIterator<FlowEvent> {
     this.open();
+    const first = !this.hub.watching;
     const stream = this.hub.subscribe(options.bufferSize ?? 4096, options.signal);
-    if (this.hub.watching && !this.reporting) {
+    if (first && this.hub.watching) {
+      // Removals kept since the last watcher left were no one's: events start now.
+      if (this.reporting) this.table.reportRemovals(false);
       this.table.reportRemovals(true);
       this.reporting = true;
     }
