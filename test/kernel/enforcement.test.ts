@@ -134,4 +134,23 @@ describe('the kernel datapath enforces policy on real connections', { skip }, ()
     );
     server.kill('SIGKILL');
   });
+
+  test('metrics say which datapath runs, how it queues, its fail mode, and count slow-path verdicts', async () => {
+    const text = await c.metrics();
+    assert.match(
+      text,
+      /weir_agent_datapath_info\{kind="nftables",queue_method="(xtables-nfqueue|nft-queue)",fail_mode="open",reason="requested \(--datapath nftables\)"\} 1/,
+    );
+    const allowed = Number(
+      /weir_agent_slow_path_verdicts_total\{verdict="allow"\} (\d+)/.exec(text)?.[1],
+    );
+    const denied = Number(
+      /weir_agent_slow_path_verdicts_total\{verdict="deny"\} (\d+)/.exec(text)?.[1],
+    );
+    assert.ok(allowed > 0 && denied > 0, `allow ${allowed}, deny ${denied}`);
+    assert.match(
+      text,
+      /weir_agent_first_packet_verdict_seconds\{quantile="0.99",stage="decided"\} /,
+    );
+  });
 });

@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { kernelSkipReason, type Connection } from '../../testing/netns.js';
+import { inNs, kernelSkipReason, type Connection } from '../../testing/netns.js';
 import { nativeAddon } from '../../vrouter-agent/native/loader.js';
 import { eventually } from '../support/processes.js';
 import { KernelCluster } from './support.js';
@@ -135,6 +135,9 @@ describe('the kernel datapath across policy changes and agent crashes', { skip }
 
   test('with fail mode closed, kill -9 keeps established connections and drops new ones until the agent is back', async () => {
     await c.agent!.stop();
+    // An orderly stop leaves the node as it was found: no weir table, no xtables queue rule.
+    await assert.rejects(inNs(c.topo.node, ['nft', 'list', 'table', 'inet', 'weir']));
+    assert.doesNotMatch(await inNs(c.topo.node, ['iptables-nft', '-S', 'FORWARD']), /weir-queue/);
     await c.startAgent('closed');
     const conn = await connect('web', c.api.v6);
     assert.ok(await conn.echo('before-kill'));

@@ -15,6 +15,7 @@ import { eventually, ROOT, WeirProcess } from '../support/processes.js';
 export const NODE = 'n1';
 const CONTROLLER = '127.0.0.1:7443';
 const AGENT_API = '127.0.0.1:7444';
+const METRICS = '127.0.0.1:7445';
 
 export interface WireFlow {
   index: number;
@@ -147,6 +148,8 @@ export class KernelCluster implements AsyncDisposable {
         'nftables',
         '--fail-mode',
         failMode,
+        '--metrics-listen',
+        METRICS,
       ],
       {},
       this.topo.node,
@@ -196,6 +199,15 @@ export class KernelCluster implements AsyncDisposable {
 
   async eventuallyFlow(pred: (f: WireFlow) => boolean, what: string): Promise<WireFlow> {
     return eventually(async () => (await this.flows()).find(pred), what, 15_000);
+  }
+
+  /** The agent's Prometheus metrics (fetched inside the node namespace). */
+  async metrics(): Promise<string> {
+    return inNs(this.topo.node, [
+      process.execPath,
+      '-e',
+      `fetch('http://${METRICS}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`,
+    ]);
   }
 
   /** Weir's conntrack entries in the node: `conntrack -L` lines with a mark tagged 0b10. */
