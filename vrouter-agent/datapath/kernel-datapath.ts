@@ -230,6 +230,8 @@ export interface KernelStatus {
   readonly nfqueue: NfQueueStats;
   readonly conntrack: ConntrackStats & {
     readonly reconciles: number;
+    /** Reconciles run again because a decision of an earlier image arrived after a load. */
+    readonly staleReconciles: number;
     readonly deleted: number;
     readonly remarked: number;
     readonly failed: number;
@@ -263,6 +265,8 @@ export class KernelDatapath implements Datapath {
     DATAPATH_DROP_REASONS.map((r) => [r, 0]),
   ) as Record<DatapathDropReason, number>;
   private reconciling: Promise<unknown> = Promise.resolve();
+  private staleReconcilePending = false;
+  private staleReconciles = 0;
 
   private constructor(
     private readonly options: KernelDatapathOptions,
@@ -364,6 +368,7 @@ export class KernelDatapath implements Datapath {
       conntrack: {
         ...this.ct.stats(),
         reconciles: this.reconciles,
+        staleReconciles: this.staleReconciles,
         deleted: this.ctDeleted,
         remarked: this.ctRemarked,
         failed: this.ctFailed,
@@ -469,27 +474,7 @@ export class KernelDatapath implements Datapath {
     this.nfq.setEvaluator(evaluator, this.generation);
     this.evaluator = evaluator;
     this.reconciling = this.reconciling
-      .then(() => this.ct.reconcile(evaluator))
-      .then(
-        (r) => {
-          this.reconciles++;
-          this.ctDeleted += r.deleted;
-          this.ctRemarked += r.remarked;
-          this.ctFailed += r.failed;
-          if (r.deleted > 0 || r.failed > 0)
-            this.options.log.info(
-              {
-                deleted: r.deleted,
-                remarked: r.remarked,
-                checked: r.checked,
-                failed: r.failed,
-                mirrorDenied: re.deniedFlows.length,
-              },
-              'conntrack reconciled with the new policy: denied connections deleted',
-            );
-        },
-        (err: unknown) => this.options.log.error({ err }, 'conntrack reconcile failed'),
-      )
+      .then(() => this.reconcile(evaluator, re.deniedFlows.length))
       .finally(() => previous.dispose());
     if (this.prunePending) {
       // The first policy after start: addresses a previous agent left that no endpoint holds now leave the sets.
@@ -507,6 +492,46 @@ export class KernelDatapath implements Datapath {
     return counts;
   }
 
+  /** One conntrack reconcile with `evaluator` (alive until the reconcile after it), counted and logged. */
+  private async reconcile(evaluator: NativeEvaluator, mirrorDenied: number): Promise<void> {
+    try {
+      const r = await this.ct.reconcile(evaluator);
+      this.reconciles++;
+      this.ctDeleted += r.deleted;
+      this.ctRemarked += r.remarked;
+      this.ctFailed += r.failed;
+      if (r.deleted > 0 || r.failed > 0)
+        this.options.log.info(
+          {
+            deleted: r.deleted,
+            remarked: r.remarked,
+            checked: r.checked,
+            failed: r.failed,
+            mirrorDenied,
+          },
+          'conntrack reconciled with the new policy: denied connections deleted',
+        );
+    } catch (err) {
+      this.options.log.error({ err }, 'conntrack reconcile failed');
+    }
+  }
+
+  /**
+   * A first packet the queue thread allowed with the image of an earlier load
+   * (in flight while the tables changed) may have made a connection after
+   * that load's reconcile read conntrack: one more reconcile, with the tables
+   * in force, catches it. Coalesced: at most one waits.
+   */
+  private reconcileStale(): void {
+    if (this.staleReconcilePending || this.closed) return;
+    this.staleReconcilePending = true;
+    this.reconciling = this.reconciling.then(() => {
+      this.staleReconcilePending = false;
+      this.staleReconciles++;
+      return this.closed ? undefined : this.reconcile(this.evaluator, 0);
+    });
+  }
+
   // --- what the kernel tells ----------------------------------------------------------
 
   /**
@@ -519,6 +544,7 @@ export class KernelDatapath implements Datapath {
     if (this.closed) return;
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const now = this.engine.now();
+    let stale = false;
     for (let at = 0; at + DECISION_BYTES <= bytes.byteLength; at += DECISION_BYTES) {
       const family = bytes[at + 32]!;
       const verdict = bytes[at + 34]!;
@@ -528,6 +554,7 @@ export class KernelDatapath implements Datapath {
       }
       if (verdict === 1) this.drops['policy-egress']++;
       else if (verdict === 2) this.drops['policy-ingress']++;
+      else if (view.getUint32(at + 52, true) !== this.generation) stale = true;
       const src = addressAt(bytes, at, family);
       const dst = addressAt(bytes, at + 16, family);
       const zone = this.engine.zoneOf(src, dst);
@@ -547,6 +574,7 @@ export class KernelDatapath implements Datapath {
         now,
       );
     }
+    if (stale) this.reconcileStale();
   }
 
   /** Conntrack records (128 bytes, conntrack.cc): counters, TCP state and removal of the mirrored flows. */
