@@ -36,7 +36,13 @@ export class WeirProcess {
       netns ? ['netns', 'exec', netns, process.execPath, ...argv] : argv,
       {
         cwd: ROOT,
-        env: { ...process.env, WEIR_LOG_LEVEL: 'debug', ...env },
+        // Outside a namespace of its own, an agent must not program the host's netfilter: userspace.
+        env: {
+          ...process.env,
+          WEIR_LOG_LEVEL: 'debug',
+          ...(netns ? {} : { WEIR_DATAPATH: 'userspace' }),
+          ...env,
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
