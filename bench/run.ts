@@ -24,10 +24,13 @@
  *   6. flow-table       flow lookups with 1M flows, native vs a Map
  *   8. propagation      one change to 100 and 1,000 agents (gRPC, real controller)
  *   7. datapath         packets through the userspace datapath: fast and slow path
- *   9. lab              real packets in a lab (root): new TCP connections/s and
- *                       established throughput, Weir with 10,000 rules vs no Weir
+ *   9. kernel           real connections through the kernel datapath (root): connection rate
+ *                       against no Weir table, first-packet latency, slow-path verdicts/s
+ *  10. lab              real packets in a lab (root): new TCP connections/s and
+ *                       established throughput between pods on two nodes, Weir with
+ *                       10,000 rules vs no Weir
  *
- * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|lab,
+ * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|kernel|lab,
  * --quick (fewer repetitions and probes, for trying changes),
  * --namespaces=N (size of the main cluster, default 1000),
  * --no-gc-between-runs (do not collect the heap between pipeline runs).
@@ -72,6 +75,7 @@ import { generateProbes } from './probes.js';
 import { benchDatapath } from './datapath.js';
 import { benchFlowTable } from './flow-table.js';
 import { benchPropagation } from './propagation.js';
+import { benchKernel, formatKernelBench } from './kernel.js';
 import { benchLab } from './lab.js';
 import {
   benchVerdicts,
@@ -529,8 +533,12 @@ async function main(): Promise<void> {
     heading('8. Propagation of one change to 100 and 1,000 agents');
     say(await benchPropagation({ quick }));
   }
+  if (enabled('kernel')) {
+    heading('9. Kernel datapath: real connections through nftables + NFQUEUE (root)');
+    say(formatKernelBench(await benchKernel({ quick })));
+  }
   if (enabled('lab')) {
-    heading('9. The lab on real packets: connections/s and throughput, Weir vs no Weir');
+    heading('10. The lab on real packets: connections/s and throughput, Weir vs no Weir');
     say(await benchLab({ quick }));
   }
 

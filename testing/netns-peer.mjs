@@ -11,10 +11,14 @@
 //                             "closed" or "error:<code>"; exits when stdin ends.
 //   probe tcp|udp HOST PORT [TIMEOUT_MS]
 //                             one attempt: prints "ok" when the echo comes back, else
-//                             "fail:<reason>"; exit status 0 either way.
+//                             "fail:<reason>" (fail:ECONNREFUSED: a RST, or for UDP an ICMP
+//                             port unreachable); exit status 0 either way.
 //   flood tcp HOST PORT COUNT [TIMEOUT_MS]
 //                             COUNT sequential connections (connect, one echo, close);
 //                             prints JSON {ok, failed, seconds}.
+//   blast udp HOST FIRST_PORT COUNT
+//                             COUNT datagrams from one socket to ports FIRST_PORT.. (each a new
+//                             flow), in bursts of 256; prints JSON {sent, seconds}.
 import dgram from 'node:dgram';
 import net from 'node:net';
 import readline from 'node:readline';
@@ -72,11 +76,14 @@ function probe(timeoutMs) {
       out('ok');
       process.exit(0);
     });
+    // Connected, so that an ICMP port unreachable comes back as ECONNREFUSED.
     sock.on('error', (e) => fail(e.code ?? 'error'));
     // Retries within the timeout: UDP has no handshake to retransmit.
-    const send = () => sock.send('probe', port, host);
-    send();
-    setInterval(send, 250).unref();
+    const send = () => sock.send('probe');
+    sock.connect(port, host, () => {
+      send();
+      setInterval(send, 250).unref();
+    });
   }
 }
 
@@ -140,7 +147,32 @@ async function flood(count, timeoutMs) {
   out(JSON.stringify({ ok, failed, seconds }));
 }
 
+async function blast(firstPort, count) {
+  const sock = dgram.createSocket(family);
+  await new Promise((resolve) => sock.bind(0, resolve));
+  const payload = Buffer.from('x');
+  const t0 = process.hrtime.bigint();
+  let sent = 0;
+  while (sent < count) {
+    const burst = Math.min(256, count - sent);
+    await Promise.all(
+      Array.from(
+        { length: burst },
+        (_, i) =>
+          new Promise((resolve) =>
+            sock.send(payload, firstPort + ((sent + i) % (65536 - firstPort)), host, resolve),
+          ),
+      ),
+    );
+    sent += burst;
+  }
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  sock.close();
+  out(JSON.stringify({ sent, seconds }));
+}
+
 if (mode === 'serve') serve();
+else if (mode === 'blast') await blast(Number(portText), Number(a4 ?? 1000));
 else if (mode === 'probe') probe(Number(a4 ?? 2000));
 else if (mode === 'connect') connect(Number(a4 ?? 3000));
 else if (mode === 'flood') await flood(Number(a4 ?? 100), Number(a5 ?? 2000));

@@ -145,12 +145,23 @@ export class NodeTopology implements AsyncDisposable {
     port: number,
     timeoutMs = 1500,
   ): Promise<boolean> {
+    return (await this.probeResult(from, proto, host, port, timeoutMs)) === 'ok';
+  }
+
+  /** One connection attempt: "ok", or "fail:<why>" (fail:timeout, fail:ECONNREFUSED, ...). */
+  async probeResult(
+    from: Pod,
+    proto: 'tcp' | 'udp',
+    host: string,
+    port: number,
+    timeoutMs = 1500,
+  ): Promise<string> {
     const out = await inNs(
       from.ns,
       [process.execPath, PEER_SCRIPT, 'probe', proto, host, String(port), String(timeoutMs)],
       timeoutMs + 10_000,
     );
-    return out.trim() === 'ok';
+    return out.trim();
   }
 
   /** A long-lived TCP connection from a pod. */

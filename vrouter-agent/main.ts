@@ -27,7 +27,8 @@ const USAGE = `usage: weir-agent --node NAME [--controller HOST:PORT] [--state-d
   --datapath KIND        nftables: enforce on this network namespace's real packets (nftables table "weir",
                          NFQUEUE slow path, conntrack fast path; needs root and the netfilter libraries);
                          userspace: the flow engine on synthetic traffic only. Default: nftables where it can
-                         run, else userspace, with the reason in status, metrics and logs
+                         run (and without --synthetic-traffic), else userspace, with the reason in status,
+                         metrics and logs (env WEIR_DATAPATH)
   --fail-mode MODE       what new connections of local pods do while no agent decides them (crashed,
                          restarting): open (default) passes them unchecked (queue bypass), closed drops them.
                          Established connections carry on either way. Open is the default because an agent
@@ -58,7 +59,7 @@ export async function main(argv: string[]): Promise<void> {
         'synthetic-traffic': { type: 'string' },
         'metrics-listen': { type: 'string' },
         'log-level': { type: 'string' },
-        datapath: { type: 'string', default: 'auto' },
+        datapath: { type: 'string', default: process.env.WEIR_DATAPATH ?? 'auto' },
         'fail-mode': { type: 'string', default: 'open' },
         queue: { type: 'string', default: '100' },
         help: { type: 'boolean', short: 'h' },
@@ -104,6 +105,7 @@ export async function main(argv: string[]): Promise<void> {
       );
     const selection = await selectDatapath({
       choice,
+      syntheticTraffic: values['synthetic-traffic'] !== undefined,
       failMode,
       queue,
       tables: emptySpanTables(node),

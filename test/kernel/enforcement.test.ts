@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { kernelSkipReason } from '../../testing/netns.js';
+import { inNs, kernelSkipReason, PEER_SCRIPT } from '../../testing/netns.js';
 import { nativeAddon } from '../../vrouter-agent/native/loader.js';
 import { decodeMark } from '../../vrouter-agent/datapath/kernel-datapath.js';
 import { eventually } from '../support/processes.js';
@@ -106,26 +106,51 @@ describe('the kernel datapath enforces policy on real connections', { skip }, ()
     assert.equal(flow.ingress.decision, 'deny');
   });
 
-  test('traffic between a pod and its own node passes under a default deny', async () => {
-    // The node reaches api on a port no rule admits (kubelet probes), and api reaches its node.
-    await c.topo.spawn(c.topo.node, [process.execPath, '-e', '0']);
-    const fromNode = await eventually(
-      async () => {
-        const { inNs, PEER_SCRIPT } = await import('../../testing/netns.js');
-        const out = await inNs(c.topo.node, [
-          process.execPath,
-          PEER_SCRIPT,
-          'probe',
-          'tcp',
-          c.api.v4,
-          '9090',
-          '2000',
-        ]);
-        return out.trim() === 'ok' ? true : undefined;
-      },
-      'node → api:9090',
+  test('traffic between a pod and its own node passes under a default deny, both ways', async () => {
+    // The node reaches api on a port no rule admits (as kubelet probes do) ...
+    const out = await inNs(c.topo.node, [
+      process.execPath,
+      PEER_SCRIPT,
+      'probe',
+      'tcp',
+      c.api.v4,
+      '9090',
+      '2000',
+    ]);
+    assert.equal(out.trim(), 'ok', 'node → api:9090');
+    // ... and api reaches a server on its node's address.
+    const server = c.topo.spawn(c.topo.node, [
+      process.execPath,
+      PEER_SCRIPT,
+      'serve',
+      'tcp',
+      '10.200.2.1',
+      '9100',
+    ]);
+    await eventually(
+      async () => ((await c.topo.probe(c.api, 'tcp', '10.200.2.1', 9100, 1000)) ? true : undefined),
+      'api → its node',
       10_000,
     );
-    assert.equal(fromNode, true);
+    server.kill('SIGKILL');
+  });
+
+  test('metrics say which datapath runs, how it queues, its fail mode, and count slow-path verdicts', async () => {
+    const text = await c.metrics();
+    assert.match(
+      text,
+      /weir_agent_datapath_info\{kind="nftables",queue_method="(xtables-nfqueue|nft-queue)",fail_mode="open",reason="requested \(--datapath nftables\)"\} 1/,
+    );
+    const allowed = Number(
+      /weir_agent_slow_path_verdicts_total\{verdict="allow"\} (\d+)/.exec(text)?.[1],
+    );
+    const denied = Number(
+      /weir_agent_slow_path_verdicts_total\{verdict="deny"\} (\d+)/.exec(text)?.[1],
+    );
+    assert.ok(allowed > 0 && denied > 0, `allow ${allowed}, deny ${denied}`);
+    assert.match(
+      text,
+      /weir_agent_first_packet_verdict_seconds\{quantile="0.99",stage="decided"\} /,
+    );
   });
 });

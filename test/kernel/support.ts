@@ -15,6 +15,7 @@ import { eventually, ROOT, WeirProcess } from '../support/processes.js';
 export const NODE = 'n1';
 const CONTROLLER = '127.0.0.1:7443';
 const AGENT_API = '127.0.0.1:7444';
+const METRICS = '127.0.0.1:7445';
 
 export interface WireFlow {
   index: number;
@@ -71,7 +72,7 @@ export class KernelCluster implements AsyncDisposable {
         {},
         topo.node,
       );
-      await c.controller.waitFor((l) => l.msg === 'controller serving', 'the controller');
+      await c.controller.waitFor((l) => l.msg === 'controller serving', 'the controller', 60_000);
     } catch (err) {
       await c[Symbol.asyncDispose]();
       throw err;
@@ -147,15 +148,20 @@ export class KernelCluster implements AsyncDisposable {
         'nftables',
         '--fail-mode',
         failMode,
+        '--metrics-listen',
+        METRICS,
       ],
       {},
       this.topo.node,
     );
     this.appliedSeen = 0;
     await this.agent.waitFor(
-      (l) => l.msg === 'span applied' && l.endpoints === 3 && (l.policies as number) >= policies,
+      (l) =>
+        // A fresh agent applies the controller's span; a restarted one enforces its persisted span at once.
+        (l.msg === 'span applied' && l.endpoints === 3 && (l.policies as number) >= policies) ||
+        (l.msg === 'enforcing persisted span' && (l.policies as number) >= policies),
       'the span',
-      30_000,
+      60_000,
     );
     this.appliedSeen = this.agent.lines.length;
     return this.agent;
@@ -167,7 +173,7 @@ export class KernelCluster implements AsyncDisposable {
     await agent.waitFor(
       (l) => l.msg === 'span applied' && pred(l),
       'the next span',
-      30_000,
+      60_000,
       this.appliedSeen,
     );
     this.appliedSeen = agent.lines.length;
@@ -193,6 +199,15 @@ export class KernelCluster implements AsyncDisposable {
 
   async eventuallyFlow(pred: (f: WireFlow) => boolean, what: string): Promise<WireFlow> {
     return eventually(async () => (await this.flows()).find(pred), what, 15_000);
+  }
+
+  /** The agent's Prometheus metrics (fetched inside the node namespace). */
+  async metrics(): Promise<string> {
+    return inNs(this.topo.node, [
+      process.execPath,
+      '-e',
+      `fetch('http://${METRICS}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`,
+    ]);
   }
 
   /** Weir's conntrack entries in the node: `conntrack -L` lines with a mark tagged 0b10. */

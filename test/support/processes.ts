@@ -36,7 +36,13 @@ export class WeirProcess {
       netns ? ['netns', 'exec', netns, process.execPath, ...argv] : argv,
       {
         cwd: ROOT,
-        env: { ...process.env, WEIR_LOG_LEVEL: 'debug', ...env },
+        // Outside a namespace of its own, an agent must not program the host's netfilter: userspace.
+        env: {
+          ...process.env,
+          WEIR_LOG_LEVEL: 'debug',
+          ...(netns ? {} : { WEIR_DATAPATH: 'userspace' }),
+          ...env,
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
@@ -69,7 +75,7 @@ export class WeirProcess {
   waitFor(
     pred: (l: LogLine) => boolean,
     what: string,
-    timeoutMs = 15_000,
+    timeoutMs = 30_000,
     since = 0,
   ): Promise<LogLine> {
     const seen = this.lines.slice(since).find(pred);
@@ -126,7 +132,7 @@ export async function freePort(): Promise<number> {
 export async function eventually<T>(
   check: () => Promise<T | undefined>,
   what: string,
-  timeoutMs = 15_000,
+  timeoutMs = 30_000,
 ): Promise<T> {
   const end = Date.now() + timeoutMs;
   let last: unknown;

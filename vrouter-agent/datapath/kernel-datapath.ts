@@ -1,18 +1,22 @@
 /**
- * The kernel datapath ('nftables'): real packets, enforced by the node's
- * netfilter. The kernel's conntrack is the flow table's fast path; the agent
- * is its slow path and its mirror.
+ * The kernel datapath ('nftables'): a thin driver of the flow engine
+ * (flow-engine.ts) on real packets. The kernel's conntrack is the fast path;
+ * the agent is the slow path, and the engine mirrors what the kernel holds.
  *
  *   kernel: forward hook ─ established/related ─────────────────▶ accept (conntrack)
  *           new flow of a local pod ─▶ NFQUEUE ─┐
  *   native thread (nfqueue.cc):  batch ─▶ rule image ─▶ verdicts (one sendmsg)
  *           NF_ACCEPT + mark(rule ids) ─▶ stamp chain: ct mark = mark
  *           NF_DROP (denied)
- *   JS (this file):  decisions in batches ─▶ mirror flows (allowed, or deny flows with their reason)
- *                    conntrack events (new/update/destroy) ─▶ counters, TCP state, removal
- *                    loadTables ─▶ new image swapped into the thread; mirror re-evaluated;
- *                                  conntrack reconciled: denied connections deleted (they stop),
- *                                  the rest re-marked with their new rule ids
+ *   JS (this file): decisions, in batches ─▶ engine.decideFirstPacket (the flow, allowed or a
+ *                                            deny flow with its reason; uncounted)
+ *                   conntrack events ─────▶ engine.updateFlow (counters, TCP state, last seen) /
+ *                                            engine.removeFlow ('closed' tcp, 'aged')
+ *                   a dump every syncIntervalMs: counters, and flows whose destroy was lost
+ *                   loadTables ───────────▶ engine.loadTables (re-evaluation); the new image
+ *                                            swapped into the thread; conntrack reconciled:
+ *                                            denied connections deleted (they stop), the rest
+ *                                            re-marked with their new rule ids
  *
  * The ruleset (kernel-ruleset.ts) is installed at create() in one transaction
  * that keeps the pod sets a previous agent left (so nothing passes
@@ -21,38 +25,31 @@
  * endpoint holds any more. Established connections are never flushed: an
  * agent restart does not touch conntrack.
  *
- * Zones are the agent's names for local endpoints, as in the userspace
- * datapath; the kernel needs none (interfaces and routing say where packets
- * go). Spoofing is the node's business (rp_filter): the kernel datapath does
- * not drop 'zone-mismatch'.
+ * Zones: the kernel needs none (interfaces and routing say where packets
+ * go); flows are keyed in the engine's `zoneOf(src, dst)`. Spoofed sources
+ * are the node's business (rp_filter), not this driver's.
  */
-import { InternalError, UnavailableError, ValidationError } from '../../shared/errors.js';
+import { InternalError, UnavailableError } from '../../shared/errors.js';
 import { formatIp, tryParseIp, type Ip } from '../../shared/net/ip.js';
 import type { Logger } from '../../shared/log.js';
 import type { RuleTables } from '../../shared/policy/rule-tables.js';
-import { POLICY_RECORD_BYTES, VerdictCode, writePolicyRecord } from '../compile/policy-record.js';
-import type { RuleCatalog } from '../compile/rule-catalog.js';
 import { encodeRuleImage } from '../compile/rule-image.js';
-import { nativeRuleEvaluator } from '../compile/verdict-engine.js';
-import type { DropReason, TcpStateName } from '../flows/flow-table.js';
+import { createVerdictEngine, nativeRuleEvaluator } from '../compile/verdict-engine.js';
+import { TcpState, type CreateFlowTableOptions } from '../flows/index.js';
 import { nativeAddon, nativeStatus } from '../native/loader.js';
 import {
   DATAPATH_DROP_REASONS,
   type AttachedEndpoint,
-  type BatchVerdicts,
   type Datapath,
   type DatapathDropReason,
   type DatapathStats,
   type DecodedFlow,
   type DecodedFlowPage,
   type EventOptions,
-  type FlowCounters,
   type FlowEvent,
-  type FlowVerdictView,
-  type GateOutcome,
   type Reevaluation,
 } from './datapath.js';
-import { FlowEventHub } from './flow-events.js';
+import { FlowEngine } from './flow-engine.js';
 import {
   detectQueueMethod,
   enableConntrackAccounting,
@@ -82,14 +79,18 @@ interface NfQueueStats {
   readonly overruns: number;
   readonly decisionsLost: number;
   readonly running: boolean;
-  readonly latency: {
-    readonly count: number;
-    readonly meanNs: number;
-    readonly maxNs: number;
-    readonly p50Ns: number;
-    readonly p90Ns: number;
-    readonly p99Ns: number;
-  };
+  /** From the read of a first packet to its verdict sent (the send includes the kernel's reinjection of accepted packets). */
+  readonly latency: LatencyStats;
+  /** From the read to the verdict decided (parse and evaluation). */
+  readonly decideLatency: LatencyStats;
+}
+interface LatencyStats {
+  readonly count: number;
+  readonly meanNs: number;
+  readonly maxNs: number;
+  readonly p50Ns: number;
+  readonly p90Ns: number;
+  readonly p99Ns: number;
 }
 interface NativeNfQueue {
   setEvaluator(evaluator: NativeEvaluator, generation: number): void;
@@ -182,41 +183,21 @@ export function decodeMark(mark: number): { egress: MarkGate; ingress: MarkGate 
   return { egress: gate((mark >>> 15) & 0x7fff), ingress: gate(mark & 0x7fff) };
 }
 
-// --- the mirror -------------------------------------------------------------------------
+// --- conntrack → the engine -------------------------------------------------------
 
-const TCP_STATES: readonly (readonly TcpStateName[])[] = [
-  [], // none
-  ['synForward'], // syn-sent
-  ['synForward', 'synReverse'], // syn-recv
-  ['synForward', 'synReverse', 'ackForward', 'established'], // established
-  ['established', 'finForward'], // fin-wait
-  ['established', 'finReverse'], // close-wait
-  ['established', 'finForward', 'finReverse'], // last-ack
-  ['finForward', 'finReverse', 'closed'], // time-wait
-  ['closed'], // close
-  ['synForward'], // syn-sent2
+/** Conntrack's TCP states (record byte 3) as the flow table's TcpState bits. */
+const TCP_BITS: readonly number[] = [
+  0, // none
+  TcpState.synForward, // syn-sent
+  TcpState.synForward | TcpState.synReverse, // syn-recv
+  TcpState.synForward | TcpState.synReverse | TcpState.ackForward | TcpState.established, // established
+  TcpState.established | TcpState.finForward, // fin-wait
+  TcpState.established | TcpState.finReverse, // close-wait
+  TcpState.established | TcpState.finForward | TcpState.finReverse, // last-ack
+  TcpState.finForward | TcpState.finReverse | TcpState.closed, // time-wait
+  TcpState.closed, // close
+  TcpState.synForward, // syn-sent2
 ];
-
-interface MirrorFlow {
-  index: number;
-  key: string;
-  family: 4 | 6;
-  protocol: number;
-  src: string;
-  dst: string;
-  srcIp: Ip;
-  dstIp: Ip;
-  sport: number;
-  dport: number;
-  firstSeenMs: number;
-  lastSeenMs: number;
-  verdict: FlowVerdictView;
-  /** Present once conntrack reported it. */
-  counters?: { fp: number; fb: number; rp: number; rb: number; tcp: number };
-  /** A denied flow of the slow path (no conntrack entry): ages after `denyTimeoutMs` without a retry. */
-  deny: boolean;
-  retries: number;
-}
 
 export interface KernelDatapathOptions {
   /** The rule tables in force at start. */
@@ -229,10 +210,8 @@ export interface KernelDatapathOptions {
   readonly table?: string;
   /** Remove the table on dispose (default true: an orderly stop leaves nothing behind). */
   readonly removeOnClose?: boolean;
-  /** Most flows the mirror holds (default 262144); beyond, flows are enforced but not mirrored (counted). */
-  readonly maxFlows?: number;
-  /** How long a denied flow stays listed without a retry (default 30 s). */
-  readonly denyTimeoutMs?: number;
+  /** The engine's flow table (default: native when the addon loads, 262144 flows, conntrack's timeouts); when full, flows are enforced by the kernel but not mirrored (counted as refused). */
+  readonly flowTable?: CreateFlowTableOptions;
   /** Period of the conntrack dump that refreshes counters and repairs missed events (default 5 s; 0: none). */
   readonly syncIntervalMs?: number;
   /** Packets per verdict batch (default 64). */
@@ -251,55 +230,43 @@ export interface KernelStatus {
   readonly nfqueue: NfQueueStats;
   readonly conntrack: ConntrackStats & {
     readonly reconciles: number;
+    /** Reconciles run again because a decision of an earlier image arrived after a load. */
+    readonly staleReconciles: number;
     readonly deleted: number;
     readonly remarked: number;
     readonly failed: number;
   };
-  readonly mirror: { readonly flows: number; readonly overflow: number; readonly syncs: number };
+  readonly mirror: {
+    readonly flows: number;
+    /** Decisions and conntrack records of addresses no attached endpoint holds (not mirrored). */
+    readonly unattached: number;
+    readonly syncs: number;
+  };
   readonly podAddresses: number;
 }
 
 export class KernelDatapath implements Datapath {
   readonly kind = 'nftables';
-  readonly flowTable = {
-    implementation: 'native' as const,
-    reason: 'the kernel conntrack table, mirrored into the agent',
-  };
-  private current: RuleTables;
+  /** The engine: endpoints, the mirrored flows, re-evaluation, aging, reads, events. */
+  private readonly engine: FlowEngine;
+  /** The image the queue thread and reconciles decide with (the engine keeps its own of the same tables). */
   private evaluator: NativeEvaluator;
-  private catalogs = new Map<number, RuleCatalog>();
   private generation = 1;
-  private readonly endpoints = new Map<
-    number,
-    AttachedEndpoint & { parsed: Ip[]; texts: string[] }
-  >();
-  private readonly zoneByIp = new Map<Ip, number>();
-  private readonly flowsByKey = new Map<string, MirrorFlow>();
-  private readonly slots: (MirrorFlow | undefined)[] = [];
-  private readonly free: number[] = [];
-  private readonly hub = new FlowEventHub();
-  private readonly maxFlows: number;
-  private readonly denyTimeoutMs: number;
-  private timer: NodeJS.Timeout | undefined;
-  private syncTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private prunePending = true;
-  private overflow = 0;
+  private syncTimer: NodeJS.Timeout | undefined;
+  private unattached = 0;
   private syncs = 0;
   private reconciles = 0;
   private ctDeleted = 0;
   private ctRemarked = 0;
   private ctFailed = 0;
-  private inserted = 0;
-  private removed = { aged: 0, closed: 0, evicted: 0, deleted: 0 };
-  private peak = 0;
   private readonly drops: Record<DatapathDropReason, number> = Object.fromEntries(
     DATAPATH_DROP_REASONS.map((r) => [r, 0]),
   ) as Record<DatapathDropReason, number>;
-  private flowsAllowed = 0;
-  private flowsDenied = 0;
-  private reeval = { loads: 0, checked: 0, unchanged: 0, rulesChanged: 0, denied: 0, allowed: 0 };
   private reconciling: Promise<unknown> = Promise.resolve();
+  private staleReconcilePending = false;
+  private staleReconciles = 0;
 
   private constructor(
     private readonly options: KernelDatapathOptions,
@@ -309,13 +276,18 @@ export class KernelDatapath implements Datapath {
     private readonly nfq: NativeNfQueue,
     private readonly ct: NativeConntrack,
     evaluator: NativeEvaluator,
-    catalog: RuleCatalog,
   ) {
-    this.current = options.tables;
     this.evaluator = evaluator;
-    this.catalogs.set(this.generation, catalog);
-    this.maxFlows = options.maxFlows ?? 1 << 18;
-    this.denyTimeoutMs = options.denyTimeoutMs ?? 30_000;
+    this.engine = new FlowEngine({
+      tables: options.tables,
+      verdictEngine: (t) => createVerdictEngine(t),
+      flowTable: options.flowTable ?? {},
+      log: options.log,
+    });
+  }
+
+  get flowTable(): { readonly implementation: 'native' | 'typescript'; readonly reason: string } {
+    return this.engine.flowTable;
   }
 
   /**
@@ -340,8 +312,8 @@ export class KernelDatapath implements Datapath {
       run,
       ...(options.table === undefined ? {} : { table: options.table }),
     });
-    const { evaluator, catalog } = makeEvaluator(options.tables);
-    // Late-bound: the datapath exists only once every part started.
+    const evaluator = makeEvaluator(options.tables);
+    // Late-bound: records that arrive before the datapath exists wait in the native backlog.
     let dp: KernelDatapath | undefined;
     const ct = new (addon.Conntrack as ConntrackClass)({ onEvents: (r) => dp?.onConntrack(r) });
     const nfq = new (addon.NfQueue as NfQueueClass)({
@@ -352,11 +324,12 @@ export class KernelDatapath implements Datapath {
     });
     try {
       ct.start();
-      // Keep the pod sets a previous agent left: they are queued (decided) until attach/loadTables say otherwise.
+      // Keep the pod sets a previous agent left: their flows stay queued (decided) until attach/loadTables say otherwise.
       const kept = await ruleset.existingPods().catch(() => [] as string[]);
       await ruleset.install(method.method, kept);
       nfq.setEvaluator(evaluator, 1);
       nfq.start();
+      dp = new KernelDatapath(options, ruleset, method, accounting, nfq, ct, evaluator);
     } catch (err) {
       nfq.close();
       ct.close();
@@ -365,7 +338,6 @@ export class KernelDatapath implements Datapath {
         ? err
         : new UnavailableError(`kernel datapath: ${(err as Error).message}`, { cause: err });
     }
-    dp = new KernelDatapath(options, ruleset, method, accounting, nfq, ct, evaluator, catalog);
     dp.startTimers();
     log.info(
       {
@@ -377,13 +349,11 @@ export class KernelDatapath implements Datapath {
       },
       'kernel datapath started',
     );
-    // Connections a previous agent decided: mirror them now.
-    void dp.sync();
     return dp;
   }
 
   get tables(): RuleTables {
-    return this.current;
+    return this.engine.tables;
   }
 
   status(): KernelStatus {
@@ -398,11 +368,16 @@ export class KernelDatapath implements Datapath {
       conntrack: {
         ...this.ct.stats(),
         reconciles: this.reconciles,
+        staleReconciles: this.staleReconciles,
         deleted: this.ctDeleted,
         remarked: this.ctRemarked,
         failed: this.ctFailed,
       },
-      mirror: { flows: this.flowsByKey.size, overflow: this.overflow, syncs: this.syncs },
+      mirror: {
+        flows: this.engine.stats().flowTable.flows,
+        unattached: this.unattached,
+        syncs: this.syncs,
+      },
       podAddresses: this.ruleset.addresses().length,
     };
   }
@@ -424,54 +399,27 @@ export class KernelDatapath implements Datapath {
   }
 
   private startTimers(): void {
-    this.timer = setInterval(() => this.expire(), 1_000);
-    this.timer.unref();
     const every = this.options.syncIntervalMs ?? 5_000;
     if (every > 0) {
       this.syncTimer = setInterval(() => void this.sync(), every);
       this.syncTimer.unref();
     }
+    // Connections a previous agent decided: mirrored now.
+    void this.sync();
   }
 
   // --- endpoints ------------------------------------------------------------------
 
   attach(endpoint: AttachedEndpoint): void {
     this.open();
-    const issues = [];
-    if (!Number.isInteger(endpoint.zone) || endpoint.zone < 0 || endpoint.zone > 0xffff_ffff)
-      issues.push({ field: 'zone', message: `${endpoint.zone} is not a u32` });
-    const other = this.endpoints.get(endpoint.zone);
-    if (other !== undefined && other.endpoint !== endpoint.endpoint)
-      issues.push({
-        field: 'zone',
-        message: `zone ${endpoint.zone} is attached to ${other.endpoint}`,
-      });
-    const parsed: Ip[] = [];
-    const texts: string[] = [];
-    for (const a of endpoint.ips) {
-      const ip = typeof a === 'string' ? tryParseIp(a) : a;
-      if (ip === undefined) {
-        issues.push({ field: 'ips', message: `${JSON.stringify(a)} is not an IP address` });
-        continue;
-      }
-      const holder = this.zoneByIp.get(ip);
-      if (holder !== undefined && holder !== endpoint.zone)
-        issues.push({ field: 'ips', message: `${formatIp(ip)} is held by zone ${holder}` });
-      parsed.push(ip);
-      texts.push(formatIp(ip));
-    }
-    if (issues.length > 0)
-      throw new ValidationError(
-        issues.map((i) => ({ object: `endpoint ${endpoint.endpoint}`, ...i })),
-      );
-    const before = other?.texts ?? [];
-    for (const ip of other?.parsed ?? []) this.zoneByIp.delete(ip);
-    for (const ip of parsed) this.zoneByIp.set(ip, endpoint.zone);
-    this.endpoints.set(endpoint.zone, { ...endpoint, parsed, texts });
+    const before = this.engine.attached().find((a) => a.zone === endpoint.zone);
+    this.engine.attach(endpoint);
+    const now = this.texts(this.engine.attached().find((a) => a.zone === endpoint.zone)?.ips ?? []);
+    const was = before === undefined ? [] : this.texts(before.ips);
     this.ruleset
       .update(
-        texts,
-        before.filter((t) => !texts.includes(t)),
+        now,
+        was.filter((t) => !now.includes(t)),
       )
       .catch((err: unknown) =>
         this.options.log.error(
@@ -481,98 +429,57 @@ export class KernelDatapath implements Datapath {
       );
   }
 
-  detach(zone: number, nowMs = Date.now()): number {
-    const e = this.endpoints.get(zone);
+  detach(zone: number, nowMs?: number): number {
+    this.open();
+    const e = this.engine.attached().find((a) => a.zone === zone);
     if (e === undefined) return 0;
-    this.endpoints.delete(zone);
-    for (const ip of e.parsed) this.zoneByIp.delete(ip);
+    const n = this.engine.detach(zone, nowMs);
     this.ruleset
-      .update([], e.texts)
+      .update([], this.texts(e.ips))
       .catch((err: unknown) =>
         this.options.log.error(
           { err, endpoint: e.endpoint },
           'could not remove pod addresses from the weir table',
         ),
       );
-    let n = 0;
-    for (const f of [...this.flowsByKey.values()]) {
-      if (!e.parsed.includes(f.srcIp) && !e.parsed.includes(f.dstIp)) continue;
-      this.removeFlow(f, 'deleted');
-      if (this.hub.watching)
-        this.hub.publish({ type: 'closed', atMs: nowMs, flow: this.decode(f), cause: 'detached' });
-      n++;
-    }
     return n;
   }
 
   attached(): readonly AttachedEndpoint[] {
-    return [...this.endpoints.values()].map(({ zone, endpoint, ips }) => ({ zone, endpoint, ips }));
+    return this.engine.attached();
+  }
+
+  private texts(ips: readonly (Ip | string)[]): string[] {
+    return ips.map((a) => (typeof a === 'string' ? formatIp(tryParseIp(a) ?? 0) : formatIp(a)));
   }
 
   // --- policy ---------------------------------------------------------------------
 
-  loadTables(tables: RuleTables, nowMs = Date.now()): Reevaluation {
+  /**
+   * The engine re-evaluates its flows (synchronously); the queue thread
+   * decides with the new image from its next batch; then, asynchronously,
+   * conntrack is reconciled: the connections the new tables deny are
+   * deleted (they stop: their next packet is not a lone SYN, which the weir
+   * table drops), the others re-marked with the rule ids that admit them now.
+   * The flows the engine flipped to deny are the same connections, seen from
+   * its side; the reconcile reads the kernel's own table, so it also catches
+   * connections the mirror missed.
+   */
+  loadTables(tables: RuleTables, nowMs?: number): Reevaluation {
     this.open();
-    const { evaluator, catalog } = makeEvaluator(tables);
-    const previousEvaluator = this.evaluator;
+    const evaluator = makeEvaluator(tables);
+    const previous = this.evaluator;
+    const re = this.engine.loadTables(tables, nowMs);
     this.generation = (this.generation + 1) >>> 0 || 1;
     this.nfq.setEvaluator(evaluator, this.generation);
     this.evaluator = evaluator;
-    this.current = tables;
-    this.catalogs.set(this.generation, catalog);
-    for (const g of [...this.catalogs.keys()])
-      if (g !== this.generation && g !== this.generation - 1) this.catalogs.delete(g);
-    // The mirror, decided again with the new image in one call.
-    const flows = [...this.flowsByKey.values()];
-    const out = this.evaluate(flows);
-    const re = { checked: flows.length, unchanged: 0, rulesChanged: 0, denied: 0, allowed: 0 };
-    for (let i = 0; i < flows.length; i++) {
-      const f = flows[i]!;
-      const previous = f.verdict;
-      const next = this.verdictOf(out[3 * i]!, out[3 * i + 1]!, this.generation);
-      f.verdict = next;
-      if (previous.action !== next.action) {
-        if (next.action === 'deny') re.denied++;
-        else re.allowed++;
-        if (this.hub.watching)
-          this.hub.publish({ type: 'verdict', atMs: nowMs, flow: this.decode(f), previous });
-      } else if (
-        !sameGate(previous.egress, next.egress) ||
-        !sameGate(previous.ingress, next.ingress)
-      ) {
-        re.rulesChanged++;
-        if (this.hub.watching)
-          this.hub.publish({ type: 're-evaluated', atMs: nowMs, flow: this.decode(f), previous });
-      } else re.unchanged++;
-    }
-    this.reeval.loads++;
-    this.reeval.checked += re.checked;
-    this.reeval.unchanged += re.unchanged;
-    this.reeval.rulesChanged += re.rulesChanged;
-    this.reeval.denied += re.denied;
-    this.reeval.allowed += re.allowed;
-    // The kernel: connections the new policy denies are deleted (so they stop), the rest re-marked.
     this.reconciling = this.reconciling
-      .then(() => this.ct.reconcile(evaluator))
-      .then(
-        (r) => {
-          this.reconciles++;
-          this.ctDeleted += r.deleted;
-          this.ctRemarked += r.remarked;
-          this.ctFailed += r.failed;
-          if (r.deleted > 0 || r.failed > 0)
-            this.options.log.info(
-              { deleted: r.deleted, remarked: r.remarked, checked: r.checked, failed: r.failed },
-              'conntrack reconciled with the new policy: denied connections deleted',
-            );
-        },
-        (err: unknown) => this.options.log.error({ err }, 'conntrack reconcile failed'),
-      )
-      .finally(() => previousEvaluator.dispose());
+      .then(() => this.reconcile(evaluator, re.deniedFlows.length))
+      .finally(() => previous.dispose());
     if (this.prunePending) {
       // The first policy after start: addresses a previous agent left that no endpoint holds now leave the sets.
       this.prunePending = false;
-      const held = new Set([...this.endpoints.values()].flatMap((e) => e.texts));
+      const held = new Set(this.engine.attached().flatMap((a) => this.texts(a.ips)));
       const stale = this.ruleset.addresses().filter((a) => !held.has(a));
       if (stale.length > 0)
         this.ruleset
@@ -581,22 +488,63 @@ export class KernelDatapath implements Datapath {
             this.options.log.error({ err }, 'could not prune stale pod addresses'),
           );
     }
-    return re;
+    const { deniedFlows: _, ...counts } = re;
+    return counts;
   }
 
-  process(): BatchVerdicts {
-    throw new InternalError(
-      'the kernel datapath takes its packets from the kernel (NFQUEUE); process() is the userspace datapath’s',
-    );
+  /** One conntrack reconcile with `evaluator` (alive until the reconcile after it), counted and logged. */
+  private async reconcile(evaluator: NativeEvaluator, mirrorDenied: number): Promise<void> {
+    try {
+      const r = await this.ct.reconcile(evaluator);
+      this.reconciles++;
+      this.ctDeleted += r.deleted;
+      this.ctRemarked += r.remarked;
+      this.ctFailed += r.failed;
+      if (r.deleted > 0 || r.failed > 0)
+        this.options.log.info(
+          {
+            deleted: r.deleted,
+            remarked: r.remarked,
+            checked: r.checked,
+            failed: r.failed,
+            mirrorDenied,
+          },
+          'conntrack reconciled with the new policy: denied connections deleted',
+        );
+    } catch (err) {
+      this.options.log.error({ err }, 'conntrack reconcile failed');
+    }
+  }
+
+  /**
+   * A first packet the queue thread allowed with the image of an earlier load
+   * (in flight while the tables changed) may have made a connection after
+   * that load's reconcile read conntrack: one more reconcile, with the tables
+   * in force, catches it. Coalesced: at most one waits.
+   */
+  private reconcileStale(): void {
+    if (this.staleReconcilePending || this.closed) return;
+    this.staleReconcilePending = true;
+    this.reconciling = this.reconciling.then(() => {
+      this.staleReconcilePending = false;
+      this.staleReconciles++;
+      return this.closed ? undefined : this.reconcile(this.evaluator, 0);
+    });
   }
 
   // --- what the kernel tells ----------------------------------------------------------
 
-  /** Decisions of the verdict thread (64-byte records, nfqueue.cc). */
+  /**
+   * Decisions of the verdict thread (64-byte records, nfqueue.cc), already
+   * enforced: the engine records each first packet's flow (deciding it with
+   * the same tables, so an allowed flow names its rules and a denied one
+   * becomes a deny flow with its reason). Counters come from conntrack.
+   */
   private onDecisions(bytes: Uint8Array): void {
     if (this.closed) return;
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const now = Date.now();
+    const now = this.engine.now();
+    let stale = false;
     for (let at = 0; at + DECISION_BYTES <= bytes.byteLength; at += DECISION_BYTES) {
       const family = bytes[at + 32]!;
       const verdict = bytes[at + 34]!;
@@ -604,105 +552,98 @@ export class KernelDatapath implements Datapath {
         this.drops.malformed++;
         continue;
       }
-      const protocol = bytes[at + 33]!;
-      const sport = view.getUint16(at + 36, true);
-      const dport = view.getUint16(at + 38, true);
+      if (verdict === 1) this.drops['policy-egress']++;
+      else if (verdict === 2) this.drops['policy-ingress']++;
+      else if (view.getUint32(at + 52, true) !== this.generation) stale = true;
       const src = addressAt(bytes, at, family);
       const dst = addressAt(bytes, at + 16, family);
-      const key = flowKey(family, protocol, src, sport, dst, dport);
-      const eg = view.getInt32(at + 40, true);
-      const ing = view.getInt32(at + 44, true);
-      const generation = view.getUint32(at + 52, true);
-      if (verdict === 0) this.flowsAllowed++;
-      else {
-        this.flowsDenied++;
-        this.drops[verdict === 1 ? 'policy-egress' : 'policy-ingress']++;
-      }
-      const existing = this.flowsByKey.get(key);
-      if (existing !== undefined) {
-        existing.lastSeenMs = now;
-        if (existing.deny) existing.retries++;
+      const zone = this.engine.zoneOf(src, dst);
+      if (zone === undefined) {
+        this.unattached++;
         continue;
       }
-      const f = this.addFlow(
-        key,
-        family,
-        protocol,
-        src,
-        dst,
-        sport,
-        dport,
+      this.engine.decideFirstPacket(
+        {
+          zone,
+          protocol: bytes[at + 33]!,
+          src,
+          dst,
+          sport: view.getUint16(at + 36, true),
+          dport: view.getUint16(at + 38, true),
+        },
         now,
-        this.verdictOf(eg, ing, generation),
       );
-      if (f === undefined) continue;
-      f.deny = verdict !== 0;
-      if (this.hub.watching) this.hub.publish({ type: 'created', atMs: now, flow: this.decode(f) });
     }
+    if (stale) this.reconcileStale();
   }
 
-  /** Conntrack records (128 bytes, conntrack.cc). */
-  private onConntrack(bytes: Uint8Array): void {
+  /** Conntrack records (128 bytes, conntrack.cc): counters, TCP state and removal of the mirrored flows. */
+  private onConntrack(bytes: Uint8Array, present?: Set<number>): void {
     if (this.closed) return;
-    const now = Date.now();
-    const unknown: MirrorFlow[] = [];
+    const now = this.engine.now();
     for (let at = 0; at + CT_RECORD_BYTES <= bytes.byteLength; at += CT_RECORD_BYTES) {
       const r = readCtRecord(bytes, at);
-      let f = this.flowsByKey.get(r.key);
-      if (r.type === 3) {
-        if (f === undefined) continue;
-        f.counters = r.counters;
-        if (f.verdict.action === 'deny') {
-          // Deleted by a policy change: listed as denied until it ages.
-          f.deny = true;
-          f.lastSeenMs = now;
-          continue;
-        }
-        const tcpClosed = r.protocol === 6 && r.counters.tcp >= 4 && r.counters.tcp <= 8;
-        this.removeFlow(f, tcpClosed ? 'closed' : 'aged');
-        if (this.hub.watching)
-          this.hub.publish(
-            tcpClosed
-              ? { type: 'closed', atMs: now, flow: this.decode(f), cause: 'tcp' }
-              : { type: 'aged', atMs: now, flow: this.decode(f) },
-          );
+      const zone = this.engine.zoneOf(r.src, r.dst);
+      if (zone === undefined) {
+        this.unattached++;
         continue;
       }
-      if (f === undefined) {
-        // A connection this agent did not see decided (a previous agent's, or a missed decision).
-        f = this.addFlow(r.key, r.family, r.protocol, r.src, r.dst, r.sport, r.dport, now, {
-          action: 'allow',
-          dropReason: 'none',
-          egress: { kind: 'none' },
-          ingress: { kind: 'none' },
-        });
-        if (f === undefined) continue;
-        unknown.push(f);
+      const key = {
+        zone,
+        protocol: r.protocol,
+        src: r.src,
+        dst: r.dst,
+        sport: r.sport,
+        dport: r.dport,
+      };
+      let hit = this.engine.findFlow(key);
+      if (r.type === 3) {
+        // Destroyed. A flow the policy now denies stays listed as denied until it ages.
+        if (hit === undefined || hit.action === 'deny') continue;
+        const tcpClosed = r.protocol === 6 && r.tcp >= 4 && r.tcp <= 8;
+        this.engine.removeFlow(
+          hit.index,
+          tcpClosed ? 'closed' : 'aged',
+          now,
+          this.counters(hit.index, r, now),
+        );
+        continue;
       }
-      if (
-        r.type !== 4 ||
-        r.counters.fp + r.counters.rp > (f.counters?.fp ?? 0) + (f.counters?.rp ?? 0)
-      )
-        f.lastSeenMs = now;
-      if (r.type === 2 && r.protocol === 6)
-        f.counters = { ...(f.counters ?? r.counters), tcp: r.counters.tcp };
-      if (r.type === 4 || r.type === 1) f.counters = r.counters;
-    }
-    if (unknown.length > 0) {
-      const out = this.evaluate(unknown);
-      for (let i = 0; i < unknown.length; i++) {
-        const f = unknown[i]!;
-        f.verdict = this.verdictOf(out[3 * i]!, out[3 * i + 1]!, this.generation);
-        if (this.hub.watching)
-          this.hub.publish({ type: 'created', atMs: now, flow: this.decode(f) });
+      // A connection the mirror lacks (a previous agent's, or a decision it missed): learnt uncounted.
+      if (hit === undefined) {
+        const d = this.engine.decideFirstPacket(key, now);
+        if (d.index === undefined) continue;
+        hit = {
+          index: d.index,
+          direction: 'forward',
+          action: d.verdict === 'allow' ? 'allow' : 'deny',
+        };
       }
+      present?.add(hit.index);
+      this.engine.updateFlow(hit.index, this.counters(hit.index, r, now));
     }
   }
 
-  /** Refreshes counters from a dump and drops mirror flows conntrack no longer has (missed destroy events). */
+  /** The counters to store: conntrack's (acct on) or the flow's own, the TCP state, and now. */
+  private counters(index: number, r: ReturnType<typeof readCtRecord>, now: number) {
+    const e = this.engine.flowEntry(index);
+    const counted = r.fp + r.rp > 0;
+    return {
+      forward: counted ? { packets: r.fp, bytes: r.fb } : (e?.forward ?? { packets: 0, bytes: 0 }),
+      reverse: counted ? { packets: r.rp, bytes: r.rb } : (e?.reverse ?? { packets: 0, bytes: 0 }),
+      tcpState: r.protocol === 6 ? (TCP_BITS[r.tcp] ?? 0) : (e?.tcpState ?? 0),
+      lastSeenMs: now,
+    };
+  }
+
+  /**
+   * Refreshes counters from a dump, and removes allowed mirrored flows that
+   * conntrack no longer has (destroy events lost to an overrun) once they
+   * are older than one period.
+   */
   private async sync(): Promise<void> {
     if (this.closed) return;
-    const started = Date.now();
+    const started = this.engine.now();
     let bytes: Uint8Array;
     try {
       bytes = await this.ct.dump();
@@ -712,221 +653,49 @@ export class KernelDatapath implements Datapath {
     }
     if (this.closed) return;
     this.syncs++;
-    const present = new Set<string>();
-    for (let at = 0; at + CT_RECORD_BYTES <= bytes.byteLength; at += CT_RECORD_BYTES)
-      present.add(readCtRecord(bytes, at).key);
-    this.onConntrack(bytes);
-    for (const f of [...this.flowsByKey.values()]) {
-      if (f.deny || present.has(f.key) || f.firstSeenMs >= started - 2_000) continue;
-      this.removeFlow(f, 'aged');
-      if (this.hub.watching)
-        this.hub.publish({ type: 'aged', atMs: Date.now(), flow: this.decode(f) });
+    const present = new Set<number>();
+    this.onConntrack(bytes, present);
+    const period = this.options.syncIntervalMs ?? 5_000;
+    for (let cursor: number | undefined = 0; cursor !== undefined; ) {
+      const page = this.engine.flows(cursor, 1000);
+      for (const f of page.flows)
+        if (f.action === 'allow' && !present.has(f.index) && f.firstSeenMs < started - period)
+          this.engine.removeFlow(f.index, 'aged');
+      cursor = page.next;
     }
   }
 
-  expire(nowMs = Date.now()): number {
-    let n = 0;
-    for (const f of [...this.flowsByKey.values()]) {
-      if (!f.deny || nowMs - f.lastSeenMs < this.denyTimeoutMs) continue;
-      this.removeFlow(f, 'aged');
-      if (this.hub.watching) this.hub.publish({ type: 'aged', atMs: nowMs, flow: this.decode(f) });
-      n++;
-    }
-    return n;
+  expire(nowMs?: number): number {
+    return this.engine.expire(nowMs);
   }
 
-  // --- the mirror table ------------------------------------------------------------------
-
-  private addFlow(
-    key: string,
-    family: 4 | 6,
-    protocol: number,
-    src: Ip,
-    dst: Ip,
-    sport: number,
-    dport: number,
-    now: number,
-    verdict: FlowVerdictView,
-  ): MirrorFlow | undefined {
-    if (this.flowsByKey.size >= this.maxFlows) {
-      this.overflow++;
-      return undefined;
-    }
-    const index = this.free.pop() ?? this.slots.length;
-    const f: MirrorFlow = {
-      index,
-      key,
-      family,
-      protocol,
-      src: formatIp(src),
-      dst: formatIp(dst),
-      srcIp: src,
-      dstIp: dst,
-      sport,
-      dport,
-      firstSeenMs: now,
-      lastSeenMs: now,
-      verdict,
-      deny: false,
-      retries: 0,
-    };
-    this.slots[index] = f;
-    this.flowsByKey.set(key, f);
-    this.inserted++;
-    this.peak = Math.max(this.peak, this.flowsByKey.size);
-    return f;
-  }
-
-  private removeFlow(f: MirrorFlow, cause: 'aged' | 'closed' | 'evicted' | 'deleted'): void {
-    if (this.flowsByKey.get(f.key) !== f) return;
-    this.flowsByKey.delete(f.key);
-    this.slots[f.index] = undefined;
-    this.free.push(f.index);
-    this.removed[cause]++;
-  }
-
-  /** Decides flows' first packets with the image in force: out[3i..3i+2] as the evaluator writes. */
-  private evaluate(flows: readonly MirrorFlow[]): Int32Array {
-    const records = new Uint8Array(Math.max(1, flows.length) * POLICY_RECORD_BYTES);
-    const view = new DataView(records.buffer);
-    for (let i = 0; i < flows.length; i++) {
-      const f = flows[i]!;
-      const ported =
-        f.protocol === 6 || f.protocol === 17 || f.protocol === 132 || f.protocol === 136;
-      writePolicyRecord(view, i, {
-        src: f.srcIp,
-        dst: f.dstIp,
-        protocol: f.protocol,
-        dstPort: ported ? f.dport : 0,
-      });
-    }
-    const out = new Int32Array(Math.max(1, flows.length) * 3);
-    if (flows.length > 0) this.evaluator.evaluate(records, flows.length, out);
-    return out;
-  }
-
-  private verdictOf(egress: number, ingress: number, generation: number): FlowVerdictView {
-    const catalog = this.catalogs.get(generation) ?? this.catalogs.get(this.generation)!;
-    const gate = (c: number): GateOutcome => {
-      if (c === VerdictCode.ALLOW_DEFAULT) return { kind: 'default' };
-      if (c === VerdictCode.ALLOW_NODE) return { kind: 'node' };
-      if (c === VerdictCode.DENY) return { kind: 'deny' };
-      const r = catalog.rule(c);
-      return r === undefined ? { kind: 'none' } : { kind: 'rule', rule: r.id, policy: r.policy };
-    };
-    const eg = gate(egress);
-    const ing = gate(ingress);
-    const dropReason: DropReason =
-      egress === VerdictCode.DENY
-        ? 'policy-egress'
-        : ingress === VerdictCode.DENY
-          ? 'policy-ingress'
-          : 'none';
-    return {
-      action: dropReason === 'none' ? 'allow' : 'deny',
-      dropReason,
-      egress: eg,
-      ingress: ing,
-    };
-  }
-
-  private decode(f: MirrorFlow): DecodedFlow {
-    const srcZone = this.zoneByIp.get(f.srcIp);
-    const dstZone = this.zoneByIp.get(f.dstIp);
-    const zone = srcZone ?? dstZone ?? 0;
-    const replyZone = dstZone ?? zone;
-    const c = f.counters;
-    const counters: FlowCounters | undefined =
-      c === undefined
-        ? undefined
-        : {
-            forward: { packets: c.fp, bytes: c.fb },
-            reverse: { packets: c.rp, bytes: c.rb },
-            lastSeenMs: f.lastSeenMs,
-            tcpState: f.protocol === 6 ? (TCP_STATES[c.tcp] ?? []) : [],
-          };
-    return {
-      ...f.verdict,
-      index: f.index,
-      zone,
-      endpoint: this.endpoints.get(zone)?.endpoint,
-      replyZone,
-      replyEndpoint: this.endpoints.get(replyZone)?.endpoint,
-      family: f.family,
-      protocol: f.protocol,
-      src: f.src,
-      dst: f.dst,
-      sport: f.sport,
-      dport: f.dport,
-      firstSeenMs: f.firstSeenMs,
-      ...(counters === undefined ? {} : { counters }),
-    };
-  }
-
-  flows(cursor = 0, limit = 100): DecodedFlowPage {
-    if (!Number.isInteger(cursor) || cursor < 0)
-      throw new ValidationError([{ field: 'cursor', message: `${cursor} is not a cursor` }]);
-    const max = Math.min(Math.max(1, Math.floor(limit)), 10_000);
-    const out: DecodedFlow[] = [];
-    let i = cursor;
-    for (; i < this.slots.length && out.length < max; i++) {
-      const f = this.slots[i];
-      if (f !== undefined) out.push(this.decode(f));
-    }
-    return { flows: out, next: i < this.slots.length ? i : undefined };
+  flows(cursor?: number, limit?: number): DecodedFlowPage {
+    return this.engine.flows(cursor, limit);
   }
 
   flow(index: number): DecodedFlow | undefined {
-    const f = this.slots[index];
-    return f === undefined ? undefined : this.decode(f);
+    return this.engine.flow(index);
   }
 
-  events(options: EventOptions = {}): AsyncIterableIterator<FlowEvent> {
-    const first = !this.hub.watching;
-    const it = this.hub.subscribe(options.bufferSize ?? 4096, options.signal);
-    void first;
-    return it;
+  events(options?: EventOptions): AsyncIterableIterator<FlowEvent> {
+    return this.engine.events(options);
   }
 
   stats(): DatapathStats {
     const q = this.nfq.stats();
-    const dropped = q.denied;
+    const engine = this.engine.stats();
     return {
       packets: q.received,
       allowed: q.allowed,
-      dropped,
+      dropped: q.denied,
       drops: { ...this.drops },
       allowedBy: { flow: 0, slowPath: q.allowed, related: 0, neighborDiscovery: 0, nonIp: 0 },
-      slowPath: {
-        evaluated: q.received,
-        flowsAllowed: this.flowsAllowed,
-        flowsDenied: this.flowsDenied,
-      },
+      slowPath: engine.slowPath,
       fragments: { tracked: 0, firstFragments: 0, matched: 0 },
-      reevaluation: { ...this.reeval },
-      endpoints: this.endpoints.size,
-      events: { watchers: this.hub.watchers, published: this.hub.published, lost: this.hub.lost },
-      flowTable: {
-        flows: this.flowsByKey.size,
-        holds: 0,
-        peakFlows: this.peak,
-        maxFlows: this.maxFlows,
-        zones: new Set(
-          [...this.flowsByKey.values()].map(
-            (f) => this.zoneByIp.get(f.srcIp) ?? this.zoneByIp.get(f.dstIp) ?? 0,
-          ),
-        ).size,
-        inserted: this.inserted,
-        removed:
-          this.removed.aged + this.removed.closed + this.removed.evicted + this.removed.deleted,
-        removedBy: { ...this.removed },
-        refused: { 'flow-limit': 0, 'table-full': this.overflow, 'hold-limit': 0 },
-        holdsCreated: 0,
-        holdsResolved: 0,
-        lookups: q.received,
-        hits: 0,
-        bytesAllocated: 0,
-      },
+      reevaluation: engine.reevaluation,
+      endpoints: engine.endpoints,
+      events: engine.events,
+      flowTable: engine.flowTable,
     };
   }
 
@@ -937,7 +706,6 @@ export class KernelDatapath implements Datapath {
   async [Symbol.asyncDispose](): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.timer !== undefined) clearInterval(this.timer);
     if (this.syncTimer !== undefined) clearInterval(this.syncTimer);
     await this.reconciling.catch(() => undefined);
     this.nfq.close();
@@ -949,20 +717,14 @@ export class KernelDatapath implements Datapath {
           this.options.log.error({ err }, 'could not remove the weir table'),
         );
     this.evaluator.dispose();
-    this.hub.close();
+    await this.engine[Symbol.asyncDispose]();
   }
 }
 
-function makeEvaluator(tables: RuleTables): { evaluator: NativeEvaluator; catalog: RuleCatalog } {
+function makeEvaluator(tables: RuleTables): NativeEvaluator {
   const n = nativeRuleEvaluator();
   if (n.evaluator === undefined) throw new UnavailableError(`kernel datapath: ${n.reason}`);
-  const { image, catalog } = encodeRuleImage(tables);
-  return { evaluator: new n.evaluator(image) as unknown as NativeEvaluator, catalog };
-}
-
-function sameGate(a: GateOutcome, b: GateOutcome): boolean {
-  if (a.kind !== b.kind) return false;
-  return a.kind !== 'rule' || (b.kind === 'rule' && a.rule === b.rule && a.policy === b.policy);
+  return new n.evaluator(encodeRuleImage(tables).image) as unknown as NativeEvaluator;
 }
 
 function addressAt(bytes: Uint8Array, at: number, family: number): Ip {
@@ -975,41 +737,22 @@ function addressAt(bytes: Uint8Array, at: number, family: number): Ip {
   return v;
 }
 
-function flowKey(
-  family: number,
-  protocol: number,
-  src: Ip,
-  sport: number,
-  dst: Ip,
-  dport: number,
-): string {
-  return `${family}/${protocol}/${src}/${sport}/${dst}/${dport}`;
-}
-
 function readCtRecord(bytes: Uint8Array, at: number) {
   const view = new DataView(bytes.buffer, bytes.byteOffset + at, CT_RECORD_BYTES);
   const family = bytes[at + 1] === 6 ? 6 : 4;
-  const protocol = bytes[at + 2]!;
-  const src = addressAt(bytes, at + 16, family);
-  const dst = addressAt(bytes, at + 32, family);
-  const sport = view.getUint16(48, true);
-  const dport = view.getUint16(50, true);
   return {
     type: bytes[at]!,
     family: family as 4 | 6,
-    protocol,
+    protocol: bytes[at + 2]!,
+    tcp: bytes[at + 3]! === 255 ? 0 : bytes[at + 3]!,
     mark: view.getUint32(4, true),
-    src,
-    dst,
-    sport,
-    dport,
-    key: flowKey(family, protocol, src, sport, dst, dport),
-    counters: {
-      fp: Number(view.getBigUint64(88, true)),
-      fb: Number(view.getBigUint64(96, true)),
-      rp: Number(view.getBigUint64(104, true)),
-      rb: Number(view.getBigUint64(112, true)),
-      tcp: bytes[at + 3]! === 255 ? 0 : bytes[at + 3]!,
-    },
+    src: addressAt(bytes, at + 16, family),
+    dst: addressAt(bytes, at + 32, family),
+    sport: view.getUint16(48, true),
+    dport: view.getUint16(50, true),
+    fp: Number(view.getBigUint64(88, true)),
+    fb: Number(view.getBigUint64(96, true)),
+    rp: Number(view.getBigUint64(104, true)),
+    rb: Number(view.getBigUint64(112, true)),
   };
 }

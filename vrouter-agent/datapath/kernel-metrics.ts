@@ -44,15 +44,20 @@ export function registerDatapathMetrics(registry: Registry, selection: DatapathS
   });
   new Gauge({
     name: 'weir_agent_first_packet_verdict_seconds',
-    help: 'First-packet verdict latency inside the agent (read to verdict sent), by quantile, since start.',
-    labelNames: ['quantile'] as const,
+    help: 'First-packet verdict latency inside the agent since start, by quantile and stage: decided (read to verdict built) and sent (read to verdict sent, which includes the kernel reinjecting the packet).',
+    labelNames: ['quantile', 'stage'] as const,
     registers: [registry],
     collect() {
       this.reset();
-      const l = kernel.status().nfqueue.latency;
-      this.set({ quantile: '0.5' }, l.p50Ns / 1e9);
-      this.set({ quantile: '0.9' }, l.p90Ns / 1e9);
-      this.set({ quantile: '0.99' }, l.p99Ns / 1e9);
+      const q = kernel.status().nfqueue;
+      for (const [stage, l] of [
+        ['decided', q.decideLatency],
+        ['sent', q.latency],
+      ] as const) {
+        this.set({ quantile: '0.5', stage }, l.p50Ns / 1e9);
+        this.set({ quantile: '0.9', stage }, l.p90Ns / 1e9);
+        this.set({ quantile: '0.99', stage }, l.p99Ns / 1e9);
+      }
     },
   });
   new Counter({

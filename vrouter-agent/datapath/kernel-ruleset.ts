@@ -113,8 +113,9 @@ export async function detectQueueMethod(
     await run('nft', ['-f', '-'], text);
     return { method: 'nft-queue', reason: 'the kernel has the nft queue statement' };
   } catch (err) {
-    const why =
-      (err as Error).message.split('\n').find((l) => /Error/.test(l)) ?? (err as Error).message;
+    const message = (err as Error).message;
+    const line = message.split('\n').find((l) => /Error:/.test(l)) ?? message;
+    const why = line.slice(Math.max(0, line.indexOf('Error:'))).split(';')[0]!;
     return {
       method: 'xtables-nfqueue',
       reason: `no nft queue statement (${why.trim().slice(0, 160)}): xtables NFQUEUE target through iptables-nft`,

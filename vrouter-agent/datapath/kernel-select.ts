@@ -6,7 +6,8 @@
  *   --datapath nftables   the kernel datapath or fail (exit, the reason logged)
  *   --datapath userspace  the userspace datapath (synthetic traffic only)
  *   (default: auto)       nftables when kernelDatapathAvailability() says it can
- *                         run and it starts; otherwise userspace, saying why
+ *                         run and it starts (and no synthetic traffic is asked
+ *                         for); otherwise userspace, saying why
  */
 import type { Logger } from '../../shared/log.js';
 import { compile } from '../../shared/policy/compile.js';
@@ -28,6 +29,8 @@ export interface DatapathSelection {
 
 export async function selectDatapath(options: {
   readonly choice: DatapathChoice;
+  /** The agent generates synthetic traffic (userspace only): auto picks userspace. */
+  readonly syntheticTraffic?: boolean;
   readonly failMode: FailMode;
   readonly queue: number;
   /** The tables of an empty span (the agent loads its own next). */
@@ -37,6 +40,12 @@ export async function selectDatapath(options: {
   const { choice, log } = options;
   if (choice === 'userspace')
     return { datapath: undefined, kind: 'userspace', reason: 'requested (--datapath userspace)' };
+  if (choice === 'auto' && options.syntheticTraffic)
+    return {
+      datapath: undefined,
+      kind: 'userspace',
+      reason: 'auto: --synthetic-traffic feeds the userspace datapath',
+    };
   const avail = kernelDatapathAvailability();
   if (!avail.available && choice === 'auto') {
     log.warn(

@@ -14,7 +14,9 @@
 //   start(): binds the queue in this network namespace (throws an Error
 //     naming the errno: EPERM without CAP_NET_ADMIN, EBUSY when another
 //     process holds the queue) and starts the thread. setEvaluator first.
-//   stats(): counters and first-packet latency percentiles.
+//   stats(): counters and first-packet latency percentiles: `latency` from the
+//     read to the verdict sent, `decideLatency` from the read to the verdict
+//     built (the send runs the kernel's reinjection of accepted packets).
 //   resetLatency(); close() (idempotent: stops the thread, unbinds).
 //   NfQueue.decisionBytes: 64.
 //
@@ -98,6 +100,44 @@ inline void PutLe32(uint8_t* p, uint32_t v) {
 
 std::string Errno(const char* what, int e) { return std::string(what) + ": " + strerror(e) + " (errno " + std::to_string(e) + ")"; }
 
+// A latency histogram (histMu_ held for every use).
+struct Histogram {
+  std::vector<uint64_t> buckets = std::vector<uint64_t>(kBuckets);
+  uint64_t count = 0, sumNs = 0, maxNs = 0;
+  void Add(uint64_t ns, uint64_t n) {
+    buckets[BucketOf(ns)] += n;
+    count += n;
+    sumNs += ns * n;
+    if (ns > maxNs) maxNs = ns;
+  }
+  void Reset() {
+    std::fill(buckets.begin(), buckets.end(), 0);
+    count = sumNs = maxNs = 0;
+  }
+  // Upper bound of the bucket holding the q-quantile; 0 when empty.
+  double Percentile(double q) const {
+    if (count == 0) return 0;
+    uint64_t want = uint64_t(std::ceil(q * double(count)));
+    if (want == 0) want = 1;
+    uint64_t seen = 0;
+    for (size_t b = 0; b < kBuckets; b++) {
+      seen += buckets[b];
+      if (seen >= want) return b == kBuckets - 1 ? double(maxNs) : double(BucketUpperNs(b));
+    }
+    return double(maxNs);
+  }
+  Napi::Object ToObject(Napi::Env env) const {
+    Napi::Object l = Napi::Object::New(env);
+    l.Set("count", double(count));
+    l.Set("meanNs", count == 0 ? 0.0 : double(sumNs) / double(count));
+    l.Set("maxNs", double(maxNs));
+    l.Set("p50Ns", Percentile(0.50));
+    l.Set("p90Ns", Percentile(0.90));
+    l.Set("p99Ns", Percentile(0.99));
+    return l;
+  }
+};
+
 class NfQueue : public Napi::ObjectWrap<NfQueue> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -108,7 +148,7 @@ class NfQueue : public Napi::ObjectWrap<NfQueue> {
                         StaticValue("decisionBytes", Napi::Number::New(env, double(kDecisionBytes)))});
   }
 
-  explicit NfQueue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NfQueue>(info), histogram_(kBuckets) {
+  explicit NfQueue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NfQueue>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsObject()) {
       Napi::TypeError::New(env, "NfQueue: options must be an object").ThrowAsJavaScriptException();
@@ -325,6 +365,9 @@ class NfQueue : public Napi::ObjectWrap<NfQueue> {
         off += MNL_ALIGN(nlh->nlmsg_len);
         allowedHere += ok;
       }
+      // Decided: every verdict is built. The send that follows also runs the
+      // kernel's reinjection of each accepted packet (the rest of its forwarding).
+      const uint64_t tDecided = NowNs();
       ssize_t sent = send(fd, verdicts.data(), off, 0);
       const uint64_t t1 = NowNs();
       if (sent < 0) sendErrors_++;
@@ -335,10 +378,8 @@ class NfQueue : public Napi::ObjectWrap<NfQueue> {
       const uint64_t lat = t1 - t0;
       {
         std::lock_guard<std::mutex> lock(histMu_);
-        histogram_[BucketOf(lat)] += count;
-        latCount_ += count;
-        latSumNs_ += lat * count;
-        if (lat > latMaxNs_) latMaxNs_ = lat;
+        sent_.Add(lat, count);
+        decided_.Add(tDecided - t0, count);
       }
       for (size_t i = 0; i < count; i++) {
         const Pending& p = pend[i];
@@ -380,35 +421,16 @@ class NfQueue : public Napi::ObjectWrap<NfQueue> {
     o.Set("recvErrors", double(recvErrors_.load()));
     o.Set("overruns", double(enobufs_.load()));
     o.Set("decisionsLost", post_ == nullptr ? 0.0 : double(post_->Lost()));
-    Napi::Object l = Napi::Object::New(env);
     std::lock_guard<std::mutex> lock(histMu_);
-    l.Set("count", double(latCount_));
-    l.Set("meanNs", latCount_ == 0 ? 0.0 : double(latSumNs_) / double(latCount_));
-    l.Set("maxNs", double(latMaxNs_));
-    l.Set("p50Ns", Percentile(0.50));
-    l.Set("p90Ns", Percentile(0.90));
-    l.Set("p99Ns", Percentile(0.99));
-    o.Set("latency", l);
+    o.Set("latency", sent_.ToObject(env));
+    o.Set("decideLatency", decided_.ToObject(env));
     return o;
-  }
-
-  // Upper bound of the bucket holding the q-quantile (histMu_ held); 0 when empty.
-  double Percentile(double q) const {
-    if (latCount_ == 0) return 0;
-    uint64_t want = uint64_t(std::ceil(q * double(latCount_)));
-    if (want == 0) want = 1;
-    uint64_t seen = 0;
-    for (size_t b = 0; b < kBuckets; b++) {
-      seen += histogram_[b];
-      if (seen >= want) return b == kBuckets - 1 ? double(latMaxNs_) : double(BucketUpperNs(b));
-    }
-    return double(latMaxNs_);
   }
 
   Napi::Value ResetLatency(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(histMu_);
-    std::fill(histogram_.begin(), histogram_.end(), 0);
-    latCount_ = latSumNs_ = latMaxNs_ = 0;
+    sent_.Reset();
+    decided_.Reset();
     return info.Env().Undefined();
   }
 
@@ -447,8 +469,9 @@ class NfQueue : public Napi::ObjectWrap<NfQueue> {
   std::atomic<uint64_t> received_{0}, allowed_{0}, denied_{0}, malformed_{0}, batches_{0}, sendErrors_{0}, recvErrors_{0},
       enobufs_{0};
   mutable std::mutex histMu_;
-  std::vector<uint64_t> histogram_;
-  uint64_t latCount_ = 0, latSumNs_ = 0, latMaxNs_ = 0;
+  // Read → verdicts sent (what a packet waits in the agent, the send's kernel work included),
+  // and read → verdicts decided (parse and evaluation only).
+  Histogram sent_, decided_;
 };
 
 }  // namespace
