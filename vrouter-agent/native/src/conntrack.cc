@@ -51,6 +51,9 @@ namespace {
 
 constexpr size_t kRecordBytes = 128;
 constexpr size_t kPostLimit = 1 << 16;
+// Events reach JavaScript at most 2 ms late, or once 256 wait: one wake-up per batch under load.
+constexpr uint64_t kPostDelayNs = 2000000;
+constexpr size_t kPostBatch = 256;
 // A dump or reconcile handles at most this many connections (the conntrack
 // table's own limit is nf_conntrack_max; this bounds the agent's memory).
 constexpr size_t kMaxDump = 1 << 20;
@@ -342,13 +345,14 @@ class Conntrack : public Napi::ObjectWrap<Conntrack> {
     const int fd = nfct_fd(h_);
     while (!stop_.load(std::memory_order_acquire)) {
       pollfd fds[2] = {{fd, POLLIN, 0}, {stopFd_, POLLIN, 0}};
-      int r = poll(fds, 2, 1000);
+      post_->FlushIfDue(nf::MonotonicNs(), kPostDelayNs, kPostBatch);
+      int r = poll(fds, 2, post_->TimeoutMs(nf::MonotonicNs(), kPostDelayNs, 1000));
       if (r < 0) continue;
       if (fds[1].revents != 0) break;
       if ((fds[0].revents & POLLIN) == 0) continue;
       // Reads until the socket is drained (EAGAIN); ENOBUFS: the kernel dropped events.
       if (nfct_catch(h_) < 0 && errno == ENOBUFS) overruns_++;
-      post_->Flush();
+      post_->FlushIfDue(nf::MonotonicNs(), kPostDelayNs, kPostBatch);
     }
   }
 

@@ -1,6 +1,7 @@
 // Shared by the verdict loop and the conntrack mirror: the packet parser,
 // policy records and batched posting to JavaScript (nfqueue_verdict.h).
 #include <arpa/inet.h>
+#include <time.h>
 
 #include "nfqueue_verdict.h"
 
@@ -106,12 +107,19 @@ RecordPost::RecordPost(Napi::Env env, Napi::Function callback, const char* name,
 
 RecordPost::~RecordPost() = default;
 
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
 bool RecordPost::Append(const uint8_t* record) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_ || pending_.size() + recordBytes_ > limitBytes_) {
     lost_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
+  if (pending_.empty()) firstPendingNs_ = MonotonicNs();
   pending_.insert(pending_.end(), record, record + recordBytes_);
   return true;
 }
@@ -127,6 +135,25 @@ void RecordPost::Flush() {
     std::lock_guard<std::mutex> lock(mu_);
     scheduled_ = false;
   }
+}
+
+void RecordPost::FlushIfDue(uint64_t nowNs, uint64_t delayNs, size_t maxRecords) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (pending_.empty() || scheduled_) return;
+    if (pending_.size() < maxRecords * recordBytes_ && nowNs - firstPendingNs_ < delayNs) return;
+  }
+  Flush();
+}
+
+int RecordPost::TimeoutMs(uint64_t nowNs, uint64_t delayNs, int idleMs) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (pending_.empty()) return idleMs;
+  // A delivery in flight takes what waits when it runs; look again soon for what comes after.
+  if (scheduled_) return int((delayNs + 999999) / 1000000);
+  uint64_t due = firstPendingNs_ + delayNs;
+  if (due <= nowNs) return 0;
+  return int((due - nowNs + 999999) / 1000000);
 }
 
 void RecordPost::Deliver(Napi::Env env, Napi::Function cb, RecordPost* self) {

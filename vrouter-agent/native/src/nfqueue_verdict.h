@@ -78,6 +78,9 @@ struct Tuple {
 // short or inconsistent. IPv6 extension headers are walked (at most 8).
 bool ParsePacket(const uint8_t* p, size_t n, Tuple* t);
 
+// CLOCK_MONOTONIC in nanoseconds.
+uint64_t MonotonicNs();
+
 // The 40-byte policy record of t (the port is the destination port, 0 for
 // protocols without ports, ICMP included).
 void WritePolicyRecord(const Tuple& t, uint8_t* rec);
@@ -94,6 +97,11 @@ class RecordPost {
   bool Append(const uint8_t* record);
   // Wakes JavaScript if records wait; call after a burst of Append.
   void Flush();
+  // Flushes when records have waited `delayNs` since the first of them, or
+  // `maxRecords` wait: JavaScript wakes once per batch, not once per event.
+  void FlushIfDue(uint64_t nowNs, uint64_t delayNs, size_t maxRecords);
+  // The poll timeout (ms) until the waiting records are due; `idleMs` when none wait.
+  int TimeoutMs(uint64_t nowNs, uint64_t delayNs, int idleMs);
   // Main thread: stop delivering and release the thread-safe function,
   // whose finalizer deletes this object: no use afterwards. Never delete it.
   void Close();
@@ -109,6 +117,7 @@ class RecordPost {
   std::vector<uint8_t> pending_;
   bool scheduled_ = false;
   bool closed_ = false;
+  uint64_t firstPendingNs_ = 0;
   const size_t recordBytes_;
   const size_t limitBytes_;
   std::atomic<uint64_t> lost_{0};
