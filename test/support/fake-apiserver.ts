@@ -66,6 +66,13 @@ const TYPES: readonly ResourceType[] = [
     namespaced: true,
   },
   {
+    resource: 'clusternetworkpolicies',
+    group: 'policy.networking.k8s.io',
+    version: 'v1alpha2',
+    kind: 'ClusterNetworkPolicy',
+    namespaced: false,
+  },
+  {
     resource: 'leases',
     group: 'coordination.k8s.io',
     version: 'v1',
