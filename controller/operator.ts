@@ -104,6 +104,12 @@ export class OperatorService implements OperatorBackend {
             (d) =>
               `address ${d.ip} is claimed by ${d.endpoints.join(', ')}: policy treats it as ${d.endpoints[d.endpoints.length - 1]}`,
           ),
+        ...model
+          .priorityOverlaps()
+          .map(
+            (o) =>
+              `ClusterNetworkPolicies ${o.policies[0]} and ${o.policies[1]} are both in the ${o.tier} tier at priority ${o.priority} and select common pods: ${o.policies[0]} is evaluated first (by name); give them distinct priorities`,
+          ),
       ],
       pid: process.pid,
     };

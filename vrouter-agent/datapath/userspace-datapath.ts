@@ -29,6 +29,7 @@ import { formatIp, tryParseIp, type Ip } from '../../shared/net/ip.js';
 import { silentLogger, type Logger } from '../../shared/log.js';
 import type { RuleTables } from '../../shared/policy/rule-tables.js';
 import {
+  codeDenies,
   createVerdictEngine,
   type VerdictEngine,
   type VerdictEngineFactory,
@@ -557,7 +558,7 @@ export class UserspaceDatapath implements Datapath {
       return { action: 'allow', egress, ingress };
     return {
       action: 'deny',
-      dropReason: eg === VerdictCode.DENY ? 'policy-egress' : 'policy-ingress',
+      dropReason: codeDenies(eg, this.ids.catalog) ? 'policy-egress' : 'policy-ingress',
       egress,
       ingress,
     };
