@@ -181,7 +181,9 @@ class Describer {
       const what =
         passed.length > 0
           ? 'no further rule matched'
-          : `no policy decided ${direction} of ${e.key}`;
+          : policies.length === 0
+            ? `no policy selects ${e.key} for ${direction}`
+            : `no rule of the ClusterNetworkPolicies that select ${e.key} matched for ${direction}`;
       return { ...base, reason: `${before}${what}: allowed by default` };
     }
     if (dec.tier === 'node')
@@ -196,7 +198,7 @@ class Describer {
         .join(', ');
       return {
         ...base,
-        reason: `${before}isolated for ${direction} by NetworkPolicy ${names}; no rule matched`,
+        reason: `${before}isolated for ${direction} by ${names}; no rule matched`,
       };
     }
     const rule = this.rule(dec.rule.id, dec.rule.policy);
@@ -240,7 +242,10 @@ class Describer {
     const g = this.groups.get(r.endpoint2.addressGroup);
     if (g === undefined) return r.endpoint2.addressGroup;
     if (g.kind === 'selector') return endpointSelectorText(g.selector);
-    if (g.kind === 'nodes') return `nodes ${selectorText(g.nodeSelector)}`;
+    if (g.kind === 'nodes')
+      return g.nodeSelector.requirements.length === 0
+        ? 'all nodes'
+        : `nodes {${selectorText(g.nodeSelector)}}`;
     return g.ipBlock.except.length === 0
       ? g.ipBlock.cidr
       : `${g.ipBlock.cidr} except ${g.ipBlock.except.join(', ')}`;
