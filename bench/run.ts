@@ -25,11 +25,14 @@
  *   8. propagation      one change to 100 and 1,000 agents (gRPC, real controller)
  *   7. datapath         packets through the userspace datapath: fast and slow path
  *
- * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath,
+ *   9. cluster-policies 1,000 ClusterNetworkPolicies with 10,000 NetworkPolicies: pipeline and verdicts
+ *
+ * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|cluster-policies,
  * --quick (fewer repetitions and probes, for trying changes),
  * --namespaces=N (size of the main cluster, default 1000),
  * --no-gc-between-runs (do not collect the heap between pipeline runs).
  */
+import { benchClusterPolicies } from './cluster-policies.js';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import type { Packet } from '../shared/policy/rule-tables.js';
@@ -525,6 +528,10 @@ async function main(): Promise<void> {
   if (enabled('propagation')) {
     heading('8. Propagation of one change to 100 and 1,000 agents');
     say(await benchPropagation({ quick }));
+  }
+  if (enabled('cluster-policies')) {
+    heading('9. 1,000 ClusterNetworkPolicies next to 10,000 NetworkPolicies');
+    say(await benchClusterPolicies({ quick }));
   }
 
   heading('Summary');

@@ -59,6 +59,8 @@
  *                        list (as Admin), ALLOW_DEFAULT.
  *   6  RULE_REFS      4: RULES ref. A list's rules are RULE_REFS[first ..
  *                        first+count), in evaluation order (first match wins).
+ *                        Lists may share elements (the encoder stores an
+ *                        equal list once; the loader indexes it once).
  *   7  RULES         24: id (STRINGS ref) @0, policy id (STRINGS ref) @4,
  *                        peer (PREFIX_SETS ref, NONE: any address) @8, ports
  *                        (PORT_MATCHERS ref, NONE: any protocol and port)
@@ -258,6 +260,8 @@ class Encoder {
   /** Content hash → tables with that hash (equal tables are stored once). */
   private readonly tableIndex = new Map<number, number[]>();
   private readonly refs: number[] = [];
+  /** Rule list content ("i,j,k") → its first RULE_REFS element. */
+  private readonly listIndex = new Map<string, number>();
   /** [id, policy, peer, ports, action, tier] per rule. */
   readonly rules: number[] = [];
   /** [first4, count4, first6, count6] per set. */
@@ -318,13 +322,28 @@ class Encoder {
     }
     const index = this.tables.length / 7;
     this.tables.push(t.policies.length);
-    for (const list of ids) {
-      this.tables.push(this.refs.length, list.length);
-      for (const id of list) this.refs.push(id);
-    }
+    for (const list of ids) this.tables.push(this.list(list), list.length);
     if (candidates === undefined) this.tableIndex.set(hash, [index]);
     else candidates.push(index);
     return index;
+  }
+
+  /**
+   * The first RULE_REFS element of a rule list, stored once however many
+   * tables hold it (the endpoints of one namespace share their cluster-tier
+   * lists while their NetworkPolicy lists differ), so that the native
+   * loader indexes it once.
+   */
+  private list(ids: Uint32Array): number {
+    if (ids.length === 0) return 0;
+    const key = ids.join(',');
+    let first = this.listIndex.get(key);
+    if (first === undefined) {
+      first = this.refs.length;
+      for (const id of ids) this.refs.push(id);
+      this.listIndex.set(key, first);
+    }
+    return first;
   }
 
   prefixSet(set: PrefixSet): number {

@@ -205,7 +205,9 @@ struct Slot {
 // image says), its Admin and Baseline lists (policyCount = their rule count).
 struct Table {
   uint32_t policyCount, first, count;  // first: into Image::slots (and refs)
-  std::unique_ptr<PeerIndex> index;
+  // Lists that are the same span of RULE_REFS share one index (the encoder
+  // stores a list once, however many tables hold it).
+  std::shared_ptr<PeerIndex> index;
 };
 constexpr uint32_t kTierNamespace = 0, kTierAdmin = 1, kTierBaseline = 2;
 
@@ -983,12 +985,26 @@ class Loader {
   }
 
   static void BuildIndexes(Image& img, uint32_t indexMinRules, uint32_t portIndexMinRules) {
+    std::vector<std::pair<uint64_t, std::shared_ptr<PeerIndex>>> built;  // (first << 32 | count) -> index
+    auto span = [](const Table& t) { return (uint64_t(t.first) << 32) | t.count; };
     for (Table& t : img.tables) {
       if (t.policyCount == 0 || t.count < indexMinRules) continue;
+      auto same = std::lower_bound(built.begin(), built.end(), span(t),
+                                   [](const auto& e, uint64_t k) { return e.first < k; });
+      if (same != built.end() && same->first == span(t)) {
+        t.index = same->second;
+        if (t.index) img.indexedTables++;
+        continue;
+      }
+      // A list that cannot be indexed is remembered too: scanned, not retried.
+      auto unindexed = [&] { built.insert(same, {span(t), nullptr}); };
       const uint32_t* list = img.refs.data() + t.first;
       uint64_t ranges = 0;
       for (uint32_t i = 0; i < t.count; i++) ranges += uint64_t(img.rules[list[i]].n4) + img.rules[list[i]].n6;
-      if (ranges > kMaxPeerRangesPerTable) continue;
+      if (ranges > kMaxPeerRangesPerTable) {
+        unindexed();
+        continue;
+      }
       auto x = std::make_unique<PeerIndex>();
       for (uint32_t i = 0; i < t.count; i++) {
         if (img.rules[list[i]].anyPeer) x->anyPeer.push_back(i);
@@ -1006,7 +1022,10 @@ class Loader {
           for (uint32_t k = 0; k < r.n6; k++) fn(i, r.r6[k].first, r.r6[k].last);
         }
       };
-      if (!BuildTree(x->t4, each4, kIndexWordBudget, &used) || !BuildTree(x->t6, each6, kIndexWordBudget, &used)) continue;
+      if (!BuildTree(x->t4, each4, kIndexWordBudget, &used) || !BuildTree(x->t6, each6, kIndexWordBudget, &used)) {
+        unindexed();
+        continue;
+      }
       const Slot* slots = img.slots.data() + t.first;
       if (x->anyPeer.size() >= portIndexMinRules && !x->anyPeer.empty()) {
         x->anyPeerPorts = std::make_unique<PortSummary>();
@@ -1018,6 +1037,9 @@ class Loader {
       img.indexWords = used;
       t.index = std::move(x);
       img.indexedTables++;
+      built.insert(std::lower_bound(built.begin(), built.end(), span(t),
+                                    [](const auto& e, uint64_t k) { return e.first < k; }),
+                   {span(t), t.index});
     }
   }
 };
