@@ -380,9 +380,11 @@ function verify(
       ? VerdictCode.NOT_LOCAL
       : d.tier === 'default'
         ? VerdictCode.ALLOW_DEFAULT
-        : d.rule === undefined
-          ? VerdictCode.DENY
-          : engine.catalog.indexOf(d.rule);
+        : d.tier === 'node'
+          ? VerdictCode.ALLOW_NODE
+          : d.rule === undefined
+            ? VerdictCode.DENY
+            : engine.catalog.indexOf(d.rule);
   for (let i = 0; i < n; i++) {
     const v = tables.decide(picked[i]!);
     const got = [out[3 * i], out[3 * i + 1], (out[3 * i + 2]! & 1) === 1];

@@ -19,6 +19,7 @@ import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { ValidationError, formatIssue } from '../shared/errors.js';
+import { type Ip, formatIp } from '../shared/net/ip.js';
 import type {
   AgentMessage,
   AgentStatusReply,
@@ -37,7 +38,11 @@ import { type ElementMemo, snapshotHash } from '../shared/wire/span-hash.js';
 import { unary } from '../shared/grpc/status.js';
 import { describeRejection, type StateFileRejection } from '../shared/state/checksummed-file.js';
 import { createVerdictEngine, verdictEngineStatus } from './compile/verdict-engine.js';
-import { createUserspaceDatapath, type Datapath } from './datapath/index.js';
+import {
+  createUserspaceDatapath,
+  type Datapath,
+  type UserspaceDatapath,
+} from './datapath/index.js';
 import { flowIntrospectHandlers } from './introspect/flow-service.js';
 import { SpanState } from './store/span-state.js';
 import { SyntheticTraffic } from './traffic/synthetic.js';
@@ -68,6 +73,7 @@ export class NodeAgent implements AsyncDisposable {
   private tables: RuleTables;
   private connected = false;
   private lastError = '';
+  private warnings: string[] = [];
   private closed = false;
   private readonly instance = randomUUID();
   private client: grpc.Client | undefined;
@@ -78,6 +84,8 @@ export class NodeAgent implements AsyncDisposable {
   /** Updates are applied one at a time, in order. */
   private queue: Promise<void> = Promise.resolve();
   private readonly datapath: Datapath;
+  /** The same datapath as its userspace driver: synthetic traffic feeds it packets. */
+  private readonly userspace: UserspaceDatapath;
   /** Local endpoint → its zone on the datapath (stable while the endpoint lives). */
   private readonly zones = new Map<string, { zone: number; ips: string }>();
   private nextZone = 1;
@@ -93,11 +101,12 @@ export class NodeAgent implements AsyncDisposable {
     this.tables = this.compile(this.state);
     this.inForceHash = this.hashOf(this.state);
     // First packets are decided by the native engine when the addon loads (RuleTables otherwise).
-    this.datapath = createUserspaceDatapath({
+    this.userspace = createUserspaceDatapath({
       tables: this.tables,
       verdictEngine: (t) => createVerdictEngine(t),
       log: options.log.child({ component: 'datapath' }),
     });
+    this.datapath = this.userspace;
     this.metrics = new AgentMetrics({
       appliedRevision: () => this.state.revision,
       controllerConnected: () => this.connected,
@@ -110,24 +119,51 @@ export class NodeAgent implements AsyncDisposable {
    * Puts tables in force on the datapath: endpoints that left the node are
    * detached (their flows end), every existing flow is re-evaluated against
    * the new tables, and new or changed endpoints are attached.
+   *
+   * Each endpoint is attached with the addresses the tables give it
+   * (`RuleTables.byIp`): an address two local endpoints claim belongs to the
+   * one the evaluator resolves it to, so the datapath decides exactly as
+   * analysis and explain do, and the other endpoint is attached without it.
+   * So no input makes this throw; anything that still does is a defect the
+   * caller answers by restoring the previous tables.
    */
   private enforce(tables: RuleTables): void {
+    const held = new Map<string, Ip[]>();
+    for (const e of tables.endpoints.values())
+      held.set(
+        e.key,
+        e.ips.filter((ip) => tables.byIp.get(ip) === e),
+      );
     for (const [key, z] of [...this.zones]) {
-      const e = tables.endpoints.get(key);
-      if (e !== undefined && e.endpoint.ips.join(',') === z.ips) continue;
+      const ips = held.get(key);
+      if (ips !== undefined && ips.join(',') === z.ips) continue;
       this.datapath.detach(z.zone);
       this.zones.delete(key);
     }
     const re = this.datapath.loadTables(tables);
     if (re.denied > 0 || re.allowed > 0 || re.rulesChanged > 0)
       this.log.info({ ...re }, 'flows re-evaluated against the new policy');
-    for (const e of tables.endpoints.values()) {
-      if (this.zones.has(e.key)) continue;
+    for (const [key, ips] of held) {
+      if (this.zones.has(key)) continue;
       const zone = this.nextZone++;
-      this.datapath.attach({ zone, endpoint: e.key, ips: e.endpoint.ips });
-      this.zones.set(e.key, { zone, ips: e.endpoint.ips.join(',') });
+      this.datapath.attach({ zone, endpoint: key, ips });
+      this.zones.set(key, { zone, ips: ips.join(',') });
     }
     this.tables = tables;
+  }
+
+  /** Addresses two local endpoints claim, and which one the evaluator gives each to. */
+  private static contested(tables: RuleTables): string[] {
+    const claims = new Map<Ip, string[]>();
+    for (const e of tables.endpoints.values())
+      for (const ip of e.ips) claims.set(ip, [...(claims.get(ip) ?? []), e.key]);
+    const out: string[] = [];
+    for (const [ip, keys] of claims)
+      if (keys.length > 1)
+        out.push(
+          `${formatIp(ip)} is claimed by ${keys.sort().join(', ')}; ${tables.byIp.get(ip)?.key} holds it`,
+        );
+    return out;
   }
 
   get revision(): number {
@@ -150,6 +186,7 @@ export class NodeAgent implements AsyncDisposable {
     );
     if (loaded.type === 'loaded') {
       this.enforce(loaded.verified);
+      this.warnings = NodeAgent.contested(loaded.verified);
       this.state = loaded.state;
       this.inForceHash = this.hashOf(loaded.state);
       this.log.info(
@@ -166,7 +203,7 @@ export class NodeAgent implements AsyncDisposable {
     }
     await this.serve();
     if (this.options.syntheticTrafficPerSecond) {
-      this.traffic = new SyntheticTraffic(() => this.datapath, {
+      this.traffic = new SyntheticTraffic(() => this.userspace, {
         connectionsPerSecond: this.options.syntheticTrafficPerSecond,
         log: this.log.child({ component: 'traffic' }),
       });
@@ -252,10 +289,26 @@ export class NodeAgent implements AsyncDisposable {
       const next = this.state.apply(u);
       const tables = this.compile(next);
       await next.save(this.options.stateDir, this.options.node);
+      // The span is adopted (and ACKed) only once the datapath enforces it:
+      // a span in the state but not in force would make the next delta
+      // apply on top of a revision the node never enforced.
+      const previous = { state: this.state, tables: this.tables };
+      try {
+        this.enforce(tables);
+      } catch (err) {
+        this.enforce(previous.tables);
+        await previous.state.save(this.options.stateDir, this.options.node);
+        throw err;
+      }
       this.state = next;
-      this.enforce(tables);
       this.inForceHash = this.hashOf(next);
+      this.warnings = NodeAgent.contested(tables);
       this.lastError = '';
+      if (this.warnings.length > 0)
+        this.log.warn(
+          { revision, contested: this.warnings },
+          'local endpoints claim the same address',
+        );
       this.metrics.updates.inc({ result: 'applied' });
       this.log.info(
         {
@@ -332,6 +385,7 @@ export class NodeAgent implements AsyncDisposable {
       localEndpoints: this.tables.endpoints.size,
       policies: this.state.policies.size,
       lastError: this.lastError,
+      warnings: this.warnings,
       engine: this.engine(),
       inForceHash: this.inForceHash,
     };

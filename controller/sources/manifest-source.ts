@@ -25,11 +25,16 @@
  * listed.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
 import type { Issue } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
+import {
+  ChecksummedFile,
+  type StateFileRead,
+  describeRejection,
+} from '../../shared/state/checksummed-file.js';
 import { type KubeObject, READ_KINDS } from '../kube/objects.js';
 import {
   DEFAULT_MAX_FILE_BYTES,
@@ -57,7 +62,7 @@ export interface ManifestSourceOptions {
   readonly settleMs?: number;
   readonly maxFileBytes?: number;
   /**
-   * Where to keep what is in force (manifests-in-force.json), so that a
+   * Where to keep what is in force (manifests.state), so that a
    * restarted controller keeps the last valid version of an object whose
    * file was broken, emptied or made invalid while it was down. None: not kept.
    */
@@ -65,12 +70,10 @@ export interface ManifestSourceOptions {
 }
 
 /** The file in the state directory, and its format. */
-export const IN_FORCE_FILE = 'manifests-in-force.json';
-const IN_FORCE_FORMAT = 'weir.manifests.in-force/v1';
+export const IN_FORCE_FILE = 'manifests.state';
+const IN_FORCE_KIND = 'manifests-in-force/v1';
 /** Changes within this long are saved together. */
 const SAVE_DELAY_MS = 2_000;
-/** Objects per write when saving. */
-const SAVE_SLICE = 500;
 
 interface Known {
   readonly fingerprint: string;
@@ -366,7 +369,9 @@ export class ManifestSource implements ClusterSource {
           lines.push(
             `until it can be read, the ${held} object(s) it held stay at their last valid versions: ${names}`,
           );
-        lines.push('deletions wait until it can be read: it may hold objects removed elsewhere');
+        lines.push(
+          'deletions of objects it names wait until it can be read: they may have moved into it',
+        );
       }
       out.push({ object: `file ${rel}`, problems: lines });
     }
@@ -411,24 +416,47 @@ export class ManifestSource implements ClusterSource {
         : out;
   }
 
+  /** The state file of what is in force; undefined without a state directory. */
+  private inForceFile(): ChecksummedFile | undefined {
+    const dir = this.options.stateDir;
+    if (dir === undefined) return undefined;
+    return new ChecksummedFile(dir, IN_FORCE_FILE, IN_FORCE_KIND, { writer: 'weir-controller' });
+  }
+
+  /** Whose the file is: what it holds is relative to this directory. */
+  private get owner(): Record<string, string> {
+    return { manifests: resolve(this.dir) };
+  }
+
   /** Seeds the set with what was in force when the controller last ran (see stateDir). */
   private async restore(): Promise<void> {
-    if (this.options.stateDir === undefined) return;
-    const path = join(this.options.stateDir, IN_FORCE_FILE);
-    let text: string;
+    const file = this.inForceFile();
+    if (file === undefined) return;
+    let read: StateFileRead;
     try {
-      text = await readFile(path, 'utf8');
+      read = await file.read(this.owner);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
-        this.log.warn(
-          { err, path },
-          'cannot read the manifests in force before; starting without them',
-        );
+      this.log.warn(
+        { err, path: file.path },
+        'cannot read the manifests in force before; starting without them',
+      );
       return;
     }
-    const saved = parseInForce(text);
+    if (read.type === 'absent') return;
+    if (read.type === 'rejected') {
+      this.log.warn(
+        { rejection: read.rejection, problem: describeRejection(read.rejection) },
+        'the manifests in force before were rejected; starting without them',
+      );
+      return;
+    }
+    const saved = parseInForce(read.body.toString('utf8'));
     if (typeof saved === 'string') {
-      this.log.warn({ path, problem: saved }, 'ignoring the manifests in force before');
+      const rejection = await file.reject('corrupt', saved);
+      this.log.warn(
+        { rejection, problem: describeRejection(rejection) },
+        'the manifests in force before were rejected; starting without them',
+      );
       return;
     }
     this.restoring = true;
@@ -454,43 +482,26 @@ export class ManifestSource implements ClusterSource {
   }
 
   /**
-   * Writes what is in force (atomically: a temporary file renamed over the
-   * last): a header line, the objects as one JSON list, and a trailer line
-   * with the list's checksum. Written in slices, each object's JSON being the
-   * set's own (kept to compare versions): no serialisation of the whole, and
-   * the event loop is free between slices.
+   * Writes what is in force as a checksummed state file (atomic, fsynced;
+   * shared/state/checksummed-file.ts): the objects as one JSON list, each
+   * object's JSON being the set's own (kept to compare versions), so the
+   * whole is joined, not serialised again.
    */
   private async save(): Promise<void> {
-    const dir = this.options.stateDir;
-    if (dir === undefined) return;
-    const path = join(dir, IN_FORCE_FILE);
-    const tmp = `${path}.${process.pid}.tmp`;
-    const entries = this.set.inForceByFile();
-    const hash = createHash('sha256');
+    const file = this.inForceFile();
+    if (file === undefined) return;
+    const body = `[${this.set
+      .inForceByFile()
+      .map(
+        ({ file, json }) =>
+          `{"file":${JSON.stringify(file === '' ? '' : relative(this.dir, file))},"object":${json}}`,
+      )
+      .join(',')}]`;
     try {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      const out = await open(tmp, 'w', 0o600);
-      try {
-        await out.write(`${JSON.stringify({ format: IN_FORCE_FORMAT })}\n`);
-        for (let i = 0; i < entries.length || i === 0; i += SAVE_SLICE) {
-          const slice = entries
-            .slice(i, i + SAVE_SLICE)
-            .map(
-              ({ file, json }) =>
-                `{"file":${JSON.stringify(file === '' ? '' : relative(this.dir, file))},"object":${json}}`,
-            )
-            .join(',');
-          const text = `${i === 0 ? '[' : ','}${slice}${i + SAVE_SLICE >= entries.length ? ']' : ''}`;
-          hash.update(text);
-          await out.write(text);
-        }
-        await out.write(`\n${JSON.stringify({ sha256: hash.digest('hex') })}\n`);
-      } finally {
-        await out.close();
-      }
-      await rename(tmp, path);
+      await mkdir(file.dir, { recursive: true, mode: 0o700 });
+      await file.write(this.owner, body);
     } catch (err) {
-      this.log.warn({ err, path }, 'cannot save the manifests in force');
+      this.log.warn({ err, path: file.path }, 'cannot save the manifests in force');
     }
   }
 
@@ -509,25 +520,20 @@ export class ManifestSource implements ClusterSource {
   }
 }
 
-/** The saved objects, or what is wrong with the file. */
+/** The saved objects, or what is wrong with the body. */
 function parseInForce(text: string): Array<{ file: string; object: KubeObject }> | string {
-  const lines = text.trimEnd().split('\n');
-  if (lines.length !== 3) return 'not a header, an object list and a trailer';
   let objects: unknown;
   try {
-    const header = JSON.parse(lines[0]!) as { format?: unknown };
-    if (header?.format !== IN_FORCE_FORMAT) return `format is not ${IN_FORCE_FORMAT}`;
-    const trailer = JSON.parse(lines[2]!) as { sha256?: unknown };
-    if (createHash('sha256').update(lines[1]!).digest('hex') !== trailer?.sha256)
-      return 'checksum does not match: the file is corrupt';
-    objects = JSON.parse(lines[1]!);
+    objects = JSON.parse(text);
   } catch (err) {
     return `not JSON: ${(err as Error).message}`;
   }
   if (!Array.isArray(objects)) return 'objects: not a list';
-  for (const e of objects as Array<{ file?: unknown; object?: { kind?: unknown } }>) {
+  for (const [i, e] of (
+    objects as Array<{ file?: unknown; object?: { kind?: unknown } }>
+  ).entries()) {
     if (typeof e?.file !== 'string' || READ_KINDS[e.object?.kind as string] === undefined)
-      return 'objects: an entry is not a file and an object';
+      return `objects[${i}]: not a file and an object of a kind Weir reads`;
   }
   return objects as Array<{ file: string; object: KubeObject }>;
 }

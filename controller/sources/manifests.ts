@@ -26,8 +26,10 @@
  *     a whole file can stop defining one: an object that vanished from a file
  *     that is not whole (or empty: perhaps being written) stays in force, since
  *     it may be in the part that cannot be read. Deleting the file deletes it.
- *   - While any file has problems, deletions wait: an object removed from
- *     one file may have moved into the one that cannot be read.
+ *   - While a file with problems may hold an object (its text names it, or
+ *     it cannot be read at all), the object's deletion waits: it may have
+ *     moved into that file. A broken file that does not name the object
+ *     holds up nothing.
  */
 import { open, readdir, stat } from 'node:fs/promises';
 import { constants, type Stats } from 'node:fs';
@@ -92,6 +94,12 @@ export interface FileRead {
   readonly whole: boolean;
   /** Worth telling, not errors: kinds Weir does not read. */
   readonly notes: readonly string[];
+  /**
+   * The text, kept only when the file is not whole (ManifestSet asks it
+   * whether the file may hold an object deleted elsewhere). Absent for a
+   * file with problems: it could not be read at all, and may hold anything.
+   */
+  readonly text?: string;
 }
 
 /** Reads the text of one file; `file` is how issues name it. Never throws. */
@@ -99,7 +107,7 @@ export function readManifestText(text: string, file: string): FileRead {
   const definitions: Definition[] = [];
   const problems: Issue[] = [];
   const notes: string[] = [];
-  if (text.trim() === '') return { definitions, problems, notes, whole: false };
+  if (text.trim() === '') return { definitions, problems, notes, whole: false, text };
   const lines = new LineCounter();
   let docs: Document.Parsed[];
   try {
@@ -114,7 +122,7 @@ export function readManifestText(text: string, file: string): FileRead {
     docs = Array.isArray(parsed) ? parsed : [];
   } catch (err) {
     problems.push({ source: file, message: `cannot parse: ${(err as Error).message}` });
-    return { definitions, problems, notes, whole: false };
+    return { definitions, problems, notes, whole: false, text };
   }
   for (const doc of docs) {
     const start = doc.contents?.range?.[0] ?? doc.range?.[0] ?? 0;
@@ -149,7 +157,13 @@ export function readManifestText(text: string, file: string): FileRead {
       readItem(item, file, lineOf, duplicates, definitions, problems, notes);
     }
   }
-  return { definitions, problems, notes, whole: problems.length === 0 };
+  return {
+    definitions,
+    problems,
+    notes,
+    whole: problems.length === 0,
+    ...(problems.length > 0 ? { text } : {}),
+  };
 }
 
 interface Item {
@@ -636,10 +650,11 @@ export class ManifestSet {
     const current = this.inForce.get(key);
     if (all.length === 0) {
       const keep = current ?? this.restored.get(key);
-      if (keep !== undefined && this.broken.size > 0) {
+      const holders = keep === undefined ? [] : this.mayHold(identityOf(keep).name);
+      if (keep !== undefined && holders.length > 0) {
         if (current === undefined) this.upsert(key, keep, events);
         this.deferred.add(key);
-        this.reports.set(key, { key, deferredBy: [...this.broken].sort(), inForce: true });
+        this.reports.set(key, { key, deferredBy: holders, inForce: true });
         return;
       }
       this.deferred.delete(key);
@@ -672,6 +687,24 @@ export class ManifestSet {
         ...(ignored.length > 0 ? { used: d.at, ignored } : {}),
         inForce: this.inForce.has(key),
       });
+  }
+
+  /**
+   * The files with problems that may hold an object of this name, sorted:
+   * those whose text contains the name, and those that could not be read at
+   * all. A file whose text does not contain the name cannot define the
+   * object (YAML and JSON spell a name out, barring escape sequences in
+   * quoted strings, which manifests do not use for names), so the deletion
+   * of a policy whose own file was removed does not wait on an unrelated
+   * broken file.
+   */
+  private mayHold(name: string): string[] {
+    const out: string[] = [];
+    for (const f of this.broken) {
+      const text = this.files.get(f)?.read.text;
+      if (text === undefined || text.includes(name)) out.push(f);
+    }
+    return out.sort();
   }
 
   private upsert(key: string, object: KubeObject, events: ModelEvent[]): void {

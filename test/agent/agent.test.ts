@@ -194,4 +194,35 @@ describe('node agent', () => {
     assert.deepEqual([a.kind, a.ack?.revision], ['ack', '9']);
     assert.equal(verdict(), false, 'the server no longer admits the client');
   });
+
+  test('a span in which two local pods claim one address is enforced as the evaluator resolves it, ACKed, and the next delta applies', async () => {
+    const shared = (policy: Raw): Raw[] => [
+      namespace('a'),
+      pod('a', 'server', { labels: { app: 'server' }, ips: ['10.0.0.1'], node: 'n1' }),
+      pod('a', 'twin', { labels: { app: 'twin' }, ips: ['10.0.0.1'], node: 'n1' }),
+      pod('a', 'client', { labels: { app: 'client' }, ips: ['10.0.0.2'], node: 'n2' }),
+      policy,
+    ];
+    const isolateTwin = networkPolicy('a', 'twin', {
+      podSelector: { matchLabels: { app: 'twin' } },
+      ingress: [],
+    });
+    const admitTwin = networkPolicy('a', 'twin', {
+      podSelector: { matchLabels: { app: 'twin' } },
+      ingress: [{}],
+    });
+    controller.send(span(shared(isolateTwin), 10));
+    const a = await answered(6);
+    assert.deepEqual([a.kind, a.ack?.revision], ['ack', '10'], a.nack?.error);
+    assert.deepEqual(agent.status().warnings, [
+      '10.0.0.1 is claimed by a/server, a/twin; a/twin holds it',
+    ]);
+    assert.equal(verdict(), false, 'a/twin, last by name, holds 10.0.0.1 and is isolated');
+    const next = span(shared(admitTwin), 11, 10);
+    next.snapshot = false;
+    controller.send(next);
+    const b = await answered(7);
+    assert.deepEqual([b.kind, b.ack?.revision], ['ack', '11'], b.nack?.error);
+    assert.equal(verdict(), true, 'the delta on the span in force admits the client');
+  });
 });

@@ -171,6 +171,45 @@ describe('one encoded update shared between nodes', () => {
   });
 });
 
+describe('an address two local pods claim', () => {
+  let r: Rig | undefined;
+  afterEach(async () => {
+    await r?.dispose();
+    r = undefined;
+  });
+
+  test('reaches the node owned by one pod, is enforced in sync, and later deltas still apply', async () => {
+    r = await rig(['node-a']);
+    r.apply(
+      namespace('a'),
+      pod('a', 'pa', { labels: { app: 'x' }, ips: ['10.0.0.1'], node: 'node-a' }),
+      pod('a', 'pz', { labels: { app: 'z' }, ips: ['10.0.0.1'], node: 'node-a' }),
+      networkPolicy('a', 'deny-z', {
+        podSelector: { matchLabels: { app: 'z' } },
+        policyTypes: ['Ingress'],
+      }),
+    );
+    r.distributor.setReady();
+    const [first] = await settled(r);
+    const agent = r.agents.get('node-a')!;
+    assert.equal(first?.lastError, '', 'the span is applied, not refused');
+    assert.equal(first?.inSync, true, "the in-force span hashes to the controller's");
+    assert.deepEqual(r.model.duplicateAddresses(), [
+      { ip: '10.0.0.1', endpoints: ['a/pa', 'a/pz'] },
+    ]);
+    assert.deepEqual(agent.status().warnings, [], 'the span gives the address to a/pz alone');
+    assert.equal(verdict(agent, '10.9.9.9', '10.0.0.1'), false, 'a/pz holds the address: denied');
+    r.apply(
+      networkPolicy('a', 'allow-z', { podSelector: { matchLabels: { app: 'z' } }, ingress: [{}] }),
+    );
+    const [second] = await settled(r);
+    assert.equal(second?.lastError, '', 'the next delta is applied on the span in force');
+    assert.equal(second?.inSync, true);
+    assert.equal(agent.revision, r.store.revision);
+    assert.equal(verdict(agent, '10.9.9.9', '10.0.0.1'), true, 'a/allow-z admits now');
+  });
+});
+
 describe('encoding updates', () => {
   const connect = weirProto().proto.weir.v1.ControlPlane.service.Connect;
   const encode = connect.responseSerialize as (m: ControllerMessage) => Buffer;

@@ -218,6 +218,8 @@ describe('controller and agents', () => {
       '          podSelector: { matchLabels: { app: nobody } }\n      ports: [{ port: 7000 }]',
     );
     controller = startController();
+    // A loaded machine may take seconds to start it: wait for it to listen before asking.
+    await controller.waitFor((l) => l.msg === 'controller serving', 'the restarted controller');
     const s = await converged((x) => x.rejections.length === 0);
     for (const n of NODES) {
       await controller.waitFor(

@@ -150,7 +150,7 @@ describe('flows through an agent', () => {
     );
   });
 
-  test('flows get and flows stats read one flow in full and the counters by reason', async () => {
+  test('flows get and flows stats read one flow in full and the counters by reason; a flow that is not there is NOT_FOUND', async () => {
     const [first] = await flows('--limit', '1');
     const get = await weirctl(
       'flows',
@@ -163,6 +163,10 @@ describe('flows through an agent', () => {
     );
     assert.equal(get.code, 0, get.err);
     assert.equal(JSON.parse(get.out).index, first!.index);
+    const missing = await weirctl('flows', 'get', '4294967', '--node', agentApi);
+    assert.equal(missing.code, 2, 'NOT_FOUND exits 2');
+    assert.match(missing.err, /no flow at index 4294967/);
+    assert.equal(missing.out, '');
     const stats = await weirctl('flows', 'stats', '--node', 'node-c', '-o', 'json');
     const s = JSON.parse(stats.out);
     assert.ok(Number(s.flows) > 0 && Number(s.inserted) >= Number(s.flows));

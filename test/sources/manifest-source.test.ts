@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, rename, rm, truncate, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rename, rm, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
@@ -71,8 +71,10 @@ async function run(
   files: Record<string, string>,
   options: Partial<ManifestSourceOptions> = {},
   setup?: (dir: string) => Promise<void>,
+  /** An existing directory to watch instead of a new one with `files`. */
+  at?: string,
 ): Promise<Run> {
-  const dir = await tree(files);
+  const dir = at ?? (await tree(files));
   await setup?.(dir);
   const logs: Array<Record<string, unknown>> = [];
   const log = pino(
@@ -274,6 +276,16 @@ describe('defect 3: a bad edit never withdraws what is in force', () => {
     assert.equal(r.problems().length, 0);
   });
 
+  test('a file deleted while an unrelated file cannot be parsed: its objects are deleted at once', async () => {
+    const r = await run({ 'a.yaml': policy('web', 80), 'b.yaml': ns('shop') });
+    // b.yaml is saved broken and does not name the policy: it cannot hold it.
+    await r.write('b.yaml', `${ns('shop')}  bad: [\n`);
+    await eventually(() => r.problem('file b.yaml'), 'b broken');
+    await rm(join(r.dir, 'a.yaml'));
+    await eventually(() => !r.objects.has('NetworkPolicy shop/web'), 'web deleted');
+    assert.equal(r.problem('NetworkPolicy shop/web'), undefined, 'no deferred deletion reported');
+  });
+
   test('a rejection is logged once per change, not on every rescan', async () => {
     const r = await run(
       { 'p.yaml': policy('web', 90, 85), 'q.yaml': ns('shop') },
@@ -453,11 +465,7 @@ describe('defect 3 across restarts: what was in force is kept in the state direc
     const first = await run(files, { stateDir: state });
     await first.source[Symbol.asyncDispose]();
     await whileDown(first.dir);
-    const second = await run({}, { stateDir: state }, async (dir) => {
-      await rm(dir, { recursive: true });
-      await rename(first.dir, dir);
-    });
-    return second;
+    return run({}, { stateDir: state }, undefined, first.dir);
   };
 
   test('a file broken while the controller was down keeps every object it held', async () => {
@@ -495,16 +503,32 @@ describe('defect 3 across restarts: what was in force is kept in the state direc
     assert.deepEqual([...r.objects.keys()], ['Namespace a']);
   });
 
-  test('a corrupt state file is ignored with a warning', async () => {
-    const state = await tree({
-      'manifests-in-force.json': '{"format":"weir.manifests.in-force/v1"}\n[]\n{"sha256":"00"}\n',
-    });
+  test('a corrupt state file is moved aside with a warning, and the files alone are in force', async () => {
+    const state = await tree({ 'manifests.state': 'weir-state 1 sha256:00 meta:2 body:2\n{}[]' });
     const r = await run({ 'a.yaml': ns('a') }, { stateDir: state });
     assert.ok(r.objects.has('Namespace a'));
     assert.ok(
       r.logs.some(
         (l) =>
-          l.msg === 'ignoring the manifests in force before' && /checksum/.test(String(l.problem)),
+          l.msg === 'the manifests in force before were rejected; starting without them' &&
+          /corrupt/.test(String(l.problem)),
+      ),
+    );
+    assert.ok((await readdir(state)).some((f) => f.startsWith('manifests.state.corrupt-')));
+  });
+
+  test('a state file of another manifest directory is not used', async () => {
+    const state = await tree({});
+    const first = await run({ 'a.yaml': docs(ns('shop'), policy('web', 80)) }, { stateDir: state });
+    await first.source[Symbol.asyncDispose]();
+    // Another directory whose a.yaml is broken: web was never in force there.
+    const other = await run({ 'a.yaml': `${policy('web', 80)}  bad: [\n` }, { stateDir: state });
+    assert.equal(other.objects.has('NetworkPolicy shop/web'), false);
+    assert.ok(
+      other.logs.some(
+        (l) =>
+          l.msg === 'the manifests in force before were rejected; starting without them' &&
+          /foreign|manifests/.test(String(l.problem)),
       ),
     );
   });

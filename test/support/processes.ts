@@ -62,7 +62,7 @@ export class WeirProcess {
   waitFor(
     pred: (l: LogLine) => boolean,
     what: string,
-    timeoutMs = 15_000,
+    timeoutMs = 30_000,
     since = 0,
   ): Promise<LogLine> {
     const seen = this.lines.slice(since).find(pred);
@@ -119,7 +119,7 @@ export async function freePort(): Promise<number> {
 export async function eventually<T>(
   check: () => Promise<T | undefined>,
   what: string,
-  timeoutMs = 15_000,
+  timeoutMs = 30_000,
 ): Promise<T> {
   const end = Date.now() + timeoutMs;
   let last: unknown;
