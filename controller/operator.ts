@@ -122,8 +122,12 @@ export class OperatorService implements OperatorBackend {
     if (req.name !== '') {
       const wanted = policyIdsNamed(this.parts.cluster, req.name);
       ids = ids.filter((id) => wanted.includes(id));
-      if (ids.length === 0)
-        throw new NotFoundError(`no NetworkPolicy or ClusterNetworkPolicy ${req.name}`);
+      if (ids.length === 0) {
+        const kinds = wanted.map((id) =>
+          id.includes('/cnp/') ? 'ClusterNetworkPolicy' : 'NetworkPolicy',
+        );
+        throw new NotFoundError(`no ${[...new Set(kinds)].join(' or ')} ${req.name}`);
+      }
       ids = ids.slice(0, 1);
     }
     const groups = new Set<string>();
