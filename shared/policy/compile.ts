@@ -45,6 +45,8 @@ const NOT_ISOLATED: DirectionTable = Object.freeze({
   baseline: [],
 });
 
+const NO_RULES: readonly CompiledRule[] = Object.freeze([]);
+
 interface Selecting {
   readonly ingress: FirewallPolicy[];
   readonly egress: FirewallPolicy[];
@@ -141,6 +143,8 @@ class Compiler {
   private namedPortIndex: Map<string, Array<[number, number, Ip]>> | undefined;
   /** Addresses parsed once per compile: a pod's address appears in many groups. */
   private readonly parsed = new Map<string, Ip>();
+  /** Compiled rule lists by direction, ingress ports and policy ids (see table()). */
+  private readonly lists = new Map<string, readonly CompiledRule[]>();
   /** Node address sets by their addresses: the endpoints of one node share one. */
   private readonly nodeSets = new Map<string, PrefixSet>();
 
@@ -185,11 +189,23 @@ class Compiler {
     e: Endpoint,
   ): DirectionTable {
     if (policies.length === 0 && admin.length === 0 && baseline.length === 0) return NOT_ISOLATED;
+    // Endpoints selected by the same policies share one list: cluster tiers
+    // select many pods alike. Ingress rules resolve named ports against the
+    // endpoint, so for ingress the endpoint's ports are part of the key.
+    const ports =
+      direction === 'ingress'
+        ? e.ports.map((p) => `${p.name}/${p.protocol}/${p.port}`).join(',')
+        : '';
     const rulesOf = (list: readonly FirewallPolicy[]) => {
+      if (list.length === 0) return NO_RULES;
+      const key = `${direction}\u0000${ports}\u0000${list.map((p) => p.id).join('\u0000')}`;
+      const known = this.lists.get(key);
+      if (known !== undefined) return known;
       const rules: CompiledRule[] = [];
       for (const p of list) {
         for (const r of p.rules) if (r.direction === direction) rules.push(this.rule(p, r, e));
       }
+      this.lists.set(key, rules);
       return rules;
     };
     return {
