@@ -24,10 +24,12 @@
  *   6. flow-table       flow lookups with 1M flows, native vs a Map
  *   8. propagation      one change to 100 and 1,000 agents (gRPC, real controller)
  *   7. datapath         packets through the userspace datapath: fast and slow path
+ *   9. kernel           real connections through the kernel datapath (root): connection rate
+ *                       against no Weir table, first-packet latency, slow-path verdicts/s
  *
- *   9. cluster-policies 1,000 ClusterNetworkPolicies with 10,000 NetworkPolicies: pipeline and verdicts
+ *  10. cluster-policies 1,000 ClusterNetworkPolicies with 10,000 NetworkPolicies: pipeline and verdicts
  *
- * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|cluster-policies,
+ * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|kernel|cluster-policies,
  * --quick (fewer repetitions and probes, for trying changes),
  * --namespaces=N (size of the main cluster, default 1000),
  * --no-gc-between-runs (do not collect the heap between pipeline runs).
@@ -73,6 +75,7 @@ import { generateProbes } from './probes.js';
 import { benchDatapath } from './datapath.js';
 import { benchFlowTable } from './flow-table.js';
 import { benchPropagation } from './propagation.js';
+import { benchKernel, formatKernelBench } from './kernel.js';
 import {
   benchVerdicts,
   checkAgreement,
@@ -529,8 +532,12 @@ async function main(): Promise<void> {
     heading('8. Propagation of one change to 100 and 1,000 agents');
     say(await benchPropagation({ quick }));
   }
+  if (enabled('kernel')) {
+    heading('9. Kernel datapath: real connections through nftables + NFQUEUE (root)');
+    say(formatKernelBench(await benchKernel({ quick })));
+  }
   if (enabled('cluster-policies')) {
-    heading('9. 1,000 ClusterNetworkPolicies next to 10,000 NetworkPolicies');
+    heading('10. 1,000 ClusterNetworkPolicies next to 10,000 NetworkPolicies');
     say(await benchClusterPolicies({ quick }));
   }
 
