@@ -94,7 +94,7 @@ export interface UpsertTimes {
 
 /** Upserts every object in order; times each run of consecutive objects of one kind. */
 export function upsertAll(model: ClusterModel, objects: readonly KubeObject[]): UpsertTimes {
-  const t = { Namespace: 0, Node: 0, Pod: 0, NetworkPolicy: 0 };
+  const t = { Namespace: 0, Node: 0, Pod: 0, NetworkPolicy: 0, ClusterNetworkPolicy: 0 };
   let i = 0;
   while (i < objects.length) {
     const kind = objects[i]!.kind;
@@ -115,7 +115,13 @@ export function timeModelPoliciesFirst(objects: readonly KubeObject[]): {
   upserts: UpsertTimes;
   model: ClusterModel;
 } {
-  const rank = { Namespace: 0, Node: 0, NetworkPolicy: 1, Pod: 2 } as const;
+  const rank = {
+    Namespace: 0,
+    Node: 0,
+    NetworkPolicy: 1,
+    ClusterNetworkPolicy: 1,
+    Pod: 2,
+  } as const;
   const ordered = [...objects].sort((a, b) => rank[a.kind] - rank[b.kind]);
   const model = new ClusterModel({ cluster: CLUSTER });
   const t0 = nowMs();

@@ -30,11 +30,14 @@
  *                       established throughput between pods on two nodes, Weir with
  *                       10,000 rules vs no Weir
  *
- * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|kernel|lab,
+ *  11. cluster-policies 1,000 ClusterNetworkPolicies with 10,000 NetworkPolicies: pipeline and verdicts
+ *
+ * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|kernel|lab|cluster-policies,
  * --quick (fewer repetitions and probes, for trying changes),
  * --namespaces=N (size of the main cluster, default 1000),
  * --no-gc-between-runs (do not collect the heap between pipeline runs).
  */
+import { benchClusterPolicies } from './cluster-policies.js';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import type { Packet } from '../shared/policy/rule-tables.js';
@@ -540,6 +543,10 @@ async function main(): Promise<void> {
   if (enabled('lab')) {
     heading('10. The lab on real packets: connections/s and throughput, Weir vs no Weir');
     say(await benchLab({ quick }));
+  }
+  if (enabled('cluster-policies')) {
+    heading('11. 1,000 ClusterNetworkPolicies next to 10,000 NetworkPolicies');
+    say(await benchClusterPolicies({ quick }));
   }
 
   heading('Summary');

@@ -104,6 +104,12 @@ export class OperatorService implements OperatorBackend {
             (d) =>
               `address ${d.ip} is claimed by ${d.endpoints.join(', ')}: policy treats it as ${d.endpoints[d.endpoints.length - 1]}`,
           ),
+        ...model
+          .priorityOverlaps()
+          .map(
+            (o) =>
+              `ClusterNetworkPolicies ${o.policies[0]} and ${o.policies[1]} are both in the ${o.tier} tier at priority ${o.priority} and select common pods: ${o.policies[0]} is evaluated first (by name); give them distinct priorities`,
+          ),
       ],
       pid: process.pid,
     };
@@ -111,13 +117,18 @@ export class OperatorService implements OperatorBackend {
 
   listPolicies(req: ListPoliciesRequest__Output): ListPoliciesReply {
     const { model, store, distributor } = this.parts;
-    let ids = model.policyIds();
+    // Evaluation order: the Admin tier, NetworkPolicies, the Baseline tier.
+    let ids = model.applicationPolicySet(model.policyIds()).tiers.flatMap((t) => t.policies);
     if (req.name !== '') {
-      const wanted = req.name.includes('/np/')
-        ? req.name
-        : `${this.parts.cluster}/np/${req.name.includes('/') ? req.name : `default/${req.name}`}`;
-      ids = ids.filter((id) => id === wanted);
-      if (ids.length === 0) throw new NotFoundError(`no NetworkPolicy ${req.name}`);
+      const wanted = policyIdsNamed(this.parts.cluster, req.name);
+      ids = ids.filter((id) => wanted.includes(id));
+      if (ids.length === 0) {
+        const kinds = wanted.map((id) =>
+          id.includes('/cnp/') ? 'ClusterNetworkPolicy' : 'NetworkPolicy',
+        );
+        throw new NotFoundError(`no ${[...new Set(kinds)].join(' or ')} ${req.name}`);
+      }
+      ids = ids.slice(0, 1);
     }
     const groups = new Set<string>();
     const services = new Set<string>();
@@ -165,4 +176,22 @@ export class OperatorService implements OperatorBackend {
       explanationJson: JSON.stringify(probe(tables, from, to, p)),
     };
   }
+}
+
+/**
+ * The policy ids a name given to `weirctl policy get` may mean, most likely
+ * first: a policy id as it is; "cnp/NAME" or "ClusterNetworkPolicy/NAME" a
+ * ClusterNetworkPolicy; "namespace/name" a NetworkPolicy; a bare name a
+ * NetworkPolicy of "default", else a ClusterNetworkPolicy.
+ */
+function policyIdsNamed(cluster: string, name: string): string[] {
+  if (name.includes('/np/') || name.includes('/cnp/')) return [name];
+  const slash = name.indexOf('/');
+  if (slash >= 0) {
+    const prefix = name.slice(0, slash).toLowerCase();
+    if (prefix === 'cnp' || prefix === 'clusternetworkpolicy')
+      return [`${cluster}/cnp/${name.slice(slash + 1)}`];
+    return [`${cluster}/np/${name}`];
+  }
+  return [`${cluster}/np/default/${name}`, `${cluster}/cnp/${name}`];
 }

@@ -15,6 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
 
 const models = { ...(await import('@kubernetes/client-node')) };
 
@@ -24,6 +25,21 @@ export const KINDS = [
   ['v1', 'Pod', 'V1Pod'],
   ['v1', 'Node', 'V1Node'],
   ['networking.k8s.io/v1', 'NetworkPolicy', 'V1NetworkPolicy'],
+];
+
+/**
+ * Custom resources Weir reads, from the CRDs vendored under deploy/crds/:
+ * apiVersion, kind, the CRD file, and the name of the generated top type.
+ * Their types are named after the top type and the field path
+ * ("V1alpha2ClusterNetworkPolicy_spec_egress_to"); metadata is V1ObjectMeta.
+ */
+export const CRD_KINDS = [
+  [
+    'policy.networking.k8s.io/v1alpha2',
+    'ClusterNetworkPolicy',
+    'deploy/crds/policy.networking.k8s.io_clusternetworkpolicies.yaml',
+    'V1alpha2ClusterNetworkPolicy',
+  ],
 ];
 
 /** Value types whose inside a field check does not look into. */
@@ -67,6 +83,29 @@ export function buildSchema() {
     types.set(name, fields.join(' '));
   };
   for (const [, , model] of KINDS) visit(model);
+  for (const [apiVersion, , file, top] of CRD_KINDS) {
+    const version = apiVersion.slice(apiVersion.indexOf('/') + 1);
+    const crd = parse(readFileSync(fileURLToPath(new URL(`../${file}`, import.meta.url)), 'utf8'));
+    const v = crd.spec.versions.find((x) => x.name === version);
+    if (v === undefined) throw new Error(`${file}: no version ${version}`);
+    const walk = (name, schema) => {
+      const fields = Object.entries(schema.properties ?? {})
+        .map(([field, sub]) => {
+          if (name === top && field === 'metadata') {
+            visit('V1ObjectMeta');
+            return 'metadata:V1ObjectMeta';
+          }
+          const item = sub.type === 'array' ? sub.items : sub;
+          if (item?.type !== 'object' || item.properties === undefined) return field;
+          const ref = `${name}_${field}`;
+          walk(ref, item);
+          return `${field}:${sub.type === 'array' ? '[' : ''}${ref}`;
+        })
+        .sort();
+      types.set(name, fields.join(' '));
+    };
+    walk(top, v.schema.openAPIV3Schema);
+  }
   return new Map([...types].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
@@ -90,7 +129,8 @@ export function render() {
     ' * kinds Weir reads strictly from manifests. Each type lists its fields: a',
     ' * bare name holds a value whose inside is not checked (a scalar, a list or map',
     ' * of scalars, free-form JSON); `name:T` an object of type T, `name:[T` a list',
-    ' * of them, `name:{T` a map of them.',
+    ' * of them, `name:{T` a map of them. Custom resources: from the CRDs in',
+    ` * deploy/crds/ (${CRD_KINDS.map(([a, k]) => `${k} ${a}`).join(', ')}).`,
     ' */',
     '',
     `export const SCHEMA_VERSION = ${JSON.stringify(`Kubernetes ${openapi ?? 'unknown'}`)};`,
@@ -100,7 +140,7 @@ export function render() {
     '  readonly kind: string;',
     '  readonly type: string;',
     '}> = [',
-    ...KINDS.map(
+    ...[...KINDS, ...CRD_KINDS.map(([a, k, , t]) => [a, k, t])].map(
       ([apiVersion, kind, type]) =>
         `  { apiVersion: ${JSON.stringify(apiVersion)}, kind: ${JSON.stringify(kind)}, type: ${JSON.stringify(type)} },`,
     ),

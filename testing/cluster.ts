@@ -83,6 +83,15 @@ export function networkPolicy(ns: string, name: string, spec: Raw): Raw {
   };
 }
 
+export function clusterNetworkPolicy(name: string, spec: Raw): Raw {
+  return {
+    apiVersion: 'policy.networking.k8s.io/v1alpha2',
+    kind: 'ClusterNetworkPolicy',
+    metadata: { name },
+    spec,
+  };
+}
+
 export interface Built {
   readonly tables: RuleTables;
   readonly snapshot: PolicySnapshot;

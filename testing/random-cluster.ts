@@ -33,7 +33,7 @@
 import { formatIp, parseIp, type Ip } from '../shared/net/ip.js';
 import type { Packet } from '../shared/policy/rule-tables.js';
 import { seededRandom, type SeededRandom } from '../shared/random.js';
-import { namespace, networkPolicy, node, pod, type Raw } from './cluster.js';
+import { clusterNetworkPolicy, namespace, networkPolicy, node, pod, type Raw } from './cluster.js';
 
 // ---- small clusters for tests ------------------------------------------------
 
@@ -44,6 +44,13 @@ export interface RandomClusterOptions {
   readonly variety?: Variety;
   /** 30–60 more policies that select broadly. */
   readonly bigTables?: boolean;
+  /**
+   * 1–6 ClusterNetworkPolicies (both tiers, every action, colliding
+   * priorities, every peer kind) and, for 'basic', labelled Nodes with
+   * addresses for them to select. Drawn from their own stream: the rest of
+   * a seed's cluster is what it is without them.
+   */
+  readonly clusterPolicies?: boolean;
 }
 
 export interface RandomCluster {
@@ -333,8 +340,103 @@ export function randomCluster(seed: number, options: RandomClusterOptions = {}):
   };
   for (let i = 0; i < 1 + r.int(v.maxPolicies); i++) policy(`np${i}`, false);
   if (options.bigTables) for (let i = 0; i < 30 + r.int(31); i++) policy(`big${i}`, true);
+  if (options.clusterPolicies) {
+    const cr = seededRandom(seed ^ 0x636e70);
+    if (variety === 'basic')
+      for (let n = 0; n < 3; n++) {
+        const addresses = [`192.168.0.${n + 1}`, ...(cr.chance(0.4) ? [`fd01::${n + 1}`] : [])];
+        nodeAddresses.push(...addresses);
+        objects.push(node(`node-${n}`, addresses, nodeLabels(cr)));
+      }
+    objects.push(...clusterNetworkPolicies(cr, v));
+  }
   const addresses = [...new Set([...podIps, ...nodeAddresses, ...OUTSIDE])].map(parseIp);
   return { objects, addresses, services: [...services.values()] };
+}
+
+function nodeLabels(r: SeededRandom): Record<string, string> {
+  return Object.fromEntries(
+    ['zone', 'role'].filter(() => r.chance(0.7)).map((k) => [k, r.pick(VALUES)]),
+  );
+}
+
+/** Networks a random cluster policy names: pod ranges, node addresses, whole spaces, outside. */
+const CNP_NETWORKS = [
+  '10.0.0.0/24',
+  '10.0.1.0/25',
+  '10.0.0.0/8',
+  '192.168.0.0/30',
+  '192.168.0.2/32',
+  '0.0.0.0/0',
+  '::/0',
+  'fd00::/64',
+  'fd01::/64',
+  '8.8.8.0/24',
+];
+
+function clusterNetworkPolicies(r: SeededRandom, v: VarietyTable): Raw[] {
+  const selector = (keys: readonly string[]): Raw => {
+    const s: Raw = {};
+    if (r.chance(0.6))
+      s.matchLabels = Object.fromEntries(
+        keys.filter(() => r.chance(0.4)).map((k) => [k, r.pick(VALUES)]),
+      );
+    if (r.chance(0.3))
+      s.matchExpressions = [
+        r.chance(0.5)
+          ? { key: r.pick(keys), operator: r.pick(['In', 'NotIn']), values: [r.pick(VALUES)] }
+          : { key: r.pick(keys), operator: r.pick(['Exists', 'DoesNotExist']) },
+      ];
+    return s;
+  };
+  const nsSelector = (): Raw =>
+    r.chance(0.3)
+      ? { matchLabels: { 'kubernetes.io/metadata.name': r.pick(NAMESPACES) } }
+      : selector(KEYS);
+  const pods = (): Raw => ({
+    ...(r.chance(0.7) ? { namespaceSelector: nsSelector() } : {}),
+    podSelector: selector(KEYS),
+  });
+  const podPeer = (): Raw => (r.chance(0.4) ? { namespaces: nsSelector() } : { pods: pods() });
+  const protocols = (named: boolean): Raw[] =>
+    [...Array(1 + r.int(2))].map(() => {
+      if (named && r.chance(0.3)) return { destinationNamedPort: r.pick(v.portNames) };
+      const proto = r.pick(['tcp', 'udp', 'sctp']);
+      const destinationPort = r.chance(0.6)
+        ? { number: r.pick(v.ports) }
+        : { range: { start: 80, end: r.pick([81, 443, 9999]) } };
+      return { [proto]: { destinationPort } };
+    });
+  const rule = (ingress: boolean, i: number): Raw => {
+    const peers: Raw[] = [...Array(1 + r.int(2))].map(() => {
+      if (ingress) return podPeer();
+      const k = r.int(10);
+      if (k < 5) return podPeer();
+      if (k < 8)
+        return { networks: [...new Set([...Array(1 + r.int(2))].map(() => r.pick(CNP_NETWORKS)))] };
+      return { nodes: selector(['zone', 'role']) };
+    });
+    const named = peers.every((p) => p.namespaces !== undefined || p.pods !== undefined);
+    return {
+      ...(r.chance(0.7) ? { name: `r${i}` } : {}),
+      action: r.pick(['Accept', 'Deny', 'Pass']),
+      [ingress ? 'from' : 'to']: peers,
+      ...(r.chance(0.5) ? { protocols: protocols(named) } : {}),
+    };
+  };
+  const out: Raw[] = [];
+  const count = 1 + r.int(6);
+  for (let i = 0; i < count; i++) {
+    const spec: Raw = {
+      tier: r.chance(0.5) ? 'Admin' : 'Baseline',
+      priority: r.pick([0, 1, 5, 5, 10, 1000]),
+      subject: r.chance(0.4) ? { namespaces: nsSelector() } : { pods: pods() },
+    };
+    if (r.chance(0.8)) spec.ingress = [...Array(1 + r.int(3))].map((_, k) => rule(true, k));
+    if (r.chance(0.7)) spec.egress = [...Array(1 + r.int(3))].map((_, k) => rule(false, k));
+    out.push(clusterNetworkPolicy(`cnp${r.int(3)}${String.fromCharCode(97 + i)}`, spec));
+  }
+  return out;
 }
 
 /** Every (src, dst, service) over the cluster's addresses, both families and mixed. */

@@ -1,13 +1,23 @@
 /**
- * A reference reading of Kubernetes NetworkPolicy semantics, written straight
- * from the API documentation over validated objects: no groups, no prefix
- * sets, no compilation, a scan of every policy per question. Tests compare
+ * A reference reading of Kubernetes NetworkPolicy and network-policy-api
+ * ClusterNetworkPolicy semantics, written straight from the API
+ * documentation over validated objects: no groups, no prefix sets, no
+ * compilation, a scan of every policy per question. Per direction: the Admin
+ * tier (policies by priority then name, rules in order; the first match
+ * decides, Pass skips the rest of the tier), then traffic with the pod's own
+ * node is allowed (NetworkPolicy does not restrict it), then the
+ * NetworkPolicy tier (if a policy isolates the pod, a union of allows), then
+ * the Baseline tier, then allow. Tests compare
  * the real evaluator against it on random clusters; the benchmarks use it as
  * the naive baseline. It is not part of Weir.
  */
 import type {
+  ClusterNetworkPolicyObject,
+  CnpPeer,
+  CnpRule,
   NamespaceObject,
   NetworkPolicyObject,
+  NodeObject,
   PodObject,
   PolicyPeer,
   PolicyRule,
@@ -15,22 +25,37 @@ import type {
 import { NAMESPACE_NAME_LABEL } from '../controller/kube/objects.js';
 import { parseCidr, parseIp, type Ip } from '../shared/net/ip.js';
 import { matchesLabels } from '../shared/policy/selector.js';
-import { PROTOCOL_NUMBER, type Labels } from '../shared/policy/types.js';
+import { PROTOCOL_NUMBER, type Labels, type Service } from '../shared/policy/types.js';
+
+type Verdict = 'accept' | 'deny' | 'pass' | undefined;
 
 export class ReferenceCluster {
   private readonly nsLabels = new Map<string, Labels>();
   private readonly byIp = new Map<Ip, PodObject>();
+  private readonly nodes: readonly NodeObject[];
+  private readonly admin: readonly ClusterNetworkPolicyObject[];
+  private readonly baseline: readonly ClusterNetworkPolicyObject[];
 
   constructor(
     namespaces: readonly NamespaceObject[],
     pods: readonly PodObject[],
     private readonly policies: readonly NetworkPolicyObject[],
+    more: {
+      readonly nodes?: readonly NodeObject[];
+      readonly clusterPolicies?: readonly ClusterNetworkPolicyObject[];
+    } = {},
   ) {
     for (const n of namespaces) this.nsLabels.set(n.name, n.labels);
     for (const p of pods) {
       if (p.hostNetwork || p.phase === 'Succeeded' || p.phase === 'Failed') continue;
       for (const ip of p.ips) this.byIp.set(parseIp(ip), p);
     }
+    this.nodes = more.nodes ?? [];
+    const order = (a: ClusterNetworkPolicyObject, b: ClusterNetworkPolicyObject) =>
+      a.priority - b.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    const cnps = more.clusterPolicies ?? [];
+    this.admin = cnps.filter((p) => p.tier === 'admin').sort(order);
+    this.baseline = cnps.filter((p) => p.tier === 'baseline').sort(order);
   }
 
   private namespaceLabels(ns: string): Labels {
@@ -47,7 +72,7 @@ export class ReferenceCluster {
     return true;
   }
 
-  /** Whether `self`'s policies for this direction admit the peer. `to` of the packet is self for ingress, peer for egress. */
+  /** Whether `self`'s policies of every tier admit the peer for this direction. */
   private direction(
     self: PodObject,
     dir: 'ingress' | 'egress',
@@ -56,13 +81,76 @@ export class ReferenceCluster {
     protocol: number,
     port: number,
   ): boolean {
+    const destination = dir === 'ingress' ? self : peer;
+    const a = this.tier(this.admin, self, dir, peer, peerIp, destination, protocol, port);
+    if (a === 'accept') return true;
+    if (a === 'deny') return false;
+    const own = this.nodes.find((n) => n.name === self.node);
+    if (own?.addresses.some((x) => parseIp(x.address) === peerIp)) return true;
+    const np = this.networkPolicies(self, dir, peer, peerIp, protocol, port);
+    if (np !== undefined) return np;
+    return (
+      this.tier(this.baseline, self, dir, peer, peerIp, destination, protocol, port) !== 'deny'
+    );
+  }
+
+  /** The first matching rule's action among a tier's policies whose subject holds self. */
+  private tier(
+    policies: readonly ClusterNetworkPolicyObject[],
+    self: PodObject,
+    dir: 'ingress' | 'egress',
+    peer: PodObject | undefined,
+    peerIp: Ip,
+    destination: PodObject | undefined,
+    protocol: number,
+    port: number,
+  ): Verdict {
+    for (const p of policies) {
+      if (
+        !matchesLabels(this.namespaceLabels(self.namespace), p.subject.namespaceSelector) ||
+        !matchesLabels(self.labels, p.subject.podSelector)
+      )
+        continue;
+      for (const r of dir === 'ingress' ? p.ingress : p.egress) {
+        if (!r.peers.some((x) => this.cnpPeerMatches(x, peer, peerIp))) continue;
+        if (!cnpPortsMatch(r, destination, protocol, port)) continue;
+        return r.action === 'Accept' ? 'accept' : r.action === 'Deny' ? 'deny' : 'pass';
+      }
+    }
+    return undefined;
+  }
+
+  private cnpPeerMatches(x: CnpPeer, peer: PodObject | undefined, peerIp: Ip): boolean {
+    if (x.kind === 'networks') return x.cidrs.some((c) => inside(c, peerIp));
+    if (x.kind === 'nodes')
+      return this.nodes.some(
+        (n) =>
+          matchesLabels(n.labels, x.selector) &&
+          n.addresses.some((a) => parseIp(a.address) === peerIp),
+      );
+    return (
+      peer !== undefined &&
+      matchesLabels(this.namespaceLabels(peer.namespace), x.namespaceSelector) &&
+      matchesLabels(peer.labels, x.podSelector)
+    );
+  }
+
+  /** The NetworkPolicy tier: undefined when no policy isolates self for the direction. */
+  private networkPolicies(
+    self: PodObject,
+    dir: 'ingress' | 'egress',
+    peer: PodObject | undefined,
+    peerIp: Ip,
+    protocol: number,
+    port: number,
+  ): boolean | undefined {
     const selecting = this.policies.filter(
       (p) =>
         p.namespace === self.namespace &&
         (dir === 'ingress' ? p.ingressIsolation : p.egressIsolation) &&
         matchesLabels(self.labels, p.podSelector),
     );
-    if (selecting.length === 0) return true;
+    if (selecting.length === 0) return undefined;
     const destination = dir === 'ingress' ? self : peer;
     return selecting.some((p) =>
       (dir === 'ingress' ? p.ingress : p.egress).some((r) =>
@@ -102,14 +190,8 @@ export class ReferenceCluster {
     peer: PodObject | undefined,
     peerIp: Ip,
   ): boolean {
-    if (x.kind === 'ipBlock') {
-      const inside = (text: string) => {
-        const c = parseCidr(text);
-        if (typeof c === 'string') throw new Error(c);
-        return typeof c.start === typeof peerIp && peerIp >= c.start && peerIp <= c.end;
-      };
-      return inside(x.ipBlock.cidr) && !x.ipBlock.except.some(inside);
-    }
+    if (x.kind === 'ipBlock')
+      return inside(x.ipBlock.cidr, peerIp) && !x.ipBlock.except.some((e) => inside(e, peerIp));
     if (peer === undefined) return false;
     const nsOk =
       x.namespaceSelector === undefined
@@ -117,4 +199,30 @@ export class ReferenceCluster {
         : matchesLabels(this.namespaceLabels(peer.namespace), x.namespaceSelector);
     return nsOk && (x.podSelector === undefined || matchesLabels(peer.labels, x.podSelector));
   }
+}
+
+function inside(text: string, ip: Ip): boolean {
+  const c = parseCidr(text);
+  if (typeof c === 'string') throw new Error(c);
+  return typeof c.start === typeof ip && ip >= c.start && ip <= c.end;
+}
+
+function cnpPortsMatch(
+  r: CnpRule,
+  destination: PodObject | undefined,
+  protocol: number,
+  port: number,
+): boolean {
+  if (r.protocols.length === 0) return true;
+  return r.protocols.some((s: Service) => {
+    if (PROTOCOL_NUMBER[s.protocol] !== protocol) return false;
+    if (s.port.kind === 'all') return true;
+    if (s.port.kind === 'range') return port >= s.port.start && port <= s.port.end;
+    const name = s.port.name;
+    return (
+      destination?.ports.some(
+        (cp) => cp.name === name && cp.protocol === s.protocol && cp.port === port,
+      ) ?? false
+    );
+  });
 }

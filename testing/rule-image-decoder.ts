@@ -40,12 +40,19 @@ export interface DecodedRule {
   readonly peer: PrefixRanges | null;
   /** null: any protocol and port. */
   readonly ports: DecodedPorts | null;
+  /** RULES.action: 0 allow, 1 deny, 2 pass. */
+  readonly action: number;
+  /** RULES.tier: 0 NetworkPolicy, 1 Admin, 2 Baseline. */
+  readonly tier: number;
 }
 
 export interface DecodedTable {
   readonly policyCount: number;
-  /** Rule indices, in evaluation order. */
+  /** Rule indices of the NetworkPolicy tier, in evaluation order. */
   readonly rules: readonly number[];
+  /** Rule indices of the Admin and Baseline tiers, in evaluation order. */
+  readonly admin: readonly number[];
+  readonly baseline: readonly number[];
 }
 
 export interface DecodedEndpoint {
@@ -198,7 +205,15 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
     const what = `rule ${i}`;
     const peer = readU32(at + 8);
     const ports = readU32(at + 12);
+    const action = v.getUint8(at + 16);
+    const tier = v.getUint8(at + 17);
+    if (action > 2) fail(`${what}: action ${action} is not 0, 1 or 2`);
+    if (tier > 2) fail(`${what}: tier ${tier} is not 0, 1 or 2`);
+    if (v.getUint16(at + 18, true) !== 0) fail(`${what}: reserved field is not 0`);
+    zero(at + 20, what);
     rules.push({
+      action,
+      tier,
       id: string(readU32(at), what),
       policy: string(readU32(at + 4), what),
       peer: peer === NONE ? null : sets[ref(Section.PREFIX_SETS, peer, what)]!,
@@ -210,14 +225,17 @@ export function decodeRuleImage(image: ArrayBuffer | Uint8Array): DecodedRuleIma
   for (let i = 0; i < counts[Section.TABLES]!; i++) {
     const at = el(Section.TABLES, i);
     const what = `table ${i}`;
-    zero(at + 12, what);
-    const first = readU32(at + 4);
-    const count = readU32(at + 8);
-    span(Section.RULE_REFS, first, count, what);
-    const list: number[] = [];
-    for (let k = first; k < first + count; k++)
-      list.push(ref(Section.RULES, readU32(el(Section.RULE_REFS, k)), what));
-    tables.push({ policyCount: readU32(at), rules: list });
+    zero(at + 28, what);
+    const list = (offset: number): number[] => {
+      const first = readU32(at + offset);
+      const count = readU32(at + offset + 4);
+      span(Section.RULE_REFS, first, count, what);
+      const out: number[] = [];
+      for (let k = first; k < first + count; k++)
+        out.push(ref(Section.RULES, readU32(el(Section.RULE_REFS, k)), what));
+      return out;
+    };
+    tables.push({ policyCount: readU32(at), rules: list(4), admin: list(12), baseline: list(20) });
   }
 
   const endpoints: DecodedEndpoint[] = [];

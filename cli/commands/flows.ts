@@ -168,10 +168,10 @@ const proto = (n: number) => PROTOCOL_NAMES[n] ?? String(n);
 /** One end of a flow; ICMP shows no port (its slots hold the echo id and type, as vRouter keys them). */
 const end = (ip: string, port: number, pod: string, protocol = 0) =>
   `${protocol === 1 || protocol === 58 ? ip : `${ip.includes(':') ? `[${ip}]` : ip}:${port}`}${pod ? ` (${pod})` : ''}`;
-/** A gate in a few words: the allowing policy, "default", "DENY by P", or "-" when not checked. */
+/** A gate in a few words: the deciding policy (with its tier when a cluster one, "DENY by" when it denied), "default", "DENY (P)", or "-" when not checked. */
 const policyName = (r: Flow__Output['egress']) =>
   r?.decision === 'rule'
-    ? r.policyName || r.policy
+    ? `${r.action === 'deny' ? 'DENY by ' : ''}${r.tier === 'admin' || r.tier === 'baseline' ? `${r.tier} ` : ''}${r.policyName || r.policy}`
     : r?.decision === 'default'
       ? 'default'
       : r?.decision === 'node'
@@ -401,8 +401,10 @@ export async function flowsGet(
 
 function gateText(r: Flow__Output['egress']): string {
   switch (r?.decision) {
-    case 'rule':
-      return `allowed by ${r.policyName} rule ${r.rule}`;
+    case 'rule': {
+      const tier = r.tier === 'admin' || r.tier === 'baseline' ? `${r.tier} ` : '';
+      return `${r.action === 'deny' ? 'denied' : 'allowed'} by ${tier}${r.policyName} rule ${r.rule}`;
+    }
     case 'default':
       return 'allowed: no policy isolates the pod in this direction';
     case 'node':

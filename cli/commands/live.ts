@@ -157,8 +157,15 @@ export async function policyList(
       const types = [p.ingressIsolation ? 'Ingress' : '', p.egressIsolation ? 'Egress' : '']
         .filter(Boolean)
         .join(',');
+      const cluster = p.kind === 'ClusterNetworkPolicy';
       return [
-        `${p.namespace}/${p.name}`,
+        cluster ? `cnp/${p.name}` : `${p.namespace}/${p.name}`,
+        p.tier === 'TIER_ADMIN'
+          ? 'Admin'
+          : p.tier === 'TIER_BASELINE'
+            ? 'Baseline'
+            : 'NetworkPolicy',
+        cluster ? String(p.priority) : '-',
         types,
         String(p.rules.length),
         String(e.selected.length),
@@ -172,6 +179,8 @@ export async function policyList(
       renderTable(
         [
           'POLICY',
+          'TIER',
+          'PRIORITY',
           'TYPES',
           'RULES',
           'SELECTS',

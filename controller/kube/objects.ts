@@ -1,6 +1,6 @@
 /**
- * Kubernetes objects as Weir reads them: Namespaces, Nodes, Pods and
- * NetworkPolicies validated and normalised from their API shape (JSON as the API server or a
+ * Kubernetes objects as Weir reads them: Namespaces, Nodes, Pods,
+ * NetworkPolicies and ClusterNetworkPolicies validated and normalised from their API shape (JSON as the API server or a
  * manifest gives it). Validation follows the API server's own rules
  * (k8s.io/kubernetes pkg/apis/networking/validation) and reports every problem
  * with the object and field it concerns; a rejected object never stops the
@@ -8,6 +8,10 @@
  */
 import type { Issue } from '../../shared/errors.js';
 import { Reader, isRecord } from './common.js';
+import {
+  readClusterNetworkPolicy,
+  type ClusterNetworkPolicyObject,
+} from './cluster-network-policy.js';
 import { readNamespace, type NamespaceObject } from './namespace.js';
 import { readNetworkPolicy, type NetworkPolicyObject } from './network-policy.js';
 import { readNode, type NodeObject } from './node.js';
@@ -17,17 +21,31 @@ export { NAMESPACE_NAME_LABEL, type NamespaceObject } from './namespace.js';
 export type { NetworkPolicyObject, PolicyPeer, PolicyRule } from './network-policy.js';
 export type { NodeAddress, NodeObject } from './node.js';
 export type { PodObject } from './pod.js';
+export type {
+  ClusterNetworkPolicyObject,
+  CnpAction,
+  CnpPeer,
+  CnpPods,
+  CnpRule,
+} from './cluster-network-policy.js';
 
-export type KubeObject = NamespaceObject | NodeObject | PodObject | NetworkPolicyObject;
+export type KubeObject =
+  | NamespaceObject
+  | NodeObject
+  | PodObject
+  | NetworkPolicyObject
+  | ClusterNetworkPolicyObject;
 
 /** Kinds without a namespace: their objects are named by name alone. */
-export function isClusterScoped(kind: KubeObject['kind']): kind is 'Namespace' | 'Node' {
-  return kind === 'Namespace' || kind === 'Node';
+export function isClusterScoped(
+  kind: KubeObject['kind'],
+): kind is 'Namespace' | 'Node' | 'ClusterNetworkPolicy' {
+  return kind === 'Namespace' || kind === 'Node' || kind === 'ClusterNetworkPolicy';
 }
 
 /** An object's namespace; '' for cluster-scoped kinds. */
 export function namespaceOf(o: KubeObject): string {
-  return o.kind === 'Namespace' || o.kind === 'Node' ? '' : o.namespace;
+  return o.kind === 'Pod' || o.kind === 'NetworkPolicy' ? o.namespace : '';
 }
 
 /** What reading one raw object gave: the object, or the reason it was skipped or rejected. */
@@ -54,6 +72,7 @@ export const READ_KINDS: Readonly<Record<string, string>> = {
   Node: 'v1',
   Pod: 'v1',
   NetworkPolicy: 'networking.k8s.io/v1',
+  ClusterNetworkPolicy: 'policy.networking.k8s.io/v1alpha2',
 };
 
 /** Validates one object of any kind. `source` names where it came from (a file, "kubernetes"). */
@@ -77,6 +96,7 @@ export function readKubeObject(raw: unknown, source?: string): ReadResult {
   if (kind === 'Namespace') object = readNamespace(r, raw);
   else if (kind === 'Node') object = readNode(r, raw);
   else if (kind === 'Pod') object = readPod(r, raw);
+  else if (kind === 'ClusterNetworkPolicy') object = readClusterNetworkPolicy(r, raw);
   else object = readNetworkPolicy(r, raw);
   if (r.issues.length > 0 || object === undefined) {
     // A name that is itself invalid does not identify an object (it may be a typo of one).

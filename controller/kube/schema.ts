@@ -4,7 +4,8 @@
  * kinds Weir reads strictly from manifests. Each type lists its fields: a
  * bare name holds a value whose inside is not checked (a scalar, a list or map
  * of scalars, free-form JSON); `name:T` an object of type T, `name:[T` a list
- * of them, `name:{T` a map of them.
+ * of them, `name:{T` a map of them. Custom resources: from the CRDs in
+ * deploy/crds/ (ClusterNetworkPolicy policy.networking.k8s.io/v1alpha2).
  */
 
 export const SCHEMA_VERSION = 'Kubernetes release-1.36';
@@ -18,6 +19,11 @@ export const KIND_TYPES: ReadonlyArray<{
   { apiVersion: 'v1', kind: 'Pod', type: 'V1Pod' },
   { apiVersion: 'v1', kind: 'Node', type: 'V1Node' },
   { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', type: 'V1NetworkPolicy' },
+  {
+    apiVersion: 'policy.networking.k8s.io/v1alpha2',
+    kind: 'ClusterNetworkPolicy',
+    type: 'V1alpha2ClusterNetworkPolicy',
+  },
 ];
 
 export const TYPES: Readonly<Record<string, string>> = {
@@ -218,4 +224,97 @@ export const TYPES: Readonly<Record<string, string>> = {
   V1WeightedPodAffinityTerm: 'podAffinityTerm:V1PodAffinityTerm weight',
   V1WindowsSecurityContextOptions:
     'gmsaCredentialSpec gmsaCredentialSpecName hostProcess runAsUserName',
+  V1alpha2ClusterNetworkPolicy:
+    'apiVersion kind metadata:V1ObjectMeta spec:V1alpha2ClusterNetworkPolicy_spec status:V1alpha2ClusterNetworkPolicy_status',
+  V1alpha2ClusterNetworkPolicy_spec:
+    'egress:[V1alpha2ClusterNetworkPolicy_spec_egress ingress:[V1alpha2ClusterNetworkPolicy_spec_ingress priority subject:V1alpha2ClusterNetworkPolicy_spec_subject tier',
+  V1alpha2ClusterNetworkPolicy_spec_egress:
+    'action name protocols:[V1alpha2ClusterNetworkPolicy_spec_egress_protocols to:[V1alpha2ClusterNetworkPolicy_spec_egress_to',
+  V1alpha2ClusterNetworkPolicy_spec_egress_protocols:
+    'destinationNamedPort sctp:V1alpha2ClusterNetworkPolicy_spec_egress_protocols_sctp tcp:V1alpha2ClusterNetworkPolicy_spec_egress_protocols_tcp udp:V1alpha2ClusterNetworkPolicy_spec_egress_protocols_udp',
+  V1alpha2ClusterNetworkPolicy_spec_egress_protocols_sctp:
+    'destinationPort:V1alpha2ClusterNetworkPolicy_spec_egress_protocols_sctp_destinationPort',
+  V1alpha2ClusterNetworkPolicy_spec_egress_protocols_sctp_destinationPort:
+    'number range:V1alpha2ClusterNetworkPolicy_spec_egress_protocols_sctp_destinationPort_range',
+  V1alpha2ClusterNetworkPolicy_spec_egress_protocols_sctp_destinationPort_range: 'end start',
+  V1alpha2ClusterNetworkPolicy_spec_egress_protocols_tcp:
+    'destinationPort:V1alpha2ClusterNetworkPolicy_spec_egress_protocols_tcp_destinationPort',
+  V1alpha2ClusterNetworkPolicy_spec_egress_protocols_tcp_destinationPort:
+    'number range:V1alpha2ClusterNetworkPolicy_spec_egress_protocols_tcp_destinationPort_range',
+  V1alpha2ClusterNetworkPolicy_spec_egress_protocols_tcp_destinationPort_range: 'end start',
+  V1alpha2ClusterNetworkPolicy_spec_egress_protocols_udp:
+    'destinationPort:V1alpha2ClusterNetworkPolicy_spec_egress_protocols_udp_destinationPort',
+  V1alpha2ClusterNetworkPolicy_spec_egress_protocols_udp_destinationPort:
+    'number range:V1alpha2ClusterNetworkPolicy_spec_egress_protocols_udp_destinationPort_range',
+  V1alpha2ClusterNetworkPolicy_spec_egress_protocols_udp_destinationPort_range: 'end start',
+  V1alpha2ClusterNetworkPolicy_spec_egress_to:
+    'domainNames namespaces:V1alpha2ClusterNetworkPolicy_spec_egress_to_namespaces networks nodes:V1alpha2ClusterNetworkPolicy_spec_egress_to_nodes pods:V1alpha2ClusterNetworkPolicy_spec_egress_to_pods',
+  V1alpha2ClusterNetworkPolicy_spec_egress_to_namespaces:
+    'matchExpressions:[V1alpha2ClusterNetworkPolicy_spec_egress_to_namespaces_matchExpressions matchLabels',
+  V1alpha2ClusterNetworkPolicy_spec_egress_to_namespaces_matchExpressions: 'key operator values',
+  V1alpha2ClusterNetworkPolicy_spec_egress_to_nodes:
+    'matchExpressions:[V1alpha2ClusterNetworkPolicy_spec_egress_to_nodes_matchExpressions matchLabels',
+  V1alpha2ClusterNetworkPolicy_spec_egress_to_nodes_matchExpressions: 'key operator values',
+  V1alpha2ClusterNetworkPolicy_spec_egress_to_pods:
+    'namespaceSelector:V1alpha2ClusterNetworkPolicy_spec_egress_to_pods_namespaceSelector podSelector:V1alpha2ClusterNetworkPolicy_spec_egress_to_pods_podSelector',
+  V1alpha2ClusterNetworkPolicy_spec_egress_to_pods_namespaceSelector:
+    'matchExpressions:[V1alpha2ClusterNetworkPolicy_spec_egress_to_pods_namespaceSelector_matchExpressions matchLabels',
+  V1alpha2ClusterNetworkPolicy_spec_egress_to_pods_namespaceSelector_matchExpressions:
+    'key operator values',
+  V1alpha2ClusterNetworkPolicy_spec_egress_to_pods_podSelector:
+    'matchExpressions:[V1alpha2ClusterNetworkPolicy_spec_egress_to_pods_podSelector_matchExpressions matchLabels',
+  V1alpha2ClusterNetworkPolicy_spec_egress_to_pods_podSelector_matchExpressions:
+    'key operator values',
+  V1alpha2ClusterNetworkPolicy_spec_ingress:
+    'action from:[V1alpha2ClusterNetworkPolicy_spec_ingress_from name protocols:[V1alpha2ClusterNetworkPolicy_spec_ingress_protocols',
+  V1alpha2ClusterNetworkPolicy_spec_ingress_from:
+    'namespaces:V1alpha2ClusterNetworkPolicy_spec_ingress_from_namespaces pods:V1alpha2ClusterNetworkPolicy_spec_ingress_from_pods',
+  V1alpha2ClusterNetworkPolicy_spec_ingress_from_namespaces:
+    'matchExpressions:[V1alpha2ClusterNetworkPolicy_spec_ingress_from_namespaces_matchExpressions matchLabels',
+  V1alpha2ClusterNetworkPolicy_spec_ingress_from_namespaces_matchExpressions: 'key operator values',
+  V1alpha2ClusterNetworkPolicy_spec_ingress_from_pods:
+    'namespaceSelector:V1alpha2ClusterNetworkPolicy_spec_ingress_from_pods_namespaceSelector podSelector:V1alpha2ClusterNetworkPolicy_spec_ingress_from_pods_podSelector',
+  V1alpha2ClusterNetworkPolicy_spec_ingress_from_pods_namespaceSelector:
+    'matchExpressions:[V1alpha2ClusterNetworkPolicy_spec_ingress_from_pods_namespaceSelector_matchExpressions matchLabels',
+  V1alpha2ClusterNetworkPolicy_spec_ingress_from_pods_namespaceSelector_matchExpressions:
+    'key operator values',
+  V1alpha2ClusterNetworkPolicy_spec_ingress_from_pods_podSelector:
+    'matchExpressions:[V1alpha2ClusterNetworkPolicy_spec_ingress_from_pods_podSelector_matchExpressions matchLabels',
+  V1alpha2ClusterNetworkPolicy_spec_ingress_from_pods_podSelector_matchExpressions:
+    'key operator values',
+  V1alpha2ClusterNetworkPolicy_spec_ingress_protocols:
+    'destinationNamedPort sctp:V1alpha2ClusterNetworkPolicy_spec_ingress_protocols_sctp tcp:V1alpha2ClusterNetworkPolicy_spec_ingress_protocols_tcp udp:V1alpha2ClusterNetworkPolicy_spec_ingress_protocols_udp',
+  V1alpha2ClusterNetworkPolicy_spec_ingress_protocols_sctp:
+    'destinationPort:V1alpha2ClusterNetworkPolicy_spec_ingress_protocols_sctp_destinationPort',
+  V1alpha2ClusterNetworkPolicy_spec_ingress_protocols_sctp_destinationPort:
+    'number range:V1alpha2ClusterNetworkPolicy_spec_ingress_protocols_sctp_destinationPort_range',
+  V1alpha2ClusterNetworkPolicy_spec_ingress_protocols_sctp_destinationPort_range: 'end start',
+  V1alpha2ClusterNetworkPolicy_spec_ingress_protocols_tcp:
+    'destinationPort:V1alpha2ClusterNetworkPolicy_spec_ingress_protocols_tcp_destinationPort',
+  V1alpha2ClusterNetworkPolicy_spec_ingress_protocols_tcp_destinationPort:
+    'number range:V1alpha2ClusterNetworkPolicy_spec_ingress_protocols_tcp_destinationPort_range',
+  V1alpha2ClusterNetworkPolicy_spec_ingress_protocols_tcp_destinationPort_range: 'end start',
+  V1alpha2ClusterNetworkPolicy_spec_ingress_protocols_udp:
+    'destinationPort:V1alpha2ClusterNetworkPolicy_spec_ingress_protocols_udp_destinationPort',
+  V1alpha2ClusterNetworkPolicy_spec_ingress_protocols_udp_destinationPort:
+    'number range:V1alpha2ClusterNetworkPolicy_spec_ingress_protocols_udp_destinationPort_range',
+  V1alpha2ClusterNetworkPolicy_spec_ingress_protocols_udp_destinationPort_range: 'end start',
+  V1alpha2ClusterNetworkPolicy_spec_subject:
+    'namespaces:V1alpha2ClusterNetworkPolicy_spec_subject_namespaces pods:V1alpha2ClusterNetworkPolicy_spec_subject_pods',
+  V1alpha2ClusterNetworkPolicy_spec_subject_namespaces:
+    'matchExpressions:[V1alpha2ClusterNetworkPolicy_spec_subject_namespaces_matchExpressions matchLabels',
+  V1alpha2ClusterNetworkPolicy_spec_subject_namespaces_matchExpressions: 'key operator values',
+  V1alpha2ClusterNetworkPolicy_spec_subject_pods:
+    'namespaceSelector:V1alpha2ClusterNetworkPolicy_spec_subject_pods_namespaceSelector podSelector:V1alpha2ClusterNetworkPolicy_spec_subject_pods_podSelector',
+  V1alpha2ClusterNetworkPolicy_spec_subject_pods_namespaceSelector:
+    'matchExpressions:[V1alpha2ClusterNetworkPolicy_spec_subject_pods_namespaceSelector_matchExpressions matchLabels',
+  V1alpha2ClusterNetworkPolicy_spec_subject_pods_namespaceSelector_matchExpressions:
+    'key operator values',
+  V1alpha2ClusterNetworkPolicy_spec_subject_pods_podSelector:
+    'matchExpressions:[V1alpha2ClusterNetworkPolicy_spec_subject_pods_podSelector_matchExpressions matchLabels',
+  V1alpha2ClusterNetworkPolicy_spec_subject_pods_podSelector_matchExpressions:
+    'key operator values',
+  V1alpha2ClusterNetworkPolicy_status: 'conditions:[V1alpha2ClusterNetworkPolicy_status_conditions',
+  V1alpha2ClusterNetworkPolicy_status_conditions:
+    'lastTransitionTime message observedGeneration reason status type',
 };

@@ -30,12 +30,15 @@ import {
   type Labels,
   type PolicySnapshot,
   type ServiceGroup,
+  clusterPolicyOrder,
+  tierOf,
 } from '../../shared/policy/types.js';
 import {
   translateNetworkPolicy,
   type GroupSpec,
   type Translation,
 } from '../translate/network-policy.js';
+import { translateClusterNetworkPolicy } from '../translate/cluster-network-policy.js';
 import {
   NAMESPACE_NAME_LABEL,
   isClusterScoped,
@@ -107,6 +110,8 @@ interface GroupState {
   readonly refs: Set<string>;
   /** Selector groups: current members by endpoint key. */
   readonly members: Map<string, Endpoint>;
+  /** Node groups: the matching Nodes' addresses by Node name. */
+  readonly nodes: Map<string, readonly string[]>;
   readonly anchors: readonly string[];
   /** Cached output form; undefined after a change. */
   view: AddressGroup | undefined;
@@ -125,6 +130,8 @@ export class ClusterModel {
   private readonly services = new Map<string, { sg: ServiceGroup; refs: Set<string> }>();
   private readonly endpointsByKey = new Map<string, Endpoint>();
 
+  /** Ids of the node groups (few: one per distinct `nodes` selector). */
+  private readonly nodeGroups = new Set<string>();
   /** Anchor key → groups that need it (see anchorsOf). */
   private readonly anchorIndex = new Map<string, Set<string>>();
   /** Endpoint key → groups it is a member of. */
@@ -160,6 +167,9 @@ export class ClusterModel {
         this.rejected.delete(objectKey('Pod', o.namespace, o.name));
         this.pods.set(`${o.namespace}/${o.name}`, o);
         this.setEndpoint(`${o.namespace}/${o.name}`, this.endpointOf(o));
+      } else if (o.kind === 'ClusterNetworkPolicy') {
+        this.rejected.delete(objectKey('ClusterNetworkPolicy', '', o.name));
+        this.setPolicy(clusterPolicyKey(o.name), translateClusterNetworkPolicy(o, this.cluster));
       } else {
         this.rejected.delete(objectKey('NetworkPolicy', o.namespace, o.name));
         this.setPolicy(`${o.namespace}/${o.name}`, translateNetworkPolicy(o, this.cluster));
@@ -182,7 +192,9 @@ export class ClusterModel {
     else if (event.kind === 'Pod') {
       this.pods.delete(`${event.namespace}/${event.name}`);
       this.setEndpoint(`${event.namespace}/${event.name}`, undefined);
-    } else this.setPolicy(`${event.namespace}/${event.name}`, undefined);
+    } else if (event.kind === 'ClusterNetworkPolicy')
+      this.setPolicy(clusterPolicyKey(event.name), undefined);
+    else this.setPolicy(`${event.namespace}/${event.name}`, undefined);
   }
 
   /** Returns what changed since the last call, and starts a new record. */
@@ -272,14 +284,23 @@ export class ClusterModel {
       g.view =
         g.spec.kind === 'ipBlock'
           ? g.spec
-          : {
-              id: g.spec.id,
-              kind: 'selector',
-              selector: g.spec.selector,
-              members: [...g.members.values()]
-                .sort(byKey)
-                .map((e) => ({ endpoint: endpointKey(e), ips: e.ips })),
-            };
+          : g.spec.kind === 'nodes'
+            ? {
+                id: g.spec.id,
+                kind: 'nodes',
+                nodeSelector: g.spec.nodeSelector,
+                members: [...g.nodes]
+                  .sort(([a], [b]) => cmp(a, b))
+                  .map(([node, ips]) => ({ endpoint: node, ips })),
+              }
+            : {
+                id: g.spec.id,
+                kind: 'selector',
+                selector: g.spec.selector,
+                members: [...g.members.values()]
+                  .sort(byKey)
+                  .map((e) => ({ endpoint: endpointKey(e), ips: e.ips })),
+              };
     }
     return g.view;
   }
@@ -334,12 +355,76 @@ export class ClusterModel {
     };
   }
 
+  /**
+   * The application policy set of these policies: the Admin tier (when it
+   * has policies), the NetworkPolicy tier, the Baseline tier (when it has
+   * policies). Cluster tiers are ordered by priority, then name (see
+   * clusterPolicyOrder); the NetworkPolicy tier by id. Ids the model does
+   * not hold go to the NetworkPolicy tier.
+   */
   applicationPolicySet(policyIds: readonly string[]): PolicySnapshot['applicationPolicySet'] {
+    const admin: FirewallPolicy[] = [];
+    const baseline: FirewallPolicy[] = [];
+    const namespace: string[] = [];
+    for (const id of policyIds) {
+      const p = this.policies.get(id);
+      const tier = p === undefined ? 'namespace' : tierOf(p);
+      if (tier === 'admin') admin.push(p!);
+      else if (tier === 'baseline') baseline.push(p!);
+      else namespace.push(id);
+    }
+    const ids = (list: FirewallPolicy[]) => list.sort(clusterPolicyOrder).map((p) => p.id);
     return {
       id: `${this.cluster}/aps`,
       cluster: this.cluster,
-      tiers: [{ tier: 'namespace', policies: [...policyIds].sort() }],
+      tiers: [
+        ...(admin.length > 0 ? [{ tier: 'admin' as const, policies: ids(admin) }] : []),
+        { tier: 'namespace', policies: namespace.sort() },
+        ...(baseline.length > 0 ? [{ tier: 'baseline' as const, policies: ids(baseline) }] : []),
+      ],
     };
+  }
+
+  /**
+   * Pairs of ClusterNetworkPolicies of one tier at one priority whose
+   * subjects share a pod now and that have rules for a common direction:
+   * both could match one connection, and upstream leaves the outcome to the
+   * implementation. Weir evaluates them by name (clusterPolicyOrder); status
+   * warns about each pair.
+   */
+  priorityOverlaps(): Array<{ tier: string; priority: number; policies: [string, string] }> {
+    const byLevel = new Map<string, FirewallPolicy[]>();
+    for (const p of this.policies.values()) {
+      if (p.tier === undefined) continue;
+      addToList(byLevel, `${p.tier}\u0000${p.priority ?? 0}`, p);
+    }
+    const out: Array<{ tier: string; priority: number; policies: [string, string] }> = [];
+    for (const list of byLevel.values()) {
+      if (list.length < 2) continue;
+      list.sort(clusterPolicyOrder);
+      for (let i = 0; i < list.length; i++) {
+        for (let j = i + 1; j < list.length; j++) {
+          const a = list[i]!;
+          const b = list[j]!;
+          const direction =
+            (a.ingressIsolation && b.ingressIsolation) || (a.egressIsolation && b.egressIsolation);
+          if (!direction || !this.shareMember(a.appliedTo, b.appliedTo)) continue;
+          out.push({ tier: a.tier!, priority: a.priority ?? 0, policies: [a.name, b.name] });
+        }
+      }
+    }
+    return out.sort((x, y) =>
+      cmp(`${x.tier}/${x.policies.join('/')}`, `${y.tier}/${y.policies.join('/')}`),
+    );
+  }
+
+  private shareMember(a: string, b: string): boolean {
+    if (a === b) return this.groupMembers(a).size > 0;
+    const ma = this.groupMembers(a);
+    const mb = this.groupMembers(b);
+    const [small, large] = ma.size <= mb.size ? [ma, mb] : [mb, ma];
+    for (const k of small.keys()) if (large.has(k)) return true;
+    return false;
   }
 
   // --- namespaces and endpoints ------------------------------------------------
@@ -360,6 +445,21 @@ export class ClusterModel {
     const before = this.nodeAddresses(name);
     if (node === undefined) this.nodeObjects.delete(name);
     else this.nodeObjects.set(name, node);
+    // Node groups (ClusterNetworkPolicy `nodes` peers) follow labels and addresses.
+    for (const id of this.nodeGroups) {
+      const g = this.groups.get(id)!;
+      if (g.spec.kind !== 'nodes') continue;
+      const was = g.nodes.get(name);
+      const now =
+        node !== undefined && matchesLabels(node.labels, g.spec.nodeSelector)
+          ? this.nodeAddresses(name)
+          : undefined;
+      if (was === undefined && now === undefined) continue;
+      if (was !== undefined && now !== undefined && sameList(was, now)) continue;
+      if (now === undefined) g.nodes.delete(name);
+      else g.nodes.set(name, now);
+      this.groupChanged(id);
+    }
     if (sameList(before, this.nodeAddresses(name))) return;
     // Every endpoint on the node carries its addresses: revisit them.
     for (const key of [...(this.endpointsByNode.get(name) ?? [])]) {
@@ -511,11 +611,18 @@ export class ClusterModel {
       spec,
       refs: new Set([policy]),
       members: new Map(),
+      nodes: new Map(),
       anchors,
       view: undefined,
     };
     this.groups.set(spec.id, g);
     for (const a of anchors) addTo(this.anchorIndex, a, spec.id);
+    if (spec.kind === 'nodes') {
+      this.nodeGroups.add(spec.id);
+      for (const [name, node] of this.nodeObjects)
+        if (matchesLabels(node.labels, spec.nodeSelector))
+          g.nodes.set(name, this.nodeAddresses(name));
+    }
     if (spec.kind === 'selector') {
       for (const key of this.candidates(spec.selector)) {
         const e = this.endpointsByKey.get(key)!;
@@ -536,6 +643,7 @@ export class ClusterModel {
     g.refs.delete(policy);
     if (g.refs.size > 0) return;
     this.groups.delete(id);
+    this.nodeGroups.delete(id);
     for (const a of g.anchors) removeFrom(this.anchorIndex, a, id);
     for (const [key, e] of g.members) {
       removeFrom(this.memberships, key, id);
@@ -659,6 +767,17 @@ function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
 
 function byKey(a: Endpoint, b: Endpoint): number {
   return cmp(endpointKey(a), endpointKey(b));
+}
+
+/** The model's key of a ClusterNetworkPolicy (NetworkPolicies are keyed "namespace/name"). */
+function clusterPolicyKey(name: string): string {
+  return `ClusterNetworkPolicy ${name}`;
+}
+
+function addToList<K, V>(m: Map<K, V[]>, k: K, v: V): void {
+  const list = m.get(k);
+  if (list === undefined) m.set(k, [v]);
+  else list.push(v);
 }
 
 export function objectKey(kind: string, namespace: string, name: string): string {

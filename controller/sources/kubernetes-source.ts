@@ -74,6 +74,13 @@ interface Resource {
   readonly path: string;
   /** What of an object is kept (in the informer's cache too); all of it when absent. */
   readonly slim?: (o: KubernetesObject) => KubernetesObject;
+  /**
+   * Served only when a CRD is installed. A list answered 404 means the
+   * cluster has no such objects (none can exist without the CRD): it is an
+   * empty list, and the informer keeps retrying (with the restart backoff)
+   * until the CRD appears. Status shows the 404 meanwhile.
+   */
+  readonly crd?: string;
 }
 
 const RESOURCES: readonly Resource[] = [
@@ -97,6 +104,12 @@ const RESOURCES: readonly Resource[] = [
     kind: 'NetworkPolicy',
     apiVersion: 'networking.k8s.io/v1',
     path: '/apis/networking.k8s.io/v1/networkpolicies',
+  },
+  {
+    kind: 'ClusterNetworkPolicy',
+    apiVersion: 'policy.networking.k8s.io/v1alpha2',
+    path: '/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies',
+    crd: 'clusternetworkpolicies.policy.networking.k8s.io (deploy/crds/)',
   },
 ];
 
@@ -327,12 +340,23 @@ export class KubernetesSource implements ClusterSource {
     for (let page = 0; page < MAX_LIST_PAGES; page++) {
       const query = new URLSearchParams({ limit: String(limit) });
       if (next !== undefined) query.set('continue', next);
-      const body = await this.api.request<{
-        metadata?: { resourceVersion?: string; continue?: string };
-        items?: unknown[];
-      }>('GET', `${resource.path}?${query}`, {
-        signal: this.abort.signal,
-      });
+      let body: { metadata?: { resourceVersion?: string; continue?: string }; items?: unknown[] };
+      try {
+        body = await this.api.request('GET', `${resource.path}?${query}`, {
+          signal: this.abort.signal,
+        });
+      } catch (err) {
+        if (!(resource.crd !== undefined && err instanceof KubeApiError && err.status === 404))
+          throw err;
+        // No CRD, no objects of the kind: an empty list (deleting any cached ones).
+        this.log.warn(
+          { kind: resource.kind, crd: resource.crd },
+          'the kind is not served (is its CRD installed?): none exist; checking again later',
+        );
+        body = { metadata: { resourceVersion: '' }, items: [] };
+        next = undefined;
+        items.length = 0;
+      }
       if (page === 0) resourceVersion = body.metadata?.resourceVersion ?? '';
       for (const item of body.items ?? [])
         items.push(this.normalize(resource, item as KubernetesObject));

@@ -423,7 +423,9 @@ export class SpanStore {
       else {
         entries.set(key, { hash, element, revision });
         if (old !== undefined) digest.subtract(old.element);
-        else if (key.startsWith('p:')) policiesChanged = true;
+        // A changed policy may have moved in the policy set (a cluster
+        // policy's priority): its order is part of the span hash.
+        if (key.startsWith('p:')) policiesChanged = true;
         digest.add(element);
         logged.push(key);
         changed = true;

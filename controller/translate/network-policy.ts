@@ -24,6 +24,7 @@ import type {
   FirewallPolicy,
   FirewallRule,
   IpBlock,
+  LabelSelector,
   RuleEndpoint,
   Service,
   ServiceGroup,
@@ -38,7 +39,9 @@ export type GroupSpec =
       readonly kind: 'ipBlock';
       readonly ipBlock: IpBlock;
       readonly prefixes: readonly string[];
-    };
+    }
+  /** Nodes by their labels (a ClusterNetworkPolicy `nodes` peer); members are resolved by the cluster model. */
+  | { readonly id: string; readonly kind: 'nodes'; readonly nodeSelector: LabelSelector };
 
 export interface Translation {
   readonly policy: FirewallPolicy;
@@ -129,7 +132,7 @@ function peerGroup(cluster: string, namespace: string, peer: PolicyPeer): GroupS
   });
 }
 
-function selectorGroup(cluster: string, selector: EndpointSelector): GroupSpec {
+export function selectorGroup(cluster: string, selector: EndpointSelector): GroupSpec {
   return {
     id: `${cluster}/ag/sel-${shortHash(endpointSelectorKey(selector))}`,
     kind: 'selector',
@@ -137,7 +140,7 @@ function selectorGroup(cluster: string, selector: EndpointSelector): GroupSpec {
   };
 }
 
-function ipBlockGroup(cluster: string, ipBlock: IpBlock): GroupSpec {
+export function ipBlockGroup(cluster: string, ipBlock: IpBlock): GroupSpec {
   const excepts = [...ipBlock.except].sort();
   const key = `${ipBlock.cidr} except ${excepts.join(',')}`;
   return {
@@ -165,7 +168,7 @@ function remainingPrefixes(
   });
 }
 
-function serviceGroupOf(cluster: string, ports: readonly Service[]): ServiceGroup {
+export function serviceGroupOf(cluster: string, ports: readonly Service[]): ServiceGroup {
   const text = (s: Service) =>
     `${s.protocol}/${s.port.kind === 'all' ? '*' : s.port.kind === 'named' ? s.port.name : s.port.start === s.port.end ? s.port.start : `${s.port.start}-${s.port.end}`}`;
   const unique = [...new Map(ports.map((s) => [text(s), s])).entries()].sort(([a], [b]) =>

@@ -1,6 +1,8 @@
 /**
  * Compiles a policy snapshot into rule tables: per endpoint and direction,
- * the rules of every policy that selects it, with address groups turned into
+ * the rules of every policy that selects it, tier by tier (Admin and
+ * Baseline ClusterNetworkPolicies in the application policy set's order,
+ * NetworkPolicies as a union), with address groups turned into
  * prefix sets (built once per group) and named ports resolved (ingress against
  * the endpoint itself, egress against every destination that declares them).
  */
@@ -25,6 +27,8 @@ import {
   type PolicySnapshot,
   type RuleEndpoint,
   type ServiceGroup,
+  type Tier,
+  tierOf,
 } from './types.js';
 
 export interface CompileOptions {
@@ -32,28 +36,63 @@ export interface CompileOptions {
   readonly isLocal?: (e: Endpoint) => boolean;
 }
 
-const NOT_ISOLATED: DirectionTable = Object.freeze({ policies: [], rules: [] });
+const NOT_ISOLATED: DirectionTable = Object.freeze({
+  policies: [],
+  rules: [],
+  adminPolicies: [],
+  admin: [],
+  baselinePolicies: [],
+  baseline: [],
+});
+
+const NO_RULES: readonly CompiledRule[] = Object.freeze([]);
+
+interface Selecting {
+  readonly ingress: FirewallPolicy[];
+  readonly egress: FirewallPolicy[];
+  readonly adminIngress: FirewallPolicy[];
+  readonly adminEgress: FirewallPolicy[];
+  readonly baselineIngress: FirewallPolicy[];
+  readonly baselineEgress: FirewallPolicy[];
+}
 
 export function compile(snapshot: PolicySnapshot, options: CompileOptions = {}): RuleTables {
   const c = new Compiler(snapshot);
   const isLocal = options.isLocal ?? (() => true);
   const local = snapshot.endpoints.filter(isLocal);
 
-  // Policies selecting each local endpoint, per direction, in APS order.
+  // Policies selecting each local endpoint, per tier and direction, in APS order.
   const order = policyOrder(snapshot);
-  const selecting = new Map<string, { ingress: FirewallPolicy[]; egress: FirewallPolicy[] }>();
-  for (const e of local) selecting.set(endpointKey(e), { ingress: [], egress: [] });
+  const selecting = new Map<string, Selecting>();
+  for (const e of local)
+    selecting.set(endpointKey(e), {
+      ingress: [],
+      egress: [],
+      adminIngress: [],
+      adminEgress: [],
+      baselineIngress: [],
+      baselineEgress: [],
+    });
   for (const policy of order) {
     const group = c.group(policy.appliedTo, policy.id);
     if (group.kind !== 'selector')
       throw new InternalError(
         `policy ${policy.id}: applied-to group ${group.id} is not a selector group`,
       );
+    const tier = tierOf(policy);
     for (const m of group.members) {
       const s = selecting.get(m.endpoint);
       if (s === undefined) continue;
-      if (policy.ingressIsolation) s.ingress.push(policy);
-      if (policy.egressIsolation) s.egress.push(policy);
+      if (tier === 'namespace') {
+        if (policy.ingressIsolation) s.ingress.push(policy);
+        if (policy.egressIsolation) s.egress.push(policy);
+      } else if (tier === 'admin') {
+        if (policy.ingressIsolation) s.adminIngress.push(policy);
+        if (policy.egressIsolation) s.adminEgress.push(policy);
+      } else {
+        if (policy.ingressIsolation) s.baselineIngress.push(policy);
+        if (policy.egressIsolation) s.baselineEgress.push(policy);
+      }
     }
   }
 
@@ -66,23 +105,27 @@ export function compile(snapshot: PolicySnapshot, options: CompileOptions = {}):
       key,
       ips: e.ips.map((ip) => c.ip(ip)),
       node: c.nodeSet(e),
-      ingress: c.table(s.ingress, 'ingress', e),
-      egress: c.table(s.egress, 'egress', e),
+      ingress: c.table(s.ingress, s.adminIngress, s.baselineIngress, 'ingress', e),
+      egress: c.table(s.egress, s.adminEgress, s.baselineEgress, 'egress', e),
     });
   }
   return new RuleTables(snapshot, endpoints);
 }
 
+/** Every policy the application policy set names, in its order; each must be in the tier it names. */
 function policyOrder(snapshot: PolicySnapshot): FirewallPolicy[] {
   const byId = new Map(snapshot.policies.map((p) => [p.id, p]));
   const out: FirewallPolicy[] = [];
   for (const tier of snapshot.applicationPolicySet.tiers) {
-    if (tier.tier !== 'namespace') continue;
     for (const id of tier.policies) {
       const p = byId.get(id);
       if (p === undefined)
         throw new InternalError(
           `application policy set names policy ${id}, which the snapshot lacks`,
+        );
+      if (tierOf(p) !== tier.tier)
+        throw new InternalError(
+          `application policy set puts policy ${id} in tier ${tier.tier}, but it is in tier ${tierOf(p)}`,
         );
       out.push(p);
     }
@@ -100,6 +143,8 @@ class Compiler {
   private namedPortIndex: Map<string, Array<[number, number, Ip]>> | undefined;
   /** Addresses parsed once per compile: a pod's address appears in many groups. */
   private readonly parsed = new Map<string, Ip>();
+  /** Compiled rule lists by direction, ingress ports and policy ids (see table()). */
+  private readonly lists = new Map<string, readonly CompiledRule[]>();
   /** Node address sets by their addresses: the endpoints of one node share one. */
   private readonly nodeSets = new Map<string, PrefixSet>();
 
@@ -136,13 +181,41 @@ class Compiler {
     return g;
   }
 
-  table(policies: readonly FirewallPolicy[], direction: Direction, e: Endpoint): DirectionTable {
-    if (policies.length === 0) return NOT_ISOLATED;
-    const rules: CompiledRule[] = [];
-    for (const p of policies) {
-      for (const r of p.rules) if (r.direction === direction) rules.push(this.rule(p, r, e));
-    }
-    return { policies: policies.map((p) => p.id), rules };
+  table(
+    policies: readonly FirewallPolicy[],
+    admin: readonly FirewallPolicy[],
+    baseline: readonly FirewallPolicy[],
+    direction: Direction,
+    e: Endpoint,
+  ): DirectionTable {
+    if (policies.length === 0 && admin.length === 0 && baseline.length === 0) return NOT_ISOLATED;
+    // Endpoints selected by the same policies share one list: cluster tiers
+    // select many pods alike. Ingress rules resolve named ports against the
+    // endpoint, so for ingress the endpoint's ports are part of the key.
+    const ports =
+      direction === 'ingress'
+        ? e.ports.map((p) => `${p.name}/${p.protocol}/${p.port}`).join(',')
+        : '';
+    const rulesOf = (list: readonly FirewallPolicy[]) => {
+      if (list.length === 0) return NO_RULES;
+      const key = `${direction}\u0000${ports}\u0000${list.map((p) => p.id).join('\u0000')}`;
+      const known = this.lists.get(key);
+      if (known !== undefined) return known;
+      const rules: CompiledRule[] = [];
+      for (const p of list) {
+        for (const r of p.rules) if (r.direction === direction) rules.push(this.rule(p, r, e));
+      }
+      this.lists.set(key, rules);
+      return rules;
+    };
+    return {
+      policies: policies.map((p) => p.id),
+      rules: rulesOf(policies),
+      adminPolicies: admin.map((p) => p.id),
+      admin: rulesOf(admin),
+      baselinePolicies: baseline.map((p) => p.id),
+      baseline: rulesOf(baseline),
+    };
   }
 
   private rule(policy: FirewallPolicy, r: FirewallRule, e: Endpoint): CompiledRule {
@@ -154,6 +227,8 @@ class Compiler {
       throw new InternalError(
         `rule ${r.id} references service group ${r.serviceGroup}, which the snapshot lacks`,
       );
+    const tier: Tier = tierOf(policy);
+    const action = r.action;
     const hasNamed = sg?.services.some((s) => s.port.kind === 'named');
     if (hasNamed && r.direction === 'ingress') {
       // Ingress named ports resolve against the endpoint: endpoints whose ports
@@ -161,7 +236,8 @@ class Compiler {
       const ports = ingressMatcher(sg!, e);
       const key = `${r.id}\u0000${ports.fixed.join(',')}`;
       let compiled = this.shared.get(key);
-      if (compiled === undefined) compiled = { id: r.id, policy: policy.id, peer, ports };
+      if (compiled === undefined)
+        compiled = { id: r.id, policy: policy.id, tier, action, peer, ports };
       this.shared.set(key, compiled);
       return compiled;
     }
@@ -171,7 +247,7 @@ class Compiler {
         : r.direction === 'egress'
           ? this.egressMatcher(sg)
           : ingressMatcher(sg, e);
-    const compiled: CompiledRule = { id: r.id, policy: policy.id, peer, ports };
+    const compiled: CompiledRule = { id: r.id, policy: policy.id, tier, action, peer, ports };
     this.shared.set(r.id, compiled);
     return compiled;
   }

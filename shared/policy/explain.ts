@@ -6,7 +6,7 @@
 import { InternalError } from '../errors.js';
 import { formatIp, type Ip } from '../net/ip.js';
 import type { CompiledEndpoint, DirectionDecision, RuleTables, Verdict } from './rule-tables.js';
-import { endpointSelectorText } from './selector.js';
+import { endpointSelectorText, selectorText } from './selector.js';
 import type {
   AddressGroup,
   Direction,
@@ -21,6 +21,9 @@ export interface PolicyRef {
   readonly kind: string;
   readonly namespace: string;
   readonly name: string;
+  /** ClusterNetworkPolicy only: "admin" or "baseline", and its priority. */
+  readonly tier?: string;
+  readonly priority?: number;
 }
 
 export interface RuleExplanation {
@@ -28,6 +31,10 @@ export interface RuleExplanation {
   readonly policy: PolicyRef;
   /** Where the rule is in its policy, as a Kubernetes field path: "spec.ingress[0].from[1]". */
   readonly field: string;
+  /** ClusterNetworkPolicy: the rule's name, when it has one. */
+  readonly name?: string;
+  /** "allow", "deny" or "pass" (ClusterNetworkPolicy Pass: the next tier decides). */
+  readonly action: string;
   /** The peer, in words: "pods {app=db} in namespace prod", "10.0.0.0/8 except 10.1.0.0/16", "any address". */
   readonly peer: string;
   /** The ports, in words: "TCP/80, UDP/53", "any port". */
@@ -42,15 +49,18 @@ export interface DirectionExplanation {
   readonly endpoint?: string;
   readonly allowed: boolean;
   /**
-   * The tier that gave the verdict: "namespace" (NetworkPolicy), "default"
-   * (nothing selects the pod) or "node" (the peer is the pod's own node,
-   * which NetworkPolicy does not restrict).
+   * The tier that gave the verdict: "admin" or "baseline"
+   * (ClusterNetworkPolicy), "namespace" (NetworkPolicy), "default" (no tier
+   * decided) or "node" (the peer is the pod's own node, which NetworkPolicy
+   * does not restrict).
    */
   readonly tier?: string;
-  /** The policies that select the endpoint for this direction. */
+  /** The policies that select the endpoint for this direction, Admin tier first, then NetworkPolicy, then Baseline. */
   readonly policies: readonly PolicyRef[];
-  /** The rule that allowed the traffic. */
+  /** The rule that decided (allowed or denied) the traffic. */
   readonly rule?: RuleExplanation;
+  /** ClusterNetworkPolicy rules with action Pass that handed the decision on, in order. */
+  readonly passed?: readonly RuleExplanation[];
   /** One sentence. */
   readonly reason: string;
 }
@@ -152,9 +162,11 @@ class Describer {
       };
     }
     const e = dec.endpoint;
-    const policies = (direction === 'ingress' ? e.ingress : e.egress).policies.map((id) =>
-      this.policyRef(id),
+    const table = direction === 'ingress' ? e.ingress : e.egress;
+    const policies = [...table.adminPolicies, ...table.policies, ...table.baselinePolicies].map(
+      (id) => this.policyRef(id),
     );
+    const passed = dec.passed.map((r) => this.rule(r.id, r.policy));
     const base = {
       direction,
       enforced: true,
@@ -162,30 +174,51 @@ class Describer {
       allowed: dec.allowed,
       tier: dec.tier,
       policies,
+      ...(passed.length > 0 ? { passed } : {}),
     };
-    if (dec.tier === 'default')
-      return { ...base, reason: `no policy selects ${e.key} for ${direction}: allowed by default` };
+    const before = passed.map((r) => `Pass by ${ruleText(r)}; then `).join('');
+    if (dec.tier === 'default') {
+      const what =
+        passed.length > 0
+          ? 'no further rule matched'
+          : policies.length === 0
+            ? `no policy selects ${e.key} for ${direction}`
+            : `no rule of the ClusterNetworkPolicies that select ${e.key} matched for ${direction}`;
+      return { ...base, reason: `${before}${what}: allowed by default` };
+    }
     if (dec.tier === 'node')
       return {
         ...base,
-        reason: `traffic between a pod and its own node is not subject to NetworkPolicy: ${peer} is an address of node ${e.endpoint.node}, where ${e.key} runs`,
+        reason: `${before}traffic between a pod and its own node is not subject to NetworkPolicy: ${peer} is an address of node ${e.endpoint.node}, where ${e.key} runs`,
       };
-    const names = policies.map((p) => `${p.namespace}/${p.name}`).join(', ');
-    if (dec.rule === undefined)
-      return { ...base, reason: `isolated for ${direction} by ${names}; no rule matched` };
+    if (dec.rule === undefined) {
+      const names = table.policies
+        .map((id) => this.policyRef(id))
+        .map((p) => `${p.namespace}/${p.name}`)
+        .join(', ');
+      return {
+        ...base,
+        reason: `${before}isolated for ${direction} by ${names}; no rule matched`,
+      };
+    }
     const rule = this.rule(dec.rule.id, dec.rule.policy);
     return {
       ...base,
       rule,
-      reason: `allowed by ${rule.policy.kind} ${rule.policy.namespace}/${rule.policy.name} ${rule.field} (peer: ${rule.peer}; ports: ${rule.ports})`,
+      reason: `${before}${rule.action === 'deny' ? 'denied' : 'allowed'} by ${ruleText(rule)}`,
     };
   }
 
   policyRef(id: string): PolicyRef {
     const p = this.tables.policies.get(id);
-    return p
-      ? { id, kind: p.kind, namespace: p.namespace, name: p.name }
-      : { id, kind: 'unknown', namespace: '', name: id };
+    if (p === undefined) return { id, kind: 'unknown', namespace: '', name: id };
+    return {
+      id,
+      kind: p.kind,
+      namespace: p.namespace,
+      name: p.name,
+      ...(p.tier === undefined ? {} : { tier: p.tier, priority: p.priority ?? 0 }),
+    };
   }
 
   rule(id: string, policyId: string): RuleExplanation {
@@ -197,6 +230,8 @@ class Describer {
       id,
       policy: this.policyRef(policy.id),
       field: ruleField(policy, r),
+      ...(r.name ? { name: r.name } : {}),
+      action: r.action === 'pass' ? 'allow' : r.action === 'deny' ? 'deny' : 'pass',
       peer: this.peer(r),
       ports: this.ports(r),
     };
@@ -207,6 +242,10 @@ class Describer {
     const g = this.groups.get(r.endpoint2.addressGroup);
     if (g === undefined) return r.endpoint2.addressGroup;
     if (g.kind === 'selector') return endpointSelectorText(g.selector);
+    if (g.kind === 'nodes')
+      return g.nodeSelector.requirements.length === 0
+        ? 'all nodes'
+        : `nodes {${selectorText(g.nodeSelector)}}`;
     return g.ipBlock.except.length === 0
       ? g.ipBlock.cidr
       : `${g.ipBlock.cidr} except ${g.ipBlock.except.join(', ')}`;
@@ -226,9 +265,25 @@ export function serviceText(s: Service): string {
   return `${s.protocol}/${p.start === p.end ? p.start : `${p.start}-${p.end}`}`;
 }
 
-/** "spec.ingress[0].from[1]" from a rule id "<policy>/ingress/0/1". */
+/**
+ * "spec.ingress[0].from[1]" from a rule id "<policy>/ingress/0/1";
+ * "spec.egress[0].to[1].networks[2]" from a ClusterNetworkPolicy's
+ * "<policy>/egress/0/1/2".
+ */
 function ruleField(policy: FirewallPolicy, r: FirewallRule): string {
-  const [, index, peer] = r.id.slice(policy.id.length + 1).split('/');
+  const [, index, peer, cidr] = r.id.slice(policy.id.length + 1).split('/');
   const peersKey = r.direction === 'ingress' ? 'from' : 'to';
-  return `spec.${r.direction}[${index}]${peer === undefined ? '' : `.${peersKey}[${peer}]`}`;
+  return `spec.${r.direction}[${index}]${peer === undefined ? '' : `.${peersKey}[${peer}]`}${cidr === undefined ? '' : `.networks[${cidr}]`}`;
+}
+
+/**
+ * "admin ClusterNetworkPolicy X (priority 10) rule r (spec.ingress[0].from[0]; peer: …; ports: …)",
+ * "NetworkPolicy ns/y spec.ingress[0] (peer: …; ports: …)".
+ */
+export function ruleText(r: RuleExplanation): string {
+  const p = r.policy;
+  const detail = `peer: ${r.peer}; ports: ${r.ports}`;
+  if (p.kind === 'ClusterNetworkPolicy')
+    return `${p.tier} ClusterNetworkPolicy ${p.name} (priority ${p.priority}) rule ${r.name ? `${JSON.stringify(r.name)} ` : ''}(${r.field}; ${detail})`;
+  return `${p.kind} ${p.namespace}/${p.name} ${r.field} (${detail})`;
 }

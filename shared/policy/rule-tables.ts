@@ -5,25 +5,38 @@
  *
  *   packet (src, dst, protocol, port)
  *      │
- *      ├─ egress at src (when src is one of our endpoints)
+ *      ├─ egress at src (when src is one of our endpoints), tier by tier:
+ *      │     1. Admin (ClusterNetworkPolicy, by priority, name, rule order):
+ *      │        the first rule whose peer holds dst and whose ports admit
+ *      │        (protocol, port) decides: Accept → allow, Deny → deny,
+ *      │        Pass → the rest of the Admin tier is skipped
  *      │     dst an address of src's own node? → allow (node: not subject
- *      │     to NetworkPolicy)
- *      │     namespace tier: isolated? → first rule whose peer holds dst and
- *      │     whose ports admit (protocol, port); none → deny
- *      │     not isolated → default tier: allow
+ *      │        to NetworkPolicy; only the Admin tier sees this traffic)
+ *      │     2. NetworkPolicy: isolated? → first matching rule allows; none → deny
+ *      │     3. Baseline (as Admin, for traffic nothing above decided)
+ *      │     4. default: allow
  *      └─ ingress at dst (when dst is one of our endpoints), the same with src
  *
  * The connection is allowed when both sides allow it. Traffic from a pod to
  * its own address never leaves the pod and is always allowed. Traffic
  * between a pod and its own node's addresses is exempt from the NetworkPolicy
- * tier, as Kubernetes documents (kubelet probes come from the node); with
- * another node's addresses it is not. (Cluster-scoped tiers, when they come,
- * decide node traffic by their own rules.)
+ * tier, as Kubernetes documents (kubelet probes come from the node), and so
+ * never reaches the Baseline tier either: the exemption allows it. The Admin
+ * tier decides node traffic by its own rules (a `nodes` or `networks` peer),
+ * as upstream network-policy-api leaves cluster policies free to.
  */
 import type { Ip } from '../net/ip.js';
 import type { PrefixSet } from '../net/prefix-set.js';
 import type { PortMatcher } from './port-matcher.js';
-import type { Direction, Endpoint, FirewallPolicy, FirewallRule, PolicySnapshot } from './types.js';
+import type {
+  Direction,
+  Endpoint,
+  FirewallPolicy,
+  FirewallRule,
+  PolicySnapshot,
+  RuleAction,
+  Tier,
+} from './types.js';
 
 /** One rule as the datapath evaluates it. */
 export interface CompiledRule {
@@ -31,6 +44,10 @@ export interface CompiledRule {
   readonly id: string;
   /** FirewallPolicy id. */
   readonly policy: string;
+  /** The tier of its policy. */
+  readonly tier: Tier;
+  /** What a match does (FirewallRule.action). */
+  readonly action: RuleAction;
   /** Addresses of the peer; null admits any address. */
   readonly peer: PrefixSet | null;
   /** Protocols and ports; null admits every protocol and port. */
@@ -39,10 +56,17 @@ export interface CompiledRule {
 
 /** One endpoint, one direction. */
 export interface DirectionTable {
-  /** Policies that select the endpoint for this direction; empty: not isolated. */
+  /** NetworkPolicies that select the endpoint for this direction; empty: not isolated. */
   readonly policies: readonly string[];
   /** Union of their rules, in policy order then rule order. */
   readonly rules: readonly CompiledRule[];
+  /** Admin-tier ClusterNetworkPolicies whose subject holds the endpoint and that have rules for this direction, in tier order. */
+  readonly adminPolicies: readonly string[];
+  /** Their rules for this direction, in policy order then rule order (first match decides). */
+  readonly admin: readonly CompiledRule[];
+  /** The same for the Baseline tier. */
+  readonly baselinePolicies: readonly string[];
+  readonly baseline: readonly CompiledRule[];
 }
 
 export interface CompiledEndpoint {
@@ -57,7 +81,7 @@ export interface CompiledEndpoint {
 }
 
 /** 'node': exempt from the NetworkPolicy tier, the peer being the endpoint's own node. */
-export type DecidingTier = 'namespace' | 'default' | 'node';
+export type DecidingTier = 'admin' | 'namespace' | 'baseline' | 'default' | 'node';
 
 /** How one direction was decided. */
 export interface DirectionDecision {
@@ -67,8 +91,10 @@ export interface DirectionDecision {
   readonly allowed: boolean;
   /** Undefined when the address is not ours. */
   readonly tier: DecidingTier | undefined;
-  /** The matching rule when a rule allowed it. */
+  /** The rule that decided (allowed or denied), when a rule did. */
   readonly rule: CompiledRule | undefined;
+  /** Rules with action Pass ('next-tier') that handed the decision on, in tier order. */
+  readonly passed: readonly CompiledRule[];
 }
 
 export interface Verdict {
@@ -90,19 +116,45 @@ export interface Packet {
 
 /**
  * Result of evaluating one direction without allocating: a compiled rule
- * (allowed by it), ALLOW_DEFAULT (not isolated), ALLOW_NODE (the peer is an
- * address of the endpoint's own node: not subject to NetworkPolicy) or DENY
- * (isolated, no match).
+ * (allowed or denied by it: its action says which; never a 'next-tier'
+ * rule), ALLOW_DEFAULT (no tier decided), ALLOW_NODE (the peer is an address
+ * of the endpoint's own node, which the NetworkPolicy tier does not
+ * restrict) or DENY (isolated by NetworkPolicy, no rule matched).
  */
-export const ALLOW_DEFAULT = Symbol('allow: not isolated');
+export const ALLOW_DEFAULT = Symbol('allow: no tier decided');
 export const ALLOW_NODE = Symbol('allow: between the pod and its own node');
 export const DENY = Symbol('deny: isolated, no rule matched');
 export type DirectionResult = CompiledRule | typeof ALLOW_DEFAULT | typeof ALLOW_NODE | typeof DENY;
 
+/** Whether a direction's result denies the traffic. */
+export function denies(r: DirectionResult): boolean {
+  return r === DENY || (typeof r === 'object' && r.action === 'deny');
+}
+
+/** The first rule of `rules` whose peer holds `peer` and whose ports admit the packet. */
+function firstMatch(
+  rules: readonly CompiledRule[],
+  peer: Ip,
+  protocol: number,
+  port: number,
+  destination: Ip,
+): CompiledRule | undefined {
+  for (let i = 0; i < rules.length; i++) {
+    const r = rules[i]!;
+    if (r.peer !== null && !r.peer.has(peer)) continue;
+    if (r.ports !== null && !r.ports.matches(protocol, port, destination)) continue;
+    return r;
+  }
+  return undefined;
+}
+
 /**
- * Evaluates one direction of one endpoint. `peer` is the other end's address;
- * `destination` is the packet's destination (the endpoint itself for ingress,
- * the peer for egress), against which egress named ports resolve.
+ * Evaluates one direction of one endpoint, tier by tier. `peer` is the other
+ * end's address; `destination` is the packet's destination (the endpoint
+ * itself for ingress, the peer for egress), against which egress named
+ * ports resolve; `ownNode`: the peer is an address of the endpoint's own
+ * node. `passed`, when given, collects the Pass rules that handed the
+ * decision on (for explanations; the hot path passes nothing).
  */
 export function evaluateDirection(
   table: DirectionTable,
@@ -110,16 +162,31 @@ export function evaluateDirection(
   protocol: number,
   port: number,
   destination: Ip,
+  ownNode = false,
+  passed?: CompiledRule[],
 ): DirectionResult {
-  if (table.policies.length === 0) return ALLOW_DEFAULT;
-  const rules = table.rules;
-  for (let i = 0; i < rules.length; i++) {
-    const r = rules[i]!;
-    if (r.peer !== null && !r.peer.has(peer)) continue;
-    if (r.ports !== null && !r.ports.matches(protocol, port, destination)) continue;
-    return r;
+  if (table.admin.length > 0) {
+    const r = firstMatch(table.admin, peer, protocol, port, destination);
+    if (r !== undefined) {
+      if (r.action !== 'next-tier') return r;
+      passed?.push(r);
+    }
   }
-  return DENY;
+  if (ownNode) return ALLOW_NODE;
+  if (table.policies.length > 0) {
+    const r = firstMatch(table.rules, peer, protocol, port, destination);
+    if (r === undefined) return DENY;
+    if (r.action !== 'next-tier') return r;
+    passed?.push(r);
+  }
+  if (table.baseline.length > 0) {
+    const r = firstMatch(table.baseline, peer, protocol, port, destination);
+    if (r !== undefined) {
+      if (r.action !== 'next-tier') return r;
+      passed?.push(r);
+    }
+  }
+  return ALLOW_DEFAULT;
 }
 
 export class RuleTables {
@@ -144,9 +211,15 @@ export class RuleTables {
   }
 
   /** Egress at a local endpoint towards `dst`. */
-  egress(local: CompiledEndpoint, dst: Ip, protocol: number, port: number): DirectionResult {
-    if (local.node?.has(dst)) return ALLOW_NODE;
-    return evaluateDirection(local.egress, dst, protocol, port, dst);
+  egress(
+    local: CompiledEndpoint,
+    dst: Ip,
+    protocol: number,
+    port: number,
+    passed?: CompiledRule[],
+  ): DirectionResult {
+    const own = local.node?.has(dst) === true;
+    return evaluateDirection(local.egress, dst, protocol, port, dst, own, passed);
   }
 
   /** Ingress at a local endpoint from `src`. */
@@ -156,9 +229,10 @@ export class RuleTables {
     protocol: number,
     port: number,
     dst: Ip,
+    passed?: CompiledRule[],
   ): DirectionResult {
-    if (local.node?.has(src)) return ALLOW_NODE;
-    return evaluateDirection(local.ingress, src, protocol, port, dst);
+    const own = local.node?.has(src) === true;
+    return evaluateDirection(local.ingress, src, protocol, port, dst, own, passed);
   }
 
   /** Allowed or not, without building an explanation (the hot path). */
@@ -166,9 +240,8 @@ export class RuleTables {
     const from = this.byIp.get(p.src);
     const to = this.byIp.get(p.dst);
     if (from !== undefined && from === to) return true;
-    if (from !== undefined && this.egress(from, p.dst, p.protocol, p.dstPort) === DENY)
-      return false;
-    if (to !== undefined && this.ingress(to, p.src, p.protocol, p.dstPort, p.dst) === DENY)
+    if (from !== undefined && denies(this.egress(from, p.dst, p.protocol, p.dstPort))) return false;
+    if (to !== undefined && denies(this.ingress(to, p.src, p.protocol, p.dstPort, p.dst)))
       return false;
     return true;
   }
@@ -178,15 +251,21 @@ export class RuleTables {
     const from = this.byIp.get(p.src);
     const to = this.byIp.get(p.dst);
     const self = from !== undefined && from === to;
+    const egressPassed: CompiledRule[] = [];
+    const ingressPassed: CompiledRule[] = [];
     const egress = decision(
       'egress',
       self ? undefined : from,
-      from && !self ? this.egress(from, p.dst, p.protocol, p.dstPort) : undefined,
+      from && !self ? this.egress(from, p.dst, p.protocol, p.dstPort, egressPassed) : undefined,
+      egressPassed,
     );
     const ingress = decision(
       'ingress',
       self ? undefined : to,
-      to && !self ? this.ingress(to, p.src, p.protocol, p.dstPort, p.dst) : undefined,
+      to && !self
+        ? this.ingress(to, p.src, p.protocol, p.dstPort, p.dst, ingressPassed)
+        : undefined,
+      ingressPassed,
     );
     return { allowed: self || (egress.allowed && ingress.allowed), self, egress, ingress };
   }
@@ -196,14 +275,13 @@ function decision(
   direction: Direction,
   endpoint: CompiledEndpoint | undefined,
   result: DirectionResult | undefined,
+  passed: readonly CompiledRule[],
 ): DirectionDecision {
+  const base = { direction, passed, rule: undefined };
   if (endpoint === undefined || result === undefined)
-    return { direction, endpoint: undefined, allowed: true, tier: undefined, rule: undefined };
-  if (result === ALLOW_DEFAULT)
-    return { direction, endpoint, allowed: true, tier: 'default', rule: undefined };
-  if (result === ALLOW_NODE)
-    return { direction, endpoint, allowed: true, tier: 'node', rule: undefined };
-  if (result === DENY)
-    return { direction, endpoint, allowed: false, tier: 'namespace', rule: undefined };
-  return { direction, endpoint, allowed: true, tier: 'namespace', rule: result };
+    return { ...base, endpoint: undefined, allowed: true, tier: undefined };
+  if (result === ALLOW_DEFAULT) return { ...base, endpoint, allowed: true, tier: 'default' };
+  if (result === ALLOW_NODE) return { ...base, endpoint, allowed: true, tier: 'node' };
+  if (result === DENY) return { ...base, endpoint, allowed: false, tier: 'namespace' };
+  return { ...base, endpoint, allowed: result.action !== 'deny', tier: result.tier, rule: result };
 }

@@ -104,6 +104,15 @@ export type AddressGroup =
       readonly selector: EndpointSelector;
       /** The endpoints the selector matches now, sorted by key. */
       readonly members: readonly GroupMember[];
+    }
+  | {
+      readonly id: string;
+      /** A ClusterNetworkPolicy `nodes` peer: Nodes by their labels. */
+      readonly kind: 'nodes';
+      /** An empty selector is every Node. */
+      readonly nodeSelector: LabelSelector;
+      /** The Nodes it matches now, sorted by name: `endpoint` is the Node's name, `ips` its addresses. */
+      readonly members: readonly GroupMember[];
     };
 
 export type ServicePort =
@@ -126,6 +135,15 @@ export const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
 
 export type RuleEndpoint = { readonly any: true } | { readonly addressGroup: string };
 
+/**
+ * Contrail's rule actions plus the tier hand-off of ClusterNetworkPolicy:
+ * 'pass' allows (Contrail's word; NetworkPolicy rules and CNP `Accept`),
+ * 'deny' denies (CNP `Deny`), 'next-tier' ends the tier and lets the next
+ * one decide (CNP `Pass`). The first rule of a tier that matches decides.
+ */
+export type RuleAction = 'pass' | 'deny' | 'next-tier';
+export const RULE_ACTIONS: readonly RuleAction[] = ['pass', 'deny', 'next-tier'];
+
 export interface FirewallRule {
   /** "<policy id>/<direction>/<rule index>[/<peer index>]". */
   readonly id: string;
@@ -136,23 +154,59 @@ export interface FirewallRule {
   readonly endpoint2: RuleEndpoint;
   /** Absent: every protocol and port. */
   readonly serviceGroup?: string;
-  readonly action: 'pass' | 'deny';
+  readonly action: RuleAction;
+  /** ClusterNetworkPolicy only: the rule's `name`, when it has one. */
+  readonly name?: string;
 }
 
+export type Tier = 'admin' | 'namespace' | 'baseline';
+/** The tiers, in evaluation order. */
+export const TIERS: readonly Tier[] = ['admin', 'namespace', 'baseline'];
+/** The tiers a ClusterNetworkPolicy can be in. */
+export type ClusterTier = 'admin' | 'baseline';
+
+export type PolicyKind = 'NetworkPolicy' | 'ClusterNetworkPolicy';
+
 export interface FirewallPolicy {
-  /** "<cluster>/np/<namespace>/<name>". */
+  /** "<cluster>/np/<namespace>/<name>", or "<cluster>/cnp/<name>" for a ClusterNetworkPolicy. */
   readonly id: string;
-  readonly kind: 'NetworkPolicy';
+  readonly kind: PolicyKind;
+  /** Empty for a ClusterNetworkPolicy. */
   readonly namespace: string;
   readonly name: string;
   /** AddressGroup id of the endpoints the policy selects. */
   readonly appliedTo: string;
+  /**
+   * NetworkPolicy: whether it isolates its endpoints for the direction.
+   * ClusterNetworkPolicy: whether it has rules for it (it never isolates).
+   */
   readonly ingressIsolation: boolean;
   readonly egressIsolation: boolean;
   readonly rules: readonly FirewallRule[];
+  /** ClusterNetworkPolicy only: its tier. Absent for a NetworkPolicy (tier 'namespace'). */
+  readonly tier?: ClusterTier;
+  /** ClusterNetworkPolicy only: spec.priority, 0..1000, lower first. */
+  readonly priority?: number;
 }
 
-export type Tier = 'admin' | 'namespace' | 'baseline';
+/** The tier a policy belongs to. */
+export function tierOf(p: FirewallPolicy): Tier {
+  return p.tier ?? 'namespace';
+}
+
+/**
+ * The order of policies inside a cluster tier: by priority, then by name
+ * (the tie-break between policies of one tier at one priority; upstream
+ * leaves it to the implementation, Weir makes it deterministic and warns
+ * about it), then by id.
+ */
+export function clusterPolicyOrder(a: FirewallPolicy, b: FirewallPolicy): number {
+  const pa = a.priority ?? 0;
+  const pb = b.priority ?? 0;
+  if (pa !== pb) return pa - pb;
+  if (a.name !== b.name) return a.name < b.name ? -1 : 1;
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
 
 export interface ApplicationPolicySet {
   readonly id: string;

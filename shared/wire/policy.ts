@@ -21,6 +21,8 @@ import type {
   Service,
   ServiceGroup,
   Tier,
+  ClusterTier,
+  RuleAction,
 } from '../policy/types.js';
 
 const PROTOCOL_TO_WIRE = {
@@ -40,7 +42,12 @@ const TIER_TO_WIRE = {
   namespace: 'TIER_NAMESPACE',
   baseline: 'TIER_BASELINE',
 } as const;
-const ACTION_TO_WIRE = { pass: 'ACTION_PASS', deny: 'ACTION_DENY' } as const;
+const ACTION_TO_WIRE = {
+  pass: 'ACTION_PASS',
+  deny: 'ACTION_DENY',
+  'next-tier': 'ACTION_NEXT_TIER',
+} as const;
+const CLUSTER_TIER_TO_WIRE = { admin: 'TIER_ADMIN', baseline: 'TIER_BASELINE' } as const;
 
 function invert<K extends string, V extends string>(
   m: Readonly<Record<K, V>>,
@@ -51,7 +58,10 @@ const PROTOCOL_FROM_WIRE = invert<Protocol, string>(PROTOCOL_TO_WIRE);
 const OPERATOR_FROM_WIRE = invert<Operator, string>(OPERATOR_TO_WIRE);
 const DIRECTION_FROM_WIRE = invert<Direction, string>(DIRECTION_TO_WIRE);
 const TIER_FROM_WIRE = invert<Tier, string>(TIER_TO_WIRE);
-const ACTION_FROM_WIRE = invert<'pass' | 'deny', string>(ACTION_TO_WIRE);
+const ACTION_FROM_WIRE = invert<RuleAction, string>(ACTION_TO_WIRE);
+const CLUSTER_TIER_FROM_WIRE = invert<ClusterTier, string>(CLUSTER_TIER_TO_WIRE);
+/** The bound of ClusterNetworkPolicy spec.priority. */
+const MAX_PRIORITY = 1000;
 
 // --- to the wire -------------------------------------------------------------
 
@@ -103,6 +113,12 @@ export function endpointToWire(e: Endpoint): w.Endpoint {
 }
 
 export function addressGroupToWire(g: AddressGroup): w.AddressGroup {
+  if (g.kind === 'nodes')
+    return {
+      id: g.id,
+      nodeSelector: selectorToWire(g.nodeSelector),
+      members: g.members.map((m) => ({ endpoint: m.endpoint, ips: [...m.ips] })),
+    };
   if (g.kind === 'ipBlock')
     return {
       id: g.id,
@@ -128,6 +144,7 @@ function ruleToWire(r: FirewallRule): w.FirewallRule {
     endpoint2: ruleEndpointToWire(r.endpoint2),
     serviceGroup: r.serviceGroup ?? '',
     action: ACTION_TO_WIRE[r.action],
+    name: r.name ?? '',
   };
 }
 
@@ -141,6 +158,9 @@ export function firewallPolicyToWire(p: FirewallPolicy): w.FirewallPolicy {
     ingressIsolation: p.ingressIsolation,
     egressIsolation: p.egressIsolation,
     rules: p.rules.map(ruleToWire),
+    ...(p.tier === undefined
+      ? {}
+      : { tier: CLUSTER_TIER_TO_WIRE[p.tier], priority: p.priority ?? 0 }),
   };
 }
 
@@ -204,6 +224,13 @@ export function snapshotFromWire(s: w.PolicySnapshot__Output): PolicySnapshot {
     return { any: true };
   };
 
+  const addresses = (list: readonly string[], object: string, field: string): string[] => {
+    list.forEach((a, i) => {
+      if (tryParseIp(a) === undefined)
+        bad(object, `${field}[${i}]`, `${JSON.stringify(a)} is not an IP address`);
+    });
+    return [...list];
+  };
   const addressGroups = s.addressGroups.map((g): AddressGroup => {
     const object = `AddressGroup ${g.id}`;
     if (g.source === 'ipBlock' && g.ipBlock) {
@@ -214,8 +241,19 @@ export function snapshotFromWire(s: w.PolicySnapshot__Output): PolicySnapshot {
         prefixes: g.prefixes,
       };
     }
+    if (g.source === 'nodeSelector' && g.nodeSelector) {
+      return {
+        id: g.id,
+        kind: 'nodes',
+        nodeSelector: selector(g.nodeSelector, object, 'nodeSelector'),
+        members: g.members.map((m) => ({
+          endpoint: m.endpoint,
+          ips: addresses(m.ips, object, 'members.ips'),
+        })),
+      };
+    }
     if (g.source !== 'selector' || !g.selector)
-      bad(object, 'source', 'must be an ipBlock or a selector');
+      bad(object, 'source', 'must be an ipBlock, a selector or a node selector');
     const sel = g.selector;
     const namespace: EndpointSelector['namespace'] =
       sel?.namespace === 'namespaceName'
@@ -250,11 +288,22 @@ export function snapshotFromWire(s: w.PolicySnapshot__Output): PolicySnapshot {
 
   const policies = s.policies.map((p): FirewallPolicy => {
     const object = `FirewallPolicy ${p.id}`;
-    if (p.kind !== 'NetworkPolicy')
-      bad(object, 'kind', `unexpected value ${JSON.stringify(p.kind)}`);
+    let cluster: { tier: ClusterTier; priority: number } | undefined;
+    if (p.kind === 'ClusterNetworkPolicy') {
+      const tier = pick(CLUSTER_TIER_FROM_WIRE, p.tier, object, 'tier');
+      if (p.priority > MAX_PRIORITY)
+        bad(object, 'priority', `${p.priority} is above ${MAX_PRIORITY}`);
+      cluster = { tier, priority: p.priority };
+    } else {
+      if (p.kind !== 'NetworkPolicy')
+        bad(object, 'kind', `unexpected value ${JSON.stringify(p.kind)}`);
+      if (p.tier !== 'TIER_UNSPECIFIED' || p.priority !== 0)
+        bad(object, 'tier', 'a NetworkPolicy has no tier or priority of its own');
+    }
     return {
+      ...(cluster ?? {}),
       id: p.id,
-      kind: 'NetworkPolicy',
+      kind: p.kind === 'ClusterNetworkPolicy' ? 'ClusterNetworkPolicy' : 'NetworkPolicy',
       namespace: p.namespace,
       name: p.name,
       appliedTo: p.appliedTo,
@@ -267,17 +316,11 @@ export function snapshotFromWire(s: w.PolicySnapshot__Output): PolicySnapshot {
         endpoint2: ruleEndpoint(r.endpoint2, object, `rules[${i}].endpoint2`),
         ...(r.serviceGroup ? { serviceGroup: r.serviceGroup } : {}),
         action: pick(ACTION_FROM_WIRE, r.action, object, `rules[${i}].action`),
+        ...(r.name ? { name: r.name } : {}),
       })),
     };
   });
 
-  const addresses = (list: readonly string[], object: string, field: string): string[] => {
-    list.forEach((a, i) => {
-      if (tryParseIp(a) === undefined)
-        bad(object, `${field}[${i}]`, `${JSON.stringify(a)} is not an IP address`);
-    });
-    return [...list];
-  };
   const endpoints = s.endpoints.map((e): Endpoint => {
     const object = `Endpoint ${e.namespace}/${e.name}`;
     return {

@@ -82,7 +82,7 @@ const OPERATOR = [
   'OPERATOR_DOES_NOT_EXIST',
 ];
 const DIRECTION = ['DIRECTION_UNSPECIFIED', 'DIRECTION_INGRESS', 'DIRECTION_EGRESS'];
-const ACTION = ['ACTION_UNSPECIFIED', 'ACTION_PASS', 'ACTION_DENY'];
+const ACTION = ['ACTION_UNSPECIFIED', 'ACTION_PASS', 'ACTION_DENY', 'ACTION_NEXT_TIER'];
 const TIER = ['TIER_UNSPECIFIED', 'TIER_ADMIN', 'TIER_NAMESPACE', 'TIER_BASELINE'];
 
 function enumName(
@@ -133,6 +133,12 @@ function ruleEndpoint(e: w.RuleEndpoint | null | undefined): unknown {
 }
 
 function canonicalPolicy(p: w.FirewallPolicy): unknown {
+  const tier = enumName(p.tier, TIER);
+  const priority = Number(p.priority ?? 0);
+  // A cluster policy's tier and priority decide its place in the policy set:
+  // they are part of its content. Left out when unset (every NetworkPolicy),
+  // so NetworkPolicy hashes are those of Weir before ClusterNetworkPolicy.
+  const cluster = tier === 'TIER_UNSPECIFIED' && priority === 0 ? [] : [[tier, priority]];
   return [
     'FirewallPolicy',
     p.id ?? '',
@@ -149,12 +155,14 @@ function canonicalPolicy(p: w.FirewallPolicy): unknown {
       ruleEndpoint(r.endpoint2),
       r.serviceGroup ?? '',
       enumName(r.action, ACTION),
+      ...(r.name ? [r.name] : []),
     ]),
+    ...cluster,
   ];
 }
 
 function canonicalAddressGroup(g: w.AddressGroup): unknown {
-  const source = oneof(g, g.source, ['ipBlock', 'selector']);
+  const source = oneof(g, g.source, ['ipBlock', 'selector', 'nodeSelector']);
   return [
     'AddressGroup',
     g.id ?? '',
@@ -162,7 +170,9 @@ function canonicalAddressGroup(g: w.AddressGroup): unknown {
       ? ['ipBlock', g.ipBlock?.cidr ?? '', g.ipBlock?.except ?? []]
       : source === 'selector'
         ? ['selector', endpointSelector(g.selector)]
-        : null,
+        : source === 'nodeSelector'
+          ? ['nodes', labelSelector(g.nodeSelector)]
+          : null,
     g.prefixes ?? [],
     (g.members ?? []).map((m) => [m.endpoint ?? '', m.ips ?? []]),
   ];

@@ -244,6 +244,90 @@ describe('weirctl analyze', () => {
     assert.match(other.stdout, /ingress at payments\/ledger-db .*: denied \[namespace tier\]/);
   });
 
+  test('a ClusterNetworkPolicy: probe names the tier, policy and rule that decided; objects lists it in the Admin tier with its actions', async () => {
+    const d = join(dir, 'cnp');
+    await mkdir(d, { recursive: true });
+    await writeFile(
+      join(d, 'cluster.yaml'),
+      [
+        'apiVersion: v1',
+        'kind: Namespace',
+        'metadata: {name: payments, labels: {tier: restricted}}',
+        '---',
+        'apiVersion: v1',
+        'kind: Namespace',
+        'metadata: {name: shop}',
+        '---',
+        'apiVersion: v1',
+        'kind: Pod',
+        'metadata: {name: ledger, namespace: payments, labels: {app: ledger}}',
+        'spec: {containers: [{name: c, image: i}]}',
+        'status: {phase: Running, podIP: 10.1.0.1}',
+        '---',
+        'apiVersion: v1',
+        'kind: Pod',
+        'metadata: {name: web, namespace: shop, labels: {app: web}}',
+        'spec: {containers: [{name: c, image: i}]}',
+        'status: {phase: Running, podIP: 10.1.0.2}',
+        '---',
+        'apiVersion: networking.k8s.io/v1',
+        'kind: NetworkPolicy',
+        'metadata: {name: allow-all, namespace: payments}',
+        'spec: {podSelector: {}, ingress: [{}]}',
+        '---',
+        'apiVersion: policy.networking.k8s.io/v1alpha2',
+        'kind: ClusterNetworkPolicy',
+        'metadata: {name: restricted-ingress}',
+        'spec:',
+        '  tier: Admin',
+        '  priority: 10',
+        '  subject: {namespaces: {matchLabels: {tier: restricted}}}',
+        '  ingress:',
+        '  - {name: deny-others, action: Deny, from: [{namespaces: {}}]}',
+        '',
+      ].join('\n'),
+    );
+    const probe = await run(
+      'analyze',
+      'probe',
+      '-f',
+      d,
+      '--from',
+      'shop/web',
+      '--to',
+      'payments/ledger',
+      '--port',
+      '443',
+    );
+    assert.equal(probe.code, 0, probe.stderr);
+    assert.match(probe.stdout, /: DENIED\n/);
+    assert.match(
+      probe.stdout,
+      /ingress at payments\/ledger .*: denied \[admin tier\]: denied by admin ClusterNetworkPolicy restricted-ingress \(priority 10\) rule "deny-others" \(spec\.ingress\[0\]\.from\[0\]/,
+    );
+    const objects = await run('analyze', 'objects', '-f', d, '-o', 'json');
+    assert.equal(objects.code, 0, objects.stderr);
+    const o = JSON.parse(objects.stdout);
+    assert.deepEqual(
+      o.applicationPolicySet.tiers.map((t: { tier: string; policies: string[] }) => [
+        t.tier,
+        t.policies,
+      ]),
+      [
+        ['TIER_ADMIN', ['local/cnp/restricted-ingress']],
+        ['TIER_NAMESPACE', ['local/np/payments/allow-all']],
+      ],
+    );
+    const cnp = o.policies.find((p: { id: string }) => p.id === 'local/cnp/restricted-ingress');
+    assert.equal(cnp.kind, 'ClusterNetworkPolicy');
+    assert.equal(cnp.tier, 'TIER_ADMIN');
+    assert.equal(cnp.priority, 10);
+    assert.deepEqual(
+      cnp.rules.map((r: { action: string; name: string }) => [r.action, r.name]),
+      [['ACTION_DENY', 'deny-others']],
+    );
+  });
+
   test('objects prints the firewall objects in their wire form', async () => {
     const r = await run('analyze', 'objects', '-f', demo, '-o', 'json', '--cluster', 'east');
     assert.equal(r.code, 0, r.stderr);

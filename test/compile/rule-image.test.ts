@@ -201,11 +201,20 @@ function handMadeTables(rule: Partial<CompiledRule>): RuleTables {
   const compiled: CompiledRule = {
     id: 'hand/r',
     policy: 'hand/p',
+    tier: 'namespace',
+    action: 'pass',
     peer: null,
     ports: null,
     ...rule,
   };
-  const table: DirectionTable = { policies: ['hand/p'], rules: [compiled] };
+  const table: DirectionTable = {
+    policies: ['hand/p'],
+    rules: [compiled],
+    adminPolicies: [],
+    admin: [],
+    baselinePolicies: [],
+    baseline: [],
+  };
   const endpoint = {
     endpoint: {
       cluster: 'hand',

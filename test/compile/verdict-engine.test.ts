@@ -142,14 +142,17 @@ describe('random clusters', () => {
     engines: (t: RuleTables) => VerdictEngine[],
     seeds: number[],
     bigTables: boolean,
+    clusterPolicies = false,
   ) => {
     let probes = 0;
     let indexed = 0;
     let rules = 0;
     /** Directions an isolating policy would have decided, exempt as traffic with the pod's own node. */
     let nodeExempt = 0;
+    /** Directions decided by a cluster tier, by tier and outcome ("admin deny"), and after a Pass. */
+    const tiers = new Map<string, number>();
     for (const seed of seeds) {
-      const c = randomCluster(seed, { bigTables });
+      const c = randomCluster(seed, { bigTables, clusterPolicies });
       const b = build(c.objects);
       assert.deepEqual(b.issues, [], `seed ${seed}: the generator made an invalid object`);
       const ps = allProbes(c);
@@ -157,6 +160,11 @@ describe('random clusters', () => {
       for (const v of ref.verdicts)
         for (const d of [v.egress, v.ingress])
           if (d.tier === 'node' && d.endpoint![d.direction].policies.length > 0) nodeExempt++;
+      for (const v of ref.verdicts)
+        for (const d of [v.egress, v.ingress]) {
+          const k = `${d.tier} ${d.allowed ? 'allow' : 'deny'}${d.passed.length > 0 ? ' after pass' : ''}`;
+          tiers.set(k, (tiers.get(k) ?? 0) + 1);
+        }
       for (const engine of engines(b.tables)) {
         checkEngine(b.tables, engine, ref, `seed ${seed}${bigTables ? ' (big tables)' : ''}`);
         const info = engine.info();
@@ -166,8 +174,42 @@ describe('random clusters', () => {
       }
       probes += ps.length;
     }
-    return { probes, indexed, rules, nodeExempt };
+    return { probes, indexed, rules, nodeExempt, tiers };
   };
+
+  test('native verdicts equal decide() per direction on 200 random clusters with ClusterNetworkPolicies of both tiers, linear and fully indexed tables', {
+    skip: skipNative,
+  }, () => {
+    const seeds = Array.from({ length: 200 }, (_, i) => 5000 + i);
+    const { probes, tiers } = run(
+      (t) => [
+        createVerdictEngine(t, { implementation: 'native' }),
+        createVerdictEngine(t, {
+          implementation: 'native',
+          indexMinRules: 0,
+          portIndexMinRules: 0,
+        }),
+      ],
+      seeds,
+      false,
+      true,
+    );
+    assert.ok(probes > 1_000_000, `probed ${probes}`);
+    for (const k of [
+      'admin allow',
+      'admin deny',
+      'baseline allow',
+      'baseline deny',
+      'namespace allow after pass',
+      'namespace deny after pass',
+      'default allow after pass',
+      'node allow after pass',
+    ])
+      assert.ok(
+        (tiers.get(k) ?? 0) > 100,
+        `only ${tiers.get(k) ?? 0} "${k}" decisions: ${[...tiers]}`,
+      );
+  });
 
   test('native verdicts equal decide() per direction on 300 random clusters, every address pair, linear and fully indexed tables', {
     skip: skipNative,

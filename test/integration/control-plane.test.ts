@@ -267,8 +267,8 @@ describe('controller and agents', () => {
     const table = await run('policy', 'list');
     assert.match(
       table.out,
-      /shop\/redis-from-cart\s+Ingress\s+2\s+1\s+1\/1/,
-      'two peers, one pod, applied on its one node',
+      /shop\/redis-from-cart\s+NetworkPolicy\s+-\s+Ingress\s+2\s+1\s+1\/1/,
+      'the NetworkPolicy tier, two peers, one pod, applied on its one node',
     );
     const ex = await run(
       'explain',

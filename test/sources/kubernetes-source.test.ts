@@ -100,7 +100,7 @@ const badPolicy = (ns = 'shop', name = 'bad') =>
   policy(ns, name, { podSelector: {}, ingress: [{ ports: [{ port: 70000 }] }] });
 
 /** Kinds the source follows, one watch each: Namespaces, Nodes, Pods, NetworkPolicies. */
-const KINDS = 4;
+const KINDS = 5;
 
 /** A Node as the API server has it: addresses, and the status noise a kubelet rewrites. */
 const nodeObject = (name: string, addresses: Array<[string, string]>, heartbeat = '1'): Obj => ({
@@ -159,10 +159,10 @@ class Harness implements AsyncDisposable {
   }
 
   /** Synced, and a watch per kind open on the server (they open just after synced). */
-  async synced(): Promise<number> {
+  async synced(kinds = KINDS): Promise<number> {
     const at = await this.waitFor((e) => e.type === 'synced', 'synced');
     await eventually(
-      async () => (this.server.openWatches() === KINDS ? true : undefined),
+      async () => (this.server.openWatches() === kinds ? true : undefined),
       'a watch per kind open',
     );
     return at;
@@ -390,6 +390,35 @@ describe('Kubernetes source', () => {
     mark = h.events.length;
     h.server.remove('Node', '', 'node-a');
     await h.waitFor(isDelete('Node', '', 'node-a'), 'the deleted Node', mark);
+  });
+
+  test('ClusterNetworkPolicies are listed and watched; without their CRD (404) there are none, the source still syncs, and they arrive once it is installed', async () => {
+    const server = await seeded();
+    server.unserved.add('clusternetworkpolicies');
+    const h = await (await setup({ restartMinDelayMs: 20, restartMaxDelayMs: 50 }, server)).start();
+    await h.synced(KINDS - 1);
+    assert.ok(
+      !h.upserts().some((o) => o.kind === 'ClusterNetworkPolicy'),
+      'no cluster policies without the CRD',
+    );
+    const mark = h.events.length;
+    server.unserved.delete('clusternetworkpolicies');
+    server.apply({
+      apiVersion: 'policy.networking.k8s.io/v1alpha2',
+      kind: 'ClusterNetworkPolicy',
+      metadata: { name: 'guard' },
+      spec: {
+        tier: 'Admin',
+        priority: 1,
+        subject: { namespaces: {} },
+        ingress: [{ name: 'deny', action: 'Deny', from: [{ namespaces: {} }] }],
+      },
+    });
+    await h.waitFor(isUpsert('ClusterNetworkPolicy', '', 'guard'), 'the cluster policy', mark);
+    const guard = h.upserts(mark).find((o) => o.kind === 'ClusterNetworkPolicy')!;
+    assert.equal(guard.kind === 'ClusterNetworkPolicy' && guard.tier, 'admin');
+    server.remove('ClusterNetworkPolicy', '', 'guard');
+    await h.waitFor(isDelete('ClusterNetworkPolicy', '', 'guard'), 'its deletion', mark);
   });
 
   test('an invalid object becomes an invalid event, and one Warning Event is recorded against it', async () => {

@@ -66,6 +66,13 @@ const TYPES: readonly ResourceType[] = [
     namespaced: true,
   },
   {
+    resource: 'clusternetworkpolicies',
+    group: 'policy.networking.k8s.io',
+    version: 'v1alpha2',
+    kind: 'ClusterNetworkPolicy',
+    namespaced: false,
+  },
+  {
     resource: 'leases',
     group: 'coordination.k8s.io',
     version: 'v1',
@@ -178,6 +185,9 @@ export class FakeApiServer implements AsyncDisposable {
   // --- the test's side ---------------------------------------------------------
 
   /** Creates or replaces an object (no resourceVersion check); returns it as stored. */
+  /** Resources answered 404, as an API server answers for a CRD that is not installed. */
+  readonly unserved = new Set<string>();
+
   apply(obj: Obj): Obj {
     const t = typeOfKind(obj.kind);
     const ns = t.namespaced ? String(obj.metadata?.namespace ?? 'default') : '';
@@ -451,7 +461,7 @@ export class FakeApiServer implements AsyncDisposable {
         );
       }
       const route = parsePath(url.pathname);
-      if (route === undefined)
+      if (route === undefined || this.unserved.has(route.type.resource))
         throw new HttpError(
           404,
           'NotFound',

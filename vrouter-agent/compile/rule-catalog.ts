@@ -9,7 +9,8 @@
  * get one index per endpoint, all with the same `id`.
  *
  * Indices are dense (0 .. size-1), assigned in first-seen order walking
- * tables.endpoints in map order, egress rules then ingress rules. They are
+ * tables.endpoints in map order, egress then ingress, each the
+ * NetworkPolicy rules, then the Admin, then the Baseline rules. They are
  * valid only with the catalog (and rule image) built from the same tables:
  * anything kept across recompiles (flow records, conntrack marks) keeps the
  * rule id, or the pair (catalog, index).
@@ -38,8 +39,11 @@ export class RuleCatalog {
       }
     };
     for (const e of tables.endpoints.values()) {
-      add(e.egress.rules);
-      add(e.ingress.rules);
+      for (const t of [e.egress, e.ingress]) {
+        add(t.rules);
+        add(t.admin);
+        add(t.baseline);
+      }
     }
     return new RuleCatalog(rules, indices);
   }

@@ -8,7 +8,9 @@
  *                                       │                     │
  *                       native RuleEvaluator            rule index → CompiledRule
  *
- * LAYOUT, version 2 (version 1 had no node set: ENDPOINTS @12 was reserved). All integers little-endian. IPv4 addresses are u32
+ * LAYOUT, version 3 (version 2 had one rule list per table and no rule
+ * actions: TABLES were 16 bytes, RULES 16; version 1 had no node set:
+ * ENDPOINTS @12 was reserved). All integers little-endian. IPv4 addresses are u32
  * numbers (10.0.0.1 = 0x0a000001), IPv6 addresses two u64 numbers, high half
  * first (the address is high·2^64 + low). "ref" fields are u32 indices into
  * another section; NONE (0xffffffff) where the field says so. Reserved fields
@@ -16,7 +18,7 @@
  *
  * Header, HEADER_BYTES (136) bytes:
  *   0   u32  magic 0x49545257 (the bytes "WRTI")
- *   4   u16  version = 2
+ *   4   u16  version = 3
  *   6   u16  section count = 15
  *   8   u32  total image length in bytes (= the buffer's length)
  *   12  u32  reserved
@@ -43,16 +45,30 @@
  *                        ascending by address: RuleTables.byIp for IPv4.
  *   4  ADDRESSES6    24: u64 high @0, u64 low @8, endpoint @16, reserved @20.
  *                        Strictly ascending by address: byIp for IPv6.
- *   5  TABLES        16: u32 policy count @0 (0: not isolated, every packet
- *                        ALLOW_DEFAULT whatever the rules), first RULE_REFS
- *                        element @4, u32 rule count @8, reserved @12. One
- *                        DirectionTable; endpoints with equal tables share one.
- *   6  RULE_REFS      4: RULES ref. A table's rules are RULE_REFS[first ..
+ *   5  TABLES        32: one DirectionTable, as three rule lists (each a
+ *                        first RULE_REFS element and a count): NetworkPolicy
+ *                        tier: u32 policy count @0 (0: not isolated: the list
+ *                        is skipped whatever its rules), first @4, count @8;
+ *                        Admin tier: first @12, count @16; Baseline tier:
+ *                        first @20, count @24; reserved @28. Endpoints with
+ *                        equal tables share one. A direction is decided by
+ *                        RuleTables' evaluateDirection: Admin list (first
+ *                        match: allow/deny decide, pass ends the tier), the
+ *                        node set (ALLOW_NODE), the NetworkPolicy list when
+ *                        isolated (first match, none: DENY), the Baseline
+ *                        list (as Admin), ALLOW_DEFAULT.
+ *   6  RULE_REFS      4: RULES ref. A list's rules are RULE_REFS[first ..
  *                        first+count), in evaluation order (first match wins).
- *   7  RULES         16: id (STRINGS ref) @0, policy id (STRINGS ref) @4,
+ *                        Lists may share elements (the encoder stores an
+ *                        equal list once; the loader indexes it once).
+ *   7  RULES         24: id (STRINGS ref) @0, policy id (STRINGS ref) @4,
  *                        peer (PREFIX_SETS ref, NONE: any address) @8, ports
  *                        (PORT_MATCHERS ref, NONE: any protocol and port)
- *                        @12. Element i is RuleCatalog index i.
+ *                        @12, u8 action @16 (0 allow, 1 deny, 2 pass: the
+ *                        next tier decides), u8 tier @17 (0 NetworkPolicy,
+ *                        1 Admin, 2 Baseline; informational), u16 reserved
+ *                        @18, u32 reserved @20. Element i is RuleCatalog
+ *                        index i.
  *   8  PREFIX_SETS   16: first RANGES4 element @0, u32 count @4, first RANGES6
  *                        element @8, u32 count @12. A PrefixSet; an empty one
  *                        (0, 0) matches nothing (unlike NONE in a rule).
@@ -89,13 +105,18 @@ import type { PrefixSet } from '../../shared/net/prefix-set.js';
 import type { PortMatcher } from '../../shared/policy/port-matcher.js';
 import type {
   CompiledEndpoint,
+  CompiledRule,
   DirectionTable,
   RuleTables,
 } from '../../shared/policy/rule-tables.js';
 import { RuleCatalog } from './rule-catalog.js';
 
 export const RULE_IMAGE_MAGIC = 0x49545257;
-export const RULE_IMAGE_VERSION = 2;
+export const RULE_IMAGE_VERSION = 3;
+/** RULES.action. */
+export const RuleAction = { allow: 0, deny: 1, pass: 2 } as const;
+/** RULES.tier. */
+export const RuleTier = { namespace: 0, admin: 1, baseline: 2 } as const;
 export const HEADER_BYTES = 136;
 /** Reference meaning "any" in RULES.peer and RULES.ports. */
 export const NONE = 0xffff_ffff;
@@ -120,7 +141,7 @@ export const Section = {
 } as const;
 export const SECTION_COUNT = 15;
 export const SECTION_ELEMENT_BYTES: readonly number[] = [
-  8, 1, 16, 8, 24, 16, 4, 16, 16, 8, 32, 24, 8, 16, 24,
+  8, 1, 16, 8, 24, 32, 4, 24, 16, 8, 32, 24, 8, 16, 24,
 ];
 export const SECTION_NAMES: readonly string[] = Object.keys(Section);
 
@@ -190,6 +211,8 @@ export function encodeRuleImage(
       e.string(r.policy),
       r.peer === null ? NONE : e.prefixSet(r.peer),
       r.ports === null ? NONE : e.portMatcher(r.ports, r.id),
+      ruleActionOf(r),
+      RuleTier[r.tier],
     );
   }
   const endpointIndex = new Map<CompiledEndpoint, number>();
@@ -218,17 +241,28 @@ export function encodeRuleImage(
   return e.finish(a4, a6, catalog);
 }
 
+/** RULES.action of a compiled rule. */
+export function ruleActionOf(r: CompiledRule): number {
+  return r.action === 'pass'
+    ? RuleAction.allow
+    : r.action === 'deny'
+      ? RuleAction.deny
+      : RuleAction.pass;
+}
+
 class Encoder {
   readonly strings: string[] = [];
   private readonly stringIndex = new Map<string, number>();
   /** [key, egress, ingress, node set] per endpoint. */
   readonly endpoints: number[] = [];
-  /** [policyCount, first, count] per table. */
+  /** [policyCount, first, count, adminFirst, adminCount, baselineFirst, baselineCount] per table. */
   private readonly tables: number[] = [];
   /** Content hash → tables with that hash (equal tables are stored once). */
   private readonly tableIndex = new Map<number, number[]>();
   private readonly refs: number[] = [];
-  /** [id, policy, peer, ports] per rule. */
+  /** Rule list content ("i,j,k") → its first RULE_REFS element. */
+  private readonly listIndex = new Map<string, number>();
+  /** [id, policy, peer, ports, action, tier] per rule. */
   readonly rules: number[] = [];
   /** [first4, count4, first6, count6] per set. */
   private readonly sets: number[] = [];
@@ -256,33 +290,60 @@ class Encoder {
   }
 
   table(t: DirectionTable, catalog: RuleCatalog): number {
-    const ids = new Uint32Array(t.rules.length);
+    const lists = [t.rules, t.admin, t.baseline];
+    const ids = lists.map((rules) => {
+      const out = new Uint32Array(rules.length);
+      for (let k = 0; k < out.length; k++) {
+        const r = rules[k]!;
+        const i = catalog.indexOf(r);
+        if (i === undefined) throw new InternalError(`rule ${r.id} is missing from the catalog`);
+        out[k] = i;
+      }
+      return out;
+    });
     let hash = Math.imul(t.policies.length + 1, 0x9e3779b1);
-    for (let k = 0; k < ids.length; k++) {
-      const r = t.rules[k]!;
-      const i = catalog.indexOf(r);
-      if (i === undefined) throw new InternalError(`rule ${r.id} is missing from the catalog`);
-      ids[k] = i;
-      hash = Math.imul(hash ^ i, 0x01000193);
+    for (const list of ids) {
+      hash = Math.imul(hash ^ (list.length + 0x51), 0x01000193);
+      for (const i of list) hash = Math.imul(hash ^ i, 0x01000193);
     }
     const candidates = this.tableIndex.get(hash);
     for (const c of candidates ?? []) {
-      const [policies, first, count] = [
-        this.tables[3 * c]!,
-        this.tables[3 * c + 1]!,
-        this.tables[3 * c + 2]!,
-      ];
-      if (policies !== t.policies.length || count !== ids.length) continue;
+      const at = 7 * c;
+      if (this.tables[at] !== t.policies.length) continue;
       let same = true;
-      for (let k = 0; k < count && same; k++) same = this.refs[first + k] === ids[k];
+      for (let l = 0; l < 3 && same; l++) {
+        const first = this.tables[at + 1 + 2 * l]!;
+        const count = this.tables[at + 2 + 2 * l]!;
+        const list = ids[l]!;
+        if (count !== list.length) same = false;
+        for (let k = 0; k < count && same; k++) same = this.refs[first + k] === list[k];
+      }
       if (same) return c;
     }
-    const index = this.tables.length / 3;
-    this.tables.push(t.policies.length, this.refs.length, ids.length);
-    for (const id of ids) this.refs.push(id);
+    const index = this.tables.length / 7;
+    this.tables.push(t.policies.length);
+    for (const list of ids) this.tables.push(this.list(list), list.length);
     if (candidates === undefined) this.tableIndex.set(hash, [index]);
     else candidates.push(index);
     return index;
+  }
+
+  /**
+   * The first RULE_REFS element of a rule list, stored once however many
+   * tables hold it (the endpoints of one namespace share their cluster-tier
+   * lists while their NetworkPolicy lists differ), so that the native
+   * loader indexes it once.
+   */
+  private list(ids: Uint32Array): number {
+    if (ids.length === 0) return 0;
+    const key = ids.join(',');
+    let first = this.listIndex.get(key);
+    if (first === undefined) {
+      first = this.refs.length;
+      for (const id of ids) this.refs.push(id);
+      this.listIndex.set(key, first);
+    }
+    return first;
   }
 
   prefixSet(set: PrefixSet): number {
@@ -360,9 +421,9 @@ class Encoder {
       this.endpoints.length / 4,
       a4.length,
       a6.length,
-      this.tables.length / 3,
+      this.tables.length / 7,
       this.refs.length,
-      this.rules.length / 4,
+      this.rules.length / 6,
       this.sets.length / 4,
       this.ranges4.length / 2,
       this.ranges6.length / 2,
@@ -430,9 +491,14 @@ class Encoder {
       v.setUint32(at + 16, ep, true);
       at += 24;
     }
-    u32s(Section.TABLES, this.tables, 3, 16);
+    u32s(Section.TABLES, this.tables, 7, 32);
     u32s(Section.RULE_REFS, this.refs, 1, 4);
-    u32s(Section.RULES, this.rules, 4, 16);
+    at = offsets[Section.RULES]!;
+    for (let i = 0; i < this.rules.length; i += 6, at += 24) {
+      for (let k = 0; k < 4; k++) v.setUint32(at + 4 * k, this.rules[i + k]!, true);
+      v.setUint8(at + 16, this.rules[i + 4]!);
+      v.setUint8(at + 17, this.rules[i + 5]!);
+    }
     u32s(Section.PREFIX_SETS, this.sets, 4, 16);
     u32s(Section.RANGES4, this.ranges4, 2, 8);
     at = offsets[Section.RANGES6]!;

@@ -166,6 +166,11 @@ export function createVerdictEngine(
 }
 
 /** A code from out[] as the reference evaluator's DirectionResult; undefined for NOT_LOCAL and INVALID. */
+/** Whether a direction's verdict code denies: DENY, or the index of a deny rule (ClusterNetworkPolicy Deny). */
+export function codeDenies(code: number, catalog: RuleCatalog): boolean {
+  return code === VerdictCode.DENY || (code >= 0 && catalog.rule(code)?.action === 'deny');
+}
+
 export function directionResultOf(code: number, catalog: RuleCatalog): DirectionResult | undefined {
   if (code === VerdictCode.ALLOW_DEFAULT) return ALLOW_DEFAULT;
   if (code === VerdictCode.ALLOW_NODE) return ALLOW_NODE;
@@ -272,13 +277,17 @@ class TypeScriptVerdictEngine implements VerdictEngine {
         to === undefined
           ? VerdictCode.NOT_LOCAL
           : this.code(tables.ingress(to, src, protocol, port, dst));
-      const ok = eg !== VerdictCode.DENY && ing !== VerdictCode.DENY;
+      const ok = !this.denies(eg) && !this.denies(ing);
       out[o] = eg;
       out[o + 1] = ing;
       out[o + 2] = ok ? VERDICT_ALLOWED : 0;
       if (ok) allowed++;
     }
     return allowed;
+  }
+
+  private denies(code: number): boolean {
+    return codeDenies(code, this.catalog);
   }
 
   private code(r: DirectionResult): number {

@@ -82,6 +82,7 @@ import {
   writePolicyRecord,
 } from '../compile/policy-record.js';
 import {
+  codeDenies,
   createVerdictEngine,
   type VerdictEngine,
   type VerdictEngineFactory,
@@ -550,7 +551,7 @@ export class FlowEngine implements AsyncDisposable {
       return { action: 'allow', egress, ingress };
     return {
       action: 'deny',
-      dropReason: eg === VerdictCode.DENY ? 'policy-egress' : 'policy-ingress',
+      dropReason: codeDenies(eg, this.ids.catalog) ? 'policy-egress' : 'policy-ingress',
       egress,
       ingress,
     };

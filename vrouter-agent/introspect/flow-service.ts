@@ -117,7 +117,8 @@ export class FlowView {
 
   private name(policyId: string): string {
     const p = this.tables.policies.get(policyId);
-    return p ? `${p.namespace}/${p.name}` : policyId;
+    if (p === undefined) return policyId;
+    return p.kind === 'ClusterNetworkPolicy' ? `cnp/${p.name}` : `${p.namespace}/${p.name}`;
   }
 
   /** How one gate decided; for a deny, the policies isolating the endpoint (`endpoint`: the gate's side). */
@@ -126,8 +127,18 @@ export class FlowView {
     direction: 'egress' | 'ingress',
     endpoint: string | undefined,
   ): FlowRule {
-    if (g.kind === 'rule')
-      return { decision: 'rule', rule: g.rule, policy: g.policy, policyName: this.name(g.policy) };
+    if (g.kind === 'rule') {
+      const rule = this.tables.rules.get(g.rule);
+      const policy = this.tables.policies.get(g.policy);
+      return {
+        decision: 'rule',
+        rule: g.rule,
+        policy: g.policy,
+        policyName: this.name(g.policy),
+        tier: policy?.tier ?? 'namespace',
+        action: rule?.action === 'deny' ? 'deny' : 'allow',
+      };
+    }
     if (g.kind === 'deny') {
       const e = endpoint === undefined ? undefined : this.tables.endpoints.get(endpoint);
       const ids = e === undefined ? [] : e[direction].policies;

@@ -29,13 +29,20 @@
 //   dispose(): frees the native tables now; evaluate() throws afterwards.
 //   RuleEvaluator.imageVersion: the image version this build reads.
 //
-// Evaluation of one direction: a peer address in the endpoint's node set
-// (traffic between a pod and its own node, which NetworkPolicy does not
-// restrict) gives ALLOW_NODE; else a table that no policy isolates gives
-// ALLOW_DEFAULT; otherwise the first rule (in table order) whose peer set
-// holds the peer address and whose ports admit (protocol, port) — fixed
-// triples, or the named-port entries of the packet's destination address —
-// gives its rule index; none gives DENY.
+// Evaluation of one direction, tier by tier (image version 3). A rule
+// matches when its peer set holds the peer address and its ports admit
+// (protocol, port) — fixed triples, or the named-port entries of the
+// packet's destination address. Each tier is a rule list; in a list the
+// first match decides:
+//   1. Admin list: a match with action allow or deny gives its rule index;
+//      a match with action pass (ClusterNetworkPolicy Pass) ends the tier.
+//   2. A peer address in the endpoint's node set (traffic between a pod and
+//      its own node, which NetworkPolicy does not restrict) gives ALLOW_NODE.
+//   3. NetworkPolicy list, when its policy count is not 0 (isolated): a
+//      match gives its rule index (a pass rule goes on to 4), none gives DENY.
+//   4. Baseline list: as Admin.
+//   5. ALLOW_DEFAULT.
+// A direction denies when it gives DENY or the index of a deny rule.
 //
 // Large tables are indexed. By peer address: a segment tree over the
 // elementary intervals of all the table's peer ranges (one tree per family),
@@ -70,11 +77,11 @@ namespace {
 using u128 = unsigned __int128;
 
 constexpr uint32_t kMagic = 0x49545257;  // "WRTI"
-constexpr uint16_t kVersion = 2;
+constexpr uint16_t kVersion = 3;
 constexpr uint32_t kSectionCount = 15;
 constexpr uint64_t kHeaderBytes = 136;
 constexpr uint32_t kNone = 0xffffffffu;
-constexpr uint64_t kElementBytes[kSectionCount] = {8, 1, 16, 8, 24, 16, 4, 16, 16, 8, 32, 24, 8, 16, 24};
+constexpr uint64_t kElementBytes[kSectionCount] = {8, 1, 16, 8, 24, 32, 4, 24, 16, 8, 32, 24, 8, 16, 24};
 const char* const kSectionNames[kSectionCount] = {
     "STRINGS", "STRING_BYTES", "ENDPOINTS", "ADDRESSES4", "ADDRESSES6", "TABLES", "RULE_REFS", "RULES",
     "PREFIX_SETS", "RANGES4", "RANGES6", "PORT_MATCHERS", "TRIPLES", "DESTS4", "DESTS6"};
@@ -88,6 +95,11 @@ constexpr int32_t kDeny = -2;
 constexpr int32_t kNotLocal = -3;
 constexpr int32_t kInvalid = -4;
 constexpr int32_t kAllowNode = -5;
+// RULES.action: what a match does.
+constexpr uint8_t kActionAllow = 0;
+constexpr uint8_t kActionDeny = 1;
+constexpr uint8_t kActionPass = 2;
+constexpr uint8_t kMaxTier = 2;  // RULES.tier: 0 NetworkPolicy, 1 Admin, 2 Baseline
 constexpr int32_t kFlagAllowed = 1;
 constexpr int32_t kFlagSelf = 2;
 constexpr uint64_t kRecordBytes = 40;
@@ -132,6 +144,7 @@ struct Rule {
   const Dest6* d6;
   uint32_t n4, n6, nTriples, nd4, nd6;
   bool anyPeer, anyPorts;
+  uint8_t action;  // kActionAllow, kActionDeny, kActionPass
 };
 
 // A port index over one candidate list (ascending table positions): the
@@ -188,13 +201,20 @@ struct Slot {
   uint32_t r4, n4, r6, n6;     // into Image::ranges4 / ranges6
 };
 
+// One rule list. Each TABLES element k of the image becomes three, at
+// Image::tables[3k + kTier...]: its NetworkPolicy list (policyCount as the
+// image says), its Admin and Baseline lists (policyCount = their rule count).
 struct Table {
   uint32_t policyCount, first, count;  // first: into Image::slots (and refs)
-  std::unique_ptr<PeerIndex> index;
+  // Lists that are the same span of RULE_REFS share one index (the encoder
+  // stores a list once, however many tables hold it).
+  std::shared_ptr<PeerIndex> index;
 };
+constexpr uint32_t kTierNamespace = 0, kTierAdmin = 1, kTierBaseline = 2;
 
-// An endpoint's tables and its node's addresses (a prefix set resolved to
-// spans of ranges4 / ranges6; hasNode false when it has none).
+// An endpoint's tables (TABLES indices k: lists at Image::tables[3k ..]) and
+// its node's addresses (a prefix set resolved to spans of ranges4 / ranges6;
+// hasNode false when it has none).
 struct Endpoint {
   uint32_t egress, ingress;
   uint32_t r4, n4, r6, n6;
@@ -259,6 +279,9 @@ class Image {
       if (s.endpoint == 0 || s.key == a.v6) return {s.endpoint, s.egress, s.ingress};
     }
   }
+
+  // The lists of TABLES element k.
+  const Table& List(uint32_t k, uint32_t tier) const { return tables[3 * size_t(k) + tier]; }
 
   void PrefetchSlots(const Table& t) const {
     if (t.policyCount != 0 && t.count != 0) {
@@ -386,16 +409,35 @@ class Image {
     }
   }
 
-  // One direction of the endpoint found at an address (endpoint + 1, as Find gives it).
+  // One direction of the endpoint found at an address (endpoint + 1, as Find
+  // gives it), tier by tier (see the top of this file).
   int32_t Direction(uint32_t endpoint, uint32_t table, const Addr& peer, uint32_t protocol, uint32_t port,
                     const Addr& dest) const {
+    const Table& admin = List(table, kTierAdmin);
+    if (admin.count != 0) {
+      int32_t r = Decide(admin, peer, protocol, port, dest);
+      if (r >= 0 && rules[r].action != kActionPass) return r;
+    }
     const Endpoint& e = endpoints[endpoint - 1];
     if (e.hasNode && (peer.family == 4 ? InRanges(ranges4.data() + e.r4, e.n4, peer.v4)
                                        : InRanges(ranges6.data() + e.r6, e.n6, peer.v6))) {
       return kAllowNode;
     }
-    return Decide(tables[table], peer, protocol, port, dest);
+    const Table& np = List(table, kTierNamespace);
+    if (np.policyCount != 0) {
+      int32_t r = Decide(np, peer, protocol, port, dest);
+      if (r < 0 || rules[r].action != kActionPass) return r;
+    }
+    const Table& baseline = List(table, kTierBaseline);
+    if (baseline.count != 0) {
+      int32_t r = Decide(baseline, peer, protocol, port, dest);
+      if (r >= 0 && rules[r].action != kActionPass) return r;
+    }
+    return kAllowDefault;
   }
+
+  // Whether a direction's result denies.
+  bool Denies(int32_t code) const { return code == kDeny || (code >= 0 && rules[code].action == kActionDeny); }
 
   int32_t Decide(const Table& t, const Addr& peer, uint32_t protocol, uint32_t port, const Addr& dest) const {
     if (t.policyCount == 0) return kAllowDefault;
@@ -470,15 +512,15 @@ uint32_t EvaluateBatch(const Image& img, const uint8_t* packets, uint32_t count,
       if (p.valid) {
         p.from = img.Find(p.src);
         p.to = img.Find(p.dst);
-        if (p.from.endpoint != 0) __builtin_prefetch(&img.tables[p.from.egress]);
-        if (p.to.endpoint != 0) __builtin_prefetch(&img.tables[p.to.ingress]);
+        if (p.from.endpoint != 0) __builtin_prefetch(&img.List(p.from.egress, kTierAdmin));
+        if (p.to.endpoint != 0) __builtin_prefetch(&img.List(p.to.ingress, kTierAdmin));
       }
     }
     if (i >= kParseAhead - kTableAhead && i - (kParseAhead - kTableAhead) < count) {
       const Pending& p = ring[(i - (kParseAhead - kTableAhead)) % kRing];
       if (p.valid) {
-        if (p.from.endpoint != 0) img.PrefetchSlots(img.tables[p.from.egress]);
-        if (p.to.endpoint != 0) img.PrefetchSlots(img.tables[p.to.ingress]);
+        if (p.from.endpoint != 0) img.PrefetchSlots(img.List(p.from.egress, kTierNamespace));
+        if (p.to.endpoint != 0) img.PrefetchSlots(img.List(p.to.ingress, kTierNamespace));
       }
     }
     if (i < kParseAhead) continue;
@@ -500,7 +542,7 @@ uint32_t EvaluateBatch(const Image& img, const uint8_t* packets, uint32_t count,
     }
     int32_t eg = p.from.endpoint == 0 ? kNotLocal : img.Direction(p.from.endpoint, p.from.egress, p.dst, p.protocol, p.port, p.dst);
     int32_t in = p.to.endpoint == 0 ? kNotLocal : img.Direction(p.to.endpoint, p.to.ingress, p.src, p.protocol, p.port, p.dst);
-    bool ok = eg != kDeny && in != kDeny;
+    bool ok = !img.Denies(eg) && !img.Denies(in);
     o[0] = eg;
     o[1] = in;
     o[2] = ok ? kFlagAllowed : 0;
@@ -796,9 +838,13 @@ class Loader {
       const uint8_t* e = El(RULES, i);
       uint32_t peer = Le32(e + 8), ports = Le32(e + 12);
       if (!Ref(STRINGS, Le32(e), RULES, i) || !Ref(STRINGS, Le32(e + 4), RULES, i)) return false;
+      if (e[16] > kActionPass) return Fail(Where(RULES, i) + ": action " + std::to_string(e[16]) + " is not 0, 1 or 2");
+      if (e[17] > kMaxTier) return Fail(Where(RULES, i) + ": tier " + std::to_string(e[17]) + " is not 0, 1 or 2");
+      if (Le16(e + 18) != 0 || !Zero32(e + 20, RULES, i)) return Fail(Where(RULES, i) + ": reserved field is not 0");
       if (peer != kNone && !Ref(PREFIX_SETS, peer, RULES, i)) return false;
       if (ports != kNone && !Ref(PORT_MATCHERS, ports, RULES, i)) return false;
       Rule r = {};
+      r.action = e[16];
       r.anyPeer = peer == kNone;
       r.anyPorts = ports == kNone;
       r.r4 = img.ranges4.data();
@@ -833,14 +879,24 @@ class Loader {
       img.refs[i] = Le32(El(RULE_REFS, i));
       if (!Ref(RULES, img.refs[i], RULE_REFS, i)) return false;
     }
-    img.tables.resize(cnt_[TABLES]);
+    img.tables.resize(3 * size_t(cnt_[TABLES]));
     for (uint64_t i = 0; i < cnt_[TABLES]; i++) {
       const uint8_t* e = El(TABLES, i);
-      Table& t = img.tables[i];
-      t.policyCount = Le32(e);
-      t.first = Le32(e + 4);
-      t.count = Le32(e + 8);
-      if (!Zero32(e + 12, TABLES, i) || !Span(RULE_REFS, t.first, t.count, TABLES, i)) return false;
+      Table& np = img.tables[3 * i + kTierNamespace];
+      np.policyCount = Le32(e);
+      np.first = Le32(e + 4);
+      np.count = Le32(e + 8);
+      Table& admin = img.tables[3 * i + kTierAdmin];
+      admin.first = Le32(e + 12);
+      admin.count = admin.policyCount = Le32(e + 16);
+      Table& baseline = img.tables[3 * i + kTierBaseline];
+      baseline.first = Le32(e + 20);
+      baseline.count = baseline.policyCount = Le32(e + 24);
+      if (!Zero32(e + 28, TABLES, i) || !Span(RULE_REFS, np.first, np.count, TABLES, i) ||
+          !Span(RULE_REFS, admin.first, admin.count, TABLES, i) ||
+          !Span(RULE_REFS, baseline.first, baseline.count, TABLES, i)) {
+        return false;
+      }
     }
     img.slots.resize(img.refs.size());
     for (size_t i = 0; i < img.refs.size(); i++) {
@@ -930,12 +986,26 @@ class Loader {
   }
 
   static void BuildIndexes(Image& img, uint32_t indexMinRules, uint32_t portIndexMinRules) {
+    std::vector<std::pair<uint64_t, std::shared_ptr<PeerIndex>>> built;  // (first << 32 | count) -> index
+    auto span = [](const Table& t) { return (uint64_t(t.first) << 32) | t.count; };
     for (Table& t : img.tables) {
       if (t.policyCount == 0 || t.count < indexMinRules) continue;
+      auto same = std::lower_bound(built.begin(), built.end(), span(t),
+                                   [](const auto& e, uint64_t k) { return e.first < k; });
+      if (same != built.end() && same->first == span(t)) {
+        t.index = same->second;
+        if (t.index) img.indexedTables++;
+        continue;
+      }
+      // A list that cannot be indexed is remembered too: scanned, not retried.
+      auto unindexed = [&] { built.insert(same, {span(t), nullptr}); };
       const uint32_t* list = img.refs.data() + t.first;
       uint64_t ranges = 0;
       for (uint32_t i = 0; i < t.count; i++) ranges += uint64_t(img.rules[list[i]].n4) + img.rules[list[i]].n6;
-      if (ranges > kMaxPeerRangesPerTable) continue;
+      if (ranges > kMaxPeerRangesPerTable) {
+        unindexed();
+        continue;
+      }
       auto x = std::make_unique<PeerIndex>();
       for (uint32_t i = 0; i < t.count; i++) {
         if (img.rules[list[i]].anyPeer) x->anyPeer.push_back(i);
@@ -953,7 +1023,10 @@ class Loader {
           for (uint32_t k = 0; k < r.n6; k++) fn(i, r.r6[k].first, r.r6[k].last);
         }
       };
-      if (!BuildTree(x->t4, each4, kIndexWordBudget, &used) || !BuildTree(x->t6, each6, kIndexWordBudget, &used)) continue;
+      if (!BuildTree(x->t4, each4, kIndexWordBudget, &used) || !BuildTree(x->t6, each6, kIndexWordBudget, &used)) {
+        unindexed();
+        continue;
+      }
       const Slot* slots = img.slots.data() + t.first;
       if (x->anyPeer.size() >= portIndexMinRules && !x->anyPeer.empty()) {
         x->anyPeerPorts = std::make_unique<PortSummary>();
@@ -965,6 +1038,9 @@ class Loader {
       img.indexWords = used;
       t.index = std::move(x);
       img.indexedTables++;
+      built.insert(std::lower_bound(built.begin(), built.end(), span(t),
+                                    [](const auto& e, uint64_t k) { return e.first < k; }),
+                   {span(t), t.index});
     }
   }
 };
@@ -1129,7 +1205,8 @@ class RuleEvaluator : public Napi::ObjectWrap<RuleEvaluator> {
     o.Set("endpoints", double(m.endpoints.size()));
     o.Set("addresses4", double(m.addresses4));
     o.Set("addresses6", double(m.addresses6));
-    o.Set("tables", double(m.tables.size()));
+    o.Set("tables", double(m.tables.size() / 3));
+    o.Set("ruleLists", double(m.tables.size()));
     o.Set("indexedTables", double(m.indexedTables));
     o.Set("rules", double(m.rules.size()));
     o.Set("ruleRefs", double(m.refs.size()));
