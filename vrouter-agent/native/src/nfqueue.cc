@@ -395,7 +395,7 @@ class NfQueue : public Napi::ObjectWrap<NfQueue> {
         d[32] = p.tuple.family;
         d[33] = p.tuple.protocol;
         const bool ok = p.parsed && (flags & nf::kFlagAllowed) != 0;
-        d[34] = !p.parsed ? 3 : ok ? 0 : eg == nf::kDeny ? 1 : 2;
+        d[34] = !p.parsed ? 3 : ok ? 0 : ResultDenies(image.get(), eg) ? 1 : 2;
         d[35] = (flags & nf::kFlagSelf) != 0 ? 1 : 0;
         PutLe16(d + 36, p.tuple.sport);
         PutLe16(d + 38, p.tuple.dport);

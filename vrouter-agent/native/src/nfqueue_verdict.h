@@ -30,6 +30,10 @@ namespace weir {
 
 std::shared_ptr<const void> RuleEvaluatorImage(napi_env env, napi_value value);
 uint32_t EvaluateRecords(const void* image, const uint8_t* records, uint32_t count, int32_t* out);
+// Whether one direction's result code (out[3i] or out[3i+1]) denies: the
+// no-match DENY of an isolated endpoint, or a rule whose action is deny (a
+// ClusterNetworkPolicy Deny).
+bool ResultDenies(const void* image, int32_t code);
 
 namespace nf {
 

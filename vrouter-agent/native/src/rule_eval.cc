@@ -1245,6 +1245,10 @@ uint32_t EvaluateRecords(const void* image, const uint8_t* records, uint32_t cou
   return count == 0 ? 0 : EvaluateBatch(*static_cast<const Image*>(image), records, count, out);
 }
 
+bool ResultDenies(const void* image, int32_t code) {
+  return static_cast<const Image*>(image)->Denies(code);
+}
+
 Napi::Object InitRuleEval(Napi::Env env, Napi::Object exports) {
   exports.Set("RuleEvaluator", RuleEvaluator::Define(env));
   return exports;
