@@ -95,7 +95,7 @@ export class Controller implements AsyncDisposable {
       minIntervalMs: 200,
       onError: (err) => this.log.error({ err }, 'saving controller state failed'),
     });
-    this.distributor = new Distributor(this.model, this.store, {
+    this.distributor = new Distributor(this.store, {
       log: this.options.log.child({ component: 'distributor' }),
       onAckedChange: () => this.persistRunner?.request(),
       observe: {

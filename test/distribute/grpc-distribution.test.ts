@@ -36,7 +36,7 @@ async function rig(nodes: readonly string[]): Promise<Rig> {
   const dir = await mkdtemp(join(tmpdir(), 'weir-dist-'));
   const model = new ClusterModel({ cluster: 't' });
   const store = new SpanStore(model);
-  const distributor = new Distributor(model, store, { log: silentLogger });
+  const distributor = new Distributor(store, { log: silentLogger });
   const { server, port } = await startControllerServer({
     listen: '127.0.0.1:0',
     distributor,
