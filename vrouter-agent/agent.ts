@@ -242,9 +242,15 @@ export class NodeAgent implements AsyncDisposable {
   // --- updates -------------------------------------------------------------------
 
   private async onUpdate(d: Delivery): Promise<void> {
-    const u = d.update;
-    const revision = u.revision;
     if (this.closed) return;
+    const u = d.update;
+    if (u === undefined) {
+      this.lastError = d.problem ?? 'an update could not be read';
+      this.metrics.updates.inc({ result: 'refused' });
+      d.nack(this.lastError, this.inForceHash);
+      return;
+    }
+    const revision = u.revision;
     try {
       const next = this.state.apply(u);
       const tables = this.compile(next);

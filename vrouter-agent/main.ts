@@ -10,6 +10,9 @@ import { StateDirLock } from '../shared/state/lock.js';
 import { registerStateFileMetrics } from '../shared/state/metrics.js';
 import { defaultStateDir, prepareStateDir } from '../shared/state/state-dir.js';
 import { NodeAgent } from './agent.js';
+import { NATS_CLUSTER_NAME } from '../shared/nats/names.js';
+import { NATS_FLAGS, NATS_USAGE, natsEndpointFromFlags } from '../shared/nats/connect.js';
+import { NatsTransport } from './transport/nats.js';
 
 const USAGE = `usage: weir-agent --node NAME [--controller HOST:PORT] [--state-dir DIR] [--listen HOST:PORT] [--log-level LEVEL]
   --node NAME            the node this agent enforces policy for (env NODE_NAME)
@@ -22,6 +25,7 @@ const USAGE = `usage: weir-agent --node NAME [--controller HOST:PORT] [--state-d
   --metrics-listen HOST:PORT  Prometheus metrics at /metrics (and /healthz); off unless given
   --synthetic-traffic N  feed the userspace datapath N generated connections per second between this node's pods
                          and their peers (demo and tests; the kernel datapath takes real traffic)
+${NATS_USAGE}  --cluster NAME         the cluster's name on NATS (as the controller's --cluster; default "local")
 `;
 
 const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
@@ -46,6 +50,8 @@ export async function main(argv: string[]): Promise<void> {
         'synthetic-traffic': { type: 'string' },
         'metrics-listen': { type: 'string' },
         'log-level': { type: 'string' },
+        cluster: { type: 'string', default: 'local' },
+        ...NATS_FLAGS,
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -60,6 +66,11 @@ export async function main(argv: string[]): Promise<void> {
         `--node ${JSON.stringify(values.node)} is not a node name (letters, digits, ".", "-", "_"; at most 253)`,
       );
     const node = values.node;
+    const endpoint = natsEndpointFromFlags(values);
+    if (endpoint !== undefined && !NATS_CLUSTER_NAME.test(values.cluster!))
+      throw new ArgumentError(
+        `--cluster ${JSON.stringify(values.cluster)} cannot name NATS subjects (letters, digits, "_", "-"; at most 64)`,
+      );
     const log = rootLogger({ name: 'weir-agent', level: values['log-level'] }).child({ node });
     // One agent per state directory, and one only its user can write.
     const stateDir = await prepareStateDir(values['state-dir'] ?? defaultStateDir(`agent-${node}`));
@@ -83,6 +94,16 @@ export async function main(argv: string[]): Promise<void> {
           ? undefined
           : positive(values['synthetic-traffic'], '--synthetic-traffic'),
       log,
+      ...(endpoint !== undefined
+        ? {
+            transport: new NatsTransport({
+              endpoint,
+              cluster: values.cluster!,
+              node,
+              log: log.child({ component: 'agent' }),
+            }),
+          }
+        : {}),
     });
     registerStateFileMetrics(agent.metrics.registry, 'weir_agent', () => agent.stateRejections);
     onShutdown(log, async () => {

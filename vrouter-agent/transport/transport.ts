@@ -35,8 +35,11 @@ export interface AgentHello {
   readonly inForceHash: string;
 }
 
+/** Exactly one of `update` and `problem`. */
 export interface Delivery {
-  readonly update: SpanUpdate__Output;
+  readonly update?: SpanUpdate__Output;
+  /** The transport received an update it could not assemble (a part missing, a hash wrong): the agent refuses it. */
+  readonly problem?: string;
   /** Applied, persisted and enforced; `inForceHash` is the hash of the span now in force. */
   ack(inForceHash: string): void;
   /** Refused; `inForceHash` is the hash of the span still in force. */
