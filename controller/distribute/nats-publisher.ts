@@ -75,6 +75,8 @@ export interface NatsPublisherOptions {
   readonly onBytesSent?: (bytes: number) => void;
   /** How often unheld objects are looked for. */
   readonly sweepMs?: number;
+  /** How long to wait for JetStream to accept Weir's streams at start-up. */
+  readonly setupTimeoutMs?: number;
 }
 
 /** Versions of one object the bucket keeps (a manifest in flight may name an older one). */
@@ -128,7 +130,30 @@ export class NatsPublisher implements AsyncDisposable {
       inboxPrefix: CONTROLLER_INBOX,
     });
     try {
-      const jsm = await jetstreamManager(nc);
+      // A cluster elects its JetStream leaders for a few seconds after it starts: retry until then.
+      const deadline = Date.now() + (options.setupTimeoutMs ?? 60_000);
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await NatsPublisher.setUp(options, nc);
+        } catch (err) {
+          if (Date.now() > deadline) throw err;
+          log.warn({ err, attempt }, 'NATS JetStream not ready; retrying');
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+    } catch (err) {
+      await nc.close();
+      throw err;
+    }
+  }
+
+  private static async setUp(
+    options: NatsPublisherOptions,
+    nc: NatsConnection,
+  ): Promise<NatsPublisher> {
+    const log = options.log;
+    {
+      const jsm = await jetstreamManager(nc, { timeout: 5_000 });
       const names = natsNames(options.cluster);
       const replicas = options.replicas ?? 1;
       await ensureStream(jsm, {
@@ -166,9 +191,6 @@ export class NatsPublisher implements AsyncDisposable {
         'publishing to NATS',
       );
       return p;
-    } catch (err) {
-      await nc.close();
-      throw err;
     }
   }
 
