@@ -53,6 +53,10 @@ export interface AgentOptions {
   readonly controller: string;
   /** The controller connection; default: gRPC to `controller`. */
   readonly transport?: ControllerTransport;
+  /** Publish the datapath's flow events (NATS: transport/nats-flows.ts); none by default. */
+  readonly flowExport?: {
+    start(datapath: () => Datapath, nowMs: () => number): void;
+  } & AsyncDisposable;
   readonly stateDir: string;
   /** "host:port" for the agent's own API (port 0: any free port). */
   readonly listen: string;
@@ -204,6 +208,10 @@ export class NodeAgent implements AsyncDisposable {
       );
     }
     await this.serve();
+    this.options.flowExport?.start(
+      () => this.datapath,
+      () => performance.timeOrigin + performance.now(),
+    );
     if (this.options.syntheticTrafficPerSecond) {
       this.traffic = new SyntheticTraffic(() => this.datapath, {
         connectionsPerSecond: this.options.syntheticTrafficPerSecond,
@@ -380,6 +388,7 @@ export class NodeAgent implements AsyncDisposable {
     this.closed = true;
     this.traffic?.[Symbol.dispose]();
     await this.transport[Symbol.asyncDispose]();
+    await this.options.flowExport?.[Symbol.asyncDispose]();
     await this.loop;
     await new Promise<void>((resolve) => {
       if (this.server === undefined) return resolve();

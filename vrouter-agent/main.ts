@@ -13,6 +13,7 @@ import { NodeAgent } from './agent.js';
 import { NATS_CLUSTER_NAME } from '../shared/nats/names.js';
 import { NATS_FLAGS, NATS_USAGE, natsEndpointFromFlags } from '../shared/nats/connect.js';
 import { NatsTransport } from './transport/nats.js';
+import { FlowExporter } from './transport/nats-flows.js';
 
 const USAGE = `usage: weir-agent --node NAME [--controller HOST:PORT] [--state-dir DIR] [--listen HOST:PORT] [--log-level LEVEL]
   --node NAME            the node this agent enforces policy for (env NODE_NAME)
@@ -83,7 +84,8 @@ export async function main(argv: string[]): Promise<void> {
         process.exit(1);
       },
     });
-    const agent = new NodeAgent({
+    let flowExporter: FlowExporter | undefined;
+    const agent: NodeAgent = new NodeAgent({
       node,
       controller: values.controller!,
       stateDir,
@@ -102,6 +104,21 @@ export async function main(argv: string[]): Promise<void> {
               node,
               log: log.child({ component: 'agent' }),
             }),
+            flowExport: {
+              start: (datapath, nowMs) => {
+                flowExporter = new FlowExporter(
+                  {
+                    endpoint,
+                    cluster: values.cluster!,
+                    node,
+                    log: log.child({ component: 'flows' }),
+                  },
+                  agent.metrics.registry,
+                );
+                flowExporter.start(datapath, nowMs);
+              },
+              [Symbol.asyncDispose]: async () => flowExporter?.[Symbol.asyncDispose](),
+            },
           }
         : {}),
     });

@@ -100,3 +100,36 @@ export function natsEndpointFromFlags(values: {
     throw new ArgumentError('a NATS password needs --nats-user');
   return { servers, ...(user !== undefined ? { user, password: password ?? '' } : {}) };
 }
+
+/**
+ * Connects, retrying every `retryMs` until connected or `signal` aborts
+ * (then undefined): a process that starts before NATS waits for it, and
+ * one that stops meanwhile leaves nothing running. Once connected, the
+ * client reconnects by itself, for ever.
+ */
+export async function natsConnectUntil(
+  endpoint: NatsEndpoint,
+  extra: Partial<ConnectionOptions> & { name: string },
+  signal: AbortSignal,
+  onRetry?: (err: unknown) => void,
+  retryMs = 500,
+): Promise<NatsConnection | undefined> {
+  while (!signal.aborted) {
+    try {
+      const nc = await natsConnect(endpoint, { ...extra, waitOnFirstConnect: false });
+      if (!signal.aborted) return nc;
+      await nc.close();
+      return undefined;
+    } catch (err) {
+      onRetry?.(err);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, retryMs);
+        signal.addEventListener('abort', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+  return undefined;
+}

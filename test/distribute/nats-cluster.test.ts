@@ -16,7 +16,9 @@ import { NatsPublisher } from '../../controller/distribute/nats-publisher.js';
 import { readKubeObject } from '../../controller/kube/objects.js';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
 import { SpanStore } from '../../controller/store/span-store.js';
-import { silentLogger } from '../../shared/log.js';
+import { rootLogger } from '../../shared/log.js';
+/** WEIR_TEST_LOG=info shows what publisher and agents log. */
+const silentLogger = rootLogger({ name: 'test', level: process.env.WEIR_TEST_LOG ?? 'silent' });
 import { parseManifest } from '../../shared/nats/codec.js';
 import type { NatsEndpoint } from '../../shared/nats/connect.js';
 import { agentInbox, directGet, natsNames } from '../../shared/nats/names.js';

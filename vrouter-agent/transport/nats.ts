@@ -31,7 +31,7 @@ import {
   decodeUpdate,
   parseManifest,
 } from '../../shared/nats/codec.js';
-import { type NatsEndpoint, json, natsConnect, parseJson } from '../../shared/nats/connect.js';
+import { type NatsEndpoint, json, natsConnectUntil, parseJson } from '../../shared/nats/connect.js';
 import { type NatsNames, agentInbox, directGet, natsNames } from '../../shared/nats/names.js';
 import {
   type AgentHello,
@@ -62,7 +62,10 @@ export class NatsTransport implements ControllerTransport {
   private hello: (() => AgentHello) | undefined;
   private session: { id: string; beatMs: number; lastN: number } | undefined;
   private closed = false;
+  private readonly abort = new AbortController();
   private helloing = false;
+  /** The last update that arrived while a hello was unanswered: it may be for the session being opened. */
+  private early: Uint8Array | undefined;
   private helloAttempt = 0;
   private beatTimer: NodeJS.Timeout | undefined;
   private retry: NodeJS.Timeout | undefined;
@@ -88,20 +91,14 @@ export class NatsTransport implements ControllerTransport {
   }
 
   private async run(): Promise<void> {
-    try {
-      this.nc = await natsConnect(this.options.endpoint, {
-        name: `weir-agent ${this.options.node}`,
-        inboxPrefix: agentInbox(this.options.node),
-      });
-    } catch (err) {
-      this.log.error({ err, servers: this.peer }, 'cannot connect to NATS');
-      return;
-    }
-    if (this.closed) {
-      await this.nc.close();
-      return;
-    }
-    const nc = this.nc;
+    const nc = await natsConnectUntil(
+      this.options.endpoint,
+      { name: `weir-agent ${this.options.node}`, inboxPrefix: agentInbox(this.options.node) },
+      this.abort.signal,
+      (err) => this.log.debug({ err, servers: this.peer }, 'NATS not reachable yet'),
+    );
+    if (nc === undefined) return;
+    this.nc = nc;
     this.sub = nc.subscribe(this.names.spans.subject(this.options.node), {
       callback: (err, msg) => {
         if (err) this.log.error({ err }, 'span subscription failed');
@@ -156,6 +153,9 @@ export class NatsTransport implements ControllerTransport {
       this.helloAttempt = 0;
       this.log.info({ controller: this.peer, session: r.session }, 'connected to controller');
       this.scheduleBeat();
+      const early = this.early;
+      this.early = undefined;
+      if (early !== undefined) this.enqueue(early);
       this.replayLast();
     } catch (err) {
       this.connected = false;
@@ -243,6 +243,11 @@ export class NatsTransport implements ControllerTransport {
       return;
     }
     const s = this.session;
+    if (s === undefined && this.helloing) {
+      // Core delivery can overtake the welcome (and, on a cluster, JetStream's commit of it).
+      this.early = data;
+      return;
+    }
     if (s === undefined || m.session !== s.id || m.n <= s.lastN) return;
     s.lastN = m.n;
     const answer = (what: 'ack' | 'nack', body: Record<string, unknown>) =>
@@ -362,6 +367,7 @@ export class NatsTransport implements ControllerTransport {
 
   async [Symbol.asyncDispose](): Promise<void> {
     this.closed = true;
+    this.abort.abort();
     this.connected = false;
     clearTimeout(this.retry);
     clearTimeout(this.beatTimer);
