@@ -23,9 +23,10 @@
  *   5. native-verdicts  first-packet verdicts, native batched vs RuleTables
  *   6. flow-table       flow lookups with 1M flows, native vs a Map
  *   8. propagation      one change to 100 and 1,000 agents (gRPC, real controller)
+ *   9. nats             one change to 1,000 and 2,000 agents over NATS and over gRPC; flow events/s
  *   7. datapath         packets through the userspace datapath: fast and slow path
  *
- * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath,
+ * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|nats,
  * --quick (fewer repetitions and probes, for trying changes),
  * --namespaces=N (size of the main cluster, default 1000),
  * --no-gc-between-runs (do not collect the heap between pipeline runs).
@@ -70,6 +71,7 @@ import { generateProbes } from './probes.js';
 import { benchDatapath } from './datapath.js';
 import { benchFlowTable } from './flow-table.js';
 import { benchPropagation } from './propagation.js';
+import { benchNats } from './nats.js';
 import {
   benchVerdicts,
   checkAgreement,
@@ -525,6 +527,10 @@ async function main(): Promise<void> {
   if (enabled('propagation')) {
     heading('8. Propagation of one change to 100 and 1,000 agents');
     say(await benchPropagation({ quick }));
+  }
+  if (enabled('nats')) {
+    heading('9. NATS JetStream against gRPC: one change to 1,000 and 2,000 agents; flow events');
+    say(await benchNats({ quick }));
   }
 
   heading('Summary');

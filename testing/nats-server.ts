@@ -55,6 +55,11 @@ export class NatsServerProcess {
     return `nats://127.0.0.1:${this.port}`;
   }
 
+  /** The process id while running (0 otherwise). */
+  get pid(): number {
+    return this.running ? (this.child!.pid ?? 0) : 0;
+  }
+
   get running(): boolean {
     return (
       this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null

@@ -38,6 +38,7 @@ export class FlowExporter implements AsyncDisposable {
   private readonly abort = new AbortController();
   private loop: Promise<void> = Promise.resolve();
   private inFlight = 0;
+  private failedOnce = false;
   readonly published: Counter;
   readonly dropped: Counter<'reason'>;
 
@@ -52,7 +53,7 @@ export class FlowExporter implements AsyncDisposable {
     });
     this.dropped = new Counter({
       name: 'weir_agent_flow_events_dropped_total',
-      help: 'Flow events dropped: buffer (the exporter fell behind the datapath), nats (too many unacknowledged, or NATS away)',
+      help: 'Flow events dropped: buffer (the exporter fell behind the datapath), nats (too many unacknowledged, or NATS away), error (not describable)',
       labelNames: ['reason'],
       registers: [registry],
     });
@@ -87,13 +88,26 @@ export class FlowExporter implements AsyncDisposable {
           this.dropped.inc({ reason: 'nats' });
           continue;
         }
-        const tables = datapath().tables;
-        if (cached?.tables !== tables) cached = { tables, view: new FlowView(tables, nowMs()) };
-        const event: WireFlowEvent = {
-          type: e.type === 're-evaluated' ? 'reevaluated' : e.type,
-          flow: cached.view.flow(e.flow),
-          atUnixMs: String(Math.round(Date.now() - nowMs() + e.atMs)),
-        };
+        let event: WireFlowEvent;
+        try {
+          const tables = datapath().tables;
+          if (cached?.tables !== tables) cached = { tables, view: new FlowView(tables, nowMs()) };
+          event = {
+            type: e.type === 're-evaluated' ? 'reevaluated' : e.type,
+            flow: cached.view.flow(e.flow),
+            atUnixMs: String(Math.round(Date.now() - nowMs() + e.atMs)),
+          };
+        } catch (err) {
+          // A defect in describing one flow must not end the export (nor the agent).
+          if (!this.failedOnce)
+            this.options.log.error(
+              { err, flow: e.flow.index },
+              'flow event not describable; dropped',
+            );
+          this.failedOnce = true;
+          this.dropped.inc({ reason: 'error' });
+          continue;
+        }
         this.inFlight++;
         js.publish(subject, json({ node: this.options.node, ...event }), { timeout: 5_000 }).then(
           () => {
