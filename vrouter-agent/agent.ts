@@ -39,7 +39,11 @@ import { type ElementMemo, snapshotHash } from '../shared/wire/span-hash.js';
 import { unary } from '../shared/grpc/status.js';
 import { describeRejection, type StateFileRejection } from '../shared/state/checksummed-file.js';
 import { createVerdictEngine, verdictEngineStatus } from './compile/verdict-engine.js';
-import { createUserspaceDatapath, type Datapath } from './datapath/index.js';
+import {
+  createUserspaceDatapath,
+  type Datapath,
+  type UserspaceDatapath,
+} from './datapath/index.js';
 import { flowIntrospectHandlers } from './introspect/flow-service.js';
 import { SpanState } from './store/span-state.js';
 import { SyntheticTraffic } from './traffic/synthetic.js';
@@ -86,6 +90,8 @@ export class NodeAgent implements AsyncDisposable {
   private server: grpc.Server | undefined;
   private readonly log: Logger;
   private readonly datapath: Datapath;
+  /** The same datapath as its userspace driver: synthetic traffic feeds it packets. */
+  private readonly userspace: UserspaceDatapath;
   /** Local endpoint → its zone on the datapath (stable while the endpoint lives). */
   private readonly zones = new Map<string, { zone: number; ips: string }>();
   private nextZone = 1;
@@ -108,11 +114,12 @@ export class NodeAgent implements AsyncDisposable {
     this.tables = this.compile(this.state);
     this.inForceHash = this.hashOf(this.state);
     // First packets are decided by the native engine when the addon loads (RuleTables otherwise).
-    this.datapath = createUserspaceDatapath({
+    this.userspace = createUserspaceDatapath({
       tables: this.tables,
       verdictEngine: (t) => createVerdictEngine(t),
       log: options.log.child({ component: 'datapath' }),
     });
+    this.datapath = this.userspace;
     this.metrics = new AgentMetrics({
       appliedRevision: () => this.state.revision,
       controllerConnected: () => this.transport.connected,
@@ -213,7 +220,7 @@ export class NodeAgent implements AsyncDisposable {
       () => performance.timeOrigin + performance.now(),
     );
     if (this.options.syntheticTrafficPerSecond) {
-      this.traffic = new SyntheticTraffic(() => this.datapath, {
+      this.traffic = new SyntheticTraffic(() => this.userspace, {
         connectionsPerSecond: this.options.syntheticTrafficPerSecond,
         log: this.log.child({ component: 'traffic' }),
       });

@@ -859,6 +859,13 @@ for (const impl of implementations) {
           events.map((e) => (e.type === 'lost' ? e.type : `${e.type} ${e.flow.sport}`)),
           ['created 1', 'created 2', 'evicted 1', 'created 3'],
         );
+        const evicted = events[2]!;
+        assert.ok(evicted.type === 'evicted');
+        assert.deepEqual(
+          evicted.flow.counters?.forward,
+          { packets: 1, bytes: 28 },
+          'final counters',
+        );
         await h.close();
       });
 

@@ -883,6 +883,121 @@ for (const impl of implementations) {
       });
     });
 
+    describe('what the table removes, and mirrored counters', () => {
+      test('with the report off (the default) the table keeps nothing of the flows it removes', () => {
+        const t = make();
+        created(t, client(0, 1, UDP));
+        t.remove(created(t, client(1)));
+        assert.equal(t.expire(60_000), 1);
+        assert.equal(t.pendingRemovals, 0);
+        assert.deepEqual(t.takeRemoved(), []);
+      });
+
+      test('the report hands over every removal with its cause and the entry as it was: closed, evicted, deleted, aged', () => {
+        const t = make({ maxFlows: 2, tcpClosedTimeoutSec: 0 });
+        t.reportRemovals(true);
+        // closed: FIN both ways with tcpClosedTimeoutSec 0, by the closing packet.
+        const web = key('10.0.0.1:40000', '10.0.0.2:80');
+        const w = created(t, web);
+        establish(t, web, 1);
+        t.account(web, 2, 52, fin | ack);
+        const closing = t.get(w)!;
+        t.account(replyKey(web), 3, 52, fin | ack);
+        assert.equal(t.pendingRemovals, 1);
+        const [closed] = t.takeRemoved();
+        assert.equal(closed?.cause, 'closed');
+        assert.deepEqual(closed?.entry, {
+          ...closing,
+          reverse: { packets: 2, bytes: 60 + 52 },
+          lastSeenMs: 3,
+          tcpState: closing.tcpState | TcpState.finReverse | TcpState.closed,
+        });
+        assert.deepEqual(t.takeRemoved(), [], 'taken once');
+        // evicted: a full table makes room by removing the unestablished flow, not the one with a reply.
+        const a = key('10.0.0.1:5000', '10.0.0.9:53', UDP);
+        const b = key('10.0.0.1:5001', '10.0.0.9:53', UDP);
+        created(t, a, ALLOW, 10);
+        t.account(a, 11, 100);
+        const ib = created(t, b, ALLOW, 10);
+        t.account(replyKey(b), 12, 80);
+        const aBefore = t.get(t.lookup(a)!.index)!;
+        const c = key('10.0.0.1:5002', '10.0.0.9:53', UDP);
+        const ic = created(t, c, DENY, 20);
+        assert.deepEqual(t.takeRemoved(), [{ cause: 'evicted', entry: aBefore }]);
+        // deleted, then aged.
+        const bBefore = t.get(ib)!;
+        t.remove(ib);
+        const cBefore = t.get(ic)!;
+        assert.equal(t.expire(20 + 30_000), 1);
+        assert.deepEqual(t.takeRemoved(), [
+          { cause: 'deleted', entry: bBefore },
+          { cause: 'aged', entry: cBefore },
+        ]);
+        assert.equal(aBefore.forward.packets, 1);
+      });
+
+      test('a SYN that ends a closed flow is reported as closed, and turning the report off discards what it kept', () => {
+        const t = make();
+        t.reportRemovals(true);
+        const k = key('10.0.0.1:40000', '10.0.0.2:80');
+        const i = created(t, k);
+        establish(t, k);
+        t.account(k, 1, 40, rst);
+        const before = t.get(i)!;
+        const batch = new FlowKeyBatch(1);
+        batch.push(k, 60, syn);
+        t.accountBatch(batch.packets, 1, 2, batch.results);
+        assert.equal(batch.results[0], RESULT_MISS);
+        assert.deepEqual(t.takeRemoved(), [{ cause: 'closed', entry: before }]);
+        created(t, client(0, 1, UDP));
+        t.expire(60_000);
+        assert.equal(t.pendingRemovals, 1);
+        t.reportRemovals(false);
+        assert.equal(t.pendingRemovals, 0);
+        assert.deepEqual(t.takeRemoved(), []);
+      });
+
+      test('the report keeps at most maxFlows removals for an owner that does not drain it', () => {
+        const t = make({ maxFlows: 2 });
+        t.reportRemovals(true);
+        for (let i = 0; i < 3; i++) t.remove(created(t, client(i)));
+        assert.equal(t.pendingRemovals, 2);
+        assert.deepEqual(
+          t.takeRemoved().map((r) => r.entry.key),
+          [client(0), client(1)],
+        );
+      });
+
+      test('update sets counters, TCP state and last seen as another tracker reports them, never moving last seen back', () => {
+        const t = make();
+        const k = key('10.0.0.1:40000', '10.0.0.2:80');
+        const i = created(t, k, ALLOW, 1_000);
+        const update = {
+          forward: { packets: 12, bytes: 3_000 },
+          reverse: { packets: 10, bytes: 90_000 },
+          tcpState: TcpState.established | TcpState.ackForward | TcpState.ackReverse,
+          lastSeenMs: 5_000,
+        };
+        assert.equal(t.update(i, update), true);
+        const e = t.get(i)!;
+        assert.deepEqual(
+          [e.forward, e.reverse, e.tcpState, e.lastSeenMs],
+          [update.forward, update.reverse, update.tcpState, 5_000],
+        );
+        t.update(i, { ...update, lastSeenMs: 2_000 });
+        assert.equal(t.get(i)!.lastSeenMs, 5_000);
+        // An established flow ages by the established timeout, not the SYN one.
+        assert.equal(t.expire(5_000 + 61_000), 0);
+        assert.equal(t.update(i + 1, update), false);
+        assert.throws(() => t.update(i, { ...update, tcpState: 0x200 }), /tcpState/);
+        assert.throws(
+          () => t.update(i, { ...update, forward: { packets: -1, bytes: 0 } }),
+          /forward.packets/,
+        );
+        assert.throws(() => t.update(i, { ...update, lastSeenMs: Number.NaN }), /lastSeenMs/);
+      });
+    });
+
     describe('errors', () => {
       test('a bad key is refused with a TypeError naming the problem', () => {
         const t = make();

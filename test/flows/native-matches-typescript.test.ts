@@ -1,8 +1,9 @@
 /**
  * The native flow table against the TypeScript one: the same random operation
  * sequences (seeded, so a failure names the seed and the step that reproduce
- * it) on both, every result compared, and the final state — every entry and
- * the stats — compared at the end. Small tables so that limits, eviction, hash
+ * it) on both, every result compared — the removals each call reports
+ * included — and the final state — every entry and the stats — compared at
+ * the end. Small tables so that limits, eviction, hash
  * chains, index reuse and aging are hit constantly; one large run for load.
  */
 import assert from 'node:assert/strict';
@@ -154,8 +155,13 @@ function runSequence(
   const ts = new TypeScriptFlowTable(options);
   const nt = new NativeFlowTable(options);
   const known: Array<{ key: FlowKey; replyZone: number }> = [];
+  // Most sequences report removals from the start; some turn it on and off on the way.
+  let reporting = seed % 5 !== 0;
+  ts.reportRemovals(reporting);
+  nt.reportRemovals(reporting);
   const maxIndex = (options.maxFlows ?? 8) + 2;
   const ran: Record<string, number> = {};
+  let reported = 0;
   let now = r.int(1000);
 
   const packet = (): FlowKey => {
@@ -191,6 +197,8 @@ function runSequence(
       'list',
       'zoneFlows',
       'stats',
+      'update',
+      'report',
     ]);
     ran[op] = (ran[op] ?? 0) + 1;
     const where = `seed ${seed}, step ${step} (${op})`;
@@ -265,7 +273,31 @@ function runSequence(
       case 'stats':
         assert.deepEqual(withoutMemory(nt.stats()), withoutMemory(ts.stats()), where);
         break;
+      case 'update': {
+        const i = r.int(maxIndex);
+        const u = {
+          forward: { packets: r.int(1 << 20), bytes: r.int(1 << 30) },
+          reverse: { packets: r.int(1 << 20), bytes: r.int(1 << 30) },
+          tcpState: r.int(0x200),
+          lastSeenMs: now + r.int(100) - 50,
+        };
+        assert.equal(nt.update(i, u), ts.update(i, u), where);
+        break;
+      }
+      case 'report':
+        if (r.chance(0.2)) {
+          reporting = !reporting;
+          ts.reportRemovals(reporting);
+          nt.reportRemovals(reporting);
+        }
+        break;
     }
+    // What the call removed, as each table reports it.
+    assert.equal(nt.pendingRemovals, ts.pendingRemovals, where);
+    const removed = ts.takeRemoved();
+    assert.deepEqual(nt.takeRemoved(), removed, where);
+    if (!reporting) assert.deepEqual(removed, [], where);
+    reported += removed.length;
   }
   assert.deepEqual(everything(nt), everything(ts), `seed ${seed}: final state`);
   const s = ts.stats();
@@ -277,6 +309,7 @@ function runSequence(
     refused: s.refused['table-full'] + s.refused['flow-limit'] + s.refused['hold-limit'],
     closed: s.removedBy.closed,
     aged: s.removedBy.aged,
+    reported,
   };
 }
 
@@ -303,9 +336,11 @@ test('native matches TypeScript on 400 random sequences of 400 operations over s
     'list',
     'zoneFlows',
     'stats',
+    'update',
   ]) {
     assert.ok((totals[op] ?? 0) > 1000, `${op} ran ${totals[op] ?? 0} times`);
   }
+  assert.ok(totals.reported! > 10_000, `removals reported: ${totals.reported}`);
 });
 
 test('native matches TypeScript on a long sequence over a table of 2,000 flows under load', {
@@ -313,7 +348,7 @@ test('native matches TypeScript on a long sequence over a table of 2,000 flows u
 }, () => {
   const ran = runSequence(
     20240601,
-    60_000,
+    70_000,
     {
       maxFlows: 2000,
       maxFlowsPerZone: 1200,
@@ -333,7 +368,7 @@ test('native matches TypeScript on a long sequence over a table of 2,000 flows u
   );
   // Under load: the table filled, flows were evicted, refused, closed and aged.
   assert.equal(ran.peakFlows, 2000);
-  for (const what of ['evicted', 'refused', 'closed', 'aged'] as const)
+  for (const what of ['evicted', 'refused', 'closed', 'aged', 'reported'] as const)
     assert.ok(ran[what]! > 100, `${what}: ${ran[what]}`);
 });
 

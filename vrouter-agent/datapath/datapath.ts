@@ -1,10 +1,20 @@
 /**
  * The datapath contract: what the node agent drives, whatever moves the
- * packets (userspace-datapath.ts now; nftables + NFQUEUE later).
+ * packets. Every datapath is a thin driver of one flow engine
+ * (flow-engine.ts: zones, first-packet verdicts, the flow table,
+ * re-evaluation, aging, reads, events); the drivers differ in where packets
+ * come from, and the contract has no packets in it:
+ *
+ *   kind 'userspace'  userspace-datapath.ts: given raw packets by its own
+ *                     `process` (synthetic traffic, tests, benchmarks); it
+ *                     parses them and decides every one.
+ *   kind 'nftables'   the kernel forwards: conntrack carries established
+ *                     traffic, new flows' first packets reach the driver
+ *                     through NFQUEUE, and it mirrors conntrack's events
+ *                     into the engine.
  *
  *   agent ── attach/detach(zone ↔ endpoint) ──┐
  *         ── loadTables(RuleTables) ──────────┤  re-evaluates every flow
- *         ── process(raw packets, zones) ─────┤─▶ per-packet verdicts
  *         ── expire(now) (or its own timer) ──┤  flows age out
  *   introspect ◀── flows() / flow() / events() / stats()
  *
@@ -105,7 +115,7 @@ export const DATAPATH_DROP_REASONS: readonly DatapathDropReason[] = [
   'unknown-endpoint',
 ];
 
-/** Per-packet verdict codes (`BatchVerdicts.verdicts`): 0 allowed, otherwise 1 + the drop reason's position in DATAPATH_DROP_REASONS. */
+/** Per-packet verdict codes (the userspace driver's `BatchVerdicts.verdicts`, the engine's `decide`): 0 allowed, otherwise 1 + the drop reason's position in DATAPATH_DROP_REASONS. */
 export const VERDICT_ALLOW = 0;
 
 export function dropVerdict(reason: DatapathDropReason): number {
@@ -120,39 +130,6 @@ export function verdictName(code: number): 'allow' | DatapathDropReason {
   const r = DATAPATH_DROP_REASONS[code - 1];
   if (r === undefined) throw new TypeError(`unknown verdict code ${code}`);
   return r;
-}
-
-/**
- * Packets in: the first `count` of each list. Packet i is the first
- * `lengths[i]` bytes of `buffers[i]` (clamped to the buffer: a capture
- * shorter than the packet reads as truncated), starting at its Ethernet or IP
- * header as the datapath's `link` says, given in `zones[i]`.
- */
-export interface RawPackets {
-  readonly count: number;
-  readonly buffers: ArrayLike<Uint8Array>;
-  readonly lengths: ArrayLike<number>;
-  readonly zones: ArrayLike<number>;
-}
-
-/**
- * Verdicts out, one per packet in input order. The arrays belong to the
- * datapath and are overwritten by its next `process` call: read or copy
- * them before that.
- */
-export interface BatchVerdicts {
-  readonly count: number;
-  /** VERDICT_ALLOW or a drop code (`verdictName`). */
-  readonly verdicts: Uint8Array;
-  /**
-   * The flow each packet was counted on, as a flow table result word
-   * (flows/packed.ts: `decodeResult` gives index, action, direction), or
-   * RESULT_MISS when it was counted on none (dropped before a flow, refused,
-   * or an ICMP error allowed as related to a flow).
-   */
-  readonly flows: Int32Array;
-  readonly allowed: number;
-  readonly dropped: number;
 }
 
 /** How one policy gate decided a flow. */
@@ -180,9 +157,8 @@ export interface FlowVerdictView {
 
 /**
  * What a flow table entry counts. Present when read from the table (`flows`,
- * `flow`, and events about flows the table still held); absent in events the
- * datapath builds from its own record of the flow ('created': nothing counted
- * yet; 'evicted': the table removed it unseen).
+ * `flow`) and in events about flows the table held or removed (their final
+ * counters); absent in 'created' events (nothing counted yet).
  */
 export interface FlowCounters {
   readonly forward: DirectionCounters;
@@ -250,7 +226,7 @@ export type FlowEvent =
     }
   /** Idle past its timeout. */
   | { readonly type: 'aged'; readonly atMs: number; readonly flow: DecodedFlow }
-  /** Removed to make room for a new flow in a full table (final counters unknown: `flow.counters` is absent). */
+  /** Removed to make room for a new flow in a full table (with its final counters). */
   | { readonly type: 'evicted'; readonly atMs: number; readonly flow: DecodedFlow }
   /** This subscriber fell behind and `count` events were dropped here. */
   | { readonly type: 'lost'; readonly count: number };
@@ -279,7 +255,7 @@ export interface Reevaluation {
 }
 
 export interface DatapathStats {
-  /** Packets given to `process`. */
+  /** Packets the datapath decided itself (userspace: every packet given to `process`; a kernel datapath: the first packets it was queued). */
   readonly packets: number;
   readonly allowed: number;
   readonly dropped: number;
@@ -317,6 +293,7 @@ export interface DatapathStats {
 }
 
 export interface Datapath extends AsyncDisposable {
+  /** Which driver moves the packets: 'userspace' (given packets by `process`, its own) or 'nftables' (the kernel, through NFQUEUE and conntrack). */
   readonly kind: 'userspace' | 'nftables';
   /** The flow table implementation in use, and why. */
   readonly flowTable: { readonly implementation: 'native' | 'typescript'; readonly reason: string };
@@ -350,9 +327,6 @@ export interface Datapath extends AsyncDisposable {
    * no packet is decided by a mix of old and new tables.
    */
   loadTables(tables: RuleTables, nowMs?: number): Reevaluation;
-
-  /** Decides a batch of packets: parse, the fast path over existing flows, the slow path for the rest. */
-  process(packets: RawPackets, nowMs?: number): BatchVerdicts;
 
   /** Ages flows (and remembered fragments) idle past their timeouts; returns the flows removed. */
   expire(nowMs?: number): number;

@@ -1,8 +1,8 @@
 /**
- * A reusable batch of raw packets for `Datapath.process`: push packets with
+ * A reusable batch of raw packets for `UserspaceDatapath.process`: push packets with
  * their zones, process, clear, repeat. The buffers are referenced, not copied.
  */
-import type { RawPackets } from './datapath.js';
+import type { RawPackets } from './userspace-datapath.js';
 
 export class RawPacketBatch implements RawPackets {
   readonly buffers: Uint8Array[] = [];

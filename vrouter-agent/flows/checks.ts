@@ -3,7 +3,7 @@
  * calls with the same errors. A failed check is a bug in the caller: these
  * throw TypeError/RangeError, not Weir's validation errors.
  */
-import type { FlowVerdict } from './flow-table.js';
+import type { FlowCountersUpdate, FlowVerdict } from './flow-table.js';
 import { actionCode, dropReasonCode, FLOW_KEY_RECORD_BYTES, isU32 } from './packed.js';
 
 export const MAX_LIST_LIMIT = 10_000;
@@ -59,4 +59,36 @@ export function verdictWords(verdict: FlowVerdict): {
     throw new TypeError(`policy and rule ids must be u32s: ${ids.join(', ')}`);
   const dropReason = verdict.action === 'deny' ? dropReasonCode(verdict.dropReason) : 0;
   return { action, dropReason, ids };
+}
+
+/** Checks a counters update; returns its words: forward packets, bytes, reverse packets, bytes, TCP state, last seen. */
+export function counterWords(
+  u: FlowCountersUpdate,
+): [number, number, number, number, number, number] {
+  const problems: string[] = [];
+  const count = (name: string, x: unknown): number => {
+    if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0) {
+      problems.push(`${name} ${String(x)} is not a count`);
+      return 0;
+    }
+    return x;
+  };
+  const words: [number, number, number, number, number, number] = [
+    count('forward.packets', u?.forward?.packets),
+    count('forward.bytes', u?.forward?.bytes),
+    count('reverse.packets', u?.reverse?.packets),
+    count('reverse.bytes', u?.reverse?.bytes),
+    0,
+    0,
+  ];
+  const tcp = u?.tcpState;
+  if (typeof tcp !== 'number' || !Number.isInteger(tcp) || tcp < 0 || tcp > 0x1ff)
+    problems.push(`tcpState ${String(tcp)} is not TcpState bits`);
+  else words[4] = tcp;
+  const last = u?.lastSeenMs;
+  if (typeof last !== 'number' || !Number.isFinite(last))
+    problems.push(`lastSeenMs ${String(last)} is not a finite number`);
+  else words[5] = last;
+  if (problems.length > 0) throw new TypeError(`bad counters update: ${problems.join('; ')}`);
+  return words;
 }

@@ -9,6 +9,9 @@
  *                            insert(key, verdict)   (or a 'hold' first, and
  *                            resolve(index, verdict) when the verdict lands)
  *   timer ──▶ expire(now): idle flows leave by protocol and TCP state
+ *   owner ◀── takeRemoved(): what left, why, with its final counters
+ *             (reportRemovals on); update(index, counters) mirrors another
+ *             tracker's counters into a flow
  *
  * Two implementations with one contract: the native table (C++,
  * vrouter-agent/native/src/flow_table.cc) and the TypeScript one
@@ -166,6 +169,37 @@ export interface FlowEntry {
   readonly lastSeenMs: number;
   /** `TcpState` bits; 0 for other protocols. */
   readonly tcpState: number;
+}
+
+/**
+ * Why the table removed a flow. 'aged': idle past its timeout (`expire`, or
+ * found expired while making room); 'closed': a closed TCP flow, aged by
+ * `tcpClosedTimeoutSec`, removed by a new SYN, or by its closing packet when
+ * that timeout is 0; 'evicted': a live flow removed to make room for a new
+ * one in a full table; 'deleted': by `remove`. As `stats().removedBy` counts.
+ */
+export type RemovalCause = 'aged' | 'closed' | 'evicted' | 'deleted';
+
+export const REMOVAL_CAUSES: readonly RemovalCause[] = ['aged', 'closed', 'evicted', 'deleted'];
+
+/** A flow the table removed: the entry as it was just before (final counters, TCP state, verdict). */
+export interface RemovedFlow {
+  readonly cause: RemovalCause;
+  readonly entry: FlowEntry;
+}
+
+/**
+ * What `update` sets on a flow: its counters, TCP state and last-seen time as
+ * another tracker (conntrack) reports them, absolute, not added. Packets and
+ * bytes are integers in [0, 2^53); native packet counters keep 48 bits.
+ */
+export interface FlowCountersUpdate {
+  readonly forward: DirectionCounters;
+  readonly reverse: DirectionCounters;
+  /** `TcpState` bits, 0..0x1ff, set as given (for any protocol and action). */
+  readonly tcpState: number;
+  /** Moves last seen forward, never back, as accounting does. */
+  readonly lastSeenMs: number;
 }
 
 /** One page of `list`. */
@@ -421,8 +455,35 @@ export interface FlowTable {
    */
   list(cursor?: number, limit?: number): FlowPage;
 
+  /**
+   * Sets a live flow's counters, TCP state and last seen from another tracker
+   * (a kernel datapath mirrors conntrack's into the table). Removes nothing:
+   * a flow mirrored as closed then ages by `tcpClosedTimeoutSec`. False when
+   * `index` holds no flow.
+   */
+  update(index: number, counters: FlowCountersUpdate): boolean;
+
   /** Flow pairs counted against a zone. */
   zoneFlows(zone: number): number;
+
+  /**
+   * The removal report. Off (the default), the table keeps nothing of the
+   * flows it removes. On, it keeps every flow it removes — by `expire`, by
+   * `insert` making room (eviction, or an expired flow found on the way), by
+   * `account`/`accountBatch` (a SYN on a closed flow; the closing packet with
+   * `tcpClosedTimeoutSec` 0), by `remove` — with its cause, in removal
+   * order, until `takeRemoved` hands them over. It keeps at most `maxFlows`
+   * (later removals go unreported): no one call removes more, so an owner that
+   * drains after each call that can remove loses none. Turning it off
+   * discards what is kept.
+   */
+  reportRemovals(on: boolean): void;
+
+  /** Removals kept by the report and not yet taken. */
+  readonly pendingRemovals: number;
+
+  /** Hands over (and forgets) the removals kept since the last call, oldest first. */
+  takeRemoved(): RemovedFlow[];
 
   stats(): FlowTableStats;
 

@@ -8,6 +8,7 @@ import { nativeAddon, nativeStatus } from '../native/loader.js';
 import {
   resolveFlowTableOptions,
   type FinalVerdict,
+  type FlowCountersUpdate,
   type FlowEntry,
   type FlowHit,
   type FlowKey,
@@ -17,11 +18,21 @@ import {
   type FlowTableStats,
   type FlowVerdict,
   type InsertResult,
+  type RemovedFlow,
   type ResolvedFlowTableOptions,
 } from './flow-table.js';
-import { checkBatch, checkIndex, checkNow, checkZone, listLimit, verdictWords } from './checks.js';
+import {
+  checkBatch,
+  checkIndex,
+  checkNow,
+  checkZone,
+  counterWords,
+  listLimit,
+  verdictWords,
+} from './checks.js';
 import {
   decodeEntry,
+  decodeRemoved,
   decodeResult,
   decodeStats,
   FLOW_DIRECTIONS,
@@ -30,6 +41,7 @@ import {
   optionWords,
   FLOW_KEY_RECORD_BYTES,
   refusalReason,
+  REMOVED_WORDS,
   STATS_WORDS,
   writeFlowKeyAt,
 } from './packed.js';
@@ -64,6 +76,18 @@ interface NativeHandle {
   get(index: number, out: Float64Array): boolean;
   list(cursor: number, limit: number, out: Float64Array): number;
   zoneFlows(zone: number): number;
+  update(
+    index: number,
+    forwardPackets: number,
+    forwardBytes: number,
+    reversePackets: number,
+    reverseBytes: number,
+    tcpState: number,
+    lastSeenMs: number,
+  ): boolean;
+  reportRemovals(on: boolean): void;
+  pendingRemovals(): number;
+  takeRemoved(out: Float64Array): number;
   stats(out: Float64Array): void;
   close(): void;
 }
@@ -112,6 +136,7 @@ export class NativeFlowTable implements FlowTable {
   private readonly entryWords = new Float64Array(ENTRY_WORDS);
   private readonly statsWords = new Float64Array(STATS_WORDS);
   private listWords = new Float64Array(2 + 100 * ENTRY_WORDS);
+  private removedWords = new Float64Array(0);
   private closed = false;
 
   /** Throws when the addon is unavailable; `createFlowTable` chooses for you. */
@@ -221,6 +246,36 @@ export class NativeFlowTable implements FlowTable {
     const entries: FlowEntry[] = [];
     for (let i = 0; i < count; i++) entries.push(decodeEntry(w, 2 + i * ENTRY_WORDS));
     return { entries, next: w[0]! < 0 ? undefined : w[0]! };
+  }
+
+  update(index: number, counters: FlowCountersUpdate): boolean {
+    this.open();
+    checkIndex(index);
+    const [fp, fb, rp, rb, tcp, last] = counterWords(counters);
+    return this.native.update(index, fp, fb, rp, rb, tcp, last);
+  }
+
+  reportRemovals(on: boolean): void {
+    this.open();
+    this.native.reportRemovals(on === true);
+  }
+
+  get pendingRemovals(): number {
+    this.open();
+    return this.native.pendingRemovals();
+  }
+
+  takeRemoved(): RemovedFlow[] {
+    this.open();
+    const pending = this.native.pendingRemovals();
+    if (pending === 0) return [];
+    const needed = pending * REMOVED_WORDS;
+    if (this.removedWords.length < needed) this.removedWords = new Float64Array(needed);
+    const w = this.removedWords;
+    const count = this.native.takeRemoved(w);
+    const out: RemovedFlow[] = [];
+    for (let i = 0; i < count; i++) out.push(decodeRemoved(w, i * REMOVED_WORDS));
+    return out;
   }
 
   zoneFlows(zone: number): number {

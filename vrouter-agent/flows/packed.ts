@@ -24,6 +24,7 @@
  */
 import type { Ip } from '../../shared/net/ip.js';
 import { readIp } from '../packet/decode.js';
+import { REMOVAL_CAUSES } from './flow-table.js';
 import type {
   DropReason,
   FlowAction,
@@ -33,10 +34,11 @@ import type {
   FlowKey,
   FlowTableStats,
   RefusalReason,
+  RemovedFlow,
   ResolvedFlowTableOptions,
 } from './flow-table.js';
 
-export const FLOW_TABLE_ABI = 1;
+export const FLOW_TABLE_ABI = 2;
 export const FLOW_KEY_RECORD_BYTES = 48;
 export const RESULT_MISS = -1;
 
@@ -312,6 +314,15 @@ export function decodeEntry(w: Float64Array, o: number): FlowEntry {
     firstSeenMs: w[o + 18]!,
     lastSeenMs: w[o + 19]!,
   };
+}
+
+/** Removal words (REMOVED_WORDS per removal, `takeRemoved`): the entry words, then the cause (a position in REMOVAL_CAUSES). */
+export const REMOVED_WORDS = ENTRY_WORDS + 1;
+
+export function decodeRemoved(w: Float64Array, o: number): RemovedFlow {
+  const cause = REMOVAL_CAUSES[w[o + ENTRY_WORDS]!];
+  if (cause === undefined) throw new TypeError(`unknown removal cause ${w[o + ENTRY_WORDS]}`);
+  return { cause, entry: decodeEntry(w, o) };
 }
 
 /**

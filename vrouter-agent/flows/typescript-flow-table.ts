@@ -15,6 +15,7 @@ import {
   TcpFlag,
   TcpState,
   type FinalVerdict,
+  type FlowCountersUpdate,
   type FlowEntry,
   type FlowHit,
   type FlowKey,
@@ -24,6 +25,8 @@ import {
   type FlowTableStats,
   type FlowVerdict,
   type InsertResult,
+  type RemovalCause,
+  type RemovedFlow,
   type ResolvedFlowTableOptions,
 } from './flow-table.js';
 import {
@@ -45,14 +48,20 @@ import {
   RESULT_MISS,
   wordsIp,
 } from './packed.js';
-import { checkBatch, checkIndex, checkNow, checkZone, listLimit, verdictWords } from './checks.js';
+import {
+  checkBatch,
+  checkIndex,
+  checkNow,
+  checkZone,
+  counterWords,
+  listLimit,
+  verdictWords,
+} from './checks.js';
 
 const TCP = 6;
 const UDP = 17;
 const NEVER = 9;
 const PACKETS_WRAP = 2 ** 48;
-
-type Cause = 'aged' | 'closed' | 'evicted' | 'deleted';
 
 /** A packet's key in the table's terms: addresses as four big-endian u32 words. */
 interface Key {
@@ -148,6 +157,8 @@ export class TypeScriptFlowTable implements FlowTable {
   private ageCursor = 0;
   private evictHand = 0;
   private closedTable = false;
+  private reporting = false;
+  private removedLog: RemovedFlow[] = [];
   private readonly c = {
     peak: 0,
     inserted: 0,
@@ -341,6 +352,37 @@ export class TypeScriptFlowTable implements FlowTable {
     return { entries, next: i < hw ? i : undefined };
   }
 
+  update(index: number, counters: FlowCountersUpdate): boolean {
+    this.open();
+    checkIndex(index);
+    const [fp, fb, rp, rb, tcp, last] = counterWords(counters);
+    if (!this.isLive(index)) return false;
+    this.packets[2 * index] = fp % PACKETS_WRAP;
+    this.bytes[2 * index] = fb;
+    this.packets[2 * index + 1] = rp % PACKETS_WRAP;
+    this.bytes[2 * index + 1] = rb;
+    this.tcp[index] = tcp;
+    if (last > this.lastSeen[index]!) this.lastSeen[index] = last;
+    return true;
+  }
+
+  reportRemovals(on: boolean): void {
+    this.open();
+    this.reporting = on === true;
+    if (!this.reporting) this.removedLog = [];
+  }
+
+  get pendingRemovals(): number {
+    return this.removedLog.length;
+  }
+
+  takeRemoved(): RemovedFlow[] {
+    this.open();
+    const taken = this.removedLog;
+    this.removedLog = [];
+    return taken;
+  }
+
   zoneFlows(zone: number): number {
     this.open();
     checkZone(zone);
@@ -394,6 +436,7 @@ export class TypeScriptFlowTable implements FlowTable {
   close(): void {
     if (this.closedTable) return;
     this.closedTable = true;
+    this.removedLog = [];
     this.keys.clear();
     this.zones.clear();
     this.size = 0;
@@ -648,7 +691,7 @@ export class TypeScriptFlowTable implements FlowTable {
     return NEVER;
   }
 
-  private expiryCause(i: number): Cause {
+  private expiryCause(i: number): RemovalCause {
     return this.proto[i] === TCP && (this.tcp[i]! & TcpState.closed) !== 0 ? 'closed' : 'aged';
   }
 
@@ -678,7 +721,9 @@ export class TypeScriptFlowTable implements FlowTable {
     return true;
   }
 
-  private removeAt(i: number, cause: Cause): void {
+  private removeAt(i: number, cause: RemovalCause): void {
+    if (this.reporting && this.removedLog.length < this.maxFlows)
+      this.removedLog.push({ cause, entry: this.entry(i) });
     this.keys.delete(this.forwardText(i));
     this.keys.delete(this.reverseText(i));
     this.addZone(this.zone[i]!, -1);

@@ -10,8 +10,9 @@ import type { Logger } from '../../shared/log.js';
 import { formatIp, type Ip } from '../../shared/net/ip.js';
 import { seededRandom, type SeededRandom } from '../../shared/random.js';
 import type { RuleTables } from '../../shared/policy/rule-tables.js';
-import { VERDICT_ALLOW, type AttachedEndpoint, type Datapath } from '../datapath/datapath.js';
+import { VERDICT_ALLOW, type AttachedEndpoint } from '../datapath/datapath.js';
 import { RawPacketBatch } from '../datapath/raw-packets.js';
+import type { UserspaceDatapath } from '../datapath/userspace-datapath.js';
 import { TcpFlag } from '../flows/flow-table.js';
 import { buildPacket, type PacketSpec } from '../packet/build.js';
 
@@ -49,7 +50,7 @@ export class SyntheticTraffic implements Disposable {
   private readonly batch = new RawPacketBatch();
 
   constructor(
-    private readonly datapath: () => Datapath,
+    private readonly datapath: () => UserspaceDatapath,
     private readonly options: SyntheticTrafficOptions,
   ) {
     this.rand = seededRandom(options.seed ?? 1);

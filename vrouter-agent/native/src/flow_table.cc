@@ -23,7 +23,12 @@
 // capacity, with no allocation per flow.
 //
 // The packed formats (packet records, results, entry and stats words, option
-// words) are defined in vrouter-agent/flows/packed.ts; kAbi changes with them.
+// words, removal words) are defined in vrouter-agent/flows/packed.ts; kAbi
+// changes with them.
+//
+// The removal report (off unless the owner turns it on): Remove copies the
+// record's entry words and the cause into removed_ before freeing it, at most
+// max_flows_ of them, until takeRemoved hands them over.
 #include <napi.h>
 
 #include <sys/mman.h>
@@ -31,6 +36,7 @@
 #include <cstdint>
 #include <cstring>
 #include <unordered_map>
+#include <vector>
 
 namespace weir {
 namespace {
@@ -39,18 +45,19 @@ namespace {
 #error "the packed records are little-endian: port the loads before building on a big-endian host"
 #endif
 
-constexpr uint32_t kAbi = 1;
+constexpr uint32_t kAbi = 2;
 constexpr size_t kPacketBytes = 48;
 constexpr size_t kEntryWords = 28;
 constexpr size_t kStatsWords = 19;
 constexpr size_t kOptionWords = 14;
+constexpr size_t kRemovedWords = kEntryWords + 1;  // entry words, then the cause
 constexpr uint32_t kNone = 0xffffffffu;
 constexpr uint32_t kMaxFlowsLimit = 1u << 27;  // results encode index * 8 in an int32
 
 enum : uint8_t { kAllow = 0, kDeny = 1, kHold = 2 };
 // Drop reasons (codes shared with packed.ts); the refusal reasons are a subset.
 enum : uint8_t { kReasonNone = 0, kFlowLimit = 3, kTableFull = 4, kHoldLimit = 5, kReasonCount = 7 };
-enum Cause { kAged, kClosed, kEvicted, kDeleted };
+enum Cause { kAged, kClosed, kEvicted, kDeleted };  // REMOVAL_CAUSES order in flow-table.ts
 enum : int { kCreated = 0, kExists = 1, kRefused = 2 };
 
 // TCP header flags as carried in packet records.
@@ -595,6 +602,13 @@ class Table {
 
   void Remove(uint32_t idx, Cause cause) {
     Flow& f = flows_[idx];
+    if (report_ && removed_count_ < max_flows_) {
+      removed_.resize(size_t(removed_count_ + 1) * kRemovedWords);
+      double* o = removed_.data() + size_t(removed_count_) * kRemovedWords;
+      FillEntry(idx, o);
+      o[kEntryWords] = double(cause);
+      removed_count_++;
+    }
     uint32_t i = Home(TagOf(f));
     while (slots_[i].ref != idx + 1) i = Next(i);
     // Backward-shift deletion: pull later entries of the run into the hole
@@ -625,6 +639,39 @@ class Table {
     std::memset(&f, 0, sizeof f);
     f.zone = free_head_;
     free_head_ = idx;
+  }
+
+  // Sets counters, TCP state and (forward only) last seen, as another tracker reports them.
+  void Update(uint32_t idx, double fwd_packets, double fwd_bytes, double rev_packets, double rev_bytes, uint16_t tcp,
+              double last_seen) {
+    Flow& f = flows_[idx];
+    const uint64_t packets[2] = {uint64_t(fwd_packets), uint64_t(rev_packets)};
+    for (int d = 0; d < 2; d++) {
+      f.packets_lo[d] = uint32_t(packets[d]);
+      f.packets_hi[d] = uint16_t(packets[d] >> 32);
+    }
+    f.bytes[0] = uint64_t(fwd_bytes);
+    f.bytes[1] = uint64_t(rev_bytes);
+    f.tcp = tcp;
+    if (last_seen > f.last_seen_ms) f.last_seen_ms = last_seen;
+  }
+
+  void SetReport(bool on) {
+    report_ = on;
+    if (!on) {
+      removed_.clear();
+      removed_.shrink_to_fit();
+      removed_count_ = 0;
+    }
+  }
+
+  uint32_t removed_count() const { return removed_count_; }
+
+  // Copies the kept removals to `out` (room for removed_count() of them) and forgets them.
+  void TakeRemoved(double* out) {
+    if (removed_count_ > 0) std::memcpy(out, removed_.data(), size_t(removed_count_) * kRemovedWords * sizeof(double));
+    removed_.clear();
+    removed_count_ = 0;
   }
 
   void DecrementZone(uint32_t zone) {
@@ -712,6 +759,9 @@ class Table {
   uint32_t live_ = 0, holds_ = 0, high_water_ = 0, free_head_ = kNone, age_cursor_ = 0, evict_hand_ = 0;
   std::unordered_map<uint32_t, uint32_t> zones_;
   Counters counters_;
+  bool report_ = false;
+  std::vector<double> removed_;
+  uint32_t removed_count_ = 0;
 };
 
 // ---- JavaScript binding ------------------------------------------------------
@@ -761,6 +811,10 @@ class FlowTableWrap : public Napi::ObjectWrap<FlowTableWrap> {
                            InstanceMethod<&FlowTableWrap::Get>("get"),
                            InstanceMethod<&FlowTableWrap::List>("list"),
                            InstanceMethod<&FlowTableWrap::ZoneFlows>("zoneFlows"),
+                           InstanceMethod<&FlowTableWrap::Update>("update"),
+                           InstanceMethod<&FlowTableWrap::ReportRemovals>("reportRemovals"),
+                           InstanceMethod<&FlowTableWrap::PendingRemovals>("pendingRemovals"),
+                           InstanceMethod<&FlowTableWrap::TakeRemoved>("takeRemoved"),
                            InstanceMethod<&FlowTableWrap::Stats>("stats"),
                            InstanceMethod<&FlowTableWrap::Close>("close"),
                        });
@@ -911,6 +965,48 @@ class FlowTableWrap : public Napi::ObjectWrap<FlowTableWrap> {
   Napi::Value ZoneFlows(const Napi::CallbackInfo& info) {
     if (!Open(info) || !NumberArgs(info, 0, 1)) return info.Env().Undefined();
     return Napi::Number::New(info.Env(), table_.ZoneFlows(U32(info, 0)));
+  }
+
+  // update(index, forwardPackets, forwardBytes, reversePackets, reverseBytes, tcpState, lastSeenMs) -> boolean
+  // (values checked by the caller: counts below 2^53, tcpState 0..0x1ff, a finite time)
+  Napi::Value Update(const Napi::CallbackInfo& info) {
+    if (!Open(info) || !NumberArgs(info, 0, 7)) return info.Env().Undefined();
+    for (size_t i = 1; i < 5; i++) {
+      const double c = Num(info, i);
+      if (!(c >= 0) || c > 9007199254740991.0) return RangeError(info, "counters must be counts below 2^53");
+    }
+    const double tcp = Num(info, 5), last = Num(info, 6);
+    if (!(tcp >= 0) || tcp > 0x1ff || !(last == last) || last - last != 0) {
+      return RangeError(info, "bad TCP state or last seen");
+    }
+    if (!table_.Live(Num(info, 0))) return Napi::Boolean::New(info.Env(), false);
+    table_.Update(U32(info, 0), Num(info, 1), Num(info, 2), Num(info, 3), Num(info, 4), uint16_t(tcp), last);
+    return Napi::Boolean::New(info.Env(), true);
+  }
+
+  // reportRemovals(on: boolean)
+  Napi::Value ReportRemovals(const Napi::CallbackInfo& info) {
+    if (!Open(info)) return info.Env().Undefined();
+    table_.SetReport(info[0].ToBoolean().Value());
+    return info.Env().Undefined();
+  }
+
+  // pendingRemovals() -> count
+  Napi::Value PendingRemovals(const Napi::CallbackInfo& info) {
+    if (!Open(info)) return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), table_.removed_count());
+  }
+
+  // takeRemoved(out: Float64Array(pendingRemovals() * 29)) -> count; each: entry words, then the cause.
+  Napi::Value TakeRemoved(const Napi::CallbackInfo& info) {
+    if (!Open(info)) return info.Env().Undefined();
+    double* out = nullptr;
+    size_t n = 0;
+    if (!ArrayArg(info, 0, napi_float64_array, "out", &out, &n)) return info.Env().Undefined();
+    const uint32_t count = table_.removed_count();
+    if (n < size_t(count) * kRemovedWords) return RangeError(info, "out is too small");
+    table_.TakeRemoved(out);
+    return Napi::Number::New(info.Env(), count);
   }
 
   // stats(out: Float64Array(19))
