@@ -98,8 +98,14 @@ export async function flowsFollowNats(
       const e = parseJson(m.data) as (FlowEvent__Output & { node?: string }) | undefined;
       const f = e?.flow;
       if (e === undefined || f == null || typeof e.type !== 'string') continue;
-      if (!test.test(f) || (match !== undefined && !matches(f, match))) continue;
-      io.stdout(format === 'json' ? `${JSON.stringify(e)}\n` : eventLine(e, f, e.node));
+      let line: string;
+      try {
+        if (!test.test(f) || (match !== undefined && !matches(f, match))) continue;
+        line = format === 'json' ? `${JSON.stringify(e)}\n` : eventLine(e, f, e.node);
+      } catch {
+        continue; // not a flow event as agents write them
+      }
+      io.stdout(line);
     }
     process.off('SIGINT', stop);
     return 0;
