@@ -23,10 +23,12 @@
  *   5. native-verdicts  first-packet verdicts, native batched vs RuleTables
  *   6. flow-table       flow lookups with 1M flows, native vs a Map
  *   8. propagation      one change to 100 and 1,000 agents (gRPC, real controller)
- *   9. nats             one change to 1,000 and 2,000 agents over NATS and over gRPC; flow events/s
  *   7. datapath         packets through the userspace datapath: fast and slow path
+ *   9. kernel           real connections through the kernel datapath (root): connection rate
+ *                       against no Weir table, first-packet latency, slow-path verdicts/s
+ *  10. nats             one change to 1,000 and 2,000 agents over NATS and over gRPC; flow events/s
  *
- * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|nats,
+ * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|kernel|nats,
  * --quick (fewer repetitions and probes, for trying changes),
  * --namespaces=N (size of the main cluster, default 1000),
  * --no-gc-between-runs (do not collect the heap between pipeline runs).
@@ -72,6 +74,7 @@ import { benchDatapath } from './datapath.js';
 import { benchFlowTable } from './flow-table.js';
 import { benchPropagation } from './propagation.js';
 import { benchNats } from './nats.js';
+import { benchKernel, formatKernelBench } from './kernel.js';
 import {
   benchVerdicts,
   checkAgreement,
@@ -528,8 +531,12 @@ async function main(): Promise<void> {
     heading('8. Propagation of one change to 100 and 1,000 agents');
     say(await benchPropagation({ quick }));
   }
+  if (enabled('kernel')) {
+    heading('9. Kernel datapath: real connections through nftables + NFQUEUE (root)');
+    say(formatKernelBench(await benchKernel({ quick })));
+  }
   if (enabled('nats')) {
-    heading('9. NATS JetStream against gRPC: one change to 1,000 and 2,000 agents; flow events');
+    heading('10. NATS JetStream against gRPC: one change to 1,000 and 2,000 agents; flow events');
     say(await benchNats({ quick }));
   }
 

@@ -71,6 +71,13 @@ export interface AgentOptions {
   readonly advertiseHost?: string;
   readonly reconnectMinMs?: number;
   readonly reconnectMaxMs?: number;
+  /**
+   * The datapath, made by the caller (main.ts picks nftables or userspace)
+   * with the tables of an empty span; default: the userspace datapath.
+   */
+  readonly datapath?: Datapath;
+  /** Why this datapath (status and logs). */
+  readonly datapathReason?: string;
 }
 
 export class NodeAgent implements AsyncDisposable {
@@ -90,8 +97,8 @@ export class NodeAgent implements AsyncDisposable {
   private server: grpc.Server | undefined;
   private readonly log: Logger;
   private readonly datapath: Datapath;
-  /** The same datapath as its userspace driver: synthetic traffic feeds it packets. */
-  private readonly userspace: UserspaceDatapath;
+  /** The same datapath as its userspace driver (synthetic traffic feeds it packets); undefined with another datapath. */
+  private readonly userspace: UserspaceDatapath | undefined;
   /** Local endpoint → its zone on the datapath (stable while the endpoint lives). */
   private readonly zones = new Map<string, { zone: number; ips: string }>();
   private nextZone = 1;
@@ -114,12 +121,15 @@ export class NodeAgent implements AsyncDisposable {
     this.tables = this.compile(this.state);
     this.inForceHash = this.hashOf(this.state);
     // First packets are decided by the native engine when the addon loads (RuleTables otherwise).
-    this.userspace = createUserspaceDatapath({
-      tables: this.tables,
-      verdictEngine: (t) => createVerdictEngine(t),
-      log: options.log.child({ component: 'datapath' }),
-    });
-    this.datapath = this.userspace;
+    this.userspace =
+      options.datapath === undefined
+        ? createUserspaceDatapath({
+            tables: this.tables,
+            verdictEngine: (t) => createVerdictEngine(t),
+            log: options.log.child({ component: 'datapath' }),
+          })
+        : undefined;
+    this.datapath = options.datapath ?? this.userspace!;
     this.metrics = new AgentMetrics({
       appliedRevision: () => this.state.revision,
       controllerConnected: () => this.transport.connected,
@@ -219,8 +229,9 @@ export class NodeAgent implements AsyncDisposable {
       () => this.datapath,
       () => performance.timeOrigin + performance.now(),
     );
-    if (this.options.syntheticTrafficPerSecond) {
-      this.traffic = new SyntheticTraffic(() => this.userspace, {
+    const userspace = this.userspace;
+    if (this.options.syntheticTrafficPerSecond && userspace !== undefined) {
+      this.traffic = new SyntheticTraffic(() => userspace, {
         connectionsPerSecond: this.options.syntheticTrafficPerSecond,
         log: this.log.child({ component: 'traffic' }),
       });
@@ -371,9 +382,16 @@ export class NodeAgent implements AsyncDisposable {
     };
   }
 
-  /** Which implementations run the flow table and first-packet verdicts. */
+  /** Which datapath and implementations run the flow table and first-packet verdicts. */
   engine(): string {
-    return `flow table ${this.datapath.flowTable.implementation}, verdicts ${verdictEngineStatus().implementation}`;
+    const dp = this.datapath as Datapath & { describe?(): string };
+    const detail = dp.describe?.() ?? this.options.datapathReason;
+    return `datapath ${dp.kind}${detail ? ` (${detail})` : ''}, flow table ${dp.flowTable.implementation}, verdicts ${verdictEngineStatus().implementation}`;
+  }
+
+  /** The datapath in force (the kernel one's status, benchmarks). */
+  get activeDatapath(): Datapath {
+    return this.datapath;
   }
 
   /** The verdict of the tables this agent enforces now. */

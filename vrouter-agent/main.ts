@@ -10,6 +10,8 @@ import { StateDirLock } from '../shared/state/lock.js';
 import { registerStateFileMetrics } from '../shared/state/metrics.js';
 import { defaultStateDir, prepareStateDir } from '../shared/state/state-dir.js';
 import { NodeAgent } from './agent.js';
+import { registerDatapathMetrics } from './datapath/kernel-metrics.js';
+import { emptySpanTables, selectDatapath, type DatapathChoice } from './datapath/kernel-select.js';
 import { NATS_CLUSTER_NAME } from '../shared/nats/names.js';
 import { NATS_FLAGS, NATS_USAGE, natsEndpointFromFlags } from '../shared/nats/connect.js';
 import { NatsTransport } from './transport/nats.js';
@@ -26,6 +28,17 @@ const USAGE = `usage: weir-agent --node NAME [--controller HOST:PORT] [--state-d
   --metrics-listen HOST:PORT  Prometheus metrics at /metrics (and /healthz); off unless given
   --synthetic-traffic N  feed the userspace datapath N generated connections per second between this node's pods
                          and their peers (demo and tests; the kernel datapath takes real traffic)
+  --datapath KIND        nftables: enforce on this network namespace's real packets (nftables table "weir",
+                         NFQUEUE slow path, conntrack fast path; needs root and the netfilter libraries);
+                         userspace: the flow engine on synthetic traffic only. Default: nftables where it can
+                         run (and without --synthetic-traffic), else userspace, with the reason in status,
+                         metrics and logs (env WEIR_DATAPATH)
+  --fail-mode MODE       what new connections of local pods do while no agent decides them (crashed,
+                         restarting): open (default) passes them unchecked (queue bypass), closed drops them.
+                         Established connections carry on either way. Open is the default because an agent
+                         restart or crash must not take the node's pods off the network; choose closed where
+                         an unenforced new connection is worse than an outage (see docs/datapath.md)
+  --queue N              the NFQUEUE number of the kernel datapath (default 100)
 ${NATS_USAGE}  --cluster NAME         the cluster's name on NATS (as the controller's --cluster; default "local")
 `;
 
@@ -53,6 +66,9 @@ export async function main(argv: string[]): Promise<void> {
         'log-level': { type: 'string' },
         cluster: { type: 'string', default: 'local' },
         ...NATS_FLAGS,
+        datapath: { type: 'string', default: process.env.WEIR_DATAPATH ?? 'auto' },
+        'fail-mode': { type: 'string', default: 'open' },
+        queue: { type: 'string', default: '100' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -84,6 +100,34 @@ export async function main(argv: string[]): Promise<void> {
         process.exit(1);
       },
     });
+    const choice = values.datapath as DatapathChoice;
+    if (!['auto', 'nftables', 'userspace'].includes(choice))
+      throw new ArgumentError(
+        `--datapath must be nftables or userspace, not ${JSON.stringify(choice)}`,
+      );
+    const failMode = values['fail-mode'];
+    if (failMode !== 'open' && failMode !== 'closed')
+      throw new ArgumentError(
+        `--fail-mode must be open or closed, not ${JSON.stringify(failMode)}`,
+      );
+    const queue = Number(values.queue);
+    if (!(Number.isInteger(queue) && queue >= 0 && queue <= 65535))
+      throw new ArgumentError(
+        `--queue must be an integer in 0..65535, not ${JSON.stringify(values.queue)}`,
+      );
+    const selection = await selectDatapath({
+      choice,
+      syntheticTraffic: values['synthetic-traffic'] !== undefined,
+      failMode,
+      queue,
+      tables: emptySpanTables(node),
+      log,
+    });
+    if (selection.kind === 'nftables' && values['synthetic-traffic'] !== undefined)
+      throw new ArgumentError(
+        '--synthetic-traffic feeds the userspace datapath; the nftables one takes real packets',
+      );
+    log.info({ datapath: selection.kind, reason: selection.reason }, 'datapath selected');
     let flowExporter: FlowExporter | undefined;
     const agent: NodeAgent = new NodeAgent({
       node,
@@ -121,7 +165,10 @@ export async function main(argv: string[]): Promise<void> {
             },
           }
         : {}),
+      datapath: selection.datapath,
+      datapathReason: selection.reason,
     });
+    registerDatapathMetrics(agent.metrics.registry, selection);
     registerStateFileMetrics(agent.metrics.registry, 'weir_agent', () => agent.stateRejections);
     onShutdown(log, async () => {
       await agent[Symbol.asyncDispose]();

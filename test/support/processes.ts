@@ -27,12 +27,25 @@ export class WeirProcess {
     bin: string,
     args: string[],
     env: Record<string, string> = {},
+    /** Run inside this network namespace (`ip netns exec`, which execs: the pid is the program's). */
+    netns?: string,
   ) {
-    this.child = spawn(process.execPath, [join(ROOT, 'bin', bin), ...args], {
-      cwd: ROOT,
-      env: { ...process.env, WEIR_LOG_LEVEL: 'debug', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const argv = [join(ROOT, 'bin', bin), ...args];
+    this.child = spawn(
+      netns ? 'ip' : process.execPath,
+      netns ? ['netns', 'exec', netns, process.execPath, ...argv] : argv,
+      {
+        cwd: ROOT,
+        // Outside a namespace of its own, an agent must not program the host's netfilter: userspace.
+        env: {
+          ...process.env,
+          WEIR_LOG_LEVEL: 'debug',
+          ...(netns ? {} : { WEIR_DATAPATH: 'userspace' }),
+          ...env,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let buf = '';
     this.child.stderr!.on('data', (chunk: Buffer) => {
       buf += chunk.toString();

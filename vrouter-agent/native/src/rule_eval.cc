@@ -64,6 +64,7 @@
 #include <vector>
 
 namespace weir {
+std::shared_ptr<const void> RuleEvaluatorImage(napi_env env, napi_value value);
 namespace {
 
 using u128 = unsigned __int128;
@@ -1002,6 +1003,9 @@ bool BytesOf(napi_env env, napi_value v, const uint8_t** data, size_t* length) {
   return false;
 }
 
+// Marks RuleEvaluator objects, so RuleEvaluatorImage() unwraps only those.
+const napi_type_tag kRuleEvaluatorTag = {0x7765697272756c65ull, 0x6576616c75617472ull};
+
 class RuleEvaluator : public Napi::ObjectWrap<RuleEvaluator> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -1041,6 +1045,7 @@ class RuleEvaluator : public Napi::ObjectWrap<RuleEvaluator> {
     }
     external_ = int64_t(image_->Bytes());
     Napi::MemoryManagement::AdjustExternalMemory(env, external_);
+    napi_type_tag_object(env, Value(), &kRuleEvaluatorTag);
   }
 
   void Finalize(Napi::Env env) override { Release(env); }
@@ -1060,8 +1065,12 @@ class RuleEvaluator : public Napi::ObjectWrap<RuleEvaluator> {
     return true;
   }
 
-  std::unique_ptr<Image> image_;
+  // Shared so that a verdict thread (nfqueue.cc) can keep evaluating the
+  // image it holds while JavaScript disposes of this object or loads another.
+  std::shared_ptr<const Image> image_;
   int64_t external_ = 0;
+
+  friend std::shared_ptr<const void> weir::RuleEvaluatorImage(napi_env env, napi_value value);
 
   void Release(Napi::Env env) {
     image_.reset();
@@ -1144,6 +1153,20 @@ class RuleEvaluator : public Napi::ObjectWrap<RuleEvaluator> {
 };
 
 }  // namespace
+
+// For the other native parts (nfqueue.cc, conntrack.cc): the loaded image of
+// a RuleEvaluator object, shared (null for anything else, or once disposed),
+// and batch evaluation of it, usable from any thread: an image is immutable.
+std::shared_ptr<const void> RuleEvaluatorImage(napi_env env, napi_value value) {
+  bool is = false;
+  if (napi_check_object_type_tag(env, value, &kRuleEvaluatorTag, &is) != napi_ok || !is) return nullptr;
+  RuleEvaluator* e = RuleEvaluator::Unwrap(Napi::Object(env, value));
+  return e == nullptr ? nullptr : std::shared_ptr<const void>(e->image_);
+}
+
+uint32_t EvaluateRecords(const void* image, const uint8_t* records, uint32_t count, int32_t* out) {
+  return count == 0 ? 0 : EvaluateBatch(*static_cast<const Image*>(image), records, count, out);
+}
 
 Napi::Object InitRuleEval(Napi::Env env, Napi::Object exports) {
   exports.Set("RuleEvaluator", RuleEvaluator::Define(env));
