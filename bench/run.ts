@@ -26,9 +26,12 @@
  *   7. datapath         packets through the userspace datapath: fast and slow path
  *   9. kernel           real connections through the kernel datapath (root): connection rate
  *                       against no Weir table, first-packet latency, slow-path verdicts/s
- *  10. nats             one change to 1,000 and 2,000 agents over NATS and over gRPC; flow events/s
+ *  10. lab              real packets in a lab (root): new TCP connections/s and
+ *                       established throughput between pods on two nodes, Weir with
+ *                       10,000 rules vs no Weir
+ *  11. nats             one change to 1,000 and 2,000 agents over NATS and over gRPC; flow events/s
  *
- * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|kernel|nats,
+ * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|kernel|lab|nats,
  * --quick (fewer repetitions and probes, for trying changes),
  * --namespaces=N (size of the main cluster, default 1000),
  * --no-gc-between-runs (do not collect the heap between pipeline runs).
@@ -75,6 +78,7 @@ import { benchFlowTable } from './flow-table.js';
 import { benchPropagation } from './propagation.js';
 import { benchNats } from './nats.js';
 import { benchKernel, formatKernelBench } from './kernel.js';
+import { benchLab } from './lab.js';
 import {
   benchVerdicts,
   checkAgreement,
@@ -535,8 +539,12 @@ async function main(): Promise<void> {
     heading('9. Kernel datapath: real connections through nftables + NFQUEUE (root)');
     say(formatKernelBench(await benchKernel({ quick })));
   }
+  if (enabled('lab')) {
+    heading('10. The lab on real packets: connections/s and throughput, Weir vs no Weir');
+    say(await benchLab({ quick }));
+  }
   if (enabled('nats')) {
-    heading('10. NATS JetStream against gRPC: one change to 1,000 and 2,000 agents; flow events');
+    heading('11. NATS JetStream against gRPC: one change to 1,000 and 2,000 agents; flow events');
     say(await benchNats({ quick }));
   }
 

@@ -9,6 +9,7 @@ import { analyzeMatrix, analyzeObjects, analyzeProbe } from './commands/analyze.
 import { explainLive, policyList, status } from './commands/live.js';
 import { flowsGet, flowsList, flowsStats } from './commands/flows.js';
 import { flowsFollowNats } from './commands/flows-nats.js';
+import { labDownCommand, labProbeCommand, labUpCommand } from './commands/lab.js';
 import { ErrorCode, WeirError } from '../shared/errors.js';
 import { EXIT_STATUS, processIo, type Io, UsageError } from './io.js';
 
@@ -200,6 +201,80 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
     .action(async (_opts, cmd: Command) => {
       exit = await flowsStats(io, cmd.optsWithGlobals());
+    });
+
+  const labName = () =>
+    new Option(
+      '--lab <name>',
+      'which lab (env WEIR_LAB; default "default"); its directory is $WEIR_LAB_ROOT/NAME, default /run/weir/lab/NAME',
+    ).default(process.env.WEIR_LAB);
+  const lab = program
+    .command('lab')
+    .description(
+      'a cluster on one machine from manifests: a netns per node and pod, the real controller and agents (root)',
+    );
+  lab
+    .command('up')
+    .description(
+      'build the lab from a manifest directory (watched through the lab) and wait until every agent is in sync',
+    )
+    .addOption(files())
+    .addOption(labName())
+    .option(
+      '--nodes <n>',
+      'nodes to make when the manifests define none (pods without spec.nodeName are placed round-robin)',
+    )
+    .addOption(
+      new Option(
+        '--datapath <datapath>',
+        "the agents' datapath: auto (the kernel one when the agent has it), nftables or userspace",
+      ).default('auto'),
+    )
+    .option(
+      '--fail-mode <mode>',
+      "the agents' fail mode (open or closed; the agent's default otherwise)",
+    )
+    .option('--timeout <seconds>', 'how long to wait for sync (default 60)')
+    .action(async (opts) => {
+      exit = await labUpCommand(io, opts);
+    });
+  lab
+    .command('probe')
+    .description(
+      'bring the lab to the manifests as they are now, then connect every pod to every pod for real',
+    )
+    .addOption(labName())
+    .addOption(
+      new Option(
+        '--probe <protocol/port>',
+        'probe to run, e.g. TCP/80 (repeatable; default TCP/80)',
+      )
+        .argParser(collect)
+        .default([]),
+    )
+    .addOption(
+      new Option('-o, --output <format>', 'table or json (as weirctl analyze matrix)').default(
+        'table',
+      ),
+    )
+    .option(
+      '--compare',
+      'also run the analysis on the manifests and print every difference (exit 1 if any)',
+    )
+    .option('--timeout <seconds>', 'how long to wait for sync (default 60)')
+    .option(
+      '--probe-timeout <seconds>',
+      'how long one connection may take before it counts as denied (default 2)',
+    )
+    .action(async (opts) => {
+      exit = await labProbeCommand(io, opts);
+    });
+  lab
+    .command('down')
+    .description('remove everything the lab made, also what a crashed run left behind')
+    .addOption(labName())
+    .action(async (opts) => {
+      exit = await labDownCommand(io, opts);
     });
 
   try {

@@ -4,6 +4,12 @@
 // follow), three agents play node-a, node-b and node-c, and weirctl talks to
 // them. Ctrl-C stops everything.
 //
+// As root, where weir-agent has the kernel datapath, the demo is a lab
+// instead (`weirctl lab`): a netns per node and pod, the agents enforcing on
+// real packets, and a probe of real connections between the pods printed
+// beside the analysis. WEIR_DEMO_DATAPATH=userspace asks for the userspace
+// demo; when the lab cannot run, the demo says why and runs the userspace one.
+//
 // It reports only what it started. It holds its state directory (one demo
 // per directory: WEIR_DEMO_STATE), listens where nothing else does (WEIR_LISTEN
 // when given, refused when taken; else 127.0.0.1:7443, or a free port when
@@ -67,8 +73,10 @@ function fail(message) {
   void stop(1);
 }
 
-process.on('SIGINT', () => void stop(0));
-process.on('SIGTERM', () => void stop(0));
+// What a signal does: stop the parts (the lab demo replaces it with removing the lab).
+let onSignal = () => void stop(0);
+process.on('SIGINT', () => onSignal());
+process.on('SIGTERM', () => onSignal());
 
 /** The last lines of a part's log that say what went wrong. */
 function lastWords(log) {
@@ -167,6 +175,75 @@ async function until(listen, deadline, what, check) {
   return undefined;
 }
 
+/** Why the demo cannot be a lab here, or undefined when it can. */
+async function labUnavailable() {
+  if (process.env.WEIR_DEMO_DATAPATH === 'userspace') return 'WEIR_DEMO_DATAPATH=userspace';
+  const { labUnsupported, agentDatapaths } = await launch('cli/lab');
+  const why = await labUnsupported();
+  if (why !== undefined) return why;
+  if (!(await agentDatapaths()).nftables)
+    return 'this weir-agent has no kernel datapath (--datapath nftables)';
+  return undefined;
+}
+
+const DEMO_PROBES = ['TCP/8080', 'TCP/9000', 'TCP/6379', 'TCP/7000', 'TCP/5432', 'TCP/9090'];
+
+/** The demo as a lab: real namespaces, real packets, enforced by the kernel datapath. */
+async function labDemo(state) {
+  const env = { ...process.env, WEIR_LAB_ROOT: join(state, 'lab') };
+  const weirctlLab = (args, timeout) =>
+    new Promise((resolve, reject) =>
+      execFile(
+        process.execPath,
+        [join(root, 'bin', 'weirctl'), 'lab', ...args, '--lab', 'demo'],
+        { encoding: 'utf8', timeout, env },
+        (err, out, errOut) =>
+          err && err.code !== 1
+            ? reject(new Error(errOut.trim() || err.message))
+            : resolve({ out, err: errOut, code: err ? 1 : 0 }),
+      ),
+    );
+  const down = async (code) => {
+    if (stopping) return;
+    stopping = true;
+    await weirctlLab(['down'], 60_000).catch((err) => say(`weirctl lab down: ${err.message}`));
+    await lock?.release().catch(() => undefined);
+    process.exit(code);
+  };
+  onSignal = () => void down(0);
+  try {
+    await weirctlLab(['down'], 60_000); // what an earlier demo left
+    say(
+      'building the lab: a network namespace per node and per pod, the controller, an agent per node',
+    );
+    await weirctlLab(
+      ['up', '-f', manifests, '--datapath', 'nftables', '--timeout', String(timeoutMs / 1000)],
+      timeoutMs + 60_000,
+    );
+    const probeArgs = ['probe', ...DEMO_PROBES.flatMap((p) => ['--probe', p]), '--compare'];
+    const probe = await weirctlLab(probeArgs, timeoutMs + 60_000);
+    process.stdout.write(`Weir demo in a lab: the cluster in ${manifests} on real network namespaces, enforced by
+each node's agent in the kernel (nftables, NFQUEUE, conntrack). Real TCP connections from every pod
+to every pod on each pod's port (✓ connected, ✗ refused by policy):
+
+${probe.out}
+Edit a file in ${manifests} and probe again (the lab waits until every agent enforces the edit):
+  export WEIR_LAB_ROOT=${join(state, 'lab')}
+  bin/weirctl lab probe --lab demo --probe TCP/9000 --compare
+  bin/weirctl analyze matrix -f ${manifests} --probe TCP/9000
+  bin/weirctl status --controller unix:${join(state, 'lab', 'demo', 'controller', 'controller.sock')}
+
+Ctrl-C removes the lab.
+ready
+`);
+    // The lab runs detached; this process only waits for Ctrl-C to remove it.
+    setInterval(() => undefined, 60_000);
+  } catch (err) {
+    say(`the lab demo failed: ${err.message}`);
+    await down(1);
+  }
+}
+
 async function main() {
   const state = process.env.WEIR_DEMO_STATE ?? join(root, 'state', 'demo');
   // One demo per state directory: the agents' spans, the controller's state and the logs are its own.
@@ -186,6 +263,16 @@ async function main() {
     say(`${err.message} (set WEIR_DEMO_STATE to run another demo beside it)`);
     process.exit(1);
   }
+
+  const noLab = await labUnavailable();
+  if (noLab === undefined) {
+    await labDemo(state);
+    return;
+  }
+  if (process.env.WEIR_DEMO_DATAPATH !== 'userspace')
+    say(
+      `${noLab}: running the userspace demo (the agents decide generated traffic, not real packets)`,
+    );
 
   let listen = process.env.WEIR_LISTEN;
   if (listen !== undefined) {
@@ -267,6 +354,9 @@ async function main() {
       join(state, node),
       '--listen',
       api,
+      // As root the agent would pick the kernel datapath, which takes no generated traffic.
+      '--datapath',
+      'userspace',
       '--synthetic-traffic',
       '5',
       ...natsArgs,

@@ -22,7 +22,8 @@ interface Demo {
 
 function demo(env: Record<string, string>, args: string[] = []): Demo {
   const child = spawn(process.execPath, [join(ROOT, 'scripts', 'demo.mjs'), ...args], {
-    env: { ...process.env, ...env },
+    // The userspace demo: as root with the kernel datapath, npm start is a lab (test/e2e covers it).
+    env: { ...process.env, WEIR_DEMO_DATAPATH: 'userspace', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const d: Demo = {
