@@ -33,7 +33,7 @@ import type { AckRecord } from './sim-agents.js';
 
 const now = () => performance.timeOrigin + performance.now();
 
-class ScriptedSource implements ClusterSource {
+export class ScriptedSource implements ClusterSource {
   private sink: ((e: SourceEvent) => void) | undefined;
   constructor(private readonly initial: KubeObject[]) {}
   async start(sink: (e: SourceEvent) => void): Promise<void> {
@@ -62,7 +62,7 @@ function read(raw: Raw): KubeObject {
  * allow from the monitoring namespace; plus one cluster-wide policy every node
  * enforces (ingress from namespaceSelector {} with app=probe).
  */
-function cluster(nodes: number, providers = 0): KubeObject[] {
+export function cluster(nodes: number, providers = 0): KubeObject[] {
   const raws: Raw[] = [namespace('monitoring', { team: 'platform' })];
   const namespaces = Math.max(1, nodes / 10);
   for (let n = 0; n < namespaces; n++) {
@@ -158,7 +158,7 @@ async function timedStatus(port: number): Promise<{ ms: number; reply: StatusRep
 }
 
 /** A probe pod every node's span must learn about (the monitoring policy's peer group). */
-const probePod = (i: number): ModelEvent => ({
+export const probePod = (i: number): ModelEvent => ({
   type: 'upsert',
   object: read(
     pod('monitoring', `probe-${i}`, {
@@ -169,7 +169,7 @@ const probePod = (i: number): ModelEvent => ({
   ),
 });
 
-function percentile(xs: number[], p: number): number {
+export function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
 }

@@ -29,10 +29,10 @@
  *  10. lab              real packets in a lab (root): new TCP connections/s and
  *                       established throughput between pods on two nodes, Weir with
  *                       10,000 rules vs no Weir
- *
  *  11. cluster-policies 1,000 ClusterNetworkPolicies with 10,000 NetworkPolicies: pipeline and verdicts
+ *  12. nats             one change to 1,000 and 2,000 agents over NATS and over gRPC; flow events/s
  *
- * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|kernel|lab|cluster-policies,
+ * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|kernel|lab|cluster-policies|nats,
  * --quick (fewer repetitions and probes, for trying changes),
  * --namespaces=N (size of the main cluster, default 1000),
  * --no-gc-between-runs (do not collect the heap between pipeline runs).
@@ -78,6 +78,7 @@ import { generateProbes } from './probes.js';
 import { benchDatapath } from './datapath.js';
 import { benchFlowTable } from './flow-table.js';
 import { benchPropagation } from './propagation.js';
+import { benchNats } from './nats.js';
 import { benchKernel, formatKernelBench } from './kernel.js';
 import { benchLab } from './lab.js';
 import {
@@ -547,6 +548,10 @@ async function main(): Promise<void> {
   if (enabled('cluster-policies')) {
     heading('11. 1,000 ClusterNetworkPolicies next to 10,000 NetworkPolicies');
     say(await benchClusterPolicies({ quick }));
+  }
+  if (enabled('nats')) {
+    heading('12. NATS JetStream against gRPC: one change to 1,000 and 2,000 agents; flow events');
+    say(await benchNats({ quick }));
   }
 
   heading('Summary');

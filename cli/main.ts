@@ -8,9 +8,10 @@ import { pathToFileURL } from 'node:url';
 import { analyzeMatrix, analyzeObjects, analyzeProbe } from './commands/analyze.js';
 import { explainLive, policyList, status } from './commands/live.js';
 import { flowsGet, flowsList, flowsStats } from './commands/flows.js';
+import { flowsFollowNats } from './commands/flows-nats.js';
 import { labDownCommand, labProbeCommand, labUpCommand } from './commands/lab.js';
 import { ErrorCode, WeirError } from '../shared/errors.js';
-import { EXIT_STATUS, processIo, type Io } from './io.js';
+import { EXIT_STATUS, processIo, type Io, UsageError } from './io.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -161,10 +162,24 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option('--tcp-state <state>', 'syn, established, closing or closed')
     .option('--match <expr>', 'vRouter style: "ip[:port],ip[:port] & proto tcp" (either order)')
     .option('-w, --watch', 'stream flow events as they happen')
+    .option('-f, --follow', "with --source nats: follow the whole cluster's flow events")
+    .addOption(
+      new Option('--source <source>', 'agent (one node, --node) or nats (every node)')
+        .choices(['agent', 'nats'])
+        .default('agent'),
+    )
+    .option('--since <duration|time>', 'with --source nats: replay from 10m ago, or from a time')
+    .option('--nats <urls>', 'with --source nats: NATS servers, comma-separated (env WEIR_NATS)')
+    .option('--nats-user <name>', 'NATS user (env WEIR_NATS_USER)')
+    .option('--nats-password-file <file>', 'its password (env WEIR_NATS_PASSWORD)')
+    .option('--cluster <name>', 'with --source nats: the cluster (default local)')
     .addOption(new Option('--limit <n>', 'at most this many flows').default('1000'))
     .addOption(new Option('-o, --output <format>', 'table, wide or json').default('table'))
     .action(async (opts) => {
-      exit = await flowsList(io, opts);
+      if (opts.source === 'nats') exit = await flowsFollowNats(io, opts);
+      else if (opts.since !== undefined || opts.follow)
+        throw new UsageError('--follow and --since read the NATS flow stream: add --source nats');
+      else exit = await flowsList(io, opts);
     });
   flows
     .command('get')

@@ -21,6 +21,8 @@ import type { StateFileRejection } from '../shared/state/checksummed-file.js';
 import { CoalescingRunner } from '../shared/runner.js';
 import { Distributor } from './distribute/distributor.js';
 import { startControllerServer } from './distribute/grpc-server.js';
+import { NatsPublisher } from './distribute/nats-publisher.js';
+import type { NatsEndpoint } from '../shared/nats/connect.js';
 import { ClusterModel } from './model/cluster-model.js';
 import type { ClusterSource, SourceEvent } from './sources/source.js';
 import { ControllerMetrics } from './metrics.js';
@@ -40,6 +42,17 @@ export interface ControllerOptions {
   readonly commitIntervalMs?: number;
   /** Leadership as status reports it: "leader" under leader election, "standalone" otherwise. */
   readonly leadership?: () => string;
+  /**
+   * Distribute over NATS JetStream (docs/nats.md) instead of gRPC streams;
+   * the Operator API (weirctl) stays on gRPC at `listen`.
+   */
+  readonly nats?: {
+    readonly endpoint: NatsEndpoint;
+    readonly replicas?: number;
+    readonly flowMaxAgeMs?: number;
+    readonly flowMaxBytes?: number;
+    readonly beatMs?: number;
+  };
 }
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
@@ -49,6 +62,7 @@ export class Controller implements AsyncDisposable {
   private store!: SpanStore;
   private distributor!: Distributor;
   private server: grpc.Server | undefined;
+  private publisher: NatsPublisher | undefined;
   private commitRunner: CoalescingRunner | undefined;
   private persistRunner: CoalescingRunner | undefined;
   private ackWatch: NodeJS.Timeout | undefined;
@@ -95,7 +109,7 @@ export class Controller implements AsyncDisposable {
       minIntervalMs: 200,
       onError: (err) => this.log.error({ err }, 'saving controller state failed'),
     });
-    this.distributor = new Distributor(this.model, this.store, {
+    this.distributor = new Distributor(this.store, {
       log: this.options.log.child({ component: 'distributor' }),
       onAckedChange: () => this.persistRunner?.request(),
       observe: {
@@ -132,8 +146,30 @@ export class Controller implements AsyncDisposable {
       }),
       log: this.options.log.child({ component: 'grpc' }),
       onBytesSent: (bytes) => this.metrics.updateBytes.inc(bytes),
+      controlPlane: this.options.nats === undefined,
     });
     this.server = server;
+    const nats = this.options.nats;
+    if (nats !== undefined) {
+      const store = this.store;
+      this.publisher = await NatsPublisher.start({
+        endpoint: nats.endpoint,
+        cluster: this.options.cluster,
+        sessions: this.distributor,
+        nodeLocal: (node, key) =>
+          key.startsWith('g:') && store.span(node)?.localOnlyGroups.has(key.slice(2)) === true,
+        held: (key, node) =>
+          node !== undefined
+            ? store.span(node)?.entries.has(key) === true
+            : store.holdersOf(key).size > 0,
+        replicas: nats.replicas,
+        beatMs: nats.beatMs,
+        flowMaxAgeMs: nats.flowMaxAgeMs,
+        flowMaxBytes: nats.flowMaxBytes,
+        log: this.options.log.child({ component: 'nats' }),
+        onBytesSent: (bytes) => this.metrics.updateBytes.inc(bytes),
+      });
+    }
     this.port = port;
     this.log.info(
       { port, revision: persisted.revision, cluster: this.options.cluster },
@@ -207,6 +243,7 @@ export class Controller implements AsyncDisposable {
     if (this.ackWatch !== undefined) clearInterval(this.ackWatch);
     await this.options.source[Symbol.asyncDispose]();
     this.distributor?.closeAll('controller shutting down');
+    await this.publisher?.[Symbol.asyncDispose]();
     await new Promise<void>((resolve) => {
       if (this.server === undefined) return resolve();
       this.server.tryShutdown(() => resolve());

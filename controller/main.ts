@@ -20,6 +20,8 @@ import { loadKubeConfig } from './kube/api.js';
 import { KubernetesSource } from './sources/kubernetes-source.js';
 import { ManifestSource } from './sources/manifest-source.js';
 import type { ClusterSource } from './sources/source.js';
+import { NATS_CLUSTER_NAME } from '../shared/nats/names.js';
+import { NATS_FLAGS, NATS_USAGE, natsEndpointFromFlags } from '../shared/nats/connect.js';
 
 const USAGE = `usage: weir-controller [--manifests DIR | --kubeconfig PATH | --in-cluster] [--leader-elect [--lease-namespace NS] [--lease-name NAME]]
                        [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--state-dir DIR] [--cluster NAME] [--log-level LEVEL]
@@ -35,12 +37,37 @@ const USAGE = `usage: weir-controller [--manifests DIR | --kubeconfig PATH | --i
                          (locked by this controller alone; created 0700, refused when group/world-writable or
                          another user's); without it nothing is kept and a restart resyncs agents by snapshot
   --cluster NAME         cluster name, prefixed to every object id (default "local")
+${NATS_USAGE}  --nats-replicas N      JetStream replicas of Weir's streams and bucket (default 1; 3 on a 3-server cluster)
+  --flow-retention D     how long the NATS flow event stream keeps events, e.g. 24h, 30m (default 24h)
+  --flow-max-bytes N     most bytes that stream keeps, e.g. 1GiB, 500MiB (default 1GiB)
 `;
 
 /** The embedded default: the demo cluster shipped with Weir. */
 export const DEMO_MANIFESTS = ['../deploy/examples', '../../deploy/examples'].map((p) =>
   fileURLToPath(new URL(p, import.meta.url)),
 );
+
+/** "30s", "15m", "24h", "7d" in milliseconds; throws ArgumentError. */
+export function parseDuration(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text);
+  const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+  if (m === null || Number(m[1]) <= 0)
+    throw new ArgumentError(
+      `${flag} must be a duration such as 30s, 15m, 24h, 7d, not ${JSON.stringify(text)}`,
+    );
+  return Number(m[1]) * unit[m[2] as keyof typeof unit];
+}
+
+/** "1GiB", "500MiB", "64KiB" or bytes; throws ArgumentError. */
+function parseBytes(text: string, flag: string): number {
+  const m = /^(\d+)(B|KiB|MiB|GiB|TiB)?$/.exec(text);
+  const unit = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, TiB: 1024 ** 4 } as const;
+  if (m === null || Number(m[1]) <= 0)
+    throw new ArgumentError(
+      `${flag} must be a size such as 1GiB, 500MiB, not ${JSON.stringify(text)}`,
+    );
+  return Number(m[1]) * unit[(m[2] ?? 'B') as keyof typeof unit];
+}
 
 export async function main(argv: string[]): Promise<void> {
   await runMain(USAGE, async () => {
@@ -58,6 +85,10 @@ export async function main(argv: string[]): Promise<void> {
         'state-dir': { type: 'string' },
         cluster: { type: 'string', default: 'local' },
         'log-level': { type: 'string' },
+        ...NATS_FLAGS,
+        'nats-replicas': { type: 'string', default: '1' },
+        'flow-retention': { type: 'string', default: '24h' },
+        'flow-max-bytes': { type: 'string', default: '1GiB' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -75,6 +106,16 @@ export async function main(argv: string[]): Promise<void> {
       throw new ArgumentError(
         '--manifests, --kubeconfig and --in-cluster are alternatives: give one',
       );
+    const endpoint = natsEndpointFromFlags(values);
+    if (endpoint !== undefined && !NATS_CLUSTER_NAME.test(values.cluster!))
+      throw new ArgumentError(
+        `--cluster ${JSON.stringify(values.cluster)} cannot name NATS subjects (letters, digits, "_", "-"; at most 64)`,
+      );
+    const replicas = Number(values['nats-replicas']);
+    if (!(Number.isInteger(replicas) && replicas >= 1 && replicas <= 5))
+      throw new ArgumentError(`--nats-replicas must be 1 to 5, not ${values['nats-replicas']}`);
+    const flowMaxAgeMs = parseDuration(values['flow-retention']!, '--flow-retention');
+    const flowMaxBytes = parseBytes(values['flow-max-bytes']!, '--flow-max-bytes');
     const log = rootLogger({ name: 'weir-controller', level: values['log-level'] });
     // One controller per state directory, and one only its user can write.
     const stateDir =
@@ -172,6 +213,9 @@ export async function main(argv: string[]): Promise<void> {
       listen: values.listen!,
       stateDir,
       log,
+      ...(endpoint !== undefined
+        ? { nats: { endpoint, replicas, flowMaxAgeMs, flowMaxBytes } }
+        : {}),
       ...(elector !== undefined
         ? { leadership: () => (elector.isLeader() ? 'leader' : 'lost') }
         : {}),

@@ -18,6 +18,11 @@
 // from that controller shows each of its agents (by API address) connected
 // and in sync. When any part exits or readiness times out
 // (WEIR_DEMO_TIMEOUT_MS, default 60 s) it stops the rest and exits 1.
+//
+// `npm start -- --transport nats`: the same over NATS JetStream (docs/nats.md):
+// it starts a local nats-server (NATS_SERVER, default /usr/sbin/nats-server)
+// on a free port with JetStream in the state directory, and the agents
+// publish their flow events there too.
 import { execFile, spawn } from 'node:child_process';
 import { openSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -30,6 +35,13 @@ const manifests = process.env.WEIR_DEMO_MANIFESTS ?? join(root, 'deploy', 'examp
 const timeoutMs = Number(process.env.WEIR_DEMO_TIMEOUT_MS ?? 60_000);
 const nodes = ['node-a', 'node-b', 'node-c'];
 const DEFAULT_LISTEN = '127.0.0.1:7443';
+const argv = process.argv.slice(2);
+const transportAt = argv.indexOf('--transport');
+const transport = transportAt >= 0 ? argv[transportAt + 1] : 'grpc';
+if (transport !== 'grpc' && transport !== 'nats') {
+  process.stderr.write(`demo: --transport must be grpc or nats, not ${transport}\n`);
+  process.exit(2);
+}
 
 const children = [];
 let stopping = false;
@@ -283,6 +295,35 @@ async function main() {
   }
   const deadline = Date.now() + timeoutMs;
 
+  let natsArgs = [];
+  let natsUrl;
+  if (transport === 'nats') {
+    const port = await freePort('127.0.0.1');
+    natsUrl = `nats://127.0.0.1:${port}`;
+    const log = join(state, 'nats-server.log');
+    const fd = openSync(log, 'a');
+    const server = process.env.NATS_SERVER ?? '/usr/sbin/nats-server';
+    const child = spawn(
+      server,
+      ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', join(state, 'nats')],
+      {
+        stdio: ['ignore', fd, fd],
+      },
+    );
+    child.on('error', (err) =>
+      fail(`cannot start ${server}: ${err.message} (apt-get install nats-server)`),
+    );
+    child.on('exit', (code, signal) =>
+      fail(`nats-server exited (${signal ?? `status ${code}`}) (log: ${log})`),
+    );
+    children.push(child);
+    while (await portFree('127.0.0.1', port)) {
+      if (Date.now() > deadline) return fail('nats-server did not start');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    natsArgs = ['--transport', 'nats', '--nats', natsUrl];
+  }
+
   const controller = start(state, 'controller', 'weir-controller', [
     '--manifests',
     manifests,
@@ -290,6 +331,7 @@ async function main() {
     listen,
     '--state-dir',
     join(state, 'controller'),
+    ...natsArgs,
   ]);
   // Agents connect only once the controller answering is the one started here.
   const ours = (s) =>
@@ -317,6 +359,7 @@ async function main() {
       'userspace',
       '--synthetic-traffic',
       '5',
+      ...natsArgs,
     ]);
   }
   // Ready: our controller, and each of our agents (told apart by its API address) connected and in sync.
@@ -337,7 +380,7 @@ async function main() {
   );
   if (stopping) return;
   process.stdout.write(`Weir demo: the controller (pid ${controller.pid}) serves ${listen} with the cluster in ${manifests}
-(watched: edit a file and the agents follow); agents ${nodes.join(', ')}; logs in ${state}.
+(watched: edit a file and the agents follow); agents ${nodes.join(', ')}${natsUrl ? `, over NATS JetStream at ${natsUrl}` : ''}; logs in ${state}.
 
 ${table}
 Point weirctl at it and try:
@@ -349,7 +392,7 @@ Point weirctl at it and try:
   bin/weirctl flows --node node-c --action deny -o wide
   bin/weirctl flows stats --node node-a
   bin/weirctl analyze matrix -f ${manifests} --probe TCP/9000
-
+${natsUrl ? `  bin/weirctl flows --follow --source nats --nats ${natsUrl} --since 5m   (every node's flow events)\n` : ''}
 Ctrl-C stops everything.
 ready
 `);

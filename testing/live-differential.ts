@@ -145,6 +145,8 @@ export const SKIPPABLE: readonly Skippable[] = [...CHANGE_KINDS, ...DISRUPTIONS,
 
 export interface LiveOptions {
   readonly seed: number;
+  /** Extra flags of the controller and the agents: the transport (e.g. --transport nats --nats URL). */
+  readonly transportArgs?: { readonly controller: string[]; readonly agent: string[] };
   /** Rounds of changes after the initial cluster (round 0). */
   readonly rounds: number;
   /** Changes per round, inclusive. */
@@ -1250,6 +1252,7 @@ class LiveSystem {
     readonly dir: string,
     readonly address: string,
     ports: ReadonlyMap<NodeName, number>,
+    transportArgs: LiveOptions['transportArgs'],
   ) {
     const logStream = (name: string) => {
       const s = createWriteStream(join(dir, 'logs', `${name}.log`), { flags: 'a' });
@@ -1268,6 +1271,7 @@ class LiveSystem {
         join(dir, 'state', 'controller'),
         '--cluster',
         CLUSTER,
+        ...(transportArgs?.controller ?? []),
       ],
       logStream('controller'),
     );
@@ -1288,6 +1292,7 @@ class LiveSystem {
             join(dir, 'state', node),
             '--listen',
             `127.0.0.1:${port}`,
+            ...(transportArgs?.agent ?? []),
           ],
           logStream(node),
         ),
@@ -1295,12 +1300,15 @@ class LiveSystem {
     }
   }
 
-  static async create(dir: string): Promise<LiveSystem> {
+  static async create(
+    dir: string,
+    transportArgs?: LiveOptions['transportArgs'],
+  ): Promise<LiveSystem> {
     await mkdir(join(dir, 'logs'), { recursive: true });
     const address = `127.0.0.1:${await freePort()}`;
     const ports = new Map<NodeName, number>();
     for (const n of NODES) ports.set(n, await freePort());
-    return new LiveSystem(dir, address, ports);
+    return new LiveSystem(dir, address, ports, transportArgs);
   }
 
   startController(): Promise<void> {
@@ -1687,7 +1695,7 @@ export async function runSeed(options: LiveOptions): Promise<SeedResult> {
   const abort = () => void sys?.close();
   options.signal?.addEventListener('abort', abort, { once: true });
   try {
-    sys = await LiveSystem.create(runDir);
+    sys = await LiveSystem.create(runDir, options.transportArgs);
     let onDisk: ReadonlyMap<string, string> = cluster.render(true, 0);
     await writeTree(manifests, onDisk);
     await sys.startController();

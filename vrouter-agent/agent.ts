@@ -10,6 +10,10 @@
  *                                              previous tables stay)
  *   lost stream: keep enforcing (headless); reconnect with backoff; resync
  *
+ * The controller connection is a ControllerTransport (transport/): gRPC by
+ * default, NATS when given one; the agent only applies what it delivers and
+ * answers each delivery.
+ *
  * `hash` is the content hash of the span in force (shared/wire/span-hash.ts),
  * computed here from the state the tables in force were compiled from; the
  * controller compares it with the span it computed for this node, and that
@@ -21,14 +25,11 @@ import { ReflectionService } from '@grpc/reflection';
 import { ValidationError, formatIssue } from '../shared/errors.js';
 import { type Ip, formatIp } from '../shared/net/ip.js';
 import type {
-  AgentMessage,
   AgentStatusReply,
-  ControllerMessage__Output,
   ExplainReply,
   ExplainRequest__Output,
-  SpanUpdate__Output,
 } from '../shared/generated/weir/v1/index.js';
-import { CHANNEL_OPTIONS, SERVER_OPTIONS, weirProto } from '../shared/grpc/proto.js';
+import { SERVER_OPTIONS, weirProto } from '../shared/grpc/proto.js';
 import type { Logger } from '../shared/log.js';
 import { compile } from '../shared/policy/compile.js';
 import { parseProbe, probe, resolveTarget } from '../shared/policy/probe.js';
@@ -47,11 +48,19 @@ import { flowIntrospectHandlers } from './introspect/flow-service.js';
 import { SpanState } from './store/span-state.js';
 import { SyntheticTraffic } from './traffic/synthetic.js';
 import { AgentMetrics } from './metrics.js';
+import { GrpcTransport } from './transport/grpc.js';
+import type { AgentHello, ControllerTransport, Delivery } from './transport/transport.js';
 
 export interface AgentOptions {
   readonly node: string;
-  /** "host:port" of the controller. */
+  /** "host:port" of the controller (gRPC); ignored when `transport` is given. */
   readonly controller: string;
+  /** The controller connection; default: gRPC to `controller`. */
+  readonly transport?: ControllerTransport;
+  /** Publish the datapath's flow events (NATS: transport/nats-flows.ts); none by default. */
+  readonly flowExport?: {
+    start(datapath: () => Datapath, nowMs: () => number): void;
+  } & AsyncDisposable;
   readonly stateDir: string;
   /** "host:port" for the agent's own API (port 0: any free port). */
   readonly listen: string;
@@ -78,18 +87,15 @@ export class NodeAgent implements AsyncDisposable {
   /** Span-hash elements by object: states are immutable and share unchanged objects. */
   private readonly hashMemo: ElementMemo = new WeakMap();
   private tables: RuleTables;
-  private connected = false;
   private lastError = '';
   private warnings: string[] = [];
   private closed = false;
   private readonly instance = randomUUID();
-  private client: grpc.Client | undefined;
-  private call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output> | undefined;
-  private retry: NodeJS.Timeout | undefined;
+  private readonly transport: ControllerTransport;
+  /** The loop applying deliveries, one at a time, in order. */
+  private loop: Promise<void> = Promise.resolve();
   private server: grpc.Server | undefined;
   private readonly log: Logger;
-  /** Updates are applied one at a time, in order. */
-  private queue: Promise<void> = Promise.resolve();
   private readonly datapath: Datapath;
   /** The same datapath as its userspace driver (synthetic traffic feeds it packets); undefined with another datapath. */
   private readonly userspace: UserspaceDatapath | undefined;
@@ -105,6 +111,13 @@ export class NodeAgent implements AsyncDisposable {
 
   constructor(private readonly options: AgentOptions) {
     this.log = options.log.child({ component: 'agent' });
+    this.transport =
+      options.transport ??
+      new GrpcTransport(options.controller, {
+        log: this.log,
+        reconnectMinMs: options.reconnectMinMs,
+        reconnectMaxMs: options.reconnectMaxMs,
+      });
     this.tables = this.compile(this.state);
     this.inForceHash = this.hashOf(this.state);
     // First packets are decided by the native engine when the addon loads (RuleTables otherwise).
@@ -119,7 +132,7 @@ export class NodeAgent implements AsyncDisposable {
     this.datapath = options.datapath ?? this.userspace!;
     this.metrics = new AgentMetrics({
       appliedRevision: () => this.state.revision,
-      controllerConnected: () => this.connected,
+      controllerConnected: () => this.transport.connected,
       localEndpoints: () => this.tables.endpoints.size,
       datapath: () => this.datapath.stats(),
     });
@@ -212,6 +225,10 @@ export class NodeAgent implements AsyncDisposable {
       );
     }
     await this.serve();
+    this.options.flowExport?.start(
+      () => this.datapath,
+      () => performance.timeOrigin + performance.now(),
+    );
     const userspace = this.userspace;
     if (this.options.syntheticTrafficPerSecond && userspace !== undefined) {
       this.traffic = new SyntheticTraffic(() => userspace, {
@@ -220,7 +237,21 @@ export class NodeAgent implements AsyncDisposable {
       });
       this.traffic.start();
     }
-    this.connect(0);
+    const deliveries = this.transport.updates(() => this.hello());
+    this.loop = (async () => {
+      for await (const d of deliveries) await this.onUpdate(d);
+    })();
+  }
+
+  /** What the agent holds now, as every (re)connection tells the controller. */
+  private hello(): AgentHello {
+    return {
+      node: this.options.node,
+      appliedRevision: this.state.revision,
+      instance: this.instance,
+      apiAddress: this.apiAddress(),
+      inForceHash: this.inForceHash,
+    };
   }
 
   /** O(objects) additions; only objects new since the last state are hashed. */
@@ -234,68 +265,18 @@ export class NodeAgent implements AsyncDisposable {
     });
   }
 
-  // --- controller stream -------------------------------------------------------
+  // --- updates -------------------------------------------------------------------
 
-  private connect(attempt: number): void {
+  private async onUpdate(d: Delivery): Promise<void> {
     if (this.closed) return;
-    const { proto } = weirProto();
-    this.client ??= new proto.weir.v1.ControlPlane(
-      this.options.controller,
-      grpc.credentials.createInsecure(),
-      CHANNEL_OPTIONS,
-    );
-    const call = (
-      this.client as unknown as {
-        Connect(): grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>;
-      }
-    ).Connect();
-    this.call = call;
-    let gotData = false;
-    call.on('data', (msg: ControllerMessage__Output) => {
-      // The controller answers the hello with a welcome before anything else.
-      if (!gotData) {
-        gotData = true;
-        this.connected = true;
-        this.log.info({ controller: this.options.controller }, 'connected to controller');
-      }
-      if (msg.kind === 'update' && msg.update) {
-        const update = msg.update;
-        this.queue = this.queue.then(() => this.onUpdate(call, update));
-      }
-    });
-    const lost = (why: string) => {
-      if (this.call !== call) return;
-      this.call = undefined;
-      if (this.connected)
-        this.log.warn({ why }, 'controller stream lost; enforcing the last span (headless)');
-      this.connected = false;
-      if (this.closed) return;
-      const min = this.options.reconnectMinMs ?? 200;
-      const max = this.options.reconnectMaxMs ?? 5_000;
-      const next = gotData ? 0 : attempt + 1;
-      const delay = Math.min(max, min * 2 ** Math.min(next, 10)) * (0.5 + Math.random() / 2);
-      this.retry = setTimeout(() => this.connect(next), delay);
-      this.retry.unref();
-    };
-    call.on('error', (err: grpc.ServiceError) => lost(err.details || err.message));
-    call.on('end', () => lost('stream ended by the controller'));
-    call.write({
-      hello: {
-        node: this.options.node,
-        appliedRevision: String(this.state.revision),
-        instance: this.instance,
-        apiAddress: this.apiAddress(),
-        inForceHash: this.inForceHash,
-      },
-    });
-  }
-
-  private async onUpdate(
-    call: grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>,
-    u: SpanUpdate__Output,
-  ): Promise<void> {
+    const u = d.update;
+    if (u === undefined) {
+      this.lastError = d.problem ?? 'an update could not be read';
+      this.metrics.updates.inc({ result: 'refused' });
+      d.nack(this.lastError, this.inForceHash);
+      return;
+    }
     const revision = u.revision;
-    if (this.closed) return;
     try {
       const next = this.state.apply(u);
       const tables = this.compile(next);
@@ -331,7 +312,7 @@ export class NodeAgent implements AsyncDisposable {
         },
         'span applied',
       );
-      if (this.call === call) call.write({ ack: { revision, inForceHash: this.inForceHash } });
+      d.ack(this.inForceHash);
     } catch (err) {
       const message =
         err instanceof ValidationError
@@ -340,8 +321,7 @@ export class NodeAgent implements AsyncDisposable {
       this.lastError = `revision ${revision} refused: ${message}`;
       this.metrics.updates.inc({ result: 'refused' });
       this.log.error({ revision, err }, 'update refused; the previous revision stays in force');
-      if (this.call === call)
-        call.write({ nack: { revision, error: message, inForceHash: this.inForceHash } });
+      d.nack(message, this.inForceHash);
     }
   }
 
@@ -390,9 +370,9 @@ export class NodeAgent implements AsyncDisposable {
     return {
       node: this.options.node,
       appliedRevision: String(this.state.revision),
-      controllerConnected: this.connected,
+      controllerConnected: this.transport.connected,
       // Connected means the controller answered this stream's hello; never both.
-      headless: !this.connected && this.state.revision > 0,
+      headless: !this.transport.connected && this.state.revision > 0,
       localEndpoints: this.tables.endpoints.size,
       policies: this.state.policies.size,
       lastError: this.lastError,
@@ -432,11 +412,9 @@ export class NodeAgent implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     this.closed = true;
     this.traffic?.[Symbol.dispose]();
-    if (this.retry !== undefined) clearTimeout(this.retry);
-    this.call?.cancel();
-    this.call = undefined;
-    this.client?.close();
-    await this.queue;
+    await this.transport[Symbol.asyncDispose]();
+    await this.options.flowExport?.[Symbol.asyncDispose]();
+    await this.loop;
     await new Promise<void>((resolve) => {
       if (this.server === undefined) return resolve();
       this.server.tryShutdown(() => resolve());

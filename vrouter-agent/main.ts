@@ -12,6 +12,10 @@ import { defaultStateDir, prepareStateDir } from '../shared/state/state-dir.js';
 import { NodeAgent } from './agent.js';
 import { registerDatapathMetrics } from './datapath/kernel-metrics.js';
 import { emptySpanTables, selectDatapath, type DatapathChoice } from './datapath/kernel-select.js';
+import { NATS_CLUSTER_NAME } from '../shared/nats/names.js';
+import { NATS_FLAGS, NATS_USAGE, natsEndpointFromFlags } from '../shared/nats/connect.js';
+import { NatsTransport } from './transport/nats.js';
+import { FlowExporter } from './transport/nats-flows.js';
 
 const USAGE = `usage: weir-agent --node NAME [--controller HOST:PORT] [--state-dir DIR] [--listen HOST:PORT] [--log-level LEVEL]
   --node NAME            the node this agent enforces policy for (env NODE_NAME)
@@ -35,6 +39,7 @@ const USAGE = `usage: weir-agent --node NAME [--controller HOST:PORT] [--state-d
                          restart or crash must not take the node's pods off the network; choose closed where
                          an unenforced new connection is worse than an outage (see docs/datapath.md)
   --queue N              the NFQUEUE number of the kernel datapath (default 100)
+${NATS_USAGE}  --cluster NAME         the cluster's name on NATS (as the controller's --cluster; default "local")
 `;
 
 const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
@@ -59,6 +64,8 @@ export async function main(argv: string[]): Promise<void> {
         'synthetic-traffic': { type: 'string' },
         'metrics-listen': { type: 'string' },
         'log-level': { type: 'string' },
+        cluster: { type: 'string', default: 'local' },
+        ...NATS_FLAGS,
         datapath: { type: 'string', default: process.env.WEIR_DATAPATH ?? 'auto' },
         'fail-mode': { type: 'string', default: 'open' },
         queue: { type: 'string', default: '100' },
@@ -76,6 +83,11 @@ export async function main(argv: string[]): Promise<void> {
         `--node ${JSON.stringify(values.node)} is not a node name (letters, digits, ".", "-", "_"; at most 253)`,
       );
     const node = values.node;
+    const endpoint = natsEndpointFromFlags(values);
+    if (endpoint !== undefined && !NATS_CLUSTER_NAME.test(values.cluster!))
+      throw new ArgumentError(
+        `--cluster ${JSON.stringify(values.cluster)} cannot name NATS subjects (letters, digits, "_", "-"; at most 64)`,
+      );
     const log = rootLogger({ name: 'weir-agent', level: values['log-level'] }).child({ node });
     // One agent per state directory, and one only its user can write.
     const stateDir = await prepareStateDir(values['state-dir'] ?? defaultStateDir(`agent-${node}`));
@@ -116,7 +128,8 @@ export async function main(argv: string[]): Promise<void> {
         '--synthetic-traffic feeds the userspace datapath; the nftables one takes real packets',
       );
     log.info({ datapath: selection.kind, reason: selection.reason }, 'datapath selected');
-    const agent = new NodeAgent({
+    let flowExporter: FlowExporter | undefined;
+    const agent: NodeAgent = new NodeAgent({
       node,
       controller: values.controller!,
       stateDir,
@@ -127,6 +140,31 @@ export async function main(argv: string[]): Promise<void> {
           ? undefined
           : positive(values['synthetic-traffic'], '--synthetic-traffic'),
       log,
+      ...(endpoint !== undefined
+        ? {
+            transport: new NatsTransport({
+              endpoint,
+              cluster: values.cluster!,
+              node,
+              log: log.child({ component: 'agent' }),
+            }),
+            flowExport: {
+              start: (datapath, nowMs) => {
+                flowExporter = new FlowExporter(
+                  {
+                    endpoint,
+                    cluster: values.cluster!,
+                    node,
+                    log: log.child({ component: 'flows' }),
+                  },
+                  agent.metrics.registry,
+                );
+                flowExporter.start(datapath, nowMs);
+              },
+              [Symbol.asyncDispose]: async () => flowExporter?.[Symbol.asyncDispose](),
+            },
+          }
+        : {}),
       datapath: selection.datapath,
       datapathReason: selection.reason,
     });

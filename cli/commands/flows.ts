@@ -115,7 +115,7 @@ export function parseMatch(text: string): Match {
   };
 }
 
-function matches(f: Flow__Output, m: Match): boolean {
+export function matches(f: Flow__Output, m: Match): boolean {
   const endOk = (e: MatchEnd, ip: string, port: number) =>
     e.ip === ip && (e.port === undefined || e.port === port);
   const forward =
@@ -127,7 +127,7 @@ function matches(f: Flow__Output, m: Match): boolean {
   return (m.protocol === undefined || f.protocol === m.protocol) && (forward || backward);
 }
 
-function filterOf(o: FlowOptions): FlowFilter {
+export function filterOf(o: FlowOptions): FlowFilter {
   const protocol =
     o.protocol === undefined
       ? 0
@@ -156,7 +156,7 @@ function filterOf(o: FlowOptions): FlowFilter {
   };
 }
 
-function output(value: string, allowed: readonly string[]): string {
+export function output(value: string, allowed: readonly string[]): string {
   if (!allowed.includes(value))
     throw new UsageError(
       `-o/--output must be one of ${allowed.join(', ')}, not ${JSON.stringify(value)}`,
@@ -316,6 +316,12 @@ export async function flowsList(io: Io, o: FlowOptions): Promise<number> {
   return 0;
 }
 
+/** One flow event as `--watch` prints it (`node`: prefixed, for a cluster-wide view). */
+export function eventLine(e: FlowEvent__Output, f: Flow__Output, node?: string): string {
+  const at = new Date(Number(e.atUnixMs)).toISOString().slice(11, 23);
+  return `${at} ${node === undefined ? '' : `${node} `}${e.type.padEnd(11)} #${f.index} ${proto(f.protocol)} ${end(f.source, f.sourcePort, f.sourcePod, f.protocol)} -> ${end(f.destination, f.destinationPort, f.destinationPod, f.protocol)} ${verdict(f)}  egress: ${policyName(f.egress)}  ingress: ${policyName(f.ingress)}\n`;
+}
+
 function watch(
   io: Io,
   address: string,
@@ -334,10 +340,7 @@ function watch(
       if (f === null || (match !== undefined && !matches(f, match))) return;
       if (format === 'json') io.stdout(`${JSON.stringify(e)}\n`);
       else {
-        const at = new Date(Number(e.atUnixMs)).toISOString().slice(11, 23);
-        io.stdout(
-          `${at} ${e.type.padEnd(11)} #${f.index} ${proto(f.protocol)} ${end(f.source, f.sourcePort, f.sourcePod, f.protocol)} -> ${end(f.destination, f.destinationPort, f.destinationPod, f.protocol)} ${verdict(f)}  egress: ${policyName(f.egress)}  ingress: ${policyName(f.ingress)}\n`,
-        );
+        io.stdout(eventLine(e, f));
       }
     });
     stream.on('error', (err: grpc.ServiceError) => {

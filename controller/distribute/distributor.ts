@@ -24,7 +24,9 @@
  * connected and the two hashes are equal; a delta is only ever built on a
  * base whose hash the agent confirmed.
  *
- * Transport-agnostic: the gRPC server (and later NATS) supply AgentLinks.
+ * Fed only by the span store (spans, their hashes, the objects they hold);
+ * transport-agnostic: publishers (publisher.ts: gRPC, NATS) turn agent
+ * connections into hello() calls and AgentLinks.
  */
 import { createHash } from 'node:crypto';
 import type { SpanUpdate } from '../../shared/generated/weir/v1/index.js';
@@ -37,7 +39,6 @@ import {
   serviceGroupToWire,
 } from '../../shared/wire/policy.js';
 import { objectHash } from '../../shared/wire/span-hash.js';
-import type { ClusterModel } from '../model/cluster-model.js';
 import type { ObjectKey, SpanObject, SpanStore } from '../store/span-store.js';
 import type { PersistedNode } from '../store/state-file.js';
 
@@ -200,7 +201,6 @@ export class Distributor {
   private builtRevision = -1;
 
   constructor(
-    private readonly model: ClusterModel,
     private readonly store: SpanStore,
     private readonly options: {
       log: Logger;
@@ -459,19 +459,8 @@ export class Distributor {
    * the node got them by resync, from its connection.
    */
   realization(policyId: string): Realization {
-    const policy = this.model.policy(policyId);
     const nodes = [...this.store.holdersOf(`p:${policyId}`)].sort();
-    const keys =
-      policy === undefined
-        ? []
-        : [
-            `p:${policyId}`,
-            `g:${policy.appliedTo}`,
-            ...policy.rules.flatMap((r) => [
-              ...('addressGroup' in r.endpoint2 ? [`g:${r.endpoint2.addressGroup}`] : []),
-              ...(r.serviceGroup ? [`s:${r.serviceGroup}`] : []),
-            ]),
-          ];
+    const keys = this.store.policyKeys(policyId);
     let revision = 0;
     const applied: string[] = [];
     const latencyMs: Record<string, number> = {};
@@ -730,13 +719,13 @@ export class Distributor {
     const revision = this.store.revision;
     const baseRevision = base === undefined ? 0 : r.ackedRevision;
     const policySet = policySetChanged
-      ? applicationPolicySetToWire(this.model.applicationPolicySet(span?.policies ?? []))
+      ? applicationPolicySetToWire(this.store.applicationPolicySet(span?.policies ?? []))
       : undefined;
 
     // The key names the update's content exactly: revisions, every object by
     // key and content hash, every removal, and the policy set by its content.
     const k = createHash('sha256');
-    k.update(`${revision}\n${baseRevision}\n${this.model.cluster}\n`);
+    k.update(`${revision}\n${baseRevision}\n${this.store.cluster}\n`);
     for (const key of changed) k.update(`+${key} ${entries.get(key)!.hash}\n`);
     for (const key of removed) k.update(`-${key}\n`);
     k.update(policySet === undefined ? '=' : `aps ${objectHash.applicationPolicySet(policySet)}`);
@@ -817,7 +806,7 @@ export class Distributor {
       removedAddressGroups: [],
       removedServiceGroups: [],
       removedEndpoints: [],
-      cluster: this.model.cluster,
+      cluster: this.store.cluster,
     };
     const localOnly = this.store.span(node)?.localOnlyGroups;
     for (const key of changed) {

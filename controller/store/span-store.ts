@@ -32,6 +32,7 @@ import { addTo, removeFrom } from '../../shared/collections.js';
 import type { ClusterModel, ModelChanges } from '../model/cluster-model.js';
 import type {
   AddressGroup,
+  ApplicationPolicySet,
   Endpoint,
   FirewallPolicy,
   PolicySnapshot,
@@ -213,6 +214,34 @@ export class SpanStore {
 
   nodes(): string[] {
     return [...this.spans.keys()].sort();
+  }
+
+  /** The cluster name every object id is prefixed with. */
+  get cluster(): string {
+    return this.model.cluster;
+  }
+
+  /** The application policy set of a span holding these policies (what a snapshot carries). */
+  applicationPolicySet(policyIds: readonly string[]): ApplicationPolicySet {
+    return this.model.applicationPolicySet(policyIds);
+  }
+
+  /**
+   * The keys a policy is realized by on a node: the policy, its applied-to
+   * group, and the groups and service groups its rules reference. Empty for
+   * a policy the store does not know.
+   */
+  policyKeys(policyId: string): ObjectKey[] {
+    const policy = this.model.policy(policyId);
+    if (policy === undefined) return [];
+    return [
+      `p:${policyId}`,
+      `g:${policy.appliedTo}`,
+      ...policy.rules.flatMap((r) => [
+        ...('addressGroup' in r.endpoint2 ? [`g:${r.endpoint2.addressGroup}`] : []),
+        ...(r.serviceGroup ? [`s:${r.serviceGroup}`] : []),
+      ]),
+    ];
   }
 
   /** Nodes whose span holds an object. */

@@ -113,7 +113,7 @@ function setup(options: { retryMinMs?: number; retryMaxMs?: number } = {}) {
   const model = new ClusterModel({ cluster: 't' });
   const store = new SpanStore(model);
   const clock = { now: 1_000_000 };
-  const d = new Distributor(model, store, {
+  const d = new Distributor(store, {
     log: silentLogger,
     now: () => clock.now,
     ackTimeoutMs: 30_000,
@@ -426,7 +426,7 @@ describe('distributor', () => {
       const make = (initialRevision = 0) => {
         const model = new ClusterModel({ cluster: 't' });
         const store = new SpanStore(model, { initialRevision });
-        const d = new Distributor(model, store, {
+        const d = new Distributor(store, {
           log: silentLogger,
           random: () => 0,
           observe: {

@@ -1,7 +1,8 @@
 /**
- * The distributor behind the real gRPC server, with real agents (NodeAgent)
- * on loopback: what each node ends up enforcing when one encoded update is
- * shared between nodes.
+ * The distributor behind a real publisher, with real agents (NodeAgent) on
+ * loopback: what each node ends up enforcing when one encoded update is
+ * shared between nodes. Every case runs over both transports: the gRPC
+ * server, and NATS JetStream (a real nats-server) — one semantic.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -19,6 +20,9 @@ import { weirProto } from '../../shared/grpc/proto.js';
 import { silentLogger } from '../../shared/log.js';
 import { snapshotToWire } from '../../shared/wire/policy.js';
 import { NodeAgent } from '../../vrouter-agent/agent.js';
+import { NatsTransport } from '../../vrouter-agent/transport/nats.js';
+import { NatsPublisher } from '../../controller/distribute/nats-publisher.js';
+import { startNats } from '../../testing/nats-server.js';
 import { build, namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
 import { eventually } from '../support/processes.js';
 
@@ -32,11 +36,13 @@ interface Rig {
   dispose(): Promise<void>;
 }
 
-async function rig(nodes: readonly string[]): Promise<Rig> {
+type Transport = 'grpc' | 'nats';
+
+async function rig(nodes: readonly string[], transport: Transport): Promise<Rig> {
   const dir = await mkdtemp(join(tmpdir(), 'weir-dist-'));
   const model = new ClusterModel({ cluster: 't' });
   const store = new SpanStore(model);
-  const distributor = new Distributor(model, store, { log: silentLogger });
+  const distributor = new Distributor(store, { log: silentLogger });
   const { server, port } = await startControllerServer({
     listen: '127.0.0.1:0',
     distributor,
@@ -46,7 +52,22 @@ async function rig(nodes: readonly string[]): Promise<Rig> {
       explain: () => ({}),
     },
     log: silentLogger,
+    controlPlane: transport === 'grpc',
   });
+  const nats = transport === 'nats' ? await startNats() : undefined;
+  const endpoint = { servers: [nats?.urls ?? ''] };
+  const publisher =
+    nats === undefined
+      ? undefined
+      : await NatsPublisher.start({
+          endpoint,
+          cluster: 't',
+          sessions: distributor,
+          nodeLocal: (node, key) =>
+            key.startsWith('g:') && store.span(node)?.localOnlyGroups.has(key.slice(2)) === true,
+          held: (key) => store.holdersOf(key).size > 0,
+          log: silentLogger,
+        });
   const commit = () => {
     const c = store.commit(Date.now());
     if (c) distributor.notify(c.nodes);
@@ -71,6 +92,9 @@ async function rig(nodes: readonly string[]): Promise<Rig> {
       stateDir: join(dir, node),
       listen: '127.0.0.1:0',
       log: silentLogger,
+      ...(nats !== undefined
+        ? { transport: new NatsTransport({ endpoint, cluster: 't', node, log: silentLogger }) }
+        : {}),
     });
     await agent.start();
     agents.set(node, agent);
@@ -85,6 +109,8 @@ async function rig(nodes: readonly string[]): Promise<Rig> {
     async dispose() {
       distributor.closeAll('test over');
       for (const a of agents.values()) await a[Symbol.asyncDispose]();
+      await publisher?.[Symbol.asyncDispose]();
+      await nats?.[Symbol.asyncDispose]();
       await new Promise<void>((resolve) => (server as grpc.Server).tryShutdown(() => resolve()));
       await rm(dir, { recursive: true, force: true });
     },
@@ -130,85 +156,95 @@ const cluster = (denyNode: string): Raw[] => [
   }),
 ];
 
-describe('one encoded update shared between nodes', () => {
-  let r: Rig | undefined;
-  afterEach(async () => {
-    await r?.dispose();
-    r = undefined;
-  });
+for (const transport of ['grpc', 'nats'] as const)
+  describe(`over ${transport}`, () => {
+    describe('one encoded update shared between nodes', () => {
+      let r: Rig | undefined;
+      afterEach(async () => {
+        await r?.dispose();
+        r = undefined;
+      });
 
-  test('deleting a policy two nodes hold leaves each node its own policy list (node-b still denies)', async () => {
-    r = await rig(['node-a', 'node-b']);
-    r.apply(...cluster('node-b'));
-    r.distributor.setReady();
-    await settled(r);
-    const b = r.agents.get('node-b')!;
-    assert.equal(verdict(b, '10.9.9.9', 'a/pb'), true, 'a/x admits everything at first');
-    r.deletePolicy('a', 'x');
-    const views = await settled(r);
-    for (const v of views) {
-      assert.equal(v.lastError, '', `${v.node} applied what it was sent, as sent`);
-      assert.equal(v.retryAttempts, 0, `${v.node} needed no retry`);
-    }
-    assert.equal(b.revision, r.store.revision);
-    assert.equal(verdict(b, '10.9.9.9', 'a/pb'), false, 'a/deny isolates a/pb: denied');
-    assert.equal(verdict(r.agents.get('node-a')!, '10.9.9.9', 'a/pa'), true);
-  });
+      test('deleting a policy two nodes hold leaves each node its own policy list (node-b still denies)', async () => {
+        r = await rig(['node-a', 'node-b'], transport);
+        r.apply(...cluster('node-b'));
+        r.distributor.setReady();
+        await settled(r);
+        const b = r.agents.get('node-b')!;
+        assert.equal(verdict(b, '10.9.9.9', 'a/pb'), true, 'a/x admits everything at first');
+        r.deletePolicy('a', 'x');
+        const views = await settled(r);
+        for (const v of views) {
+          assert.equal(v.lastError, '', `${v.node} applied what it was sent, as sent`);
+          assert.equal(v.retryAttempts, 0, `${v.node} needed no retry`);
+        }
+        assert.equal(b.revision, r.store.revision);
+        assert.equal(verdict(b, '10.9.9.9', 'a/pb'), false, 'a/deny isolates a/pb: denied');
+        assert.equal(verdict(r.agents.get('node-a')!, '10.9.9.9', 'a/pa'), true);
+      });
 
-  test('deleting a policy two nodes hold is accepted by the node that holds no other policy', async () => {
-    r = await rig(['node-a', 'node-b']);
-    r.apply(...cluster('node-a'));
-    r.distributor.setReady();
-    await settled(r);
-    r.deletePolicy('a', 'x');
-    for (const v of await settled(r)) {
-      assert.equal(v.lastError, '', `${v.node} accepted its update`);
-      assert.equal(v.retryAttempts, 0, `${v.node} needed no retry`);
-    }
-    assert.equal(r.agents.get('node-b')!.revision, r.store.revision);
-    assert.equal(verdict(r.agents.get('node-a')!, '10.9.9.9', 'a/pa'), false);
-    assert.equal(verdict(r.agents.get('node-b')!, '10.9.9.9', 'a/pb'), true);
-  });
-});
+      test('deleting a policy two nodes hold is accepted by the node that holds no other policy', async () => {
+        r = await rig(['node-a', 'node-b'], transport);
+        r.apply(...cluster('node-a'));
+        r.distributor.setReady();
+        await settled(r);
+        r.deletePolicy('a', 'x');
+        for (const v of await settled(r)) {
+          assert.equal(v.lastError, '', `${v.node} accepted its update`);
+          assert.equal(v.retryAttempts, 0, `${v.node} needed no retry`);
+        }
+        assert.equal(r.agents.get('node-b')!.revision, r.store.revision);
+        assert.equal(verdict(r.agents.get('node-a')!, '10.9.9.9', 'a/pa'), false);
+        assert.equal(verdict(r.agents.get('node-b')!, '10.9.9.9', 'a/pb'), true);
+      });
+    });
 
-describe('an address two local pods claim', () => {
-  let r: Rig | undefined;
-  afterEach(async () => {
-    await r?.dispose();
-    r = undefined;
-  });
+    describe('an address two local pods claim', () => {
+      let r: Rig | undefined;
+      afterEach(async () => {
+        await r?.dispose();
+        r = undefined;
+      });
 
-  test('reaches the node owned by one pod, is enforced in sync, and later deltas still apply', async () => {
-    r = await rig(['node-a']);
-    r.apply(
-      namespace('a'),
-      pod('a', 'pa', { labels: { app: 'x' }, ips: ['10.0.0.1'], node: 'node-a' }),
-      pod('a', 'pz', { labels: { app: 'z' }, ips: ['10.0.0.1'], node: 'node-a' }),
-      networkPolicy('a', 'deny-z', {
-        podSelector: { matchLabels: { app: 'z' } },
-        policyTypes: ['Ingress'],
-      }),
-    );
-    r.distributor.setReady();
-    const [first] = await settled(r);
-    const agent = r.agents.get('node-a')!;
-    assert.equal(first?.lastError, '', 'the span is applied, not refused');
-    assert.equal(first?.inSync, true, "the in-force span hashes to the controller's");
-    assert.deepEqual(r.model.duplicateAddresses(), [
-      { ip: '10.0.0.1', endpoints: ['a/pa', 'a/pz'] },
-    ]);
-    assert.deepEqual(agent.status().warnings, [], 'the span gives the address to a/pz alone');
-    assert.equal(verdict(agent, '10.9.9.9', '10.0.0.1'), false, 'a/pz holds the address: denied');
-    r.apply(
-      networkPolicy('a', 'allow-z', { podSelector: { matchLabels: { app: 'z' } }, ingress: [{}] }),
-    );
-    const [second] = await settled(r);
-    assert.equal(second?.lastError, '', 'the next delta is applied on the span in force');
-    assert.equal(second?.inSync, true);
-    assert.equal(agent.revision, r.store.revision);
-    assert.equal(verdict(agent, '10.9.9.9', '10.0.0.1'), true, 'a/allow-z admits now');
+      test('reaches the node owned by one pod, is enforced in sync, and later deltas still apply', async () => {
+        r = await rig(['node-a'], transport);
+        r.apply(
+          namespace('a'),
+          pod('a', 'pa', { labels: { app: 'x' }, ips: ['10.0.0.1'], node: 'node-a' }),
+          pod('a', 'pz', { labels: { app: 'z' }, ips: ['10.0.0.1'], node: 'node-a' }),
+          networkPolicy('a', 'deny-z', {
+            podSelector: { matchLabels: { app: 'z' } },
+            policyTypes: ['Ingress'],
+          }),
+        );
+        r.distributor.setReady();
+        const [first] = await settled(r);
+        const agent = r.agents.get('node-a')!;
+        assert.equal(first?.lastError, '', 'the span is applied, not refused');
+        assert.equal(first?.inSync, true, "the in-force span hashes to the controller's");
+        assert.deepEqual(r.model.duplicateAddresses(), [
+          { ip: '10.0.0.1', endpoints: ['a/pa', 'a/pz'] },
+        ]);
+        assert.deepEqual(agent.status().warnings, [], 'the span gives the address to a/pz alone');
+        assert.equal(
+          verdict(agent, '10.9.9.9', '10.0.0.1'),
+          false,
+          'a/pz holds the address: denied',
+        );
+        r.apply(
+          networkPolicy('a', 'allow-z', {
+            podSelector: { matchLabels: { app: 'z' } },
+            ingress: [{}],
+          }),
+        );
+        const [second] = await settled(r);
+        assert.equal(second?.lastError, '', 'the next delta is applied on the span in force');
+        assert.equal(second?.inSync, true);
+        assert.equal(agent.revision, r.store.revision);
+        assert.equal(verdict(agent, '10.9.9.9', '10.0.0.1'), true, 'a/allow-z admits now');
+      });
+    });
   });
-});
 
 describe('encoding updates', () => {
   const connect = weirProto().proto.weir.v1.ControlPlane.service.Connect;

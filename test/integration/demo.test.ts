@@ -20,8 +20,8 @@ interface Demo {
   readonly exited: Promise<number | null>;
 }
 
-function demo(env: Record<string, string>): Demo {
-  const child = spawn(process.execPath, [join(ROOT, 'scripts', 'demo.mjs')], {
+function demo(env: Record<string, string>, args: string[] = []): Demo {
+  const child = spawn(process.execPath, [join(ROOT, 'scripts', 'demo.mjs'), ...args], {
     // The userspace demo: as root with the kernel datapath, npm start is a lab (test/e2e covers it).
     env: { ...process.env, WEIR_DEMO_DATAPATH: 'userspace', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -156,5 +156,28 @@ describe('the demo', () => {
     assert.equal(r.code, 1, r.err);
     assert.match(r.err, /within 0\.001 s/);
     assert.deepEqual(await locks(state), [], 'no part of it is left running');
+  });
+});
+
+describe('the demo over NATS', () => {
+  test('npm start -- --transport nats starts a nats-server, converges over it, and stops everything it started', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'weir-demo-nats-'));
+    const listen = `127.0.0.1:${await freePort()}`;
+    const d = demo({ WEIR_LISTEN: listen, WEIR_DEMO_STATE: join(dir, 'demo') }, [
+      '--transport',
+      'nats',
+    ]);
+    try {
+      await ready(d);
+      assert.match(d.out, /over NATS JetStream at nats:\/\/127\.0\.0\.1:\d+/);
+      assert.match(d.out, /weirctl flows --follow --source nats/);
+      for (const node of ['node-a', 'node-b', 'node-c'])
+        assert.match(d.out, new RegExp(`${node}\\s+yes\\s+\\d+\\s+\\d+\\s+yes\\s+0`));
+      await stopDemo(d);
+      assert.deepEqual(await locks(join(dir, 'demo')), [], 'nothing left running or locked');
+    } finally {
+      await stopDemo(d);
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -22,6 +22,7 @@ import {
   runSeed,
   writeTree,
 } from '../../testing/live-differential.js';
+import { TRANSPORTS, TransportRig } from '../support/transports.js';
 
 /**
  * Seeds 24 and 132 because their first four rounds, together, make 27 of
@@ -33,6 +34,8 @@ import {
  */
 const SEEDS = (process.env.WEIR_LIVE_SEEDS ?? '24,132').split(',').map(Number);
 const ROUNDS = Number(process.env.WEIR_LIVE_ROUNDS ?? 4);
+/** Over NATS: the first seed only (the harness is the same; CI time is bounded). */
+const NATS_SEEDS = (process.env.WEIR_LIVE_NATS_SEEDS ?? String(SEEDS[0])).split(',').map(Number);
 
 /** Rounds of changes without processes: the kinds made and the files after each round. */
 function generate(seed: number, rounds: number) {
@@ -103,21 +106,31 @@ describe('the live differential', () => {
     );
   });
 
-  for (const seed of SEEDS) {
-    test(`every agent decides each direction as weirctl analyze does, for every pod pair and probe, after each of ${ROUNDS} rounds of random changes with restarts (seed ${seed})`, {
+  const runs = TRANSPORTS.flatMap((transport) =>
+    (transport === 'nats' ? NATS_SEEDS : SEEDS).map((seed) => ({ transport, seed })),
+  );
+  for (const { transport, seed } of runs) {
+    test(`over ${transport}, every agent decides each direction as weirctl analyze does, for every pod pair and probe, after each of ${ROUNDS} rounds of random changes with restarts (seed ${seed})`, {
       // A bound against a hang, not a budget: one seed took 50-90 s at load 10-17 on this 2-core machine.
       timeout: 300_000,
     }, async (t) => {
-      const result = await runSeed({
-        seed,
-        rounds: ROUNDS,
-        progress: (line) => t.diagnostic(line),
-        signal: t.signal,
-      });
-      assert.equal(result.error, undefined, formatFailures(result));
-      assert.equal(result.failing.length, 0, `\n${formatFailures(result)}`);
-      assert.equal(result.rounds.length, ROUNDS + 1);
-      assert.ok(result.cells > 0);
+      const rig = new TransportRig(transport, 'live');
+      await rig.start();
+      try {
+        const result = await runSeed({
+          seed,
+          transportArgs: { controller: rig.controllerArgs(), agent: rig.agentArgs() },
+          rounds: ROUNDS,
+          progress: (line) => t.diagnostic(line),
+          signal: t.signal,
+        });
+        assert.equal(result.error, undefined, formatFailures(result));
+        assert.equal(result.failing.length, 0, `\n${formatFailures(result)}`);
+        assert.equal(result.rounds.length, ROUNDS + 1);
+        assert.ok(result.cells > 0);
+      } finally {
+        await rig[Symbol.asyncDispose]();
+      }
     });
   }
 });

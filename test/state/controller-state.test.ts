@@ -167,7 +167,7 @@ describe('a controller that starts fresh', () => {
   const setup = () => {
     const model = new ClusterModel({ cluster: 't' });
     const store = new SpanStore(model, { initialRevision: 0 });
-    const d = new Distributor(model, store, { log: silentLogger });
+    const d = new Distributor(store, { log: silentLogger });
     for (const raw of cluster) {
       const r = readKubeObject(raw);
       if (r.type === 'object') model.apply({ type: 'upsert', object: r.object });

@@ -1,0 +1,183 @@
+/**
+ * The gRPC publisher: the ControlPlane service. Each Connect stream is one
+ * agent connection: its Hello becomes a session of the Distributor (a
+ * Welcome is written first: from there the agent is connected), the
+ * session's AgentLink writes updates on the stream, and Ack/Nack from the
+ * stream go to the session. The stream's end is the session's end.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { ValidationError } from '../../shared/errors.js';
+import type {
+  AgentMessage__Output,
+  ControllerMessage,
+  SpanUpdate,
+} from '../../shared/generated/weir/v1/index.js';
+import { weirProto } from '../../shared/grpc/proto.js';
+import { toGrpcStatus } from '../../shared/grpc/status.js';
+import type { Logger } from '../../shared/log.js';
+import type { SessionHost } from './publisher.js';
+
+/** Encoded updates kept for reuse: a few revisions' worth, and never more than this many bytes. */
+const ENCODED_MAX_ENTRIES = 64;
+const ENCODED_MAX_BYTES = 64 * 1024 * 1024;
+
+/**
+ * ControllerMessage{update} encoded from pieces: the update's scalar and
+ * removal fields, then each object as its own repeated-field entry, encoded
+ * once per object (`memo`, by identity: the Distributor hands every node
+ * the same wire object for the same object version). Protobuf decodes the
+ * concatenation of encoded fields as the message holding all of them, in
+ * order, so this decodes exactly as `encode({ update })` does, but a
+ * snapshot of thousands of objects costs a copy of their bytes, not their
+ * encoding, per node.
+ */
+export function encodeUpdate(
+  update: SpanUpdate,
+  encode: (m: ControllerMessage) => Buffer,
+  memo: WeakMap<object, Buffer>,
+): Buffer {
+  // encode({ update: x }) is 0x0a (field 1, length-delimited), a varint length, then x's fields.
+  const fields = (x: SpanUpdate): Buffer => {
+    const b = encode({ update: x });
+    let i = 1;
+    while (b[i]! & 0x80) i++;
+    return b.subarray(i + 1);
+  };
+  const parts = [
+    fields({ ...update, policies: [], addressGroups: [], serviceGroups: [], endpoints: [] }),
+  ];
+  const each = <T extends object>(objects: readonly T[] | undefined, one: (o: T) => SpanUpdate) => {
+    for (const o of objects ?? []) {
+      let b = memo.get(o);
+      if (b === undefined) {
+        b = fields(one(o));
+        memo.set(o, b);
+      }
+      parts.push(b);
+    }
+  };
+  each(update.policies, (o) => ({ policies: [o] }));
+  each(update.addressGroups, (o) => ({ addressGroups: [o] }));
+  each(update.serviceGroups, (o) => ({ serviceGroups: [o] }));
+  each(update.endpoints, (o) => ({ endpoints: [o] }));
+  let length = 0;
+  for (const p of parts) length += p.length;
+  const head = [0x0a];
+  for (let n = length; ; n = Math.floor(n / 128)) {
+    if (n < 128) {
+      head.push(n);
+      break;
+    }
+    head.push((n % 128) | 0x80);
+  }
+  return Buffer.concat([Buffer.from(head), ...parts], head.length + length);
+}
+
+/** Registers ControlPlane on a server, its streams handed to `sessions`. */
+export function addControlPlane(
+  server: grpc.Server,
+  options: {
+    sessions: SessionHost;
+    log: Logger;
+    /** Called with the encoded size of every update written. */
+    onBytesSent?: (bytes: number) => void;
+  },
+): void {
+  const { proto } = weirProto();
+  const log = options.log;
+  // Updates are encoded once per distinct content (the Distributor names it)
+  // and written as bytes: a change every node must hear is encoded once, not
+  // once per node.
+  const connect = proto.weir.v1.ControlPlane.service.Connect;
+  const encode = connect.responseSerialize as (m: ControllerMessage) => Buffer;
+  const controlPlane = {
+    Connect: {
+      ...connect,
+      responseSerialize: (m: ControllerMessage | Buffer) => (Buffer.isBuffer(m) ? m : encode(m)),
+    },
+  };
+  // Keys name an update's exact content (Distributor); the last few are all that repeat.
+  const encoded = new Map<string, Buffer>();
+  let encodedBytes = 0;
+  const objects = new WeakMap<object, Buffer>();
+  const encodeOnce = (update: SpanUpdate, key: string): Buffer => {
+    let bytes = encoded.get(key);
+    if (bytes === undefined) {
+      bytes = encodeUpdate(update, encode, objects);
+      encoded.set(key, bytes);
+      encodedBytes += bytes.length;
+      while (encoded.size > ENCODED_MAX_ENTRIES || encodedBytes > ENCODED_MAX_BYTES) {
+        const [oldest, b] = encoded.entries().next().value!;
+        encoded.delete(oldest);
+        encodedBytes -= b.length;
+      }
+    }
+    return bytes;
+  };
+
+  server.addService(controlPlane as unknown as grpc.ServiceDefinition, {
+    Connect: (call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>) => {
+      let session: ReturnType<SessionHost['hello']> | undefined;
+      let ended = false;
+      const end = () => {
+        if (ended) return;
+        ended = true;
+        session?.close();
+      };
+      call.on('data', (msg: AgentMessage__Output) => {
+        if (msg.kind === 'hello' && msg.hello && session === undefined) {
+          const hello = msg.hello;
+          const node = hello.node;
+          const revision = Number(hello.appliedRevision);
+          const problems = [
+            ...(node === '' ? [{ field: 'node', message: 'is required' }] : []),
+            ...(!Number.isSafeInteger(revision)
+              ? [{ field: 'appliedRevision', message: `${hello.appliedRevision} is out of range` }]
+              : []),
+          ].map((p) => ({ object: 'Hello', ...p }));
+          if (problems.length > 0) {
+            call.emit('error', toGrpcStatus(new ValidationError(problems)));
+            return;
+          }
+          // Before any update: the agent is connected from here on.
+          call.write({ welcome: { revision: String(options.sessions.revision) } });
+          session = options.sessions.hello(
+            {
+              node,
+              instance: hello.instance,
+              revision,
+              inForceHash: hello.inForceHash,
+              apiAddress: hello.apiAddress,
+            },
+            {
+              send: (update, key) => {
+                if (ended) return;
+                const bytes = encodeOnce(update, key);
+                options.onBytesSent?.(bytes.length);
+                call.write(bytes as unknown as ControllerMessage);
+              },
+              close: (reason) => {
+                if (ended) return;
+                log.info({ node, reason }, 'closing agent stream');
+                end();
+                call.end();
+              },
+            },
+          );
+        } else if (session === undefined) {
+          log.warn({ kind: msg.kind }, 'agent message before hello; ignored');
+        } else if (msg.kind === 'ack' && msg.ack)
+          session.ack(Number(msg.ack.revision), msg.ack.inForceHash);
+        else if (msg.kind === 'nack' && msg.nack)
+          session.nack(Number(msg.nack.revision), msg.nack.error, msg.nack.inForceHash);
+      });
+      call.on('end', () => {
+        end();
+        call.end();
+      });
+      call.on('error', end);
+      call.on('cancelled', end);
+      call.on('close', end);
+    },
+  });
+}

@@ -1,0 +1,470 @@
+/**
+ * The NATS publisher (docs/nats.md): agents reach the Distributor over NATS
+ * with exactly the semantics of the gRPC stream (hello with revision and
+ * in-force hash, one update in flight, ACK/NACK with the hash), and the
+ * updates travel through JetStream:
+ *
+ *   hello  (request weir.C.agent.N.hello)  ─> session, welcome reply
+ *   beat   (request weir.C.agent.N.beat)   ─> keeps the session; an unknown
+ *                                             session is answered ok:false
+ *   update ─> each object: once per version into the objects bucket
+ *             (KV weir_C_objects, R replicas), whatever the number of nodes
+ *          ─> the node's manifest (head + object references) into stream
+ *             WEIR_C_SPANS on weir.C.span.N (last message per node kept)
+ *   ack/nack (requests weir.C.agent.N.ack|nack) ─> the session
+ *
+ * The node is the subject's token, never a field of the message, and NATS
+ * permissions (permissions.ts) let an agent publish only under its own
+ * token: no agent can speak for another node or write policy.
+ *
+ * An update is published when every object it references is stored (a
+ * JetStream acknowledgement from the replicas), so an agent that sees a
+ * manifest can fetch everything it names. When NATS is away the publisher
+ * retries with backoff for as long as the session lives; the Distributor's
+ * ACK timeout ends sessions that never answer.
+ *
+ * Objects are written by key with history (the versions still referenced
+ * by in-flight manifests); keys of objects no span holds any longer are
+ * purged after two sweeps: the bucket is bounded by the objects in force.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  DiscardPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  RetentionPolicy,
+  type StreamConfig,
+  StorageType,
+  jetstream,
+  jetstreamManager,
+} from '@nats-io/jetstream';
+import { type KV, Kvm } from '@nats-io/kv';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { SpanUpdate } from '../../shared/generated/weir/v1/index.js';
+import type { Logger } from '../../shared/log.js';
+import {
+  type Manifest,
+  type ManifestPointer,
+  type ObjectRef,
+  encodeHead,
+  encodeObject,
+  objectsOf,
+} from '../../shared/nats/codec.js';
+import { type NatsEndpoint, json, natsConnect, parseJson } from '../../shared/nats/connect.js';
+import { type NatsNames, natsNames, tokenNode } from '../../shared/nats/names.js';
+import { CONTROLLER_INBOX } from '../../shared/nats/permissions.js';
+import type { AgentHello, AgentSession, SessionHost } from './publisher.js';
+
+export interface NatsPublisherOptions {
+  readonly endpoint: NatsEndpoint;
+  readonly cluster: string;
+  readonly sessions: SessionHost;
+  /** Whether an object of a node's span is particular to that node (an applied-to group cut to its members). */
+  readonly nodeLocal: (node: string, spanKey: string) => boolean;
+  /** Whether any span (or, for a node-local object, that node's) still holds the object. */
+  readonly held: (spanKey: string, node?: string) => boolean;
+  readonly log: Logger;
+  /** JetStream replicas of the streams and the bucket (3 on a three-server cluster). */
+  readonly replicas?: number;
+  /** How often agents beat (told in the welcome); a session silent for 3 beats is closed. */
+  readonly beatMs?: number;
+  /** Flow events: how long and how many bytes the stream keeps. */
+  readonly flowMaxAgeMs?: number;
+  readonly flowMaxBytes?: number;
+  /** Called with the bytes of every message written (objects and manifests). */
+  readonly onBytesSent?: (bytes: number) => void;
+  /** How often unheld objects are looked for. */
+  readonly sweepMs?: number;
+  /** How long to wait for JetStream to accept Weir's streams at start-up. */
+  readonly setupTimeoutMs?: number;
+}
+
+/** Versions of one object the bucket keeps (a manifest in flight may name an older one). */
+export const OBJECT_HISTORY = 8;
+/** Headroom under the server's max payload for headers and JSON framing. */
+const PAYLOAD_HEADROOM = 16 * 1024;
+
+interface Session {
+  readonly id: string;
+  readonly node: string;
+  readonly hello: AgentHello;
+  session: AgentSession | undefined;
+  lastBeat: number;
+  n: number;
+  closed: boolean;
+}
+
+interface Written {
+  readonly hash: string;
+  readonly seqs: Promise<number[]>;
+  /** Sweeps that found it unheld, in a row. */
+  unheld: number;
+  readonly node: string | undefined;
+  readonly spanKey: string;
+}
+
+export class NatsPublisher implements AsyncDisposable {
+  private readonly names: NatsNames;
+  private readonly sessions = new Map<string, Session>();
+  private readonly written = new Map<string, Written>();
+  private readonly encoded = new WeakMap<object, ReturnType<typeof encodeObject>>();
+  private sub: Subscription | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private closed = false;
+  private maxValue = 1024 * 1024 - PAYLOAD_HEADROOM;
+
+  private constructor(
+    private readonly options: NatsPublisherOptions,
+    private readonly nc: NatsConnection,
+    private readonly js: JetStreamClient,
+    private readonly kv: KV,
+  ) {
+    this.names = natsNames(options.cluster);
+  }
+
+  /** Connects (waiting for NATS), makes the streams and the bucket, and serves agents. */
+  static async start(options: NatsPublisherOptions): Promise<NatsPublisher> {
+    const log = options.log;
+    const nc = await natsConnect(options.endpoint, {
+      name: `weir-controller ${options.cluster}`,
+      inboxPrefix: CONTROLLER_INBOX,
+    });
+    try {
+      // A cluster elects its JetStream leaders for a few seconds after it starts: retry until then.
+      const deadline = Date.now() + (options.setupTimeoutMs ?? 60_000);
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await NatsPublisher.setUp(options, nc);
+        } catch (err) {
+          if (Date.now() > deadline) throw err;
+          log.warn({ err, attempt }, 'NATS JetStream not ready; retrying');
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+    } catch (err) {
+      await nc.close();
+      throw err;
+    }
+  }
+
+  private static async setUp(
+    options: NatsPublisherOptions,
+    nc: NatsConnection,
+  ): Promise<NatsPublisher> {
+    const log = options.log;
+    {
+      const jsm = await jetstreamManager(nc, { timeout: 5_000 });
+      const names = natsNames(options.cluster);
+      const replicas = options.replicas ?? 1;
+      await ensureStream(jsm, {
+        name: names.spans.stream,
+        subjects: [names.spans.wildcard],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        max_msgs_per_subject: 1,
+        num_replicas: replicas,
+        allow_direct: true,
+        discard: DiscardPolicy.Old,
+      });
+      await ensureStream(jsm, {
+        name: names.flows.stream,
+        subjects: [names.flows.wildcard],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        num_replicas: replicas,
+        max_age: (options.flowMaxAgeMs ?? 24 * 3600_000) * 1_000_000,
+        max_bytes: options.flowMaxBytes ?? 1024 * 1024 * 1024,
+        discard: DiscardPolicy.Old,
+        allow_direct: true,
+      });
+      const kv = await new Kvm(nc).create(names.objects.bucket, {
+        history: OBJECT_HISTORY,
+        replicas,
+        storage: StorageType.File,
+      });
+      const p = new NatsPublisher(options, nc, jetstream(nc), kv);
+      p.maxValue = Math.max(64 * 1024, nc.info!.max_payload - PAYLOAD_HEADROOM);
+      await p.adoptExisting();
+      p.serve();
+      log.info(
+        { servers: nc.getServer(), replicas, maxPayload: nc.info!.max_payload },
+        'publishing to NATS',
+      );
+      return p;
+    }
+  }
+
+  /** Keys already in the bucket (a previous controller's): purged by the sweep once unheld, rewritten when needed. */
+  private async adoptExisting(): Promise<void> {
+    const chunks = new Map<string, number>();
+    for await (const key of await this.kv.keys('o.>')) {
+      const base = key.replace(/\.c\d+$/, '');
+      chunks.set(base, (chunks.get(base) ?? 0) + 1);
+    }
+    for (const [key, count] of chunks) {
+      const parsed = parseObjectKey(key);
+      if (parsed === undefined) continue;
+      this.written.set(key, {
+        hash: '',
+        seqs: Promise.resolve(new Array<number>(count).fill(0)),
+        unheld: 0,
+        node: parsed.node,
+        spanKey: parsed.spanKey,
+      });
+    }
+  }
+
+  private serve(): void {
+    const beatMs = this.options.beatMs ?? 2_000;
+    this.sub = this.nc.subscribe(this.names.agentsWildcard, {
+      callback: (err, msg) => {
+        if (err) {
+          this.options.log.error({ err }, 'agent subscription failed');
+          return;
+        }
+        try {
+          this.onAgentMessage(msg, beatMs);
+        } catch (err) {
+          this.options.log.error({ err, subject: msg.subject }, 'agent message failed');
+        }
+      },
+    });
+    const expire = setInterval(() => {
+      const now = Date.now();
+      for (const s of this.sessions.values())
+        if (now - s.lastBeat > 3 * beatMs + 1_000) {
+          this.options.log.info(
+            { node: s.node, silentMs: now - s.lastBeat },
+            'agent stopped beating; session closed',
+          );
+          this.end(s);
+        }
+    }, beatMs);
+    const sweep = setInterval(() => void this.sweep(), this.options.sweepMs ?? 30_000);
+    for (const t of [expire, sweep]) t.unref();
+    this.timers.push(expire, sweep);
+  }
+
+  private onAgentMessage(msg: Msg, beatMs: number): void {
+    const parts = msg.subject.split('.');
+    const node = tokenNode(parts[3] ?? '');
+    const what = parts[4];
+    const body = parseJson(msg.data);
+    const answer = (v: unknown) => {
+      if (msg.reply) msg.respond(json(v));
+    };
+    if (body === undefined) {
+      answer({ ok: false, error: 'not a JSON object' });
+      return;
+    }
+    if (what === 'hello') {
+      const revision = Number(body.appliedRevision);
+      const problems = [
+        ...(body.node !== node
+          ? [`node ${JSON.stringify(body.node)} is not the subject's node ${node}`]
+          : []),
+        ...(!Number.isSafeInteger(revision) || revision < 0
+          ? [`appliedRevision ${JSON.stringify(body.appliedRevision)} is out of range`]
+          : []),
+      ];
+      if (problems.length > 0) {
+        this.options.log.warn({ node, problems }, 'hello refused');
+        answer({ ok: false, error: problems.join('; ') });
+        return;
+      }
+      const str = (v: unknown) => (typeof v === 'string' ? v.slice(0, 512) : '');
+      const hello: AgentHello = {
+        node,
+        instance: str(body.instance),
+        revision,
+        inForceHash: str(body.inForceHash),
+        apiAddress: str(body.apiAddress),
+      };
+      const s: Session = {
+        id: randomUUID(),
+        node,
+        hello,
+        session: undefined,
+        lastBeat: Date.now(),
+        n: 0,
+        closed: false,
+      };
+      // The welcome goes out before any update the hello sets off.
+      answer({ ok: true, session: s.id, revision: String(this.options.sessions.revision), beatMs });
+      this.sessions.set(node, s);
+      s.session = this.options.sessions.hello(hello, {
+        send: (update, key) => this.send(s, update, key),
+        close: (reason) => {
+          if (s.closed) return;
+          this.options.log.info({ node, reason }, 'closing agent session');
+          this.end(s, false);
+        },
+      });
+      return;
+    }
+    const s = this.sessions.get(node);
+    const current = s !== undefined && !s.closed && body.session === s.id ? s : undefined;
+    if (current === undefined) {
+      answer({ ok: false, error: 'no such session' });
+      return;
+    }
+    current.lastBeat = Date.now();
+    if (what === 'beat') answer({ ok: true });
+    else if (what === 'ack' || what === 'nack') {
+      const revision = Number(body.revision);
+      const hash = typeof body.inForceHash === 'string' ? body.inForceHash : '';
+      answer({ ok: true });
+      if (what === 'ack') current.session?.ack(revision, hash);
+      else
+        current.session?.nack(
+          revision,
+          typeof body.error === 'string' ? body.error.slice(0, 4096) : '',
+          hash,
+        );
+    } else answer({ ok: false, error: `unknown request ${what}` });
+  }
+
+  /** Ends a session; `tell`: the Distributor did not end it itself. */
+  private end(s: Session, tell = true): void {
+    if (s.closed) return;
+    s.closed = true;
+    if (this.sessions.get(s.node) === s) this.sessions.delete(s.node);
+    if (tell) s.session?.close();
+  }
+
+  private send(s: Session, update: SpanUpdate, _key: string): void {
+    const n = ++s.n;
+    void (async () => {
+      for (let attempt = 0; !s.closed && !this.closed && s.n === n; attempt++) {
+        try {
+          await this.publish(s, n, update);
+          return;
+        } catch (err) {
+          const delay = Math.min(5_000, 100 * 2 ** Math.min(attempt, 6));
+          this.options.log.warn(
+            { err, node: s.node, revision: update.revision, retryInMs: delay },
+            'publishing an update failed; retrying',
+          );
+          await new Promise((r) => setTimeout(r, delay).unref());
+        }
+      }
+    })();
+  }
+
+  private async publish(s: Session, n: number, update: SpanUpdate): Promise<void> {
+    const refs: ObjectRef[] = [];
+    const pending: Promise<void>[] = [];
+    for (const [kind, o] of objectsOf(update)) {
+      let e = this.encoded.get(o);
+      if (e === undefined) {
+        e = encodeObject(kind, o);
+        this.encoded.set(o, e);
+      }
+      const local = this.options.nodeLocal(s.node, e.key);
+      const key = this.names.objects.key(e.key, local ? s.node : undefined);
+      const seqs = this.writeOnce(key, e, local ? s.node : undefined);
+      const ref = { k: key, o: e.key, h: e.hash, s: [] as number[] };
+      refs.push(ref);
+      pending.push(seqs.then((x) => void ref.s.push(...x)));
+    }
+    await Promise.all(pending);
+    const manifest: Manifest = {
+      v: 1,
+      session: s.id,
+      n,
+      head: encodeHead(update).toString('base64'),
+      objects: refs,
+    };
+    let body = json(manifest);
+    if (body.length > this.maxValue) {
+      const k = this.names.objects.manifest(s.node);
+      const seqs = await this.putChunked(k, Buffer.from(body));
+      const pointer: ManifestPointer = { v: 1, session: s.id, n, manifest: { k, s: seqs } };
+      body = json(pointer);
+    }
+    if (s.closed || s.n !== n) return;
+    await this.js.publish(this.names.spans.subject(s.node), body);
+    this.options.onBytesSent?.(body.length);
+  }
+
+  /** The entries of one object version: written once, whatever the number of nodes that need it. */
+  private writeOnce(
+    key: string,
+    e: { key: string; hash: string; bytes: Buffer },
+    node: string | undefined,
+  ): Promise<number[]> {
+    const w = this.written.get(key);
+    if (w !== undefined && w.hash === e.hash) {
+      w.unheld = 0;
+      return w.seqs;
+    }
+    const seqs = this.putChunked(key, e.bytes);
+    this.written.set(key, { hash: e.hash, seqs, unheld: 0, node, spanKey: e.key });
+    seqs.catch(() => {
+      if (this.written.get(key)?.seqs === seqs) this.written.delete(key);
+    });
+    return seqs;
+  }
+
+  private async putChunked(key: string, bytes: Buffer): Promise<number[]> {
+    const seqs: number[] = [];
+    for (let i = 0, off = 0; off < bytes.length || i === 0; i++, off += this.maxValue) {
+      const part = bytes.subarray(off, off + this.maxValue);
+      seqs.push(await this.kv.put(this.names.objects.chunk(key, i), part));
+      this.options.onBytesSent?.(part.length);
+    }
+    return seqs;
+  }
+
+  /** Purges objects no span has held for two sweeps in a row. */
+  private async sweep(): Promise<void> {
+    for (const [key, w] of [...this.written]) {
+      if (this.options.held(w.spanKey, w.node)) {
+        w.unheld = 0;
+        continue;
+      }
+      if (++w.unheld < 2) continue;
+      this.written.delete(key);
+      try {
+        const chunks = (await w.seqs.catch(() => [0])).length || 1;
+        for (let i = 0; i < chunks; i++) await this.kv.purge(this.names.objects.chunk(key, i));
+      } catch (err) {
+        this.options.log.warn({ err, key }, 'purging an unheld object failed');
+      }
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    for (const s of [...this.sessions.values()]) this.end(s, false);
+    this.sub?.unsubscribe();
+    await this.nc.drain().catch(() => this.nc.close());
+  }
+}
+
+/** The span key (and node) of an object key as names.ts makes it; undefined for other keys. */
+function parseObjectKey(key: string): { spanKey: string; node?: string } | undefined {
+  const m = /^o\.([pgse])\.([A-Za-z0-9_-]+)(?:\.n\.([A-Za-z0-9_-]+))?$/.exec(key);
+  if (m === null) return undefined;
+  const d = (s: string) => Buffer.from(s, 'base64url').toString('utf8');
+  return { spanKey: `${m[1]}:${d(m[2]!)}`, ...(m[3] !== undefined ? { node: d(m[3]) } : {}) };
+}
+
+/** Creates a stream, or brings an existing one to this configuration. */
+async function ensureStream(
+  jsm: JetStreamManager,
+  config: Partial<StreamConfig> & { name: string },
+) {
+  try {
+    await jsm.streams.info(config.name);
+  } catch {
+    await jsm.streams.add(config);
+    return;
+  }
+  const { name, ...rest } = config;
+  const { num_replicas: _r, allow_direct: _d, ...updatable } = rest;
+  void _r;
+  void _d;
+  await jsm.streams.update(name, updatable);
+}

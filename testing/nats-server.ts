@@ -1,0 +1,145 @@
+/**
+ * Real nats-server processes for tests and benchmarks (Debian's 2.9.10,
+ * PLATFORM.md): on free loopback ports, JetStream storage in temporary
+ * directories, optionally with Weir's per-role users. A single server, or
+ * a three-server cluster whose streams can be R3. Servers can be killed
+ * (SIGKILL) and started again on the same ports and storage.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const NATS_SERVER = process.env.NATS_SERVER ?? '/usr/sbin/nats-server';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+async function listening(port: number, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = createConnection({ host: '127.0.0.1', port }, () => {
+        c.destroy();
+        resolve(true);
+      });
+      c.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`nats-server on port ${port} did not start`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export class NatsServerProcess {
+  private child: ChildProcess | undefined;
+  private exited: Promise<void> = Promise.resolve();
+  readonly log: string[] = [];
+
+  constructor(
+    readonly name: string,
+    readonly port: number,
+    private readonly config: string,
+  ) {}
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  /** The process id while running (0 otherwise). */
+  get pid(): number {
+    return this.running ? (this.child!.pid ?? 0) : 0;
+  }
+
+  get running(): boolean {
+    return (
+      this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null
+    );
+  }
+
+  async start(): Promise<void> {
+    const child = spawn(NATS_SERVER, ['-c', this.config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    for (const s of [child.stdout!, child.stderr!])
+      s.on('data', (b: Buffer) => {
+        this.log.push(...b.toString().split('\n').filter(Boolean));
+        if (this.log.length > 2_000) this.log.splice(0, this.log.length - 2_000);
+      });
+    this.exited = new Promise((resolve) => child.on('exit', () => resolve()));
+    await listening(this.port, 10_000);
+  }
+
+  /** SIGKILL, as a crash. */
+  async kill(): Promise<void> {
+    if (this.running) this.child!.kill('SIGKILL');
+    await this.exited;
+  }
+
+  async stop(): Promise<void> {
+    if (this.running) this.child!.kill('SIGTERM');
+    await this.exited;
+  }
+}
+
+export interface NatsRig extends AsyncDisposable {
+  readonly servers: NatsServerProcess[];
+  /** Every server's URL, comma-separated (what --nats takes). */
+  readonly urls: string;
+  readonly dir: string;
+}
+
+/**
+ * `size` servers (1, or 3 for a cluster) with JetStream; `authorization`:
+ * an `authorization { ... }` block (shared/nats/permissions.ts), or none.
+ */
+export async function startNats(
+  options: { size?: number; authorization?: string; maxPayload?: number } = {},
+): Promise<NatsRig> {
+  const size = options.size ?? 1;
+  const dir = await mkdtemp(join(tmpdir(), 'weir-nats-'));
+  const ports = await Promise.all(Array.from({ length: size }, freePort));
+  const routes = size > 1 ? await Promise.all(Array.from({ length: size }, freePort)) : [];
+  const servers: NatsServerProcess[] = [];
+  for (let i = 0; i < size; i++) {
+    const name = `n${i + 1}`;
+    const store = join(dir, name);
+    await mkdir(store, { recursive: true });
+    const lines = [
+      `server_name: ${name}`,
+      `listen: 127.0.0.1:${ports[i]}`,
+      `jetstream { store_dir: ${JSON.stringify(store)} }`,
+      ...(options.maxPayload !== undefined ? [`max_payload: ${options.maxPayload}`] : []),
+      ...(size > 1
+        ? [
+            `cluster { name: weir, listen: 127.0.0.1:${routes[i]}, routes: [${routes
+              .filter((_, j) => j !== i)
+              .map((p) => `nats-route://127.0.0.1:${p}`)
+              .join(', ')}] }`,
+          ]
+        : []),
+      options.authorization ?? '',
+    ];
+    const config = join(dir, `${name}.conf`);
+    await writeFile(config, `${lines.join('\n')}\n`);
+    servers.push(new NatsServerProcess(name, ports[i]!, config));
+  }
+  await Promise.all(servers.map((s) => s.start()));
+  return {
+    servers,
+    urls: servers.map((s) => s.url).join(','),
+    dir,
+    async [Symbol.asyncDispose]() {
+      await Promise.all(servers.map((s) => s.kill()));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
