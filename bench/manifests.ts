@@ -24,7 +24,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +32,7 @@ import { call, operatorClient } from '../cli/clients.js';
 import type { StatusReply__Output } from '../shared/generated/weir/v1/StatusReply.js';
 import { realisticCluster } from '../testing/random-cluster.js';
 import { MachineLoad, median, table } from './measure.js';
+import { freePort } from '../testing/ports.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CLOCK_TICKS = 100;
@@ -54,17 +54,6 @@ interface Result {
   readonly edits: ReadonlyArray<{ readonly op: string; readonly ms: number | undefined }>;
   readonly problems: number;
   readonly otherCpus: number | undefined;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

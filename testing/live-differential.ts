@@ -60,7 +60,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { appendFile, mkdir, mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -81,6 +80,7 @@ import type { DirectionExplanation, Explanation } from '../shared/policy/explain
 import { type Probe, probe as probeTables, resolveTarget } from '../shared/policy/probe.js';
 import type { RuleTables } from '../shared/policy/rule-tables.js';
 import { type SeededRandom, seededRandom } from '../shared/random.js';
+import { freePort } from './ports.js';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const NODES = ['node-a', 'node-b', 'node-c'] as const;
@@ -1208,17 +1208,6 @@ class Program {
       .map((l) => JSON.stringify(l))
       .join('\n');
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
 }
 
 function unary<Res>(
