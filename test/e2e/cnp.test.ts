@@ -45,8 +45,7 @@ const leftOut = ([from, to, protocol]: CnpProbe): string | undefined =>
 const portsOf = (probes: readonly CnpProbe[]): Probe[] => {
   const seen = new Map<string, Probe>();
   for (const p of probes)
-    if (leftOut(p) === undefined)
-      seen.set(`${p[2]}/${p[3]}`, { protocol: p[2], port: p[3] });
+    if (leftOut(p) === undefined) seen.set(`${p[2]}/${p[3]}`, { protocol: p[2], port: p[3] });
   return [...seen.values()];
 };
 
