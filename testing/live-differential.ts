@@ -1281,6 +1281,10 @@ class LiveSystem {
             join(dir, 'state', node),
             '--listen',
             `127.0.0.1:${port}`,
+            // Three agents share this host's network namespace: they must not
+            // program its netfilter (the kernel datapath is tested in netns).
+            '--datapath',
+            'userspace',
             ...(transportArgs?.agent ?? []),
           ],
           logStream(node),

@@ -8,6 +8,7 @@
  * every kind of change, disruption and write is made.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,6 +60,13 @@ function generate(seed: number, rounds: number) {
     });
   }
   return out;
+}
+
+/** This host's nftables tables (`nft list tables`), or undefined where nft cannot be run (not root). */
+async function hostTables(): Promise<string | undefined> {
+  return new Promise((resolve) =>
+    execFile('nft', ['list', 'tables'], (err, out) => resolve(err ? undefined : out)),
+  );
 }
 
 describe('the live differential', () => {
@@ -114,6 +122,7 @@ describe('the live differential', () => {
       // A bound against a hang, not a budget: one seed took 50-90 s at load 10-17 on this 2-core machine.
       timeout: 300_000,
     }, async (t) => {
+      const tablesBefore = await hostTables();
       const rig = new TransportRig(transport, 'live');
       await rig.start();
       try {
@@ -131,6 +140,8 @@ describe('the live differential', () => {
       } finally {
         await rig[Symbol.asyncDispose]();
       }
+      // Its three agents share this host's namespace: none may program its netfilter.
+      assert.equal(await hostTables(), tablesBefore, "the host's nftables tables are as they were");
     });
   }
 });
