@@ -7,57 +7,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import * as grpc from '@grpc/grpc-js';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
 import { readKubeObject } from '../../controller/kube/objects.js';
-import type {
-  AgentMessage__Output,
-  ControllerMessage,
-  SpanUpdate,
-} from '../../shared/generated/weir/v1/index.js';
-import { SERVER_OPTIONS, weirProto } from '../../shared/grpc/proto.js';
+import type { SpanUpdate } from '../../shared/generated/weir/v1/index.js';
 import { silentLogger } from '../../shared/log.js';
 import { snapshotToWire } from '../../shared/wire/policy.js';
 import { snapshotHash } from '../../shared/wire/span-hash.js';
 import { NodeAgent } from '../../vrouter-agent/agent.js';
 import { namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
 import { eventually } from '../support/processes.js';
-
-/** A controller that sends what the test says and records what the agent answers. */
-class ScriptedController {
-  readonly answers: AgentMessage__Output[] = [];
-  private call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage> | undefined;
-  private server = new grpc.Server(SERVER_OPTIONS);
-  port = 0;
-
-  async start(): Promise<void> {
-    const { proto } = weirProto();
-    this.server.addService(proto.weir.v1.ControlPlane.service, {
-      Connect: (call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>) => {
-        this.call = call;
-        call.on('data', (m: AgentMessage__Output) => this.answers.push(m));
-        call.on('error', () => undefined);
-      },
-    });
-    this.port = await new Promise((resolve, reject) =>
-      this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
-        e ? reject(e) : resolve(p),
-      ),
-    );
-  }
-
-  send(update: SpanUpdate): void {
-    this.call!.write({ update });
-  }
-
-  welcome(): void {
-    this.call!.write({ welcome: { revision: '0' } });
-  }
-
-  stop(): void {
-    this.server.forceShutdown();
-  }
-}
+import { ScriptedController } from '../support/scripted-controller.js';
 
 function span(objects: Raw[], revision: number, base = 0): SpanUpdate {
   const model = new ClusterModel({ cluster: 't' });

@@ -9,63 +9,19 @@ import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
 import { readKubeObject } from '../../controller/kube/objects.js';
 import { ValidationError } from '../../shared/errors.js';
-import type {
-  AgentMessage__Output,
-  ControllerMessage,
-  SpanUpdate,
-  SpanUpdate__Output,
-} from '../../shared/generated/weir/v1/index.js';
-import { SERVER_OPTIONS, weirProto } from '../../shared/grpc/proto.js';
+import type { SpanUpdate, SpanUpdate__Output } from '../../shared/generated/weir/v1/index.js';
+import { weirProto } from '../../shared/grpc/proto.js';
 import { silentLogger } from '../../shared/log.js';
 import { ChecksummedFile } from '../../shared/state/checksummed-file.js';
 import { snapshotToWire } from '../../shared/wire/policy.js';
 import { NodeAgent } from '../../vrouter-agent/agent.js';
 import { SpanState } from '../../vrouter-agent/store/span-state.js';
 import { namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
-import { eventually } from '../support/processes.js';
-
-/** A controller that sends what the test says and records what agents answer. */
-class ScriptedController {
-  readonly answers: AgentMessage__Output[] = [];
-  private call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage> | undefined;
-  private readonly server = new grpc.Server(SERVER_OPTIONS);
-  port = 0;
-
-  async start(): Promise<void> {
-    const { proto } = weirProto();
-    this.server.addService(proto.weir.v1.ControlPlane.service, {
-      Connect: (call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>) => {
-        this.call = call;
-        call.on('data', (m: AgentMessage__Output) => this.answers.push(m));
-        call.on('error', () => undefined);
-      },
-    });
-    this.port = await new Promise((resolve, reject) =>
-      this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
-        e ? reject(e) : resolve(p),
-      ),
-    );
-  }
-
-  send(update: SpanUpdate): void {
-    this.call!.write({ update });
-  }
-
-  answer(n: number): Promise<AgentMessage__Output> {
-    return eventually(
-      async () => (this.answers.length >= n ? this.answers[n - 1] : undefined),
-      `answer ${n}`,
-    );
-  }
-
-  stop(): void {
-    this.server.forceShutdown();
-  }
-}
+import { ScriptedController } from '../support/scripted-controller.js';
 
 const CLUSTER: Raw[] = [
   namespace('a'),
