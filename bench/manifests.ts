@@ -29,6 +29,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { call, operatorClient } from '../cli/clients.js';
+import { setConnectionFlags } from '../cli/config.js';
 import type { StatusReply__Output } from '../shared/generated/weir/v1/StatusReply.js';
 import { realisticCluster } from '../testing/random-cluster.js';
 import { MachineLoad, median, table } from './measure.js';
@@ -123,12 +124,17 @@ async function runController(label: string, checkout: string, dir: string): Prom
     process.stderr.write(`${label}: the build in ${checkout} may be stale (npm run build)\n`);
   const port = await freePort();
   const address = `127.0.0.1:${port}`;
+  setConnectionFlags({ insecure: true });
   const load = new MachineLoad();
   const t0 = Date.now();
   const state = await mkdtemp(join(tmpdir(), 'weir-bench-state-'));
+  // A checkout from before mutual TLS knows no --insecure; this one refuses to start without it or certificates.
+  const tlsFlag = readFileSync(join(checkout, 'controller', 'main.ts'), 'utf8').includes('TLS_FLAGS')
+    ? ['--insecure']
+    : [];
   const child: ChildProcess = spawn(
     process.execPath,
-    [bin, '--manifests', dir, '--listen', address, '--state-dir', state, '--log-level', 'info'],
+    [bin, '--manifests', dir, '--listen', address, '--state-dir', state, '--log-level', 'info', ...tlsFlag],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const lines: LogLine[] = [];

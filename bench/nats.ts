@@ -64,6 +64,8 @@ async function run(transport: 'grpc' | 'nats', agents: number, changes: number):
     listen: '127.0.0.1:0',
     log: silentLogger,
     commitIntervalMs: 1,
+    // The simulated agents (sim-agents.ts) speak plain gRPC: TLS is not in these numbers.
+    tls: undefined,
     ...(nats !== undefined ? { nats: { endpoint: { servers: [nats.urls] } } } : {}),
   });
   await controller.start();

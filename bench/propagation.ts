@@ -22,6 +22,7 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { operatorClient } from '../cli/clients.js';
+import { setConnectionFlags } from '../cli/config.js';
 import { Controller } from '../controller/controller.js';
 import type { ModelEvent } from '../controller/model/cluster-model.js';
 import { readKubeObject, type KubeObject } from '../controller/kube/objects.js';
@@ -145,6 +146,7 @@ export function cluster(nodes: number, providers = 0): KubeObject[] {
 
 /** GetStatus over gRPC, as `weirctl status` calls it; with its wall time. */
 async function timedStatus(port: number): Promise<{ ms: number; reply: StatusReply__Output }> {
+  setConnectionFlags({ insecure: true });
   const client = operatorClient(`127.0.0.1:${port}`);
   const t0 = now();
   const reply = await new Promise<StatusReply__Output>((resolve, reject) =>
@@ -196,6 +198,8 @@ async function run(
     listen: '127.0.0.1:0',
     log: process.env.BENCH_LOG ? rootLogger({ name: 'bench' }) : silentLogger,
     commitIntervalMs: 1,
+    // The simulated agents (sim-agents.ts) speak plain gRPC: TLS is not in these numbers.
+    tls: undefined,
   });
   await controller.start();
   const acks: AckRecord[] = [];
@@ -374,6 +378,8 @@ async function statusRun(
     listen: '127.0.0.1:0',
     log: process.env.BENCH_LOG ? rootLogger({ name: 'bench' }) : silentLogger,
     commitIntervalMs: 1,
+    // The simulated agents (sim-agents.ts) speak plain gRPC: TLS is not in these numbers.
+    tls: undefined,
   });
   await controller.start();
   while (controller.revision === 0) await new Promise((r) => setTimeout(r, 10));

@@ -7,24 +7,55 @@ import type {
   OperatorClient,
   StatusReply__Output,
 } from '../shared/generated/weir/v1/index.js';
-import { ErrorCode, InternalError, NotFoundError, UnavailableError } from '../shared/errors.js';
+import {
+  ErrorCode,
+  InternalError,
+  NotFoundError,
+  PermissionError,
+  UnavailableError,
+} from '../shared/errors.js';
 import { errorCodeOf } from '../shared/grpc/status.js';
+import { channelCredentials } from '../shared/tls/credentials.js';
+import type { Identity } from '../shared/tls/identity.js';
+import { clientTls, contextController } from './config.js';
 import { UsageError } from './io.js';
 
 export const DEFAULT_CONTROLLER = '127.0.0.1:7443';
 
 export function controllerAddress(flag: string | undefined): string {
-  return flag ?? process.env.WEIR_CONTROLLER ?? DEFAULT_CONTROLLER;
+  return flag ?? process.env.WEIR_CONTROLLER ?? contextController() ?? DEFAULT_CONTROLLER;
+}
+
+/** Credentials for the controller: the server must present the controller's identity. */
+function controllerCredentials(): grpc.ChannelCredentials {
+  return channelCredentials(clientTls(), (id) =>
+    id.kind === 'controller' ? undefined : `${id.uri} is not the controller`,
+  );
+}
+
+/**
+ * Credentials for an agent's API: the server must be an agent, and the
+ * agent of `node` when the caller names one (a pod identity is taken as an
+ * agent of any node: only the controller can resolve it).
+ */
+function agentCredentials(node: string | undefined): grpc.ChannelCredentials {
+  return channelCredentials(clientTls(), (id: Identity) => {
+    if (id.kind === 'pod') return undefined;
+    if (id.kind !== 'node') return `${id.uri} is not an agent`;
+    return node === undefined || id.node === node
+      ? undefined
+      : `${id.uri} is not the agent of node ${node}`;
+  });
 }
 
 export function operatorClient(address: string): OperatorClient {
   const { proto } = weirProto();
-  return new proto.weir.v1.Operator(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+  return new proto.weir.v1.Operator(address, controllerCredentials(), CHANNEL_OPTIONS);
 }
 
-export function agentClient(address: string): AgentClient {
+export function agentClient(address: string, node?: string): AgentClient {
   const { proto } = weirProto();
-  return new proto.weir.v1.Agent(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+  return new proto.weir.v1.Agent(address, agentCredentials(node), CHANNEL_OPTIONS);
 }
 
 /**
@@ -50,6 +81,8 @@ export function call<Req, Res>(
         const code = errorCodeOf(err.code);
         if (code === ErrorCode.Invalid) reject(new UsageError(err.details));
         else if (code === ErrorCode.NotFound) reject(new NotFoundError(err.details));
+        else if (code === ErrorCode.Denied)
+          reject(new PermissionError(`${what} refused the call: ${err.details || err.message}`));
         else if (code === ErrorCode.Unavailable)
           reject(new UnavailableError(`cannot reach ${what}: ${err.details || err.message}`));
         else reject(new InternalError(`${what}: ${err.details || err.message}`));
@@ -58,24 +91,28 @@ export function call<Req, Res>(
   });
 }
 
-export function flowClient(address: string): FlowIntrospectClient {
+export function flowClient(address: string, node?: string): FlowIntrospectClient {
   const { proto } = weirProto();
-  return new proto.weir.v1.FlowIntrospect(
-    address,
-    grpc.credentials.createInsecure(),
-    CHANNEL_OPTIONS,
-  );
+  return new proto.weir.v1.FlowIntrospect(address, agentCredentials(node), CHANNEL_OPTIONS);
+}
+
+/** An agent's API, and the node whose agent must answer there when known. */
+export interface AgentTarget {
+  readonly address: string;
+  readonly node?: string;
 }
 
 /**
  * An agent's API address: given as host:port, or a node name looked up in
- * the controller's status (agents report where their API is).
+ * the controller's status (agents report where their API is; under mutual
+ * TLS only the authenticated agent of the node can have said it, and the
+ * client checks the agent's certificate names that node).
  */
 export async function agentAddress(
   node: string,
   controllerFlag: string | undefined,
-): Promise<string> {
-  if (/:\d+$/.test(node)) return node;
+): Promise<AgentTarget> {
+  if (/:\d+$/.test(node)) return { address: node };
   const address = controllerAddress(controllerFlag);
   const client = operatorClient(address);
   const status = await call<object, StatusReply__Output>(
@@ -93,5 +130,5 @@ export async function agentAddress(
     throw new UsageError(
       `the agent on node ${node} has not said where its API is; give --node HOST:PORT`,
     );
-  return agent.apiAddress;
+  return { address: agent.apiAddress, node };
 }

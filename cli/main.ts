@@ -10,6 +10,14 @@ import { explainLive, policyList, status } from './commands/live.js';
 import { flowsGet, flowsList, flowsStats } from './commands/flows.js';
 import { flowsFollowNats } from './commands/flows-nats.js';
 import { labDownCommand, labProbeCommand, labUpCommand } from './commands/lab.js';
+import { certsCa, certsLeaf } from './commands/certs.js';
+import {
+  configGetContexts,
+  configSetContext,
+  configUseContext,
+  configView,
+} from './commands/config.js';
+import { setConnectionFlags } from './config.js';
 import { ErrorCode, WeirError } from '../shared/errors.js';
 import { EXIT_STATUS, processIo, type Io, UsageError } from './io.js';
 
@@ -23,7 +31,25 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     )
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // Credentials for every command that calls a server (cli/config.ts); given anywhere on the line.
+    .option('--cert <file>', 'client certificate (env WEIR_CERT)')
+    .option('--key <file>', 'its private key (env WEIR_KEY)')
+    .option('--ca <file>', 'the CA that signed the servers (env WEIR_CA)')
+    .option('--tls-dir <dir>', 'tls.crt, tls.key and ca.crt in one directory')
+    .option('--insecure', 'no TLS (only against servers started with --insecure)')
+    .option('--context <name>', 'a context of the config file ($WEIR_CONFIG, default ~/.config/weir/config.yaml)')
+    .hook('preAction', (_cmd, action) => {
+      const g = action.optsWithGlobals();
+      setConnectionFlags({
+        cert: g.cert,
+        key: g.key,
+        ca: g.ca,
+        tlsDir: g.tlsDir,
+        insecure: g.insecure,
+        context: g.context,
+      });
+    });
 
   const files = () =>
     new Option('-f, --filename <path>', 'manifest file or directory (repeatable)')
@@ -276,6 +302,99 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .action(async (opts) => {
       exit = await labDownCommand(io, opts);
     });
+
+  const config = program
+    .command('config')
+    .description("weirctl's contexts (controller and credentials), kubeconfig-style");
+  config
+    .command('view')
+    .description('the config file')
+    .action(async () => {
+      exit = await configView(io);
+    });
+  config
+    .command('get-contexts')
+    .description('every context; * marks the current one')
+    .action(async () => {
+      exit = await configGetContexts(io);
+    });
+  config
+    .command('use-context')
+    .argument('<name>')
+    .description('make a context the current one')
+    .action(async (name: string) => {
+      exit = await configUseContext(io, name);
+    });
+  config
+    .command('set-context')
+    .argument('<name>')
+    .description('create or update a context from --controller and the credential flags')
+    .addOption(controller())
+    .option('--use', 'make it the current context')
+    .action(async (name: string, _opts, cmd: Command) => {
+      exit = await configSetContext(io, name, cmd.optsWithGlobals());
+    });
+
+  const certs = program
+    .command('certs')
+    .description(
+      'a CA and certificates for the controller, agents and operators (tls.crt, tls.key, ca.crt in a directory)',
+    );
+  const caDir = () =>
+    new Option('--ca-dir <dir>', 'the CA made by weirctl certs ca').default('weir-ca');
+  const leafOptions = (c: Command) =>
+    c
+      .addOption(caDir())
+      .option('--out <dir>', 'where to write tls.crt, tls.key, ca.crt')
+      .option('--days <n>', 'validity in days (default 365)')
+      .addOption(
+        new Option('--dns <name>', 'also a DNS name (repeatable)').argParser(collect).default([]),
+      );
+  certs
+    .command('ca')
+    .description('a new CA: ca.crt and ca.key')
+    .addOption(new Option('--out <dir>', 'where to write it').default('weir-ca'))
+    .option('--days <n>', 'validity in days (default 3650)')
+    .action(async (opts) => {
+      exit = await certsCa(io, opts);
+    });
+  leafOptions(
+    certs
+      .command('node')
+      .argument('<name>', 'the node')
+      .description('an agent certificate naming its node: spiffe://weir/node/NAME'),
+  ).action(async (name: string, opts) => {
+    exit = await certsLeaf(io, 'node', name, opts);
+  });
+  leafOptions(
+    certs
+      .command('pod')
+      .argument('<name>', 'the agent pod')
+      .option('--namespace <ns>', "the agent pod's namespace (default weir-system)")
+      .description(
+        'an agent certificate naming its pod: spiffe://weir/ns/NS/pod/NAME (the controller finds its node)',
+      ),
+  ).action(async (name: string, opts) => {
+    exit = await certsLeaf(io, 'pod', name, opts);
+  });
+  leafOptions(
+    certs.command('controller').description('the controller certificate: spiffe://weir/controller'),
+  ).action(async (opts) => {
+    exit = await certsLeaf(io, 'controller', undefined, opts);
+  });
+  leafOptions(
+    certs
+      .command('operator')
+      .argument('<name>', 'who (a person or a tool)')
+      .addOption(
+        new Option('--role <role>', 'admin or read-only')
+          .choices(['admin', 'read-only'])
+          .default('read-only'),
+      )
+      .description('an operator certificate for weirctl: spiffe://weir/operator/ROLE/NAME'),
+  ).action(async (name: string, opts) => {
+    exit = await certsLeaf(io, 'operator', name, opts);
+  });
 
   try {
     await program.parseAsync([...argv], { from: 'user' });

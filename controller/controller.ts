@@ -27,6 +27,7 @@ import { ClusterModel } from './model/cluster-model.js';
 import type { ClusterSource, SourceEvent } from './sources/source.js';
 import { ControllerMetrics } from './metrics.js';
 import { OperatorService } from './operator.js';
+import type { CertificateFiles } from '../shared/tls/credentials.js';
 import { SpanStore } from './store/span-store.js';
 import { loadControllerState, saveControllerState } from './store/state-file.js';
 
@@ -43,6 +44,13 @@ export interface ControllerOptions {
   /** Leadership as status reports it: "leader" under leader election, "standalone" otherwise. */
   readonly leadership?: () => string;
   /**
+   * Mutual TLS for gRPC with these certificates; undefined only with
+   * --insecure (status says so).
+   */
+  readonly tls: CertificateFiles | undefined;
+  /** Where agent pods run, for pod identities (default weir-system). */
+  readonly agentNamespace?: string;
+  /**
    * Distribute over NATS JetStream (docs/nats.md) instead of gRPC streams;
    * the Operator API (weirctl) stays on gRPC at `listen`.
    */
@@ -54,6 +62,9 @@ export interface ControllerOptions {
     readonly beatMs?: number;
   };
 }
+
+const AGENT_NAMESPACE = 'weir-system';
+const AGENT_LABEL = 'app.kubernetes.io/name';
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
 
@@ -90,6 +101,20 @@ export class Controller implements AsyncDisposable {
       policies: () => this.model.policyCount,
       endpoints: () => this.model.endpointCount,
     });
+  }
+
+  /**
+   * The node an agent pod identity stands for: the pod must be in the
+   * agents' namespace, labelled app.kubernetes.io/name=weir-agent, placed
+   * on a node and not finished.
+   */
+  private agentNodeOf(namespace: string, name: string): string | undefined {
+    if (namespace !== (this.options.agentNamespace ?? AGENT_NAMESPACE)) return undefined;
+    const pod = this.model.pod(namespace, name);
+    if (pod === undefined || pod.labels[AGENT_LABEL] !== 'weir-agent' || pod.node === '')
+      return undefined;
+    if (pod.phase === 'Succeeded' || pod.phase === 'Failed') return undefined;
+    return pod.node;
   }
 
   async start(): Promise<void> {
@@ -143,7 +168,10 @@ export class Controller implements AsyncDisposable {
         distributor: this.distributor,
         leadership: this.options.leadership,
         stateRejections: this.stateRejections,
+        insecure: this.options.tls === undefined,
       }),
+      tls: this.options.tls,
+      agentNodeOf: (namespace, name) => this.agentNodeOf(namespace, name),
       log: this.options.log.child({ component: 'grpc' }),
       onBytesSent: (bytes) => this.metrics.updateBytes.inc(bytes),
       controlPlane: this.options.nats === undefined,

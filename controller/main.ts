@@ -22,8 +22,10 @@ import { ManifestSource } from './sources/manifest-source.js';
 import type { ClusterSource } from './sources/source.js';
 import { NATS_CLUSTER_NAME } from '../shared/nats/names.js';
 import { NATS_FLAGS, NATS_USAGE, natsEndpointFromFlags } from '../shared/nats/connect.js';
+import { CertificateFiles, TLS_FLAGS, TLS_USAGE, tlsChoiceFromFlags } from '../shared/tls/credentials.js';
+import { ErrorCode, WeirError } from '../shared/errors.js';
 
-const USAGE = `usage: weir-controller [--manifests DIR | --kubeconfig PATH | --in-cluster] [--leader-elect [--lease-namespace NS] [--lease-name NAME]]
+const USAGE = `usage: weir-controller (--tls-dir DIR | --insecure) [--manifests DIR | --kubeconfig PATH | --in-cluster] [--leader-elect [--lease-namespace NS] [--lease-name NAME]]
                        [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--state-dir DIR] [--cluster NAME] [--log-level LEVEL]
   --manifests DIR        read cluster state from manifests in DIR, watched (default: the demo in deploy/examples)
   --kubeconfig PATH      follow the Kubernetes API server of this kubeconfig (its current context)
@@ -37,7 +39,8 @@ const USAGE = `usage: weir-controller [--manifests DIR | --kubeconfig PATH | --i
                          (locked by this controller alone; created 0700, refused when group/world-writable or
                          another user's); without it nothing is kept and a restart resyncs agents by snapshot
   --cluster NAME         cluster name, prefixed to every object id (default "local")
-${NATS_USAGE}  --nats-replicas N      JetStream replicas of Weir's streams and bucket (default 1; 3 on a 3-server cluster)
+  --agent-namespace NS   where agent pods run, for agent certificates naming a pod (default weir-system)
+${TLS_USAGE}${NATS_USAGE}  --nats-replicas N      JetStream replicas of Weir's streams and bucket (default 1; 3 on a 3-server cluster)
   --flow-retention D     how long the NATS flow event stream keeps events, e.g. 24h, 30m (default 24h)
   --flow-max-bytes N     most bytes that stream keeps, e.g. 1GiB, 500MiB (default 1GiB)
 `;
@@ -84,7 +87,9 @@ export async function main(argv: string[]): Promise<void> {
         'metrics-listen': { type: 'string' },
         'state-dir': { type: 'string' },
         cluster: { type: 'string', default: 'local' },
+        'agent-namespace': { type: 'string', default: 'weir-system' },
         'log-level': { type: 'string' },
+        ...TLS_FLAGS,
         ...NATS_FLAGS,
         'nats-replicas': { type: 'string', default: '1' },
         'flow-retention': { type: 'string', default: '24h' },
@@ -116,7 +121,24 @@ export async function main(argv: string[]): Promise<void> {
       throw new ArgumentError(`--nats-replicas must be 1 to 5, not ${values['nats-replicas']}`);
     const flowMaxAgeMs = parseDuration(values['flow-retention']!, '--flow-retention');
     const flowMaxBytes = parseBytes(values['flow-max-bytes']!, '--flow-max-bytes');
+    const tlsChoice = tlsChoiceFromFlags(values);
+    // One line, without the usage: the line says which flag to pass.
+    if (typeof tlsChoice === 'string') throw new WeirError(ErrorCode.Invalid, tlsChoice);
     const log = rootLogger({ name: 'weir-controller', level: values['log-level'] });
+    let tls: CertificateFiles | undefined;
+    if (tlsChoice.mode === 'insecure')
+      log.warn(
+        { insecure: true },
+        'INSECURE: --insecure given; gRPC without TLS or client authentication: any process that reaches the controller may act as any node or operator',
+      );
+    else {
+      try {
+        tls = new CertificateFiles(tlsChoice.files, { log: log.child({ component: 'tls' }) });
+      } catch (err) {
+        throw new WeirError(ErrorCode.Invalid, `certificates: ${(err as Error).message}`);
+      }
+      log.info({ identity: tls.identity.uri, notAfter: tls.notAfter }, 'mutual TLS');
+    }
     // One controller per state directory, and one only its user can write.
     const stateDir =
       values['state-dir'] !== undefined ? await prepareStateDir(values['state-dir']) : undefined;
@@ -213,6 +235,8 @@ export async function main(argv: string[]): Promise<void> {
       listen: values.listen!,
       stateDir,
       log,
+      tls,
+      agentNamespace: values['agent-namespace']!,
       ...(endpoint !== undefined
         ? { nats: { endpoint, replicas, flowMaxAgeMs, flowMaxBytes } }
         : {}),

@@ -45,6 +45,8 @@ export interface OperatorParts {
   readonly leadership?: () => string;
   /** State files found unusable at start-up and moved aside. */
   readonly stateRejections?: readonly StateFileRejection[];
+  /** Running with --insecure: no TLS, no client authentication. */
+  readonly insecure?: boolean;
 }
 
 export class OperatorService implements OperatorBackend {
@@ -95,6 +97,11 @@ export class OperatorService implements OperatorBackend {
       policies: model.policyCount,
       endpoints: model.endpointCount,
       warnings: [
+        ...(this.parts.insecure
+          ? [
+              'running with --insecure: no TLS and no client authentication; any process that reaches the controller may act as any node or operator',
+            ]
+          : []),
         ...(this.parts.stateRejections ?? []).map(
           (r) => `${describeRejection(r)}; started fresh at revision 0, agents resync by snapshot`,
         ),
@@ -112,6 +119,7 @@ export class OperatorService implements OperatorBackend {
           ),
       ],
       pid: process.pid,
+      insecure: this.parts.insecure === true,
     };
   }
 

@@ -17,6 +17,8 @@ export const ErrorCode = {
    * after close that is not such a race is a bug: Internal.)
    */
   Closed: 'CLOSED',
+  /** The caller is not who may do this (no certificate, or the wrong identity or role). */
+  Denied: 'PERMISSION_DENIED',
   /** A broken invariant inside Weir. Never thrown for user input. */
   Internal: 'INTERNAL',
 } as const;
@@ -72,6 +74,13 @@ export class UnavailableError extends WeirError {
 export class ClosedError extends WeirError {
   constructor(message: string) {
     super(ErrorCode.Closed, message);
+  }
+}
+
+/** The caller may not do this: no certificate, another identity, or too small a role. */
+export class PermissionError extends WeirError {
+  constructor(message: string) {
+    super(ErrorCode.Denied, message);
   }
 }
 

@@ -49,6 +49,8 @@ import { SpanState } from './store/span-state.js';
 import { SyntheticTraffic } from './traffic/synthetic.js';
 import { AgentMetrics } from './metrics.js';
 import { GrpcTransport } from './transport/grpc.js';
+import { guarded } from '../shared/tls/access.js';
+import { type CertificateFiles, serverCredentials } from '../shared/tls/credentials.js';
 import type { AgentHello, ControllerTransport, Delivery } from './transport/transport.js';
 
 export interface AgentOptions {
@@ -62,6 +64,12 @@ export interface AgentOptions {
     start(datapath: () => Datapath, nowMs: () => number): void;
   } & AsyncDisposable;
   readonly stateDir: string;
+  /**
+   * Mutual TLS with these certificates, for the controller connection and
+   * the agent's own API (operators only: shared/tls/access.ts); undefined
+   * only with --insecure (status says so).
+   */
+  readonly tls: CertificateFiles | undefined;
   /** "host:port" for the agent's own API (port 0: any free port). */
   readonly listen: string;
   readonly log: Logger;
@@ -115,6 +123,7 @@ export class NodeAgent implements AsyncDisposable {
       options.transport ??
       new GrpcTransport(options.controller, {
         log: this.log,
+        tls: options.tls,
         reconnectMinMs: options.reconnectMinMs,
         reconnectMaxMs: options.reconnectMaxMs,
       });
@@ -330,25 +339,39 @@ export class NodeAgent implements AsyncDisposable {
   private async serve(): Promise<void> {
     const { proto, definition } = weirProto();
     const server = new grpc.Server(SERVER_OPTIONS);
-    server.addService(proto.weir.v1.Agent.service, {
-      GetAgentStatus: (_call: unknown, cb: grpc.sendUnaryData<AgentStatusReply>) =>
-        cb(null, this.status()),
-      Evaluate: unary((req: ExplainRequest__Output) => this.evaluate(req)),
-    });
+    const access = { secure: this.options.tls !== undefined, log: this.log };
+    const agent = proto.weir.v1.Agent.service;
     server.addService(
-      proto.weir.v1.FlowIntrospect.service,
-      flowIntrospectHandlers(
+      agent,
+      guarded(
+        agent,
         {
-          datapath: () => this.datapath,
-          nowMs: () => performance.timeOrigin + performance.now(),
-          engine: () => this.engine(),
+          GetAgentStatus: (_call: unknown, cb: grpc.sendUnaryData<AgentStatusReply>) =>
+            cb(null, this.status()),
+          Evaluate: unary((req: ExplainRequest__Output) => this.evaluate(req)),
         },
-        this.log.child({ component: 'introspect' }),
+        access,
+      ),
+    );
+    const introspect = proto.weir.v1.FlowIntrospect.service;
+    server.addService(
+      introspect,
+      guarded(
+        introspect,
+        flowIntrospectHandlers(
+          {
+            datapath: () => this.datapath,
+            nowMs: () => performance.timeOrigin + performance.now(),
+            engine: () => this.engine(),
+          },
+          this.log.child({ component: 'introspect' }),
+        ),
+        access,
       ),
     );
     new ReflectionService(definition).addToServer(server);
     this.port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(this.options.listen, grpc.ServerCredentials.createInsecure(), (err, p) =>
+      server.bindAsync(this.options.listen, serverCredentials(this.options.tls), (err, p) =>
         err ? reject(err) : resolve(p),
       ),
     );
@@ -379,6 +402,7 @@ export class NodeAgent implements AsyncDisposable {
       warnings: this.warnings,
       engine: this.engine(),
       inForceHash: this.inForceHash,
+      insecure: this.options.tls === undefined,
     };
   }
 

@@ -14,10 +14,12 @@ import { registerDatapathMetrics } from './datapath/kernel-metrics.js';
 import { emptySpanTables, selectDatapath, type DatapathChoice } from './datapath/kernel-select.js';
 import { NATS_CLUSTER_NAME } from '../shared/nats/names.js';
 import { NATS_FLAGS, NATS_USAGE, natsEndpointFromFlags } from '../shared/nats/connect.js';
+import { ErrorCode, WeirError } from '../shared/errors.js';
+import { CertificateFiles, TLS_FLAGS, TLS_USAGE, tlsChoiceFromFlags } from '../shared/tls/credentials.js';
 import { NatsTransport } from './transport/nats.js';
 import { FlowExporter } from './transport/nats-flows.js';
 
-const USAGE = `usage: weir-agent --node NAME [--controller HOST:PORT] [--state-dir DIR] [--listen HOST:PORT] [--log-level LEVEL]
+const USAGE = `usage: weir-agent --node NAME (--tls-dir DIR | --insecure) [--controller HOST:PORT] [--state-dir DIR] [--listen HOST:PORT] [--log-level LEVEL]
   --node NAME            the node this agent enforces policy for (env NODE_NAME)
   --controller HOST:PORT the controller (default 127.0.0.1:7443; env WEIR_CONTROLLER)
   --state-dir DIR        where the last applied span is kept, locked by this agent alone; created 0700, refused
@@ -39,6 +41,7 @@ const USAGE = `usage: weir-agent --node NAME [--controller HOST:PORT] [--state-d
                          restart or crash must not take the node's pods off the network; choose closed where
                          an unenforced new connection is worse than an outage (see docs/datapath.md)
   --queue N              the NFQUEUE number of the kernel datapath (default 100)
+${TLS_USAGE}  (the certificate names this agent: spiffe://weir/node/NAME, or its pod: spiffe://weir/ns/NS/pod/POD)
 ${NATS_USAGE}  --cluster NAME         the cluster's name on NATS (as the controller's --cluster; default "local")
 `;
 
@@ -65,6 +68,7 @@ export async function main(argv: string[]): Promise<void> {
         'metrics-listen': { type: 'string' },
         'log-level': { type: 'string' },
         cluster: { type: 'string', default: 'local' },
+        ...TLS_FLAGS,
         ...NATS_FLAGS,
         datapath: { type: 'string', default: process.env.WEIR_DATAPATH ?? 'auto' },
         'fail-mode': { type: 'string', default: 'open' },
@@ -88,7 +92,29 @@ export async function main(argv: string[]): Promise<void> {
       throw new ArgumentError(
         `--cluster ${JSON.stringify(values.cluster)} cannot name NATS subjects (letters, digits, "_", "-"; at most 64)`,
       );
+    const tlsChoice = tlsChoiceFromFlags(values);
+    // One line, without the usage: the line says which flag to pass.
+    if (typeof tlsChoice === 'string') throw new WeirError(ErrorCode.Invalid, tlsChoice);
     const log = rootLogger({ name: 'weir-agent', level: values['log-level'] }).child({ node });
+    let tls: CertificateFiles | undefined;
+    if (tlsChoice.mode === 'insecure')
+      log.warn(
+        { insecure: true },
+        'INSECURE: --insecure given; the controller connection is neither encrypted nor authenticated, and the agent API takes any caller',
+      );
+    else {
+      try {
+        tls = new CertificateFiles(tlsChoice.files, { log: log.child({ component: 'tls' }) });
+      } catch (err) {
+        throw new WeirError(ErrorCode.Invalid, `certificates: ${(err as Error).message}`);
+      }
+      const id = tls.identity;
+      if (id.kind !== 'node' && id.kind !== 'pod')
+        throw new WeirError(ErrorCode.Invalid, `certificates: ${tlsChoice.files.cert} names ${id.uri}, not an agent (spiffe://weir/node/${node})`);
+      if (id.kind === 'node' && id.node !== node)
+        throw new WeirError(ErrorCode.Invalid, `certificates: ${tlsChoice.files.cert} is node ${id.node}'s, not --node ${node}'s`);
+      log.info({ identity: id.uri, notAfter: tls.notAfter }, 'mutual TLS');
+    }
     // One agent per state directory, and one only its user can write.
     const stateDir = await prepareStateDir(values['state-dir'] ?? defaultStateDir(`agent-${node}`));
     const lock = await StateDirLock.acquire(stateDir, {
@@ -133,6 +159,7 @@ export async function main(argv: string[]): Promise<void> {
       node,
       controller: values.controller!,
       stateDir,
+      tls,
       listen: values.listen!,
       advertiseHost: values['advertise-host'],
       syntheticTrafficPerSecond:

@@ -17,7 +17,7 @@ import type {
   ListFlowsReply__Output,
 } from '../../shared/generated/weir/v1/index.js';
 import { UnavailableError } from '../../shared/errors.js';
-import { agentAddress, call, flowClient } from '../clients.js';
+import { type AgentTarget, agentAddress, call, flowClient } from '../clients.js';
 import { UsageError, type Io } from '../io.js';
 import { renderTable } from '../table.js';
 
@@ -255,19 +255,19 @@ export function flowTable(flows: readonly Flow__Output[], wide: boolean, now = D
 }
 
 async function listAll(
-  address: string,
+  target: AgentTarget,
   filter: FlowFilter,
   limit: number,
 ): Promise<Flow__Output[]> {
   const out: Flow__Output[] = [];
   let pageToken = '';
   do {
-    const client = flowClient(address);
+    const client = flowClient(target.address, target.node);
     const page = await call<object, ListFlowsReply__Output>(
       client,
       client.ListFlows,
       { filter, pageSize: Math.min(1000, limit - out.length), pageToken },
-      `the agent at ${address}`,
+      `the agent at ${target.address}`,
     );
     out.push(...page.flows);
     pageToken = page.nextPageToken;
@@ -284,20 +284,20 @@ export async function flowsList(io: Io, o: FlowOptions): Promise<number> {
   const match = o.match === undefined ? undefined : parseMatch(o.match);
   const filter = filterOf(o);
   if (match?.protocol !== undefined) filter.protocol = match.protocol;
-  const address = await agentAddress(o.node, o.controller);
-  if (o.watch) return watch(io, address, filter, match, format);
+  const target = await agentAddress(o.node, o.controller);
+  if (o.watch) return watch(io, target, filter, match, format);
   let flows: Flow__Output[];
-  if (match === undefined) flows = await listAll(address, filter, limit);
+  if (match === undefined) flows = await listAll(target, filter, limit);
   else {
     // The two ends match in either order: ask for both, keep what matches ports too.
     const host = (e: MatchEnd) => e.ip;
     const ab = await listAll(
-      address,
+      target,
       { ...filter, sourceCidr: host(match.a), destinationCidr: match.b ? host(match.b) : '' },
       limit,
     );
     const ba = await listAll(
-      address,
+      target,
       { ...filter, sourceCidr: match.b ? host(match.b) : '', destinationCidr: host(match.a) },
       limit,
     );
@@ -324,17 +324,17 @@ export function eventLine(e: FlowEvent__Output, f: Flow__Output, node?: string):
 
 function watch(
   io: Io,
-  address: string,
+  target: AgentTarget,
   filter: FlowFilter,
   match: Match | undefined,
   format: string,
 ): Promise<number> {
   return new Promise((resolve, reject) => {
-    const client = flowClient(address);
+    const client = flowClient(target.address, target.node);
     const stream = (
       client as unknown as { WatchFlows(req: object): grpc.ClientReadableStream<FlowEvent__Output> }
     ).WatchFlows({ filter });
-    if (format !== 'json') io.stdout(`watching flows on ${address} (Ctrl-C to stop)\n`);
+    if (format !== 'json') io.stdout(`watching flows on ${target.address} (Ctrl-C to stop)\n`);
     stream.on('data', (e: FlowEvent__Output) => {
       const f = e.flow;
       if (f === null || (match !== undefined && !matches(f, match))) return;
@@ -348,7 +348,7 @@ function watch(
       if (err.code === 1)
         resolve(0); // cancelled
       else
-        reject(new UnavailableError(`watching flows on ${address}: ${err.details || err.message}`));
+        reject(new UnavailableError(`watching flows on ${target.address}: ${err.details || err.message}`));
     });
     stream.on('end', () => {
       client.close();
@@ -367,13 +367,13 @@ export async function flowsGet(
   const format = output(o.output, ['json', 'table']);
   if (!/^\d+$/.test(index))
     throw new UsageError(`flow index must be a number, not ${JSON.stringify(index)}`);
-  const address = await agentAddress(o.node, o.controller);
-  const client = flowClient(address);
+  const target = await agentAddress(o.node, o.controller);
+  const client = flowClient(target.address, target.node);
   const f = await call<object, Flow__Output>(
     client,
     client.GetFlow,
     { index: Number(index) },
-    `the agent at ${address}`,
+    `the agent at ${target.address}`,
   );
   if (format === 'json') io.stdout(`${JSON.stringify(f, null, 2)}\n`);
   else {
@@ -425,13 +425,13 @@ export async function flowsStats(
 ): Promise<number> {
   if (o.node === undefined) throw new UsageError('--node is required');
   const format = output(o.output, ['table', 'json']);
-  const address = await agentAddress(o.node, o.controller);
-  const client = flowClient(address);
+  const target = await agentAddress(o.node, o.controller);
+  const client = flowClient(target.address, target.node);
   const s = await call<object, FlowStatsReply__Output>(
     client,
     client.FlowStats,
     {},
-    `the agent at ${address}`,
+    `the agent at ${target.address}`,
   );
   if (format === 'json') {
     io.stdout(`${JSON.stringify(s, null, 2)}\n`);

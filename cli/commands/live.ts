@@ -85,7 +85,7 @@ export async function status(
   const now = Date.now();
   const src = s.source;
   io.stdout(
-    `controller ${address}  cluster ${s.cluster}  revision ${s.revision}  policies ${s.policies}  endpoints ${s.endpoints}\n` +
+    `controller ${address}  cluster ${s.cluster}  revision ${s.revision}  policies ${s.policies}  endpoints ${s.endpoints}  ${s.insecure ? 'INSECURE (no TLS)' : 'mTLS'}\n` +
       `source     ${src?.kind} ${src?.location}  ${src?.synced ? 'synced' : 'NOT SYNCED'}${src?.lastError ? `  last error: ${src.lastError}` : ''}\n\n`,
   );
   if (s.agents.length === 0) io.stdout('no agents\n');

@@ -4,9 +4,16 @@
  * Welcome is written first: from there the agent is connected), the
  * session's AgentLink writes updates on the stream, and Ack/Nack from the
  * stream go to the session. The stream's end is the session's end.
+ *
+ * Identity (unless --insecure): the stream's client certificate names the
+ * agent (shared/tls/identity.ts); its hello must be for that agent's node,
+ * else the stream ends with PERMISSION_DENIED. Ack/Nack are only ever read
+ * from the stream whose hello was accepted, so no other caller can ACK or
+ * NACK for a node. A new stream for a node replaces the open one (an agent
+ * restart) only when it comes from the same identity.
  */
-import type * as grpc from '@grpc/grpc-js';
-import { ValidationError } from '../../shared/errors.js';
+import * as grpc from '@grpc/grpc-js';
+import { PermissionError, ValidationError } from '../../shared/errors.js';
 import type {
   AgentMessage__Output,
   ControllerMessage,
@@ -15,7 +22,32 @@ import type {
 import { weirProto } from '../../shared/grpc/proto.js';
 import { toGrpcStatus } from '../../shared/grpc/status.js';
 import type { Logger } from '../../shared/log.js';
+import { callerOf, guarded } from '../../shared/tls/access.js';
+import type { Identity } from '../../shared/tls/identity.js';
 import type { SessionHost } from './publisher.js';
+
+/**
+ * The node an agent pod identity (spiffe://weir/ns/NS/pod/POD) runs on:
+ * the pod's spec.nodeName when it is one of Weir's agent pods, else
+ * undefined (the controller resolves it through its cluster model).
+ */
+export type AgentNodeOf = (namespace: string, pod: string) => string | undefined;
+
+/**
+ * The node a caller may say hello for, or why it may say none: a node
+ * identity is its node; a pod identity the node its agent pod runs on.
+ */
+function nodeOfCaller(id: Identity, agentNodeOf: AgentNodeOf): string | PermissionError {
+  if (id.kind === 'node') return id.node;
+  if (id.kind === 'pod')
+    return (
+      agentNodeOf(id.namespace, id.pod) ??
+      new PermissionError(
+        `pod ${id.namespace}/${id.pod} is not a Weir agent pod on a node the controller knows`,
+      )
+    );
+  return new PermissionError('only agents may connect');
+}
 
 /** Encoded updates kept for reuse: a few revisions' worth, and never more than this many bytes. */
 const ENCODED_MAX_ENTRIES = 64;
@@ -81,6 +113,9 @@ export function addControlPlane(
     log: Logger;
     /** Called with the encoded size of every update written. */
     onBytesSent?: (bytes: number) => void;
+    /** Mutual TLS: hellos are checked against the caller's identity. False: --insecure. */
+    secure: boolean;
+    agentNodeOf: AgentNodeOf;
   },
 ): void {
   const { proto } = weirProto();
@@ -115,16 +150,28 @@ export function addControlPlane(
     return bytes;
   };
 
-  server.addService(controlPlane as unknown as grpc.ServiceDefinition, {
+  // The identity each node's open stream came from: another may not replace it.
+  const owners = new Map<string, { uri: string; call: object }>();
+  const definition = controlPlane as unknown as grpc.ServiceDefinition;
+  server.addService(definition, guarded(definition, {
     Connect: (call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>) => {
       let session: ReturnType<SessionHost['hello']> | undefined;
       let ended = false;
+      let owned: string | undefined;
       const end = () => {
         if (ended) return;
         ended = true;
+        if (owned !== undefined && owners.get(owned)?.call === call) owners.delete(owned);
         session?.close();
       };
+      const refuse = (err: PermissionError, node: string) => {
+        log.warn({ node: node.slice(0, 253), caller: caller === 'insecure' ? undefined : caller.uri, why: err.message }, 'agent hello refused');
+        ended = true;
+        call.emit('error', toGrpcStatus(err));
+      };
+      const caller = callerOf(call);
       call.on('data', (msg: AgentMessage__Output) => {
+        if (ended) return;
         if (msg.kind === 'hello' && msg.hello && session === undefined) {
           const hello = msg.hello;
           const node = hello.node;
@@ -138,6 +185,29 @@ export function addControlPlane(
           if (problems.length > 0) {
             call.emit('error', toGrpcStatus(new ValidationError(problems)));
             return;
+          }
+          if (options.secure) {
+            if (caller === 'insecure') {
+              refuse(new PermissionError('no client certificate'), node);
+              return;
+            }
+            const own = nodeOfCaller(caller, options.agentNodeOf);
+            if (own instanceof PermissionError) {
+              refuse(own, node);
+              return;
+            }
+            // Short, and without the hello's node: a peer controls that text.
+            if (node !== own) {
+              refuse(new PermissionError(`this certificate is node ${own}'s; a hello for another node is refused`), node);
+              return;
+            }
+            const owner = owners.get(node);
+            if (owner !== undefined && owner.uri !== caller.uri) {
+              refuse(new PermissionError(`node ${node} is connected under another identity`), node);
+              return;
+            }
+            owners.set(node, { uri: caller.uri, call });
+            owned = node;
           }
           // Before any update: the agent is connected from here on.
           call.write({ welcome: { revision: String(options.sessions.revision) } });
@@ -179,5 +249,5 @@ export function addControlPlane(
       call.on('cancelled', end);
       call.on('close', end);
     },
-  });
+  }, { secure: options.secure, log }));
 }

@@ -3,6 +3,9 @@
  * (agent streams, the gRPC publisher: grpc-publisher.ts) when agents connect
  * over gRPC, with server reflection so that any reflection-aware client can
  * list and call them. Errors become gRPC statuses here and nowhere else.
+ * Mutual TLS unless --insecure: every call is authorized by its client
+ * certificate (shared/tls/access.ts: operators call Operator, agents only
+ * ControlPlane).
  */
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
@@ -16,8 +19,10 @@ import type {
   ListPoliciesRequest__Output,
   StatusReply,
 } from '../../shared/generated/weir/v1/index.js';
+import { guarded } from '../../shared/tls/access.js';
+import { type CertificateFiles, serverCredentials } from '../../shared/tls/credentials.js';
 import type { Distributor } from './distributor.js';
-import { addControlPlane } from './grpc-publisher.js';
+import { type AgentNodeOf, addControlPlane } from './grpc-publisher.js';
 
 export { encodeUpdate } from './grpc-publisher.js';
 
@@ -37,28 +42,48 @@ export async function startControllerServer(options: {
   onBytesSent?: (bytes: number) => void;
   /** Serve ControlPlane (agents over gRPC); default true. */
   controlPlane?: boolean;
+  /**
+   * Mutual TLS with these certificates (every caller authorized by
+   * shared/tls/access.ts); undefined: --insecure, no TLS, anyone is anyone.
+   */
+  tls: CertificateFiles | undefined;
+  /** The node an agent pod identity runs on (grpc-publisher.ts). */
+  agentNodeOf?: AgentNodeOf;
 }): Promise<{ server: grpc.Server; port: number }> {
   const { proto, definition } = weirProto();
   const server = new grpc.Server(SERVER_OPTIONS);
   const log = options.log;
+  const secure = options.tls !== undefined;
 
   if (options.controlPlane !== false)
     addControlPlane(server, {
       sessions: options.distributor,
       log,
       onBytesSent: options.onBytesSent,
+      secure: secure,
+      agentNodeOf: options.agentNodeOf ?? (() => undefined),
     });
 
-  server.addService(proto.weir.v1.Operator.service, {
-    GetStatus: unary(() => options.operator.status()),
-    ListPolicies: unary((req: ListPoliciesRequest__Output) => options.operator.listPolicies(req)),
-    Explain: unary((req: ExplainRequest__Output) => options.operator.explain(req)),
-  });
+  const operator = proto.weir.v1.Operator.service;
+  server.addService(
+    operator,
+    guarded(
+      operator,
+      {
+        GetStatus: unary(() => options.operator.status()),
+        ListPolicies: unary((req: ListPoliciesRequest__Output) =>
+          options.operator.listPolicies(req),
+        ),
+        Explain: unary((req: ExplainRequest__Output) => options.operator.explain(req)),
+      },
+      { secure, log },
+    ),
+  );
 
   new ReflectionService(definition).addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (err, p) =>
+    server.bindAsync(options.listen, serverCredentials(options.tls), (err, p) =>
       err ? reject(err) : resolve(p),
     );
   });

@@ -216,6 +216,11 @@ export class ClusterModel {
     return this.namespaces.get(name)?.labels ?? { [NAMESPACE_NAME_LABEL]: name };
   }
 
+  /** A Pod as read (every pod, also host-network ones, which are no endpoints). */
+  pod(namespace: string, name: string): PodObject | undefined {
+    return this.pods.get(`${namespace}/${name}`);
+  }
+
   /** A Node object as read (labels for cluster-scoped tiers, addresses). */
   node(name: string): NodeObject | undefined {
     return this.nodeObjects.get(name);

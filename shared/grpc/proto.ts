@@ -49,6 +49,10 @@ export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.max_receive_message_length': 256 * 1024 * 1024,
   'grpc.max_send_message_length': 256 * 1024 * 1024,
+  // Under TLS, the name sent (SNI) and nothing more: servers are checked by
+  // their certificate's identity (URI SAN, shared/tls/credentials.ts), not
+  // by host name, and an IP address may not be sent as SNI (RFC 6066).
+  'grpc.ssl_target_name_override': 'weir',
 };
 
 export const SERVER_OPTIONS: grpc.ServerOptions = {

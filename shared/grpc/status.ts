@@ -12,6 +12,7 @@ const CODES: Readonly<Record<ErrorCode, grpc.status>> = {
   [ErrorCode.Unavailable]: grpc.status.UNAVAILABLE,
   // A closing server: the caller retries elsewhere or later, as for any server going away.
   [ErrorCode.Closed]: grpc.status.UNAVAILABLE,
+  [ErrorCode.Denied]: grpc.status.PERMISSION_DENIED,
   [ErrorCode.Internal]: grpc.status.INTERNAL,
 };
 
@@ -22,6 +23,9 @@ export function errorCodeOf(status: grpc.status): ErrorCode {
       return ErrorCode.Invalid;
     case grpc.status.NOT_FOUND:
       return ErrorCode.NotFound;
+    case grpc.status.PERMISSION_DENIED:
+    case grpc.status.UNAUTHENTICATED:
+      return ErrorCode.Denied;
     case grpc.status.UNAVAILABLE:
     case grpc.status.DEADLINE_EXCEEDED:
       return ErrorCode.Unavailable;

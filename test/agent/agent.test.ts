@@ -72,6 +72,8 @@ describe('node agent', () => {
       controller: `127.0.0.1:${controller.port}`,
       stateDir: join(dir, 'state'),
       listen: '127.0.0.1:0',
+      // The scripted controller (test/support/scripted-controller.ts) speaks plain gRPC.
+      tls: undefined,
       log: silentLogger,
     });
     await agent.start();

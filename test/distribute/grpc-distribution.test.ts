@@ -25,6 +25,7 @@ import { NatsPublisher } from '../../controller/distribute/nats-publisher.js';
 import { startNats } from '../../testing/nats-server.js';
 import { build, namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
 import { eventually } from '../support/processes.js';
+import { agentTls, controllerTls } from '../support/tls.js';
 
 interface Rig {
   model: ClusterModel;
@@ -53,6 +54,7 @@ async function rig(nodes: readonly string[], transport: Transport): Promise<Rig>
     },
     log: silentLogger,
     controlPlane: transport === 'grpc',
+    tls: controllerTls(),
   });
   const nats = transport === 'nats' ? await startNats() : undefined;
   const endpoint = { servers: [nats?.urls ?? ''] };
@@ -91,6 +93,7 @@ async function rig(nodes: readonly string[], transport: Transport): Promise<Rig>
       controller: `127.0.0.1:${port}`,
       stateDir: join(dir, node),
       listen: '127.0.0.1:0',
+      tls: await agentTls(node),
       log: silentLogger,
       ...(nats !== undefined
         ? { transport: new NatsTransport({ endpoint, cluster: 't', node, log: silentLogger }) }

@@ -28,6 +28,7 @@ import { NatsTransport } from '../../vrouter-agent/transport/nats.js';
 import { namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
 import { type NatsRig, startNats } from '../../testing/nats-server.js';
 import { eventually } from '../support/processes.js';
+import { agentTls } from '../support/tls.js';
 
 const CLUSTER = 't';
 const NODES = ['node-a', 'node-b', 'node.c'];
@@ -103,6 +104,7 @@ class Rig implements AsyncDisposable {
       controller: '',
       stateDir: join(this.dir, node),
       listen: '127.0.0.1:0',
+      tls: await agentTls(node),
       log: silentLogger,
       transport: new NatsTransport({
         endpoint: as(agentUser(node), this.servers),

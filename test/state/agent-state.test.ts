@@ -64,6 +64,8 @@ describe("the agent's persisted span", () => {
       controller: `127.0.0.1:${controller.port}`,
       stateDir,
       listen: '127.0.0.1:0',
+      // The scripted controller (test/support/scripted-controller.ts) speaks plain gRPC.
+      tls: undefined,
       log: silentLogger,
     });
     agents.push(agent);

@@ -2,13 +2,35 @@
  * Real Weir processes for integration tests: started from bin/ with their
  * JSON logs captured, so that a test can wait for a logged event; killed in
  * `after` hooks whatever happens.
+ *
+ * With mutual TLS, as in production: a test CA and certificates are issued
+ * once per test process (testing/pki.ts); a controller gets the
+ * controller's, an agent its node's (unless its arguments or environment
+ * choose other certificates, or --insecure), and weirctl, and the clients
+ * of cli/clients.ts, an admin operator's through WEIR_CERT/WEIR_KEY/WEIR_CA
+ * (set in this process' environment, so children inherit it).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { freePort } from '../../testing/ports.js';
+import { pki } from './tls.js';
 
-export { freePort };
+export { freePort, pki };
+
+/** WEIR_TLS_DIR for a program started with `args`, unless they choose for themselves. */
+function tlsEnv(bin: string, args: readonly string[], env: Record<string, string>): Record<string, string> {
+  const chosen = ['--insecure', '--tls-dir', '--tls-cert'].some((f) => args.includes(f));
+  if (chosen || env.WEIR_TLS_DIR !== undefined || env.WEIR_TLS_CERT !== undefined) return {};
+  if (bin === 'weir-controller') return { WEIR_TLS_DIR: pki.controller };
+  if (bin === 'weir-agent') {
+    const at = args.indexOf('--node');
+    const node = at >= 0 ? args[at + 1] : (env.NODE_NAME ?? process.env.NODE_NAME);
+    if (node !== undefined && /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(node))
+      return { WEIR_TLS_DIR: pki.nodeSync(node) };
+  }
+  return {};
+}
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -43,6 +65,7 @@ export class WeirProcess {
           ...process.env,
           WEIR_LOG_LEVEL: 'debug',
           ...(netns ? {} : { WEIR_DATAPATH: 'userspace' }),
+          ...tlsEnv(bin, args, env),
           ...env,
         },
         stdio: ['ignore', 'pipe', 'pipe'],

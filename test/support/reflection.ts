@@ -6,6 +6,9 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { CHANNEL_OPTIONS } from '../../shared/grpc/proto.js';
+import { channelCredentials } from '../../shared/tls/credentials.js';
+import { filesIn, pki } from './tls.js';
 
 const require = createRequire(import.meta.url);
 const protoRoot = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build', 'proto');
@@ -18,13 +21,21 @@ export async function listServices(address: string): Promise<string[]> {
   const pkg = grpc.loadPackageDefinition(def) as unknown as {
     grpc: {
       reflection: {
-        v1: { ServerReflection: new (a: string, c: grpc.ChannelCredentials) => grpc.Client };
+        v1: {
+          ServerReflection: new (
+            a: string,
+            c: grpc.ChannelCredentials,
+            o?: grpc.ChannelOptions,
+          ) => grpc.Client;
+        };
       };
     };
   };
   const client = new pkg.grpc.reflection.v1.ServerReflection(
     address,
-    grpc.credentials.createInsecure(),
+    // As weirctl: the test process' operator certificate (test/support/tls.ts), any Weir server.
+    channelCredentials(filesIn(pki.operator('admin')), () => undefined),
+    CHANNEL_OPTIONS,
   );
   try {
     return await new Promise<string[]>((resolve, reject) => {

@@ -11,6 +11,7 @@ import type {
 } from '../../shared/generated/weir/v1/index.js';
 import { CHANNEL_OPTIONS, weirProto } from '../../shared/grpc/proto.js';
 import type { Logger } from '../../shared/log.js';
+import { type CertificateFiles, channelCredentials } from '../../shared/tls/credentials.js';
 import {
   type AgentHello,
   type ControllerTransport,
@@ -33,7 +34,13 @@ export class GrpcTransport implements ControllerTransport {
   constructor(
     /** "host:port" of the controller. */
     readonly peer: string,
-    private readonly options: { log: Logger; reconnectMinMs?: number; reconnectMaxMs?: number },
+    private readonly options: {
+      log: Logger;
+      /** Mutual TLS: this agent's certificates; the server must be the controller. Undefined: --insecure. */
+      tls: CertificateFiles | undefined;
+      reconnectMinMs?: number;
+      reconnectMaxMs?: number;
+    },
   ) {}
 
   updates(hello: () => AgentHello): AsyncIterable<Delivery> {
@@ -48,7 +55,9 @@ export class GrpcTransport implements ControllerTransport {
     const { proto } = weirProto();
     this.client ??= new proto.weir.v1.ControlPlane(
       this.peer,
-      grpc.credentials.createInsecure(),
+      channelCredentials(this.options.tls, (id) =>
+        id.kind === 'controller' ? undefined : `${id.uri} is not the controller`,
+      ),
       CHANNEL_OPTIONS,
     );
     const call = (this.client as unknown as { Connect(): Stream }).Connect();
