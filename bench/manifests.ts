@@ -129,12 +129,25 @@ async function runController(label: string, checkout: string, dir: string): Prom
   const t0 = Date.now();
   const state = await mkdtemp(join(tmpdir(), 'weir-bench-state-'));
   // A checkout from before mutual TLS knows no --insecure; this one refuses to start without it or certificates.
-  const tlsFlag = readFileSync(join(checkout, 'controller', 'main.ts'), 'utf8').includes('TLS_FLAGS')
+  const tlsFlag = readFileSync(join(checkout, 'controller', 'main.ts'), 'utf8').includes(
+    'TLS_FLAGS',
+  )
     ? ['--insecure']
     : [];
   const child: ChildProcess = spawn(
     process.execPath,
-    [bin, '--manifests', dir, '--listen', address, '--state-dir', state, '--log-level', 'info', ...tlsFlag],
+    [
+      bin,
+      '--manifests',
+      dir,
+      '--listen',
+      address,
+      '--state-dir',
+      state,
+      '--log-level',
+      'info',
+      ...tlsFlag,
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const lines: LogLine[] = [];

@@ -1,5 +1,5 @@
 /** gRPC clients for weirctl: the controller's Operator API and an agent's API. */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { CHANNEL_OPTIONS, weirProto } from '../shared/grpc/proto.js';
 import type {
   AgentClient,

@@ -160,7 +160,12 @@ function filesOf(s: {
 export function clientTls(): CertificateFiles | undefined {
   if (resolved === undefined) {
     const context = currentContext();
-    const fromFlags = filesOf({ cert: flags.cert, key: flags.key, ca: flags.ca, dir: flags.tlsDir });
+    const fromFlags = filesOf({
+      cert: flags.cert,
+      key: flags.key,
+      ca: flags.ca,
+      dir: flags.tlsDir,
+    });
     const fromEnv = filesOf({
       cert: process.env.WEIR_CERT,
       key: process.env.WEIR_KEY,
@@ -179,10 +184,7 @@ export function clientTls(): CertificateFiles | undefined {
       );
     resolved = {
       context,
-      tls:
-        files === undefined
-          ? undefined
-          : new CertificateFiles(files, { log: silentLogger }),
+      tls: files === undefined ? undefined : new CertificateFiles(files, { log: silentLogger }),
     };
   }
   return resolved.tls;

@@ -38,7 +38,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option('--ca <file>', 'the CA that signed the servers (env WEIR_CA)')
     .option('--tls-dir <dir>', 'tls.crt, tls.key and ca.crt in one directory')
     .option('--insecure', 'no TLS (only against servers started with --insecure)')
-    .option('--context <name>', 'a context of the config file ($WEIR_CONFIG, default ~/.config/weir/config.yaml)')
+    .option(
+      '--context <name>',
+      'a context of the config file ($WEIR_CONFIG, default ~/.config/weir/config.yaml)',
+    )
     .hook('preAction', (_cmd, action) => {
       const g = action.optsWithGlobals();
       setConnectionFlags({

@@ -22,7 +22,12 @@ import { ManifestSource } from './sources/manifest-source.js';
 import type { ClusterSource } from './sources/source.js';
 import { NATS_CLUSTER_NAME } from '../shared/nats/names.js';
 import { NATS_FLAGS, NATS_USAGE, natsEndpointFromFlags } from '../shared/nats/connect.js';
-import { CertificateFiles, TLS_FLAGS, TLS_USAGE, tlsChoiceFromFlags } from '../shared/tls/credentials.js';
+import {
+  CertificateFiles,
+  TLS_FLAGS,
+  TLS_USAGE,
+  tlsChoiceFromFlags,
+} from '../shared/tls/credentials.js';
 import { ErrorCode, WeirError } from '../shared/errors.js';
 
 const USAGE = `usage: weir-controller (--tls-dir DIR | --insecure) [--manifests DIR | --kubeconfig PATH | --in-cluster] [--leader-elect [--lease-namespace NS] [--lease-name NAME]]

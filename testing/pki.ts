@@ -9,19 +9,8 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  CONTROLLER_URI,
-  type OperatorRole,
-  nodeUri,
-  operatorUri,
-} from '../shared/tls/identity.js';
-import {
-  type IssuedCa,
-  issueCa,
-  issueCert,
-  writeCaDir,
-  writeTlsDir,
-} from '../shared/tls/issue.js';
+import { CONTROLLER_URI, type OperatorRole, nodeUri, operatorUri } from '../shared/tls/identity.js';
+import { type IssuedCa, issueCa, issueCert, writeCaDir, writeTlsDir } from '../shared/tls/issue.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -71,7 +60,16 @@ export class TestPki {
     if (!existsSync(join(out, 'tls.crt')))
       execFileSync(
         process.execPath,
-        [join(ROOT, 'bin', 'weirctl'), 'certs', 'node', node, '--ca-dir', join(this.dir, 'ca'), '--out', out],
+        [
+          join(ROOT, 'bin', 'weirctl'),
+          'certs',
+          'node',
+          node,
+          '--ca-dir',
+          join(this.dir, 'ca'),
+          '--out',
+          out,
+        ],
         { stdio: 'ignore' },
       );
     return out;
@@ -80,7 +78,11 @@ export class TestPki {
   /** The client environment weirctl reads (WEIR_CERT, WEIR_KEY, WEIR_CA) for an operator. */
   operatorEnv(role: OperatorRole = 'admin'): Record<string, string> {
     const d = this.operator(role);
-    return { WEIR_CERT: join(d, 'tls.crt'), WEIR_KEY: join(d, 'tls.key'), WEIR_CA: join(d, 'ca.crt') };
+    return {
+      WEIR_CERT: join(d, 'tls.crt'),
+      WEIR_KEY: join(d, 'tls.key'),
+      WEIR_CA: join(d, 'ca.crt'),
+    };
   }
 
   /** Another CA's certificate for the same identity: what a server must refuse. */

@@ -15,7 +15,12 @@ import { emptySpanTables, selectDatapath, type DatapathChoice } from './datapath
 import { NATS_CLUSTER_NAME } from '../shared/nats/names.js';
 import { NATS_FLAGS, NATS_USAGE, natsEndpointFromFlags } from '../shared/nats/connect.js';
 import { ErrorCode, WeirError } from '../shared/errors.js';
-import { CertificateFiles, TLS_FLAGS, TLS_USAGE, tlsChoiceFromFlags } from '../shared/tls/credentials.js';
+import {
+  CertificateFiles,
+  TLS_FLAGS,
+  TLS_USAGE,
+  tlsChoiceFromFlags,
+} from '../shared/tls/credentials.js';
 import { NatsTransport } from './transport/nats.js';
 import { FlowExporter } from './transport/nats-flows.js';
 
@@ -110,9 +115,15 @@ export async function main(argv: string[]): Promise<void> {
       }
       const id = tls.identity;
       if (id.kind !== 'node' && id.kind !== 'pod')
-        throw new WeirError(ErrorCode.Invalid, `certificates: ${tlsChoice.files.cert} names ${id.uri}, not an agent (spiffe://weir/node/${node})`);
+        throw new WeirError(
+          ErrorCode.Invalid,
+          `certificates: ${tlsChoice.files.cert} names ${id.uri}, not an agent (spiffe://weir/node/${node})`,
+        );
       if (id.kind === 'node' && id.node !== node)
-        throw new WeirError(ErrorCode.Invalid, `certificates: ${tlsChoice.files.cert} is node ${id.node}'s, not --node ${node}'s`);
+        throw new WeirError(
+          ErrorCode.Invalid,
+          `certificates: ${tlsChoice.files.cert} is node ${id.node}'s, not --node ${node}'s`,
+        );
       log.info({ identity: id.uri, notAfter: tls.notAfter }, 'mutual TLS');
     }
     // One agent per state directory, and one only its user can write.

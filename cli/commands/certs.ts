@@ -28,7 +28,9 @@ function days(text: string | undefined, fallback: number): number {
 export async function certsCa(io: Io, opts: { out: string; days?: string }): Promise<number> {
   const ca = await issueCa({ days: days(opts.days, 3650) });
   await writeCaDir(opts.out, ca);
-  io.stdout(`CA written to ${join(opts.out, 'ca.crt')} and ${join(opts.out, 'ca.key')} (keep ca.key secret)\n`);
+  io.stdout(
+    `CA written to ${join(opts.out, 'ca.crt')} and ${join(opts.out, 'ca.key')} (keep ca.key secret)\n`,
+  );
   return 0;
 }
 
@@ -38,7 +40,14 @@ export async function certsLeaf(
   io: Io,
   kind: LeafKind,
   name: string | undefined,
-  opts: { caDir: string; out?: string; days?: string; role?: string; namespace?: string; dns?: string[] },
+  opts: {
+    caDir: string;
+    out?: string;
+    days?: string;
+    role?: string;
+    namespace?: string;
+    dns?: string[];
+  },
 ): Promise<number> {
   let uri: string;
   let commonName: string;

@@ -348,7 +348,11 @@ function watch(
       if (err.code === 1)
         resolve(0); // cancelled
       else
-        reject(new UnavailableError(`watching flows on ${target.address}: ${err.details || err.message}`));
+        reject(
+          new UnavailableError(
+            `watching flows on ${target.address}: ${err.details || err.message}`,
+          ),
+        );
     });
     stream.on('end', () => {
       client.close();

@@ -12,7 +12,7 @@
  * NACK for a node. A new stream for a node replaces the open one (an agent
  * restart) only when it comes from the same identity.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { PermissionError, ValidationError } from '../../shared/errors.js';
 import type {
   AgentMessage__Output,
@@ -153,101 +153,128 @@ export function addControlPlane(
   // The identity each node's open stream came from: another may not replace it.
   const owners = new Map<string, { uri: string; call: object }>();
   const definition = controlPlane as unknown as grpc.ServiceDefinition;
-  server.addService(definition, guarded(definition, {
-    Connect: (call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>) => {
-      let session: ReturnType<SessionHost['hello']> | undefined;
-      let ended = false;
-      let owned: string | undefined;
-      const end = () => {
-        if (ended) return;
-        ended = true;
-        if (owned !== undefined && owners.get(owned)?.call === call) owners.delete(owned);
-        session?.close();
-      };
-      const refuse = (err: PermissionError, node: string) => {
-        log.warn({ node: node.slice(0, 253), caller: caller === 'insecure' ? undefined : caller.uri, why: err.message }, 'agent hello refused');
-        ended = true;
-        call.emit('error', toGrpcStatus(err));
-      };
-      const caller = callerOf(call);
-      call.on('data', (msg: AgentMessage__Output) => {
-        if (ended) return;
-        if (msg.kind === 'hello' && msg.hello && session === undefined) {
-          const hello = msg.hello;
-          const node = hello.node;
-          const revision = Number(hello.appliedRevision);
-          const problems = [
-            ...(node === '' ? [{ field: 'node', message: 'is required' }] : []),
-            ...(!Number.isSafeInteger(revision)
-              ? [{ field: 'appliedRevision', message: `${hello.appliedRevision} is out of range` }]
-              : []),
-          ].map((p) => ({ object: 'Hello', ...p }));
-          if (problems.length > 0) {
-            call.emit('error', toGrpcStatus(new ValidationError(problems)));
-            return;
-          }
-          if (options.secure) {
-            if (caller === 'insecure') {
-              refuse(new PermissionError('no client certificate'), node);
-              return;
-            }
-            const own = nodeOfCaller(caller, options.agentNodeOf);
-            if (own instanceof PermissionError) {
-              refuse(own, node);
-              return;
-            }
-            // Short, and without the hello's node: a peer controls that text.
-            if (node !== own) {
-              refuse(new PermissionError(`this certificate is node ${own}'s; a hello for another node is refused`), node);
-              return;
-            }
-            const owner = owners.get(node);
-            if (owner !== undefined && owner.uri !== caller.uri) {
-              refuse(new PermissionError(`node ${node} is connected under another identity`), node);
-              return;
-            }
-            owners.set(node, { uri: caller.uri, call });
-            owned = node;
-          }
-          // Before any update: the agent is connected from here on.
-          call.write({ welcome: { revision: String(options.sessions.revision) } });
-          session = options.sessions.hello(
-            {
-              node,
-              instance: hello.instance,
-              revision,
-              inForceHash: hello.inForceHash,
-              apiAddress: hello.apiAddress,
-            },
-            {
-              send: (update, key) => {
-                if (ended) return;
-                const bytes = encodeOnce(update, key);
-                options.onBytesSent?.(bytes.length);
-                call.write(bytes as unknown as ControllerMessage);
+  server.addService(
+    definition,
+    guarded(
+      definition,
+      {
+        Connect: (call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>) => {
+          let session: ReturnType<SessionHost['hello']> | undefined;
+          let ended = false;
+          let owned: string | undefined;
+          const end = () => {
+            if (ended) return;
+            ended = true;
+            if (owned !== undefined && owners.get(owned)?.call === call) owners.delete(owned);
+            session?.close();
+          };
+          const refuse = (err: PermissionError, node: string) => {
+            log.warn(
+              {
+                node: node.slice(0, 253),
+                caller: caller === 'insecure' ? undefined : caller.uri,
+                why: err.message,
               },
-              close: (reason) => {
-                if (ended) return;
-                log.info({ node, reason }, 'closing agent stream');
-                end();
-                call.end();
-              },
-            },
-          );
-        } else if (session === undefined) {
-          log.warn({ kind: msg.kind }, 'agent message before hello; ignored');
-        } else if (msg.kind === 'ack' && msg.ack)
-          session.ack(Number(msg.ack.revision), msg.ack.inForceHash);
-        else if (msg.kind === 'nack' && msg.nack)
-          session.nack(Number(msg.nack.revision), msg.nack.error, msg.nack.inForceHash);
-      });
-      call.on('end', () => {
-        end();
-        call.end();
-      });
-      call.on('error', end);
-      call.on('cancelled', end);
-      call.on('close', end);
-    },
-  }, { secure: options.secure, log }));
+              'agent hello refused',
+            );
+            ended = true;
+            call.emit('error', toGrpcStatus(err));
+          };
+          const caller = callerOf(call);
+          call.on('data', (msg: AgentMessage__Output) => {
+            if (ended) return;
+            if (msg.kind === 'hello' && msg.hello && session === undefined) {
+              const hello = msg.hello;
+              const node = hello.node;
+              const revision = Number(hello.appliedRevision);
+              const problems = [
+                ...(node === '' ? [{ field: 'node', message: 'is required' }] : []),
+                ...(!Number.isSafeInteger(revision)
+                  ? [
+                      {
+                        field: 'appliedRevision',
+                        message: `${hello.appliedRevision} is out of range`,
+                      },
+                    ]
+                  : []),
+              ].map((p) => ({ object: 'Hello', ...p }));
+              if (problems.length > 0) {
+                call.emit('error', toGrpcStatus(new ValidationError(problems)));
+                return;
+              }
+              if (options.secure) {
+                if (caller === 'insecure') {
+                  refuse(new PermissionError('no client certificate'), node);
+                  return;
+                }
+                const own = nodeOfCaller(caller, options.agentNodeOf);
+                if (own instanceof PermissionError) {
+                  refuse(own, node);
+                  return;
+                }
+                // Short, and without the hello's node: a peer controls that text.
+                if (node !== own) {
+                  refuse(
+                    new PermissionError(
+                      `this certificate is node ${own}'s; a hello for another node is refused`,
+                    ),
+                    node,
+                  );
+                  return;
+                }
+                const owner = owners.get(node);
+                if (owner !== undefined && owner.uri !== caller.uri) {
+                  refuse(
+                    new PermissionError(`node ${node} is connected under another identity`),
+                    node,
+                  );
+                  return;
+                }
+                owners.set(node, { uri: caller.uri, call });
+                owned = node;
+              }
+              // Before any update: the agent is connected from here on.
+              call.write({ welcome: { revision: String(options.sessions.revision) } });
+              session = options.sessions.hello(
+                {
+                  node,
+                  instance: hello.instance,
+                  revision,
+                  inForceHash: hello.inForceHash,
+                  apiAddress: hello.apiAddress,
+                },
+                {
+                  send: (update, key) => {
+                    if (ended) return;
+                    const bytes = encodeOnce(update, key);
+                    options.onBytesSent?.(bytes.length);
+                    call.write(bytes as unknown as ControllerMessage);
+                  },
+                  close: (reason) => {
+                    if (ended) return;
+                    log.info({ node, reason }, 'closing agent stream');
+                    end();
+                    call.end();
+                  },
+                },
+              );
+            } else if (session === undefined) {
+              log.warn({ kind: msg.kind }, 'agent message before hello; ignored');
+            } else if (msg.kind === 'ack' && msg.ack)
+              session.ack(Number(msg.ack.revision), msg.ack.inForceHash);
+            else if (msg.kind === 'nack' && msg.nack)
+              session.nack(Number(msg.nack.revision), msg.nack.error, msg.nack.inForceHash);
+          });
+          call.on('end', () => {
+            end();
+            call.end();
+          });
+          call.on('error', end);
+          call.on('cancelled', end);
+          call.on('close', end);
+        },
+      },
+      { secure: options.secure, log },
+    ),
+  );
 }

@@ -76,7 +76,10 @@ export function guarded<T extends grpc.UntypedServiceImplementation>(
     const method = service[name];
     const path = method?.path ?? name;
     const grant = table[path];
-    out[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback?: grpc.sendUnaryData<unknown>) => {
+    out[name] = ((
+      call: grpc.ServerUnaryCall<unknown, unknown>,
+      callback?: grpc.sendUnaryData<unknown>,
+    ) => {
       const id = peerIdentity(call);
       const why =
         typeof id === 'string'

@@ -35,7 +35,9 @@ export interface TlsFiles {
 }
 
 /** How a program's gRPC is secured: mutual TLS from files, or (only when asked) not at all. */
-export type TlsChoice = { readonly mode: 'mtls'; readonly files: TlsFiles } | { readonly mode: 'insecure' };
+export type TlsChoice =
+  | { readonly mode: 'mtls'; readonly files: TlsFiles }
+  | { readonly mode: 'insecure' };
 
 /** The controller's and the agent's TLS flags (parseArgs options). */
 export const TLS_FLAGS = {
@@ -119,7 +121,10 @@ function load(files: TlsFiles): Loaded {
   try {
     x = new X509Certificate(cert);
   } catch (err) {
-    problems.push({ field: files.cert, message: `is not a certificate: ${(err as Error).message}` });
+    problems.push({
+      field: files.cert,
+      message: `is not a certificate: ${(err as Error).message}`,
+    });
   }
   try {
     const k = createPrivateKey(key);
@@ -144,7 +149,10 @@ function load(files: TlsFiles): Loaded {
   try {
     createSecureContext({ cert, key, ca });
   } catch (err) {
-    problems.push({ field: files.cert, message: `does not make a TLS context: ${(err as Error).message}` });
+    problems.push({
+      field: files.cert,
+      message: `does not make a TLS context: ${(err as Error).message}`,
+    });
     throw fail();
   }
   return {

@@ -44,7 +44,13 @@ export function parseIdentityUri(uri: string): Identity | undefined {
   const named = (s: string | undefined): s is string => s !== undefined && NAME.test(s);
   if (parts.length === 2 && parts[0] === 'node' && named(parts[1]))
     return { kind: 'node', node: parts[1], uri };
-  if (parts.length === 4 && parts[0] === 'ns' && parts[2] === 'pod' && named(parts[1]) && named(parts[3]))
+  if (
+    parts.length === 4 &&
+    parts[0] === 'ns' &&
+    parts[2] === 'pod' &&
+    named(parts[1]) &&
+    named(parts[3])
+  )
     return { kind: 'pod', namespace: parts[1], pod: parts[3], uri };
   if (parts.length === 1 && parts[0] === 'controller') return { kind: 'controller', uri };
   if (

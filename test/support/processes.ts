@@ -19,7 +19,11 @@ import { pki } from './tls.js';
 export { freePort, pki };
 
 /** WEIR_TLS_DIR for a program started with `args`, unless they choose for themselves. */
-function tlsEnv(bin: string, args: readonly string[], env: Record<string, string>): Record<string, string> {
+function tlsEnv(
+  bin: string,
+  args: readonly string[],
+  env: Record<string, string>,
+): Record<string, string> {
   const chosen = ['--insecure', '--tls-dir', '--tls-cert'].some((f) => args.includes(f));
   if (chosen || env.WEIR_TLS_DIR !== undefined || env.WEIR_TLS_CERT !== undefined) return {};
   if (bin === 'weir-controller') return { WEIR_TLS_DIR: pki.controller };

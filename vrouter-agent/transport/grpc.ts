@@ -4,7 +4,7 @@
  * connected, then SpanUpdates in, Ack/Nack out on the same stream. A lost
  * stream reconnects with backoff (at once when the stream had worked).
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import type {
   AgentMessage,
   ControllerMessage__Output,
