@@ -15,7 +15,7 @@ import {
   UnavailableError,
 } from '../shared/errors.js';
 import { errorCodeOf } from '../shared/grpc/status.js';
-import { channelCredentials } from '../shared/tls/credentials.js';
+import { type CertificateFiles, channelCredentials } from '../shared/tls/credentials.js';
 import type { Identity } from '../shared/tls/identity.js';
 import { clientTls, contextController } from './config.js';
 import { UsageError } from './io.js';
@@ -27,8 +27,8 @@ export function controllerAddress(flag: string | undefined): string {
 }
 
 /** Credentials for the controller: the server must present the controller's identity. */
-function controllerCredentials(): grpc.ChannelCredentials {
-  return channelCredentials(clientTls(), (id) =>
+function controllerCredentials(tls = clientTls()): grpc.ChannelCredentials {
+  return channelCredentials(tls, (id) =>
     id.kind === 'controller' ? undefined : `${id.uri} is not the controller`,
   );
 }
@@ -38,8 +38,11 @@ function controllerCredentials(): grpc.ChannelCredentials {
  * agent of `node` when the caller names one (a pod identity is taken as an
  * agent of any node: only the controller can resolve it).
  */
-function agentCredentials(node: string | undefined): grpc.ChannelCredentials {
-  return channelCredentials(clientTls(), (id: Identity) => {
+function agentCredentials(
+  node: string | undefined,
+  tls: CertificateFiles | undefined = clientTls(),
+): grpc.ChannelCredentials {
+  return channelCredentials(tls, (id: Identity) => {
     if (id.kind === 'pod') return undefined;
     if (id.kind !== 'node') return `${id.uri} is not an agent`;
     return node === undefined || id.node === node
@@ -48,14 +51,23 @@ function agentCredentials(node: string | undefined): grpc.ChannelCredentials {
   });
 }
 
-export function operatorClient(address: string): OperatorClient {
+/** A client of the Operator API; `tls`: other certificates than weirctl's settings name (the lab's). */
+export function operatorClient(address: string, tls?: CertificateFiles): OperatorClient {
   const { proto } = weirProto();
-  return new proto.weir.v1.Operator(address, controllerCredentials(), CHANNEL_OPTIONS);
+  return new proto.weir.v1.Operator(
+    address,
+    controllerCredentials(tls ?? clientTls()),
+    CHANNEL_OPTIONS,
+  );
 }
 
-export function agentClient(address: string, node?: string): AgentClient {
+export function agentClient(address: string, node?: string, tls?: CertificateFiles): AgentClient {
   const { proto } = weirProto();
-  return new proto.weir.v1.Agent(address, agentCredentials(node), CHANNEL_OPTIONS);
+  return new proto.weir.v1.Agent(
+    address,
+    agentCredentials(node, tls ?? clientTls()),
+    CHANNEL_OPTIONS,
+  );
 }
 
 /**

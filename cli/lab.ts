@@ -33,6 +33,9 @@ import type { StatusReply__Output } from '../shared/generated/weir/v1/index.js';
 import { silentLogger } from '../shared/log.js';
 import { StateDirLock } from '../shared/state/lock.js';
 import { prepareStateDir } from '../shared/state/state-dir.js';
+import { CertificateFiles } from '../shared/tls/credentials.js';
+import { CONTROLLER_URI, nodeUri, operatorUri } from '../shared/tls/identity.js';
+import { issueCa, issueCert, readCaDir, writeCaDir, writeTlsDir } from '../shared/tls/issue.js';
 import { call, operatorClient } from './clients.js';
 import { UsageError } from './io.js';
 import {
@@ -250,6 +253,24 @@ export async function labUp(o: UpOptions): Promise<LabState> {
   }
 }
 
+/**
+ * The lab's certificates, in DIR/tls: its own CA (made once per lab), and
+ * one certificate per program, issued when first needed; the lab's
+ * directory is root's, as are the keys. Returns the certificate's --tls-dir.
+ */
+async function labCert(dir: string, name: string, uri: string): Promise<string> {
+  const tls = join(dir, 'tls');
+  const out = join(tls, name);
+  if (existsSync(join(out, 'tls.crt'))) return out;
+  if (!existsSync(join(tls, 'ca', 'ca.key')))
+    await writeCaDir(join(tls, 'ca'), await issueCa({ name: 'weir-lab-ca' }));
+  await writeTlsDir(
+    out,
+    await issueCert(await readCaDir(join(tls, 'ca')), { uri, commonName: name }),
+  );
+  return out;
+}
+
 /** Starts the controller on the view unless it runs (a killed one comes back from its state dir). */
 async function startController(dir: string, state: LabState): Promise<void> {
   if (ours(state.controllerPid, dir)) return;
@@ -268,6 +289,8 @@ async function startController(dir: string, state: LabState): Promise<void> {
       join(dir, 'controller'),
       '--cluster',
       CLUSTER,
+      '--tls-dir',
+      await labCert(dir, 'controller', CONTROLLER_URI),
     ],
     join(dir, 'controller.log'),
   );
@@ -294,6 +317,8 @@ async function startAgents(dir: string, state: LabState): Promise<void> {
         join(dir, `agent-${name}`),
         '--listen',
         '127.0.0.1:0',
+        '--tls-dir',
+        await labCert(dir, `node-${name}`, nodeUri(name)),
         ...state.agentArgs,
       ],
       join(dir, `agent-${name}.log`),
@@ -404,7 +429,14 @@ export async function expectedHashes(
 
 export async function labStatus(dir: string): Promise<StatusReply__Output> {
   const address = controllerSocket(dir);
-  const client = operatorClient(address);
+  const ops = await labCert(dir, 'operator', operatorUri('read-only', 'lab'));
+  const client = operatorClient(
+    address,
+    new CertificateFiles(
+      { cert: join(ops, 'tls.crt'), key: join(ops, 'tls.key'), ca: join(ops, 'ca.crt') },
+      { log: silentLogger },
+    ),
+  );
   return call<object, StatusReply__Output>(
     client,
     client.GetStatus,

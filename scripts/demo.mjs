@@ -19,6 +19,11 @@
 // and in sync. When any part exits or readiness times out
 // (WEIR_DEMO_TIMEOUT_MS, default 60 s) it stops the rest and exits 1.
 //
+// Everything speaks mutual TLS, as in a cluster: at start the demo issues a
+// CA and certificates into its state directory (tls/: the controller's,
+// one per agent node, an admin operator's for weirctl); the hints it prints
+// use them. WEIR_DEMO_INSECURE=1 runs everything with --insecure instead.
+//
 // `npm start -- --transport nats`: the same over NATS JetStream (docs/nats.md):
 // it starts a local nats-server (NATS_SERVER, default /usr/sbin/nats-server)
 // on a free port with JetStream in the state directory, and the agents
@@ -143,11 +148,14 @@ function splitAddress(address) {
   };
 }
 
+/** The flags that give a program its certificates (or --insecure); set in main(). */
+let tlsArgs = () => [];
+
 function weirctl(listen, ...args) {
   return new Promise((resolve, reject) =>
     execFile(
       process.execPath,
-      [join(root, 'bin', 'weirctl'), ...args, '--controller', listen],
+      [join(root, 'bin', 'weirctl'), ...args, '--controller', listen, ...tlsArgs('operator')],
       { encoding: 'utf8', timeout: 15_000 },
       (err, out, errOut) => (err ? reject(new Error(errOut.trim() || err.message)) : resolve(out)),
     ),
@@ -231,7 +239,7 @@ Edit a file in ${manifests} and probe again (the lab waits until every agent enf
   export WEIR_LAB_ROOT=${join(state, 'lab')}
   bin/weirctl lab probe --lab demo --probe TCP/9000 --compare
   bin/weirctl analyze matrix -f ${manifests} --probe TCP/9000
-  bin/weirctl status --controller unix:${join(state, 'lab', 'demo', 'controller', 'controller.sock')}
+  bin/weirctl status --controller unix:${join(state, 'lab', 'demo', 'controller', 'controller.sock')} --tls-dir ${join(state, 'lab', 'demo', 'tls', 'operator')}
 
 Ctrl-C removes the lab.
 ready
@@ -295,6 +303,24 @@ async function main() {
   }
   const deadline = Date.now() + timeoutMs;
 
+  const tlsDir = join(state, 'tls');
+  if (process.env.WEIR_DEMO_INSECURE === '1') {
+    say('WEIR_DEMO_INSECURE=1: everything runs with --insecure (no TLS, no client authentication)');
+    tlsArgs = () => ['--insecure'];
+  } else {
+    // A fresh CA per demo run: certificates of an earlier run are replaced.
+    const { issueCa, issueCert, writeCaDir, writeTlsDir } = await launch('shared/tls/issue');
+    const { CONTROLLER_URI, nodeUri, operatorUri } = await launch('shared/tls/identity');
+    const ca = await issueCa({ name: 'weir-demo-ca' });
+    await writeCaDir(join(tlsDir, 'ca'), ca);
+    const issue = async (name, uri) =>
+      writeTlsDir(join(tlsDir, name), await issueCert(ca, { uri, commonName: name }));
+    await issue('controller', CONTROLLER_URI);
+    await issue('operator', operatorUri('admin', 'demo'));
+    for (const node of nodes) await issue(node, nodeUri(node));
+    tlsArgs = (who) => ['--tls-dir', join(tlsDir, who)];
+  }
+
   let natsArgs = [];
   let natsUrl;
   if (transport === 'nats') {
@@ -331,6 +357,7 @@ async function main() {
     listen,
     '--state-dir',
     join(state, 'controller'),
+    ...tlsArgs('controller'),
     ...natsArgs,
   ]);
   // Agents connect only once the controller answering is the one started here.
@@ -359,6 +386,7 @@ async function main() {
       'userspace',
       '--synthetic-traffic',
       '5',
+      ...tlsArgs(node),
       ...natsArgs,
     ]);
   }
@@ -383,9 +411,13 @@ async function main() {
 (watched: edit a file and the agents follow); agents ${nodes.join(', ')}${natsUrl ? `, over NATS JetStream at ${natsUrl}` : ''}; logs in ${state}.
 
 ${table}
-Point weirctl at it and try:
+Point weirctl at it (${process.env.WEIR_DEMO_INSECURE === '1' ? 'INSECURE: no TLS' : `mutual TLS: an admin operator's certificate in ${join(tlsDir, 'operator')}`}) and try:
   export WEIR_CONTROLLER=${listen}
-  bin/weirctl status
+${
+  process.env.WEIR_DEMO_INSECURE === '1'
+    ? '  alias weirctl="bin/weirctl --insecure"\n'
+    : `  export WEIR_CERT=${join(tlsDir, 'operator', 'tls.crt')} WEIR_KEY=${join(tlsDir, 'operator', 'tls.key')} WEIR_CA=${join(tlsDir, 'operator', 'ca.crt')}\n`
+}  bin/weirctl status
   bin/weirctl policy list
   bin/weirctl explain --from shop/web --to shop/cart --port 9000
   bin/weirctl flows --node node-b                 (flows, with the policy behind each verdict)

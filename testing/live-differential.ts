@@ -68,6 +68,9 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { analyse } from '../cli/analysis.js';
 import { agentClient, operatorClient } from '../cli/clients.js';
+import { silentLogger } from '../shared/log.js';
+import { CertificateFiles } from '../shared/tls/credentials.js';
+import { TestPki } from './pki.js';
 import type {
   AgentClient,
   AgentStatusReply__Output,
@@ -1242,6 +1245,8 @@ class LiveSystem {
     readonly address: string,
     ports: ReadonlyMap<NodeName, number>,
     transportArgs: LiveOptions['transportArgs'],
+    /** Mutual TLS, as in production: the run's CA and certificates (testing/pki.ts). */
+    private readonly pki: TestPki,
   ) {
     const logStream = (name: string) => {
       const s = createWriteStream(join(dir, 'logs', `${name}.log`), { flags: 'a' });
@@ -1260,6 +1265,8 @@ class LiveSystem {
         join(dir, 'state', 'controller'),
         '--cluster',
         CLUSTER,
+        '--tls-dir',
+        pki.controller,
         ...(transportArgs?.controller ?? []),
       ],
       logStream('controller'),
@@ -1285,6 +1292,8 @@ class LiveSystem {
             // program its netfilter (the kernel datapath is tested in netns).
             '--datapath',
             'userspace',
+            '--tls-dir',
+            join(pki.dir, `node-${node}`),
             ...(transportArgs?.agent ?? []),
           ],
           logStream(node),
@@ -1292,6 +1301,16 @@ class LiveSystem {
       );
     }
   }
+
+  private get operatorTls(): CertificateFiles {
+    const d = this.pki.operator('read-only');
+    this.tls ??= new CertificateFiles(
+      { cert: join(d, 'tls.crt'), key: join(d, 'tls.key'), ca: join(d, 'ca.crt') },
+      { log: silentLogger },
+    );
+    return this.tls;
+  }
+  private tls: CertificateFiles | undefined;
 
   static async create(
     dir: string,
@@ -1301,7 +1320,9 @@ class LiveSystem {
     const address = `127.0.0.1:${await freePort()}`;
     const ports = new Map<NodeName, number>();
     for (const n of NODES) ports.set(n, await freePort());
-    return new LiveSystem(dir, address, ports, transportArgs);
+    const pki = await TestPki.create(join(dir, 'tls'));
+    for (const n of NODES) await pki.node(n);
+    return new LiveSystem(dir, address, ports, transportArgs, pki);
   }
 
   startController(): Promise<void> {
@@ -1314,7 +1335,10 @@ class LiveSystem {
 
   async startAgent(node: NodeName): Promise<void> {
     await this.agents.get(node)!.start('agent API serving');
-    this.agentClients.set(node, agentClient(`127.0.0.1:${this.agentPorts.get(node)}`));
+    this.agentClients.set(
+      node,
+      agentClient(`127.0.0.1:${this.agentPorts.get(node)}`, node, this.operatorTls),
+    );
   }
 
   async stopAgent(node: NodeName, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
@@ -1327,7 +1351,7 @@ class LiveSystem {
   private async operator<Res>(
     f: (c: OperatorClient, o: { deadline: number }, cb: (e: Error | null, r?: Res) => void) => void,
   ): Promise<Res> {
-    const c = operatorClient(this.address);
+    const c = operatorClient(this.address, this.operatorTls);
     try {
       return await unary<Res>((o, cb) => f(c, o, cb), 5_000);
     } finally {

@@ -5,6 +5,7 @@ import { main } from '../../cli/main.js';
 import {
   ClosedError,
   ErrorCode,
+  PermissionError,
   InternalError,
   NotFoundError,
   UnavailableError,
@@ -13,6 +14,8 @@ import {
 } from '../../shared/errors.js';
 import { SERVER_OPTIONS, weirProto } from '../../shared/grpc/proto.js';
 import { toGrpcStatus } from '../../shared/grpc/status.js';
+import { serverCredentials } from '../../shared/tls/credentials.js';
+import { controllerTls } from '../support/tls.js';
 
 /**
  * The error table end to end: what a server throws crosses the wire as the
@@ -30,7 +33,7 @@ describe('weirctl errors follow the error table', () => {
       GetStatus: (_call: unknown, cb: grpc.sendUnaryData<never>) => cb(toGrpcStatus(thrown)),
     });
     const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+      server.bindAsync('127.0.0.1:0', serverCredentials(controllerTls()), (err, p) =>
         err ? reject(err) : resolve(p),
       ),
     );
@@ -67,6 +70,13 @@ describe('weirctl errors follow the error table', () => {
       ErrorCode.Unavailable,
       1,
       /^error: cannot reach the controller at .*: shutting down\n$/,
+    ],
+    [
+      'a refused caller',
+      new PermissionError('needs an admin operator'),
+      ErrorCode.Denied,
+      1,
+      /^error: the controller at .* refused the call: needs an admin operator\n$/,
     ],
     [
       'a bug',

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { call, operatorClient } from '../../cli/clients.js';
+import { setConnectionFlags } from '../../cli/config.js';
 import type { StatusReply__Output } from '../../shared/generated/weir/v1/index.js';
 import { ROOT, freePort } from '../support/processes.js';
 
@@ -83,6 +84,8 @@ describe('the demo', () => {
   let listen: string;
   let first: Demo | undefined;
   const status = () => {
+    // The demo's own CA: its admin operator's certificate, as its hints say.
+    setConnectionFlags({ tlsDir: join(dir, 'first', 'tls', 'operator') });
     const c = operatorClient(listen);
     return call<object, StatusReply__Output>(c, c.GetStatus, {}, 'controller', 5_000);
   };
@@ -106,6 +109,8 @@ describe('the demo', () => {
       assert.match(out, new RegExp(`${node}\\s+yes\\s+\\d+\\s+\\d+\\s+yes\\s+0`));
     const s = await status();
     assert.match(out, new RegExp(`the controller \\(pid ${s.pid}\\)`), 'it names its controller');
+    assert.equal(s.insecure, false, 'mutual TLS by default');
+    assert.match(out, /export WEIR_CERT=.*operator\/tls\.crt/);
   });
 
   test('a second demo on the same address or the same state directory refuses, exits non-zero, and leaves the first undisturbed', async () => {
