@@ -20,6 +20,7 @@ import type { Logger } from '../shared/log.js';
 import type { StateFileRejection } from '../shared/state/checksummed-file.js';
 import { CoalescingRunner } from '../shared/runner.js';
 import { Distributor } from './distribute/distributor.js';
+import { agentPodNode } from './distribute/grpc-publisher.js';
 import { startControllerServer } from './distribute/grpc-server.js';
 import { NatsPublisher } from './distribute/nats-publisher.js';
 import type { NatsEndpoint } from '../shared/nats/connect.js';
@@ -63,9 +64,6 @@ export interface ControllerOptions {
   };
 }
 
-const AGENT_NAMESPACE = 'weir-system';
-const AGENT_LABEL = 'app.kubernetes.io/name';
-
 const round = (ms: number) => Math.round(ms * 100) / 100;
 
 export class Controller implements AsyncDisposable {
@@ -101,20 +99,6 @@ export class Controller implements AsyncDisposable {
       policies: () => this.model.policyCount,
       endpoints: () => this.model.endpointCount,
     });
-  }
-
-  /**
-   * The node an agent pod identity stands for: the pod must be in the
-   * agents' namespace, labelled app.kubernetes.io/name=weir-agent, placed
-   * on a node and not finished.
-   */
-  private agentNodeOf(namespace: string, name: string): string | undefined {
-    if (namespace !== (this.options.agentNamespace ?? AGENT_NAMESPACE)) return undefined;
-    const pod = this.model.pod(namespace, name);
-    if (pod === undefined || pod.labels[AGENT_LABEL] !== 'weir-agent' || pod.node === '')
-      return undefined;
-    if (pod.phase === 'Succeeded' || pod.phase === 'Failed') return undefined;
-    return pod.node;
   }
 
   async start(): Promise<void> {
@@ -171,7 +155,7 @@ export class Controller implements AsyncDisposable {
         insecure: this.options.tls === undefined,
       }),
       tls: this.options.tls,
-      agentNodeOf: (namespace, name) => this.agentNodeOf(namespace, name),
+      agentNodeOf: agentPodNode(this.model, this.options.agentNamespace ?? 'weir-system'),
       log: this.options.log.child({ component: 'grpc' }),
       onBytesSent: (bytes) => this.metrics.updateBytes.inc(bytes),
       controlPlane: this.options.nats === undefined,

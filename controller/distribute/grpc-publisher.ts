@@ -24,6 +24,7 @@ import { toGrpcStatus } from '../../shared/grpc/status.js';
 import type { Logger } from '../../shared/log.js';
 import { callerOf, guarded } from '../../shared/tls/access.js';
 import type { Identity } from '../../shared/tls/identity.js';
+import type { ClusterModel } from '../model/cluster-model.js';
 import type { SessionHost } from './publisher.js';
 
 /**
@@ -32,6 +33,22 @@ import type { SessionHost } from './publisher.js';
  * undefined (the controller resolves it through its cluster model).
  */
 export type AgentNodeOf = (namespace: string, pod: string) => string | undefined;
+
+/**
+ * Agent pods as the cluster model has them: a pod stands for a node's agent
+ * only when it is in the agents' namespace, labelled
+ * app.kubernetes.io/name=weir-agent, placed on a node and not finished.
+ */
+export function agentPodNode(model: ClusterModel, agentNamespace: string): AgentNodeOf {
+  return (namespace, name) => {
+    if (namespace !== agentNamespace) return undefined;
+    const pod = model.pod(namespace, name);
+    if (pod === undefined || pod.labels['app.kubernetes.io/name'] !== 'weir-agent')
+      return undefined;
+    if (pod.node === '' || pod.phase === 'Succeeded' || pod.phase === 'Failed') return undefined;
+    return pod.node;
+  };
+}
 
 /**
  * The node a caller may say hello for, or why it may say none: a node

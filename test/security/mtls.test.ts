@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { Distributor } from '../../controller/distribute/distributor.js';
+import { agentPodNode } from '../../controller/distribute/grpc-publisher.js';
 import { startControllerServer } from '../../controller/distribute/grpc-server.js';
 import { readKubeObject } from '../../controller/kube/objects.js';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
@@ -160,12 +161,7 @@ describe('mutual TLS between agents, controller and operators', () => {
       operator: new OperatorService({ cluster: 't', source, model, store, distributor }),
       log: silentLogger,
       tls: controllerTls(),
-      agentNodeOf: (ns, name) => {
-        const p = model.pod(ns, name);
-        return ns === 'weir-system' && p?.labels['app.kubernetes.io/name'] === 'weir-agent'
-          ? p.node
-          : undefined;
-      },
+      agentNodeOf: agentPodNode(model, 'weir-system'),
     });
     server = started.server;
     address = `127.0.0.1:${started.port}`;
@@ -286,6 +282,20 @@ describe('mutual TLS between agents, controller and operators', () => {
     const wrong = await helloAs(address, podDir, 'node-a');
     wrong.c.close();
     assert.equal(wrong.code, grpc.status.PERMISSION_DENIED);
+  });
+
+  test("a pod identity that is not an agent pod of the agents' namespace names no node", async () => {
+    for (const [ns, name] of [
+      ['a', 'pb'], // a workload pod on node-b
+      ['weir-system', 'no-such-pod'],
+      ['other', 'weir-agent-b'],
+    ] as const) {
+      const d = await pki.issue(`pod-${ns}-${name}`, podUri(ns, name));
+      const r = await helloAs(address, d, 'node-b');
+      r.c.close();
+      assert.equal(r.code, grpc.status.PERMISSION_DENIED, `${ns}/${name}`);
+      assert.equal(r.messages.length, 0);
+    }
   });
 
   test('a client without a certificate is refused by the controller, the agent API and the Operator API', async () => {
