@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { Distributor } from '../../controller/distribute/distributor.js';
+import { agentClient, call } from '../../cli/clients.js';
 import { agentPodNode } from '../../controller/distribute/grpc-publisher.js';
 import { startControllerServer } from '../../controller/distribute/grpc-server.js';
 import { readKubeObject } from '../../controller/kube/objects.js';
@@ -385,6 +386,34 @@ describe('mutual TLS between agents, controller and operators', () => {
       JSON.stringify(distributor.views().map((v) => ({ ...v, lastAckUnixMs: 0 }))),
       views,
     );
+  });
+});
+
+describe('weirctl and the agent API', () => {
+  test("weirctl refuses an agent API whose certificate is not the named node's (an address in status cannot redirect it)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'weir-mtls-api-'));
+    const agent = new NodeAgent({
+      node: 'node-a',
+      controller: '127.0.0.1:1',
+      stateDir: join(dir, 'a'),
+      listen: '127.0.0.1:0',
+      tls: await agentTls('node-a'),
+      log: silentLogger,
+    });
+    await agent.start();
+    const at = `127.0.0.1:${agent.port}`;
+    const ask = (node?: string) => {
+      const c = agentClient(at, node);
+      return call(c, c.GetAgentStatus, {}, 'the agent', 3_000).then(
+        () => 'answered',
+        (e: Error) => e.message,
+      );
+    };
+    assert.equal(await ask('node-a'), 'answered');
+    assert.equal(await ask(undefined), 'answered', 'an address given by hand: any agent');
+    assert.match(await ask('node-b'), /not the agent of node node-b/);
+    await agent[Symbol.asyncDispose]();
+    await rm(dir, { recursive: true, force: true });
   });
 });
 
