@@ -72,7 +72,8 @@ export async function certsLeaf(
       `${JSON.stringify(name)} cannot name an identity (letters, digits, ".", "-", "_"; at most 253)`,
     );
   const out =
-    opts.out ?? (kind === 'controller' ? 'controller' : kind === 'operator' ? `operator-${name}` : name!);
+    opts.out ??
+    (kind === 'controller' ? 'controller' : kind === 'operator' ? `operator-${name}` : name!);
   const ca = await readCaDir(opts.caDir);
   const issued = await issueCert(ca, {
     uri,

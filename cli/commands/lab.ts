@@ -3,6 +3,7 @@
  * to stderr, results to stdout; `probe -o json` prints exactly what
  * `weirctl analyze matrix -o json` prints for the same probes.
  */
+import { join } from 'node:path';
 import { parseProbe, type Probe } from '../../shared/policy/probe.js';
 import { analyse, matrix } from '../analysis.js';
 import { UsageError, type Io } from '../io.js';
@@ -62,7 +63,7 @@ export async function labUpCommand(
   });
   io.stdout(
     `lab ${state.name} is up and in sync: ${Object.keys(state.nodes).length} nodes, ${Object.keys(state.pods).length} pods, ${state.datapath} datapath, manifests ${state.dir}\n` +
-      `  controller: weirctl status --controller ${controllerSocket(labDir({ lab: opts.lab }))}\n` +
+      `  controller: weirctl status --controller ${controllerSocket(labDir({ lab: opts.lab }))} --tls-dir ${join(labDir({ lab: opts.lab }), 'tls', 'operator')}\n` +
       `  probe:      weirctl lab probe${opts.lab ? ` --lab ${opts.lab}` : ''} --probe TCP/80 --compare\n` +
       `  remove:     weirctl lab down${opts.lab ? ` --lab ${opts.lab}` : ''}\n`,
   );
