@@ -23,6 +23,7 @@ export const EXIT_STATUS: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.NotFound]: 2,
   [ErrorCode.Unavailable]: 1,
   [ErrorCode.Closed]: 1,
+  [ErrorCode.Exhausted]: 1,
   [ErrorCode.Internal]: 1,
 };
 

@@ -17,6 +17,13 @@ export const ErrorCode = {
    * after close that is not such a race is a bug: Internal.)
    */
   Closed: 'CLOSED',
+  /**
+   * A limit on what one peer (or all of them) may hold or send was reached
+   * (shared/limits.ts): the message names the limit. Retrying after
+   * releasing something, or later, may help; the same request again at once
+   * does not.
+   */
+  Exhausted: 'RESOURCE_EXHAUSTED',
   /** A broken invariant inside Weir. Never thrown for user input. */
   Internal: 'INTERNAL',
 } as const;
@@ -72,6 +79,13 @@ export class UnavailableError extends WeirError {
 export class ClosedError extends WeirError {
   constructor(message: string) {
     super(ErrorCode.Closed, message);
+  }
+}
+
+/** A limit of shared/limits.ts was reached (see ErrorCode.Exhausted). */
+export class ResourceExhaustedError extends WeirError {
+  constructor(message: string) {
+    super(ErrorCode.Exhausted, message);
   }
 }
 

@@ -6,7 +6,7 @@
  * stream go to the session. The stream's end is the session's end.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { ValidationError } from '../../shared/errors.js';
+import { type Issue, ValidationError } from '../../shared/errors.js';
 import type {
   AgentMessage__Output,
   ControllerMessage,
@@ -14,7 +14,11 @@ import type {
 } from '../../shared/generated/weir/v1/index.js';
 import { weirProto } from '../../shared/grpc/proto.js';
 import { toGrpcStatus } from '../../shared/grpc/status.js';
+import { clientOf, PeerSlots } from '../../shared/grpc/peer.js';
+import { AGENT_LIMITS } from '../../shared/limits.js';
 import type { Logger } from '../../shared/log.js';
+import { LogLimiter, suppressedField } from '../../shared/log-limiter.js';
+import { checkAck, checkHello, checkNack } from './admission.js';
 import type { SessionHost } from './publisher.js';
 
 /** Encoded updates kept for reuse: a few revisions' worth, and never more than this many bytes. */
@@ -73,7 +77,13 @@ export function encodeUpdate(
   return Buffer.concat([Buffer.from(head), ...parts], head.length + length);
 }
 
-/** Registers ControlPlane on a server, its streams handed to `sessions`. */
+/**
+ * Registers ControlPlane on a server, its streams handed to `sessions`.
+ * Every message is checked (admission.ts) before it reaches the
+ * Distributor: a bad one ends the stream with INVALID_ARGUMENT naming the
+ * field; a stream must say hello within AGENT_LIMITS.helloTimeoutMs, and
+ * streams before hello are bounded per client and in all.
+ */
 export function addControlPlane(
   server: grpc.Server,
   options: {
@@ -81,6 +91,12 @@ export function addControlPlane(
     log: Logger;
     /** Called with the encoded size of every update written. */
     onBytesSent?: (bytes: number) => void;
+    /** A log line a peer caused was suppressed (rate limit per peer). */
+    onLogSuppressed?: () => void;
+    /** A stream refused at a limit: invalid, hello_timeout, pending_hello, unknown_nodes. */
+    onRefused?: (limit: string) => void;
+    /** AGENT_LIMITS.helloTimeoutMs unless given (tests). */
+    helloTimeoutMs?: number;
   },
 ): void {
   const { proto } = weirProto();
@@ -114,62 +130,109 @@ export function addControlPlane(
     }
     return bytes;
   };
+  // Streams that have not said hello yet, per client and in all; after a
+  // hello the Distributor's bounds hold (one stream per node, records).
+  const pending = new PeerSlots(
+    'Connect streams without a hello',
+    AGENT_LIMITS.pendingHelloPerClient,
+    AGENT_LIMITS.pendingHelloTotal,
+  );
+  const logs = new LogLimiter({ onSuppressed: options.onLogSuppressed });
+  const peerLog = (client: string, fields: Record<string, unknown>, msg: string) => {
+    const n = logs.take(client);
+    if (n !== undefined) log.warn({ client, ...fields, ...suppressedField(n) }, msg);
+  };
 
   server.addService(controlPlane as unknown as grpc.ServiceDefinition, {
     Connect: (call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>) => {
+      const client = clientOf(call);
       let session: ReturnType<SessionHost['hello']> | undefined;
       let ended = false;
+      let release: (() => void) | undefined;
+      let helloTimer: NodeJS.Timeout | undefined;
       const end = () => {
         if (ended) return;
         ended = true;
+        release?.();
+        clearTimeout(helloTimer);
         session?.close();
       };
+      const refuse = (err: unknown) => {
+        end();
+        call.emit('error', toGrpcStatus(err));
+      };
+      try {
+        release = pending.acquire(client);
+      } catch (err) {
+        peerLog(client, {}, 'agent stream refused: too many streams without a hello');
+        options.onRefused?.('pending_hello');
+        refuse(err);
+        return;
+      }
+      const helloTimeoutMs = options.helloTimeoutMs ?? AGENT_LIMITS.helloTimeoutMs;
+      helloTimer = setTimeout(() => {
+        peerLog(client, { waitedMs: helloTimeoutMs }, 'agent stream without a hello; ended');
+        options.onRefused?.('hello_timeout');
+        refuse(
+          new ValidationError([
+            { object: 'Hello', message: `none within ${helloTimeoutMs} ms of the stream's start` },
+          ]),
+        );
+      }, helloTimeoutMs);
+      helloTimer.unref();
+      const invalid = (issues: Issue[], what: string) => {
+        peerLog(client, { problems: issues.length }, `${what} refused`);
+        options.onRefused?.('invalid');
+        refuse(new ValidationError(issues));
+      };
       call.on('data', (msg: AgentMessage__Output) => {
+        if (ended) return;
         if (msg.kind === 'hello' && msg.hello && session === undefined) {
-          const hello = msg.hello;
+          const hello = checkHello(msg.hello);
+          if (Array.isArray(hello)) return invalid(hello, 'hello');
+          release?.();
+          release = undefined;
+          clearTimeout(helloTimer);
           const node = hello.node;
-          const revision = Number(hello.appliedRevision);
-          const problems = [
-            ...(node === '' ? [{ field: 'node', message: 'is required' }] : []),
-            ...(!Number.isSafeInteger(revision)
-              ? [{ field: 'appliedRevision', message: `${hello.appliedRevision} is out of range` }]
-              : []),
-          ].map((p) => ({ object: 'Hello', ...p }));
-          if (problems.length > 0) {
-            call.emit('error', toGrpcStatus(new ValidationError(problems)));
-            return;
-          }
-          // Before any update: the agent is connected from here on.
-          call.write({ welcome: { revision: String(options.sessions.revision) } });
-          session = options.sessions.hello(
-            {
-              node,
-              instance: hello.instance,
-              revision,
-              inForceHash: hello.inForceHash,
-              apiAddress: hello.apiAddress,
-            },
-            {
+          // The welcome precedes any update: the agent is connected from there on.
+          let welcomed = false;
+          const welcome = () => {
+            if (welcomed || ended) return;
+            welcomed = true;
+            call.write({ welcome: { revision: String(options.sessions.revision) } });
+          };
+          try {
+            session = options.sessions.hello(hello, {
               send: (update, key) => {
                 if (ended) return;
+                welcome();
                 const bytes = encodeOnce(update, key);
                 options.onBytesSent?.(bytes.length);
                 call.write(bytes as unknown as ControllerMessage);
               },
               close: (reason) => {
                 if (ended) return;
-                log.info({ node, reason }, 'closing agent stream');
+                log.debug({ node, reason }, 'closing agent stream');
                 end();
                 call.end();
               },
-            },
-          );
+            });
+          } catch (err) {
+            options.onRefused?.('unknown_nodes');
+            return refuse(err);
+          }
+          welcome();
         } else if (session === undefined) {
-          log.warn({ kind: msg.kind }, 'agent message before hello; ignored');
-        } else if (msg.kind === 'ack' && msg.ack)
-          session.ack(Number(msg.ack.revision), msg.ack.inForceHash);
-        else if (msg.kind === 'nack' && msg.nack)
-          session.nack(Number(msg.nack.revision), msg.nack.error, msg.nack.inForceHash);
+          peerLog(client, { kind: msg.kind }, 'agent message before hello; ignored');
+        } else if (msg.kind === 'ack' && msg.ack) {
+          const ack = checkAck(msg.ack);
+          if (Array.isArray(ack)) return invalid(ack, 'ack');
+          session.ack(ack.revision, ack.inForceHash);
+        } else if (msg.kind === 'nack' && msg.nack) {
+          const nack = checkNack(msg.nack);
+          if (Array.isArray(nack)) return invalid(nack, 'nack');
+          session.nack(nack.revision, nack.error, nack.inForceHash);
+        }
       });
       call.on('end', () => {
         end();

@@ -8,7 +8,8 @@ import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { unary } from '../../shared/grpc/status.js';
 import type { Logger } from '../../shared/log.js';
-import { SERVER_OPTIONS, weirProto } from '../../shared/grpc/proto.js';
+import { serverOptions, weirProto } from '../../shared/grpc/proto.js';
+import { MESSAGE_LIMITS } from '../../shared/limits.js';
 import type {
   ExplainReply,
   ExplainRequest__Output,
@@ -37,9 +38,13 @@ export async function startControllerServer(options: {
   onBytesSent?: (bytes: number) => void;
   /** Serve ControlPlane (agents over gRPC); default true. */
   controlPlane?: boolean;
+  /** A log line a peer caused was suppressed. */
+  onLogSuppressed?: () => void;
+  /** An agent stream refused at a limit (label). */
+  onRefused?: (limit: string) => void;
 }): Promise<{ server: grpc.Server; port: number }> {
   const { proto, definition } = weirProto();
-  const server = new grpc.Server(SERVER_OPTIONS);
+  const server = new grpc.Server(serverOptions(MESSAGE_LIMITS.controllerReceiveBytes));
   const log = options.log;
 
   if (options.controlPlane !== false)
@@ -47,6 +52,8 @@ export async function startControllerServer(options: {
       sessions: options.distributor,
       log,
       onBytesSent: options.onBytesSent,
+      onLogSuppressed: options.onLogSuppressed,
+      onRefused: options.onRefused,
     });
 
   server.addService(proto.weir.v1.Operator.service, {

@@ -12,6 +12,7 @@ const CODES: Readonly<Record<ErrorCode, grpc.status>> = {
   [ErrorCode.Unavailable]: grpc.status.UNAVAILABLE,
   // A closing server: the caller retries elsewhere or later, as for any server going away.
   [ErrorCode.Closed]: grpc.status.UNAVAILABLE,
+  [ErrorCode.Exhausted]: grpc.status.RESOURCE_EXHAUSTED,
   [ErrorCode.Internal]: grpc.status.INTERNAL,
 };
 
@@ -22,6 +23,8 @@ export function errorCodeOf(status: grpc.status): ErrorCode {
       return ErrorCode.Invalid;
     case grpc.status.NOT_FOUND:
       return ErrorCode.NotFound;
+    case grpc.status.RESOURCE_EXHAUSTED:
+      return ErrorCode.Exhausted;
     case grpc.status.UNAVAILABLE:
     case grpc.status.DEADLINE_EXCEEDED:
       return ErrorCode.Unavailable;

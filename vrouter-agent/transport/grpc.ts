@@ -9,7 +9,8 @@ import type {
   AgentMessage,
   ControllerMessage__Output,
 } from '../../shared/generated/weir/v1/index.js';
-import { CHANNEL_OPTIONS, weirProto } from '../../shared/grpc/proto.js';
+import { channelOptions, weirProto } from '../../shared/grpc/proto.js';
+import { MESSAGE_LIMITS } from '../../shared/limits.js';
 import type { Logger } from '../../shared/log.js';
 import {
   type AgentHello,
@@ -49,7 +50,7 @@ export class GrpcTransport implements ControllerTransport {
     this.client ??= new proto.weir.v1.ControlPlane(
       this.peer,
       grpc.credentials.createInsecure(),
-      CHANNEL_OPTIONS,
+      channelOptions(MESSAGE_LIMITS.spanReceiveBytes),
     );
     const call = (this.client as unknown as { Connect(): Stream }).Connect();
     this.call = call;
