@@ -152,15 +152,14 @@ export const INTROSPECT_LIMITS = {
   watchStreams: 64,
   /** ...and per client (identity, or address): a script in a loop must not take them all. */
   watchStreamsPerClient: 8,
-  /** Events a watcher may fall behind inside the agent before it loses the newest (told by a 'lost' event). */
-  watchBufferEvents: 4_096,
   /**
-   * Events written to a watch stream and not yet taken by the HTTP/2
-   * connection (call.writableLength): a reader this far behind is not
-   * reading; it is dropped with RESOURCE_EXHAUSTED instead of buffered
-   * without bound. An event is about 600 bytes: about 600 KiB per stream.
+   * Events a watcher may fall behind: a write the stream cannot take waits
+   * for the stream to drain, and meanwhile events queue here; a reader this
+   * far behind is not keeping up and is dropped (RESOURCE_EXHAUSTED) rather
+   * than fed an ever-growing backlog. About 600 bytes an event: 2.4 MiB
+   * per stream at most, 150 MiB for all 64.
    */
-  watchUnsentEvents: 1_024,
+  watchBufferEvents: 4_096,
   /** A ListFlows page: at most this many flows (about 6 MiB encoded). */
   flowsPage: 10_000,
 } as const;

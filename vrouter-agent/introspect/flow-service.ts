@@ -19,7 +19,13 @@ import type {
 } from '../../shared/generated/weir/v1/index.js';
 import { clientOf, PeerSlots } from '../../shared/grpc/peer.js';
 import { toGrpcStatus } from '../../shared/grpc/status.js';
-import { FIELD_LIMITS, INTROSPECT_LIMITS, preview, textIssue } from '../../shared/limits.js';
+import {
+  FIELD_LIMITS,
+  INTROSPECT_LIMITS,
+  PREVIEW_CHARS,
+  preview,
+  textIssue,
+} from '../../shared/limits.js';
 import { parseCidr, parseIp, type Cidr } from '../../shared/net/ip.js';
 import type { Logger } from '../../shared/log.js';
 import { LogLimiter, suppressedField } from '../../shared/log-limiter.js';
@@ -62,7 +68,12 @@ function prefix(text: string, field: string): Cidr | undefined {
   const c = parseCidr(text.includes('/') ? text : `${text}/${text.includes(':') ? 128 : 32}`);
   if (typeof c === 'string')
     throw new ValidationError([
-      { object: 'FlowFilter', field: `filter.${field}`, message: `${preview(text)}: ${c}` },
+      {
+        object: 'FlowFilter',
+        field: `filter.${field}`,
+        // The parser's reason quotes the input: only when that is short.
+        message: `${preview(text)}: ${c.length <= PREVIEW_CHARS ? c : 'not a CIDR or an address'}`,
+      },
     ]);
   return c;
 }
@@ -223,7 +234,7 @@ export interface FlowServiceBackend {
 export interface FlowServiceLimits {
   readonly watchStreams?: number;
   readonly watchStreamsPerClient?: number;
-  readonly watchUnsentEvents?: number;
+  readonly watchBufferEvents?: number;
 }
 
 /** Setup rate from the flow table's insert counter, sampled between calls. */
@@ -251,7 +262,7 @@ export function flowIntrospectHandlers(
     limits.watchStreamsPerClient ?? INTROSPECT_LIMITS.watchStreamsPerClient,
     limits.watchStreams ?? INTROSPECT_LIMITS.watchStreams,
   );
-  const unsentLimit = limits.watchUnsentEvents ?? INTROSPECT_LIMITS.watchUnsentEvents;
+  const bufferEvents = limits.watchBufferEvents ?? INTROSPECT_LIMITS.watchBufferEvents;
   const logs = new LogLimiter({ onSuppressed: () => backend.logSuppressed?.() });
   const clientLog = (client: string, fields: Record<string, unknown>, msg: string) => {
     const n = logs.take(client);
@@ -353,11 +364,14 @@ export function flowIntrospectHandlers(
       });
     },
     /**
-     * Backpressure: events the HTTP/2 connection has not taken yet are
-     * bounded (unsentLimit); a reader that far behind is dropped: no more
-     * events, and the stream ends with RESOURCE_EXHAUSTED and the reason once
-     * what is queued is read. Its slot is held until the stream is closed,
-     * so that streams nobody reads cannot pile up either.
+     * Backpressure: a write the stream cannot take at once (call.write()
+     * false: the HTTP/2 stream's window is full) waits for 'drain' before
+     * the next event is read, so what is buffered per stream is the
+     * stream's high-water mark, not the event rate. Meanwhile the events go
+     * to the watch's own bounded queue (watchBufferEvents); a reader so slow
+     * that the queue overflows is dropped: no more events, and the stream
+     * ends with RESOURCE_EXHAUSTED and the reason. A stream's slot is held
+     * until the stream is closed, so that streams nobody reads cannot pile up.
      */
     WatchFlows: (call: grpc.ServerWritableStream<WatchFlowsRequest__Output, WireFlowEvent>) => {
       let filter: CompiledFilter;
@@ -384,40 +398,47 @@ export function flowIntrospectHandlers(
       };
       call.on('cancelled', closed);
       call.on('close', closed);
+      const drained = () =>
+        new Promise<void>((resolve) => {
+          const done = () => {
+            call.off('drain', done);
+            abort.signal.removeEventListener('abort', done);
+            resolve();
+          };
+          call.on('drain', done);
+          abort.signal.addEventListener('abort', done, { once: true });
+        });
       void (async () => {
         try {
           for await (const e of backend.datapath().events({
             signal: abort.signal,
-            bufferSize: INTROSPECT_LIMITS.watchBufferEvents,
+            bufferSize: bufferEvents,
           })) {
-            if (e.type === 'lost') continue;
-            const v = view();
-            const flow = v.flow(e.flow);
-            if (!filter.test(flow)) continue;
-            const type = e.type === 're-evaluated' ? 'reevaluated' : e.type;
-            call.write({
-              type,
-              flow,
-              atUnixMs: String(Math.round(Date.now() - backend.nowMs() + e.atMs)),
-            });
-            if (call.writableLength > unsentLimit) {
+            if (e.type === 'lost') {
               backend.refused?.('slow_reader');
-              clientLog(
-                client,
-                { unsent: call.writableLength },
-                'flow watcher not reading; dropped',
-              );
+              clientLog(client, { lost: e.count }, 'flow watcher not keeping up; dropped');
               abort.abort();
               call.emit(
                 'error',
                 toGrpcStatus(
                   new ResourceExhaustedError(
-                    `this watch fell ${call.writableLength} events behind (the most is ${unsentLimit}): the reader is not keeping up; watch with a narrower filter, or read faster`,
+                    `this watch fell more than ${bufferEvents} events behind: the reader is not keeping up; watch with a narrower filter, or read faster`,
                   ),
                 ),
               );
               return;
             }
+            const v = view();
+            const flow = v.flow(e.flow);
+            if (!filter.test(flow)) continue;
+            const type = e.type === 're-evaluated' ? 'reevaluated' : e.type;
+            const more = call.write({
+              type,
+              flow,
+              atUnixMs: String(Math.round(Date.now() - backend.nowMs() + e.atMs)),
+            });
+            if (!more) await drained();
+            if (abort.signal.aborted) return;
           }
           call.end();
         } catch (err) {
