@@ -176,6 +176,25 @@ export function preview(value: string, max: number = PREVIEW_CHARS): string {
   return `${JSON.stringify(value.slice(0, max))}… (${value.length} characters)`;
 }
 
+/** Any value as JSON for a message: at most PREVIEW_CHARS of it, and its length when cut. */
+export function previewJson(value: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(typeof value);
+  } catch {
+    text = `a ${typeof value}`;
+  }
+  return text.length <= PREVIEW_CHARS
+    ? text
+    : `${text.slice(0, PREVIEW_CHARS)}… (${text.length} characters)`;
+}
+
+/**
+ * Problems one validation reports at most: a hostile input with a million
+ * bad entries gets the first ones and a count, not a million-line error.
+ */
+export const MAX_ISSUES = 20;
+
 /** Peer-supplied text cut to `max` characters, with a note of how long it was. */
 export function truncate(text: string, max: number): string {
   if (text.length <= max) return text;

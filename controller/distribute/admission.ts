@@ -70,7 +70,7 @@ function revisionOf(issues: Issue[], object: string, field: string, v: unknown):
     issues.push({
       object,
       field,
-      message: `${typeof v === 'string' ? preview(v, 24) : String(v).slice(0, 24)} is not a revision (an integer from 0 to 2^48)`,
+      message: `${typeof v === 'string' ? preview(v, 24) : typeof v === 'number' ? v : `a ${typeof v}`} is not a revision (an integer from 0 to 2^48)`,
     });
     return 0;
   }

@@ -11,9 +11,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import { Distributor } from '../../controller/distribute/distributor.js';
+import { addControlPlane } from '../../controller/distribute/grpc-publisher.js';
+import { ClusterModel } from '../../controller/model/cluster-model.js';
+import { SpanStore } from '../../controller/store/span-store.js';
 import { STATE_FILE } from '../../controller/store/state-file.js';
-import { channelOptions, weirProto } from '../../shared/grpc/proto.js';
-import { AGENT_LIMITS, NACK_ERROR_CHARS } from '../../shared/limits.js';
+import { silentLogger } from '../../shared/log.js';
+import { channelOptions, serverOptions, weirProto } from '../../shared/grpc/proto.js';
+import { AGENT_LIMITS, MESSAGE_LIMITS, NACK_ERROR_CHARS } from '../../shared/limits.js';
 import { eventually } from '../support/processes.js';
 import { type ControllerRig, RawAgentStream, startController } from './support.js';
 
@@ -236,5 +241,27 @@ describe('hostile agents at the controller', () => {
     }
     assert.ok((await rig.status()).source?.synced, 'the controller still answers');
     operator.close();
+  });
+});
+
+describe('a Connect stream that never says hello', () => {
+  test('is ended with INVALID_ARGUMENT after the hello timeout, and nothing is recorded', async () => {
+    const model = new ClusterModel({ cluster: 't' });
+    const distributor = new Distributor(new SpanStore(model), { log: silentLogger });
+    const server = new grpc.Server(serverOptions(MESSAGE_LIMITS.controllerReceiveBytes));
+    addControlPlane(server, { sessions: distributor, log: silentLogger, helloTimeoutMs: 300 });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
+        e ? reject(e) : resolve(p),
+      ),
+    );
+    const s = new RawAgentStream(`127.0.0.1:${port}`);
+    s.write({ ack: { revision: '1', inForceHash: '' } });
+    const end = await s.ended;
+    s.close();
+    server.forceShutdown();
+    assert.equal(end.code, grpc.status.INVALID_ARGUMENT);
+    assert.equal(end.details, "Hello: none within 300 ms of the stream's start");
+    assert.equal(distributor.recordCount, 0);
   });
 });
