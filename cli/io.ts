@@ -24,6 +24,7 @@ export const EXIT_STATUS: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.Unavailable]: 1,
   [ErrorCode.Closed]: 1,
   [ErrorCode.Denied]: 1,
+  [ErrorCode.Exhausted]: 1,
   [ErrorCode.Internal]: 1,
 };
 

@@ -44,6 +44,10 @@ export interface ControllerOptions {
   readonly commitIntervalMs?: number;
   /** Leadership as status reports it: "leader" under leader election, "standalone" otherwise. */
   readonly leadership?: () => string;
+  /** Records kept for agents of nodes the cluster does not know (AGENT_LIMITS.unknownNodes). */
+  readonly maxUnknownAgents?: number;
+  /** How long the record of a vanished agent that holds nothing worth keeping is kept (AGENT_LIMITS.recordTtlMs). */
+  readonly agentRecordTtlMs?: number;
   /**
    * Mutual TLS for gRPC with these certificates; undefined only with
    * --insecure (status says so).
@@ -131,10 +135,17 @@ export class Controller implements AsyncDisposable {
         nacked: () => this.metrics.nacks.inc(),
         unproved: () => this.metrics.unprovedAcks.inc(),
         retried: () => this.metrics.retries.inc(),
+        logSuppressed: () => this.metrics.logSuppressed.inc(),
+        recordDropped: (reason) => this.metrics.recordsDropped.inc({ reason }),
       },
+      maxUnknownNodes: this.options.maxUnknownAgents,
+      recordTtlMs: this.options.agentRecordTtlMs,
     });
     this.distributor.restore(persisted.nodes);
-    this.ackWatch = setInterval(() => this.distributor.expireUnanswered(), 1_000);
+    this.ackWatch = setInterval(() => {
+      this.distributor.expireUnanswered();
+      this.distributor.expireVanished();
+    }, 1_000);
     this.ackWatch.unref();
     this.commitRunner = new CoalescingRunner(() => this.commit(), {
       minIntervalMs: this.options.commitIntervalMs ?? 20,
@@ -159,6 +170,8 @@ export class Controller implements AsyncDisposable {
       log: this.options.log.child({ component: 'grpc' }),
       onBytesSent: (bytes) => this.metrics.updateBytes.inc(bytes),
       controlPlane: this.options.nats === undefined,
+      onLogSuppressed: () => this.metrics.logSuppressed.inc(),
+      onRefused: (limit) => this.metrics.refused.inc({ limit }),
     });
     this.server = server;
     const nats = this.options.nats;

@@ -14,6 +14,7 @@ import { ArgumentError, onShutdown, runMain } from '../shared/process.js';
 import { StateDirLock } from '../shared/state/lock.js';
 import { registerStateFileMetrics } from '../shared/state/metrics.js';
 import { prepareStateDir } from '../shared/state/state-dir.js';
+import { AGENT_LIMITS } from '../shared/limits.js';
 import { Controller } from './controller.js';
 import { LeaseElector } from './leader/lease-elector.js';
 import { loadKubeConfig } from './kube/api.js';
@@ -45,6 +46,10 @@ const USAGE = `usage: weir-controller (--tls-dir DIR | --insecure) [--manifests 
                          another user's); without it nothing is kept and a restart resyncs agents by snapshot
   --cluster NAME         cluster name, prefixed to every object id (default "local")
   --agent-namespace NS   where agent pods run, for agent certificates naming a pod (default weir-system)
+  --max-unknown-agents N agents of nodes the cluster does not know that the controller keeps a record of
+                         (default 1000; beyond it the oldest disconnected is dropped, else a hello is refused)
+  --agent-record-ttl D   how long the record of a vanished agent that never ACKed, or whose node left the
+                         cluster, is kept, e.g. 10m, 1h (default 10m)
 ${TLS_USAGE}${NATS_USAGE}  --nats-replicas N      JetStream replicas of Weir's streams and bucket (default 1; 3 on a 3-server cluster)
   --flow-retention D     how long the NATS flow event stream keeps events, e.g. 24h, 30m (default 24h)
   --flow-max-bytes N     most bytes that stream keeps, e.g. 1GiB, 500MiB (default 1GiB)
@@ -93,6 +98,8 @@ export async function main(argv: string[]): Promise<void> {
         'state-dir': { type: 'string' },
         cluster: { type: 'string', default: 'local' },
         'agent-namespace': { type: 'string', default: 'weir-system' },
+        'max-unknown-agents': { type: 'string', default: String(AGENT_LIMITS.unknownNodes) },
+        'agent-record-ttl': { type: 'string', default: '10m' },
         'log-level': { type: 'string' },
         ...TLS_FLAGS,
         ...NATS_FLAGS,
@@ -124,6 +131,12 @@ export async function main(argv: string[]): Promise<void> {
     const replicas = Number(values['nats-replicas']);
     if (!(Number.isInteger(replicas) && replicas >= 1 && replicas <= 5))
       throw new ArgumentError(`--nats-replicas must be 1 to 5, not ${values['nats-replicas']}`);
+    const maxUnknownAgents = Number(values['max-unknown-agents']);
+    if (!(Number.isInteger(maxUnknownAgents) && maxUnknownAgents >= 0))
+      throw new ArgumentError(
+        `--max-unknown-agents must be a non-negative integer, not ${JSON.stringify(values['max-unknown-agents']).slice(0, 40)}`,
+      );
+    const agentRecordTtlMs = parseDuration(values['agent-record-ttl']!, '--agent-record-ttl');
     const flowMaxAgeMs = parseDuration(values['flow-retention']!, '--flow-retention');
     const flowMaxBytes = parseBytes(values['flow-max-bytes']!, '--flow-max-bytes');
     const tlsChoice = tlsChoiceFromFlags(values);
@@ -242,6 +255,8 @@ export async function main(argv: string[]): Promise<void> {
       log,
       tls,
       agentNamespace: values['agent-namespace']!,
+      maxUnknownAgents,
+      agentRecordTtlMs,
       ...(endpoint !== undefined
         ? { nats: { endpoint, replicas, flowMaxAgeMs, flowMaxBytes } }
         : {}),

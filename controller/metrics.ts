@@ -28,6 +28,9 @@ export class ControllerMetrics {
   readonly nacks: Counter;
   readonly unprovedAcks: Counter;
   readonly retries: Counter;
+  readonly logSuppressed: Counter;
+  readonly refused: Counter<'limit'>;
+  readonly recordsDropped: Counter<'reason'>;
 
   constructor(state: ControllerState) {
     const registry = newRegistry('weir_controller_process');
@@ -110,6 +113,23 @@ export class ControllerMetrics {
     this.unprovedAcks = new Counter({
       name: 'weir_controller_unproved_acks_total',
       help: 'ACKs whose in-force hash differs from the span sent (the agent is sent a snapshot).',
+      registers: [registry],
+    });
+    this.logSuppressed = new Counter({
+      name: 'weir_controller_log_lines_suppressed_total',
+      help: 'Log lines that agents or clients caused and that were not written (rate limit per peer, shared/limits.ts LOG_LIMITS); the next line of that peer says how many.',
+      registers: [registry],
+    });
+    this.refused = new Counter({
+      name: 'weir_controller_limit_refusals_total',
+      help: 'Agent streams or hellos refused at a limit (shared/limits.ts): invalid (a field out of bounds), hello_timeout (no hello in time), pending_hello (too many streams without a hello), unknown_nodes (too many agents of nodes the cluster does not know).',
+      labelNames: ['limit'] as const,
+      registers: [registry],
+    });
+    this.recordsDropped = new Counter({
+      name: 'weir_controller_agent_records_dropped_total',
+      help: 'Records of vanished agents dropped: expired (past --agent-record-ttl) or evicted (room for a newer agent of an unknown node).',
+      labelNames: ['reason'] as const,
       registers: [registry],
     });
     this.retries = new Counter({

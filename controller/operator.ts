@@ -22,7 +22,8 @@ import type {
   StatusReply,
 } from '../shared/generated/weir/v1/index.js';
 import { compile } from '../shared/policy/compile.js';
-import { parseProbe, probe, resolveTarget } from '../shared/policy/probe.js';
+import { checkProbeRequest, parseProbe, probe, resolveTarget } from '../shared/policy/probe.js';
+import { FIELD_LIMITS, textIssue } from '../shared/limits.js';
 import type { RuleTables } from '../shared/policy/rule-tables.js';
 import {
   addressGroupToWire,
@@ -126,6 +127,8 @@ export class OperatorService implements OperatorBackend {
   listPolicies(req: ListPoliciesRequest__Output): ListPoliciesReply {
     const { model, store, distributor } = this.parts;
     // Evaluation order: the Admin tier, NetworkPolicies, the Baseline tier.
+    const long = textIssue('ListPoliciesRequest', 'name', req.name, FIELD_LIMITS.policyName);
+    if (long !== undefined) throw new ValidationError([long]);
     let ids = model.applicationPolicySet(model.policyIds()).tiers.flatMap((t) => t.policies);
     if (req.name !== '') {
       const wanted = policyIdsNamed(this.parts.cluster, req.name);
@@ -169,6 +172,7 @@ export class OperatorService implements OperatorBackend {
   }
 
   explain(req: ExplainRequest__Output): ExplainReply {
+    checkProbeRequest('ExplainRequest', req);
     const { model, store } = this.parts;
     const p = parseProbe(`${req.protocol || 'TCP'}/${req.port}`);
     if (typeof p === 'string') throw new ValidationError([{ field: 'protocol/port', message: p }]);

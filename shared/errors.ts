@@ -19,6 +19,13 @@ export const ErrorCode = {
   Closed: 'CLOSED',
   /** The caller is not who may do this (no certificate, or the wrong identity or role). */
   Denied: 'PERMISSION_DENIED',
+  /**
+   * A limit on what one peer (or all of them) may hold or send was reached
+   * (shared/limits.ts): the message names the limit. Retrying after
+   * releasing something, or later, may help; the same request again at once
+   * does not.
+   */
+  Exhausted: 'RESOURCE_EXHAUSTED',
   /** A broken invariant inside Weir. Never thrown for user input. */
   Internal: 'INTERNAL',
 } as const;
@@ -81,6 +88,13 @@ export class ClosedError extends WeirError {
 export class PermissionError extends WeirError {
   constructor(message: string) {
     super(ErrorCode.Denied, message);
+  }
+}
+
+/** A limit of shared/limits.ts was reached (see ErrorCode.Exhausted). */
+export class ResourceExhaustedError extends WeirError {
+  constructor(message: string) {
+    super(ErrorCode.Exhausted, message);
   }
 }
 

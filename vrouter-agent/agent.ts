@@ -29,10 +29,11 @@ import type {
   ExplainReply,
   ExplainRequest__Output,
 } from '../shared/generated/weir/v1/index.js';
-import { SERVER_OPTIONS, weirProto } from '../shared/grpc/proto.js';
+import { serverOptions, weirProto } from '../shared/grpc/proto.js';
+import { MESSAGE_LIMITS, NACK_ERROR_CHARS, truncate } from '../shared/limits.js';
 import type { Logger } from '../shared/log.js';
 import { compile } from '../shared/policy/compile.js';
-import { parseProbe, probe, resolveTarget } from '../shared/policy/probe.js';
+import { checkProbeRequest, parseProbe, probe, resolveTarget } from '../shared/policy/probe.js';
 import type { RuleTables } from '../shared/policy/rule-tables.js';
 import { snapshotFromWire } from '../shared/wire/policy.js';
 import { type ElementMemo, snapshotHash } from '../shared/wire/span-hash.js';
@@ -330,7 +331,7 @@ export class NodeAgent implements AsyncDisposable {
       this.lastError = `revision ${revision} refused: ${message}`;
       this.metrics.updates.inc({ result: 'refused' });
       this.log.error({ revision, err }, 'update refused; the previous revision stays in force');
-      d.nack(message, this.inForceHash);
+      d.nack(truncate(message, NACK_ERROR_CHARS), this.inForceHash);
     }
   }
 
@@ -338,7 +339,7 @@ export class NodeAgent implements AsyncDisposable {
 
   private async serve(): Promise<void> {
     const { proto, definition } = weirProto();
-    const server = new grpc.Server(SERVER_OPTIONS);
+    const server = new grpc.Server(serverOptions(MESSAGE_LIMITS.agentApiReceiveBytes));
     const access = { secure: this.options.tls !== undefined, log: this.log };
     const agent = proto.weir.v1.Agent.service;
     server.addService(
@@ -363,6 +364,8 @@ export class NodeAgent implements AsyncDisposable {
             datapath: () => this.datapath,
             nowMs: () => performance.timeOrigin + performance.now(),
             engine: () => this.engine(),
+            refused: (limit) => this.metrics.refused.inc({ limit }),
+            logSuppressed: () => this.metrics.logSuppressed.inc(),
           },
           this.log.child({ component: 'introspect' }),
         ),
@@ -420,6 +423,7 @@ export class NodeAgent implements AsyncDisposable {
 
   /** The verdict of the tables this agent enforces now. */
   evaluate(req: ExplainRequest__Output): ExplainReply {
+    checkProbeRequest('EvaluateRequest', req);
     const p = parseProbe(`${req.protocol || 'TCP'}/${req.port}`);
     if (typeof p === 'string') throw new ValidationError([{ field: 'protocol/port', message: p }]);
     const tables = this.tables;

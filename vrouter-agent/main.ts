@@ -3,6 +3,7 @@
  * node agent, shuts down in order on a signal.
  */
 import { parseArgs } from 'node:util';
+import { nodeNameProblem } from '../shared/limits.js';
 import { rootLogger } from '../shared/log.js';
 import { serveMetrics } from '../shared/metrics.js';
 import { ArgumentError, onShutdown, runMain } from '../shared/process.js';
@@ -50,8 +51,6 @@ ${TLS_USAGE}  (the certificate names this agent: spiffe://weir/node/NAME, or its
 ${NATS_USAGE}  --cluster NAME         the cluster's name on NATS (as the controller's --cluster; default "local")
 `;
 
-const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
-
 function positive(text: string, flag: string): number {
   const n = Number(text);
   if (!(Number.isFinite(n) && n > 0))
@@ -87,10 +86,8 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (!values.node) throw new ArgumentError('--node is required');
-    if (!NODE_NAME.test(values.node))
-      throw new ArgumentError(
-        `--node ${JSON.stringify(values.node)} is not a node name (letters, digits, ".", "-", "_"; at most 253)`,
-      );
+    const nodeProblem = nodeNameProblem(values.node);
+    if (nodeProblem !== undefined) throw new ArgumentError(`--node ${nodeProblem}`);
     const node = values.node;
     const endpoint = natsEndpointFromFlags(values);
     if (endpoint !== undefined && !NATS_CLUSTER_NAME.test(values.cluster!))

@@ -17,6 +17,8 @@ export interface AgentState {
 export class AgentMetrics {
   readonly registry: Registry;
   readonly updates: Counter<'result'>;
+  readonly refused: Counter<'limit'>;
+  readonly logSuppressed: Counter;
 
   constructor(state: AgentState) {
     const registry = newRegistry('weir_agent_process');
@@ -72,6 +74,17 @@ export class AgentMetrics {
       name: 'weir_agent_updates_total',
       help: 'Span updates from the controller, by result (applied or refused).',
       labelNames: ['result'] as const,
+      registers: [registry],
+    });
+    this.refused = new Counter({
+      name: 'weir_agent_limit_refusals_total',
+      help: 'API requests and streams refused at a limit (shared/limits.ts): watch_streams (too many WatchFlows open), slow_reader (a watcher dropped for not reading).',
+      labelNames: ['limit'] as const,
+      registers: [registry],
+    });
+    this.logSuppressed = new Counter({
+      name: 'weir_agent_log_lines_suppressed_total',
+      help: 'Log lines API clients caused and that were not written (rate limit per client); the next line of that client says how many.',
       registers: [registry],
     });
     mirrored(

@@ -30,7 +30,10 @@
  */
 import { createHash } from 'node:crypto';
 import type { SpanUpdate } from '../../shared/generated/weir/v1/index.js';
+import { ResourceExhaustedError } from '../../shared/errors.js';
+import { AGENT_LIMITS, LOG_TEXT_CHARS, NACK_ERROR_CHARS, truncate } from '../../shared/limits.js';
 import type { Logger } from '../../shared/log.js';
+import { LogLimiter, suppressedField } from '../../shared/log-limiter.js';
 import {
   addressGroupToWire,
   applicationPolicySetToWire,
@@ -41,6 +44,9 @@ import {
 import { objectHash } from '../../shared/wire/span-hash.js';
 import type { ObjectKey, SpanObject, SpanStore } from '../store/span-store.js';
 import type { PersistedNode } from '../store/state-file.js';
+import { type AgentHello, secondStream } from './admission.js';
+
+export type { AgentHello };
 
 export interface AgentLink {
   /**
@@ -51,18 +57,6 @@ export interface AgentLink {
    */
   send(update: SpanUpdate, key: string): void;
   close(reason: string): void;
-}
-
-/** What an agent says when it connects. */
-export interface AgentHello {
-  readonly node: string;
-  /** One agent process. */
-  readonly instance: string;
-  /** The revision of the span it enforces; 0: none. */
-  readonly revision: number;
-  /** The content hash of the span it enforces; '': not reported (never in sync). */
-  readonly inForceHash: string;
-  readonly apiAddress: string;
 }
 
 export interface AgentSession {
@@ -84,6 +78,10 @@ export interface DistributorObserver {
   unproved(): void;
   /** A refused or unproved span sent again. */
   retried(): void;
+  /** A log line an agent caused was suppressed (rate limit per node). */
+  logSuppressed?(): void;
+  /** A record of a vanished agent was dropped (expired, or evicted for a newer unknown node). */
+  recordDropped?(reason: 'expired' | 'evicted'): void;
 }
 
 export interface NodeView {
@@ -133,6 +131,8 @@ interface NodeRecord {
   apiAddress: string;
   link: AgentLink | undefined;
   connectedSince: number;
+  /** When its last stream ended (or it was restored); 0 while connected or never connected. */
+  disconnectedAt: number;
   /** The revision the agent holds (its delta base revision). */
   ackedRevision: number;
   /** What the agent holds, as hashes; undefined: unknown (send a snapshot). */
@@ -217,8 +217,31 @@ export class Distributor {
       random?: () => number;
       /** Metrics hooks. */
       observe?: DistributorObserver;
+      /** Records kept for nodes the cluster does not know (AGENT_LIMITS.unknownNodes). */
+      maxUnknownNodes?: number;
+      /** How long the record of a vanished agent that holds nothing worth keeping is kept (AGENT_LIMITS.recordTtlMs). */
+      recordTtlMs?: number;
     },
-  ) {}
+  ) {
+    this.logs = new LogLimiter({
+      now: () => this.now(),
+      onSuppressed: () => this.options.observe?.logSuppressed?.(),
+    });
+  }
+
+  /** Log lines agents cause, rate-limited per node. */
+  private readonly logs: LogLimiter;
+
+  /** A log line an agent caused, unless its node is over its rate. */
+  private peerLog(
+    level: 'info' | 'warn' | 'error',
+    node: string,
+    fields: Record<string, unknown>,
+    msg: string,
+  ): void {
+    const n = this.logs.take(node);
+    if (n !== undefined) this.options.log[level]({ node, ...fields, ...suppressedField(n) }, msg);
+  }
 
   /** The current revision (what a Welcome reports). */
   get revision(): number {
@@ -244,6 +267,7 @@ export class Distributor {
       r.lastError = `no answer to revision ${r.inflight.revision} within ${limit} ms`;
       const link = r.link;
       r.link = undefined;
+      r.disconnectedAt = now;
       r.inflight = undefined;
       link.close('no answer to an update');
       out.push(r.node);
@@ -251,10 +275,45 @@ export class Distributor {
     return out;
   }
 
+  /**
+   * Drops the records of agents that went away more than the record TTL ago
+   * and hold nothing worth keeping: they never proved a span, or their node
+   * is not in the cluster (any more). A record with a proved span of a node
+   * the cluster has stays: it is that node's delta base, bounded by the
+   * cluster's size. Returns the nodes dropped. Called periodically.
+   */
+  expireVanished(): string[] {
+    const ttl = this.options.recordTtlMs ?? AGENT_LIMITS.recordTtlMs;
+    const now = this.now();
+    const out: string[] = [];
+    if (!this.ready) return out; // which nodes the cluster has is not known yet
+    for (const r of this.records.values()) {
+      if (r.link !== undefined || now - r.disconnectedAt < ttl) continue;
+      if (r.ackedSpan !== undefined && this.known(r.node)) continue;
+      this.drop(r);
+      this.options.observe?.recordDropped?.('expired');
+      out.push(r.node);
+    }
+    if (out.length > 0) {
+      this.options.log.info(
+        { nodes: out.length, first: out.slice(0, 5), ttlMs: ttl },
+        'records of vanished agents expired',
+      );
+      this.options.onAckedChange?.();
+    }
+    return out;
+  }
+
+  /** Records held now (status, tests). */
+  get recordCount(): number {
+    return this.records.size;
+  }
+
   /** Restores what agents ACKed before a restart, so that they resync by delta (once their hello's hash agrees). */
   restore(nodes: Readonly<Record<string, PersistedNode>>): void {
     for (const [node, p] of Object.entries(nodes)) {
       const r = this.record(node);
+      r.disconnectedAt = this.now();
       r.ackedRevision = p.revision;
       r.ackedSpan = new Map(p.span);
       r.ackedHash = undefined;
@@ -280,15 +339,32 @@ export class Distributor {
     for (const r of this.records.values()) this.sendIfNeeded(r);
   }
 
+  /**
+   * Throws ResourceExhaustedError (nothing changed) when `h.node` is not in
+   * the cluster and the records of such nodes are at their bound with every
+   * one connected; a disconnected one is dropped to make room.
+   */
+  admit(node: string): void {
+    if (!this.records.has(node) && !this.known(node)) this.makeRoomForUnknown(node);
+  }
+
   hello(h: AgentHello, link: AgentLink): AgentSession {
+    this.admit(h.node);
     // Revisions this controller issues stay above any an agent holds (see SpanStore.advancePast).
     if (this.store.advancePast(h.revision))
-      this.options.log.info(
-        { node: h.node, revision: h.revision },
+      this.peerLog(
+        'info',
+        h.node,
+        { revision: h.revision },
         'revision counter advanced past what an agent holds',
       );
     const r = this.record(h.node);
-    if (r.link !== undefined) r.link.close('replaced by a new connection from the same node');
+    // One live stream per node (admission.ts says what a second one does).
+    if (r.link !== undefined && secondStream(r, h) === 'replace') {
+      const old = r.link;
+      r.link = undefined;
+      old.close('replaced by a new connection from the same node');
+    }
     const now = this.now();
     // What the agent holds, if the controller can name it: the current span,
     // or the one in flight or ACKed, at the agent's revision and with its hash.
@@ -346,13 +422,15 @@ export class Distributor {
     r.instance = h.instance;
     r.apiAddress = h.apiAddress;
     r.connectedSince = now;
+    r.disconnectedAt = 0;
     if (r.proven) {
       this.recordAck(r, base!.provedUpTo, now);
       this.options.onAckedChange?.();
     }
-    this.options.log.info(
+    this.peerLog(
+      'info',
+      h.node,
       {
-        node: h.node,
         instance: h.instance,
         revision: h.revision,
         delta: base !== undefined,
@@ -365,8 +443,10 @@ export class Distributor {
       ack: (rev, hash) => {
         if (r.link !== link) return;
         if (r.inflight === undefined || r.inflight.revision !== rev) {
-          this.options.log.warn(
-            { node: h.node, revision: rev },
+          this.peerLog(
+            'warn',
+            h.node,
+            { revision: rev },
             'ACK for a revision not in flight; ignored',
           );
           return;
@@ -378,15 +458,17 @@ export class Distributor {
         if (r.link !== link) return;
         const refused = r.inflight;
         if (refused === undefined || refused.revision !== rev) {
-          this.options.log.warn(
-            { node: h.node, revision: rev },
+          this.peerLog(
+            'warn',
+            h.node,
+            { revision: rev },
             'NACK for a revision not in flight; ignored',
           );
           return;
         }
         r.inflight = undefined;
         this.options.observe?.nacked();
-        r.lastError = error;
+        r.lastError = truncate(error, NACK_ERROR_CHARS);
         if (hash !== '') {
           r.inForceHash = hash;
           if (r.ackedSpan !== undefined && this.ackedHashOf(r) !== hash) {
@@ -399,8 +481,15 @@ export class Distributor {
         // A refused delta may have been refused for its base: the retry is whole.
         if (!refused.snapshot) r.snapshotNext = true;
         const retryInMs = this.scheduleRetry(r);
-        this.options.log.warn(
-          { node: h.node, revision: rev, error, attempts: r.attempts, retryInMs },
+        this.peerLog(
+          'warn',
+          h.node,
+          {
+            revision: rev,
+            error: truncate(error, LOG_TEXT_CHARS),
+            attempts: r.attempts,
+            retryInMs,
+          },
           'agent refused an update; it keeps its previous span, which is sent again as a snapshot',
         );
       },
@@ -408,7 +497,8 @@ export class Distributor {
         if (r.link !== link) return;
         // What is in flight stays: the agent may have applied it, and says so in its next hello.
         r.link = undefined;
-        this.options.log.info({ node: h.node }, 'agent disconnected');
+        r.disconnectedAt = this.now();
+        this.peerLog('info', h.node, {}, 'agent disconnected');
       },
     };
   }
@@ -492,6 +582,7 @@ export class Distributor {
       this.clearRetry(r);
       r.link?.close(reason);
       r.link = undefined;
+      r.disconnectedAt = this.now();
     }
   }
 
@@ -499,6 +590,49 @@ export class Distributor {
 
   private now(): number {
     return (this.options.now ?? Date.now)();
+  }
+
+  /** The cluster has the node (a span is computed for it). */
+  private known(node: string): boolean {
+    return this.store.span(node) !== undefined;
+  }
+
+  private drop(r: NodeRecord): void {
+    this.clearRetry(r);
+    this.records.delete(r.node);
+  }
+
+  /** Room for a record of an unknown node, or ResourceExhaustedError. */
+  private makeRoomForUnknown(node: string): void {
+    const limit = this.options.maxUnknownNodes ?? AGENT_LIMITS.unknownNodes;
+    let count = 0;
+    let oldest: NodeRecord | undefined;
+    for (const r of this.records.values()) {
+      // Before the first full sync no node is known yet: records restored
+      // from the state file (ACKed spans) are not counted, nor dropped.
+      if (this.known(r.node) || (!this.ready && r.ackedSpan !== undefined)) continue;
+      count++;
+      if (
+        r.link === undefined &&
+        (oldest === undefined || r.disconnectedAt < oldest.disconnectedAt)
+      )
+        oldest = r;
+    }
+    if (count < limit) return;
+    if (oldest === undefined) {
+      this.peerLog(
+        'warn',
+        '(unknown nodes)',
+        { limit },
+        'hello from a node the cluster does not know refused: too many such agents connected',
+      );
+      throw new ResourceExhaustedError(
+        `node ${node.slice(0, 64)} is not in the cluster, and ${count} agents of such nodes are connected, the most this controller keeps (${limit})`,
+      );
+    }
+    this.drop(oldest);
+    this.options.observe?.recordDropped?.('evicted');
+    this.options.onAckedChange?.();
   }
 
   private record(node: string): NodeRecord {
@@ -510,6 +644,7 @@ export class Distributor {
         apiAddress: '',
         link: undefined,
         connectedSince: 0,
+        disconnectedAt: 0,
         ackedRevision: 0,
         ackedSpan: undefined,
         ackedHash: undefined,
@@ -616,8 +751,10 @@ export class Distributor {
       r.lastError = `revision ${revision} applied, but the agent's span hashes to ${hash}, not ${sent.spanHash}`;
       this.options.observe?.unproved();
       const retryInMs = this.scheduleRetry(r);
-      this.options.log.error(
-        { node: r.node, revision, inForceHash: hash, spanHash: sent.spanHash, retryInMs },
+      this.peerLog(
+        'error',
+        r.node,
+        { revision, inForceHash: hash, spanHash: sent.spanHash, retryInMs },
         'agent holds a different span than sent; sending it a snapshot',
       );
       this.options.onAckedChange?.();

@@ -13,7 +13,7 @@
  * restart) only when it comes from the same identity.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { PermissionError, ValidationError } from '../../shared/errors.js';
+import { type Issue, PermissionError, ValidationError } from '../../shared/errors.js';
 import type {
   AgentMessage__Output,
   ControllerMessage,
@@ -21,10 +21,14 @@ import type {
 } from '../../shared/generated/weir/v1/index.js';
 import { weirProto } from '../../shared/grpc/proto.js';
 import { toGrpcStatus } from '../../shared/grpc/status.js';
+import { clientOf, PeerSlots } from '../../shared/grpc/peer.js';
+import { AGENT_LIMITS } from '../../shared/limits.js';
 import type { Logger } from '../../shared/log.js';
 import { callerOf, guarded } from '../../shared/tls/access.js';
 import type { Identity } from '../../shared/tls/identity.js';
 import type { ClusterModel } from '../model/cluster-model.js';
+import { LogLimiter, suppressedField } from '../../shared/log-limiter.js';
+import { checkAck, checkHello, checkNack } from './admission.js';
 import type { SessionHost } from './publisher.js';
 
 /**
@@ -122,7 +126,13 @@ export function encodeUpdate(
   return Buffer.concat([Buffer.from(head), ...parts], head.length + length);
 }
 
-/** Registers ControlPlane on a server, its streams handed to `sessions`. */
+/**
+ * Registers ControlPlane on a server, its streams handed to `sessions`.
+ * Every message is checked (admission.ts) before it reaches the
+ * Distributor: a bad one ends the stream with INVALID_ARGUMENT naming the
+ * field; a stream must say hello within AGENT_LIMITS.helloTimeoutMs, and
+ * streams before hello are bounded per client and in all.
+ */
 export function addControlPlane(
   server: grpc.Server,
   options: {
@@ -133,6 +143,12 @@ export function addControlPlane(
     /** Mutual TLS: hellos are checked against the caller's identity. False: --insecure. */
     secure: boolean;
     agentNodeOf: AgentNodeOf;
+    /** A log line a peer caused was suppressed (rate limit per peer). */
+    onLogSuppressed?: () => void;
+    /** A stream refused at a limit: invalid, hello_timeout, pending_hello, unknown_nodes, identity. */
+    onRefused?: (limit: string) => void;
+    /** AGENT_LIMITS.helloTimeoutMs unless given (tests). */
+    helloTimeoutMs?: number;
   },
 ): void {
   const { proto } = weirProto();
@@ -166,6 +182,18 @@ export function addControlPlane(
     }
     return bytes;
   };
+  // Streams that have not said hello yet, per client and in all; after a
+  // hello the Distributor's bounds hold (one stream per node, records).
+  const pending = new PeerSlots(
+    'Connect streams without a hello',
+    AGENT_LIMITS.pendingHelloPerClient,
+    AGENT_LIMITS.pendingHelloTotal,
+  );
+  const logs = new LogLimiter({ onSuppressed: options.onLogSuppressed });
+  const peerLog = (client: string, fields: Record<string, unknown>, msg: string) => {
+    const n = logs.take(client);
+    if (n !== undefined) log.warn({ client, ...fields, ...suppressedField(n) }, msg);
+  };
 
   // The identity each node's open stream came from: another may not replace it.
   const owners = new Map<string, { uri: string; call: object }>();
@@ -176,17 +204,29 @@ export function addControlPlane(
       definition,
       {
         Connect: (call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage>) => {
+          const client = clientOf(call);
+          const caller = callerOf(call);
           let session: ReturnType<SessionHost['hello']> | undefined;
           let ended = false;
           let owned: string | undefined;
+          let release: (() => void) | undefined;
+          let helloTimer: NodeJS.Timeout | undefined;
           const end = () => {
             if (ended) return;
             ended = true;
+            release?.();
+            clearTimeout(helloTimer);
             if (owned !== undefined && owners.get(owned)?.call === call) owners.delete(owned);
             session?.close();
           };
-          const refuse = (err: PermissionError, node: string) => {
-            log.warn(
+          const refuse = (err: unknown) => {
+            end();
+            call.emit('error', toGrpcStatus(err));
+          };
+          // Refused for who the caller is: logged without the hello's node text beyond a name's length.
+          const deny = (err: PermissionError, node: string) => {
+            peerLog(
+              client,
               {
                 node: node.slice(0, 253),
                 caller: caller === 'insecure' ? undefined : caller.uri,
@@ -194,93 +234,106 @@ export function addControlPlane(
               },
               'agent hello refused',
             );
-            ended = true;
-            call.emit('error', toGrpcStatus(err));
+            options.onRefused?.('identity');
+            refuse(err);
           };
-          const caller = callerOf(call);
+          try {
+            release = pending.acquire(client);
+          } catch (err) {
+            peerLog(client, {}, 'agent stream refused: too many streams without a hello');
+            options.onRefused?.('pending_hello');
+            refuse(err);
+            return;
+          }
+          const helloTimeoutMs = options.helloTimeoutMs ?? AGENT_LIMITS.helloTimeoutMs;
+          helloTimer = setTimeout(() => {
+            peerLog(client, { waitedMs: helloTimeoutMs }, 'agent stream without a hello; ended');
+            options.onRefused?.('hello_timeout');
+            refuse(
+              new ValidationError([
+                {
+                  object: 'Hello',
+                  message: `none within ${helloTimeoutMs} ms of the stream's start`,
+                },
+              ]),
+            );
+          }, helloTimeoutMs);
+          helloTimer.unref();
+          const invalid = (issues: Issue[], what: string) => {
+            peerLog(client, { problems: issues.length }, `${what} refused`);
+            options.onRefused?.('invalid');
+            refuse(new ValidationError(issues));
+          };
           call.on('data', (msg: AgentMessage__Output) => {
             if (ended) return;
             if (msg.kind === 'hello' && msg.hello && session === undefined) {
-              const hello = msg.hello;
+              const hello = checkHello(msg.hello);
+              if (Array.isArray(hello)) return invalid(hello, 'hello');
               const node = hello.node;
-              const revision = Number(hello.appliedRevision);
-              const problems = [
-                ...(node === '' ? [{ field: 'node', message: 'is required' }] : []),
-                ...(!Number.isSafeInteger(revision)
-                  ? [
-                      {
-                        field: 'appliedRevision',
-                        message: `${hello.appliedRevision} is out of range`,
-                      },
-                    ]
-                  : []),
-              ].map((p) => ({ object: 'Hello', ...p }));
-              if (problems.length > 0) {
-                call.emit('error', toGrpcStatus(new ValidationError(problems)));
-                return;
-              }
               if (options.secure) {
-                if (caller === 'insecure') {
-                  refuse(new PermissionError('no client certificate'), node);
-                  return;
-                }
+                if (caller === 'insecure')
+                  return deny(new PermissionError('no client certificate'), node);
                 const own = nodeOfCaller(caller, options.agentNodeOf);
-                if (own instanceof PermissionError) {
-                  refuse(own, node);
-                  return;
-                }
+                if (own instanceof PermissionError) return deny(own, node);
                 // Short, and without the hello's node: a peer controls that text.
-                if (node !== own) {
-                  refuse(
+                if (node !== own)
+                  return deny(
                     new PermissionError(
                       `this certificate is node ${own}'s; a hello for another node is refused`,
                     ),
                     node,
                   );
-                  return;
-                }
                 const owner = owners.get(node);
-                if (owner !== undefined && owner.uri !== caller.uri) {
-                  refuse(
+                if (owner !== undefined && owner.uri !== caller.uri)
+                  return deny(
                     new PermissionError(`node ${node} is connected under another identity`),
                     node,
                   );
-                  return;
-                }
                 owners.set(node, { uri: caller.uri, call });
                 owned = node;
               }
-              // Before any update: the agent is connected from here on.
-              call.write({ welcome: { revision: String(options.sessions.revision) } });
-              session = options.sessions.hello(
-                {
-                  node,
-                  instance: hello.instance,
-                  revision,
-                  inForceHash: hello.inForceHash,
-                  apiAddress: hello.apiAddress,
-                },
-                {
+              release?.();
+              release = undefined;
+              clearTimeout(helloTimer);
+              // The welcome precedes any update: the agent is connected from there on.
+              let welcomed = false;
+              const welcome = () => {
+                if (welcomed || ended) return;
+                welcomed = true;
+                call.write({ welcome: { revision: String(options.sessions.revision) } });
+              };
+              try {
+                session = options.sessions.hello(hello, {
                   send: (update, key) => {
                     if (ended) return;
+                    welcome();
                     const bytes = encodeOnce(update, key);
                     options.onBytesSent?.(bytes.length);
                     call.write(bytes as unknown as ControllerMessage);
                   },
                   close: (reason) => {
                     if (ended) return;
-                    log.info({ node, reason }, 'closing agent stream');
+                    log.debug({ node, reason }, 'closing agent stream');
                     end();
                     call.end();
                   },
-                },
-              );
+                });
+              } catch (err) {
+                options.onRefused?.('unknown_nodes');
+                return refuse(err);
+              }
+              welcome();
             } else if (session === undefined) {
-              log.warn({ kind: msg.kind }, 'agent message before hello; ignored');
-            } else if (msg.kind === 'ack' && msg.ack)
-              session.ack(Number(msg.ack.revision), msg.ack.inForceHash);
-            else if (msg.kind === 'nack' && msg.nack)
-              session.nack(Number(msg.nack.revision), msg.nack.error, msg.nack.inForceHash);
+              peerLog(client, { kind: msg.kind }, 'agent message before hello; ignored');
+            } else if (msg.kind === 'ack' && msg.ack) {
+              const ack = checkAck(msg.ack);
+              if (Array.isArray(ack)) return invalid(ack, 'ack');
+              session.ack(ack.revision, ack.inForceHash);
+            } else if (msg.kind === 'nack' && msg.nack) {
+              const nack = checkNack(msg.nack);
+              if (Array.isArray(nack)) return invalid(nack, 'nack');
+              session.nack(nack.revision, nack.error, nack.inForceHash);
+            }
           });
           call.on('end', () => {
             end();

@@ -11,7 +11,8 @@ import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { unary } from '../../shared/grpc/status.js';
 import type { Logger } from '../../shared/log.js';
-import { SERVER_OPTIONS, weirProto } from '../../shared/grpc/proto.js';
+import { serverOptions, weirProto } from '../../shared/grpc/proto.js';
+import { MESSAGE_LIMITS } from '../../shared/limits.js';
 import type {
   ExplainReply,
   ExplainRequest__Output,
@@ -49,9 +50,13 @@ export async function startControllerServer(options: {
   tls: CertificateFiles | undefined;
   /** The node an agent pod identity runs on (grpc-publisher.ts). */
   agentNodeOf?: AgentNodeOf;
+  /** A log line a peer caused was suppressed. */
+  onLogSuppressed?: () => void;
+  /** An agent stream refused at a limit (label). */
+  onRefused?: (limit: string) => void;
 }): Promise<{ server: grpc.Server; port: number }> {
   const { proto, definition } = weirProto();
-  const server = new grpc.Server(SERVER_OPTIONS);
+  const server = new grpc.Server(serverOptions(MESSAGE_LIMITS.controllerReceiveBytes));
   const log = options.log;
   const secure = options.tls !== undefined;
 
@@ -60,8 +65,10 @@ export async function startControllerServer(options: {
       sessions: options.distributor,
       log,
       onBytesSent: options.onBytesSent,
-      secure: secure,
+      secure,
       agentNodeOf: options.agentNodeOf ?? (() => undefined),
+      onLogSuppressed: options.onLogSuppressed,
+      onRefused: options.onRefused,
     });
 
   const operator = proto.weir.v1.Operator.service;

@@ -41,7 +41,10 @@ import {
 import { type KV, Kvm } from '@nats-io/kv';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { SpanUpdate } from '../../shared/generated/weir/v1/index.js';
+import { type Issue, formatIssue } from '../../shared/errors.js';
+import { NATS_LIMITS, preview } from '../../shared/limits.js';
 import type { Logger } from '../../shared/log.js';
+import { LogLimiter, suppressedField } from '../../shared/log-limiter.js';
 import {
   type Manifest,
   type ManifestPointer,
@@ -53,6 +56,7 @@ import {
 import { type NatsEndpoint, json, natsConnect, parseJson } from '../../shared/nats/connect.js';
 import { type NatsNames, natsNames, tokenNode } from '../../shared/nats/names.js';
 import { CONTROLLER_INBOX } from '../../shared/nats/permissions.js';
+import { checkAck, checkHello, checkNack, type RawHello } from './admission.js';
 import type { AgentHello, AgentSession, SessionHost } from './publisher.js';
 
 export interface NatsPublisherOptions {
@@ -106,6 +110,8 @@ interface Written {
 export class NatsPublisher implements AsyncDisposable {
   private readonly names: NatsNames;
   private readonly sessions = new Map<string, Session>();
+  /** Log lines agents cause, rate-limited per node. */
+  private readonly logs = new LogLimiter();
   private readonly written = new Map<string, Written>();
   private readonly encoded = new WeakMap<object, ReturnType<typeof encodeObject>>();
   private sub: Subscription | undefined;
@@ -249,37 +255,50 @@ export class NatsPublisher implements AsyncDisposable {
     const parts = msg.subject.split('.');
     const node = tokenNode(parts[3] ?? '');
     const what = parts[4];
-    const body = parseJson(msg.data);
     const answer = (v: unknown) => {
       if (msg.reply) msg.respond(json(v));
     };
+    const refuse = (issues: readonly Issue[], what: string) => {
+      const n = this.logs.take(node);
+      if (n !== undefined)
+        this.options.log.warn(
+          { node: preview(node, 64), problems: issues.length, ...suppressedField(n) },
+          `${what} refused`,
+        );
+      answer({ ok: false, error: issues.map(formatIssue).join('; ') });
+    };
+    // Bounded before parsing: a body is a few hundred bytes of JSON.
+    if (msg.data.length > NATS_LIMITS.requestBytes) {
+      refuse(
+        [
+          {
+            object: 'request',
+            message: `is ${msg.data.length} bytes; at most ${NATS_LIMITS.requestBytes}`,
+          },
+        ],
+        what ?? 'request',
+      );
+      return;
+    }
+    const body = parseJson(msg.data);
     if (body === undefined) {
       answer({ ok: false, error: 'not a JSON object' });
       return;
     }
     if (what === 'hello') {
-      const revision = Number(body.appliedRevision);
-      const problems = [
-        ...(body.node !== node
-          ? [`node ${JSON.stringify(body.node)} is not the subject's node ${node}`]
-          : []),
-        ...(!Number.isSafeInteger(revision) || revision < 0
-          ? [`appliedRevision ${JSON.stringify(body.appliedRevision)} is out of range`]
-          : []),
-      ];
-      if (problems.length > 0) {
-        this.options.log.warn({ node, problems }, 'hello refused');
-        answer({ ok: false, error: problems.join('; ') });
+      const checked = checkHello(body as unknown as RawHello);
+      const issues = Array.isArray(checked) ? [...checked] : [];
+      if (!Array.isArray(checked) && checked.node !== node)
+        issues.push({
+          object: 'Hello',
+          field: 'node',
+          message: `${preview(checked.node, 64)} is not the subject's node ${preview(node, 64)}`,
+        });
+      if (Array.isArray(checked) || issues.length > 0) {
+        refuse(issues, 'hello');
         return;
       }
-      const str = (v: unknown) => (typeof v === 'string' ? v.slice(0, 512) : '');
-      const hello: AgentHello = {
-        node,
-        instance: str(body.instance),
-        revision,
-        inForceHash: str(body.inForceHash),
-        apiAddress: str(body.apiAddress),
-      };
+      const hello: AgentHello = checked;
       const s: Session = {
         id: randomUUID(),
         node,
@@ -290,13 +309,21 @@ export class NatsPublisher implements AsyncDisposable {
         closed: false,
       };
       // The welcome goes out before any update the hello sets off.
+      try {
+        this.options.sessions.admit(node);
+      } catch (err) {
+        // A limit (records of unknown nodes): nothing was kept.
+        answer({ ok: false, error: (err as Error).message });
+        return;
+      }
+      // The welcome goes out before any update the hello sets off.
       answer({ ok: true, session: s.id, revision: String(this.options.sessions.revision), beatMs });
       this.sessions.set(node, s);
       s.session = this.options.sessions.hello(hello, {
         send: (update, key) => this.send(s, update, key),
         close: (reason) => {
           if (s.closed) return;
-          this.options.log.info({ node, reason }, 'closing agent session');
+          this.options.log.debug({ node, reason }, 'closing agent session');
           this.end(s, false);
         },
       });
@@ -310,17 +337,24 @@ export class NatsPublisher implements AsyncDisposable {
     }
     current.lastBeat = Date.now();
     if (what === 'beat') answer({ ok: true });
-    else if (what === 'ack' || what === 'nack') {
-      const revision = Number(body.revision);
-      const hash = typeof body.inForceHash === 'string' ? body.inForceHash : '';
-      answer({ ok: true });
-      if (what === 'ack') current.session?.ack(revision, hash);
-      else
-        current.session?.nack(
-          revision,
-          typeof body.error === 'string' ? body.error.slice(0, 4096) : '',
-          hash,
-        );
+    else if (what === 'ack') {
+      const ack = checkAck({ revision: body.revision, inForceHash: body.inForceHash });
+      if (Array.isArray(ack)) refuse(ack, 'ack');
+      else {
+        answer({ ok: true });
+        current.session?.ack(ack.revision, ack.inForceHash);
+      }
+    } else if (what === 'nack') {
+      const nack = checkNack({
+        revision: body.revision,
+        error: body.error,
+        inForceHash: body.inForceHash,
+      });
+      if (Array.isArray(nack)) refuse(nack, 'nack');
+      else {
+        answer({ ok: true });
+        current.session?.nack(nack.revision, nack.error, nack.inForceHash);
+      }
     } else answer({ ok: false, error: `unknown request ${what}` });
   }
 

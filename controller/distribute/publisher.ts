@@ -22,5 +22,11 @@ export type { AgentHello, AgentLink, AgentSession };
 export interface SessionHost {
   /** The current revision (what a welcome reports). */
   readonly revision: number;
+  /**
+   * Makes room for a hello from `node` or throws ResourceExhaustedError
+   * (records of nodes the cluster does not know are bounded); hello() does
+   * the same, so a publisher that must answer before hello() asks first.
+   */
+  admit(node: string): void;
   hello(h: AgentHello, link: AgentLink): AgentSession;
 }

@@ -13,6 +13,7 @@ const CODES: Readonly<Record<ErrorCode, grpc.status>> = {
   // A closing server: the caller retries elsewhere or later, as for any server going away.
   [ErrorCode.Closed]: grpc.status.UNAVAILABLE,
   [ErrorCode.Denied]: grpc.status.PERMISSION_DENIED,
+  [ErrorCode.Exhausted]: grpc.status.RESOURCE_EXHAUSTED,
   [ErrorCode.Internal]: grpc.status.INTERNAL,
 };
 
@@ -26,6 +27,8 @@ export function errorCodeOf(status: grpc.status): ErrorCode {
     case grpc.status.PERMISSION_DENIED:
     case grpc.status.UNAUTHENTICATED:
       return ErrorCode.Denied;
+    case grpc.status.RESOURCE_EXHAUSTED:
+      return ErrorCode.Exhausted;
     case grpc.status.UNAVAILABLE:
     case grpc.status.DEADLINE_EXCEEDED:
       return ErrorCode.Unavailable;

@@ -11,6 +11,7 @@
  * would carry (protobuf decodes concatenated fields as one message) and
  * decodes them with the same deserializer: one decoder for both transports.
  */
+import { MAX_ISSUES, PREVIEW_CHARS, previewJson, truncate } from '../limits.js';
 import { ValidationError } from '../errors.js';
 import type {
   ControllerMessage,
@@ -202,14 +203,25 @@ export function parseManifest(data: Uint8Array): Manifest | ManifestPointer {
     m = JSON.parse(Buffer.from(data).toString('utf8'));
   } catch (err) {
     throw new ValidationError([
-      { object: 'Manifest', field: '(json)', message: (err as Error).message },
+      {
+        object: 'Manifest',
+        field: '(json)',
+        message: truncate((err as Error).message, PREVIEW_CHARS),
+      },
     ]);
   }
+  if (typeof m !== 'object' || m === null || Array.isArray(m))
+    throw new ValidationError([
+      { object: 'Manifest', field: '(json)', message: `${previewJson(m)} is not an object` },
+    ]);
   const problems: Array<{ object: string; field: string; message: string }> = [];
-  const o = (m ?? {}) as Record<string, unknown>;
-  const bad = (field: string, message: string) =>
-    problems.push({ object: 'Manifest', field, message });
-  if (o.v !== 1) bad('v', `version ${JSON.stringify(o.v)} is not 1`);
+  const o = m as Record<string, unknown>;
+  let more = 0;
+  const bad = (field: string, message: string) => {
+    if (problems.length < MAX_ISSUES) problems.push({ object: 'Manifest', field, message });
+    else more++;
+  };
+  if (o.v !== 1) bad('v', `version ${previewJson(o.v)} is not 1`);
   if (typeof o.session !== 'string' || o.session === '') bad('session', 'is required');
   if (!Number.isSafeInteger(o.n)) bad('n', 'must be an integer');
   const seqs = (field: string, s: unknown) => {
@@ -222,7 +234,10 @@ export function parseManifest(data: Uint8Array): Manifest | ManifestPointer {
       bad(field, `must be 1 to ${MAX_OBJECT_CHUNKS} positive sequences`);
   };
   if ('manifest' in o) {
-    const p = (o.manifest ?? {}) as Record<string, unknown>;
+    const p = (typeof o.manifest === 'object' && o.manifest !== null ? o.manifest : {}) as Record<
+      string,
+      unknown
+    >;
     if (typeof p.k !== 'string') bad('manifest.k', 'is required');
     seqs('manifest.s', p.s);
   } else {
@@ -231,12 +246,14 @@ export function parseManifest(data: Uint8Array): Manifest | ManifestPointer {
       bad('objects', `must be a list of at most ${MAX_MANIFEST_OBJECTS}`);
     else
       o.objects.forEach((r: unknown, i: number) => {
-        const x = (r ?? {}) as Record<string, unknown>;
+        const x = (typeof r === 'object' && r !== null ? r : {}) as Record<string, unknown>;
         if (typeof x.k !== 'string' || typeof x.o !== 'string' || typeof x.h !== 'string')
           bad(`objects[${i}]`, 'needs k, o and h');
         seqs(`objects[${i}].s`, x.s);
       });
   }
+  if (more > 0)
+    problems.push({ object: 'Manifest', field: '(more)', message: `${more} more problems` });
   if (problems.length > 0) throw new ValidationError(problems);
   return o as unknown as Manifest | ManifestPointer;
 }

@@ -17,7 +17,8 @@
  * from or to an address of the other family. A pair that shares no family is
  * refused with a ValidationError naming the field (`from` or `to`).
  */
-import { ValidationError } from '../errors.js';
+import { type Issue, ValidationError } from '../errors.js';
+import { FIELD_LIMITS, textIssue } from '../limits.js';
 import { familyOf, parseIp, tryParseIp, type Ip, type IpFamily } from '../net/ip.js';
 import { explain, type Explanation } from './explain.js';
 import type { RuleTables } from './rule-tables.js';
@@ -29,6 +30,22 @@ export interface Probe {
 }
 
 /** "TCP/80", "udp/53", "80" (TCP). */
+/**
+ * Throws ValidationError when a probe request's fields are longer than any
+ * probe (FIELD_LIMITS): refused before anything resolves or echoes them.
+ */
+export function checkProbeRequest(
+  object: string,
+  req: { from: string; to: string; protocol: string },
+): void {
+  const issues = [
+    textIssue(object, 'from', req.from, FIELD_LIMITS.probeTarget),
+    textIssue(object, 'to', req.to, FIELD_LIMITS.probeTarget),
+    textIssue(object, 'protocol', req.protocol, FIELD_LIMITS.protocol),
+  ].filter((i): i is Issue => i !== undefined);
+  if (issues.length > 0) throw new ValidationError(issues);
+}
+
 export function parseProbe(text: string): Probe | string {
   const m = /^(?:([A-Za-z]+)\/)?([0-9]+)$/.exec(text.trim());
   const protocol = (m?.[1] ?? 'TCP').toUpperCase();

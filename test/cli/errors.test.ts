@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import { MESSAGE_LIMITS } from '../../shared/limits.js';
 import { main } from '../../cli/main.js';
 import {
   ClosedError,
@@ -12,7 +13,7 @@ import {
   ValidationError,
   type WeirError,
 } from '../../shared/errors.js';
-import { SERVER_OPTIONS, weirProto } from '../../shared/grpc/proto.js';
+import { serverOptions, weirProto } from '../../shared/grpc/proto.js';
 import { toGrpcStatus } from '../../shared/grpc/status.js';
 import { serverCredentials } from '../../shared/tls/credentials.js';
 import { controllerTls } from '../support/tls.js';
@@ -28,7 +29,7 @@ describe('weirctl errors follow the error table', () => {
   let thrown: unknown;
 
   before(async () => {
-    server = new grpc.Server(SERVER_OPTIONS);
+    server = new grpc.Server(serverOptions(MESSAGE_LIMITS.controllerReceiveBytes));
     server.addService(weirProto().proto.weir.v1.Operator.service, {
       GetStatus: (_call: unknown, cb: grpc.sendUnaryData<never>) => cb(toGrpcStatus(thrown)),
     });

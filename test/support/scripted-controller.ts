@@ -1,17 +1,18 @@
 /** A controller that sends what the test says and records what agents answer (a real gRPC server on loopback). */
 import * as grpc from '@grpc/grpc-js';
+import { MESSAGE_LIMITS } from '../../shared/limits.js';
 import type {
   AgentMessage__Output,
   ControllerMessage,
   SpanUpdate,
 } from '../../shared/generated/weir/v1/index.js';
-import { SERVER_OPTIONS, weirProto } from '../../shared/grpc/proto.js';
+import { serverOptions, weirProto } from '../../shared/grpc/proto.js';
 import { eventually } from './processes.js';
 
 export class ScriptedController {
   readonly answers: AgentMessage__Output[] = [];
   private call: grpc.ServerDuplexStream<AgentMessage__Output, ControllerMessage> | undefined;
-  private readonly server = new grpc.Server(SERVER_OPTIONS);
+  private readonly server = new grpc.Server(serverOptions(MESSAGE_LIMITS.controllerReceiveBytes));
   port = 0;
 
   async start(): Promise<void> {

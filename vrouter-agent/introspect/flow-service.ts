@@ -5,7 +5,7 @@
  * the flow table's index order with the table cursor as the page token.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { NotFoundError, ValidationError } from '../../shared/errors.js';
+import { NotFoundError, ResourceExhaustedError, ValidationError } from '../../shared/errors.js';
 import type {
   Flow,
   FlowEvent as WireFlowEvent,
@@ -17,14 +17,34 @@ import type {
   ListFlowsRequest__Output,
   WatchFlowsRequest__Output,
 } from '../../shared/generated/weir/v1/index.js';
+import { clientOf, PeerSlots } from '../../shared/grpc/peer.js';
 import { toGrpcStatus } from '../../shared/grpc/status.js';
+import {
+  FIELD_LIMITS,
+  INTROSPECT_LIMITS,
+  PREVIEW_CHARS,
+  preview,
+  textIssue,
+} from '../../shared/limits.js';
 import { parseCidr, parseIp, type Cidr } from '../../shared/net/ip.js';
 import type { Logger } from '../../shared/log.js';
+import { LogLimiter, suppressedField } from '../../shared/log-limiter.js';
 import type { RuleTables } from '../../shared/policy/rule-tables.js';
 import type { Datapath, DecodedFlow, GateOutcome } from '../datapath/datapath.js';
 import type { TcpStateName } from '../flows/flow-table.js';
 
-const MAX_PAGE = 10_000;
+const MAX_PAGE = INTROSPECT_LIMITS.flowsPage;
+
+const FILTER_FIELDS = [
+  'sourceCidr',
+  'destinationCidr',
+  'action',
+  'policy',
+  'rule',
+  'pod',
+  'namespace',
+  'tcpState',
+] as const;
 
 /** The one word `weirctl flows` shows for a TCP state (bits are sticky: the most advanced wins). */
 export function tcpStateWord(names: readonly TcpStateName[] | undefined, protocol: number): string {
@@ -48,7 +68,12 @@ function prefix(text: string, field: string): Cidr | undefined {
   const c = parseCidr(text.includes('/') ? text : `${text}/${text.includes(':') ? 128 : 32}`);
   if (typeof c === 'string')
     throw new ValidationError([
-      { field: `filter.${field}`, message: `${JSON.stringify(text)}: ${c}` },
+      {
+        object: 'FlowFilter',
+        field: `filter.${field}`,
+        // The parser's reason quotes the input: only when that is short.
+        message: `${preview(text)}: ${c.length <= PREVIEW_CHARS ? c : 'not a CIDR or an address'}`,
+      },
     ]);
   return c;
 }
@@ -61,10 +86,16 @@ function inside(c: Cidr | undefined, ip: string): boolean {
 
 export function compileFilter(f: FlowFilter__Output | null | undefined): CompiledFilter {
   if (f === null || f === undefined) return { test: () => true };
+  const long = FILTER_FIELDS.flatMap(
+    (k) => textIssue('FlowFilter', `filter.${k}`, f[k] ?? '', FIELD_LIMITS.flowFilterField) ?? [],
+  );
+  if (long.length > 0) throw new ValidationError(long);
   const src = prefix(f.sourceCidr, 'sourceCidr');
   const dst = prefix(f.destinationCidr, 'destinationCidr');
   if (f.action !== '' && !['allow', 'deny', 'hold'].includes(f.action))
-    throw new ValidationError([{ field: 'filter.action', message: 'must be allow, deny or hold' }]);
+    throw new ValidationError([
+      { object: 'FlowFilter', field: 'filter.action', message: 'must be allow, deny or hold' },
+    ]);
   // A policy "decided" a gate when its rule allowed it or it isolated a denied endpoint.
   const policyMatches = (r: FlowRule | null | undefined) =>
     r?.policy !== undefined &&
@@ -193,6 +224,17 @@ export interface FlowServiceBackend {
   /** The datapath clock, to turn its times into Unix times. */
   nowMs(): number;
   engine(): string;
+  /** A request or stream refused at a limit (metrics): watch_streams, slow_reader. */
+  refused?(limit: 'watch_streams' | 'slow_reader'): void;
+  /** A log line a client caused was suppressed (rate limit per client). */
+  logSuppressed?(): void;
+}
+
+/** Limits of the service (INTROSPECT_LIMITS unless given: tests). */
+export interface FlowServiceLimits {
+  readonly watchStreams?: number;
+  readonly watchStreamsPerClient?: number;
+  readonly watchBufferEvents?: number;
 }
 
 /** Setup rate from the flow table's insert counter, sampled between calls. */
@@ -212,7 +254,20 @@ class RateMeter {
 export function flowIntrospectHandlers(
   backend: FlowServiceBackend,
   log: Logger,
+  limits: FlowServiceLimits = {},
 ): grpc.UntypedServiceImplementation {
+  // Every watch holds a subscription and a filter pass per flow event: bounded per client and in all.
+  const watches = new PeerSlots(
+    'WatchFlows streams',
+    limits.watchStreamsPerClient ?? INTROSPECT_LIMITS.watchStreamsPerClient,
+    limits.watchStreams ?? INTROSPECT_LIMITS.watchStreams,
+  );
+  const bufferEvents = limits.watchBufferEvents ?? INTROSPECT_LIMITS.watchBufferEvents;
+  const logs = new LogLimiter({ onSuppressed: () => backend.logSuppressed?.() });
+  const clientLog = (client: string, fields: Record<string, unknown>, msg: string) => {
+    const n = logs.take(client);
+    if (n !== undefined) log.warn({ client, ...fields, ...suppressedField(n) }, msg);
+  };
   // One view per rule tables in force: building it walks every group member,
   // which must not happen per flow event.
   let cached: { tables: RuleTables; view: FlowView } | undefined;
@@ -240,10 +295,19 @@ export function flowIntrospectHandlers(
         const size = req.pageSize === 0 ? 100 : Math.min(req.pageSize, MAX_PAGE);
         const filter = compileFilter(req.filter);
         const v = view();
-        let cursor: number | undefined = req.pageToken === '' ? 0 : Number(req.pageToken);
+        let cursor: number | undefined =
+          req.pageToken === ''
+            ? 0
+            : req.pageToken.length <= FIELD_LIMITS.pageToken
+              ? Number(req.pageToken)
+              : Number.NaN;
         if (!Number.isSafeInteger(cursor) || cursor < 0)
           throw new ValidationError([
-            { field: 'pageToken', message: 'not a token this agent gave' },
+            {
+              object: 'ListFlowsRequest',
+              field: 'pageToken',
+              message: `${preview(req.pageToken, 24)} is not a token this agent gave`,
+            },
           ]);
         const flows: Flow[] = [];
         // Read table pages until this page is full or the table ends; bounded by the table's size.
@@ -299,30 +363,82 @@ export function flowIntrospectHandlers(
         packets: String(s.packets),
       });
     },
+    /**
+     * Backpressure: a write the stream cannot take at once (call.write()
+     * false: the HTTP/2 stream's window is full) waits for 'drain' before
+     * the next event is read, so what is buffered per stream is the
+     * stream's high-water mark, not the event rate. Meanwhile the events go
+     * to the watch's own bounded queue (watchBufferEvents); a reader so slow
+     * that the queue overflows is dropped: no more events, and the stream
+     * ends with RESOURCE_EXHAUSTED and the reason. A stream's slot is held
+     * until the stream is closed, so that streams nobody reads cannot pile up.
+     */
     WatchFlows: (call: grpc.ServerWritableStream<WatchFlowsRequest__Output, WireFlowEvent>) => {
       let filter: CompiledFilter;
       try {
         filter = compileFilter(call.request.filter);
       } catch (err) {
-        call.destroy(toGrpcStatus(err));
+        call.emit('error', toGrpcStatus(err));
+        return;
+      }
+      const client = clientOf(call);
+      let release: () => void;
+      try {
+        release = watches.acquire(client);
+      } catch (err) {
+        backend.refused?.('watch_streams');
+        clientLog(client, { open: watches.open }, 'flow watch refused: too many open');
+        call.emit('error', toGrpcStatus(err));
         return;
       }
       const abort = new AbortController();
-      call.on('cancelled', () => abort.abort());
-      call.on('close', () => abort.abort());
+      const closed = () => {
+        abort.abort();
+        release();
+      };
+      call.on('cancelled', closed);
+      call.on('close', closed);
+      const drained = () =>
+        new Promise<void>((resolve) => {
+          const done = () => {
+            call.off('drain', done);
+            abort.signal.removeEventListener('abort', done);
+            resolve();
+          };
+          call.on('drain', done);
+          abort.signal.addEventListener('abort', done, { once: true });
+        });
       void (async () => {
         try {
-          for await (const e of backend.datapath().events({ signal: abort.signal })) {
-            if (e.type === 'lost') continue;
+          for await (const e of backend.datapath().events({
+            signal: abort.signal,
+            bufferSize: bufferEvents,
+          })) {
+            if (e.type === 'lost') {
+              backend.refused?.('slow_reader');
+              clientLog(client, { lost: e.count }, 'flow watcher not keeping up; dropped');
+              abort.abort();
+              call.emit(
+                'error',
+                toGrpcStatus(
+                  new ResourceExhaustedError(
+                    `this watch fell more than ${bufferEvents} events behind: the reader is not keeping up; watch with a narrower filter, or read faster`,
+                  ),
+                ),
+              );
+              return;
+            }
             const v = view();
             const flow = v.flow(e.flow);
             if (!filter.test(flow)) continue;
             const type = e.type === 're-evaluated' ? 'reevaluated' : e.type;
-            call.write({
+            const more = call.write({
               type,
               flow,
               atUnixMs: String(Math.round(Date.now() - backend.nowMs() + e.atMs)),
             });
+            if (!more) await drained();
+            if (abort.signal.aborted) return;
           }
           call.end();
         } catch (err) {

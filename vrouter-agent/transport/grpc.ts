@@ -9,7 +9,8 @@ import type {
   AgentMessage,
   ControllerMessage__Output,
 } from '../../shared/generated/weir/v1/index.js';
-import { CHANNEL_OPTIONS, weirProto } from '../../shared/grpc/proto.js';
+import { channelOptions, weirProto } from '../../shared/grpc/proto.js';
+import { MESSAGE_LIMITS } from '../../shared/limits.js';
 import type { Logger } from '../../shared/log.js';
 import { type CertificateFiles, channelCredentials } from '../../shared/tls/credentials.js';
 import {
@@ -58,7 +59,7 @@ export class GrpcTransport implements ControllerTransport {
       channelCredentials(this.options.tls, (id) =>
         id.kind === 'controller' ? undefined : `${id.uri} is not the controller`,
       ),
-      CHANNEL_OPTIONS,
+      channelOptions(MESSAGE_LIMITS.spanReceiveBytes),
     );
     const call = (this.client as unknown as { Connect(): Stream }).Connect();
     this.call = call;
