@@ -77,7 +77,17 @@ async function run(transport: 'grpc' | 'nats', agents: number, changes: number):
     transport === 'nats'
       ? [nats!.urls, String(agents), CLUSTER]
       : [`127.0.0.1:${controller.port}`, String(agents)],
-    { execArgv: ['--import', 'tsx'], stdio: 'inherit' },
+    {
+      // WEIR_BENCH_CPU_PROF=DIR: the simulated agents' CPU profile (the controller's: node --cpu-prof).
+      execArgv: [
+        '--import',
+        'tsx',
+        ...(process.env.WEIR_BENCH_CPU_PROF
+          ? ['--cpu-prof', `--cpu-prof-dir=${process.env.WEIR_BENCH_CPU_PROF}`]
+          : []),
+      ],
+      stdio: 'inherit',
+    },
   );
   child.on(
     'message',
@@ -221,7 +231,11 @@ async function flowRate(events: number): Promise<{ perSecond: number; dropped: n
   return { perSecond: published / seconds, dropped };
 }
 
-export async function benchNats(options: { quick?: boolean; agents?: number[] }): Promise<string> {
+export async function benchNats(options: {
+  quick?: boolean;
+  agents?: number[];
+  transports?: ReadonlyArray<'grpc' | 'nats'>;
+}): Promise<string> {
   const sizes = options.agents ?? (options.quick ? [200] : [1000, 2000]);
   const changes = options.quick ? 3 : 5;
   const out: string[] = [
@@ -229,7 +243,7 @@ export async function benchNats(options: { quick?: boolean; agents?: number[] })
     '  transport  agents  initial sync  commit→ACK p50    p99  controller CPU  nats-server CPU  bytes written  not ACKed',
   ];
   for (const agents of sizes)
-    for (const transport of ['grpc', 'nats'] as const) {
+    for (const transport of options.transports ?? (['grpc', 'nats'] as const)) {
       const r = await run(transport, agents, changes);
       out.push(
         `  ${r.transport.padEnd(9)} ${String(r.agents).padStart(7)} ${`${(r.syncMs / 1000).toFixed(1)} s`.padStart(13)} ${`${r.p50.toFixed(0)} ms`.padStart(15)} ${`${r.p99.toFixed(0)} ms`.padStart(7)} ${`${r.cpuMs.toFixed(0)} ms`.padStart(15)} ${(r.transport === 'nats' ? `${r.natsCpuMs.toFixed(0)} ms` : '-').padStart(16)} ${`${(r.bytes / 1024).toFixed(0)} KiB`.padStart(14)} ${String(r.missed).padStart(10)}`,
@@ -249,7 +263,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     ?.slice('--agents='.length)
     .split(',')
     .map(Number);
-  benchNats({ quick, agents }).then(
+  const transports = process.argv
+    .find((a) => a.startsWith('--transports='))
+    ?.slice('--transports='.length)
+    .split(',') as Array<'grpc' | 'nats'> | undefined;
+  benchNats({ quick, agents, transports }).then(
     (s) => process.stdout.write(`${s}\n`),
     (err) => {
       process.stderr.write(`${err}\n`);

@@ -40,6 +40,8 @@ export function natsConnect(
     waitOnFirstConnect: true,
     pingInterval: 5_000,
     maxPingOut: 2,
+    // No stack captured at every request (measured: a fifth of the controller's CPU at 1,000 agents).
+    noAsyncTraces: true,
     ...extra,
   });
 }

@@ -28,6 +28,8 @@ export interface NatsRoles {
 interface Permissions {
   publish: { allow: string[] };
   subscribe: { allow: string[] };
+  /** Publish once to the reply subject of each request received (the liveness probe's answer). */
+  allow_responses?: { max: number; expires: string };
 }
 
 export function controllerPermissions(cluster: string): Permissions {
@@ -36,6 +38,7 @@ export function controllerPermissions(cluster: string): Permissions {
     publish: {
       allow: [
         n.spans.wildcard,
+        n.liveWildcard,
         `$KV.${n.objects.bucket}.>`,
         '$JS.API.>',
         '$JS.ACK.>',
@@ -59,7 +62,9 @@ export function agentPermissions(cluster: string, node: string): Permissions {
         `$JS.API.DIRECT.GET.${n.spans.stream}.${n.spans.subject(node)}`,
       ],
     },
-    subscribe: { allow: [n.spans.subject(node), `${agentInbox(node)}.>`] },
+    subscribe: { allow: [n.spans.subject(node), n.live(node), `${agentInbox(node)}.>`] },
+    // Only the controller can send it requests (no one else may publish on its live subject).
+    allow_responses: { max: 1, expires: '10s' },
   };
 }
 

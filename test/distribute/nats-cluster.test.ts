@@ -19,7 +19,7 @@ import { SpanStore } from '../../controller/store/span-store.js';
 import { rootLogger } from '../../shared/log.js';
 /** WEIR_TEST_LOG=info shows what publisher and agents log. */
 const silentLogger = rootLogger({ name: 'test', level: process.env.WEIR_TEST_LOG ?? 'silent' });
-import { parseManifest } from '../../shared/nats/codec.js';
+import { decodeSpanMessage, headRevision } from '../../shared/nats/codec.js';
 import type { NatsEndpoint } from '../../shared/nats/connect.js';
 import { agentInbox, directGet, natsNames } from '../../shared/nats/names.js';
 import { agentUser, natsAuthorization } from '../../shared/nats/permissions.js';
@@ -172,27 +172,13 @@ async function keptRevisions(servers: string[]): Promise<Map<string, string>> {
         new Uint8Array(),
         { timeout: 2_000 },
       );
-      const manifest = parseManifest(m.data);
-      if (!('manifest' in manifest)) {
-        const head = Buffer.from(manifest.head, 'base64');
-        out.set(node, decodeRevision(head));
-      }
+      const message = decodeSpanMessage(m.data);
+      if (message.manifest !== undefined) out.set(node, headRevision(message.manifest.head));
     }
     return out;
   } finally {
     await nc.close();
   }
-}
-
-/** SpanUpdate.revision (field 1, varint) from a head's first bytes. */
-function decodeRevision(head: Buffer): string {
-  if (head[0] !== 0x08) return '0';
-  let v = 0n;
-  for (let i = 1, shift = 0n; i < head.length; i++, shift += 7n) {
-    v |= BigInt(head[i]! & 0x7f) << shift;
-    if ((head[i]! & 0x80) === 0) break;
-  }
-  return String(v);
 }
 
 describe('NATS permissions', () => {
