@@ -9,6 +9,7 @@ import { analyzeMatrix, analyzeObjects, analyzeProbe } from './commands/analyze.
 import { explainLive, policyList, status } from './commands/live.js';
 import { flowsGet, flowsList, flowsStats } from './commands/flows.js';
 import { flowsFollowNats } from './commands/flows-nats.js';
+import { natsConfig } from './commands/nats-config.js';
 import { labDownCommand, labProbeCommand, labUpCommand } from './commands/lab.js';
 import { ErrorCode, WeirError } from '../shared/errors.js';
 import { EXIT_STATUS, processIo, type Io, UsageError } from './io.js';
@@ -173,6 +174,14 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option('--nats-user <name>', 'NATS user (env WEIR_NATS_USER)')
     .option('--nats-password-file <file>', 'its password (env WEIR_NATS_PASSWORD)')
     .option('--cluster <name>', 'with --source nats: the cluster (default local)')
+    .option(
+      '--tls-dir <dir>',
+      'with --source nats: tls.crt, tls.key, ca.crt of your certificate (env WEIR_TLS_DIR)',
+    )
+    .option('--cert <file>', 'with --source nats: your certificate (env WEIR_CERT)')
+    .option('--key <file>', 'with --source nats: its key (env WEIR_KEY)')
+    .option('--ca <file>', "with --source nats: the CA of the servers' certificates (env WEIR_CA)")
+    .option('--insecure', 'with --source nats: no TLS (a NATS without TLS)')
     .addOption(new Option('--limit <n>', 'at most this many flows').default('1000'))
     .addOption(new Option('-o, --output <format>', 'table, wide or json').default('table'))
     .action(async (opts) => {
@@ -201,6 +210,44 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
     .action(async (_opts, cmd: Command) => {
       exit = await flowsStats(io, cmd.optsWithGlobals());
+    });
+
+  const nats = program.command('nats').description('NATS (--transport nats, docs/nats.md)');
+  nats
+    .command('config')
+    .description(
+      "write nats-server's authorization (and TLS) configuration: each role of a cluster with exactly its permissions",
+    )
+    .option('--cluster <name>', "the cluster (as the programs' --cluster; default local)")
+    .addOption(
+      new Option('--node <name>', 'a node whose agent gets a user (repeatable)')
+        .argParser(collect)
+        .default([]),
+    )
+    .option('--nodes-file <file>', 'node names, one a line (# comments)')
+    .addOption(
+      new Option(
+        '--reader <who>',
+        'a flow reader (weirctl flows --source nats): ROLE/NAME of an operator certificate with --auth tls, a user name with --auth password (repeatable)',
+      )
+        .argParser(collect)
+        .default([]),
+    )
+    .addOption(
+      new Option(
+        '--auth <how>',
+        'tls: certificate identities (verify_and_map); password: users with passwords',
+      )
+        .choices(['tls', 'password'])
+        .default('tls'),
+    )
+    .option(
+      '--server-tls-dir <dir>',
+      'where the servers find their tls.crt, tls.key, ca.crt (default /etc/nats/tls with --auth tls)',
+    )
+    .requiredOption('--out <dir>', 'write the files here')
+    .action(async (opts) => {
+      exit = await natsConfig(io, opts);
     });
 
   const labName = () =>

@@ -21,7 +21,13 @@ import { KubernetesSource } from './sources/kubernetes-source.js';
 import { ManifestSource } from './sources/manifest-source.js';
 import type { ClusterSource } from './sources/source.js';
 import { NATS_CLUSTER_NAME } from '../shared/nats/names.js';
-import { NATS_FLAGS, NATS_USAGE, natsEndpointFromFlags } from '../shared/nats/connect.js';
+import {
+  NATS_FLAGS,
+  NATS_USAGE,
+  TLS_FLAGS,
+  TLS_USAGE,
+  natsEndpointFromFlags,
+} from '../shared/nats/connect.js';
 
 const USAGE = `usage: weir-controller [--manifests DIR | --kubeconfig PATH | --in-cluster] [--leader-elect [--lease-namespace NS] [--lease-name NAME]]
                        [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--state-dir DIR] [--cluster NAME] [--log-level LEVEL]
@@ -37,7 +43,7 @@ const USAGE = `usage: weir-controller [--manifests DIR | --kubeconfig PATH | --i
                          (locked by this controller alone; created 0700, refused when group/world-writable or
                          another user's); without it nothing is kept and a restart resyncs agents by snapshot
   --cluster NAME         cluster name, prefixed to every object id (default "local")
-${NATS_USAGE}  --nats-replicas N      JetStream replicas of Weir's streams and bucket (default 1; 3 on a 3-server cluster)
+${NATS_USAGE}${TLS_USAGE}  --nats-replicas N      JetStream replicas of Weir's streams and bucket (default 1; 3 on a 3-server cluster)
   --flow-retention D     how long the NATS flow event stream keeps events, e.g. 24h, 30m (default 24h)
   --flow-max-bytes N     most bytes that stream keeps, e.g. 1GiB, 500MiB (default 1GiB)
 `;
@@ -86,6 +92,7 @@ export async function main(argv: string[]): Promise<void> {
         cluster: { type: 'string', default: 'local' },
         'log-level': { type: 'string' },
         ...NATS_FLAGS,
+        ...TLS_FLAGS,
         'nats-replicas': { type: 'string', default: '1' },
         'flow-retention': { type: 'string', default: '24h' },
         'flow-max-bytes': { type: 'string', default: '1GiB' },
@@ -117,6 +124,11 @@ export async function main(argv: string[]): Promise<void> {
     const flowMaxAgeMs = parseDuration(values['flow-retention']!, '--flow-retention');
     const flowMaxBytes = parseBytes(values['flow-max-bytes']!, '--flow-max-bytes');
     const log = rootLogger({ name: 'weir-controller', level: values['log-level'] });
+    if (endpoint !== undefined && endpoint.tls === undefined)
+      log.warn(
+        { insecure: true, nats: endpoint.servers },
+        'INSECURE: NATS without TLS or client certificates (--insecure); any client of the NATS servers can read and, with their passwords, write policy',
+      );
     // One controller per state directory, and one only its user can write.
     const stateDir =
       values['state-dir'] !== undefined ? await prepareStateDir(values['state-dir']) : undefined;

@@ -13,7 +13,13 @@ import { NodeAgent } from './agent.js';
 import { registerDatapathMetrics } from './datapath/kernel-metrics.js';
 import { emptySpanTables, selectDatapath, type DatapathChoice } from './datapath/kernel-select.js';
 import { NATS_CLUSTER_NAME } from '../shared/nats/names.js';
-import { NATS_FLAGS, NATS_USAGE, natsEndpointFromFlags } from '../shared/nats/connect.js';
+import {
+  NATS_FLAGS,
+  NATS_USAGE,
+  TLS_FLAGS,
+  TLS_USAGE,
+  natsEndpointFromFlags,
+} from '../shared/nats/connect.js';
 import { NatsTransport } from './transport/nats.js';
 import { FlowExporter } from './transport/nats-flows.js';
 
@@ -39,7 +45,7 @@ const USAGE = `usage: weir-agent --node NAME [--controller HOST:PORT] [--state-d
                          restart or crash must not take the node's pods off the network; choose closed where
                          an unenforced new connection is worse than an outage (see docs/datapath.md)
   --queue N              the NFQUEUE number of the kernel datapath (default 100)
-${NATS_USAGE}  --cluster NAME         the cluster's name on NATS (as the controller's --cluster; default "local")
+${NATS_USAGE}${TLS_USAGE}  --cluster NAME         the cluster's name on NATS (as the controller's --cluster; default "local")
 `;
 
 const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
@@ -66,6 +72,7 @@ export async function main(argv: string[]): Promise<void> {
         'log-level': { type: 'string' },
         cluster: { type: 'string', default: 'local' },
         ...NATS_FLAGS,
+        ...TLS_FLAGS,
         datapath: { type: 'string', default: process.env.WEIR_DATAPATH ?? 'auto' },
         'fail-mode': { type: 'string', default: 'open' },
         queue: { type: 'string', default: '100' },
@@ -89,6 +96,11 @@ export async function main(argv: string[]): Promise<void> {
         `--cluster ${JSON.stringify(values.cluster)} cannot name NATS subjects (letters, digits, "_", "-"; at most 64)`,
       );
     const log = rootLogger({ name: 'weir-agent', level: values['log-level'] }).child({ node });
+    if (endpoint !== undefined && endpoint.tls === undefined)
+      log.warn(
+        { insecure: true, nats: endpoint.servers },
+        'INSECURE: NATS without TLS or client certificates (--insecure); any client of the NATS servers can read and, with their passwords, write policy',
+      );
     // One agent per state directory, and one only its user can write.
     const stateDir = await prepareStateDir(values['state-dir'] ?? defaultStateDir(`agent-${node}`));
     const lock = await StateDirLock.acquire(stateDir, {

@@ -271,17 +271,23 @@ export class NatsPublisher implements AsyncDisposable {
     // answers "no responders" at once, so a crashed agent is noticed about a
     // beat after its last one. Silence for 3 beats (a partition, where the
     // server does not know yet) ends the session whatever the probes say.
-    const expire = setInterval(() => {
-      const now = Date.now();
-      for (const s of this.sessions.values()) {
-        const silentMs = now - s.lastBeat;
-        if (silentMs > 3 * beatMs + 1_000) {
-          this.options.log.info({ node: s.node, silentMs }, 'agent stopped beating; session closed');
-          this.end(s);
-        } else if (silentMs > beatMs + PROBE_SLACK_MS && !s.probing && this.probing < MAX_PROBES)
-          void this.probe(s, beatMs);
-      }
-    }, Math.max(25, beatMs / 4));
+    const expire = setInterval(
+      () => {
+        const now = Date.now();
+        for (const s of this.sessions.values()) {
+          const silentMs = now - s.lastBeat;
+          if (silentMs > 3 * beatMs + 1_000) {
+            this.options.log.info(
+              { node: s.node, silentMs },
+              'agent stopped beating; session closed',
+            );
+            this.end(s);
+          } else if (silentMs > beatMs + PROBE_SLACK_MS && !s.probing && this.probing < MAX_PROBES)
+            void this.probe(s, beatMs);
+        }
+      },
+      Math.max(25, beatMs / 4),
+    );
     const sweep = setInterval(() => void this.sweep(), this.options.sweepMs ?? 30_000);
     for (const t of [expire, sweep]) t.unref();
     this.timers.push(expire, sweep);
@@ -456,7 +462,12 @@ export class NatsPublisher implements AsyncDisposable {
       const refs = await Promise.all(
         objects.map(async ({ e, local }): Promise<ObjectRef> => {
           const k = this.names.objects.key(e.key, local ? node : undefined);
-          return { k, o: e.key, h: e.hash, s: await this.writeOnce(k, e, local ? node : undefined) };
+          return {
+            k,
+            o: e.key,
+            h: e.hash,
+            s: await this.writeOnce(k, e, local ? node : undefined),
+          };
         }),
       );
       const body = encodeManifestBody({ head: encodeHead(update), objects: refs });

@@ -275,7 +275,8 @@ class Reader {
   }
 
   magic(m: readonly number[], field: string): void {
-    for (const x of m) if (this.b[this.at++] !== x) this.fail(field, 'not a Weir manifest (version 2)');
+    for (const x of m)
+      if (this.b[this.at++] !== x) this.fail(field, 'not a Weir manifest (version 2)');
   }
 
   byte(field: string): number {
@@ -324,7 +325,8 @@ class Reader {
   }
 
   end(): void {
-    if (this.at !== this.b.length) this.fail('(encoding)', `${this.b.length - this.at} bytes after the end`);
+    if (this.at !== this.b.length)
+      this.fail('(encoding)', `${this.b.length - this.at} bytes after the end`);
   }
 }
 

@@ -1,18 +1,92 @@
 /**
  * How Weir's programs connect to NATS: one set of options (`--nats URL,...`,
- * a user and its password), reconnecting for ever (a process outlives NATS
- * restarts and fails over between cluster servers), and the messages
- * agents and controller exchange as small JSON documents.
+ * the program's certificate, or a user and its password), reconnecting for
+ * ever (a process outlives NATS restarts and fails over between cluster
+ * servers), and the messages agents and controller exchange as small JSON
+ * documents.
+ *
+ * TLS (docs/nats.md "TLS and identities"): the program's certificate
+ * (`--tls-dir` or `--tls-cert/--tls-key/--tls-ca`, the flags every Weir
+ * program takes, TLS-CONVENTIONS) is its NATS client certificate; the
+ * server verifies it against the CA and maps its URI SAN
+ * (`spiffe://weir/node/<node>`, ...) to the user of that role. The files
+ * are read at every (re)connection: a rotated certificate is used from the
+ * next reconnection on, without a restart.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { ArgumentError } from '../process.js';
+
+/** A program's certificate, its key, and the CA its peers' certificates must chain to (PEM files). */
+export interface TlsFiles {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca: string;
+}
 
 export interface NatsEndpoint {
   /** Server URLs ("nats://127.0.0.1:4222"; "host:port" works too). */
   readonly servers: readonly string[];
   readonly user?: string;
   readonly password?: string;
+  /** TLS with this client certificate; none: plain TCP (--insecure). */
+  readonly tls?: TlsFiles;
+}
+
+/** The TLS flags of every Weir program (TLS-CONVENTIONS: same names on controller and agent). */
+export const TLS_FLAGS = {
+  'tls-dir': { type: 'string', default: process.env.WEIR_TLS_DIR },
+  'tls-cert': { type: 'string', default: process.env.WEIR_TLS_CERT },
+  'tls-key': { type: 'string', default: process.env.WEIR_TLS_KEY },
+  'tls-ca': { type: 'string', default: process.env.WEIR_TLS_CA },
+  insecure: { type: 'boolean', default: false },
+} as const;
+
+export const TLS_USAGE = `  --tls-dir DIR          DIR/tls.crt, DIR/tls.key, DIR/ca.crt: this program's certificate, key and the CA (env WEIR_TLS_DIR)
+  --tls-cert F --tls-key F --tls-ca F  the same files one by one, overriding --tls-dir's (env WEIR_TLS_CERT, _KEY, _CA)
+  --insecure             no TLS and no client authentication (loudly; for a lab only)
+`;
+
+export interface TlsFlagValues {
+  'tls-dir'?: string;
+  'tls-cert'?: string;
+  'tls-key'?: string;
+  'tls-ca'?: string;
+  insecure?: boolean;
+}
+
+/**
+ * The certificate files the flags name (`--tls-dir`'s, each overridden by
+ * `--tls-cert/--tls-key/--tls-ca`), or undefined with `--insecure`. Throws
+ * ArgumentError naming the flag to pass when there are none, a file is
+ * missing, or both certificates and --insecure are given.
+ */
+export function tlsFilesFromFlags(values: TlsFlagValues, what = 'TLS'): TlsFiles | undefined {
+  const dir = values['tls-dir'];
+  const pick = (flag: 'tls-cert' | 'tls-key' | 'tls-ca', file: string) =>
+    values[flag] ?? (dir !== undefined ? join(dir, file) : undefined);
+  const cert = pick('tls-cert', 'tls.crt');
+  const key = pick('tls-key', 'tls.key');
+  const ca = pick('tls-ca', 'ca.crt');
+  const any = dir !== undefined || cert !== undefined || key !== undefined || ca !== undefined;
+  if (values.insecure === true) {
+    if (any) throw new ArgumentError('--insecure and certificates (--tls-*) exclude each other');
+    return undefined;
+  }
+  if (cert === undefined || key === undefined || ca === undefined)
+    throw new ArgumentError(
+      any
+        ? `${what} needs a certificate, a key and a CA: ${[cert ? '' : '--tls-cert', key ? '' : '--tls-key', ca ? '' : '--tls-ca'].filter(Boolean).join(', ')} missing (or --tls-dir DIR)`
+        : `${what} needs certificates: pass --tls-dir DIR (or --tls-cert, --tls-key, --tls-ca), or --insecure to run without TLS`,
+    );
+  for (const [flag, file] of [
+    ['--tls-cert', cert],
+    ['--tls-key', key],
+    ['--tls-ca', ca],
+  ] as const)
+    if (!existsSync(file)) throw new ArgumentError(`${flag} ${file}: no such file`);
+  return { cert, key, ca };
 }
 
 /** `--nats URL[,URL...]` into server URLs; throws ArgumentError. */
@@ -35,6 +109,12 @@ export function natsConnect(
   return connect({
     servers: [...endpoint.servers],
     ...(endpoint.user !== undefined ? { user: endpoint.user, pass: endpoint.password ?? '' } : {}),
+    ...(endpoint.tls !== undefined
+      ? {
+          // Read at every (re)connection: rotation needs no restart.
+          tls: { certFile: endpoint.tls.cert, keyFile: endpoint.tls.key, caFile: endpoint.tls.ca },
+        }
+      : {}),
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
     waitOnFirstConnect: true,
@@ -75,13 +155,19 @@ export const NATS_FLAGS = {
   'nats-password-file': { type: 'string' },
 } as const;
 
-/** The NATS endpoint the flags name, or undefined for --transport grpc; throws ArgumentError. */
-export function natsEndpointFromFlags(values: {
-  transport?: string;
-  nats?: string;
-  'nats-user'?: string;
-  'nats-password-file'?: string;
-}): NatsEndpoint | undefined {
+/**
+ * The NATS endpoint the flags name, or undefined for --transport grpc;
+ * throws ArgumentError. Over NATS the program's certificate (TLS_FLAGS) is
+ * its client certificate, required unless --insecure.
+ */
+export function natsEndpointFromFlags(
+  values: {
+    transport?: string;
+    nats?: string;
+    'nats-user'?: string;
+    'nats-password-file'?: string;
+  } & TlsFlagValues,
+): NatsEndpoint | undefined {
   if (values.transport !== 'grpc' && values.transport !== 'nats')
     throw new ArgumentError(
       `--transport must be grpc or nats, not ${JSON.stringify(values.transport)}`,
@@ -100,7 +186,12 @@ export function natsEndpointFromFlags(values: {
   const user = values['nats-user'];
   if (user === undefined && password !== undefined)
     throw new ArgumentError('a NATS password needs --nats-user');
-  return { servers, ...(user !== undefined ? { user, password: password ?? '' } : {}) };
+  const tls = tlsFilesFromFlags(values, '--transport nats');
+  return {
+    servers,
+    ...(user !== undefined ? { user, password: password ?? '' } : {}),
+    ...(tls !== undefined ? { tls } : {}),
+  };
 }
 
 /**

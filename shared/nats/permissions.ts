@@ -9,9 +9,36 @@
  */
 import { agentInbox, natsNames, nodeToken } from './names.js';
 
+/**
+ * A NATS user: with a password, or (no password) a certificate identity
+ * that the server's `verify_and_map` maps to it: the certificate's URI SAN
+ * is the user name (nats-server 2.9 maps URI SANs; TLS-CONVENTIONS names).
+ */
 export interface NatsUser {
   readonly user: string;
-  readonly password: string;
+  readonly password?: string;
+}
+
+/** The certificate identities (URI SANs) of Weir's roles, as TLS-CONVENTIONS fixes them. */
+export const identityUri = {
+  controller: 'spiffe://weir/controller',
+  node: (node: string) => `spiffe://weir/node/${node}`,
+  operator: (role: 'admin' | 'read-only', name: string) => `spiffe://weir/operator/${role}/${name}`,
+} as const;
+
+/**
+ * nats-server's `tls` block: clients must present a certificate of `ca`;
+ * with `map`, the certificate's identity is the user (no passwords), else
+ * users still log in with passwords over the verified connection.
+ */
+export function natsTlsBlock(files: {
+  cert: string;
+  key: string;
+  ca: string;
+  map: boolean;
+}): string {
+  const q = JSON.stringify;
+  return `tls { cert_file: ${q(files.cert)}, key_file: ${q(files.key)}, ca_file: ${q(files.ca)}, ${files.map ? 'verify_and_map' : 'verify'}: true, timeout: 2 }\n`;
 }
 
 /** Inbox prefixes of the controller and of flow readers (agents': names.agentInbox). */
@@ -105,7 +132,8 @@ export function natsAuthorization(roles: NatsRoles): string {
   return `authorization ${JSON.stringify({ users }, null, 2)}\n`;
 }
 
-const credentials = (u: NatsUser) => ({ user: u.user, password: u.password });
+const credentials = (u: NatsUser) =>
+  u.password === undefined ? { user: u.user } : { user: u.user, password: u.password };
 
 /** The conventional user name of a node's agent. */
 export const agentUser = (node: string) => `agent-${nodeToken(node)}`;

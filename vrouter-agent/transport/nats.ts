@@ -315,8 +315,7 @@ export class NatsTransport implements ControllerTransport {
       void this.answer(s, what, body);
     let head: Buffer | undefined = m.manifest?.head;
     try {
-      const manifest =
-        m.manifest ?? decodeManifestBody(await this.fetch(m.pointer.k, m.pointer.s));
+      const manifest = m.manifest ?? decodeManifestBody(await this.fetch(m.pointer.k, m.pointer.s));
       head = manifest.head;
       const objects = await this.fetchAll(manifest.objects);
       const update = decodeUpdate(manifest.head, objects);
