@@ -39,6 +39,8 @@ interface Result {
   p99: number;
   cpuMs: number;
   natsCpuMs: number;
+  /** The simulated agents' process, for the changes. */
+  agentsCpuMs: number;
   bytes: number;
   changes: number;
   /** Agents that did not ACK a change (their simulated connection was lost), most over the changes. */
@@ -121,6 +123,7 @@ async function run(transport: 'grpc' | 'nats', agents: number, changes: number):
   const bytes0 = (await controller.metrics.updateBytes.get()).values[0]?.value ?? 0;
   const cpu0 = process.cpuUsage();
   const natsCpu0 = nats ? procCpuMs(nats.servers[0]!.pid) : 0;
+  const agentsCpu0 = procCpuMs(child.pid!);
   const latencies: number[] = [];
   let missed = 0;
   for (let i = 0; i < changes; i++) {
@@ -142,6 +145,7 @@ async function run(transport: 'grpc' | 'nats', agents: number, changes: number):
   }
   const cpu = process.cpuUsage(cpu0);
   const natsCpuMs = nats ? procCpuMs(nats.servers[0]!.pid) - natsCpu0 : 0;
+  const agentsCpuMs = procCpuMs(child.pid!) - agentsCpu0;
   const bytes = ((await controller.metrics.updateBytes.get()).values[0]?.value ?? 0) - bytes0;
   child.send({ type: 'stop' });
   await new Promise((r) => child.once('exit', r));
@@ -155,6 +159,7 @@ async function run(transport: 'grpc' | 'nats', agents: number, changes: number):
     p99: percentile(latencies, 99),
     cpuMs: (cpu.user + cpu.system) / 1000,
     natsCpuMs,
+    agentsCpuMs,
     bytes,
     changes,
     missed,
@@ -240,13 +245,13 @@ export async function benchNats(options: {
   const changes = options.quick ? 3 : 5;
   const out: string[] = [
     `  one change every node hears (a pod joins a group every span holds), ${changes} changes per run`,
-    '  transport  agents  initial sync  commit→ACK p50    p99  controller CPU  nats-server CPU  bytes written  not ACKed',
+    '  transport  agents  initial sync  commit→ACK p50    p99  controller CPU  nats-server CPU  agents CPU  bytes written  not ACKed',
   ];
   for (const agents of sizes)
     for (const transport of options.transports ?? (['grpc', 'nats'] as const)) {
       const r = await run(transport, agents, changes);
       out.push(
-        `  ${r.transport.padEnd(9)} ${String(r.agents).padStart(7)} ${`${(r.syncMs / 1000).toFixed(1)} s`.padStart(13)} ${`${r.p50.toFixed(0)} ms`.padStart(15)} ${`${r.p99.toFixed(0)} ms`.padStart(7)} ${`${r.cpuMs.toFixed(0)} ms`.padStart(15)} ${(r.transport === 'nats' ? `${r.natsCpuMs.toFixed(0)} ms` : '-').padStart(16)} ${`${(r.bytes / 1024).toFixed(0)} KiB`.padStart(14)} ${String(r.missed).padStart(10)}`,
+        `  ${r.transport.padEnd(9)} ${String(r.agents).padStart(7)} ${`${(r.syncMs / 1000).toFixed(1)} s`.padStart(13)} ${`${r.p50.toFixed(0)} ms`.padStart(15)} ${`${r.p99.toFixed(0)} ms`.padStart(7)} ${`${r.cpuMs.toFixed(0)} ms`.padStart(15)} ${(r.transport === 'nats' ? `${r.natsCpuMs.toFixed(0)} ms` : '-').padStart(16)} ${`${r.agentsCpuMs.toFixed(0)} ms`.padStart(11)} ${`${(r.bytes / 1024).toFixed(0)} KiB`.padStart(14)} ${String(r.missed).padStart(10)}`,
       );
     }
   const f = await flowRate(options.quick ? 20_000 : 100_000);

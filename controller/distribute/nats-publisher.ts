@@ -87,13 +87,11 @@ export interface NatsPublisherOptions {
 
 /** Versions of one object the bucket keeps (a manifest in flight may name an older one). */
 export const OBJECT_HISTORY = 8;
-/** Manifests up to this size travel in each node's message; larger ones are stored once and pointed to. */
+/** Manifests up to this size travel in each node's message; larger ones shared by nodes are stored once and pointed to. */
 const INLINE_MANIFEST_MAX = 1_024;
 const b64url = (s: string) => Buffer.from(s, 'utf8').toString('base64url');
-/** How late a beat may be before its agent is probed. */
-const PROBE_SLACK_MS = 250;
 /** Liveness probes in flight at once (a stalled controller must not probe every session at once). */
-const MAX_PROBES = 256;
+const MAX_PROBES = 64;
 /** Headroom under the server's max payload for headers and JSON framing. */
 const PAYLOAD_HEADROOM = 16 * 1024;
 
@@ -113,8 +111,10 @@ interface Session {
 
 interface GroupManifest {
   readonly key: string;
-  /** The encoded body (inline) or where it is stored. */
-  readonly where: Promise<Buffer | { k: string; s: number[] }>;
+  /** The encoded ManifestBody, once every object it names is stored. */
+  readonly body: Promise<Buffer>;
+  /** Where it is kept in the bucket, once a node's message points to it. */
+  stored: Promise<{ k: string; s: number[] }> | undefined;
   /** Sessions whose current update this is. */
   holders: number;
   /** Sweeps that found a stored one unheld, in a row. */
@@ -282,7 +282,7 @@ export class NatsPublisher implements AsyncDisposable {
               'agent stopped beating; session closed',
             );
             this.end(s);
-          } else if (silentMs > beatMs + PROBE_SLACK_MS && !s.probing && this.probing < MAX_PROBES)
+          } else if (silentMs > beatMs * 1.5 && !s.probing && this.probing < MAX_PROBES)
             void this.probe(s, beatMs);
         }
       },
@@ -433,18 +433,33 @@ export class NatsPublisher implements AsyncDisposable {
   private async publish(s: Session, n: number, update: SpanUpdate, key: string): Promise<void> {
     const m = this.manifestFor(s.node, update, key);
     this.hold(s, m);
-    const where = await m.where;
+    const body = await m.body;
     if (s.closed || s.n !== n) return;
-    const body = encodeSpanMessage(s.id, n, where);
-    await this.outbox(this.names.spans.subject(s.node), body);
-    this.options.onBytesSent?.(body.length);
+    // Small, or this node's alone: in its message. Shared and large: stored
+    // once for all of them, and each node's message points to it.
+    const inline = body.length <= INLINE_MANIFEST_MAX || (m.holders <= 1 && m.stored === undefined);
+    let where: Buffer | { k: string; s: number[] } = body;
+    if (!inline || body.length > this.maxValue) {
+      m.stored ??= (async () => {
+        const k = this.names.objects.manifest(m.key);
+        return { k, s: await this.putChunked(k, body) };
+      })();
+      m.stored.catch(() => {
+        m.stored = undefined;
+      });
+      where = await m.stored;
+      if (s.closed || s.n !== n) return;
+    }
+    const message = encodeSpanMessage(s.id, n, where);
+    await this.outbox(this.names.spans.subject(s.node), message);
+    this.options.onBytesSent?.(message.length);
   }
 
   /**
-   * The manifest of an update, built and stored once for every node that
-   * gets the same update (the Distributor's key names its exact content;
-   * with objects particular to the node, the node is part of the key):
-   * inline when small, else written once to the bucket.
+   * The manifest of an update, built once for every node that gets the same
+   * update (the Distributor's key names its exact content; with objects
+   * particular to the node, the node is part of the key), once its objects
+   * are stored.
    */
   private manifestFor(node: string, update: SpanUpdate, key: string): GroupManifest {
     const objects = objectsOf(update).map(([kind, o]) => {
@@ -458,7 +473,7 @@ export class NatsPublisher implements AsyncDisposable {
     const groupKey = objects.some((x) => x.local) ? `${key}.n.${b64url(node)}` : key;
     let m = this.groups.get(groupKey);
     if (m !== undefined) return m;
-    const where = (async () => {
+    const body = (async () => {
       const refs = await Promise.all(
         objects.map(async ({ e, local }): Promise<ObjectRef> => {
           const k = this.names.objects.key(e.key, local ? node : undefined);
@@ -470,14 +485,11 @@ export class NatsPublisher implements AsyncDisposable {
           };
         }),
       );
-      const body = encodeManifestBody({ head: encodeHead(update), objects: refs });
-      if (body.length <= INLINE_MANIFEST_MAX) return body;
-      const k = this.names.objects.manifest(groupKey);
-      return { k, s: await this.putChunked(k, body) };
+      return encodeManifestBody({ head: encodeHead(update), objects: refs });
     })();
-    m = { key: groupKey, where, holders: 0, unheld: 0 };
+    m = { key: groupKey, body, stored: undefined, holders: 0, unheld: 0 };
     this.groups.set(groupKey, m);
-    where.catch(() => {
+    body.catch(() => {
       if (this.groups.get(groupKey) === m) this.groups.delete(groupKey);
     });
     return m;
@@ -492,16 +504,10 @@ export class NatsPublisher implements AsyncDisposable {
   }
 
   private release(m: GroupManifest): void {
-    // Inline manifests have nothing stored: forgotten with their last holder;
-    // stored ones are purged by the sweep (a holder may come back meanwhile).
-    if (--m.holders === 0 && this.groups.get(m.key) === m)
-      void m.where.then(
-        (w) => {
-          if (Buffer.isBuffer(w) && m.holders === 0 && this.groups.get(m.key) === m)
-            this.groups.delete(m.key);
-        },
-        () => {},
-      );
+    // Forgotten with its last holder unless stored (the sweep purges those:
+    // a holder may come back meanwhile).
+    if (--m.holders === 0 && m.stored === undefined && this.groups.get(m.key) === m)
+      this.groups.delete(m.key);
   }
 
   /**
@@ -558,8 +564,8 @@ export class NatsPublisher implements AsyncDisposable {
       }
       if (++m.unheld < 2) continue;
       this.groups.delete(key);
-      const w = await m.where.catch(() => undefined);
-      if (w === undefined || Buffer.isBuffer(w)) continue;
+      const w = await m.stored?.catch(() => undefined);
+      if (w === undefined) continue;
       try {
         for (let i = 0; i < w.s.length; i++) await this.kv.purge(this.names.objects.chunk(w.k, i));
       } catch (err) {
