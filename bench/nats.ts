@@ -108,7 +108,8 @@ async function run(transport: 'grpc' | 'nats', agents: number, changes: number):
       if (pred()) return resolve();
       const t = setTimeout(
         () => reject(new Error(`${transport} ${agents}: timed out: ${what}`)),
-        120_000,
+        // A loaded 2-core machine syncs 5,000 simulated agents in minutes.
+        120_000 + agents * 60,
       );
       onAck = () => {
         if (!pred()) return;
@@ -241,7 +242,7 @@ export async function benchNats(options: {
   agents?: number[];
   transports?: ReadonlyArray<'grpc' | 'nats'>;
 }): Promise<string> {
-  const sizes = options.agents ?? (options.quick ? [200] : [1000, 2000]);
+  const sizes = options.agents ?? (options.quick ? [200] : [1000, 2000, 5000]);
   const changes = options.quick ? 3 : 5;
   const out: string[] = [
     `  one change every node hears (a pod joins a group every span holds), ${changes} changes per run`,
