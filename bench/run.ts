@@ -550,7 +550,9 @@ async function main(): Promise<void> {
     say(await benchClusterPolicies({ quick }));
   }
   if (enabled('nats')) {
-    heading('12. NATS JetStream against gRPC: one change to 1,000, 2,000 and 5,000 agents; flow events');
+    heading(
+      '12. NATS JetStream against gRPC: one change to 1,000, 2,000 and 5,000 agents; flow events',
+    );
     say(await benchNats({ quick }));
   }
 

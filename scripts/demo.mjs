@@ -321,7 +321,8 @@ async function main() {
       if (Date.now() > deadline) return fail('nats-server did not start');
       await new Promise((r) => setTimeout(r, 100));
     }
-    natsArgs = ['--transport', 'nats', '--nats', natsUrl];
+    // A local nats-server without TLS: say so (--insecure); docs/nats.md "TLS and identities".
+    natsArgs = ['--transport', 'nats', '--nats', natsUrl, '--insecure'];
   }
 
   const controller = start(state, 'controller', 'weir-controller', [
