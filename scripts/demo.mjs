@@ -393,7 +393,7 @@ Point weirctl at it and try:
   bin/weirctl flows --node node-c --action deny -o wide
   bin/weirctl flows stats --node node-a
   bin/weirctl analyze matrix -f ${manifests} --probe TCP/9000
-${natsUrl ? `  bin/weirctl flows --follow --source nats --nats ${natsUrl} --since 5m   (every node's flow events)\n` : ''}
+${natsUrl ? `  bin/weirctl flows --follow --source nats --nats ${natsUrl} --insecure --since 5m   (every node's flow events)\n` : ''}
 Ctrl-C stops everything.
 ready
 `);
