@@ -171,12 +171,22 @@ async function keptRevisions(servers: string[]): Promise<Map<string, string>> {
     inboxPrefix: '_INBOX_WEIR_CONTROLLER',
   });
   try {
-    const jsm = await jetstreamManager(nc, { timeout: 5_000 });
+    // No account-info check: the meta leader answers it, and right after a
+    // kill it may be the one re-elected (seen: a 5 s timeout at load 19).
+    const jsm = await jetstreamManager(nc, { timeout: 5_000, checkAPI: false });
     const out = new Map<string, string>();
     for (const node of NODES) {
-      const m = await jsm.streams.getMessage(names.spans.stream, {
-        last_by_subj: names.spans.subject(node),
-      });
+      // Right after a failover the leader may answer late (seen at load
+      // average 19: the API's 5 s timeout); asked again, the leader answers.
+      const { m } = await eventually(
+        async () => ({
+          m: await jsm.streams.getMessage(names.spans.stream, {
+            last_by_subj: names.spans.subject(node),
+          }),
+        }),
+        `${node}'s kept update`,
+        30_000,
+      );
       if (m === null) continue;
       const message = decodeSpanMessage(m.data);
       if (message.manifest !== undefined) out.set(node, headRevision(message.manifest.head));
