@@ -30,7 +30,7 @@
  *                       established throughput between pods on two nodes, Weir with
  *                       10,000 rules vs no Weir
  *  11. cluster-policies 1,000 ClusterNetworkPolicies with 10,000 NetworkPolicies: pipeline and verdicts
- *  12. nats             one change to 1,000 and 2,000 agents over NATS and over gRPC; flow events/s
+ *  12. nats             one change to 1,000, 2,000 and 5,000 agents over NATS and over gRPC; flow events/s
  *
  * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|kernel|lab|cluster-policies|nats,
  * --quick (fewer repetitions and probes, for trying changes),
@@ -550,7 +550,9 @@ async function main(): Promise<void> {
     say(await benchClusterPolicies({ quick }));
   }
   if (enabled('nats')) {
-    heading('12. NATS JetStream against gRPC: one change to 1,000 and 2,000 agents; flow events');
+    heading(
+      '12. NATS JetStream against gRPC: one change to 1,000, 2,000 and 5,000 agents; flow events',
+    );
     say(await benchNats({ quick }));
   }
 

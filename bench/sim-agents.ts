@@ -120,6 +120,8 @@ async function main(): Promise<void> {
     call.on('error', (err: grpc.ServiceError) => {
       // An agent that loses its stream stays down (it would resync on reconnecting): say why, once per reason.
       if (stopping) return;
+      // The parent stops waiting for this one (propagation.ts ignores the notice).
+      process.send!({ type: 'lost', node });
       const why = `${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`;
       if (!streamErrors.has(why))
         process.stderr.write(`simulated agent ${node}: stream lost (${why})\n`);

@@ -9,6 +9,7 @@ import { analyzeMatrix, analyzeObjects, analyzeProbe } from './commands/analyze.
 import { explainLive, policyList, status } from './commands/live.js';
 import { flowsGet, flowsList, flowsStats } from './commands/flows.js';
 import { flowsFollowNats } from './commands/flows-nats.js';
+import { natsConfig } from './commands/nats-config.js';
 import { labDownCommand, labProbeCommand, labUpCommand } from './commands/lab.js';
 import { certsCa, certsLeaf } from './commands/certs.js';
 import {
@@ -204,8 +205,9 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option('--cluster <name>', 'with --source nats: the cluster (default local)')
     .addOption(new Option('--limit <n>', 'at most this many flows').default('1000'))
     .addOption(new Option('-o, --output <format>', 'table, wide or json').default('table'))
-    .action(async (opts) => {
-      if (opts.source === 'nats') exit = await flowsFollowNats(io, opts);
+    .action(async (opts, cmd: Command) => {
+      // --cert/--key/--ca/--tls-dir/--insecure are the global credentials: also NATS's.
+      if (opts.source === 'nats') exit = await flowsFollowNats(io, cmd.optsWithGlobals());
       else if (opts.since !== undefined || opts.follow)
         throw new UsageError('--follow and --since read the NATS flow stream: add --source nats');
       else exit = await flowsList(io, opts);
@@ -230,6 +232,44 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
     .action(async (_opts, cmd: Command) => {
       exit = await flowsStats(io, cmd.optsWithGlobals());
+    });
+
+  const nats = program.command('nats').description('NATS (--transport nats, docs/nats.md)');
+  nats
+    .command('config')
+    .description(
+      "write nats-server's authorization (and TLS) configuration: each role of a cluster with exactly its permissions",
+    )
+    .option('--cluster <name>', "the cluster (as the programs' --cluster; default local)")
+    .addOption(
+      new Option('--node <name>', 'a node whose agent gets a user (repeatable)')
+        .argParser(collect)
+        .default([]),
+    )
+    .option('--nodes-file <file>', 'node names, one a line (# comments)')
+    .addOption(
+      new Option(
+        '--reader <who>',
+        'a flow reader (weirctl flows --source nats): ROLE/NAME of an operator certificate with --auth tls, a user name with --auth password (repeatable)',
+      )
+        .argParser(collect)
+        .default([]),
+    )
+    .addOption(
+      new Option(
+        '--auth <how>',
+        'tls: certificate identities (verify_and_map); password: users with passwords',
+      )
+        .choices(['tls', 'password'])
+        .default('tls'),
+    )
+    .option(
+      '--server-tls-dir <dir>',
+      'where the servers find their tls.crt, tls.key, ca.crt (default /etc/nats/tls with --auth tls)',
+    )
+    .requiredOption('--out <dir>', 'write the files here')
+    .action(async (opts) => {
+      exit = await natsConfig(io, opts);
     });
 
   const labName = () =>

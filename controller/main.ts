@@ -103,6 +103,7 @@ export async function main(argv: string[]): Promise<void> {
         'log-level': { type: 'string' },
         ...TLS_FLAGS,
         ...NATS_FLAGS,
+        ...TLS_FLAGS,
         'nats-replicas': { type: 'string', default: '1' },
         'flow-retention': { type: 'string', default: '24h' },
         'flow-max-bytes': { type: 'string', default: '1GiB' },
@@ -157,6 +158,11 @@ export async function main(argv: string[]): Promise<void> {
       }
       log.info({ identity: tls.identity.uri, notAfter: tls.notAfter }, 'mutual TLS');
     }
+    if (endpoint !== undefined && endpoint.tls === undefined)
+      log.warn(
+        { insecure: true, nats: endpoint.servers },
+        'INSECURE: NATS without TLS or client certificates (--insecure); any client of the NATS servers can read and, with their passwords, write policy',
+      );
     // One controller per state directory, and one only its user can write.
     const stateDir =
       values['state-dir'] !== undefined ? await prepareStateDir(values['state-dir']) : undefined;

@@ -347,7 +347,8 @@ async function main() {
       if (Date.now() > deadline) return fail('nats-server did not start');
       await new Promise((r) => setTimeout(r, 100));
     }
-    natsArgs = ['--transport', 'nats', '--nats', natsUrl];
+    // A local nats-server without TLS: say so (--insecure); docs/nats.md "TLS and identities".
+    natsArgs = ['--transport', 'nats', '--nats', natsUrl, '--insecure'];
   }
 
   const controller = start(state, 'controller', 'weir-controller', [
@@ -424,7 +425,7 @@ ${
   bin/weirctl flows --node node-c --action deny -o wide
   bin/weirctl flows stats --node node-a
   bin/weirctl analyze matrix -f ${manifests} --probe TCP/9000
-${natsUrl ? `  bin/weirctl flows --follow --source nats --nats ${natsUrl} --since 5m   (every node's flow events)\n` : ''}
+${natsUrl ? `  bin/weirctl flows --follow --source nats --nats ${natsUrl} --insecure --since 5m   (every node's flow events)\n` : ''}
 Ctrl-C stops everything.
 ready
 `);

@@ -10,6 +10,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { natsTlsBlock } from '../shared/nats/permissions.js';
 import { freePort } from './ports.js';
 
 export const NATS_SERVER = process.env.NATS_SERVER ?? '/usr/sbin/nats-server';
@@ -92,7 +93,13 @@ export interface NatsRig extends AsyncDisposable {
  * an `authorization { ... }` block (shared/nats/permissions.ts), or none.
  */
 export async function startNats(
-  options: { size?: number; authorization?: string; maxPayload?: number } = {},
+  options: {
+    size?: number;
+    authorization?: string;
+    maxPayload?: number;
+    /** Clients must speak TLS and present a certificate of this CA (server.ts natsTlsBlock). */
+    tls?: { cert: string; key: string; ca: string; map: boolean };
+  } = {},
 ): Promise<NatsRig> {
   const size = options.size ?? 1;
   const dir = await mkdtemp(join(tmpdir(), 'weir-nats-'));
@@ -116,6 +123,7 @@ export async function startNats(
               .join(', ')}] }`,
           ]
         : []),
+      options.tls !== undefined ? natsTlsBlock(options.tls) : '',
       options.authorization ?? '',
     ];
     const config = join(dir, `${name}.conf`);

@@ -74,6 +74,7 @@ export async function main(argv: string[]): Promise<void> {
         cluster: { type: 'string', default: 'local' },
         ...TLS_FLAGS,
         ...NATS_FLAGS,
+        ...TLS_FLAGS,
         datapath: { type: 'string', default: process.env.WEIR_DATAPATH ?? 'auto' },
         'fail-mode': { type: 'string', default: 'open' },
         queue: { type: 'string', default: '100' },
@@ -123,6 +124,11 @@ export async function main(argv: string[]): Promise<void> {
         );
       log.info({ identity: id.uri, notAfter: tls.notAfter }, 'mutual TLS');
     }
+    if (endpoint !== undefined && endpoint.tls === undefined)
+      log.warn(
+        { insecure: true, nats: endpoint.servers },
+        'INSECURE: NATS without TLS or client certificates (--insecure); any client of the NATS servers can read and, with their passwords, write policy',
+      );
     // One agent per state directory, and one only its user can write.
     const stateDir = await prepareStateDir(values['state-dir'] ?? defaultStateDir(`agent-${node}`));
     const lock = await StateDirLock.acquire(stateDir, {

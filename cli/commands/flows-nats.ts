@@ -26,6 +26,11 @@ export interface NatsFlowOptions extends FlowOptions {
   natsUser?: string;
   natsPasswordFile?: string;
   cluster?: string;
+  tlsDir?: string;
+  cert?: string;
+  key?: string;
+  ca?: string;
+  insecure?: boolean;
 }
 
 /** "--since 10m" (before now) or an ISO time, as the ISO start time; throws UsageError. */
@@ -61,6 +66,11 @@ export async function flowsFollowNats(
       nats: o.nats ?? process.env.WEIR_NATS,
       'nats-user': o.natsUser ?? process.env.WEIR_NATS_USER,
       'nats-password-file': o.natsPasswordFile,
+      'tls-dir': o.tlsDir ?? process.env.WEIR_TLS_DIR,
+      'tls-cert': o.cert ?? process.env.WEIR_CERT,
+      'tls-key': o.key ?? process.env.WEIR_KEY,
+      'tls-ca': o.ca ?? process.env.WEIR_CA,
+      insecure: o.insecure === true,
     });
   } catch (err) {
     throw new UsageError((err as Error).message);

@@ -39,18 +39,24 @@ import {
   jetstreamManager,
 } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import {
+  type Msg,
+  type NatsConnection,
+  NoRespondersError,
+  RequestError,
+  type Subscription,
+} from '@nats-io/transport-node';
 import type { SpanUpdate } from '../../shared/generated/weir/v1/index.js';
 import { type Issue, formatIssue } from '../../shared/errors.js';
 import { NATS_LIMITS, preview } from '../../shared/limits.js';
 import type { Logger } from '../../shared/log.js';
 import { LogLimiter, suppressedField } from '../../shared/log-limiter.js';
 import {
-  type Manifest,
-  type ManifestPointer,
   type ObjectRef,
   encodeHead,
+  encodeManifestBody,
   encodeObject,
+  encodeSpanMessage,
   objectsOf,
 } from '../../shared/nats/codec.js';
 import { type NatsEndpoint, json, natsConnect, parseJson } from '../../shared/nats/connect.js';
@@ -85,6 +91,11 @@ export interface NatsPublisherOptions {
 
 /** Versions of one object the bucket keeps (a manifest in flight may name an older one). */
 export const OBJECT_HISTORY = 8;
+/** Manifests up to this size travel in each node's message; larger ones shared by nodes are stored once and pointed to. */
+const INLINE_MANIFEST_MAX = 1_024;
+const b64url = (s: string) => Buffer.from(s, 'utf8').toString('base64url');
+/** Liveness probes in flight at once (a stalled controller must not probe every session at once). */
+const MAX_PROBES = 64;
 /** Headroom under the server's max payload for headers and JSON framing. */
 const PAYLOAD_HEADROOM = 16 * 1024;
 
@@ -94,8 +105,24 @@ interface Session {
   readonly hello: AgentHello;
   session: AgentSession | undefined;
   lastBeat: number;
+  /** The manifest of the update last sent. */
+  manifest: GroupManifest | undefined;
+  /** A liveness probe is in flight. */
+  probing: boolean;
   n: number;
   closed: boolean;
+}
+
+interface GroupManifest {
+  readonly key: string;
+  /** The encoded ManifestBody, once every object it names is stored. */
+  readonly body: Promise<Buffer>;
+  /** Where it is kept in the bucket, once a node's message points to it. */
+  stored: Promise<{ k: string; s: number[] }> | undefined;
+  /** Sessions whose current update this is. */
+  holders: number;
+  /** Sweeps that found a stored one unheld, in a row. */
+  unheld: number;
 }
 
 interface Written {
@@ -114,9 +141,19 @@ export class NatsPublisher implements AsyncDisposable {
   private readonly logs = new LogLimiter();
   private readonly written = new Map<string, Written>();
   private readonly encoded = new WeakMap<object, ReturnType<typeof encodeObject>>();
+  /** Manifests by update key: one per distinct update, while a session holds it. */
+  private readonly groups = new Map<string, GroupManifest>();
+  private queued: Array<{
+    subject: string;
+    body: Uint8Array;
+    resolve: (v: unknown) => void;
+    reject: (err: unknown) => void;
+  }> = [];
   private sub: Subscription | undefined;
   private timers: NodeJS.Timeout[] = [];
   private closed = false;
+  /** Liveness probes in flight. */
+  private probing = 0;
   private maxValue = 1024 * 1024 - PAYLOAD_HEADROOM;
 
   private constructor(
@@ -235,17 +272,28 @@ export class NatsPublisher implements AsyncDisposable {
         }
       },
     });
-    const expire = setInterval(() => {
-      const now = Date.now();
-      for (const s of this.sessions.values())
-        if (now - s.lastBeat > 3 * beatMs + 1_000) {
-          this.options.log.info(
-            { node: s.node, silentMs: now - s.lastBeat },
-            'agent stopped beating; session closed',
-          );
-          this.end(s);
+    // A session whose beat is late is probed (weir.C.live.N): the agent
+    // answers while its connection lives, and once that is gone NATS itself
+    // answers "no responders" at once, so a crashed agent is noticed about a
+    // beat after its last one. Silence for 3 beats (a partition, where the
+    // server does not know yet) ends the session whatever the probes say.
+    const expire = setInterval(
+      () => {
+        const now = Date.now();
+        for (const s of this.sessions.values()) {
+          const silentMs = now - s.lastBeat;
+          if (silentMs > 3 * beatMs + 1_000) {
+            this.options.log.info(
+              { node: s.node, silentMs },
+              'agent stopped beating; session closed',
+            );
+            this.end(s);
+          } else if (silentMs > beatMs * 1.5 && !s.probing && this.probing < MAX_PROBES)
+            void this.probe(s, beatMs);
         }
-    }, beatMs);
+      },
+      Math.max(25, beatMs / 4),
+    );
     const sweep = setInterval(() => void this.sweep(), this.options.sweepMs ?? 30_000);
     for (const t of [expire, sweep]) t.unref();
     this.timers.push(expire, sweep);
@@ -305,6 +353,8 @@ export class NatsPublisher implements AsyncDisposable {
         hello,
         session: undefined,
         lastBeat: Date.now(),
+        probing: false,
+        manifest: undefined,
         n: 0,
         closed: false,
       };
@@ -358,20 +408,49 @@ export class NatsPublisher implements AsyncDisposable {
     } else answer({ ok: false, error: `unknown request ${what}` });
   }
 
+  /**
+   * Asks the session's agent whether it is there: "no responders" (its
+   * connection is gone: the server dropped its subscription) ends the
+   * session; an answer for this session counts as a beat; a timeout
+   * (partition, overload) leaves it to the 3-beat bound.
+   */
+  private async probe(s: Session, beatMs: number): Promise<void> {
+    s.probing = true;
+    this.probing++;
+    try {
+      const r = await this.nc.request(this.names.live(s.node), json({ session: s.id }), {
+        timeout: beatMs,
+      });
+      if (parseJson(r.data)?.session === s.id) s.lastBeat = Math.max(s.lastBeat, Date.now());
+    } catch (err) {
+      if (!s.closed && isNoResponders(err)) {
+        this.options.log.info(
+          { node: s.node, silentMs: Date.now() - s.lastBeat },
+          "agent's NATS connection is gone (no responders to its probe); session closed",
+        );
+        this.end(s);
+      }
+    } finally {
+      s.probing = false;
+      this.probing--;
+    }
+  }
+
   /** Ends a session; `tell`: the Distributor did not end it itself. */
   private end(s: Session, tell = true): void {
     if (s.closed) return;
     s.closed = true;
+    this.hold(s, undefined);
     if (this.sessions.get(s.node) === s) this.sessions.delete(s.node);
     if (tell) s.session?.close();
   }
 
-  private send(s: Session, update: SpanUpdate, _key: string): void {
+  private send(s: Session, update: SpanUpdate, key: string): void {
     const n = ++s.n;
     void (async () => {
       for (let attempt = 0; !s.closed && !this.closed && s.n === n; attempt++) {
         try {
-          await this.publish(s, n, update);
+          await this.publish(s, n, update, key);
           return;
         } catch (err) {
           const delay = Math.min(5_000, 100 * 2 ** Math.min(attempt, 6));
@@ -385,40 +464,100 @@ export class NatsPublisher implements AsyncDisposable {
     })();
   }
 
-  private async publish(s: Session, n: number, update: SpanUpdate): Promise<void> {
-    const refs: ObjectRef[] = [];
-    const pending: Promise<void>[] = [];
-    for (const [kind, o] of objectsOf(update)) {
+  private async publish(s: Session, n: number, update: SpanUpdate, key: string): Promise<void> {
+    const m = this.manifestFor(s.node, update, key);
+    this.hold(s, m);
+    const body = await m.body;
+    if (s.closed || s.n !== n) return;
+    // Small, or this node's alone: in its message. Shared and large: stored
+    // once for all of them, and each node's message points to it.
+    const inline = body.length <= INLINE_MANIFEST_MAX || (m.holders <= 1 && m.stored === undefined);
+    let where: Buffer | { k: string; s: number[] } = body;
+    if (!inline || body.length > this.maxValue) {
+      m.stored ??= (async () => {
+        const k = this.names.objects.manifest(m.key);
+        return { k, s: await this.putChunked(k, body) };
+      })();
+      m.stored.catch(() => {
+        m.stored = undefined;
+      });
+      where = await m.stored;
+      if (s.closed || s.n !== n) return;
+    }
+    const message = encodeSpanMessage(s.id, n, where);
+    await this.outbox(this.names.spans.subject(s.node), message);
+    this.options.onBytesSent?.(message.length);
+  }
+
+  /**
+   * The manifest of an update, built once for every node that gets the same
+   * update (the Distributor's key names its exact content; with objects
+   * particular to the node, the node is part of the key), once its objects
+   * are stored.
+   */
+  private manifestFor(node: string, update: SpanUpdate, key: string): GroupManifest {
+    const objects = objectsOf(update).map(([kind, o]) => {
       let e = this.encoded.get(o);
       if (e === undefined) {
         e = encodeObject(kind, o);
         this.encoded.set(o, e);
       }
-      const local = this.options.nodeLocal(s.node, e.key);
-      const key = this.names.objects.key(e.key, local ? s.node : undefined);
-      const seqs = this.writeOnce(key, e, local ? s.node : undefined);
-      const ref = { k: key, o: e.key, h: e.hash, s: [] as number[] };
-      refs.push(ref);
-      pending.push(seqs.then((x) => void ref.s.push(...x)));
-    }
-    await Promise.all(pending);
-    const manifest: Manifest = {
-      v: 1,
-      session: s.id,
-      n,
-      head: encodeHead(update).toString('base64'),
-      objects: refs,
-    };
-    let body = json(manifest);
-    if (body.length > this.maxValue) {
-      const k = this.names.objects.manifest(s.node);
-      const seqs = await this.putChunked(k, Buffer.from(body));
-      const pointer: ManifestPointer = { v: 1, session: s.id, n, manifest: { k, s: seqs } };
-      body = json(pointer);
-    }
-    if (s.closed || s.n !== n) return;
-    await this.js.publish(this.names.spans.subject(s.node), body);
-    this.options.onBytesSent?.(body.length);
+      return { e, local: this.options.nodeLocal(node, e.key) };
+    });
+    const groupKey = objects.some((x) => x.local) ? `${key}.n.${b64url(node)}` : key;
+    let m = this.groups.get(groupKey);
+    if (m !== undefined) return m;
+    const body = (async () => {
+      const refs = await Promise.all(
+        objects.map(async ({ e, local }): Promise<ObjectRef> => {
+          const k = this.names.objects.key(e.key, local ? node : undefined);
+          return {
+            k,
+            o: e.key,
+            h: e.hash,
+            s: await this.writeOnce(k, e, local ? node : undefined),
+          };
+        }),
+      );
+      return encodeManifestBody({ head: encodeHead(update), objects: refs });
+    })();
+    m = { key: groupKey, body, stored: undefined, holders: 0, unheld: 0 };
+    this.groups.set(groupKey, m);
+    body.catch(() => {
+      if (this.groups.get(groupKey) === m) this.groups.delete(groupKey);
+    });
+    return m;
+  }
+
+  /** The session's current update is `m` (what a replay after a reconnection reads). */
+  private hold(s: Session, m: GroupManifest | undefined): void {
+    if (s.manifest === m) return;
+    if (s.manifest !== undefined) this.release(s.manifest);
+    s.manifest = m;
+    if (m !== undefined) m.holders++;
+  }
+
+  private release(m: GroupManifest): void {
+    // Forgotten with its last holder unless stored (the sweep purges those:
+    // a holder may come back meanwhile).
+    if (--m.holders === 0 && m.stored === undefined && this.groups.get(m.key) === m)
+      this.groups.delete(m.key);
+  }
+
+  /**
+   * Publishes to JetStream in batches: everything queued in one turn goes
+   * out in one socket write (one change reaches thousands of nodes at once).
+   */
+  private outbox(subject: string, body: Uint8Array): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.queued.push({ subject, body, resolve, reject });
+      if (this.queued.length === 1)
+        setImmediate(() => {
+          const batch = this.queued;
+          this.queued = [];
+          for (const q of batch) this.js.publish(q.subject, q.body).then(q.resolve, q.reject);
+        });
+    });
   }
 
   /** The entries of one object version: written once, whatever the number of nodes that need it. */
@@ -450,8 +589,23 @@ export class NatsPublisher implements AsyncDisposable {
     return seqs;
   }
 
-  /** Purges objects no span has held for two sweeps in a row. */
+  /** Purges objects no span has held, and stored manifests no session has held, for two sweeps in a row. */
   private async sweep(): Promise<void> {
+    for (const [key, m] of [...this.groups]) {
+      if (m.holders > 0) {
+        m.unheld = 0;
+        continue;
+      }
+      if (++m.unheld < 2) continue;
+      this.groups.delete(key);
+      const w = await m.stored?.catch(() => undefined);
+      if (w === undefined) continue;
+      try {
+        for (let i = 0; i < w.s.length; i++) await this.kv.purge(this.names.objects.chunk(w.k, i));
+      } catch (err) {
+        this.options.log.warn({ err, key: w.k }, 'purging an unheld manifest failed');
+      }
+    }
     for (const [key, w] of [...this.written]) {
       if (this.options.held(w.spanKey, w.node)) {
         w.unheld = 0;
@@ -475,6 +629,11 @@ export class NatsPublisher implements AsyncDisposable {
     this.sub?.unsubscribe();
     await this.nc.drain().catch(() => this.nc.close());
   }
+}
+
+function isNoResponders(err: unknown): boolean {
+  if (err instanceof NoRespondersError) return true;
+  return err instanceof RequestError && err.isNoResponders();
 }
 
 /** The span key (and node) of an object key as names.ts makes it; undefined for other keys. */

@@ -11,7 +11,6 @@
  * would carry (protobuf decodes concatenated fields as one message) and
  * decodes them with the same deserializer: one decoder for both transports.
  */
-import { MAX_ISSUES, PREVIEW_CHARS, previewJson, truncate } from '../limits.js';
 import { ValidationError } from '../errors.js';
 import type {
   ControllerMessage,
@@ -33,26 +32,36 @@ export interface ObjectRef {
   readonly s: readonly number[];
 }
 
-/** A node's update, as published on its span subject. */
-export interface Manifest {
-  readonly v: 1;
+/**
+ * What an update is made of on NATS, once per distinct update (the
+ * Distributor's key names its exact content): the head and a reference to
+ * each object. Nodes whose change is the same share one.
+ */
+export interface ManifestBody {
+  /** SpanUpdate's fields other than its objects (protobuf). */
+  readonly head: Buffer;
+  readonly objects: readonly ObjectRef[];
+}
+
+/**
+ * A node's message on its span subject: the manifest itself when it is
+ * small (one message, no further fetch), or a pointer to the manifest
+ * written once to the objects bucket for every node that gets it.
+ */
+export type SpanMessage = {
+  readonly v: 2;
   /** The agent session (the controller's answer to a hello) the update is for. */
   readonly session: string;
   /** Position in that session: deliveries are deduplicated by it. */
   readonly n: number;
-  /** base64 of the head: SpanUpdate fields other than its objects. */
-  readonly head: string;
-  readonly objects: readonly ObjectRef[];
-}
-
-/** A manifest too large for one message: kept in the objects bucket, referenced by this. */
-export interface ManifestPointer {
-  readonly v: 1;
-  readonly session: string;
-  readonly n: number;
-  /** KV key and entry sequences of the manifest's JSON. */
-  readonly manifest: { readonly k: string; readonly s: readonly number[] };
-}
+} & (
+  | { readonly manifest: ManifestBody; readonly pointer?: undefined }
+  | {
+      readonly manifest?: undefined;
+      /** KV key and entry sequences of the encoded ManifestBody. */
+      readonly pointer: { readonly k: string; readonly s: readonly number[] };
+    }
+);
 
 /** Bounds on what a manifest may ask an agent to fetch. */
 export const MAX_MANIFEST_OBJECTS = 1_000_000;
@@ -196,64 +205,199 @@ export function decodeUpdate(
   return u;
 }
 
+/*
+ * Binary layout (all integers unsigned LEB128 varints, strings a varint
+ * length and UTF-8; bounded as below):
+ *
+ *   span message  "WS" 2 kind session:str n:int (kind 1: body | kind 2: k:str count s:int*)
+ *   body          "WM" 2 head:bytes count (k:str o:str h:str count s:int*)*
+ */
+const SPAN_MAGIC = [0x57, 0x53, 2] as const;
+const BODY_MAGIC = [0x57, 0x4d, 2] as const;
+/** Longest string (key, span key, hash, session) a manifest may hold. */
+export const MAX_MANIFEST_STRING = 4_096;
+
+class Writer {
+  private readonly parts: Buffer[] = [];
+  private cur = Buffer.allocUnsafe(256);
+  private at = 0;
+
+  private room(n: number): void {
+    if (this.at + n <= this.cur.length) return;
+    this.parts.push(this.cur.subarray(0, this.at));
+    this.cur = Buffer.allocUnsafe(Math.max(256, n, this.cur.length * 2));
+    this.at = 0;
+  }
+
+  byte(b: number): this {
+    this.room(1);
+    this.cur[this.at++] = b;
+    return this;
+  }
+
+  int(v: number): this {
+    this.room(10);
+    let x = v;
+    while (x >= 0x80) {
+      this.cur[this.at++] = (x % 0x80) | 0x80;
+      x = Math.floor(x / 0x80);
+    }
+    this.cur[this.at++] = x;
+    return this;
+  }
+
+  bytes(b: Uint8Array): this {
+    this.int(b.length);
+    this.room(b.length);
+    this.cur.set(b, this.at);
+    this.at += b.length;
+    return this;
+  }
+
+  str(s: string): this {
+    return this.bytes(Buffer.from(s, 'utf8'));
+  }
+
+  done(): Buffer {
+    return Buffer.concat([...this.parts, this.cur.subarray(0, this.at)]);
+  }
+}
+
+class Reader {
+  at = 0;
+  constructor(
+    private readonly b: Uint8Array,
+    private readonly object: string,
+  ) {}
+
+  fail(field: string, message: string): never {
+    throw new ValidationError([{ object: this.object, field, message }]);
+  }
+
+  magic(m: readonly number[], field: string): void {
+    for (const x of m)
+      if (this.b[this.at++] !== x) this.fail(field, 'not a Weir manifest (version 2)');
+  }
+
+  byte(field: string): number {
+    if (this.at >= this.b.length) this.fail(field, 'truncated');
+    return this.b[this.at++]!;
+  }
+
+  int(field: string, max = Number.MAX_SAFE_INTEGER): number {
+    let v = 0;
+    for (let mul = 1; ; mul *= 0x80) {
+      if (mul > 2 ** 49) this.fail(field, 'integer too long');
+      const x = this.byte(field);
+      v += (x & 0x7f) * mul;
+      if ((x & 0x80) === 0) break;
+    }
+    if (v > max) this.fail(field, `${v} is more than ${max}`);
+    return v;
+  }
+
+  bytes(field: string, max: number): Buffer {
+    const n = this.int(field, max);
+    if (this.at + n > this.b.length) this.fail(field, 'truncated');
+    const out = Buffer.from(this.b.buffer, this.b.byteOffset + this.at, n);
+    this.at += n;
+    return out;
+  }
+
+  str(field: string): string {
+    return this.bytes(field, MAX_MANIFEST_STRING).toString('utf8');
+  }
+
+  seqs(field: string): number[] {
+    const n = this.int(field, MAX_OBJECT_CHUNKS);
+    if (n === 0) this.fail(field, `must be 1 to ${MAX_OBJECT_CHUNKS} positive sequences`);
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const s = this.int(field);
+      if (s === 0) this.fail(field, 'sequences are positive');
+      out.push(s);
+    }
+    return out;
+  }
+
+  rest(): Uint8Array {
+    return this.b.subarray(this.at);
+  }
+
+  end(): void {
+    if (this.at !== this.b.length)
+      this.fail('(encoding)', `${this.b.length - this.at} bytes after the end`);
+  }
+}
+
+/** A manifest body's bytes: encoded once per distinct update, whatever the number of nodes. */
+export function encodeManifestBody(body: ManifestBody): Buffer {
+  const w = new Writer();
+  for (const b of BODY_MAGIC) w.byte(b);
+  w.bytes(body.head).int(body.objects.length);
+  for (const r of body.objects) {
+    w.str(r.k).str(r.o).str(r.h).int(r.s.length);
+    for (const x of r.s) w.int(x);
+  }
+  return w.done();
+}
+
+/** Parses a manifest body; throws ValidationError naming the field. */
+export function decodeManifestBody(data: Uint8Array): ManifestBody {
+  const r = new Reader(data, 'Manifest');
+  r.magic(BODY_MAGIC, 'v');
+  const head = r.bytes('head', data.length);
+  const count = r.int('objects', MAX_MANIFEST_OBJECTS);
+  const objects: ObjectRef[] = [];
+  for (let i = 0; i < count; i++)
+    objects.push({
+      k: r.str(`objects[${i}].k`),
+      o: r.str(`objects[${i}].o`),
+      h: r.str(`objects[${i}].h`),
+      s: r.seqs(`objects[${i}].s`),
+    });
+  r.end();
+  return { head: Buffer.from(head), objects };
+}
+
+/** A node's span message: `body` (an encoded ManifestBody) inline, or a pointer to where it is kept. */
+export function encodeSpanMessage(
+  session: string,
+  n: number,
+  body: Buffer | { readonly k: string; readonly s: readonly number[] },
+): Buffer {
+  const w = new Writer();
+  for (const b of SPAN_MAGIC) w.byte(b);
+  const inline = Buffer.isBuffer(body);
+  w.byte(inline ? 1 : 2)
+    .str(session)
+    .int(n);
+  if (inline) return Buffer.concat([w.done(), body]);
+  w.str(body.k).int(body.s.length);
+  for (const x of body.s) w.int(x);
+  return w.done();
+}
+
 /** Parses a span-subject message: a manifest, or a pointer to one. Throws ValidationError. */
-export function parseManifest(data: Uint8Array): Manifest | ManifestPointer {
-  let m: unknown;
-  try {
-    m = JSON.parse(Buffer.from(data).toString('utf8'));
-  } catch (err) {
-    throw new ValidationError([
-      {
-        object: 'Manifest',
-        field: '(json)',
-        message: truncate((err as Error).message, PREVIEW_CHARS),
-      },
-    ]);
-  }
-  if (typeof m !== 'object' || m === null || Array.isArray(m))
-    throw new ValidationError([
-      { object: 'Manifest', field: '(json)', message: `${previewJson(m)} is not an object` },
-    ]);
-  const problems: Array<{ object: string; field: string; message: string }> = [];
-  const o = m as Record<string, unknown>;
-  let more = 0;
-  const bad = (field: string, message: string) => {
-    if (problems.length < MAX_ISSUES) problems.push({ object: 'Manifest', field, message });
-    else more++;
-  };
-  if (o.v !== 1) bad('v', `version ${previewJson(o.v)} is not 1`);
-  if (typeof o.session !== 'string' || o.session === '') bad('session', 'is required');
-  if (!Number.isSafeInteger(o.n)) bad('n', 'must be an integer');
-  const seqs = (field: string, s: unknown) => {
-    if (
-      !Array.isArray(s) ||
-      s.length === 0 ||
-      s.length > MAX_OBJECT_CHUNKS ||
-      !s.every((x) => Number.isSafeInteger(x) && x > 0)
-    )
-      bad(field, `must be 1 to ${MAX_OBJECT_CHUNKS} positive sequences`);
-  };
-  if ('manifest' in o) {
-    const p = (typeof o.manifest === 'object' && o.manifest !== null ? o.manifest : {}) as Record<
-      string,
-      unknown
-    >;
-    if (typeof p.k !== 'string') bad('manifest.k', 'is required');
-    seqs('manifest.s', p.s);
-  } else {
-    if (typeof o.head !== 'string') bad('head', 'is required');
-    if (!Array.isArray(o.objects) || o.objects.length > MAX_MANIFEST_OBJECTS)
-      bad('objects', `must be a list of at most ${MAX_MANIFEST_OBJECTS}`);
-    else
-      o.objects.forEach((r: unknown, i: number) => {
-        const x = (typeof r === 'object' && r !== null ? r : {}) as Record<string, unknown>;
-        if (typeof x.k !== 'string' || typeof x.o !== 'string' || typeof x.h !== 'string')
-          bad(`objects[${i}]`, 'needs k, o and h');
-        seqs(`objects[${i}].s`, x.s);
-      });
-  }
-  if (more > 0)
-    problems.push({ object: 'Manifest', field: '(more)', message: `${more} more problems` });
-  if (problems.length > 0) throw new ValidationError(problems);
-  return o as unknown as Manifest | ManifestPointer;
+export function decodeSpanMessage(data: Uint8Array): SpanMessage {
+  const r = new Reader(data, 'Manifest');
+  r.magic(SPAN_MAGIC, 'v');
+  const kind = r.byte('kind');
+  const session = r.str('session');
+  if (session === '') r.fail('session', 'is required');
+  const n = r.int('n');
+  if (kind === 1) return { v: 2, session, n, manifest: decodeManifestBody(r.rest()) };
+  if (kind !== 2) r.fail('kind', `${kind} is neither 1 (manifest) nor 2 (pointer)`);
+  const k = r.str('pointer.k');
+  const s = r.seqs('pointer.s');
+  r.end();
+  return { v: 2, session, n, pointer: { k, s } };
+}
+
+/** SpanUpdate.revision from a head (field 1), for tools that only look; "0" when absent. */
+export function headRevision(head: Uint8Array): string {
+  const r = new Reader(head, 'SpanUpdate');
+  if (head[0] !== 0x08) return '0';
+  r.at = 1;
+  return String(r.int('revision'));
 }

@@ -6,6 +6,7 @@
  *
  *   weir.<cluster>.agent.<node>.hello|beat|ack|nack   agent → controller (requests)
  *   weir.<cluster>.span.<node>                        controller → agent (stream WEIR_<cluster>_SPANS)
+ *   weir.<cluster>.live.<node>                        controller → agent (request: is this session's agent there?)
  *   $KV.weir_<cluster>_objects.<key>                  objects, once per version (KV bucket)
  *   weir.<cluster>.flows.<node>                       flow events (stream WEIR_<cluster>_FLOWS)
  */
@@ -35,6 +36,12 @@ export function natsNames(cluster: string) {
     agentAll: (node: string) => `${root}.agent.${nodeToken(node)}.>`,
     /** What the controller listens to. */
     agentsWildcard: `${root}.agent.*.*`,
+    /**
+     * The agent's liveness probe (core request, answered by the agent): when the
+     * agent's connection is gone the server answers "no responders" at once.
+     */
+    live: (node: string) => `${root}.live.${nodeToken(node)}`,
+    liveWildcard: `${root}.live.*`,
     spans: {
       stream: `WEIR_${cluster}_SPANS`,
       subject: (node: string) => `${root}.span.${nodeToken(node)}`,
@@ -50,8 +57,8 @@ export function natsNames(cluster: string) {
        */
       key: (spanKey: string, node?: string) =>
         `o.${spanKey[0]}.${b64(spanKey.slice(2))}${node === undefined ? '' : `.n.${b64(node)}`}`,
-      /** Where a node's update is kept when it is too large for one message. */
-      manifest: (node: string) => `m.${b64(node)}`,
+      /** Where the manifest of an update (by the Distributor's key) is kept when it is too large to travel inline. */
+      manifest: (updateKey: string) => `m.${updateKey}`,
       /** Chunk i (≥ 1) of a value kept in several entries. */
       chunk: (key: string, i: number) => (i === 0 ? key : `${key}.c${i}`),
     },

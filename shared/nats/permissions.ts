@@ -8,10 +8,38 @@
  * sequence; a flow reader (weirctl) may only consume the flow stream.
  */
 import { agentInbox, natsNames, nodeToken } from './names.js';
+import { CONTROLLER_URI, nodeUri, operatorUri } from '../tls/identity.js';
 
+/**
+ * A NATS user: with a password, or (no password) a certificate identity
+ * that the server's `verify_and_map` maps to it: the certificate's URI SAN
+ * is the user name (nats-server 2.9 maps URI SANs; TLS-CONVENTIONS names).
+ */
 export interface NatsUser {
   readonly user: string;
-  readonly password: string;
+  readonly password?: string;
+}
+
+/** The certificate identities (URI SANs) of Weir's roles, as TLS-CONVENTIONS fixes them. */
+export const identityUri = {
+  controller: CONTROLLER_URI,
+  node: nodeUri,
+  operator: operatorUri,
+} as const;
+
+/**
+ * nats-server's `tls` block: clients must present a certificate of `ca`;
+ * with `map`, the certificate's identity is the user (no passwords), else
+ * users still log in with passwords over the verified connection.
+ */
+export function natsTlsBlock(files: {
+  cert: string;
+  key: string;
+  ca: string;
+  map: boolean;
+}): string {
+  const q = JSON.stringify;
+  return `tls { cert_file: ${q(files.cert)}, key_file: ${q(files.key)}, ca_file: ${q(files.ca)}, ${files.map ? 'verify_and_map' : 'verify'}: true, timeout: 2 }\n`;
 }
 
 /** Inbox prefixes of the controller and of flow readers (agents': names.agentInbox). */
@@ -28,6 +56,8 @@ export interface NatsRoles {
 interface Permissions {
   publish: { allow: string[] };
   subscribe: { allow: string[] };
+  /** Publish once to the reply subject of each request received (the liveness probe's answer). */
+  allow_responses?: { max: number; expires: string };
 }
 
 export function controllerPermissions(cluster: string): Permissions {
@@ -36,6 +66,7 @@ export function controllerPermissions(cluster: string): Permissions {
     publish: {
       allow: [
         n.spans.wildcard,
+        n.liveWildcard,
         `$KV.${n.objects.bucket}.>`,
         '$JS.API.>',
         '$JS.ACK.>',
@@ -59,7 +90,9 @@ export function agentPermissions(cluster: string, node: string): Permissions {
         `$JS.API.DIRECT.GET.${n.spans.stream}.${n.spans.subject(node)}`,
       ],
     },
-    subscribe: { allow: [n.spans.subject(node), `${agentInbox(node)}.>`] },
+    subscribe: { allow: [n.spans.subject(node), n.live(node), `${agentInbox(node)}.>`] },
+    // Only the controller can send it requests (no one else may publish on its live subject).
+    allow_responses: { max: 1, expires: '10s' },
   };
 }
 
@@ -100,7 +133,8 @@ export function natsAuthorization(roles: NatsRoles): string {
   return `authorization ${JSON.stringify({ users }, null, 2)}\n`;
 }
 
-const credentials = (u: NatsUser) => ({ user: u.user, password: u.password });
+const credentials = (u: NatsUser) =>
+  u.password === undefined ? { user: u.user } : { user: u.user, password: u.password };
 
 /** The conventional user name of a node's agent. */
 export const agentUser = (node: string) => `agent-${nodeToken(node)}`;

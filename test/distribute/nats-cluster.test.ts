@@ -20,7 +20,7 @@ import { SpanStore } from '../../controller/store/span-store.js';
 import { rootLogger } from '../../shared/log.js';
 /** WEIR_TEST_LOG=info shows what publisher and agents log. */
 const silentLogger = rootLogger({ name: 'test', level: process.env.WEIR_TEST_LOG ?? 'silent' });
-import { parseManifest } from '../../shared/nats/codec.js';
+import { decodeSpanMessage, headRevision } from '../../shared/nats/codec.js';
 import type { NatsEndpoint } from '../../shared/nats/connect.js';
 import { agentInbox, directGet, natsNames } from '../../shared/nats/names.js';
 import { agentUser, natsAuthorization } from '../../shared/nats/permissions.js';
@@ -173,34 +173,30 @@ async function keptRevisions(servers: string[]): Promise<Map<string, string>> {
     inboxPrefix: '_INBOX_WEIR_CONTROLLER',
   });
   try {
-    const jsm = await jetstreamManager(nc, { timeout: 5_000 });
+    // No account-info check: the meta leader answers it, and right after a
+    // kill it may be the one re-elected (seen: a 5 s timeout at load 19).
+    const jsm = await jetstreamManager(nc, { timeout: 5_000, checkAPI: false });
     const out = new Map<string, string>();
     for (const node of NODES) {
-      const m = await jsm.streams.getMessage(names.spans.stream, {
-        last_by_subj: names.spans.subject(node),
-      });
+      // Right after a failover the leader may answer late (seen at load
+      // average 19: the API's 5 s timeout); asked again, the leader answers.
+      const { m } = await eventually(
+        async () => ({
+          m: await jsm.streams.getMessage(names.spans.stream, {
+            last_by_subj: names.spans.subject(node),
+          }),
+        }),
+        `${node}'s kept update`,
+        30_000,
+      );
       if (m === null) continue;
-      const manifest = parseManifest(m.data);
-      if (!('manifest' in manifest)) {
-        const head = Buffer.from(manifest.head, 'base64');
-        out.set(node, decodeRevision(head));
-      }
+      const message = decodeSpanMessage(m.data);
+      if (message.manifest !== undefined) out.set(node, headRevision(message.manifest.head));
     }
     return out;
   } finally {
     await nc.close();
   }
-}
-
-/** SpanUpdate.revision (field 1, varint) from a head's first bytes. */
-function decodeRevision(head: Buffer): string {
-  if (head[0] !== 0x08) return '0';
-  let v = 0n;
-  for (let i = 1, shift = 0n; i < head.length; i++, shift += 7n) {
-    v |= BigInt(head[i]! & 0x7f) << shift;
-    if ((head[i]! & 0x80) === 0) break;
-  }
-  return String(v);
 }
 
 describe('NATS permissions', () => {

@@ -1,21 +1,23 @@
 /**
- * Flow events over NATS end to end: a nats-server with Weir's per-role
- * users, the controller and two agents over NATS with generated traffic,
- * and `weirctl flows --follow --source nats` reading the whole cluster's
- * events (as the flow-reader user) with the filters of `weirctl flows`.
+ * Flow events over NATS end to end: a nats-server configured by `weirctl
+ * nats config --auth tls` (TLS, client certificates mapped to Weir's
+ * per-role users), the controller and two agents over NATS with their
+ * certificates and generated traffic, and `weirctl flows --follow --source
+ * nats` reading the whole cluster's events (with an operator's certificate,
+ * the flow-reader role) with the filters of `weirctl flows`.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { agentUser, natsAuthorization } from '../../shared/nats/permissions.js';
+import { main as weirctl } from '../../cli/main.js';
 import { type NatsRig, startNats } from '../../testing/nats-server.js';
+import { type Issued, type TestPki, testPki } from '../../testing/nats-pki.js';
 import { ROOT, WeirProcess, eventually, freePort } from '../support/processes.js';
 
 const NODES = ['node-a', 'node-c'];
-const password = (user: string) => `pw-${user}`;
 
 interface Event {
   node: string;
@@ -32,6 +34,8 @@ interface Event {
 describe('flow events over NATS', () => {
   let dir: string;
   let nats: NatsRig;
+  let pki: TestPki;
+  const certs = new Map<string, Issued>();
   const procs: WeirProcess[] = [];
   const metrics = new Map<string, string>();
 
@@ -48,10 +52,8 @@ describe('flow events over NATS', () => {
           'nats',
           '--nats',
           nats.urls,
-          '--nats-user',
-          'reader',
-          '--nats-password-file',
-          join(dir, 'reader.pw'),
+          '--tls-dir',
+          certs.get('reader')!.dir,
           '--cluster',
           'it',
           '-o',
@@ -92,30 +94,47 @@ describe('flow events over NATS', () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'weir-natsflows-'));
+    pki = await testPki();
+    const server = await pki.issue('nats', ['DNS:localhost', 'IP:127.0.0.1']);
+    certs.set('controller', await pki.issue('controller', ['URI:spiffe://weir/controller']));
+    certs.set('reader', await pki.issue('reader', ['URI:spiffe://weir/operator/read-only/ops']));
+    for (const node of NODES)
+      certs.set(node, await pki.issue(node, [`URI:spiffe://weir/node/${node}`]));
+    const conf = join(dir, 'nats-conf');
+    const out: string[] = [];
+    const io = { stdout: (t: string) => void out.push(t), stderr: (t: string) => void out.push(t) };
+    const code = await weirctl(
+      [
+        'nats',
+        'config',
+        '--cluster',
+        'it',
+        ...NODES.flatMap((n) => ['--node', n]),
+        '--reader',
+        'read-only/ops',
+        '--server-tls-dir',
+        server.dir,
+        '--out',
+        conf,
+      ],
+      io,
+    );
+    assert.equal(code, 0, out.join(''));
     nats = await startNats({
-      authorization: natsAuthorization({
-        cluster: 'it',
-        controller: { user: 'controller', password: password('controller') },
-        agents: NODES.map((node) => ({
-          node,
-          user: agentUser(node),
-          password: password(agentUser(node)),
-        })),
-        readers: [{ user: 'reader', password: password('reader') }],
-      }),
+      authorization: (
+        await Promise.all(
+          ['weir-tls.conf', 'weir-authorization.conf'].map((f) => readFile(join(conf, f), 'utf8')),
+        )
+      ).join('\n'),
     });
-    for (const user of ['controller', 'reader', ...NODES.map(agentUser)])
-      await writeFile(join(dir, `${user}.pw`), `${password(user)}\n`);
     await cp(join(ROOT, 'deploy', 'examples'), join(dir, 'manifests'), { recursive: true });
-    const natsArgs = (user: string) => [
+    const natsArgs = (who: string) => [
       '--transport',
       'nats',
       '--nats',
       nats.urls,
-      '--nats-user',
-      user,
-      '--nats-password-file',
-      join(dir, `${user}.pw`),
+      '--tls-dir',
+      certs.get(who)!.dir,
     ];
     const controller = new WeirProcess('controller', 'weir-controller', [
       '--manifests',
@@ -142,7 +161,7 @@ describe('flow events over NATS', () => {
         '40',
         '--metrics-listen',
         m,
-        ...natsArgs(agentUser(node)),
+        ...natsArgs(node),
       ]);
       procs.push(agent);
       await agent.waitFor((l) => l.msg === 'span applied', `${node}'s span`);
@@ -152,6 +171,7 @@ describe('flow events over NATS', () => {
   after(async () => {
     await Promise.all(procs.map((p) => p.kill()));
     await nats?.[Symbol.asyncDispose]();
+    await pki?.[Symbol.asyncDispose]();
     await rm(dir, { recursive: true, force: true });
   });
 

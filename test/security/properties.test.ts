@@ -28,7 +28,12 @@ import { ValidationError, WeirError } from '../../shared/errors.js';
 import { channelOptions, weirProto } from '../../shared/grpc/proto.js';
 import { FIELD_LIMITS } from '../../shared/limits.js';
 import { silentLogger } from '../../shared/log.js';
-import { decodeUpdate, parseManifest } from '../../shared/nats/codec.js';
+import {
+  decodeSpanMessage,
+  decodeUpdate,
+  encodeManifestBody,
+  encodeSpanMessage,
+} from '../../shared/nats/codec.js';
 import { ChecksummedFile } from '../../shared/state/checksummed-file.js';
 import { NodeAgent } from '../../vrouter-agent/agent.js';
 import { SpanState } from '../../vrouter-agent/store/span-state.js';
@@ -131,23 +136,41 @@ describe('agent messages, as decoded fields', () => {
 });
 
 describe('NATS payloads', () => {
-  test('parseManifest refuses any malformed span message with a ValidationError, never another error', () => {
+  test('decodeSpanMessage refuses any malformed span message with a ValidationError, never another error', () => {
+    const valid = encodeSpanMessage(
+      'session-1',
+      7,
+      encodeManifestBody({
+        head: Buffer.from([0x08, 0x03]),
+        objects: [{ k: 'o.p.eA', o: 'policy/a', h: 'ab'.repeat(32), s: [4, 5] }],
+      }),
+    );
+    const pointer = encodeSpanMessage('session-1', 8, { k: 'm.node-a', s: [9] });
+    // Random bytes, JSON (the old format), and valid messages cut, flipped or extended.
+    const mutated = fc
+      .tuple(
+        fc.constantFrom(valid, pointer),
+        fc.nat({ max: 200 }),
+        fc.integer({ min: 0, max: 255 }),
+        fc.constantFrom('cut', 'flip', 'extend'),
+      )
+      .map(([m, at, byte, how]) => {
+        const i = at % m.length;
+        if (how === 'cut') return m.subarray(0, i);
+        if (how === 'extend') return Buffer.concat([m, Buffer.from([byte])]);
+        const c = Buffer.from(m);
+        c[i] = byte;
+        return c;
+      });
     const bytes = fc.oneof(
       fc.uint8Array({ maxLength: 2_000 }),
       hostileValue.map((v) => Buffer.from(JSON.stringify(v) ?? 'undefined')),
-      fc
-        .record({
-          v: fc.oneof(fc.constant(1), hostileValue),
-          revision: fc.oneof(fc.constant('3'), hostileValue),
-          objects: fc.oneof(fc.array(hostileValue, { maxLength: 5 }), hostileValue),
-          chunks: hostileValue,
-        })
-        .map((m) => Buffer.from(JSON.stringify(m))),
+      mutated,
     );
     fc.assert(
       fc.property(bytes, (data) => {
         try {
-          parseManifest(data);
+          decodeSpanMessage(data);
         } catch (err) {
           assert.ok(err instanceof ValidationError, String(err));
           problemsAreNamed(err.issues.map((i) => ({ ...i, object: i.object ?? 'manifest' })));

@@ -25,14 +25,19 @@ export class TransportRig implements AsyncDisposable {
     if (this.transport === 'nats') this.nats = await startNats();
   }
 
+  // Plain NATS (--insecure): these tests are about semantics; NATS with TLS
+  // and certificate identities is test/integration/nats-flows.test.ts and
+  // test/distribute/nats-tls.test.ts.
   controllerArgs(): string[] {
-    return this.nats === undefined ? [] : ['--transport', 'nats', '--nats', this.nats.urls];
+    return this.nats === undefined
+      ? []
+      : ['--transport', 'nats', '--nats', this.nats.urls, '--insecure'];
   }
 
   agentArgs(): string[] {
     return this.nats === undefined
       ? []
-      : ['--transport', 'nats', '--nats', this.nats.urls, '--cluster', this.cluster];
+      : ['--transport', 'nats', '--nats', this.nats.urls, '--insecure', '--cluster', this.cluster];
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

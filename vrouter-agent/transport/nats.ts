@@ -12,6 +12,8 @@
  *   beat (request) every beatMs: ok:false (the controller does not know the
  *      session: restarted, or it gave up on us) ─> hello again at once;
  *      no answer twice ─> headless, hello again with backoff
+ *   probe (request weir.C.live.N from the controller) ─> answered while
+ *      connected; a dead connection is answered "no responders" by NATS
  *   NATS reconnected ─> beat at once: the session still lives ─> replay the
  *      last kept update (JetStream keeps it); otherwise hello again
  *
@@ -25,11 +27,12 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import { ValidationError, formatIssue } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
 import {
-  type Manifest,
-  type ManifestPointer,
   type ObjectRef,
+  type SpanMessage,
+  decodeManifestBody,
+  decodeSpanMessage,
   decodeUpdate,
-  parseManifest,
+  headRevision,
 } from '../../shared/nats/codec.js';
 import { type NatsEndpoint, json, natsConnectUntil, parseJson } from '../../shared/nats/connect.js';
 import { type NatsNames, agentInbox, directGet, natsNames } from '../../shared/nats/names.js';
@@ -51,14 +54,62 @@ export interface NatsTransportOptions {
   readonly reconnectMaxMs?: number;
 }
 
+/** Bounds of the cache of fetched objects. */
+const CACHE_MAX_BYTES = 32 * 1024 * 1024;
+const CACHE_MAX_ENTRIES = 16_384;
+
+/**
+ * Encoded objects by KV key and content hash, least recently used first
+ * out. A hit is as good as a fetch: decodeUpdate checks every object's
+ * hash against its reference either way.
+ */
+export class ObjectCache {
+  private readonly entries = new Map<string, Buffer>();
+  private bytes = 0;
+
+  constructor(
+    private readonly maxBytes = CACHE_MAX_BYTES,
+    private readonly maxEntries = CACHE_MAX_ENTRIES,
+  ) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(ref: ObjectRef): Buffer | undefined {
+    const id = `${ref.k}\n${ref.h}`;
+    const b = this.entries.get(id);
+    if (b !== undefined) {
+      this.entries.delete(id);
+      this.entries.set(id, b);
+    }
+    return b;
+  }
+
+  put(ref: ObjectRef, bytes: Buffer): void {
+    const id = `${ref.k}\n${ref.h}`;
+    if (this.entries.has(id) || bytes.length > this.maxBytes / 4) return;
+    this.entries.set(id, bytes);
+    this.bytes += bytes.length;
+    while (this.bytes > this.maxBytes || this.entries.size > this.maxEntries) {
+      const [oldest, b] = this.entries.entries().next().value!;
+      this.entries.delete(oldest);
+      this.bytes -= b.length;
+    }
+  }
+}
+
 /** Object fetches in flight at once for one update. */
 const FETCH_CONCURRENCY = 64;
 
 export class NatsTransport implements ControllerTransport {
   private nc: NatsConnection | undefined;
   private sub: Subscription | undefined;
+  private live: Subscription | undefined;
   private readonly names: NatsNames;
   private readonly queue = new DeliveryQueue();
+  /** Objects already fetched and proven, by key and content hash: not fetched again. */
+  private readonly cache = new ObjectCache();
   private hello: (() => AgentHello) | undefined;
   private session: { id: string; beatMs: number; lastN: number } | undefined;
   private closed = false;
@@ -103,6 +154,14 @@ export class NatsTransport implements ControllerTransport {
       callback: (err, msg) => {
         if (err) this.log.error({ err }, 'span subscription failed');
         else this.enqueue(msg.data);
+      },
+    });
+    // The controller's liveness probe: answered while this connection lives;
+    // once it is gone the server itself answers the controller "no responders".
+    this.live = nc.subscribe(this.names.live(this.options.node), {
+      callback: (err, msg) => {
+        if (err) this.log.error({ err }, 'liveness subscription failed');
+        else msg.respond(json({ ok: true, session: this.session?.id ?? '' }));
       },
     });
     await nc.flush();
@@ -175,7 +234,9 @@ export class NatsTransport implements ControllerTransport {
   private scheduleBeat(): void {
     clearTimeout(this.beatTimer);
     if (this.closed || this.session === undefined) return;
-    this.beatTimer = setTimeout(() => void this.beat(false), this.session.beatMs);
+    // Jittered (90–100% of the period) so that agents started together do not beat together.
+    const delay = this.session.beatMs * (0.9 + Math.random() / 10);
+    this.beatTimer = setTimeout(() => void this.beat(false), delay);
     this.beatTimer.unref();
   }
 
@@ -235,9 +296,9 @@ export class NatsTransport implements ControllerTransport {
   }
 
   private async handle(data: Uint8Array): Promise<void> {
-    let m: Manifest | ManifestPointer;
+    let m: SpanMessage;
     try {
-      m = parseManifest(data);
+      m = decodeSpanMessage(data);
     } catch (err) {
       this.log.error({ err }, 'unreadable update message ignored');
       return;
@@ -252,21 +313,14 @@ export class NatsTransport implements ControllerTransport {
     s.lastN = m.n;
     const answer = (what: 'ack' | 'nack', body: Record<string, unknown>) =>
       void this.answer(s, what, body);
+    let head: Buffer | undefined = m.manifest?.head;
     try {
-      const manifest =
-        'manifest' in m
-          ? parseManifest(await this.fetch(m.manifest.k, m.manifest.s))
-          : (m as Manifest);
-      if ('manifest' in manifest || manifest.session !== s.id)
-        throw new ValidationError([
-          {
-            object: 'Manifest',
-            field: 'manifest',
-            message: 'points to another pointer or session',
-          },
-        ]);
+      const manifest = m.manifest ?? decodeManifestBody(await this.fetch(m.pointer.k, m.pointer.s));
+      head = manifest.head;
       const objects = await this.fetchAll(manifest.objects);
-      const update = decodeUpdate(Buffer.from(manifest.head, 'base64'), objects);
+      const update = decodeUpdate(manifest.head, objects);
+      // Proven (each hashes as its reference says): kept for the next update naming it.
+      for (const o of objects) this.cache.put(o.ref, o.bytes);
       if (this.session !== s) return;
       this.push({
         update,
@@ -282,7 +336,7 @@ export class NatsTransport implements ControllerTransport {
           : (err as Error).message;
       let revision = '0';
       try {
-        if (!('manifest' in m)) revision = decodeUpdate(Buffer.from(m.head, 'base64'), []).revision;
+        if (head !== undefined) revision = headRevision(head);
       } catch {
         // an unreadable head leaves revision 0; the controller ignores a NACK for a revision not in flight
       }
@@ -358,7 +412,8 @@ export class NatsTransport implements ControllerTransport {
     const worker = async () => {
       while (next < refs.length) {
         const i = next++;
-        out[i] = { ref: refs[i]!, bytes: await this.fetch(refs[i]!.k, refs[i]!.s) };
+        const ref = refs[i]!;
+        out[i] = { ref, bytes: this.cache.get(ref) ?? (await this.fetch(ref.k, ref.s)) };
       }
     };
     await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, refs.length) }, worker));
@@ -373,6 +428,7 @@ export class NatsTransport implements ControllerTransport {
     clearTimeout(this.beatTimer);
     this.queue.end();
     this.sub?.unsubscribe();
+    this.live?.unsubscribe();
     await this.nc?.close().catch(() => {});
   }
 }
