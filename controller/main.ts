@@ -32,7 +32,8 @@ const USAGE = `usage: weir-controller [--manifests DIR | --kubeconfig PATH | --i
   --lease-namespace NS   the Lease's namespace (default weir-system)
   --lease-name NAME      the Lease's name (default weir-controller)
   --listen HOST:PORT     gRPC for agents and weirctl (default 127.0.0.1:7443; env WEIR_LISTEN)
-  --metrics-listen HOST:PORT  Prometheus metrics at /metrics (and /healthz); off unless given
+  --metrics-listen HOST:PORT  Prometheus metrics at /metrics, /healthz (alive) and /readyz (leading with the source
+                         synced, or standing by with the Lease readable); served while standing by too; off unless given
   --state-dir DIR        keep the revision counter and agents' ACKed spans here, for delta resync after a restart
                          (locked by this controller alone; created 0700, refused when group/world-writable or
                          another user's); without it nothing is kept and a restart resyncs agents by snapshot
@@ -177,15 +178,46 @@ export async function main(argv: string[]): Promise<void> {
           })
         : undefined;
     const stopping = new AbortController();
-    let controller: Controller | undefined;
+    // Made before leadership so that a standby serves its metrics and probes;
+    // started (gRPC, state, source) only once it leads.
+    const controller = new Controller({
+      cluster: values.cluster!,
+      source,
+      listen: values.listen!,
+      stateDir,
+      log,
+      ...(endpoint !== undefined
+        ? { nats: { endpoint, replicas, flowMaxAgeMs, flowMaxBytes } }
+        : {}),
+      ...(elector !== undefined
+        ? { leadership: () => (elector.isLeader() ? 'leader' : 'lost') }
+        : {}),
+    });
+    let started = false;
     onShutdown(log, async () => {
       stopping.abort();
       // Stop serving first, then hand the lease over.
-      await controller?.[Symbol.asyncDispose]();
-      if (controller === undefined) await source[Symbol.asyncDispose]();
+      if (started) await controller[Symbol.asyncDispose]();
+      else await source[Symbol.asyncDispose]();
       await elector?.[Symbol.asyncDispose]();
       await lock?.release();
     });
+    registerStateFileMetrics(
+      controller.metrics.registry,
+      'weir_controller',
+      () => controller.stateRejections,
+    );
+    if (values['metrics-listen'] !== undefined) {
+      const { server } = await serveMetrics(
+        controller.metrics.registry,
+        values['metrics-listen'],
+        log.child({ component: 'metrics' }),
+        // A standby is ready while it can take over; the leader once synced.
+        () =>
+          elector !== undefined && !started ? elector.standbyReadiness() : controller.readiness(),
+      );
+      server.unref();
+    }
 
     if (elector !== undefined) {
       elector.onLost((reason) => {
@@ -207,33 +239,7 @@ export async function main(argv: string[]): Promise<void> {
         throw err;
       }
     }
-    controller = new Controller({
-      cluster: values.cluster!,
-      source,
-      listen: values.listen!,
-      stateDir,
-      log,
-      ...(endpoint !== undefined
-        ? { nats: { endpoint, replicas, flowMaxAgeMs, flowMaxBytes } }
-        : {}),
-      ...(elector !== undefined
-        ? { leadership: () => (elector.isLeader() ? 'leader' : 'lost') }
-        : {}),
-    });
-    const started = controller;
-    registerStateFileMetrics(
-      started.metrics.registry,
-      'weir_controller',
-      () => started.stateRejections,
-    );
+    started = true;
     await controller.start();
-    if (values['metrics-listen'] !== undefined) {
-      const { server } = await serveMetrics(
-        controller.metrics.registry,
-        values['metrics-listen'],
-        log.child({ component: 'metrics' }),
-      );
-      server.unref();
-    }
   });
 }
