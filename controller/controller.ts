@@ -88,7 +88,8 @@ export class Controller implements AsyncDisposable {
       retrying: () => (this.distributor?.views() ?? []).filter((v) => v.nextRetryUnixMs > 0).length,
       rejectedObjects: () =>
         this.model.rejections().size + (this.options.source.state().problems?.length ?? 0),
-      leading: () => this.options.leadership === undefined || this.options.leadership() === 'leader',
+      leading: () =>
+        this.options.leadership === undefined || this.options.leadership() === 'leader',
       policies: () => this.model.policyCount,
       endpoints: () => this.model.endpointCount,
     });

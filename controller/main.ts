@@ -159,8 +159,12 @@ export async function main(argv: string[]): Promise<void> {
           '--leader-elect needs the Kubernetes API: give --kubeconfig or --in-cluster',
         );
       const dir = values.manifests ?? DEMO_MANIFESTS.find((d) => existsSync(d));
-      if (dir === undefined || !existsSync(dir))
-        throw new ArgumentError(`manifest directory ${dir ?? '(demo)'} does not exist`);
+      // The image ships no demo: there, the source must be named.
+      if (dir === undefined)
+        throw new ArgumentError(
+          'no cluster source: give --in-cluster, --kubeconfig PATH or --manifests DIR (the demo manifests are not installed here)',
+        );
+      if (!existsSync(dir)) throw new ArgumentError(`manifest directory ${dir} does not exist`);
       source = new ManifestSource(dir, {
         log: log.child({ component: 'manifests' }),
         stateDir: values['state-dir'],
