@@ -36,7 +36,8 @@ const USAGE = `usage: weir-controller [--manifests DIR | --kubeconfig PATH | --i
                          synced, or standing by with the Lease readable); served while standing by too; off unless given
   --state-dir DIR        keep the revision counter and agents' ACKed spans here, for delta resync after a restart
                          (locked by this controller alone; created 0700, refused when group/world-writable or
-                         another user's); without it nothing is kept and a restart resyncs agents by snapshot
+                         another user's); without it nothing is kept and a restart sends a snapshot to each agent
+                         whose span changed (one whose hash proves it holds its span is sent nothing)
   --cluster NAME         cluster name, prefixed to every object id (default "local")
 ${NATS_USAGE}  --nats-replicas N      JetStream replicas of Weir's streams and bucket (default 1; 3 on a 3-server cluster)
   --flow-retention D     how long the NATS flow event stream keeps events, e.g. 24h, 30m (default 24h)
