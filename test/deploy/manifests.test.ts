@@ -404,7 +404,7 @@ describe('the install in deploy/', () => {
     );
   });
 
-  test('RBAC grants exactly the requests the controller makes, and the agent nothing', () => {
+  test('RBAC is the reviewed set (rbac.test.ts proves it is what the controller requests), and the agent has none', () => {
     const rules = (kind: string, name: string) =>
       (find('base', kind, name).rules as Any[]).flatMap((r) =>
         r.apiGroups.flatMap((g: string) =>
