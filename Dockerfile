@@ -37,8 +37,10 @@ RUN npm ci --no-audit --no-fund \
 FROM node:24.11.0-bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
       nftables libnetfilter-queue1 libnetfilter-conntrack3 libmnl0 libnfnetlink0 \
-    && rm -rf /var/lib/apt/lists/* \
-    && npm uninstall -g npm corepack >/dev/null 2>&1 || true
+    && rm -rf /var/lib/apt/lists/*
+# Nothing installs packages at run time: no npm, npx or corepack.
+RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
+      /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack
 COPY --from=build /app /app
 ENV NODE_ENV=production PATH=/app/bin:$PATH
 WORKDIR /app
