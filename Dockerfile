@@ -31,13 +31,15 @@ RUN npm ci --no-audit --no-fund \
     && cp -a package.json bin dist proto node_modules /app/ \
     && cp vrouter-agent/native/build/Release/weir_native.node /app/vrouter-agent/native/build/Release/
 
-# --- runtime: the build, the netfilter libraries and nft, nothing else ------
+# --- runtime: the build, the netfilter libraries, nft and iptables ---------
 # No sources (bin/ runs dist/), no compiler, no demo manifests: the controller
 # must be given --in-cluster, --kubeconfig or --manifests.
 FROM node:24.11.0-bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
-      nftables libnetfilter-queue1 libnetfilter-conntrack3 libmnl0 libnfnetlink0 \
+      nftables iptables libnetfilter-queue1 libnetfilter-conntrack3 libmnl0 libnfnetlink0 \
     && rm -rf /var/lib/apt/lists/*
+# (iptables: the fallback NFQUEUE rule through iptables-nft where nft lacks
+# the queue statement; vrouter-agent/datapath/kernel-ruleset.ts.)
 # Nothing installs packages at run time: no npm, npx or corepack.
 RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
       /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack
