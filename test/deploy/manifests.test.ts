@@ -388,6 +388,7 @@ describe('the install in deploy/', () => {
     assert.equal(csi.volumeAttributes['csi.cert-manager.io/issuer-name'], 'weir-ca');
     assert.equal(
       csi.volumeAttributes['csi.cert-manager.io/uri-sans'],
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: the csi-driver's own placeholders, not JavaScript's
       'spiffe://weir/ns/${POD_NAMESPACE}/pod/${POD_NAME}',
     );
     for (const pod of [dep, agent]) {

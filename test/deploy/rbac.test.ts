@@ -102,11 +102,13 @@ describe('the controller RBAC of deploy/base', () => {
     assert.ok(controller.lines.some((l) => l.msg === 'lease released'));
 
     const base = kustomize(join(ROOT, 'deploy', 'base'));
-    // biome-ignore lint/suspicious/noExplicitAny: RBAC objects walked freely
     const find = (kind: string, name: string) =>
-      base.find((o) => o.kind === kind && o.metadata.name === name) as any;
-    const cluster: Rule[] = find('ClusterRole', 'weir-controller').rules;
-    const leader: Rule[] = find('Role', 'weir-controller-leader-election').rules;
+      base.find((o) => o.kind === kind && o.metadata.name === name) as unknown as {
+        rules: Rule[];
+        metadata: { namespace?: string };
+      };
+    const cluster = find('ClusterRole', 'weir-controller').rules;
+    const leader = find('Role', 'weir-controller-leader-election').rules;
     const ns = find('Role', 'weir-controller-leader-election').metadata.namespace;
 
     const made = server.requests
