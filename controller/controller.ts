@@ -17,6 +17,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { formatIssue } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
+import type { Readiness } from '../shared/metrics.js';
 import type { StateFileRejection } from '../shared/state/checksummed-file.js';
 import { CoalescingRunner } from '../shared/runner.js';
 import { Distributor } from './distribute/distributor.js';
@@ -100,6 +101,8 @@ export class Controller implements AsyncDisposable {
       retrying: () => (this.distributor?.views() ?? []).filter((v) => v.nextRetryUnixMs > 0).length,
       rejectedObjects: () =>
         this.model.rejections().size + (this.options.source.state().problems?.length ?? 0),
+      leading: () =>
+        this.options.leadership === undefined || this.options.leadership() === 'leader',
       policies: () => this.model.policyCount,
       endpoints: () => this.model.endpointCount,
     });
@@ -261,6 +264,23 @@ export class Controller implements AsyncDisposable {
 
   get revision(): number {
     return this.store.revision;
+  }
+
+  /**
+   * Ready (/readyz) once serving with the cluster source synced and its
+   * state taken as a revision: from then on agents get spans (nothing is sent
+   * before, since a partial cluster would withdraw policies they enforce).
+   */
+  readiness(): Readiness {
+    if (this.store === undefined) return { ready: false, reason: 'not started' };
+    if (!this.ready) {
+      const error = this.options.source.state().lastError;
+      return {
+        ready: false,
+        reason: `the cluster source has not synced yet${error ? ` (${error})` : ''}`,
+      };
+    }
+    return { ready: true, reason: `serving revision ${this.store.revision}, source synced` };
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -40,10 +40,12 @@ const USAGE = `usage: weir-controller (--tls-dir DIR | --insecure) [--manifests 
   --lease-namespace NS   the Lease's namespace (default weir-system)
   --lease-name NAME      the Lease's name (default weir-controller)
   --listen HOST:PORT     gRPC for agents and weirctl (default 127.0.0.1:7443; env WEIR_LISTEN)
-  --metrics-listen HOST:PORT  Prometheus metrics at /metrics (and /healthz); off unless given
+  --metrics-listen HOST:PORT  Prometheus metrics at /metrics, /healthz (alive) and /readyz (leading with the source
+                         synced, or standing by with the Lease readable); served while standing by too; off unless given
   --state-dir DIR        keep the revision counter and agents' ACKed spans here, for delta resync after a restart
                          (locked by this controller alone; created 0700, refused when group/world-writable or
-                         another user's); without it nothing is kept and a restart resyncs agents by snapshot
+                         another user's); without it nothing is kept and a restart sends a snapshot to each agent
+                         whose span changed (one whose hash proves it holds its span is sent nothing)
   --cluster NAME         cluster name, prefixed to every object id (default "local")
   --agent-namespace NS   where agent pods run, for agent certificates naming a pod (default weir-system)
   --max-unknown-agents N agents of nodes the cluster does not know that the controller keeps a record of
@@ -204,8 +206,12 @@ export async function main(argv: string[]): Promise<void> {
           '--leader-elect needs the Kubernetes API: give --kubeconfig or --in-cluster',
         );
       const dir = values.manifests ?? DEMO_MANIFESTS.find((d) => existsSync(d));
-      if (dir === undefined || !existsSync(dir))
-        throw new ArgumentError(`manifest directory ${dir ?? '(demo)'} does not exist`);
+      // The image ships no demo: there, the source must be named.
+      if (dir === undefined)
+        throw new ArgumentError(
+          'no cluster source: give --in-cluster, --kubeconfig PATH or --manifests DIR (the demo manifests are not installed here)',
+        );
+      if (!existsSync(dir)) throw new ArgumentError(`manifest directory ${dir} does not exist`);
       source = new ManifestSource(dir, {
         log: log.child({ component: 'manifests' }),
         stateDir: values['state-dir'],
@@ -223,15 +229,50 @@ export async function main(argv: string[]): Promise<void> {
           })
         : undefined;
     const stopping = new AbortController();
-    let controller: Controller | undefined;
+    // Made before leadership so that a standby serves its metrics and probes;
+    // started (gRPC, state, source) only once it leads.
+    const controller = new Controller({
+      cluster: values.cluster!,
+      source,
+      listen: values.listen!,
+      stateDir,
+      log,
+      tls,
+      agentNamespace: values['agent-namespace']!,
+      maxUnknownAgents,
+      agentRecordTtlMs,
+      ...(endpoint !== undefined
+        ? { nats: { endpoint, replicas, flowMaxAgeMs, flowMaxBytes } }
+        : {}),
+      ...(elector !== undefined
+        ? { leadership: () => (elector.isLeader() ? 'leader' : 'lost') }
+        : {}),
+    });
+    let started = false;
     onShutdown(log, async () => {
       stopping.abort();
       // Stop serving first, then hand the lease over.
-      await controller?.[Symbol.asyncDispose]();
-      if (controller === undefined) await source[Symbol.asyncDispose]();
+      if (started) await controller[Symbol.asyncDispose]();
+      else await source[Symbol.asyncDispose]();
       await elector?.[Symbol.asyncDispose]();
       await lock?.release();
     });
+    registerStateFileMetrics(
+      controller.metrics.registry,
+      'weir_controller',
+      () => controller.stateRejections,
+    );
+    if (values['metrics-listen'] !== undefined) {
+      const { server } = await serveMetrics(
+        controller.metrics.registry,
+        values['metrics-listen'],
+        log.child({ component: 'metrics' }),
+        // A standby is ready while it can take over; the leader once synced.
+        () =>
+          elector !== undefined && !started ? elector.standbyReadiness() : controller.readiness(),
+      );
+      server.unref();
+    }
 
     if (elector !== undefined) {
       elector.onLost((reason) => {
@@ -253,37 +294,7 @@ export async function main(argv: string[]): Promise<void> {
         throw err;
       }
     }
-    controller = new Controller({
-      cluster: values.cluster!,
-      source,
-      listen: values.listen!,
-      stateDir,
-      log,
-      tls,
-      agentNamespace: values['agent-namespace']!,
-      maxUnknownAgents,
-      agentRecordTtlMs,
-      ...(endpoint !== undefined
-        ? { nats: { endpoint, replicas, flowMaxAgeMs, flowMaxBytes } }
-        : {}),
-      ...(elector !== undefined
-        ? { leadership: () => (elector.isLeader() ? 'leader' : 'lost') }
-        : {}),
-    });
-    const started = controller;
-    registerStateFileMetrics(
-      started.metrics.registry,
-      'weir_controller',
-      () => started.stateRejections,
-    );
+    started = true;
     await controller.start();
-    if (values['metrics-listen'] !== undefined) {
-      const { server } = await serveMetrics(
-        controller.metrics.registry,
-        values['metrics-listen'],
-        log.child({ component: 'metrics' }),
-      );
-      server.unref();
-    }
   });
 }

@@ -9,6 +9,8 @@ import { newRegistry } from '../shared/metrics.js';
 export interface ControllerState {
   revision(): number;
   sourceSynced(): boolean;
+  /** Leading under leader election (or running without it); false while standing by. */
+  leading(): boolean;
   /** inSync: the agent's in-force hash equals the span computed for its node (and it is connected). */
   agents(): ReadonlyArray<{ connected: boolean; inSync: boolean }>;
   /** Agents with a refused span waiting to be sent again. */
@@ -46,6 +48,11 @@ export class ControllerMetrics {
       });
     gauge('weir_controller_revision', 'The current revision of the firewall objects.', () =>
       state.revision(),
+    );
+    gauge(
+      'weir_controller_leader',
+      '1 while this controller leads (or runs without leader election); 0 while it stands by.',
+      () => (state.leading() ? 1 : 0),
     );
     gauge(
       'weir_controller_source_synced',

@@ -32,6 +32,7 @@ import type {
 import { serverOptions, weirProto } from '../shared/grpc/proto.js';
 import { MESSAGE_LIMITS, NACK_ERROR_CHARS, truncate } from '../shared/limits.js';
 import type { Logger } from '../shared/log.js';
+import type { Readiness } from '../shared/metrics.js';
 import { compile } from '../shared/policy/compile.js';
 import { checkProbeRequest, parseProbe, probe, resolveTarget } from '../shared/policy/probe.js';
 import type { RuleTables } from '../shared/policy/rule-tables.js';
@@ -99,6 +100,10 @@ export class NodeAgent implements AsyncDisposable {
   private lastError = '';
   private warnings: string[] = [];
   private closed = false;
+  /** start() has run to its end: the API serves and updates are being taken. */
+  private started = false;
+  /** The revision whose tables the datapath was last programmed with (-1: none yet). */
+  private programmedRevision = -1;
   private readonly instance = randomUUID();
   private readonly transport: ControllerTransport;
   /** The loop applying deliveries, one at a time, in order. */
@@ -219,6 +224,7 @@ export class NodeAgent implements AsyncDisposable {
     );
     if (loaded.type === 'loaded') {
       this.enforce(loaded.verified);
+      this.programmedRevision = loaded.state.revision;
       this.warnings = NodeAgent.contested(loaded.verified);
       this.state = loaded.state;
       this.inForceHash = this.hashOf(loaded.state);
@@ -251,6 +257,35 @@ export class NodeAgent implements AsyncDisposable {
     this.loop = (async () => {
       for await (const d of deliveries) await this.onUpdate(d);
     })();
+    this.started = true;
+  }
+
+  /**
+   * Ready (/readyz) once a span is in force — the one persisted by a previous
+   * run, or the controller's — and the datapath is programmed with it. A node
+   * that never received a span (revision 0, or a state file that was moved
+   * aside) is not ready until the controller's snapshot arrives: a rollout
+   * waits for it rather than moving on to the next node. Headless (the
+   * controller away) is ready: the node enforces its last span.
+   */
+  readiness(): Readiness {
+    if (!this.started || this.closed)
+      return { ready: false, reason: this.closed ? 'shutting down' : 'starting' };
+    const revision = this.state.revision;
+    if (revision === 0)
+      return {
+        ready: false,
+        reason: `no span in force yet: waiting for the controller's snapshot${this.lastError ? ` (${this.lastError})` : ''}`,
+      };
+    if (this.programmedRevision !== revision)
+      return {
+        ready: false,
+        reason: `revision ${revision} is not programmed on the ${this.datapath.kind} datapath`,
+      };
+    return {
+      ready: true,
+      reason: `revision ${revision} in force on the ${this.datapath.kind} datapath${this.transport.connected ? '' : ' (headless: the controller is not connected)'}`,
+    };
   }
 
   /** What the agent holds now, as every (re)connection tells the controller. */
@@ -303,6 +338,7 @@ export class NodeAgent implements AsyncDisposable {
         throw err;
       }
       this.state = next;
+      this.programmedRevision = next.revision;
       this.inForceHash = this.hashOf(next);
       this.warnings = NodeAgent.contested(tables);
       this.lastError = '';

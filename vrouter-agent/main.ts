@@ -33,7 +33,8 @@ const USAGE = `usage: weir-agent --node NAME (--tls-dir DIR | --insecure) [--con
                          else $XDG_STATE_HOME/weir/agent-NAME, i.e. ~/.local/state/weir/agent-NAME)
   --listen HOST:PORT     the agent's own API (default 127.0.0.1:0, any free port)
   --advertise-host HOST  the address others reach that API at when listening on every address (env HOST_IP)
-  --metrics-listen HOST:PORT  Prometheus metrics at /metrics (and /healthz); off unless given
+  --metrics-listen HOST:PORT  Prometheus metrics at /metrics, /healthz (alive) and /readyz (a span in force and
+                         the datapath programmed with it); off unless given
   --synthetic-traffic N  feed the userspace datapath N generated connections per second between this node's pods
                          and their peers (demo and tests; the kernel datapath takes real traffic)
   --datapath KIND        nftables: enforce on this network namespace's real packets (nftables table "weir",
@@ -222,6 +223,7 @@ export async function main(argv: string[]): Promise<void> {
         agent.metrics.registry,
         values['metrics-listen'],
         log.child({ component: 'metrics' }),
+        () => agent.readiness(),
       );
       server.unref();
     }

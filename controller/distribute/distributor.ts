@@ -804,6 +804,26 @@ export class Distributor {
     if (!this.ready || r.link === undefined || r.inflight !== undefined || r.retry !== undefined)
       return;
     r.stale = false;
+    // An agent that said hello before the first full sync (this controller
+    // just started, or took over from a leader whose state it does not have)
+    // could not be compared then. Now its hash proves whether it holds
+    // exactly the span computed for its node, as a hello after the sync
+    // would: then it is in sync and sent nothing. So a failover resyncs only
+    // the nodes whose span changed meanwhile (by snapshot, with no state).
+    if (
+      r.ackedSpan === undefined &&
+      r.ackedRevision > 0 &&
+      r.inForceHash !== '' &&
+      r.inForceHash === this.currentHash(r.node)
+    ) {
+      r.ackedSpan = this.currentEntries(r.node);
+      r.ackedHash = r.inForceHash;
+      r.ackedAt = this.store.revision;
+      r.proven = true;
+      this.recordAck(r, this.store.revision, this.now());
+      this.options.onAckedChange?.();
+      return;
+    }
     // Nothing to send when the agent holds exactly this span (proved, or as
     // ACKed by an agent that reports no hash): equal hashes, equal content.
     if (

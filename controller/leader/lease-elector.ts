@@ -24,6 +24,7 @@
 import { V1MicroTime, type KubeConfig } from '@kubernetes/client-node';
 import { ClosedError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
+import type { Readiness } from '../../shared/metrics.js';
 import { KubeApi, KubeApiError, describeError } from '../kube/api.js';
 
 export interface LeaseElectorOptions {
@@ -86,6 +87,10 @@ export class LeaseElector implements AsyncDisposable {
   private renewTimer: NodeJS.Timeout | undefined;
   private renewing: Promise<void> | undefined;
   private closed = false;
+  /** When a Lease request last succeeded, the holder it showed, and the last failure (for standbyReadiness). */
+  private contactAt: number | undefined;
+  private contactHolder = '';
+  private lastFailure = '';
 
   constructor(private readonly options: LeaseElectorOptions) {
     this.leaseDurationSec = options.leaseDurationSec ?? 15;
@@ -111,6 +116,32 @@ export class LeaseElector implements AsyncDisposable {
     return this.leading && Date.now() - this.renewedAt < this.renewDeadlineMs;
   }
 
+  /**
+   * A candidate's readiness (/readyz while it stands by): ready while its
+   * Lease requests succeed, i.e. it can take over when the leader stops
+   * renewing. Not ready when no request succeeded within the lease duration
+   * (or three retries, whichever is longer), nor while it leads but the
+   * controller has not started serving.
+   */
+  standbyReadiness(): Readiness {
+    if (this.closed) return { ready: false, reason: 'shutting down' };
+    if (this.isLeader()) return { ready: false, reason: 'leading; the controller is starting' };
+    const windowMs = Math.max(this.leaseDurationSec * 1000, 3 * this.retryIntervalMs);
+    const failure = this.lastFailure ? `: ${this.lastFailure}` : '';
+    if (this.contactAt === undefined)
+      return { ready: false, reason: `standing by; the Lease has not been read yet${failure}` };
+    const since = Date.now() - this.contactAt;
+    if (since > windowMs)
+      return {
+        ready: false,
+        reason: `standing by, but no Lease request succeeded for ${Math.round(since / 1000)} s${failure}`,
+      };
+    return {
+      ready: true,
+      reason: `standing by; the lease is held by ${this.contactHolder || '(nobody)'}`,
+    };
+  }
+
   /** Called once each time leadership is lost (not when it is released by dispose). */
   onLost(cb: (reason: string) => void): void {
     this.lostCallbacks.push(cb);
@@ -131,6 +162,9 @@ export class LeaseElector implements AsyncDisposable {
       const started = Date.now();
       try {
         const a = await this.attempt(signal, this.options.renewDeadlineMs);
+        this.contactAt = Date.now();
+        this.contactHolder = a.result === 'held' ? a.holder : '';
+        this.lastFailure = '';
         if (a.result === 'leading') {
           this.lead(started);
           return;
@@ -142,6 +176,7 @@ export class LeaseElector implements AsyncDisposable {
         } else this.log.debug('lease changed while acquiring; trying again');
       } catch (err) {
         if (signal?.aborted || this.closed) continue;
+        this.lastFailure = describeError(err);
         this.log.warn({ err: describeError(err) }, 'lease request failed; trying again');
       }
       await this.sleep(this.retryIntervalMs, signal);

@@ -347,6 +347,43 @@ describe('distributor', () => {
     assert.equal(view('n2').inSync, true);
   });
 
+  test('a controller that takes over without state sends nothing to agents that said hello before its first sync and hold the span it computes', () => {
+    const one = setup();
+    one.apply(...base());
+    one.d.setReady();
+    const a1 = new FakeAgent('n1').hello(one.d);
+    a1.ack();
+    const a2 = new FakeAgent('n2').hello(one.d);
+    a2.ack();
+
+    // Failover: a new leader with no state dir; the agents reconnect as soon
+    // as it listens, before its source has synced.
+    const two = setup();
+    const b1 = new FakeAgent('n1');
+    b1.state = a1.state;
+    b1.hello(two.d);
+    const b2 = new FakeAgent('n2');
+    b2.state = a2.state;
+    b2.hello(two.d);
+    // While no controller led, web2 joined: n2's span (the db policy's peers) changed, n1's did not.
+    two.apply(
+      ...base(),
+      pod('a', 'web2', { labels: { app: 'web' }, ips: ['10.0.0.3'], node: 'n3' }),
+    );
+    two.d.setReady();
+    assert.equal(b1.sent.length, 0, 'n1 holds exactly its span: nothing sent');
+    assert.equal(two.view('n1').inSync, true);
+    assert.equal(b2.sent.length, 1);
+    assert.equal(b2.last.snapshot, true, 'no state to delta from: a snapshot');
+    b2.ack();
+    assert.equal(two.view('n2').inSync, true);
+    assert.deepEqual(
+      Object.keys(two.d.persisted()).sort(),
+      ['n1', 'n2'],
+      'both are kept from now on',
+    );
+  });
+
   test('ACKed spans survive a restart as hashes and yield a delta of only what changed', () => {
     const one = setup();
     one.apply(...base());
