@@ -160,6 +160,17 @@ function protocolRules(
   portC: number,
   withPass: boolean,
 ): Raw[] {
+  return multiProtocolRules(direction, houses, [[proto, portB]], [[proto, portC]], withPass);
+}
+
+/** protocolRules with several (protocol, port) pairs in the rules for `b` and `c` (the "gress" scenarios). */
+function multiProtocolRules(
+  direction: 'ingress' | 'egress',
+  houses: { a: string; b: string; c: string },
+  portsB: ReadonlyArray<readonly [Proto, number]>,
+  portsC: ReadonlyArray<readonly [Proto, number]>,
+  withPass: boolean,
+): Raw[] {
   const peers = direction === 'ingress' ? 'from' : 'to';
   const rule = (name: string, action: string, house: string, protocols?: unknown): Raw => ({
     name,
@@ -167,19 +178,40 @@ function protocolRules(
     [peers]: [{ namespaces: nsSel(house) }],
     ...(protocols ? { protocols } : {}),
   });
-  const lower = proto.toLowerCase();
+  const at = (ports: ReadonlyArray<readonly [Proto, number]>) =>
+    ports.map(([p, n]) => `${p.toLowerCase()}-${n}`).join('-');
+  const protocols = (ports: ReadonlyArray<readonly [Proto, number]>) =>
+    ports.flatMap(([p, n]) => port(p, n));
   return [
     rule(`allow-${houses.a}-everything`, 'Accept', houses.a),
     rule(`deny-${houses.a}-everything`, 'Deny', houses.a),
     ...(withPass ? [rule(`pass-${houses.a}-everything`, 'Pass', houses.a)] : []),
-    rule(`deny-${houses.b}-at-${lower}-${portB}`, 'Deny', houses.b, port(proto, portB)),
+    rule(`deny-${houses.b}-at-${at(portsB)}`, 'Deny', houses.b, protocols(portsB)),
     ...(withPass
-      ? [rule(`pass-${houses.b}-at-${lower}-${portB}`, 'Pass', houses.b, port(proto, portB))]
+      ? [rule(`pass-${houses.b}-at-${at(portsB)}`, 'Pass', houses.b, protocols(portsB))]
       : []),
-    rule(`allow-${houses.c}-at-${lower}-${portC}`, 'Accept', houses.c, port(proto, portC)),
+    rule(`allow-${houses.c}-at-${at(portsC)}`, 'Accept', houses.c, protocols(portsC)),
     rule(`deny-${houses.c}-everything-else`, 'Deny', houses.c),
   ];
 }
+
+/** The "gress" scenarios' houses and ports (the same in both tiers; ingress allows hufflepuff at TCP 80, egress at 8080). */
+const GRESS_HOUSES = { a: 'ravenclaw', b: 'slytherin', c: 'hufflepuff' };
+const GRESS_PORTS_B: ReadonlyArray<readonly [Proto, number]> = [
+  ['TCP', 80],
+  ['UDP', 53],
+  ['SCTP', 9003],
+];
+const GRESS_EGRESS_PORTS_C: ReadonlyArray<readonly [Proto, number]> = [
+  ['TCP', 8080],
+  ['UDP', 5353],
+  ['SCTP', 9003],
+];
+const GRESS_INGRESS_PORTS_C: ReadonlyArray<readonly [Proto, number]> = [
+  ['TCP', 80],
+  ['UDP', 5353],
+  ['SCTP', 9003],
+];
 
 function subjectPolicy(
   name: string,
@@ -783,6 +815,668 @@ export const SCENARIOS: readonly Scenario[] = [
           ['gryffindor/1', 'centaur/0', 'TCP', HOST_PORTS[1], false],
           ['gryffindor/0', 'slytherin/0', 'TCP', 80, false],
           ['gryffindor/0', 'ravenclaw/0', 'UDP', 53, false],
+        ],
+      },
+    ],
+  },
+  {
+    name: 'CNPAdminTierEgressTCP',
+    upstream: 'admin-network-policy-standard-egress-tcp-rules.go',
+    policies: [
+      subjectPolicy(
+        'egress-tcp',
+        'Admin',
+        6,
+        'gryffindor',
+        'egress',
+        protocolRules(
+          'egress',
+          'TCP',
+          { a: 'ravenclaw', b: 'slytherin', c: 'hufflepuff' },
+          80,
+          8080,
+          true,
+        ),
+      ),
+    ],
+    steps: [
+      {
+        name: "Should support an 'allow-egress' policy for TCP protocol; ensure rule ordering is respected",
+        probes: [
+          ['gryffindor/0', 'ravenclaw/0', 'TCP', 80, true],
+          ['gryffindor/1', 'ravenclaw/0', 'TCP', 8080, true],
+        ],
+      },
+      {
+        name: "Should support an 'allow-egress' policy for TCP protocol at the specified port",
+        probes: [
+          ['gryffindor/0', 'hufflepuff/1', 'TCP', 8080, true],
+          ['gryffindor/1', 'hufflepuff/1', 'TCP', 80, false],
+        ],
+      },
+      {
+        name: "Should support an 'deny-egress' policy for TCP protocol; ensure rule ordering is respected",
+        changes: [swap('egress-tcp', 'egress', 0, 1)],
+        probes: [
+          ['gryffindor/0', 'ravenclaw/1', 'TCP', 80, false],
+          ['gryffindor/1', 'ravenclaw/1', 'TCP', 8080, false],
+        ],
+      },
+      {
+        name: "Should support a 'deny-egress' policy for TCP protocol at the specified port",
+        probes: [
+          ['gryffindor/0', 'slytherin/0', 'TCP', 80, false],
+          ['gryffindor/1', 'slytherin/0', 'TCP', 8080, true],
+        ],
+      },
+      {
+        name: "Should support an 'pass-egress' policy for TCP protocol; ensure rule ordering is respected",
+        changes: [swap('egress-tcp', 'egress', 0, 2)],
+        probes: [
+          ['gryffindor/0', 'ravenclaw/0', 'TCP', 80, true],
+          ['gryffindor/1', 'ravenclaw/0', 'TCP', 8080, true],
+        ],
+      },
+      {
+        name: "Should support a 'pass-egress' policy for TCP protocol at the specified port",
+        changes: [swap('egress-tcp', 'egress', 3, 4)],
+        probes: [
+          ['gryffindor/0', 'slytherin/0', 'TCP', 80, true],
+          ['gryffindor/1', 'slytherin/0', 'TCP', 8080, true],
+        ],
+      },
+    ],
+  },
+  {
+    name: 'CNPAdminTierEgressSCTP',
+    upstream: 'admin-network-policy-standard-egress-sctp-rules.go',
+    policies: [
+      subjectPolicy(
+        'egress-sctp',
+        'Admin',
+        8,
+        'ravenclaw',
+        'egress',
+        protocolRules(
+          'egress',
+          'SCTP',
+          { a: 'gryffindor', b: 'slytherin', c: 'hufflepuff' },
+          9003,
+          9003,
+          true,
+        ),
+      ),
+    ],
+    steps: [
+      {
+        name: "Should support an 'allow-egress' policy for SCTP protocol; ensure rule ordering is respected",
+        probes: [
+          ['ravenclaw/0', 'gryffindor/0', 'SCTP', 9003, true],
+          ['ravenclaw/1', 'gryffindor/0', 'SCTP', 9005, true],
+        ],
+      },
+      {
+        name: "Should support an 'allow-egress' policy for SCTP protocol at the specified port",
+        probes: [
+          ['ravenclaw/0', 'hufflepuff/1', 'SCTP', 9003, true],
+          ['ravenclaw/1', 'hufflepuff/1', 'SCTP', 9005, false],
+        ],
+      },
+      {
+        name: "Should support an 'deny-egress' policy for SCTP protocol; ensure rule ordering is respected",
+        changes: [swap('egress-sctp', 'egress', 0, 1)],
+        probes: [
+          ['ravenclaw/0', 'gryffindor/1', 'SCTP', 9003, false],
+          ['ravenclaw/1', 'gryffindor/1', 'SCTP', 9005, false],
+        ],
+      },
+      {
+        name: "Should support a 'deny-egress' policy for SCTP protocol at the specified port",
+        probes: [
+          ['ravenclaw/0', 'slytherin/0', 'SCTP', 9003, false],
+          ['ravenclaw/1', 'slytherin/0', 'SCTP', 9005, true],
+        ],
+      },
+      {
+        name: "Should support an 'pass-egress' policy for SCTP protocol; ensure rule ordering is respected",
+        changes: [swap('egress-sctp', 'egress', 0, 2)],
+        probes: [
+          ['ravenclaw/0', 'gryffindor/1', 'SCTP', 9003, true],
+          ['ravenclaw/1', 'gryffindor/1', 'SCTP', 9005, true],
+        ],
+      },
+      {
+        name: "Should support a 'pass-egress' policy for SCTP protocol at the specified port",
+        changes: [swap('egress-sctp', 'egress', 3, 4)],
+        probes: [
+          ['ravenclaw/0', 'slytherin/0', 'SCTP', 9003, true],
+          ['ravenclaw/1', 'slytherin/0', 'SCTP', 9005, true],
+        ],
+      },
+    ],
+  },
+  {
+    name: 'CNPAdminTierIngressUDP',
+    upstream: 'admin-network-policy-standard-ingress-udp-rules.go',
+    policies: [
+      subjectPolicy(
+        'ingress-udp',
+        'Admin',
+        4,
+        'hufflepuff',
+        'ingress',
+        protocolRules(
+          'ingress',
+          'UDP',
+          { a: 'ravenclaw', b: 'slytherin', c: 'gryffindor' },
+          5353,
+          53,
+          true,
+        ),
+      ),
+    ],
+    steps: [
+      {
+        name: "Should support an 'allow-ingress' policy for UDP protocol; ensure rule ordering is respected",
+        probes: [
+          ['ravenclaw/0', 'hufflepuff/0', 'UDP', 53, true],
+          ['ravenclaw/1', 'hufflepuff/0', 'UDP', 5353, true],
+        ],
+      },
+      {
+        name: "Should support an 'allow-ingress' policy for UDP protocol at the specified port",
+        probes: [
+          ['gryffindor/0', 'hufflepuff/1', 'UDP', 53, true],
+          ['gryffindor/1', 'hufflepuff/1', 'UDP', 5353, false],
+        ],
+      },
+      {
+        name: "Should support an 'deny-ingress' policy for UDP protocol; ensure rule ordering is respected",
+        changes: [swap('ingress-udp', 'ingress', 0, 1)],
+        probes: [
+          ['ravenclaw/0', 'hufflepuff/1', 'UDP', 53, false],
+          ['ravenclaw/1', 'hufflepuff/1', 'UDP', 5353, false],
+        ],
+      },
+      {
+        name: "Should support a 'deny-ingress' policy for UDP protocol at the specified port",
+        probes: [
+          ['slytherin/0', 'hufflepuff/0', 'UDP', 5353, false],
+          ['slytherin/1', 'hufflepuff/0', 'UDP', 53, true],
+        ],
+      },
+      {
+        name: "Should support an 'pass-ingress' policy for UDP protocol; ensure rule ordering is respected",
+        changes: [swap('ingress-udp', 'ingress', 0, 2)],
+        probes: [
+          ['ravenclaw/0', 'hufflepuff/1', 'UDP', 5353, true],
+          ['ravenclaw/1', 'hufflepuff/1', 'UDP', 53, true],
+        ],
+      },
+      {
+        name: "Should support a 'pass-ingress' policy for UDP protocol at the specified port",
+        changes: [swap('ingress-udp', 'ingress', 3, 4)],
+        probes: [
+          ['slytherin/0', 'hufflepuff/0', 'UDP', 5353, true],
+          ['slytherin/1', 'hufflepuff/0', 'UDP', 53, true],
+        ],
+      },
+    ],
+  },
+  {
+    name: 'CNPBaselineTierEgressTCP',
+    upstream: 'baseline-admin-network-policy-standard-egress-tcp-rules.go',
+    policies: [
+      subjectPolicy(
+        'default',
+        'Baseline',
+        10,
+        'gryffindor',
+        'egress',
+        protocolRules(
+          'egress',
+          'TCP',
+          { a: 'ravenclaw', b: 'slytherin', c: 'hufflepuff' },
+          80,
+          8080,
+          false,
+        ),
+      ),
+    ],
+    steps: [
+      {
+        name: "Should support an 'allow-egress' policy for TCP protocol; ensure rule ordering is respected",
+        probes: [
+          ['gryffindor/0', 'ravenclaw/0', 'TCP', 80, true],
+          ['gryffindor/1', 'ravenclaw/0', 'TCP', 8080, true],
+        ],
+      },
+      {
+        name: "Should support an 'allow-egress' policy for TCP protocol at the specified port",
+        probes: [
+          ['gryffindor/0', 'hufflepuff/1', 'TCP', 8080, true],
+          ['gryffindor/1', 'hufflepuff/1', 'TCP', 80, false],
+        ],
+      },
+      {
+        name: "Should support an 'deny-egress' policy for TCP protocol; ensure rule ordering is respected",
+        changes: [swap('default', 'egress', 0, 1)],
+        probes: [
+          ['gryffindor/0', 'ravenclaw/1', 'TCP', 80, false],
+          ['gryffindor/1', 'ravenclaw/1', 'TCP', 8080, false],
+        ],
+      },
+      {
+        name: "Should support a 'deny-egress' policy for TCP protocol at the specified port",
+        probes: [
+          ['gryffindor/0', 'slytherin/0', 'TCP', 80, false],
+          ['gryffindor/1', 'slytherin/0', 'TCP', 8080, true],
+        ],
+      },
+    ],
+  },
+  {
+    name: 'CNPBaselineTierEgressSCTP',
+    upstream: 'baseline-admin-network-policy-standard-egress-sctp-rules.go',
+    policies: [
+      subjectPolicy(
+        'default',
+        'Baseline',
+        10,
+        'ravenclaw',
+        'egress',
+        protocolRules(
+          'egress',
+          'SCTP',
+          { a: 'gryffindor', b: 'slytherin', c: 'hufflepuff' },
+          9003,
+          9003,
+          false,
+        ),
+      ),
+    ],
+    steps: [
+      {
+        name: "Should support an 'allow-egress' policy for SCTP protocol; ensure rule ordering is respected",
+        probes: [
+          ['ravenclaw/0', 'gryffindor/0', 'SCTP', 9003, true],
+          ['ravenclaw/1', 'gryffindor/0', 'SCTP', 9005, true],
+        ],
+      },
+      {
+        name: "Should support an 'allow-egress' policy for SCTP protocol at the specified port",
+        probes: [
+          ['ravenclaw/0', 'hufflepuff/1', 'SCTP', 9003, true],
+          ['ravenclaw/1', 'hufflepuff/1', 'SCTP', 9005, false],
+        ],
+      },
+      {
+        name: "Should support an 'deny-egress' policy for SCTP protocol; ensure rule ordering is respected",
+        changes: [swap('default', 'egress', 0, 1)],
+        probes: [
+          ['ravenclaw/0', 'gryffindor/1', 'SCTP', 9003, false],
+          ['ravenclaw/1', 'gryffindor/1', 'SCTP', 9005, false],
+        ],
+      },
+      {
+        name: "Should support a 'deny-egress' policy for SCTP protocol at the specified port",
+        probes: [
+          ['ravenclaw/0', 'slytherin/0', 'SCTP', 9003, false],
+          ['ravenclaw/1', 'slytherin/0', 'SCTP', 9005, true],
+        ],
+      },
+    ],
+  },
+  {
+    name: 'CNPBaselineTierEgressUDP',
+    upstream: 'baseline-admin-network-policy-standard-egress-udp-rules.go',
+    policies: [
+      subjectPolicy(
+        'default',
+        'Baseline',
+        10,
+        'hufflepuff',
+        'egress',
+        protocolRules(
+          'egress',
+          'UDP',
+          { a: 'ravenclaw', b: 'slytherin', c: 'gryffindor' },
+          5353,
+          53,
+          false,
+        ),
+      ),
+    ],
+    steps: [
+      {
+        name: "Should support an 'allow-egress' policy for UDP protocol; ensure rule ordering is respected",
+        probes: [
+          ['hufflepuff/0', 'ravenclaw/0', 'UDP', 53, true],
+          ['hufflepuff/1', 'ravenclaw/0', 'UDP', 5353, true],
+        ],
+      },
+      {
+        name: "Should support an 'allow-egress' policy for UDP protocol at the specified port",
+        probes: [
+          ['hufflepuff/0', 'gryffindor/1', 'UDP', 53, true],
+          ['hufflepuff/1', 'gryffindor/1', 'UDP', 5353, false],
+        ],
+      },
+      {
+        name: "Should support an 'deny-egress' policy for UDP protocol; ensure rule ordering is respected",
+        changes: [swap('default', 'egress', 0, 1)],
+        probes: [
+          ['hufflepuff/0', 'ravenclaw/1', 'UDP', 53, false],
+          ['hufflepuff/1', 'ravenclaw/1', 'UDP', 5353, false],
+        ],
+      },
+      {
+        name: "Should support a 'deny-egress' policy for UDP protocol at the specified port",
+        probes: [
+          ['hufflepuff/0', 'slytherin/0', 'UDP', 5353, false],
+          ['hufflepuff/1', 'slytherin/0', 'UDP', 53, true],
+        ],
+      },
+    ],
+  },
+  {
+    name: 'CNPBaselineTierIngressSCTP',
+    upstream: 'baseline-admin-network-policy-standard-ingress-sctp-rules.go',
+    policies: [
+      subjectPolicy(
+        'default',
+        'Baseline',
+        10,
+        'ravenclaw',
+        'ingress',
+        protocolRules(
+          'ingress',
+          'SCTP',
+          { a: 'gryffindor', b: 'slytherin', c: 'hufflepuff' },
+          9003,
+          9003,
+          false,
+        ),
+      ),
+    ],
+    steps: [
+      {
+        name: "Should support an 'allow-ingress' policy for SCTP protocol; ensure rule ordering is respected",
+        probes: [
+          ['gryffindor/0', 'ravenclaw/0', 'SCTP', 9003, true],
+          ['gryffindor/1', 'ravenclaw/0', 'SCTP', 9005, true],
+        ],
+      },
+      {
+        name: "Should support an 'allow-ingress' policy for SCTP protocol at the specified port",
+        probes: [
+          ['hufflepuff/0', 'ravenclaw/1', 'SCTP', 9003, true],
+          ['hufflepuff/1', 'ravenclaw/1', 'SCTP', 9005, false],
+        ],
+      },
+      {
+        name: "Should support an 'deny-ingress' policy for SCTP protocol; ensure rule ordering is respected",
+        changes: [swap('default', 'ingress', 0, 1)],
+        probes: [
+          ['gryffindor/0', 'ravenclaw/1', 'SCTP', 9003, false],
+          ['gryffindor/1', 'ravenclaw/1', 'SCTP', 9005, false],
+        ],
+      },
+      {
+        name: "Should support a 'deny-ingress' policy for SCTP protocol at the specified port",
+        probes: [
+          ['slytherin/0', 'ravenclaw/0', 'SCTP', 9003, false],
+          ['slytherin/1', 'ravenclaw/0', 'SCTP', 9005, true],
+        ],
+      },
+    ],
+  },
+  {
+    name: 'CNPBaselineTierIngressUDP',
+    upstream: 'baseline-admin-network-policy-standard-ingress-udp-rules.go',
+    policies: [
+      subjectPolicy(
+        'default',
+        'Baseline',
+        10,
+        'hufflepuff',
+        'ingress',
+        protocolRules(
+          'ingress',
+          'UDP',
+          { a: 'ravenclaw', b: 'slytherin', c: 'gryffindor' },
+          5353,
+          53,
+          false,
+        ),
+      ),
+    ],
+    steps: [
+      {
+        name: "Should support an 'allow-ingress' policy for UDP protocol; ensure rule ordering is respected",
+        probes: [
+          ['ravenclaw/0', 'hufflepuff/0', 'UDP', 53, true],
+          ['ravenclaw/1', 'hufflepuff/0', 'UDP', 5353, true],
+        ],
+      },
+      {
+        name: "Should support an 'allow-ingress' policy for UDP protocol at the specified port",
+        probes: [
+          ['gryffindor/0', 'hufflepuff/1', 'UDP', 53, true],
+          ['gryffindor/1', 'hufflepuff/1', 'UDP', 5353, false],
+        ],
+      },
+      {
+        name: "Should support an 'deny-ingress' policy for UDP protocol; ensure rule ordering is respected",
+        changes: [swap('default', 'ingress', 0, 1)],
+        probes: [
+          ['ravenclaw/0', 'hufflepuff/1', 'UDP', 53, false],
+          ['ravenclaw/1', 'hufflepuff/1', 'UDP', 5353, false],
+        ],
+      },
+      {
+        name: "Should support a 'deny-ingress' policy for UDP protocol at the specified port",
+        probes: [
+          ['slytherin/0', 'hufflepuff/0', 'UDP', 5353, false],
+          ['slytherin/1', 'hufflepuff/0', 'UDP', 53, true],
+        ],
+      },
+    ],
+  },
+  {
+    name: 'CNPAdminTierGress',
+    upstream: 'admin-network-policy-standard-gress-rules.go',
+    policies: [
+      clusterNetworkPolicy('gress-rules', {
+        tier: 'Admin',
+        priority: 15,
+        subject: { namespaces: nsSel('gryffindor') },
+        egress: multiProtocolRules(
+          'egress',
+          GRESS_HOUSES,
+          GRESS_PORTS_B,
+          GRESS_EGRESS_PORTS_C,
+          true,
+        ),
+        ingress: multiProtocolRules(
+          'ingress',
+          GRESS_HOUSES,
+          GRESS_PORTS_B,
+          GRESS_INGRESS_PORTS_C,
+          true,
+        ),
+      }),
+    ],
+    steps: [
+      {
+        name: "Should support an 'allow-gress' policy across different protocols",
+        probes: [
+          ['gryffindor/0', 'ravenclaw/0', 'TCP', 80, true],
+          ['gryffindor/1', 'ravenclaw/0', 'UDP', 53, true],
+          ['gryffindor/0', 'ravenclaw/0', 'SCTP', 9003, true],
+          ['ravenclaw/0', 'gryffindor/0', 'TCP', 80, true],
+          ['ravenclaw/1', 'gryffindor/0', 'UDP', 53, true],
+          ['ravenclaw/1', 'gryffindor/0', 'SCTP', 9003, true],
+        ],
+      },
+      {
+        name: "Should support an 'allow-gress' policy across different protocols at the specified ports",
+        probes: [
+          ['gryffindor/0', 'hufflepuff/1', 'TCP', 8080, true],
+          ['gryffindor/1', 'hufflepuff/1', 'TCP', 80, false],
+          ['gryffindor/0', 'hufflepuff/1', 'UDP', 5353, true],
+          ['gryffindor/1', 'hufflepuff/1', 'UDP', 53, false],
+          ['gryffindor/0', 'hufflepuff/1', 'SCTP', 9003, true],
+          ['gryffindor/1', 'hufflepuff/1', 'SCTP', 9005, false],
+          ['hufflepuff/0', 'gryffindor/1', 'TCP', 80, true],
+          ['hufflepuff/1', 'gryffindor/1', 'TCP', 8080, false],
+          ['hufflepuff/0', 'gryffindor/1', 'UDP', 5353, true],
+          ['hufflepuff/1', 'gryffindor/1', 'UDP', 53, false],
+          ['hufflepuff/0', 'gryffindor/1', 'SCTP', 9003, true],
+          ['hufflepuff/1', 'gryffindor/1', 'SCTP', 9005, false],
+        ],
+      },
+      {
+        name: "Should support an 'deny-gress' policy across different protocols",
+        changes: [swap('gress-rules', 'egress', 0, 1), swap('gress-rules', 'ingress', 0, 1)],
+        probes: [
+          ['gryffindor/0', 'ravenclaw/1', 'TCP', 80, false],
+          ['gryffindor/1', 'ravenclaw/1', 'UDP', 53, false],
+          ['gryffindor/0', 'ravenclaw/1', 'SCTP', 9003, false],
+          ['ravenclaw/0', 'gryffindor/1', 'TCP', 80, false],
+          ['ravenclaw/1', 'gryffindor/1', 'UDP', 53, false],
+          ['ravenclaw/1', 'gryffindor/1', 'SCTP', 9003, false],
+        ],
+      },
+      {
+        name: "Should support a 'deny-gress' policy across different protocols at the specified ports",
+        probes: [
+          ['gryffindor/0', 'slytherin/0', 'TCP', 80, false],
+          ['gryffindor/1', 'slytherin/0', 'TCP', 8080, true],
+          ['gryffindor/0', 'slytherin/0', 'UDP', 53, false],
+          ['gryffindor/1', 'slytherin/0', 'UDP', 5353, true],
+          ['gryffindor/0', 'slytherin/0', 'SCTP', 9003, false],
+          ['gryffindor/1', 'slytherin/0', 'SCTP', 9005, true],
+          ['slytherin/0', 'gryffindor/0', 'TCP', 80, false],
+          ['slytherin/1', 'gryffindor/0', 'TCP', 8080, true],
+          ['slytherin/0', 'gryffindor/0', 'UDP', 53, false],
+          ['slytherin/1', 'gryffindor/0', 'UDP', 5353, true],
+          ['slytherin/0', 'gryffindor/0', 'SCTP', 9003, false],
+          ['slytherin/1', 'gryffindor/0', 'SCTP', 9005, true],
+        ],
+      },
+      {
+        name: "Should support an 'pass-gress' policy across different protocols",
+        changes: [swap('gress-rules', 'egress', 0, 2), swap('gress-rules', 'ingress', 0, 2)],
+        probes: [
+          ['gryffindor/0', 'ravenclaw/0', 'TCP', 80, true],
+          ['gryffindor/0', 'ravenclaw/0', 'UDP', 5353, true],
+          ['gryffindor/0', 'ravenclaw/0', 'SCTP', 9003, true],
+          ['ravenclaw/0', 'gryffindor/0', 'TCP', 80, true],
+          ['ravenclaw/1', 'gryffindor/0', 'UDP', 53, true],
+          ['ravenclaw/1', 'gryffindor/0', 'SCTP', 9003, true],
+        ],
+      },
+      {
+        name: "Should support a 'pass-gress' policy across different protocols at the specified ports",
+        changes: [swap('gress-rules', 'egress', 3, 4), swap('gress-rules', 'ingress', 3, 4)],
+        probes: [
+          ['gryffindor/0', 'slytherin/0', 'TCP', 80, true],
+          ['gryffindor/1', 'slytherin/0', 'TCP', 8080, true],
+          ['gryffindor/0', 'slytherin/0', 'UDP', 53, true],
+          ['gryffindor/1', 'slytherin/0', 'UDP', 5353, true],
+          ['gryffindor/0', 'slytherin/0', 'SCTP', 9003, true],
+          ['gryffindor/1', 'slytherin/0', 'SCTP', 9005, true],
+          ['slytherin/0', 'gryffindor/0', 'TCP', 80, true],
+          ['slytherin/1', 'gryffindor/0', 'TCP', 8080, true],
+          ['slytherin/0', 'gryffindor/0', 'UDP', 53, true],
+          ['slytherin/1', 'gryffindor/0', 'UDP', 5353, true],
+          ['slytherin/0', 'gryffindor/0', 'SCTP', 9003, true],
+          ['slytherin/1', 'gryffindor/0', 'SCTP', 9005, true],
+        ],
+      },
+    ],
+  },
+  {
+    name: 'CNPBaselineTierGress',
+    upstream: 'baseline-admin-network-policy-standard-gress-rules.go',
+    policies: [
+      clusterNetworkPolicy('default', {
+        tier: 'Baseline',
+        priority: 10,
+        subject: { namespaces: nsSel('gryffindor') },
+        egress: multiProtocolRules(
+          'egress',
+          GRESS_HOUSES,
+          GRESS_PORTS_B,
+          GRESS_EGRESS_PORTS_C,
+          false,
+        ),
+        ingress: multiProtocolRules(
+          'ingress',
+          GRESS_HOUSES,
+          GRESS_PORTS_B,
+          GRESS_INGRESS_PORTS_C,
+          false,
+        ),
+      }),
+    ],
+    steps: [
+      {
+        name: "Should support an 'allow-gress' policy across different protocols",
+        probes: [
+          ['gryffindor/0', 'ravenclaw/0', 'TCP', 80, true],
+          ['gryffindor/1', 'ravenclaw/0', 'UDP', 53, true],
+          ['gryffindor/0', 'ravenclaw/0', 'SCTP', 9003, true],
+          ['ravenclaw/0', 'gryffindor/0', 'TCP', 80, true],
+          ['ravenclaw/1', 'gryffindor/0', 'UDP', 53, true],
+          ['ravenclaw/1', 'gryffindor/0', 'SCTP', 9003, true],
+        ],
+      },
+      {
+        name: "Should support an 'allow-gress' policy across different protocols at the specified ports",
+        probes: [
+          ['gryffindor/0', 'hufflepuff/1', 'TCP', 8080, true],
+          ['gryffindor/1', 'hufflepuff/1', 'TCP', 80, false],
+          ['gryffindor/0', 'hufflepuff/1', 'UDP', 5353, true],
+          ['gryffindor/1', 'hufflepuff/1', 'UDP', 53, false],
+          ['gryffindor/0', 'hufflepuff/1', 'SCTP', 9003, true],
+          ['gryffindor/1', 'hufflepuff/1', 'SCTP', 9005, false],
+          ['hufflepuff/0', 'gryffindor/1', 'TCP', 80, true],
+          ['hufflepuff/1', 'gryffindor/1', 'TCP', 8080, false],
+          ['hufflepuff/0', 'gryffindor/1', 'UDP', 5353, true],
+          ['hufflepuff/1', 'gryffindor/1', 'UDP', 53, false],
+          ['hufflepuff/0', 'gryffindor/1', 'SCTP', 9003, true],
+          ['hufflepuff/1', 'gryffindor/1', 'SCTP', 9005, false],
+        ],
+      },
+      {
+        name: "Should support an 'deny-gress' policy across different protocols",
+        changes: [swap('default', 'egress', 0, 1), swap('default', 'ingress', 0, 1)],
+        probes: [
+          ['gryffindor/0', 'ravenclaw/1', 'TCP', 80, false],
+          ['gryffindor/1', 'ravenclaw/1', 'UDP', 53, false],
+          ['gryffindor/0', 'ravenclaw/1', 'SCTP', 9003, false],
+          ['ravenclaw/0', 'gryffindor/1', 'TCP', 80, false],
+          ['ravenclaw/1', 'gryffindor/1', 'UDP', 53, false],
+          ['ravenclaw/1', 'gryffindor/1', 'SCTP', 9003, false],
+        ],
+      },
+      {
+        name: "Should support a 'deny-gress' policy across different protocols at the specified ports",
+        probes: [
+          ['gryffindor/0', 'slytherin/0', 'TCP', 80, false],
+          ['gryffindor/1', 'slytherin/0', 'TCP', 8080, true],
+          ['gryffindor/0', 'slytherin/0', 'UDP', 53, false],
+          ['gryffindor/1', 'slytherin/0', 'UDP', 5353, true],
+          ['gryffindor/0', 'slytherin/0', 'SCTP', 9003, false],
+          ['gryffindor/1', 'slytherin/0', 'SCTP', 9005, true],
+          ['slytherin/0', 'gryffindor/0', 'TCP', 80, false],
+          ['slytherin/1', 'gryffindor/0', 'TCP', 8080, true],
+          ['slytherin/0', 'gryffindor/0', 'UDP', 53, false],
+          ['slytherin/1', 'gryffindor/0', 'UDP', 5353, true],
+          ['slytherin/0', 'gryffindor/0', 'SCTP', 9003, false],
+          ['slytherin/1', 'gryffindor/0', 'SCTP', 9005, true],
         ],
       },
     ],
