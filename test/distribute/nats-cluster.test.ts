@@ -10,6 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { Distributor } from '../../controller/distribute/distributor.js';
 import { NatsPublisher } from '../../controller/distribute/nats-publisher.js';
@@ -156,7 +157,12 @@ class Rig implements AsyncDisposable {
   }
 }
 
-/** What JetStream keeps for each node: the revision of its last update. */
+/**
+ * What JetStream keeps for each node: the revision of its last update, read
+ * from the stream's leader (STREAM.MSG.GET). A direct get may be answered by
+ * any replica, and a follower still catching up answers with an older message;
+ * what was acknowledged is what the leader and its quorum hold.
+ */
 async function keptRevisions(servers: string[]): Promise<Map<string, string>> {
   const nc = await connect({
     servers,
@@ -165,13 +171,13 @@ async function keptRevisions(servers: string[]): Promise<Map<string, string>> {
     inboxPrefix: '_INBOX_WEIR_CONTROLLER',
   });
   try {
+    const jsm = await jetstreamManager(nc, { timeout: 5_000 });
     const out = new Map<string, string>();
     for (const node of NODES) {
-      const m = await nc.request(
-        directGet(names.spans.stream, names.spans.subject(node)),
-        new Uint8Array(),
-        { timeout: 2_000 },
-      );
+      const m = await jsm.streams.getMessage(names.spans.stream, {
+        last_by_subj: names.spans.subject(node),
+      });
+      if (m === null) continue;
       const manifest = parseManifest(m.data);
       if (!('manifest' in manifest)) {
         const head = Buffer.from(manifest.head, 'base64');
