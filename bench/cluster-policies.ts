@@ -145,7 +145,7 @@ export async function benchClusterPolicies(options: { quick?: boolean } = {}): P
     `  + ClusterNetworkPolicies               ${rate(mc.native).padStart(12)}    ${rate(mc.allows).padStart(16)}   ${((100 * mc.allowed) / probes.length).toFixed(1)}%`,
   );
   say(
-    `  native tables with cluster policies: ${mc.info.tables} direction tables, ${mc.info.ruleLists ?? '?'} rule lists, ${mc.info.indexedTables} indexed`,
+    `  native tables with cluster policies: ${mc.info.tables} direction tables, ${mc.info.ruleLists ?? '?'} rule lists, ${mc.info.classIndexedTables ?? 0} cluster-tier lists indexed by ${mc.info.peerClasses ?? 0} peer classes, ${mc.info.indexedTables} other lists peer-indexed; index ${int(Number(mc.info.indexWords ?? 0))} words`,
   );
   say(`  target: native above 1 M verdicts/s: ${mc.native > 1e6 ? 'MET' : 'NOT MET'}`);
   return `${lines.join('\n')}\n`;

@@ -170,34 +170,48 @@ export function classIndex(
   setOf: (s: PrefixSet) => number,
 ): ClassIndex {
   const anyPeer: number[] = [];
-  const bySet = new Map<number, number[]>();
+  // Positions by set index (the sets `classes` was built from); most sets are not in a given list.
+  const bySet: number[][] = [];
   peers.forEach((p, i) => {
     if (p === null) {
       anyPeer.push(i);
       return;
     }
     const s = setOf(p);
-    let list = bySet.get(s);
-    if (list === undefined) {
-      list = [];
-      bySet.set(s, list);
-    }
-    list.push(i);
+    const list = bySet[s];
+    if (list === undefined) bySet[s] = [i];
+    else list.push(i);
   });
-  const shared = new Map<string, Int32Array>();
+  // Classes in the same sets of this list have the same positions: found by a hash of those
+  // sets, then compared; the positions are gathered once per distinct set of sets.
+  const known = new Map<number, Array<{ sets: Int32Array; positions: Int32Array }>>();
   let size = classes.count;
+  const mine = new Int32Array(classes.members.reduce((n, m) => Math.max(n, m.length), 0));
   const byClass = classes.members.map((sets) => {
-    const positions: number[] = [];
-    for (const s of sets) for (const i of bySet.get(s) ?? []) positions.push(i);
-    positions.sort((a, b) => a - b);
-    const key = positions.join(',');
-    let a = shared.get(key);
-    if (a === undefined) {
-      a = Int32Array.from(positions);
-      shared.set(key, a);
-      size += a.length;
-    }
-    return a;
+    let n = 0;
+    let hash = 0;
+    for (let k = 0; k < sets.length; k++)
+      if (bySet[sets[k]!] !== undefined) {
+        mine[n++] = sets[k]!;
+        hash = Math.imul(hash ^ sets[k]!, 0x01000193);
+      }
+    const these = mine.subarray(0, n);
+    const candidates = known.get(hash);
+    for (const c of candidates ?? []) if (equal(c.sets, these)) return c.positions;
+    const gathered: number[] = [];
+    for (const s of these) for (const i of bySet[s]!) gathered.push(i);
+    const positions = Int32Array.from(gathered).sort();
+    const entry = { sets: these.slice(), positions };
+    if (candidates === undefined) known.set(hash, [entry]);
+    else candidates.push(entry);
+    size += positions.length;
+    return positions;
   });
   return { classes, byClass, anyPeer: Int32Array.from(anyPeer), size };
+}
+
+function equal(a: Int32Array, b: Int32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
