@@ -17,9 +17,8 @@
 import os from 'node:os';
 import { pathToFileURL } from 'node:url';
 import type { Packet, RuleTables } from '../shared/policy/rule-tables.js';
-import { seededRandom } from '../shared/random.js';
-import { clusterNetworkPolicy, type Raw } from '../testing/cluster.js';
-import { PARTNER_NETWORKS, realisticCluster } from '../testing/random-cluster.js';
+import type { Raw } from '../testing/cluster.js';
+import { realisticCluster, realisticClusterPolicies } from '../testing/random-cluster.js';
 import {
   RESULT_STRIDE,
   VERDICT_ALLOWED,
@@ -32,75 +31,6 @@ import {
 import { acquireGc, cpuModel, int, median, nowMs, rate } from './measure.js';
 import { runPipeline, type PipelineResult } from './pipeline.js';
 import { generateProbes } from './probes.js';
-
-const TEAMS = [
-  'payments',
-  'checkout',
-  'catalog',
-  'search',
-  'identity',
-  'platform',
-  'data',
-  'security',
-];
-
-/** `count` cluster policies over a realistic cluster's namespace labels. */
-export function clusterPolicies(count: number, seed = 0xc1a55): Raw[] {
-  const r = seededRandom(seed);
-  const ns = (): Raw =>
-    r.chance(0.5)
-      ? { matchLabels: { team: r.pick(TEAMS) } }
-      : r.chance(0.5)
-        ? { matchLabels: { env: r.pick(['prod', 'staging', 'dev']) } }
-        : { matchLabels: { purpose: r.pick(['monitoring', 'system', 'ingress']) } };
-  const peer = (egress: boolean): Raw => {
-    if (egress && r.chance(0.3))
-      return {
-        networks: r.chance(0.5)
-          ? [r.pick(PARTNER_NETWORKS)[0]]
-          : [r.pick(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'])],
-      };
-    return r.chance(0.7)
-      ? { namespaces: ns() }
-      : {
-          pods: {
-            namespaceSelector: ns(),
-            podSelector: { matchLabels: { app: r.pick(['api', 'web', 'db', 'worker']) } },
-          },
-        };
-  };
-  const rule = (egress: boolean, i: number): Raw => ({
-    name: `r${i}`,
-    action: r.pick(['Accept', 'Deny', 'Pass', 'Pass']),
-    [egress ? 'to' : 'from']: [...Array(1 + r.int(2))].map(() => peer(egress)),
-    ...(r.chance(0.6)
-      ? {
-          protocols: [
-            { tcp: { destinationPort: { number: r.pick([80, 443, 5432, 8080, 9090]) } } },
-          ],
-        }
-      : {}),
-  });
-  const out: Raw[] = [];
-  for (let i = 0; i < count; i++) {
-    const spec: Raw = {
-      tier: r.chance(0.6) ? 'Admin' : 'Baseline',
-      priority: r.int(1001),
-      subject: r.chance(0.8)
-        ? { namespaces: ns() }
-        : {
-            pods: {
-              namespaceSelector: ns(),
-              podSelector: { matchLabels: { app: r.pick(['api', 'web', 'db']) } },
-            },
-          },
-    };
-    if (r.chance(0.8)) spec.ingress = [...Array(1 + r.int(4))].map((_, k) => rule(false, k));
-    if (r.chance(0.6)) spec.egress = [...Array(1 + r.int(4))].map((_, k) => rule(true, k));
-    out.push(clusterNetworkPolicy(`cnp-${i}`, spec));
-  }
-  return out;
-}
 
 function rules(t: RuleTables): { np: number; cnp: number } {
   let np = 0;
@@ -165,7 +95,7 @@ export async function benchClusterPolicies(options: { quick?: boolean } = {}): P
   const namespaces = quick ? 300 : 1000;
   const cnpCount = quick ? 300 : 1000;
   const cluster = realisticCluster(namespaces);
-  const cnps = clusterPolicies(cnpCount);
+  const cnps = realisticClusterPolicies(cnpCount);
   const runs = quick ? 1 : 3;
   const pipelines = (objects: readonly Raw[]): PipelineResult[] => {
     const out: PipelineResult[] = [];
@@ -215,7 +145,7 @@ export async function benchClusterPolicies(options: { quick?: boolean } = {}): P
     `  + ClusterNetworkPolicies               ${rate(mc.native).padStart(12)}    ${rate(mc.allows).padStart(16)}   ${((100 * mc.allowed) / probes.length).toFixed(1)}%`,
   );
   say(
-    `  native tables with cluster policies: ${mc.info.tables} direction tables, ${mc.info.ruleLists ?? '?'} rule lists, ${mc.info.indexedTables} indexed`,
+    `  native tables with cluster policies: ${mc.info.tables} direction tables, ${mc.info.ruleLists ?? '?'} rule lists, ${mc.info.classIndexedTables ?? 0} cluster-tier lists indexed by ${mc.info.peerClasses ?? 0} peer classes, ${mc.info.indexedTables} other lists peer-indexed; index ${int(Number(mc.info.indexWords ?? 0))} words`,
   );
   say(`  target: native above 1 M verdicts/s: ${mc.native > 1e6 ? 'MET' : 'NOT MET'}`);
   return `${lines.join('\n')}\n`;

@@ -131,6 +131,10 @@ export const CHANGE_KINDS = [
   'add-policy',
   'edit-policy',
   'delete-policy',
+  'add-cluster-policy',
+  'edit-cluster-policy',
+  'reprioritize-cluster-policy',
+  'delete-cluster-policy',
   'move-object',
   'touch-file',
   'invalid-edit',
@@ -220,6 +224,14 @@ interface PolicySpec {
   spec: Raw;
   file: string;
 }
+/** A ClusterNetworkPolicy (cluster-scoped: `namespace` is ''). */
+interface ClusterPolicySpec {
+  readonly kind: 'ClusterNetworkPolicy';
+  readonly namespace: '';
+  readonly name: string;
+  spec: Raw;
+  file: string;
+}
 /** A file whose content on disk is invalid: frozen (its objects keep their last valid version) until repaired or deleted. */
 interface Broken {
   readonly how: string;
@@ -229,6 +241,32 @@ interface Broken {
 const NAMESPACE_POOL = ['alpha', 'beta', 'gamma', 'delta'];
 const POD_POOL = ['web', 'api', 'db', 'cache', 'worker', 'job'];
 const POLICY_POOL = ['np-a', 'np-b', 'np-c', 'np-d', 'np-e', 'np-f'];
+const CLUSTER_POLICY_POOL = ['cnp-a', 'cnp-b', 'cnp-c', 'cnp-d', 'cnp-e'];
+/** Priorities drawn from a few values, so that policies of one tier often tie. */
+const CNP_PRIORITIES = [0, 5, 5, 10, 10, 100, 1000];
+/** Networks a cluster policy's egress names: pod ranges, nodes, the outside, whole families. */
+const CNP_NETWORKS = [
+  '10.244.0.0/16',
+  '10.244.1.0/24',
+  '10.244.2.0/28',
+  '10.240.0.0/24',
+  '10.240.0.2/32',
+  '192.0.2.0/24',
+  '0.0.0.0/0',
+  'fd00:244::/32',
+  'fd00:244:3::/48',
+  '::/0',
+];
+/** Node labels (fixed: `nodes` peers select by them). */
+const NODE_LABELS: Readonly<Record<NodeName, Labels>> = {
+  'node-a': { zone: 'east', role: 'worker' },
+  'node-b': { zone: 'west', role: 'worker' },
+  'node-c': { zone: 'east', role: 'infra' },
+};
+const NODE_LABEL_VALUES: Readonly<Record<string, readonly string[]>> = {
+  zone: ['east', 'west'],
+  role: ['worker', 'infra'],
+};
 const POD_LABELS: Readonly<Record<string, readonly string[]>> = {
   app: ['web', 'api', 'db'],
   tier: ['front', 'back'],
@@ -290,6 +328,7 @@ export class RandomCluster {
   readonly namespaces = new Map<string, NamespaceSpec>();
   readonly pods = new Map<string, PodSpec>();
   readonly policies = new Map<string, PolicySpec>();
+  readonly clusterPolicies = new Map<string, ClusterPolicySpec>();
   readonly broken = new Map<string, Broken>();
   /** Addresses of pods deleted or finished, most recent last: what a new pod is given when addresses are reused. */
   private readonly freed: string[] = [];
@@ -307,6 +346,7 @@ export class RandomCluster {
     for (const ns of NAMESPACE_POOL.slice(0, 3)) this.addNamespace(ns);
     for (let i = 0; i < 10; i++) this.addPod();
     for (let i = 0; i < 5; i++) this.addPolicy();
+    if (!skip.has('add-cluster-policy')) for (let i = 0; i < 2; i++) this.addClusterPolicy();
     this.roundStart = this.render(false);
   }
 
@@ -323,6 +363,8 @@ export class RandomCluster {
     for (const ns of [...this.namespaces.values()].sort(byName)) add(ns.file, namespaceRaw(ns));
     for (const p of [...this.pods.values()].sort(byName)) add(p.file, podRaw(p));
     for (const p of [...this.policies.values()].sort(byName)) add(p.file, policyRaw(p));
+    for (const p of [...this.clusterPolicies.values()].sort(byName))
+      add(p.file, clusterPolicyRaw(p));
     const out = new Map<string, string>();
     for (const [file, objects] of [...byFile].sort(([a], [b]) => (a < b ? -1 : 1))) {
       const broken = real ? this.broken.get(file) : undefined;
@@ -360,6 +402,10 @@ export class RandomCluster {
       ['edit-policy', 12],
       // Often: deleting a policy that spans nodes with different policy sets is where spans go wrong.
       ['delete-policy', this.policies.size > 2 ? 9 : 1],
+      ['add-cluster-policy', this.clusterPolicies.size < 4 ? 6 : 1],
+      ['edit-cluster-policy', this.clusterPolicies.size > 0 ? 8 : 0],
+      ['reprioritize-cluster-policy', this.clusterPolicies.size > 0 ? 4 : 0],
+      ['delete-cluster-policy', this.clusterPolicies.size > 1 ? 4 : 0],
       ['move-object', 3],
       ['touch-file', 2],
       ['invalid-edit', this.broken.size < 2 ? 3 : 0],
@@ -411,6 +457,14 @@ export class RandomCluster {
         return this.editPolicy();
       case 'delete-policy':
         return this.deletePolicy();
+      case 'add-cluster-policy':
+        return this.addClusterPolicy();
+      case 'edit-cluster-policy':
+        return this.editClusterPolicy();
+      case 'reprioritize-cluster-policy':
+        return this.reprioritizeClusterPolicy();
+      case 'delete-cluster-policy':
+        return this.deleteClusterPolicy();
       case 'move-object':
         return this.moveObject();
       case 'touch-file':
@@ -750,28 +804,186 @@ export class RandomCluster {
     return `policy ${key(p)} (${p.file})`;
   }
 
+  // --- ClusterNetworkPolicies ---------------------------------------------------
+
+  /**
+   * A namespace selector for a cluster policy's subject: never the canary's
+   * namespace (labelled purpose=canary), whose traffic is the sync proof.
+   */
+  private subjectNamespaces(): Raw {
+    const s = this.selector(NS_LABELS);
+    const expressions = (s.matchExpressions as Raw[] | undefined) ?? [];
+    return {
+      ...s,
+      matchExpressions: [...expressions, { key: 'purpose', operator: 'DoesNotExist' }],
+    };
+  }
+
+  private clusterPeer(egress: boolean): Raw {
+    const r = this.r;
+    const k = r.int(10);
+    if (!egress || k < 6)
+      return r.chance(0.4)
+        ? { namespaces: this.selector(NS_LABELS) }
+        : {
+            pods: {
+              namespaceSelector: this.selector(NS_LABELS),
+              podSelector: this.selector(POD_LABELS),
+            },
+          };
+    if (k < 9) return { networks: [...new Set([r.pick(CNP_NETWORKS), r.pick(CNP_NETWORKS)])] };
+    return { nodes: this.selector(NODE_LABEL_VALUES) };
+  }
+
+  private clusterProtocols(named: boolean): Raw[] {
+    const r = this.r;
+    return [...Array(1 + r.int(2))].map(() => {
+      if (named && r.chance(0.3)) return { destinationNamedPort: r.pick(NAMED_PORTS).name };
+      const proto = r.pick(['tcp', 'udp', 'sctp']);
+      if (r.chance(0.6)) return { [proto]: { destinationPort: { number: r.pick(NUMERIC_PORTS) } } };
+      const [start, end] = r.pick(PORT_RANGES);
+      return { [proto]: { destinationPort: { range: { start, end } } } };
+    });
+  }
+
+  private clusterRules(egress: boolean): Raw[] {
+    const r = this.r;
+    return [...Array(1 + r.int(3))].map((_, i) => {
+      const peers = [...Array(1 + r.int(2))].map(() => this.clusterPeer(egress));
+      // The CRD refuses a named port next to networks or nodes peers.
+      const named = peers.every((x) => x.namespaces !== undefined || x.pods !== undefined);
+      return {
+        ...(r.chance(0.7) ? { name: `r${i}` } : {}),
+        action: r.pick(['Accept', 'Deny', 'Pass']),
+        [egress ? 'to' : 'from']: peers,
+        ...(r.chance(0.5) ? { protocols: this.clusterProtocols(named) } : {}),
+      };
+    });
+  }
+
+  private clusterPolicySpec(): Raw {
+    const r = this.r;
+    const spec: Raw = {
+      tier: r.chance(0.5) ? 'Admin' : 'Baseline',
+      priority: r.pick(CNP_PRIORITIES),
+      subject: r.chance(0.4)
+        ? { namespaces: this.subjectNamespaces() }
+        : {
+            pods: {
+              namespaceSelector: this.subjectNamespaces(),
+              podSelector: this.selector(POD_LABELS),
+            },
+          },
+    };
+    const ingress = r.chance(0.75);
+    if (ingress) spec.ingress = this.clusterRules(false);
+    if (!ingress || r.chance(0.6)) spec.egress = this.clusterRules(true);
+    return spec;
+  }
+
+  private addClusterPolicy(): string | undefined {
+    const r = this.r;
+    const name = r.pick(CLUSTER_POLICY_POOL.filter((n) => !this.clusterPolicies.has(n)));
+    if (name === undefined) return undefined;
+    const file = r.pick([
+      'cluster/cluster-policies.yaml',
+      `cluster/cnp/${name}.yaml`,
+      `cluster/cnp/${name}.json`,
+    ]);
+    if (!this.free(file)) return undefined;
+    const p: ClusterPolicySpec = {
+      kind: 'ClusterNetworkPolicy',
+      namespace: '',
+      name,
+      spec: this.clusterPolicySpec(),
+      file,
+    };
+    this.clusterPolicies.set(name, p);
+    return `cluster policy ${name} ${JSON.stringify(p.spec)} (${file})`;
+  }
+
+  private editClusterPolicy(): string | undefined {
+    const r = this.r;
+    const p = this.pickFree([...this.clusterPolicies.values()]);
+    if (p === undefined) return undefined;
+    const spec: Raw = structuredClone(p.spec);
+    const what = r.pick(['tier', 'subject', 'ingress', 'egress', 'action', 'order', 'all']);
+    const rules = (d: 'ingress' | 'egress') => spec[d] as Raw[] | undefined;
+    if (what === 'tier') spec.tier = spec.tier === 'Admin' ? 'Baseline' : 'Admin';
+    else if (what === 'subject') spec.subject = this.clusterPolicySpec().subject;
+    else if (what === 'ingress' || what === 'egress') {
+      if (r.chance(0.2) && rules(what === 'ingress' ? 'egress' : 'ingress') !== undefined)
+        delete spec[what];
+      else spec[what] = this.clusterRules(what === 'egress');
+    } else if (what === 'action' || what === 'order') {
+      const d = r.pick((['ingress', 'egress'] as const).filter((x) => rules(x) !== undefined));
+      const list = d === undefined ? undefined : rules(d);
+      if (list === undefined) return undefined;
+      if (what === 'action') {
+        const rule = r.pick(list);
+        rule.action = r.pick(['Accept', 'Deny', 'Pass'].filter((a) => a !== rule.action));
+      } else {
+        if (list.length < 2) return undefined;
+        const i = r.int(list.length);
+        const j = (i + 1 + r.int(list.length - 1)) % list.length;
+        [list[i], list[j]] = [list[j]!, list[i]!];
+      }
+    }
+    p.spec = what === 'all' ? this.clusterPolicySpec() : spec;
+    return `cluster policy ${p.name} ${what}: ${JSON.stringify(p.spec)}`;
+  }
+
+  /** A priority change: often onto another policy's priority (a tie, decided by name). */
+  private reprioritizeClusterPolicy(): string | undefined {
+    const r = this.r;
+    const p = this.pickFree([...this.clusterPolicies.values()]);
+    if (p === undefined) return undefined;
+    const others = [...this.clusterPolicies.values()].filter((o) => o !== p);
+    const before = p.spec.priority;
+    const tie = others.length > 0 && r.chance(0.5);
+    p.spec = {
+      ...p.spec,
+      priority: tie ? r.pick(others).spec.priority : r.pick(CNP_PRIORITIES),
+    };
+    return `cluster policy ${p.name} priority ${before} -> ${p.spec.priority}${tie ? ' (a tie)' : ''}`;
+  }
+
+  private deleteClusterPolicy(): string | undefined {
+    const p = this.pickFree([...this.clusterPolicies.values()]);
+    if (p === undefined) return undefined;
+    this.clusterPolicies.delete(p.name);
+    return `cluster policy ${p.name} (${p.file})`;
+  }
+
   /** An object moves to another file (another layout): it must not be withdrawn on the way. */
   private moveObject(): string | undefined {
     const r = this.r;
-    const objects: Array<PodSpec | PolicySpec | NamespaceSpec> = [
+    const objects: Array<PodSpec | PolicySpec | NamespaceSpec | ClusterPolicySpec> = [
       ...this.pods.values(),
       ...this.policies.values(),
       ...this.namespaces.values(),
+      ...this.clusterPolicies.values(),
     ];
     const o = this.pickFree(objects);
     if (o === undefined) return undefined;
     const ns = 'namespace' in o ? o.namespace : o.name;
     const candidates =
-      'ips' in o
-        ? [`${ns}/pods.yaml`, `${ns}/pods/${o.name}.yaml`, `${ns}/workloads-list.yaml`]
-        : 'spec' in o
-          ? [`${ns}/policies.yaml`, `${ns}/policies/${o.name}.yml`, `${ns}/workloads-list.yaml`]
-          : ['cluster/namespaces.yaml', `${ns}/namespace.yaml`];
+      'kind' in o
+        ? [
+            'cluster/cluster-policies.yaml',
+            `cluster/cnp/${o.name}.yaml`,
+            `cluster/cnp/${o.name}.json`,
+          ]
+        : 'ips' in o
+          ? [`${ns}/pods.yaml`, `${ns}/pods/${o.name}.yaml`, `${ns}/workloads-list.yaml`]
+          : 'spec' in o
+            ? [`${ns}/policies.yaml`, `${ns}/policies/${o.name}.yml`, `${ns}/workloads-list.yaml`]
+            : ['cluster/namespaces.yaml', `${ns}/namespace.yaml`];
     const to = r.pick(candidates.filter((f) => f !== o.file && this.free(f)));
     if (to === undefined) return undefined;
     const from = o.file;
     o.file = to;
-    return `${'namespace' in o ? key(o) : o.name} ${from} -> ${to}`;
+    return `${'namespace' in o && o.namespace !== '' ? key(o) : o.name} ${from} -> ${to}`;
   }
 
   /** Rewrites a file with the same content: nothing may change. */
@@ -808,17 +1020,33 @@ export class RandomCluster {
         ? { how: 'JSON syntax error (last brace missing)', text: text.trimEnd().slice(0, -1) }
         : { how: 'YAML syntax error', text: text.replace('metadata:', 'metadata: {') };
     } else {
-      const policies = objects.filter((o): o is PolicySpec => 'spec' in o);
+      const policies = objects.filter((o): o is PolicySpec | ClusterPolicySpec => 'spec' in o);
       const pods = objects.filter((o): o is PodSpec => 'ips' in o);
       const raws: Raw[] = objects.map((o) =>
-        'spec' in o ? policyRaw(o) : 'ips' in o ? podRaw(o) : namespaceRaw(o),
+        'kind' in o
+          ? clusterPolicyRaw(o)
+          : 'spec' in o
+            ? policyRaw(o)
+            : 'ips' in o
+              ? podRaw(o)
+              : namespaceRaw(o),
       );
       const target =
         policies.length > 0 ? r.pick(policies) : pods.length > 0 ? r.pick(pods) : undefined;
       if (target === undefined) return undefined;
       const raw = raws[objects.indexOf(target)]!;
       let what: string;
-      if ('spec' in target) {
+      if ('kind' in target) {
+        const spec = raw.spec as Raw;
+        if (how === 'value') {
+          spec.priority = 1001;
+          what = `cluster policy ${target.name} gets priority 1001 (above 1000)`;
+        } else {
+          spec.subjct = spec.subject;
+          delete spec.subject;
+          what = `cluster policy ${target.name} spec.subject misspelt "subjct"`;
+        }
+      } else if ('spec' in target) {
         const spec = raw.spec as Raw;
         if (how === 'value') {
           spec.ingress = [
@@ -853,11 +1081,12 @@ export class RandomCluster {
     return `${file}: ${broken.how}`;
   }
 
-  private objectsIn(file: string): Array<NamespaceSpec | PodSpec | PolicySpec> {
+  private objectsIn(file: string): Array<NamespaceSpec | PodSpec | PolicySpec | ClusterPolicySpec> {
     return [
       ...[...this.namespaces.values()].sort(byName),
       ...[...this.pods.values()].sort(byName),
       ...[...this.policies.values()].sort(byName),
+      ...[...this.clusterPolicies.values()].sort(byName),
     ].filter((o) => o.file === file);
   }
 
@@ -876,13 +1105,14 @@ export class RandomCluster {
     const objects = this.objectsIn(file);
     this.broken.delete(file);
     for (const o of objects) {
-      if ('ips' in o) {
+      if ('kind' in o) this.clusterPolicies.delete(o.name);
+      else if ('ips' in o) {
         this.pods.delete(key(o));
         if (running(o)) this.release(o);
       } else if ('spec' in o) this.policies.delete(key(o));
       else this.namespaces.delete(o.name);
     }
-    return `${file} removed with ${objects.map((o) => ('namespace' in o ? key(o) : o.name)).join(', ')}`;
+    return `${file} removed with ${objects.map((o) => ('namespace' in o && o.namespace !== '' ? key(o) : o.name)).join(', ')}`;
   }
 
   /** Marks the start of a round: what the controller has read is the current valid state. */
@@ -944,11 +1174,20 @@ function policyRaw(p: { namespace: string; name: string; spec: Raw }): Raw {
   };
 }
 
+function clusterPolicyRaw(p: { name: string; spec: Raw }): Raw {
+  return {
+    apiVersion: 'policy.networking.k8s.io/v1alpha2',
+    kind: 'ClusterNetworkPolicy',
+    metadata: { name: p.name },
+    spec: structuredClone(p.spec),
+  };
+}
+
 function nodeRaw(node: NodeName): Raw {
   return {
     apiVersion: 'v1',
     kind: 'Node',
-    metadata: { name: node },
+    metadata: { name: node, labels: NODE_LABELS[node] },
     status: {
       addresses: [
         { type: 'InternalIP', address: NODE_ADDRESSES[node] },
@@ -1502,6 +1741,8 @@ interface Decision {
   readonly tier: string;
   readonly policies: readonly string[];
   readonly rule: string;
+  /** ClusterNetworkPolicy Pass rules that handed the decision on, in order. */
+  readonly passed: readonly string[];
 }
 
 function decisionOf(d: DirectionExplanation): Decision {
@@ -1513,6 +1754,7 @@ function decisionOf(d: DirectionExplanation): Decision {
     tier: d.tier ?? '',
     policies: d.policies.map(ref),
     rule: d.rule ? `${ref(d.rule.policy)} ${d.rule.field}` : '',
+    passed: (d.passed ?? []).map((x) => `${ref(x.policy)} ${x.field}`),
   };
 }
 
@@ -1524,7 +1766,8 @@ export function describeDecision(d: Decision): string {
   if (!d.enforced) return 'not enforced here';
   const verdict = d.allowed ? 'ALLOWED' : 'DENIED';
   const isolated = d.policies.length > 0 ? `isolated by ${d.policies.join(', ')}` : 'not isolated';
-  return `${verdict} at ${d.endpoint} [${d.tier || '-'}] ${isolated}${d.rule ? `; rule ${d.rule}` : ''}`;
+  const passed = d.passed.length > 0 ? `; passed by ${d.passed.join(', ')}` : '';
+  return `${verdict} at ${d.endpoint} [${d.tier || '-'}] ${isolated}${d.rule ? `; rule ${d.rule}` : ''}${passed}`;
 }
 
 export interface Disagreement {
@@ -1670,6 +1913,8 @@ export interface RoundResult {
   readonly writes: number;
   readonly sync: SyncProof;
   readonly cells: number;
+  /** Cells the analysis has decided by a ClusterNetworkPolicy tier or after a Pass: what the cluster policies exercised. */
+  readonly clusterTierCells: number;
   readonly disagreements: readonly Disagreement[];
   /** Problems the offline analysis reported for the directory it read (the generator writes valid manifests, broken files aside). */
   readonly analysisIssues: readonly string[];
@@ -1802,6 +2047,12 @@ export async function runSeed(options: LiveOptions): Promise<SeedResult> {
         writes,
         sync,
         cells: cs.length,
+        clusterTierCells: cs.filter(
+          (c) =>
+            c.offline.tier === 'admin' ||
+            c.offline.tier === 'baseline' ||
+            c.offline.passed.length > 0,
+        ).length,
         disagreements,
         analysisIssues,
         brokenFiles: [...cluster.broken.keys()],
@@ -1815,7 +2066,7 @@ export async function runSeed(options: LiveOptions): Promise<SeedResult> {
           `seed ${options.seed} round ${round} (${reproduceCommand(options, round)}):\n${result.disagreements.map((d) => `  ${describeDisagreement(d)}`).join('\n')}\n`,
         );
       progress(
-        `seed ${options.seed} round ${round}/${options.rounds}: ${changes.length} change(s), ${writes} write(s), disruption ${disruption}; ${sync.proven ? `in sync at revision ${sync.revision} after ${sync.waitedMs} ms` : 'NO PROOF OF SYNC'}; ${cs.length} cells (analysis ${offlineMs} ms, agents ${liveMs} ms), ${disagreements.length} disagreement(s); ${result.ms} ms`,
+        `seed ${options.seed} round ${round}/${options.rounds}: ${changes.length} change(s), ${writes} write(s), disruption ${disruption}; ${sync.proven ? `in sync at revision ${sync.revision} after ${sync.waitedMs} ms` : 'NO PROOF OF SYNC'}; ${cs.length} cells (${result.clusterTierCells} decided by a cluster tier or after a Pass; analysis ${offlineMs} ms, agents ${liveMs} ms), ${disagreements.length} disagreement(s); ${result.ms} ms`,
       );
       if (!sync.proven) break;
       if (rounds.filter(failed).length >= maxFailing) break;

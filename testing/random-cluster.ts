@@ -1289,3 +1289,77 @@ function token(rng: SeededRandom, length: number): string {
   for (let i = 0; i < length; i++) s += alphabet[rng.int(alphabet.length)];
   return s;
 }
+
+const CNP_TEAMS = [
+  'payments',
+  'checkout',
+  'catalog',
+  'search',
+  'identity',
+  'platform',
+  'data',
+  'security',
+];
+
+/**
+ * `count` ClusterNetworkPolicies over realisticCluster's namespace labels
+ * (bench/cluster-policies.ts): Admin and Baseline, priorities 0..1000,
+ * subjects and peers by team/env/purpose namespace labels (pods by app),
+ * partner and private networks, Accept/Deny/Pass, TCP ports.
+ */
+export function realisticClusterPolicies(count: number, seed = 0xc1a55): Raw[] {
+  const r = seededRandom(seed);
+  const ns = (): Raw =>
+    r.chance(0.5)
+      ? { matchLabels: { team: r.pick(CNP_TEAMS) } }
+      : r.chance(0.5)
+        ? { matchLabels: { env: r.pick(['prod', 'staging', 'dev']) } }
+        : { matchLabels: { purpose: r.pick(['monitoring', 'system', 'ingress']) } };
+  const peer = (egress: boolean): Raw => {
+    if (egress && r.chance(0.3))
+      return {
+        networks: r.chance(0.5)
+          ? [r.pick(PARTNER_NETWORKS)[0]]
+          : [r.pick(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'])],
+      };
+    return r.chance(0.7)
+      ? { namespaces: ns() }
+      : {
+          pods: {
+            namespaceSelector: ns(),
+            podSelector: { matchLabels: { app: r.pick(['api', 'web', 'db', 'worker']) } },
+          },
+        };
+  };
+  const rule = (egress: boolean, i: number): Raw => ({
+    name: `r${i}`,
+    action: r.pick(['Accept', 'Deny', 'Pass', 'Pass']),
+    [egress ? 'to' : 'from']: [...Array(1 + r.int(2))].map(() => peer(egress)),
+    ...(r.chance(0.6)
+      ? {
+          protocols: [
+            { tcp: { destinationPort: { number: r.pick([80, 443, 5432, 8080, 9090]) } } },
+          ],
+        }
+      : {}),
+  });
+  const out: Raw[] = [];
+  for (let i = 0; i < count; i++) {
+    const spec: Raw = {
+      tier: r.chance(0.6) ? 'Admin' : 'Baseline',
+      priority: r.int(1001),
+      subject: r.chance(0.8)
+        ? { namespaces: ns() }
+        : {
+            pods: {
+              namespaceSelector: ns(),
+              podSelector: { matchLabels: { app: r.pick(['api', 'web', 'db']) } },
+            },
+          },
+    };
+    if (r.chance(0.8)) spec.ingress = [...Array(1 + r.int(4))].map((_, k) => rule(false, k));
+    if (r.chance(0.6)) spec.egress = [...Array(1 + r.int(4))].map((_, k) => rule(true, k));
+    out.push(clusterNetworkPolicy(`cnp-${i}`, spec));
+  }
+  return out;
+}

@@ -9,6 +9,7 @@
 import { type Ip, parseCidr, parseIp } from '../net/ip.js';
 import { PrefixSet } from '../net/prefix-set.js';
 import { InternalError } from '../errors.js';
+import { CLASS_INDEX_BUDGET, type ClassIndex, PeerClasses, classIndex } from './peer-classes.js';
 import { PortMatcher } from './port-matcher.js';
 import {
   RuleTables,
@@ -34,7 +35,16 @@ import {
 export interface CompileOptions {
   /** Which endpoints get tables (an agent: those on its node). Default: all. */
   readonly isLocal?: (e: Endpoint) => boolean;
+  /**
+   * Admin and Baseline rule lists of at least this many rules get a peer
+   * index (peer-classes.ts; default CLASS_INDEX_MIN_RULES; 0: every list;
+   * Infinity: none). The verdicts are the same either way.
+   */
+  readonly classIndexMinRules?: number;
 }
+
+/** Cluster-tier lists shorter than this are scanned: a scan of a few rules beats an index. */
+export const CLASS_INDEX_MIN_RULES = 16;
 
 const NOT_ISOLATED: DirectionTable = Object.freeze({
   policies: [],
@@ -43,6 +53,8 @@ const NOT_ISOLATED: DirectionTable = Object.freeze({
   admin: [],
   baselinePolicies: [],
   baseline: [],
+  adminIndex: null,
+  baselineIndex: null,
 });
 
 const NO_RULES: readonly CompiledRule[] = Object.freeze([]);
@@ -96,20 +108,68 @@ export function compile(snapshot: PolicySnapshot, options: CompileOptions = {}):
     }
   }
 
+  const drafts = local.map((e) => {
+    const s = selecting.get(endpointKey(e))!;
+    return {
+      e,
+      ingress: c.table(s.ingress, s.adminIngress, s.baselineIngress, 'ingress', e),
+      egress: c.table(s.egress, s.adminEgress, s.baselineEgress, 'egress', e),
+    };
+  });
+  const indexes = clusterIndexes(
+    drafts.flatMap((d) => [d.ingress.admin, d.ingress.baseline, d.egress.admin, d.egress.baseline]),
+    options.classIndexMinRules ?? CLASS_INDEX_MIN_RULES,
+  );
+  const indexed = (t: DirectionTable): DirectionTable => {
+    const adminIndex = indexes.get(t.admin) ?? null;
+    const baselineIndex = indexes.get(t.baseline) ?? null;
+    return adminIndex === null && baselineIndex === null ? t : { ...t, adminIndex, baselineIndex };
+  };
   const endpoints = new Map<string, CompiledEndpoint>();
-  for (const e of local) {
+  for (const { e, ingress, egress } of drafts) {
     const key = endpointKey(e);
-    const s = selecting.get(key)!;
     endpoints.set(key, {
       endpoint: e,
       key,
       ips: e.ips.map((ip) => c.ip(ip)),
       node: c.nodeSet(e),
-      ingress: c.table(s.ingress, s.adminIngress, s.baselineIngress, 'ingress', e),
-      egress: c.table(s.egress, s.adminEgress, s.baselineEgress, 'egress', e),
+      ingress: indexed(ingress),
+      egress: indexed(egress),
     });
   }
   return new RuleTables(snapshot, endpoints);
+}
+
+/**
+ * Peer indexes of the distinct cluster-tier lists of at least `minRules`
+ * rules, over one PeerClasses of all their peers; lists past the budget
+ * stay unindexed.
+ */
+function clusterIndexes(
+  lists: readonly (readonly CompiledRule[])[],
+  minRules: number,
+): Map<readonly CompiledRule[], ClassIndex> {
+  const out = new Map<readonly CompiledRule[], ClassIndex>();
+  const distinct = [...new Set(lists)].filter((l) => l.length > 0 && l.length >= minRules);
+  if (distinct.length === 0) return out;
+  const sets = new Map<PrefixSet, number>();
+  for (const l of distinct)
+    for (const r of l) if (r.peer !== null && !sets.has(r.peer)) sets.set(r.peer, sets.size);
+  const classes = PeerClasses.of([...sets.keys()]);
+  if (classes === undefined) return out;
+  let used = 0;
+  for (const l of distinct) {
+    if (used + classes.count > CLASS_INDEX_BUDGET) break;
+    const x = classIndex(
+      classes,
+      l.map((r) => r.peer),
+      (s) => sets.get(s)!,
+    );
+    used += x.size;
+    if (used > CLASS_INDEX_BUDGET) break;
+    out.set(l, x);
+  }
+  return out;
 }
 
 /** Every policy the application policy set names, in its order; each must be in the tier it names. */
@@ -215,6 +275,8 @@ class Compiler {
       admin: rulesOf(admin),
       baselinePolicies: baseline.map((p) => p.id),
       baseline: rulesOf(baseline),
+      adminIndex: null,
+      baselineIndex: null,
     };
   }
 

@@ -27,6 +27,7 @@
  */
 import type { Ip } from '../net/ip.js';
 import type { PrefixSet } from '../net/prefix-set.js';
+import type { ClassIndex } from './peer-classes.js';
 import type { PortMatcher } from './port-matcher.js';
 import type {
   Direction,
@@ -67,6 +68,9 @@ export interface DirectionTable {
   /** The same for the Baseline tier. */
   readonly baselinePolicies: readonly string[];
   readonly baseline: readonly CompiledRule[];
+  /** Peer indexes of `admin` and `baseline` (peer-classes.ts); null: scanned in order. */
+  readonly adminIndex: ClassIndex | null;
+  readonly baselineIndex: ClassIndex | null;
 }
 
 export interface CompiledEndpoint {
@@ -149,6 +153,39 @@ function firstMatch(
 }
 
 /**
+ * The same first match through the list's peer index: the lowest position
+ * among the any-peer rules and the rules of the peer's class whose ports
+ * admit the packet (their peers hold `peer` by construction).
+ */
+function firstIndexed(
+  rules: readonly CompiledRule[],
+  index: ClassIndex,
+  peerClass: number,
+  protocol: number,
+  port: number,
+  destination: Ip,
+): CompiledRule | undefined {
+  let best = rules.length;
+  const any = index.anyPeer;
+  for (let k = 0; k < any.length; k++) {
+    const r = rules[any[k]!]!;
+    if (r.ports === null || r.ports.matches(protocol, port, destination)) {
+      best = any[k]!;
+      break;
+    }
+  }
+  const own = index.byClass[peerClass]!;
+  for (let k = 0; k < own.length && own[k]! < best; k++) {
+    const r = rules[own[k]!]!;
+    if (r.ports === null || r.ports.matches(protocol, port, destination)) {
+      best = own[k]!;
+      break;
+    }
+  }
+  return best < rules.length ? rules[best] : undefined;
+}
+
+/**
  * Evaluates one direction of one endpoint, tier by tier. `peer` is the other
  * end's address; `destination` is the packet's destination (the endpoint
  * itself for ingress, the peer for egress), against which egress named
@@ -165,8 +202,19 @@ export function evaluateDirection(
   ownNode = false,
   passed?: CompiledRule[],
 ): DirectionResult {
+  // The peer's class, looked up once when both cluster tiers' indexes share one PeerClasses.
+  let peerClass = -1;
+  let classedBy: ClassIndex['classes'] | undefined;
   if (table.admin.length > 0) {
-    const r = firstMatch(table.admin, peer, protocol, port, destination);
+    const x = table.adminIndex;
+    if (x !== null) {
+      peerClass = x.classes.classOf(peer);
+      classedBy = x.classes;
+    }
+    const r =
+      x === null
+        ? firstMatch(table.admin, peer, protocol, port, destination)
+        : firstIndexed(table.admin, x, peerClass, protocol, port, destination);
     if (r !== undefined) {
       if (r.action !== 'next-tier') return r;
       passed?.push(r);
@@ -180,7 +228,12 @@ export function evaluateDirection(
     passed?.push(r);
   }
   if (table.baseline.length > 0) {
-    const r = firstMatch(table.baseline, peer, protocol, port, destination);
+    const x = table.baselineIndex;
+    if (x !== null && x.classes !== classedBy) peerClass = x.classes.classOf(peer);
+    const r =
+      x === null
+        ? firstMatch(table.baseline, peer, protocol, port, destination)
+        : firstIndexed(table.baseline, x, peerClass, protocol, port, destination);
     if (r !== undefined) {
       if (r.action !== 'next-tier') return r;
       passed?.push(r);

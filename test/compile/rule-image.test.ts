@@ -214,6 +214,8 @@ function handMadeTables(rule: Partial<CompiledRule>): RuleTables {
     admin: [],
     baselinePolicies: [],
     baseline: [],
+    adminIndex: null,
+    baselineIndex: null,
   };
   const endpoint = {
     endpoint: {

@@ -40,7 +40,13 @@ import {
   type VerdictEngine,
 } from '../../vrouter-agent/compile/verdict-engine.js';
 import { build, namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
-import { allProbes, randomCluster } from '../../testing/random-cluster.js';
+import {
+  allProbes,
+  randomCluster,
+  realisticCluster,
+  realisticClusterPolicies,
+} from '../../testing/random-cluster.js';
+import { seededRandom } from '../../shared/random.js';
 
 const native = nativeRuleEvaluator();
 const skipNative =
@@ -612,4 +618,52 @@ test('the engine reports which implementation decides and why', () => {
       () => createVerdictEngine(b.tables, { implementation: 'native' }),
       /native verdict engine unavailable/,
     );
+});
+
+test('a hundred broad ClusterNetworkPolicies: every long cluster-tier list is peer-class indexed in both engines, and their verdicts equal decide()', {
+  skip: skipNative,
+}, () => {
+  // Hundreds of cluster-tier rules per pod drawing their peers from a few
+  // dozen shared selector groups: a per-list segment tree files every rule's
+  // ranges and ran out of budget at bench size, leaving the lists scanned.
+  const cluster = realisticCluster(100);
+  const b = build([...cluster.objects, ...realisticClusterPolicies(100)]);
+  assert.deepEqual(b.issues, []);
+  const long = new Set<readonly unknown[]>();
+  let longTables = 0;
+  for (const e of b.tables.endpoints.values())
+    for (const d of [e.ingress, e.egress])
+      for (const [list, index] of [
+        [d.admin, d.adminIndex],
+        [d.baseline, d.baselineIndex],
+      ] as const)
+        if (list.length >= 32) {
+          long.add(list);
+          longTables++;
+          assert.ok(
+            index !== null && index !== undefined,
+            `${e.key}: a ${list.length}-rule cluster-tier list is scanned`,
+          );
+        }
+  assert.ok(long.size > 20, `only ${long.size} long cluster-tier lists`);
+  const engine = createVerdictEngine(b.tables, { implementation: 'native' });
+  const info = engine.info();
+  // The image stores equal tables once: at least one class-indexed table per distinct long list.
+  assert.ok(
+    typeof info.classIndexedTables === 'number' && info.classIndexedTables >= long.size,
+    `native: ${info.classIndexedTables} class-indexed tables for ${long.size} long lists (${longTables} directions)`,
+  );
+  const ips = [...b.tables.byIp.keys()];
+  const r = seededRandom(7);
+  const probes: Packet[] = [];
+  for (let i = 0; i < 20_000; i++)
+    probes.push({
+      src: r.pick(ips),
+      dst: r.pick(ips),
+      protocol: r.pick([6, 6, 17]),
+      dstPort: r.pick([80, 443, 5432, 8080, 9090, 53]),
+    });
+  const ref = reference(b.tables, probes);
+  checkEngine(b.tables, engine, ref, 'realistic cluster with 100 cluster policies');
+  engine[Symbol.dispose]();
 });

@@ -56,6 +56,19 @@
 // (kMaxPeerRangesPerTable, kIndexWordBudget); a table beyond the bounds is
 // scanned linearly, a list beyond them scanned in order.
 //
+// The cluster tiers (Admin and Baseline lists) are indexed by peer class
+// instead, as RuleTables does (shared/policy/peer-classes.ts): a thousand
+// ClusterNetworkPolicies give a pod hundreds of rules whose peers are a few
+// dozen shared selector groups and networks, which a per-list segment tree
+// files range by range (it exhausted the budget at that size, leaving the
+// lists scanned). One PeerClasses per image cuts the address space at the
+// range boundaries of those groups; addresses in the same groups share a
+// class, found once per direction by binary search. Each list maps a class to
+// the positions of its rules whose peer holds the class (PortSummary when
+// long), plus its any-peer rules; the first whose ports admit is the match.
+// Built within the same budget, before the peer indexes; a cluster-tier list
+// left without one gets a peer index as any other list.
+//
 // Memory: loading allocates in proportion to the image, plus the bounded
 // indexes. The addon is built without C++ exceptions, so an allocation that
 // fails aborts the process; images come from encodeRuleImage, whose size
@@ -66,6 +79,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -145,6 +160,7 @@ struct Rule {
   uint32_t n4, n6, nTriples, nd4, nd6;
   bool anyPeer, anyPorts;
   uint8_t action;  // kActionAllow, kActionDeny, kActionPass
+  uint32_t peerSet;  // PREFIX_SETS index of the peer; kNone: any address
 };
 
 // A port index over one candidate list (ascending table positions): the
@@ -190,6 +206,20 @@ struct PeerIndex {
   std::unique_ptr<PortSummary> anyPeerPorts;
 };
 
+// One cluster-tier list's peer index: per class, the positions of the rules
+// whose peer holds the class (classes alike share one group); the positions
+// of rules with any peer. The first match is the lowest position among both
+// whose ports admit the packet.
+struct ClassIndex {
+  std::vector<uint32_t> anyPeer;
+  std::unique_ptr<PortSummary> anyPeerPorts;
+  std::vector<uint32_t> groupOf;    // per class
+  std::vector<uint32_t> start;      // per group, + 1: items[start[g] .. start[g+1])
+  std::vector<uint32_t> items;      // ascending per group
+  std::vector<uint32_t> summaryOf;  // per group; kNone: scanned
+  std::vector<PortSummary> summaries;
+};
+
 // One rule at one position of one table: what the scan needs, contiguous per
 // table so that a table's rules are read in one sweep. The first port triple
 // is copied inline (most rules have one).
@@ -207,8 +237,10 @@ struct Slot {
 struct Table {
   uint32_t policyCount, first, count;  // first: into Image::slots (and refs)
   // Lists that are the same span of RULE_REFS share one index (the encoder
-  // stores a list once, however many tables hold it).
+  // stores a list once, however many tables hold it). Cluster-tier lists
+  // get a class index (over Image::peerClasses), others a peer index.
   std::shared_ptr<PeerIndex> index;
+  std::shared_ptr<ClassIndex> classes;
 };
 constexpr uint32_t kTierNamespace = 0, kTierAdmin = 1, kTierBaseline = 2;
 
@@ -234,6 +266,25 @@ struct Addr {
   u128 v6;
 };
 
+// The peer classes of the cluster tiers (shared/policy/peer-classes.ts is
+// the TypeScript twin): the address space cut at every range boundary of the
+// peer sets of the class-indexed lists; intervals in the same sets share a
+// class. Class 0 is in none of them.
+struct PeerClasses {
+  std::vector<uint32_t> starts4, classes4;  // interval j starts at starts4[j] (starts4[0] = 0)
+  std::vector<u128> starts6;
+  std::vector<uint32_t> classes6;
+  std::vector<std::vector<uint32_t>> members;  // per class: the PREFIX_SETS holding it, ascending
+
+  uint32_t Of(const Addr& a) const {
+    if (a.family == 4) {
+      return classes4[size_t(std::upper_bound(starts4.begin(), starts4.end(), a.v4) - starts4.begin()) - 1];
+    }
+    return classes6[size_t(std::upper_bound(starts6.begin(), starts6.end(), a.v6) - starts6.begin()) - 1];
+  }
+};
+
+
 class Image {
  public:
   std::vector<Range4> ranges4;
@@ -250,8 +301,9 @@ class Image {
   std::vector<Slot6> map6;
   int bits4 = 1, bits6 = 1;
   uint32_t addresses4 = 0, addresses6 = 0, prefixSets = 0, portMatchers = 0, strings = 0;
-  uint32_t indexedTables = 0;
+  uint32_t indexedTables = 0, classIndexedTables = 0;
   uint64_t indexWords = 0;
+  PeerClasses peerClasses;
 
   uint64_t Bytes() const {
     return ranges4.size() * sizeof(Range4) + ranges6.size() * sizeof(Range6) + triples.size() * sizeof(Triple) +
@@ -413,9 +465,11 @@ class Image {
   // gives it), tier by tier (see the top of this file).
   int32_t Direction(uint32_t endpoint, uint32_t table, const Addr& peer, uint32_t protocol, uint32_t port,
                     const Addr& dest) const {
+    uint32_t peerClass = kNone;  // looked up once for both cluster tiers
     const Table& admin = List(table, kTierAdmin);
     if (admin.count != 0) {
-      int32_t r = Decide(admin, peer, protocol, port, dest);
+      int32_t r = admin.classes ? DecideByClass(admin, peer, &peerClass, protocol, port, dest)
+                                : Decide(admin, peer, protocol, port, dest);
       if (r >= 0 && rules[r].action != kActionPass) return r;
     }
     const Endpoint& e = endpoints[endpoint - 1];
@@ -430,7 +484,8 @@ class Image {
     }
     const Table& baseline = List(table, kTierBaseline);
     if (baseline.count != 0) {
-      int32_t r = Decide(baseline, peer, protocol, port, dest);
+      int32_t r = baseline.classes ? DecideByClass(baseline, peer, &peerClass, protocol, port, dest)
+                                   : Decide(baseline, peer, protocol, port, dest);
       if (r >= 0 && rules[r].action != kActionPass) return r;
     }
     return kAllowDefault;
@@ -438,6 +493,25 @@ class Image {
 
   // Whether a direction's result denies.
   bool Denies(int32_t code) const { return code == kDeny || (code >= 0 && rules[code].action == kActionDeny); }
+
+  // A class-indexed list's first match; *peerClass is the peer's class once looked up (kNone before).
+  int32_t DecideByClass(const Table& t, const Addr& peer, uint32_t* peerClass, uint32_t protocol, uint32_t port,
+                        const Addr& dest) const {
+    if (*peerClass == kNone) *peerClass = peerClasses.Of(peer);
+    const ClassIndex& x = *t.classes;
+    const Slot* list = slots.data() + t.first;
+    uint32_t best = t.count;
+    if (x.anyPeerPorts) best = First(*x.anyPeerPorts, list, protocol, port, dest, best);
+    else Scan(x.anyPeer.data(), uint32_t(x.anyPeer.size()), list, protocol, port, dest, best);
+    uint32_t g = x.groupOf[*peerClass];
+    uint32_t k = x.start[g], e = x.start[g + 1];
+    if (k != e) {
+      uint32_t si = x.summaryOf[g];
+      if (si != kNone) best = First(x.summaries[si], list, protocol, port, dest, best);
+      else Scan(x.items.data() + k, e - k, list, protocol, port, dest, best);
+    }
+    return best < t.count ? int32_t(list[best].rule) : kDeny;
+  }
 
   int32_t Decide(const Table& t, const Addr& peer, uint32_t protocol, uint32_t port, const Addr& dest) const {
     if (t.policyCount == 0) return kAllowDefault;
@@ -845,6 +919,7 @@ class Loader {
       if (ports != kNone && !Ref(PORT_MATCHERS, ports, RULES, i)) return false;
       Rule r = {};
       r.action = e[16];
+      r.peerSet = peer;
       r.anyPeer = peer == kNone;
       r.anyPorts = ports == kNone;
       r.r4 = img.ranges4.data();
@@ -985,11 +1060,180 @@ class Loader {
     return true;
   }
 
+  // The classes of the peer sets `sets` (ascending PREFIX_SETS indices), as
+  // PeerClasses.of in shared/policy/peer-classes.ts; false when they would
+  // use more than the budget.
+  template <class A, class RangesOf>
+  static bool Sweep(const std::vector<uint32_t>& sets, RangesOf rangesOf, std::vector<A>& starts,
+                    std::vector<uint32_t>& classes, std::map<std::vector<uint32_t>, uint32_t>& ids,
+                    std::vector<std::vector<uint32_t>>& members, uint64_t budgetWords, uint64_t* used) {
+    constexpr A kMax = ~A(0);
+    struct Event { A at; uint32_t set; bool enters; };
+    std::vector<Event> events;
+    for (uint32_t s : sets) {
+      rangesOf(s, [&](A first, A last) {
+        events.push_back({first, s, true});
+        if (last != kMax) events.push_back({A(last + 1), s, false});
+      });
+    }
+    std::sort(events.begin(), events.end(), [](const Event& x, const Event& y) { return x.at < y.at; });
+    std::set<uint32_t> active;
+    starts.assign(1, A(0));
+    classes.assign(1, 0);
+    for (size_t i = 0; i < events.size();) {
+      A at = events[i].at;
+      for (; i < events.size() && events[i].at == at; i++) {
+        if (events[i].enters) active.insert(events[i].set);
+        else active.erase(events[i].set);
+      }
+      std::vector<uint32_t> key(active.begin(), active.end());
+      auto found = ids.find(key);
+      uint32_t c;
+      if (found != ids.end()) {
+        c = found->second;
+      } else {
+        *used += key.size() + 1;
+        if (*used > budgetWords) return false;
+        c = uint32_t(members.size());
+        ids.emplace(key, c);
+        members.push_back(std::move(key));
+      }
+      if (starts.back() == at) {
+        classes.back() = c;
+      } else {
+        starts.push_back(at);
+        classes.push_back(c);
+      }
+      *used += 1 + sizeof(A) / 4;
+      if (*used > budgetWords) return false;
+    }
+    return true;
+  }
+
+  // Class indexes for the cluster-tier lists of at least indexMinRules rules
+  // (TABLES' Admin and Baseline lists), over one PeerClasses of all their
+  // peers. Within the budget; lists left without one get a peer index below.
+  static void BuildClassIndexes(Image& img, uint32_t indexMinRules, uint32_t portIndexMinRules) {
+    std::vector<uint64_t> spans;  // (first << 32 | count), distinct
+    for (size_t i = 0; i < img.tables.size(); i++) {
+      const Table& t = img.tables[i];
+      if (i % 3 == kTierNamespace || t.count == 0 || t.count < indexMinRules) continue;
+      spans.push_back((uint64_t(t.first) << 32) | t.count);
+    }
+    if (spans.empty()) return;
+    std::sort(spans.begin(), spans.end());
+    spans.erase(std::unique(spans.begin(), spans.end()), spans.end());
+    std::vector<uint32_t> sets;
+    for (uint64_t sp : spans) {
+      for (uint32_t i = 0; i < uint32_t(sp); i++) {
+        const Rule& r = img.rules[img.refs[uint32_t(sp >> 32) + i]];
+        if (!r.anyPeer) sets.push_back(r.peerSet);
+      }
+    }
+    std::sort(sets.begin(), sets.end());
+    sets.erase(std::unique(sets.begin(), sets.end()), sets.end());
+    // A set's ranges, from any rule that has it as its peer.
+    std::map<uint32_t, const Rule*> ruleOf;
+    for (const Rule& r : img.rules)
+      if (!r.anyPeer) ruleOf.emplace(r.peerSet, &r);
+    PeerClasses pc;
+    std::map<std::vector<uint32_t>, uint32_t> ids{{std::vector<uint32_t>{}, 0u}};
+    pc.members.emplace_back();
+    uint64_t used = img.indexWords;
+    auto ranges4 = [&](uint32_t s, auto&& fn) {
+      const Rule* r = ruleOf[s];
+      for (uint32_t k = 0; k < r->n4; k++) fn(r->r4[k].first, r->r4[k].last);
+    };
+    auto ranges6 = [&](uint32_t s, auto&& fn) {
+      const Rule* r = ruleOf[s];
+      for (uint32_t k = 0; k < r->n6; k++) fn(r->r6[k].first, r->r6[k].last);
+    };
+    if (!Sweep<uint32_t>(sets, ranges4, pc.starts4, pc.classes4, ids, pc.members, kIndexWordBudget, &used) ||
+        !Sweep<u128>(sets, ranges6, pc.starts6, pc.classes6, ids, pc.members, kIndexWordBudget, &used)) {
+      return;
+    }
+    const uint32_t classCount = uint32_t(pc.members.size());
+    std::vector<std::pair<uint64_t, std::shared_ptr<ClassIndex>>> built;
+    for (uint64_t sp : spans) {
+      const uint32_t first = uint32_t(sp >> 32), count = uint32_t(sp);
+      const Slot* list = img.slots.data() + first;
+      auto x = std::make_shared<ClassIndex>();
+      std::map<uint32_t, std::vector<uint32_t>> bySet;
+      for (uint32_t i = 0; i < count; i++) {
+        if (list[i].anyPeer) x->anyPeer.push_back(i);
+        else bySet[img.rules[list[i].rule].peerSet].push_back(i);
+      }
+      uint64_t words = used + x->anyPeer.size() + 2 * uint64_t(classCount) + 1;
+      if (words > kIndexWordBudget) break;
+      std::map<std::vector<uint32_t>, uint32_t> groups;
+      x->groupOf.resize(classCount);
+      x->start.push_back(0);
+      bool fits = true;
+      for (uint32_t c = 0; c < classCount && fits; c++) {
+        std::vector<uint32_t> positions;
+        for (uint32_t set : pc.members[c]) {
+          auto f = bySet.find(set);
+          if (f != bySet.end()) positions.insert(positions.end(), f->second.begin(), f->second.end());
+        }
+        std::sort(positions.begin(), positions.end());
+        auto g = groups.find(positions);
+        if (g != groups.end()) {
+          x->groupOf[c] = g->second;
+          continue;
+        }
+        words += positions.size() + 2;
+        if (words > kIndexWordBudget) fits = false;
+        uint32_t id = uint32_t(x->start.size() - 1);
+        x->groupOf[c] = id;
+        x->items.insert(x->items.end(), positions.begin(), positions.end());
+        x->start.push_back(uint32_t(x->items.size()));
+        groups.emplace(std::move(positions), id);
+      }
+      if (!fits) break;
+      const uint32_t groupCount = uint32_t(x->start.size() - 1);
+      x->summaryOf.assign(groupCount, kNone);
+      for (uint32_t g = 0; g < groupCount; g++) {
+        uint32_t k = x->start[g], e = x->start[g + 1];
+        if (e == k || e - k < portIndexMinRules) continue;
+        PortSummary sm;
+        BuildSummary(sm, x->items.data() + k, e - k, list, img.triples.data());
+        if (words + sm.Words() > kIndexWordBudget) continue;
+        words += sm.Words();
+        x->summaryOf[g] = uint32_t(x->summaries.size());
+        x->summaries.push_back(std::move(sm));
+      }
+      if (!x->anyPeer.empty() && x->anyPeer.size() >= portIndexMinRules) {
+        auto sm = std::make_unique<PortSummary>();
+        BuildSummary(*sm, x->anyPeer.data(), x->anyPeer.size(), list, img.triples.data());
+        if (words + sm->Words() <= kIndexWordBudget) {
+          words += sm->Words();
+          x->anyPeerPorts = std::move(sm);
+        }
+      }
+      used = words;
+      built.emplace_back(sp, std::move(x));
+    }
+    if (built.empty()) return;
+    img.peerClasses = std::move(pc);
+    img.indexWords = used;
+    for (size_t i = 0; i < img.tables.size(); i++) {
+      Table& t = img.tables[i];
+      if (i % 3 == kTierNamespace || t.count == 0) continue;
+      uint64_t sp = (uint64_t(t.first) << 32) | t.count;
+      auto f = std::lower_bound(built.begin(), built.end(), sp, [](const auto& e, uint64_t k) { return e.first < k; });
+      if (f != built.end() && f->first == sp) {
+        t.classes = f->second;
+        img.classIndexedTables++;
+      }
+    }
+  }
+
   static void BuildIndexes(Image& img, uint32_t indexMinRules, uint32_t portIndexMinRules) {
+    BuildClassIndexes(img, indexMinRules, portIndexMinRules);
     std::vector<std::pair<uint64_t, std::shared_ptr<PeerIndex>>> built;  // (first << 32 | count) -> index
     auto span = [](const Table& t) { return (uint64_t(t.first) << 32) | t.count; };
     for (Table& t : img.tables) {
-      if (t.policyCount == 0 || t.count < indexMinRules) continue;
+      if (t.policyCount == 0 || t.count < indexMinRules || t.classes) continue;
       auto same = std::lower_bound(built.begin(), built.end(), span(t),
                                    [](const auto& e, uint64_t k) { return e.first < k; });
       if (same != built.end() && same->first == span(t)) {
@@ -1208,6 +1452,8 @@ class RuleEvaluator : public Napi::ObjectWrap<RuleEvaluator> {
     o.Set("tables", double(m.tables.size() / 3));
     o.Set("ruleLists", double(m.tables.size()));
     o.Set("indexedTables", double(m.indexedTables));
+    o.Set("classIndexedTables", double(m.classIndexedTables));
+    o.Set("peerClasses", double(m.peerClasses.members.size()));
     o.Set("rules", double(m.rules.size()));
     o.Set("ruleRefs", double(m.refs.size()));
     o.Set("prefixSets", double(m.prefixSets));
