@@ -154,34 +154,46 @@ function filesOf(s: {
 }
 
 /**
+ * The certificate files to present, by precedence: the flags, then
+ * WEIR_CERT/WEIR_KEY/WEIR_CA, then the context; undefined for --insecure
+ * (or an insecure context); a UsageError naming the flags when there are
+ * none. gRPC (clientTls) and NATS (weirctl flows --source nats) both use it.
+ */
+export function clientTlsFiles(): TlsFiles | undefined {
+  const context = currentContext();
+  const fromFlags = filesOf({
+    cert: flags.cert,
+    key: flags.key,
+    ca: flags.ca,
+    dir: flags.tlsDir,
+  });
+  const fromEnv = filesOf({
+    cert: process.env.WEIR_CERT,
+    key: process.env.WEIR_KEY,
+    ca: process.env.WEIR_CA,
+  });
+  const fromContext =
+    context !== undefined
+      ? filesOf({ cert: context.cert, key: context.key, ca: context.ca, dir: context['tls-dir'] })
+      : undefined;
+  if (flags.insecure && fromFlags !== undefined)
+    throw new UsageError('--insecure and --cert/--key/--ca/--tls-dir are alternatives: give one');
+  const files = flags.insecure ? undefined : (fromFlags ?? fromEnv ?? fromContext);
+  if (files === undefined && !flags.insecure && context?.insecure !== true)
+    throw new UsageError(
+      `no credentials: give --tls-dir DIR or --cert F --key F --ca F (env WEIR_CERT, WEIR_KEY, WEIR_CA), a context in ${configPath()}, or --insecure`,
+    );
+  return files;
+}
+
+/**
  * The credentials to present: undefined for --insecure (or an insecure
  * context); a UsageError naming the flags when there are none.
  */
 export function clientTls(): CertificateFiles | undefined {
   if (resolved === undefined) {
     const context = currentContext();
-    const fromFlags = filesOf({
-      cert: flags.cert,
-      key: flags.key,
-      ca: flags.ca,
-      dir: flags.tlsDir,
-    });
-    const fromEnv = filesOf({
-      cert: process.env.WEIR_CERT,
-      key: process.env.WEIR_KEY,
-      ca: process.env.WEIR_CA,
-    });
-    const fromContext =
-      context !== undefined
-        ? filesOf({ cert: context.cert, key: context.key, ca: context.ca, dir: context['tls-dir'] })
-        : undefined;
-    if (flags.insecure && fromFlags !== undefined)
-      throw new UsageError('--insecure and --cert/--key/--ca/--tls-dir are alternatives: give one');
-    const files = flags.insecure ? undefined : (fromFlags ?? fromEnv ?? fromContext);
-    if (files === undefined && !flags.insecure && context?.insecure !== true)
-      throw new UsageError(
-        `no credentials: give --tls-dir DIR or --cert F --key F --ca F (env WEIR_CERT, WEIR_KEY, WEIR_CA), a context in ${configPath()}, or --insecure`,
-      );
+    const files = clientTlsFiles();
     resolved = {
       context,
       tls: files === undefined ? undefined : new CertificateFiles(files, { log: silentLogger }),

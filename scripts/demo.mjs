@@ -347,8 +347,8 @@ async function main() {
       if (Date.now() > deadline) return fail('nats-server did not start');
       await new Promise((r) => setTimeout(r, 100));
     }
-    // A local nats-server without TLS: say so (--insecure); docs/nats.md "TLS and identities".
-    natsArgs = ['--transport', 'nats', '--nats', natsUrl, '--insecure'];
+    // A local nats-server without TLS: say so (--nats-insecure); docs/nats.md "TLS and identities".
+    natsArgs = ['--transport', 'nats', '--nats', natsUrl, '--nats-insecure'];
   }
 
   const controller = start(state, 'controller', 'weir-controller', [

@@ -12,6 +12,13 @@ import type {
 } from '../../shared/generated/weir/v1/index.js';
 import { UnavailableError } from '../../shared/errors.js';
 import { natsConnect, natsEndpointFromFlags, parseJson } from '../../shared/nats/connect.js';
+import type { TlsFiles } from '../../shared/tls/credentials.js';
+import { clientTlsFiles } from '../config.js';
+
+const tlsFlagsOf = (files: TlsFiles | undefined) =>
+  files === undefined
+    ? { insecure: true }
+    : { 'tls-cert': files.cert, 'tls-key': files.key, 'tls-ca': files.ca };
 import { NATS_CLUSTER_NAME, natsNames } from '../../shared/nats/names.js';
 import { READER_INBOX } from '../../shared/nats/permissions.js';
 import { compileFilter } from '../../vrouter-agent/introspect/flow-service.js';
@@ -66,11 +73,8 @@ export async function flowsFollowNats(
       nats: o.nats ?? process.env.WEIR_NATS,
       'nats-user': o.natsUser ?? process.env.WEIR_NATS_USER,
       'nats-password-file': o.natsPasswordFile,
-      'tls-dir': o.tlsDir ?? process.env.WEIR_TLS_DIR,
-      'tls-cert': o.cert ?? process.env.WEIR_CERT,
-      'tls-key': o.key ?? process.env.WEIR_KEY,
-      'tls-ca': o.ca ?? process.env.WEIR_CA,
-      insecure: o.insecure === true,
+      // The same credentials, by the same precedence, as weirctl's gRPC calls.
+      ...tlsFlagsOf(clientTlsFiles()),
     });
   } catch (err) {
     throw new UsageError((err as Error).message);

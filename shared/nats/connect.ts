@@ -113,6 +113,8 @@ export const NATS_USAGE = `  --transport grpc|nats  how agents and the controlle
   --nats URL[,URL...]    NATS servers (with --transport nats; env WEIR_NATS)
   --nats-user NAME       NATS user (env WEIR_NATS_USER)
   --nats-password-file F the user's password, first line of F (env WEIR_NATS_PASSWORD holds it directly)
+  --nats-insecure        NATS without TLS even though gRPC has certificates (a local nats-server without TLS;
+                         warned at start). Without it, NATS uses the program's certificate (--tls-*)
 `;
 
 export const NATS_FLAGS = {
@@ -120,6 +122,7 @@ export const NATS_FLAGS = {
   nats: { type: 'string', default: process.env.WEIR_NATS },
   'nats-user': { type: 'string', default: process.env.WEIR_NATS_USER },
   'nats-password-file': { type: 'string' },
+  'nats-insecure': { type: 'boolean' },
 } as const;
 
 /**
@@ -133,6 +136,7 @@ export function natsEndpointFromFlags(
     nats?: string;
     'nats-user'?: string;
     'nats-password-file'?: string;
+    'nats-insecure'?: boolean;
   } & TlsFlagValues,
 ): NatsEndpoint | undefined {
   if (values.transport !== 'grpc' && values.transport !== 'nats')
@@ -153,7 +157,7 @@ export function natsEndpointFromFlags(
   const user = values['nats-user'];
   if (user === undefined && password !== undefined)
     throw new ArgumentError('a NATS password needs --nats-user');
-  const tls = tlsFilesFromFlags(values, '--transport nats');
+  const tls = values['nats-insecure'] ? undefined : tlsFilesFromFlags(values, '--transport nats');
   return {
     servers,
     ...(user !== undefined ? { user, password: password ?? '' } : {}),

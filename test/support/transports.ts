@@ -31,13 +31,21 @@ export class TransportRig implements AsyncDisposable {
   controllerArgs(): string[] {
     return this.nats === undefined
       ? []
-      : ['--transport', 'nats', '--nats', this.nats.urls, '--insecure'];
+      : ['--transport', 'nats', '--nats', this.nats.urls, '--nats-insecure'];
   }
 
   agentArgs(): string[] {
     return this.nats === undefined
       ? []
-      : ['--transport', 'nats', '--nats', this.nats.urls, '--insecure', '--cluster', this.cluster];
+      : [
+          '--transport',
+          'nats',
+          '--nats',
+          this.nats.urls,
+          '--nats-insecure',
+          '--cluster',
+          this.cluster,
+        ];
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
