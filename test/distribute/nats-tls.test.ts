@@ -94,9 +94,11 @@ describe('NATS with client certificates mapped to roles', () => {
   });
 
   test('a client without a certificate is refused by nats-server', async () => {
+    // Under TLS 1.3 the server's refusal arrives as an alert or, when the
+    // client has already written, as a reset: either way the connection is refused.
     await assert.rejects(
       connect({ servers: nats.urls, tls: { caFile: pki.ca }, reconnect: false }),
-      /certificate|handshake|alert/i,
+      /certificate|handshake|alert|ECONNRESET/i,
     );
   });
 
