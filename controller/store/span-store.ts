@@ -346,7 +346,10 @@ export class SpanStore {
           const members = [...span.locals]
             .filter((k) => all.has(k))
             .sort()
-            .map((k) => ({ endpoint: k, ips: all.get(k)!.ips }));
+            .map((k) => {
+              const e = all.get(k)!;
+              return { endpoint: k, ips: e.ips, ports: e.ports };
+            });
           return { kind: 'group', object: { ...g, members } };
         }
         return { kind: 'group', object: g };
@@ -393,6 +396,16 @@ export class SpanStore {
     // peer reaches (a namespace relabelled moves pods that did not change).
     for (const id of c.groups) for (const n of this.namedPortPeers.get(id) ?? []) nodes.add(n);
     for (const key of c.endpoints) {
+      // An address it shares with other pods: the spans resolving named
+      // ports among their groups need the pod that owns it now; and a span
+      // that holds it for that reason may not need it any more.
+      for (const ip of this.model.endpoint(key)?.ips ?? [])
+        if (this.model.sharedAddress(ip))
+          for (const k of this.model.claimantsOf(ip))
+            for (const g of this.model.groupsOf(k))
+              for (const n of this.namedPortPeers.get(g) ?? []) nodes.add(n);
+      for (const n of this.holders.get(`e:${key}`) ?? [])
+        if (this.namedPortUse.has(n)) nodes.add(n);
       for (const port of this.model.endpoint(key)?.ports ?? []) {
         for (const n of this.namedPortUsers.get(`${port.name}/${port.protocol}`) ?? [])
           nodes.add(n);
@@ -534,56 +547,28 @@ export class SpanStore {
   }
 
   /**
-   * Adds the endpoints an egress rule may resolve named port `np` at: the
-   * destination's, which the rule's peer must hold. For a selector group,
-   * the providers among its members and, for an address a member shares
-   * with another pod, the pod the cluster gives it to (the one an agent
-   * resolves the address to); for ANY_PEER, every provider.
+   * Adds the endpoints an egress rule needs to resolve named port `np` at
+   * its destination. A selector group's members carry their named ports,
+   * so only an address a member shares with another pod needs an endpoint:
+   * the pod the cluster gives it to (the one an agent resolves the address
+   * at). For ANY_PEER (`any`, an ipBlock or nodes peer), every provider.
    */
   private addProviders(out: Set<string>, np: string, groups: ReadonlySet<string>): void {
-    const providers = this.model.providersOf(np);
     if (groups.has(ANY_PEER)) {
-      for (const e of providers) out.add(e);
+      for (const e of this.model.providersOf(np)) out.add(e);
       return;
     }
-    for (const g of groups) {
-      const members = this.model.groupMembers(g);
-      if (members.size <= providers.size) {
-        for (const [key, m] of members) {
-          if (providers.has(key)) out.add(key);
-          this.addSharedOwners(out, providers, m.ips);
-        }
-      } else {
-        for (const key of providers) {
-          if (members.has(key)) out.add(key);
-          else {
-            const e = this.model.endpoint(key);
-            if (e !== undefined && this.claimedByMember(e, members)) out.add(key);
-          }
-        }
+    // Shared addresses are few; groups may hold every pod of the cluster.
+    for (const ip of this.model.sharedAddresses()) {
+      const claimants = this.model.claimantsOf(ip);
+      for (const g of groups) {
+        const members = this.model.groupMembers(g);
+        if (![...claimants].some((k) => members.has(k))) continue;
+        const owner = this.model.addressOwner(ip);
+        if (owner !== undefined) out.add(owner);
+        break;
       }
     }
-  }
-
-  /** The providers that own addresses in `ips` that other endpoints claim too. */
-  private addSharedOwners(
-    out: Set<string>,
-    providers: ReadonlySet<string>,
-    ips: readonly string[],
-  ) {
-    for (const ip of ips) {
-      if (!this.model.sharedAddress(ip)) continue;
-      const owner = this.model.addressOwner(ip);
-      if (owner !== undefined && providers.has(owner)) out.add(owner);
-    }
-  }
-
-  /** Whether an address `e` owns is claimed by a member of the group too. */
-  private claimedByMember(e: Endpoint, members: ReadonlyMap<string, Endpoint>): boolean {
-    for (const ip of this.model.ownedAddresses(e))
-      if (this.model.sharedAddress(ip))
-        for (const k of this.model.claimantsOf(ip)) if (members.has(k)) return true;
-    return false;
   }
 
   /**

@@ -251,7 +251,7 @@ describe('per-node spans', () => {
     checkSpans(model, store, 'after the winner left');
   });
 
-  test('a span holds the providers of an egress named port that the rule peers reach, not every provider in the cluster', () => {
+  test("a span resolves an egress named port at its peer groups' members, holding no endpoint of theirs but the owner of an address they share", () => {
     const model = new ClusterModel({ cluster: 't' });
     const store = new SpanStore(model);
     const apply = (raws: Raw[]) => {
@@ -280,20 +280,26 @@ describe('per-node spans', () => {
     store.commit(0);
     const endpoints = () =>
       spanSnapshot(store, model, 'node-2').endpoints.map((e) => `${e.namespace}/${e.name}`);
-    assert.deepEqual(endpoints(), ['a/client', 'a/db1'], 'not a/web nor b/x: no peer holds them');
+    assert.deepEqual(endpoints(), ['a/client'], 'the members of the peer groups carry their ports');
     checkSpans(model, store, 'named port peers');
 
     // Pods that did not change join a peer: the namespace's labels did.
     apply([namespace('b', { tier: 'data' })]);
     assert.ok(store.commit(1)!.nodes.includes('node-2'));
-    assert.deepEqual(endpoints(), ['a/client', 'a/db1', 'b/x']);
+    assert.deepEqual(endpoints(), ['a/client']);
     checkSpans(model, store, 'namespace relabelled');
 
     // An address a peer's member claims but another pod wins: resolved at the winner.
     apply([pod('a', 'z', { ips: ['10.9.1.1'], node: 'node-1', ports: pg(8080) })]);
     store.commit(2);
-    assert.deepEqual(endpoints(), ['a/client', 'a/db1', 'a/z', 'b/x']);
+    assert.deepEqual(endpoints(), ['a/client', 'a/z'], 'a/z owns the address a/db1 claims');
     checkSpans(model, store, 'shared address');
+
+    // And when it goes, the address is a/db1's alone again.
+    model.apply({ type: 'delete', kind: 'Pod', namespace: 'a', name: 'z' });
+    store.commit(3);
+    assert.deepEqual(endpoints(), ['a/client']);
+    checkSpans(model, store, 'shared address released');
   });
 
   test("a node does not decide for its pod's address when a pod on another node wins it", () => {
