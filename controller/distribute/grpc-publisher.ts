@@ -344,7 +344,7 @@ export function addControlPlane(
           call.on('close', end);
         },
       },
-      { secure: options.secure, log },
+      { secure: options.secure, log, logs },
     ),
   );
 }

@@ -23,6 +23,7 @@ import type {
 import { guarded } from '../../shared/tls/access.js';
 import { type CertificateFiles, serverCredentials } from '../../shared/tls/credentials.js';
 import type { Distributor } from './distributor.js';
+import { LogLimiter } from '../../shared/log-limiter.js';
 import { type AgentNodeOf, addControlPlane } from './grpc-publisher.js';
 
 export { encodeUpdate } from './grpc-publisher.js';
@@ -83,7 +84,8 @@ export async function startControllerServer(options: {
         ),
         Explain: unary((req: ExplainRequest__Output) => options.operator.explain(req)),
       },
-      { secure, log },
+      // Refusals are peer-caused lines: limited per peer, counted in the metric.
+      { secure, log, logs: new LogLimiter({ onSuppressed: options.onLogSuppressed }) },
     ),
   );
 
