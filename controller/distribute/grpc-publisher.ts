@@ -314,7 +314,8 @@ export function addControlPlane(
                     node,
                   );
                 owners.set(node, { uri: caller.uri, call, drop: refuse });
-                if (caller.kind === 'pod') podOwners.set(podKey(caller.namespace, caller.pod), node);
+                if (caller.kind === 'pod')
+                  podOwners.set(podKey(caller.namespace, caller.pod), node);
                 owned = node;
               }
               release?.();
@@ -386,9 +387,7 @@ export function addControlPlane(
         { node, pod: key, nowOn: now },
         "agent pod gone or no longer the node's agent; its stream ended",
       );
-      owner.drop(
-        new PermissionError(`pod ${key} no longer runs node ${node}'s agent`),
-      );
+      owner.drop(new PermissionError(`pod ${key} no longer runs node ${node}'s agent`));
     },
   };
 }

@@ -70,14 +70,14 @@ export async function startControllerServer(options: {
     options.controlPlane === false
       ? undefined
       : addControlPlane(server, {
-      sessions: options.distributor,
-      log,
-      onBytesSent: options.onBytesSent,
-      secure,
-      agentNodeOf: options.agentNodeOf ?? (() => undefined),
-      onLogSuppressed: options.onLogSuppressed,
-      onRefused: options.onRefused,
-    });
+          sessions: options.distributor,
+          log,
+          onBytesSent: options.onBytesSent,
+          secure,
+          agentNodeOf: options.agentNodeOf ?? (() => undefined),
+          onLogSuppressed: options.onLogSuppressed,
+          onRefused: options.onRefused,
+        });
 
   const operator = proto.weir.v1.Operator.service;
   server.addService(
