@@ -76,6 +76,7 @@ export class Controller implements AsyncDisposable {
   private store!: SpanStore;
   private distributor!: Distributor;
   private server: grpc.Server | undefined;
+  private agentPodChanged: ((namespace: string, name: string) => void) | undefined;
   private publisher: NatsPublisher | undefined;
   private commitRunner: CoalescingRunner | undefined;
   private persistRunner: CoalescingRunner | undefined;
@@ -155,7 +156,7 @@ export class Controller implements AsyncDisposable {
       onError: (err) => this.log.error({ err }, 'commit failed'),
     });
 
-    const { server, port } = await startControllerServer({
+    const { server, port, agentPodChanged } = await startControllerServer({
       listen: this.options.listen,
       distributor: this.distributor,
       operator: new OperatorService({
@@ -177,6 +178,7 @@ export class Controller implements AsyncDisposable {
       onRefused: (limit) => this.metrics.refused.inc({ limit }),
     });
     this.server = server;
+    this.agentPodChanged = agentPodChanged;
     const nats = this.options.nats;
     if (nats !== undefined) {
       const store = this.store;
@@ -222,6 +224,9 @@ export class Controller implements AsyncDisposable {
         this.options.source.reportRejected?.(e);
       }
       this.model.apply(e);
+      // A pod identity's stream ends as soon as its pod no longer stands for the node's agent.
+      const pod = e.type === 'upsert' ? e.object : e;
+      if (pod.kind === 'Pod') this.agentPodChanged?.(pod.namespace, pod.name);
       this.firstPendingAt ??= Date.now();
     }
     this.commitRunner?.request();

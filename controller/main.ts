@@ -126,6 +126,10 @@ export async function main(argv: string[]): Promise<void> {
       throw new ArgumentError(
         '--manifests, --kubeconfig and --in-cluster are alternatives: give one',
       );
+    // First: gRPC and NATS take their certificates from this one choice.
+    const tlsChoice = tlsChoiceFromFlags(values);
+    // One line, without the usage: the line says which flag to pass.
+    if (typeof tlsChoice === 'string') throw new WeirError(ErrorCode.Invalid, tlsChoice);
     const endpoint = natsEndpointFromFlags(values);
     if (endpoint !== undefined && !NATS_CLUSTER_NAME.test(values.cluster!))
       throw new ArgumentError(
@@ -142,9 +146,6 @@ export async function main(argv: string[]): Promise<void> {
     const agentRecordTtlMs = parseDuration(values['agent-record-ttl']!, '--agent-record-ttl');
     const flowMaxAgeMs = parseDuration(values['flow-retention']!, '--flow-retention');
     const flowMaxBytes = parseBytes(values['flow-max-bytes']!, '--flow-max-bytes');
-    const tlsChoice = tlsChoiceFromFlags(values);
-    // One line, without the usage: the line says which flag to pass.
-    if (typeof tlsChoice === 'string') throw new WeirError(ErrorCode.Invalid, tlsChoice);
     const log = rootLogger({ name: 'weir-controller', level: values['log-level'] });
     let tls: CertificateFiles | undefined;
     if (tlsChoice.mode === 'insecure')

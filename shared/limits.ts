@@ -160,6 +160,13 @@ export const INTROSPECT_LIMITS = {
    * per stream at most, 150 MiB for all 64.
    */
   watchBufferEvents: 4_096,
+  /**
+   * How long a watcher's stream may stay full (its reader reading nothing)
+   * before the watch ends with RESOURCE_EXHAUSTED: on a quiet node the
+   * queue above never overflows, and a reader that never reads would hold
+   * its slot (watchStreams) until it disconnects.
+   */
+  watchStallMs: 30_000,
   /** A ListFlows page: at most this many flows (about 6 MiB encoded). */
   flowsPage: 10_000,
 } as const;

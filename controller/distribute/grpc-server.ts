@@ -23,7 +23,8 @@ import type {
 import { guarded } from '../../shared/tls/access.js';
 import { type CertificateFiles, serverCredentials } from '../../shared/tls/credentials.js';
 import type { Distributor } from './distributor.js';
-import { type AgentNodeOf, addControlPlane } from './grpc-publisher.js';
+import { LogLimiter } from '../../shared/log-limiter.js';
+import { type AgentNodeOf, type ControlPlaneHooks, addControlPlane } from './grpc-publisher.js';
 
 export { encodeUpdate } from './grpc-publisher.js';
 
@@ -54,22 +55,29 @@ export async function startControllerServer(options: {
   onLogSuppressed?: () => void;
   /** An agent stream refused at a limit (label). */
   onRefused?: (limit: string) => void;
-}): Promise<{ server: grpc.Server; port: number }> {
+}): Promise<{
+  server: grpc.Server;
+  port: number;
+  /** The Pod NS/NAME changed or went (ControlPlaneHooks); nothing over NATS. */
+  agentPodChanged: (namespace: string, name: string) => void;
+}> {
   const { proto, definition } = weirProto();
   const server = new grpc.Server(serverOptions(MESSAGE_LIMITS.controllerReceiveBytes));
   const log = options.log;
   const secure = options.tls !== undefined;
 
-  if (options.controlPlane !== false)
-    addControlPlane(server, {
-      sessions: options.distributor,
-      log,
-      onBytesSent: options.onBytesSent,
-      secure,
-      agentNodeOf: options.agentNodeOf ?? (() => undefined),
-      onLogSuppressed: options.onLogSuppressed,
-      onRefused: options.onRefused,
-    });
+  const hooks: ControlPlaneHooks | undefined =
+    options.controlPlane === false
+      ? undefined
+      : addControlPlane(server, {
+          sessions: options.distributor,
+          log,
+          onBytesSent: options.onBytesSent,
+          secure,
+          agentNodeOf: options.agentNodeOf ?? (() => undefined),
+          onLogSuppressed: options.onLogSuppressed,
+          onRefused: options.onRefused,
+        });
 
   const operator = proto.weir.v1.Operator.service;
   server.addService(
@@ -83,7 +91,8 @@ export async function startControllerServer(options: {
         ),
         Explain: unary((req: ExplainRequest__Output) => options.operator.explain(req)),
       },
-      { secure, log },
+      // Refusals are peer-caused lines: limited per peer, counted in the metric.
+      { secure, log, logs: new LogLimiter({ onSuppressed: options.onLogSuppressed }) },
     ),
   );
 
@@ -94,5 +103,9 @@ export async function startControllerServer(options: {
       err ? reject(err) : resolve(p),
     );
   });
-  return { server, port };
+  return {
+    server,
+    port,
+    agentPodChanged: (namespace, name) => hooks?.agentPodChanged(namespace, name),
+  };
 }

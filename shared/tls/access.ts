@@ -19,7 +19,9 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { PermissionError } from '../errors.js';
+import { clientOf } from '../grpc/peer.js';
 import { toGrpcStatus } from '../grpc/status.js';
+import { LogLimiter, suppressedField } from '../log-limiter.js';
 import type { Logger } from '../log.js';
 import { peerIdentity } from './credentials.js';
 import type { Identity } from './identity.js';
@@ -63,14 +65,27 @@ export function callerOf(call: object): Identity | 'insecure' {
  * `secure` false (--insecure) lets every call through; otherwise the
  * caller's certificate must name an identity holding the method's grant
  * (UNAUTHENTICATED without one, PERMISSION_DENIED without the grant).
+ *
+ * A refusal is logged through `logs`, the per-peer limiter (by the
+ * caller's identity, or its address without one): a peer decides how
+ * often it is refused, so it must not decide how much is logged. A line
+ * let through after suppressed ones carries their count. Give the
+ * server's services one limiter (with its metric); default: one per call
+ * of guarded().
  */
 export function guarded<T extends grpc.UntypedServiceImplementation>(
   service: grpc.ServiceDefinition,
   impl: T,
-  options: { secure: boolean; log: Logger; table?: Readonly<Record<string, Grant>> },
+  options: {
+    secure: boolean;
+    log: Logger;
+    table?: Readonly<Record<string, Grant>>;
+    logs?: LogLimiter;
+  },
 ): T {
   if (!options.secure) return impl;
   const table = options.table ?? ACCESS;
+  const logs = options.logs ?? new LogLimiter();
   const out: grpc.UntypedServiceImplementation = {};
   for (const [name, handler] of Object.entries(impl)) {
     const method = service[name];
@@ -88,10 +103,17 @@ export function guarded<T extends grpc.UntypedServiceImplementation>(
             ? `${path} is not in the access table`
             : permits(id, grant);
       if (why !== undefined) {
-        options.log.warn(
-          { rpc: path, caller: typeof id === 'string' ? undefined : id.uri, why },
-          'call refused',
-        );
+        const suppressed = logs.take(clientOf(call));
+        if (suppressed !== undefined)
+          options.log.warn(
+            {
+              rpc: path,
+              caller: typeof id === 'string' ? undefined : id.uri,
+              why,
+              ...suppressedField(suppressed),
+            },
+            'call refused',
+          );
         const err = toGrpcStatus(new PermissionError(`${path}: ${why}`));
         if (typeof id === 'string') err.code = grpc.status.UNAUTHENTICATED;
         if (method?.responseStream || method?.requestStream)
