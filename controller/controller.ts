@@ -29,6 +29,7 @@ import { ClusterModel } from './model/cluster-model.js';
 import type { ClusterSource, SourceEvent } from './sources/source.js';
 import { ControllerMetrics } from './metrics.js';
 import { OperatorService } from './operator.js';
+import { FlowRelay } from './relay/flow-relay.js';
 import type { CertificateFiles } from '../shared/tls/credentials.js';
 import { SpanStore } from './store/span-store.js';
 import { loadControllerState, saveControllerState } from './store/state-file.js';
@@ -76,6 +77,10 @@ export class Controller implements AsyncDisposable {
   private store!: SpanStore;
   private distributor!: Distributor;
   private server: grpc.Server | undefined;
+  /** Cluster-wide flows from every agent (ListClusterFlows, WatchClusterFlows, the console). */
+  relay: FlowRelay | undefined;
+  /** The Operator service (also what the console reads). */
+  operator: OperatorService | undefined;
   private publisher: NatsPublisher | undefined;
   private commitRunner: CoalescingRunner | undefined;
   private persistRunner: CoalescingRunner | undefined;
@@ -155,21 +160,37 @@ export class Controller implements AsyncDisposable {
       onError: (err) => this.log.error({ err }, 'commit failed'),
     });
 
+    const agentNodeOf = agentPodNode(this.model, this.options.agentNamespace ?? 'weir-system');
+    const distributor = this.distributor;
+    this.relay = new FlowRelay({
+      agents: () => distributor.views(),
+      tls: this.options.tls,
+      agentNodeOf,
+      log: this.options.log.child({ component: 'relay' }),
+      observe: {
+        dropped: (node, count) => this.metrics.relayDropped.inc({ node }, count),
+        refused: (limit) => this.metrics.refused.inc({ limit }),
+      },
+    });
+    const relay = this.relay;
+    this.metrics.relayWatches(() => relay.watches);
+    this.operator = new OperatorService({
+      cluster: this.options.cluster,
+      source: this.options.source,
+      model: this.model,
+      store: this.store,
+      distributor: this.distributor,
+      leadership: this.options.leadership,
+      stateRejections: this.stateRejections,
+      insecure: this.options.tls === undefined,
+    });
     const { server, port } = await startControllerServer({
       listen: this.options.listen,
       distributor: this.distributor,
-      operator: new OperatorService({
-        cluster: this.options.cluster,
-        source: this.options.source,
-        model: this.model,
-        store: this.store,
-        distributor: this.distributor,
-        leadership: this.options.leadership,
-        stateRejections: this.stateRejections,
-        insecure: this.options.tls === undefined,
-      }),
+      operator: this.operator,
+      relay: this.relay,
       tls: this.options.tls,
-      agentNodeOf: agentPodNode(this.model, this.options.agentNamespace ?? 'weir-system'),
+      agentNodeOf,
       log: this.options.log.child({ component: 'grpc' }),
       onBytesSent: (bytes) => this.metrics.updateBytes.inc(bytes),
       controlPlane: this.options.nats === undefined,
@@ -294,6 +315,7 @@ export class Controller implements AsyncDisposable {
       this.server.tryShutdown(() => resolve());
       setTimeout(() => this.server?.forceShutdown(), 2_000).unref();
     });
+    this.relay?.[Symbol.dispose]();
     this.persistRunner?.close();
     await this.persist().catch((err) => this.log.error({ err }, 'saving controller state failed'));
   }
