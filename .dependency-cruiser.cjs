@@ -16,7 +16,7 @@ const floors = [
   { name: 'model', paths: ['^controller/model/'] },
   { name: 'sources-store', paths: ['^controller/sources/', '^controller/store/'] },
   { name: 'distribute', paths: ['^controller/distribute/', '^controller/relay/'] },
-  { name: 'top', paths: ['^controller/[^/]+$', '^controller/leader/'] },
+  { name: 'top', paths: ['^controller/[^/]+$', '^controller/leader/', '^controller/console/'] },
 ];
 const floorRules = floors.slice(0, -1).map((floor, i) => ({
   name: `floor-${floor.name}-not-above`,

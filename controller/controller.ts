@@ -30,6 +30,8 @@ import type { ClusterSource, SourceEvent } from './sources/source.js';
 import { ControllerMetrics } from './metrics.js';
 import { OperatorService } from './operator.js';
 import { FlowRelay } from './relay/flow-relay.js';
+import { ConsoleApi } from './console/console-api.js';
+import { type ConsoleServer, startConsole } from './console/console-server.js';
 import type { CertificateFiles } from '../shared/tls/credentials.js';
 import { SpanStore } from './store/span-store.js';
 import { loadControllerState, saveControllerState } from './store/state-file.js';
@@ -55,6 +57,12 @@ export interface ControllerOptions {
    * --insecure (status says so).
    */
   readonly tls: CertificateFiles | undefined;
+  /**
+   * The web console (docs/console.md): where it listens, and whether over
+   * HTTPS with operator client certificates (`tls`, needs `tls` above);
+   * without, loopback HTTP only.
+   */
+  readonly ui?: { readonly listen: string; readonly tls: boolean };
   /** Where agent pods run, for pod identities (default weir-system). */
   readonly agentNamespace?: string;
   /**
@@ -77,6 +85,7 @@ export class Controller implements AsyncDisposable {
   private store!: SpanStore;
   private distributor!: Distributor;
   private server: grpc.Server | undefined;
+  private console: ConsoleServer | undefined;
   /** Cluster-wide flows from every agent (ListClusterFlows, WatchClusterFlows, the console). */
   relay: FlowRelay | undefined;
   /** The Operator service (also what the console reads). */
@@ -220,6 +229,31 @@ export class Controller implements AsyncDisposable {
       });
     }
     this.port = port;
+    const ui = this.options.ui;
+    if (ui !== undefined) {
+      this.console = await startConsole({
+        listen: ui.listen,
+        api: new ConsoleApi({
+          cluster: this.options.cluster,
+          operator: this.operator,
+          model: this.model,
+          relay: this.relay,
+        }),
+        relay: this.relay,
+        log: this.options.log.child({ component: 'console' }),
+        ...(ui.tls && this.options.tls !== undefined ? { tls: this.options.tls } : {}),
+      });
+      if (ui.tls)
+        this.log.info(
+          { url: this.console.url },
+          'console serving (HTTPS, operator client certificates)',
+        );
+      else
+        this.log.warn(
+          { url: this.console.url, insecure: true },
+          "console serving on loopback over plain HTTP: any local user of this host can read the cluster's policy and flows there (--ui-tls for HTTPS with operator certificates)",
+        );
+    }
     this.log.info(
       { port, revision: persisted.revision, cluster: this.options.cluster },
       'controller serving',
@@ -283,6 +317,11 @@ export class Controller implements AsyncDisposable {
     });
   }
 
+  /** The console's address, once serving. */
+  get consoleUrl(): string | undefined {
+    return this.console?.url;
+  }
+
   get revision(): number {
     return this.store.revision;
   }
@@ -315,6 +354,7 @@ export class Controller implements AsyncDisposable {
       this.server.tryShutdown(() => resolve());
       setTimeout(() => this.server?.forceShutdown(), 2_000).unref();
     });
+    await this.console?.[Symbol.asyncDispose]();
     this.relay?.[Symbol.dispose]();
     this.persistRunner?.close();
     await this.persist().catch((err) => this.log.error({ err }, 'saving controller state failed'));
