@@ -322,6 +322,16 @@ export class ClusterModel {
       .map(([ip, keys]) => ({ ip, endpoints: [...keys].sort(cmp) }));
   }
 
+  /** Whether more than one endpoint claims the address. */
+  sharedAddress(ip: string): boolean {
+    return (this.claimants.get(ip)?.size ?? 0) > 1;
+  }
+
+  /** The endpoints claiming an address. */
+  claimantsOf(ip: string): ReadonlySet<string> {
+    return this.claimants.get(ip) ?? EMPTY;
+  }
+
   /**
    * The endpoint an address belongs to: of the endpoints claiming it, the
    * last by "namespace/name" (the tie-break RuleTables.byIp and compile.ts's
