@@ -258,4 +258,25 @@ describe('cluster-wide flows through the controller', () => {
     await it.return?.(undefined);
     relay[Symbol.dispose]();
   });
+
+  test('the relay takes flows only from the agent of the node it asks: an address another agent answers at is refused', async () => {
+    const status = await unaryCall<StatusReply__Output>((cb) =>
+      readOnly(address).GetStatus({}, cb),
+    );
+    const a = status.agents.find((x) => x.node === 'node-a')!;
+    const relay = new FlowRelay({
+      // A record claiming node-c's agent is at node-a's API address.
+      agents: () => [{ node: 'node-c', connected: true, apiAddress: a.apiAddress }],
+      tls: controllerTls(),
+      log: silentLogger,
+    });
+    const r = await relay.list({}, 'test');
+    relay[Symbol.dispose]();
+    assert.deepEqual(r.flows, []);
+    assert.equal(r.problems?.length, 1);
+    assert.match(
+      r.problems[0]!.error!,
+      /spiffe:\/\/weir\/node\/node-a is not the agent of node node-c/,
+    );
+  });
 });
