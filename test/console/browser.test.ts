@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -19,12 +19,21 @@ import { ROOT, WeirProcess, eventually, freePort } from '../support/processes.js
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(ROOT, 'test-artifacts', 'console');
-const MANIFESTS = join(ROOT, 'deploy', 'examples');
+/** The demo cluster and one NetworkPolicy that is rejected (a port out of range). */
+const BROKEN = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: broken, namespace: shop }
+spec:
+  podSelector: { matchLabels: { app: web } }
+  ingress:
+    - ports: [{ port: 70000 }]
+`;
 const skip = existsSync(CHROMIUM)
   ? false
   : `${CHROMIUM} is missing: install the Debian package chromium (CI does, .ci/run)`;
 
 interface StatusJson {
+  rejections: Array<{ object: string; problems: string[] }>;
   agents: Array<{ node: string; inSync: boolean; spanHash: string; inForceHash: string }>;
 }
 interface MatrixJson {
@@ -43,6 +52,7 @@ interface Side {
 
 describe('the web console in Chromium', { skip }, () => {
   let dir: string;
+  let manifests: string;
   let address: string;
   let ui: string;
   let controller: WeirProcess;
@@ -56,8 +66,11 @@ describe('the web console in Chromium', { skip }, () => {
         process.execPath,
         [join(ROOT, 'bin', 'weirctl'), ...args],
         { env: { ...process.env, WEIR_CONTROLLER: address } },
+        // analyze exits 2 when objects are rejected, and still prints the valid objects' result.
         (e, out, err) =>
-          e ? reject(new Error(`weirctl ${args.join(' ')}: ${err}`)) : resolve(out),
+          e && !(args[0] === 'analyze' && e.code === 2)
+            ? reject(new Error(`weirctl ${args.join(' ')}: ${err}`))
+            : resolve(out),
       ),
     );
   const shot = (name: string) =>
@@ -66,11 +79,14 @@ describe('the web console in Chromium', { skip }, () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'weir-console-'));
     await mkdir(ARTIFACTS, { recursive: true });
+    manifests = join(dir, 'manifests');
+    await cp(join(ROOT, 'deploy', 'examples'), manifests, { recursive: true });
+    await writeFile(join(manifests, '30-broken.yaml'), BROKEN);
     address = `127.0.0.1:${await freePort()}`;
     const uiPort = await freePort();
     controller = new WeirProcess('controller', 'weir-controller', [
       '--manifests',
-      MANIFESTS,
+      manifests,
       '--listen',
       address,
       '--ui-listen',
@@ -141,6 +157,19 @@ describe('the web console in Chromium', { skip }, () => {
       );
     }
     assert.equal(await page.locator('#agents tbody tr').count(), status.agents.length);
+    // Rejected objects, each problem with its field, as status reports them.
+    assert.ok(status.rejections.length > 0, 'the broken policy is rejected');
+    for (const r of status.rejections) {
+      const rows = await page
+        .locator(`#rejected tr[data-object="${r.object}"]`)
+        .evaluateAll((trs) =>
+          trs.map((tr) => {
+            const [, field, message] = [...tr.querySelectorAll('td')].map((td) => td.textContent);
+            return field ? `${field}: ${message}` : (message ?? '');
+          }),
+        );
+      assert.deepEqual(rows, r.problems, r.object);
+    }
     await shot('cluster');
   });
 
@@ -150,7 +179,7 @@ describe('the web console in Chromium', { skip }, () => {
         'analyze',
         'matrix',
         '-f',
-        MANIFESTS,
+        manifests,
         '--probe',
         'TCP/80',
         '--probe',
