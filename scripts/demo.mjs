@@ -387,11 +387,19 @@ async function main() {
     natsArgs = ['--transport', 'nats', '--nats', natsUrl];
   }
 
+  // The web console (docs/console.md): loopback HTTP, WEIR_DEMO_UI or 127.0.0.1:7480 when free.
+  let ui = process.env.WEIR_DEMO_UI;
+  if (ui === undefined)
+    ui = (await portFree('127.0.0.1', 7480))
+      ? '127.0.0.1:7480'
+      : `127.0.0.1:${await freePort('127.0.0.1')}`;
   const controller = start(state, 'controller', 'weir-controller', [
     '--manifests',
     manifests,
     '--listen',
     listen,
+    '--ui-listen',
+    ui,
     '--state-dir',
     join(state, 'controller'),
     ...tlsArgs('controller'),
@@ -446,6 +454,9 @@ async function main() {
   if (stopping) return;
   process.stdout.write(`Weir demo: the controller (pid ${controller.pid}) serves ${listen} with the cluster in ${manifests}
 (watched: edit a file and the agents follow); agents ${nodes.join(', ')}${natsUrl ? `, over NATS JetStream at ${natsUrl}` : ''}; logs in ${state}.
+
+Console: http://${ui}/  (the cluster, policies, reachability, live flows, explain; plain HTTP on loopback:
+any local user of this machine can read it, see docs/console.md)
 
 ${table}
 Point weirctl at it (${process.env.WEIR_DEMO_INSECURE === '1' ? 'INSECURE: no TLS' : `mutual TLS: an admin operator's certificate in ${join(tlsDir, 'operator')}`}) and try:

@@ -8,7 +8,10 @@
  *                and only for its own node (the publisher checks the node)
  *   read-only    an operator: every RPC that reads
  *   admin        an operator: everything read-only may, and what changes state
- *   controller   the controller's identity: nothing here (it calls no one's API)
+ *   flow-reader  an operator (read-only suffices) or the controller: the
+ *                FlowIntrospect reads the controller's flow relay makes on
+ *                every agent (ListClusterFlows, WatchClusterFlows)
+ *   controller   the controller's identity: only what flow-reader grants
  *
  * Server reflection (service descriptions, no data) is not guarded here:
  * any peer with a certificate from the CA may list the services.
@@ -26,7 +29,7 @@ import type { Logger } from '../log.js';
 import { peerIdentity } from './credentials.js';
 import type { Identity } from './identity.js';
 
-export type Grant = 'agent' | 'read-only' | 'admin';
+export type Grant = 'agent' | 'read-only' | 'flow-reader' | 'admin';
 
 /** Every RPC Weir serves, and the least grant it needs. */
 export const ACCESS: Readonly<Record<string, Grant>> = {
@@ -34,10 +37,12 @@ export const ACCESS: Readonly<Record<string, Grant>> = {
   '/weir.v1.Operator/GetStatus': 'read-only',
   '/weir.v1.Operator/ListPolicies': 'read-only',
   '/weir.v1.Operator/Explain': 'read-only',
+  '/weir.v1.Operator/ListClusterFlows': 'read-only',
+  '/weir.v1.Operator/WatchClusterFlows': 'read-only',
   '/weir.v1.Agent/GetAgentStatus': 'read-only',
   '/weir.v1.Agent/Evaluate': 'read-only',
-  '/weir.v1.FlowIntrospect/ListFlows': 'read-only',
-  '/weir.v1.FlowIntrospect/WatchFlows': 'read-only',
+  '/weir.v1.FlowIntrospect/ListFlows': 'flow-reader',
+  '/weir.v1.FlowIntrospect/WatchFlows': 'flow-reader',
   '/weir.v1.FlowIntrospect/GetFlow': 'read-only',
   '/weir.v1.FlowIntrospect/FlowStats': 'read-only',
 };
@@ -46,6 +51,7 @@ export const ACCESS: Readonly<Record<string, Grant>> = {
 export function permits(id: Identity, grant: Grant): string | undefined {
   if (grant === 'agent')
     return id.kind === 'node' || id.kind === 'pod' ? undefined : 'only agents may connect';
+  if (grant === 'flow-reader' && id.kind === 'controller') return undefined;
   if (id.kind !== 'operator') return 'only operators may call this';
   if (grant === 'admin' && id.role !== 'admin') return 'needs an admin operator';
   return undefined;

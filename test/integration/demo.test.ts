@@ -114,6 +114,23 @@ describe('the demo', () => {
     assert.match(out, /export WEIR_CERT=.*operator\/tls\.crt/);
   });
 
+  test('the demo serves the web console on loopback and prints its URL', async () => {
+    const url = /Console: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(first!.out)?.[1];
+    assert.ok(url !== undefined, first!.out);
+    const res = await fetch(`${url}api/cluster`);
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { agents: Array<{ node: string; inSync: boolean }> };
+    assert.deepEqual(
+      body.agents.map((a) => [a.node, a.inSync]),
+      [
+        ['node-a', true],
+        ['node-b', true],
+        ['node-c', true],
+      ],
+    );
+    assert.equal((await fetch(url)).headers.get('content-type'), 'text/html; charset=utf-8');
+  });
+
   test('a second demo on the same address or the same state directory refuses, exits non-zero, and leaves the first undisturbed', async () => {
     const before = await status();
     const sameAddress = await failing({

@@ -376,7 +376,7 @@ describe('mutual TLS between agents, controller and operators', () => {
     assert.deepEqual(got, []);
   });
 
-  test('operators of both roles may call every read RPC; agents and the controller may call none', async () => {
+  test('operators of both roles may call every read RPC; agents may call none, and the controller only the two flow reads its relay makes', async () => {
     for (const d of [pki.operator('admin'), pki.operator('read-only')]) {
       assert.equal(
         (await unaryCode(client(proto.weir.v1.Operator, address, d), 'GetStatus')).code,
@@ -391,6 +391,18 @@ describe('mutual TLS between agents, controller and operators', () => {
         0,
       );
     }
+    // The controller's flow relay reads every agent's flows; nothing else of an agent's API is its.
+    assert.equal(
+      (await unaryCode(client(proto.weir.v1.FlowIntrospect, agentApi, pki.controller), 'ListFlows'))
+        .code,
+      0,
+    );
+    for (const m of ['FlowStats', 'GetFlow'])
+      assert.equal(
+        (await unaryCode(client(proto.weir.v1.FlowIntrospect, agentApi, pki.controller), m)).code,
+        grpc.status.PERMISSION_DENIED,
+        m,
+      );
     for (const d of [await pki.node('node-a'), await pki.node('node-b'), pki.controller]) {
       assert.equal(
         (await unaryCode(client(proto.weir.v1.Operator, address, d), 'GetStatus')).code,
@@ -402,11 +414,12 @@ describe('mutual TLS between agents, controller and operators', () => {
         grpc.status.PERMISSION_DENIED,
         d,
       );
-      assert.equal(
-        (await unaryCode(client(proto.weir.v1.FlowIntrospect, agentApi, d), 'ListFlows')).code,
-        grpc.status.PERMISSION_DENIED,
-        d,
-      );
+      if (d !== pki.controller)
+        assert.equal(
+          (await unaryCode(client(proto.weir.v1.FlowIntrospect, agentApi, d), 'ListFlows')).code,
+          grpc.status.PERMISSION_DENIED,
+          d,
+        );
     }
   });
 
