@@ -1,0 +1,178 @@
+/**
+ * One output vocabulary on every verb (cli/output.ts): for each verb, -o
+ * json and -o yaml are the same document; numbers are numbers, times RFC
+ * 3339, no protobuf oneof tags; -o name, --no-headers, --sort-by and
+ * jsonpath behave as kubectl's.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { parse as parseYaml } from 'yaml';
+import { ROOT } from '../support/processes.js';
+import { LiveCluster } from '../support/live-cluster.js';
+import { eventually } from '../support/processes.js';
+
+const EXAMPLES = `${ROOT}deploy/examples`;
+
+describe('weirctl output', () => {
+  const cluster = new LiveCluster();
+  before(async () => {
+    await cluster.start();
+    // Flows exist before the flow verbs are compared.
+    await eventually(async () => {
+      const r = await cluster.weirctl(['flows', '--node', 'node-c', '-o', 'json']);
+      return r.code === 0 && (JSON.parse(r.out) as unknown[]).length > 0 ? true : undefined;
+    }, 'flows on node-c');
+  });
+  after(() => cluster.stop());
+
+  /** Counters and times move between two calls of a live verb: compare those by type. */
+  const shape = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(shape)
+      : v !== null && typeof v === 'object'
+        ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, shape(x)]))
+        : typeof v === 'number'
+          ? 0
+          : typeof v === 'string' && /^\d{4}-\d\d-\d\dT/.test(v)
+            ? 'time'
+            : v;
+  const verbs: Array<[string, string[]]> = [
+    ['status', ['status']],
+    ['policy list', ['policy', 'list']],
+    ['policy get', ['policy', 'get', 'payments/ledger-db']],
+    [
+      'explain',
+      ['explain', '--from', 'payments/checkout', '--to', 'payments/ledger-db', '--port', '5432'],
+    ],
+    [
+      'explain --agent NODE',
+      [
+        'explain',
+        '--agent',
+        'node-c',
+        '--from',
+        'payments/checkout',
+        '--to',
+        'payments/ledger-db',
+        '--port',
+        '5432',
+      ],
+    ],
+    ['flows stats', ['flows', 'stats', '--node', 'node-c']],
+    ['analyze matrix', ['analyze', 'matrix', '-f', EXAMPLES]],
+    [
+      'analyze probe',
+      [
+        'analyze',
+        'probe',
+        '-f',
+        EXAMPLES,
+        '--from',
+        'shop/cart',
+        '--to',
+        'shop/redis',
+        '--port',
+        '6379',
+      ],
+    ],
+    ['analyze objects', ['analyze', 'objects', '-f', EXAMPLES]],
+    ['config get-contexts', ['config', 'get-contexts']],
+  ];
+  for (const [verb, args] of verbs) {
+    test(`${verb}: -o json and -o yaml parse to the same value`, async () => {
+      const json = await cluster.weirctl([...args, '-o', 'json']);
+      assert.equal(json.code, 0, json.err);
+      const yaml = await cluster.weirctl([...args, '-o', 'yaml']);
+      assert.equal(yaml.code, 0, yaml.err);
+      const j = JSON.parse(json.out) as unknown;
+      assert.deepEqual(shape(parseYaml(yaml.out)), shape(j));
+      if (!/status|flows stats/.test(verb)) assert.deepEqual(parseYaml(yaml.out), j);
+      // Protobuf's JSON habits are gone: no 64-bit integers as strings, no *UnixMs, no oneof tags.
+      const walk = (v: unknown, at: string): void => {
+        if (Array.isArray(v)) for (const [i, x] of v.entries()) walk(x, `${at}[${i}]`);
+        else if (v !== null && typeof v === 'object')
+          for (const [k, x] of Object.entries(v)) {
+            assert.ok(!/UnixMs$/.test(k), `${at}.${k}: a time is RFC 3339, not Unix ms`);
+            if (/^(revision|appliedRevision|spanRevision|packets|bytes|flows|inserted)$/.test(k))
+              assert.equal(typeof x, 'number', `${at}.${k} is a number`);
+            walk(x, `${at}.${k}`);
+          }
+      };
+      walk(j, '$');
+    });
+  }
+
+  test('flows: a listing and one flow are the same document in json and yaml', async () => {
+    const list = await cluster.weirctl(['flows', '--node', 'node-c', '-o', 'json']);
+    const flows = JSON.parse(list.out) as Array<{
+      id: number;
+      firstSeen: string;
+      forward: { packets: number };
+    }>;
+    assert.ok(flows.length > 0);
+    const f = flows[0]!;
+    assert.equal(typeof f.id, 'number');
+    assert.equal(typeof f.forward.packets, 'number');
+    assert.match(f.firstSeen, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    const json = await cluster.weirctl([
+      'flows',
+      'get',
+      String(f.id),
+      '--node',
+      'node-c',
+      '-o',
+      'json',
+    ]);
+    const yaml = await cluster.weirctl([
+      'flows',
+      'get',
+      String(f.id),
+      '--node',
+      'node-c',
+      '-o',
+      'yaml',
+    ]);
+    assert.equal(json.code, 0, json.err);
+    assert.deepEqual(shape(parseYaml(yaml.out)), shape(JSON.parse(json.out)));
+  });
+
+  test('status -o name lists the agents as node/NAME and jsonpath selects fields', async () => {
+    const name = await cluster.weirctl(['status', '-o', 'name']);
+    assert.equal(name.out, 'node/node-a\nnode/node-b\nnode/node-c\n');
+    const jp = await cluster.weirctl([
+      'status',
+      '-o',
+      'jsonpath={.agents[*].node}\\n{.agents[?(@.node=="node-c")].connected}',
+    ]);
+    assert.equal(jp.out, 'node-a node-b node-c\ntrue\n');
+  });
+
+  test('--no-headers drops the header row and --sort-by orders the rows by a field', async () => {
+    const headed = await cluster.weirctl(['policy', 'list']);
+    assert.match(headed.out, /^POLICY\s+TIER/);
+    const bare = await cluster.weirctl(['policy', 'list', '--no-headers']);
+    assert.equal(bare.out, headed.out.slice(headed.out.indexOf('\n') + 1));
+    const sorted = await cluster.weirctl([
+      'policy',
+      'list',
+      '--sort-by',
+      '.policy.name',
+      '-o',
+      'name',
+    ]);
+    const names = sorted.out
+      .trim()
+      .split('\n')
+      .map((n) => n.split('/').pop()!);
+    assert.deepEqual(names, [...names].sort());
+    const bad = await cluster.weirctl(['policy', 'list', '--sort-by', '.nope']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /--sort-by \.nope: no item has this field/);
+  });
+
+  test('an unknown -o names every format', async () => {
+    const r = await cluster.weirctl(['status', '-o', 'xml']);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /must be one of table, wide, json, yaml, name, jsonpath=TEMPLATE/);
+  });
+});
