@@ -28,11 +28,22 @@ export interface Analysis {
   readonly notes: readonly string[];
 }
 
+/** All of standard input, for `-f -`. */
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** `paths`: files and directories; "-" is standard input (`options.stdin` instead, in tests). */
 export async function analyse(
   paths: readonly string[],
-  options: { cluster?: string } = {},
+  options: { cluster?: string; stdin?: string } = {},
 ): Promise<Analysis> {
-  const read = await readManifests(paths);
+  if (paths.filter((p) => p === '-').length > 1)
+    throw new ValidationError([{ field: '-f', message: 'standard input ("-") can be read once' }]);
+  const stdin = paths.includes('-') ? (options.stdin ?? (await readStdin())) : undefined;
+  const read = await readManifests(paths, stdin === undefined ? {} : { stdin });
   const notes = [...read.notes];
   const model = new ClusterModel({ cluster: options.cluster ?? 'local' });
   let next = ANALYSIS_ADDRESS_BASE + 1;

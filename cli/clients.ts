@@ -118,7 +118,7 @@ function transportCause(err: grpc.ServiceError): { cause: string; tls: boolean }
   if (/Name resolution failed|ENOTFOUND|EAI_AGAIN/.test(d))
     return { cause: 'no such host', tls: false };
   const tlsReason =
-    /(certificate[^,;()]*|self[- ]signed[^,;()]*|unable to verify[^,;()]*|wrong version number|packet length too long|unknown ca|bad certificate|handshake failure|is not the controller|is not an agent|is not the agent of node \S+|no URI SAN[^,;()]*|TLS[^,;()]*)/i.exec(
+    /(\S+ is not (?:the controller|an agent|the agent of node \S+)|certificate[^,;()]*|self[- ]signed[^,;()]*|unable to verify[^,;()]*|wrong version number|packet length too long|unknown ca|bad certificate|handshake failure|is not the controller|is not an agent|is not the agent of node \S+|no URI SAN[^,;()]*|TLS[^,;()]*)/i.exec(
       d,
     );
   if (tlsReason) return { cause: `TLS handshake failed: ${tlsReason[1]!.trim()}`, tls: true };
@@ -129,10 +129,23 @@ function transportCause(err: grpc.ServiceError): { cause: string; tls: boolean }
       tls: true,
     };
   if (errno === 'ETIMEDOUT') return { cause: 'connection timed out', tls: false };
+  if (/Failed to connect/.test(d) && insecure())
+    return {
+      cause: 'the server closed a plain-text connection (it expects TLS)',
+      tls: true,
+    };
   return {
     cause: (err.details || err.message).split('\n')[0]!.replace(/^\d+ \w+: /, ''),
     tls: false,
   };
+}
+
+function insecure(): boolean {
+  try {
+    return clientTlsFiles() === undefined;
+  } catch {
+    return false;
+  }
 }
 
 /** Which credentials were presented, for a TLS failure's hint. */

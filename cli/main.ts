@@ -79,7 +79,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     });
 
   const files = () =>
-    new Option('-f, --filename <path>', 'manifest file or directory (repeatable)')
+    new Option(
+      '-f, --filename <path>',
+      'manifest file or directory, - for standard input (repeatable)',
+    )
       .argParser(collect)
       .default([]);
   const cluster = () =>
