@@ -15,6 +15,7 @@ import type { RuleTables } from '../shared/policy/rule-tables.js';
 import {
   PROTOCOL_NUMBER,
   endpointKey,
+  type Labels,
   type PolicySnapshot,
   type Protocol,
 } from '../shared/policy/types.js';
@@ -101,9 +102,12 @@ export function matrix(
   tables: RuleTables,
   probes: readonly Probe[],
   namespaces: readonly string[] = [],
+  /** -l: only the pods whose labels it accepts. */
+  selects: (labels: Labels) => boolean = () => true,
 ): Matrix {
   const endpoints = [...tables.snapshot.endpoints]
     .filter((e) => namespaces.length === 0 || namespaces.includes(e.namespace))
+    .filter((e) => selects(e.labels))
     .sort((a, b) => (endpointKey(a) < endpointKey(b) ? -1 : 1));
   const pods = endpoints.map(endpointKey);
   const targets: Target[] = endpoints.map((e) => ({

@@ -112,6 +112,11 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         .argParser(collect)
         .default([]),
     )
+    .option('-A, --all-namespaces', 'every namespace (the default)')
+    .option(
+      '-l, --selector <selector>',
+      'only the pods with these labels: app=web,tier in (a,b),!canary',
+    )
     .addOption(outputOption('table'))
     .addOption(noHeaders())
     .addOption(sortBy())
@@ -169,6 +174,11 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .command('list')
     .description('every policy: rules, selected pods, nodes that applied it, propagation latency')
     .addOption(controller())
+    .option(
+      '-n, --namespace <ns>',
+      "this namespace's NetworkPolicies (ClusterNetworkPolicies only with -A)",
+    )
+    .option('-A, --all-namespaces', 'every policy (the default)')
     .addOption(outputOption('table'))
     .addOption(noHeaders())
     .addOption(sortBy())

@@ -11,6 +11,8 @@ import { snapshotToWire } from '../../shared/wire/policy.js';
 import { parseProbe, probe, resolveTarget, type Probe } from '../../shared/policy/probe.js';
 import { analyse, matrix, type Analysis, type Matrix } from '../analysis.js';
 import { renderTable } from '../table.js';
+import { matchesLabels, parseSelectorText } from '../../shared/policy/selector.js';
+import type { LabelSelector } from '../../shared/policy/types.js';
 import { UsageError, type Io } from '../io.js';
 import { emit, type Json, type OutputFlags, parseFormat, wireToJson } from '../output.js';
 import { policyName } from '../names.js';
@@ -44,7 +46,13 @@ async function load(io: Io, opts: Common): Promise<{ analysis: Analysis; status:
 
 export async function analyzeMatrix(
   io: Io,
-  opts: Common & OutputFlags & { probe: string[]; namespace: string[] },
+  opts: Common &
+    OutputFlags & {
+      probe: string[];
+      namespace: string[];
+      allNamespaces?: boolean;
+      selector?: string;
+    },
 ): Promise<number> {
   const probes = (opts.probe.length > 0 ? opts.probe : ['TCP/80']).map((p) => {
     const parsed = parseProbe(p);
@@ -57,7 +65,20 @@ export async function analyzeMatrix(
   const unknown = opts.namespace.filter((ns) => !known.has(ns));
   if (unknown.length > 0)
     throw new UsageError(`--namespace: no pods with addresses in ${unknown.join(', ')}`);
-  const m = matrix(analysis.tables, probes, opts.namespace);
+  if (opts.allNamespaces && opts.namespace.length > 0)
+    throw new UsageError('-A/--all-namespaces and -n/--namespace are alternatives: give one');
+  let selector: LabelSelector | undefined;
+  if (opts.selector !== undefined) {
+    const s = parseSelectorText(opts.selector);
+    if (typeof s === 'string') throw new UsageError(`-l/--selector: ${s}`);
+    selector = s;
+  }
+  const m = matrix(
+    analysis.tables,
+    probes,
+    opts.namespace,
+    selector === undefined ? undefined : (labels) => matchesLabels(labels, selector),
+  );
   emit(io, opts, {
     document: m as unknown as Json,
     name: () => m.pods.map((p) => `pod/${p}`).join('\n'),

@@ -116,10 +116,12 @@ export async function status(io: Io, opts: OutputFlags & { controller?: string }
 
 export async function policyList(
   io: Io,
-  opts: OutputFlags & { controller?: string },
+  opts: OutputFlags & { controller?: string; namespace?: string; allNamespaces?: boolean },
   name = '',
 ): Promise<number> {
   parseFormat(opts.output);
+  if (opts.namespace !== undefined && opts.allNamespaces)
+    throw new UsageError('-A/--all-namespaces and -n/--namespace are alternatives: give one');
   const address = controllerAddress(opts.controller);
   const client = operatorClient(address);
   const reply = await call<{ name: string }, ListPoliciesReply__Output>(
@@ -131,8 +133,14 @@ export async function policyList(
   type O = { [k: string]: Json };
   const pol = (e: O) => e.policy as O;
   const real = (e: O) => e.realization as O;
+  const document = wireToJson(reply, 'ListPoliciesReply');
+  // -n: the namespace's NetworkPolicies, as kubectl get -n lists namespaced objects only.
+  if (opts.namespace !== undefined)
+    document.policies = (document.policies as O[]).filter(
+      (e) => pol(e).kind !== 'ClusterNetworkPolicy' && pol(e).namespace === opts.namespace,
+    );
   emit(io, opts, {
-    document: wireToJson(reply, 'ListPoliciesReply'),
+    document,
     list: 'policies',
     name: (e) => `policy/${policyName(pol(e))}`,
     empty: 'no policies\n',
