@@ -10,6 +10,8 @@ import { explainLive, policyList, status } from './commands/live.js';
 import { flowsGet, flowsList, flowsStats } from './commands/flows.js';
 import { flowsFollowNats } from './commands/flows-nats.js';
 import { natsConfig } from './commands/nats-config.js';
+import { version } from './commands/version.js';
+import { completion } from './commands/completion.js';
 import { labDownCommand, labProbeCommand, labUpCommand } from './commands/lab.js';
 import { certsCa, certsLeaf } from './commands/certs.js';
 import {
@@ -306,6 +308,25 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .addOption(sortBy())
     .action(async (_opts, cmd: Command) => {
       exit = await flowsStats(io, cmd.optsWithGlobals());
+    });
+
+  program
+    .command('version')
+    .description("weirctl's version and the controller's (a warning when they differ)")
+    .addOption(controller())
+    .option('--client', "only weirctl's version; do not ask the controller")
+    .addOption(outputOption('table'))
+    .addOption(noHeaders())
+    .addOption(sortBy())
+    .action(async (opts) => {
+      exit = await version(io, opts);
+    });
+  program
+    .command('completion')
+    .argument('<shell>', 'bash, zsh or fish')
+    .description('shell completion: source <(weirctl completion bash)')
+    .action((shell: string) => {
+      exit = completion(io, program, shell);
     });
 
   const nats = program.command('nats').description('NATS (--transport nats, docs/nats.md)');

@@ -77,6 +77,7 @@ describe('weirctl output', () => {
     ],
     ['analyze objects', ['analyze', 'objects', '-f', EXAMPLES]],
     ['config get-contexts', ['config', 'get-contexts']],
+    ['version', ['version']],
   ];
   for (const [verb, args] of verbs) {
     test(`${verb}: -o json and -o yaml parse to the same value`, async () => {
