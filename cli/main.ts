@@ -163,6 +163,11 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       'the controller (source, revision) and every agent (connected, applied revision, lag, last error)',
     )
     .addOption(controller())
+    .option(
+      '--wait [timeout]',
+      'block until every agent proves sync (exit 0) or the timeout passes (exit 1, naming the nodes; default 60s)',
+    )
+    .option('--strict', 'exit 1 when an agent is disconnected or an object is rejected')
     .addOption(outputOption('table'))
     .addOption(noHeaders())
     .addOption(sortBy())

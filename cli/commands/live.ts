@@ -14,6 +14,7 @@ import type {
 import { agentAddress, agentClient, call, controllerAddress, operatorClient } from '../clients.js';
 import { emit, type Json, type OutputFlags, parseFormat, wireToJson } from '../output.js';
 import { UsageError, type Io } from '../io.js';
+import { parseDuration, shortDuration } from '../duration.js';
 import { explanationText } from './analyze.js';
 import { policyName } from '../names.js';
 
@@ -59,16 +60,59 @@ function latencyCell(values: Json | undefined): string {
 
 const s_ = (v: Json | undefined) => (v === null || v === undefined ? '' : String(v));
 
-export async function status(io: Io, opts: OutputFlags & { controller?: string }): Promise<number> {
+/** Agents that have not proved sync: not connected, or their in-force hash is not their span's. */
+const unsynced = (s: StatusReply__Output) => s.agents.filter((a) => !(a.connected && a.inSync));
+
+export async function status(
+  io: Io,
+  opts: OutputFlags & { controller?: string; wait?: string | boolean; strict?: boolean },
+): Promise<number> {
   parseFormat(opts.output);
   const address = controllerAddress(opts.controller);
-  const client = operatorClient(address);
-  const reply = await call<object, StatusReply__Output>(
-    client,
-    client.GetStatus,
-    {},
-    `the controller at ${address}`,
-  );
+  let waitMs: number | undefined;
+  if (opts.wait !== undefined && opts.wait !== false) {
+    waitMs = opts.wait === true ? 60_000 : parseDuration(opts.wait);
+    if (waitMs === undefined)
+      throw new UsageError(
+        `--wait takes a duration (--wait=2m; default 60s), not ${JSON.stringify(opts.wait)}`,
+      );
+  }
+  const get = () => {
+    const client = operatorClient(address);
+    return call<object, StatusReply__Output>(
+      client,
+      client.GetStatus,
+      {},
+      `the controller at ${address}`,
+    );
+  };
+  let reply = await get();
+  let exit = 0;
+  if (waitMs !== undefined) {
+    // --wait: until every agent proves sync (the controller's hash proof), polled.
+    const end = Date.now() + waitMs;
+    while (unsynced(reply).length > 0 && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, Math.min(500, Math.max(0, end - Date.now()))));
+      reply = await get();
+    }
+    const behind = unsynced(reply);
+    if (behind.length > 0) {
+      io.stderr(
+        `error: not every agent proved sync within ${shortDuration(waitMs)}: ${behind.map((a) => `${a.node} (${a.connected ? 'connected, not in sync' : 'disconnected'})`).join(', ')}\n`,
+      );
+      exit = 1;
+    }
+  }
+  if (opts.strict) {
+    const problems = [
+      ...reply.agents.filter((a) => !a.connected).map((a) => `agent ${a.node} is disconnected`),
+      ...reply.rejections.map((r) => `${r.object} is rejected`),
+    ];
+    if (problems.length > 0) {
+      io.stderr(`error: --strict: ${problems.join('; ')}\n`);
+      exit = 1;
+    }
+  }
   const now = Date.now();
   emit(io, opts, {
     document: wireToJson(reply, 'StatusReply'),
@@ -111,7 +155,7 @@ export async function status(io: Io, opts: OutputFlags & { controller?: string }
       return out;
     },
   });
-  return 0;
+  return exit;
 }
 
 export async function policyList(

@@ -252,6 +252,28 @@ describe('weirctl output', () => {
     assert.match(long.err, /--match: is \d+ characters; at most 256/);
   });
 
+  test('status --wait times out naming the nodes that have not proved sync, and --strict fails on disconnected agents', async () => {
+    // The demo's manifests name node-a and node-b too; only node-c has an agent here.
+    const wait = await cluster.weirctl(['status', '--wait=1s', '-o', 'name']);
+    assert.equal(wait.code, 1);
+    assert.match(
+      wait.err,
+      /^error: not every agent proved sync within 1s: node-a \(disconnected\), node-b \(disconnected\)\n$/,
+    );
+    const strict = await cluster.weirctl(['status', '--strict', '-o', 'name']);
+    assert.equal(strict.code, 1);
+    assert.match(
+      strict.err,
+      /--strict: agent node-a is disconnected; agent node-b is disconnected/,
+    );
+    const plain = await cluster.weirctl(['status', '-o', 'name']);
+    assert.equal(plain.code, 0, 'without --strict, status reports and succeeds');
+    const wide = await cluster.weirctl(['status', '-o', 'wide']);
+    assert.match(wide.out, /\bAPI\b/);
+    assert.ok(wide.out.includes(cluster.agentApi), "-o wide shows each agent's API address");
+    assert.ok(!(await cluster.weirctl(['status'])).out.includes(cluster.agentApi));
+  });
+
   test('an unknown -o names every format', async () => {
     const r = await cluster.weirctl(['status', '-o', 'xml']);
     assert.equal(r.code, 2);
