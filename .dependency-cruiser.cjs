@@ -15,8 +15,8 @@ const floors = [
   { name: 'translate', paths: ['^controller/translate/'] },
   { name: 'model', paths: ['^controller/model/'] },
   { name: 'sources-store', paths: ['^controller/sources/', '^controller/store/'] },
-  { name: 'distribute', paths: ['^controller/distribute/'] },
-  { name: 'top', paths: ['^controller/[^/]+$', '^controller/leader/'] },
+  { name: 'distribute', paths: ['^controller/distribute/', '^controller/relay/'] },
+  { name: 'top', paths: ['^controller/[^/]+$', '^controller/leader/', '^controller/console/'] },
 ];
 const floorRules = floors.slice(0, -1).map((floor, i) => ({
   name: `floor-${floor.name}-not-above`,

@@ -31,8 +31,10 @@
  *                       10,000 rules vs no Weir
  *  11. cluster-policies 1,000 ClusterNetworkPolicies with 10,000 NetworkPolicies: pipeline and verdicts
  *  12. nats             one change to 1,000, 2,000 and 5,000 agents over NATS and over gRPC; flow events/s
+ *  13. spans            raw objects to every node's span at 1×, 2×, 4×, 8× (up to Antrea's 25,000
+ *                       namespaces, 100,000 pods, 75,000 policies): time, CPU, peak RSS
  *
- * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|kernel|lab|cluster-policies|nats,
+ * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|kernel|lab|cluster-policies|nats|spans,
  * --quick (fewer repetitions and probes, for trying changes),
  * --namespaces=N (size of the main cluster, default 1000),
  * --no-gc-between-runs (do not collect the heap between pipeline runs).
@@ -79,6 +81,7 @@ import { benchDatapath } from './datapath.js';
 import { benchFlowTable } from './flow-table.js';
 import { benchPropagation } from './propagation.js';
 import { benchNats } from './nats.js';
+import { benchSpans } from './spans.js';
 import { benchKernel, formatKernelBench } from './kernel.js';
 import { benchLab } from './lab.js';
 import {
@@ -554,6 +557,10 @@ async function main(): Promise<void> {
       '12. NATS JetStream against gRPC: one change to 1,000, 2,000 and 5,000 agents; flow events',
     );
     say(await benchNats({ quick }));
+  }
+  if (enabled('spans')) {
+    heading("13. Raw objects to every node's span, 1× to 8×");
+    say(benchSpans({ quick }));
   }
 
   heading('Summary');

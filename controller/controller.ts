@@ -29,6 +29,9 @@ import { ClusterModel } from './model/cluster-model.js';
 import type { ClusterSource, SourceEvent } from './sources/source.js';
 import { ControllerMetrics } from './metrics.js';
 import { OperatorService } from './operator.js';
+import { FlowRelay } from './relay/flow-relay.js';
+import { ConsoleApi } from './console/console-api.js';
+import { type ConsoleServer, startConsole } from './console/console-server.js';
 import type { CertificateFiles } from '../shared/tls/credentials.js';
 import { SpanStore } from './store/span-store.js';
 import { loadControllerState, saveControllerState } from './store/state-file.js';
@@ -54,6 +57,12 @@ export interface ControllerOptions {
    * --insecure (status says so).
    */
   readonly tls: CertificateFiles | undefined;
+  /**
+   * The web console (docs/console.md): where it listens, and whether over
+   * HTTPS with operator client certificates (`tls`, needs `tls` above);
+   * without, loopback HTTP only.
+   */
+  readonly ui?: { readonly listen: string; readonly tls: boolean };
   /** Where agent pods run, for pod identities (default weir-system). */
   readonly agentNamespace?: string;
   /**
@@ -76,6 +85,12 @@ export class Controller implements AsyncDisposable {
   private store!: SpanStore;
   private distributor!: Distributor;
   private server: grpc.Server | undefined;
+  private agentPodChanged: ((namespace: string, name: string) => void) | undefined;
+  private console: ConsoleServer | undefined;
+  /** Cluster-wide flows from every agent (ListClusterFlows, WatchClusterFlows, the console). */
+  relay: FlowRelay | undefined;
+  /** The Operator service (also what the console reads). */
+  operator: OperatorService | undefined;
   private publisher: NatsPublisher | undefined;
   private commitRunner: CoalescingRunner | undefined;
   private persistRunner: CoalescingRunner | undefined;
@@ -155,21 +170,37 @@ export class Controller implements AsyncDisposable {
       onError: (err) => this.log.error({ err }, 'commit failed'),
     });
 
-    const { server, port } = await startControllerServer({
+    const agentNodeOf = agentPodNode(this.model, this.options.agentNamespace ?? 'weir-system');
+    const distributor = this.distributor;
+    this.relay = new FlowRelay({
+      agents: () => distributor.views(),
+      tls: this.options.tls,
+      agentNodeOf,
+      log: this.options.log.child({ component: 'relay' }),
+      observe: {
+        dropped: (node, count) => this.metrics.relayDropped.inc({ node }, count),
+        refused: (limit) => this.metrics.refused.inc({ limit }),
+      },
+    });
+    const relay = this.relay;
+    this.metrics.relayWatches(() => relay.watches);
+    this.operator = new OperatorService({
+      cluster: this.options.cluster,
+      source: this.options.source,
+      model: this.model,
+      store: this.store,
+      distributor: this.distributor,
+      leadership: this.options.leadership,
+      stateRejections: this.stateRejections,
+      insecure: this.options.tls === undefined,
+    });
+    const { server, port, agentPodChanged } = await startControllerServer({
       listen: this.options.listen,
       distributor: this.distributor,
-      operator: new OperatorService({
-        cluster: this.options.cluster,
-        source: this.options.source,
-        model: this.model,
-        store: this.store,
-        distributor: this.distributor,
-        leadership: this.options.leadership,
-        stateRejections: this.stateRejections,
-        insecure: this.options.tls === undefined,
-      }),
+      operator: this.operator,
+      relay: this.relay,
       tls: this.options.tls,
-      agentNodeOf: agentPodNode(this.model, this.options.agentNamespace ?? 'weir-system'),
+      agentNodeOf,
       log: this.options.log.child({ component: 'grpc' }),
       onBytesSent: (bytes) => this.metrics.updateBytes.inc(bytes),
       controlPlane: this.options.nats === undefined,
@@ -177,6 +208,7 @@ export class Controller implements AsyncDisposable {
       onRefused: (limit) => this.metrics.refused.inc({ limit }),
     });
     this.server = server;
+    this.agentPodChanged = agentPodChanged;
     const nats = this.options.nats;
     if (nats !== undefined) {
       const store = this.store;
@@ -199,6 +231,31 @@ export class Controller implements AsyncDisposable {
       });
     }
     this.port = port;
+    const ui = this.options.ui;
+    if (ui !== undefined) {
+      this.console = await startConsole({
+        listen: ui.listen,
+        api: new ConsoleApi({
+          cluster: this.options.cluster,
+          operator: this.operator,
+          model: this.model,
+          relay: this.relay,
+        }),
+        relay: this.relay,
+        log: this.options.log.child({ component: 'console' }),
+        ...(ui.tls && this.options.tls !== undefined ? { tls: this.options.tls } : {}),
+      });
+      if (ui.tls)
+        this.log.info(
+          { url: this.console.url },
+          'console serving (HTTPS, operator client certificates)',
+        );
+      else
+        this.log.warn(
+          { url: this.console.url, insecure: true },
+          "console serving on loopback over plain HTTP: any local user of this host can read the cluster's policy and flows there (--ui-tls for HTTPS with operator certificates)",
+        );
+    }
     this.log.info(
       { port, revision: persisted.revision, cluster: this.options.cluster },
       'controller serving',
@@ -222,6 +279,9 @@ export class Controller implements AsyncDisposable {
         this.options.source.reportRejected?.(e);
       }
       this.model.apply(e);
+      // A pod identity's stream ends as soon as its pod no longer stands for the node's agent.
+      const pod = e.type === 'upsert' ? e.object : e;
+      if (pod.kind === 'Pod') this.agentPodChanged?.(pod.namespace, pod.name);
       this.firstPendingAt ??= Date.now();
     }
     this.commitRunner?.request();
@@ -262,6 +322,11 @@ export class Controller implements AsyncDisposable {
     });
   }
 
+  /** The console's address, once serving. */
+  get consoleUrl(): string | undefined {
+    return this.console?.url;
+  }
+
   get revision(): number {
     return this.store.revision;
   }
@@ -294,6 +359,8 @@ export class Controller implements AsyncDisposable {
       this.server.tryShutdown(() => resolve());
       setTimeout(() => this.server?.forceShutdown(), 2_000).unref();
     });
+    await this.console?.[Symbol.asyncDispose]();
+    this.relay?.[Symbol.dispose]();
     this.persistRunner?.close();
     await this.persist().catch((err) => this.log.error({ err }, 'saving controller state failed'));
   }

@@ -16,6 +16,7 @@ import { registerStateFileMetrics } from '../shared/state/metrics.js';
 import { prepareStateDir } from '../shared/state/state-dir.js';
 import { AGENT_LIMITS } from '../shared/limits.js';
 import { Controller } from './controller.js';
+import { consoleBindProblem } from './console/console-server.js';
 import { LeaseElector } from './leader/lease-elector.js';
 import { loadKubeConfig } from './kube/api.js';
 import { KubernetesSource } from './sources/kubernetes-source.js';
@@ -46,6 +47,10 @@ const USAGE = `usage: weir-controller (--tls-dir DIR | --insecure) [--manifests 
                          (locked by this controller alone; created 0700, refused when group/world-writable or
                          another user's); without it nothing is kept and a restart sends a snapshot to each agent
                          whose span changed (one whose hash proves it holds its span is sent nothing)
+  --ui-listen HOST:PORT  serve the web console here (docs/console.md); off unless given. Without --ui-tls
+                         plain HTTP on a loopback address only (any local user can read it; other addresses refused)
+  --ui-tls               serve the console over HTTPS with the controller's certificate, requiring an operator
+                         client certificate from Weir's CA (needs --tls-dir; any address may be bound)
   --cluster NAME         cluster name, prefixed to every object id (default "local")
   --agent-namespace NS   where agent pods run, for agent certificates naming a pod (default weir-system)
   --max-unknown-agents N agents of nodes the cluster does not know that the controller keeps a record of
@@ -97,6 +102,8 @@ export async function main(argv: string[]): Promise<void> {
         'lease-name': { type: 'string', default: 'weir-controller' },
         listen: { type: 'string', default: process.env.WEIR_LISTEN ?? '127.0.0.1:7443' },
         'metrics-listen': { type: 'string' },
+        'ui-listen': { type: 'string' },
+        'ui-tls': { type: 'boolean' },
         'state-dir': { type: 'string' },
         cluster: { type: 'string', default: 'local' },
         'agent-namespace': { type: 'string', default: 'weir-system' },
@@ -126,6 +133,10 @@ export async function main(argv: string[]): Promise<void> {
       throw new ArgumentError(
         '--manifests, --kubeconfig and --in-cluster are alternatives: give one',
       );
+    // First: gRPC and NATS take their certificates from this one choice.
+    const tlsChoice = tlsChoiceFromFlags(values);
+    // One line, without the usage: the line says which flag to pass.
+    if (typeof tlsChoice === 'string') throw new WeirError(ErrorCode.Invalid, tlsChoice);
     const endpoint = natsEndpointFromFlags(values);
     if (endpoint !== undefined && !NATS_CLUSTER_NAME.test(values.cluster!))
       throw new ArgumentError(
@@ -142,9 +153,16 @@ export async function main(argv: string[]): Promise<void> {
     const agentRecordTtlMs = parseDuration(values['agent-record-ttl']!, '--agent-record-ttl');
     const flowMaxAgeMs = parseDuration(values['flow-retention']!, '--flow-retention');
     const flowMaxBytes = parseBytes(values['flow-max-bytes']!, '--flow-max-bytes');
-    const tlsChoice = tlsChoiceFromFlags(values);
-    // One line, without the usage: the line says which flag to pass.
-    if (typeof tlsChoice === 'string') throw new WeirError(ErrorCode.Invalid, tlsChoice);
+    if (values['ui-tls'] && values['ui-listen'] === undefined)
+      throw new ArgumentError('--ui-tls secures the console: give --ui-listen HOST:PORT too');
+    if (values['ui-tls'] && tlsChoice.mode === 'insecure')
+      throw new ArgumentError(
+        "--ui-tls serves the console with the controller's certificate: it needs --tls-dir, not --insecure",
+      );
+    if (values['ui-listen'] !== undefined) {
+      const problem = consoleBindProblem(values['ui-listen'], values['ui-tls'] === true);
+      if (problem !== undefined) throw new WeirError(ErrorCode.Invalid, problem);
+    }
     const log = rootLogger({ name: 'weir-controller', level: values['log-level'] });
     let tls: CertificateFiles | undefined;
     if (tlsChoice.mode === 'insecure')
@@ -241,6 +259,9 @@ export async function main(argv: string[]): Promise<void> {
       agentNamespace: values['agent-namespace']!,
       maxUnknownAgents,
       agentRecordTtlMs,
+      ...(values['ui-listen'] !== undefined
+        ? { ui: { listen: values['ui-listen'], tls: values['ui-tls'] === true } }
+        : {}),
       ...(endpoint !== undefined
         ? { nats: { endpoint, replicas, flowMaxAgeMs, flowMaxBytes } }
         : {}),

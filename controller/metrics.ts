@@ -33,6 +33,8 @@ export class ControllerMetrics {
   readonly logSuppressed: Counter;
   readonly refused: Counter<'limit'>;
   readonly recordsDropped: Counter<'reason'>;
+  readonly relayDropped: Counter<'node'>;
+  private relayWatchCount: () => number = () => 0;
 
   constructor(state: ControllerState) {
     const registry = newRegistry('weir_controller_process');
@@ -129,7 +131,7 @@ export class ControllerMetrics {
     });
     this.refused = new Counter({
       name: 'weir_controller_limit_refusals_total',
-      help: 'Agent streams or hellos refused at a limit (shared/limits.ts): invalid (a field out of bounds), hello_timeout (no hello in time), pending_hello (too many streams without a hello), unknown_nodes (too many agents of nodes the cluster does not know).',
+      help: 'Agent streams, hellos and operator calls refused at a limit (shared/limits.ts): invalid (a field out of bounds), hello_timeout (no hello in time), pending_hello (too many streams without a hello), unknown_nodes (too many agents of nodes the cluster does not know), relay_watches (too many relayed flow watches), relay_lists (too many cluster flow lists in flight).',
       labelNames: ['limit'] as const,
       registers: [registry],
     });
@@ -144,5 +146,22 @@ export class ControllerMetrics {
       help: 'Refused or unproved spans sent again after backoff.',
       registers: [registry],
     });
+    this.relayDropped = new Counter({
+      name: 'weir_controller_relay_dropped_events_total',
+      help: "Flow events of a node the relay dropped from a watch whose reader fell behind (the watch's per-node buffer was full).",
+      labelNames: ['node'] as const,
+      registers: [registry],
+    });
+    const watches = () => this.relayWatchCount();
+    gauge(
+      'weir_controller_relay_watches',
+      'Relayed flow watches open (WatchClusterFlows and the console).',
+      watches,
+    );
+  }
+
+  /** Where the relay's open watches are read (set once the relay exists). */
+  relayWatches(read: () => number): void {
+    this.relayWatchCount = read;
   }
 }

@@ -173,14 +173,29 @@ export class OperatorService implements OperatorBackend {
     };
   }
 
-  explain(req: ExplainRequest__Output): ExplainReply {
-    checkProbeRequest('ExplainRequest', req);
+  /** Per node the policy reached (proved), when its agent ACKed it (Unix ms), as far as remembered. */
+  reachedUnixMs(policyId: string): Readonly<Record<string, number>> {
+    return this.parts.distributor.realization(policyId).reachedUnixMs;
+  }
+
+  /**
+   * The whole cluster compiled by the one evaluator, at the current
+   * revision (rebuilt when it moves): what Explain and the console's
+   * matrix decide with.
+   */
+  compiled(): RuleTables {
     const { model, store } = this.parts;
-    const p = parseProbe(`${req.protocol || 'TCP'}/${req.port}`);
-    if (typeof p === 'string') throw new ValidationError([{ field: 'protocol/port', message: p }]);
     if (this.tables?.revision !== store.revision)
       this.tables = { revision: store.revision, tables: compile(model.snapshot()) };
-    const tables = this.tables.tables;
+    return this.tables.tables;
+  }
+
+  explain(req: ExplainRequest__Output): ExplainReply {
+    checkProbeRequest('ExplainRequest', req);
+    const { store } = this.parts;
+    const p = parseProbe(`${req.protocol || 'TCP'}/${req.port}`);
+    if (typeof p === 'string') throw new ValidationError([{ field: 'protocol/port', message: p }]);
+    const tables = this.compiled();
     const from = resolveTarget(tables, req.from);
     if (typeof from === 'string') throw new ValidationError([{ field: 'from', message: from }]);
     const to = resolveTarget(tables, req.to);

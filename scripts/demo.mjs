@@ -27,9 +27,12 @@
 // `npm start -- --transport nats`: the same over NATS JetStream (docs/nats.md):
 // it starts a local nats-server (NATS_SERVER, default /usr/sbin/nats-server)
 // on a free port with JetStream in the state directory, and the agents
-// publish their flow events there too.
+// publish their flow events there too. That server takes only TLS, with
+// client certificates of the demo's CA mapped to the roles' users (the
+// controller, each node's agent, the operator as flow reader), as
+// `weirctl nats config --auth tls` configures one in a cluster.
 import { execFile, spawn } from 'node:child_process';
-import { openSync, readFileSync } from 'node:fs';
+import { openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -329,13 +332,46 @@ async function main() {
     const log = join(state, 'nats-server.log');
     const fd = openSync(log, 'a');
     const server = process.env.NATS_SERVER ?? '/usr/sbin/nats-server';
-    const child = spawn(
-      server,
-      ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', join(state, 'nats')],
-      {
-        stdio: ['ignore', fd, fd],
-      },
-    );
+    const config = join(state, 'nats-server.conf');
+    const lines = [
+      `listen: 127.0.0.1:${port}`,
+      `jetstream { store_dir: ${JSON.stringify(join(state, 'nats'))} }`,
+    ];
+    if (process.env.WEIR_DEMO_INSECURE !== '1') {
+      // As in a cluster (docs/nats.md "TLS and identities"): TLS, and each
+      // program's certificate mapped to its role's user, as `weirctl nats
+      // config --auth tls` writes them; the server's own certificate is
+      // named by host (localhost, 127.0.0.1), as NATS clients check it.
+      const { issueCert, readCaDir, writeTlsDir } = await launch('shared/tls/issue');
+      const ca = await readCaDir(join(tlsDir, 'ca'));
+      await writeTlsDir(
+        join(tlsDir, 'nats-server'),
+        await issueCert(ca, {
+          commonName: 'nats-server',
+          dnsNames: ['localhost'],
+          ipAddresses: ['127.0.0.1'],
+        }),
+      );
+      const { natsConfig } = await launch('cli/commands/nats-config');
+      const conf = join(state, 'nats-conf');
+      await natsConfig(
+        { stdout: () => undefined, stderr: (t) => say(t.trimEnd()) },
+        {
+          cluster: 'local',
+          node: nodes,
+          reader: ['admin/demo'],
+          auth: 'tls',
+          serverTlsDir: join(tlsDir, 'nats-server'),
+          out: conf,
+        },
+      );
+      lines.push(
+        'include "nats-conf/weir-tls.conf"',
+        'include "nats-conf/weir-authorization.conf"',
+      );
+    }
+    writeFileSync(config, `${lines.join('\n')}\n`);
+    const child = spawn(server, ['-c', config], { stdio: ['ignore', fd, fd] });
     child.on('error', (err) =>
       fail(`cannot start ${server}: ${err.message} (apt-get install nats-server)`),
     );
@@ -347,15 +383,23 @@ async function main() {
       if (Date.now() > deadline) return fail('nats-server did not start');
       await new Promise((r) => setTimeout(r, 100));
     }
-    // A local nats-server without TLS: say so (--nats-insecure); docs/nats.md "TLS and identities".
-    natsArgs = ['--transport', 'nats', '--nats', natsUrl, '--nats-insecure'];
+    // The programs' certificates (tlsArgs) are their NATS identities too; with --insecure, neither has TLS.
+    natsArgs = ['--transport', 'nats', '--nats', natsUrl];
   }
 
+  // The web console (docs/console.md): loopback HTTP, WEIR_DEMO_UI or 127.0.0.1:7480 when free.
+  let ui = process.env.WEIR_DEMO_UI;
+  if (ui === undefined)
+    ui = (await portFree('127.0.0.1', 7480))
+      ? '127.0.0.1:7480'
+      : `127.0.0.1:${await freePort('127.0.0.1')}`;
   const controller = start(state, 'controller', 'weir-controller', [
     '--manifests',
     manifests,
     '--listen',
     listen,
+    '--ui-listen',
+    ui,
     '--state-dir',
     join(state, 'controller'),
     ...tlsArgs('controller'),
@@ -411,6 +455,9 @@ async function main() {
   process.stdout.write(`Weir demo: the controller (pid ${controller.pid}) serves ${listen} with the cluster in ${manifests}
 (watched: edit a file and the agents follow); agents ${nodes.join(', ')}${natsUrl ? `, over NATS JetStream at ${natsUrl}` : ''}; logs in ${state}.
 
+Console: http://${ui}/  (the cluster, policies, reachability, live flows, explain; plain HTTP on loopback:
+any local user of this machine can read it, see docs/console.md)
+
 ${table}
 Point weirctl at it (${process.env.WEIR_DEMO_INSECURE === '1' ? 'INSECURE: no TLS' : `mutual TLS: an admin operator's certificate in ${join(tlsDir, 'operator')}`}) and try:
   export WEIR_CONTROLLER=${listen}
@@ -425,7 +472,7 @@ ${
   bin/weirctl flows --node node-c --action deny -o wide
   bin/weirctl flows stats --node node-a
   bin/weirctl analyze matrix -f ${manifests} --probe TCP/9000
-${natsUrl ? `  bin/weirctl flows --follow --source nats --nats ${natsUrl} --insecure --since 5m   (every node's flow events)\n` : ''}
+${natsUrl ? `  bin/weirctl flows --follow --source nats --nats ${natsUrl}${process.env.WEIR_DEMO_INSECURE === '1' ? ' --insecure' : ''} --since 5m   (every node's flow events)\n` : ''}
 Ctrl-C stops everything.
 ready
 `);

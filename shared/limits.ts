@@ -160,8 +160,52 @@ export const INTROSPECT_LIMITS = {
    * per stream at most, 150 MiB for all 64.
    */
   watchBufferEvents: 4_096,
+  /**
+   * How long a watcher's stream may stay full (its reader reading nothing)
+   * before the watch ends with RESOURCE_EXHAUSTED: on a quiet node the
+   * queue above never overflows, and a reader that never reads would hold
+   * its slot (watchStreams) until it disconnects.
+   */
+  watchStallMs: 30_000,
   /** A ListFlows page: at most this many flows (about 6 MiB encoded). */
   flowsPage: 10_000,
+} as const;
+
+/**
+ * The controller's flow relay (ListClusterFlows, WatchClusterFlows): it
+ * calls every agent's FlowIntrospect as one client (its own identity), so
+ * the agents' per-client bounds apply to the controller as a whole.
+ */
+export const RELAY_LIMITS = {
+  /**
+   * Relayed watches open at once: each is one WatchFlows stream to every
+   * agent, all from the controller's identity, and an agent takes at most
+   * INTROSPECT_LIMITS.watchStreamsPerClient streams per client; more would
+   * be refused by the agents one node at a time.
+   */
+  watches: INTROSPECT_LIMITS.watchStreamsPerClient,
+  /** ...and per operator (identity, or address): one script must not take them all. */
+  watchesPerClient: 2,
+  /**
+   * Events of one node a watch holds while its reader is behind; beyond it
+   * the node's newest events are dropped, counted and reported in the next
+   * message of that node (ClusterFlowEvent.dropped). About 600 bytes an
+   * event: 600 KiB per node per watch.
+   */
+  nodeBufferEvents: 1_024,
+  /** Flows per node in a ListClusterFlows reply: an agent's page. */
+  listPerNode: INTROSPECT_LIMITS.flowsPage,
+  /** Flows in one ListClusterFlows reply in all (about 30 MiB encoded). */
+  listFlows: 50_000,
+  /** Agents a list queries at once: a thousand nodes are not a thousand calls in flight. */
+  listConcurrency: 16,
+  /** ListClusterFlows calls in flight per operator and in all. */
+  listsPerClient: 4,
+  lists: 16,
+  /** Node names in one request. */
+  nodes: 1_000,
+  /** How long one agent has to answer a list. */
+  agentTimeoutMs: 5_000,
 } as const;
 
 /** NATS request bodies the controller reads (hello, beat, ack, nack): JSON of a few hundred bytes. */

@@ -83,22 +83,11 @@ export function baseCluster(): Raw[] {
 
 export type Proto = 'TCP' | 'UDP' | 'SCTP';
 /**
- * [from, to, protocol, port, allowed, deviation?]: from/to are short pod
- * names ("hufflepuff/0", "centaur/1"); `allowed` is what upstream expects.
- * A `deviation` says why Weir decides the opposite, by a documented rule of
- * its own (docs/cluster-network-policy.md); the tests expect the opposite
- * then, and say so.
+ * [from, to, protocol, port, allowed]: from/to are short pod names
+ * ("hufflepuff/0", "centaur/1"); `allowed` is what upstream expects, and
+ * what Weir decides: there are no deviations.
  */
-export type Probe = readonly [string, string, Proto, number, boolean, string?];
-
-/** The verdict Weir gives a probe: upstream's, unless the probe records a deviation. */
-export function expectedVerdict(p: Probe): boolean {
-  return p[5] === undefined ? p[4] : !p[4];
-}
-
-/** Weir exempts a pod's traffic with its own node from every tier below Admin. */
-const OWN_NODE =
-  "traffic between a pod and its own node's address: exempt from the NetworkPolicy and Baseline tiers (only Admin rules decide it)";
+export type Probe = readonly [string, string, Proto, number, boolean];
 
 /** A change between steps, as upstream's subtests patch the cluster. */
 export type Change =
@@ -1581,10 +1570,12 @@ export const SCENARIOS: readonly Scenario[] = [
       {
         name: "Should support a 'deny-egress' rule policy for egress-node-peer",
         probes: [
-          // harry-potter-1 and centaur-1 share node kind-b.
-          ['gryffindor/1', 'centaur/1', 'UDP', HOST_PORTS[4], false, OWN_NODE],
-          ['gryffindor/1', 'centaur/1', 'SCTP', HOST_PORTS[6], false, OWN_NODE],
-          // The same from the other node, where the Baseline Deny decides (Weir's addition).
+          // harry-potter-1 and centaur-1 share node kind-b: no NetworkPolicy isolates
+          // harry-potter-1, so the own-node exemption (the NetworkPolicy tier's) does
+          // not apply and the Baseline Deny decides.
+          ['gryffindor/1', 'centaur/1', 'UDP', HOST_PORTS[4], false],
+          ['gryffindor/1', 'centaur/1', 'SCTP', HOST_PORTS[6], false],
+          // The same from the other node (Weir's addition).
           ['gryffindor/0', 'centaur/1', 'UDP', HOST_PORTS[4], false],
           ['gryffindor/0', 'centaur/1', 'SCTP', HOST_PORTS[6], false],
         ],

@@ -154,6 +154,11 @@ export interface LiveOptions {
   readonly seed: number;
   /** Extra flags of the controller and the agents: the transport (e.g. --transport nats --nats URL). */
   readonly transportArgs?: { readonly controller: string[]; readonly agent: string[] };
+  /**
+   * The CA and certificates the programs use (a NATS behind transportArgs
+   * must trust the same CA); default: a new one in the run directory.
+   */
+  readonly pki?: TestPki;
   /** Rounds of changes after the initial cluster (round 0). */
   readonly rounds: number;
   /** Changes per round, inclusive. */
@@ -1554,12 +1559,13 @@ class LiveSystem {
   static async create(
     dir: string,
     transportArgs?: LiveOptions['transportArgs'],
+    given?: TestPki,
   ): Promise<LiveSystem> {
     await mkdir(join(dir, 'logs'), { recursive: true });
     const address = `127.0.0.1:${await freePort()}`;
     const ports = new Map<NodeName, number>();
     for (const n of NODES) ports.set(n, await freePort());
-    const pki = await TestPki.create(join(dir, 'tls'));
+    const pki = given ?? (await TestPki.create(join(dir, 'tls')));
     for (const n of NODES) await pki.node(n);
     return new LiveSystem(dir, address, ports, transportArgs, pki);
   }
@@ -1957,7 +1963,7 @@ export async function runSeed(options: LiveOptions): Promise<SeedResult> {
   const abort = () => void sys?.close();
   options.signal?.addEventListener('abort', abort, { once: true });
   try {
-    sys = await LiveSystem.create(runDir, options.transportArgs);
+    sys = await LiveSystem.create(runDir, options.transportArgs, options.pki);
     let onDisk: ReadonlyMap<string, string> = cluster.render(true, 0);
     await writeTree(manifests, onDisk);
     await sys.startController();

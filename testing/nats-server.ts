@@ -1,16 +1,26 @@
 /**
  * Real nats-server processes for tests and benchmarks (Debian's 2.9.10,
  * PLATFORM.md): on free loopback ports, JetStream storage in temporary
- * directories, optionally with Weir's per-role users. A single server, or
- * a three-server cluster whose streams can be R3. Servers can be killed
- * (SIGKILL) and started again on the same ports and storage.
+ * directories. A single server, or a three-server cluster whose streams
+ * can be R3. Servers can be killed (SIGKILL) and started again on the same
+ * ports and storage.
+ *
+ * Security, as in production (docs/nats.md "TLS and identities"):
+ * `identities` gives the servers TLS with client certificates mapped to
+ * Weir's per-role users, configured by what `weirctl nats config --auth
+ * tls` writes (the same code), with certificates of the test process' CA
+ * (testing/pki.ts): the controller, one user per named node, and flow
+ * readers. This is the one way tests start a NATS with TLS. Without it the
+ * servers take plain connections (with `authorization`, password users):
+ * for tests about plain NATS only, which say so.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { natsTlsBlock } from '../shared/nats/permissions.js';
+import { join, relative } from 'node:path';
+import { natsConfig } from '../cli/commands/nats-config.js';
+import type { TestPki } from './pki.js';
 import { freePort } from './ports.js';
 
 export const NATS_SERVER = process.env.NATS_SERVER ?? '/usr/sbin/nats-server';
@@ -66,7 +76,9 @@ export class NatsServerProcess {
         if (this.log.length > 2_000) this.log.splice(0, this.log.length - 2_000);
       });
     this.exited = new Promise((resolve) => child.on('exit', () => resolve()));
-    await listening(this.port, 10_000);
+    await listening(this.port, 10_000).catch((err: Error) => {
+      throw new Error(`${err.message}: ${this.log.slice(-5).join('\n')}`);
+    });
   }
 
   /** SIGKILL, as a crash. */
@@ -88,21 +100,70 @@ export interface NatsRig extends AsyncDisposable {
   readonly dir: string;
 }
 
+/** Who a TLS NATS lets in: each a user with its role's permissions (shared/nats/permissions.ts). */
+export interface NatsIdentities {
+  readonly pki: TestPki;
+  /** The Weir cluster (--cluster) whose subjects the users are given. */
+  readonly cluster: string;
+  /** One agent user per node (spiffe://weir/node/N); the node's certificate is issued too. */
+  readonly nodes: readonly string[];
+  /** Flow readers: operator certificates, ROLE/NAME (read-only/test names testing/pki.ts' operator). */
+  readonly readers?: readonly string[];
+}
+
 /**
- * `size` servers (1, or 3 for a cluster) with JetStream; `authorization`:
- * an `authorization { ... }` block (shared/nats/permissions.ts), or none.
+ * Writes the `weirctl nats config --auth tls` files for `identities` into
+ * DIR (weir-tls.conf, weir-authorization.conf) with the pki's NATS server
+ * certificate, and returns their paths (a configuration includes them by
+ * a path relative to itself, as nats-server resolves includes).
+ */
+export async function writeNatsIdentities(
+  dir: string,
+  identities: NatsIdentities,
+): Promise<string[]> {
+  const { pki } = identities;
+  const server = await pki.natsServer();
+  for (const node of identities.nodes) await pki.node(node);
+  const out: string[] = [];
+  const code = await natsConfig(
+    { stdout: (t) => void out.push(t), stderr: (t) => void out.push(t) },
+    {
+      cluster: identities.cluster,
+      node: [...identities.nodes],
+      reader: [...(identities.readers ?? [])],
+      auth: 'tls',
+      serverTlsDir: server,
+      out: dir,
+    },
+  );
+  if (code !== 0) throw new Error(`weirctl nats config: ${out.join('')}`);
+  return ['weir-tls.conf', 'weir-authorization.conf'].map((f) => join(dir, f));
+}
+
+/**
+ * `size` servers (1, or 3 for a cluster) with JetStream. `identities`: TLS
+ * and certificate users (above); else plain connections, with
+ * `authorization` (an `authorization { ... }` block of password users,
+ * shared/nats/permissions.ts) or anyone.
  */
 export async function startNats(
   options: {
     size?: number;
+    identities?: NatsIdentities;
     authorization?: string;
     maxPayload?: number;
-    /** Clients must speak TLS and present a certificate of this CA (server.ts natsTlsBlock). */
-    tls?: { cert: string; key: string; ca: string; map: boolean };
   } = {},
 ): Promise<NatsRig> {
   const size = options.size ?? 1;
   const dir = await mkdtemp(join(tmpdir(), 'weir-nats-'));
+  if (options.identities !== undefined && options.authorization !== undefined)
+    throw new Error('startNats: identities and authorization are alternatives');
+  const security =
+    options.identities !== undefined
+      ? (await writeNatsIdentities(join(dir, 'conf'), options.identities)).map(
+          (f) => `include ${JSON.stringify(relative(dir, f))}`,
+        )
+      : [options.authorization ?? ''];
   const ports = await Promise.all(Array.from({ length: size }, freePort));
   const routes = size > 1 ? await Promise.all(Array.from({ length: size }, freePort)) : [];
   const servers: NatsServerProcess[] = [];
@@ -123,8 +184,7 @@ export async function startNats(
               .join(', ')}] }`,
           ]
         : []),
-      options.tls !== undefined ? natsTlsBlock(options.tls) : '',
-      options.authorization ?? '',
+      ...security,
     ];
     const config = join(dir, `${name}.conf`);
     await writeFile(config, `${lines.join('\n')}\n`);

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CONTROLLER_URI, type OperatorRole, nodeUri, operatorUri } from '../shared/tls/identity.js';
 import { type IssuedCa, issueCa, issueCert, writeCaDir, writeTlsDir } from '../shared/tls/issue.js';
+import type { TlsFiles } from '../shared/tls/credentials.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -39,6 +40,24 @@ export class TestPki {
     const out = join(this.dir, name);
     if (!existsSync(join(out, 'tls.crt')))
       await writeTlsDir(out, await issueCert(ca, { uri, commonName: name }));
+    return out;
+  }
+
+  /**
+   * A NATS server's certificate (DIR/nats-server, once): no Weir identity,
+   * named by host (localhost, 127.0.0.1), which is what NATS clients check.
+   */
+  async natsServer(): Promise<string> {
+    const out = join(this.dir, 'nats-server');
+    if (!existsSync(join(out, 'tls.crt')))
+      await writeTlsDir(
+        out,
+        await issueCert(this.ca, {
+          commonName: 'nats-server',
+          dnsNames: ['localhost'],
+          ipAddresses: ['127.0.0.1'],
+        }),
+      );
     return out;
   }
 
@@ -90,6 +109,13 @@ export class TestPki {
     return this.issue(`foreign-${name}`, uri, await issueCa({ name: 'not-weir' }));
   }
 }
+
+/** The files of a --tls-dir layout directory. */
+export const tlsFiles = (dir: string): TlsFiles => ({
+  cert: join(dir, 'tls.crt'),
+  key: join(dir, 'tls.key'),
+  ca: join(dir, 'ca.crt'),
+});
 
 /** The flags that give a program its certificates. */
 export const tlsDirArgs = (dir: string): string[] => ['--tls-dir', dir];

@@ -615,6 +615,17 @@ export interface PodInfo {
   readonly dns: boolean;
 }
 
+/**
+ * Pods and NetworkPolicies per namespace (default 10 and 10). Antrea's
+ * published scale test is 4 and 3 (25,000 namespaces, 100,000 pods, 75,000
+ * policies). A namespace runs at least one pod per app of its stack, and
+ * carries its cluster services' fixed policies, so small counts are a floor.
+ */
+export interface ClusterShape {
+  readonly podsPerNamespace?: number;
+  readonly policiesPerNamespace?: number;
+}
+
 export interface RealisticCluster {
   readonly namespaceCount: number;
   readonly podCount: number;
@@ -656,10 +667,16 @@ interface NamespaceCtx {
  * on the host network or finished: they are not policy endpoints, as in a
  * real cluster.
  */
-export function realisticCluster(namespaceCount: number, seed = 0x5eed): RealisticCluster {
+export function realisticCluster(
+  namespaceCount: number,
+  seed = 0x5eed,
+  shape: ClusterShape = {},
+): RealisticCluster {
   if (namespaceCount < 4) throw new Error('need at least 4 namespaces');
+  const podsPerNamespace = shape.podsPerNamespace ?? PODS_PER_NAMESPACE;
+  const policiesPerNamespace = shape.policiesPerNamespace ?? POLICIES_PER_NAMESPACE;
   const rng = seededRandom(seed ^ namespaceCount);
-  const podTotal = namespaceCount * PODS_PER_NAMESPACE;
+  const podTotal = namespaceCount * podsPerNamespace;
   const nodeCount = Math.max(3, Math.ceil(podTotal / 100));
   const nodeUsed = new Array<number>(nodeCount).fill(0);
   const POD_BASE = ((10 << 24) | (244 << 16)) >>> 0;
@@ -694,7 +711,7 @@ export function realisticCluster(namespaceCount: number, seed = 0x5eed): Realist
 
     // Pods: every app at least one replica, the rest spread at random.
     const replicas = ctx.apps.map(() => 1);
-    for (let k = ctx.apps.length; k < PODS_PER_NAMESPACE; k++) {
+    for (let k = ctx.apps.length; k < podsPerNamespace; k++) {
       const a = rng.int(ctx.apps.length);
       replicas[a] = replicas[a]! + 1;
     }
@@ -752,7 +769,7 @@ export function realisticCluster(namespaceCount: number, seed = 0x5eed): Realist
     });
     podsByNamespace.push(mine);
 
-    for (const [name, spec] of policiesFor(ctx, rng))
+    for (const [name, spec] of policiesFor(ctx, rng, policiesPerNamespace))
       policyObjects.push(networkPolicy(ctx.name, name, spec));
   }
 
@@ -868,7 +885,7 @@ function namespaceContext(i: number, rng: SeededRandom, used: Set<string>): Name
 type Spec = Raw;
 
 /** Ten [name, spec] pairs for one namespace. */
-function policiesFor(ctx: NamespaceCtx, rng: SeededRandom): Array<[string, Spec]> {
+function policiesFor(ctx: NamespaceCtx, rng: SeededRandom, count: number): Array<[string, Spec]> {
   const out: Array<[string, Spec]> = [];
   const names = new Set<string>();
   const add = (name: string, spec: Spec) => {
@@ -1250,7 +1267,7 @@ function policiesFor(ctx: NamespaceCtx, rng: SeededRandom): Array<[string, Spec]
       1,
     ],
   ];
-  while (out.length < POLICIES_PER_NAMESPACE) rng.weighted(templates)();
+  while (out.length < count) rng.weighted(templates)();
   return out;
 }
 

@@ -4,10 +4,9 @@
  * documentation over validated objects: no groups, no prefix sets, no
  * compilation, a scan of every policy per question. Per direction: the Admin
  * tier (policies by priority then name, rules in order; the first match
- * decides, Pass skips the rest of the tier), then traffic with the pod's own
- * node is allowed (NetworkPolicy does not restrict it), then the
- * NetworkPolicy tier (if a policy isolates the pod, a union of allows), then
- * the Baseline tier, then allow. Tests compare
+ * decides, Pass skips the rest of the tier), then the NetworkPolicy tier
+ * (if a policy isolates the pod: traffic with the pod's own node allowed,
+ * else a union of allows), then the Baseline tier, then allow. Tests compare
  * the real evaluator against it on random clusters; the benchmarks use it as
  * the naive baseline. It is not part of Weir.
  */
@@ -85,10 +84,12 @@ export class ReferenceCluster {
     const a = this.tier(this.admin, self, dir, peer, peerIp, destination, protocol, port);
     if (a === 'accept') return true;
     if (a === 'deny') return false;
-    const own = this.nodes.find((n) => n.name === self.node);
-    if (own?.addresses.some((x) => parseIp(x.address) === peerIp)) return true;
     const np = this.networkPolicies(self, dir, peer, peerIp, protocol, port);
-    if (np !== undefined) return np;
+    if (np !== undefined) {
+      // Kubernetes: traffic to and from the node where a pod runs is always allowed (by this tier).
+      const own = this.nodes.find((n) => n.name === self.node);
+      return np || own?.addresses.some((x) => parseIp(x.address) === peerIp) === true;
+    }
     return (
       this.tier(this.baseline, self, dir, peer, peerIp, destination, protocol, port) !== 'deny'
     );

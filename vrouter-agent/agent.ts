@@ -51,6 +51,7 @@ import { SpanState } from './store/span-state.js';
 import { SyntheticTraffic } from './traffic/synthetic.js';
 import { AgentMetrics } from './metrics.js';
 import { GrpcTransport } from './transport/grpc.js';
+import { LogLimiter } from '../shared/log-limiter.js';
 import { guarded } from '../shared/tls/access.js';
 import { type CertificateFiles, serverCredentials } from '../shared/tls/credentials.js';
 import type { AgentHello, ControllerTransport, Delivery } from './transport/transport.js';
@@ -376,7 +377,12 @@ export class NodeAgent implements AsyncDisposable {
   private async serve(): Promise<void> {
     const { proto, definition } = weirProto();
     const server = new grpc.Server(serverOptions(MESSAGE_LIMITS.agentApiReceiveBytes));
-    const access = { secure: this.options.tls !== undefined, log: this.log };
+    // Refusals are peer-caused lines: one limiter per peer for both services, counted in the metric.
+    const access = {
+      secure: this.options.tls !== undefined,
+      log: this.log,
+      logs: new LogLimiter({ onSuppressed: () => this.metrics.logSuppressed.inc() }),
+    };
     const agent = proto.weir.v1.Agent.service;
     server.addService(
       agent,

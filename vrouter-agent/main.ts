@@ -91,14 +91,15 @@ export async function main(argv: string[]): Promise<void> {
     const nodeProblem = nodeNameProblem(values.node);
     if (nodeProblem !== undefined) throw new ArgumentError(`--node ${nodeProblem}`);
     const node = values.node;
+    // First: gRPC and NATS take their certificates from this one choice.
+    const tlsChoice = tlsChoiceFromFlags(values);
+    // One line, without the usage: the line says which flag to pass.
+    if (typeof tlsChoice === 'string') throw new WeirError(ErrorCode.Invalid, tlsChoice);
     const endpoint = natsEndpointFromFlags(values);
     if (endpoint !== undefined && !NATS_CLUSTER_NAME.test(values.cluster!))
       throw new ArgumentError(
         `--cluster ${JSON.stringify(values.cluster)} cannot name NATS subjects (letters, digits, "_", "-"; at most 64)`,
       );
-    const tlsChoice = tlsChoiceFromFlags(values);
-    // One line, without the usage: the line says which flag to pass.
-    if (typeof tlsChoice === 'string') throw new WeirError(ErrorCode.Invalid, tlsChoice);
     const log = rootLogger({ name: 'weir-agent', level: values['log-level'] }).child({ node });
     let tls: CertificateFiles | undefined;
     if (tlsChoice.mode === 'insecure')

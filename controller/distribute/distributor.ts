@@ -115,6 +115,8 @@ export interface Realization {
   readonly applied: string[];
   readonly latencyMs: Record<string, number>;
   readonly resyncMs: Record<string, number>;
+  /** Per applied node whose ACK is remembered: when (Unix ms) it ACKed the span that brought the policy. */
+  readonly reachedUnixMs: Record<string, number>;
 }
 
 interface AckRecord {
@@ -555,6 +557,7 @@ export class Distributor {
     const applied: string[] = [];
     const latencyMs: Record<string, number> = {};
     const resyncMs: Record<string, number> = {};
+    const reachedUnixMs: Record<string, number> = {};
     for (const node of nodes) {
       const entries = this.store.span(node)?.entries;
       const needed = Math.max(0, ...keys.map((k) => entries?.get(k)?.revision ?? 0));
@@ -570,11 +573,12 @@ export class Distributor {
       const i = r!.acks.findIndex((a) => a.revision >= needed);
       if (i < 0 || (i === 0 && r!.acksTruncated)) continue; // the ACK that brought it is forgotten
       const ack = r!.acks[i]!;
+      reachedUnixMs[node] = ack.at;
       const timing = this.timing(needed, ack);
       if (timing.propagationMs !== undefined) latencyMs[node] = timing.propagationMs;
       else if (timing.resyncMs !== undefined) resyncMs[node] = timing.resyncMs;
     }
-    return { revision, nodes, applied, latencyMs, resyncMs };
+    return { revision, nodes, applied, latencyMs, resyncMs, reachedUnixMs };
   }
 
   closeAll(reason: string): void {

@@ -11,6 +11,13 @@
  * from the stream whose hello was accepted, so no other caller can ACK or
  * NACK for a node. A new stream for a node replaces the open one (an agent
  * restart) only when it comes from the same identity.
+ *
+ * A pod identity holds its node only while the pod stands for that node's
+ * agent: when the Pod watch reports the pod deleted, finished, relabelled
+ * or on another node (agentPodChanged), its stream ends at once with
+ * PERMISSION_DENIED, so the DaemonSet's next pod for the node is admitted
+ * on its next hello instead of being refused as a second identity until
+ * the old stream drops by itself.
  */
 import type * as grpc from '@grpc/grpc-js';
 import { type Issue, PermissionError, ValidationError } from '../../shared/errors.js';
@@ -126,6 +133,16 @@ export function encodeUpdate(
   return Buffer.concat([Buffer.from(head), ...parts], head.length + length);
 }
 
+/** What the caller of addControlPlane tells it about the cluster. */
+export interface ControlPlaneHooks {
+  /**
+   * The Pod NS/NAME changed or was deleted (the model already says so):
+   * a stream held by that pod's identity for a node the pod no longer
+   * resolves to (AgentNodeOf) is ended.
+   */
+  agentPodChanged(namespace: string, name: string): void;
+}
+
 /**
  * Registers ControlPlane on a server, its streams handed to `sessions`.
  * Every message is checked (admission.ts) before it reaches the
@@ -150,7 +167,7 @@ export function addControlPlane(
     /** AGENT_LIMITS.helloTimeoutMs unless given (tests). */
     helloTimeoutMs?: number;
   },
-): void {
+): ControlPlaneHooks {
   const { proto } = weirProto();
   const log = options.log;
   // Updates are encoded once per distinct content (the Distributor names it)
@@ -196,7 +213,10 @@ export function addControlPlane(
   };
 
   // The identity each node's open stream came from: another may not replace it.
-  const owners = new Map<string, { uri: string; call: object }>();
+  const owners = new Map<string, { uri: string; call: object; drop: (err: Error) => void }>();
+  // The node each pod identity's open stream holds ("ns/pod" -> node).
+  const podOwners = new Map<string, string>();
+  const podKey = (namespace: string, pod: string) => `${namespace}/${pod}`;
   const definition = controlPlane as unknown as grpc.ServiceDefinition;
   server.addService(
     definition,
@@ -216,7 +236,11 @@ export function addControlPlane(
             ended = true;
             release?.();
             clearTimeout(helloTimer);
-            if (owned !== undefined && owners.get(owned)?.call === call) owners.delete(owned);
+            if (owned !== undefined && owners.get(owned)?.call === call) {
+              owners.delete(owned);
+              if (caller !== 'insecure' && caller.kind === 'pod')
+                podOwners.delete(podKey(caller.namespace, caller.pod));
+            }
             session?.close();
           };
           const refuse = (err: unknown) => {
@@ -289,7 +313,9 @@ export function addControlPlane(
                     new PermissionError(`node ${node} is connected under another identity`),
                     node,
                   );
-                owners.set(node, { uri: caller.uri, call });
+                owners.set(node, { uri: caller.uri, call, drop: refuse });
+                if (caller.kind === 'pod')
+                  podOwners.set(podKey(caller.namespace, caller.pod), node);
                 owned = node;
               }
               release?.();
@@ -344,7 +370,24 @@ export function addControlPlane(
           call.on('close', end);
         },
       },
-      { secure: options.secure, log },
+      { secure: options.secure, log, logs },
     ),
   );
+  return {
+    agentPodChanged(namespace, name) {
+      const key = podKey(namespace, name);
+      const node = podOwners.get(key);
+      if (node === undefined) return;
+      const now = options.agentNodeOf(namespace, name);
+      if (now === node) return;
+      const owner = owners.get(node);
+      podOwners.delete(key);
+      if (owner === undefined) return;
+      log.info(
+        { node, pod: key, nowOn: now },
+        "agent pod gone or no longer the node's agent; its stream ended",
+      );
+      owner.drop(new PermissionError(`pod ${key} no longer runs node ${node}'s agent`));
+    },
+  };
 }

@@ -9,21 +9,27 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { unary } from '../../shared/grpc/status.js';
+import { toGrpcStatus, unary } from '../../shared/grpc/status.js';
+import { clientOf } from '../../shared/grpc/peer.js';
 import type { Logger } from '../../shared/log.js';
 import { serverOptions, weirProto } from '../../shared/grpc/proto.js';
 import { MESSAGE_LIMITS } from '../../shared/limits.js';
 import type {
+  ClusterFlowEvent,
   ExplainReply,
   ExplainRequest__Output,
   ListPoliciesReply,
+  ListClusterFlowsReply,
+  ListClusterFlowsRequest__Output,
   ListPoliciesRequest__Output,
   StatusReply,
+  WatchClusterFlowsRequest__Output,
 } from '../../shared/generated/weir/v1/index.js';
 import { guarded } from '../../shared/tls/access.js';
 import { type CertificateFiles, serverCredentials } from '../../shared/tls/credentials.js';
 import type { Distributor } from './distributor.js';
-import { type AgentNodeOf, addControlPlane } from './grpc-publisher.js';
+import { LogLimiter } from '../../shared/log-limiter.js';
+import { type AgentNodeOf, type ControlPlaneHooks, addControlPlane } from './grpc-publisher.js';
 
 export { encodeUpdate } from './grpc-publisher.js';
 
@@ -34,10 +40,69 @@ export interface OperatorBackend {
   explain(req: ExplainRequest__Output): ExplainReply;
 }
 
+/**
+ * What the Operator service's cluster-wide flows ask of the controller (the
+ * flow relay, controller/relay/): `client` is the caller, for its limits.
+ */
+export interface FlowRelayBackend {
+  list(req: ListClusterFlowsRequest__Output, client: string): Promise<ListClusterFlowsReply>;
+  watch(
+    req: WatchClusterFlowsRequest__Output,
+    client: string,
+    signal: AbortSignal,
+  ): AsyncIterable<ClusterFlowEvent>;
+}
+
+/**
+ * WatchClusterFlows: the relay's events written at the reader's pace. A
+ * write the stream cannot take waits for 'drain' before the next event is
+ * pulled, so while the reader is behind, events wait in (and beyond its
+ * bound are dropped from) the relay's per-node buffers, not here.
+ */
+function watchClusterFlows(relay: FlowRelayBackend, log: Logger) {
+  return (call: grpc.ServerWritableStream<WatchClusterFlowsRequest__Output, ClusterFlowEvent>) => {
+    const abort = new AbortController();
+    call.on('cancelled', () => abort.abort());
+    call.on('close', () => abort.abort());
+    let events: AsyncIterable<ClusterFlowEvent>;
+    try {
+      events = relay.watch(call.request, clientOf(call), abort.signal);
+    } catch (err) {
+      call.emit('error', toGrpcStatus(err));
+      return;
+    }
+    const drained = () =>
+      new Promise<void>((resolve) => {
+        const done = () => {
+          call.off('drain', done);
+          abort.signal.removeEventListener('abort', done);
+          resolve();
+        };
+        call.on('drain', done);
+        abort.signal.addEventListener('abort', done, { once: true });
+      });
+    void (async () => {
+      try {
+        for await (const e of events) {
+          if (!call.write(e)) await drained();
+          if (abort.signal.aborted) break;
+        }
+        if (!abort.signal.aborted) call.end();
+      } catch (err) {
+        if (abort.signal.aborted) return;
+        log.debug({ err }, 'relayed flow watch ended with an error');
+        call.emit('error', toGrpcStatus(err));
+      }
+    })();
+  };
+}
+
 export async function startControllerServer(options: {
   listen: string;
   distributor: Distributor;
   operator: OperatorBackend;
+  /** The flow relay; without it the cluster-wide flow RPCs are UNIMPLEMENTED. */
+  relay?: FlowRelayBackend;
   log: Logger;
   /** Called with the encoded size of every update written. */
   onBytesSent?: (bytes: number) => void;
@@ -54,22 +119,29 @@ export async function startControllerServer(options: {
   onLogSuppressed?: () => void;
   /** An agent stream refused at a limit (label). */
   onRefused?: (limit: string) => void;
-}): Promise<{ server: grpc.Server; port: number }> {
+}): Promise<{
+  server: grpc.Server;
+  port: number;
+  /** The Pod NS/NAME changed or went (ControlPlaneHooks); nothing over NATS. */
+  agentPodChanged: (namespace: string, name: string) => void;
+}> {
   const { proto, definition } = weirProto();
   const server = new grpc.Server(serverOptions(MESSAGE_LIMITS.controllerReceiveBytes));
   const log = options.log;
   const secure = options.tls !== undefined;
 
-  if (options.controlPlane !== false)
-    addControlPlane(server, {
-      sessions: options.distributor,
-      log,
-      onBytesSent: options.onBytesSent,
-      secure,
-      agentNodeOf: options.agentNodeOf ?? (() => undefined),
-      onLogSuppressed: options.onLogSuppressed,
-      onRefused: options.onRefused,
-    });
+  const hooks: ControlPlaneHooks | undefined =
+    options.controlPlane === false
+      ? undefined
+      : addControlPlane(server, {
+          sessions: options.distributor,
+          log,
+          onBytesSent: options.onBytesSent,
+          secure,
+          agentNodeOf: options.agentNodeOf ?? (() => undefined),
+          onLogSuppressed: options.onLogSuppressed,
+          onRefused: options.onRefused,
+        });
 
   const operator = proto.weir.v1.Operator.service;
   server.addService(
@@ -82,8 +154,23 @@ export async function startControllerServer(options: {
           options.operator.listPolicies(req),
         ),
         Explain: unary((req: ExplainRequest__Output) => options.operator.explain(req)),
+        ...(options.relay !== undefined
+          ? {
+              ListClusterFlows: (
+                call: grpc.ServerUnaryCall<ListClusterFlowsRequest__Output, ListClusterFlowsReply>,
+                cb: grpc.sendUnaryData<ListClusterFlowsReply>,
+              ) => {
+                options.relay!.list(call.request, clientOf(call)).then(
+                  (reply) => cb(null, reply),
+                  (err) => cb(toGrpcStatus(err)),
+                );
+              },
+              WatchClusterFlows: watchClusterFlows(options.relay, log),
+            }
+          : {}),
       },
-      { secure, log },
+      // Refusals are peer-caused lines: limited per peer, counted in the metric.
+      { secure, log, logs: new LogLimiter({ onSuppressed: options.onLogSuppressed }) },
     ),
   );
 
@@ -94,5 +181,9 @@ export async function startControllerServer(options: {
       err ? reject(err) : resolve(p),
     );
   });
-  return { server, port };
+  return {
+    server,
+    port,
+    agentPodChanged: (namespace, name) => hooks?.agentPodChanged(namespace, name),
+  };
 }

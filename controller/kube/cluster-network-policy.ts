@@ -148,6 +148,27 @@ function present(rec: Record<string, unknown>): string[] {
 }
 
 /**
+ * The one field of `allowed` that `rec` sets (the CRD's minProperties =
+ * maxProperties = 1), or undefined with the problem recorded at `field`.
+ */
+function exactlyOne(
+  r: Reader,
+  rec: Record<string, unknown>,
+  field: string,
+  allowed: readonly string[],
+): string | undefined {
+  const set = present(rec).filter((k) => allowed.includes(k));
+  if (set.length === 1) return set[0];
+  r.issue(
+    field,
+    set.length === 0
+      ? `must set exactly one of ${allowed.join(', ')}`
+      : `must set exactly one of ${allowed.join(', ')}, not ${set.join(' and ')}`,
+  );
+  return undefined;
+}
+
+/**
  * A subject or a peer of the pods kinds: exactly one of `allowed` set
  * (minProperties = maxProperties = 1 in the CRD). Other kinds of peer are
  * the caller's; this reads `namespaces` and `pods`.
@@ -158,21 +179,12 @@ function readPodsOrNamespaces(
   field: string,
   allowed: readonly string[],
 ): CnpPods | undefined {
-  const set = present(rec).filter((k) => allowed.includes(k));
-  if (set.length !== 1) {
-    r.issue(
-      field,
-      set.length === 0
-        ? `must set exactly one of ${allowed.join(', ')}`
-        : `must set exactly one of ${allowed.join(', ')}, not ${set.join(' and ')}`,
-    );
-    return undefined;
-  }
-  if (set[0] === 'namespaces') {
+  const kind = exactlyOne(r, rec, field, allowed);
+  if (kind === 'namespaces') {
     const sel = r.selector(rec.namespaces, `${field}.namespaces`);
     return sel && { namespaceSelector: sel, podSelector: EVERYTHING };
   }
-  if (set[0] === 'pods') {
+  if (kind === 'pods') {
     const pods = r.record(rec.pods, `${field}.pods`);
     if (pods === undefined) return undefined;
     if (pods.podSelector === undefined)
@@ -239,10 +251,7 @@ function readRule(
     r.issue(peersField, `has ${rawPeers.length} peers; at most ${CNP_LIMITS.maxPeers} are allowed`);
   const peers: CnpPeer[] = [];
   (rawPeers ?? []).slice(0, CNP_LIMITS.maxPeers).forEach((p, j) => {
-    const peer =
-      peersKey === 'from'
-        ? readIngressPeer(r, p, `${peersField}[${j}]`)
-        : readEgressPeer(r, p, `${peersField}[${j}]`);
+    const peer = readPeer(r, p, `${peersField}[${j}]`, peersKey === 'from' ? 'ingress' : 'egress');
     if (peer !== undefined) peers.push(peer);
   });
 
@@ -274,37 +283,27 @@ function readRule(
   return { name, action, peers, protocols };
 }
 
-function readIngressPeer(r: Reader, raw: unknown, field: string): CnpPeer | undefined {
+/** The peer fields of each direction (the CRD's ClusterNetworkPolicyIngressPeer and ClusterNetworkPolicyEgressPeer). */
+const PEER_FIELDS = {
+  ingress: ['namespaces', 'pods'],
+  egress: ['namespaces', 'pods', 'nodes', 'networks', 'domainNames'],
+} as const;
+
+function readPeer(
+  r: Reader,
+  raw: unknown,
+  field: string,
+  direction: 'ingress' | 'egress',
+): CnpPeer | undefined {
+  const fields = PEER_FIELDS[direction];
   const peer = r.record(raw, field);
   if (peer === undefined) {
     if (raw === null || raw === undefined)
-      r.issue(field, 'must set exactly one of namespaces, pods');
+      r.issue(field, `must set exactly one of ${fields.join(', ')}`);
     return undefined;
   }
-  const pods = readPodsOrNamespaces(r, peer, field, ['namespaces', 'pods']);
-  return pods && { kind: 'pods', ...pods };
-}
-
-const EGRESS_PEER_FIELDS = ['namespaces', 'pods', 'nodes', 'networks', 'domainNames'];
-
-function readEgressPeer(r: Reader, raw: unknown, field: string): CnpPeer | undefined {
-  const peer = r.record(raw, field);
-  if (peer === undefined) {
-    if (raw === null || raw === undefined)
-      r.issue(field, `must set exactly one of ${EGRESS_PEER_FIELDS.join(', ')}`);
-    return undefined;
-  }
-  const set = present(peer).filter((k) => EGRESS_PEER_FIELDS.includes(k));
-  if (set.length !== 1) {
-    r.issue(
-      field,
-      set.length === 0
-        ? `must set exactly one of ${EGRESS_PEER_FIELDS.join(', ')}`
-        : `must set exactly one of ${EGRESS_PEER_FIELDS.join(', ')}, not ${set.join(' and ')}`,
-    );
-    return undefined;
-  }
-  const kind = set[0]!;
+  const kind = exactlyOne(r, peer, field, fields);
+  if (kind === undefined) return undefined;
   if (kind === 'domainNames') {
     r.issue(
       `${field}.domainNames`,
@@ -367,18 +366,8 @@ function readProtocol(
       r.issue(field, 'must set exactly one of tcp, udp, sctp, destinationNamedPort');
     return undefined;
   }
-  const fields = ['tcp', 'udp', 'sctp', 'destinationNamedPort'];
-  const set = present(p).filter((k) => fields.includes(k));
-  if (set.length !== 1) {
-    r.issue(
-      field,
-      set.length === 0
-        ? `must set exactly one of ${fields.join(', ')}`
-        : `must set exactly one of ${fields.join(', ')}, not ${set.join(' and ')}`,
-    );
-    return undefined;
-  }
-  const kind = set[0]!;
+  const kind = exactlyOne(r, p, field, ['tcp', 'udp', 'sctp', 'destinationNamedPort']);
+  if (kind === undefined) return undefined;
   if (kind === 'destinationNamedPort') {
     const name = r.string(p.destinationNamedPort, `${field}.destinationNamedPort`);
     if (name === undefined) return undefined;

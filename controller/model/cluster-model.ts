@@ -27,6 +27,7 @@ import {
   type EndpointSelector,
   type FirewallPolicy,
   type LabelSelector,
+  type NamedPort,
   type Labels,
   type PolicySnapshot,
   type ServiceGroup,
@@ -145,6 +146,8 @@ export class ClusterModel {
   private readonly namedPortProviders = new Map<string, Set<string>>();
   /** Address → endpoints claiming it (more than one while an address is reused before the old pod is gone). */
   private readonly claimants = new Map<string, Set<string>>();
+  /** The addresses more than one endpoint claims (few: a pod's address reused before the old pod is gone). */
+  private readonly shared = new Set<string>();
 
   private changes = noChanges();
 
@@ -296,7 +299,7 @@ export class ClusterModel {
                 nodeSelector: g.spec.nodeSelector,
                 members: [...g.nodes]
                   .sort(([a], [b]) => cmp(a, b))
-                  .map(([node, ips]) => ({ endpoint: node, ips })),
+                  .map(([node, ips]) => ({ endpoint: node, ips, ports: [] })),
               }
             : {
                 id: g.spec.id,
@@ -304,7 +307,7 @@ export class ClusterModel {
                 selector: g.spec.selector,
                 members: [...g.members.values()]
                   .sort(byKey)
-                  .map((e) => ({ endpoint: endpointKey(e), ips: e.ips })),
+                  .map((e) => ({ endpoint: endpointKey(e), ips: e.ips, ports: e.ports })),
               };
     }
     return g.view;
@@ -320,6 +323,21 @@ export class ClusterModel {
     return [...this.claimants]
       .filter(([, keys]) => keys.size > 1)
       .map(([ip, keys]) => ({ ip, endpoints: [...keys].sort(cmp) }));
+  }
+
+  /** Whether more than one endpoint claims the address. */
+  sharedAddress(ip: string): boolean {
+    return (this.claimants.get(ip)?.size ?? 0) > 1;
+  }
+
+  /** Every address more than one endpoint claims. */
+  sharedAddresses(): ReadonlySet<string> {
+    return this.shared;
+  }
+
+  /** The endpoints claiming an address. */
+  claimantsOf(ip: string): ReadonlySet<string> {
+    return this.claimants.get(ip) ?? EMPTY;
   }
 
   /**
@@ -533,7 +551,11 @@ export class ClusterModel {
         }
       }
     }
-    const ipsChanged = prev !== undefined && next !== undefined && !sameList(prev.ips, next.ips);
+    // What a group's members say of each (GroupMember): addresses and named ports.
+    const ipsChanged =
+      prev !== undefined &&
+      next !== undefined &&
+      (!sameList(prev.ips, next.ips) || !samePorts(prev.ports, next.ports));
     for (const id of old) {
       if (!now.has(id)) {
         this.groups.get(id)?.members.delete(key);
@@ -556,7 +578,10 @@ export class ClusterModel {
       addTo(this.endpointsByLabel, `${k}\u0000`, key);
     }
     for (const p of e.ports) addTo(this.namedPortProviders, `${p.name}/${p.protocol}`, key);
-    for (const ip of e.ips) addTo(this.claimants, ip, key);
+    for (const ip of e.ips) {
+      addTo(this.claimants, ip, key);
+      if (this.claimants.get(ip)!.size > 1) this.shared.add(ip);
+    }
   }
 
   private unindexEndpoint(key: string, e: Endpoint): void {
@@ -567,7 +592,10 @@ export class ClusterModel {
       removeFrom(this.endpointsByLabel, `${k}\u0000`, key);
     }
     for (const p of e.ports) removeFrom(this.namedPortProviders, `${p.name}/${p.protocol}`, key);
-    for (const ip of e.ips) removeFrom(this.claimants, ip, key);
+    for (const ip of e.ips) {
+      removeFrom(this.claimants, ip, key);
+      if ((this.claimants.get(ip)?.size ?? 0) < 2) this.shared.delete(ip);
+    }
   }
 
   // --- policies and groups -----------------------------------------------------
@@ -787,4 +815,13 @@ function addToList<K, V>(m: Map<K, V[]>, k: K, v: V): void {
 
 export function objectKey(kind: string, namespace: string, name: string): string {
   return namespace === '' ? `${kind} ${name}` : `${kind} ${namespace}/${name}`;
+}
+
+function samePorts(a: readonly NamedPort[], b: readonly NamedPort[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every(
+      (p, i) => p.name === b[i]!.name && p.protocol === b[i]!.protocol && p.port === b[i]!.port,
+    )
+  );
 }

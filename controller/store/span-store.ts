@@ -57,6 +57,9 @@ import {
 /** "p:<policy id>", "g:<group id>", "s:<service group id>", "e:<namespace/name>". */
 export type ObjectKey = string;
 
+/** A named port's rule peer that is not a selector group: every provider may be the destination. */
+const ANY_PEER = '';
+
 export interface SpanEntry {
   readonly hash: string;
   /** spanElement(key, hash): this entry's share of the span digest. */
@@ -101,6 +104,13 @@ export class SpanStore {
   private readonly holders = new Map<ObjectKey, Set<string>>();
   /** "name/PROTOCOL" → nodes whose egress rules use that named port. */
   private readonly namedPortUsers = new Map<string, Set<string>>();
+  /** Selector group → nodes whose egress rules resolve a named port among its members. */
+  private readonly namedPortPeers = new Map<string, Set<string>>();
+  /** Per node, the keys it has in the two indexes above (to take them out again). */
+  private readonly namedPortUse = new Map<
+    string,
+    { readonly ports: readonly string[]; readonly peers: readonly string[] }
+  >();
   /** Content hashes and elements of whole objects, until they change. */
   private readonly hashes = new Map<ObjectKey, { hash: string; element: SpanElement }>();
   /** Each span's digest, in step with its entries. */
@@ -336,7 +346,10 @@ export class SpanStore {
           const members = [...span.locals]
             .filter((k) => all.has(k))
             .sort()
-            .map((k) => ({ endpoint: k, ips: all.get(k)!.ips }));
+            .map((k) => {
+              const e = all.get(k)!;
+              return { endpoint: k, ips: e.ips, ports: e.ports };
+            });
           return { kind: 'group', object: { ...g, members } };
         }
         return { kind: 'group', object: g };
@@ -379,7 +392,20 @@ export class SpanStore {
       if (p !== undefined)
         for (const e of this.model.groupMembers(p.appliedTo).values()) nodes.add(e.node);
     }
+    // A group whose members changed changes which providers a named port's
+    // peer reaches (a namespace relabelled moves pods that did not change).
+    for (const id of c.groups) for (const n of this.namedPortPeers.get(id) ?? []) nodes.add(n);
     for (const key of c.endpoints) {
+      // An address it shares with other pods: the spans resolving named
+      // ports among their groups need the pod that owns it now; and a span
+      // that holds it for that reason may not need it any more.
+      for (const ip of this.model.endpoint(key)?.ips ?? [])
+        if (this.model.sharedAddress(ip))
+          for (const k of this.model.claimantsOf(ip))
+            for (const g of this.model.groupsOf(k))
+              for (const n of this.namedPortPeers.get(g) ?? []) nodes.add(n);
+      for (const n of this.holders.get(`e:${key}`) ?? [])
+        if (this.namedPortUse.has(n)) nodes.add(n);
       for (const port of this.model.endpoint(key)?.ports ?? []) {
         for (const n of this.namedPortUsers.get(`${port.name}/${port.protocol}`) ?? [])
           nodes.add(n);
@@ -400,23 +426,28 @@ export class SpanStore {
     const appliedTo = new Set<string>();
     const peers = new Set<string>();
     const services = new Set<string>();
-    const namedPorts = new Set<string>();
+    // Egress named ports ("name/PROTOCOL") → the selector groups their rules'
+    // peers are, or ANY_PEER (`any`, an ipBlock or nodes peer).
+    const namedPorts = new Map<string, Set<string>>();
     for (const id of policies) {
       const p = this.model.policy(id)!;
       appliedTo.add(p.appliedTo);
       for (const r of p.rules) {
-        if ('addressGroup' in r.endpoint2) peers.add(r.endpoint2.addressGroup);
+        const peer = 'addressGroup' in r.endpoint2 ? r.endpoint2.addressGroup : undefined;
+        if (peer !== undefined) peers.add(peer);
         if (r.serviceGroup === undefined) continue;
         services.add(r.serviceGroup);
         if (r.direction !== 'egress') continue;
         for (const s of this.model.serviceGroup(r.serviceGroup)?.services ?? []) {
-          if (s.port.kind === 'named') namedPorts.add(`${s.port.name}/${s.protocol}`);
+          if (s.port.kind !== 'named') continue;
+          const selector = peer !== undefined && this.model.addressGroup(peer)?.kind === 'selector';
+          addTo(namedPorts, `${s.port.name}/${s.protocol}`, selector ? peer : ANY_PEER);
         }
       }
     }
     const localOnlyGroups = new Set([...appliedTo].filter((g) => !peers.has(g)));
     const endpoints = new Set(locals);
-    for (const np of namedPorts) for (const e of this.model.providersOf(np)) endpoints.add(e);
+    for (const [np, groups] of namedPorts) this.addProviders(endpoints, np, groups);
 
     const keys: ObjectKey[] = [
       ...[...policies].map((id) => `p:${id}`),
@@ -472,9 +503,16 @@ export class SpanStore {
     for (const key of before?.entries.keys() ?? [])
       if (!entries.has(key)) removeFrom(this.holders, key, node);
     for (const key of entries.keys()) addTo(this.holders, key, node);
-    for (const [np, users] of this.namedPortUsers)
-      if (users.delete(node) && users.size === 0) this.namedPortUsers.delete(np);
-    for (const np of namedPorts) addTo(this.namedPortUsers, np, node);
+    const used = this.namedPortUse.get(node);
+    for (const np of used?.ports ?? []) removeFrom(this.namedPortUsers, np, node);
+    for (const g of used?.peers ?? []) removeFrom(this.namedPortPeers, g, node);
+    const usedPeers = new Set<string>();
+    for (const groups of namedPorts.values())
+      for (const g of groups) if (g !== ANY_PEER) usedPeers.add(g);
+    for (const np of namedPorts.keys()) addTo(this.namedPortUsers, np, node);
+    for (const g of usedPeers) addTo(this.namedPortPeers, g, node);
+    if (namedPorts.size === 0) this.namedPortUse.delete(node);
+    else this.namedPortUse.set(node, { ports: [...namedPorts.keys()], peers: [...usedPeers] });
 
     if (entries.size === 0 && locals.size === 0) {
       this.spans.delete(node);
@@ -506,6 +544,31 @@ export class SpanStore {
           : before.hash,
     });
     return changed;
+  }
+
+  /**
+   * Adds the endpoints an egress rule needs to resolve named port `np` at
+   * its destination. A selector group's members carry their named ports,
+   * so only an address a member shares with another pod needs an endpoint:
+   * the pod the cluster gives it to (the one an agent resolves the address
+   * at). For ANY_PEER (`any`, an ipBlock or nodes peer), every provider.
+   */
+  private addProviders(out: Set<string>, np: string, groups: ReadonlySet<string>): void {
+    if (groups.has(ANY_PEER)) {
+      for (const e of this.model.providersOf(np)) out.add(e);
+      return;
+    }
+    // Shared addresses are few; groups may hold every pod of the cluster.
+    for (const ip of this.model.sharedAddresses()) {
+      const claimants = this.model.claimantsOf(ip);
+      for (const g of groups) {
+        const members = this.model.groupMembers(g);
+        if (![...claimants].some((k) => members.has(k))) continue;
+        const owner = this.model.addressOwner(ip);
+        if (owner !== undefined) out.add(owner);
+        break;
+      }
+    }
   }
 
   /**

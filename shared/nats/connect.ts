@@ -13,7 +13,7 @@
  * are read at every (re)connection: a rotated certificate is used from the
  * next reconnection on, without a restart.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { ArgumentError } from '../process.js';
 import { type TlsFiles, tlsChoiceFromFlags } from '../tls/credentials.js';
@@ -35,25 +35,6 @@ export interface TlsFlagValues {
   'tls-key'?: string | undefined;
   'tls-ca'?: string | undefined;
   insecure?: boolean | undefined;
-}
-
-/**
- * The certificate files the TLS flags (shared/tls/credentials.ts TLS_FLAGS,
- * the same for gRPC and NATS) name, or undefined with `--insecure`. Throws
- * ArgumentError naming the flag to pass, or the file that is missing.
- */
-export function tlsFilesFromFlags(values: TlsFlagValues, what = 'TLS'): TlsFiles | undefined {
-  const choice = tlsChoiceFromFlags(values);
-  if (typeof choice === 'string') throw new ArgumentError(`${what}: ${choice}`);
-  if (choice.mode === 'insecure') return undefined;
-  const { cert, key, ca } = choice.files;
-  for (const [flag, file] of [
-    ['--tls-cert', cert],
-    ['--tls-key', key],
-    ['--tls-ca', ca],
-  ] as const)
-    if (!existsSync(file)) throw new ArgumentError(`${flag} ${file}: no such file`);
-  return choice.files;
 }
 
 /** `--nats URL[,URL...]` into server URLs; throws ArgumentError. */
@@ -157,7 +138,12 @@ export function natsEndpointFromFlags(
   const user = values['nats-user'];
   if (user === undefined && password !== undefined)
     throw new ArgumentError('a NATS password needs --nats-user');
-  const tls = values['nats-insecure'] ? undefined : tlsFilesFromFlags(values, '--transport nats');
+  let tls: TlsFiles | undefined;
+  if (!values['nats-insecure']) {
+    const choice = tlsChoiceFromFlags(values);
+    if (typeof choice === 'string') throw new ArgumentError(`--transport nats: ${choice}`);
+    if (choice.mode === 'mtls') tls = choice.files;
+  }
   return {
     servers,
     ...(user !== undefined ? { user, password: password ?? '' } : {}),

@@ -25,7 +25,9 @@ import {
   type Endpoint,
   type FirewallPolicy,
   type FirewallRule,
+  type GroupMember,
   type PolicySnapshot,
+  type Protocol,
   type RuleEndpoint,
   type ServiceGroup,
   type Tier,
@@ -201,6 +203,8 @@ class Compiler {
   private readonly shared = new Map<string, CompiledRule>();
   private readonly egressPorts = new Map<string, PortMatcher>();
   private namedPortIndex: Map<string, Array<[number, number, Ip]>> | undefined;
+  private ownerIndex: Map<Ip, Endpoint> | undefined;
+  private endpointsByKey: readonly Endpoint[] | undefined;
   /** Addresses parsed once per compile: a pod's address appears in many groups. */
   private readonly parsed = new Map<string, Ip>();
   /** Compiled rule lists by direction, ingress ports and policy ids (see table()). */
@@ -307,7 +311,7 @@ class Compiler {
       sg === undefined
         ? null
         : r.direction === 'egress'
-          ? this.egressMatcher(sg)
+          ? this.egressMatcher(sg, r.endpoint2)
           : ingressMatcher(sg, e);
     const compiled: CompiledRule = { id: r.id, policy: policy.id, tier, action, peer, ports };
     this.shared.set(r.id, compiled);
@@ -328,8 +332,19 @@ class Compiler {
     return set;
   }
 
-  private egressMatcher(sg: ServiceGroup): PortMatcher {
-    let m = this.egressPorts.get(sg.id);
+  /**
+   * An egress rule's ports. Named ports resolve at the destination: for a
+   * selector-group peer, against its members (each address at the endpoint
+   * that owns it when the snapshot holds that endpoint: an address two pods
+   * claim; else at the member, its only claimant), otherwise against every
+   * endpoint. Either way only where the peer can match.
+   */
+  private egressMatcher(sg: ServiceGroup, peer: RuleEndpoint): PortMatcher {
+    const named = sg.services.some((s) => s.port.kind === 'named');
+    const g = named && 'addressGroup' in peer ? this.groups.get(peer.addressGroup) : undefined;
+    const members = g?.kind === 'selector' ? g.members : undefined;
+    const key = members === undefined ? sg.id : `${sg.id}\u0000${g!.id}`;
+    let m = this.egressPorts.get(key);
     if (m !== undefined) return m;
     const fixed: number[] = [];
     let byDestination: Map<Ip, number[]> | undefined;
@@ -339,7 +354,11 @@ class Compiler {
       else if (s.port.kind === 'range') fixed.push(proto, s.port.start, s.port.end);
       else {
         byDestination ??= new Map();
-        for (const [p, port, ip] of this.namedPorts().get(`${s.port.name}/${s.protocol}`) ?? []) {
+        const resolved =
+          members === undefined
+            ? (this.namedPorts().get(`${s.port.name}/${s.protocol}`) ?? [])
+            : this.membersNamedPort(members, s.port.name, s.protocol);
+        for (const [p, port, ip] of resolved) {
           let list = byDestination.get(ip);
           if (list === undefined) {
             list = [];
@@ -353,8 +372,47 @@ class Compiler {
       Int32Array.from(fixed),
       byDestination && new Map([...byDestination].map(([ip, l]) => [ip, Int32Array.from(l)])),
     );
-    this.egressPorts.set(sg.id, m);
+    this.egressPorts.set(key, m);
     return m;
+  }
+
+  /** [protocol number, port, address] of a named port at a group's members' addresses. */
+  private membersNamedPort(
+    members: readonly GroupMember[],
+    name: string,
+    protocol: Protocol,
+  ): Array<[number, number, Ip]> {
+    const out: Array<[number, number, Ip]> = [];
+    const owners = this.owners();
+    const seen = new Set<Ip>();
+    const proto = PROTOCOL_NUMBER[protocol];
+    for (const member of members) {
+      for (const text of member.ips) {
+        const ip = this.ip(text);
+        if (seen.has(ip)) continue;
+        seen.add(ip);
+        const at = owners.get(ip)?.ports ?? member.ports;
+        for (const np of at)
+          if (np.name === name && np.protocol === protocol) out.push([proto, np.port, ip]);
+      }
+    }
+    return out;
+  }
+
+  /** Address → the endpoint it belongs to: of the endpoints claiming it, the last by key (as RuleTables.byIp). */
+  private owners(): Map<Ip, Endpoint> {
+    if (this.ownerIndex !== undefined) return this.ownerIndex;
+    const owner = new Map<Ip, Endpoint>();
+    for (const e of this.sortedEndpoints()) for (const ip of e.ips) owner.set(this.ip(ip), e);
+    this.ownerIndex = owner;
+    return owner;
+  }
+
+  private sortedEndpoints(): readonly Endpoint[] {
+    this.endpointsByKey ??= [...this.snapshot.endpoints].sort((a, b) =>
+      endpointKey(a) < endpointKey(b) ? -1 : 1,
+    );
+    return this.endpointsByKey;
   }
 
   /** "name/PROTOCOL" → [protocol number, port, address] for every endpoint declaring it. */
@@ -363,12 +421,8 @@ class Compiler {
     const index = new Map<string, Array<[number, number, Ip]>>();
     // An address two endpoints claim (a pod's address reused before the old
     // pod is gone) belongs to the last by key, as RuleTables.byIp decides.
-    const owner = new Map<Ip, Endpoint>();
-    const endpoints = [...this.snapshot.endpoints].sort((a, b) =>
-      endpointKey(a) < endpointKey(b) ? -1 : 1,
-    );
-    for (const e of endpoints) for (const ip of e.ips) owner.set(this.ip(ip), e);
-    for (const e of endpoints) {
+    const owner = this.owners();
+    for (const e of this.sortedEndpoints()) {
       for (const np of e.ports) {
         const k = `${np.name}/${np.protocol}`;
         let list = index.get(k);

@@ -51,8 +51,8 @@ export interface DirectionExplanation {
   /**
    * The tier that gave the verdict: "admin" or "baseline"
    * (ClusterNetworkPolicy), "namespace" (NetworkPolicy), "default" (no tier
-   * decided) or "node" (the peer is the pod's own node, which NetworkPolicy
-   * does not restrict).
+   * decided) or "node" (NetworkPolicy isolates the pod, and that tier allows
+   * the peer: the pod's own node).
    */
   readonly tier?: string;
   /** The policies that select the endpoint for this direction, Admin tier first, then NetworkPolicy, then Baseline. */
@@ -186,19 +186,20 @@ class Describer {
             : `no rule of the ClusterNetworkPolicies that select ${e.key} matched for ${direction}`;
       return { ...base, reason: `${before}${what}: allowed by default` };
     }
-    if (dec.tier === 'node')
-      return {
-        ...base,
-        reason: `${before}traffic between a pod and its own node is not subject to NetworkPolicy: ${peer} is an address of node ${e.endpoint.node}, where ${e.key} runs`,
-      };
-    if (dec.rule === undefined) {
-      const names = table.policies
+    const names = () =>
+      table.policies
         .map((id) => this.policyRef(id))
         .map((p) => `${p.namespace}/${p.name}`)
         .join(', ');
+    if (dec.tier === 'node')
       return {
         ...base,
-        reason: `${before}isolated for ${direction} by ${names}; no rule matched`,
+        reason: `${before}isolated for ${direction} by ${names()}; traffic between a pod and its own node is allowed by the NetworkPolicy tier: ${peer} is an address of node ${e.endpoint.node}, where ${e.key} runs`,
+      };
+    if (dec.rule === undefined) {
+      return {
+        ...base,
+        reason: `${before}isolated for ${direction} by ${names()}; no rule matched`,
       };
     }
     const rule = this.rule(dec.rule.id, dec.rule.policy);

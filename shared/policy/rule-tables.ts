@@ -10,20 +10,28 @@
  *      │        the first rule whose peer holds dst and whose ports admit
  *      │        (protocol, port) decides: Accept → allow, Deny → deny,
  *      │        Pass → the rest of the Admin tier is skipped
- *      │     dst an address of src's own node? → allow (node: not subject
- *      │        to NetworkPolicy; only the Admin tier sees this traffic)
- *      │     2. NetworkPolicy: isolated? → first matching rule allows; none → deny
+ *      │     2. NetworkPolicy: isolated? → dst an address of src's own node?
+ *      │        → allow (node); else first matching rule allows; none → deny
  *      │     3. Baseline (as Admin, for traffic nothing above decided)
  *      │     4. default: allow
  *      └─ ingress at dst (when dst is one of our endpoints), the same with src
  *
  * The connection is allowed when both sides allow it. Traffic from a pod to
- * its own address never leaves the pod and is always allowed. Traffic
- * between a pod and its own node's addresses is exempt from the NetworkPolicy
- * tier, as Kubernetes documents (kubelet probes come from the node), and so
- * never reaches the Baseline tier either: the exemption allows it. The Admin
- * tier decides node traffic by its own rules (a `nodes` or `networks` peer),
- * as upstream network-policy-api leaves cluster policies free to.
+ * its own address never leaves the pod and is always allowed.
+ *
+ * Traffic between a pod and its own node's addresses: the exemption belongs
+ * to the NetworkPolicy tier alone, as Kubernetes documents it ("traffic to
+ * and from the node where a Pod is running is always allowed"). When a
+ * NetworkPolicy isolates the pod for the direction, that tier allows such
+ * traffic (decision 'node', final: the Baseline tier never sees it); when
+ * none isolates it, the tier does not decide and the Baseline tier, then the
+ * default, decide as for any other peer. The Admin tier decides first either
+ * way. Cluster policies can only match node addresses with egress `nodes`
+ * and `networks` peers (v1alpha2 ingress peers are namespaces and pods,
+ * which never hold a node address), so no tier can deny the kubelet's
+ * probes (ingress from the pod's node); upstream's conformance suite
+ * (CNPBaselineTierEgressNodePeers) expects a Baseline `nodes` Deny to deny
+ * a pod's egress to its own node.
  */
 import type { Ip } from '../net/ip.js';
 import type { PrefixSet } from '../net/prefix-set.js';
@@ -84,7 +92,7 @@ export interface CompiledEndpoint {
   readonly egress: DirectionTable;
 }
 
-/** 'node': exempt from the NetworkPolicy tier, the peer being the endpoint's own node. */
+/** 'node': the NetworkPolicy tier isolates the endpoint and allows the peer, the endpoint's own node. */
 export type DecidingTier = 'admin' | 'namespace' | 'baseline' | 'default' | 'node';
 
 /** How one direction was decided. */
@@ -121,12 +129,15 @@ export interface Packet {
 /**
  * Result of evaluating one direction without allocating: a compiled rule
  * (allowed or denied by it: its action says which; never a 'next-tier'
- * rule), ALLOW_DEFAULT (no tier decided), ALLOW_NODE (the peer is an address
- * of the endpoint's own node, which the NetworkPolicy tier does not
- * restrict) or DENY (isolated by NetworkPolicy, no rule matched).
+ * rule), ALLOW_DEFAULT (no tier decided), ALLOW_NODE (isolated by
+ * NetworkPolicy, and the peer is an address of the endpoint's own node,
+ * which that tier allows) or DENY (isolated by NetworkPolicy, no rule
+ * matched).
  */
 export const ALLOW_DEFAULT = Symbol('allow: no tier decided');
-export const ALLOW_NODE = Symbol('allow: between the pod and its own node');
+export const ALLOW_NODE = Symbol(
+  'allow: isolated by NetworkPolicy, between the pod and its own node',
+);
 export const DENY = Symbol('deny: isolated, no rule matched');
 export type DirectionResult = CompiledRule | typeof ALLOW_DEFAULT | typeof ALLOW_NODE | typeof DENY;
 
@@ -220,8 +231,8 @@ export function evaluateDirection(
       passed?.push(r);
     }
   }
-  if (ownNode) return ALLOW_NODE;
   if (table.policies.length > 0) {
+    if (ownNode) return ALLOW_NODE;
     const r = firstMatch(table.rules, peer, protocol, port, destination);
     if (r === undefined) return DENY;
     if (r.action !== 'next-tier') return r;

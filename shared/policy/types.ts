@@ -81,6 +81,12 @@ export interface GroupMember {
   /** endpointKey() of the member. */
   readonly endpoint: string;
   readonly ips: readonly string[];
+  /**
+   * The member's named container ports (empty for Nodes): what an egress
+   * rule whose peer is this group resolves a named port against, so that a
+   * node need not hold every destination pod to resolve it.
+   */
+  readonly ports: readonly NamedPort[];
 }
 
 export interface IpBlock {

@@ -15,7 +15,7 @@
  * whatever it read, and a failed read withdraws the identity.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type PeerCertificate, createSecureContext } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
@@ -55,7 +55,9 @@ export const TLS_USAGE = `  --tls-dir DIR          mutual TLS from DIR/tls.crt, 
 
 /**
  * The choice the flags make; a string (the one-line error to print) when
- * they make none or a contradictory one.
+ * they make none, a contradictory one, or name a file that does not exist
+ * (the line names the flag that chose the file, and the file). gRPC and
+ * NATS take their certificates from this one choice, so both refuse alike.
  */
 export function tlsChoiceFromFlags(values: {
   'tls-dir'?: string | undefined;
@@ -85,6 +87,15 @@ export function tlsChoiceFromFlags(values: {
     ];
     return `incomplete certificates: give ${missing.join(', ')} too, or --tls-dir DIR`;
   }
+  for (const [flag, file] of [
+    ['--tls-cert', cert],
+    ['--tls-key', key],
+    ['--tls-ca', ca],
+  ] as const)
+    if (!existsSync(file))
+      return values[flag.slice(2) as 'tls-cert' | 'tls-key' | 'tls-ca'] !== undefined
+        ? `${flag} ${file}: no such file`
+        : `--tls-dir ${dir}: no such file ${file}`;
   return { mode: 'mtls', files: { cert, key, ca } };
 }
 

@@ -82,11 +82,34 @@ export async function issueCa(options: { name?: string; days?: number } = {}): P
 /**
  * A leaf certificate for one identity URI (1 year unless told), usable as
  * both TLS server and client: the controller and the agents are both.
+ * Without a URI it names no Weir identity (Weir's servers refuse it as a
+ * client) and is checked by host name instead: a NATS server's, with
+ * `dnsNames` and `ipAddresses` naming where clients reach it. At least one
+ * name is required.
  */
 export async function issueCert(
   ca: IssuedCa,
-  options: { uri: string; commonName: string; days?: number; dnsNames?: readonly string[] },
+  options: {
+    uri?: string;
+    commonName: string;
+    days?: number;
+    dnsNames?: readonly string[];
+    ipAddresses?: readonly string[];
+  },
 ): Promise<IssuedCert> {
+  const names = [
+    ...(options.uri !== undefined ? [{ type: 'url' as const, value: options.uri }] : []),
+    ...(options.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+    ...(options.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
+  ];
+  if (names.length === 0)
+    throw new ValidationError([
+      {
+        object: `certificate ${options.commonName}`,
+        field: 'subjectAltName',
+        message: 'needs a URI, a DNS name or an IP address',
+      },
+    ]);
   const caCert = new x509.X509Certificate(ca.certPem);
   const caKey = await webcrypto.subtle.importKey(
     'pkcs8',
@@ -113,13 +136,7 @@ export async function issueCert(
         [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth],
         false,
       ),
-      new x509.SubjectAlternativeNameExtension(
-        [
-          { type: 'url', value: options.uri },
-          ...(options.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
-        ],
-        false,
-      ),
+      new x509.SubjectAlternativeNameExtension(names, false),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(caCert),
     ],

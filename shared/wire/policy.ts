@@ -13,6 +13,8 @@ import type {
   EndpointSelector,
   FirewallPolicy,
   FirewallRule,
+  GroupMember,
+  NamedPort,
   LabelSelector,
   Operator,
   PolicySnapshot,
@@ -103,13 +105,17 @@ export function endpointToWire(e: Endpoint): w.Endpoint {
     ips: [...e.ips],
     labels: { ...e.labels },
     namespaceLabels: { ...e.namespaceLabels },
-    ports: e.ports.map((p) => ({
-      name: p.name,
-      protocol: PROTOCOL_TO_WIRE[p.protocol],
-      port: p.port,
-    })),
+    ports: e.ports.map(namedPortToWire),
     nodeAddresses: [...e.nodeAddresses],
   };
+}
+
+function namedPortToWire(p: NamedPort): w.NamedPort {
+  return { name: p.name, protocol: PROTOCOL_TO_WIRE[p.protocol], port: p.port };
+}
+
+function groupMemberToWire(m: GroupMember): w.GroupMember {
+  return { endpoint: m.endpoint, ips: [...m.ips], ports: m.ports.map(namedPortToWire) };
 }
 
 export function addressGroupToWire(g: AddressGroup): w.AddressGroup {
@@ -117,7 +123,7 @@ export function addressGroupToWire(g: AddressGroup): w.AddressGroup {
     return {
       id: g.id,
       nodeSelector: selectorToWire(g.nodeSelector),
-      members: g.members.map((m) => ({ endpoint: m.endpoint, ips: [...m.ips] })),
+      members: g.members.map(groupMemberToWire),
     };
   if (g.kind === 'ipBlock')
     return {
@@ -128,7 +134,7 @@ export function addressGroupToWire(g: AddressGroup): w.AddressGroup {
   return {
     id: g.id,
     selector: endpointSelectorToWire(g.selector),
-    members: g.members.map((m) => ({ endpoint: m.endpoint, ips: [...m.ips] })),
+    members: g.members.map(groupMemberToWire),
   };
 }
 
@@ -231,6 +237,16 @@ export function snapshotFromWire(s: w.PolicySnapshot__Output): PolicySnapshot {
     });
     return [...list];
   };
+  const namedPorts = (
+    list: readonly w.NamedPort__Output[],
+    object: string,
+    field: string,
+  ): NamedPort[] =>
+    list.map((p, i) => ({
+      name: p.name,
+      protocol: pick(PROTOCOL_FROM_WIRE, p.protocol, object, `${field}[${i}].protocol`),
+      port: p.port,
+    }));
   const addressGroups = s.addressGroups.map((g): AddressGroup => {
     const object = `AddressGroup ${g.id}`;
     if (g.source === 'ipBlock' && g.ipBlock) {
@@ -249,6 +265,7 @@ export function snapshotFromWire(s: w.PolicySnapshot__Output): PolicySnapshot {
         members: g.members.map((m) => ({
           endpoint: m.endpoint,
           ips: addresses(m.ips, object, 'members.ips'),
+          ports: [],
         })),
       };
     }
@@ -263,7 +280,11 @@ export function snapshotFromWire(s: w.PolicySnapshot__Output): PolicySnapshot {
       id: g.id,
       kind: 'selector',
       selector: { namespace, pods: selector(sel?.podSelector, object, 'selector.podSelector') },
-      members: g.members.map((m) => ({ endpoint: m.endpoint, ips: m.ips })),
+      members: g.members.map((m, i) => ({
+        endpoint: m.endpoint,
+        ips: m.ips,
+        ports: namedPorts(m.ports ?? [], object, `members[${i}].ports`),
+      })),
     };
   });
 
@@ -332,11 +353,7 @@ export function snapshotFromWire(s: w.PolicySnapshot__Output): PolicySnapshot {
       ips: addresses(e.ips, object, 'ips'),
       labels: e.labels,
       namespaceLabels: e.namespaceLabels,
-      ports: e.ports.map((p, i) => ({
-        name: p.name,
-        protocol: pick(PROTOCOL_FROM_WIRE, p.protocol, object, `ports[${i}].protocol`),
-        port: p.port,
-      })),
+      ports: namedPorts(e.ports, object, 'ports'),
       nodeAddresses: addresses(e.nodeAddresses ?? [], object, 'nodeAddresses'),
     };
   });

@@ -237,7 +237,7 @@ describe('weirctl analyze', () => {
     assert.match(own.stdout, /: ALLOWED\n/);
     assert.match(
       own.stdout,
-      /ingress at payments\/ledger-db .*: allowed \[own node\]: traffic between a pod and its own node is not subject to NetworkPolicy: 192\.168\.50\.3 is an address of node node-c/,
+      /ingress at payments\/ledger-db .*: allowed \[own node\]: isolated for ingress by payments\/[^;]+; traffic between a pod and its own node is allowed by the NetworkPolicy tier: 192\.168\.50\.3 is an address of node node-c/,
     );
     const other = await probeFrom('192.168.50.1');
     assert.match(other.stdout, /: DENIED\n/);

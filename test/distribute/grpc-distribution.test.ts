@@ -2,7 +2,8 @@
  * The distributor behind a real publisher, with real agents (NodeAgent) on
  * loopback: what each node ends up enforcing when one encoded update is
  * shared between nodes. Every case runs over both transports: the gRPC
- * server, and NATS JetStream (a real nats-server) — one semantic.
+ * server, and NATS JetStream (a real nats-server with TLS and certificate
+ * users) — one semantic.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -25,7 +26,8 @@ import { NatsPublisher } from '../../controller/distribute/nats-publisher.js';
 import { startNats } from '../../testing/nats-server.js';
 import { build, namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
 import { eventually } from '../support/processes.js';
-import { agentTls, controllerTls } from '../support/tls.js';
+import { tlsFiles } from '../../testing/pki.js';
+import { agentTls, controllerTls, pki } from '../support/tls.js';
 
 interface Rig {
   model: ClusterModel;
@@ -56,13 +58,17 @@ async function rig(nodes: readonly string[], transport: Transport): Promise<Rig>
     controlPlane: transport === 'grpc',
     tls: controllerTls(),
   });
-  const nats = transport === 'nats' ? await startNats() : undefined;
-  const endpoint = { servers: [nats?.urls ?? ''] };
+  // NATS as in production: TLS, each side's certificate mapped to its role's user.
+  const nats =
+    transport === 'nats'
+      ? await startNats({ identities: { pki, cluster: 't', nodes } })
+      : undefined;
+  const servers = [nats?.urls ?? ''];
   const publisher =
     nats === undefined
       ? undefined
       : await NatsPublisher.start({
-          endpoint,
+          endpoint: { servers, tls: tlsFiles(pki.controller) },
           cluster: 't',
           sessions: distributor,
           nodeLocal: (node, key) =>
@@ -96,7 +102,14 @@ async function rig(nodes: readonly string[], transport: Transport): Promise<Rig>
       tls: await agentTls(node),
       log: silentLogger,
       ...(nats !== undefined
-        ? { transport: new NatsTransport({ endpoint, cluster: 't', node, log: silentLogger }) }
+        ? {
+            transport: new NatsTransport({
+              endpoint: { servers, tls: tlsFiles(await pki.node(node)) },
+              cluster: 't',
+              node,
+              log: silentLogger,
+            }),
+          }
         : {}),
     });
     await agent.start();

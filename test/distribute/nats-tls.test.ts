@@ -1,20 +1,18 @@
 /**
  * NATS with TLS and client certificates (docs/nats.md "TLS and
  * identities"): a real nats-server configured by `weirctl nats config
- * --auth tls`, where a certificate's URI SAN is the user, so the
- * certificate alone decides what a client may do.
+ * --auth tls` (testing/nats-server.ts), where a certificate's URI SAN is
+ * the user, so the certificate alone decides what a client may do.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type NatsConnection, connect } from '@nats-io/transport-node';
-import { main as weirctl } from '../../cli/main.js';
 import { natsConnect } from '../../shared/nats/connect.js';
 import { agentInbox, directGet, natsNames } from '../../shared/nats/names.js';
+import { nodeUri } from '../../shared/tls/identity.js';
 import { type NatsRig, startNats } from '../../testing/nats-server.js';
-import { type Issued, type TestPki, testPki } from '../../testing/nats-pki.js';
+import { tlsFiles } from '../../testing/pki.js';
+import { pki } from '../support/tls.js';
 
 const CLUSTER = 't';
 const names = natsNames(CLUSTER);
@@ -41,77 +39,57 @@ async function violation(nc: NatsConnection, act: () => unknown): Promise<string
 }
 
 describe('NATS with client certificates mapped to roles', () => {
-  let dir: string;
-  let pki: TestPki;
   let nats: NatsRig;
-  const certs = new Map<string, Issued>();
-  const tlsOf = (who: string) => {
-    const c = certs.get(who)!;
-    return { certFile: c.cert, keyFile: c.key, caFile: c.ca };
+  const tlsOf = (dir: string) => {
+    const f = tlsFiles(dir);
+    return { certFile: f.cert, keyFile: f.key, caFile: f.ca };
   };
+  const nodeA = () => pki.node('node-a').then(tlsFiles);
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'weir-natstls-'));
-    pki = await testPki();
-    const server = await pki.issue('nats', ['DNS:localhost', 'IP:127.0.0.1']);
-    certs.set('controller', await pki.issue('controller', ['URI:spiffe://weir/controller']));
-    for (const node of ['node-a', 'node-b'])
-      certs.set(node, await pki.issue(node, [`URI:spiffe://weir/node/${node}`]));
-    certs.set('stranger', await pki.issue('stranger', ['URI:spiffe://weir/node/node-z']));
-    const out: string[] = [];
-    const io = { stdout: (t: string) => void out.push(t), stderr: (t: string) => void out.push(t) };
-    const conf = join(dir, 'conf');
-    const code = await weirctl(
-      [
-        'nats',
-        'config',
-        '--cluster',
-        CLUSTER,
-        '--node',
-        'node-a',
-        '--node',
-        'node-b',
-        '--server-tls-dir',
-        server.dir,
-        '--out',
-        conf,
-      ],
-      io,
-    );
-    assert.equal(code, 0, out.join(''));
-    nats = await startNats({
-      authorization: (
-        await Promise.all(
-          ['weir-tls.conf', 'weir-authorization.conf'].map((f) => readFile(join(conf, f), 'utf8')),
-        )
-      ).join('\n'),
-    });
+    nats = await startNats({ identities: { pki, cluster: CLUSTER, nodes: ['node-a', 'node-b'] } });
   });
   after(async () => {
     await nats?.[Symbol.asyncDispose]();
-    await pki?.[Symbol.asyncDispose]();
-    await rm(dir, { recursive: true, force: true });
   });
 
   test('a client without a certificate is refused by nats-server', async () => {
     // Under TLS 1.3 the server's refusal arrives as an alert or, when the
     // client has already written, as a reset: either way the connection is refused.
     await assert.rejects(
-      connect({ servers: nats.urls, tls: { caFile: pki.ca }, reconnect: false }),
+      connect({
+        servers: nats.urls,
+        tls: { caFile: tlsFiles(pki.controller).ca },
+        reconnect: false,
+      }),
       /certificate|handshake|alert|ECONNRESET/i,
     );
   });
 
   test('a certificate naming no user of the configuration is refused', async () => {
     await assert.rejects(
-      connect({ servers: nats.urls, tls: tlsOf('stranger'), reconnect: false }),
+      connect({ servers: nats.urls, tls: tlsOf(await pki.node('node-z')), reconnect: false }),
       /authorization/i,
+    );
+  });
+
+  test("a certificate of another CA is refused, even one naming a configured node's identity", async () => {
+    await assert.rejects(
+      connect({
+        servers: nats.urls,
+        tls: {
+          ...tlsOf(await pki.foreign('node-a', nodeUri('node-a'))),
+          caFile: tlsFiles(pki.controller).ca,
+        },
+        reconnect: false,
+      }),
+      /certificate|handshake|alert|ECONNRESET/i,
     );
   });
 
   test("an agent with node A's certificate reaches its own subjects", async () => {
     const nc = await natsConnect(
-      { servers: [nats.urls], tls: certs.get('node-a')! },
+      { servers: [nats.urls], tls: await nodeA() },
       { name: 'node-a', inboxPrefix: agentInbox('node-a'), maxReconnectAttempts: 0 },
     );
     try {
@@ -147,7 +125,7 @@ describe('NATS with client certificates mapped to roles', () => {
   for (const [what, act] of cases)
     test(`an agent with node A's certificate cannot ${what}`, async () => {
       const nc = await natsConnect(
-        { servers: [nats.urls], tls: certs.get('node-a')! },
+        { servers: [nats.urls], tls: await nodeA() },
         { name: 'node-a', inboxPrefix: agentInbox('node-a'), maxReconnectAttempts: 0 },
       );
       try {

@@ -22,7 +22,7 @@ const NODES = ['node-a', 'node-b', 'node-c'];
 
 for (const transport of TRANSPORTS)
   describe(`controller and agents over ${transport}`, () => {
-    const rig = new TransportRig(transport, 'it');
+    const rig = new TransportRig(transport, 'it', NODES);
     let dir: string;
     let manifests: string;
     let address: string;

@@ -5,10 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { connect as natsConnect } from '@nats-io/transport-node';
 import { call, operatorClient } from '../../cli/clients.js';
 import { setConnectionFlags } from '../../cli/config.js';
 import type { StatusReply__Output } from '../../shared/generated/weir/v1/index.js';
@@ -113,6 +114,23 @@ describe('the demo', () => {
     assert.match(out, /export WEIR_CERT=.*operator\/tls\.crt/);
   });
 
+  test('the demo serves the web console on loopback and prints its URL', async () => {
+    const url = /Console: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(first!.out)?.[1];
+    assert.ok(url !== undefined, first!.out);
+    const res = await fetch(`${url}api/cluster`);
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { agents: Array<{ node: string; inSync: boolean }> };
+    assert.deepEqual(
+      body.agents.map((a) => [a.node, a.inSync]),
+      [
+        ['node-a', true],
+        ['node-b', true],
+        ['node-c', true],
+      ],
+    );
+    assert.equal((await fetch(url)).headers.get('content-type'), 'text/html; charset=utf-8');
+  });
+
   test('a second demo on the same address or the same state directory refuses, exits non-zero, and leaves the first undisturbed', async () => {
     const before = await status();
     const sameAddress = await failing({
@@ -165,17 +183,32 @@ describe('the demo', () => {
 });
 
 describe('the demo over NATS', () => {
-  test('npm start -- --transport nats starts a nats-server, converges over it, and stops everything it started', async () => {
+  test('npm start -- --transport nats starts a nats-server that takes only TLS with client certificates, converges over it, and stops everything it started', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'weir-demo-nats-'));
     const listen = `127.0.0.1:${await freePort()}`;
-    const d = demo({ WEIR_LISTEN: listen, WEIR_DEMO_STATE: join(dir, 'demo') }, [
-      '--transport',
-      'nats',
-    ]);
+    const state = join(dir, 'demo');
+    const d = demo({ WEIR_LISTEN: listen, WEIR_DEMO_STATE: state }, ['--transport', 'nats']);
     try {
       await ready(d);
-      assert.match(d.out, /over NATS JetStream at nats:\/\/127\.0\.0\.1:\d+/);
-      assert.match(d.out, /weirctl flows --follow --source nats/);
+      const url = /over NATS JetStream at (nats:\/\/127\.0\.0\.1:\d+)/.exec(d.out)?.[1];
+      assert.ok(url, d.out);
+      // The hint needs no --insecure: weirctl's operator certificate is a flow reader's.
+      assert.match(d.out, /weirctl flows --follow --source nats --nats \S+ --since/);
+      // Mutual TLS over NATS too: a client without TLS, or without a certificate, is refused.
+      // (A client that does not trust the demo's CA cannot even verify the server.)
+      await assert.rejects(natsConnect({ servers: url, reconnect: false }), /TLS|certificate/i);
+      await assert.rejects(
+        natsConnect({
+          servers: url,
+          tls: { caFile: join(state, 'tls', 'ca', 'ca.crt') },
+          reconnect: false,
+        }),
+        /certificate|handshake|alert|ECONNRESET/i,
+      );
+      for (const part of ['controller', 'node-a', 'node-b', 'node-c']) {
+        const log = await readFile(join(state, `${part}.log`), 'utf8');
+        assert.doesNotMatch(log, /INSECURE/, `${part} runs with TLS on gRPC and NATS`);
+      }
       for (const node of ['node-a', 'node-b', 'node-c'])
         assert.match(d.out, new RegExp(`${node}\\s+yes\\s+\\d+\\s+\\d+\\s+yes\\s+0`));
       await stopDemo(d);

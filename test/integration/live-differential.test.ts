@@ -20,6 +20,7 @@ import {
   dryRun,
   formatFailures,
   reproduceCommand,
+  NODES,
   runSeed,
   writeTree,
 } from '../../testing/live-differential.js';
@@ -125,12 +126,14 @@ describe('the live differential', () => {
       timeout: 300_000,
     }, async (t) => {
       const tablesBefore = await hostTables();
-      const rig = new TransportRig(transport, 'live');
+      const rig = new TransportRig(transport, 'live', NODES);
       await rig.start();
       try {
         const result = await runSeed({
           seed,
           transportArgs: { controller: rig.controllerArgs(), agent: rig.agentArgs() },
+          // The rig's NATS trusts the test process' CA: the programs' certificates come from it.
+          pki: rig.pki,
           rounds: ROUNDS,
           progress: (line) => t.diagnostic(line),
           signal: t.signal,

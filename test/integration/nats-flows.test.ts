@@ -4,18 +4,17 @@
  * per-role users), the controller and two agents over NATS with their
  * certificates and generated traffic, and `weirctl flows --follow --source
  * nats` reading the whole cluster's events (with an operator's certificate,
- * the flow-reader role) with the filters of `weirctl flows`.
+ * the flow-reader role) with the filters of `weirctl flows`. The server and
+ * the certificates are testing/nats-server.ts' and testing/pki.ts'.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { main as weirctl } from '../../cli/main.js';
 import { type NatsRig, startNats } from '../../testing/nats-server.js';
-import { type Issued, type TestPki, testPki } from '../../testing/nats-pki.js';
-import { ROOT, WeirProcess, eventually, freePort } from '../support/processes.js';
+import { ROOT, WeirProcess, eventually, freePort, pki } from '../support/processes.js';
 
 const NODES = ['node-a', 'node-c'];
 
@@ -34,8 +33,6 @@ interface Event {
 describe('flow events over NATS', () => {
   let dir: string;
   let nats: NatsRig;
-  let pki: TestPki;
-  const certs = new Map<string, Issued>();
   const procs: WeirProcess[] = [];
   const metrics = new Map<string, string>();
 
@@ -53,7 +50,7 @@ describe('flow events over NATS', () => {
           '--nats',
           nats.urls,
           '--tls-dir',
-          certs.get('reader')!.dir,
+          pki.operator('read-only'),
           '--cluster',
           'it',
           '-o',
@@ -94,38 +91,8 @@ describe('flow events over NATS', () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'weir-natsflows-'));
-    pki = await testPki();
-    const server = await pki.issue('nats', ['DNS:localhost', 'IP:127.0.0.1']);
-    certs.set('controller', await pki.issue('controller', ['URI:spiffe://weir/controller']));
-    certs.set('reader', await pki.issue('reader', ['URI:spiffe://weir/operator/read-only/ops']));
-    for (const node of NODES)
-      certs.set(node, await pki.issue(node, [`URI:spiffe://weir/node/${node}`]));
-    const conf = join(dir, 'nats-conf');
-    const out: string[] = [];
-    const io = { stdout: (t: string) => void out.push(t), stderr: (t: string) => void out.push(t) };
-    const code = await weirctl(
-      [
-        'nats',
-        'config',
-        '--cluster',
-        'it',
-        ...NODES.flatMap((n) => ['--node', n]),
-        '--reader',
-        'read-only/ops',
-        '--server-tls-dir',
-        server.dir,
-        '--out',
-        conf,
-      ],
-      io,
-    );
-    assert.equal(code, 0, out.join(''));
     nats = await startNats({
-      authorization: (
-        await Promise.all(
-          ['weir-tls.conf', 'weir-authorization.conf'].map((f) => readFile(join(conf, f), 'utf8')),
-        )
-      ).join('\n'),
+      identities: { pki, cluster: 'it', nodes: NODES, readers: ['read-only/test'] },
     });
     await cp(join(ROOT, 'deploy', 'examples'), join(dir, 'manifests'), { recursive: true });
     const natsArgs = (who: string) => [
@@ -134,7 +101,7 @@ describe('flow events over NATS', () => {
       '--nats',
       nats.urls,
       '--tls-dir',
-      certs.get(who)!.dir,
+      who === 'controller' ? pki.controller : pki.nodeSync(who),
     ];
     const controller = new WeirProcess('controller', 'weir-controller', [
       '--manifests',
@@ -171,7 +138,6 @@ describe('flow events over NATS', () => {
   after(async () => {
     await Promise.all(procs.map((p) => p.kill()));
     await nats?.[Symbol.asyncDispose]();
-    await pki?.[Symbol.asyncDispose]();
     await rm(dir, { recursive: true, force: true });
   });
 

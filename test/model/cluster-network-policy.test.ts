@@ -90,16 +90,16 @@ describe('ClusterNetworkPolicy in the model', () => {
       const g = m.addressGroup((id as { addressGroup: string }).addressGroup)!;
       return g.kind === 'nodes' ? g.members : undefined;
     };
-    assert.deepEqual(group(), [{ endpoint: 'n1', ips: ['192.168.0.1'] }]);
+    assert.deepEqual(group(), [{ endpoint: 'n1', ips: ['192.168.0.1'], ports: [] }]);
     m.drainChanges();
     m.apply({ type: 'upsert', object: read(node('n2', ['192.168.0.9'], { role: 'infra' })) });
     assert.deepEqual(group(), [
-      { endpoint: 'n1', ips: ['192.168.0.1'] },
-      { endpoint: 'n2', ips: ['192.168.0.9'] },
+      { endpoint: 'n1', ips: ['192.168.0.1'], ports: [] },
+      { endpoint: 'n2', ips: ['192.168.0.9'], ports: [] },
     ]);
     assert.ok(m.drainChanges().groups.size > 0, 'the group change is recorded for the spans');
     m.apply({ type: 'upsert', object: read(node('n1', ['192.168.0.1'], { role: 'worker' })) });
-    assert.deepEqual(group(), [{ endpoint: 'n2', ips: ['192.168.0.9'] }]);
+    assert.deepEqual(group(), [{ endpoint: 'n2', ips: ['192.168.0.9'], ports: [] }]);
     m.apply({ type: 'delete', kind: 'Node', namespace: '', name: 'n2' });
     assert.deepEqual(group(), []);
   });

@@ -1,7 +1,7 @@
 /**
  * The compiled evaluator against the reference reading of the tiered
- * semantics (testing/reference.ts: Admin → own node → NetworkPolicy →
- * Baseline → allow) on random clusters with ClusterNetworkPolicies of both
+ * semantics (testing/reference.ts: Admin → NetworkPolicy (its own-node
+ * exemption when it isolates) → Baseline → allow) on random clusters with ClusterNetworkPolicies of both
  * tiers, every action, colliding priorities and every peer kind (pods,
  * namespaces, networks, nodes), next to random NetworkPolicies. Any
  * disagreement is printed with the seed that reproduces it.
@@ -26,6 +26,8 @@ test('the compiled evaluator agrees with the reference tiered semantics on 300 r
   let probes = 0;
   let denied = 0;
   let indexedLists = 0;
+  /** Egress to the pod's own node that no NetworkPolicy isolates and a Baseline rule denies. */
+  let ownNodeBaselineDenied = 0;
   for (let seed = 1; seed <= 300; seed++) {
     const c = randomCluster(seed, { variety: 'basic', clusterPolicies: true });
     const model = new ClusterModel({ cluster: 'diff' });
@@ -65,7 +67,12 @@ test('the compiled evaluator agrees with the reference tiered semantics on 300 r
         for (const [protocol, port] of c.services) {
           probes++;
           const want = reference.allows(src, dst, protocol, port);
-          if (!want) denied++;
+          if (!want) {
+            denied++;
+            const e = tables.decide({ src, dst, protocol, dstPort: port }).egress;
+            if (e.tier === 'baseline' && !e.allowed && e.endpoint?.node?.has(dst) === true)
+              ownNodeBaselineDenied++;
+          }
           for (const [how, t] of [
             ['scanned', tables],
             ['indexed', indexed],
@@ -82,4 +89,8 @@ test('the compiled evaluator agrees with the reference tiered semantics on 300 r
   assert.ok(probes > 1_000_000, `probed ${probes}`);
   assert.ok(denied > probes / 20, `only ${denied} of ${probes} probes denied`);
   assert.ok(indexedLists > 1000, `only ${indexedLists} cluster-tier lists indexed`);
+  assert.ok(
+    ownNodeBaselineDenied > 100,
+    `only ${ownNodeBaselineDenied} probes of egress to the own node denied by the Baseline tier`,
+  );
 });

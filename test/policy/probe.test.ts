@@ -97,7 +97,7 @@ describe('probe resolution', () => {
     }
   });
 
-  test('an explanation of traffic between a pod and its own node says that NetworkPolicy does not apply to it', () => {
+  test('an explanation of traffic between a pod and its own node says that the isolating NetworkPolicy tier allows it', () => {
     const { tables, issues } = build([
       namespace('a'),
       node('n1', ['192.168.0.1']),
@@ -111,7 +111,7 @@ describe('probe resolution', () => {
     assert.equal(own.ingress.tier, 'node');
     assert.equal(
       own.ingress.reason,
-      'traffic between a pod and its own node is not subject to NetworkPolicy: 192.168.0.1 is an address of node n1, where a/srv runs',
+      'isolated for ingress by a/deny; traffic between a pod and its own node is allowed by the NetworkPolicy tier: 192.168.0.1 is an address of node n1, where a/srv runs',
     );
     assert.deepEqual(
       own.ingress.policies.map((p) => p.name),

@@ -214,6 +214,73 @@ describe('hostile clients at an agent', () => {
     assert.ok(grewMiB < 64, `RSS grew ${grewMiB.toFixed(0)} MiB while the watcher did not read`);
   });
 
+  test('a watcher that reads nothing while its stream stays full is ended with RESOURCE_EXHAUSTED after the stall bound, and its slot is free again', async () => {
+    // A queue too large to overflow here (the case of a quiet node), a stall bound of 300 ms.
+    const server = new grpc.Server(serverOptions(MESSAGE_LIMITS.agentApiReceiveBytes));
+    const { proto } = weirProto();
+    const refused: string[] = [];
+    server.addService(
+      proto.weir.v1.FlowIntrospect.service,
+      flowIntrospectHandlers(
+        {
+          datapath: () => agent.activeDatapath,
+          nowMs: () => performance.timeOrigin + performance.now(),
+          engine: () => 'test',
+          refused: (limit) => void refused.push(limit),
+        },
+        silentLogger,
+        { watchBufferEvents: 1_000_000, watchStallMs: 300, watchStreams: 1 },
+      ),
+    );
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
+        e ? reject(e) : resolve(p),
+      ),
+    );
+    const client = new proto.weir.v1.FlowIntrospect(
+      `127.0.0.1:${port}`,
+      grpc.credentials.createInsecure(),
+      channelOptions(64 * 1024 * 1024),
+    ) as unknown as typeof flows;
+    try {
+      const w = (client.WatchFlows as (r: object) => Watch)({});
+      let received = 0;
+      w.on('data', () => {
+        received++;
+        if (received === 1) w.pause(); // and never read again
+      });
+      const ended = statusOf(w);
+      const lostBefore = agent.activeDatapath.stats().events.lost;
+      // Not read: the stream fills, and the server waits for a drain that never comes, until the bound.
+      await eventually(
+        async () => (refused.length > 0 ? true : undefined),
+        'the stuck watch ended by the agent',
+        60_000,
+      );
+      w.resume(); // only to read the status the agent ended it with
+      const s = await ended;
+      assert.equal(s.code, grpc.status.RESOURCE_EXHAUSTED);
+      assert.match(s.details, /this watch was not read for 0\.3 s: the reader is stuck/);
+      assert.deepEqual(refused, ['slow_reader']);
+      assert.equal(
+        agent.activeDatapath.stats().events.lost,
+        lostBefore,
+        'the queue never overflowed',
+      );
+      // Its slot (the only one) is free: a new watch is admitted.
+      const again = (client.WatchFlows as (r: object) => Watch)({});
+      const first = await new Promise<string>((resolve) => {
+        again.once('data', () => resolve('data'));
+        again.once('error', (e: grpc.ServiceError) => resolve(`error ${e.code}`));
+      });
+      assert.equal(first, 'data');
+      again.cancel();
+    } finally {
+      client.close();
+      server.forceShutdown();
+    }
+  });
+
   test('requests over the agent API message limit, or with fields longer than any legitimate one, are refused without echoing them', async () => {
     const big = 'x'.repeat(10_000);
     const cases: Array<[string, typeof flows, string, object, grpc.status, RegExp]> = [

@@ -28,6 +28,7 @@ import type {
 } from '../../shared/generated/weir/v1/index.js';
 import { CHANNEL_OPTIONS, weirProto } from '../../shared/grpc/proto.js';
 import { silentLogger } from '../../shared/log.js';
+import { LogLimiter } from '../../shared/log-limiter.js';
 import { ACCESS, guarded } from '../../shared/tls/access.js';
 import { channelCredentials } from '../../shared/tls/credentials.js';
 import { nodeUri, operatorUri, podUri } from '../../shared/tls/identity.js';
@@ -36,6 +37,7 @@ import { unary } from '../../shared/grpc/status.js';
 import { namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
 import { NodeAgent } from '../../vrouter-agent/agent.js';
 import { eventually } from '../support/processes.js';
+import { CapturedLog } from './support.js';
 import { agentTls, controllerTls, filesIn, pki } from '../support/tls.js';
 
 const { proto } = weirProto();
@@ -374,7 +376,7 @@ describe('mutual TLS between agents, controller and operators', () => {
     assert.deepEqual(got, []);
   });
 
-  test('operators of both roles may call every read RPC; agents and the controller may call none', async () => {
+  test('operators of both roles may call every read RPC; agents may call none, and the controller only the two flow reads its relay makes', async () => {
     for (const d of [pki.operator('admin'), pki.operator('read-only')]) {
       assert.equal(
         (await unaryCode(client(proto.weir.v1.Operator, address, d), 'GetStatus')).code,
@@ -389,6 +391,18 @@ describe('mutual TLS between agents, controller and operators', () => {
         0,
       );
     }
+    // The controller's flow relay reads every agent's flows; nothing else of an agent's API is its.
+    assert.equal(
+      (await unaryCode(client(proto.weir.v1.FlowIntrospect, agentApi, pki.controller), 'ListFlows'))
+        .code,
+      0,
+    );
+    for (const m of ['FlowStats', 'GetFlow'])
+      assert.equal(
+        (await unaryCode(client(proto.weir.v1.FlowIntrospect, agentApi, pki.controller), m)).code,
+        grpc.status.PERMISSION_DENIED,
+        m,
+      );
     for (const d of [await pki.node('node-a'), await pki.node('node-b'), pki.controller]) {
       assert.equal(
         (await unaryCode(client(proto.weir.v1.Operator, address, d), 'GetStatus')).code,
@@ -400,11 +414,12 @@ describe('mutual TLS between agents, controller and operators', () => {
         grpc.status.PERMISSION_DENIED,
         d,
       );
-      assert.equal(
-        (await unaryCode(client(proto.weir.v1.FlowIntrospect, agentApi, d), 'ListFlows')).code,
-        grpc.status.PERMISSION_DENIED,
-        d,
-      );
+      if (d !== pki.controller)
+        assert.equal(
+          (await unaryCode(client(proto.weir.v1.FlowIntrospect, agentApi, d), 'ListFlows')).code,
+          grpc.status.PERMISSION_DENIED,
+          d,
+        );
     }
   });
 
@@ -512,6 +527,59 @@ describe('the role table', () => {
     const denied = grpc.status.PERMISSION_DENIED;
     assert.deepEqual(await codes(pki.operator('read-only')), [0, denied, denied]);
     assert.deepEqual(await codes(pki.operator('admin')), [0, 0, denied]);
+    server.forceShutdown();
+  });
+});
+
+describe('refusals in the log', () => {
+  test('many refused calls from one peer log a bounded number of lines, and the next line let through counts the suppressed ones', async () => {
+    const service = proto.weir.v1.Operator.service;
+    const captured = new CapturedLog();
+    let now = 1_000_000;
+    const logs = new LogLimiter({ now: () => now, burst: 5, perSecond: 1 });
+    const server = new grpc.Server();
+    server.addService(
+      service,
+      guarded(
+        service,
+        {
+          GetStatus: unary(() => ({})),
+          ListPolicies: unary(() => ({})),
+          Explain: unary(() => ({})),
+        },
+        {
+          secure: true,
+          log: captured.logger,
+          logs,
+          table: { '/weir.v1.Operator/GetStatus': 'admin' },
+        },
+      ),
+    );
+    const { serverCredentials } = await import('../../shared/tls/credentials.js');
+    const port = await new Promise<number>((res, rej) =>
+      server.bindAsync('127.0.0.1:0', serverCredentials(controllerTls()), (e, p) =>
+        e ? rej(e) : res(p),
+      ),
+    );
+    const c = client(proto.weir.v1.Operator, `127.0.0.1:${port}`, pki.operator('read-only'));
+    const getStatus = () =>
+      new Promise<number>((resolve) =>
+        (
+          c as unknown as Record<
+            string,
+            (r: object, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => void
+          >
+        ).GetStatus!({}, { deadline: Date.now() + 5_000 }, (err) => resolve(err?.code ?? 0)),
+      );
+    const refused = () => captured.lines.filter((l) => l.msg === 'call refused');
+    for (let i = 0; i < 100; i++) assert.equal(await getStatus(), grpc.status.PERMISSION_DENIED);
+    assert.equal(refused().length, 5, 'the burst, then nothing: every call is still refused');
+    now += 1_000;
+    assert.equal(await getStatus(), grpc.status.PERMISSION_DENIED);
+    assert.equal(refused().length, 6);
+    assert.equal(refused()[5]!.suppressed, 95);
+    assert.equal(refused()[5]!.caller, operatorUri('read-only', 'test'));
+    c.close();
     server.forceShutdown();
   });
 });

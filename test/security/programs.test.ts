@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -55,6 +55,45 @@ describe('starting without certificates', () => {
       assert.equal(r.err.trim().split('\n').length, 1, r.err);
       assert.match(r.err, /--tls-dir DIR.*--insecure/);
     }
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('a certificate file that does not exist is refused alike over gRPC and NATS, by one line naming the flag and the file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'weir-nofile-'));
+    // A directory holding the certificate and the CA but no key.
+    const half = join(dir, 'half');
+    await mkdir(half);
+    for (const f of ['tls.crt', 'ca.crt'])
+      await copyFile(join(await pki.node('node-a'), f), join(half, f));
+    const nats = ['--transport', 'nats', '--nats', `nats://127.0.0.1:${await freePort()}`];
+    const cases: Array<[string, string[], RegExp]> = [
+      [
+        'controller --tls-dir',
+        ['--tls-dir', half],
+        /--tls-dir \S+half: no such file \S+half\/tls\.key/,
+      ],
+      ['agent --tls-dir', ['--tls-dir', half], /--tls-dir \S+half: no such file \S+half\/tls\.key/],
+      [
+        'agent --tls-key',
+        ['--tls-dir', half, '--tls-key', join(dir, 'gone.key')],
+        /--tls-key \S+gone\.key: no such file/,
+      ],
+    ];
+    for (const [what, flags, line] of cases)
+      for (const transport of [[], nats]) {
+        const bin = what.startsWith('controller') ? 'weir-controller' : 'weir-agent';
+        const r = await run(bin, [
+          ...(bin === 'weir-agent' ? ['--node', 'node-a', '--state-dir', join(dir, 'a')] : []),
+          '--listen',
+          `127.0.0.1:${await freePort()}`,
+          ...flags,
+          ...transport,
+        ]);
+        const how = `${what}${transport.length > 0 ? ' over NATS' : ' over gRPC'}`;
+        assert.notEqual(r.code, 0, how);
+        assert.equal(r.err.trim().split('\n').length, 1, `${how}: ${r.err}`);
+        assert.match(r.err, line, how);
+      }
     await rm(dir, { recursive: true, force: true });
   });
 

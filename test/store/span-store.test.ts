@@ -251,6 +251,57 @@ describe('per-node spans', () => {
     checkSpans(model, store, 'after the winner left');
   });
 
+  test("a span resolves an egress named port at its peer groups' members, holding no endpoint of theirs but the owner of an address they share", () => {
+    const model = new ClusterModel({ cluster: 't' });
+    const store = new SpanStore(model);
+    const apply = (raws: Raw[]) => {
+      for (const raw of raws) model.apply({ type: 'upsert', object: read(raw) });
+    };
+    const pg = (port: number) => [{ name: 'pg', port }];
+    apply([
+      namespace('a'),
+      namespace('b'),
+      pod('a', 'client', { labels: { app: 'client' }, ips: ['10.9.0.1'], node: 'node-2' }),
+      pod('a', 'db1', { labels: { app: 'db' }, ips: ['10.9.1.1'], node: 'node-0', ports: pg(80) }),
+      pod('a', 'web', { labels: { app: 'web' }, ips: ['10.9.1.2'], node: 'node-1', ports: pg(81) }),
+      pod('b', 'x', { ips: ['10.9.2.1'], node: 'node-1', ports: pg(443) }),
+      networkPolicy('a', 'out', {
+        podSelector: { matchLabels: { app: 'client' } },
+        policyTypes: ['Egress'],
+        egress: [
+          { to: [{ podSelector: { matchLabels: { app: 'db' } } }], ports: [{ port: 'pg' }] },
+          {
+            to: [{ namespaceSelector: { matchLabels: { tier: 'data' } } }],
+            ports: [{ port: 'pg' }],
+          },
+        ],
+      }),
+    ]);
+    store.commit(0);
+    const endpoints = () =>
+      spanSnapshot(store, model, 'node-2').endpoints.map((e) => `${e.namespace}/${e.name}`);
+    assert.deepEqual(endpoints(), ['a/client'], 'the members of the peer groups carry their ports');
+    checkSpans(model, store, 'named port peers');
+
+    // Pods that did not change join a peer: the namespace's labels did.
+    apply([namespace('b', { tier: 'data' })]);
+    assert.ok(store.commit(1)!.nodes.includes('node-2'));
+    assert.deepEqual(endpoints(), ['a/client']);
+    checkSpans(model, store, 'namespace relabelled');
+
+    // An address a peer's member claims but another pod wins: resolved at the winner.
+    apply([pod('a', 'z', { ips: ['10.9.1.1'], node: 'node-1', ports: pg(8080) })]);
+    store.commit(2);
+    assert.deepEqual(endpoints(), ['a/client', 'a/z'], 'a/z owns the address a/db1 claims');
+    checkSpans(model, store, 'shared address');
+
+    // And when it goes, the address is a/db1's alone again.
+    model.apply({ type: 'delete', kind: 'Pod', namespace: 'a', name: 'z' });
+    store.commit(3);
+    assert.deepEqual(endpoints(), ['a/client']);
+    checkSpans(model, store, 'shared address released');
+  });
+
   test("a node does not decide for its pod's address when a pod on another node wins it", () => {
     const model = new ClusterModel({ cluster: 't' });
     const store = new SpanStore(model);

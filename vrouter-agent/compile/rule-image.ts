@@ -37,10 +37,11 @@
  *                        (TABLES ref) @4, ingress table (TABLES ref) @8,
  *                        node set (PREFIX_SETS ref, NONE: no node addresses
  *                        known) @12: the addresses of the endpoint's own node
- *                        (CompiledEndpoint.node). A peer address in it
- *                        decides that direction ALLOW_NODE before the table
- *                        is consulted. One per compiled endpoint, in
- *                        tables.endpoints order.
+ *                        (CompiledEndpoint.node). When the NetworkPolicy
+ *                        list isolates the direction, a peer address in it
+ *                        decides ALLOW_NODE (after the Admin list, before
+ *                        the NetworkPolicy rules). One per compiled
+ *                        endpoint, in tables.endpoints order.
  *   3  ADDRESSES4     8: u32 address @0, endpoint (ENDPOINTS ref) @4. Strictly
  *                        ascending by address: RuleTables.byIp for IPv4.
  *   4  ADDRESSES6    24: u64 high @0, u64 low @8, endpoint @16, reserved @20.
@@ -54,9 +55,9 @@
  *                        equal tables share one. A direction is decided by
  *                        RuleTables' evaluateDirection: Admin list (first
  *                        match: allow/deny decide, pass ends the tier), the
- *                        node set (ALLOW_NODE), the NetworkPolicy list when
- *                        isolated (first match, none: DENY), the Baseline
- *                        list (as Admin), ALLOW_DEFAULT.
+ *                        NetworkPolicy list when isolated (the node set:
+ *                        ALLOW_NODE; else first match, none: DENY), the
+ *                        Baseline list (as Admin), ALLOW_DEFAULT.
  *   6  RULE_REFS      4: RULES ref. A list's rules are RULE_REFS[first ..
  *                        first+count), in evaluation order (first match wins).
  *                        Lists may share elements (the encoder stores an

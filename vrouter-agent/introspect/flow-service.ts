@@ -373,6 +373,7 @@ export interface FlowServiceLimits {
   readonly watchStreams?: number;
   readonly watchStreamsPerClient?: number;
   readonly watchBufferEvents?: number;
+  readonly watchStallMs?: number;
 }
 
 /** Setup rate from the flow table's insert counter, sampled between calls. */
@@ -401,6 +402,7 @@ export function flowIntrospectHandlers(
     limits.watchStreams ?? INTROSPECT_LIMITS.watchStreams,
   );
   const bufferEvents = limits.watchBufferEvents ?? INTROSPECT_LIMITS.watchBufferEvents;
+  const stallMs = limits.watchStallMs ?? INTROSPECT_LIMITS.watchStallMs;
   const logs = new LogLimiter({ onSuppressed: () => backend.logSuppressed?.() });
   const clientLog = (client: string, fields: Record<string, unknown>, msg: string) => {
     const n = logs.take(client);
@@ -532,8 +534,10 @@ export function flowIntrospectHandlers(
      * stream's high-water mark, not the event rate. Meanwhile the events go
      * to the watch's own bounded queue (watchBufferEvents); a reader so slow
      * that the queue overflows is dropped: no more events, and the stream
-     * ends with RESOURCE_EXHAUSTED and the reason. A stream's slot is held
-     * until the stream is closed, so that streams nobody reads cannot pile up.
+     * ends with RESOURCE_EXHAUSTED and the reason. So does a stream that
+     * stays full for watchStallMs (a reader that reads nothing, on a node
+     * too quiet to overflow the queue). A stream's slot is held until the
+     * stream is closed, so that streams nobody reads cannot pile up.
      */
     WatchFlows: (call: grpc.ServerWritableStream<WatchFlowsRequest__Output, WireFlowEvent>) => {
       let filter: CompiledFilter;
@@ -560,15 +564,26 @@ export function flowIntrospectHandlers(
       };
       call.on('cancelled', closed);
       call.on('close', closed);
+      const drop = (fields: Record<string, unknown>, msg: string, why: string) => {
+        backend.refused?.('slow_reader');
+        clientLog(client, fields, msg);
+        abort.abort();
+        call.emit('error', toGrpcStatus(new ResourceExhaustedError(why)));
+      };
+      /** Whether the stream drained (or the watch ended) within stallMs. */
       const drained = () =>
-        new Promise<void>((resolve) => {
-          const done = () => {
-            call.off('drain', done);
-            abort.signal.removeEventListener('abort', done);
-            resolve();
+        new Promise<boolean>((resolve) => {
+          const done = (ok: boolean) => () => {
+            clearTimeout(timer);
+            call.off('drain', drainedNow);
+            abort.signal.removeEventListener('abort', aborted);
+            resolve(ok);
           };
-          call.on('drain', done);
-          abort.signal.addEventListener('abort', done, { once: true });
+          const drainedNow = done(true);
+          const aborted = done(true);
+          const timer = setTimeout(done(false), stallMs);
+          call.on('drain', drainedNow);
+          abort.signal.addEventListener('abort', aborted, { once: true });
         });
       void (async () => {
         try {
@@ -576,20 +591,12 @@ export function flowIntrospectHandlers(
             signal: abort.signal,
             bufferSize: bufferEvents,
           })) {
-            if (e.type === 'lost') {
-              backend.refused?.('slow_reader');
-              clientLog(client, { lost: e.count }, 'flow watcher not keeping up; dropped');
-              abort.abort();
-              call.emit(
-                'error',
-                toGrpcStatus(
-                  new ResourceExhaustedError(
-                    `this watch fell more than ${bufferEvents} events behind: the reader is not keeping up; watch with a narrower filter, or read faster`,
-                  ),
-                ),
+            if (e.type === 'lost')
+              return drop(
+                { lost: e.count },
+                'flow watcher not keeping up; dropped',
+                `this watch fell more than ${bufferEvents} events behind: the reader is not keeping up; watch with a narrower filter, or read faster`,
               );
-              return;
-            }
             const v = view();
             const flow = v.flow(e.flow);
             if (!filter.test(flow)) continue;
@@ -599,7 +606,12 @@ export function flowIntrospectHandlers(
               flow,
               atUnixMs: String(Math.round(Date.now() - backend.nowMs() + e.atMs)),
             });
-            if (!more) await drained();
+            if (!more && !(await drained()))
+              return drop(
+                { stalledMs: stallMs },
+                'flow watcher not reading; dropped',
+                `this watch was not read for ${stallMs / 1000} s: the reader is stuck; read the stream, or close it`,
+              );
             if (abort.signal.aborted) return;
           }
           call.end();

@@ -36,12 +36,13 @@
 // first match decides:
 //   1. Admin list: a match with action allow or deny gives its rule index;
 //      a match with action pass (ClusterNetworkPolicy Pass) ends the tier.
-//   2. A peer address in the endpoint's node set (traffic between a pod and
-//      its own node, which NetworkPolicy does not restrict) gives ALLOW_NODE.
-//   3. NetworkPolicy list, when its policy count is not 0 (isolated): a
-//      match gives its rule index (a pass rule goes on to 4), none gives DENY.
-//   4. Baseline list: as Admin.
-//   5. ALLOW_DEFAULT.
+//   2. NetworkPolicy list, when its policy count is not 0 (isolated): a peer
+//      address in the endpoint's node set (traffic between a pod and its own
+//      node, which that tier allows) gives ALLOW_NODE; else a match gives its
+//      rule index (a pass rule goes on to 3), none gives DENY. Not isolated:
+//      the tier does not decide, own node or not.
+//   3. Baseline list: as Admin.
+//   4. ALLOW_DEFAULT.
 // A direction denies when it gives DENY or the index of a deny rule.
 //
 // Large tables are indexed. By peer address: a segment tree over the
@@ -472,13 +473,13 @@ class Image {
                                 : Decide(admin, peer, protocol, port, dest);
       if (r >= 0 && rules[r].action != kActionPass) return r;
     }
-    const Endpoint& e = endpoints[endpoint - 1];
-    if (e.hasNode && (peer.family == 4 ? InRanges(ranges4.data() + e.r4, e.n4, peer.v4)
-                                       : InRanges(ranges6.data() + e.r6, e.n6, peer.v6))) {
-      return kAllowNode;
-    }
     const Table& np = List(table, kTierNamespace);
     if (np.policyCount != 0) {
+      const Endpoint& e = endpoints[endpoint - 1];
+      if (e.hasNode && (peer.family == 4 ? InRanges(ranges4.data() + e.r4, e.n4, peer.v4)
+                                         : InRanges(ranges6.data() + e.r6, e.n6, peer.v6))) {
+        return kAllowNode;
+      }
       int32_t r = Decide(np, peer, protocol, port, dest);
       if (r < 0 || rules[r].action != kActionPass) return r;
     }

@@ -1,0 +1,98 @@
+/**
+ * Reachability as a matrix: every pod to every pod, per probe, decided by
+ * the one evaluator (RuleTables.allows) in every address family a pair
+ * shares. What `weirctl analyze matrix` prints (cli/analysis.ts, which
+ * computes it the same way over manifests) and what the console shows over
+ * the controller's model, so both give the same cells for the same cluster.
+ */
+import { ValidationError } from '../errors.js';
+import { parseIp, type Ip } from '../net/ip.js';
+import { familyName, probePairs, type Probe, type Target } from './probe.js';
+import type { RuleTables } from './rule-tables.js';
+import { PROTOCOL_NUMBER, endpointKey, type Protocol } from './types.js';
+
+export interface Matrix {
+  readonly pods: readonly string[];
+  readonly probes: ReadonlyArray<{
+    readonly protocol: Protocol;
+    readonly port: number;
+    /** Per pair: allowed only when every address family the two pods share allows it. */
+    readonly allowed: Record<string, Record<string, boolean>>;
+    /**
+     * Only the pairs whose families disagree ({"IPv4": true, "IPv6": false}),
+     * or that share no family ({}: they cannot connect, shown as denied).
+     * Absent when there are none.
+     */
+    readonly families?: Record<string, Record<string, Partial<Record<'IPv4' | 'IPv6', boolean>>>>;
+  }>;
+}
+
+/**
+ * Every pod to every pod, in every address family the pair shares (dual-stack
+ * pods are checked on IPv4 and on IPv6); `namespaces`, when given, keeps the
+ * pods of those namespaces only (rows and columns), and `only` ("namespace/name")
+ * only those pods.
+ */
+export function matrix(
+  tables: RuleTables,
+  probes: readonly Probe[],
+  namespaces: readonly string[] = [],
+  only?: readonly string[],
+): Matrix {
+  const endpoints = [...tables.snapshot.endpoints]
+    .filter((e) => namespaces.length === 0 || namespaces.includes(e.namespace))
+    .filter((e) => only === undefined || only.includes(endpointKey(e)))
+    .sort((a, b) => (endpointKey(a) < endpointKey(b) ? -1 : 1));
+  const pods = endpoints.map(endpointKey);
+  const targets: Target[] = endpoints.map((e) => ({
+    kind: 'pod',
+    text: endpointKey(e),
+    pod: endpointKey(e),
+    ips: e.ips.map(parseIp),
+  }));
+  const pairs = targets.map((from) => targets.map((to) => sharedFamilies(from, to)));
+  return {
+    pods,
+    probes: probes.map(({ protocol, port }) => {
+      const allowed: Record<string, Record<string, boolean>> = {};
+      const families: Record<
+        string,
+        Record<string, Partial<Record<'IPv4' | 'IPv6', boolean>>>
+      > = {};
+      endpoints.forEach((_, i) => {
+        const row: Record<string, boolean> = {};
+        pods.forEach((to, j) => {
+          const perFamily: Partial<Record<'IPv4' | 'IPv6', boolean>> = {};
+          for (const { src, dst } of pairs[i]![j]!) {
+            perFamily[familyName(src) as 'IPv4' | 'IPv6'] = tables.allows({
+              src,
+              dst,
+              protocol: PROTOCOL_NUMBER[protocol],
+              dstPort: port,
+            });
+          }
+          const verdicts = Object.values(perFamily);
+          row[to] = verdicts.length > 0 && verdicts.every((v) => v);
+          if (verdicts.length === 0 || verdicts.some((v) => v !== verdicts[0])) {
+            families[pods[i]!] ??= {};
+            families[pods[i]!]![to] = perFamily;
+          }
+        });
+        allowed[pods[i]!] = row;
+      });
+      return Object.keys(families).length === 0
+        ? { protocol, port, allowed }
+        : { protocol, port, allowed, families };
+    }),
+  };
+}
+
+/** The address pairs of two pods, one per shared family; none when they share no family. */
+function sharedFamilies(from: Target, to: Target): Array<{ src: Ip; dst: Ip }> {
+  try {
+    return probePairs(from, to);
+  } catch (err) {
+    if (err instanceof ValidationError) return [];
+    throw err;
+  }
+}
