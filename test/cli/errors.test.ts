@@ -124,6 +124,7 @@ describe('weirctl says what went wrong, in one line with a hint', () => {
   let silent: net.Server;
   let silentAddress: string;
   let refused: string;
+  const sockets: net.Socket[] = [];
 
   before(async () => {
     tlsServer = new grpc.Server(serverOptions(MESSAGE_LIMITS.controllerReceiveBytes));
@@ -135,13 +136,14 @@ describe('weirctl says what went wrong, in one line with a hint', () => {
     );
     tlsAddress = `127.0.0.1:${port}`;
     // Accepts connections and never says a word: a hung server.
-    silent = net.createServer(() => {}).listen(0, '127.0.0.1');
+    silent = net.createServer((socket) => sockets.push(socket)).listen(0, '127.0.0.1');
     await once(silent, 'listening');
     silentAddress = `127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
     refused = `127.0.0.1:${await freePort()}`;
   });
   after(() => {
     tlsServer.forceShutdown();
+    for (const s of sockets) s.destroy();
     silent.close();
   });
 
