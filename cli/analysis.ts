@@ -15,6 +15,7 @@ import type { RuleTables } from '../shared/policy/rule-tables.js';
 import {
   PROTOCOL_NUMBER,
   endpointKey,
+  type Labels,
   type PolicySnapshot,
   type Protocol,
 } from '../shared/policy/types.js';
@@ -28,11 +29,22 @@ export interface Analysis {
   readonly notes: readonly string[];
 }
 
+/** All of standard input, for `-f -`. */
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** `paths`: files and directories; "-" is standard input (`options.stdin` instead, in tests). */
 export async function analyse(
   paths: readonly string[],
-  options: { cluster?: string } = {},
+  options: { cluster?: string; stdin?: string } = {},
 ): Promise<Analysis> {
-  const read = await readManifests(paths);
+  if (paths.filter((p) => p === '-').length > 1)
+    throw new ValidationError([{ field: '-f', message: 'standard input ("-") can be read once' }]);
+  const stdin = paths.includes('-') ? (options.stdin ?? (await readStdin())) : undefined;
+  const read = await readManifests(paths, stdin === undefined ? {} : { stdin });
   const notes = [...read.notes];
   const model = new ClusterModel({ cluster: options.cluster ?? 'local' });
   let next = ANALYSIS_ADDRESS_BASE + 1;
@@ -90,9 +102,12 @@ export function matrix(
   tables: RuleTables,
   probes: readonly Probe[],
   namespaces: readonly string[] = [],
+  /** -l: only the pods whose labels it accepts. */
+  selects: (labels: Labels) => boolean = () => true,
 ): Matrix {
   const endpoints = [...tables.snapshot.endpoints]
     .filter((e) => namespaces.length === 0 || namespaces.includes(e.namespace))
+    .filter((e) => selects(e.labels))
     .sort((a, b) => (endpointKey(a) < endpointKey(b) ? -1 : 1));
   const pods = endpoints.map(endpointKey);
   const targets: Target[] = endpoints.map((e) => ({

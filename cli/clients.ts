@@ -7,23 +7,42 @@ import type {
   OperatorClient,
   StatusReply__Output,
 } from '../shared/generated/weir/v1/index.js';
+import { isIP } from 'node:net';
 import {
   ErrorCode,
   InternalError,
   NotFoundError,
   PermissionError,
+  ResourceExhaustedError,
   UnavailableError,
 } from '../shared/errors.js';
 import { errorCodeOf } from '../shared/grpc/status.js';
 import { type CertificateFiles, channelCredentials } from '../shared/tls/credentials.js';
 import type { Identity } from '../shared/tls/identity.js';
-import { clientTls, contextController } from './config.js';
+import { clientTls, clientTlsFiles, contextController } from './config.js';
 import { UsageError } from './io.js';
 
 export const DEFAULT_CONTROLLER = '127.0.0.1:7443';
 
+export const DEFAULT_PORT = 7443;
+
+/**
+ * An address as given, with Weir's port when it has none: "ctl" is
+ * "ctl:7443", "fd00::1" and "[fd00::1]" are "[fd00::1]:7443".
+ */
+export function withPort(address: string, port = DEFAULT_PORT): string {
+  const a = address.trim();
+  if (a === '') throw new UsageError('an empty address: give HOST or HOST:PORT');
+  if (/^\[[^\]]+\]:\d+$/.test(a)) return a;
+  if (/^\[[^\]]+\]$/.test(a)) return `${a}:${port}`;
+  if (isIP(a) === 6) return `[${a}]:${port}`;
+  if (/^[^:]+:\d+$/.test(a)) return a;
+  if (/^[^:]+$/.test(a)) return `${a}:${port}`;
+  throw new UsageError(`${JSON.stringify(address)} is not HOST, HOST:PORT or [IPv6]:PORT`);
+}
+
 export function controllerAddress(flag: string | undefined): string {
-  return flag ?? process.env.WEIR_CONTROLLER ?? contextController() ?? DEFAULT_CONTROLLER;
+  return withPort(flag ?? process.env.WEIR_CONTROLLER ?? contextController() ?? DEFAULT_CONTROLLER);
 }
 
 /** Credentials for the controller: the server must present the controller's identity. */
@@ -70,10 +89,116 @@ export function agentClient(address: string, node?: string, tls?: CertificateFil
   );
 }
 
+/** How long one call may take (--request-timeout; 0: no limit). */
+let requestTimeoutMs = 5_000;
+export function setRequestTimeout(ms: number): void {
+  requestTimeoutMs = ms;
+}
+export function requestTimeout(): number {
+  return requestTimeoutMs;
+}
+
+const HINT_CONTROLLER = 'is weir-controller running? set --controller or WEIR_CONTROLLER';
+const HINT_AGENT = 'is weir-agent running there? check --node (or its --listen)';
+
 /**
- * Calls a unary method with a deadline; a gRPC failure becomes the error
- * table's error for its status (shared/grpc/status.ts), with a message a
- * person can act on.
+ * What went wrong in a few words a person can act on, from a grpc-js
+ * status: the transport's internals (subchannel states, LB picks, errno
+ * chains) are reduced to their cause.
+ */
+function transportCause(err: grpc.ServiceError): { cause: string; tls: boolean } {
+  const d = `${err.details ?? ''} ${err.message ?? ''}`;
+  const errno =
+    /\b(ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|EADDRNOTAVAIL|EPIPE)\b/.exec(
+      d,
+    )?.[1];
+  if (errno === 'ECONNREFUSED') return { cause: 'connection refused', tls: false };
+  if (errno === 'EHOSTUNREACH' || errno === 'ENETUNREACH')
+    return { cause: 'no route to host', tls: false };
+  if (/Name resolution failed|ENOTFOUND|EAI_AGAIN/.test(d))
+    return { cause: 'no such host', tls: false };
+  const tlsReason =
+    /(\S+ is not (?:the controller|an agent|the agent of node \S+)|certificate[^,;()]*|self[- ]signed[^,;()]*|unable to verify[^,;()]*|wrong version number|packet length too long|unknown ca|bad certificate|handshake failure|is not the controller|is not an agent|is not the agent of node \S+|no URI SAN[^,;()]*|TLS[^,;()]*)/i.exec(
+      d,
+    );
+  if (tlsReason) return { cause: `TLS handshake failed: ${tlsReason[1]!.trim()}`, tls: true };
+  if (errno === 'ECONNRESET' || /Connection dropped|socket hang up/.test(d))
+    return {
+      cause:
+        'the connection was closed during the TLS handshake (a server without TLS, or one that refused this certificate)',
+      tls: true,
+    };
+  if (errno === 'ETIMEDOUT') return { cause: 'connection timed out', tls: false };
+  if (/Failed to connect/.test(d) && insecure())
+    return {
+      cause: 'the server closed a plain-text connection (it expects TLS)',
+      tls: true,
+    };
+  return {
+    cause: (err.details || err.message).split('\n')[0]!.replace(/^\d+ \w+: /, ''),
+    tls: false,
+  };
+}
+
+function insecure(): boolean {
+  try {
+    return clientTlsFiles() === undefined;
+  } catch {
+    return false;
+  }
+}
+
+/** Which credentials were presented, for a TLS failure's hint. */
+function credentialsHint(): string {
+  try {
+    const files = clientTlsFiles();
+    return files === undefined
+      ? 'weirctl used --insecure: a server with TLS needs --tls-dir or --cert/--key/--ca'
+      : `weirctl presented ${files.cert} (--cert/--tls-dir/WEIR_CERT) and trusts ${files.ca} (--ca): are they of this cluster's CA? use --insecure only against a server started with --insecure`;
+  } catch {
+    return 'check --tls-dir or --cert/--key/--ca';
+  }
+}
+
+/**
+ * A gRPC failure as the error table's error, one line with a hint:
+ * `what` names the server ("the controller at 127.0.0.1:7443").
+ */
+export function grpcError(err: grpc.ServiceError, what: string): Error {
+  const code = errorCodeOf(err.code);
+  const agent = what.startsWith('the agent');
+  if (err.code === 4 /* DEADLINE_EXCEEDED */)
+    return new UnavailableError(
+      `${what} did not answer within ${requestTimeoutMs / 1000}s (raise --request-timeout, or ${agent ? HINT_AGENT : HINT_CONTROLLER})`,
+    );
+  if (code === ErrorCode.Invalid) return new UsageError(`${what}: ${err.details}`);
+  if (code === ErrorCode.NotFound) return new NotFoundError(`${what}: ${err.details}`);
+  if (code === ErrorCode.Denied)
+    return new PermissionError(
+      `${what} refused the call: ${err.details || err.message} (an operator certificate of role admin may be needed: weirctl certs operator NAME --role admin)`,
+    );
+  if (code === ErrorCode.Exhausted)
+    return new ResourceExhaustedError(`${what}: ${err.details || err.message}`);
+  if (code === ErrorCode.Unavailable) {
+    // A server-side UnavailableError carries its own words; the transport's failures do not.
+    const transport =
+      /No connection established|Connection dropped|Failed to connect|Name resolution|ECONN|EHOST|ENET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|certificate|handshake|TLS|SSL|self.signed|wrong version|is not the|no URI SAN|socket hang up/i.test(
+        `${err.details} ${err.message}`,
+      );
+    if (!transport)
+      return new UnavailableError(`cannot reach ${what}: ${err.details || err.message}`);
+    const { cause, tls } = transportCause(err);
+    return new UnavailableError(
+      `cannot reach ${what}: ${cause} (${tls ? credentialsHint() : agent ? HINT_AGENT : HINT_CONTROLLER})`,
+    );
+  }
+  return new InternalError(`${what}: ${(err.details || err.message).split('\n')[0]}`);
+}
+
+/**
+ * Calls a unary method with the request timeout; a gRPC failure becomes the
+ * error table's error for its status (grpcError), with a message a person
+ * can act on.
  */
 export function call<Req, Res>(
   client: grpc.Client,
@@ -84,21 +209,14 @@ export function call<Req, Res>(
   ) => unknown,
   req: Req,
   what: string,
-  timeoutMs = 5_000,
+  timeoutMs = requestTimeoutMs,
 ): Promise<Res> {
   return new Promise((resolve, reject) => {
-    method.call(client, req, { deadline: Date.now() + timeoutMs }, (err, res) => {
+    const options: grpc.CallOptions = timeoutMs > 0 ? { deadline: Date.now() + timeoutMs } : {};
+    method.call(client, req, options, (err, res) => {
       client.close();
-      if (err) {
-        const code = errorCodeOf(err.code);
-        if (code === ErrorCode.Invalid) reject(new UsageError(err.details));
-        else if (code === ErrorCode.NotFound) reject(new NotFoundError(err.details));
-        else if (code === ErrorCode.Denied)
-          reject(new PermissionError(`${what} refused the call: ${err.details || err.message}`));
-        else if (code === ErrorCode.Unavailable)
-          reject(new UnavailableError(`cannot reach ${what}: ${err.details || err.message}`));
-        else reject(new InternalError(`${what}: ${err.details || err.message}`));
-      } else resolve(res as Res);
+      if (err) reject(grpcError(err, what));
+      else resolve(res as Res);
     });
   });
 }

@@ -26,6 +26,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
+import { ValidationError } from '../shared/errors.js';
 import { silentLogger } from '../shared/log.js';
 import { CertificateFiles, type TlsFiles } from '../shared/tls/credentials.js';
 import { UsageError } from './io.js';
@@ -194,10 +195,31 @@ export function clientTls(): CertificateFiles | undefined {
   if (resolved === undefined) {
     const context = currentContext();
     const files = clientTlsFiles();
-    resolved = {
-      context,
-      tls: files === undefined ? undefined : new CertificateFiles(files, { log: silentLogger }),
-    };
+    let tls: CertificateFiles | undefined;
+    try {
+      tls = files === undefined ? undefined : new CertificateFiles(files, { log: silentLogger });
+    } catch (err) {
+      if (!(err instanceof ValidationError) || files === undefined) throw err;
+      // Name the flag (or where it came from) with the file: what to change.
+      const origin =
+        flags.cert !== undefined || flags.tlsDir !== undefined
+          ? 'flag'
+          : process.env.WEIR_CERT !== undefined
+            ? 'env'
+            : 'context';
+      const flagOf = (file: string | undefined) => {
+        const which = file === files.cert ? 'cert' : file === files.key ? 'key' : 'ca';
+        if (origin === 'env') return `WEIR_${which.toUpperCase()}`;
+        if (origin === 'context') return `context ${context?.name} ${which}`;
+        return flags.tlsDir !== undefined && flags[which] === undefined
+          ? '--tls-dir'
+          : `--${which}`;
+      };
+      throw new UsageError(
+        err.issues.map((i) => `${flagOf(i.field)} ${i.field}: ${i.message}`).join('\n'),
+      );
+    }
+    resolved = { context, tls };
   }
   return resolved.tls;
 }

@@ -14,13 +14,14 @@ export class UsageError extends WeirError {
 }
 
 /**
- * weirctl's exit status for an error of each code: 2 when what the user gave
- * (the command line, or an object it names) is wrong, 1 when the command
- * could not be carried out.
+ * weirctl's exit status for an error of each code, as kubectl's: 1 when the
+ * command could not be carried out, a named object not found included; 2
+ * when the command line (or a manifest it names) is wrong, which a retry
+ * cannot fix.
  */
 export const EXIT_STATUS: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.Invalid]: 2,
-  [ErrorCode.NotFound]: 2,
+  [ErrorCode.NotFound]: 1,
   [ErrorCode.Unavailable]: 1,
   [ErrorCode.Closed]: 1,
   [ErrorCode.Denied]: 1,

@@ -10,6 +10,8 @@ import { explainLive, policyList, status } from './commands/live.js';
 import { flowsGet, flowsList, flowsStats } from './commands/flows.js';
 import { flowsFollowNats } from './commands/flows-nats.js';
 import { natsConfig } from './commands/nats-config.js';
+import { version } from './commands/version.js';
+import { completion } from './commands/completion.js';
 import { labDownCommand, labProbeCommand, labUpCommand } from './commands/lab.js';
 import { certsCa, certsLeaf } from './commands/certs.js';
 import {
@@ -19,10 +21,20 @@ import {
   configView,
 } from './commands/config.js';
 import { setConnectionFlags } from './config.js';
+import { setRequestTimeout } from './clients.js';
+import { parseDuration } from './duration.js';
 import { ErrorCode, WeirError } from '../shared/errors.js';
 import { EXIT_STATUS, processIo, type Io, UsageError } from './io.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
+
+const outputOption = (fallback: string) =>
+  new Option('-o, --output <format>', 'table, wide, json, yaml, name or jsonpath=TEMPLATE').default(
+    fallback,
+  );
+const noHeaders = () => new Option('--no-headers', 'table and wide: no header row');
+const sortBy = () =>
+  new Option('--sort-by <field>', 'sort the list by a field of its items (JSONPath: .node, {.id})');
 
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
   let exit = 0;
@@ -43,8 +55,21 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       '--context <name>',
       'a context of the config file ($WEIR_CONFIG, default ~/.config/weir/config.yaml)',
     )
+    .option(
+      '--request-timeout <duration>',
+      'how long one call to a server may take: 30s, 2m, a number of seconds; 0 for no limit (default 5s)',
+    )
     .hook('preAction', (_cmd, action) => {
       const g = action.optsWithGlobals();
+      if (g.requestTimeout !== undefined) {
+        const t = String(g.requestTimeout);
+        const ms = /^\d+$/.test(t) ? Number(t) * 1000 : parseDuration(t);
+        if (ms === undefined)
+          throw new UsageError(
+            `--request-timeout must be a duration (5s, 1m, 0 for none), not ${JSON.stringify(t)}`,
+          );
+        setRequestTimeout(ms);
+      }
       setConnectionFlags({
         cert: g.cert,
         key: g.key,
@@ -56,7 +81,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     });
 
   const files = () =>
-    new Option('-f, --filename <path>', 'manifest file or directory (repeatable)')
+    new Option(
+      '-f, --filename <path>',
+      'manifest file or directory, - for standard input (repeatable)',
+    )
       .argParser(collect)
       .default([]);
   const cluster = () =>
@@ -86,7 +114,14 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         .argParser(collect)
         .default([]),
     )
-    .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
+    .option('-A, --all-namespaces', 'every namespace (the default)')
+    .option(
+      '-l, --selector <selector>',
+      'only the pods with these labels: app=web,tier in (a,b),!canary',
+    )
+    .addOption(outputOption('table'))
+    .addOption(noHeaders())
+    .addOption(sortBy())
     .action(async (opts) => {
       exit = await analyzeMatrix(io, opts);
     });
@@ -99,7 +134,9 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option('--to <ns/pod|ip>', 'destination pod or address')
     .option('--port <port>', 'destination port')
     .addOption(new Option('--protocol <protocol>', 'TCP, UDP or SCTP').default('TCP'))
-    .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
+    .addOption(outputOption('table'))
+    .addOption(noHeaders())
+    .addOption(sortBy())
     .action(async (opts) => {
       exit = await analyzeProbe(io, opts);
     });
@@ -108,7 +145,9 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .description('the firewall objects the manifests translate into')
     .addOption(files())
     .addOption(cluster())
-    .addOption(new Option('-o, --output <format>', 'yaml or json').default('yaml'))
+    .addOption(outputOption('yaml'))
+    .addOption(noHeaders())
+    .addOption(sortBy())
     .action(async (opts) => {
       exit = await analyzeObjects(io, opts);
     });
@@ -124,7 +163,14 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       'the controller (source, revision) and every agent (connected, applied revision, lag, last error)',
     )
     .addOption(controller())
-    .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
+    .option(
+      '--wait [timeout]',
+      'block until every agent proves sync (exit 0) or the timeout passes (exit 1, naming the nodes; default 60s)',
+    )
+    .option('--strict', 'exit 1 when an agent is disconnected or an object is rejected')
+    .addOption(outputOption('table'))
+    .addOption(noHeaders())
+    .addOption(sortBy())
     .action(async (opts) => {
       exit = await status(io, opts);
     });
@@ -135,7 +181,14 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .command('list')
     .description('every policy: rules, selected pods, nodes that applied it, propagation latency')
     .addOption(controller())
-    .addOption(new Option('-o, --output <format>', 'table, json or yaml').default('table'))
+    .option(
+      '-n, --namespace <ns>',
+      "this namespace's NetworkPolicies (ClusterNetworkPolicies only with -A)",
+    )
+    .option('-A, --all-namespaces', 'every policy (the default)')
+    .addOption(outputOption('table'))
+    .addOption(noHeaders())
+    .addOption(sortBy())
     .action(async (opts) => {
       exit = await policyList(io, opts);
     });
@@ -144,7 +197,9 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .argument('<name>', 'namespace/name (or a policy id)')
     .description('one policy: its firewall objects and per-node realization')
     .addOption(controller())
-    .addOption(new Option('-o, --output <format>', 'yaml or json').default('yaml'))
+    .addOption(outputOption('yaml'))
+    .addOption(noHeaders())
+    .addOption(sortBy())
     .action(async (name: string, opts) => {
       exit = await policyList(io, opts, name);
     });
@@ -155,14 +210,16 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     )
     .addOption(controller())
     .option(
-      '--agent <host:port>',
-      'ask an agent instead: the verdict of the tables it enforces now',
+      '--agent <node|host:port>',
+      'ask an agent instead (a node name, found through the controller, or its API address): the verdict of the tables it enforces now',
     )
     .option('--from <ns/pod|ip>', 'source pod or address')
     .option('--to <ns/pod|ip>', 'destination pod or address')
     .option('--port <port>', 'destination port')
     .addOption(new Option('--protocol <protocol>', 'TCP, UDP or SCTP').default('TCP'))
-    .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
+    .addOption(outputOption('table'))
+    .addOption(noHeaders())
+    .addOption(sortBy())
     .action(async (opts) => {
       exit = await explainLive(io, opts);
     });
@@ -188,8 +245,21 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     )
     .option('--rule <rule>', 'a firewall rule id that decided either direction')
     .option('--pod <ns/name>', 'a pod at either end')
-    .option('--namespace <ns>', 'a namespace at either end')
-    .option('--tcp-state <state>', 'syn, established, closing or closed')
+    .option('--from-pod <ns/name>', 'the pod that starts the flow (its source)')
+    .option('--to-pod <ns/name>', 'the pod the flow goes to (its destination)')
+    .option('-n, --namespace <ns>', 'a namespace at either end')
+    .option('--from-namespace <ns>', "the source pod's namespace")
+    .option('--to-namespace <ns>', "the destination pod's namespace")
+    .option('-A, --all-namespaces', 'every namespace (the default)')
+    .option(
+      '-l, --selector <selector>',
+      'a pod at either end with these labels: app=web,tier in (a,b),!canary',
+    )
+    .option('--verdict <verdict>', 'allowed|forwarded, denied|dropped, or hold (as --action)')
+    .option(
+      '--tcp-state <state>',
+      'syn, established, fin-forward, fin-reverse, closing (either FIN), rst or closed',
+    )
     .option('--match <expr>', 'vRouter style: "ip[:port],ip[:port] & proto tcp" (either order)')
     .option('-w, --watch', 'stream flow events as they happen')
     .option('-f, --follow', "with --source nats: follow the whole cluster's flow events")
@@ -198,27 +268,36 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         .choices(['agent', 'nats'])
         .default('agent'),
     )
-    .option('--since <duration|time>', 'with --source nats: replay from 10m ago, or from a time')
+    .option(
+      '--since <duration|time>',
+      'flows seen since 10m ago, or since an RFC 3339 time (with --source nats: replay from then)',
+    )
+    .option('--last <n>', 'the n flows seen most recently')
     .option('--nats <urls>', 'with --source nats: NATS servers, comma-separated (env WEIR_NATS)')
     .option('--nats-user <name>', 'NATS user (env WEIR_NATS_USER)')
     .option('--nats-password-file <file>', 'its password (env WEIR_NATS_PASSWORD)')
     .option('--cluster <name>', 'with --source nats: the cluster (default local)')
     .addOption(new Option('--limit <n>', 'at most this many flows').default('1000'))
-    .addOption(new Option('-o, --output <format>', 'table, wide or json').default('table'))
+    .addOption(outputOption('table'))
+    .addOption(noHeaders())
+    .addOption(sortBy())
     .action(async (opts, cmd: Command) => {
       // --cert/--key/--ca/--tls-dir/--insecure are the global credentials: also NATS's.
       if (opts.source === 'nats') exit = await flowsFollowNats(io, cmd.optsWithGlobals());
-      else if (opts.since !== undefined || opts.follow)
-        throw new UsageError('--follow and --since read the NATS flow stream: add --source nats');
+      else if (opts.follow)
+        throw new UsageError('--follow reads the NATS flow stream: add --source nats');
       else exit = await flowsList(io, opts);
     });
   flows
     .command('get')
-    .argument('<index>', 'the flow index (from the list)')
+    .argument('<id>', 'the flow id (the ID column)')
     .description('one flow in full')
+    .option('--index', 'the argument is a flow table index instead (reused once a flow ends)')
     .addOption(node())
     .addOption(controller())
-    .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
+    .addOption(outputOption('table'))
+    .addOption(noHeaders())
+    .addOption(sortBy())
     .action(async (index: string, _opts, cmd: Command) => {
       exit = await flowsGet(io, index, cmd.optsWithGlobals());
     });
@@ -229,9 +308,30 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     )
     .addOption(node())
     .addOption(controller())
-    .addOption(new Option('-o, --output <format>', 'table or json').default('table'))
+    .addOption(outputOption('table'))
+    .addOption(noHeaders())
+    .addOption(sortBy())
     .action(async (_opts, cmd: Command) => {
       exit = await flowsStats(io, cmd.optsWithGlobals());
+    });
+
+  program
+    .command('version')
+    .description("weirctl's version and the controller's (a warning when they differ)")
+    .addOption(controller())
+    .option('--client', "only weirctl's version; do not ask the controller")
+    .addOption(outputOption('table'))
+    .addOption(noHeaders())
+    .addOption(sortBy())
+    .action(async (opts) => {
+      exit = await version(io, opts);
+    });
+  program
+    .command('completion')
+    .argument('<shell>', 'bash, zsh or fish')
+    .description('shell completion: source <(weirctl completion bash)')
+    .action((shell: string) => {
+      exit = completion(io, program, shell);
     });
 
   const nats = program.command('nats').description('NATS (--transport nats, docs/nats.md)');
@@ -358,8 +458,11 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   config
     .command('get-contexts')
     .description('every context; * marks the current one')
-    .action(async () => {
-      exit = await configGetContexts(io);
+    .addOption(outputOption('table'))
+    .addOption(noHeaders())
+    .addOption(sortBy())
+    .action(async (opts) => {
+      exit = await configGetContexts(io, opts);
     });
   config
     .command('use-context')
@@ -447,13 +550,18 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       // Help and version are successes; everything else is a usage error.
       return err.exitCode === 0 ? 0 : 2;
     }
-    // The error table decides the exit status; only a bug (Internal, or an
-    // error outside the table) shows its stack.
-    if (err instanceof WeirError && err.code !== ErrorCode.Internal) {
-      io.stderr(`error: ${err.message}\n`);
+    // The error table decides the exit status. One line for a person; an
+    // error outside the table is a bug in weirctl: its stack with WEIR_DEBUG=1.
+    if (err instanceof WeirError) {
+      io.stderr(`error: ${err.message.split('\n').join('\n  ')}\n`);
       return EXIT_STATUS[err.code];
     }
-    io.stderr(`error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    if (process.env.WEIR_DEBUG === '1')
+      io.stderr(`error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    else
+      io.stderr(
+        `error: ${err instanceof Error ? err.message.split('\n')[0] : String(err)} (a bug in weirctl: run with WEIR_DEBUG=1 for the stack and report it)\n`,
+      );
     return EXIT_STATUS[ErrorCode.Internal];
   }
 }

@@ -11,6 +11,7 @@
  * Errors are thrown as WeirErrors; the server maps them to gRPC statuses
  * (shared/grpc/status.ts).
  */
+import { weirVersion } from '../shared/version.js';
 import { describeRejection, type StateFileRejection } from '../shared/state/checksummed-file.js';
 import { NotFoundError, ValidationError } from '../shared/errors.js';
 import type {
@@ -121,6 +122,7 @@ export class OperatorService implements OperatorBackend {
       ],
       pid: process.pid,
       insecure: this.parts.insecure === true,
+      version: weirVersion(),
     };
   }
 

@@ -406,6 +406,7 @@ export class NodeAgent implements AsyncDisposable {
             datapath: () => this.datapath,
             nowMs: () => performance.timeOrigin + performance.now(),
             engine: () => this.engine(),
+            instance: () => this.instance,
             refused: (limit) => this.metrics.refused.inc({ limit }),
             logSuppressed: () => this.metrics.logSuppressed.inc(),
           },

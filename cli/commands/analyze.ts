@@ -5,14 +5,17 @@
  *   probe    one connection, with the tier, policy and rule that decided each side
  *   objects  the firewall objects the translation produced (the Contrail view)
  */
-import { stringify as toYaml } from 'yaml';
 import { ValidationError, formatIssue } from '../../shared/errors.js';
 import type { DirectionExplanation, Explanation } from '../../shared/policy/explain.js';
 import { snapshotToWire } from '../../shared/wire/policy.js';
 import { parseProbe, probe, resolveTarget, type Probe } from '../../shared/policy/probe.js';
 import { analyse, matrix, type Analysis, type Matrix } from '../analysis.js';
 import { renderTable } from '../table.js';
+import { matchesLabels, parseSelectorText } from '../../shared/policy/selector.js';
+import type { LabelSelector } from '../../shared/policy/types.js';
 import { UsageError, type Io } from '../io.js';
+import { emit, type Json, type OutputFlags, parseFormat, wireToJson } from '../output.js';
+import { policyName } from '../names.js';
 
 export const ALLOWED_MARK = '✓';
 export const DENIED_MARK = '✗';
@@ -43,21 +46,44 @@ async function load(io: Io, opts: Common): Promise<{ analysis: Analysis; status:
 
 export async function analyzeMatrix(
   io: Io,
-  opts: Common & { probe: string[]; output: string; namespace: string[] },
+  opts: Common &
+    OutputFlags & {
+      probe: string[];
+      namespace: string[];
+      allNamespaces?: boolean;
+      selector?: string;
+    },
 ): Promise<number> {
   const probes = (opts.probe.length > 0 ? opts.probe : ['TCP/80']).map((p) => {
     const parsed = parseProbe(p);
     if (typeof parsed === 'string') throw new UsageError(parsed);
     return parsed;
   });
-  const output = oneOf(opts.output, ['table', 'json'], '-o/--output');
+  parseFormat(opts.output);
   const { analysis, status } = await load(io, opts);
   const known = new Set(analysis.snapshot.endpoints.map((e) => e.namespace));
   const unknown = opts.namespace.filter((ns) => !known.has(ns));
   if (unknown.length > 0)
     throw new UsageError(`--namespace: no pods with addresses in ${unknown.join(', ')}`);
-  const m = matrix(analysis.tables, probes, opts.namespace);
-  io.stdout(output === 'json' ? `${JSON.stringify(m)}\n` : matrixTable(m));
+  if (opts.allNamespaces && opts.namespace.length > 0)
+    throw new UsageError('-A/--all-namespaces and -n/--namespace are alternatives: give one');
+  let selector: LabelSelector | undefined;
+  if (opts.selector !== undefined) {
+    const s = parseSelectorText(opts.selector);
+    if (typeof s === 'string') throw new UsageError(`-l/--selector: ${s}`);
+    selector = s;
+  }
+  const m = matrix(
+    analysis.tables,
+    probes,
+    opts.namespace,
+    selector === undefined ? undefined : (labels) => matchesLabels(labels, selector),
+  );
+  emit(io, opts, {
+    document: m as unknown as Json,
+    name: () => m.pods.map((p) => `pod/${p}`).join('\n'),
+    text: () => matrixTable(m),
+  });
   return status;
 }
 
@@ -94,13 +120,13 @@ export function matrixTable(m: Matrix): string {
 
 export async function analyzeProbe(
   io: Io,
-  opts: Common & { from?: string; to?: string; port?: string; protocol: string; output: string },
+  opts: Common & OutputFlags & { from?: string; to?: string; port?: string; protocol: string },
 ): Promise<number> {
   if (opts.from === undefined || opts.to === undefined || opts.port === undefined)
     throw new UsageError('--from, --to and --port are required');
   const p = parseProbe(`${opts.protocol}/${opts.port}`);
   if (typeof p === 'string') throw new UsageError(p);
-  const output = oneOf(opts.output, ['table', 'json'], '-o/--output');
+  parseFormat(opts.output);
   const { analysis, status } = await load(io, opts);
   const from = resolveTarget(analysis.tables, opts.from);
   if (typeof from === 'string') throw new UsageError(`--from: ${from}`);
@@ -114,7 +140,7 @@ export async function analyzeProbe(
       throw new UsageError(err.issues.map((i) => `--${i.field}: ${i.message}`).join('\n'));
     throw err;
   }
-  io.stdout(output === 'json' ? `${JSON.stringify(e, null, 2)}\n` : explanationText(e, p));
+  emit(io, opts, { document: e as unknown as Json, text: () => explanationText(e, p) });
   return status;
 }
 
@@ -148,22 +174,29 @@ export function explanationText(e: Explanation, p: Probe): string {
   return `${lines.join('\n')}\n`;
 }
 
-export async function analyzeObjects(io: Io, opts: Common & { output: string }): Promise<number> {
-  const output = oneOf(opts.output, ['yaml', 'json'], '-o/--output');
+export async function analyzeObjects(io: Io, opts: Common & OutputFlags): Promise<number> {
+  parseFormat(opts.output);
   const { analysis, status } = await load(io, opts);
-  const wire = snapshotToWire(analysis.snapshot);
-  io.stdout(
-    output === 'json'
-      ? `${JSON.stringify(wire, null, 2)}\n`
-      : toYaml(wire, { aliasDuplicateObjects: false }),
-  );
+  type O = { [k: string]: Json };
+  emit(io, opts, {
+    document: wireToJson(snapshotToWire(analysis.snapshot), 'PolicySnapshot'),
+    list: 'policies',
+    name: (p) => `policy/${policyName(p)}`,
+    empty: 'no policies\n',
+    columns: [
+      { header: 'POLICY', cell: (p) => policyName(p) },
+      { header: 'KIND', cell: (p) => String(p.kind) },
+      {
+        header: 'TIER',
+        cell: (p) =>
+          String(p.tier)
+            .replace(/^TIER_/, '')
+            .toLowerCase(),
+      },
+      { header: 'RULES', cell: (p) => String((p.rules as O[]).length) },
+      { header: 'APPLIED-TO', cell: (p) => String(p.appliedTo) },
+      { header: 'ID', cell: (p) => String(p.id), wide: true },
+    ],
+  });
   return status;
-}
-
-function oneOf<T extends string>(value: string, allowed: readonly T[], flag: string): T {
-  if (!(allowed as readonly string[]).includes(value))
-    throw new UsageError(
-      `${flag} must be one of ${allowed.join(', ')}, not ${JSON.stringify(value)}`,
-    );
-  return value as T;
 }

@@ -8,30 +8,35 @@ import {
   viewConfig,
 } from '../config.js';
 import type { Io } from '../io.js';
-import { renderTable } from '../table.js';
+import { emit, type Json, type OutputFlags, parseFormat } from '../output.js';
 
 export async function configView(io: Io): Promise<number> {
   io.stdout(await viewConfig());
   return 0;
 }
 
-export async function configGetContexts(io: Io): Promise<number> {
+export async function configGetContexts(io: Io, flags: OutputFlags): Promise<number> {
+  parseFormat(flags.output);
   const config = readConfig();
-  if (config.contexts.length === 0) {
-    io.stdout(`no contexts in ${configPath()}\n`);
-    return 0;
-  }
-  io.stdout(
-    renderTable(
-      ['CURRENT', 'NAME', 'CONTROLLER', 'CREDENTIALS'],
-      config.contexts.map((c) => [
-        c.name === config['current-context'] ? '*' : '',
-        c.name,
-        c.controller ?? '',
-        c.insecure ? 'INSECURE' : (c['tls-dir'] ?? c.cert ?? ''),
-      ]),
-    ),
-  );
+  const current = config['current-context'];
+  emit(io, flags, {
+    document: {
+      currentContext: current ?? null,
+      contexts: config.contexts.map((c) => ({ ...c, current: c.name === current })) as Json[],
+    },
+    list: 'contexts',
+    name: (c) => `context/${c.name}`,
+    empty: `no contexts in ${configPath()}\n`,
+    columns: [
+      { header: 'CURRENT', cell: (c) => (c.current ? '*' : '') },
+      { header: 'NAME', cell: (c) => String(c.name) },
+      { header: 'CONTROLLER', cell: (c) => String(c.controller ?? '') },
+      {
+        header: 'CREDENTIALS',
+        cell: (c) => (c.insecure ? 'INSECURE' : String(c['tls-dir'] ?? c.cert ?? '')),
+      },
+    ],
+  });
   return 0;
 }
 

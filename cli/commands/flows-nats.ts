@@ -23,7 +23,8 @@ import { NATS_CLUSTER_NAME, natsNames } from '../../shared/nats/names.js';
 import { READER_INBOX } from '../../shared/nats/permissions.js';
 import { compileFilter } from '../../vrouter-agent/introspect/flow-service.js';
 import { UsageError, type Io } from '../io.js';
-import { type FlowOptions, eventLine, filterOf, matches, output, parseMatch } from './flows.js';
+import { parseFormat } from '../output.js';
+import { type FlowOptions, eventText, filterOf } from './flows.js';
 
 export interface NatsFlowOptions extends FlowOptions {
   source?: string;
@@ -62,7 +63,7 @@ export async function flowsFollowNats(
 ): Promise<number> {
   if (o.source !== 'nats') throw new UsageError('--source must be agent or nats');
   if (!o.follow && !o.watch) throw new UsageError('--source nats needs --follow');
-  const format = output(o.output, ['table', 'json']);
+  const format = parseFormat(o.output).kind;
   const cluster = o.cluster ?? 'local';
   if (!NATS_CLUSTER_NAME.test(cluster))
     throw new UsageError(`--cluster ${JSON.stringify(cluster)} is not a cluster name on NATS`);
@@ -79,9 +80,7 @@ export async function flowsFollowNats(
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const match = o.match === undefined ? undefined : parseMatch(o.match);
   const filter = filterOf(o);
-  if (match?.protocol !== undefined) filter.protocol = match.protocol;
   const test = compileFilter(filter as FlowFilter__Output);
   const start = o.since === undefined ? undefined : sinceTime(o.since);
   const names = natsNames(cluster);
@@ -100,7 +99,7 @@ export async function flowsFollowNats(
         ? { deliver_policy: DeliverPolicy.New }
         : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: start }),
     });
-    if (format !== 'json')
+    if ((format === 'table' || format === 'wide') && o.headers !== false)
       io.stdout(
         `following flows of cluster ${cluster} on NATS${start ? ` since ${start}` : ''} (Ctrl-C to stop)\n`,
       );
@@ -114,8 +113,8 @@ export async function flowsFollowNats(
       if (e === undefined || f == null || typeof e.type !== 'string') continue;
       let line: string;
       try {
-        if (!test.test(f) || (match !== undefined && !matches(f, match))) continue;
-        line = format === 'json' ? `${JSON.stringify(e)}\n` : eventLine(e, f, e.node);
+        if (!test.test(f)) continue;
+        line = eventText(e, o);
       } catch {
         continue; // not a flow event as agents write them
       }

@@ -3,12 +3,23 @@
  * rule behind every verdict — vRouter's `flow -l`, `flow --match`,
  * `flow --get` and `flow -r`, against an agent's FlowIntrospect API.
  *
- *   weirctl flows --node NAME|HOST:PORT [filters] [--match "ip[:port],ip[:port] & proto tcp"] [-w] [-o table|wide|json]
- *   weirctl flows get INDEX --node ...
+ *   weirctl flows --node NAME|HOST:PORT [filters] [--match "ip[:port],ip[:port] & proto tcp"] [-w] [-o ...]
+ *   weirctl flows get ID --node ...
+
+ * Every filter is evaluated by the agent (FlowFilter), --match included;
+ * the flags are checked here first so that a mistake names the flag.
  *   weirctl flows stats --node ...
  */
 import type * as grpc from '@grpc/grpc-js';
-import { tryParseIp } from '../../shared/net/ip.js';
+import { stringify as toYaml } from 'yaml';
+import { ValidationError } from '../../shared/errors.js';
+import {
+  type Match,
+  PROTOCOL_NUMBERS,
+  parseMatch as parseSharedMatch,
+} from '../../shared/flows/flow-match.js';
+import { parseSelectorText } from '../../shared/policy/selector.js';
+import { TCP_STATES } from '../../vrouter-agent/introspect/flow-service.js';
 import type {
   Flow__Output,
   FlowEvent__Output,
@@ -16,18 +27,20 @@ import type {
   FlowStatsReply__Output,
   ListFlowsReply__Output,
 } from '../../shared/generated/weir/v1/index.js';
-import { UnavailableError } from '../../shared/errors.js';
-import { type AgentTarget, agentAddress, call, flowClient } from '../clients.js';
+import { type AgentTarget, agentAddress, call, flowClient, grpcError } from '../clients.js';
+import { parseDuration } from '../duration.js';
+import {
+  type Column,
+  emit,
+  type Json,
+  type OutputFlags,
+  parseFormat,
+  render,
+  type View,
+  wireToJson,
+} from '../output.js';
 import { UsageError, type Io } from '../io.js';
-import { renderTable } from '../table.js';
 
-const PROTOCOLS: Readonly<Record<string, number>> = {
-  icmp: 1,
-  tcp: 6,
-  udp: 17,
-  icmpv6: 58,
-  sctp: 132,
-};
 const PROTOCOL_NAMES: Readonly<Record<number, string>> = {
   1: 'ICMP',
   6: 'TCP',
@@ -36,7 +49,7 @@ const PROTOCOL_NAMES: Readonly<Record<number, string>> = {
   132: 'SCTP',
 };
 
-export interface FlowOptions {
+export interface FlowOptions extends OutputFlags {
   node?: string;
   controller?: string;
   src?: string;
@@ -44,124 +57,119 @@ export interface FlowOptions {
   port?: string;
   protocol?: string;
   action?: string;
+  verdict?: string;
   policy?: string;
   rule?: string;
   pod?: string;
+  fromPod?: string;
+  toPod?: string;
   namespace?: string;
+  fromNamespace?: string;
+  toNamespace?: string;
+  selector?: string;
+  allNamespaces?: boolean;
   tcpState?: string;
   match?: string;
+  since?: string;
+  last?: string;
   watch?: boolean;
   limit: string;
-  output: string;
 }
 
-/** One end of a --match: an address and maybe a port. */
-export interface MatchEnd {
-  readonly ip: string;
-  readonly port?: number;
-}
-
-export interface Match {
-  readonly a: MatchEnd;
-  readonly b?: MatchEnd;
-  readonly protocol?: number;
-}
-
-/**
- * vRouter's match syntax: "ip[:port][,ip[:port]][ & proto NAME]"; IPv6 in
- * brackets when it has a port ("[fd00::1]:80"). The two ends match in either
- * order, as `flow --match` does.
- */
+/** The --match parser, as the agent runs it (shared/flows/flow-match.ts), with the flag's name in its errors. */
 export function parseMatch(text: string): Match {
-  const [ends, ...clauses] = text.split('&').map((s) => s.trim());
-  const end = (s: string): MatchEnd => {
-    const m =
-      /^\[([^\]]+)\](?::(\d+))?$/.exec(s) ??
-      (s.split(':').length === 2 ? /^([^:]+):(\d+)$/.exec(s) : null);
-    const ip = m ? m[1]! : s;
-    const port = m?.[2] !== undefined ? Number(m[2]) : undefined;
-    if (tryParseIp(ip) === undefined)
-      throw new UsageError(
-        `--match: ${JSON.stringify(s)} is not an address (ip, ip:port, or [ipv6]:port)`,
-      );
-    if (port !== undefined && !(port >= 0 && port <= 65535))
-      throw new UsageError(`--match: port ${port} is out of range`);
-    return port === undefined ? { ip } : { ip, port };
-  };
-  const parts = (ends ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  if (parts.length === 0 || parts.length > 2)
-    throw new UsageError(
-      '--match: expected "ip[:port]" or "ip[:port],ip[:port]", optionally followed by "& proto NAME"',
-    );
-  let protocol: number | undefined;
-  for (const c of clauses) {
-    const m = /^proto(?:col)?\s+(\S+)$/i.exec(c);
-    const p = m
-      ? (PROTOCOLS[m[1]!.toLowerCase()] ?? (/^\d+$/.test(m[1]!) ? Number(m[1]) : undefined))
-      : undefined;
-    if (p === undefined)
-      throw new UsageError(
-        `--match: ${JSON.stringify(c)}: expected "proto tcp|udp|sctp|icmp|icmpv6|NUMBER"`,
-      );
-    protocol = p;
+  try {
+    return parseSharedMatch(text, '--match');
+  } catch (err) {
+    if (err instanceof ValidationError)
+      throw new UsageError(err.issues.map((i) => `${i.field}: ${i.message}`).join('; '));
+    throw err;
   }
-  return {
-    a: end(parts[0]!),
-    ...(parts[1] ? { b: end(parts[1]) } : {}),
-    ...(protocol !== undefined ? { protocol } : {}),
-  };
 }
 
-export function matches(f: Flow__Output, m: Match): boolean {
-  const endOk = (e: MatchEnd, ip: string, port: number) =>
-    e.ip === ip && (e.port === undefined || e.port === port);
-  const forward =
-    endOk(m.a, f.source, f.sourcePort) &&
-    (m.b === undefined || endOk(m.b, f.destination, f.destinationPort));
-  const backward =
-    endOk(m.a, f.destination, f.destinationPort) &&
-    (m.b === undefined || endOk(m.b, f.source, f.sourcePort));
-  return (m.protocol === undefined || f.protocol === m.protocol) && (forward || backward);
+/** --verdict as hubble names verdicts, and the actions the agent has. */
+const VERDICTS: Readonly<Record<string, string>> = {
+  allow: 'allow',
+  allowed: 'allow',
+  forwarded: 'allow',
+  deny: 'deny',
+  denied: 'deny',
+  dropped: 'deny',
+  hold: 'hold',
+};
+
+function oneOf(flag: string, value: string | undefined, allowed: readonly string[]): string {
+  if (value === undefined) return '';
+  if (!allowed.includes(value.toLowerCase()))
+    throw new UsageError(
+      `${flag} must be one of ${allowed.join(', ')}, not ${JSON.stringify(value)}`,
+    );
+  return value.toLowerCase();
 }
 
+/** `--since 10m`, `--since 90s`, `--since 2026-01-02T03:04:05Z`: a Unix time in ms. */
+export function sinceMs(text: string, now = Date.now()): number {
+  const d = parseDuration(text);
+  if (d !== undefined) return now - d;
+  const t = Date.parse(text);
+  if (Number.isNaN(t))
+    throw new UsageError(
+      `--since must be a duration (30s, 10m, 1h30m) or an RFC 3339 time, not ${JSON.stringify(text)}`,
+    );
+  return t;
+}
+
+/** The filter the flags describe, checked: a UsageError naming the flag and the allowed values. */
 export function filterOf(o: FlowOptions): FlowFilter {
   const protocol =
     o.protocol === undefined
       ? 0
-      : (PROTOCOLS[o.protocol.toLowerCase()] ??
-        (/^\d+$/.test(o.protocol) ? Number(o.protocol) : NaN));
+      : (PROTOCOL_NUMBERS[o.protocol.toLowerCase()] ??
+        (/^\d+$/.test(o.protocol) && Number(o.protocol) <= 255 ? Number(o.protocol) : NaN));
   if (Number.isNaN(protocol))
     throw new UsageError(
-      `--protocol must be tcp, udp, sctp, icmp, icmpv6 or a number, not ${JSON.stringify(o.protocol)}`,
+      `--protocol must be tcp, udp, sctp, icmp, icmpv6 or a number 0-255, not ${JSON.stringify(o.protocol)}`,
     );
   const port = o.port === undefined ? 0 : Number(o.port);
   if (!(Number.isInteger(port) && port >= 0 && port <= 65535))
     throw new UsageError(`--port must be a port number, not ${JSON.stringify(o.port)}`);
-  if (o.action !== undefined && !['allow', 'deny', 'hold'].includes(o.action))
-    throw new UsageError('--action must be allow, deny or hold');
+  const action = oneOf('--action', o.action, ['allow', 'deny', 'hold']);
+  const verdict = oneOf('--verdict', o.verdict, Object.keys(VERDICTS));
+  if (action !== '' && verdict !== '' && VERDICTS[verdict] !== action)
+    throw new UsageError('--action and --verdict disagree: give one');
+  const tcpState = oneOf('--tcp-state', o.tcpState, TCP_STATES);
+  if (o.match !== undefined) parseMatch(o.match);
+  if (o.selector !== undefined) {
+    const s = parseSelectorText(o.selector);
+    if (typeof s === 'string') throw new UsageError(`-l/--selector: ${s}`);
+  }
+  if (o.allNamespaces && o.namespace !== undefined)
+    throw new UsageError('-A/--all-namespaces and -n/--namespace are alternatives: give one');
+  for (const [flag, v] of [
+    ['--pod', o.pod],
+    ['--from-pod', o.fromPod],
+    ['--to-pod', o.toPod],
+  ] as const)
+    if (v !== undefined && !/^[^/\s]+\/[^/\s]+$/.test(v))
+      throw new UsageError(`${flag} must be NAMESPACE/NAME, not ${JSON.stringify(v)}`);
   return {
     sourceCidr: o.src ?? '',
     destinationCidr: o.dst ?? '',
     port,
     protocol,
-    action: o.action ?? '',
+    action: action || (verdict ? VERDICTS[verdict]! : ''),
     policy: o.policy ?? '',
     rule: o.rule ?? '',
     pod: o.pod ?? '',
     namespace: o.namespace ?? '',
-    tcpState: o.tcpState ?? '',
+    tcpState,
+    fromPod: o.fromPod ?? '',
+    toPod: o.toPod ?? '',
+    fromNamespace: o.fromNamespace ?? '',
+    toNamespace: o.toNamespace ?? '',
+    match: o.match ?? '',
+    podSelector: o.selector ?? '',
   };
-}
-
-export function output(value: string, allowed: readonly string[]): string {
-  if (!allowed.includes(value))
-    throw new UsageError(
-      `-o/--output must be one of ${allowed.join(', ')}, not ${JSON.stringify(value)}`,
-    );
-  return value;
 }
 
 const proto = (n: number) => PROTOCOL_NAMES[n] ?? String(n);
@@ -169,7 +177,12 @@ const proto = (n: number) => PROTOCOL_NAMES[n] ?? String(n);
 const end = (ip: string, port: number, pod: string, protocol = 0) =>
   `${protocol === 1 || protocol === 58 ? ip : `${ip.includes(':') ? `[${ip}]` : ip}:${port}`}${pod ? ` (${pod})` : ''}`;
 /** A gate in a few words: the deciding policy (with its tier when a cluster one, "DENY by" when it denied), "default", "DENY (P)", or "-" when not checked. */
-const policyName = (r: Flow__Output['egress']) =>
+const policyName = (
+  r:
+    | Pick<FlowRuleJson, 'decision' | 'action' | 'tier' | 'policyName' | 'policy'>
+    | null
+    | undefined,
+) =>
   r?.decision === 'rule'
     ? `${r.action === 'deny' ? 'DENY by ' : ''}${r.tier === 'admin' || r.tier === 'baseline' ? `${r.tier} ` : ''}${r.policyName || r.policy}`
     : r?.decision === 'default'
@@ -179,10 +192,24 @@ const policyName = (r: Flow__Output['egress']) =>
         : r?.decision === 'deny'
           ? `DENY${r.policyName ? ` (${r.policyName})` : ''}`
           : '-';
-const verdict = (f: Flow__Output) =>
+const verdict = (f: { action: string; dropReason: string }) =>
   f.action === 'deny' ? `deny (${f.dropReason || 'policy'})` : f.action;
-const age = (f: Flow__Output, now: number) => {
-  const s = Math.max(0, Math.round((now - Number(f.firstSeenUnixMs)) / 1000));
+type F = { [k: string]: Json };
+const n = (v: Json | undefined) => (typeof v === 'number' ? v : 0);
+const str = (v: Json | undefined) => (typeof v === 'string' ? v : '');
+const rule = (v: Json | undefined) => (v ?? null) as FlowRuleJson | null;
+interface FlowRuleJson {
+  decision: string;
+  rule: string;
+  policy: string;
+  policyName: string;
+  tier: string;
+  action: string;
+}
+const counters = (f: F, k: 'forward' | 'reverse', what: 'packets' | 'bytes') =>
+  n((f[k] as F | null)?.[what]);
+const ageOf = (f: F, now: number) => {
+  const s = Math.max(0, Math.round((now - Date.parse(str(f.firstSeen))) / 1000));
   return s < 60
     ? `${s}s`
     : s < 3600
@@ -190,68 +217,67 @@ const age = (f: Flow__Output, now: number) => {
       : `${Math.floor(s / 3600)}h`;
 };
 
-export function flowTable(flows: readonly Flow__Output[], wide: boolean, now = Date.now()): string {
-  if (flows.length === 0) return 'no flows\n';
-  if (!wide) {
-    return renderTable(
-      [
-        'INDEX',
-        'PROTO',
-        'SOURCE',
-        'DESTINATION',
-        'ACTION',
-        'EGRESS POLICY',
-        'INGRESS POLICY',
-        'STATE',
-        'PKTS FWD/REV',
-        'AGE',
-      ],
-      flows.map((f) => [
-        String(f.index),
-        proto(f.protocol),
-        end(f.source, f.sourcePort, f.sourcePod, f.protocol),
-        end(f.destination, f.destinationPort, f.destinationPod, f.protocol),
-        verdict(f),
-        policyName(f.egress),
-        policyName(f.ingress),
-        f.tcpState || '-',
-        `${f.forward?.packets ?? 0}/${f.reverse?.packets ?? 0}`,
-        age(f, now),
-      ]),
-    );
-  }
-  return renderTable(
-    [
-      'INDEX',
-      'ZONE',
-      'PROTO',
-      'SOURCE',
-      'DESTINATION',
-      'ACTION',
-      'EGRESS RULE',
-      'INGRESS RULE',
-      'STATE',
-      'PKTS FWD/REV',
-      'BYTES FWD/REV',
-      'FIRST SEEN',
-      'LAST SEEN',
-    ],
-    flows.map((f) => [
-      String(f.index),
-      f.replyZone && f.replyZone !== f.zone ? `${f.zone}<>${f.replyZone}` : f.zone,
-      proto(f.protocol),
-      end(f.source, f.sourcePort, f.sourcePod, f.protocol),
-      end(f.destination, f.destinationPort, f.destinationPod, f.protocol),
-      verdict(f),
-      f.egress?.rule || policyName(f.egress),
-      f.ingress?.rule || policyName(f.ingress),
-      f.tcpState || '-',
-      `${f.forward?.packets ?? 0}/${f.reverse?.packets ?? 0}`,
-      `${f.forward?.bytes ?? 0}/${f.reverse?.bytes ?? 0}`,
-      new Date(Number(f.firstSeenUnixMs)).toISOString(),
-      new Date(Number(f.lastSeenUnixMs)).toISOString(),
-    ]),
-  );
+/** The columns of a flow listing (-o wide adds rule ids, bytes, times). */
+export function flowColumns(now = Date.now()): Column[] {
+  const flow = (f: F) => f as unknown as FlowLike;
+  return [
+    { header: 'ID', cell: (f) => String(f.id) },
+    { header: 'ZONE', cell: (f) => zoneText(flow(f)), wide: true },
+    { header: 'PROTO', cell: (f) => proto(n(f.protocol)) },
+    { header: 'SOURCE', cell: (f) => endText(flow(f), 'source') },
+    { header: 'DESTINATION', cell: (f) => endText(flow(f), 'destination') },
+    { header: 'ACTION', cell: (f) => verdict(flow(f)) },
+    { header: 'EGRESS POLICY', cell: (f) => policyName(rule(f.egress)) },
+    { header: 'INGRESS POLICY', cell: (f) => policyName(rule(f.ingress)) },
+    { header: 'EGRESS RULE', cell: (f) => rule(f.egress)?.rule || '-', wide: true },
+    { header: 'INGRESS RULE', cell: (f) => rule(f.ingress)?.rule || '-', wide: true },
+    { header: 'STATE', cell: (f) => str(f.tcpState) || '-' },
+    {
+      header: 'PKTS FWD/REV',
+      cell: (f) => `${counters(f, 'forward', 'packets')}/${counters(f, 'reverse', 'packets')}`,
+    },
+    {
+      header: 'BYTES FWD/REV',
+      cell: (f) => `${counters(f, 'forward', 'bytes')}/${counters(f, 'reverse', 'bytes')}`,
+      wide: true,
+    },
+    { header: 'AGE', cell: (f) => ageOf(f, now) },
+    { header: 'FIRST SEEN', cell: (f) => str(f.firstSeen), wide: true },
+    { header: 'LAST SEEN', cell: (f) => str(f.lastSeen), wide: true },
+  ];
+}
+
+/** What the printers read of a flow, wire or JSON. */
+interface FlowLike {
+  zone: string;
+  replyZone: string;
+  protocol: number;
+  source: string;
+  sourcePort: number;
+  sourcePod: string;
+  destination: string;
+  destinationPort: number;
+  destinationPod: string;
+  action: string;
+  dropReason: string;
+  egress: FlowRuleJson | null;
+  ingress: FlowRuleJson | null;
+}
+const zoneText = (f: FlowLike) =>
+  f.replyZone && f.replyZone !== f.zone ? `${f.zone}<>${f.replyZone}` : f.zone;
+const endText = (f: FlowLike, side: 'source' | 'destination') =>
+  side === 'source'
+    ? end(f.source, f.sourcePort, f.sourcePod, f.protocol)
+    : end(f.destination, f.destinationPort, f.destinationPod, f.protocol);
+
+/** A flow listing as a View (`flows`, and the NATS stream's replay). */
+export function flowsView(flows: readonly Flow__Output[]): View {
+  return {
+    document: flows.map((f) => wireToJson(f, 'Flow')),
+    columns: flowColumns(),
+    name: (f) => `flow/${f.id}`,
+    empty: 'no flows\n',
+  };
 }
 
 async function listAll(
@@ -275,84 +301,72 @@ async function listAll(
   return out;
 }
 
+const positive = (flag: string, v: string) => {
+  const n = Number(v);
+  if (!(Number.isInteger(n) && n > 0))
+    throw new UsageError(`${flag} must be a positive integer, not ${JSON.stringify(v)}`);
+  return n;
+};
+
 export async function flowsList(io: Io, o: FlowOptions): Promise<number> {
   if (o.node === undefined) throw new UsageError('--node NAME or --node HOST:PORT is required');
-  const format = output(o.output, ['table', 'wide', 'json']);
-  const limit = Number(o.limit);
-  if (!(Number.isInteger(limit) && limit > 0))
-    throw new UsageError('--limit must be a positive integer');
-  const match = o.match === undefined ? undefined : parseMatch(o.match);
+  parseFormat(o.output);
+  const limit = positive('--limit', o.limit);
+  const last = o.last === undefined ? undefined : positive('--last', o.last);
   const filter = filterOf(o);
-  if (match?.protocol !== undefined) filter.protocol = match.protocol;
+  if (o.since !== undefined) filter.sinceUnixMs = String(sinceMs(o.since));
   const target = await agentAddress(o.node, o.controller);
-  if (o.watch) return watch(io, target, filter, match, format);
-  let flows: Flow__Output[];
-  if (match === undefined) flows = await listAll(target, filter, limit);
-  else {
-    // The two ends match in either order: ask for both, keep what matches ports too.
-    const host = (e: MatchEnd) => e.ip;
-    const ab = await listAll(
-      target,
-      { ...filter, sourceCidr: host(match.a), destinationCidr: match.b ? host(match.b) : '' },
-      limit,
-    );
-    const ba = await listAll(
-      target,
-      { ...filter, sourceCidr: match.b ? host(match.b) : '', destinationCidr: host(match.a) },
-      limit,
-    );
-    const seen = new Set<number>();
-    flows = [...ab, ...ba]
-      .filter((f) => {
-        if (!matches(f, match) || seen.has(f.index)) return false;
-        seen.add(f.index);
-        return true;
-      })
-      .sort((x, y) => x.index - y.index);
-  }
-  io.stdout(
-    format === 'json' ? `${JSON.stringify(flows, null, 2)}\n` : flowTable(flows, format === 'wide'),
-  );
+  if (o.watch) return watch(io, target, filter, o);
+  let flows = await listAll(target, filter, limit);
+  // --last N: the N flows seen most recently, oldest first (as hubble observe --last).
+  if (last !== undefined)
+    flows = flows.sort((a, b) => Number(a.lastSeenUnixMs) - Number(b.lastSeenUnixMs)).slice(-last);
+  emit(io, o, flowsView(flows));
   return 0;
 }
 
 /** One flow event as `--watch` prints it (`node`: prefixed, for a cluster-wide view). */
 export function eventLine(e: FlowEvent__Output, f: Flow__Output, node?: string): string {
   const at = new Date(Number(e.atUnixMs)).toISOString().slice(11, 23);
-  return `${at} ${node === undefined ? '' : `${node} `}${e.type.padEnd(11)} #${f.index} ${proto(f.protocol)} ${end(f.source, f.sourcePort, f.sourcePod, f.protocol)} -> ${end(f.destination, f.destinationPort, f.destinationPod, f.protocol)} ${verdict(f)}  egress: ${policyName(f.egress)}  ingress: ${policyName(f.ingress)}\n`;
+  return `${at} ${node === undefined ? '' : `${node} `}${e.type.padEnd(11)} #${f.id} ${proto(f.protocol)} ${end(f.source, f.sourcePort, f.sourcePod, f.protocol)} -> ${end(f.destination, f.destinationPort, f.destinationPod, f.protocol)} ${verdict(f)}  egress: ${policyName(f.egress)}  ingress: ${policyName(f.ingress)}\n`;
+}
+
+/** A flow event in the chosen format: JSON and YAML one document per event (JSON lines, YAML `---`). */
+export function eventText(e: FlowEvent__Output & { node?: string }, flags: OutputFlags): string {
+  const format = parseFormat(flags.output);
+  const doc = {
+    ...(e.node !== undefined ? { node: e.node } : {}),
+    ...wireToJson(e, 'FlowEvent'),
+  };
+  if (format.kind === 'json') return `${JSON.stringify(doc)}\n`;
+  if (format.kind === 'yaml') return `---\n${toYaml(doc, { aliasDuplicateObjects: false })}`;
+  if (format.kind === 'jsonpath' || format.kind === 'name')
+    return render(flags, { document: doc, name: (d) => `flow/${(d.flow as { id: Json }).id}` });
+  return eventLine(e, e.flow!, e.node);
 }
 
 function watch(
   io: Io,
   target: AgentTarget,
   filter: FlowFilter,
-  match: Match | undefined,
-  format: string,
+  flags: OutputFlags,
 ): Promise<number> {
   return new Promise((resolve, reject) => {
     const client = flowClient(target.address, target.node);
     const stream = (
       client as unknown as { WatchFlows(req: object): grpc.ClientReadableStream<FlowEvent__Output> }
     ).WatchFlows({ filter });
-    if (format !== 'json') io.stdout(`watching flows on ${target.address} (Ctrl-C to stop)\n`);
+    const format = parseFormat(flags.output).kind;
+    if ((format === 'table' || format === 'wide') && flags.headers !== false)
+      io.stdout(`watching flows on ${target.address} (Ctrl-C to stop)\n`);
     stream.on('data', (e: FlowEvent__Output) => {
-      const f = e.flow;
-      if (f === null || (match !== undefined && !matches(f, match))) return;
-      if (format === 'json') io.stdout(`${JSON.stringify(e)}\n`);
-      else {
-        io.stdout(eventLine(e, f));
-      }
+      if (e.flow !== null) io.stdout(eventText(e, flags));
     });
     stream.on('error', (err: grpc.ServiceError) => {
       client.close();
       if (err.code === 1)
         resolve(0); // cancelled
-      else
-        reject(
-          new UnavailableError(
-            `watching flows on ${target.address}: ${err.details || err.message}`,
-          ),
-        );
+      else reject(grpcError(err, `the agent at ${target.address}`));
     });
     stream.on('end', () => {
       client.close();
@@ -364,45 +378,51 @@ function watch(
 
 export async function flowsGet(
   io: Io,
-  index: string,
-  o: { node?: string; controller?: string; output: string },
+  id: string,
+  o: OutputFlags & { node?: string; controller?: string; index?: boolean },
 ): Promise<number> {
   if (o.node === undefined) throw new UsageError('--node is required');
-  const format = output(o.output, ['json', 'table']);
-  if (!/^\d+$/.test(index))
-    throw new UsageError(`flow index must be a number, not ${JSON.stringify(index)}`);
+  parseFormat(o.output);
+  if (!/^\d+$/.test(id) || (!o.index && id === '0'))
+    throw new UsageError(
+      `a flow id is a positive number (the ID column), not ${JSON.stringify(id)}`,
+    );
   const target = await agentAddress(o.node, o.controller);
   const client = flowClient(target.address, target.node);
   const f = await call<object, Flow__Output>(
     client,
     client.GetFlow,
-    { index: Number(index) },
+    o.index ? { index: Number(id) } : { id },
     `the agent at ${target.address}`,
   );
-  if (format === 'json') io.stdout(`${JSON.stringify(f, null, 2)}\n`);
-  else {
-    const rows: Array<[string, string]> = [
-      ['index', String(f.index)],
-      [
-        'zone',
-        f.replyZone && f.replyZone !== f.zone
-          ? `${f.zone} (replies arrive at ${f.replyZone})`
-          : f.zone,
-      ],
-      ['protocol', proto(f.protocol)],
-      ['source', end(f.source, f.sourcePort, f.sourcePod, f.protocol)],
-      ['destination', end(f.destination, f.destinationPort, f.destinationPod, f.protocol)],
-      ['action', verdict(f)],
-      ['egress', gateText(f.egress)],
-      ['ingress', gateText(f.ingress)],
-      ['tcp state', f.tcpState || '-'],
-      ['forward', `${f.forward?.packets ?? 0} packets, ${f.forward?.bytes ?? 0} bytes`],
-      ['reverse', `${f.reverse?.packets ?? 0} packets, ${f.reverse?.bytes ?? 0} bytes`],
-      ['first seen', new Date(Number(f.firstSeenUnixMs)).toISOString()],
-      ['last seen', new Date(Number(f.lastSeenUnixMs)).toISOString()],
-    ];
-    io.stdout(`${rows.map(([k, v]) => `${k.padEnd(12)} ${v}`).join('\n')}\n`);
-  }
+  emit(io, o, {
+    document: wireToJson(f, 'Flow'),
+    name: (x) => `flow/${x.id}`,
+    text: () => {
+      const rows: Array<[string, string]> = [
+        ['id', `${f.id} (agent instance ${f.agentInstance || '-'})`],
+        ['index', String(f.index)],
+        [
+          'zone',
+          f.replyZone && f.replyZone !== f.zone
+            ? `${f.zone} (replies arrive at ${f.replyZone})`
+            : f.zone,
+        ],
+        ['protocol', proto(f.protocol)],
+        ['source', end(f.source, f.sourcePort, f.sourcePod, f.protocol)],
+        ['destination', end(f.destination, f.destinationPort, f.destinationPod, f.protocol)],
+        ['action', verdict(f)],
+        ['egress', gateText(f.egress)],
+        ['ingress', gateText(f.ingress)],
+        ['tcp state', f.tcpState || '-'],
+        ['forward', `${f.forward?.packets ?? 0} packets, ${f.forward?.bytes ?? 0} bytes`],
+        ['reverse', `${f.reverse?.packets ?? 0} packets, ${f.reverse?.bytes ?? 0} bytes`],
+        ['first seen', new Date(Number(f.firstSeenUnixMs)).toISOString()],
+        ['last seen', new Date(Number(f.lastSeenUnixMs)).toISOString()],
+      ];
+      return `${rows.map(([k, v]) => `${k.padEnd(12)} ${v}`).join('\n')}\n`;
+    },
+  });
   return 0;
 }
 
@@ -425,10 +445,10 @@ function gateText(r: Flow__Output['egress']): string {
 
 export async function flowsStats(
   io: Io,
-  o: { node?: string; controller?: string; output: string },
+  o: OutputFlags & { node?: string; controller?: string },
 ): Promise<number> {
   if (o.node === undefined) throw new UsageError('--node is required');
-  const format = output(o.output, ['table', 'json']);
+  parseFormat(o.output);
   const target = await agentAddress(o.node, o.controller);
   const client = flowClient(target.address, target.node);
   const s = await call<object, FlowStatsReply__Output>(
@@ -437,25 +457,23 @@ export async function flowsStats(
     {},
     `the agent at ${target.address}`,
   );
-  if (format === 'json') {
-    io.stdout(`${JSON.stringify(s, null, 2)}\n`);
-    return 0;
-  }
   const nonZero = (m: Record<string, string | number>) =>
     Object.entries(m)
       .filter(([, v]) => Number(v) > 0)
       .map(([k, v]) => `${k} ${v}`)
       .join(', ') || 'none';
-  io.stdout(
-    `${[
-      `engine        ${s.engine}`,
-      `flows         ${s.flows} of ${s.maxFlows} (peak ${s.peak}), ${s.holds} on hold`,
-      `setup rate    ${s.setupRatePerSecond.toFixed(1)} flows/s`,
-      `packets       ${s.packets}`,
-      `inserted      ${s.inserted}, removed ${s.removed} (${nonZero(s.removedByCause)})`,
-      `drops         ${nonZero(s.dropsByReason)}`,
-      `refused       ${nonZero(s.refusedByReason)}`,
-    ].join('\n')}\n`,
-  );
+  emit(io, o, {
+    document: wireToJson(s, 'FlowStatsReply'),
+    text: () =>
+      `${[
+        `engine        ${s.engine}`,
+        `flows         ${s.flows} of ${s.maxFlows} (peak ${s.peak}), ${s.holds} on hold`,
+        `setup rate    ${s.setupRatePerSecond.toFixed(1)} flows/s`,
+        `packets       ${s.packets}`,
+        `inserted      ${s.inserted}, removed ${s.removed} (${nonZero(s.removedByCause)})`,
+        `drops         ${nonZero(s.dropsByReason)}`,
+        `refused       ${nonZero(s.refusedByReason)}`,
+      ].join('\n')}\n`,
+  });
   return 0;
 }

@@ -842,7 +842,8 @@ export interface ManifestRead {
  */
 export async function readManifests(
   paths: readonly string[],
-  options: { maxFileBytes?: number } = {},
+  /** `stdin`: the text that the path "-" stands for (`weirctl analyze -f -`), named "<stdin>". */
+  options: { maxFileBytes?: number; stdin?: string } = {},
 ): Promise<ManifestRead> {
   const set = new ManifestSet();
   const issues: Issue[] = [];
@@ -850,6 +851,12 @@ export async function readManifests(
   const max = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   for (const [i, p] of paths.entries()) {
     const top = String(i).padStart(6, '0');
+    if (p === '-' && options.stdin !== undefined) {
+      if (Buffer.byteLength(options.stdin) > max)
+        issues.push({ source: '<stdin>', message: `larger than ${max} bytes` });
+      else set.setFile('<stdin>', [top], readManifestText(options.stdin, '<stdin>'));
+      continue;
+    }
     let isDir: boolean;
     try {
       isDir = (await stat(p)).isDirectory();

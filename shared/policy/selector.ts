@@ -107,3 +107,56 @@ export function endpointSelectorKey(s: EndpointSelector): string {
       : `nssel:${selectorText(s.namespace.selector)}`;
   return `${ns}|pods:${selectorText(s.pods)}`;
 }
+
+/**
+ * Kubernetes' label selector text (`kubectl -l`): requirements separated by
+ * commas, each `key=value`, `key==value`, `key!=value`, `key in (a,b)`,
+ * `key notin (a,b)`, `key` (exists) or `!key` (does not exist). A message
+ * naming the requirement when the text is not a selector.
+ */
+export function parseSelectorText(text: string): LabelSelector | string {
+  const parts: string[] = [];
+  let depth = 0;
+  let cur = '';
+  for (const ch of text) {
+    if (ch === '(') depth++;
+    else if (ch === ')') depth--;
+    if (depth < 0) return `unbalanced ")" in ${JSON.stringify(text)}`;
+    if (ch === ',' && depth === 0) {
+      parts.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  if (depth !== 0) return `unbalanced "(" in ${JSON.stringify(text)}`;
+  parts.push(cur);
+  const key = /^(?:[a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+  const value = /^(?:[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/;
+  const requirements: LabelRequirement[] = [];
+  for (const raw of parts) {
+    const p = raw.trim();
+    if (p === '') {
+      if (parts.length === 1) break; // the empty selector: everything
+      return `empty requirement in ${JSON.stringify(text)}`;
+    }
+    const eq = /^(\S+?)\s*(==|!=|=)\s*(\S*)$/.exec(p);
+    const set = /^(\S+)\s+(in|notin)\s*\(([^)]*)\)$/.exec(p);
+    const not = /^!\s*(\S+)$/.exec(p);
+    let r: LabelRequirement;
+    if (eq) r = { key: eq[1]!, operator: eq[2] === '!=' ? 'NotIn' : 'In', values: [eq[3]!] };
+    else if (set)
+      r = {
+        key: set[1]!,
+        operator: set[2] === 'in' ? 'In' : 'NotIn',
+        values: set[3]!.split(',').map((v) => v.trim()),
+      };
+    else if (not) r = { key: not[1]!, operator: 'DoesNotExist', values: [] };
+    else if (key.test(p)) r = { key: p, operator: 'Exists', values: [] };
+    else
+      return `${JSON.stringify(p)} is not a requirement (key=value, key!=value, key in (a,b), key notin (a,b), key, !key)`;
+    if (!key.test(r.key)) return `${JSON.stringify(r.key)} is not a label key`;
+    const bad = r.values.find((v) => !value.test(v) || v.length > 63);
+    if (bad !== undefined) return `${JSON.stringify(bad)} is not a label value`;
+    requirements.push(r);
+  }
+  return canonicalSelector(requirements);
+}

@@ -515,7 +515,10 @@ describe('weirctl analyze', () => {
     for (const [args, message] of [
       [['analyze', 'matrix'], /-f\/--filename/],
       [['analyze', 'matrix', '-f', demo, '--probe', 'ICMP/1'], /PROTOCOL one of TCP, UDP, SCTP/],
-      [['analyze', 'matrix', '-f', demo, '-o', 'xml'], /must be one of table, json/],
+      [
+        ['analyze', 'matrix', '-f', demo, '-o', 'xml'],
+        /must be one of table, wide, json, yaml, name/,
+      ],
       [
         ['analyze', 'probe', '-f', demo, '--from', 'shop/nope', '--to', 'shop/web', '--port', '80'],
         /neither an IP address nor a pod/,

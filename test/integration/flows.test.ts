@@ -14,6 +14,7 @@ import { listServices } from '../support/reflection.js';
 import { spawn } from 'node:child_process';
 
 interface WireFlow {
+  id: number;
   index: number;
   protocol: number;
   source: string;
@@ -152,20 +153,15 @@ describe('flows through an agent', () => {
 
   test('flows get and flows stats read one flow in full and the counters by reason; a flow that is not there is NOT_FOUND', async () => {
     const [first] = await flows('--limit', '1');
-    const get = await weirctl(
-      'flows',
-      'get',
-      String(first!.index),
-      '--node',
-      agentApi,
-      '-o',
-      'json',
-    );
+    const get = await weirctl('flows', 'get', String(first!.id), '--node', agentApi, '-o', 'json');
     assert.equal(get.code, 0, get.err);
+    assert.equal(JSON.parse(get.out).id, first!.id);
     assert.equal(JSON.parse(get.out).index, first!.index);
     const missing = await weirctl('flows', 'get', '4294967', '--node', agentApi);
-    assert.equal(missing.code, 2, 'NOT_FOUND exits 2');
-    assert.match(missing.err, /no flow at index 4294967/);
+    assert.equal(missing.code, 1, 'NOT_FOUND exits 1, as kubectl');
+    assert.match(missing.err, /no flow 4294967 on this agent/);
+    const byIndex = await weirctl('flows', 'get', '4294967', '--index', '--node', agentApi);
+    assert.match(byIndex.err, /no flow at index 4294967/);
     assert.equal(missing.out, '');
     const stats = await weirctl('flows', 'stats', '--node', 'node-c', '-o', 'json');
     const s = JSON.parse(stats.out);
@@ -223,7 +219,7 @@ describe('flows through an agent', () => {
       [join(ROOT, 'bin', 'weirctl'), 'flows', '-w', '--node', agentApi, '-o', 'json'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
-    const events: Array<{ type: string; flow: WireFlow; atUnixMs: string }> = [];
+    const events: Array<{ type: string; flow: WireFlow; at: string }> = [];
     try {
       await new Promise<void>((resolve, reject) => {
         const t = setTimeout(
@@ -252,7 +248,7 @@ describe('flows through an agent', () => {
         e.type,
       );
       assert.ok(
-        Math.abs(Number(e.atUnixMs) - Date.now()) < 60_000,
+        Math.abs(Date.parse(e.at) - Date.now()) < 60_000,
         'event times are wall-clock times',
       );
       assert.ok(e.flow.source && e.flow.destination);

@@ -4,8 +4,14 @@
  * behind each gate. Filtering happens here, on decoded flows; paging follows
  * the flow table's index order with the table cursor as the page token.
  */
+import { randomUUID } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
-import { NotFoundError, ResourceExhaustedError, ValidationError } from '../../shared/errors.js';
+import {
+  type Issue,
+  NotFoundError,
+  ResourceExhaustedError,
+  ValidationError,
+} from '../../shared/errors.js';
 import type {
   Flow,
   FlowEvent as WireFlowEvent,
@@ -30,6 +36,9 @@ import { parseCidr, parseIp, type Cidr } from '../../shared/net/ip.js';
 import type { Logger } from '../../shared/log.js';
 import { LogLimiter, suppressedField } from '../../shared/log-limiter.js';
 import type { RuleTables } from '../../shared/policy/rule-tables.js';
+import { compileMatch, MATCH_MAX_CHARS, parseMatch } from '../../shared/flows/flow-match.js';
+import { matchesLabels, parseSelectorText } from '../../shared/policy/selector.js';
+import type { LabelSelector, Labels } from '../../shared/policy/types.js';
 import type { Datapath, DecodedFlow, GateOutcome } from '../datapath/datapath.js';
 import type { TcpStateName } from '../flows/flow-table.js';
 
@@ -44,6 +53,21 @@ const FILTER_FIELDS = [
   'pod',
   'namespace',
   'tcpState',
+  'fromPod',
+  'toPod',
+  'fromNamespace',
+  'toNamespace',
+] as const;
+
+/** The TCP states a filter may name (Flow.tcp_state, plus "closing" for either FIN). */
+export const TCP_STATES = [
+  'syn',
+  'established',
+  'fin-forward',
+  'fin-reverse',
+  'closing',
+  'rst',
+  'closed',
 ] as const;
 
 /** The one word `weirctl flows` shows for a TCP state (bits are sticky: the most advanced wins). */
@@ -84,12 +108,69 @@ function inside(c: Cidr | undefined, ip: string): boolean {
   return typeof a === typeof c.start && a >= c.start && a <= c.end;
 }
 
-export function compileFilter(f: FlowFilter__Output | null | undefined): CompiledFilter {
+/**
+ * A filter, checked (every problem, each naming its field) and compiled.
+ * `labelsOf`: the labels of a pod ("namespace/name") as the agent knows
+ * them, for pod_selector (a pod it knows no labels of matches no selector
+ * but the empty one).
+ */
+export function compileFilter(
+  f: FlowFilter__Output | null | undefined,
+  labelsOf: (pod: string) => Labels | undefined = () => undefined,
+): CompiledFilter {
   if (f === null || f === undefined) return { test: () => true };
   const long = FILTER_FIELDS.flatMap(
     (k) => textIssue('FlowFilter', `filter.${k}`, f[k] ?? '', FIELD_LIMITS.flowFilterField) ?? [],
   );
-  if (long.length > 0) throw new ValidationError(long);
+  const problems: Issue[] = [...long];
+  if (f.tcpState !== '' && !(TCP_STATES as readonly string[]).includes(f.tcpState))
+    problems.push({
+      object: 'FlowFilter',
+      field: 'filter.tcpState',
+      message: `${preview(f.tcpState)} is not a TCP state (${TCP_STATES.join(', ')})`,
+    });
+  let match: ((x: Flow) => boolean) | undefined;
+  if ((f.match ?? '') !== '') {
+    try {
+      const m = compileMatch(parseMatch(f.match, 'filter.match'));
+      match = (x) =>
+        m({
+          source: x.source!,
+          sourcePort: x.sourcePort!,
+          destination: x.destination!,
+          destinationPort: x.destinationPort!,
+          protocol: x.protocol!,
+        });
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      problems.push(...err.issues);
+    }
+  }
+  let selector: LabelSelector | undefined;
+  if ((f.podSelector ?? '') !== '') {
+    const parsed =
+      f.podSelector.length > MATCH_MAX_CHARS
+        ? `is ${f.podSelector.length} characters; at most ${MATCH_MAX_CHARS}`
+        : parseSelectorText(f.podSelector);
+    if (typeof parsed === 'string')
+      problems.push({ object: 'FlowFilter', field: 'filter.podSelector', message: parsed });
+    else selector = parsed;
+  }
+  const since = Number(f.sinceUnixMs ?? 0);
+  if (!Number.isSafeInteger(since) || since < 0)
+    problems.push({
+      object: 'FlowFilter',
+      field: 'filter.sinceUnixMs',
+      message: 'must be a time in Unix milliseconds',
+    });
+  if (problems.length > 0) throw new ValidationError(problems);
+  const selects = (pod: string | undefined) => {
+    if (selector === undefined) return true;
+    const labels = pod ? labelsOf(pod) : undefined;
+    return labels !== undefined && matchesLabels(labels, selector);
+  };
+  const inNamespace = (pod: string | undefined, ns: string) =>
+    ns === '' || pod?.startsWith(`${ns}/`) === true;
   const src = prefix(f.sourceCidr, 'sourceCidr');
   const dst = prefix(f.destinationCidr, 'destinationCidr');
   if (f.action !== '' && !['allow', 'deny', 'hold'].includes(f.action))
@@ -117,8 +198,51 @@ export function compileFilter(f: FlowFilter__Output | null | undefined): Compile
         x.destinationPod?.startsWith(`${f.namespace}/`) === true) &&
       (f.tcpState === '' ||
         x.tcpState === f.tcpState ||
-        (f.tcpState === 'closing' && (x.tcpState ?? '').startsWith('fin'))),
+        (f.tcpState === 'closing' && (x.tcpState ?? '').startsWith('fin'))) &&
+      (f.fromPod === '' || x.sourcePod === f.fromPod) &&
+      (f.toPod === '' || x.destinationPod === f.toPod) &&
+      inNamespace(x.sourcePod, f.fromNamespace) &&
+      inNamespace(x.destinationPod, f.toNamespace) &&
+      (since === 0 || Number(x.lastSeenUnixMs) >= since) &&
+      (match === undefined || match(x)) &&
+      (selector === undefined || selects(x.sourcePod) || selects(x.destinationPod)),
   };
+}
+
+/**
+ * Flow ids (Flow.id): the flow table's index is a slot, reused when a flow
+ * ends; an id is given once. A slot's flow is told from the next one in the
+ * slot by its identity (zone, 5-tuple, creation time on the datapath clock),
+ * so a flow keeps its id while it lives, whichever call sees it first, and
+ * the next flow in the slot gets a new one. Bounded by the table: one entry
+ * per slot seen.
+ */
+export class FlowIds {
+  private next = 1;
+  private readonly bySlot = new Map<number, { key: string; id: number }>();
+  private readonly slotOf = new Map<number, number>();
+
+  constructor(readonly instance: string) {}
+
+  private static key(d: DecodedFlow): string {
+    return `${d.zone}|${d.protocol}|${d.src}|${d.sport}|${d.dst}|${d.dport}|${d.firstSeenMs}`;
+  }
+
+  idOf(d: DecodedFlow): number {
+    const key = FlowIds.key(d);
+    const cur = this.bySlot.get(d.index);
+    if (cur?.key === key) return cur.id;
+    if (cur !== undefined) this.slotOf.delete(cur.id);
+    const id = this.next++;
+    this.bySlot.set(d.index, { key, id });
+    this.slotOf.set(id, d.index);
+    return id;
+  }
+
+  /** The slot of the flow with this id, while that flow lives there. */
+  indexOf(id: number): number | undefined {
+    return this.slotOf.get(id);
+  }
 }
 
 /**
@@ -127,13 +251,18 @@ export function compileFilter(f: FlowFilter__Output | null | undefined): Compile
  */
 export class FlowView {
   private readonly pods = new Map<string, string>();
+  private readonly labels = new Map<string, Labels>();
   /** Datapath clock → Unix ms. */
   private readonly offset: number;
 
   constructor(
     private readonly tables: RuleTables,
     datapathNowMs: number,
+    private readonly ids?: FlowIds,
   ) {
+    for (const e of tables.snapshot.endpoints)
+      this.labels.set(`${e.namespace}/${e.name}`, e.labels);
+    for (const e of tables.endpoints.values()) this.labels.set(e.key, e.endpoint.labels);
     for (const e of tables.endpoints.values())
       for (const ip of e.endpoint.ips) this.pods.set(ip, e.key);
     for (const g of tables.snapshot.addressGroups) {
@@ -144,6 +273,11 @@ export class FlowView {
     for (const e of tables.snapshot.endpoints)
       for (const ip of e.ips) if (!this.pods.has(ip)) this.pods.set(ip, `${e.namespace}/${e.name}`);
     this.offset = Date.now() - datapathNowMs;
+  }
+
+  /** The labels of a pod the agent's span holds. */
+  labelsOf(pod: string): Labels | undefined {
+    return this.labels.get(pod);
   }
 
   private name(policyId: string): string {
@@ -215,6 +349,8 @@ export class FlowView {
       firstSeenUnixMs: String(Math.round(d.firstSeenMs + this.offset)),
       lastSeenUnixMs: String(Math.round((d.counters?.lastSeenMs ?? d.firstSeenMs) + this.offset)),
       tcpState: tcpStateWord(d.counters?.tcpState, d.protocol),
+      id: String(this.ids?.idOf(d) ?? 0),
+      agentInstance: this.ids?.instance ?? '',
     };
   }
 }
@@ -224,6 +360,8 @@ export interface FlowServiceBackend {
   /** The datapath clock, to turn its times into Unix times. */
   nowMs(): number;
   engine(): string;
+  /** The agent's instance (Flow.agent_instance); a random one per handler set when absent. */
+  instance?(): string;
   /** A request or stream refused at a limit (metrics): watch_streams, slow_reader. */
   refused?(limit: 'watch_streams' | 'slow_reader'): void;
   /** A log line a client caused was suppressed (rate limit per client). */
@@ -273,10 +411,16 @@ export function flowIntrospectHandlers(
   // One view per rule tables in force: building it walks every group member,
   // which must not happen per flow event.
   let cached: { tables: RuleTables; view: FlowView } | undefined;
+  const ids = new FlowIds(backend.instance?.() ?? randomUUID());
   const view = () => {
     const tables = backend.datapath().tables;
-    if (cached?.tables !== tables) cached = { tables, view: new FlowView(tables, backend.nowMs()) };
+    if (cached?.tables !== tables)
+      cached = { tables, view: new FlowView(tables, backend.nowMs(), ids) };
     return cached.view;
+  };
+  const filterOf = (f: FlowFilter__Output | null | undefined) => {
+    const v = view();
+    return compileFilter(f, (pod) => v.labelsOf(pod));
   };
   const meter = new RateMeter();
   const meterTimer = setInterval(() => {
@@ -295,7 +439,7 @@ export function flowIntrospectHandlers(
       try {
         const req = call.request;
         const size = req.pageSize === 0 ? 100 : Math.min(req.pageSize, MAX_PAGE);
-        const filter = compileFilter(req.filter);
+        const filter = filterOf(req.filter);
         const v = view();
         let cursor: number | undefined =
           req.pageToken === ''
@@ -338,6 +482,24 @@ export function flowIntrospectHandlers(
       call: grpc.ServerUnaryCall<GetFlowRequest__Output, Flow>,
       cb: grpc.sendUnaryData<Flow>,
     ) => {
+      const id = Number(call.request.id);
+      if (id !== 0) {
+        const at = ids.indexOf(id);
+        const d = at === undefined ? undefined : backend.datapath().flow(at);
+        const f = d === undefined ? undefined : view().flow(d);
+        if (f === undefined || Number(f.id) !== id) {
+          cb(
+            toGrpcStatus(
+              new NotFoundError(
+                `no flow ${id} on this agent (it ended, or the id is from another start of the agent)`,
+              ),
+            ),
+          );
+          return;
+        }
+        cb(null, f);
+        return;
+      }
       const d = backend.datapath().flow(call.request.index);
       if (d === undefined) {
         cb(toGrpcStatus(new NotFoundError(`no flow at index ${call.request.index}`)));
@@ -380,7 +542,7 @@ export function flowIntrospectHandlers(
     WatchFlows: (call: grpc.ServerWritableStream<WatchFlowsRequest__Output, WireFlowEvent>) => {
       let filter: CompiledFilter;
       try {
-        filter = compileFilter(call.request.filter);
+        filter = filterOf(call.request.filter);
       } catch (err) {
         call.emit('error', toGrpcStatus(err));
         return;
