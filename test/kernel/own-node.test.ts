@@ -161,6 +161,16 @@ describe("the kernel datapath enforces the evaluator's verdict on a pod's egress
     assert.ok(line, `a Weir conntrack entry api → 10.200.2.1:${port(2)} in\n${lines.join('\n')}`);
     const decoded = decodeMark(Number(/mark=(\d+)/.exec(line)![1]));
     assert.deepEqual(decoded, { egress: { kind: 'node' }, ingress: { kind: 'none' } });
+    // The agent's flow says the same: the destination is the pod's node, not an external address.
+    const flow = await c.eventuallyFlow(
+      (f) =>
+        f.sourcePod === 'prod/api' &&
+        f.destination === '10.200.2.1' &&
+        f.destinationPort === port(2) &&
+        f.action === 'allow',
+      'the agent lists api → its node',
+    );
+    assert.equal(flow.egress.decision, 'node');
   });
 
   test('the node → pod probe stays connected under a default-deny NetworkPolicy, as the evaluator says', async () => {
