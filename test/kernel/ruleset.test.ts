@@ -75,7 +75,7 @@ describe('the kernel ruleset', () => {
     ],
   ];
   for (const [method, failMode, queueLine, xtables] of installs)
-    test(`install with ${method}, fail ${failMode}: one transaction replacing the table, pods in its sets`, async () => {
+    test(`install with ${method}, fail ${failMode}: one transaction replacing the table, pods in its sets, forward and input hooks queued`, async () => {
       const rec = recorder((c) => (c.args[0] === '-C' ? 'no such rule' : undefined));
       await ruleset(failMode, rec.run).install(method, ['10.0.0.1', 'fd00::1']);
       const nft = rec.calls.filter((c) => c.file === 'nft');
@@ -88,21 +88,62 @@ describe('the kernel ruleset', () => {
       assert.match(text, /ct state invalid drop/);
       assert.match(text, queueLine);
       assert.match(text, /meta mark & 0xc0000000 == 0x80000000 ct mark set meta mark/);
+      // The input hook: a pod's egress to the node itself, queued through the same chain and stamped.
+      assert.match(
+        text,
+        /chain input \{\n\s+type filter hook input priority -5; policy accept;\n\s+ct state established,related accept\n\s+iif lo accept\n\s+ip saddr @pods4 jump pod\n\s+ip6 saddr @pods6 jump pod\n\s+\}/,
+      );
+      assert.match(
+        text,
+        /chain stamp_input \{\n\s+type filter hook input priority 10; policy accept;\n\s+meta mark & 0xc0000000 == 0x80000000 ct mark set meta mark\n/,
+      );
+      assert.doesNotMatch(text, /chain input[^}]*daddr/, 'the input hook queues by source only');
       const inserted = rec.calls.filter((c) => c.args[0] === '-I');
       if (xtables === undefined)
         assert.equal(inserted.length, 0, 'no xtables rule with the nft queue');
       else {
         assert.deepEqual(
-          inserted.map((c) => c.file),
-          ['iptables-nft', 'ip6tables-nft'],
+          inserted.map((c) => `${c.file} ${c.args[1]}`),
+          [
+            'iptables-nft FORWARD',
+            'iptables-nft INPUT',
+            'ip6tables-nft FORWARD',
+            'ip6tables-nft INPUT',
+          ],
         );
         for (const c of inserted) {
-          assert.deepEqual(c.args.slice(0, 3), ['-I', 'FORWARD', '1']);
+          assert.equal(c.args[2], '1', 'first in its chain');
           assert.ok(c.args.includes('NFQUEUE') && c.args.includes('7'));
           assert.equal(c.args.includes('--queue-bypass'), xtables.includes('--queue-bypass'));
         }
       }
     });
+
+  test("remove deletes the fallback's NFQUEUE rules from both FORWARD and INPUT, and only Weir's", async () => {
+    const listed = (chain: string) =>
+      [
+        `-P ${chain} ACCEPT`,
+        `-A ${chain} -j ACCEPT -m comment --comment someone-else`,
+        `-A ${chain} -m mark --mark 0x40000000/0xc0000000 -m comment --comment weir-queue -j NFQUEUE --queue-num 7 --queue-bypass`,
+      ].join('\n');
+    const calls: Call[] = [];
+    const run: CommandRunner = async (file, args, stdin) => {
+      calls.push({ file, args, stdin });
+      return args[0] === '-S' ? listed(args[1]!) : '';
+    };
+    await ruleset('open', run).remove();
+    const deleted = calls.filter((c) => c.args[0] === '-D');
+    assert.deepEqual(
+      deleted.map((c) => `${c.file} ${c.args[1]}`),
+      [
+        'iptables-nft FORWARD',
+        'iptables-nft INPUT',
+        'ip6tables-nft FORWARD',
+        'ip6tables-nft INPUT',
+      ],
+    );
+    for (const c of deleted) assert.ok(c.args.includes('weir-queue') && c.args.includes('NFQUEUE'));
+  });
 
   test('pod changes are one set transaction each, only what changes, nothing when nothing does', async () => {
     const rec = recorder();

@@ -3,8 +3,8 @@
  * (flow-engine.ts) on real packets. The kernel's conntrack is the fast path;
  * the agent is the slow path, and the engine mirrors what the kernel holds.
  *
- *   kernel: forward hook ─ established/related ─────────────────▶ accept (conntrack)
- *           new flow of a local pod ─▶ NFQUEUE ─┐
+ *   kernel: forward and input hooks ─ established/related ─────▶ accept (conntrack)
+ *           new flow of a local pod (input: one it sends to the node itself) ─▶ NFQUEUE ─┐
  *   native thread (nfqueue.cc):  batch ─▶ rule image ─▶ verdicts (one sendmsg)
  *           NF_ACCEPT + mark(rule ids) ─▶ stamp chain: ct mark = mark
  *           NF_DROP (denied)

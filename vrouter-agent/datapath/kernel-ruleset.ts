@@ -7,6 +7,10 @@
  *   forward hook, priority -5 (before filter)
  *     ct state established,related accept        fast path: conntrack carries the flow
  *     ip/ip6 saddr|daddr in @pods4/@pods6 → pod   only traffic of local pods is Weir's
+ *   input hook, priority -5 (before filter)
+ *     ct state established,related accept        the same fast path
+ *     iif lo accept                               the node talking to itself
+ *     ip/ip6 saddr in @pods4/@pods6 → pod         a local pod's egress to the node itself
  *   pod
  *     ct state invalid drop
  *     ct mark tagged "decided by Weir" accept    the flow's later NEW packets (UDP before a reply, SYN retransmits)
@@ -15,9 +19,16 @@
  *     ct state new → queue N [bypass]            nft queue statement, or: set mark bit 30, and the
  *                                                xtables rule `-m mark --mark 0x40000000/0xc0000000
  *                                                -j NFQUEUE --queue-num N [--queue-bypass]` in
- *                                                ip/ip6 filter FORWARD (priority 0) queues it
- *   forward hook, priority +10 (stamp)
+ *                                                ip/ip6 filter FORWARD and INPUT (priority 0) queues it
+ *   forward hook, priority +10 (stamp); input hook, priority +10 (stamp_input)
  *     packet mark tagged "decided by Weir" → ct mark set meta mark
+ *
+ * Priorities: -5 runs after conntrack has attached the packet's connection
+ * (prerouting -200) and before iptables-nft's filter FORWARD/INPUT (0), where
+ * the fallback's NFQUEUE rule sits; the stamps run at +10, after the queue's
+ * verdict (a reinjected packet resumes at the hook's next entry) and before
+ * conntrack confirms the connection (INT_MAX), so the mark is the new
+ * connection's from its first packet on.
  *
  * The agent's verdict on a queued packet is NF_ACCEPT with the packet mark
  * of native/src/nfqueue_verdict.h (0b10 in bits 31..30, the egress and
@@ -26,11 +37,21 @@
  * Weir owns the packet mark of the first packet of every local pod's flow
  * and the conntrack mark of those flows.
  *
- * Only the forward hook is programmed: on a node that routes its pods,
- * traffic between a pod and its own node goes through input/output and is
- * not subject to NetworkPolicy (Kubernetes: "traffic to and from the node
- * where a Pod is running is always allowed"), so kubelet probes work under
- * a default-deny.
+ * Traffic between a pod and its own node. A pod's egress to an address of
+ * the node it runs on goes through the input hook, and is queued and decided
+ * like any other first packet: the one evaluator (shared/policy/
+ * rule-tables.ts) allows it when a NetworkPolicy isolates the pod (the
+ * "traffic to and from the node" exemption), and otherwise lets the Admin
+ * tier, the Baseline tier and the default decide it, so an Admin `nodes` or
+ * `networks` Deny (or a Baseline one for a pod no NetworkPolicy isolates)
+ * is enforced here too. The exemption covers the addresses the Node object
+ * lists (Endpoint.nodeAddresses); a node-local address it does not list
+ * (a 169.254.x link-local DNS cache, a node's secondary address) is decided
+ * as any other address: a pod isolated for egress reaches it only when a
+ * rule admits it. The node's own connections into its pods (kubelet probes)
+ * leave through output and are not queued: their replies are established;
+ * their packets to the pod, when routed, cross no hook Weir programs.
+ * Loopback and non-pod sources on input are not touched.
  *
  * Fail mode. `open`: the queue has bypass (and the queue's fail-open flag):
  * while no agent binds the queue (crashed, restarting) new flows pass
@@ -94,6 +115,10 @@ export interface KernelRulesetOptions {
   /** The iptables programs of the fallback (default iptables-nft / ip6tables-nft when present). */
   readonly iptables?: { readonly v4: string; readonly v6: string };
 }
+
+/** The ip/ip6 filter chains of the fallback's NFQUEUE rule: the hooks the table queues from. */
+const XTABLES_CHAINS = ['FORWARD', 'INPUT'] as const;
+type XtablesChain = (typeof XTABLES_CHAINS)[number];
 
 const TABLE_NAME = /^[A-Za-z][A-Za-z0-9_]{0,30}$/;
 
@@ -189,6 +214,7 @@ export class KernelRuleset {
       method === 'nft-queue'
         ? `ct state new queue num ${this.options.queue}${bypass}`
         : `ct state new meta mark set meta mark & 0x3fffffff | 0x${MARK_QUEUE.toString(16)}`;
+    const stamp = `meta mark & 0x${MARK_TAG_MASK.toString(16)} == 0x${MARK_DECIDED.toString(16)} ct mark set meta mark`;
     return [
       `table inet ${t} {}`,
       `delete table inet ${t}`,
@@ -203,6 +229,13 @@ export class KernelRuleset {
       `    ip6 saddr @pods6 jump pod`,
       `    ip6 daddr @pods6 jump pod`,
       `  }`,
+      `  chain input {`,
+      `    type filter hook input priority -5; policy accept;`,
+      `    ct state established,related accept`,
+      `    iif lo accept`,
+      `    ip saddr @pods4 jump pod`,
+      `    ip6 saddr @pods6 jump pod`,
+      `  }`,
       `  chain pod {`,
       `    ct state invalid drop`,
       `    ct mark & 0x${MARK_TAG_MASK.toString(16)} == 0x${MARK_DECIDED.toString(16)} accept`,
@@ -211,7 +244,11 @@ export class KernelRuleset {
       `  }`,
       `  chain stamp {`,
       `    type filter hook forward priority 10; policy accept;`,
-      `    meta mark & 0x${MARK_TAG_MASK.toString(16)} == 0x${MARK_DECIDED.toString(16)} ct mark set meta mark`,
+      `    ${stamp}`,
+      `  }`,
+      `  chain stamp_input {`,
+      `    type filter hook input priority 10; policy accept;`,
+      `    ${stamp}`,
       `  }`,
       `}`,
       '',
@@ -281,36 +318,38 @@ export class KernelRuleset {
   private async installXtables(): Promise<void> {
     this.iptables ??= await this.iptablesPrograms();
     const want = this.xtablesRule();
-    for (const prog of [this.iptables.v4, this.iptables.v6]) {
-      const present = await this.run(prog, ['-C', 'FORWARD', ...want]).then(
-        () => true,
-        () => false,
-      );
-      if (!present) await this.run(prog, ['-I', 'FORWARD', '1', ...want]);
-      await this.removeStaleXtables(prog, want);
-    }
+    for (const prog of [this.iptables.v4, this.iptables.v6])
+      for (const chain of XTABLES_CHAINS) {
+        const present = await this.run(prog, ['-C', chain, ...want]).then(
+          () => true,
+          () => false,
+        );
+        if (!present) await this.run(prog, ['-I', chain, '1', ...want]);
+        await this.removeStaleXtables(prog, chain, want);
+      }
   }
 
-  /** Deletes this table's xtables rules other than `keep` (another queue number or fail mode). */
+  /** Deletes this table's xtables rules in `chain` other than `keep` (another queue number or fail mode). */
   private async removeStaleXtables(
     prog: string,
+    chain: XtablesChain,
     keep: readonly string[] | undefined,
   ): Promise<void> {
-    const listing = await this.run(prog, ['-S', 'FORWARD']).catch(() => '');
+    const listing = await this.run(prog, ['-S', chain]).catch(() => '');
     const keepText = keep === undefined ? undefined : keep.join(' ');
+    const head = `-A ${chain} `;
     for (const line of listing.split('\n')) {
-      if (!line.startsWith('-A FORWARD ') || !line.includes(`--comment ${this.table}-queue`))
-        continue;
-      const args = line.slice('-A FORWARD '.length).trim();
+      if (!line.startsWith(head) || !line.includes(`--comment ${this.table}-queue`)) continue;
+      const args = line.slice(head.length).trim();
       if (keepText !== undefined && sameRule(args, keepText)) continue;
-      await this.run(prog, ['-D', 'FORWARD', ...args.split(/\s+/)]);
+      await this.run(prog, ['-D', chain, ...args.split(/\s+/)]);
     }
   }
 
   private async removeXtables(): Promise<void> {
     this.iptables ??= await this.iptablesPrograms();
     for (const prog of [this.iptables.v4, this.iptables.v6])
-      await this.removeStaleXtables(prog, undefined);
+      for (const chain of XTABLES_CHAINS) await this.removeStaleXtables(prog, chain, undefined);
   }
 
   /** The pod addresses in the kernel's sets now (a previous agent's table); empty when there is no table. */
