@@ -227,7 +227,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   const node = () =>
     new Option(
       '--node <name|host:port>',
-      "the agent: a node name (its address comes from the controller's status) or the agent's API address",
+      "the agent: a node name (its address comes from the controller's status) or the agent's API address; without it, every node's flows through the controller",
     );
   const flows = program
     .command('flows')

@@ -3,7 +3,8 @@
  * rule behind every verdict — vRouter's `flow -l`, `flow --match`,
  * `flow --get` and `flow -r`, against an agent's FlowIntrospect API.
  *
- *   weirctl flows --node NAME|HOST:PORT [filters] [--match "ip[:port],ip[:port] & proto tcp"] [-w] [-o ...]
+ *   weirctl flows [--node NAME|HOST:PORT] [filters]   (no --node: every node's, through the controller)
+ *   (per node:) weirctl flows --node NAME|HOST:PORT [filters] [--match "ip[:port],ip[:port] & proto tcp"] [-w] [-o ...]
  *   weirctl flows get ID --node ...
 
  * Every filter is evaluated by the agent (FlowFilter), --match included;
@@ -21,13 +22,23 @@ import {
 import { parseSelectorText } from '../../shared/policy/selector.js';
 import { TCP_STATES } from '../../vrouter-agent/introspect/flow-service.js';
 import type {
+  ClusterFlowEvent__Output,
   Flow__Output,
   FlowEvent__Output,
   FlowFilter,
   FlowStatsReply__Output,
+  ListClusterFlowsReply__Output,
   ListFlowsReply__Output,
 } from '../../shared/generated/weir/v1/index.js';
-import { type AgentTarget, agentAddress, call, flowClient, grpcError } from '../clients.js';
+import {
+  type AgentTarget,
+  agentAddress,
+  call,
+  controllerAddress,
+  flowClient,
+  grpcError,
+  operatorClient,
+} from '../clients.js';
 import { parseDuration } from '../duration.js';
 import {
   type Column,
@@ -309,20 +320,92 @@ const positive = (flag: string, v: string) => {
 };
 
 export async function flowsList(io: Io, o: FlowOptions): Promise<number> {
-  if (o.node === undefined) throw new UsageError('--node NAME or --node HOST:PORT is required');
   parseFormat(o.output);
   const limit = positive('--limit', o.limit);
   const last = o.last === undefined ? undefined : positive('--last', o.last);
   const filter = filterOf(o);
   if (o.since !== undefined) filter.sinceUnixMs = String(sinceMs(o.since));
+  // No --node: every agent's flows, relayed by the controller (as Hubble Relay).
+  if (o.node === undefined) return clusterFlows(io, o, filter, limit, last);
   const target = await agentAddress(o.node, o.controller);
   if (o.watch) return watch(io, target, filter, o);
-  let flows = await listAll(target, filter, limit);
-  // --last N: the N flows seen most recently, oldest first (as hubble observe --last).
-  if (last !== undefined)
-    flows = flows.sort((a, b) => Number(a.lastSeenUnixMs) - Number(b.lastSeenUnixMs)).slice(-last);
-  emit(io, o, flowsView(flows));
+  const flows = await listAll(target, filter, limit);
+  emit(io, o, flowsView(lastOf(flows, last, (f) => f)));
   return 0;
+}
+
+/** --last N: the N flows seen most recently, oldest first (as hubble observe --last). */
+function lastOf<T>(list: T[], last: number | undefined, flow: (x: T) => Flow__Output): T[] {
+  if (last === undefined) return list;
+  const seen = (x: T) => Number(flow(x).lastSeenUnixMs);
+  return list.sort((a, b) => seen(a) - seen(b)).slice(-last);
+}
+
+/** The flows of every connected agent, with the node in each row; a node that did not answer is a warning. */
+async function clusterFlows(
+  io: Io,
+  o: FlowOptions,
+  filter: FlowFilter,
+  limit: number,
+  last: number | undefined,
+): Promise<number> {
+  const address = controllerAddress(o.controller);
+  if (o.watch) return clusterWatch(io, address, filter, o);
+  const client = operatorClient(address);
+  const reply = await call<object, ListClusterFlowsReply__Output>(
+    client,
+    client.ListClusterFlows,
+    { filter, limitPerNode: limit, nodes: [] },
+    `the controller at ${address}`,
+  );
+  for (const p of reply.problems) io.stderr(`warning: node ${p.node}: ${p.error}\n`);
+  const flows = lastOf(
+    reply.flows.filter((x) => x.flow !== null),
+    last,
+    (x) => x.flow!,
+  );
+  emit(io, o, {
+    document: flows.map((x) => ({ node: x.node, ...wireToJson(x.flow!, 'Flow') })),
+    columns: [{ header: 'NODE', cell: (f) => String(f.node) }, ...flowColumns()],
+    name: (f) => `flow/${String(f.node)}/${String(f.id)}`,
+    empty: 'no flows\n',
+  });
+  return 0;
+}
+
+function clusterWatch(
+  io: Io,
+  address: string,
+  filter: FlowFilter,
+  flags: OutputFlags,
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const client = operatorClient(address);
+    const stream = (
+      client as unknown as {
+        WatchClusterFlows(req: object): grpc.ClientReadableStream<ClusterFlowEvent__Output>;
+      }
+    ).WatchClusterFlows({ filter, nodes: [] });
+    const format = parseFormat(flags.output).kind;
+    if ((format === 'table' || format === 'wide') && flags.headers !== false)
+      io.stdout(`watching flows of every node through ${address} (Ctrl-C to stop)\n`);
+    stream.on('data', (m: ClusterFlowEvent__Output) => {
+      if (m.error) io.stderr(`node ${m.node}: ${m.error}\n`);
+      if (Number(m.dropped) > 0) io.stderr(`node ${m.node}: ${m.dropped} events dropped\n`);
+      if (m.event?.flow) io.stdout(eventText({ ...m.event, node: m.node }, flags));
+    });
+    stream.on('error', (err: grpc.ServiceError) => {
+      client.close();
+      if (err.code === 1)
+        resolve(0); // cancelled
+      else reject(grpcError(err, `the controller at ${address}`));
+    });
+    stream.on('end', () => {
+      client.close();
+      resolve(0);
+    });
+    process.once('SIGINT', () => stream.cancel());
+  });
 }
 
 /** One flow event as `--watch` prints it (`node`: prefixed, for a cluster-wide view). */

@@ -7,6 +7,7 @@
  * in-process against real agents, with a reader that does not read.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -149,6 +150,33 @@ describe('cluster-wide flows through the controller', () => {
       { node: 'node-z', error: 'the controller knows no agent on this node' },
     ]);
     c.close();
+  });
+
+  test('weirctl flows without --node lists every connected agent’s flows with the node in each row, and warns of the nodes it could not ask', async () => {
+    const weirctl = (...args: string[]) =>
+      new Promise<{ code: number; out: string; err: string }>((resolve) =>
+        execFile(
+          process.execPath,
+          [join(ROOT, 'bin', 'weirctl'), ...args],
+          { env: { ...process.env, WEIR_CONTROLLER: address } },
+          (e, out, err) => resolve({ code: e ? Number(e.code) : 0, out, err }),
+        ),
+      );
+    const rows = await eventually(async () => {
+      const r = await weirctl('flows', '-o', 'json');
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.err, /warning: node node-b: the agent is not connected/);
+      const list = JSON.parse(r.out) as Array<{ node: string; id: number }>;
+      const nodes = new Set(list.map((f) => f.node));
+      return nodes.has('node-a') && nodes.has('node-c') ? list : undefined;
+    }, 'weirctl flows to show node-a and node-c');
+    assert.ok(
+      rows.every((f) => typeof f.id === 'number'),
+      'each row keeps its flow id',
+    );
+    const table = await weirctl('flows', '--verdict', 'denied');
+    assert.equal(table.code, 0, table.err);
+    assert.match(table.out.split('\n')[0]!, /^NODE\s+ID\s+PROTO/);
   });
 
   test('ListClusterFlows refuses a bad request naming the field: a node that is no node name, a limit past an agent page, a filter the agents refuse', async () => {
