@@ -8,17 +8,10 @@ import { ClusterModel } from '../controller/model/cluster-model.js';
 import type { PodObject } from '../controller/kube/objects.js';
 import { readManifests } from '../controller/sources/manifests.js';
 import { ValidationError, type Issue } from '../shared/errors.js';
-import { formatIp, parseIp, type Ip } from '../shared/net/ip.js';
-import { familyName, probePairs, type Probe, type Target } from '../shared/policy/probe.js';
+import { formatIp } from '../shared/net/ip.js';
 import { compile } from '../shared/policy/compile.js';
 import type { RuleTables } from '../shared/policy/rule-tables.js';
-import {
-  PROTOCOL_NUMBER,
-  endpointKey,
-  type Labels,
-  type PolicySnapshot,
-  type Protocol,
-} from '../shared/policy/types.js';
+import type { PolicySnapshot } from '../shared/policy/types.js';
 
 export const ANALYSIS_ADDRESS_BASE = 0xf0000000; // 240.0.0.0
 
@@ -77,88 +70,4 @@ export async function analyse(
   return { snapshot, tables: compile(snapshot), issues: read.issues, notes };
 }
 
-export interface Matrix {
-  readonly pods: readonly string[];
-  readonly probes: ReadonlyArray<{
-    readonly protocol: Protocol;
-    readonly port: number;
-    /** Per pair: allowed only when every address family the two pods share allows it. */
-    readonly allowed: Record<string, Record<string, boolean>>;
-    /**
-     * Only the pairs whose families disagree ({"IPv4": true, "IPv6": false}),
-     * or that share no family ({}: they cannot connect, shown as denied).
-     * Absent when there are none.
-     */
-    readonly families?: Record<string, Record<string, Partial<Record<'IPv4' | 'IPv6', boolean>>>>;
-  }>;
-}
-
-/**
- * Every pod to every pod, in every address family the pair shares (dual-stack
- * pods are checked on IPv4 and on IPv6); `namespaces`, when given, keeps the
- * pods of those namespaces only (rows and columns).
- */
-export function matrix(
-  tables: RuleTables,
-  probes: readonly Probe[],
-  namespaces: readonly string[] = [],
-  /** -l: only the pods whose labels it accepts. */
-  selects: (labels: Labels) => boolean = () => true,
-): Matrix {
-  const endpoints = [...tables.snapshot.endpoints]
-    .filter((e) => namespaces.length === 0 || namespaces.includes(e.namespace))
-    .filter((e) => selects(e.labels))
-    .sort((a, b) => (endpointKey(a) < endpointKey(b) ? -1 : 1));
-  const pods = endpoints.map(endpointKey);
-  const targets: Target[] = endpoints.map((e) => ({
-    kind: 'pod',
-    text: endpointKey(e),
-    pod: endpointKey(e),
-    ips: e.ips.map(parseIp),
-  }));
-  const pairs = targets.map((from) => targets.map((to) => sharedFamilies(from, to)));
-  return {
-    pods,
-    probes: probes.map(({ protocol, port }) => {
-      const allowed: Record<string, Record<string, boolean>> = {};
-      const families: Record<
-        string,
-        Record<string, Partial<Record<'IPv4' | 'IPv6', boolean>>>
-      > = {};
-      endpoints.forEach((_, i) => {
-        const row: Record<string, boolean> = {};
-        pods.forEach((to, j) => {
-          const perFamily: Partial<Record<'IPv4' | 'IPv6', boolean>> = {};
-          for (const { src, dst } of pairs[i]![j]!) {
-            perFamily[familyName(src) as 'IPv4' | 'IPv6'] = tables.allows({
-              src,
-              dst,
-              protocol: PROTOCOL_NUMBER[protocol],
-              dstPort: port,
-            });
-          }
-          const verdicts = Object.values(perFamily);
-          row[to] = verdicts.length > 0 && verdicts.every((v) => v);
-          if (verdicts.length === 0 || verdicts.some((v) => v !== verdicts[0])) {
-            families[pods[i]!] ??= {};
-            families[pods[i]!]![to] = perFamily;
-          }
-        });
-        allowed[pods[i]!] = row;
-      });
-      return Object.keys(families).length === 0
-        ? { protocol, port, allowed }
-        : { protocol, port, allowed, families };
-    }),
-  };
-}
-
-/** The address pairs of two pods, one per shared family; none when they share no family. */
-function sharedFamilies(from: Target, to: Target): Array<{ src: Ip; dst: Ip }> {
-  try {
-    return probePairs(from, to);
-  } catch (err) {
-    if (err instanceof ValidationError) return [];
-    throw err;
-  }
-}
+export { type Matrix, matrix } from '../shared/policy/matrix.js';

@@ -77,7 +77,7 @@ export async function analyzeMatrix(
     analysis.tables,
     probes,
     opts.namespace,
-    selector === undefined ? undefined : (labels) => matchesLabels(labels, selector),
+    selector === undefined ? undefined : (e) => matchesLabels(e.labels, selector),
   );
   emit(io, opts, {
     document: m as unknown as Json,

@@ -418,7 +418,12 @@ export class ConsoleApi {
     if (policyName !== '')
       policyId = this.parts.operator.listPolicies({ name: policyName }).policies![0]!.policy!.id;
     q.check();
-    const m = matrix(tables, probes, namespaces, pods.length > 0 ? pods : undefined);
+    const m = matrix(
+      tables,
+      probes,
+      namespaces,
+      pods.length > 0 ? (e) => pods.includes(endpointKey(e)) : undefined,
+    );
     if (policyId === undefined) return m;
     const id = policyId;
     return {

@@ -9,7 +9,7 @@ import { ValidationError } from '../errors.js';
 import { parseIp, type Ip } from '../net/ip.js';
 import { familyName, probePairs, type Probe, type Target } from './probe.js';
 import type { RuleTables } from './rule-tables.js';
-import { PROTOCOL_NUMBER, endpointKey, type Protocol } from './types.js';
+import { PROTOCOL_NUMBER, type Endpoint, endpointKey, type Protocol } from './types.js';
 
 export interface Matrix {
   readonly pods: readonly string[];
@@ -30,18 +30,18 @@ export interface Matrix {
 /**
  * Every pod to every pod, in every address family the pair shares (dual-stack
  * pods are checked on IPv4 and on IPv6); `namespaces`, when given, keeps the
- * pods of those namespaces only (rows and columns), and `only` ("namespace/name")
- * only those pods.
+ * pods of those namespaces only (rows and columns), and `keep` only the pods
+ * it accepts (weirctl's -l, the console's chosen pods).
  */
 export function matrix(
   tables: RuleTables,
   probes: readonly Probe[],
   namespaces: readonly string[] = [],
-  only?: readonly string[],
+  keep: (e: Endpoint) => boolean = () => true,
 ): Matrix {
   const endpoints = [...tables.snapshot.endpoints]
     .filter((e) => namespaces.length === 0 || namespaces.includes(e.namespace))
-    .filter((e) => only === undefined || only.includes(endpointKey(e)))
+    .filter(keep)
     .sort((a, b) => (endpointKey(a) < endpointKey(b) ? -1 : 1));
   const pods = endpoints.map(endpointKey);
   const targets: Target[] = endpoints.map((e) => ({
