@@ -296,7 +296,7 @@ for (const transport of TRANSPORTS)
       assert.equal(ex.code, 0, ex.err);
       assert.equal(JSON.parse(ex.out).ingress.rule.field, 'spec.ingress[0].from[1]');
       const missing = await run('policy', 'get', 'shop/nope');
-      assert.equal(missing.code, 2);
+      assert.equal(missing.code, 1, 'not found is an error, as kubectl exits');
       assert.match(missing.err, /no NetworkPolicy shop\/nope/);
     });
 
