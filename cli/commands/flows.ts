@@ -379,26 +379,36 @@ function clusterWatch(
   filter: FlowFilter,
   flags: OutputFlags,
 ): Promise<number> {
+  const client = operatorClient(address);
+  const stream = (
+    client as unknown as {
+      WatchClusterFlows(req: object): grpc.ClientReadableStream<ClusterFlowEvent__Output>;
+    }
+  ).WatchClusterFlows({ filter, nodes: [] });
+  const format = parseFormat(flags.output).kind;
+  if ((format === 'table' || format === 'wide') && flags.headers !== false)
+    io.stdout(`watching flows of every node through ${address} (Ctrl-C to stop)\n`);
+  return follow(stream, client, `the controller at ${address}`, (m) => {
+    if (m.error) io.stderr(`node ${m.node}: ${m.error}\n`);
+    if (Number(m.dropped) > 0) io.stderr(`node ${m.node}: ${m.dropped} events dropped\n`);
+    if (m.event?.flow) io.stdout(eventText({ ...m.event, node: m.node }, flags));
+  });
+}
+
+/** Reads a server stream until it ends or Ctrl-C cancels it (exit 0); any other end is an error about `what`. */
+function follow<T>(
+  stream: grpc.ClientReadableStream<T>,
+  client: { close(): void },
+  what: string,
+  onData: (m: T) => void,
+): Promise<number> {
   return new Promise((resolve, reject) => {
-    const client = operatorClient(address);
-    const stream = (
-      client as unknown as {
-        WatchClusterFlows(req: object): grpc.ClientReadableStream<ClusterFlowEvent__Output>;
-      }
-    ).WatchClusterFlows({ filter, nodes: [] });
-    const format = parseFormat(flags.output).kind;
-    if ((format === 'table' || format === 'wide') && flags.headers !== false)
-      io.stdout(`watching flows of every node through ${address} (Ctrl-C to stop)\n`);
-    stream.on('data', (m: ClusterFlowEvent__Output) => {
-      if (m.error) io.stderr(`node ${m.node}: ${m.error}\n`);
-      if (Number(m.dropped) > 0) io.stderr(`node ${m.node}: ${m.dropped} events dropped\n`);
-      if (m.event?.flow) io.stdout(eventText({ ...m.event, node: m.node }, flags));
-    });
+    stream.on('data', onData);
     stream.on('error', (err: grpc.ServiceError) => {
       client.close();
       if (err.code === 1)
         resolve(0); // cancelled
-      else reject(grpcError(err, `the controller at ${address}`));
+      else reject(grpcError(err, what));
     });
     stream.on('end', () => {
       client.close();
@@ -434,28 +444,15 @@ function watch(
   filter: FlowFilter,
   flags: OutputFlags,
 ): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const client = flowClient(target.address, target.node);
-    const stream = (
-      client as unknown as { WatchFlows(req: object): grpc.ClientReadableStream<FlowEvent__Output> }
-    ).WatchFlows({ filter });
-    const format = parseFormat(flags.output).kind;
-    if ((format === 'table' || format === 'wide') && flags.headers !== false)
-      io.stdout(`watching flows on ${target.address} (Ctrl-C to stop)\n`);
-    stream.on('data', (e: FlowEvent__Output) => {
-      if (e.flow !== null) io.stdout(eventText(e, flags));
-    });
-    stream.on('error', (err: grpc.ServiceError) => {
-      client.close();
-      if (err.code === 1)
-        resolve(0); // cancelled
-      else reject(grpcError(err, `the agent at ${target.address}`));
-    });
-    stream.on('end', () => {
-      client.close();
-      resolve(0);
-    });
-    process.once('SIGINT', () => stream.cancel());
+  const client = flowClient(target.address, target.node);
+  const stream = (
+    client as unknown as { WatchFlows(req: object): grpc.ClientReadableStream<FlowEvent__Output> }
+  ).WatchFlows({ filter });
+  const format = parseFormat(flags.output).kind;
+  if ((format === 'table' || format === 'wide') && flags.headers !== false)
+    io.stdout(`watching flows on ${target.address} (Ctrl-C to stop)\n`);
+  return follow(stream, client, `the agent at ${target.address}`, (e) => {
+    if (e.flow !== null) io.stdout(eventText(e, flags));
   });
 }
 
