@@ -7,7 +7,6 @@
  * in-process against real agents, with a reader that does not read.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +22,13 @@ import type {
 import { CHANNEL_OPTIONS, weirProto } from '../../shared/grpc/proto.js';
 import { silentLogger } from '../../shared/log.js';
 import { channelCredentials } from '../../shared/tls/credentials.js';
-import { ROOT, WeirProcess, eventually, freePort } from '../support/processes.js';
+import {
+  ROOT,
+  WeirProcess,
+  eventually,
+  freePort,
+  weirctl as runWeirctl,
+} from '../support/processes.js';
 import { controllerTls, filesIn, pki } from '../support/tls.js';
 
 const { proto } = weirProto();
@@ -153,15 +158,7 @@ describe('cluster-wide flows through the controller', () => {
   });
 
   test('weirctl flows without --node lists every connected agent’s flows with the node in each row, and warns of the nodes it could not ask', async () => {
-    const weirctl = (...args: string[]) =>
-      new Promise<{ code: number; out: string; err: string }>((resolve) =>
-        execFile(
-          process.execPath,
-          [join(ROOT, 'bin', 'weirctl'), ...args],
-          { env: { ...process.env, WEIR_CONTROLLER: address } },
-          (e, out, err) => resolve({ code: e ? Number(e.code) : 0, out, err }),
-        ),
-      );
+    const weirctl = (...args: string[]) => runWeirctl(address, ...args);
     const rows = await eventually(async () => {
       const r = await weirctl('flows', '-o', 'json');
       assert.equal(r.code, 0, r.err);

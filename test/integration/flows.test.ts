@@ -4,12 +4,17 @@
  * policy change re-evaluates the flows the agent holds.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ROOT, WeirProcess, eventually, freePort } from '../support/processes.js';
+import {
+  ROOT,
+  WeirProcess,
+  eventually,
+  freePort,
+  weirctl as runWeirctl,
+} from '../support/processes.js';
 import { listServices } from '../support/reflection.js';
 import { spawn } from 'node:child_process';
 
@@ -37,15 +42,7 @@ describe('flows through an agent', () => {
   let controllerMetrics: string;
   let agentMetrics: string;
 
-  const weirctl = (...args: string[]) =>
-    new Promise<{ code: number; out: string; err: string }>((resolve) =>
-      execFile(
-        process.execPath,
-        [join(ROOT, 'bin', 'weirctl'), ...args],
-        { env: { ...process.env, WEIR_CONTROLLER: address } },
-        (e, out, err) => resolve({ code: e ? Number(e.code) : 0, out, err }),
-      ),
-    );
+  const weirctl = (...args: string[]) => runWeirctl(address, ...args);
   const flows = async (...filters: string[]) => {
     const r = await weirctl('flows', '--node', 'node-c', '-o', 'json', ...filters);
     assert.equal(r.code, 0, r.err);

@@ -10,7 +10,7 @@
  * of cli/clients.ts, an admin operator's through WEIR_CERT/WEIR_KEY/WEIR_CA
  * (set in this process' environment, so children inherit it).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { freePort } from '../../testing/ports.js';
@@ -163,4 +163,19 @@ export async function eventually<T>(
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+/** Runs bin/weirctl against the controller at `controller`: its exit code and output. */
+export function weirctl(
+  controller: string,
+  ...args: string[]
+): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve) =>
+    execFile(
+      process.execPath,
+      [join(ROOT, 'bin', 'weirctl'), ...args],
+      { env: { ...process.env, WEIR_CONTROLLER: controller } },
+      (e, out, err) => resolve({ code: e ? Number(e.code) : 0, out, err }),
+    ),
+  );
 }
