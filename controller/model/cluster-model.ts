@@ -327,7 +327,7 @@ export class ClusterModel {
 
   /** Whether more than one endpoint claims the address. */
   sharedAddress(ip: string): boolean {
-    return (this.claimants.get(ip)?.size ?? 0) > 1;
+    return this.shared.has(ip);
   }
 
   /** Every address more than one endpoint claims. */
