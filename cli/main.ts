@@ -87,6 +87,11 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     )
       .argParser(collect)
       .default([]);
+  const exitCode = () =>
+    new Option(
+      '--exit-code',
+      'exit 1 when the connection is denied, 0 when allowed (as kubectl auth can-i)',
+    );
   const cluster = () =>
     new Option('--cluster <name>', 'cluster name used in object ids').default('local');
 
@@ -134,6 +139,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option('--to <ns/pod|ip>', 'destination pod or address')
     .option('--port <port>', 'destination port')
     .addOption(new Option('--protocol <protocol>', 'TCP, UDP or SCTP').default('TCP'))
+    .addOption(exitCode())
     .addOption(outputOption('table'))
     .addOption(noHeaders())
     .addOption(sortBy())
@@ -217,6 +223,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option('--to <ns/pod|ip>', 'destination pod or address')
     .option('--port <port>', 'destination port')
     .addOption(new Option('--protocol <protocol>', 'TCP, UDP or SCTP').default('TCP'))
+    .addOption(exitCode())
     .addOption(outputOption('table'))
     .addOption(noHeaders())
     .addOption(sortBy())

@@ -120,7 +120,14 @@ export function matrixTable(m: Matrix): string {
 
 export async function analyzeProbe(
   io: Io,
-  opts: Common & OutputFlags & { from?: string; to?: string; port?: string; protocol: string },
+  opts: Common &
+    OutputFlags & {
+      from?: string;
+      to?: string;
+      port?: string;
+      protocol: string;
+      exitCode?: boolean;
+    },
 ): Promise<number> {
   if (opts.from === undefined || opts.to === undefined || opts.port === undefined)
     throw new UsageError('--from, --to and --port are required');
@@ -141,7 +148,7 @@ export async function analyzeProbe(
     throw err;
   }
   emit(io, opts, { document: e as unknown as Json, text: () => explanationText(e, p) });
-  return status;
+  return opts.exitCode && !e.allowed ? 1 : status;
 }
 
 export function explanationText(e: Explanation, p: Probe): string {

@@ -235,6 +235,7 @@ export async function explainLive(
     to?: string;
     port?: string;
     protocol: string;
+    exitCode?: boolean;
   },
 ): Promise<number> {
   if (opts.from === undefined || opts.to === undefined || opts.port === undefined)
@@ -260,5 +261,5 @@ export async function explainLive(
     document: { revision: Number(reply.revision), ...(e as unknown as { [k: string]: Json }) },
     text: () => `${explanationText(e, p)}(revision ${reply.revision}${by})\n`,
   });
-  return 0;
+  return opts.exitCode && !e.allowed ? 1 : 0;
 }

@@ -14,8 +14,9 @@ export async function version(
   let server: { version: string; address: string } | null = null;
   if (!opts.client) {
     const address = controllerAddress(opts.controller);
-    const c = operatorClient(address);
     try {
+      // Inside the try: missing credentials are one more reason the server's version is missing.
+      const c = operatorClient(address);
       const s = await call<object, StatusReply__Output>(
         c,
         c.GetStatus,

@@ -244,6 +244,33 @@ describe('weirctl analyze', () => {
     assert.match(other.stdout, /ingress at payments\/ledger-db .*: denied \[namespace tier\]/);
   });
 
+  test('probe --exit-code exits 1 when denied and 0 when allowed; without it a verdict exits 0', async () => {
+    const cases: Array<[from: string, flags: string[], code: number, verdict: string]> = [
+      ['192.168.50.3', ['--exit-code'], 0, 'ALLOWED'],
+      ['192.168.50.1', ['--exit-code'], 1, 'DENIED'],
+      ['192.168.50.1', [], 0, 'DENIED'],
+      ['192.168.50.1', ['--exit-code', '-o', 'json'], 1, 'DENIED'],
+    ];
+    for (const [from, flags, code, verdict] of cases) {
+      const r = await run(
+        'analyze',
+        'probe',
+        '-f',
+        demo,
+        '--from',
+        from,
+        '--to',
+        'payments/ledger-db',
+        '--port',
+        '5432',
+        ...flags,
+      );
+      assert.equal(r.code, code, `${from} ${flags.join(' ')}: ${r.stderr}`);
+      if (flags.includes('json')) assert.equal(JSON.parse(r.stdout).allowed, verdict === 'ALLOWED');
+      else assert.match(r.stdout, new RegExp(`: ${verdict}\\n`));
+    }
+  });
+
   test('a ClusterNetworkPolicy: probe names the tier, policy and rule that decided; objects lists it in the Admin tier with its actions', async () => {
     const d = join(dir, 'cnp');
     await mkdir(d, { recursive: true });

@@ -61,6 +61,13 @@ describe('weirctl version', () => {
     assert.match(r.err, /^warning: weirctl \S+ and the controller 0\.0\.0-other differ/);
   });
 
+  test('without credentials it prints the client version, then why the server is missing', async () => {
+    const r = await run(['version', '--controller', address, '--tls-dir', '/nonexistent/weir-tls']);
+    assert.notEqual(r.code, 0);
+    assert.equal(r.out, `client  ${weirVersion()}\n`);
+    assert.match(r.err, /\/nonexistent\/weir-tls/);
+  });
+
   test('--client does not ask the controller', async () => {
     const r = await run(['version', '--client', '--controller', '127.0.0.1:1', '-o', 'yaml']);
     assert.equal(r.code, 0, r.err);
