@@ -218,20 +218,23 @@ describe('weirctl analyze', () => {
     assert.equal(e.ingress.rule.field, 'spec.ingress[0]');
   });
 
+  /** `analyze probe` of the demo from an address to payments/ledger-db on 5432. */
+  const probeFrom = (from: string, ...flags: string[]) =>
+    run(
+      'analyze',
+      'probe',
+      '-f',
+      demo,
+      '--from',
+      from,
+      '--to',
+      'payments/ledger-db',
+      '--port',
+      '5432',
+      ...flags,
+    );
+
   test("probe reads the demo's Nodes: a pod's own node reaches it though a policy isolates it, another node does not", async () => {
-    const probeFrom = (from: string) =>
-      run(
-        'analyze',
-        'probe',
-        '-f',
-        demo,
-        '--from',
-        from,
-        '--to',
-        'payments/ledger-db',
-        '--port',
-        '5432',
-      );
     const own = await probeFrom('192.168.50.3');
     assert.equal(own.code, 0, own.stderr);
     assert.match(own.stdout, /: ALLOWED\n/);
@@ -252,19 +255,7 @@ describe('weirctl analyze', () => {
       ['192.168.50.1', ['--exit-code', '-o', 'json'], 1, 'DENIED'],
     ];
     for (const [from, flags, code, verdict] of cases) {
-      const r = await run(
-        'analyze',
-        'probe',
-        '-f',
-        demo,
-        '--from',
-        from,
-        '--to',
-        'payments/ledger-db',
-        '--port',
-        '5432',
-        ...flags,
-      );
+      const r = await probeFrom(from, ...flags);
       assert.equal(r.code, code, `${from} ${flags.join(' ')}: ${r.stderr}`);
       if (flags.includes('json')) assert.equal(JSON.parse(r.stdout).allowed, verdict === 'ALLOWED');
       else assert.match(r.stdout, new RegExp(`: ${verdict}\\n`));
