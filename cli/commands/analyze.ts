@@ -148,7 +148,13 @@ export async function analyzeProbe(
     throw err;
   }
   emit(io, opts, { document: e as unknown as Json, text: () => explanationText(e, p) });
-  return opts.exitCode && !e.allowed ? 1 : status;
+  // A manifest problem (2) is not hidden by the verdict's 1.
+  return Math.max(status, verdictStatus(e, opts.exitCode));
+}
+
+/** `--exit-code`'s status for a verdict: 1 when denied, as `kubectl auth can-i`; 0 otherwise. */
+export function verdictStatus(e: Explanation, exitCode: boolean | undefined): number {
+  return exitCode && !e.allowed ? 1 : 0;
 }
 
 export function explanationText(e: Explanation, p: Probe): string {

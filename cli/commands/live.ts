@@ -15,7 +15,7 @@ import { agentAddress, agentClient, call, controllerAddress, operatorClient } fr
 import { emit, type Json, type OutputFlags, parseFormat, wireToJson } from '../output.js';
 import { UsageError, type Io } from '../io.js';
 import { parseDuration, shortDuration } from '../duration.js';
-import { explanationText } from './analyze.js';
+import { explanationText, verdictStatus } from './analyze.js';
 import { policyName } from '../names.js';
 
 function duration(ms: number): string {
@@ -261,5 +261,5 @@ export async function explainLive(
     document: { revision: Number(reply.revision), ...(e as unknown as { [k: string]: Json }) },
     text: () => `${explanationText(e, p)}(revision ${reply.revision}${by})\n`,
   });
-  return opts.exitCode && !e.allowed ? 1 : 0;
+  return verdictStatus(e, opts.exitCode);
 }

@@ -262,6 +262,18 @@ describe('weirctl analyze', () => {
     }
   });
 
+  test('probe --exit-code keeps exit 2 for a rejected manifest object when the verdict is denied', async () => {
+    const f = join(dir, 'rejected.yaml');
+    await writeFile(
+      f,
+      'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p2, namespace: elsewhere}\nspec:\n  podSelector: {matchExpressions: [{key: app, operator: Within, values: [a]}]}\n',
+    );
+    const r = await probeFrom('192.168.50.1', '-f', f, '--exit-code');
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stdout, /: DENIED\n/);
+    assert.match(r.stderr, /NetworkPolicy elsewhere\/p2/);
+  });
+
   test('a ClusterNetworkPolicy: probe names the tier, policy and rule that decided; objects lists it in the Admin tier with its actions', async () => {
     const d = join(dir, 'cnp');
     await mkdir(d, { recursive: true });
