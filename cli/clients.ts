@@ -19,7 +19,8 @@ import {
 import { errorCodeOf } from '../shared/grpc/status.js';
 import { type CertificateFiles, channelCredentials } from '../shared/tls/credentials.js';
 import type { Identity } from '../shared/tls/identity.js';
-import { clientTls, clientTlsFiles, contextController } from './config.js';
+import { clientTls, clientTlsFiles, contextController, kubeRoute } from './config.js';
+import { CONTROLLER_SERVICE, PortForwarder } from './port-forward.js';
 import { UsageError } from './io.js';
 
 export const DEFAULT_CONTROLLER = '127.0.0.1:7443';
@@ -41,8 +42,45 @@ export function withPort(address: string, port = DEFAULT_PORT): string {
   throw new UsageError(`${JSON.stringify(address)} is not HOST, HOST:PORT or [IPv6]:PORT`);
 }
 
-export function controllerAddress(flag: string | undefined): string {
-  return withPort(flag ?? process.env.WEIR_CONTROLLER ?? contextController() ?? DEFAULT_CONTROLLER);
+/**
+ * Where to reach the controller, by precedence: --controller, then
+ * WEIR_CONTROLLER, then --kube-context/--kubeconfig (a port-forward through
+ * the API server, cli/port-forward.ts), then the context in force (an
+ * address or a port-forward), then 127.0.0.1:7443. A port-forward is opened
+ * once per run and closed by closeClients().
+ */
+export async function controllerAddress(flag: string | undefined): Promise<string> {
+  const given = flag ?? process.env.WEIR_CONTROLLER;
+  if (given !== undefined) return withPort(given);
+  const route = kubeRoute();
+  if (route === undefined) return withPort(contextController() ?? DEFAULT_CONTROLLER);
+  forwarder ??= PortForwarder.open({
+    ...route,
+    service: CONTROLLER_SERVICE.service,
+    port: DEFAULT_PORT,
+  });
+  const f = await forwarder;
+  opened = f;
+  return f.address;
+}
+
+/** How messages name the controller at `address`: by the port-forward's route when it is one. */
+export function controllerAt(address: string): string {
+  if (opened !== undefined && opened.address === address)
+    return `the controller (${opened.describe()})`;
+  return `the controller at ${address}`;
+}
+
+let opened: PortForwarder | undefined;
+
+let forwarder: Promise<PortForwarder> | undefined;
+
+/** Closes what this run opened to reach the servers (the port-forward). */
+export async function closeClients(): Promise<void> {
+  const f = forwarder;
+  forwarder = undefined;
+  opened = undefined;
+  if (f !== undefined) await (await f.catch(() => undefined))?.close();
 }
 
 /** Credentials for the controller: the server must present the controller's identity. */
@@ -164,7 +202,12 @@ function credentialsHint(): string {
  * A gRPC failure as the error table's error, one line with a hint:
  * `what` names the server ("the controller at 127.0.0.1:7443").
  */
-export function grpcError(err: grpc.ServiceError, what: string): Error {
+export function grpcError(err: grpc.ServiceError, whatCalled: string): Error {
+  // Through a port-forward, what the kubelet said is the cause to show (known only once it failed).
+  const what =
+    opened !== undefined && opened.lastError !== '' && whatCalled.includes(opened.describe())
+      ? `${whatCalled}, which said: ${opened.lastError}`
+      : whatCalled;
   const code = errorCodeOf(err.code);
   const agent = what.startsWith('the agent');
   if (err.code === 4 /* DEADLINE_EXCEEDED */)
@@ -243,13 +286,13 @@ export async function agentAddress(
   controllerFlag: string | undefined,
 ): Promise<AgentTarget> {
   if (/:\d+$/.test(node)) return { address: node };
-  const address = controllerAddress(controllerFlag);
+  const address = await controllerAddress(controllerFlag);
   const client = operatorClient(address);
   const status = await call<object, StatusReply__Output>(
     client,
     client.GetStatus,
     {},
-    `the controller at ${address} (to find node ${node})`,
+    `${controllerAt(address)} (to find node ${node})`,
   );
   const agent = status.agents.find((a) => a.node === node);
   if (agent === undefined)

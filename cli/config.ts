@@ -17,6 +17,11 @@
  *     - name: lab
  *       controller: 127.0.0.1:7443
  *       insecure: true
+ *     - name: staging                       # through the API server's port-forward
+ *       kube-context: staging               # a context of the kubeconfig
+ *       kubeconfig: ~/.kube/staging         # default $KUBECONFIG, ~/.kube/config
+ *       kube-namespace: weir-system         # where the controller's Service is (default)
+ *       tls-dir: ~/.config/weir/staging
  *
  * Without credentials and without --insecure, a command that calls a
  * server is refused with a line naming the flags.
@@ -33,12 +38,15 @@ import { UsageError } from './io.js';
 
 export interface Context {
   name: string;
-  controller?: string;
+  controller?: string | undefined;
   'tls-dir'?: string;
   cert?: string;
   key?: string;
   ca?: string;
   insecure?: boolean;
+  'kube-context'?: string | undefined;
+  kubeconfig?: string | undefined;
+  'kube-namespace'?: string | undefined;
 }
 
 export interface ConfigFile {
@@ -54,13 +62,27 @@ export interface ConnectionFlags {
   tlsDir?: string;
   insecure?: boolean;
   context?: string;
+  kubeconfig?: string;
+  kubeContext?: string;
+  kubeNamespace?: string;
 }
 
 export function configPath(): string {
   return process.env.WEIR_CONFIG ?? join(homedir(), '.config', 'weir', 'config.yaml');
 }
 
-const CONTEXT_KEYS = new Set(['name', 'controller', 'tls-dir', 'cert', 'key', 'ca', 'insecure']);
+const CONTEXT_KEYS = new Set([
+  'name',
+  'controller',
+  'tls-dir',
+  'cert',
+  'key',
+  'ca',
+  'insecure',
+  'kube-context',
+  'kubeconfig',
+  'kube-namespace',
+]);
 
 /** The config file, checked; an empty one when there is none. */
 export function readConfig(path = configPath()): ConfigFile {
@@ -98,6 +120,10 @@ export function readConfig(path = configPath()): ConfigFile {
         problems.push(`${at}.${k}: must be a ${k === 'insecure' ? 'boolean' : 'string'}`);
     }
     if (typeof (c as Context).name !== 'string') problems.push(`${at}.name: is required`);
+    if ((c as Context).controller !== undefined && reachesByKube(c as Context))
+      problems.push(
+        `${at}: controller and kube-context/kubeconfig are alternatives (an address, or the port-forward): give one`,
+      );
     out.push(c as Context);
   }
   if (problems.length > 0) throw new UsageError(`${path}: ${problems.join('; ')}`);
@@ -229,11 +255,43 @@ export function contextController(): string | undefined {
   return currentContext()?.controller;
 }
 
+function reachesByKube(c: Context): boolean {
+  return c['kube-context'] !== undefined || c.kubeconfig !== undefined;
+}
+
+/**
+ * The port-forward route to the controller, when this run asks for one:
+ * --kube-context or --kubeconfig, else the context in force's
+ * kube-context/kubeconfig. Undefined: reach the controller by address.
+ */
+export function kubeRoute():
+  | { kubeconfig?: string; context?: string; namespace: string }
+  | undefined {
+  const namespace = (ns: string | undefined) => ns ?? 'weir-system';
+  if (flags.kubeContext !== undefined || flags.kubeconfig !== undefined)
+    return {
+      ...(flags.kubeconfig !== undefined ? { kubeconfig: expand(flags.kubeconfig) } : {}),
+      ...(flags.kubeContext !== undefined ? { context: flags.kubeContext } : {}),
+      namespace: namespace(flags.kubeNamespace),
+    };
+  const c = currentContext();
+  if (c === undefined || !reachesByKube(c)) return undefined;
+  return {
+    ...(c.kubeconfig !== undefined ? { kubeconfig: expand(c.kubeconfig) } : {}),
+    ...(c['kube-context'] !== undefined ? { context: c['kube-context'] } : {}),
+    namespace: namespace(flags.kubeNamespace ?? c['kube-namespace']),
+  };
+}
+
 export async function saveContext(context: Context, use: boolean): Promise<void> {
   const config = readConfig();
   const i = config.contexts.findIndex((c) => c.name === context.name);
-  if (i >= 0) config.contexts[i] = { ...config.contexts[i], ...context };
-  else config.contexts.push(context);
+  // A key set to undefined is removed (set-context replacing one way of reaching the controller by another).
+  const merged: Record<string, unknown> =
+    i >= 0 ? { ...config.contexts[i], ...context } : { ...context };
+  for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
+  if (i >= 0) config.contexts[i] = merged as unknown as Context;
+  else config.contexts.push(merged as unknown as Context);
   if (use) config['current-context'] = context.name;
   await writeConfig(config);
 }

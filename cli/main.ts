@@ -21,7 +21,7 @@ import {
   configView,
 } from './commands/config.js';
 import { setConnectionFlags } from './config.js';
-import { setRequestTimeout } from './clients.js';
+import { closeClients, setRequestTimeout } from './clients.js';
 import { parseDuration } from './duration.js';
 import { ErrorCode, WeirError } from '../shared/errors.js';
 import { EXIT_STATUS, processIo, type Io, UsageError } from './io.js';
@@ -56,6 +56,18 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       'a context of the config file ($WEIR_CONFIG, default ~/.config/weir/config.yaml)',
     )
     .option(
+      '--kube-context <name>',
+      'reach the controller through the API server of this kubeconfig context (a port-forward, as kubectl port-forward)',
+    )
+    .option(
+      '--kubeconfig <file>',
+      'the kubeconfig for --kube-context (default $KUBECONFIG, ~/.kube/config)',
+    )
+    .option(
+      '--kube-namespace <ns>',
+      'the namespace of the weir-controller Service to port-forward to (default weir-system)',
+    )
+    .option(
       '--request-timeout <duration>',
       'how long one call to a server may take: 30s, 2m, a number of seconds; 0 for no limit (default 5s)',
     )
@@ -77,6 +89,9 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         tlsDir: g.tlsDir,
         insecure: g.insecure,
         context: g.context,
+        kubeconfig: g.kubeconfig,
+        kubeContext: g.kubeContext,
+        kubeNamespace: g.kubeNamespace,
       });
     });
 
@@ -570,6 +585,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         `error: ${err instanceof Error ? err.message.split('\n')[0] : String(err)} (a bug in weirctl: run with WEIR_DEBUG=1 for the stack and report it)\n`,
       );
     return EXIT_STATUS[ErrorCode.Internal];
+  } finally {
+    await closeClients();
   }
 }
 

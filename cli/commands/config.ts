@@ -7,7 +7,7 @@ import {
   useContext,
   viewConfig,
 } from '../config.js';
-import type { Io } from '../io.js';
+import { type Io, UsageError } from '../io.js';
 import { emit, type Json, type OutputFlags, parseFormat } from '../output.js';
 
 export async function configView(io: Io): Promise<number> {
@@ -30,7 +30,13 @@ export async function configGetContexts(io: Io, flags: OutputFlags): Promise<num
     columns: [
       { header: 'CURRENT', cell: (c) => (c.current ? '*' : '') },
       { header: 'NAME', cell: (c) => String(c.name) },
-      { header: 'CONTROLLER', cell: (c) => String(c.controller ?? '') },
+      {
+        header: 'CONTROLLER',
+        cell: (c) =>
+          c['kube-context'] !== undefined || c.kubeconfig !== undefined
+            ? `port-forward (${c['kube-context'] ?? 'current kube context'})`
+            : String(c.controller ?? ''),
+      },
       {
         header: 'CREDENTIALS',
         cell: (c) => (c.insecure ? 'INSECURE' : String(c['tls-dir'] ?? c.cert ?? '')),
@@ -57,10 +63,30 @@ export async function configSetContext(
     ca?: string;
     insecure?: boolean;
     use?: boolean;
+    kubeContext?: string;
+    kubeconfig?: string;
+    kubeNamespace?: string;
   },
 ): Promise<number> {
   const c: Context = { name };
-  if (opts.controller !== undefined) c.controller = opts.controller;
+  const kube = opts.kubeContext !== undefined || opts.kubeconfig !== undefined;
+  if (opts.controller !== undefined && kube)
+    throw new UsageError(
+      '--controller and --kube-context/--kubeconfig are alternatives (an address, or the port-forward): give one',
+    );
+  // Each way of reaching the controller replaces the other in a saved context.
+  if (opts.controller !== undefined) {
+    c.controller = opts.controller;
+    c['kube-context'] = undefined;
+    c.kubeconfig = undefined;
+    c['kube-namespace'] = undefined;
+  }
+  if (kube) {
+    c.controller = undefined;
+    c['kube-context'] = opts.kubeContext;
+    c.kubeconfig = opts.kubeconfig;
+  }
+  if (opts.kubeNamespace !== undefined) c['kube-namespace'] = opts.kubeNamespace;
   if (opts.tlsDir !== undefined) c['tls-dir'] = opts.tlsDir;
   if (opts.cert !== undefined) c.cert = opts.cert;
   if (opts.key !== undefined) c.key = opts.key;

@@ -35,6 +35,7 @@ import {
   agentAddress,
   call,
   controllerAddress,
+  controllerAt,
   flowClient,
   grpcError,
   operatorClient,
@@ -349,14 +350,14 @@ async function clusterFlows(
   limit: number,
   last: number | undefined,
 ): Promise<number> {
-  const address = controllerAddress(o.controller);
+  const address = await controllerAddress(o.controller);
   if (o.watch) return clusterWatch(io, address, filter, o);
   const client = operatorClient(address);
   const reply = await call<object, ListClusterFlowsReply__Output>(
     client,
     client.ListClusterFlows,
     { filter, limitPerNode: limit, nodes: [] },
-    `the controller at ${address}`,
+    controllerAt(address),
   );
   for (const p of reply.problems) io.stderr(`warning: node ${p.node}: ${p.error}\n`);
   const flows = lastOf(
@@ -388,7 +389,7 @@ function clusterWatch(
   const format = parseFormat(flags.output).kind;
   if ((format === 'table' || format === 'wide') && flags.headers !== false)
     io.stdout(`watching flows of every node through ${address} (Ctrl-C to stop)\n`);
-  return follow(stream, client, `the controller at ${address}`, (m) => {
+  return follow(stream, client, controllerAt(address), (m) => {
     if (m.error) io.stderr(`node ${m.node}: ${m.error}\n`);
     if (Number(m.dropped) > 0) io.stderr(`node ${m.node}: ${m.dropped} events dropped\n`);
     if (m.event?.flow) io.stdout(eventText({ ...m.event, node: m.node }, flags));

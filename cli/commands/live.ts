@@ -11,7 +11,14 @@ import type {
   ListPoliciesReply__Output,
   StatusReply__Output,
 } from '../../shared/generated/weir/v1/index.js';
-import { agentAddress, agentClient, call, controllerAddress, operatorClient } from '../clients.js';
+import {
+  agentAddress,
+  agentClient,
+  call,
+  controllerAddress,
+  controllerAt,
+  operatorClient,
+} from '../clients.js';
 import { emit, type Json, type OutputFlags, parseFormat, wireToJson } from '../output.js';
 import { UsageError, type Io } from '../io.js';
 import { parseDuration, shortDuration } from '../duration.js';
@@ -68,7 +75,7 @@ export async function status(
   opts: OutputFlags & { controller?: string; wait?: string | boolean; strict?: boolean },
 ): Promise<number> {
   parseFormat(opts.output);
-  const address = controllerAddress(opts.controller);
+  const address = await controllerAddress(opts.controller);
   let waitMs: number | undefined;
   if (opts.wait !== undefined && opts.wait !== false) {
     waitMs = opts.wait === true ? 60_000 : parseDuration(opts.wait);
@@ -79,12 +86,7 @@ export async function status(
   }
   const get = () => {
     const client = operatorClient(address);
-    return call<object, StatusReply__Output>(
-      client,
-      client.GetStatus,
-      {},
-      `the controller at ${address}`,
-    );
+    return call<object, StatusReply__Output>(client, client.GetStatus, {}, controllerAt(address));
   };
   let reply = await get();
   let exit = 0;
@@ -166,13 +168,13 @@ export async function policyList(
   parseFormat(opts.output);
   if (opts.namespace !== undefined && opts.allNamespaces)
     throw new UsageError('-A/--all-namespaces and -n/--namespace are alternatives: give one');
-  const address = controllerAddress(opts.controller);
+  const address = await controllerAddress(opts.controller);
   const client = operatorClient(address);
   const reply = await call<{ name: string }, ListPoliciesReply__Output>(
     client,
     client.ListPolicies,
     { name },
-    `the controller at ${address}`,
+    controllerAt(address),
   );
   type O = { [k: string]: Json };
   const pol = (e: O) => e.policy as O;
@@ -252,9 +254,9 @@ export async function explainLive(
     reply = await call(client, client.Evaluate, req, `the agent at ${target.address}`);
     by = `, as enforced by the agent ${target.node ? `of node ${target.node} ` : ''}at ${target.address}`;
   } else {
-    const address = controllerAddress(opts.controller);
+    const address = await controllerAddress(opts.controller);
     const client = operatorClient(address);
-    reply = await call(client, client.Explain, req, `the controller at ${address}`);
+    reply = await call(client, client.Explain, req, controllerAt(address));
   }
   const e = JSON.parse(reply.explanationJson) as Explanation;
   emit(io, opts, {

@@ -1,7 +1,7 @@
 /** `weirctl version`: weirctl's version and the controller's, with a warning when they differ. */
 import type { StatusReply__Output } from '../../shared/generated/weir/v1/index.js';
 import { weirVersion } from '../../shared/version.js';
-import { call, controllerAddress, operatorClient } from '../clients.js';
+import { call, controllerAddress, controllerAt, operatorClient } from '../clients.js';
 import type { Io } from '../io.js';
 import { emit, type OutputFlags, parseFormat } from '../output.js';
 
@@ -13,16 +13,11 @@ export async function version(
   const client = { version: weirVersion() };
   let server: { version: string; address: string } | null = null;
   if (!opts.client) {
-    const address = controllerAddress(opts.controller);
+    const address = await controllerAddress(opts.controller);
     try {
       // Inside the try: missing credentials are one more reason the server's version is missing.
       const c = operatorClient(address);
-      const s = await call<object, StatusReply__Output>(
-        c,
-        c.GetStatus,
-        {},
-        `the controller at ${address}`,
-      );
+      const s = await call<object, StatusReply__Output>(c, c.GetStatus, {}, controllerAt(address));
       // A controller from before the field says nothing: "unknown", which differs.
       server = { version: s.version || 'unknown', address };
     } catch (err) {

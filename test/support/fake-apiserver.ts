@@ -23,6 +23,14 @@
  *   server's parser requires; Events are validated for the namespace of
  *   their involved object, as core/v1 validation does.
  *
+ * - list `labelSelector` (equality, inequality, existence: what kubectl -l
+ *   and client-node send);
+ * - pods/portforward over WebSocket (`v4.channel.k8s.io`, as the kubelet
+ *   streams it through the API server): per port a data and an error
+ *   channel, each opened by a frame carrying the port (little-endian); the
+ *   test says where a pod's port leads (`forwardPod`), an unknown pod or
+ *   port is answered on the error channel, as the kubelet does.
+ *
  * And for the test: change objects directly (`apply`, `remove`), compact
  * the history, drop open watches (cleanly or by resetting the socket), hold
  * new watch requests unanswered until released, fail requests that match a
@@ -31,7 +39,9 @@
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { KubeConfig } from '@kubernetes/client-node';
 
 export type Obj = {
@@ -58,6 +68,7 @@ const TYPES: readonly ResourceType[] = [
   { resource: 'nodes', group: '', version: 'v1', kind: 'Node', namespaced: false },
   { resource: 'pods', group: '', version: 'v1', kind: 'Pod', namespaced: true },
   { resource: 'events', group: '', version: 'v1', kind: 'Event', namespaced: true },
+  { resource: 'services', group: '', version: 'v1', kind: 'Service', namespaced: true },
   {
     resource: 'networkpolicies',
     group: 'networking.k8s.io',
@@ -151,9 +162,22 @@ export class FakeApiServer implements AsyncDisposable {
     readonly url: string,
   ) {}
 
+  /** "namespace/pod:port" → where a port-forward to it connects. */
+  private readonly forwards = new Map<string, { host: string; port: number }>();
+  private readonly webSockets = new WebSocketServer({
+    noServer: true,
+    handleProtocols: (offered) => (offered.has('v4.channel.k8s.io') ? 'v4.channel.k8s.io' : false),
+  });
+
+  /** Where a port-forward to the pod's port leads (a real server the test runs). */
+  forwardPod(namespace: string, pod: string, port: number, to: { host: string; port: number }) {
+    this.forwards.set(`${namespace}/${pod}:${port}`, to);
+  }
+
   static async start(): Promise<FakeApiServer> {
     let self: FakeApiServer | undefined;
     const server = createServer((req, res) => void self!.handle(req, res));
+    server.on('upgrade', (req, socket, head) => self!.upgrade(req, socket, head));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, '127.0.0.1', () => resolve());
@@ -307,6 +331,8 @@ export class FakeApiServer implements AsyncDisposable {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
+    for (const ws of this.webSockets.clients) ws.terminate();
+    this.webSockets.close();
     this.releaseWatches();
     for (const w of this.watchers) w.res.end();
     this.watchers.clear();
@@ -436,6 +462,80 @@ export class FakeApiServer implements AsyncDisposable {
   }
 
   // --- HTTP ------------------------------------------------------------------------
+
+  /** pods/portforward: the one WebSocket endpoint; anything else is refused as the API server does. */
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const url = new URL(req.url ?? '/', this.url);
+    this.requests.push({
+      method: 'GET',
+      path: url.pathname,
+      query: url.searchParams,
+      watch: false,
+    });
+    const refuse = (code: number, text: string) => {
+      socket.end(`HTTP/1.1 ${code} ${text}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+    };
+    const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/portforward$/.exec(url.pathname);
+    if (m === null) {
+      refuse(404, 'Not Found');
+      return;
+    }
+    const rule = this.failRules.find(
+      (r) =>
+        r.left > 0 &&
+        (r.method === undefined || r.method === 'GET') &&
+        (r.path === undefined || r.path.test(url.pathname)) &&
+        r.watch !== true,
+    );
+    if (rule !== undefined) {
+      rule.left -= 1;
+      rule.hits += 1;
+      refuse(rule.status, rule.reason ?? 'Error');
+      return;
+    }
+    const [, namespace, pod] = m.map((x) => decodeURIComponent(x ?? ''));
+    if (!this.store.get('pods')!.has(`${namespace}/${pod}`)) {
+      refuse(404, 'Not Found');
+      return;
+    }
+    const port = Number(url.searchParams.get('ports'));
+    this.webSockets.handleUpgrade(req, socket, head, (ws) =>
+      this.portForward(ws, port, this.forwards.get(`${namespace}/${pod}:${port}`)),
+    );
+  }
+
+  private portForward(ws: WebSocket, port: number, to: { host: string; port: number } | undefined) {
+    const opening = (channel: number) => Buffer.from([channel, port & 0xff, port >> 8]);
+    ws.send(opening(0));
+    ws.send(opening(1));
+    if (to === undefined) {
+      ws.send(
+        Buffer.concat([
+          Buffer.from([1]),
+          Buffer.from(`error forwarding port ${port}: connection refused`),
+        ]),
+      );
+      ws.close();
+      return;
+    }
+    const upstream: Socket = connect(to.port, to.host);
+    upstream.on('data', (data) => ws.send(Buffer.concat([Buffer.from([0]), data])));
+    upstream.on('error', (err) => {
+      if (ws.readyState === ws.OPEN)
+        ws.send(
+          Buffer.concat([
+            Buffer.from([1]),
+            Buffer.from(`error forwarding port ${port}: ${err.message}`),
+          ]),
+        );
+      ws.close();
+    });
+    upstream.on('close', () => ws.close());
+    ws.on('message', (data: Buffer) => {
+      if (data.length > 1 && data[0] === 0) upstream.write(data.subarray(1));
+    });
+    ws.on('close', () => upstream.destroy());
+  }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', this.url);
@@ -574,6 +674,7 @@ export class FakeApiServer implements AsyncDisposable {
     } else {
       const items = [...this.store.get(t.resource)!.entries()]
         .filter(([k]) => namespace === undefined || k.startsWith(`${namespace}/`))
+        .filter(([, o]) => matchesLabelSelector(o, q.get('labelSelector')))
         .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
         .map(([, o]) => {
           const { kind: _k, apiVersion: _a, ...rest } = o;
@@ -721,4 +822,22 @@ async function readBody(req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of req) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Whether an object's labels satisfy a label selector as the API server reads it (=, ==, !=, key, !key). */
+function matchesLabelSelector(o: Obj, selector: string | null): boolean {
+  if (selector === null || selector.trim() === '') return true;
+  const labels = ((o.metadata as Record<string, unknown> | undefined)?.labels ?? {}) as Record<
+    string,
+    string
+  >;
+  return selector.split(',').every((term) => {
+    const t = term.trim();
+    const ne = /^([^!=]+)!=(.*)$/.exec(t);
+    if (ne) return labels[ne[1]!.trim()] !== ne[2]!.trim();
+    const eq = /^([^!=]+)==?(.*)$/.exec(t);
+    if (eq) return labels[eq[1]!.trim()] === eq[2]!.trim();
+    if (t.startsWith('!')) return !Object.hasOwn(labels, t.slice(1).trim());
+    return Object.hasOwn(labels, t);
+  });
 }
