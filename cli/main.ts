@@ -22,7 +22,7 @@ import {
 } from './commands/config.js';
 import { setConnectionFlags } from './config.js';
 import { closeClients, setRequestTimeout } from './clients.js';
-import { parseDuration } from './duration.js';
+import { parseDuration } from '../shared/duration.js';
 import { ErrorCode, WeirError } from '../shared/errors.js';
 import { EXIT_STATUS, processIo, type Io, UsageError } from './io.js';
 

@@ -40,7 +40,7 @@ import {
   grpcError,
   operatorClient,
 } from '../clients.js';
-import { parseDuration } from '../duration.js';
+import { parseDuration } from '../../shared/duration.js';
 import {
   type Column,
   emit,

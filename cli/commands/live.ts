@@ -21,7 +21,7 @@ import {
 } from '../clients.js';
 import { emit, type Json, type OutputFlags, parseFormat, wireToJson } from '../output.js';
 import { UsageError, type Io } from '../io.js';
-import { parseDuration, shortDuration } from '../duration.js';
+import { parseDuration, shortDuration } from '../../shared/duration.js';
 import { explanationText, verdictStatus } from './analyze.js';
 import { policyName } from '../names.js';
 

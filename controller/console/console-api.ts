@@ -21,6 +21,9 @@ import {
 import type { FlowFilter, ListClusterFlowsReply } from '../../shared/generated/weir/v1/index.js';
 import { FIELD_LIMITS, RELAY_LIMITS, nodeNameProblem, preview } from '../../shared/limits.js';
 import { parseIp } from '../../shared/net/ip.js';
+import { parseDuration } from '../../shared/duration.js';
+import { parseMatch } from '../../shared/flows/flow-match.js';
+import { parseSelectorText } from '../../shared/policy/selector.js';
 import { matrix } from '../../shared/policy/matrix.js';
 import { parseProbe, probe, resolveTarget } from '../../shared/policy/probe.js';
 import { endpointKey } from '../../shared/policy/types.js';
@@ -147,15 +150,25 @@ const FILTER_PARAMS = [
   'pod',
   'namespace',
   'tcpState',
+  'fromPod',
+  'toPod',
+  'fromNamespace',
+  'toNamespace',
+  'selector',
+  'match',
+  'since',
 ] as const;
 
 /**
  * A FlowFilter from the flow page's parameters, named as `weirctl flows`
  * names its flags (source, destination, port, protocol as a name or a
- * number, action, policy, rule, pod, namespace, tcpState). The agents
- * evaluate it; only what the wire cannot carry is checked here.
+ * number, action, policy, rule, pod, namespace, tcpState, fromPod, toPod,
+ * fromNamespace, toNamespace, selector, match, since as a duration or an
+ * RFC 3339 time). The agents evaluate it; what the wire cannot carry, and
+ * the selector and match languages (so the page names the field at
+ * fault), are checked here.
  */
-export function flowFilterOf(q: Query): FlowFilter {
+export function flowFilterOf(q: Query, now = Date.now()): FlowFilter {
   const protocolText = q.text('protocol', 16).toLowerCase();
   let protocol = 0;
   if (protocolText !== '') {
@@ -180,7 +193,58 @@ export function flowFilterOf(q: Query): FlowFilter {
     pod: q.text('pod'),
     namespace: q.text('namespace'),
     tcpState: q.oneOf('tcpState', ['syn', 'established', 'closing', 'closed']),
+    fromPod: podName(q, 'fromPod'),
+    toPod: podName(q, 'toPod'),
+    fromNamespace: q.text('fromNamespace'),
+    toNamespace: q.text('toNamespace'),
+    podSelector: selectorText(q),
+    match: matchText(q),
+    sinceUnixMs: sinceOf(q, now),
   };
+}
+
+function podName(q: Query, field: 'fromPod' | 'toPod'): string {
+  const v = q.text(field);
+  if (v !== '' && !/^[^/\s]+\/[^/\s]+$/.test(v))
+    q.problems.push({ field, message: `${preview(v)} is not NAMESPACE/NAME` });
+  return v;
+}
+
+function selectorText(q: Query): string {
+  const v = q.text('selector');
+  if (v === '') return v;
+  const s = parseSelectorText(v);
+  if (typeof s === 'string') q.problems.push({ field: 'selector', message: s });
+  return v;
+}
+
+function matchText(q: Query): string {
+  const v = q.text('match');
+  if (v === '') return v;
+  try {
+    parseMatch(v, 'match');
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    q.problems.push(...err.issues);
+  }
+  return v;
+}
+
+/** `since`: a duration back from now (10m) or an RFC 3339 time; 0 when not given. */
+function sinceOf(q: Query, now: number): number {
+  const v = q.text('since');
+  if (v === '') return 0;
+  const d = parseDuration(v);
+  if (d !== undefined) return now - d;
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) {
+    q.problems.push({
+      field: 'since',
+      message: `${preview(v)} is not a duration (30s, 10m, 1h30m) or an RFC 3339 time`,
+    });
+    return 0;
+  }
+  return t;
 }
 
 function nodesOf(q: Query): string[] {

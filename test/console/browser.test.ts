@@ -280,4 +280,21 @@ describe('the web console in Chromium', { skip }, () => {
     );
     await shot('flows');
   });
+
+  test('the flow form takes the direction, selector and time filters weirctl flows takes', async () => {
+    await page.goto(`${ui}#/flows`);
+    await page.fill('#flow-filter input[name="fromPod"]', 'payments/checkout');
+    await page.fill('#flow-filter input[name="since"]', '1h');
+    await page.click('#flow-filter button[type="submit"]');
+    const row = page.locator('#flow-rows tr[data-node="node-c"]').first();
+    await row.waitFor({ timeout: 30_000 });
+    // Only flows that payments/checkout starts: the agents evaluate the direction.
+    for (const r of await page.locator('#flow-rows tr').all())
+      assert.equal(await r.getAttribute('data-source-pod'), 'payments/checkout');
+    assert.match(page.url(), /fromPod=payments%2Fcheckout/);
+    // A bad value is refused by the controller with the field named on the page.
+    await page.fill('#flow-filter input[name="since"]', 'yesterday');
+    await page.click('#flow-filter button[type="submit"]');
+    await page.waitForSelector('#flows :text("since")');
+  });
 });

@@ -200,6 +200,10 @@ describe('the console over loopback HTTP', () => {
       ['/api/flows?protocol=bogus&tcpState=open&limit=0', ['protocol', 'tcpState', 'limit']],
       ['/api/flows?node=Not_A_Node', ['node']],
       ['/api/flows/watch?action=maybe', ['action']],
+      [
+        '/api/flows?fromPod=nope&selector=tier%20in&match=10.0.0.1:99999&since=yesterday',
+        ['fromPod', 'selector', 'match', 'since'],
+      ],
       ['/api/policy', ['name']],
     ];
     for (const [path, fields] of cases) {

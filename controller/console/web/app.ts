@@ -516,7 +516,26 @@ const FLOW_FILTERS = [
   'policy',
   'rule',
   'tcpState',
+  'fromPod',
+  'toPod',
+  'fromNamespace',
+  'toNamespace',
+  'selector',
+  'match',
+  'since',
 ] as const;
+
+/** What each free-text filter takes, as `weirctl flows` documents its flags. */
+const FLOW_FILTER_HINTS: Partial<Record<(typeof FLOW_FILTERS)[number], string>> = {
+  pod: 'ns/pod (either end)',
+  fromPod: 'ns/pod (source)',
+  toPod: 'ns/pod (destination)',
+  source: 'CIDR or address',
+  destination: 'CIDR or address',
+  selector: 'app=web,tier in (a,b)',
+  match: '10.0.0.1:80,10.0.0.2 & proto tcp',
+  since: '10m or RFC 3339',
+};
 interface FlowRule {
   decision: string;
   rule: string;
@@ -587,7 +606,8 @@ function flowsPage(params: URLSearchParams): HTMLElement {
     return h('input', {
       name: f,
       value: params.get(f) ?? '',
-      size: f === 'port' ? 5 : 14,
+      size: f === 'port' ? 5 : f === 'match' ? 28 : 14,
+      placeholder: FLOW_FILTER_HINTS[f] ?? '',
     }) as HTMLInputElement;
   });
   const rows = h('tbody', { id: 'flow-rows' });

@@ -1,4 +1,4 @@
-/** Durations as kubectl and Go write them: "500ms", "30s", "10m", "1h30m". */
+/** Durations as kubectl and Go write them: "500ms", "30s", "10m", "1h30m" (weirctl flags, the console). */
 const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
 
 /** Milliseconds, or undefined when the text is not a duration. */
