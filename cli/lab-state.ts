@@ -41,6 +41,8 @@ export interface LabState {
   readonly nodesOption?: number;
   readonly datapath: 'nftables' | 'userspace';
   readonly agentArgs: readonly string[];
+  /** Where the controller serves the web console (loopback HTTP), when the lab has one. */
+  readonly uiListen?: string;
   readonly createdAt: string;
   readonly fabric: string;
   nextIndex: number;

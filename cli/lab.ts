@@ -17,7 +17,7 @@
  * Layout of a lab directory ($WEIR_LAB_ROOT/NAME, default /run/weir/lab):
  *   lab.json        the state record (lab-state.ts)
  *   cluster/        the view the controller watches
- *   controller/     the controller's state dir; controller.sock; *.log
+ *   controller/     the controller's state dir; controller.sock; agent-NODE.sock; *.log
  *   agent-NODE/     each agent's state dir
  */
 import { execFile, spawn } from 'node:child_process';
@@ -82,6 +82,8 @@ export interface UpOptions extends LabOptions {
   readonly datapath?: string;
   readonly failMode?: string;
   readonly timeoutMs?: number;
+  /** The web console's HOST:PORT on loopback (docs/console.md); none: no console. */
+  readonly uiListen?: string;
 }
 
 export function labDir(o: LabOptions): string {
@@ -229,6 +231,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
       ...(o.nodes !== undefined ? { nodesOption: o.nodes } : {}),
       datapath,
       agentArgs,
+      ...(o.uiListen !== undefined ? { uiListen: o.uiListen } : {}),
       createdAt: new Date().toISOString(),
       fabric: `${netnsPrefix(id)}fabric`,
       nextIndex: 1,
@@ -291,6 +294,7 @@ async function startController(dir: string, state: LabState): Promise<void> {
       CLUSTER,
       '--tls-dir',
       await labCert(dir, 'controller', CONTROLLER_URI),
+      ...(state.uiListen !== undefined ? ['--ui-listen', state.uiListen] : []),
     ],
     join(dir, 'controller.log'),
   );
@@ -301,6 +305,8 @@ async function startController(dir: string, state: LabState): Promise<void> {
 async function startAgents(dir: string, state: LabState): Promise<void> {
   for (const [name, node] of Object.entries(state.nodes)) {
     if (ours(node.agentPid, dir)) continue;
+    // As the controller's: a killed agent leaves its socket behind.
+    await rm(join(dir, `agent-${name}.sock`), { force: true });
     node.agentPid = startDetached(
       [
         'ip',
@@ -315,8 +321,9 @@ async function startAgents(dir: string, state: LabState): Promise<void> {
         controllerSocket(dir),
         '--state-dir',
         join(dir, `agent-${name}`),
+        // A socket, not loopback: the controller (outside the node's netns) relays its flows.
         '--listen',
-        '127.0.0.1:0',
+        `unix:${join(dir, `agent-${name}.sock`)}`,
         '--tls-dir',
         await labCert(dir, `node-${name}`, nodeUri(name)),
         ...state.agentArgs,

@@ -426,6 +426,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       "the agents' fail mode (open or closed; the agent's default otherwise)",
     )
     .option('--timeout <seconds>', 'how long to wait for sync (default 60)')
+    .option(
+      '--ui-listen <host:port>',
+      "serve the web console on this loopback address (the controller's --ui-listen)",
+    )
     .action(async (opts) => {
       exit = await labUpCommand(io, opts);
     });

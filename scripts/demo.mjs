@@ -199,6 +199,14 @@ async function labUnavailable() {
 
 const DEMO_PROBES = ['TCP/8080', 'TCP/9000', 'TCP/6379', 'TCP/7000', 'TCP/5432', 'TCP/9090'];
 
+/** The web console (docs/console.md): loopback HTTP, WEIR_DEMO_UI or 127.0.0.1:7480 when free. */
+async function consoleAddress() {
+  if (process.env.WEIR_DEMO_UI !== undefined) return process.env.WEIR_DEMO_UI;
+  return (await portFree('127.0.0.1', 7480))
+    ? '127.0.0.1:7480'
+    : `127.0.0.1:${await freePort('127.0.0.1')}`;
+}
+
 /** The demo as a lab: real namespaces, real packets, enforced by the kernel datapath. */
 async function labDemo(state) {
   const env = { ...process.env, WEIR_LAB_ROOT: join(state, 'lab') };
@@ -227,8 +235,19 @@ async function labDemo(state) {
     say(
       'building the lab: a network namespace per node and per pod, the controller, an agent per node',
     );
+    const ui = await consoleAddress();
     await weirctlLab(
-      ['up', '-f', manifests, '--datapath', 'nftables', '--timeout', String(timeoutMs / 1000)],
+      [
+        'up',
+        '-f',
+        manifests,
+        '--datapath',
+        'nftables',
+        '--timeout',
+        String(timeoutMs / 1000),
+        '--ui-listen',
+        ui,
+      ],
       timeoutMs + 60_000,
     );
     const probeArgs = ['probe', ...DEMO_PROBES.flatMap((p) => ['--probe', p]), '--compare'];
@@ -243,6 +262,9 @@ Edit a file in ${manifests} and probe again (the lab waits until every agent enf
   bin/weirctl lab probe --lab demo --probe TCP/9000 --compare
   bin/weirctl analyze matrix -f ${manifests} --probe TCP/9000
   bin/weirctl status --controller unix:${join(state, 'lab', 'demo', 'controller', 'controller.sock')} --tls-dir ${join(state, 'lab', 'demo', 'tls', 'operator')}
+
+Console: http://${ui}/  (the cluster, policies, reachability, live flows of the lab's real connections,
+explain; plain HTTP on loopback)
 
 Ctrl-C removes the lab.
 ready
@@ -387,12 +409,7 @@ async function main() {
     natsArgs = ['--transport', 'nats', '--nats', natsUrl];
   }
 
-  // The web console (docs/console.md): loopback HTTP, WEIR_DEMO_UI or 127.0.0.1:7480 when free.
-  let ui = process.env.WEIR_DEMO_UI;
-  if (ui === undefined)
-    ui = (await portFree('127.0.0.1', 7480))
-      ? '127.0.0.1:7480'
-      : `127.0.0.1:${await freePort('127.0.0.1')}`;
+  const ui = await consoleAddress();
   const controller = start(state, 'controller', 'weir-controller', [
     '--manifests',
     manifests,

@@ -425,8 +425,9 @@ export class NodeAgent implements AsyncDisposable {
     this.log.info({ port: this.port }, 'agent API serving');
   }
 
-  /** The API's address as others can reach it: the listen host, or loopback when listening on every address. */
+  /** The API's address as others can reach it: the listen host, or loopback when listening on every address; a Unix socket as it is. */
   private apiAddress(): string {
+    if (this.options.listen.startsWith('unix:')) return this.options.listen;
     const host = this.options.listen.slice(0, this.options.listen.lastIndexOf(':'));
     const reachable =
       host === '0.0.0.0' || host === '[::]' || host === ''

@@ -26,6 +26,8 @@ function seconds(text: string | undefined, flag: string, fallback: number): numb
   return n * 1000;
 }
 
+const LOOPBACK_LISTEN = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\]):\d{1,5}$/;
+
 export async function labUpCommand(
   io: Io,
   opts: Common & {
@@ -34,6 +36,7 @@ export async function labUpCommand(
     datapath: string;
     failMode?: string;
     timeout?: string;
+    uiListen?: string;
   },
 ): Promise<number> {
   if (opts.filename.length !== 1)
@@ -52,18 +55,25 @@ export async function labUpCommand(
     throw new UsageError(
       `--fail-mode must be open or closed, not ${JSON.stringify(opts.failMode)}`,
     );
+  // The console is plain HTTP here (the lab's operator certificate is not in a browser): loopback only.
+  if (opts.uiListen !== undefined && !LOOPBACK_LISTEN.test(opts.uiListen))
+    throw new UsageError(
+      `--ui-listen must be a loopback HOST:PORT (127.0.0.1:7480, [::1]:7480), not ${JSON.stringify(opts.uiListen)}: the lab's console is plain HTTP`,
+    );
   const state = await labUp({
     dir: opts.filename[0]!,
     lab: opts.lab,
     nodes,
     datapath: opts.datapath,
     failMode: opts.failMode,
+    ...(opts.uiListen !== undefined ? { uiListen: opts.uiListen } : {}),
     timeoutMs: seconds(opts.timeout, '--timeout', 60_000),
     say: (l) => io.stderr(`lab: ${l}\n`),
   });
   io.stdout(
     `lab ${state.name} is up and in sync: ${Object.keys(state.nodes).length} nodes, ${Object.keys(state.pods).length} pods, ${state.datapath} datapath, manifests ${state.dir}\n` +
       `  controller: weirctl status --controller ${controllerSocket(labDir({ lab: opts.lab }))} --tls-dir ${join(labDir({ lab: opts.lab }), 'tls', 'operator')}\n` +
+      (state.uiListen !== undefined ? `  console:    http://${state.uiListen}/\n` : '') +
       `  probe:      weirctl lab probe${opts.lab ? ` --lab ${opts.lab}` : ''} --probe TCP/80 --compare\n` +
       `  remove:     weirctl lab down${opts.lab ? ` --lab ${opts.lab}` : ''}\n`,
   );

@@ -42,7 +42,13 @@ export interface RawHello {
 
 const HASH = /^[A-Za-z0-9_-]*$/;
 /** "host:port", host a name, an IPv4 address or a bracketed IPv6 one. */
-const ADDRESS = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+/**
+ * host:port, or a Unix socket by absolute path (an agent in a network
+ * namespace of its own, as `weirctl lab` runs them, shares the filesystem
+ * with the controller, not an address). Either way the controller dials it
+ * with mutual TLS and accepts only the certificate of the agent's node.
+ */
+const ADDRESS = /^((\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}|unix:\/[A-Za-z0-9._/-]{1,200})$/;
 
 function str(
   issues: Issue[],
@@ -102,7 +108,7 @@ export function checkHello(raw: RawHello): AgentHello | Issue[] {
     issues.push({
       object: o,
       field: 'apiAddress',
-      message: `${preview(apiAddress)} is not host:port`,
+      message: `${preview(apiAddress)} is not host:port or unix:/PATH`,
     });
   const inForceHash = hashOf(issues, o, raw.inForceHash);
   if (issues.length > 0) return issues;

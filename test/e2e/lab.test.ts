@@ -17,6 +17,7 @@ import { listNetns, addNetns } from '../../cli/lab-net.js';
 import { netnsPrefix, type LabState } from '../../cli/lab-state.js';
 import { namespace, networkPolicy, pod } from '../../testing/cluster.js';
 import { labSkip, writeManifests } from '../../testing/lab.js';
+import { freePort } from '../../testing/ports.js';
 
 const skip = await labSkip();
 
@@ -55,6 +56,7 @@ describe('weirctl lab', { skip }, () => {
   let dir: string;
   const lab = 'plumbing';
   let state: LabState;
+  let ui: string;
 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'weir-lab-root-'));
@@ -62,7 +64,8 @@ describe('weirctl lab', { skip }, () => {
     process.env.WEIR_LAB_ROOT = root;
     dir = await mkdtemp(join(tmpdir(), 'weir-lab-manifests-'));
     await writeManifests(dir, 'cluster.yaml', CLUSTER);
-    state = await labUp({ dir, lab, root, nodes: 2 });
+    ui = `127.0.0.1:${await freePort()}`;
+    state = await labUp({ dir, lab, root, nodes: 2, uiListen: ui });
   });
 
   after(async () => {
@@ -137,6 +140,34 @@ describe('weirctl lab', { skip }, () => {
           Object.values(row).every((v) => v),
           JSON.stringify(p),
         );
+  });
+
+  test('with --ui-listen the controller serves the console: every lab agent in sync, the real connections as flows', async () => {
+    const cluster = (await (await fetch(`http://${ui}/api/cluster`)).json()) as {
+      agents: Array<{ node: string; inSync: boolean }>;
+    };
+    assert.deepEqual(
+      cluster.agents.map((a) => [a.node, a.inSync]),
+      [
+        ['node-1', true],
+        ['node-2', true],
+      ],
+    );
+    // The probes above made real TCP connections from front/web; the agents' flows say so.
+    const flows = (await (
+      await fetch(`http://${ui}/api/flows?fromPod=front/web&protocol=tcp&limit=100`)
+    ).json()) as { flows: Array<{ node: string; flow: { sourcePod?: string } }> };
+    assert.ok(flows.flows.length > 0, JSON.stringify(flows));
+  });
+
+  test('a console address that is not loopback is refused before anything is made', async () => {
+    const r = buffered();
+    const code = await main(
+      ['lab', 'up', '-f', dir, '--lab', 'other', '--ui-listen', '0.0.0.0:7480'],
+      r.io,
+    );
+    assert.equal(code, 2);
+    assert.match(r.err(), /--ui-listen must be a loopback HOST:PORT .* not "0\.0\.0\.0:7480"/);
   });
 
   test('probe --compare prints each cell the lab and the analysis disagree on, and exits 1 exactly when there is one', async () => {

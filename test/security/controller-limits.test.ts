@@ -87,7 +87,7 @@ describe('hostile agents at the controller', () => {
     [
       'apiAddress',
       { apiAddress: 'not an address' },
-      /^Hello: apiAddress: "not an address" is not host:port$/,
+      /^Hello: apiAddress: "not an address" is not host:port or unix:\/PATH$/,
     ],
     ['inForceHash', { inForceHash: 'h'.repeat(500) }, /^Hello: inForceHash: is 500 characters/],
     [
