@@ -14,8 +14,9 @@ import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type BrowserContext, type Page, chromium } from 'playwright-core';
-import { ROOT, WeirProcess, eventually, freePort } from '../support/processes.js';
+import { type Browser, type BrowserContext, type Page, chromium } from 'playwright-core';
+import { operatorUri } from '../../shared/tls/identity.js';
+import { ROOT, WeirProcess, eventually, freePort, pki } from '../support/processes.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(ROOT, 'test-artifacts', 'console');
@@ -296,5 +297,94 @@ describe('the web console in Chromium', { skip }, () => {
     await page.fill('#flow-filter input[name="since"]', 'yesterday');
     await page.click('#flow-filter button[type="submit"]');
     await page.waitForSelector('#flows :text("since")');
+  });
+});
+
+describe('the web console over --ui-tls in Chromium', { skip }, () => {
+  let dir: string;
+  let controller: WeirProcess;
+  let ui: string;
+  let browser: Browser;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'weir-console-tls-'));
+    await mkdir(ARTIFACTS, { recursive: true });
+    controller = new WeirProcess('controller', 'weir-controller', [
+      '--manifests',
+      join(ROOT, 'deploy', 'examples'),
+      '--listen',
+      `127.0.0.1:${await freePort()}`,
+      '--ui-listen',
+      `127.0.0.1:${await freePort()}`,
+      '--ui-tls',
+    ]);
+    const serving = await controller.waitFor((l) => typeof l.url === 'string', 'the console');
+    ui = String(serving.url);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run'],
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await controller?.kill();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A browser profile presenting this operator certificate to the console (none: no certificate). */
+  const contextWith = (operatorDir: string | undefined) =>
+    browser.newContext({
+      // The controller's certificate names its SPIFFE identity, not 127.0.0.1, and Weir's CA is
+      // not the browser's: what is under test is the client certificate the console demands.
+      ignoreHTTPSErrors: true,
+      ...(operatorDir === undefined
+        ? {}
+        : {
+            clientCertificates: [
+              {
+                origin: new URL(ui).origin,
+                certPath: join(operatorDir, 'tls.crt'),
+                keyPath: join(operatorDir, 'tls.key'),
+              },
+            ],
+          }),
+    });
+
+  test('an operator certificate of Weir CA opens the cluster page over HTTPS', async () => {
+    assert.match(ui, /^https:\/\//);
+    const context = await contextWith(pki.operator('admin'));
+    try {
+      const page = await context.newPage();
+      await page.goto(`${ui}#/cluster`);
+      await page.waitForSelector('#agents');
+      await page.screenshot({ path: join(ARTIFACTS, 'cluster-tls.png'), fullPage: true });
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('a browser without a client certificate, or with another CA’s, gets no page', async () => {
+    const foreign = await pki.foreign('console-operator', operatorUri('admin', 'intruder'));
+    for (const [who, certDir] of [
+      ['no certificate', undefined],
+      ['another CA', foreign],
+    ] as const) {
+      const context = await contextWith(certDir);
+      try {
+        const page = await context.newPage();
+        const outcome = await page.goto(`${ui}api/cluster`).then(
+          (r) => `HTTP ${r?.status()}`,
+          (err: Error) => `refused: ${err.message.split('\n')[0]}`,
+        );
+        assert.ok(
+          outcome.startsWith('refused') || /HTTP (401|403)/.test(outcome),
+          `${who}: ${outcome}`,
+        );
+      } finally {
+        await context.close();
+      }
+    }
   });
 });
