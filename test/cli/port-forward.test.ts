@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { main } from '../../cli/main.js';
+import { runWeirctl } from '../support/weirctl-in-process.js';
 import { serverOptions, weirProto } from '../../shared/grpc/proto.js';
 import { MESSAGE_LIMITS } from '../../shared/limits.js';
 import { serverCredentials } from '../../shared/tls/credentials.js';
@@ -19,25 +19,7 @@ import { weirVersion } from '../../shared/version.js';
 import { FakeApiServer, type Obj } from '../support/fake-apiserver.js';
 import { controllerTls } from '../support/tls.js';
 
-async function run(args: string[], env: Record<string, string> = {}) {
-  let out = '';
-  let err = '';
-  const saved = { ...process.env };
-  Object.assign(process.env, env);
-  try {
-    const code = await main(args, {
-      stdout: (t) => {
-        out += t;
-      },
-      stderr: (t) => {
-        err += t;
-      },
-    });
-    return { code, out, err };
-  } finally {
-    for (const k of Object.keys(env)) if (saved[k] === undefined) delete process.env[k];
-  }
-}
+const run = runWeirctl;
 
 const service: Obj = {
   apiVersion: 'v1',

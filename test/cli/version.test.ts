@@ -2,26 +2,14 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { main } from '../../cli/main.js';
+import { runWeirctl } from '../support/weirctl-in-process.js';
 import { serverOptions, weirProto } from '../../shared/grpc/proto.js';
 import { MESSAGE_LIMITS } from '../../shared/limits.js';
 import { serverCredentials } from '../../shared/tls/credentials.js';
 import { weirVersion } from '../../shared/version.js';
 import { controllerTls } from '../support/tls.js';
 
-async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(args, {
-    stdout: (t) => {
-      out += t;
-    },
-    stderr: (t) => {
-      err += t;
-    },
-  });
-  return { code, out, err };
-}
+const run = (args: string[]) => runWeirctl(args);
 
 describe('weirctl version', () => {
   let server: grpc.Server;

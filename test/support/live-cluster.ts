@@ -7,14 +7,10 @@
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../cli/main.js';
+import { type Run, runWeirctl } from './weirctl-in-process.js';
 import { ROOT, WeirProcess, freePort } from './processes.js';
 
-export interface Run {
-  readonly code: number;
-  readonly out: string;
-  readonly err: string;
-}
+export type { Run };
 
 export class LiveCluster {
   controller!: WeirProcess;
@@ -62,23 +58,6 @@ export class LiveCluster {
 
   /** weirctl in this process, against this cluster (WEIR_CONTROLLER), with `stdin` when given. */
   async weirctl(args: readonly string[]): Promise<Run> {
-    let out = '';
-    let err = '';
-    const saved = process.env.WEIR_CONTROLLER;
-    process.env.WEIR_CONTROLLER = this.address;
-    try {
-      const code = await main(args, {
-        stdout: (t) => {
-          out += t;
-        },
-        stderr: (t) => {
-          err += t;
-        },
-      });
-      return { code, out, err };
-    } finally {
-      if (saved === undefined) delete process.env.WEIR_CONTROLLER;
-      else process.env.WEIR_CONTROLLER = saved;
-    }
+    return runWeirctl(args, { WEIR_CONTROLLER: this.address });
   }
 }
