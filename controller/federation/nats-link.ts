@@ -288,7 +288,33 @@ export async function openNatsFederationLink(
     const onStop = () => end('closed');
     stop.signal.addEventListener('abort', onStop);
     let messages: ConsumerMessages | undefined;
+    const over = new Promise<void>((resolve) =>
+      ended.signal.addEventListener('abort', () => resolve()),
+    );
     try {
+      endSession = end;
+      await bucket.status();
+      contact();
+      connected = true;
+      lastError = '';
+      log.info('federation hub connected');
+      queue.push({ type: 'connected' });
+      void (async () => {
+        while (!ended.signal.aborted) {
+          await sleep(probeMs, ended.signal);
+          if (ended.signal.aborted) return;
+          try {
+            await bucket.status();
+            contact();
+          } catch (err) {
+            end(`the hub did not answer: ${message(err)}`);
+          }
+        }
+      })();
+      // The listing waits for the watcher: puts work before it, and nothing
+      // is queued that no one reads.
+      await Promise.race([attached, over]);
+      if (ended.signal.aborted) return why;
       // An ordered push consumer from the last value of every key (its
       // deliver subject is under this member's inbox prefix, which the hub
       // lets only this member receive).
@@ -299,10 +325,6 @@ export async function openNatsFederationLink(
       const info = await consumer.info(true);
       contact();
       let pending = info.num_pending;
-      connected = true;
-      lastError = '';
-      log.info({ entries: pending }, 'federation hub connected');
-      queue.push({ type: 'connected' });
       if (pending === 0) queue.push({ type: 'synced' });
       messages = await consumer.consume({
         callback: (m: JsMsg) => {
@@ -321,20 +343,7 @@ export async function openNatsFederationLink(
         }
       })().catch(() => undefined);
       void messages.closed().then(() => end('the watch ended'));
-      void (async () => {
-        while (!ended.signal.aborted) {
-          await sleep(probeMs, ended.signal);
-          if (ended.signal.aborted) return;
-          try {
-            await bucket.status();
-            contact();
-          } catch (err) {
-            end(`the hub did not answer: ${message(err)}`);
-          }
-        }
-      })();
-      endSession = end;
-      await new Promise<void>((resolve) => ended.signal.addEventListener('abort', () => resolve()));
+      await over;
       return why;
     } finally {
       endSession = undefined;
@@ -367,7 +376,6 @@ export async function openNatsFederationLink(
         if (s.type === 'disconnect') endSession?.('lost the member nats-server');
     })().catch(() => undefined);
     const js = jetstream(nc, { domain: o.hubDomain ?? HUB_DOMAIN, timeout: probeMs });
-    await attached;
     while (!stop.signal.aborted) {
       try {
         kv ??= await openBucket(js);
