@@ -375,6 +375,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       '--server-tls-dir <dir>',
       'where the servers find their tls.crt, tls.key, ca.crt (default /etc/nats/tls with --auth tls)',
     )
+    .option(
+      '--federation <name>',
+      "the federation this cluster is a member of: its controller's user may reach the hub through this server (docs/federation-nats.md)",
+    )
     .requiredOption('--out <dir>', 'write the files here')
     .action(async (opts) => {
       exit = await natsConfig(io, opts);

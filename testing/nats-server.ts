@@ -235,6 +235,8 @@ export async function startFederationHub(options: {
   federation: string;
   members: readonly string[];
   bucket?: boolean;
+  /** Lines added to a member server's configuration (its own Weir users: an `authorization` block). */
+  memberConfig?: (cluster: string) => string;
 }): Promise<FederationNats> {
   const dir = await mkdtemp(join(tmpdir(), 'weir-fed-nats-'));
   const hubPort = await freePort();
@@ -251,7 +253,13 @@ export async function startFederationHub(options: {
   if (code !== 0) throw new Error(`weirctl nats federation-config: ${out.join('')}`);
   const pw = async (user: string) =>
     (await readFile(join(dir, 'conf', 'passwords', user), 'utf8')).split('\n')[0]!.trim();
-  const server = async (name: string, port: number, domain: string, include: string) => {
+  const server = async (
+    name: string,
+    port: number,
+    domain: string,
+    include: string,
+    extra = '',
+  ) => {
     const store = join(dir, name);
     await mkdir(store, { recursive: true });
     const config = join(dir, `${name}.conf`);
@@ -262,6 +270,7 @@ export async function startFederationHub(options: {
         `listen: 127.0.0.1:${port}`,
         `jetstream { store_dir: ${JSON.stringify(store)}, domain: ${domain} }`,
         `include ${JSON.stringify(include)}`,
+        extra,
         '',
       ].join('\n'),
     );
@@ -276,6 +285,7 @@ export async function startFederationHub(options: {
       await freePort(),
       m,
       `conf/members/${m}/weir-federation-leaf.conf`,
+      options.memberConfig?.(m) ?? '',
     );
     memberUsers[m] = { user: memberUser(m), password: await pw(memberUser(m)) };
   }

@@ -17,6 +17,7 @@ import {
 } from '../../controller/federation/nats-link.js';
 import { rootLogger } from '../../shared/log.js';
 import { federationNames } from '../../shared/nats/federation.js';
+import { agentUser, natsAuthorization } from '../../shared/nats/permissions.js';
 import { type FederationNats, startFederationHub } from '../../testing/nats-server.js';
 import { eventually } from '../support/processes.js';
 
@@ -225,5 +226,55 @@ describe('the federation link over a NATS hub and leaf nodes', () => {
     const listing = await links.a.listing(from);
     assert.ok(listing.some((e) => e.type === 'delete' && entryKey(e.ref) === entryKey(ref)));
     assert.ok(!listing.some(isPut(ref)));
+  });
+});
+
+describe("a member server with Weir's own users (weirctl nats config --federation)", () => {
+  let nats: FederationNats;
+  const pw = 'pw-test';
+  before(async () => {
+    nats = await startFederationHub({
+      federation: FEDERATION,
+      members: ['a'],
+      memberConfig: (cluster) =>
+        natsAuthorization({
+          cluster,
+          federation: FEDERATION,
+          controller: { user: 'controller', password: pw },
+          agents: [{ node: 'n1', user: agentUser('n1'), password: pw }],
+        }),
+    });
+  });
+  after(() => nats?.[Symbol.asyncDispose]());
+
+  test("the controller's user reaches the hub through the leaf connection, an agent's does not", async () => {
+    await using link = await openNatsFederationLink({
+      federation: FEDERATION,
+      cluster: 'a',
+      endpoint: { servers: [nats.members.a!.url], user: 'controller', password: pw },
+      log,
+      probeMs: 500,
+      retryMs: 200,
+    });
+    const w = new Watched(link);
+    await w.listing();
+    await link.put(ns('a', 'prod'), { labels: {} });
+    await w.next(isPut(ns('a', 'prod')), 'its own put');
+    const agent = await connect({
+      servers: nats.members.a!.url,
+      user: agentUser('n1'),
+      pass: pw,
+      inboxPrefix: names.inbox('a'),
+    });
+    try {
+      const js = jetstream(agent, { domain: 'hub', timeout: 1000 });
+      const kv = await new Kvm(js).open(names.bucket).catch(() => undefined);
+      if (kv !== undefined) {
+        await assert.rejects(kv.put(entryKey(ns('a', 'by-agent')), '{}'));
+        await assert.rejects(kv.get(entryKey(ns('a', 'prod'))));
+      }
+    } finally {
+      await agent.close().catch(() => undefined);
+    }
   });
 });
