@@ -249,29 +249,35 @@ export async function openNatsFederationLink(
     return { type: 'put', ref, value };
   };
 
-  /** Opens (or creates) the bucket; undefined when it does not exist and may not be created. */
+  /**
+   * Asks the hub for the bucket; creates it when it has none and this link
+   * may (the hub operator's), else says once that it waits for it. True
+   * when the bucket is there.
+   */
   let saidMissing = false;
-  const openBucket = async (js: JetStreamClient): Promise<KV | undefined> => {
+  const bucketThere = async (bucket: KV): Promise<boolean> => {
     try {
-      return await new Kvm(js).open(names.bucket);
+      await bucket.status();
+      return true;
     } catch (err) {
-      const text = message(err);
-      if (!/not found/i.test(text)) throw err;
-      if (o.createBucket === true) {
-        const jsm = await jetstreamManager(nc!, { domain: o.hubDomain ?? HUB_DOMAIN });
-        await jsm.streams.add(
-          federationStreamConfig(o.federation, {
-            maxMsgBytes: Math.max(...Object.values(ENTRY_MAX_BYTES)) + 4096,
-          }),
-        );
-        log.info('federation bucket created at the hub');
-        return await new Kvm(js).open(names.bucket);
-      }
-      if (!saidMissing) log.warn('the hub has no federation bucket yet; waiting for it');
-      saidMissing = true;
-      lastError = `the hub has no bucket ${names.bucket}`;
-      return undefined;
+      if (!/not found/i.test(message(err))) throw err;
     }
+    contact();
+    if (o.createBucket === true) {
+      const jsm = await jetstreamManager(nc!, { domain: o.hubDomain ?? HUB_DOMAIN });
+      await jsm.streams.add(
+        federationStreamConfig(o.federation, {
+          maxMsgBytes: Math.max(...Object.values(ENTRY_MAX_BYTES)) + 4096,
+        }),
+      );
+      log.info('federation bucket created at the hub');
+      await bucket.status();
+      return true;
+    }
+    if (!saidMissing) log.warn('the hub has no federation bucket yet; waiting for it');
+    saidMissing = true;
+    lastError = `the hub has no bucket ${names.bucket}`;
+    return false;
   };
 
   /**
@@ -293,7 +299,7 @@ export async function openNatsFederationLink(
     );
     try {
       endSession = end;
-      await bucket.status();
+      if (!(await bucketThere(bucket))) return 'missing';
       contact();
       connected = true;
       lastError = '';
@@ -378,11 +384,10 @@ export async function openNatsFederationLink(
     const js = jetstream(nc, { domain: o.hubDomain ?? HUB_DOMAIN, timeout: probeMs });
     while (!stop.signal.aborted) {
       try {
-        kv ??= await openBucket(js);
-        if (kv !== undefined) {
-          const why = await session(js, kv);
-          if (why !== 'closed') setDisconnected(why);
-        }
+        kv ??= await new Kvm(js).open(names.bucket);
+        const why = await session(js, kv);
+        if (why === 'missing') lastError = `the hub has no bucket ${names.bucket}`;
+        else if (why !== 'closed') setDisconnected(why);
       } catch (err) {
         setDisconnected(`the hub did not answer: ${message(err)}`);
       }

@@ -278,3 +278,42 @@ describe("a member server with Weir's own users (weirctl nats config --federatio
     }
   });
 });
+
+describe('a hub without the bucket yet', () => {
+  let nats: FederationNats;
+  before(async () => {
+    nats = await startFederationHub({ federation: FEDERATION, members: ['a'], bucket: false });
+  });
+  after(() => nats?.[Symbol.asyncDispose]());
+
+  test("a member's link waits for the bucket, saying why, and connects once the hub's operator created it", async () => {
+    await using link = await openNatsFederationLink({
+      federation: FEDERATION,
+      cluster: 'a',
+      endpoint: { servers: [nats.members.a!.url] },
+      log,
+      probeMs: 500,
+      retryMs: 200,
+    });
+    const w = new Watched(link);
+    await eventually(
+      async () => (/no bucket weir_fed_f1/.test(link.state().lastError) ? true : undefined),
+      'the link to say the bucket is missing',
+    );
+    assert.equal(link.state().connected, false);
+    // The operator's link (on the hub, as its user) may create it.
+    await using creator = await openNatsFederationLink({
+      federation: FEDERATION,
+      cluster: 'hubop',
+      endpoint: { servers: [nats.hub.url], user: nats.admin.user, password: nats.admin.password },
+      log,
+      createBucket: true,
+      probeMs: 500,
+      retryMs: 200,
+    });
+    await eventually(async () => (creator.state().connected ? true : undefined), 'the creator');
+    await w.listing();
+    await link.put(ns('a', 'first'), {});
+    await w.next(isPut(ns('a', 'first')), 'the first put');
+  });
+});
