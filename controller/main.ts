@@ -31,9 +31,7 @@ import {
   tlsChoiceFromFlags,
 } from '../shared/tls/credentials.js';
 import { ErrorCode, WeirError } from '../shared/errors.js';
-import type { Logger } from '../shared/log.js';
-import type { NatsEndpoint } from '../shared/nats/connect.js';
-import type { FederationLink } from './federation/link.js';
+import { openNatsFederationLink } from './federation/nats-link.js';
 import { FEDERATION_FLAGS, FEDERATION_USAGE, federationFromFlags } from './federation/flags.js';
 
 const USAGE = `usage: weir-controller (--tls-dir DIR | --insecure) [--manifests DIR | --kubeconfig PATH | --in-cluster] [--leader-elect [--lease-namespace NS] [--lease-name NAME]]
@@ -286,7 +284,7 @@ export async function main(argv: string[]): Promise<void> {
               name: federation.name,
               podCidrs: federation.podCidrs,
               link: () =>
-                openFederationLink({
+                openNatsFederationLink({
                   federation: federation.name,
                   cluster: values.cluster!,
                   endpoint: federation.endpoint,
@@ -348,32 +346,4 @@ export async function main(argv: string[]): Promise<void> {
     started = true;
     await controller.start();
   });
-}
-
-/**
- * The NATS federation link (controller/federation/nats-link.ts,
- * `openNatsFederationLink`, from the fed-net branch): JetStream KV at the
- * hub's domain over the member's leaf node. Loaded by name so that this
- * wiring builds before that file is merged; once it is, this becomes a
- * static import and a direct call.
- */
-async function openFederationLink(options: {
-  federation: string;
-  cluster: string;
-  endpoint: NatsEndpoint;
-  log: Logger;
-}): Promise<FederationLink> {
-  const path = './federation/nats-link.js';
-  let mod: { openNatsFederationLink?: (o: typeof options) => Promise<FederationLink> };
-  try {
-    mod = (await import(path)) as typeof mod;
-  } catch (err) {
-    throw new WeirError(
-      ErrorCode.Unavailable,
-      `--federation needs the NATS federation link (controller/federation/nats-link.ts): ${(err as Error).message}`,
-    );
-  }
-  if (mod.openNatsFederationLink === undefined)
-    throw new WeirError(ErrorCode.Internal, 'nats-link.ts exports no openNatsFederationLink');
-  return mod.openNatsFederationLink(options);
 }

@@ -16,15 +16,6 @@
  * permissions on a leaf connection read as a client's (publish: into the
  * hub; subscribe: out of it).
  */
-import { readFileSync } from 'node:fs';
-import { ArgumentError } from '../process.js';
-import { tlsChoiceFromFlags } from '../tls/credentials.js';
-import {
-  type NatsEndpoint,
-  type TlsFiles,
-  type TlsFlagValues,
-  parseNatsServers,
-} from './connect.js';
 import { NATS_CLUSTER_NAME } from './names.js';
 
 /** The hub's JetStream domain. */
@@ -135,77 +126,5 @@ export function federationStreamConfig(
     num_replicas: options.replicas ?? 1,
     discard: 'new' as const,
     storage: 'file' as const,
-  };
-}
-
-/** Usage lines of the controller's federation flags. */
-export const FEDERATION_USAGE = `  --federation NAME      join federation NAME (docs/federation.md): export this cluster's namespaces, pods and
-                         federated ClusterNetworkPolicies, import the other members' (env WEIR_FEDERATION)
-  --federation-nats URL[,URL...]
-                         this cluster's own nats-server, a leaf node of the federation's hub (env WEIR_FEDERATION_NATS)
-  --federation-nats-user NAME, --federation-nats-password-file F
-                         the NATS user for it (default: the program's certificate, as for --nats)
-  --federation-nats-insecure
-                         that nats-server without TLS (warned at start)
-`;
-
-export const FEDERATION_FLAGS = {
-  federation: { type: 'string', default: process.env.WEIR_FEDERATION },
-  'federation-nats': { type: 'string', default: process.env.WEIR_FEDERATION_NATS },
-  'federation-nats-user': { type: 'string' },
-  'federation-nats-password-file': { type: 'string' },
-  'federation-nats-insecure': { type: 'boolean' },
-} as const;
-
-/**
- * The federation and the NATS endpoint of its link that the flags name,
- * or undefined without --federation; throws ArgumentError naming the flag.
- * Independent of --transport: a cluster distributing over gRPC federates too.
- */
-export function federationFromFlags(
-  values: {
-    federation?: string | undefined;
-    'federation-nats'?: string | undefined;
-    'federation-nats-user'?: string | undefined;
-    'federation-nats-password-file'?: string | undefined;
-    'federation-nats-insecure'?: boolean | undefined;
-  } & TlsFlagValues,
-): { federation: string; endpoint: NatsEndpoint } | undefined {
-  const federation = values.federation;
-  if (federation === undefined || federation === '') {
-    if (values['federation-nats'] !== undefined && values['federation-nats'] !== '')
-      throw new ArgumentError('--federation-nats needs --federation NAME');
-    return undefined;
-  }
-  if (!FEDERATION_NAME.test(federation))
-    throw new ArgumentError(
-      `--federation ${JSON.stringify(federation.slice(0, 80))} cannot name a NATS bucket (letters, digits, "_", "-"; at most 64)`,
-    );
-  const servers = parseNatsServers(values['federation-nats'], '--federation-nats');
-  let password: string | undefined;
-  const file = values['federation-nats-password-file'];
-  if (file !== undefined) {
-    try {
-      password = readFileSync(file, 'utf8').split('\n')[0]!.trim();
-    } catch (err) {
-      throw new ArgumentError(`--federation-nats-password-file ${file}: ${(err as Error).message}`);
-    }
-  }
-  const user = values['federation-nats-user'];
-  if (user === undefined && password !== undefined)
-    throw new ArgumentError('--federation-nats-password-file needs --federation-nats-user');
-  let tls: TlsFiles | undefined;
-  if (!values['federation-nats-insecure'] && !values.insecure) {
-    const choice = tlsChoiceFromFlags(values);
-    if (typeof choice === 'string') throw new ArgumentError(`--federation-nats: ${choice}`);
-    if (choice.mode === 'mtls') tls = choice.files;
-  }
-  return {
-    federation,
-    endpoint: {
-      servers,
-      ...(user !== undefined ? { user, password: password ?? '' } : {}),
-      ...(tls !== undefined ? { tls } : {}),
-    },
   };
 }

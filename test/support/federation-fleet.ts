@@ -36,18 +36,14 @@ export interface FleetMember {
   readonly agents: Map<string, WeirProcess>;
 }
 
-/**
- * The controller's federation flags. fed-core's controller wiring decides
- * the exact names (brief: `--federation <name> --federation-nats <url>`);
- * a test can pass others through `controllerArgs`.
- */
+/** The controller's federation flags (controller/federation/flags.ts); `controllerArgs` can replace them. */
 export const federationFlags = (federation: string, memberNatsUrl: string): string[] => [
   '--federation',
   federation,
   '--federation-nats',
   memberNatsUrl,
   // The member's own nats-server takes plain clients in tests (the hub's users are the point).
-  '--nats-insecure',
+  '--federation-nats-insecure',
 ];
 
 export class FederationFleet implements AsyncDisposable {
