@@ -220,7 +220,8 @@ export async function openNatsFederationLink(
     lastError = reason;
     if (!connected) return;
     connected = false;
-    log.warn({ reason }, 'federation hub lost');
+    // debug: the member (member.ts) logs the event for the controller.
+    log.debug({ reason }, 'federation hub lost');
     queue.push({ type: 'disconnected', reason });
   };
 
@@ -303,7 +304,7 @@ export async function openNatsFederationLink(
       contact();
       connected = true;
       lastError = '';
-      log.info('federation hub connected');
+      log.debug('federation hub connected');
       queue.push({ type: 'connected' });
       void (async () => {
         while (!ended.signal.aborted) {

@@ -7,12 +7,9 @@
  * a's agent enforces (`weirctl explain --agent`) for b's pod addresses,
  * and holds it against the offline analysis of the three clusters'
  * manifests (`weirctl analyze probe --cluster ... -f ...`).
- *
- * Skipped, saying why, until the controller has --federation (fed-core's
- * wiring) and analyze takes several clusters (fed-analyze's).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FederationFleet } from '../support/federation-fleet.js';
@@ -20,22 +17,15 @@ import { ROOT, eventually } from '../support/processes.js';
 
 const FEDERATION = 'f1';
 
-function help(bin: string, ...args: string[]): string {
-  try {
-    return execFileSync(process.execPath, [join(ROOT, 'bin', bin), ...args, '--help'], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-  } catch (err) {
-    return String((err as { stdout?: string }).stdout ?? '');
-  }
-}
-const missing = [
-  ...(help('weir-controller').includes('--federation') ? [] : ['weir-controller --federation']),
-  ...(help('weirctl', 'analyze', 'probe').includes('--cluster')
-    ? []
-    : ['weirctl analyze probe --cluster']),
-];
+/**
+ * What this tree has, read from weirctl's command definitions (cheaper
+ * than running --help): several clusters in one analysis (fed-analyze)
+ * and `weirctl federation status` (fed-core). Without them the offline
+ * comparison and the status checks are left out, and the output says so.
+ */
+const cli = readFileSync(join(ROOT, 'cli', 'main.ts'), 'utf8');
+const haveAnalysis = cli.includes('after a --cluster');
+const haveStatus = /\.command\('federation'\)/.test(cli);
 
 const node = (name: string, ip: string) => `apiVersion: v1
 kind: Node
@@ -97,9 +87,7 @@ const files = (bWebEnv = 'prod') => ({
   },
 });
 
-describe('a federation of three member clusters as processes', {
-  skip: missing.length > 0 ? `needs ${missing.join(', ')}` : false,
-}, () => {
+describe('a federation of three member clusters as processes', () => {
   let fleet: FederationFleet;
 
   /** What a's agent enforces for a connection from `from` to a's database. */
@@ -121,8 +109,9 @@ describe('a federation of three member clusters as processes', {
     assert.ok(r.code === 0 || r.code === 1, r.err);
     return (JSON.parse(r.out) as { allowed: boolean }).allowed;
   };
-  /** The offline analysis of the three clusters' manifests as they are now. */
-  const offlineVerdict = async (from: string) => {
+  /** The offline analysis of the three clusters' manifests as they are now (undefined: not available here). */
+  const offlineVerdict = async (from: string): Promise<boolean | undefined> => {
+    if (!haveAnalysis) return undefined;
     const args = ['a', 'b', 'c'].flatMap((c) => ['--cluster', c, '-f', fleet.member(c).manifests]);
     const r = await fleet.weirctl(
       'a',
@@ -141,12 +130,29 @@ describe('a federation of three member clusters as processes', {
     assert.ok(r.code === 0 || r.code === 1, r.err);
     return (JSON.parse(r.out) as { allowed: boolean }).allowed;
   };
-  const converges = (from: string, remote: string, allowed: boolean, what: string) =>
-    eventually(
+  let saidNoAnalysis = false;
+  /** The offline analysis says `allowed` of `remote` (left out, said once, where it is not available). */
+  const agrees = async (remote: string, allowed: boolean, what: string) => {
+    const offline = await offlineVerdict(remote);
+    if (offline === undefined) {
+      if (!saidNoAnalysis)
+        process.stdout.write(
+          '# no multi-cluster weirctl analyze here: offline comparison left out\n',
+        );
+      saidNoAnalysis = true;
+      return;
+    }
+    assert.equal(offline, allowed, `offline: ${what}`);
+  };
+  /** a's agent comes to `allowed` for `from`, and the offline analysis says the same of `remote`. */
+  const converges = async (from: string, remote: string, allowed: boolean, what: string) => {
+    await eventually(
       async () => ((await agentVerdict(from)) === allowed ? true : undefined),
       what,
       60_000,
-    ).then(async () => assert.equal(await offlineVerdict(remote), allowed, `offline: ${what}`));
+    );
+    await agrees(remote, allowed, what);
+  };
   const federationStatus = async (cluster: string) => {
     const r = await fleet.weirctl(cluster, 'federation', 'status');
     assert.equal(r.code, 0, r.err);
@@ -154,6 +160,7 @@ describe('a federation of three member clusters as processes', {
   };
 
   before(async () => {
+    const started = Date.now();
     const f = files();
     fleet = await FederationFleet.start({
       federation: FEDERATION,
@@ -163,6 +170,7 @@ describe('a federation of three member clusters as processes', {
         nodes: [`${c}-n1`],
       })),
     });
+    process.stdout.write(`# fleet started in ${Date.now() - started} ms\n`);
   });
   after(async () => {
     await fleet?.[Symbol.asyncDispose]();
@@ -171,9 +179,10 @@ describe('a federation of three member clusters as processes', {
   test("a's agent denies b's dev pods at a's database, and nothing else, as the offline analysis says", async () => {
     await converges('10.2.0.10', 'b/dev/tool', false, "b's dev/tool denied at a's db");
     assert.equal(await agentVerdict('10.2.0.20'), true, "b's web/front is not dev");
-    assert.equal(await offlineVerdict('b/web/front'), true);
+    await agrees('b/web/front', true, "b's web/front");
     assert.equal(await agentVerdict('10.3.0.10'), true, "c's dev pods: the rule names cluster b");
-    assert.equal(await offlineVerdict('c/dev/tool'), true);
+    await agrees('c/dev/tool', true, "c's dev/tool");
+    assert.equal(await agentVerdict('10.1.0.20'), true, "a's own front end");
   });
 
   test("relabelling a namespace in b changes a's verdict", async () => {
@@ -182,11 +191,22 @@ describe('a federation of three member clusters as processes', {
   });
 
   test('with the hub killed a keeps enforcing and shows b stale; restarted, it converges on what b changed meanwhile', async () => {
+    if (!haveStatus)
+      process.stdout.write('# no weirctl federation status here: the stale check left out\n');
+    const a = fleet.member('a').controller;
+    const since = a.lines.length;
     await fleet.nats.hub.kill();
-    await eventually(
-      async () => (/stale/i.test(await federationStatus('a')) ? true : undefined),
-      'a to show the others stale',
+    await a.waitFor(
+      (l) => l.msg === 'federation hub lost; imports stay in force',
+      'a to lose the hub',
+      30_000,
+      since,
     );
+    if (haveStatus)
+      await eventually(
+        async () => (/stale/i.test(await federationStatus('a')) ? true : undefined),
+        'a to show the others stale',
+      );
     assert.equal(await agentVerdict('10.2.0.10'), false, 'still denied while cut off');
     assert.equal(await agentVerdict('10.2.0.20'), false);
     await fleet.writeManifest('b', 'web.yaml', files('prod').b['web.yaml']);
@@ -202,9 +222,24 @@ describe('a federation of three member clusters as processes', {
       'overlap.yaml',
       pod('dev', 'impostor', 'tool', 'c-n1', '10.2.0.10'),
     );
+    // Neither remote claimant is a member of anything at a (docs/federation.md, overlaps): b's
+    // deny no longer matches the address, an outside address to a now.
     await eventually(
-      async () => (/10\.2\.0\.10/.test(await federationStatus('a')) ? true : undefined),
-      'a to report the overlap on 10.2.0.10',
+      async () => ((await agentVerdict('10.2.0.10')) === true ? true : undefined),
+      'a to reject both claims of 10.2.0.10',
+      60_000,
+    );
+    if (haveStatus)
+      await eventually(
+        async () => (/10\.2\.0\.10/.test(await federationStatus('a')) ? true : undefined),
+        'a to report the overlap on 10.2.0.10',
+      );
+    // c withdraws its claim: the address is b's pod again, denied again.
+    await fleet.removeManifest('c', 'overlap.yaml');
+    await eventually(
+      async () => ((await agentVerdict('10.2.0.10')) === false ? true : undefined),
+      "b's dev/tool denied again",
+      60_000,
     );
   });
 });

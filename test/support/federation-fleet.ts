@@ -89,10 +89,13 @@ export class FederationFleet implements AsyncDisposable {
           agents: new Map(),
         };
         members.set(spec.cluster, member);
-        await fleet.startController(spec.cluster);
       }
-      for (const spec of options.members)
-        for (const node of spec.nodes) await fleet.startAgent(spec.cluster, node);
+      await Promise.all(options.members.map((spec) => fleet.startController(spec.cluster)));
+      await Promise.all(
+        options.members.flatMap((spec) =>
+          spec.nodes.map((node) => fleet.startAgent(spec.cluster, node)),
+        ),
+      );
       await Promise.all(
         options.members.flatMap((spec) =>
           spec.nodes.map((node) =>
@@ -155,6 +158,11 @@ export class FederationFleet implements AsyncDisposable {
   /** Rewrites (or adds) one of the member's manifest files; its controller watches the directory. */
   async writeManifest(cluster: string, file: string, text: string): Promise<void> {
     await writeFile(join(this.member(cluster).manifests, file), text);
+  }
+
+  /** Deletes one of the member's manifest files (an empty file would keep its objects in force). */
+  async removeManifest(cluster: string, file: string): Promise<void> {
+    await rm(join(this.member(cluster).manifests, file), { force: true });
   }
 
   /** weirctl against the member's controller. */
