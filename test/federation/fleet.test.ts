@@ -190,7 +190,7 @@ describe('a federation of three member clusters as processes', () => {
     await converges('10.2.0.20', 'b/web/front', false, "b's web, now env=dev, denied at a");
   });
 
-  test('with the hub killed a keeps enforcing and shows b stale; restarted, it converges on what b changed meanwhile', async () => {
+  test('with the hub killed a keeps enforcing, shows b stale, and enforces it after its controller restarts; the hub restarted, a converges on what b changed meanwhile', async () => {
     if (!haveStatus)
       process.stdout.write('# no weirctl federation status here: the stale check left out\n');
     const a = fleet.member('a').controller;
@@ -208,6 +208,27 @@ describe('a federation of three member clusters as processes', () => {
         'a to show the others stale',
       );
     assert.equal(await agentVerdict('10.2.0.10'), false, 'still denied while cut off');
+    assert.equal(await agentVerdict('10.2.0.20'), false);
+    // a's controller restarted while cut off: what it persisted is in force in its first revision,
+    // so the span its agent gets on reconnecting still denies.
+    await a.kill();
+    const restarted = await fleet.startController('a');
+    await restarted.waitFor(
+      (l) => l.msg === 'agent connected' && l.node === 'a-n1',
+      "a's agent back on the restarted controller",
+    );
+    await eventually(async () => {
+      const r = await fleet.weirctl('a', 'status', '-o', 'json');
+      const row = (
+        JSON.parse(r.out) as { agents: Array<{ node: string; inSync: boolean }> }
+      ).agents.find((x) => x.node === 'a-n1');
+      return row?.inSync ? true : undefined;
+    }, "a's agent in sync with the restarted controller");
+    assert.equal(
+      await agentVerdict('10.2.0.10'),
+      false,
+      'denied after the restart, hub still down',
+    );
     assert.equal(await agentVerdict('10.2.0.20'), false);
     await fleet.writeManifest('b', 'web.yaml', files('prod').b['web.yaml']);
     await fleet.nats.hub.start();
