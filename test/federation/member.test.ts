@@ -16,6 +16,7 @@ import { FEDERATED_LABEL } from '../../controller/kube/cluster-network-policy.js
 import { readKubeObject, type KubeObject } from '../../controller/kube/objects.js';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
 import { FederationMember } from '../../controller/federation/member.js';
+import { exportedEntries, importEvents } from '../../controller/federation/offline.js';
 import { silentLogger } from '../../shared/log.js';
 import { clusterNetworkPolicy, namespace, pod, type Raw } from '../../testing/cluster.js';
 import { MemoryFederationHub, memoryEntryKey } from '../../testing/memory-federation.js';
@@ -274,6 +275,25 @@ describe('federation members over the in-memory hub', () => {
     assert.equal(r.length, 1);
     assert.match(r[0]!.problems[0]!, /^value\.cluster: "b" is not the cluster of its key/);
     assert.equal(a.model.remoteNamespaceLabels('c', 'copied').team, undefined);
+  });
+
+  test('the offline functions give a member the same model as the running federation', async () => {
+    const { a, b, c } = await federation();
+    await b.upsert(denyWebToPay());
+    const offline = new ClusterModel({ cluster: 'a', federation: { name: 'f' } });
+    for (const o of [
+      namespace('pay', { team: 'pay' }),
+      namespace('web', { team: 'web' }),
+      pod('pay', 'ledger', { ips: ['10.1.0.1'], node: 'n1' }),
+      pod('web', 'front', { ips: ['10.1.0.2'], node: 'n1' }),
+    ])
+      offline.apply({ type: 'upsert', object: read(o) });
+    for (const m of [b, c]) {
+      const { events, rejected } = importEvents(exportedEntries(m.model));
+      assert.deepEqual(rejected, []);
+      for (const e of events) offline.apply(e);
+    }
+    assert.deepEqual(offline.snapshot(), a.model.snapshot());
   });
 
   test("a member cannot write another cluster's entries through its link", async () => {
