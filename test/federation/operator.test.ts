@@ -139,6 +139,13 @@ describe('federation status through the Operator service', () => {
     assert.match(r.out, /no-web-to-pay\s+b\s+Admin\s+b\s+in-force/);
   });
 
+  test('a member exposes federation gauges; a controller without --federation exposes none', async () => {
+    const text = await a.metrics.registry.metrics();
+    assert.match(text, /^weir_controller_federation_connected 1$/m);
+    assert.match(text, /^weir_controller_federation_members\{state="live"\} 1$/m);
+    assert.doesNotMatch(await plain.metrics.registry.metrics(), /weir_controller_federation_/);
+  });
+
   test('a controller without --federation says so: enabled false, and the table form is an error', async () => {
     const json = await weirctl(
       'federation',
