@@ -115,6 +115,8 @@ export interface NatsIdentities {
   readonly nodes: readonly string[];
   /** Flow readers: operator certificates, ROLE/NAME (read-only/test names testing/pki.ts' operator). */
   readonly readers?: readonly string[];
+  /** The federation the cluster is a member of (`weirctl nats config --federation`). */
+  readonly federation?: string;
 }
 
 /**
@@ -137,6 +139,7 @@ export async function writeNatsIdentities(
       cluster: identities.cluster,
       node: [...identities.nodes],
       reader: [...(identities.readers ?? [])],
+      ...(identities.federation !== undefined ? { federation: identities.federation } : {}),
       auth: 'tls',
       serverTlsDir: server,
       out: dir,
@@ -237,6 +240,12 @@ export async function startFederationHub(options: {
   bucket?: boolean;
   /** Lines added to a member server's configuration (its own Weir users: an `authorization` block). */
   memberConfig?: (cluster: string) => string;
+  /**
+   * Member servers with TLS and Weir's certificate users, as production
+   * (writeNatsIdentities, with the federation): the controller's
+   * certificate is then its link's NATS user.
+   */
+  memberIdentities?: (cluster: string) => Omit<NatsIdentities, 'cluster' | 'federation'>;
 }): Promise<FederationNats> {
   const dir = await mkdtemp(join(tmpdir(), 'weir-fed-nats-'));
   const hubPort = await freePort();
@@ -280,12 +289,23 @@ export async function startFederationHub(options: {
   const members: Record<string, NatsServerProcess> = {};
   const memberUsers: Record<string, { user: string; password: string }> = {};
   for (const m of options.members) {
+    const ids = options.memberIdentities?.(m);
+    const security =
+      ids === undefined
+        ? []
+        : (
+            await writeNatsIdentities(join(dir, 'conf', 'members', m, 'weir'), {
+              ...ids,
+              cluster: m,
+              federation: options.federation,
+            })
+          ).map((f) => `include ${JSON.stringify(relative(dir, f))}`);
     members[m] = await server(
       `member-${m}`,
       await freePort(),
       m,
       `conf/members/${m}/weir-federation-leaf.conf`,
-      options.memberConfig?.(m) ?? '',
+      [options.memberConfig?.(m) ?? '', ...security].join('\n'),
     );
     memberUsers[m] = { user: memberUser(m), password: await pw(memberUser(m)) };
   }

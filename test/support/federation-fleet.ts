@@ -16,7 +16,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type FederationNats, startFederationHub } from '../../testing/nats-server.js';
-import { WeirProcess, freePort, weirctl } from './processes.js';
+import { WeirProcess, freePort, pki, weirctl } from './processes.js';
 
 export interface FleetMemberSpec {
   readonly cluster: string;
@@ -42,8 +42,6 @@ export const federationFlags = (federation: string, memberNatsUrl: string): stri
   federation,
   '--federation-nats',
   memberNatsUrl,
-  // The member's own nats-server takes plain clients in tests (the hub's users are the point).
-  '--federation-nats-insecure',
 ];
 
 export class FederationFleet implements AsyncDisposable {
@@ -62,9 +60,15 @@ export class FederationFleet implements AsyncDisposable {
     controllerArgs?: (m: FleetMember, nats: FederationNats) => string[];
   }): Promise<FederationFleet> {
     const dir = await mkdtemp(join(tmpdir(), 'weir-fleet-'));
+    // Member servers as production has them: TLS, Weir's certificate users (the controller's
+    // certificate is its link's user), written by weirctl nats config --federation's code.
     const nats = await startFederationHub({
       federation: options.federation,
       members: options.members.map((m) => m.cluster),
+      memberIdentities: (cluster) => ({
+        pki,
+        nodes: options.members.find((m) => m.cluster === cluster)!.nodes,
+      }),
     });
     const members = new Map<string, FleetMember>();
     const args =
