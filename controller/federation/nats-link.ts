@@ -436,7 +436,12 @@ export async function openNatsFederationLink(
     federation: o.federation,
     cluster: o.cluster,
     put: (ref, value) => {
-      const text = JSON.stringify(value) as string | undefined;
+      let text: string | undefined;
+      try {
+        text = JSON.stringify(value) as string | undefined;
+      } catch {
+        text = undefined; // a cycle, a BigInt: not JSON
+      }
       if (text === undefined)
         return Promise.reject(
           new ValidationError([
