@@ -9,7 +9,9 @@ import { analyzeMatrix, analyzeObjects, analyzeProbe } from './commands/analyze.
 import { explainLive, policyList, status } from './commands/live.js';
 import { flowsGet, flowsList, flowsStats } from './commands/flows.js';
 import { flowsFollowNats } from './commands/flows-nats.js';
+import { federationStatus } from './commands/federation.js';
 import { natsConfig } from './commands/nats-config.js';
+import { natsFederationBucket, natsFederationConfig } from './commands/nats-federation-config.js';
 import { version } from './commands/version.js';
 import { completion } from './commands/completion.js';
 import { labDownCommand, labProbeCommand, labUpCommand } from './commands/lab.js';
@@ -356,6 +358,22 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       exit = completion(io, program, shell);
     });
 
+  const federation = program
+    .command('federation')
+    .description('multi-cluster federation (docs/federation.md)');
+  federation
+    .command('status')
+    .description(
+      "every member as this cluster's controller sees it (live or stale, last report, exported counts) and each federated policy's realization per member",
+    )
+    .addOption(controller())
+    .addOption(outputOption('table'))
+    .addOption(noHeaders())
+    .addOption(sortBy())
+    .action(async (opts) => {
+      exit = await federationStatus(io, opts);
+    });
+
   const nats = program.command('nats').description('NATS (--transport nats, docs/nats.md)');
   nats
     .command('config')
@@ -389,9 +407,48 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       '--server-tls-dir <dir>',
       'where the servers find their tls.crt, tls.key, ca.crt (default /etc/nats/tls with --auth tls)',
     )
+    .option(
+      '--federation <name>',
+      "the federation this cluster is a member of: its controller's user may reach the hub through this server (docs/federation-nats.md)",
+    )
     .requiredOption('--out <dir>', 'write the files here')
     .action(async (opts) => {
       exit = await natsConfig(io, opts);
+    });
+  nats
+    .command('federation-config')
+    .description(
+      "write a federation's hub configuration (leafnode port, one user per member with exactly its permissions) and each member's leafnode remote (docs/federation-nats.md)",
+    )
+    .requiredOption('--federation <name>', "the federation (as the controllers' --federation)")
+    .addOption(
+      new Option('--member <cluster>', 'a member cluster (repeatable)')
+        .argParser(collect)
+        .default([]),
+    )
+    .option(
+      '--hub-url <url>',
+      "where members reach the hub's leafnode port (default nats://hub:7422)",
+    )
+    .option('--leaf-listen <addr>', "the hub's leafnode listen address (default 0.0.0.0:7422)")
+    .option('--max-bytes <n>', 'largest size of the bucket in bytes (default unlimited)')
+    .requiredOption('--out <dir>', 'write the files here')
+    .action(async (opts) => {
+      exit = await natsFederationConfig(io, opts);
+    });
+  nats
+    .command('federation-bucket')
+    .description("create a federation's bucket at the hub (as the hub operator's user)")
+    .requiredOption('--federation <name>', 'the federation')
+    .option('--nats <urls>', "the hub's client URL(s)", process.env.WEIR_NATS)
+    .option(
+      '--nats-user <name>',
+      'the hub operator user (weir-fed-admin)',
+      process.env.WEIR_NATS_USER,
+    )
+    .option('--nats-password-file <file>', "the user's password, first line of the file")
+    .action(async (opts) => {
+      exit = await natsFederationBucket(io, opts);
     });
 
   const labName = () =>

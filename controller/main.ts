@@ -31,6 +31,8 @@ import {
   tlsChoiceFromFlags,
 } from '../shared/tls/credentials.js';
 import { ErrorCode, WeirError } from '../shared/errors.js';
+import { openNatsFederationLink } from './federation/nats-link.js';
+import { FEDERATION_FLAGS, FEDERATION_USAGE, federationFromFlags } from './federation/flags.js';
 
 const USAGE = `usage: weir-controller (--tls-dir DIR | --insecure) [--manifests DIR | --kubeconfig PATH | --in-cluster] [--leader-elect [--lease-namespace NS] [--lease-name NAME]]
                        [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--state-dir DIR] [--cluster NAME] [--log-level LEVEL]
@@ -57,7 +59,7 @@ const USAGE = `usage: weir-controller (--tls-dir DIR | --insecure) [--manifests 
                          (default 1000; beyond it the oldest disconnected is dropped, else a hello is refused)
   --agent-record-ttl D   how long the record of a vanished agent that never ACKed, or whose node left the
                          cluster, is kept, e.g. 10m, 1h (default 10m)
-${TLS_USAGE}${NATS_USAGE}  --nats-replicas N      JetStream replicas of Weir's streams and bucket (default 1; 3 on a 3-server cluster)
+${TLS_USAGE}${NATS_USAGE}${FEDERATION_USAGE}  --nats-replicas N      JetStream replicas of Weir's streams and bucket (default 1; 3 on a 3-server cluster)
   --flow-retention D     how long the NATS flow event stream keeps events, e.g. 24h, 30m (default 24h)
   --flow-max-bytes N     most bytes that stream keeps, e.g. 1GiB, 500MiB (default 1GiB)
 `;
@@ -113,6 +115,7 @@ export async function main(argv: string[]): Promise<void> {
         ...TLS_FLAGS,
         ...NATS_FLAGS,
         ...TLS_FLAGS,
+        ...FEDERATION_FLAGS,
         'nats-replicas': { type: 'string', default: '1' },
         'flow-retention': { type: 'string', default: '24h' },
         'flow-max-bytes': { type: 'string', default: '1GiB' },
@@ -142,6 +145,11 @@ export async function main(argv: string[]): Promise<void> {
       throw new ArgumentError(
         `--cluster ${JSON.stringify(values.cluster)} cannot name NATS subjects (letters, digits, "_", "-"; at most 64)`,
       );
+    const federation = federationFromFlags(
+      values,
+      values.cluster!,
+      tlsChoice.mode === 'mtls' ? tlsChoice.files : undefined,
+    );
     const replicas = Number(values['nats-replicas']);
     if (!(Number.isInteger(replicas) && replicas >= 1 && replicas <= 5))
       throw new ArgumentError(`--nats-replicas must be 1 to 5, not ${values['nats-replicas']}`);
@@ -178,6 +186,11 @@ export async function main(argv: string[]): Promise<void> {
       }
       log.info({ identity: tls.identity.uri, notAfter: tls.notAfter }, 'mutual TLS');
     }
+    if (federation !== undefined && federation.endpoint.tls === undefined)
+      log.warn(
+        { insecure: true, federation: federation.name, nats: federation.endpoint.servers },
+        'INSECURE: federation link without TLS or client certificates; its password crosses the network in clear',
+      );
     if (endpoint !== undefined && endpoint.tls === undefined)
       log.warn(
         { insecure: true, nats: endpoint.servers },
@@ -264,6 +277,21 @@ export async function main(argv: string[]): Promise<void> {
         : {}),
       ...(endpoint !== undefined
         ? { nats: { endpoint, replicas, flowMaxAgeMs, flowMaxBytes } }
+        : {}),
+      ...(federation !== undefined
+        ? {
+            federation: {
+              name: federation.name,
+              podCidrs: federation.podCidrs,
+              link: () =>
+                openNatsFederationLink({
+                  federation: federation.name,
+                  cluster: values.cluster!,
+                  endpoint: federation.endpoint,
+                  log: log.child({ component: 'federation-link' }),
+                }),
+            },
+          }
         : {}),
       ...(elector !== undefined
         ? { leadership: () => (elector.isLeader() ? 'leader' : 'lost') }

@@ -15,11 +15,17 @@
  * for tests about plain NATS only, which say so.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { natsConfig } from '../cli/commands/nats-config.js';
+import {
+  HUB_ADMIN_USER,
+  memberUser,
+  natsFederationBucket,
+  natsFederationConfig,
+} from '../cli/commands/nats-federation-config.js';
 import type { TestPki } from './pki.js';
 import { freePort } from './ports.js';
 
@@ -109,6 +115,8 @@ export interface NatsIdentities {
   readonly nodes: readonly string[];
   /** Flow readers: operator certificates, ROLE/NAME (read-only/test names testing/pki.ts' operator). */
   readonly readers?: readonly string[];
+  /** The federation the cluster is a member of (`weirctl nats config --federation`). */
+  readonly federation?: string;
 }
 
 /**
@@ -131,6 +139,7 @@ export async function writeNatsIdentities(
       cluster: identities.cluster,
       node: [...identities.nodes],
       reader: [...(identities.readers ?? [])],
+      ...(identities.federation !== undefined ? { federation: identities.federation } : {}),
       auth: 'tls',
       serverTlsDir: server,
       out: dir,
@@ -197,6 +206,130 @@ export async function startNats(
     dir,
     async [Symbol.asyncDispose]() {
       await Promise.all(servers.map((s) => s.kill()));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A federation's NATS: the hub and one leaf server per member (docs/federation-nats.md). */
+export interface FederationNats extends AsyncDisposable {
+  readonly federation: string;
+  /** The hub (JetStream domain `hub`); its client port takes the operator's and members' users. */
+  readonly hub: NatsServerProcess;
+  /** Each member's own server (JetStream domain = the cluster), a leaf of the hub; plain clients. */
+  readonly members: Readonly<Record<string, NatsServerProcess>>;
+  /** The hub operator's user and password (unrestricted: creates the bucket, writes raw entries). */
+  readonly admin: { readonly user: string; readonly password: string };
+  /** Each member's user and password at the hub (what its leaf connection logs in as). */
+  readonly memberUsers: Readonly<
+    Record<string, { readonly user: string; readonly password: string }>
+  >;
+  readonly dir: string;
+}
+
+/**
+ * A hub and a leaf server per member, configured by what `weirctl nats
+ * federation-config` writes (the same code), with the federation's bucket
+ * created by `weirctl nats federation-bucket`'s code (unless `bucket:
+ * false`). Every server can be killed and started again on the same ports
+ * and storage.
+ */
+export async function startFederationHub(options: {
+  federation: string;
+  members: readonly string[];
+  bucket?: boolean;
+  /** Lines added to a member server's configuration (its own Weir users: an `authorization` block). */
+  memberConfig?: (cluster: string) => string;
+  /**
+   * Member servers with TLS and Weir's certificate users, as production
+   * (writeNatsIdentities, with the federation): the controller's
+   * certificate is then its link's NATS user.
+   */
+  memberIdentities?: (cluster: string) => Omit<NatsIdentities, 'cluster' | 'federation'>;
+}): Promise<FederationNats> {
+  const dir = await mkdtemp(join(tmpdir(), 'weir-fed-nats-'));
+  const hubPort = await freePort();
+  const leafPort = await freePort();
+  const out: string[] = [];
+  const io = { stdout: (t: string) => void out.push(t), stderr: (t: string) => void out.push(t) };
+  const code = await natsFederationConfig(io, {
+    federation: options.federation,
+    member: [...options.members],
+    hubUrl: `nats://127.0.0.1:${leafPort}`,
+    leafListen: `127.0.0.1:${leafPort}`,
+    out: join(dir, 'conf'),
+  });
+  if (code !== 0) throw new Error(`weirctl nats federation-config: ${out.join('')}`);
+  const pw = async (user: string) =>
+    (await readFile(join(dir, 'conf', 'passwords', user), 'utf8')).split('\n')[0]!.trim();
+  const server = async (
+    name: string,
+    port: number,
+    domain: string,
+    include: string,
+    extra = '',
+  ) => {
+    const store = join(dir, name);
+    await mkdir(store, { recursive: true });
+    const config = join(dir, `${name}.conf`);
+    await writeFile(
+      config,
+      [
+        `server_name: ${name}`,
+        `listen: 127.0.0.1:${port}`,
+        `jetstream { store_dir: ${JSON.stringify(store)}, domain: ${domain} }`,
+        `include ${JSON.stringify(include)}`,
+        extra,
+        '',
+      ].join('\n'),
+    );
+    return new NatsServerProcess(name, port, config);
+  };
+  const hub = await server('hub', hubPort, 'hub', 'conf/hub/weir-federation.conf');
+  const members: Record<string, NatsServerProcess> = {};
+  const memberUsers: Record<string, { user: string; password: string }> = {};
+  for (const m of options.members) {
+    const ids = options.memberIdentities?.(m);
+    const security =
+      ids === undefined
+        ? []
+        : (
+            await writeNatsIdentities(join(dir, 'conf', 'members', m, 'weir'), {
+              ...ids,
+              cluster: m,
+              federation: options.federation,
+            })
+          ).map((f) => `include ${JSON.stringify(relative(dir, f))}`);
+    members[m] = await server(
+      `member-${m}`,
+      await freePort(),
+      m,
+      `conf/members/${m}/weir-federation-leaf.conf`,
+      [options.memberConfig?.(m) ?? '', ...security].join('\n'),
+    );
+    memberUsers[m] = { user: memberUser(m), password: await pw(memberUser(m)) };
+  }
+  const admin = { user: HUB_ADMIN_USER, password: await pw(HUB_ADMIN_USER) };
+  const all = [hub, ...Object.values(members)];
+  await Promise.all(all.map((s) => s.start()));
+  if (options.bucket !== false) {
+    const bucketCode = await natsFederationBucket(io, {
+      federation: options.federation,
+      nats: hub.url,
+      natsUser: admin.user,
+      natsPasswordFile: join(dir, 'conf', 'passwords', HUB_ADMIN_USER),
+    });
+    if (bucketCode !== 0) throw new Error(`weirctl nats federation-bucket: ${out.join('')}`);
+  }
+  return {
+    federation: options.federation,
+    hub,
+    members,
+    admin,
+    memberUsers,
+    dir,
+    async [Symbol.asyncDispose]() {
+      await Promise.all(all.map((s) => s.kill()));
       await rm(dir, { recursive: true, force: true });
     },
   };

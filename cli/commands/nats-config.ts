@@ -38,6 +38,8 @@ export interface NatsConfigOptions {
   auth?: string;
   serverTlsDir?: string;
   out?: string;
+  /** The federation this cluster is a member of: its controller may reach the hub (docs/federation-nats.md). */
+  federation?: string;
 }
 
 /** Node names as Kubernetes allows them (and NATS subject tokens can carry, "." written "~"). */
@@ -50,6 +52,10 @@ export async function natsConfig(io: Io, o: NatsConfigOptions): Promise<number> 
   if (!NATS_CLUSTER_NAME.test(cluster))
     throw new UsageError(
       `--cluster ${JSON.stringify(cluster.slice(0, 80))} cannot name NATS subjects (letters, digits, "_", "-"; at most 64)`,
+    );
+  if (o.federation !== undefined && !NATS_CLUSTER_NAME.test(o.federation))
+    throw new UsageError(
+      `--federation ${JSON.stringify(o.federation.slice(0, 80))} cannot name a NATS bucket (letters, digits, "_", "-"; at most 64)`,
     );
   const auth = o.auth ?? 'tls';
   if (auth !== 'tls' && auth !== 'password')
@@ -143,7 +149,7 @@ export async function natsConfig(io: Io, o: NatsConfigOptions): Promise<number> 
   const authorization = join(o.out, 'weir-authorization.conf');
   await writeFile(
     authorization,
-    `# Weir cluster ${cluster}: written by weirctl nats config (--auth ${auth}); docs/nats.md\n${natsAuthorization({ cluster, ...users })}`,
+    `# Weir cluster ${cluster}: written by weirctl nats config (--auth ${auth}); docs/nats.md\n${natsAuthorization({ cluster, ...users, ...(o.federation !== undefined ? { federation: o.federation } : {}) })}`,
     { mode: 0o600 },
   );
   written.push(authorization);

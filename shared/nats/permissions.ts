@@ -7,6 +7,7 @@
  * and reads only its own span subject, its own inbox, and objects by
  * sequence; a flow reader (weirctl) may only consume the flow stream.
  */
+import { federationLinkLocalPermissions } from './federation.js';
 import { agentInbox, natsNames, nodeToken } from './names.js';
 import { CONTROLLER_URI, nodeUri, operatorUri } from '../tls/identity.js';
 
@@ -51,6 +52,13 @@ export interface NatsRoles {
   readonly controller: NatsUser;
   readonly agents: ReadonlyArray<NatsUser & { readonly node: string }>;
   readonly readers?: readonly NatsUser[];
+  /**
+   * The federation the cluster's controller is a member of (--federation):
+   * its user may then also reach the hub through this server's leaf
+   * connection (federationLinkLocalPermissions; the hub's own users decide
+   * what it may write there).
+   */
+  readonly federation?: string;
 }
 
 interface Permissions {
@@ -60,9 +68,9 @@ interface Permissions {
   allow_responses?: { max: number; expires: string };
 }
 
-export function controllerPermissions(cluster: string): Permissions {
+export function controllerPermissions(cluster: string, federation?: string): Permissions {
   const n = natsNames(cluster);
-  return {
+  const own: Permissions = {
     publish: {
       allow: [
         n.spans.wildcard,
@@ -76,6 +84,12 @@ export function controllerPermissions(cluster: string): Permissions {
       ],
     },
     subscribe: { allow: [n.agentsWildcard, `${CONTROLLER_INBOX}.>`] },
+  };
+  if (federation === undefined) return own;
+  const link = federationLinkLocalPermissions(federation, cluster);
+  return {
+    publish: { allow: [...own.publish.allow, ...link.publish.allow] },
+    subscribe: { allow: [...own.subscribe.allow, ...link.subscribe.allow] },
   };
 }
 
@@ -120,7 +134,10 @@ export function readerPermissions(cluster: string): Permissions {
 /** The `authorization` block for nats-server, as JSON text. */
 export function natsAuthorization(roles: NatsRoles): string {
   const users = [
-    { ...credentials(roles.controller), permissions: controllerPermissions(roles.cluster) },
+    {
+      ...credentials(roles.controller),
+      permissions: controllerPermissions(roles.cluster, roles.federation),
+    },
     ...roles.agents.map((a) => ({
       ...credentials(a),
       permissions: agentPermissions(roles.cluster, a.node),
