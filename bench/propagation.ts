@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { operatorClient } from '../cli/clients.js';
 import { setConnectionFlags } from '../cli/config.js';
 import { Controller } from '../controller/controller.js';
-import type { ModelEvent } from '../controller/model/cluster-model.js';
+import type { KubeModelEvent as ModelEvent } from '../controller/model/cluster-model.js';
 import { readKubeObject, type KubeObject } from '../controller/kube/objects.js';
 import type { ClusterSource, SourceEvent, SourceState } from '../controller/sources/source.js';
 import type { StatusReply__Output } from '../shared/generated/weir/v1/index.js';

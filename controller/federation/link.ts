@@ -56,7 +56,12 @@ export type LinkEvent =
   /** The owner removed the entry. */
   | { readonly type: 'delete'; readonly ref: EntryRef }
   /** An entry that cannot be read: bad key, not JSON, over ENTRY_MAX_BYTES. */
-  | { readonly type: 'invalid'; readonly key: string; readonly reason: string; readonly ref?: EntryRef }
+  | {
+      readonly type: 'invalid';
+      readonly key: string;
+      readonly reason: string;
+      readonly ref?: EntryRef;
+    }
   /** Lost the hub; entries stay as last seen, a `connected` follows when it is back. */
   | { readonly type: 'disconnected'; readonly reason: string };
 

@@ -50,6 +50,22 @@ export const CNP_LIMITS = {
   maxCidrLength: 43,
 } as const;
 
+/**
+ * The label that makes a ClusterNetworkPolicy federated (value "true"):
+ * its origin member exports it and every other member of the federation
+ * enforces it on its own pods (docs/federation.md).
+ */
+export const FEDERATED_LABEL = 'weir.io/federated';
+
+/**
+ * The namespace label naming the namespace's cluster. With federation on,
+ * the cluster model sets it on every namespace, local and remote,
+ * overriding whatever a member exported: a rule says which clusters it
+ * means with a namespaceSelector on it, and a member cannot claim to be
+ * another.
+ */
+export const CLUSTER_LABEL = 'weir.io/cluster';
+
 export type CnpAction = 'Accept' | 'Deny' | 'Pass';
 
 /** Pods by namespace and pod labels (a `namespaces` peer or subject is every pod of the namespaces). */
@@ -82,6 +98,8 @@ export interface ClusterNetworkPolicyObject {
   readonly subject: CnpPods;
   readonly ingress: readonly CnpRule[];
   readonly egress: readonly CnpRule[];
+  /** Labelled FEDERATED_LABEL: "true": exported to, and enforced by, every member of the federation. */
+  readonly federated: boolean;
 }
 
 const ACTIONS: readonly string[] = ['Accept', 'Deny', 'Pass'];
@@ -139,6 +157,7 @@ export function readClusterNetworkPolicy(
     subject,
     ingress,
     egress,
+    federated: meta.labels[FEDERATED_LABEL] === 'true',
   };
 }
 

@@ -14,7 +14,19 @@
  * new group is resolved from label and namespace indexes, not by scanning.
  *
  * Invalid objects are kept aside with their issues and never reach
- * translation; any earlier valid version of them is withdrawn.
+ * translation; any earlier valid version of them stays in force.
+ *
+ * Federation (docs/federation.md; on when constructed with `federation`):
+ * every namespace, local or remote, carries CLUSTER_LABEL naming its
+ * cluster (set here, overriding what a member exported). Remote pods
+ * (`remote-endpoint`) are kept apart from local ones: they are members of
+ * federation-scoped groups only (the peers of federated policies), never
+ * endpoints(), never in a node's span as endpoints; their member key is
+ * "<cluster>/<namespace>/<name>". An address claimed by two clusters, or
+ * by two remote pods, is given to no remote claimant (local pods keep it)
+ * and reported. Imported policies (`imported-policy`) compete by name with
+ * the local ClusterNetworkPolicies: a local one wins, then the lowest
+ * origin cluster name; the losers are reported, not enforced.
  */
 import { addTo, compareStrings as cmp, removeFrom } from '../../shared/collections.js';
 import type { Issue } from '../../shared/errors.js';
@@ -41,6 +53,11 @@ import {
 } from '../translate/network-policy.js';
 import { translateClusterNetworkPolicy } from '../translate/cluster-network-policy.js';
 import {
+  CLUSTER_LABEL,
+  FEDERATED_LABEL,
+  type ClusterNetworkPolicyObject,
+} from '../kube/cluster-network-policy.js';
+import {
   NAMESPACE_NAME_LABEL,
   isClusterScoped,
   type KubeObject,
@@ -49,7 +66,10 @@ import {
   type PodObject,
 } from '../kube/objects.js';
 
-export type ModelEvent =
+/** What a source (the API server, manifests) says of the local cluster. */
+export type ModelEvent = KubeModelEvent | FederationModelEvent;
+
+export type KubeModelEvent =
   | { readonly type: 'upsert'; readonly object: KubeObject }
   | {
       readonly type: 'delete';
@@ -69,6 +89,91 @@ export type ModelEvent =
       readonly name: string;
       readonly issues: readonly Issue[];
     };
+
+/** What the federation importer says of the other members (ignored unless the model was built with `federation`). */
+export type FederationModelEvent =
+  /** A remote member's namespace and its labels as exported (CLUSTER_LABEL is set here). */
+  | {
+      readonly type: 'remote-namespace';
+      readonly cluster: string;
+      readonly name: string;
+      readonly labels: Labels;
+    }
+  | { readonly type: 'remote-namespace-delete'; readonly cluster: string; readonly name: string }
+  /**
+   * A remote member's pod with addresses; `endpoint.cluster` names the
+   * member (never this cluster). Its node and node addresses mean nothing
+   * here and are cleared; its namespace labels are this model's.
+   */
+  | { readonly type: 'remote-endpoint'; readonly endpoint: Endpoint }
+  | {
+      readonly type: 'remote-endpoint-delete';
+      readonly cluster: string;
+      readonly namespace: string;
+      readonly name: string;
+    }
+  /** A federated ClusterNetworkPolicy exported by member `origin`, already validated. */
+  | {
+      readonly type: 'imported-policy';
+      readonly origin: string;
+      readonly object: ClusterNetworkPolicyObject;
+    }
+  | { readonly type: 'imported-policy-delete'; readonly origin: string; readonly name: string };
+
+export { CLUSTER_LABEL, FEDERATED_LABEL };
+
+/** Where an imported policy stands in this member. */
+export type ImportState =
+  /** Enforced here. */
+  | 'in-force'
+  /** A local ClusterNetworkPolicy of the same name wins here. */
+  | 'shadowed-by-local'
+  /** Another origin exports a policy of the same name and its cluster name is lower. */
+  | `lost-to:${string}`;
+
+export interface FederationView {
+  readonly name: string;
+  /** What this member exports. */
+  readonly exported: { namespaces: number; endpoints: number; policies: number };
+  /** Remote members known from their entries, sorted by name. */
+  readonly clusters: ReadonlyArray<{
+    readonly cluster: string;
+    readonly namespaces: number;
+    readonly endpoints: number;
+    /** Endpoints that are group members (the others are rejected, see `rejections`). */
+    readonly admitted: number;
+  }>;
+  /** Remote objects refused by the model (address overlaps), each with its problems. */
+  readonly rejections: ReadonlyArray<{ readonly object: string; readonly problems: string[] }>;
+  readonly imports: ReadonlyArray<{
+    readonly origin: string;
+    readonly name: string;
+    readonly tier: string;
+    readonly priority: number;
+    readonly state: ImportState;
+    /** The policy's id here while in force. */
+    readonly policy?: string;
+  }>;
+}
+
+/** What the exporter needs to send since its last drain (local objects only). */
+export interface FederationChanges {
+  /** Local namespace names whose labels changed, or that came or went. */
+  readonly namespaces: Set<string>;
+  /** Local endpoint keys ("namespace/name") that changed, came or went. */
+  readonly endpoints: Set<string>;
+  /** Names of local ClusterNetworkPolicies that changed, came or went (federated or not). */
+  readonly policies: Set<string>;
+}
+
+function noFederationChanges(): FederationChanges {
+  return { namespaces: new Set(), endpoints: new Set(), policies: new Set() };
+}
+
+/** The member key of a remote pod: three parts, where a local key has two. */
+export function remoteEndpointKey(cluster: string, namespace: string, name: string): string {
+  return `${cluster}/${namespace}/${name}`;
+}
 
 /** What changed since the last drain: ids of firewall objects, keys of endpoints, and nodes touched. */
 export interface ModelChanges {
@@ -151,13 +256,47 @@ export class ClusterModel {
 
   private changes = noChanges();
 
-  constructor(options: { cluster: string }) {
+  // --- federation state (empty unless `federation` is set) ---
+  /** The federation's name; undefined: federation off, and the model is exactly as without it. */
+  readonly federationName: string | undefined;
+  /** Local ClusterNetworkPolicies as read, by name (their translation competes with imports). */
+  private readonly localCnps = new Map<string, ClusterNetworkPolicyObject>();
+  /** Name → origin → imported policy. */
+  private readonly imports = new Map<string, Map<string, ClusterNetworkPolicyObject>>();
+  /** "<cluster>/<namespace>" → the remote namespace's labels (CLUSTER_LABEL set). */
+  private readonly remoteNamespaces = new Map<string, Labels>();
+  /** Remote key → the endpoint as received (node cleared), admitted or not. */
+  private readonly remoteReceived = new Map<string, Endpoint>();
+  /** Remote key → the endpoint as a group member (namespace labels applied); admitted only. */
+  private readonly remoteMembers = new Map<string, Endpoint>();
+  /** Remote key → why it is not a member (address overlaps). */
+  private readonly remoteRejected = new Map<string, string[]>();
+  /** "<cluster>/<namespace>" → remote keys. */
+  private readonly remoteByNamespace = new Map<string, Set<string>>();
+  /** Address → remote keys claiming it. */
+  private readonly remoteClaims = new Map<string, Set<string>>();
+  /** Federation-scoped groups (the peers of federated policies). */
+  private readonly federatedGroups = new Set<string>();
+  private federationChanges = noFederationChanges();
+
+  constructor(options: { cluster: string; federation?: { readonly name: string } }) {
     this.cluster = options.cluster;
+    this.federationName = options.federation?.name;
   }
 
   // --- events ------------------------------------------------------------------
 
   apply(event: ModelEvent): void {
+    switch (event.type) {
+      case 'remote-namespace':
+      case 'remote-namespace-delete':
+      case 'remote-endpoint':
+      case 'remote-endpoint-delete':
+      case 'imported-policy':
+      case 'imported-policy-delete':
+        this.applyFederated(event);
+        return;
+    }
     if (event.type === 'upsert') {
       const o = event.object;
       if (o.kind === 'Namespace') {
@@ -172,7 +311,9 @@ export class ClusterModel {
         this.setEndpoint(`${o.namespace}/${o.name}`, this.endpointOf(o));
       } else if (o.kind === 'ClusterNetworkPolicy') {
         this.rejected.delete(objectKey('ClusterNetworkPolicy', '', o.name));
-        this.setPolicy(clusterPolicyKey(o.name), translateClusterNetworkPolicy(o, this.cluster));
+        this.localCnps.set(o.name, o);
+        if (this.federationName !== undefined) this.federationChanges.policies.add(o.name);
+        this.decideClusterPolicy(o.name);
       } else {
         this.rejected.delete(objectKey('NetworkPolicy', o.namespace, o.name));
         this.setPolicy(`${o.namespace}/${o.name}`, translateNetworkPolicy(o, this.cluster));
@@ -195,9 +336,11 @@ export class ClusterModel {
     else if (event.kind === 'Pod') {
       this.pods.delete(`${event.namespace}/${event.name}`);
       this.setEndpoint(`${event.namespace}/${event.name}`, undefined);
-    } else if (event.kind === 'ClusterNetworkPolicy')
-      this.setPolicy(clusterPolicyKey(event.name), undefined);
-    else this.setPolicy(`${event.namespace}/${event.name}`, undefined);
+    } else if (event.kind === 'ClusterNetworkPolicy') {
+      this.localCnps.delete(event.name);
+      if (this.federationName !== undefined) this.federationChanges.policies.add(event.name);
+      this.decideClusterPolicy(event.name);
+    } else this.setPolicy(`${event.namespace}/${event.name}`, undefined);
   }
 
   /** Returns what changed since the last call, and starts a new record. */
@@ -216,7 +359,122 @@ export class ClusterModel {
 
   /** Namespace labels, including for namespaces known only from their pods. */
   namespaceLabels(name: string): Labels {
-    return this.namespaces.get(name)?.labels ?? { [NAMESPACE_NAME_LABEL]: name };
+    const known = this.namespaces.get(name)?.labels;
+    if (known !== undefined) return known;
+    return this.federationName === undefined
+      ? { [NAMESPACE_NAME_LABEL]: name }
+      : { [NAMESPACE_NAME_LABEL]: name, [CLUSTER_LABEL]: this.cluster };
+  }
+
+  /** The labels of a remote member's namespace (CLUSTER_LABEL naming the member). */
+  remoteNamespaceLabels(cluster: string, name: string): Labels {
+    return (
+      this.remoteNamespaces.get(`${cluster}/${name}`) ?? {
+        [NAMESPACE_NAME_LABEL]: name,
+        [CLUSTER_LABEL]: cluster,
+      }
+    );
+  }
+
+  /** Local namespaces as read (labels include CLUSTER_LABEL with federation on), sorted by name. */
+  localNamespaces(): Array<{ name: string; labels: Labels }> {
+    return [...this.namespaces.values()]
+      .map((n) => ({ name: n.name, labels: n.labels }))
+      .sort((a, b) => cmp(a.name, b.name));
+  }
+
+  /** Local namespace as read, if any. */
+  localNamespace(name: string): NamespaceObject | undefined {
+    return this.namespaces.get(name);
+  }
+
+  /** Local ClusterNetworkPolicy as read (valid version), if any. */
+  localClusterPolicy(name: string): ClusterNetworkPolicyObject | undefined {
+    return this.localCnps.get(name);
+  }
+
+  /** The local federated ClusterNetworkPolicies (what this member exports), sorted by name. */
+  federatedPolicies(): ClusterNetworkPolicyObject[] {
+    return [...this.localCnps.values()]
+      .filter((p) => p.federated)
+      .sort((a, b) => cmp(a.name, b.name));
+  }
+
+  /** A remote pod as a group member, or undefined (unknown, or rejected). */
+  remoteEndpoint(key: string): Endpoint | undefined {
+    return this.remoteMembers.get(key);
+  }
+
+  /** Remote pods that are group members, sorted by key. */
+  remoteEndpoints(): Endpoint[] {
+    return [...this.remoteMembers.entries()].sort(([a], [b]) => cmp(a, b)).map(([, e]) => e);
+  }
+
+  /** Returns the local changes the exporter has not sent yet, and starts a new record. */
+  drainFederationChanges(): FederationChanges {
+    const c = this.federationChanges;
+    this.federationChanges = noFederationChanges();
+    return c;
+  }
+
+  /** The federation as this member sees it (status); undefined with federation off. */
+  federation(): FederationView | undefined {
+    if (this.federationName === undefined) return undefined;
+    const clusters = new Map<
+      string,
+      { cluster: string; namespaces: number; endpoints: number; admitted: number }
+    >();
+    const entry = (cluster: string) => {
+      let c = clusters.get(cluster);
+      if (c === undefined) {
+        c = { cluster, namespaces: 0, endpoints: 0, admitted: 0 };
+        clusters.set(cluster, c);
+      }
+      return c;
+    };
+    for (const key of this.remoteNamespaces.keys())
+      entry(key.slice(0, key.indexOf('/'))).namespaces++;
+    for (const [key, e] of this.remoteReceived) {
+      const c = entry(e.cluster);
+      c.endpoints++;
+      if (this.remoteMembers.has(key)) c.admitted++;
+    }
+    for (const origins of this.imports.values()) for (const o of origins.keys()) entry(o);
+    const imports: Array<FederationView['imports'][number]> = [];
+    for (const [name, origins] of this.imports) {
+      const local = this.localCnps.get(name);
+      const winner = lowest([...origins.keys()]);
+      for (const [origin, object] of origins) {
+        const state: ImportState =
+          local !== undefined
+            ? 'shadowed-by-local'
+            : origin === winner
+              ? 'in-force'
+              : `lost-to:${winner}`;
+        imports.push({
+          origin,
+          name,
+          tier: object.tier,
+          priority: object.priority,
+          state,
+          ...(state === 'in-force' ? { policy: clusterPolicyIdOf(this.cluster, name) } : {}),
+        });
+      }
+    }
+    imports.sort((a, b) => cmp(`${a.name}\u0000${a.origin}`, `${b.name}\u0000${b.origin}`));
+    return {
+      name: this.federationName,
+      exported: {
+        namespaces: this.namespaces.size,
+        endpoints: this.endpointsByKey.size,
+        policies: this.federatedPolicies().length,
+      },
+      clusters: [...clusters.values()].sort((a, b) => cmp(a.cluster, b.cluster)),
+      rejections: [...this.remoteRejected]
+        .sort(([a], [b]) => cmp(a, b))
+        .map(([key, problems]) => ({ object: `Pod ${key}`, problems })),
+      imports,
+    };
   }
 
   /** A Pod as read (every pod, also host-network ones, which are no endpoints). */
@@ -454,8 +712,17 @@ export class ClusterModel {
 
   private setNamespace(name: string, ns: NamespaceObject | undefined): void {
     const before = this.namespaceLabels(name);
+    const had = this.namespaces.has(name);
     if (ns === undefined) this.namespaces.delete(name);
-    else this.namespaces.set(name, ns);
+    else if (this.federationName === undefined) this.namespaces.set(name, ns);
+    // The model names the cluster: no object can say it is another's.
+    else
+      this.namespaces.set(name, { ...ns, labels: { ...ns.labels, [CLUSTER_LABEL]: this.cluster } });
+    if (
+      this.federationName !== undefined &&
+      (had !== this.namespaces.has(name) || !sameLabels(before, this.namespaceLabels(name)))
+    )
+      this.federationChanges.namespaces.add(name);
     if (sameLabels(before, this.namespaceLabels(name))) return;
     // Every endpoint of the namespace carries its labels: revisit them.
     for (const key of [...(this.endpointsByNamespace.get(name) ?? [])]) {
@@ -527,11 +794,18 @@ export class ClusterModel {
       this.changes.removedEndpoints.delete(key);
       this.changes.nodes.add(next.node);
     }
-    this.updateMemberships(key, prev, next);
+    this.updateMemberships(key, prev, next, false);
     // Who owns a shared address may have changed: the other claimants read differently in spans.
     for (const ip of new Set([...(prev?.ips ?? []), ...(next?.ips ?? [])])) {
       for (const other of this.claimants.get(ip) ?? EMPTY)
         if (other !== key) this.changes.endpoints.add(other);
+    }
+    if (this.federationName !== undefined) {
+      this.federationChanges.endpoints.add(key);
+      // A local pod taking (or releasing) an address decides the remote pods claiming it.
+      if (this.remoteClaims.size > 0)
+        for (const ip of new Set([...(prev?.ips ?? []), ...(next?.ips ?? [])]))
+          for (const k of [...(this.remoteClaims.get(ip) ?? EMPTY)]) this.decideRemote(k);
     }
   }
 
@@ -540,6 +814,8 @@ export class ClusterModel {
     key: string,
     prev: Endpoint | undefined,
     next: Endpoint | undefined,
+    /** A remote pod: only federation-scoped groups may hold it. */
+    remote: boolean,
   ): void {
     const old = this.memberships.get(key) ?? new Set<string>();
     const now = new Set<string>();
@@ -547,7 +823,8 @@ export class ClusterModel {
       for (const anchor of endpointAnchors(next)) {
         for (const id of this.anchorIndex.get(anchor) ?? EMPTY) {
           const g = this.groups.get(id)!;
-          if (g.spec.kind === 'selector' && matchesEndpoint(g.spec.selector, next)) now.add(id);
+          if (g.spec.kind !== 'selector' || (remote && g.spec.federation === undefined)) continue;
+          if (matchesEndpoint(g.spec.selector, next)) now.add(id);
         }
       }
     }
@@ -596,6 +873,136 @@ export class ClusterModel {
       removeFrom(this.claimants, ip, key);
       if ((this.claimants.get(ip)?.size ?? 0) < 2) this.shared.delete(ip);
     }
+  }
+
+  // --- federation ------------------------------------------------------------
+
+  private applyFederated(event: FederationModelEvent): void {
+    // Federation off: remote objects do not exist for this model.
+    if (this.federationName === undefined) return;
+    switch (event.type) {
+      case 'remote-namespace': {
+        if (event.cluster === this.cluster) return;
+        const key = `${event.cluster}/${event.name}`;
+        const labels: Labels = {
+          ...event.labels,
+          [NAMESPACE_NAME_LABEL]: event.name,
+          [CLUSTER_LABEL]: event.cluster,
+        };
+        const before = this.remoteNamespaces.get(key);
+        if (before !== undefined && sameLabels(before, labels)) return;
+        this.remoteNamespaces.set(key, labels);
+        for (const k of [...(this.remoteByNamespace.get(key) ?? EMPTY)]) this.decideRemote(k);
+        return;
+      }
+      case 'remote-namespace-delete': {
+        const key = `${event.cluster}/${event.name}`;
+        if (!this.remoteNamespaces.delete(key)) return;
+        for (const k of [...(this.remoteByNamespace.get(key) ?? EMPTY)]) this.decideRemote(k);
+        return;
+      }
+      case 'remote-endpoint': {
+        const e = event.endpoint;
+        if (e.cluster === this.cluster) return;
+        this.setRemoteEndpoint(remoteEndpointKey(e.cluster, e.namespace, e.name), {
+          ...e,
+          node: '',
+          nodeAddresses: NO_ADDRESSES,
+        });
+        return;
+      }
+      case 'remote-endpoint-delete':
+        this.setRemoteEndpoint(
+          remoteEndpointKey(event.cluster, event.namespace, event.name),
+          undefined,
+        );
+        return;
+      case 'imported-policy': {
+        if (event.origin === this.cluster) return;
+        const o = event.object;
+        let origins = this.imports.get(o.name);
+        if (origins === undefined) {
+          origins = new Map();
+          this.imports.set(o.name, origins);
+        }
+        // What the importer hands over is federated by construction.
+        origins.set(event.origin, o.federated ? o : { ...o, federated: true });
+        this.decideClusterPolicy(o.name);
+        return;
+      }
+      case 'imported-policy-delete': {
+        const origins = this.imports.get(event.name);
+        if (origins === undefined || !origins.delete(event.origin)) return;
+        if (origins.size === 0) this.imports.delete(event.name);
+        this.decideClusterPolicy(event.name);
+        return;
+      }
+    }
+  }
+
+  /**
+   * Puts in force the ClusterNetworkPolicy of a name: the local one, or
+   * else the import of the lowest origin cluster name.
+   */
+  private decideClusterPolicy(name: string): void {
+    const local = this.localCnps.get(name);
+    const origins = this.imports.get(name);
+    const chosen =
+      local ?? (origins === undefined ? undefined : origins.get(lowest([...origins.keys()])!));
+    this.setPolicy(
+      clusterPolicyKey(name),
+      chosen && translateClusterNetworkPolicy(chosen, this.cluster, this.federationName),
+    );
+  }
+
+  private setRemoteEndpoint(key: string, next: Endpoint | undefined): void {
+    const prev = this.remoteReceived.get(key);
+    if (prev === undefined && next === undefined) return;
+    if (prev !== undefined) {
+      removeFrom(this.remoteByNamespace, `${prev.cluster}/${prev.namespace}`, key);
+      for (const ip of prev.ips) removeFrom(this.remoteClaims, ip, key);
+    }
+    if (next === undefined) this.remoteReceived.delete(key);
+    else {
+      this.remoteReceived.set(key, next);
+      addTo(this.remoteByNamespace, `${next.cluster}/${next.namespace}`, key);
+      for (const ip of next.ips) addTo(this.remoteClaims, ip, key);
+    }
+    this.decideRemote(key);
+    // The other remote claimants of its addresses (before and after) may be admitted or refused now.
+    for (const ip of new Set([...(prev?.ips ?? []), ...(next?.ips ?? [])]))
+      for (const k of [...(this.remoteClaims.get(ip) ?? EMPTY)])
+        if (k !== key) this.decideRemote(k);
+  }
+
+  /**
+   * Whether a remote pod is a group member now: it is unless one of its
+   * addresses is claimed by a local pod or by another remote pod (then no
+   * remote claimant gets it: which cluster's pod it is cannot be known).
+   */
+  private decideRemote(key: string): void {
+    const e = this.remoteReceived.get(key);
+    let next: Endpoint | undefined;
+    if (e !== undefined) {
+      const problems: string[] = [];
+      for (const ip of e.ips) {
+        for (const k of this.claimants.get(ip) ?? EMPTY)
+          problems.push(`address ${ip} is also claimed by local pod ${k}`);
+        for (const k of this.remoteClaims.get(ip) ?? EMPTY)
+          if (k !== key) problems.push(`address ${ip} is also claimed by ${k}`);
+      }
+      if (problems.length > 0) this.remoteRejected.set(key, problems);
+      else {
+        this.remoteRejected.delete(key);
+        next = { ...e, namespaceLabels: this.remoteNamespaceLabels(e.cluster, e.namespace) };
+      }
+    } else this.remoteRejected.delete(key);
+    const prev = this.remoteMembers.get(key);
+    if (prev === undefined && next === undefined) return;
+    if (prev !== undefined && next !== undefined && sameEndpoint(prev, next)) return;
+    if (next === undefined) this.remoteMembers.delete(key);
+    else this.remoteMembers.set(key, next);
+    this.updateMemberships(key, prev, next, true);
   }
 
   // --- policies and groups -----------------------------------------------------
@@ -664,6 +1071,16 @@ export class ClusterModel {
         addTo(this.memberships, key, spec.id);
         this.changes.nodes.add(e.node);
       }
+      if (spec.federation !== undefined) {
+        this.federatedGroups.add(spec.id);
+        // Remote pods have no index of their own: a new federated peer group
+        // (one per distinct peer selector of federated policies) scans them once.
+        for (const [key, e] of this.remoteMembers) {
+          if (!matchesEndpoint(spec.selector, e)) continue;
+          g.members.set(key, e);
+          addTo(this.memberships, key, spec.id);
+        }
+      }
     }
     this.groupChanged(spec.id);
     this.changes.removedGroups.delete(spec.id);
@@ -677,10 +1094,11 @@ export class ClusterModel {
     if (g.refs.size > 0) return;
     this.groups.delete(id);
     this.nodeGroups.delete(id);
+    this.federatedGroups.delete(id);
     for (const a of g.anchors) removeFrom(this.anchorIndex, a, id);
     for (const [key, e] of g.members) {
       removeFrom(this.memberships, key, id);
-      this.changes.nodes.add(e.node);
+      if (e.cluster === this.cluster) this.changes.nodes.add(e.node);
     }
     this.changes.groups.delete(id);
     this.changes.removedGroups.add(id);
@@ -805,6 +1223,18 @@ function byKey(a: Endpoint, b: Endpoint): number {
 /** The model's key of a ClusterNetworkPolicy (NetworkPolicies are keyed "namespace/name"). */
 function clusterPolicyKey(name: string): string {
   return `ClusterNetworkPolicy ${name}`;
+}
+
+/** The id a ClusterNetworkPolicy of this name has here (as translation gives it). */
+function clusterPolicyIdOf(cluster: string, name: string): string {
+  return `${cluster}/cnp/${name}`;
+}
+
+/** The lowest cluster name (the winner among origins of one policy name). */
+function lowest(names: readonly string[]): string | undefined {
+  let out: string | undefined;
+  for (const n of names) if (out === undefined || cmp(n, out) < 0) out = n;
+  return out;
 }
 
 function addToList<K, V>(m: Map<K, V[]>, k: K, v: V): void {

@@ -60,7 +60,7 @@ import {
 import { KubeApi, KubeApiError, describeError } from '../kube/api.js';
 import { InternalError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log.js';
-import type { ModelEvent } from '../model/cluster-model.js';
+import type { KubeModelEvent as ModelEvent } from '../model/cluster-model.js';
 import { isClusterScoped, readKubeObject, type KubeObject } from '../kube/objects.js';
 import type { ClusterSource, SourceEvent, SourceState } from './source.js';
 

@@ -54,7 +54,7 @@ import {
   unknownFields,
   type FieldPath,
 } from '../kube/strict-fields.js';
-import type { ModelEvent } from '../model/cluster-model.js';
+import type { KubeModelEvent as ModelEvent } from '../model/cluster-model.js';
 import {
   namespaceOf,
   READ_KINDS,

@@ -2,7 +2,7 @@
  * Where cluster state comes from. Every source delivers the same typed
  * events: the initial state, then `synced`, then changes as they happen.
  */
-import type { ModelEvent } from '../model/cluster-model.js';
+import type { KubeModelEvent as ModelEvent } from '../model/cluster-model.js';
 
 export type SourceEvent =
   | ModelEvent

@@ -15,6 +15,12 @@
  *
  * The policy's tier and priority travel on the FirewallPolicy; the cluster
  * model orders the application policy set by them.
+ *
+ * A federated policy (labelled weir.io/federated, translated with the
+ * federation's name) differs in one thing: its `pods`/`namespaces` peers
+ * become federation-scoped groups, matching the pods of every member. Its
+ * subject stays local (each member enforces on its own pods) and so do
+ * its `nodes` and `networks` peers.
  */
 import type {
   FirewallPolicy,
@@ -25,6 +31,7 @@ import type {
 import type { ClusterNetworkPolicyObject, CnpAction, CnpPeer, CnpRule } from '../kube/objects.js';
 import { selectorText } from '../../shared/policy/selector.js';
 import {
+  federatedSelectorGroup,
   ipBlockGroup,
   selectorGroup,
   serviceGroupOf,
@@ -46,7 +53,10 @@ const ACTION: Readonly<Record<CnpAction, RuleAction>> = {
 export function translateClusterNetworkPolicy(
   cnp: ClusterNetworkPolicyObject,
   cluster: string,
+  /** The federation this member belongs to; only a federated policy's peers use it. */
+  federation?: string,
 ): Translation {
+  const scope = cnp.federated ? federation : undefined;
   const groups = new Map<string, GroupSpec>();
   const services = new Map<string, ServiceGroup>();
   const id = clusterPolicyId(cluster, cnp.name);
@@ -74,7 +84,7 @@ export function translateClusterNetworkPolicy(
         ...(rule.name === '' ? {} : { name: rule.name }),
       };
       rule.peers.forEach((peer, j) => {
-        for (const [suffix, g] of peerGroups(cluster, peer)) {
+        for (const [suffix, g] of peerGroups(cluster, peer, scope)) {
           groups.set(g.id, g);
           rules.push({
             id: `${id}/${direction}/${i}/${j}${suffix}`,
@@ -105,17 +115,22 @@ export function translateClusterNetworkPolicy(
 }
 
 /** The groups of one peer, each with its rule id suffix ("" or "/<cidr index>"). */
-function peerGroups(cluster: string, peer: CnpPeer): Array<[string, GroupSpec]> {
-  if (peer.kind === 'pods')
+function peerGroups(
+  cluster: string,
+  peer: CnpPeer,
+  federation: string | undefined,
+): Array<[string, GroupSpec]> {
+  if (peer.kind === 'pods') {
+    const selector = { namespace: { selector: peer.namespaceSelector }, pods: peer.podSelector };
     return [
       [
         '',
-        selectorGroup(cluster, {
-          namespace: { selector: peer.namespaceSelector },
-          pods: peer.podSelector,
-        }),
+        federation === undefined
+          ? selectorGroup(cluster, selector)
+          : federatedSelectorGroup(cluster, federation, selector),
       ],
     ];
+  }
   if (peer.kind === 'nodes')
     return [
       [

@@ -33,7 +33,17 @@ import type { NetworkPolicyObject, PolicyPeer, PolicyRule } from '../kube/object
 
 /** An address group as translation defines it; selector members are resolved by the cluster model. */
 export type GroupSpec =
-  | { readonly id: string; readonly kind: 'selector'; readonly selector: EndpointSelector }
+  | {
+      readonly id: string;
+      readonly kind: 'selector';
+      readonly selector: EndpointSelector;
+      /**
+       * Set on the peer groups of a federated ClusterNetworkPolicy: the
+       * federation whose members' pods (remote as well as local) the group
+       * matches. Absent: local pods only.
+       */
+      readonly federation?: string;
+    }
   | {
       readonly id: string;
       readonly kind: 'ipBlock';
@@ -137,6 +147,24 @@ export function selectorGroup(cluster: string, selector: EndpointSelector): Grou
     id: `${cluster}/ag/sel-${shortHash(endpointSelectorKey(selector))}`,
     kind: 'selector',
     selector,
+  };
+}
+
+/**
+ * A selector group over the pods of every member of a federation (a
+ * federated policy's peer). The scope enters the id, so it never shares an
+ * id, or members, with the local group of the same selector.
+ */
+export function federatedSelectorGroup(
+  cluster: string,
+  federation: string,
+  selector: EndpointSelector,
+): GroupSpec {
+  return {
+    id: `${cluster}/ag/fed-${shortHash(`federation:${federation}\u0000${endpointSelectorKey(selector)}`)}`,
+    kind: 'selector',
+    selector,
+    federation,
   };
 }
 
