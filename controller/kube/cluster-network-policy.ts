@@ -457,3 +457,92 @@ function portNumber(r: Reader, v: unknown, field: string): number | undefined {
   }
   return n;
 }
+
+/**
+ * A ClusterNetworkPolicy as Kubernetes JSON: the inverse of
+ * readClusterNetworkPolicy (read(write(x)) deep-equals x). The federation
+ * exports policies in this form, so an importing member re-validates them
+ * with the same reader, and an entry in the hub is a manifest a person can
+ * read and apply.
+ *
+ * Forms are canonical: subjects and pods peers are written as `pods`
+ * (a `namespaces` subject reads back the same: every pod of the
+ * namespaces), selectors as matchExpressions, a port range of one port as
+ * `number`, a named port (read as one service per protocol) as one
+ * destinationNamedPort.
+ */
+export function writeClusterNetworkPolicy(o: ClusterNetworkPolicyObject): Record<string, unknown> {
+  const metadata: Record<string, unknown> = { name: o.name };
+  if (o.uid !== '') metadata.uid = o.uid;
+  if (o.federated) metadata.labels = { [FEDERATED_LABEL]: 'true' };
+  const spec: Record<string, unknown> = {
+    tier: o.tier === 'admin' ? 'Admin' : 'Baseline',
+    priority: o.priority,
+    subject: { pods: writePods(o.subject) },
+  };
+  if (o.ingress.length > 0) spec.ingress = o.ingress.map((r) => writeRule(r, 'from'));
+  if (o.egress.length > 0) spec.egress = o.egress.map((r) => writeRule(r, 'to'));
+  return {
+    apiVersion: 'policy.networking.k8s.io/v1alpha2',
+    kind: 'ClusterNetworkPolicy',
+    metadata,
+    spec,
+  };
+}
+
+function writeSelector(s: LabelSelector): Record<string, unknown> {
+  if (s.requirements.length === 0) return {};
+  return {
+    matchExpressions: s.requirements.map((r) =>
+      r.operator === 'In' || r.operator === 'NotIn'
+        ? { key: r.key, operator: r.operator, values: [...r.values] }
+        : { key: r.key, operator: r.operator },
+    ),
+  };
+}
+
+function writePods(p: CnpPods): Record<string, unknown> {
+  return {
+    namespaceSelector: writeSelector(p.namespaceSelector),
+    podSelector: writeSelector(p.podSelector),
+  };
+}
+
+function writeRule(r: CnpRule, peersKey: 'from' | 'to'): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (r.name !== '') out.name = r.name;
+  out.action = r.action;
+  out[peersKey] = r.peers.map((p) =>
+    p.kind === 'pods'
+      ? { pods: writePods(p) }
+      : p.kind === 'nodes'
+        ? { nodes: writeSelector(p.selector) }
+        : { networks: [...p.cidrs] },
+  );
+  if (r.protocols.length > 0) out.protocols = writeProtocols(r.protocols);
+  return out;
+}
+
+const PROTOCOL_FIELD: Readonly<Record<Protocol, string>> = { TCP: 'tcp', UDP: 'udp', SCTP: 'sctp' };
+
+function writeProtocols(services: readonly Service[]): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (let i = 0; i < services.length; i++) {
+    const s = services[i]!;
+    if (s.port.kind === 'named') {
+      // The reader expands one destinationNamedPort into one service per protocol, in PROTOCOLS order.
+      out.push({ destinationNamedPort: s.port.name });
+      i += PROTOCOLS.length - 1;
+    } else if (s.port.kind === 'range')
+      out.push({
+        [PROTOCOL_FIELD[s.protocol]]: {
+          destinationPort:
+            s.port.start === s.port.end
+              ? { number: s.port.start }
+              : { range: { start: s.port.start, end: s.port.end } },
+        },
+      });
+    // kind 'all' is never read from a ClusterNetworkPolicy (protocols absent: the rule has none).
+  }
+  return out;
+}
