@@ -15,7 +15,10 @@ const floors = [
   { name: 'translate', paths: ['^controller/translate/'] },
   { name: 'model', paths: ['^controller/model/'] },
   { name: 'sources-store', paths: ['^controller/sources/', '^controller/store/'] },
-  { name: 'distribute', paths: ['^controller/distribute/', '^controller/relay/'] },
+  {
+    name: 'distribute',
+    paths: ['^controller/distribute/', '^controller/relay/', '^controller/federation/'],
+  },
   { name: 'top', paths: ['^controller/[^/]+$', '^controller/leader/', '^controller/console/'] },
 ];
 const floorRules = floors.slice(0, -1).map((floor, i) => ({
