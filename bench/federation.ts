@@ -33,7 +33,11 @@ import {
   type PodObject,
   readKubeObject,
 } from '../controller/kube/objects.js';
+import { endpointEntry, namespaceEntry, policyEntry } from '../controller/federation/entries.js';
+import { FederationImporter } from '../controller/federation/importer.js';
+import type { EntryRef } from '../controller/federation/link.js';
 import { ClusterModel, type ModelEvent } from '../controller/model/cluster-model.js';
+import pino from 'pino';
 import { SpanStore } from '../controller/store/span-store.js';
 import { type Endpoint, type LabelSelector, endpointKey } from '../shared/policy/types.js';
 import { realisticCluster } from '../testing/random-cluster.js';
@@ -44,16 +48,35 @@ export interface FederationBenchOptions {
   readonly clusters?: number;
   readonly podsPerCluster?: number;
   readonly quick?: boolean;
+  /** Changes timed per kind (default 10; --quick 5). */
+  readonly reps?: number;
 }
 
 const FEDERATION = 'bench';
+const SILENT = pino({ level: 'silent' });
 const PODS_PER_NAMESPACE = 4;
 
 interface Member {
   readonly cluster: string;
   readonly model: ClusterModel;
   readonly store: SpanStore;
+  /** The member's importer, applying what it accepts to `model` (as in the controller). */
+  readonly importer: FederationImporter;
   readonly objects: readonly KubeObject[];
+}
+
+/**
+ * One change as a member receives it: a local object from its own source,
+ * or an entry at the hub as the link delivers it (the JSON text the hub
+ * holds, parsed again on each member, as NATS KV holds bytes).
+ */
+type Change =
+  | { readonly local: ModelEvent }
+  | { readonly ref: EntryRef; readonly text: string }
+  | { readonly link: 'connected' | 'synced' };
+
+function entry(ref: EntryRef, value: unknown): Change {
+  return { ref, text: JSON.stringify(value) };
 }
 
 /**
@@ -79,24 +102,26 @@ function memberObjects(i: number, pods: number): KubeObject[] {
   return out;
 }
 
-/** What a member exports: every namespace with its labels, every endpoint (as the importer receives them). */
-function exportsOf(m: Member): ModelEvent[] {
-  const events: ModelEvent[] = [];
+/** What a member exports: every namespace with its labels and every endpoint, as hub entries. */
+function exportsOf(m: Member): Change[] {
+  const out: Change[] = [];
   for (const o of m.objects)
     if (o.kind === 'Namespace')
-      events.push({
-        type: 'remote-namespace',
-        cluster: m.cluster,
-        name: o.name,
-        labels: m.model.namespaceLabels(o.name),
-      });
-  for (const e of m.model.endpoints())
-    if (e.cluster === m.cluster) events.push(remoteEndpoint(m.cluster, e));
-  return events;
+      out.push(
+        entry(
+          { kind: 'ns', cluster: m.cluster, name: o.name },
+          namespaceEntry(m.cluster, o.name, m.model.namespaceLabels(o.name)),
+        ),
+      );
+  for (const e of m.model.endpoints()) out.push(endpointChange(m.cluster, e));
+  return out;
 }
 
-function remoteEndpoint(cluster: string, e: Endpoint): ModelEvent {
-  return { type: 'remote-endpoint', endpoint: { ...e, cluster, node: '', nodeAddresses: [] } };
+function endpointChange(cluster: string, e: Endpoint): Change {
+  return entry(
+    { kind: 'ep', cluster, name: endpointKey(e) },
+    endpointEntry(cluster, { ...e, cluster }),
+  );
 }
 
 /** The benchmark's federated policy: Admin, subject one team's namespaces, ingress denied from every member's `env` namespaces. */
@@ -142,9 +167,13 @@ function percentile(sorted: readonly number[], p: number): number {
  * takes. Throws when no node's span changed: a change that reached no span
  * would be timed for nothing (the benchmark checks what it measures).
  */
-function step(m: Member, events: readonly ModelEvent[], what: string): number {
+function step(m: Member, changes: readonly Change[], what: string): number {
   const t0 = performance.now();
-  for (const e of events) m.model.apply(e);
+  for (const c of changes) {
+    if ('local' in c) m.model.apply(c.local);
+    else if ('link' in c) m.importer.handle({ type: c.link });
+    else m.importer.handle({ type: 'put', ref: c.ref, value: JSON.parse(c.text) });
+  }
   const commit = m.store.commit(Date.now());
   const t = performance.now() - t0;
   if (commit === undefined || commit.nodes.length === 0)
@@ -161,7 +190,9 @@ interface Series {
 export function runFederation(options: FederationBenchOptions = {}): FederationResult {
   const clusterCount = options.clusters ?? 10;
   const pods = options.podsPerCluster ?? (options.quick ? 1000 : 10_000);
-  const reps = options.quick ? 5 : 20;
+  const reps = options.reps ?? (options.quick ? 5 : 10);
+  const progress = (what: string) =>
+    process.stderr.write(`  federation bench, ${clusterCount} × ${pods}: ${what}\n`);
   const load = new MachineLoad();
 
   const tBuild = performance.now();
@@ -173,20 +204,29 @@ export function runFederation(options: FederationBenchOptions = {}): FederationR
     upsertAll(model, objects);
     const store = new SpanStore(model);
     store.commit(Date.now());
-    members.push({ cluster, model, store, objects });
+    const importer = new FederationImporter({
+      cluster,
+      federation: FEDERATION,
+      apply: (e) => model.apply(e),
+      log: SILENT,
+    });
+    members.push({ cluster, model, store, importer, objects });
   }
   const buildMs = performance.now() - tBuild;
+  progress(`members built in ${ms(buildMs)}`);
 
   // The federated policy, at its origin (c0) and imported by every other member.
   const origin = members[0]!;
   const federatedChange = (env: string): Series => {
     const object = policy(env, true);
+    const exported = entry(
+      { kind: 'cnp', cluster: origin.cluster, name: object.name },
+      policyEntry(origin.cluster, object),
+    );
     const times = members.map((m) =>
       step(
         m,
-        m === origin
-          ? [{ type: 'upsert', object }]
-          : [{ type: 'imported-policy', origin: origin.cluster, object }],
+        m === origin ? [{ local: { type: 'upsert', object } }] : [exported],
         `the federated policy (${env})`,
       ),
     );
@@ -199,10 +239,15 @@ export function runFederation(options: FederationBenchOptions = {}): FederationR
   const exports = new Map(members.map((m) => [m.cluster, exportsOf(m)]));
   const importMs: number[] = [];
   for (const m of members) {
-    const events = members.filter((o) => o !== m).flatMap((o) => exports.get(o.cluster)!);
-    importMs.push(step(m, events, 'the initial import'));
+    const listing: Change[] = [
+      { link: 'connected' },
+      ...members.filter((o) => o !== m).flatMap((o) => exports.get(o.cluster)!),
+      { link: 'synced' },
+    ];
+    importMs.push(step(m, listing, 'the initial import'));
   }
   const remoteEndpoints = members[0]!.model.remoteEndpoints().length;
+  progress(`initial import done (${int(remoteEndpoints)} remote endpoints per member)`);
   const podCount = members[0]!.model.endpointCount;
 
   // 2. The federated policy changed back and forth at its origin.
@@ -214,6 +259,7 @@ export function runFederation(options: FederationBenchOptions = {}): FederationR
   for (let r = 0; r < reps; r++) merge(fed, federatedChange(r % 2 === 0 ? 'staging' : 'dev'));
   if (reps % 2 === 1) federatedChange('dev'); // ends selecting dev, for the pod starts below
 
+  progress('federated policy changes done');
   // Baseline: the same change as a local policy of one cluster (c1), in the same run.
   const local = members[1]!;
   const base: Series = { slowest: [], sum: [] };
@@ -222,11 +268,11 @@ export function runFederation(options: FederationBenchOptions = {}): FederationR
     name: 'bench-local',
     uid: 'bench-local',
   });
-  step(local, [{ type: 'upsert', object: baseObject('dev') }], 'the local policy');
+  step(local, [{ local: { type: 'upsert', object: baseObject('dev') } }], 'the local policy');
   for (let r = 0; r < reps; r++) {
     const t = step(
       local,
-      [{ type: 'upsert', object: baseObject(r % 2 === 0 ? 'staging' : 'dev') }],
+      [{ local: { type: 'upsert', object: baseObject(r % 2 === 0 ? 'staging' : 'dev') } }],
       'the local policy',
     );
     base.slowest.push(t);
@@ -252,14 +298,14 @@ export function runFederation(options: FederationBenchOptions = {}): FederationR
       ips: [`10.${100 + 2}.255.${r + 1}`],
     };
     // At home the pod is a local start: the baseline.
-    const tHome = step(home, [{ type: 'upsert', object: pod }], 'a local pod start');
+    const tHome = step(home, [{ local: { type: 'upsert', object: pod } }], 'a local pod start');
     localStart.slowest.push(tHome);
     localStart.sum.push(tHome);
     const e = home.model.endpoint(endpointKey(pod));
     if (e === undefined) throw new Error('bench: the started pod is not an endpoint');
     const times = members
       .filter((m) => m !== home)
-      .map((m) => step(m, [remoteEndpoint(home.cluster, e)], 'a remote pod start'));
+      .map((m) => step(m, [endpointChange(home.cluster, e)], 'a remote pod start'));
     remoteStart.slowest.push(Math.max(...times));
     remoteStart.sum.push(times.reduce((a, b) => a + b, 0));
   }
