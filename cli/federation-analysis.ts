@@ -7,8 +7,8 @@
  *   manifests of c ──> model c ─┘   and its federated ClusterNetworkPolicies
  *                                   as imported-policy events
  *
- * The models are fed exactly as the live importer feeds a member's model
- * (the same ModelEvents), so the selectors, the cluster label, the federation
+ * Each model is fed by a FederationImporter from the others' entries, as
+ * the hub would hold them, exactly as a live member's model is fed, so the selectors, the cluster label, the federation
  * scope of peer groups and the name-conflict rules are the model's, not a
  * second implementation here. Each model is compiled into the RuleTables the
  * agents use; a connection between clusters is then decided where it is
@@ -18,6 +18,10 @@
  *
  * Pods of several clusters are named `cluster/namespace/pod`.
  */
+import pino from 'pino';
+import { endpointEntry, namespaceEntry, policyEntry } from '../controller/federation/entries.js';
+import { FederationImporter } from '../controller/federation/importer.js';
+import type { EntryRef } from '../controller/federation/link.js';
 import { ClusterModel } from '../controller/model/cluster-model.js';
 import type { ClusterNetworkPolicyObject, KubeObject } from '../controller/kube/objects.js';
 import { ValidationError, type Issue } from '../shared/errors.js';
@@ -45,6 +49,7 @@ import { ANALYSIS_ADDRESS_BASE, analysedObjects, readStdin } from './analysis.js
 
 /** The federation the analysis's models belong to (a name is required to turn federation on). */
 export const ANALYSIS_FEDERATION = 'analysis';
+const SILENT = pino({ level: 'silent' });
 
 /** One `--cluster NAME -f PATH…` group of the command line. */
 export interface ClusterManifests {
@@ -162,24 +167,38 @@ export async function analyseFederation(
       message: `claimed by pods of more than one cluster (${o.pods.join(', ')}): rejected as a remote endpoint in every cluster, as the live federation does; each pod keeps it in its own cluster`,
     });
 
+  // Every member imports the others' entries through its FederationImporter,
+  // as a controller does: each entry as the hub would hold it (JSON text),
+  // validated by the importer, applied to the model as FederationModelEvents.
   for (const { cluster, model } of members) {
+    const importer = new FederationImporter({
+      cluster,
+      federation: ANALYSIS_FEDERATION,
+      apply: (e) => model.apply(e),
+      log: SILENT,
+    });
+    importer.handle({ type: 'connected' });
+    const put = (ref: EntryRef, value: unknown) =>
+      importer.handle({ type: 'put', ref, value: JSON.parse(JSON.stringify(value)) });
     for (const x of exports) {
       if (x.cluster === cluster) continue;
       for (const ns of x.namespaces)
-        model.apply({
-          type: 'remote-namespace',
-          cluster: x.cluster,
-          name: ns.name,
-          labels: ns.labels,
-        });
+        put(
+          { kind: 'ns', cluster: x.cluster, name: ns.name },
+          namespaceEntry(x.cluster, ns.name, ns.labels),
+        );
       for (const e of x.endpoints)
-        model.apply({
-          type: 'remote-endpoint',
-          endpoint: { ...e, cluster: x.cluster, node: '', nodeAddresses: [] },
-        });
+        put({ kind: 'ep', cluster: x.cluster, name: endpointKey(e) }, endpointEntry(x.cluster, e));
       for (const object of x.policies)
-        model.apply({ type: 'imported-policy', origin: x.cluster, object });
+        put({ kind: 'cnp', cluster: x.cluster, name: object.name }, policyEntry(x.cluster, object));
     }
+    importer.handle({ type: 'synced' });
+    for (const r of importer.rejections())
+      issues.push({
+        source: `cluster ${cluster}`,
+        object: `imported ${r.object}`,
+        message: r.problems.join('; '),
+      });
   }
 
   return {
