@@ -26,6 +26,8 @@ import { startControllerServer } from './distribute/grpc-server.js';
 import { NatsPublisher } from './distribute/nats-publisher.js';
 import type { NatsEndpoint } from '../shared/nats/connect.js';
 import { ClusterModel } from './model/cluster-model.js';
+import { FederationMember } from './federation/member.js';
+import type { FederationLink } from './federation/link.js';
 import type { ClusterSource, SourceEvent } from './sources/source.js';
 import { ControllerMetrics } from './metrics.js';
 import { OperatorService } from './operator.js';
@@ -76,6 +78,19 @@ export interface ControllerOptions {
     readonly flowMaxBytes?: number;
     readonly beatMs?: number;
   };
+  /**
+   * Member of a federation (docs/federation.md): other members' namespaces,
+   * pods and federated ClusterNetworkPolicies come in through `link`, this
+   * cluster's go out. Independent of `nats` (a gRPC-distributing cluster
+   * federates too).
+   */
+  readonly federation?: {
+    readonly name: string;
+    /** Opens the link to the hub (nats-link.ts in production, a memory hub in tests). */
+    readonly link: () => Promise<FederationLink> | FederationLink;
+    /** This cluster's pod CIDRs, reported so that members can check for overlaps. */
+    readonly podCidrs?: readonly string[];
+  };
 }
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
@@ -92,6 +107,9 @@ export class Controller implements AsyncDisposable {
   /** The Operator service (also what the console reads). */
   operator: OperatorService | undefined;
   private publisher: NatsPublisher | undefined;
+  /** The federation membership, when `federation` is set. */
+  federation: FederationMember | undefined;
+  private federationLink: FederationLink | undefined;
   private commitRunner: CoalescingRunner | undefined;
   private persistRunner: CoalescingRunner | undefined;
   private ackWatch: NodeJS.Timeout | undefined;
@@ -107,7 +125,12 @@ export class Controller implements AsyncDisposable {
   readonly stateRejections: StateFileRejection[] = [];
 
   constructor(private readonly options: ControllerOptions) {
-    this.model = new ClusterModel({ cluster: options.cluster });
+    this.model = new ClusterModel({
+      cluster: options.cluster,
+      ...(options.federation === undefined
+        ? {}
+        : { federation: { name: options.federation.name } }),
+    });
     this.log = options.log.child({ component: 'controller' });
     this.metrics = new ControllerMetrics({
       revision: () => this.store?.revision ?? 0,
@@ -170,6 +193,30 @@ export class Controller implements AsyncDisposable {
       onError: (err) => this.log.error({ err }, 'commit failed'),
     });
 
+    const fed = this.options.federation;
+    if (fed !== undefined) {
+      const link = await fed.link();
+      this.federationLink = link;
+      const distributor = this.distributor;
+      this.federation = new FederationMember({
+        link,
+        model: this.model,
+        log: this.options.log.child({ component: 'federation' }),
+        ...(this.options.stateDir === undefined ? {} : { stateDir: this.options.stateDir }),
+        podCidrs: fed.podCidrs ?? [],
+        onModelChange: () => {
+          this.firstPendingAt ??= Date.now();
+          this.commitRunner?.request();
+        },
+        realization: (id) => {
+          const r = distributor.realization(id);
+          return { inSync: r.applied.length, total: r.nodes.length, revision: r.revision };
+        },
+      });
+      // Loads the persisted imports into the model: the first commit enforces them.
+      await this.federation.start();
+    }
+
     const agentNodeOf = agentPodNode(this.model, this.options.agentNamespace ?? 'weir-system');
     const distributor = this.distributor;
     this.relay = new FlowRelay({
@@ -192,6 +239,7 @@ export class Controller implements AsyncDisposable {
       distributor: this.distributor,
       leadership: this.options.leadership,
       stateRejections: this.stateRejections,
+      ...(this.federation === undefined ? {} : { federation: this.federation }),
       insecure: this.options.tls === undefined,
     });
     const { server, port, agentPodChanged } = await startControllerServer({
@@ -308,6 +356,7 @@ export class Controller implements AsyncDisposable {
       );
       this.persistRunner?.request();
     }
+    this.federation?.afterCommit();
     if (this.sourceSynced && !this.ready) {
       this.ready = true;
       this.distributor.setReady();
@@ -354,6 +403,8 @@ export class Controller implements AsyncDisposable {
     await this.options.source[Symbol.asyncDispose]();
     this.distributor?.closeAll('controller shutting down');
     await this.publisher?.[Symbol.asyncDispose]();
+    await this.federation?.close();
+    await this.federationLink?.[Symbol.asyncDispose]();
     await new Promise<void>((resolve) => {
       if (this.server === undefined) return resolve();
       this.server.tryShutdown(() => resolve());

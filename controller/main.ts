@@ -31,6 +31,10 @@ import {
   tlsChoiceFromFlags,
 } from '../shared/tls/credentials.js';
 import { ErrorCode, WeirError } from '../shared/errors.js';
+import type { Logger } from '../shared/log.js';
+import type { NatsEndpoint } from '../shared/nats/connect.js';
+import type { FederationLink } from './federation/link.js';
+import { FEDERATION_FLAGS, FEDERATION_USAGE, federationFromFlags } from './federation/flags.js';
 
 const USAGE = `usage: weir-controller (--tls-dir DIR | --insecure) [--manifests DIR | --kubeconfig PATH | --in-cluster] [--leader-elect [--lease-namespace NS] [--lease-name NAME]]
                        [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--state-dir DIR] [--cluster NAME] [--log-level LEVEL]
@@ -57,7 +61,7 @@ const USAGE = `usage: weir-controller (--tls-dir DIR | --insecure) [--manifests 
                          (default 1000; beyond it the oldest disconnected is dropped, else a hello is refused)
   --agent-record-ttl D   how long the record of a vanished agent that never ACKed, or whose node left the
                          cluster, is kept, e.g. 10m, 1h (default 10m)
-${TLS_USAGE}${NATS_USAGE}  --nats-replicas N      JetStream replicas of Weir's streams and bucket (default 1; 3 on a 3-server cluster)
+${TLS_USAGE}${NATS_USAGE}${FEDERATION_USAGE}  --nats-replicas N      JetStream replicas of Weir's streams and bucket (default 1; 3 on a 3-server cluster)
   --flow-retention D     how long the NATS flow event stream keeps events, e.g. 24h, 30m (default 24h)
   --flow-max-bytes N     most bytes that stream keeps, e.g. 1GiB, 500MiB (default 1GiB)
 `;
@@ -113,6 +117,7 @@ export async function main(argv: string[]): Promise<void> {
         ...TLS_FLAGS,
         ...NATS_FLAGS,
         ...TLS_FLAGS,
+        ...FEDERATION_FLAGS,
         'nats-replicas': { type: 'string', default: '1' },
         'flow-retention': { type: 'string', default: '24h' },
         'flow-max-bytes': { type: 'string', default: '1GiB' },
@@ -142,6 +147,11 @@ export async function main(argv: string[]): Promise<void> {
       throw new ArgumentError(
         `--cluster ${JSON.stringify(values.cluster)} cannot name NATS subjects (letters, digits, "_", "-"; at most 64)`,
       );
+    const federation = federationFromFlags(
+      values,
+      values.cluster!,
+      tlsChoice.mode === 'mtls' ? tlsChoice.files : undefined,
+    );
     const replicas = Number(values['nats-replicas']);
     if (!(Number.isInteger(replicas) && replicas >= 1 && replicas <= 5))
       throw new ArgumentError(`--nats-replicas must be 1 to 5, not ${values['nats-replicas']}`);
@@ -178,6 +188,11 @@ export async function main(argv: string[]): Promise<void> {
       }
       log.info({ identity: tls.identity.uri, notAfter: tls.notAfter }, 'mutual TLS');
     }
+    if (federation !== undefined && federation.endpoint.tls === undefined)
+      log.warn(
+        { insecure: true, federation: federation.name, nats: federation.endpoint.servers },
+        'INSECURE: federation link without TLS or client certificates; its password crosses the network in clear',
+      );
     if (endpoint !== undefined && endpoint.tls === undefined)
       log.warn(
         { insecure: true, nats: endpoint.servers },
@@ -265,6 +280,21 @@ export async function main(argv: string[]): Promise<void> {
       ...(endpoint !== undefined
         ? { nats: { endpoint, replicas, flowMaxAgeMs, flowMaxBytes } }
         : {}),
+      ...(federation !== undefined
+        ? {
+            federation: {
+              name: federation.name,
+              podCidrs: federation.podCidrs,
+              link: () =>
+                openFederationLink({
+                  federation: federation.name,
+                  cluster: values.cluster!,
+                  endpoint: federation.endpoint,
+                  log: log.child({ component: 'federation-link' }),
+                }),
+            },
+          }
+        : {}),
       ...(elector !== undefined
         ? { leadership: () => (elector.isLeader() ? 'leader' : 'lost') }
         : {}),
@@ -318,4 +348,32 @@ export async function main(argv: string[]): Promise<void> {
     started = true;
     await controller.start();
   });
+}
+
+/**
+ * The NATS federation link (controller/federation/nats-link.ts,
+ * `openNatsFederationLink`, from the fed-net branch): JetStream KV at the
+ * hub's domain over the member's leaf node. Loaded by name so that this
+ * wiring builds before that file is merged; once it is, this becomes a
+ * static import and a direct call.
+ */
+async function openFederationLink(options: {
+  federation: string;
+  cluster: string;
+  endpoint: NatsEndpoint;
+  log: Logger;
+}): Promise<FederationLink> {
+  const path = './federation/nats-link.js';
+  let mod: { openNatsFederationLink?: (o: typeof options) => Promise<FederationLink> };
+  try {
+    mod = (await import(path)) as typeof mod;
+  } catch (err) {
+    throw new WeirError(
+      ErrorCode.Unavailable,
+      `--federation needs the NATS federation link (controller/federation/nats-link.ts): ${(err as Error).message}`,
+    );
+  }
+  if (mod.openNatsFederationLink === undefined)
+    throw new WeirError(ErrorCode.Internal, 'nats-link.ts exports no openNatsFederationLink');
+  return mod.openNatsFederationLink(options);
 }
