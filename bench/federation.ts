@@ -23,7 +23,8 @@
  * member" is the slowest member of one change (members work in parallel in
  * a real fleet), with the sum over members beside it (one core doing all).
  *
- * Runnable alone: node --import tsx bench/federation.ts [--clusters=10] [--pods=1000,10000] [--quick]
+ * Runnable alone: node --import tsx bench/federation.ts [--clusters=10] [--pods=1000,10000] [--reps=10] [--quick]
+ * (one size in this process, printing JSON: add --child --pods=N)
  */
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -428,7 +429,12 @@ export function formatGrowth(results: readonly FederationResult[]): string {
 
 const SELF = fileURLToPath(import.meta.url);
 
-function child(clusters: number, pods: number, quick: boolean): FederationResult {
+function child(
+  clusters: number,
+  pods: number,
+  quick: boolean,
+  reps: number | undefined,
+): FederationResult {
   const out = execFileSync(
     process.execPath,
     [
@@ -440,6 +446,7 @@ function child(clusters: number, pods: number, quick: boolean): FederationResult
       `--pods=${pods}`,
       '--child',
       ...(quick ? ['--quick'] : []),
+      ...(reps === undefined ? [] : [`--reps=${reps}`]),
     ],
     { encoding: 'utf8', maxBuffer: 1 << 20, stdio: ['ignore', 'pipe', 'inherit'] },
   );
@@ -463,7 +470,7 @@ export function benchFederation(
       : quick
         ? [250, 500, 1000]
         : [1000, 2500, 5000, 10_000]);
-  const results = sizes.map((pods) => child(clusters, pods, quick));
+  const results = sizes.map((pods) => child(clusters, pods, quick, options.reps));
   return [
     formatFederation(results.at(-1)!),
     ...(results.length > 1 ? [formatGrowth(results)] : []),
@@ -477,13 +484,17 @@ if (process.argv[1] === SELF) {
   const clusters = Number(arg('clusters') ?? 10);
   const quick = process.argv.includes('--quick');
   const pods = arg('pods');
+  const reps = arg('reps') === undefined ? {} : { reps: Number(arg('reps')) };
   if (process.argv.includes('--child'))
-    console.log(JSON.stringify(runFederation({ clusters, podsPerCluster: Number(pods), quick })));
+    console.log(
+      JSON.stringify(runFederation({ clusters, podsPerCluster: Number(pods), quick, ...reps })),
+    );
   else
     console.log(
       benchFederation({
         clusters,
         quick,
+        ...reps,
         ...(pods === undefined ? {} : { sizes: pods.split(',').map(Number) }),
       }),
     );
