@@ -193,6 +193,19 @@ export async function analyseFederation(
         put({ kind: 'cnp', cluster: x.cluster, name: object.name }, policyEntry(x.cluster, object));
     }
     importer.handle({ type: 'synced' });
+    // Name conflicts are not errors of the manifests: the model decides
+    // (a local policy wins, then the lowest origin) and says so, as the
+    // live member reports it.
+    for (const i of model.federation()?.imports ?? []) {
+      if (i.state === 'shadowed-by-local')
+        notes.push(
+          `cluster ${cluster}: the federated ClusterNetworkPolicy ${i.name} of ${i.origin} is not enforced here: ${cluster}'s own ClusterNetworkPolicy of that name wins`,
+        );
+      else if (i.state.startsWith('lost-to:'))
+        notes.push(
+          `cluster ${cluster}: the federated ClusterNetworkPolicy ${i.name} of ${i.origin} is not enforced here: ${i.state.slice('lost-to:'.length)} exports one of that name too, and the lowest cluster name wins`,
+        );
+    }
     for (const r of importer.rejections())
       issues.push({
         source: `cluster ${cluster}`,

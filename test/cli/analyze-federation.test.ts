@@ -219,6 +219,61 @@ describe('weirctl analyze across the clusters of a federation', () => {
     assert.equal((await matrixJson(clusters({ b: claim })))['b/dev/tool']!['a/data/db'], false);
   });
 
+  test('a federated policy is shadowed by a local one of its name, and of two origins the lowest cluster name wins', async () => {
+    const policy = (name: string, federated: boolean, action: string) =>
+      [
+        '---',
+        'apiVersion: policy.networking.k8s.io/v1alpha2',
+        'kind: ClusterNetworkPolicy',
+        `metadata: { name: ${name}${federated ? ', labels: { weir.io/federated: "true" }' : ''} }`,
+        'spec:',
+        '  tier: Admin',
+        '  priority: 5',
+        '  subject: { pods: { namespaceSelector: {}, podSelector: { matchLabels: { app: db } } } }',
+        `  ingress: [{ action: ${action}, from: [{ namespaces: { matchLabels: { env: dev } } }] }]`,
+        '',
+      ].join('\n');
+    // a's own (not federated) deny-b-dev-to-db accepts: it wins in a over b's import.
+    const a = join(tmp, 'a-shadows');
+    await cp(join(FIXTURES, 'a'), a, { recursive: true });
+    await writeFile(join(a, 'local.yaml'), policy('deny-b-dev-to-db', false, 'Accept'));
+    const shadowed = await weirctl(
+      'analyze',
+      'matrix',
+      ...clusters({ a }),
+      '--probe',
+      'TCP/5432',
+      '-o',
+      'json',
+    );
+    assert.equal(shadowed.code, 0, shadowed.err);
+    assert.equal(JSON.parse(shadowed.out).probes[0].allowed['b/dev/tool']['a/data/db'], true);
+    assert.match(
+      shadowed.err,
+      /note: cluster a: the federated ClusterNetworkPolicy deny-b-dev-to-db of b is not enforced here: a's own ClusterNetworkPolicy of that name wins/,
+    );
+
+    // c exports a federated policy of the same name: b's (the lower name) is enforced in a.
+    const c = join(tmp, 'c-conflicts');
+    await cp(join(FIXTURES, 'c'), c, { recursive: true });
+    await writeFile(join(c, 'conflict.yaml'), policy('deny-b-dev-to-db', true, 'Accept'));
+    const lost = await weirctl(
+      'analyze',
+      'matrix',
+      ...clusters({ c }),
+      '--probe',
+      'TCP/5432',
+      '-o',
+      'json',
+    );
+    assert.equal(lost.code, 0, lost.err);
+    assert.equal(JSON.parse(lost.out).probes[0].allowed['b/dev/tool']['a/data/db'], false);
+    assert.match(
+      lost.err,
+      /note: cluster a: the federated ClusterNetworkPolicy deny-b-dev-to-db of c is not enforced here: b exports one of that name too/,
+    );
+  });
+
   test('-n keeps a namespace in every cluster, or in one as cluster/namespace', async () => {
     assert.deepEqual(Object.keys(await matrixJson([...clusters(), '-n', 'dev'])), [
       'b/dev/tool',
