@@ -9,6 +9,7 @@ import { analyzeMatrix, analyzeObjects, analyzeProbe } from './commands/analyze.
 import { explainLive, policyList, status } from './commands/live.js';
 import { flowsGet, flowsList, flowsStats } from './commands/flows.js';
 import { flowsFollowNats } from './commands/flows-nats.js';
+import { federationStatus } from './commands/federation.js';
 import { natsConfig } from './commands/nats-config.js';
 import { version } from './commands/version.js';
 import { completion } from './commands/completion.js';
@@ -379,6 +380,22 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .description('shell completion: source <(weirctl completion bash)')
     .action((shell: string) => {
       exit = completion(io, program, shell);
+    });
+
+  const federation = program
+    .command('federation')
+    .description('multi-cluster federation (docs/federation.md)');
+  federation
+    .command('status')
+    .description(
+      "every member as this cluster's controller sees it (live or stale, last report, exported counts) and each federated policy's realization per member",
+    )
+    .addOption(controller())
+    .addOption(outputOption('table'))
+    .addOption(noHeaders())
+    .addOption(sortBy())
+    .action(async (opts) => {
+      exit = await federationStatus(io, opts);
     });
 
   const nats = program.command('nats').description('NATS (--transport nats, docs/nats.md)');

@@ -26,7 +26,7 @@ import { UsageError, type Io } from './io.js';
 import { renderTable } from './table.js';
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
-type JsonObject = { [k: string]: Json };
+export type JsonObject = { [k: string]: Json };
 
 export const FORMATS = ['table', 'wide', 'json', 'yaml', 'name', 'jsonpath=TEMPLATE'] as const;
 

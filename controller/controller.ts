@@ -215,6 +215,18 @@ export class Controller implements AsyncDisposable {
       });
       // Loads the persisted imports into the model: the first commit enforces them.
       await this.federation.start();
+      const member = this.federation;
+      this.metrics.federation(() => {
+        const st = member.status();
+        const stale = st.members.filter((m) => m.stale).length;
+        return {
+          connected: st.link.connected,
+          live: st.members.length - stale,
+          stale,
+          rejections: st.rejections.length,
+          pendingWrites: st.self.pending,
+        };
+      });
     }
 
     const agentNodeOf = agentPodNode(this.model, this.options.agentNamespace ?? 'weir-system');

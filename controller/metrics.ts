@@ -160,6 +160,57 @@ export class ControllerMetrics {
     );
   }
 
+  /**
+   * The federation's gauges, registered only for a federation member (a
+   * controller without --federation exposes exactly what it did before).
+   */
+  federation(
+    read: () => {
+      connected: boolean;
+      live: number;
+      stale: number;
+      rejections: number;
+      pendingWrites: number;
+    },
+  ): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: 'weir_controller_federation_connected',
+      help: '1 while the federation link reaches the hub; imports stay in force either way.',
+      registers,
+      collect() {
+        this.set(read().connected ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'weir_controller_federation_members',
+      help: 'Other federation members known here, by state (live: reported within 35 s; stale: not, or missing from the hub listing, or the hub is away).',
+      labelNames: ['state'] as const,
+      registers,
+      collect() {
+        const r = read();
+        this.set({ state: 'live' }, r.live);
+        this.set({ state: 'stale' }, r.stale);
+      },
+    });
+    new Gauge({
+      name: 'weir_controller_federation_rejections',
+      help: 'Federation entries and remote pods refused (invalid, forged, over limits, address or pod CIDR overlaps); each keeps its last valid version.',
+      registers,
+      collect() {
+        this.set(read().rejections);
+      },
+    });
+    new Gauge({
+      name: 'weir_controller_federation_pending_writes',
+      help: "This member's entries not yet written to the hub.",
+      registers,
+      collect() {
+        this.set(read().pendingWrites);
+      },
+    });
+  }
+
   /** Where the relay's open watches are read (set once the relay exists). */
   relayWatches(read: () => number): void {
     this.relayWatchCount = read;

@@ -15,6 +15,7 @@ import { weirVersion } from '../shared/version.js';
 import { describeRejection, type StateFileRejection } from '../shared/state/checksummed-file.js';
 import { NotFoundError, ValidationError } from '../shared/errors.js';
 import type {
+  FederationStatusReply,
   ExplainReply,
   ExplainRequest__Output,
   ListPoliciesReply,
@@ -34,6 +35,7 @@ import {
 import type { Distributor } from './distribute/distributor.js';
 import type { OperatorBackend } from './distribute/grpc-server.js';
 import type { ClusterModel } from './model/cluster-model.js';
+import type { FederationMember } from './federation/member.js';
 import type { ClusterSource } from './sources/source.js';
 import type { SpanStore } from './store/span-store.js';
 
@@ -49,6 +51,8 @@ export interface OperatorParts {
   readonly stateRejections?: readonly StateFileRejection[];
   /** Running with --insecure: no TLS, no client authentication. */
   readonly insecure?: boolean;
+  /** The federation membership (--federation). */
+  readonly federation?: FederationMember;
 }
 
 export class OperatorService implements OperatorBackend {
@@ -56,6 +60,71 @@ export class OperatorService implements OperatorBackend {
   private tables: { revision: number; tables: RuleTables } | undefined;
 
   constructor(private readonly parts: OperatorParts) {}
+
+  /**
+   * The federation as this member sees it: itself first (what it exports
+   * now), then every member it has entries of, with the age of its last
+   * report; each federated policy with its state and agents on every member
+   * that reported it; every rejection (invalid entries, address and pod
+   * CIDR overlaps).
+   */
+  federationStatus(): FederationStatusReply {
+    const member = this.parts.federation;
+    if (member === undefined) return { enabled: false };
+    const s = member.status();
+    const counts = (c: { namespaces: number; endpoints: number; policies: number } | undefined) =>
+      c === undefined ? undefined : { ...c };
+    return {
+      enabled: true,
+      federation: s.federation,
+      cluster: s.cluster,
+      connected: s.link.connected,
+      lastContactUnixMs: String(s.link.lastContactUnixMs),
+      lastError: s.link.lastError,
+      members: [
+        {
+          cluster: s.cluster,
+          self: true,
+          lastReportUnixMs: String(s.self.lastReportUnixMs),
+          lastSeenUnixMs: String(s.link.lastContactUnixMs),
+          stale: !s.link.connected,
+          staleReason: s.link.connected ? '' : `not connected to the hub: ${s.link.lastError}`,
+          exported: counts(s.self.exported),
+          held: counts(s.self.written),
+          unlisted: 0,
+          podCidrs: [],
+        },
+        ...s.members.map((m) => ({
+          cluster: m.cluster,
+          self: false,
+          lastReportUnixMs: String(m.lastReportUnixMs),
+          lastSeenUnixMs: String(m.lastSeenUnixMs),
+          stale: m.stale,
+          staleReason: m.staleReason,
+          exported: counts(m.exported),
+          held: { namespaces: m.entries.ns, endpoints: m.entries.ep, policies: m.entries.cnp },
+          unlisted: m.unlisted,
+          podCidrs: [...m.podCidrs],
+        })),
+      ],
+      policies: s.policies.map((p) => ({
+        name: p.name,
+        origin: p.origin,
+        tier: p.tier,
+        members: p.members.map((m) => ({
+          cluster: m.cluster,
+          state: m.state,
+          agentsInSync: m.inSync,
+          agentsTotal: m.total,
+          revision: String(m.revision),
+        })),
+      })),
+      rejections: s.rejections.map((r) => ({ object: r.object, problems: [...r.problems] })),
+      pendingWrites: s.self.pending,
+      exportError: s.self.lastError,
+      nowUnixMs: String(Date.now()),
+    };
+  }
 
   status(): StatusReply {
     const { source, model, store, distributor } = this.parts;

@@ -38,22 +38,28 @@ export class MemoryFederationHub {
   /** Key → the stored bytes (JSON text). */
   private readonly entries = new Map<string, string>();
   private readonly links = new Set<MemoryFederationLink>();
+  /** Members cut off ("*": every member), also those whose link is made later. */
+  private readonly cutOff = new Set<string>();
 
   constructor(readonly federation: string) {}
 
   link(cluster: string): MemoryFederationLink {
     const l = new MemoryFederationLink(this, cluster);
     this.links.add(l);
+    if (this.cutOff.has('*') || this.cutOff.has(cluster)) l.setUp(false);
     return l;
   }
 
   /** Cuts one member (or every member) off the hub: its link reports `disconnected`. */
   cut(cluster?: string): void {
+    this.cutOff.add(cluster ?? '*');
     for (const l of this.links) if (cluster === undefined || l.cluster === cluster) l.setUp(false);
   }
 
   /** Brings it back: `connected`, a fresh listing, `synced`. */
   restore(cluster?: string): void {
+    if (cluster === undefined) this.cutOff.clear();
+    else this.cutOff.delete(cluster);
     for (const l of this.links) if (cluster === undefined || l.cluster === cluster) l.setUp(true);
   }
 
@@ -61,6 +67,11 @@ export class MemoryFederationHub {
   putRaw(key: string, text: string): void {
     this.entries.set(key, text);
     for (const l of this.links) l.deliver(key, text);
+  }
+
+  /** Drops an entry without telling anyone (a bucket lost or recreated): only a fresh listing shows it gone. */
+  forget(ref: EntryRef): void {
+    this.entries.delete(memoryEntryKey(ref));
   }
 
   /** What the hub holds now, parsed (for assertions). */

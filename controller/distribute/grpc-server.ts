@@ -18,6 +18,7 @@ import type {
   ClusterFlowEvent,
   ExplainReply,
   ExplainRequest__Output,
+  FederationStatusReply,
   ListPoliciesReply,
   ListClusterFlowsReply,
   ListClusterFlowsRequest__Output,
@@ -38,6 +39,8 @@ export interface OperatorBackend {
   status(): StatusReply;
   listPolicies(req: ListPoliciesRequest__Output): ListPoliciesReply;
   explain(req: ExplainRequest__Output): ExplainReply;
+  /** The federation as this member sees it ({ enabled: false } without --federation). */
+  federationStatus?(): FederationStatusReply;
 }
 
 /**
@@ -154,6 +157,9 @@ export async function startControllerServer(options: {
           options.operator.listPolicies(req),
         ),
         Explain: unary((req: ExplainRequest__Output) => options.operator.explain(req)),
+        GetFederationStatus: unary(
+          () => options.operator.federationStatus?.() ?? { enabled: false },
+        ),
         ...(options.relay !== undefined
           ? {
               ListClusterFlows: (

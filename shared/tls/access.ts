@@ -39,6 +39,7 @@ export const ACCESS: Readonly<Record<string, Grant>> = {
   '/weir.v1.Operator/Explain': 'read-only',
   '/weir.v1.Operator/ListClusterFlows': 'read-only',
   '/weir.v1.Operator/WatchClusterFlows': 'read-only',
+  '/weir.v1.Operator/GetFederationStatus': 'read-only',
   '/weir.v1.Agent/GetAgentStatus': 'read-only',
   '/weir.v1.Agent/Evaluate': 'read-only',
   '/weir.v1.FlowIntrospect/ListFlows': 'flow-reader',

@@ -16,6 +16,7 @@ import { FEDERATED_LABEL } from '../../controller/kube/cluster-network-policy.js
 import { readKubeObject, type KubeObject } from '../../controller/kube/objects.js';
 import { ClusterModel } from '../../controller/model/cluster-model.js';
 import { FederationMember } from '../../controller/federation/member.js';
+import { exportedEntries, importEvents } from '../../controller/federation/offline.js';
 import { silentLogger } from '../../shared/log.js';
 import { clusterNetworkPolicy, namespace, pod, type Raw } from '../../testing/cluster.js';
 import { MemoryFederationHub, memoryEntryKey } from '../../testing/memory-federation.js';
@@ -203,7 +204,7 @@ describe('federation members over the in-memory hub', () => {
     hub.cut('b');
     // The hub forgets b's policy (a wiped bucket): nobody deleted it.
     const key = memoryEntryKey({ kind: 'cnp', cluster: 'b', name: 'no-web-to-pay' });
-    (hub as unknown as { entries: Map<string, string> }).entries.delete(key);
+    hub.forget({ kind: 'cnp', cluster: 'b', name: 'no-web-to-pay' });
     hub.restore('a');
     await settle();
     assert.ok(a.model.policy('a/cnp/no-web-to-pay'), 'a missing entry is not a deletion');
@@ -224,7 +225,7 @@ describe('federation members over the in-memory hub', () => {
     const hub2 = new MemoryFederationHub('f');
     hub2.cut(); // the restarted member never reaches a hub
     const restarted = await start(hub2, 'a', dir);
-    hub2.cut();
+    assert.equal(restarted.member.status().link.connected, false);
     assert.ok(restarted.model.policy('a/cnp/no-web-to-pay'), 'enforced from the state file');
     assert.ok(peers(restarted.model, 'a/cnp/no-web-to-pay').includes('b/web/front'));
   });
@@ -274,6 +275,25 @@ describe('federation members over the in-memory hub', () => {
     assert.equal(r.length, 1);
     assert.match(r[0]!.problems[0]!, /^value\.cluster: "b" is not the cluster of its key/);
     assert.equal(a.model.remoteNamespaceLabels('c', 'copied').team, undefined);
+  });
+
+  test('the offline functions give a member the same model as the running federation', async () => {
+    const { a, b, c } = await federation();
+    await b.upsert(denyWebToPay());
+    const offline = new ClusterModel({ cluster: 'a', federation: { name: 'f' } });
+    for (const o of [
+      namespace('pay', { team: 'pay' }),
+      namespace('web', { team: 'web' }),
+      pod('pay', 'ledger', { ips: ['10.1.0.1'], node: 'n1' }),
+      pod('web', 'front', { ips: ['10.1.0.2'], node: 'n1' }),
+    ])
+      offline.apply({ type: 'upsert', object: read(o) });
+    for (const m of [b, c]) {
+      const { events, rejected } = importEvents(exportedEntries(m.model));
+      assert.deepEqual(rejected, []);
+      for (const e of events) offline.apply(e);
+    }
+    assert.deepEqual(offline.snapshot(), a.model.snapshot());
   });
 
   test("a member cannot write another cluster's entries through its link", async () => {

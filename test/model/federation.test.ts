@@ -17,6 +17,7 @@ import {
   type ClusterNetworkPolicyObject,
   type KubeObject,
 } from '../../controller/kube/objects.js';
+import { SpanStore, spanSnapshot } from '../../controller/store/span-store.js';
 import { compile } from '../../shared/policy/compile.js';
 import { parseIp } from '../../shared/net/ip.js';
 import { PROTOCOL_NUMBER, type Endpoint } from '../../shared/policy/types.js';
@@ -386,6 +387,60 @@ describe('federation in the cluster model', () => {
       dstPort: 80,
     });
     assert.equal(other.allowed, true);
+  });
+
+  test('an agent decides remote addresses from its span exactly as the whole cluster does, named ports included', () => {
+    const namedEgress = federated(
+      clusterNetworkPolicy('no-http-out', {
+        tier: 'Admin',
+        priority: 1,
+        subject: { namespaces: { matchLabels: { team: 'pay' } } },
+        egress: [
+          {
+            action: 'Deny',
+            to: [{ namespaces: { matchLabels: { team: 'web' } } }],
+            protocols: [{ destinationNamedPort: 'http' }],
+          },
+        ],
+      }),
+    );
+    const m = member(
+      [
+        ...local(),
+        pod('web', 'far', { ips: ['10.0.0.3'], node: 'n2' }),
+        federated(denyFromWeb('fed')),
+        namedEgress,
+      ],
+      remoteWeb(),
+    );
+    const store = new SpanStore(m);
+    store.commit(0);
+    const whole = compile(m.snapshot());
+    const span = spanSnapshot(store, m, 'n1');
+    assert.ok(!span.endpoints.some((e) => e.cluster !== 'a'), 'no remote pod is a span endpoint');
+    const agent = compile(span, { isLocal: (e) => e.node === 'n1' });
+    const tcp = PROTOCOL_NUMBER.TCP;
+    const ledger = parseIp('10.0.0.1');
+    const remote = parseIp('10.1.0.2');
+    const rows: Array<
+      [string, { src: number | bigint; dst: number | bigint; port: number }, boolean]
+    > = [
+      ['remote web pod to ledger', { src: remote, dst: ledger, port: 80 }, false],
+      [
+        'ledger to the remote pod on its named port',
+        { src: ledger, dst: remote, port: 8080 },
+        false,
+      ],
+      ['ledger to the remote pod on another port', { src: ledger, dst: remote, port: 9090 }, true],
+      ['an unknown address to ledger', { src: parseIp('10.1.0.99'), dst: ledger, port: 80 }, true],
+    ];
+    for (const [what, p, allowed] of rows) {
+      const packet = { src: p.src, dst: p.dst, protocol: tcp, dstPort: p.port } as Parameters<
+        typeof whole.allows
+      >[0];
+      assert.equal(whole.allows(packet), allowed, `${what} (whole cluster)`);
+      assert.equal(agent.allows(packet), allowed, `${what} (agent of n1, from its span)`);
+    }
   });
 
   test('with federation off, remote events change nothing and a federated label changes no id', () => {
