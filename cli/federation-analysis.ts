@@ -19,11 +19,9 @@
  * Pods of several clusters are named `cluster/namespace/pod`.
  */
 import pino from 'pino';
-import { endpointEntry, namespaceEntry, policyEntry } from '../controller/federation/entries.js';
 import { FederationImporter } from '../controller/federation/importer.js';
-import type { EntryRef } from '../controller/federation/link.js';
+import { type Entry, exportedEntries } from '../controller/federation/offline.js';
 import { ClusterModel } from '../controller/model/cluster-model.js';
-import type { ClusterNetworkPolicyObject, KubeObject } from '../controller/kube/objects.js';
 import { ValidationError, type Issue } from '../shared/errors.js';
 import { NATS_CLUSTER_NAME } from '../shared/nats/names.js';
 import { formatIp, parseIp, tryParseIp, type Ip } from '../shared/net/ip.js';
@@ -42,7 +40,6 @@ import {
   PROTOCOL_NUMBER,
   endpointKey,
   type Endpoint,
-  type Labels,
   type PolicySnapshot,
 } from '../shared/policy/types.js';
 import { ANALYSIS_ADDRESS_BASE, analysedObjects, readStdin } from './analysis.js';
@@ -108,12 +105,12 @@ export function checkClusterManifests(groups: readonly ClusterManifests[]): void
   if (issues.length > 0) throw new ValidationError(issues);
 }
 
-/** What one cluster exports to the others: what its exporter would write to the hub. */
+/** What one cluster exports to the others: the entries its exporter would write to the hub. */
 interface Export {
   readonly cluster: string;
-  readonly namespaces: ReadonlyArray<{ name: string; labels: Labels }>;
+  readonly entries: readonly Entry[];
+  /** Its own pods (for the overlap report). */
   readonly endpoints: readonly Endpoint[];
-  readonly policies: readonly ClusterNetworkPolicyObject[];
 }
 
 /** Reads every cluster's manifests, builds its model as a member of one federation, and compiles it. */
@@ -127,8 +124,7 @@ export async function analyseFederation(
   const addresses = { next: ANALYSIS_ADDRESS_BASE + 1 };
   const issues: Issue[] = [];
   const notes: string[] = [];
-  const members: Array<{ cluster: string; model: ClusterModel; objects: readonly KubeObject[] }> =
-    [];
+  const members: Array<{ cluster: string; model: ClusterModel }> = [];
   for (const g of groups) {
     const read = await analysedObjects(g.paths, stdin, addresses);
     for (const i of read.issues)
@@ -139,23 +135,14 @@ export async function analyseFederation(
       federation: { name: ANALYSIS_FEDERATION },
     });
     for (const object of read.objects) model.apply({ type: 'upsert', object });
-    members.push({ cluster: g.cluster, model, objects: read.objects });
+    members.push({ cluster: g.cluster, model });
   }
 
-  const exports: Export[] = members.map(({ cluster, model, objects }) => {
-    const endpoints = model.snapshot().endpoints.filter((e) => e.cluster === cluster);
-    const names = new Set<string>();
-    for (const o of objects) if (o.kind === 'Namespace') names.add(o.name);
-    for (const e of endpoints) names.add(e.namespace);
-    return {
-      cluster,
-      namespaces: [...names].sort().map((name) => ({ name, labels: model.namespaceLabels(name) })),
-      endpoints,
-      policies: objects.filter(
-        (o): o is ClusterNetworkPolicyObject => o.kind === 'ClusterNetworkPolicy' && o.federated,
-      ),
-    };
-  });
+  const exports: Export[] = members.map(({ cluster, model }) => ({
+    cluster,
+    entries: exportedEntries(model),
+    endpoints: model.endpoints(),
+  }));
 
   // The models reject overlapping remote claimants themselves, as in a live
   // member; found here too so that the analysis names every claimant once.
@@ -168,8 +155,9 @@ export async function analyseFederation(
     });
 
   // Every member imports the others' entries through its FederationImporter,
-  // as a controller does: each entry as the hub would hold it (JSON text),
-  // validated by the importer, applied to the model as FederationModelEvents.
+  // as a controller does: each entry as that member's exporter writes it
+  // (exportedEntries: through JSON, as the hub holds bytes), validated by
+  // the importer, applied to the model as FederationModelEvents.
   for (const { cluster, model } of members) {
     const importer = new FederationImporter({
       cluster,
@@ -178,20 +166,9 @@ export async function analyseFederation(
       log: SILENT,
     });
     importer.handle({ type: 'connected' });
-    const put = (ref: EntryRef, value: unknown) =>
-      importer.handle({ type: 'put', ref, value: JSON.parse(JSON.stringify(value)) });
-    for (const x of exports) {
-      if (x.cluster === cluster) continue;
-      for (const ns of x.namespaces)
-        put(
-          { kind: 'ns', cluster: x.cluster, name: ns.name },
-          namespaceEntry(x.cluster, ns.name, ns.labels),
-        );
-      for (const e of x.endpoints)
-        put({ kind: 'ep', cluster: x.cluster, name: endpointKey(e) }, endpointEntry(x.cluster, e));
-      for (const object of x.policies)
-        put({ kind: 'cnp', cluster: x.cluster, name: object.name }, policyEntry(x.cluster, object));
-    }
+    for (const x of exports)
+      if (x.cluster !== cluster)
+        for (const { ref, value } of x.entries) importer.handle({ type: 'put', ref, value });
     importer.handle({ type: 'synced' });
     // Name conflicts are not errors of the manifests: the model decides
     // (a local policy wins, then the lowest origin) and says so, as the
