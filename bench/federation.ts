@@ -34,7 +34,8 @@ import {
   type PodObject,
   readKubeObject,
 } from '../controller/kube/objects.js';
-import { endpointEntry, namespaceEntry, policyEntry } from '../controller/federation/entries.js';
+import { endpointEntry, policyEntry } from '../controller/federation/entries.js';
+import { exportedEntries } from '../controller/federation/offline.js';
 import { FederationImporter } from '../controller/federation/importer.js';
 import type { EntryRef } from '../controller/federation/link.js';
 import { ClusterModel, type ModelEvent } from '../controller/model/cluster-model.js';
@@ -103,19 +104,9 @@ function memberObjects(i: number, pods: number): KubeObject[] {
   return out;
 }
 
-/** What a member exports: every namespace with its labels and every endpoint, as hub entries. */
+/** What a member exports (its exporter's entries: namespaces, pods, federated policies), as the hub holds them. */
 function exportsOf(m: Member): Change[] {
-  const out: Change[] = [];
-  for (const o of m.objects)
-    if (o.kind === 'Namespace')
-      out.push(
-        entry(
-          { kind: 'ns', cluster: m.cluster, name: o.name },
-          namespaceEntry(m.cluster, o.name, m.model.namespaceLabels(o.name)),
-        ),
-      );
-  for (const e of m.model.endpoints()) out.push(endpointChange(m.cluster, e));
-  return out;
+  return exportedEntries(m.model).map((x) => entry(x.ref, x.value));
 }
 
 function endpointChange(cluster: string, e: Endpoint): Change {
