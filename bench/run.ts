@@ -33,8 +33,11 @@
  *  12. nats             one change to 1,000, 2,000 and 5,000 agents over NATS and over gRPC; flow events/s
  *  13. spans            raw objects to every node's span at 1×, 2×, 4×, 8× (up to Antrea's 25,000
  *                       namespaces, 100,000 pods, 75,000 policies): time, CPU, peak RSS
+ *  14. federation       10 member clusters × 10,000 pods exported: a federated policy change and a
+ *                       remote pod's start reaching every member's model and spans (p50/p99),
+ *                       against the same change local to one cluster
  *
- * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|kernel|lab|cluster-policies|nats|spans,
+ * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|kernel|lab|cluster-policies|nats|spans|federation,
  * --quick (fewer repetitions and probes, for trying changes),
  * --namespaces=N (size of the main cluster, default 1000),
  * --no-gc-between-runs (do not collect the heap between pipeline runs).
@@ -82,6 +85,7 @@ import { benchFlowTable } from './flow-table.js';
 import { benchPropagation } from './propagation.js';
 import { benchNats } from './nats.js';
 import { benchSpans } from './spans.js';
+import { benchFederation } from './federation.js';
 import { benchKernel, formatKernelBench } from './kernel.js';
 import { benchLab } from './lab.js';
 import {
@@ -561,6 +565,10 @@ async function main(): Promise<void> {
   if (enabled('spans')) {
     heading("13. Raw objects to every node's span, 1× to 8×");
     say(benchSpans({ quick }));
+  }
+  if (enabled('federation')) {
+    heading('14. Federation: 10 clusters × 10,000 pods, a policy change and a remote pod start');
+    say(benchFederation({ quick }));
   }
 
   heading('Summary');

@@ -104,22 +104,48 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     )
       .argParser(collect)
       .default([]);
+  /**
+   * `-f` and `--cluster` of one analyze command: each -f belongs to the
+   * --cluster before it (`--cluster a -f A --cluster b -f B`), recorded in
+   * command-line order as commander parses; with one --cluster (or none),
+   * every -f is that cluster's wherever it is.
+   */
+  const manifestOptions = () => {
+    const groups: Array<{ cluster: string; paths: string[] }> = [];
+    const loose: string[] = [];
+    const files = new Option(
+      '-f, --filename <path>',
+      "manifest file or directory, - for standard input (repeatable; after a --cluster: that cluster's)",
+    )
+      .argParser((v: string, prev: string[]) => {
+        (groups.at(-1)?.paths ?? loose).push(v);
+        return collect(v, prev);
+      })
+      .default([]);
+    const cluster = new Option(
+      '--cluster <name>',
+      'cluster name used in object ids (default local); repeated as --cluster NAME -f PATH pairs: several clusters of one federation, analysed together',
+    ).argParser((v: string, prev: string[] | undefined) => {
+      groups.push({ cluster: v, paths: [] });
+      return collect(v, prev ?? []);
+    });
+    return { files, cluster, groups, loose };
+  };
   const exitCode = () =>
     new Option(
       '--exit-code',
       'exit 1 when the connection is denied, 0 when allowed (as kubectl auth can-i)',
     );
-  const cluster = () =>
-    new Option('--cluster <name>', 'cluster name used in object ids').default('local');
 
   const analyze = program
     .command('analyze')
     .description('offline what-if analysis over manifest files');
+  const mx = manifestOptions();
   analyze
     .command('matrix')
     .description('reachability of every pod to every pod, per probe')
-    .addOption(files())
-    .addOption(cluster())
+    .addOption(mx.files)
+    .addOption(mx.cluster)
     .addOption(
       new Option(
         '--probe <protocol/port>',
@@ -145,15 +171,22 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .addOption(noHeaders())
     .addOption(sortBy())
     .action(async (opts) => {
-      exit = await analyzeMatrix(io, opts);
+      exit = await analyzeMatrix(io, { ...opts, groups: mx.groups, loose: mx.loose });
     });
+  const pr = manifestOptions();
   analyze
     .command('probe')
     .description('one connection: the verdict and the tier, policy and rule behind each side')
-    .addOption(files())
-    .addOption(cluster())
-    .option('--from <ns/pod|ip>', 'source pod or address')
-    .option('--to <ns/pod|ip>', 'destination pod or address')
+    .addOption(pr.files)
+    .addOption(pr.cluster)
+    .option(
+      '--from <ns/pod|ip>',
+      'source pod or address (with several clusters: cluster/namespace/pod)',
+    )
+    .option(
+      '--to <ns/pod|ip>',
+      'destination pod or address (with several clusters: cluster/namespace/pod)',
+    )
     .option('--port <port>', 'destination port')
     .addOption(new Option('--protocol <protocol>', 'TCP, UDP or SCTP').default('TCP'))
     .addOption(exitCode())
@@ -161,18 +194,19 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .addOption(noHeaders())
     .addOption(sortBy())
     .action(async (opts) => {
-      exit = await analyzeProbe(io, opts);
+      exit = await analyzeProbe(io, { ...opts, groups: pr.groups, loose: pr.loose });
     });
+  const ob = manifestOptions();
   analyze
     .command('objects')
     .description('the firewall objects the manifests translate into')
-    .addOption(files())
-    .addOption(cluster())
+    .addOption(ob.files)
+    .addOption(ob.cluster)
     .addOption(outputOption('yaml'))
     .addOption(noHeaders())
     .addOption(sortBy())
     .action(async (opts) => {
-      exit = await analyzeObjects(io, opts);
+      exit = await analyzeObjects(io, { ...opts, groups: ob.groups, loose: ob.loose });
     });
 
   const controller = () =>
@@ -236,8 +270,14 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       '--agent <node|host:port>',
       'ask an agent instead (a node name, found through the controller, or its API address): the verdict of the tables it enforces now',
     )
-    .option('--from <ns/pod|ip>', 'source pod or address')
-    .option('--to <ns/pod|ip>', 'destination pod or address')
+    .option(
+      '--from <ns/pod|ip>',
+      'source pod or address (with several clusters: cluster/namespace/pod)',
+    )
+    .option(
+      '--to <ns/pod|ip>',
+      'destination pod or address (with several clusters: cluster/namespace/pod)',
+    )
     .option('--port <port>', 'destination port')
     .addOption(new Option('--protocol <protocol>', 'TCP, UDP or SCTP').default('TCP'))
     .addOption(exitCode())

@@ -5,16 +5,30 @@
  *   probe    one connection, with the tier, policy and rule that decided each side
  *   objects  the firewall objects the translation produced (the Contrail view)
  */
-import { ValidationError, formatIssue } from '../../shared/errors.js';
+import { type Issue, ValidationError, formatIssue } from '../../shared/errors.js';
 import type { DirectionExplanation, Explanation } from '../../shared/policy/explain.js';
 import { snapshotToWire } from '../../shared/wire/policy.js';
 import { parseProbe, probe, resolveTarget, type Probe } from '../../shared/policy/probe.js';
 import { analyse, matrix, type Analysis, type Matrix } from '../analysis.js';
 import { renderTable } from '../table.js';
+import {
+  analyseFederation,
+  federatedMatrix,
+  federatedProbe,
+  resolveFederatedTarget,
+  type FederationAnalysis,
+} from '../federation-analysis.js';
 import { matchesLabels, parseSelectorText } from '../../shared/policy/selector.js';
-import type { LabelSelector } from '../../shared/policy/types.js';
+import type { Endpoint, LabelSelector } from '../../shared/policy/types.js';
 import { UsageError, type Io } from '../io.js';
-import { emit, type Json, type OutputFlags, parseFormat, wireToJson } from '../output.js';
+import {
+  type Column,
+  emit,
+  type Json,
+  type OutputFlags,
+  parseFormat,
+  wireToJson,
+} from '../output.js';
 import { policyName } from '../names.js';
 
 export const ALLOWED_MARK = '✓';
@@ -26,22 +40,54 @@ export const NO_FAMILY_MARK = '-';
 
 interface Common {
   filename: string[];
-  cluster?: string;
+  /** Every --cluster given, in order. */
+  cluster?: string[];
+  /** --cluster NAME -f PATH… groups in command-line order (cli/main.ts). */
+  groups?: ReadonlyArray<{ cluster: string; paths: readonly string[] }>;
+  /** -f paths given before any --cluster. */
+  loose?: readonly string[];
+}
+
+/** One cluster's analysis (none or one --cluster), or several clusters' (docs/federation.md). */
+type Loaded =
+  | { readonly kind: 'one'; readonly analysis: Analysis; readonly status: number }
+  | { readonly kind: 'federation'; readonly analysis: FederationAnalysis; readonly status: number };
+
+/** Prints the notes and problems of manifests; 2 when there were problems. */
+function report(io: Io, notes: readonly string[], issues: readonly Issue[]): number {
+  for (const note of notes) io.stderr(`note: ${note}\n`);
+  for (const issue of issues) io.stderr(`error: ${formatIssue(issue)}\n`);
+  if (issues.length > 0) {
+    io.stderr(
+      `${issues.length} problem(s) found: invalid objects and documents that cannot be read are left out of the result; of an object defined more than once, the first definition in path order is used\n`,
+    );
+  }
+  return issues.length > 0 ? 2 : 0;
 }
 
 /** Loads and reports problems; the caller still prints what the valid objects give. */
-async function load(io: Io, opts: Common): Promise<{ analysis: Analysis; status: number }> {
+async function load(io: Io, opts: Common): Promise<Loaded> {
+  const groups = opts.groups ?? [];
+  if (groups.length >= 2) {
+    const loose = opts.loose ?? [];
+    if (loose.length > 0)
+      throw new UsageError(
+        `-f ${loose[0]} comes before any --cluster: with several clusters, each -f/--filename follows the --cluster it belongs to (--cluster a -f A --cluster b -f B)`,
+      );
+    let analysis: FederationAnalysis;
+    try {
+      analysis = await analyseFederation(groups);
+    } catch (err) {
+      if (err instanceof ValidationError)
+        throw new UsageError(err.issues.map((i) => `${i.field}: ${i.message}`).join('\n'));
+      throw err;
+    }
+    return { kind: 'federation', analysis, status: report(io, analysis.notes, analysis.issues) };
+  }
   if (opts.filename.length === 0)
     throw new UsageError('at least one -f/--filename PATH is required');
-  const analysis = await analyse(opts.filename, { cluster: opts.cluster });
-  for (const note of analysis.notes) io.stderr(`note: ${note}\n`);
-  for (const issue of analysis.issues) io.stderr(`error: ${formatIssue(issue)}\n`);
-  if (analysis.issues.length > 0) {
-    io.stderr(
-      `${analysis.issues.length} problem(s) found: invalid objects and documents that cannot be read are left out of the result; of an object defined more than once, the first definition in path order is used\n`,
-    );
-  }
-  return { analysis, status: analysis.issues.length > 0 ? 2 : 0 };
+  const analysis = await analyse(opts.filename, { cluster: groups[0]?.cluster ?? 'local' });
+  return { kind: 'one', analysis, status: report(io, analysis.notes, analysis.issues) };
 }
 
 export async function analyzeMatrix(
@@ -60,8 +106,15 @@ export async function analyzeMatrix(
     return parsed;
   });
   parseFormat(opts.output);
-  const { analysis, status } = await load(io, opts);
-  const known = new Set(analysis.snapshot.endpoints.map((e) => e.namespace));
+  const loaded = await load(io, opts);
+  const { status } = loaded;
+  const endpoints =
+    loaded.kind === 'one'
+      ? loaded.analysis.snapshot.endpoints
+      : loaded.analysis.members.flatMap((m) => m.endpoints);
+  const known = new Set(endpoints.map((e) => e.namespace));
+  if (loaded.kind === 'federation')
+    for (const e of endpoints) known.add(`${e.cluster}/${e.namespace}`);
   const unknown = opts.namespace.filter((ns) => !known.has(ns));
   if (unknown.length > 0)
     throw new UsageError(`--namespace: no pods with addresses in ${unknown.join(', ')}`);
@@ -73,12 +126,12 @@ export async function analyzeMatrix(
     if (typeof s === 'string') throw new UsageError(`-l/--selector: ${s}`);
     selector = s;
   }
-  const m = matrix(
-    analysis.tables,
-    probes,
-    opts.namespace,
-    selector === undefined ? undefined : (e) => matchesLabels(e.labels, selector),
-  );
+  const keep =
+    selector === undefined ? undefined : (e: Endpoint) => matchesLabels(e.labels, selector);
+  const m =
+    loaded.kind === 'one'
+      ? matrix(loaded.analysis.tables, probes, opts.namespace, keep)
+      : federatedMatrix(loaded.analysis, probes, opts.namespace, keep);
   emit(io, opts, {
     document: m as unknown as Json,
     name: () => m.pods.map((p) => `pod/${p}`).join('\n'),
@@ -134,14 +187,23 @@ export async function analyzeProbe(
   const p = parseProbe(`${opts.protocol}/${opts.port}`);
   if (typeof p === 'string') throw new UsageError(p);
   parseFormat(opts.output);
-  const { analysis, status } = await load(io, opts);
-  const from = resolveTarget(analysis.tables, opts.from);
-  if (typeof from === 'string') throw new UsageError(`--from: ${from}`);
-  const to = resolveTarget(analysis.tables, opts.to);
-  if (typeof to === 'string') throw new UsageError(`--to: ${to}`);
+  const loaded = await load(io, opts);
+  const { status } = loaded;
   let e: Explanation;
   try {
-    e = probe(analysis.tables, from, to, p);
+    if (loaded.kind === 'one') {
+      const from = resolveTarget(loaded.analysis.tables, opts.from);
+      if (typeof from === 'string') throw new UsageError(`--from: ${from}`);
+      const to = resolveTarget(loaded.analysis.tables, opts.to);
+      if (typeof to === 'string') throw new UsageError(`--to: ${to}`);
+      e = probe(loaded.analysis.tables, from, to, p);
+    } else {
+      const from = resolveFederatedTarget(loaded.analysis, opts.from);
+      if (typeof from === 'string') throw new UsageError(`--from: ${from}`);
+      const to = resolveFederatedTarget(loaded.analysis, opts.to);
+      if (typeof to === 'string') throw new UsageError(`--to: ${to}`);
+      e = federatedProbe(loaded.analysis, from, to, p);
+    }
   } catch (err) {
     if (err instanceof ValidationError)
       throw new UsageError(err.issues.map((i) => `--${i.field}: ${i.message}`).join('\n'));
@@ -189,27 +251,58 @@ export function explanationText(e: Explanation, p: Probe): string {
 
 export async function analyzeObjects(io: Io, opts: Common & OutputFlags): Promise<number> {
   parseFormat(opts.output);
-  const { analysis, status } = await load(io, opts);
-  type O = { [k: string]: Json };
+  const loaded = await load(io, opts);
+  const { status } = loaded;
+  if (loaded.kind === 'federation') {
+    emitFederationObjects(io, opts, loaded.analysis);
+    return status;
+  }
+  const { analysis } = loaded;
   emit(io, opts, {
     document: wireToJson(snapshotToWire(analysis.snapshot), 'PolicySnapshot'),
     list: 'policies',
     name: (p) => `policy/${policyName(p)}`,
     empty: 'no policies\n',
-    columns: [
-      { header: 'POLICY', cell: (p) => policyName(p) },
-      { header: 'KIND', cell: (p) => String(p.kind) },
-      {
-        header: 'TIER',
-        cell: (p) =>
-          String(p.tier)
-            .replace(/^TIER_/, '')
-            .toLowerCase(),
-      },
-      { header: 'RULES', cell: (p) => String((p.rules as O[]).length) },
-      { header: 'APPLIED-TO', cell: (p) => String(p.appliedTo) },
-      { header: 'ID', cell: (p) => String(p.id), wide: true },
-    ],
+    columns: policyColumns,
   });
   return status;
+}
+
+type O = { [k: string]: Json };
+
+const policyColumns: readonly Column[] = [
+  { header: 'POLICY', cell: (p) => policyName(p) },
+  { header: 'KIND', cell: (p) => String(p.kind) },
+  {
+    header: 'TIER',
+    cell: (p) =>
+      String(p.tier)
+        .replace(/^TIER_/, '')
+        .toLowerCase(),
+  },
+  { header: 'RULES', cell: (p) => String((p.rules as O[]).length) },
+  { header: 'APPLIED-TO', cell: (p) => String(p.appliedTo) },
+  { header: 'ID', cell: (p) => String(p.id), wide: true },
+];
+
+/**
+ * Several clusters' objects: each member's whole snapshot under `members`
+ * (-o json, yaml), and for tables and -o name every member's policies —
+ * its own and those it imported — in one list, `cluster` first.
+ */
+function emitFederationObjects(io: Io, opts: OutputFlags, f: FederationAnalysis): void {
+  const members = f.members.map((m) => ({
+    cluster: m.cluster,
+    snapshot: wireToJson(snapshotToWire(m.snapshot), 'PolicySnapshot'),
+  }));
+  const policies = members.flatMap((m) =>
+    (((m.snapshot as O).policies ?? []) as O[]).map((p) => ({ cluster: m.cluster, ...p })),
+  );
+  emit(io, opts, {
+    document: { members, policies } as unknown as Json,
+    list: 'policies',
+    name: (p) => `policy/${p.cluster}/${policyName(p)}`,
+    empty: 'no policies\n',
+    columns: [{ header: 'CLUSTER', cell: (p) => String(p.cluster) }, ...policyColumns],
+  });
 }

@@ -8,7 +8,7 @@
 import { ValidationError } from '../errors.js';
 import { parseIp, type Ip } from '../net/ip.js';
 import { familyName, probePairs, type Probe, type Target } from './probe.js';
-import type { RuleTables } from './rule-tables.js';
+import type { Packet, RuleTables } from './rule-tables.js';
 import { PROTOCOL_NUMBER, type Endpoint, endpointKey, type Protocol } from './types.js';
 
 export interface Matrix {
@@ -42,29 +42,50 @@ export function matrix(
   const endpoints = [...tables.snapshot.endpoints]
     .filter((e) => namespaces.length === 0 || namespaces.includes(e.namespace))
     .filter(keep)
-    .sort((a, b) => (endpointKey(a) < endpointKey(b) ? -1 : 1));
-  const pods = endpoints.map(endpointKey);
+    .map((e) => ({ key: endpointKey(e), ips: e.ips.map(parseIp) }));
+  return reachability(endpoints, probes, (_from, _to, packet) => tables.allows(packet));
+}
+
+/** One row and column of a reachability matrix: a pod's name as shown, and its addresses. */
+export interface MatrixPod {
+  readonly key: string;
+  readonly ips: readonly Ip[];
+}
+
+/**
+ * The matrix over any pods, with `allows` deciding each (source, destination)
+ * address pair: one RuleTables for one cluster (matrix above), the source's
+ * and the destination's clusters' tables for pods of a federation
+ * (cli/federation-analysis.ts). Pods are sorted by key.
+ */
+export function reachability<P extends MatrixPod>(
+  pods: readonly P[],
+  probes: readonly Probe[],
+  allows: (from: P, to: P, packet: Packet) => boolean,
+): Matrix {
+  const endpoints = [...pods].sort((a, b) => (a.key < b.key ? -1 : 1));
+  const keys = endpoints.map((e) => e.key);
   const targets: Target[] = endpoints.map((e) => ({
     kind: 'pod',
-    text: endpointKey(e),
-    pod: endpointKey(e),
-    ips: e.ips.map(parseIp),
+    text: e.key,
+    pod: e.key,
+    ips: e.ips,
   }));
   const pairs = targets.map((from) => targets.map((to) => sharedFamilies(from, to)));
   return {
-    pods,
+    pods: keys,
     probes: probes.map(({ protocol, port }) => {
       const allowed: Record<string, Record<string, boolean>> = {};
       const families: Record<
         string,
         Record<string, Partial<Record<'IPv4' | 'IPv6', boolean>>>
       > = {};
-      endpoints.forEach((_, i) => {
+      endpoints.forEach((from, i) => {
         const row: Record<string, boolean> = {};
-        pods.forEach((to, j) => {
+        endpoints.forEach((to, j) => {
           const perFamily: Partial<Record<'IPv4' | 'IPv6', boolean>> = {};
           for (const { src, dst } of pairs[i]![j]!) {
-            perFamily[familyName(src) as 'IPv4' | 'IPv6'] = tables.allows({
+            perFamily[familyName(src) as 'IPv4' | 'IPv6'] = allows(from, to, {
               src,
               dst,
               protocol: PROTOCOL_NUMBER[protocol],
@@ -72,13 +93,13 @@ export function matrix(
             });
           }
           const verdicts = Object.values(perFamily);
-          row[to] = verdicts.length > 0 && verdicts.every((v) => v);
+          row[to.key] = verdicts.length > 0 && verdicts.every((v) => v);
           if (verdicts.length === 0 || verdicts.some((v) => v !== verdicts[0])) {
-            families[pods[i]!] ??= {};
-            families[pods[i]!]![to] = perFamily;
+            families[keys[i]!] ??= {};
+            families[keys[i]!]![to.key] = perFamily;
           }
         });
-        allowed[pods[i]!] = row;
+        allowed[keys[i]!] = row;
       });
       return Object.keys(families).length === 0
         ? { protocol, port, allowed }

@@ -19,6 +19,7 @@ import {
 } from '../../controller/kube/objects.js';
 import { SpanStore, spanSnapshot } from '../../controller/store/span-store.js';
 import { compile } from '../../shared/policy/compile.js';
+import { explain } from '../../shared/policy/explain.js';
 import { parseIp } from '../../shared/net/ip.js';
 import { PROTOCOL_NUMBER, type Endpoint } from '../../shared/policy/types.js';
 import {
@@ -380,6 +381,15 @@ describe('federation in the cluster model', () => {
     const v = tables.decide({ src: parseIp('10.1.0.2'), dst: ledger, protocol: tcp, dstPort: 80 });
     assert.equal(v.allowed, false);
     assert.equal(v.ingress.rule?.policy, 'a/cnp/fed');
+    const e = explain(tables, v, {
+      src: parseIp('10.1.0.2'),
+      dst: ledger,
+      protocol: 'TCP',
+      port: 80,
+    });
+    assert.equal(e.allowed, false);
+    assert.equal(e.from.endpoint, undefined, 'a remote pod is no endpoint here');
+    assert.ok(JSON.stringify(e.ingress).includes('fed'), 'the federated policy is named');
     const other = tables.decide({
       src: parseIp('10.1.0.3'),
       dst: ledger,
