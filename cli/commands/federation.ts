@@ -7,7 +7,7 @@
  * rejection. `-o json|yaml` prints the reply whole.
  */
 import type { FederationStatusReply__Output } from '../../shared/generated/weir/v1/index.js';
-import { call, controllerAddress, operatorClient } from '../clients.js';
+import { call, controllerAddress, controllerAt, operatorClient } from '../clients.js';
 import { NotFoundError } from '../../shared/errors.js';
 import type { Io } from '../io.js';
 import {
@@ -42,13 +42,13 @@ export async function federationStatus(
   opts: OutputFlags & { controller?: string },
 ): Promise<number> {
   parseFormat(opts.output);
-  const address = controllerAddress(opts.controller);
+  const address = await controllerAddress(opts.controller);
   const client = operatorClient(address);
   const reply = await call<object, FederationStatusReply__Output>(
     client,
     client.GetFederationStatus,
     {},
-    `the controller at ${address}`,
+    controllerAt(address),
   );
   if (!reply.enabled) {
     const format = parseFormat(opts.output).kind;

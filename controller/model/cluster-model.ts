@@ -563,9 +563,11 @@ export class ClusterModel {
                 id: g.spec.id,
                 kind: 'selector',
                 selector: g.spec.selector,
-                members: [...g.members.values()]
-                  .sort(byKey)
-                  .map((e) => ({ endpoint: endpointKey(e), ips: e.ips, ports: e.ports })),
+                // By member key: a remote pod's names its cluster ("c/ns/pod"), so
+                // it never shares a name with a local pod of the same namespace/name.
+                members: [...g.members]
+                  .sort(([a], [b]) => cmp(a, b))
+                  .map(([key, e]) => ({ endpoint: key, ips: e.ips, ports: e.ports })),
               };
     }
     return g.view;

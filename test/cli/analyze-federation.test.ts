@@ -294,9 +294,7 @@ describe('weirctl analyze across the clusters of a federation', () => {
     assert.ok(!names.includes('policy/a/cnp/web-no-dev'), 'a non-federated policy is not imported');
   });
 
-  test('a remote pod is a group member named cluster/namespace/pod in the importing member', {
-    todo: 'the model (fed-core) names remote group members namespace/pod in addressGroup(); the brief says cluster/namespace/pod',
-  }, async () => {
+  test('a remote pod is a group member named cluster/namespace/pod in the importing member', async () => {
     const r = await weirctl('analyze', 'objects', ...clusters(), '-o', 'json');
     assert.equal(r.code, 0, r.err);
     const a = JSON.parse(r.out).members.find((m: { cluster: string }) => m.cluster === 'a');

@@ -9,23 +9,11 @@
  * manifests (`weirctl analyze probe --cluster ... -f ...`).
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FederationFleet } from '../support/federation-fleet.js';
-import { ROOT, eventually } from '../support/processes.js';
+import { eventually } from '../support/processes.js';
 
 const FEDERATION = 'f1';
-
-/**
- * What this tree has, read from weirctl's command definitions (cheaper
- * than running --help): several clusters in one analysis (fed-analyze)
- * and `weirctl federation status` (fed-core). Without them the offline
- * comparison and the status checks are left out, and the output says so.
- */
-const cli = readFileSync(join(ROOT, 'cli', 'main.ts'), 'utf8');
-const haveAnalysis = cli.includes('after a --cluster');
-const haveStatus = /\.command\('federation'\)/.test(cli);
 
 const node = (name: string, ip: string) => `apiVersion: v1
 kind: Node
@@ -109,9 +97,8 @@ describe('a federation of three member clusters as processes', () => {
     assert.ok(r.code === 0 || r.code === 1, r.err);
     return (JSON.parse(r.out) as { allowed: boolean }).allowed;
   };
-  /** The offline analysis of the three clusters' manifests as they are now (undefined: not available here). */
-  const offlineVerdict = async (from: string): Promise<boolean | undefined> => {
-    if (!haveAnalysis) return undefined;
+  /** The offline analysis of the three clusters' manifests as they are now. */
+  const offlineVerdict = async (from: string): Promise<boolean> => {
     const args = ['a', 'b', 'c'].flatMap((c) => ['--cluster', c, '-f', fleet.member(c).manifests]);
     const r = await fleet.weirctl(
       'a',
@@ -130,18 +117,9 @@ describe('a federation of three member clusters as processes', () => {
     assert.ok(r.code === 0 || r.code === 1, r.err);
     return (JSON.parse(r.out) as { allowed: boolean }).allowed;
   };
-  let saidNoAnalysis = false;
-  /** The offline analysis says `allowed` of `remote` (left out, said once, where it is not available). */
+  /** The offline analysis says `allowed` of `remote`. */
   const agrees = async (remote: string, allowed: boolean, what: string) => {
     const offline = await offlineVerdict(remote);
-    if (offline === undefined) {
-      if (!saidNoAnalysis)
-        process.stdout.write(
-          '# no multi-cluster weirctl analyze here: offline comparison left out\n',
-        );
-      saidNoAnalysis = true;
-      return;
-    }
     assert.equal(offline, allowed, `offline: ${what}`);
   };
   /** a's agent comes to `allowed` for `from`, and the offline analysis says the same of `remote`. */
@@ -191,8 +169,6 @@ describe('a federation of three member clusters as processes', () => {
   });
 
   test('with the hub killed a keeps enforcing, shows b stale, and enforces it after its controller restarts; the hub restarted, a converges on what b changed meanwhile', async () => {
-    if (!haveStatus)
-      process.stdout.write('# no weirctl federation status here: the stale check left out\n');
     const a = fleet.member('a').controller;
     const since = a.lines.length;
     await fleet.nats.hub.kill();
@@ -202,11 +178,10 @@ describe('a federation of three member clusters as processes', () => {
       30_000,
       since,
     );
-    if (haveStatus)
-      await eventually(
-        async () => (/stale/i.test(await federationStatus('a')) ? true : undefined),
-        'a to show the others stale',
-      );
+    await eventually(
+      async () => (/stale/i.test(await federationStatus('a')) ? true : undefined),
+      'a to show the others stale',
+    );
     assert.equal(await agentVerdict('10.2.0.10'), false, 'still denied while cut off');
     assert.equal(await agentVerdict('10.2.0.20'), false);
     // a's controller restarted while cut off: what it persisted is in force in its first revision,
@@ -250,11 +225,10 @@ describe('a federation of three member clusters as processes', () => {
       'a to reject both claims of 10.2.0.10',
       60_000,
     );
-    if (haveStatus)
-      await eventually(
-        async () => (/10\.2\.0\.10/.test(await federationStatus('a')) ? true : undefined),
-        'a to report the overlap on 10.2.0.10',
-      );
+    await eventually(
+      async () => (/10\.2\.0\.10/.test(await federationStatus('a')) ? true : undefined),
+      'a to report the overlap on 10.2.0.10',
+    );
     // c withdraws its claim: the address is b's pod again, denied again.
     await fleet.removeManifest('c', 'overlap.yaml');
     await eventually(
