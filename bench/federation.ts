@@ -123,6 +123,7 @@ function policy(env: string, federated: boolean): ClusterNetworkPolicyObject {
     name: 'bench-federated',
     uid: 'bench-federated',
     federated,
+    labels: federated ? { 'weir.io/federated': 'true' } : {},
     tier: 'admin',
     priority: 5,
     subject: { namespaceSelector: equals('team', 'payments'), podSelector: ALL },

@@ -243,6 +243,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       "this namespace's NetworkPolicies (ClusterNetworkPolicies only with -A)",
     )
     .option('-A, --all-namespaces', 'every policy (the default)')
+    .option(
+      '-l, --selector <selector>',
+      "policies whose own labels match, as kubectl -l: 'team=web,tier in (a,b),!draft'",
+    )
     .addOption(outputOption('table'))
     .addOption(noHeaders())
     .addOption(sortBy())

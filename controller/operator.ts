@@ -24,6 +24,8 @@ import type {
   StatusReply,
 } from '../shared/generated/weir/v1/index.js';
 import { compile } from '../shared/policy/compile.js';
+import { matchesLabels, parseSelectorText } from '../shared/policy/selector.js';
+import type { LabelSelector } from '../shared/policy/types.js';
 import { checkProbeRequest, parseProbe, probe, resolveTarget } from '../shared/policy/probe.js';
 import { FIELD_LIMITS, textIssue } from '../shared/limits.js';
 import type { RuleTables } from '../shared/policy/rule-tables.js';
@@ -200,7 +202,10 @@ export class OperatorService implements OperatorBackend {
     // Evaluation order: the Admin tier, NetworkPolicies, the Baseline tier.
     const long = textIssue('ListPoliciesRequest', 'name', req.name, FIELD_LIMITS.policyName);
     if (long !== undefined) throw new ValidationError([long]);
+    const selector = policySelector(req.labelSelector);
     let ids = model.applicationPolicySet(model.policyIds()).tiers.flatMap((t) => t.policies);
+    if (selector !== undefined)
+      ids = ids.filter((id) => matchesLabels(model.policyLabels(id), selector));
     if (req.name !== '') {
       const wanted = policyIdsNamed(this.parts.cluster, req.name);
       ids = ids.filter((id) => wanted.includes(id));
@@ -232,6 +237,7 @@ export class OperatorService implements OperatorBackend {
           resyncMs: real.resyncMs,
         },
         selected: [...model.groupMembers(p.appliedTo).keys()].sort(),
+        labels: { ...model.policyLabels(id) },
       };
     });
     return {
@@ -292,4 +298,17 @@ function policyIdsNamed(cluster: string, name: string): string[] {
     return [`${cluster}/np/${name}`];
   }
   return [`${cluster}/np/default/${name}`, `${cluster}/cnp/${name}`];
+}
+
+/** ListPoliciesRequest.label_selector, parsed; undefined when empty (every policy). */
+function policySelector(text: string): LabelSelector | undefined {
+  if (text === '') return undefined;
+  const long = textIssue('ListPoliciesRequest', 'label_selector', text, FIELD_LIMITS.labelSelector);
+  if (long !== undefined) throw new ValidationError([long]);
+  const s = parseSelectorText(text);
+  if (typeof s === 'string')
+    throw new ValidationError([
+      { object: 'ListPoliciesRequest', field: 'label_selector', message: s },
+    ]);
+  return s;
 }

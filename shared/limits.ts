@@ -66,6 +66,8 @@ export const FIELD_LIMITS = {
   protocol: 16,
   /** Any one field of a flow filter (a CIDR, a policy, a pod, a namespace). */
   flowFilterField: 1_024,
+  /** A label selector as kubectl -l takes it (policy list): 256 characters, as --match and -l on flows. */
+  labelSelector: 256,
   /** A page token is a flow table cursor: a decimal integer. */
   pageToken: 20,
 } as const;

@@ -21,6 +21,7 @@ import {
 } from '../clients.js';
 import { emit, type Json, type OutputFlags, parseFormat, wireToJson } from '../output.js';
 import { UsageError, type Io } from '../io.js';
+import { parseSelectorText } from '../../shared/policy/selector.js';
 import { parseDuration, shortDuration } from '../../shared/duration.js';
 import { explanationText, verdictStatus } from './analyze.js';
 import { policyName } from '../names.js';
@@ -162,18 +163,27 @@ export async function status(
 
 export async function policyList(
   io: Io,
-  opts: OutputFlags & { controller?: string; namespace?: string; allNamespaces?: boolean },
+  opts: OutputFlags & {
+    controller?: string;
+    namespace?: string;
+    allNamespaces?: boolean;
+    selector?: string;
+  },
   name = '',
 ): Promise<number> {
   parseFormat(opts.output);
+  if (opts.selector !== undefined) {
+    const s = parseSelectorText(opts.selector);
+    if (typeof s === 'string') throw new UsageError(`-l/--selector: ${s}`);
+  }
   if (opts.namespace !== undefined && opts.allNamespaces)
     throw new UsageError('-A/--all-namespaces and -n/--namespace are alternatives: give one');
   const address = await controllerAddress(opts.controller);
   const client = operatorClient(address);
-  const reply = await call<{ name: string }, ListPoliciesReply__Output>(
+  const reply = await call<{ name: string; labelSelector: string }, ListPoliciesReply__Output>(
     client,
     client.ListPolicies,
-    { name },
+    { name, labelSelector: opts.selector ?? '' },
     controllerAt(address),
   );
   type O = { [k: string]: Json };
@@ -221,6 +231,15 @@ export async function policyList(
       { header: 'REVISION', cell: (e) => s_(real(e).revision) },
       { header: 'PROPAGATION p50 / max', cell: (e) => latencyCell(real(e).latencyMs) },
       { header: 'RESYNC p50 / max', cell: (e) => latencyCell(real(e).resyncMs) },
+      {
+        header: 'LABELS',
+        wide: true,
+        cell: (e) =>
+          Object.entries((e.labels ?? {}) as Record<string, string>)
+            .sort(([x], [y]) => (x < y ? -1 : 1))
+            .map(([k, v]) => `${k}=${v}`)
+            .join(',') || '<none>',
+      },
       { header: 'ID', cell: (e) => s_(pol(e).id), wide: true },
       { header: 'NODES', cell: (e) => (real(e).nodes as string[]).join(',') || '-', wide: true },
     ],

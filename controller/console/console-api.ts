@@ -388,7 +388,7 @@ export class ConsoleApi {
 
   private policies(q: Query) {
     q.check();
-    const r = this.parts.operator.listPolicies({ name: '' });
+    const r = this.parts.operator.listPolicies({ name: '', labelSelector: '' });
     return {
       revision: Number(r.revision),
       policies: (r.policies ?? []).map((e) => ({
@@ -411,7 +411,7 @@ export class ConsoleApi {
     const name = q.text('name', FIELD_LIMITS.policyName);
     if (name === '') q.problems.push({ field: 'name', message: 'is required' });
     q.check();
-    const r = this.parts.operator.listPolicies({ name });
+    const r = this.parts.operator.listPolicies({ name, labelSelector: '' });
     const e = r.policies![0]!;
     const real = e.realization!;
     const reached = this.parts.operator.reachedUnixMs(e.policy!.id!);
@@ -480,7 +480,8 @@ export class ConsoleApi {
       });
     let policyId: string | undefined;
     if (policyName !== '')
-      policyId = this.parts.operator.listPolicies({ name: policyName }).policies![0]!.policy!.id;
+      policyId = this.parts.operator.listPolicies({ name: policyName, labelSelector: '' })
+        .policies![0]!.policy!.id;
     q.check();
     const m = matrix(
       tables,

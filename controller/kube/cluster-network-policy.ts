@@ -34,6 +34,7 @@ import {
   PROTOCOLS,
   type ClusterTier,
   type LabelSelector,
+  type Labels,
   type Protocol,
   type Service,
 } from '../../shared/policy/types.js';
@@ -100,6 +101,8 @@ export interface ClusterNetworkPolicyObject {
   readonly egress: readonly CnpRule[];
   /** Labelled FEDERATED_LABEL: "true": exported to, and enforced by, every member of the federation. */
   readonly federated: boolean;
+  /** metadata.labels (FEDERATED_LABEL among them): what `weirctl policy list -l` selects on. */
+  readonly labels: Labels;
 }
 
 const ACTIONS: readonly string[] = ['Accept', 'Deny', 'Pass'];
@@ -158,6 +161,7 @@ export function readClusterNetworkPolicy(
     ingress,
     egress,
     federated: meta.labels[FEDERATED_LABEL] === 'true',
+    labels: meta.labels,
   };
 }
 
@@ -474,7 +478,8 @@ function portNumber(r: Reader, v: unknown, field: string): number | undefined {
 export function writeClusterNetworkPolicy(o: ClusterNetworkPolicyObject): Record<string, unknown> {
   const metadata: Record<string, unknown> = { name: o.name };
   if (o.uid !== '') metadata.uid = o.uid;
-  if (o.federated) metadata.labels = { [FEDERATED_LABEL]: 'true' };
+  const labels = { ...o.labels, ...(o.federated ? { [FEDERATED_LABEL]: 'true' } : {}) };
+  if (Object.keys(labels).length > 0) metadata.labels = labels;
   const spec: Record<string, unknown> = {
     tier: o.tier === 'admin' ? 'Admin' : 'Baseline',
     priority: o.priority,

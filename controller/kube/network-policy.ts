@@ -3,7 +3,7 @@
  * rules (k8s.io/kubernetes pkg/apis/networking/validation).
  */
 import { parseCidr, type Cidr } from '../../shared/net/ip.js';
-import type { IpBlock, LabelSelector, Service } from '../../shared/policy/types.js';
+import type { IpBlock, LabelSelector, Labels, Service } from '../../shared/policy/types.js';
 import { describe, portNameProblem, type Reader } from './common.js';
 
 export type PolicyPeer =
@@ -28,6 +28,8 @@ export interface NetworkPolicyObject {
   readonly namespace: string;
   readonly name: string;
   readonly uid: string;
+  /** metadata.labels: what `weirctl policy list -l` selects on. */
+  readonly labels: Labels;
   readonly podSelector: LabelSelector;
   /** policyTypes, explicit or defaulted as the API server does. */
   readonly ingressIsolation: boolean;
@@ -82,6 +84,7 @@ export function readNetworkPolicy(
     namespace: meta.namespace,
     name: meta.name,
     uid: meta.uid,
+    labels: meta.labels,
     podSelector,
     ingressIsolation,
     egressIsolation,

@@ -230,6 +230,8 @@ export class ClusterModel {
   private readonly pods = new Map<string, PodObject>();
   private readonly policyObjects = new Map<string, Translation>();
   private readonly rejected = new Map<string, readonly Issue[]>();
+  /** Labels of the policy objects in force, by the model's policy key (not part of translation: a label edit changes no span). */
+  private readonly policyLabelsByKey = new Map<string, Labels>();
 
   private readonly policies = new Map<string, FirewallPolicy>();
   private readonly groups = new Map<string, GroupState>();
@@ -316,6 +318,7 @@ export class ClusterModel {
         this.decideClusterPolicy(o.name);
       } else {
         this.rejected.delete(objectKey('NetworkPolicy', o.namespace, o.name));
+        this.policyLabelsByKey.set(`${o.namespace}/${o.name}`, o.labels);
         this.setPolicy(`${o.namespace}/${o.name}`, translateNetworkPolicy(o, this.cluster));
       }
       return;
@@ -340,7 +343,10 @@ export class ClusterModel {
       this.localCnps.delete(event.name);
       if (this.federationName !== undefined) this.federationChanges.policies.add(event.name);
       this.decideClusterPolicy(event.name);
-    } else this.setPolicy(`${event.namespace}/${event.name}`, undefined);
+    } else {
+      this.policyLabelsByKey.delete(`${event.namespace}/${event.name}`);
+      this.setPolicy(`${event.namespace}/${event.name}`, undefined);
+    }
   }
 
   /** Returns what changed since the last call, and starts a new record. */
@@ -528,6 +534,15 @@ export class ClusterModel {
 
   policy(id: string): FirewallPolicy | undefined {
     return this.policies.get(id);
+  }
+
+  /** The labels of the object a policy was translated from (metadata.labels); empty for an unknown id. */
+  policyLabels(id: string): Labels {
+    const p = this.policies.get(id);
+    if (p === undefined) return NO_LABELS;
+    const key =
+      p.kind === 'ClusterNetworkPolicy' ? clusterPolicyKey(p.name) : `${p.namespace}/${p.name}`;
+    return this.policyLabelsByKey.get(key) ?? NO_LABELS;
   }
 
   policyIds(): string[] {
@@ -951,6 +966,8 @@ export class ClusterModel {
     const origins = this.imports.get(name);
     const chosen =
       local ?? (origins === undefined ? undefined : origins.get(lowest([...origins.keys()])!));
+    if (chosen === undefined) this.policyLabelsByKey.delete(clusterPolicyKey(name));
+    else this.policyLabelsByKey.set(clusterPolicyKey(name), chosen.labels);
     this.setPolicy(
       clusterPolicyKey(name),
       chosen && translateClusterNetworkPolicy(chosen, this.cluster, this.federationName),
@@ -1162,6 +1179,7 @@ export class ClusterModel {
 
 const EMPTY: ReadonlySet<string> = new Set();
 const NO_ADDRESSES: readonly string[] = Object.freeze([]);
+const NO_LABELS: Labels = Object.freeze({});
 const EMPTY_MAP: ReadonlyMap<string, Endpoint> = new Map();
 
 /** "p:key\0value" / "p:key\0" anchors for one requirement of the selector (prefix p: pods, n: namespaces). */

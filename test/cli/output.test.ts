@@ -179,6 +179,28 @@ describe('weirctl output', () => {
       names.length > 0 && names.every((n) => n.startsWith('policy/payments/')),
       payments.out,
     );
+    // -l on policy list: the policy objects' own labels (deploy/examples labels two team=payments).
+    const teamPayments = ['policy/payments/checkout-egress', 'policy/payments/ledger-db'];
+    const selected: Array<[string, (got: string[]) => boolean]> = [
+      ['team=payments', (got) => got.join() === teamPayments.join()],
+      ['team in (payments),!draft', (got) => got.join() === teamPayments.join()],
+      // != and !key also select policies without the label, as kubectl's do.
+      ['team!=payments', (got) => got.length > 0 && !got.some((n) => teamPayments.includes(n))],
+      ['!team', (got) => got.length > 0 && !got.some((n) => teamPayments.includes(n))],
+      ['team=nobody', (got) => got.length === 0],
+    ];
+    for (const [selector, holds] of selected) {
+      const r = await cluster.weirctl(['policy', 'list', '-l', selector, '-o', 'name']);
+      assert.equal(r.code, 0, r.err);
+      const got = r.out.trim() === '' ? [] : r.out.trim().split('\n').sort();
+      assert.ok(holds(got), `-l ${selector}: ${got.join(', ')}`);
+    }
+    const wide = await cluster.weirctl(['policy', 'list', '-l', 'team=payments', '-o', 'wide']);
+    assert.match(wide.out, /LABELS/);
+    assert.match(wide.out, /team=payments/);
+    const bad = await cluster.weirctl(['policy', 'list', '-l', 'team in (payments']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /^error: -l\/--selector: /);
     const matrix = await cluster.weirctl([
       'analyze',
       'matrix',

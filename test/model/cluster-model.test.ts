@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ClusterModel } from '../../controller/model/cluster-model.js';
+import { ClusterModel, isEmpty } from '../../controller/model/cluster-model.js';
 import { namespaceOf, readKubeObject, type KubeObject } from '../../controller/kube/objects.js';
 import type { PolicySnapshot } from '../../shared/policy/types.js';
 import { namespace, networkPolicy, pod, type Raw } from '../../testing/cluster.js';
@@ -203,4 +203,37 @@ test('an invalid update leaves the last valid version in force and is reported; 
   m.apply({ type: 'delete', kind: 'NetworkPolicy', namespace: 'a', name: 'deny-all' });
   assert.ok(!m.policyIds().includes(id));
   assert.equal(m.rejections().size, 0);
+});
+
+describe('policy labels', () => {
+  const labelled = (labels: Record<string, string>) => {
+    const raw = networkPolicy('shop', 'web', { podSelector: {}, ingress: [{}] });
+    (raw.metadata as Record<string, unknown>).labels = labels;
+    return read(raw);
+  };
+
+  test('a label-only edit of a policy is listed at once and makes no change for any span', () => {
+    const model = new ClusterModel({ cluster: 'c1' });
+    model.apply({ type: 'upsert', object: read(namespace('shop')) });
+    model.apply({ type: 'upsert', object: labelled({ team: 'web' }) });
+    model.drainChanges();
+    model.apply({ type: 'upsert', object: labelled({ team: 'shop' }) });
+    assert.ok(isEmpty(model.drainChanges()), 'labels are not part of the firewall objects');
+    assert.deepEqual(model.policyLabels('c1/np/shop/web'), { team: 'shop' });
+    model.apply({ type: 'delete', kind: 'NetworkPolicy', namespace: 'shop', name: 'web' });
+    assert.deepEqual(model.policyLabels('c1/np/shop/web'), {});
+  });
+
+  test('an invalid update keeps the labels of the version in force', () => {
+    const model = new ClusterModel({ cluster: 'c1' });
+    model.apply({ type: 'upsert', object: labelled({ team: 'web' }) });
+    model.apply({
+      type: 'invalid',
+      kind: 'NetworkPolicy',
+      namespace: 'shop',
+      name: 'web',
+      issues: [{ field: 'spec.ingress[0].ports[0].port', message: 'out of range' }],
+    });
+    assert.deepEqual(model.policyLabels('c1/np/shop/web'), { team: 'web' });
+  });
 });
