@@ -21,7 +21,7 @@ import type { TlsFiles } from '../../shared/tls/credentials.js';
 export const FEDERATION_USAGE = `  --federation NAME      join federation NAME (docs/federation.md): import other members' pods and federated
                          ClusterNetworkPolicies, export this cluster's (independent of --transport)
   --federation-nats URL[,URL...]  this member's nats-server, a leaf node of the hub (env WEIR_FEDERATION_NATS)
-  --federation-nats-user NAME     the member's hub user (env WEIR_FEDERATION_NATS_USER)
+  --federation-nats-user NAME     a password user of that nats-server (env WEIR_FEDERATION_NATS_USER; with TLS, the certificate is the identity)
   --federation-nats-password-file F  its password, first line of F (env WEIR_FEDERATION_NATS_PASSWORD holds it)
   --federation-nats-insecure      no TLS to that server even though the controller has certificates (warned)
   --federation-pod-cidrs CIDR,... this cluster's pod CIDRs, reported to the federation for the overlap check
