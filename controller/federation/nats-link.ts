@@ -43,6 +43,7 @@ import {
 import type { Logger } from '../../shared/log.js';
 import { type NatsEndpoint, natsConnectUntil } from '../../shared/nats/connect.js';
 import {
+  FEDERATION_BUCKET_MAX_BYTES,
   HUB_DOMAIN,
   federationNames,
   federationStreamConfig,
@@ -71,6 +72,8 @@ export interface NatsFederationLinkOptions {
   readonly log: Logger;
   /** Smaller limits than ENTRY_MAX_BYTES (never larger: other members hold to those). */
   readonly maxEntryBytes?: Partial<Record<EntryKind, number>>;
+  /** How far (bytes of entry values) the watcher may fall behind before the link lists again (default LINK_QUEUE_MAX_BYTES). */
+  readonly maxQueueBytes?: number;
   /** The hub's JetStream domain (default `hub`). */
   readonly hubDomain?: string;
   /**
@@ -125,16 +128,33 @@ function refProblems(ref: EntryRef, cluster: string): string[] {
   return problems;
 }
 
-/** A queue of events for the one watcher, woken when one arrives. */
+/**
+ * A queue of events for the one watcher, woken when one arrives. Bounded
+ * by the bytes of the values it holds: a watcher that falls that far
+ * behind (other members' entries arriving faster than it applies them)
+ * gets nothing more of this listing; the link lists again instead
+ * (push returns false), which loses nothing, since a listing carries
+ * every key's last value and delete marker.
+ */
 class EventQueue {
-  private readonly items: LinkEvent[] = [];
+  private readonly items: Array<{ event: LinkEvent; bytes: number }> = [];
+  private bytes = 0;
   private wake: (() => void) | undefined;
   closed = false;
 
-  push(e: LinkEvent): void {
-    if (this.closed) return;
-    this.items.push(e);
+  constructor(readonly maxBytes: number) {}
+
+  push(event: LinkEvent, bytes = 0): boolean {
+    if (this.closed) return true;
+    if (this.bytes + bytes > this.maxBytes) {
+      this.items.length = 0;
+      this.bytes = 0;
+      return false;
+    }
+    this.items.push({ event, bytes });
+    this.bytes += bytes;
     this.wake?.();
+    return true;
   }
 
   close(): void {
@@ -144,7 +164,11 @@ class EventQueue {
 
   async *drain(): AsyncGenerator<LinkEvent> {
     for (;;) {
-      while (this.items.length > 0) yield this.items.shift()!;
+      while (this.items.length > 0) {
+        const { event, bytes } = this.items.shift()!;
+        this.bytes -= bytes;
+        yield event;
+      }
       if (this.closed) return;
       await new Promise<void>((resolve) => {
         this.wake = resolve;
@@ -153,6 +177,12 @@ class EventQueue {
     }
   }
 }
+
+/**
+ * What the watcher may be behind by, in bytes of entry values, before the
+ * link lists again: the bucket's default size, so that a whole listing fits.
+ */
+export const LINK_QUEUE_MAX_BYTES = FEDERATION_BUCKET_MAX_BYTES;
 
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
@@ -200,7 +230,7 @@ export async function openNatsFederationLink(
   const retryMs = o.retryMs ?? 500;
   const log = o.log.child({ federation: o.federation, bucket: names.bucket });
   const stop = new AbortController();
-  const queue = new EventQueue();
+  const queue = new EventQueue(o.maxQueueBytes ?? LINK_QUEUE_MAX_BYTES);
   let watching = false;
   let watcherAttached: () => void = () => undefined;
   const attached = new Promise<void>((resolve) => {
@@ -336,7 +366,12 @@ export async function openNatsFederationLink(
       messages = await consumer.consume({
         callback: (m: JsMsg) => {
           contact();
-          queue.push(toEvent(m));
+          if (!queue.push(toEvent(m), m.data.length)) {
+            end(
+              `the importer fell ${queue.maxBytes} bytes of entries behind the hub; listing again`,
+            );
+            return;
+          }
           if (pending > 0 && --pending === 0) queue.push({ type: 'synced' });
         },
       });
@@ -362,6 +397,8 @@ export async function openNatsFederationLink(
 
   /** Ends the current session (the member's own server went away). */
   let endSession: ((reason: string) => void) | undefined;
+  /** Sessions in a row that ended with the watcher too far behind. */
+  let behind = 0;
 
   const supervisor = (async () => {
     nc = await natsConnectUntil(
@@ -389,6 +426,12 @@ export async function openNatsFederationLink(
         const why = await session(js, kv);
         if (why === 'missing') lastError = `the hub has no bucket ${names.bucket}`;
         else if (why !== 'closed') setDisconnected(why);
+        // Fell behind: list again, but not at once (the watcher catches its breath).
+        behind = why.startsWith('the importer fell') ? behind + 1 : 0;
+        if (behind > 0) {
+          if (behind === 1) log.warn({ reason: why }, 'federation link fell behind; listing again');
+          await sleep(Math.min(retryMs * 2 ** behind, 30_000), stop.signal);
+        }
       } catch (err) {
         setDisconnected(`the hub did not answer: ${message(err)}`);
       }

@@ -102,6 +102,14 @@ export function federationLinkLocalPermissions(
 }
 
 /**
+ * What the federation's bucket holds at most by default (256 MiB: ten
+ * clusters of 10,000 pods take about 50 MiB), and what a member's link
+ * lets its importer fall behind by: a full listing always fits, so a
+ * member that lists again after falling behind can catch up.
+ */
+export const FEDERATION_BUCKET_MAX_BYTES = 256 * 1024 * 1024;
+
+/**
  * The bucket's stream as the hub's operator creates it (nats.js Kvm would
  * allow roll-ups, and `Nats-Rollup: all` on a member's own key would purge
  * every member's): one value per key, deletes as markers (kept, so a fresh
@@ -118,7 +126,7 @@ export function federationStreamConfig(
     subjects: [n.subjects],
     max_msgs_per_subject: 1,
     max_msg_size: options.maxMsgBytes,
-    max_bytes: options.maxBytes ?? -1,
+    max_bytes: options.maxBytes ?? FEDERATION_BUCKET_MAX_BYTES,
     allow_rollup_hdrs: false,
     deny_delete: true,
     deny_purge: true,

@@ -317,3 +317,59 @@ describe('a hub without the bucket yet', () => {
     await w.next(isPut(ns('a', 'first')), 'the first put');
   });
 });
+
+describe('a member whose importer falls behind the hub', () => {
+  let nats: FederationNats;
+  before(async () => {
+    nats = await startFederationHub({ federation: FEDERATION, members: MEMBERS });
+  });
+  after(async () => nats?.[Symbol.asyncDispose]());
+
+  test('is listed again once it is further behind than its bound, and loses nothing', async () => {
+    const open = (m: Member, maxQueueBytes?: number) =>
+      openNatsFederationLink({
+        federation: FEDERATION,
+        cluster: m,
+        endpoint: { servers: [nats.members[m]!.url] },
+        log,
+        createBucket: true,
+        probeMs: 500,
+        retryMs: 100,
+        ...(maxQueueBytes !== undefined ? { maxQueueBytes } : {}),
+      });
+    await using writer = await open('a');
+    await using slow = await open('c', 8 * 1024);
+    const events = slow.watch()[Symbol.asyncIterator]();
+    const until = async (pred: (e: LinkEvent) => boolean, what: string) => {
+      const seen: LinkEvent[] = [];
+      for (;;) {
+        const r = await events.next();
+        assert.ok(!r.done, `the watch ended before ${what}`);
+        seen.push(r.value);
+        if (pred(r.value)) return seen;
+      }
+    };
+    await until((e) => e.type === 'synced', 'the first listing');
+    await eventually(async () => (writer.state().connected ? true : undefined), 'a connected');
+    // One entry rewritten 40 times (~1 KB each) while c reads nothing: 40 KB of updates queued,
+    // over its 8 KB bound, while a fresh listing holds the entry's last value only.
+    const ref = ns('a', 'churn');
+    for (let n = 0; n < 40; n++) await writer.put(ref, { n, pad: 'x'.repeat(1000) });
+    // Reading again: c gave up what it had queued, listed afresh, and ends with the last value.
+    let listedAgain = false;
+    let last: unknown;
+    const deadline = Date.now() + 30_000;
+    while (!((last as { n?: number } | undefined)?.n === 39) && Date.now() < deadline) {
+      const r = await events.next();
+      assert.ok(!r.done);
+      if (r.value.type === 'put' && entryKey(r.value.ref) === entryKey(ref)) last = r.value.value;
+      if (
+        r.value.type === 'disconnected' &&
+        /fell \d+ bytes of entries behind/.test(r.value.reason)
+      )
+        listedAgain = true;
+    }
+    assert.equal((last as { n: number }).n, 39, 'the last value');
+    assert.ok(listedAgain, 'c said it fell behind and listed again');
+  });
+});
