@@ -124,19 +124,7 @@ export async function natsConfig(io: Io, o: NatsConfigOptions): Promise<number> 
   } else {
     const dir = join(o.out, 'passwords');
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const password = async (user: string) => {
-      const file = join(dir, user);
-      const kept = await readFile(file, 'utf8').then(
-        (t) => t.split('\n')[0]!.trim(),
-        () => '',
-      );
-      if (kept !== '') return kept;
-      const fresh = randomBytes(24).toString('base64url');
-      await writeFile(file, `${fresh}\n`, { mode: 0o600 });
-      await chmod(file, 0o600);
-      written.push(file);
-      return fresh;
-    };
+    const password = (user: string) => keptPassword(dir, user, written);
     users = {
       controller: { user: 'controller', password: await password('controller') },
       agents: [],
@@ -175,4 +163,24 @@ export async function natsConfig(io: Io, o: NatsConfigOptions): Promise<number> 
       `add to each nats-server configuration (next to the files):\n${includes.map((l) => `  ${l}`).join('\n')}\n`,
   );
   return 0;
+}
+
+/**
+ * A user's password in `dir` (first line of the file named after it): the
+ * one already there, so that writing the configuration again changes no
+ * password a server or a client already uses; else a fresh random one,
+ * written 0600 and added to `written`.
+ */
+export async function keptPassword(dir: string, user: string, written: string[]): Promise<string> {
+  const file = join(dir, user);
+  const kept = await readFile(file, 'utf8').then(
+    (t) => t.split('\n')[0]!.trim(),
+    () => '',
+  );
+  if (kept !== '') return kept;
+  const fresh = randomBytes(24).toString('base64url');
+  await writeFile(file, `${fresh}\n`, { mode: 0o600 });
+  await chmod(file, 0o600);
+  written.push(file);
+  return fresh;
 }

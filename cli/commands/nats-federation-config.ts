@@ -22,8 +22,8 @@
  * maps for leaf connections only through the same top-level users; left
  * for when a deployment asks for it.
  */
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { keptPassword } from './nats-config.js';
 import { join } from 'node:path';
 import { ENTRY_MAX_BYTES } from '../../controller/federation/link.js';
 import {
@@ -102,19 +102,7 @@ export async function natsFederationConfig(
   await mkdir(o.out, { recursive: true, mode: 0o700 });
   const pwDir = join(o.out, 'passwords');
   await mkdir(pwDir, { recursive: true, mode: 0o700 });
-  const password = async (user: string) => {
-    const file = join(pwDir, user);
-    const kept = await readFile(file, 'utf8').then(
-      (t) => t.split('\n')[0]!.trim(),
-      () => '',
-    );
-    if (kept !== '') return kept;
-    const fresh = randomBytes(24).toString('base64url');
-    await writeFile(file, `${fresh}\n`, { mode: 0o600 });
-    await chmod(file, 0o600);
-    written.push(file);
-    return fresh;
-  };
+  const password = (user: string) => keptPassword(pwDir, user, written);
 
   const hub = federationHubConfig({
     federation,

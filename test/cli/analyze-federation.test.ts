@@ -11,24 +11,12 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { main } from '../../cli/main.js';
+import { runWeirctl } from '../support/weirctl-in-process.js';
 import { ROOT } from '../support/processes.js';
 
 const FIXTURES = join(ROOT, 'test', 'fixtures', 'federation');
 
-async function weirctl(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(args, {
-    stdout: (t) => {
-      out += t;
-    },
-    stderr: (t) => {
-      err += t;
-    },
-  });
-  return { code, out, err };
-}
+const weirctl = (...args: string[]) => runWeirctl(args);
 
 /** `--cluster x -f DIR` for each cluster, from `dirs` (default: the fixtures). */
 function clusters(dirs: Readonly<Record<string, string>> = {}): string[] {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
-import { main } from '../../cli/main.js';
+import { runWeirctl } from '../support/weirctl-in-process.js';
 import { Controller } from '../../controller/controller.js';
 import { FEDERATED_LABEL } from '../../controller/kube/cluster-network-policy.js';
 import { ManifestSource } from '../../controller/sources/manifest-source.js';
@@ -41,17 +41,8 @@ function objects(octet: number): Raw[] {
 }
 
 async function weirctl(...args: string[]): Promise<{ exit: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const exit = await main(args, {
-    stdout: (t) => {
-      out += t;
-    },
-    stderr: (t) => {
-      err += t;
-    },
-  });
-  return { exit, out, err };
+  const r = await runWeirctl(args);
+  return { exit: r.code, out: r.out, err: r.err };
 }
 
 describe('federation status through the Operator service', () => {
