@@ -20,7 +20,8 @@ import { errorCodeOf } from '../shared/grpc/status.js';
 import { type CertificateFiles, channelCredentials } from '../shared/tls/credentials.js';
 import type { Identity } from '../shared/tls/identity.js';
 import { clientTls, clientTlsFiles, contextController, kubeRoute } from './config.js';
-import { CONTROLLER_SERVICE, PortForwarder } from './port-forward.js';
+// port-forward.ts (with @kubernetes/client-node) is loaded only when a run takes that route: it costs a second of start-up.
+import type { PortForwarder } from './port-forward.js';
 import { UsageError } from './io.js';
 
 export const DEFAULT_CONTROLLER = '127.0.0.1:7443';
@@ -54,11 +55,9 @@ export async function controllerAddress(flag: string | undefined): Promise<strin
   if (given !== undefined) return withPort(given);
   const route = kubeRoute();
   if (route === undefined) return withPort(contextController() ?? DEFAULT_CONTROLLER);
-  forwarder ??= PortForwarder.open({
-    ...route,
-    service: CONTROLLER_SERVICE.service,
-    port: DEFAULT_PORT,
-  });
+  forwarder ??= import('./port-forward.js').then(({ CONTROLLER_SERVICE, PortForwarder }) =>
+    PortForwarder.open({ ...route, service: CONTROLLER_SERVICE.service, port: DEFAULT_PORT }),
+  );
   const f = await forwarder;
   opened = f;
   return f.address;

@@ -94,7 +94,11 @@ function lastWords(log) {
   } catch {
     return '';
   }
-  const lines = text.trimEnd().split('\n').slice(-40);
+  // The end of the log, not a number of lines: a usage text after the error is long.
+  const lines = text
+    .slice(-256 * 1024)
+    .trimEnd()
+    .split('\n');
   const said = [];
   for (const line of lines) {
     try {
