@@ -274,14 +274,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       '--agent <node|host:port>',
       'ask an agent instead (a node name, found through the controller, or its API address): the verdict of the tables it enforces now',
     )
-    .option(
-      '--from <ns/pod|ip>',
-      'source pod or address (with several clusters: cluster/namespace/pod)',
-    )
-    .option(
-      '--to <ns/pod|ip>',
-      'destination pod or address (with several clusters: cluster/namespace/pod)',
-    )
+    .option('--from <ns/pod|ip>', 'source pod or address')
+    .option('--to <ns/pod|ip>', 'destination pod or address')
     .option('--port <port>', 'destination port')
     .addOption(new Option('--protocol <protocol>', 'TCP, UDP or SCTP').default('TCP'))
     .addOption(exitCode())
@@ -475,7 +469,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       "where members reach the hub's leafnode port (default nats://hub:7422)",
     )
     .option('--leaf-listen <addr>', "the hub's leafnode listen address (default 0.0.0.0:7422)")
-    .option('--max-bytes <n>', 'largest size of the bucket in bytes (default unlimited)')
+    .option('--max-bytes <n>', 'largest size of the bucket in bytes (default 256 MiB)')
     .requiredOption('--out <dir>', 'write the files here')
     .action(async (opts) => {
       exit = await natsFederationConfig(io, opts);

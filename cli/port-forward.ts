@@ -21,6 +21,7 @@ import {
   type V1Pod,
   type V1Service,
 } from '@kubernetes/client-node';
+import { compareStrings as cmp } from '../shared/collections.js';
 import { NotFoundError, PermissionError, UnavailableError } from '../shared/errors.js';
 import { UsageError } from './io.js';
 
@@ -230,8 +231,4 @@ function targetPort(svc: V1Service, pod: V1Pod, port: number, where: string): nu
   throw new UsageError(
     `${where}: targetPort ${JSON.stringify(t)} names no container port of pod ${pod.metadata?.name}`,
   );
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

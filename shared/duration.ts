@@ -15,3 +15,11 @@ export function shortDuration(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
   return s < 60 ? `${s}s` : s < 3600 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`;
 }
+
+/** A point in time as `--since` takes it: a duration back from `now` (10m) or an RFC 3339 time; undefined when neither. */
+export function parseSince(text: string, now = Date.now()): number | undefined {
+  const d = parseDuration(text);
+  if (d !== undefined) return now - d;
+  const t = Date.parse(text);
+  return Number.isNaN(t) ? undefined : t;
+}

@@ -40,7 +40,7 @@ import {
   grpcError,
   operatorClient,
 } from '../clients.js';
-import { parseDuration } from '../../shared/duration.js';
+import { parseSince } from '../../shared/duration.js';
 import {
   type Column,
   emit,
@@ -121,10 +121,8 @@ function oneOf(flag: string, value: string | undefined, allowed: readonly string
 
 /** `--since 10m`, `--since 90s`, `--since 2026-01-02T03:04:05Z`: a Unix time in ms. */
 export function sinceMs(text: string, now = Date.now()): number {
-  const d = parseDuration(text);
-  if (d !== undefined) return now - d;
-  const t = Date.parse(text);
-  if (Number.isNaN(t))
+  const t = parseSince(text, now);
+  if (t === undefined)
     throw new UsageError(
       `--since must be a duration (30s, 10m, 1h30m) or an RFC 3339 time, not ${JSON.stringify(text)}`,
     );

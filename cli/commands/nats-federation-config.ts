@@ -45,7 +45,7 @@ export interface NatsFederationConfigOptions {
   /** The hub's leafnode listen address (host:port or port). */
   leafListen?: string;
   out?: string;
-  /** Largest stream size in bytes (default unlimited). */
+  /** Largest stream size in bytes (default FEDERATION_BUCKET_MAX_BYTES, 256 MiB). */
   maxBytes?: string;
 }
 

@@ -21,7 +21,7 @@ import {
 import type { FlowFilter, ListClusterFlowsReply } from '../../shared/generated/weir/v1/index.js';
 import { FIELD_LIMITS, RELAY_LIMITS, nodeNameProblem, preview } from '../../shared/limits.js';
 import { parseIp } from '../../shared/net/ip.js';
-import { parseDuration } from '../../shared/duration.js';
+import { parseSince } from '../../shared/duration.js';
 import { parseMatch } from '../../shared/flows/flow-match.js';
 import { parseSelectorText } from '../../shared/policy/selector.js';
 import { matrix } from '../../shared/policy/matrix.js';
@@ -234,10 +234,8 @@ function matchText(q: Query): string {
 function sinceOf(q: Query, now: number): number {
   const v = q.text('since');
   if (v === '') return 0;
-  const d = parseDuration(v);
-  if (d !== undefined) return now - d;
-  const t = Date.parse(v);
-  if (Number.isNaN(t)) {
+  const t = parseSince(v, now);
+  if (t === undefined) {
     q.problems.push({
       field: 'since',
       message: `${preview(v)} is not a duration (30s, 10m, 1h30m) or an RFC 3339 time`,
