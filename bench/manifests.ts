@@ -21,8 +21,7 @@
  * the generated manifests or an edit is not seen within 15 s (this checkout
  * only). Timings never fail the run.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -31,18 +30,13 @@ import { stringify } from 'yaml';
 import { call, operatorClient } from '../cli/clients.js';
 import { setConnectionFlags } from '../cli/config.js';
 import type { StatusReply__Output } from '../shared/generated/weir/v1/StatusReply.js';
+import type { Raw } from '../testing/cluster.js';
 import { realisticCluster } from '../testing/random-cluster.js';
 import { MachineLoad, median, table } from './measure.js';
+import { ControllerProcess, checkBuild, processCpuMs, processMemoryMiB } from './program.js';
 import { freePort } from '../testing/ports.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const CLOCK_TICKS = 100;
-
-interface LogLine {
-  readonly time: number;
-  readonly msg: string;
-  readonly [k: string]: unknown;
-}
 
 interface Result {
   readonly label: string;
@@ -64,26 +58,38 @@ export async function writeCluster(
   dir: string,
   namespaces: number,
 ): Promise<Record<string, number>> {
-  const c = realisticCluster(namespaces);
-  const byNamespace = new Map<string, unknown[]>();
   let policy = 0;
-  const counts = { Namespace: 0, Pod: 0, NetworkPolicy: 0 };
-  for (const o of c.objects) {
-    const kind = o.kind as keyof typeof counts;
+  // Every fourth policy: 5,000 of the generator's 20,000 at 2,000 namespaces.
+  const objects = realisticCluster(namespaces).objects.filter(
+    (o) => o.kind !== 'NetworkPolicy' || policy++ % 4 === 0,
+  );
+  return writeNamespaceFiles(dir, objects);
+}
+
+/**
+ * Writes objects one file per namespace (its Namespace and namespaced
+ * objects), in 20 subdirectories; returns the count of each kind.
+ */
+export async function writeNamespaceFiles(
+  dir: string,
+  objects: readonly Raw[],
+): Promise<Record<string, number>> {
+  const byNamespace = new Map<string, Raw[]>();
+  const counts: Record<string, number> = {};
+  for (const o of objects) {
+    const kind = String(o.kind);
     const meta = o.metadata as { name: string; namespace?: string };
-    // Every fourth policy: 5,000 of the generator's 20,000 at 2,000 namespaces.
-    if (kind === 'NetworkPolicy' && policy++ % 4 !== 0) continue;
     const ns = kind === 'Namespace' ? meta.name : meta.namespace!;
-    counts[kind]++;
+    counts[kind] = (counts[kind] ?? 0) + 1;
     const list = byNamespace.get(ns) ?? [];
     list.push(o);
     byNamespace.set(ns, list);
   }
   let i = 0;
-  for (const [ns, objects] of byNamespace) {
+  for (const [ns, list] of byNamespace) {
     const file = join(dir, `group-${String(i++ % 20).padStart(2, '0')}`, `${ns}.yaml`);
     await mkdir(dirname(file), { recursive: true });
-    await writeFile(file, objects.map((o) => stringify(o)).join('---\n'));
+    await writeFile(file, list.map((o) => stringify(o)).join('---\n'));
   }
   return counts;
 }
@@ -94,39 +100,12 @@ const probeNamespace = () =>
 const probePolicy = (name: string, port: number) =>
   `apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: ${name}, namespace: bench-probe}\nspec:\n  podSelector: {matchLabels: {app: p}}\n  ingress:\n  - ports: [{port: ${port}}]\n`;
 
-function cpuTicks(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(f[11]) + Number(f[12]); // utime, stime
-  } catch {
-    return undefined;
-  }
-}
-
-function rssMiB(pid: number): number | undefined {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 async function runController(label: string, checkout: string, dir: string): Promise<Result> {
-  const bin = join(checkout, 'bin', 'weir-controller');
-  const stamp = join(checkout, 'dist', '.build-stamp');
-  if (!existsSync(stamp))
-    process.stderr.write(`${label}: ${checkout} has no build (npm run build): timing tsx\n`);
-  else if (
-    statSync(stamp).mtimeMs < statSync(join(checkout, 'controller', 'controller.ts')).mtimeMs
-  )
-    process.stderr.write(`${label}: the build in ${checkout} may be stale (npm run build)\n`);
+  checkBuild(label, checkout);
   const port = await freePort();
   const address = `127.0.0.1:${port}`;
   setConnectionFlags({ insecure: true });
   const load = new MachineLoad();
-  const t0 = Date.now();
   const state = await mkdtemp(join(tmpdir(), 'weir-bench-state-'));
   // A checkout from before mutual TLS knows no --insecure; this one refuses to start without it or certificates.
   const tlsFlag = readFileSync(join(checkout, 'controller', 'main.ts'), 'utf8').includes(
@@ -134,47 +113,18 @@ async function runController(label: string, checkout: string, dir: string): Prom
   )
     ? ['--insecure']
     : [];
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [
-      bin,
-      '--manifests',
-      dir,
-      '--listen',
-      address,
-      '--state-dir',
-      state,
-      '--log-level',
-      'info',
-      ...tlsFlag,
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  const lines: LogLine[] = [];
-  let buffered = '';
-  child.stderr!.on('data', (chunk: Buffer) => {
-    buffered += chunk.toString('utf8');
-    let nl = buffered.indexOf('\n');
-    while (nl >= 0) {
-      const text = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      try {
-        lines.push(JSON.parse(text) as LogLine);
-      } catch {
-        // not a log line
-      }
-      nl = buffered.indexOf('\n');
-    }
-  });
-  const waitFor = async (pred: (l: LogLine) => boolean, timeoutMs: number, since = 0) => {
-    const end = Date.now() + timeoutMs;
-    while (Date.now() < end) {
-      const l = lines.slice(since).find(pred);
-      if (l !== undefined) return l;
-      await sleep(5);
-    }
-    return undefined;
-  };
+  const controller = ControllerProcess.start(checkout, [
+    '--manifests',
+    dir,
+    '--listen',
+    address,
+    '--state-dir',
+    state,
+    ...tlsFlag,
+  ]);
+  const t0 = controller.startedAt;
+  const lines = controller.lines;
+  const waitFor = controller.waitFor.bind(controller);
   const status = (timeoutMs = 5_000) => {
     const c = operatorClient(address);
     return call<object, StatusReply__Output>(c, c.GetStatus, {}, label, timeoutMs);
@@ -183,8 +133,8 @@ async function runController(label: string, checkout: string, dir: string): Prom
     const synced = await waitFor((l) => l.msg === 'source synced', 600_000);
     const firstRevision = await waitFor((l) => l.msg === 'revision committed', 60_000);
     await sleep(30_000); // let start-up work (the heap settling after the first sync) pass
-    const pid = child.pid!;
-    const c0 = cpuTicks(pid);
+    const pid = controller.pid;
+    const c0 = processCpuMs(pid);
     const w0 = Date.now();
     const rss: number[] = [];
     const statusMs: number[] = [];
@@ -192,7 +142,7 @@ async function runController(label: string, checkout: string, dir: string): Prom
     let problems = 0;
     // 10 s of no changes: status twice a second, RSS four times.
     for (let tick = 0; Date.now() - w0 < 10_000; tick++) {
-      const r = rssMiB(pid);
+      const r = processMemoryMiB(pid, 'VmRSS');
       if (r !== undefined) rss.push(r);
       if (tick % 2 === 0 && statusMs.length + statusFailures < 20) {
         const s0 = performance.now();
@@ -206,11 +156,9 @@ async function runController(label: string, checkout: string, dir: string): Prom
       }
       await sleep(250);
     }
-    const c1 = cpuTicks(pid);
+    const c1 = processCpuMs(pid);
     const idleCpuPercent =
-      c0 !== undefined && c1 !== undefined
-        ? ((c1 - c0) / CLOCK_TICKS / ((Date.now() - w0) / 1000)) * 100
-        : undefined;
+      c0 !== undefined && c1 !== undefined ? ((c1 - c0) / (Date.now() - w0)) * 100 : undefined;
 
     // Edits: each causes one revision (the probe policy's node span changes).
     const edits: Array<{ op: string; ms: number | undefined }> = [];
@@ -257,15 +205,7 @@ async function runController(label: string, checkout: string, dir: string): Prom
       otherCpus: load.otherCpus(),
     };
   } finally {
-    child.kill('SIGTERM');
-    await new Promise<void>((resolve) => {
-      if (child.exitCode !== null) return resolve();
-      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      child.on('exit', () => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+    await controller.stop();
     await rm(state, { recursive: true, force: true });
   }
 }

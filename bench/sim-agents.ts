@@ -37,6 +37,10 @@ const inForceHash = (state: SpanState) => snapshotHash(state, memo);
 
 async function main(): Promise<void> {
   const [address, count] = [process.argv[2]!, Number(process.argv[3])];
+  // --pad=N: node names zero-padded to N digits (node-0007), as the realistic cluster names them.
+  const pad = Number(process.argv.find((a) => a.startsWith('--pad='))?.slice(6) ?? 0);
+  // --no-sizes: ACK records without the update's and span's encoded sizes (a long run keeps no states).
+  const sizes = !process.argv.includes('--no-sizes');
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => join(PROTO_DIR, target);
   root.loadSync('weir/v1/agent.proto');
@@ -83,7 +87,7 @@ async function main(): Promise<void> {
   const streamErrors = new Set<string>();
   let stopping = false;
   for (let i = 0; i < count; i++) {
-    const node = `node-${i}`;
+    const node = `node-${String(i).padStart(pad, '0')}`;
     // One connection per agent, as separate hosts would have. The keepalive
     // timeout is the agents' but for one thing: here 1,000 agents share one
     // event loop, which on a loaded machine stalls for seconds, and a ping
@@ -107,11 +111,21 @@ async function main(): Promise<void> {
         state = state.apply(u);
         call.write({ ack: { revision: u.revision, inForceHash: inForceHash(state) } });
         const at = now();
-        unsized.push({
-          record: { node, revision: Number(u.revision), at, snapshot: u.snapshot },
-          update: u,
-          state,
-        });
+        if (!sizes)
+          pending.push({
+            node,
+            revision: Number(u.revision),
+            at,
+            snapshot: u.snapshot,
+            bytes: 0,
+            spanBytes: 0,
+          });
+        else
+          unsized.push({
+            record: { node, revision: Number(u.revision), at, snapshot: u.snapshot },
+            update: u,
+            state,
+          });
         notices.push({ node, revision: Number(u.revision) });
         if (notices.length === 1) setImmediate(sendNotices);
       });

@@ -161,6 +161,10 @@ export class Controller implements AsyncDisposable {
     this.store = new SpanStore(this.model, { initialRevision: persisted.revision });
     this.persistRunner = new CoalescingRunner(() => this.persist(), {
       minIntervalMs: 200,
+      // The file holds every agent's ACKed span: at 1,000 nodes a save costs
+      // hundreds of ms. A restart reads an older ACK as a reason to send more,
+      // never as proof, so saving less often is safe.
+      costFactor: 20,
       onError: (err) => this.log.error({ err }, 'saving controller state failed'),
     });
     this.distributor = new Distributor(this.store, {

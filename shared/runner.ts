@@ -3,17 +3,27 @@
  * once per `minIntervalMs`, never overlap, and a request made during a run
  * gets one more run after it. (kube-network-policies' bounded frequency
  * runner, without the periodic part, which callers add with a timer.)
+ *
+ * `costFactor` bounds the share of time a costly run takes: after a run of
+ * d ms the next starts no sooner than `costFactor` × d ms after it began
+ * (so 20 keeps a run whose cost grows with the cluster under 5 % of the
+ * time), and never sooner than `minIntervalMs`.
  */
 export class CoalescingRunner {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private again = false;
   private last = 0;
+  private lastCostMs = 0;
   private closed = false;
 
   constructor(
     private readonly fn: () => Promise<void> | void,
-    private readonly options: { minIntervalMs: number; onError: (err: unknown) => void },
+    private readonly options: {
+      minIntervalMs: number;
+      costFactor?: number;
+      onError: (err: unknown) => void;
+    },
   ) {}
 
   request(): void {
@@ -23,7 +33,11 @@ export class CoalescingRunner {
       return;
     }
     if (this.timer !== undefined) return;
-    const wait = Math.max(0, this.last + this.options.minIntervalMs - Date.now());
+    const interval = Math.max(
+      this.options.minIntervalMs,
+      (this.options.costFactor ?? 0) * this.lastCostMs,
+    );
+    const wait = Math.max(0, this.last + interval - Date.now());
     this.timer = setTimeout(() => void this.run(), wait);
     this.timer.unref();
   }
@@ -38,6 +52,7 @@ export class CoalescingRunner {
       this.options.onError(err);
     } finally {
       this.running = false;
+      this.lastCostMs = Date.now() - this.last;
     }
     if (this.again) {
       this.again = false;

@@ -624,6 +624,8 @@ export interface PodInfo {
 export interface ClusterShape {
   readonly podsPerNamespace?: number;
   readonly policiesPerNamespace?: number;
+  /** Nodes the pods are spread over (default: one per 100 pods, at least 3). */
+  readonly nodes?: number;
 }
 
 export interface RealisticCluster {
@@ -677,7 +679,7 @@ export function realisticCluster(
   const policiesPerNamespace = shape.policiesPerNamespace ?? POLICIES_PER_NAMESPACE;
   const rng = seededRandom(seed ^ namespaceCount);
   const podTotal = namespaceCount * podsPerNamespace;
-  const nodeCount = Math.max(3, Math.ceil(podTotal / 100));
+  const nodeCount = shape.nodes ?? Math.max(3, Math.ceil(podTotal / 100));
   const nodeUsed = new Array<number>(nodeCount).fill(0);
   const POD_BASE = ((10 << 24) | (244 << 16)) >>> 0;
   const allocate = (): { ip: number; node: number } => {

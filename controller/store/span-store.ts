@@ -102,7 +102,12 @@ export class SpanStore {
   private readonly spans = new Map<string, NodeSpan>();
   /** Object key → nodes whose span holds it. */
   private readonly holders = new Map<ObjectKey, Set<string>>();
-  /** "name/PROTOCOL" → nodes whose egress rules use that named port. */
+  /**
+   * "name/PROTOCOL" → nodes whose egress rules use that named port towards
+   * any address (`any`, an ipBlock or nodes peer): their spans hold every
+   * provider of it. Towards a selector group the members carry their named
+   * ports, so a provider's change reaches those spans as a group change.
+   */
   private readonly namedPortUsers = new Map<string, Set<string>>();
   /** Selector group → nodes whose egress rules resolve a named port among its members. */
   private readonly namedPortPeers = new Map<string, Set<string>>();
@@ -509,10 +514,12 @@ export class SpanStore {
     const usedPeers = new Set<string>();
     for (const groups of namedPorts.values())
       for (const g of groups) if (g !== ANY_PEER) usedPeers.add(g);
-    for (const np of namedPorts.keys()) addTo(this.namedPortUsers, np, node);
+    const anyPeerPorts = [...namedPorts].filter(([, groups]) => groups.has(ANY_PEER));
+    for (const [np] of anyPeerPorts) addTo(this.namedPortUsers, np, node);
     for (const g of usedPeers) addTo(this.namedPortPeers, g, node);
     if (namedPorts.size === 0) this.namedPortUse.delete(node);
-    else this.namedPortUse.set(node, { ports: [...namedPorts.keys()], peers: [...usedPeers] });
+    else
+      this.namedPortUse.set(node, { ports: anyPeerPorts.map(([np]) => np), peers: [...usedPeers] });
 
     if (entries.size === 0 && locals.size === 0) {
       this.spans.delete(node);

@@ -2,7 +2,7 @@
  * weirctl reaches the controller from a kubeconfig context: through the API
  * server's pods/portforward (WebSocket, v4.channel.k8s.io) to a ready pod
  * of the weir-controller Service, with mutual TLS end to end. The API
- * server is the faithful fake (test/support/fake-apiserver.ts); the
+ * server is the faithful fake (testing/fake-apiserver.ts); the
  * controller end is a real gRPC server with the controller's certificate.
  */
 import assert from 'node:assert/strict';
@@ -16,7 +16,7 @@ import { serverOptions, weirProto } from '../../shared/grpc/proto.js';
 import { MESSAGE_LIMITS } from '../../shared/limits.js';
 import { serverCredentials } from '../../shared/tls/credentials.js';
 import { weirVersion } from '../../shared/version.js';
-import { FakeApiServer, type Obj } from '../support/fake-apiserver.js';
+import { FakeApiServer, type Obj } from '../../testing/fake-apiserver.js';
 import { controllerTls } from '../support/tls.js';
 
 const run = runWeirctl;

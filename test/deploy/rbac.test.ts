@@ -11,7 +11,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { FakeApiServer } from '../support/fake-apiserver.js';
+import { FakeApiServer } from '../../testing/fake-apiserver.js';
 import { kustomize } from '../support/kustomize.js';
 import { ROOT, WeirProcess, eventually, freePort } from '../support/processes.js';
 

@@ -14,7 +14,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { LeaseElector } from '../../controller/leader/lease-elector.js';
 import { type Readiness, serveMetrics } from '../../shared/metrics.js';
-import { FakeApiServer } from '../support/fake-apiserver.js';
+import { FakeApiServer } from '../../testing/fake-apiserver.js';
 import { ROOT, WeirProcess, eventually, freePort } from '../support/processes.js';
 
 const silent = pino({ level: 'silent' });

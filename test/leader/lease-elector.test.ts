@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { call, operatorClient } from '../../cli/clients.js';
 import { LeaseElector, type LeaseElectorOptions } from '../../controller/leader/lease-elector.js';
 import type { StatusReply__Output } from '../../shared/generated/weir/v1/index.js';
-import { FakeApiServer, type Obj } from '../support/fake-apiserver.js';
+import { FakeApiServer, type Obj } from '../../testing/fake-apiserver.js';
 import { WeirProcess, eventually, freePort } from '../support/processes.js';
 
 interface LogLine {

@@ -1,7 +1,7 @@
 /**
  * A DaemonSet rollout with pod identities (spiffe://weir/ns/NS/pod/P, as
  * cert-manager's csi-driver issues them): the controller follows a real
- * list/watch API server (test/support/fake-apiserver.ts) and resolves each
+ * list/watch API server (testing/fake-apiserver.ts) and resolves each
  * pod identity to its node through its Pod watch. When the watch reports
  * the old agent pod deleted, or no longer the node's agent, its stream is
  * ended at once, so the new pod of the node is admitted on its next hello
@@ -15,7 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import { call, operatorClient } from '../../cli/clients.js';
 import type { StatusReply__Output } from '../../shared/generated/weir/v1/index.js';
 import { podUri } from '../../shared/tls/identity.js';
-import { FakeApiServer, type Obj } from '../support/fake-apiserver.js';
+import { FakeApiServer, type Obj } from '../../testing/fake-apiserver.js';
 import { WeirProcess, eventually, freePort, pki } from '../support/processes.js';
 
 const NS = 'weir-system';

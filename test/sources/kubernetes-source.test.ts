@@ -1,6 +1,6 @@
 /**
  * The Kubernetes source against a fake API server that speaks list/watch as
- * kube-apiserver does (test/support/fake-apiserver.ts): sync, increments,
+ * kube-apiserver does (testing/fake-apiserver.ts): sync, increments,
  * rejections recorded as Events, dropped watches, 410 Gone, API errors,
  * bookmarks; and the real controller process following it.
  */
@@ -26,7 +26,7 @@ import type {
   ListPoliciesReply__Output,
   StatusReply__Output,
 } from '../../shared/generated/weir/v1/index.js';
-import { FakeApiServer, type Obj } from '../support/fake-apiserver.js';
+import { FakeApiServer, type Obj } from '../../testing/fake-apiserver.js';
 import { WeirProcess, eventually, freePort } from '../support/processes.js';
 
 // --- fixtures ------------------------------------------------------------------
