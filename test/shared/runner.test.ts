@@ -11,7 +11,7 @@ async function startsWhileBusy(costFactor: number, costMs: number, forMs: number
       starts.push(Date.now());
       await sleep(costMs);
     },
-    { minIntervalMs: 10, costFactor, onError: assert.fail },
+    { minIntervalMs: 10, costFactor, onError: (err) => assert.fail(String(err)) },
   );
   const end = Date.now() + forMs;
   while (Date.now() < end) {
@@ -29,7 +29,7 @@ test('requests made during a run coalesce into one more run after it', async () 
       runs++;
       await sleep(20);
     },
-    { minIntervalMs: 0, onError: assert.fail },
+    { minIntervalMs: 0, onError: (err) => assert.fail(String(err)) },
   );
   runner.request();
   await sleep(5);
