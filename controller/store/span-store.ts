@@ -116,6 +116,8 @@ export class SpanStore {
     string,
     { readonly ports: readonly string[]; readonly peers: readonly string[] }
   >();
+  /** Nodes whose span holds the owner of a shared address for a named port towards a selector group. */
+  private readonly sharedOwnersHeld = new Set<string>();
   /** Content hashes and elements of whole objects, until they change. */
   private readonly hashes = new Map<ObjectKey, { hash: string; element: SpanElement }>();
   /** Each span's digest, in step with its entries. */
@@ -399,7 +401,20 @@ export class SpanStore {
     }
     // A group whose members changed changes which providers a named port's
     // peer reaches (a namespace relabelled moves pods that did not change).
-    for (const id of c.groups) for (const n of this.namedPortPeers.get(id) ?? []) nodes.add(n);
+    // Towards a selector group a span needs only the owners of addresses its
+    // members share with other pods: the nodes to recompute are those that
+    // hold such an owner now (it may have left), and all of the group's
+    // named-port peers when one of its members claims a shared address.
+    const shared = this.model.sharedAddresses();
+    for (const id of c.groups) {
+      const peers = this.namedPortPeers.get(id);
+      if (peers === undefined) continue;
+      const members = shared.size > 0 ? this.model.groupMembers(id) : undefined;
+      const sharing =
+        members !== undefined &&
+        [...shared].some((ip) => [...this.model.claimantsOf(ip)].some((k) => members.has(k)));
+      for (const n of peers) if (sharing || this.sharedOwnersHeld.has(n)) nodes.add(n);
+    }
     for (const key of c.endpoints) {
       // An address it shares with other pods: the spans resolving named
       // ports among their groups need the pod that owns it now; and a span
@@ -452,7 +467,11 @@ export class SpanStore {
     }
     const localOnlyGroups = new Set([...appliedTo].filter((g) => !peers.has(g)));
     const endpoints = new Set(locals);
-    for (const [np, groups] of namedPorts) this.addProviders(endpoints, np, groups);
+    let sharedOwners = false;
+    for (const [np, groups] of namedPorts)
+      if (this.addProviders(endpoints, np, groups)) sharedOwners = true;
+    if (sharedOwners) this.sharedOwnersHeld.add(node);
+    else this.sharedOwnersHeld.delete(node);
 
     const keys: ObjectKey[] = [
       ...[...policies].map((id) => `p:${id}`),
@@ -523,6 +542,7 @@ export class SpanStore {
 
     if (entries.size === 0 && locals.size === 0) {
       this.spans.delete(node);
+      this.sharedOwnersHeld.delete(node);
       this.digests.delete(node);
       this.logs.delete(node);
       return before !== undefined && before.entries.size > 0;
@@ -559,12 +579,14 @@ export class SpanStore {
    * so only an address a member shares with another pod needs an endpoint:
    * the pod the cluster gives it to (the one an agent resolves the address
    * at). For ANY_PEER (`any`, an ipBlock or nodes peer), every provider.
+   * Returns whether it added such an owner for a selector group.
    */
-  private addProviders(out: Set<string>, np: string, groups: ReadonlySet<string>): void {
+  private addProviders(out: Set<string>, np: string, groups: ReadonlySet<string>): boolean {
     if (groups.has(ANY_PEER)) {
       for (const e of this.model.providersOf(np)) out.add(e);
-      return;
+      return false;
     }
+    let owners = false;
     // Shared addresses are few; groups may hold every pod of the cluster.
     for (const ip of this.model.sharedAddresses()) {
       const claimants = this.model.claimantsOf(ip);
@@ -572,10 +594,14 @@ export class SpanStore {
         const members = this.model.groupMembers(g);
         if (![...claimants].some((k) => members.has(k))) continue;
         const owner = this.model.addressOwner(ip);
-        if (owner !== undefined) out.add(owner);
+        if (owner !== undefined) {
+          out.add(owner);
+          owners = true;
+        }
         break;
       }
     }
+    return owners;
   }
 
   /**

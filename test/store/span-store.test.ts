@@ -300,6 +300,21 @@ describe('per-node spans', () => {
     store.commit(3);
     assert.deepEqual(endpoints(), ['a/client']);
     checkSpans(model, store, 'shared address released');
+
+    // A peer through its namespace's labels shares an address with a pod that wins it...
+    apply([namespace('c'), pod('c', 'w', { ips: ['10.9.2.1'], node: 'node-0' })]);
+    store.commit(4);
+    assert.deepEqual(endpoints(), ['a/client', 'c/w'], 'c/w owns the address b/x claims');
+    checkSpans(model, store, 'shared address of a namespace peer');
+    // ...and stops being a peer with no change of its own: the owner leaves the span.
+    apply([namespace('b')]);
+    store.commit(5);
+    assert.deepEqual(endpoints(), ['a/client']);
+    checkSpans(model, store, 'namespace peer relabelled away');
+    apply([namespace('b', { tier: 'data' })]);
+    store.commit(6);
+    assert.deepEqual(endpoints(), ['a/client', 'c/w']);
+    checkSpans(model, store, 'namespace peer relabelled back');
   });
 
   test("a node does not decide for its pod's address when a pod on another node wins it", () => {
