@@ -125,7 +125,7 @@ class SimAgents {
   static async start(address: string, count: number): Promise<SimAgents> {
     const child = fork(
       fileURLToPath(new URL('./sim-agents.ts', import.meta.url)),
-      [address, String(count), '--pad=4', '--no-sizes'],
+      [address, String(count), '--pad=4', '--no-sizes', '--reconnect', '--share-objects'],
       { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
     );
     const agents = new SimAgents(child);

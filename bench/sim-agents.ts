@@ -14,7 +14,7 @@ import protobuf from 'protobufjs';
 import { join } from 'node:path';
 import { CHANNEL_OPTIONS, PROTO_DIR, weirProto } from '../shared/grpc/proto.js';
 import type { AgentMessage, ControllerMessage__Output } from '../shared/generated/weir/v1/index.js';
-import { type ElementMemo, snapshotHash } from '../shared/wire/span-hash.js';
+import { type ElementMemo, objectHash, snapshotHash, spanKey } from '../shared/wire/span-hash.js';
 import { SpanState } from '../vrouter-agent/store/span-state.js';
 
 export interface AckRecord {
@@ -32,6 +32,34 @@ const now = () => performance.timeOrigin + performance.now();
 
 /** Span-hash elements by object (states are immutable and share unchanged objects), as the agent keeps them. */
 const memo: ElementMemo = new WeakMap();
+/**
+ * Objects by span key and content hash, shared by every simulated agent:
+ * a thousand agents decode the same groups from their own streams, and a
+ * real agent has one copy on its own host; here one copy stands for all
+ * (and its span-hash element is computed once). Cleared beyond a bound;
+ * states keep what they hold.
+ */
+const interned = new Map<string, object>();
+const INTERNED_MAX = 500_000;
+function intern<T extends object>(list: T[], key: (o: T) => string, hash: (o: T) => string): T[] {
+  return list.map((o) => {
+    const k = `${key(o)} ${hash(o)}`;
+    const kept = interned.get(k);
+    if (kept !== undefined) return kept as T;
+    if (interned.size >= INTERNED_MAX) interned.clear();
+    interned.set(k, o);
+    return o;
+  });
+}
+type Update = NonNullable<ControllerMessage__Output['update']>;
+const internUpdate = (u: Update): Update => ({
+  ...u,
+  policies: intern(u.policies, spanKey.policy, objectHash.policy),
+  addressGroups: intern(u.addressGroups, spanKey.addressGroup, objectHash.addressGroup),
+  serviceGroups: intern(u.serviceGroups, spanKey.serviceGroup, objectHash.serviceGroup),
+  endpoints: intern(u.endpoints, spanKey.endpoint, objectHash.endpoint),
+});
+
 /** The in-force hash, computed as vrouter-agent/agent.ts computes it. */
 const inForceHash = (state: SpanState) => snapshotHash(state, memo);
 
@@ -41,6 +69,10 @@ async function main(): Promise<void> {
   const pad = Number(process.argv.find((a) => a.startsWith('--pad='))?.slice(6) ?? 0);
   // --no-sizes: ACK records without the update's and span's encoded sizes (a long run keeps no states).
   const sizes = !process.argv.includes('--no-sizes');
+  // --share-objects: agents holding the same object hold one copy (memory at cluster size).
+  const shareObjects = process.argv.includes('--share-objects');
+  // --reconnect: an agent whose stream is lost says hello again (else it stays down).
+  const reconnect = process.argv.includes('--reconnect');
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => join(PROTO_DIR, target);
   root.loadSync('weir/v1/agent.proto');
@@ -98,53 +130,64 @@ async function main(): Promise<void> {
       'grpc.keepalive_timeout_ms': 60_000,
       'grpc.use_local_subchannel_pool': 1,
     });
-    const call = (
-      client as unknown as {
-        Connect(): grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>;
-      }
-    ).Connect();
     let state = SpanState.empty();
-    call.on('data', (msg: ControllerMessage__Output) => {
-      const u = msg.update;
-      if (!u) return;
-      work.push(() => {
-        state = state.apply(u);
-        call.write({ ack: { revision: u.revision, inForceHash: inForceHash(state) } });
-        const at = now();
-        if (!sizes)
-          pending.push({
-            node,
-            revision: Number(u.revision),
-            at,
-            snapshot: u.snapshot,
-            bytes: 0,
-            spanBytes: 0,
-          });
-        else
-          unsized.push({
-            record: { node, revision: Number(u.revision), at, snapshot: u.snapshot },
-            update: u,
-            state,
-          });
-        notices.push({ node, revision: Number(u.revision) });
-        if (notices.length === 1) setImmediate(sendNotices);
+    const open = () => {
+      const call = (
+        client as unknown as {
+          Connect(): grpc.ClientDuplexStream<AgentMessage, ControllerMessage__Output>;
+        }
+      ).Connect();
+      call.on('data', (msg: ControllerMessage__Output) => {
+        if (!msg.update) return;
+        const u = shareObjects ? internUpdate(msg.update) : msg.update;
+        work.push(() => {
+          state = state.apply(u);
+          call.write({ ack: { revision: u.revision, inForceHash: inForceHash(state) } });
+          const at = now();
+          if (!sizes)
+            pending.push({
+              node,
+              revision: Number(u.revision),
+              at,
+              snapshot: u.snapshot,
+              bytes: 0,
+              spanBytes: 0,
+            });
+          else
+            unsized.push({
+              record: { node, revision: Number(u.revision), at, snapshot: u.snapshot },
+              update: u,
+              state,
+            });
+          notices.push({ node, revision: Number(u.revision) });
+          if (notices.length === 1) setImmediate(sendNotices);
+        });
+        if (work.length === 1) setImmediate(workOne);
       });
-      if (work.length === 1) setImmediate(workOne);
-    });
-    call.on('error', (err: grpc.ServiceError) => {
-      // An agent that loses its stream stays down (it would resync on reconnecting): say why, once per reason.
-      if (stopping) return;
-      // The parent stops waiting for this one (propagation.ts ignores the notice).
-      process.send!({ type: 'lost', node });
-      const why = `${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`;
-      if (!streamErrors.has(why))
-        process.stderr.write(`simulated agent ${node}: stream lost (${why})\n`);
-      streamErrors.add(why);
-    });
-    call.write({
-      hello: { node, appliedRevision: '0', instance: `sim-${i}`, inForceHash: inForceHash(state) },
-    });
-    calls.push(call);
+      call.on('error', (err: grpc.ServiceError) => {
+        if (stopping) return;
+        const why = `${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`;
+        if (!streamErrors.has(why))
+          process.stderr.write(
+            `simulated agent ${node}: stream lost (${why})${reconnect ? ', reconnecting' : ''}\n`,
+          );
+        streamErrors.add(why);
+        // As a real agent does: hello again after a second, with what it holds.
+        if (reconnect) setTimeout(open, 1_000);
+        // Otherwise it stays down, and the parent stops waiting for it (propagation.ts ignores the notice).
+        else process.send!({ type: 'lost', node });
+      });
+      call.write({
+        hello: {
+          node,
+          appliedRevision: String(state.revision),
+          instance: `sim-${i}`,
+          inForceHash: inForceHash(state),
+        },
+      });
+      calls[i] = call;
+    };
+    open();
   }
   process.on('message', (m: { type: string }) => {
     if (m.type === 'report') {

@@ -28,13 +28,14 @@
  * entry, and reading it costs nothing. Elements of shared objects are
  * computed once per object version, whatever the number of nodes holding it.
  */
-import { addTo, removeFrom } from '../../shared/collections.js';
+import { addTo, compareStrings, removeFrom } from '../../shared/collections.js';
 import type { ClusterModel, ModelChanges } from '../model/cluster-model.js';
 import type {
   AddressGroup,
   ApplicationPolicySet,
   Endpoint,
   FirewallPolicy,
+  GroupMember,
   PolicySnapshot,
   ServiceGroup,
 } from '../../shared/policy/types.js';
@@ -44,11 +45,14 @@ import {
   applicationPolicySetToWire,
   endpointToWire,
   firewallPolicyToWire,
+  groupMemberToWire,
   serviceGroupToWire,
 } from '../../shared/wire/policy.js';
 import {
   SpanDigest,
   type SpanElement,
+  addressGroupHashOf,
+  groupMemberElement,
   objectHash,
   spanElement,
   spanHashOf,
@@ -118,6 +122,23 @@ export class SpanStore {
   >();
   /** Nodes whose span holds the owner of a shared address for a named port towards a selector group. */
   private readonly sharedOwnersHeld = new Set<string>();
+  /**
+   * Per address group every holder sees alike: the members its hash last
+   * covered (the model's sorted view) and the sum of their elements, so
+   * that a member's change costs one element, not the whole group.
+   */
+  private readonly memberDigests = new Map<
+    string,
+    { members: readonly GroupMember[]; digest: SpanDigest }
+  >();
+  /**
+   * Each member's element by member key, for the content it has now: a pod
+   * is a member of many groups and is hashed once for all of them.
+   */
+  private readonly memberElements = new Map<
+    string,
+    { readonly member: GroupMember; readonly element: SpanElement }
+  >();
   /** Content hashes and elements of whole objects, until they change. */
   private readonly hashes = new Map<ObjectKey, { hash: string; element: SpanElement }>();
   /** Each span's digest, in step with its entries. */
@@ -279,6 +300,8 @@ export class SpanStore {
     if (this.observed.size > this.observedHistory)
       this.observed.delete(this.observed.keys().next().value!);
     for (const key of changedKeys(c)) this.hashes.delete(key);
+    for (const id of c.removedGroups) this.memberDigests.delete(id);
+    for (const key of c.removedEndpoints) this.memberElements.delete(key);
 
     const changedNodes: string[] = [];
     const structural = this.structurallyAffected(c);
@@ -619,11 +642,85 @@ export class SpanStore {
       const cached = this.hashes.get(key);
       if (cached !== undefined) return cached;
     }
-    const hash = wireHash(this.object(node, key));
+    const hash =
+      shared && key.startsWith('g:')
+        ? this.sharedGroupHash(key.slice(2))
+        : wireHash(this.object(node, key));
     const h = { hash, element: old?.hash === hash ? old.element : spanElement(key, hash) };
     if (shared) this.hashes.set(key, h);
     return h;
   }
+
+  /**
+   * objectHash.addressGroup of a group as every holder sees it, from its
+   * member digest brought up to date: the model's members (sorted by key)
+   * walked against those the digest covers, an element subtracted or added
+   * for each member gone, come or changed. O(members) comparisons, O(changed)
+   * hashes.
+   */
+  private sharedGroupHash(id: string): string {
+    const g = this.model.addressGroup(id);
+    if (g === undefined) return wireHash(undefined);
+    if (g.kind === 'ipBlock') return objectHash.addressGroup(addressGroupToWire(g));
+    const now = g.members;
+    let kept = this.memberDigests.get(id);
+    if (kept === undefined) {
+      kept = { members: [], digest: new SpanDigest() };
+      this.memberDigests.set(id, kept);
+    }
+    const before = kept.members;
+    if (before !== now) {
+      const digest = kept.digest;
+      const element = (m: GroupMember, current: boolean) => {
+        const memo = this.memberElements.get(m.endpoint);
+        if (memo !== undefined && (memo.member === m || sameMember(memo.member, m)))
+          return memo.element;
+        const e = groupMemberElement(groupMemberToWire(m));
+        // Only what members are now is remembered: a member gone or changed is hashed as it was.
+        if (current) this.memberElements.set(m.endpoint, { member: m, element: e });
+        return e;
+      };
+      let i = 0;
+      let j = 0;
+      while (i < before.length || j < now.length) {
+        const a = before[i];
+        const b = now[j];
+        const order =
+          a === undefined ? 1 : b === undefined ? -1 : compareStrings(a.endpoint, b.endpoint);
+        if (order < 0) {
+          digest.subtract(element(a!, false));
+          i++;
+        } else if (order > 0) {
+          digest.add(element(b!, true));
+          j++;
+        } else {
+          if (a !== b && !sameMember(a!, b!))
+            digest.subtract(element(a!, false)).add(element(b!, true));
+          i++;
+          j++;
+        }
+      }
+      kept.members = now;
+    }
+    return addressGroupHashOf(addressGroupToWire({ ...g, members: [] }), kept.digest);
+  }
+}
+
+/** Equal addresses and named ports (by reference first: the model shares unchanged lists). */
+function sameMember(a: GroupMember, b: GroupMember): boolean {
+  if (a.ips !== b.ips) {
+    if (a.ips.length !== b.ips.length || a.ips.some((ip, i) => ip !== b.ips[i])) return false;
+  }
+  if (a.ports === b.ports) return true;
+  return (
+    a.ports.length === b.ports.length &&
+    a.ports.every(
+      (p, i) =>
+        p.name === b.ports[i]!.name &&
+        p.port === b.ports[i]!.port &&
+        p.protocol === b.ports[i]!.protocol,
+    )
+  );
 }
 
 /**

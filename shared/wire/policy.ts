@@ -114,7 +114,7 @@ function namedPortToWire(p: NamedPort): w.NamedPort {
   return { name: p.name, protocol: PROTOCOL_TO_WIRE[p.protocol], port: p.port };
 }
 
-function groupMemberToWire(m: GroupMember): w.GroupMember {
+export function groupMemberToWire(m: GroupMember): w.GroupMember {
   return { endpoint: m.endpoint, ips: [...m.ips], ports: m.ports.map(namedPortToWire) };
 }
 

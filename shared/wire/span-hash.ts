@@ -51,6 +51,12 @@
  * What an agent reports is trusted as far as the agent is; the channel's
  * authenticity is mTLS's job.
  *
+ * An address group's members are a multiset of the same kind: its hash
+ * covers its head (id, source, prefixes) and the sum of its members'
+ * elements (SHA-256 of endpoint, addresses and named ports), so their order
+ * is not part of it (no reader gives it a meaning) and a holder of a group
+ * of thousands updates its hash in O(1) per member that changed.
+ *
  * An object's hash covers its kind and identity (id, or namespace and name),
  * so it names its span key. Keys are Kubernetes names and ids built from
  * them: no spaces, no control characters.
@@ -174,7 +180,19 @@ function canonicalAddressGroup(g: w.AddressGroup): unknown {
           ? ['nodes', labelSelector(g.nodeSelector)]
           : null,
     g.prefixes ?? [],
-    (g.members ?? []).map((m) => [m.endpoint ?? '', m.ips ?? []]),
+  ];
+}
+
+/**
+ * A group member as its group's member digest takes it: the endpoint, its
+ * addresses and its named ports (what an egress rule towards the group
+ * resolves a named port against).
+ */
+function canonicalGroupMember(m: w.GroupMember): unknown {
+  return [
+    m.endpoint ?? '',
+    m.ips ?? [],
+    (m.ports ?? []).map((p) => [p.name ?? '', enumName(p.protocol, PROTOCOL), p.port ?? 0]),
   ];
 }
 
@@ -238,7 +256,11 @@ const digest = (canonical: unknown): string => sha256Text(JSON.stringify(canonic
 /** Content hashes of single objects, as the span hash takes them. */
 export const objectHash = {
   policy: (p: w.FirewallPolicy): string => digest(canonicalPolicy(p)),
-  addressGroup: (g: w.AddressGroup): string => digest(canonicalAddressGroup(g)),
+  addressGroup: (g: w.AddressGroup): string => {
+    const members = new SpanDigest();
+    for (const m of g.members ?? []) members.add(groupMemberElement(m));
+    return addressGroupHashOf(g, members);
+  },
   serviceGroup: (g: w.ServiceGroup): string => digest(canonicalServiceGroup(g)),
   endpoint: (e: w.Endpoint): string => digest(canonicalEndpoint(e)),
   applicationPolicySet: (s: w.ApplicationPolicySet | null | undefined): string =>
@@ -295,6 +317,28 @@ export class SpanDigest {
     for (let i = LIMBS - 1; i >= 0; i--) out += this.limbs[i]!.toString(16).padStart(8, '0');
     return out;
   }
+}
+
+/**
+ * One member's contribution to its group's member digest: SHA-256 of its
+ * canonical form, as a 256-bit number (as spanElement).
+ */
+export function groupMemberElement(m: w.GroupMember): SpanElement {
+  const b = sha256(JSON.stringify(canonicalGroupMember(m)));
+  const e = new Uint32Array(LIMBS);
+  for (let i = 0; i < LIMBS; i++) e[i] = b.readUInt32LE(4 * i);
+  return e;
+}
+
+/**
+ * An address group's content hash from its head (`g`'s members are not
+ * read) and the sum of its members' elements: what objectHash.addressGroup
+ * computes, for a holder that keeps the sum up to date as members come,
+ * change and go (controller/store/span-store.ts) instead of hashing a
+ * group of thousands again for each.
+ */
+export function addressGroupHashOf(g: w.AddressGroup, members: SpanDigest): string {
+  return digest([canonicalAddressGroup(g), members.toString()]);
 }
 
 /**
