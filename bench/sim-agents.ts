@@ -141,7 +141,15 @@ async function main(): Promise<void> {
         if (!msg.update) return;
         const u = shareObjects ? internUpdate(msg.update) : msg.update;
         work.push(() => {
-          state = state.apply(u);
+          try {
+            state = state.apply(u);
+          } catch (err) {
+            // As an agent does: refuse it, the span in force unchanged (the controller resends).
+            call.write({
+              nack: { revision: u.revision, error: String(err), inForceHash: inForceHash(state) },
+            });
+            return;
+          }
           call.write({ ack: { revision: u.revision, inForceHash: inForceHash(state) } });
           const at = now();
           if (!sizes)
