@@ -57,7 +57,7 @@ import type {
   ControllerTransport,
   Delivery,
 } from '../vrouter-agent/transport/transport.js';
-import { acquireGc, int, MachineLoad, ms, nowMs, table } from './measure.js';
+import { acquireGc, GcMonitor, int, MachineLoad, ms, nowMs, table } from './measure.js';
 import { generateProbes } from './probes.js';
 
 const NODE = 'bench-node';
@@ -191,7 +191,9 @@ function workload(scale: number, flows: number): Workload {
     (o) =>
       o.kind === 'Pod' &&
       ((o.metadata as { labels?: Record<string, string> }).labels?.app ?? '') !== '' &&
-      (o.status as { podIP?: string }).podIP !== undefined,
+      (o.status as { podIP?: string }).podIP !== undefined &&
+      (o.status as { phase?: string }).phase === 'Running' &&
+      (o.spec as { hostNetwork?: boolean }).hostNetwork !== true,
   );
   const template = apps[Math.floor(apps.length / 2)]!;
   const replica = structuredClone(template) as Raw & {
@@ -324,6 +326,8 @@ interface Measured {
   readonly reevaluated: number;
   readonly stallInReevalMs: number;
   readonly stallMs: number;
+  /** Garbage collection pauses that started while the walk ran (after the synchronous part). */
+  readonly gcInWalkMs: number;
   readonly denied: number;
 }
 
@@ -383,6 +387,7 @@ async function runScale(
   const w = workload(scale, flows);
   const gc = acquireGc();
   const results: ScaleResult['modes'] = [];
+  const gcs = new GcMonitor();
   let held = 0;
   for (const mode of modes) {
     const dir = await mkdtemp(join(os.tmpdir(), 'weir-agent-bench-'));
@@ -412,6 +417,7 @@ async function runScale(
       held = openFlows(dp, w, flows);
       const one = async (u: SpanUpdate__Output): Promise<Measured> => {
         gc?.();
+        gcs.clear();
         const before = dp.stats().reevaluation;
         spans.length = 0;
         const ticker = new LoopTicker();
@@ -423,6 +429,7 @@ async function runScale(
         const cpu = process.cpuUsage(cpu0);
         await new Promise((r) => setTimeout(r, 2));
         ticker.stop();
+        await gcs.settle();
         const after = dp.stats().reevaluation;
         const span = spans.at(-1) ?? { from, returned: from, to: from };
         return {
@@ -434,6 +441,7 @@ async function runScale(
           stallInReevalMs: ticker.longestGap(span.returned, span.to),
           stallMs: ticker.longestGap(from, to),
           denied: after.denied - before.denied,
+          gcInWalkMs: gcs.pausedIn(span.returned, span.to),
         };
       };
       const pod = await one(w.podChange);
@@ -445,6 +453,7 @@ async function runScale(
     }
   }
   const { snapshot: _s, podChange: _p, policyChange: _c, probes: _r, ...shape } = w;
+  gcs.stop();
   return { scale, w: shape, flows: held, setupMs: nowMs() - t0, modes: results };
 }
 
@@ -504,6 +513,7 @@ export async function benchAgentUpdate(options: AgentUpdateOptions = {}): Promis
       'policy load',
       'of which synchronous',
       'longest stall after',
+      'GC after',
       'longest stall',
       'flipped to deny',
     ],
@@ -524,6 +534,7 @@ export async function benchAgentUpdate(options: AgentUpdateOptions = {}): Promis
           ms(x.reevalMs),
           ms(x.loadSyncMs),
           x.reevalMs - x.loadSyncMs < 0.5 ? '-' : ms(x.stallInReevalMs),
+          x.reevalMs - x.loadSyncMs < 0.5 ? '-' : ms(x.gcInWalkMs),
           ms(x.stallMs),
           int(x.denied),
         ]);
