@@ -40,7 +40,7 @@ import { snapshotFromWire } from '../shared/wire/policy.js';
 import { type ElementMemo, snapshotHash } from '../shared/wire/span-hash.js';
 import { unary } from '../shared/grpc/status.js';
 import { describeRejection, type StateFileRejection } from '../shared/state/checksummed-file.js';
-import { TableFingerprints } from './compile/table-changes.js';
+import { tableChanges } from './compile/table-changes.js';
 import { createVerdictEngine, verdictEngineStatus } from './compile/verdict-engine.js';
 import {
   createUserspaceDatapath,
@@ -128,8 +128,6 @@ export class NodeAgent implements AsyncDisposable {
   /** Local endpoint → its zone on the datapath (stable while the endpoint lives). */
   private readonly zones = new Map<string, { zone: number; ips: string }>();
   private nextZone = 1;
-  /** Fingerprints of compiled endpoint tables: which endpoints an update changed. */
-  private readonly fingerprints = new TableFingerprints();
   private traffic: SyntheticTraffic | undefined;
   port = 0;
   /** Prometheus metrics (serve `metrics.registry`). */
@@ -200,7 +198,7 @@ export class NodeAgent implements AsyncDisposable {
     }
     let re: Reevaluation;
     if (incremental && this.options.reevaluation !== 'full') {
-      const changes = this.fingerprints.changes(this.tables, tables);
+      const changes = tableChanges(this.tables, tables);
       const zones = new Set<number>();
       for (const key of changes.endpoints) {
         const z = this.zones.get(key);

@@ -12,7 +12,7 @@ import { compile } from '../../shared/policy/compile.js';
 import type { RuleTables } from '../../shared/policy/rule-tables.js';
 import { build, type Raw } from '../../testing/cluster.js';
 import { randomCluster } from '../../testing/random-cluster.js';
-import { TableFingerprints } from '../../vrouter-agent/compile/table-changes.js';
+import { tableChanges } from '../../vrouter-agent/compile/table-changes.js';
 import { createVerdictEngine } from '../../vrouter-agent/compile/verdict-engine.js';
 import { FlowEngine } from '../../vrouter-agent/datapath/index.js';
 import { nativeFlowTableAvailability } from '../../vrouter-agent/flows/index.js';
@@ -104,7 +104,6 @@ class Pair {
   readonly incremental: FlowEngine;
   private readonly zones = new Map<string, { zone: number; ips: string }>();
   private next = 1;
-  private readonly fingerprints = new TableFingerprints();
   tables: RuleTables;
 
   constructor(implementation: 'native' | 'typescript', tables: RuleTables) {
@@ -137,7 +136,7 @@ class Pair {
       this.incremental.detach(z.zone);
       this.zones.delete(key);
     }
-    const changes = this.fingerprints.changes(this.tables, tables);
+    const changes = tableChanges(this.tables, tables);
     const zones = new Set<number>();
     for (const key of changes.endpoints) {
       const z = this.zones.get(key);

@@ -6,12 +6,13 @@
  * that are equal, rule for rule, so it stands.
  *
  * Tables are compared by content, not identity (each compile builds new
- * objects): an endpoint's fingerprint covers its addresses, its node's
- * addresses and, per direction, the selecting policies and every rule's
- * id, policy, tier, action, peer ranges and ports, in order. Fingerprints
- * are memoized per object, so the tables in force are fingerprinted once.
+ * objects): an endpoint's addresses, its node's addresses and, per
+ * direction, the selecting policies and every rule's id, policy, tier,
+ * action, peer ranges and ports, in order. compile() shares one rule object
+ * between the endpoints a rule applies to, so each pair of rules is
+ * compared once (memoized), and an endpoint costs a few lookups.
  */
-import { formatIp, type Ip } from '../../shared/net/ip.js';
+import type { Ip } from '../../shared/net/ip.js';
 import type { PrefixSet } from '../../shared/net/prefix-set.js';
 import type { PortMatcher } from '../../shared/policy/port-matcher.js';
 import type {
@@ -28,91 +29,99 @@ export interface TableChanges {
   readonly ips: ReadonlySet<Ip>;
 }
 
-export class TableFingerprints {
-  private readonly endpoints = new WeakMap<CompiledEndpoint, string>();
-  private readonly rules = new WeakMap<CompiledRule, string>();
-  private readonly prefixes = new WeakMap<PrefixSet, string>();
-  private readonly ports = new WeakMap<PortMatcher, string>();
+/** What changed from `before` to `after` for the flows of local endpoints. */
+export function tableChanges(before: RuleTables, after: RuleTables): TableChanges {
+  const same = new RuleComparison();
+  const endpoints = new Set<string>();
+  for (const [key, e] of after.endpoints) {
+    const old = before.endpoints.get(key);
+    if (old === undefined || !same.endpoint(old, e)) endpoints.add(key);
+  }
+  for (const key of before.endpoints.keys()) if (!after.endpoints.has(key)) endpoints.add(key);
+  const ips = new Set<Ip>();
+  for (const [ip, e] of after.byIp) if (before.byIp.get(ip)?.key !== e.key) ips.add(ip);
+  for (const ip of before.byIp.keys()) if (!after.byIp.has(ip)) ips.add(ip);
+  return { endpoints, ips };
+}
 
-  /** What changed from `before` to `after` for the flows of local endpoints. */
-  changes(before: RuleTables, after: RuleTables): TableChanges {
-    const endpoints = new Set<string>();
-    for (const [key, e] of after.endpoints) {
-      const old = before.endpoints.get(key);
-      if (old === undefined || this.endpoint(old) !== this.endpoint(e)) endpoints.add(key);
+class RuleComparison {
+  /** Old rule → the new rules found equal to it, and those found different. */
+  private readonly equal = new Map<CompiledRule, Set<CompiledRule>>();
+  private readonly differ = new Map<CompiledRule, Set<CompiledRule>>();
+
+  endpoint(a: CompiledEndpoint, b: CompiledEndpoint): boolean {
+    return (
+      sameList(a.ips, b.ips) &&
+      samePrefixes(a.node, b.node) &&
+      this.direction(a.egress, b.egress) &&
+      this.direction(a.ingress, b.ingress)
+    );
+  }
+
+  private direction(a: DirectionTable, b: DirectionTable): boolean {
+    return (
+      sameList(a.policies, b.policies) &&
+      this.rules(a.rules, b.rules) &&
+      sameList(a.adminPolicies, b.adminPolicies) &&
+      this.rules(a.admin, b.admin) &&
+      sameList(a.baselinePolicies, b.baselinePolicies) &&
+      this.rules(a.baseline, b.baseline)
+    );
+  }
+
+  private rules(a: readonly CompiledRule[], b: readonly CompiledRule[]): boolean {
+    if (a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!this.rule(a[i]!, b[i]!)) return false;
+    return true;
+  }
+
+  private rule(a: CompiledRule, b: CompiledRule): boolean {
+    if (a === b || this.equal.get(a)?.has(b)) return true;
+    if (this.differ.get(a)?.has(b)) return false;
+    const same =
+      a.id === b.id &&
+      a.policy === b.policy &&
+      JSON.stringify(a.tier) === JSON.stringify(b.tier) &&
+      a.action === b.action &&
+      samePrefixes(a.peer, b.peer) &&
+      samePorts(a.ports, b.ports);
+    const memo = same ? this.equal : this.differ;
+    let set = memo.get(a);
+    if (set === undefined) {
+      set = new Set();
+      memo.set(a, set);
     }
-    for (const key of before.endpoints.keys()) if (!after.endpoints.has(key)) endpoints.add(key);
-    const ips = new Set<Ip>();
-    for (const [ip, e] of after.byIp) if (before.byIp.get(ip)?.key !== e.key) ips.add(ip);
-    for (const ip of before.byIp.keys()) if (!after.byIp.has(ip)) ips.add(ip);
-    return { endpoints, ips };
+    set.add(b);
+    return same;
   }
+}
 
-  endpoint(e: CompiledEndpoint): string {
-    let f = this.endpoints.get(e);
-    if (f === undefined) {
-      f = [
-        e.ips.map(formatIp).join(','),
-        e.node === null ? '-' : this.prefix(e.node),
-        this.direction(e.egress),
-        this.direction(e.ingress),
-      ].join('\n');
-      this.endpoints.set(e, f);
-    }
-    return f;
-  }
+function sameList<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
-  private direction(t: DirectionTable): string {
-    return [
-      t.policies.join(','),
-      t.rules.map((r) => this.rule(r)).join(';'),
-      t.adminPolicies.join(','),
-      t.admin.map((r) => this.rule(r)).join(';'),
-      t.baselinePolicies.join(','),
-      t.baseline.map((r) => this.rule(r)).join(';'),
-    ].join('|');
-  }
+function samePrefixes(a: PrefixSet | null, b: PrefixSet | null): boolean {
+  return a === null || b === null ? a === b : a.equals(b);
+}
 
-  private rule(r: CompiledRule): string {
-    let f = this.rules.get(r);
-    if (f === undefined) {
-      f = JSON.stringify([
-        r.id,
-        r.policy,
-        r.tier,
-        r.action,
-        r.peer === null ? null : this.prefix(r.peer),
-        r.ports === null ? null : this.port(r.ports),
-      ]);
-      this.rules.set(r, f);
-    }
-    return f;
-  }
+function sameInts(a: Int32Array, b: Int32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
-  private prefix(p: PrefixSet): string {
-    let f = this.prefixes.get(p);
-    if (f === undefined) {
-      const { v4, v6 } = p.ranges();
-      f = `${v4.join(',')}/${v6.join(',')}`;
-      this.prefixes.set(p, f);
-    }
-    return f;
+function samePorts(a: PortMatcher | null, b: PortMatcher | null): boolean {
+  if (a === null || b === null) return a === b;
+  if (!sameInts(a.fixed, b.fixed)) return false;
+  const x = a.byDestination;
+  const y = b.byDestination;
+  if (x === undefined || y === undefined) return x === y;
+  if (x.size !== y.size) return false;
+  for (const [ip, t] of x) {
+    const u = y.get(ip);
+    if (u === undefined || !sameInts(t, u)) return false;
   }
-
-  private port(m: PortMatcher): string {
-    let f = this.ports.get(m);
-    if (f === undefined) {
-      const by = m.byDestination;
-      f = `${m.fixed.join(',')}${
-        by === undefined
-          ? ''
-          : `@${[...by]
-              .map(([ip, t]) => `${formatIp(ip)}=${t.join(',')}`)
-              .sort()
-              .join(';')}`
-      }`;
-      this.ports.set(m, f);
-    }
-    return f;
-  }
+  return true;
 }
