@@ -36,12 +36,16 @@
  *  14. federation       10 member clusters × 10,000 pods exported: a federated policy change and a
  *                       remote pod's start reaching every member's model and spans (p50/p99),
  *                       against the same change local to one cluster
+ *  15. agent-update     an agent with 10,000 rules and 1,000,000 flows applying a one-pod and a
+ *                       one-policy change, 1× to 8×: time to ACK, flows re-evaluated, longest
+ *                       event-loop stall; the full path against the incremental one
  *
- * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|kernel|lab|cluster-policies|nats|spans|federation,
+ * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|kernel|lab|cluster-policies|nats|spans|federation|agent-update,
  * --quick (fewer repetitions and probes, for trying changes),
  * --namespaces=N (size of the main cluster, default 1000),
  * --no-gc-between-runs (do not collect the heap between pipeline runs).
  */
+import { benchAgentUpdate } from './agent-update.js';
 import { benchClusterPolicies } from './cluster-policies.js';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
@@ -569,6 +573,12 @@ async function main(): Promise<void> {
   if (enabled('federation')) {
     heading('14. Federation: 10 clusters × 10,000 pods, a policy change and a remote pod start');
     say(benchFederation({ quick }));
+  }
+  if (enabled('agent-update')) {
+    heading(
+      '15. An agent with 10,000 rules and 1,000,000 flows: a one-pod and a one-policy change',
+    );
+    say(await benchAgentUpdate({ quick }));
   }
 
   heading('Summary');

@@ -62,6 +62,15 @@ export class PrefixSet {
     return this.v4.length === 0 && this.v6.length === 0;
   }
 
+  /** Whether `o` holds exactly the same addresses. */
+  equals(o: PrefixSet): boolean {
+    if (o === this) return true;
+    if (o.v4.length !== this.v4.length || o.v6.length !== this.v6.length) return false;
+    for (let i = 0; i < this.v4.length; i++) if (o.v4[i] !== this.v4[i]) return false;
+    for (let i = 0; i < this.v6.length; i++) if (o.v6[i] !== this.v6[i]) return false;
+    return true;
+  }
+
   /** Number of disjoint ranges held. */
   get rangeCount(): number {
     return (this.v4.length + this.v6.length) / 2;

@@ -254,6 +254,26 @@ export interface Reevaluation {
   readonly allowed: number;
 }
 
+/**
+ * The flows a policy load may change, as the caller knows from comparing
+ * the tables (vrouter-agent/compile/table-changes.ts): those keyed in or
+ * replying to one of `zones` (the local endpoints whose compiled tables
+ * changed), and those to or from one of `ips` (addresses whose local
+ * endpoint changed). Every other flow keeps its verdict and ids.
+ */
+export interface AffectedFlows {
+  readonly zones: ReadonlySet<number>;
+  readonly ips: ReadonlySet<Ip>;
+}
+
+export interface ReloadOptions {
+  /** Only these flows are decided again; default every flow. */
+  readonly affected?: AffectedFlows;
+  /** The longest the walk runs before it gives the event loop a turn. Default 4 ms. */
+  readonly sliceMs?: number;
+  readonly nowMs?: number;
+}
+
 export interface DatapathStats {
   /** Packets the datapath decided itself (userspace: every packet given to `process`; a kernel datapath: the first packets it was queued). */
   readonly packets: number;
@@ -327,6 +347,17 @@ export interface Datapath extends AsyncDisposable {
    * no packet is decided by a mix of old and new tables.
    */
   loadTables(tables: RuleTables, nowMs?: number): Reevaluation;
+
+  /**
+   * As `loadTables`, without stalling the event loop, and deciding again
+   * only the flows `options.affected` names (every flow without it). The new
+   * tables decide first packets at once; an existing flow keeps its verdict
+   * until the walk reaches it (between turns of the event loop, each at most
+   * `sliceMs`): a flow the new tables deny may pass packets until then, at
+   * most the time until the promise resolves. Resolves once every flow it
+   * re-evaluates has its new verdict: the tables are in force then.
+   */
+  reloadTables(tables: RuleTables, options?: ReloadOptions): Promise<Reevaluation>;
 
   /** Ages flows (and remembered fragments) idle past their timeouts; returns the flows removed. */
   expire(nowMs?: number): number;

@@ -55,6 +55,12 @@
  *   and `deniedFlows`, the flows it flipped from allow to deny: the table
  *   drops their further packets; a kernel driver must also delete their
  *   connections from conntrack, which would otherwise carry them.
+ *   `reloadTables` is the same walk sliced (a turn of the event loop every
+ *   `sliceMs`), over only the affected flows when told which: first packets
+ *   are decided by the new tables from the call on, existing flows keep
+ *   their verdict until the walk reaches them (at most until it resolves).
+ *   Rule and policy ids are stable across loads (rule-ids.ts), so a flow the
+ *   walk skips keeps ids that still name its rules.
  *
  * - Aging. The engine ages its flows on its own timer (`expireIntervalMs`) or
  *   when `expire` is called; the `onAge` hook lets a driver age its own state
@@ -121,10 +127,12 @@ import {
   type EventOptions,
   type FlowEvent,
   type FlowVerdictView,
+  type AffectedFlows,
   type Reevaluation,
+  type ReloadOptions,
 } from './datapath.js';
 import { FlowEventHub } from './flow-events.js';
-import { RuleIds, sameOutcome } from './rule-ids.js';
+import { RuleIdAllocator, RuleIds, sameOutcome } from './rule-ids.js';
 
 export interface FlowEngineOptions {
   /** The rule tables in force at start (the agent's compiled span; an empty span allows everything). */
@@ -215,6 +223,11 @@ function copy(from: Uint8Array, at: number, to: Uint8Array, into: number, n: num
   for (let i = 0; i < n; i++) to[into + i] = from[at + i]!;
 }
 
+/** A turn of the event loop (I/O and timers run before it resolves). */
+function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 function readZone(r: Uint8Array, o: number): number {
   return (r[o]! | (r[o + 1]! << 8) | (r[o + 2]! << 16) | (r[o + 3]! << 24)) >>> 0;
 }
@@ -256,6 +269,13 @@ export class FlowEngine implements AsyncDisposable {
   private readonly makeEngine: VerdictEngineFactory;
   private engine: VerdictEngine;
   private ids: RuleIds;
+  /** Bumped by every load: a sliced walk that sees another load stops (the newer one covers every flow it would). */
+  private loads = 0;
+  /** Each flow's zone and reply zone by index, written at insert: the sliced walk's cheap filter (the table is checked before use). */
+  private flowZones = new Uint32Array(0);
+  private flowReplyZones = new Uint32Array(0);
+  /** Above every index the engine has inserted at. */
+  private indexLimit = 0;
   private readonly clock: () => number;
   private readonly onAge: ((nowMs: number) => void) | undefined;
   private readonly log: Logger;
@@ -317,7 +337,7 @@ export class FlowEngine implements AsyncDisposable {
     this.table = created.table;
     this.flowTable = { implementation: created.implementation, reason: created.reason };
     this.engine = this.makeEngine(o.tables);
-    this.ids = new RuleIds(this.engine.catalog, o.tables);
+    this.ids = new RuleIds(this.engine.catalog);
     this.expireScan = o.expireScanFlows ?? Number.MAX_SAFE_INTEGER;
     const interval = o.expireIntervalMs ?? 1000;
     if (interval > 0) {
@@ -434,22 +454,34 @@ export class FlowEngine implements AsyncDisposable {
 
   // --- policy ------------------------------------------------------------------
 
-  /** As `Datapath.loadTables`, with the flows flipped to deny. */
-  loadTables(tables: RuleTables, nowMs: number = this.clock()): EngineReevaluation {
-    this.open();
+  /**
+   * Makes `tables` the tables in force: first packets are decided by them
+   * from now on. Rule ids stay stable across loads (the allocator is kept)
+   * until it is worn, when a new one starts and every flow must be decided
+   * again (`fresh`).
+   */
+  private swap(tables: RuleTables): { previousIds: RuleIds; fresh: boolean } {
     const engine = this.makeEngine(tables);
-    const ids = new RuleIds(engine.catalog, tables);
     const before = { engine: this.engine, ids: this.ids };
+    const worn = before.ids.allocator.worn(engine.catalog.size, tables.policies.size);
+    const ids = new RuleIds(engine.catalog, worn ? new RuleIdAllocator() : before.ids.allocator);
     this.engine = engine;
     this.ids = ids;
+    this.loads++;
     before.engine[Symbol.dispose]();
     this.refreshUnknownZones();
+    return { previousIds: before.ids, fresh: worn };
+  }
 
+  /** As `Datapath.loadTables`, with the flows flipped to deny: every flow decided again before it returns. */
+  loadTables(tables: RuleTables, nowMs: number = this.clock()): EngineReevaluation {
+    this.open();
+    const { previousIds } = this.swap(tables);
     const r = { checked: 0, unchanged: 0, rulesChanged: 0, denied: 0, allowed: 0 };
     const deniedFlows: DeniedFlow[] = [];
     const chunk: FlowEntry[] = [];
     const flush = () => {
-      this.reevaluate(chunk, before.ids, nowMs, r, deniedFlows);
+      this.reevaluate(chunk, previousIds, nowMs, r, deniedFlows);
       chunk.length = 0;
     };
     this.walk((e) => {
@@ -458,7 +490,92 @@ export class FlowEngine implements AsyncDisposable {
       if (chunk.length === 1024) flush();
     });
     flush();
+    return this.loaded(tables, r, deniedFlows);
+  }
 
+  /**
+   * As `loadTables`, but the walk gives the event loop a turn every
+   * `sliceMs`, and decides again only the `affected` flows (all without it).
+   * The new tables decide first packets from the call on; an existing flow
+   * keeps its verdict until the walk reaches it, so a flow the new tables
+   * deny may pass packets until then: at most the walk's duration, which
+   * the promise's resolution ends (the agent ACKs only then). A load that
+   * starts meanwhile supersedes this walk: it stops at its next turn and
+   * resolves with what it did (the newer load decides every flow it would).
+   */
+  async reloadTables(tables: RuleTables, options: ReloadOptions = {}): Promise<EngineReevaluation> {
+    this.open();
+    const nowMs = options.nowMs ?? this.clock();
+    const sliceMs = options.sliceMs ?? 4;
+    const { previousIds, fresh } = this.swap(tables);
+    const load = this.loads;
+    const affected = fresh ? undefined : options.affected;
+    const r = { checked: 0, unchanged: 0, rulesChanged: 0, denied: 0, allowed: 0 };
+    const deniedFlows: DeniedFlow[] = [];
+    const chunk: FlowEntry[] = [];
+    const flush = () => {
+      this.reevaluate(chunk, previousIds, nowMs, r, deniedFlows);
+      chunk.length = 0;
+    };
+    const superseded = () => this.closed || this.loads !== load;
+    if (affected === undefined || affected.ips.size > 0) {
+      // Every flow, or every flow to or from an address: the table's own walk.
+      let cursor: number | undefined = 0;
+      while (cursor !== undefined) {
+        const start = performance.now();
+        do {
+          const page = this.table.list(cursor, 256);
+          for (const e of page.entries) {
+            if (e.action === 'hold') continue;
+            if (affected !== undefined && !FlowEngine.touches(e, affected)) continue;
+            chunk.push(e);
+          }
+          flush();
+          cursor = page.next;
+        } while (cursor !== undefined && performance.now() - start < sliceMs);
+        if (cursor === undefined) break;
+        await turn();
+        if (superseded()) return this.loaded(tables, r, deniedFlows);
+      }
+      return this.loaded(tables, r, deniedFlows);
+    }
+    // The flows of some zones: the zone arrays say which indices to read.
+    const zones = affected.zones;
+    let i = 0;
+    while (i < this.indexLimit) {
+      const start = performance.now();
+      do {
+        const end = Math.min(this.indexLimit, i + 4096);
+        for (; i < end; i++) {
+          if (!zones.has(this.flowZones[i]!) && !zones.has(this.flowReplyZones[i]!)) continue;
+          const e = this.table.get(i);
+          if (e === undefined || e.action === 'hold' || !FlowEngine.touches(e, affected)) continue;
+          chunk.push(e);
+          if (chunk.length === 256) flush();
+        }
+        flush();
+      } while (i < this.indexLimit && performance.now() - start < sliceMs);
+      if (i >= this.indexLimit) break;
+      await turn();
+      if (superseded()) return this.loaded(tables, r, deniedFlows);
+    }
+    return this.loaded(tables, r, deniedFlows);
+  }
+
+  private static touches(e: FlowEntry, a: AffectedFlows): boolean {
+    return (
+      a.zones.has(e.key.zone) ||
+      a.zones.has(e.replyZone) ||
+      a.ips.has(e.key.src) ||
+      a.ips.has(e.key.dst)
+    );
+  }
+
+  private loaded(
+    tables: RuleTables,
+    r: { -readonly [K in keyof Reevaluation]: number },
+    deniedFlows: DeniedFlow[],
+  ): EngineReevaluation {
     const total = this.reevaluation;
     total.loads++;
     total.checked += r.checked;
@@ -467,7 +584,7 @@ export class FlowEngine implements AsyncDisposable {
     total.denied += r.denied;
     total.allowed += r.allowed;
     this.log.debug(
-      { endpoints: tables.endpoints.size, rules: engine.catalog.size, ...r },
+      { endpoints: tables.endpoints.size, rules: this.engine.catalog.size, ...r },
       'rule tables loaded; flows re-evaluated',
     );
     return { ...r, deniedFlows };
@@ -734,6 +851,7 @@ export class FlowEngine implements AsyncDisposable {
           ? VERDICT_ALLOW
           : dropVerdict(verdict.dropReason as DatapathDropReason);
       if (result.outcome === 'created') {
+        this.setZones(result.index, key.zone, replyZone);
         if (verdict.action === 'allow') this.slow.flowsAllowed++;
         else this.slow.flowsDenied++;
         this.setReason(result.index, verdict.action === 'deny' ? verdict.dropReason : 'none');
@@ -777,6 +895,22 @@ export class FlowEngine implements AsyncDisposable {
         verdicts[j] = this.accountedVerdict[b]!;
       }
     }
+  }
+
+  private setZones(index: number, zone: number, replyZone: number): void {
+    if (index >= this.flowZones.length) {
+      let cap = Math.max(1024, this.flowZones.length);
+      while (cap <= index) cap *= 2;
+      const zones = new Uint32Array(cap);
+      zones.set(this.flowZones);
+      this.flowZones = zones;
+      const replies = new Uint32Array(cap);
+      replies.set(this.flowReplyZones);
+      this.flowReplyZones = replies;
+    }
+    this.flowZones[index] = zone;
+    this.flowReplyZones[index] = replyZone;
+    if (index >= this.indexLimit) this.indexLimit = index + 1;
   }
 
   private setReason(index: number, reason: DropReason): void {

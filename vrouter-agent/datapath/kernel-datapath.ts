@@ -48,8 +48,9 @@ import {
   type EventOptions,
   type FlowEvent,
   type Reevaluation,
+  type ReloadOptions,
 } from './datapath.js';
-import { FlowEngine } from './flow-engine.js';
+import { type EngineReevaluation, FlowEngine } from './flow-engine.js';
 import {
   detectQueueMethod,
   enableConntrackAccounting,
@@ -470,9 +471,36 @@ export class KernelDatapath implements Datapath {
     const evaluator = makeEvaluator(tables);
     const previous = this.evaluator;
     const re = this.engine.loadTables(tables, nowMs);
+    return this.loaded(evaluator, previous, re);
+  }
+
+  /**
+   * As `loadTables`, the engine's walk sliced (and only over the affected
+   * flows). NFQUEUE decides with the new image from the call on; conntrack
+   * is reconciled once the walk is done.
+   */
+  async reloadTables(tables: RuleTables, options?: ReloadOptions): Promise<Reevaluation> {
+    this.open();
+    const evaluator = makeEvaluator(tables);
+    const previous = this.evaluator;
+    const walk = this.engine.reloadTables(tables, options);
     this.generation = (this.generation + 1) >>> 0 || 1;
     this.nfq.setEvaluator(evaluator, this.generation);
     this.evaluator = evaluator;
+    return this.loaded(evaluator, previous, await walk, false);
+  }
+
+  private loaded(
+    evaluator: NativeEvaluator,
+    previous: NativeEvaluator,
+    re: EngineReevaluation,
+    swap = true,
+  ): Reevaluation {
+    if (swap) {
+      this.generation = (this.generation + 1) >>> 0 || 1;
+      this.nfq.setEvaluator(evaluator, this.generation);
+      this.evaluator = evaluator;
+    }
     this.reconciling = this.reconciling
       .then(() => this.reconcile(evaluator, re.deniedFlows.length))
       .finally(() => previous.dispose());

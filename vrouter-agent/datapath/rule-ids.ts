@@ -1,17 +1,18 @@
 /**
  * The u32 policy and rule ids a flow entry carries, per gate, and what they
- * mean. Rule ids are RuleCatalog indices + 1; policy ids are positions in
- * `tables.policies` + 1. Both are valid only with the tables they were made
- * from: the datapath rewrites every flow's ids when it loads new tables.
+ * mean. Rule and policy ids are given by a RuleIdAllocator, one per
+ * (policy, rule id) and per policy, and keep their meaning across loads for
+ * as long as the datapath keeps the allocator: a flow whose verdict a load
+ * did not touch keeps ids that still name its rules.
  *
  *   ruleId 0            not checked (no local endpoint on this side, or self)
- *   ruleId 1 .. n       allowed by catalog rule ruleId - 1 (policyId names its policy)
+ *   ruleId 1 .. n       allowed by the rule the allocator gave that id (policyId names its policy)
  *   RULE_ID_DEFAULT     not isolated: allowed by the default tier (policyId 0)
  *   RULE_ID_DENY        isolated, no rule matched (policyId 0)
  *   RULE_ID_NODE        the peer is the endpoint's own node: not subject to
  *                       NetworkPolicy, allowed (policyId 0)
  */
-import type { RuleTables } from '../../shared/policy/rule-tables.js';
+import type { CompiledRule } from '../../shared/policy/rule-tables.js';
 import type { RuleCatalog } from '../compile/rule-catalog.js';
 import { VerdictCode } from '../compile/policy-record.js';
 import type { RuleRef } from '../flows/flow-table.js';
@@ -31,18 +32,59 @@ const OUTCOME_DEFAULT: GateOutcome = Object.freeze({ kind: 'default' });
 const OUTCOME_DENY: GateOutcome = Object.freeze({ kind: 'deny' });
 const OUTCOME_NODE: GateOutcome = Object.freeze({ kind: 'node' });
 
+/**
+ * Stable ids, shared by the RuleIds of successive tables: a rule keeps its
+ * id (and a policy its id) for as long as the allocator lives, so that a
+ * flow the datapath does not re-evaluate on a load (its endpoint's tables did
+ * not change) keeps ids that still mean what they meant. Bounded: `worn`
+ * says when ids of rules that left outnumber the live ones, and the caller
+ * then starts a new allocator, re-evaluating every flow.
+ */
+export class RuleIdAllocator {
+  private readonly rules = new Map<string, number>();
+  private readonly outcomes: GateOutcome[] = [OUTCOME_NONE];
+  private readonly policies = new Map<string, number>();
+
+  ruleId(rule: CompiledRule): number {
+    const key = `${rule.policy}\u0000${rule.id}`;
+    let id = this.rules.get(key);
+    if (id === undefined) {
+      id = this.outcomes.length;
+      this.rules.set(key, id);
+      this.outcomes.push({ kind: 'rule', rule: rule.id, policy: rule.policy });
+    }
+    return id;
+  }
+
+  policyId(policy: string): number {
+    let id = this.policies.get(policy);
+    if (id === undefined) {
+      id = this.policies.size + 1;
+      this.policies.set(policy, id);
+    }
+    return id;
+  }
+
+  /** What a rule id this allocator gave means; undefined for one it did not give. */
+  outcome(ruleId: number): GateOutcome | undefined {
+    return ruleId > 0 ? this.outcomes[ruleId] : undefined;
+  }
+
+  /** Ids given to rules and policies that `live` (the rules of the tables in force) no longer holds outnumber those it holds. */
+  worn(liveRules: number, livePolicies: number): boolean {
+    return this.rules.size > 2 * liveRules + 4096 || this.policies.size > 2 * livePolicies + 4096;
+  }
+}
+
 export class RuleIds {
   private readonly refs: Array<RuleRef | undefined>;
-  private readonly outcomes: Array<GateOutcome | undefined>;
-  private readonly policyIds: ReadonlyMap<string, number>;
 
+  /** The ids of the rules of `catalog`, from `allocator`: give the previous tables' allocator to keep ids stable across loads. */
   constructor(
     readonly catalog: RuleCatalog,
-    tables: RuleTables,
+    readonly allocator: RuleIdAllocator = new RuleIdAllocator(),
   ) {
-    this.policyIds = new Map([...tables.policies.keys()].map((id, i) => [id, i + 1]));
     this.refs = new Array(catalog.size);
-    this.outcomes = new Array(catalog.size);
   }
 
   /** The ref to store for a gate's verdict code (a catalog index or a VerdictCode). */
@@ -54,10 +96,13 @@ export class RuleIds {
     let ref = this.refs[code];
     if (ref === undefined) {
       const rule = this.catalog.rule(code);
-      ref = {
-        policyId: rule === undefined ? 0 : (this.policyIds.get(rule.policy) ?? 0),
-        ruleId: code + 1,
-      };
+      ref =
+        rule === undefined
+          ? NONE
+          : {
+              policyId: this.allocator.policyId(rule.policy),
+              ruleId: this.allocator.ruleId(rule),
+            };
       this.refs[code] = ref;
     }
     return ref;
@@ -69,15 +114,7 @@ export class RuleIds {
     if (ruleId === RULE_ID_DENY) return OUTCOME_DENY;
     if (ruleId === RULE_ID_NODE) return OUTCOME_NODE;
     if (ruleId === RULE_ID_NONE) return OUTCOME_NONE;
-    const index = ruleId - 1;
-    let o = this.outcomes[index];
-    if (o === undefined) {
-      const rule = this.catalog.rule(index);
-      if (rule === undefined) return OUTCOME_NONE;
-      o = { kind: 'rule', rule: rule.id, policy: rule.policy };
-      this.outcomes[index] = o;
-    }
-    return o;
+    return this.allocator.outcome(ruleId) ?? OUTCOME_NONE;
   }
 }
 

@@ -56,6 +56,7 @@ import {
   type EventOptions,
   type FlowEvent,
   type Reevaluation,
+  type ReloadOptions,
 } from './datapath.js';
 import { checkFlowEngineOptions, FlowEngine } from './flow-engine.js';
 import { FragmentTracker } from './fragments.js';
@@ -296,6 +297,12 @@ export class UserspaceDatapath implements Datapath {
   loadTables(tables: RuleTables, nowMs?: number): Reevaluation {
     this.open();
     const { deniedFlows: _, ...counts } = this.engine.loadTables(tables, nowMs);
+    return counts;
+  }
+
+  async reloadTables(tables: RuleTables, options?: ReloadOptions): Promise<Reevaluation> {
+    this.open();
+    const { deniedFlows: _, ...counts } = await this.engine.reloadTables(tables, options);
     return counts;
   }
 
