@@ -259,6 +259,11 @@ async function runSize(
       if (controller.exited) throw new Error('the controller exited before listening');
       await sleep(20);
     }
+    // The agents connect once the source has synced, as agents whose first
+    // attempts met a controller busy listing would after their backoff
+    // (1,000 HTTP/2 handshakes against an event loop busy with the list
+    // stalled some simulated streams for good).
+    await controller.waitFor((l) => l.msg === 'source synced', IN_SYNC_TIMEOUT_MS);
     sims = await SimAgents.start(address, agents);
     poller = new StatusPoller(address);
     const deadline = controller.startedAt + IN_SYNC_TIMEOUT_MS;
