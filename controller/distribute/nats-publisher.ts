@@ -52,6 +52,8 @@ import { NATS_LIMITS, preview } from '../../shared/limits.js';
 import type { Logger } from '../../shared/log.js';
 import { LogLimiter, suppressedField } from '../../shared/log-limiter.js';
 import {
+  INLINE_OBJECTS_MAX,
+  INLINE_OBJECT_MAX,
   type ObjectRef,
   encodeHead,
   encodeManifestBody,
@@ -96,6 +98,9 @@ const INLINE_MANIFEST_MAX = 1_024;
 const b64url = (s: string) => Buffer.from(s, 'utf8').toString('base64url');
 /** Liveness probes in flight at once (a stalled controller must not probe every session at once). */
 const MAX_PROBES = 64;
+/** An agent is told its session is unknown at most this often. */
+const NOTICE_INTERVAL_MS = 1_000;
+const MAX_NOTICED = 16_384;
 /** Headroom under the server's max payload for headers and JSON framing. */
 const PAYLOAD_HEADROOM = 16 * 1024;
 
@@ -107,6 +112,8 @@ interface Session {
   lastBeat: number;
   /** The manifest of the update last sent. */
   manifest: GroupManifest | undefined;
+  /** The update in flight (its position in the session and revision), until answered. */
+  pending: { n: number; revision: number } | undefined;
   /** A liveness probe is in flight. */
   probing: boolean;
   n: number;
@@ -154,6 +161,8 @@ export class NatsPublisher implements AsyncDisposable {
   private closed = false;
   /** Liveness probes in flight. */
   private probing = 0;
+  /** When each node was last told its session is unknown. */
+  private readonly noticed = new Map<string, number>();
   private maxValue = 1024 * 1024 - PAYLOAD_HEADROOM;
 
   private constructor(
@@ -355,6 +364,7 @@ export class NatsPublisher implements AsyncDisposable {
         lastBeat: Date.now(),
         probing: false,
         manifest: undefined,
+        pending: undefined,
         n: 0,
         closed: false,
       };
@@ -382,30 +392,70 @@ export class NatsPublisher implements AsyncDisposable {
     const s = this.sessions.get(node);
     const current = s !== undefined && !s.closed && body.session === s.id ? s : undefined;
     if (current === undefined) {
-      answer({ ok: false, error: 'no such session' });
+      // A request (an agent checking) is answered; a publish (a beat, an
+      // ACK) is told on the agent's own subject: either way it says hello.
+      if (msg.reply) answer({ ok: false, error: 'no such session' });
+      else this.unknownSession(node, body.session);
       return;
     }
+    // Any message of the session is a beat (an ACK while updates flow is all the agent sends).
     current.lastBeat = Date.now();
-    if (what === 'beat') answer({ ok: true });
-    else if (what === 'ack') {
-      const ack = checkAck({ revision: body.revision, inForceHash: body.inForceHash });
-      if (Array.isArray(ack)) refuse(ack, 'ack');
-      else {
-        answer({ ok: true });
-        current.session?.ack(ack.revision, ack.inForceHash);
+    if (what === 'beat') {
+      answer({ ok: true });
+      // The agent's last answer, repeated by every beat: an ACK or NACK that was lost arrives with the next beat.
+      const last = body.answer;
+      if (last !== null && typeof last === 'object' && !Array.isArray(last)) {
+        const a = last as Record<string, unknown>;
+        if (a.what === 'ack' || a.what === 'nack') this.onAnswer(current, a.what, a, refuse);
       }
-    } else if (what === 'nack') {
-      const nack = checkNack({
-        revision: body.revision,
-        error: body.error,
-        inForceHash: body.inForceHash,
-      });
-      if (Array.isArray(nack)) refuse(nack, 'nack');
-      else {
-        answer({ ok: true });
-        current.session?.nack(nack.revision, nack.error, nack.inForceHash);
-      }
+    } else if (what === 'ack' || what === 'nack') {
+      if (this.onAnswer(current, what, body, refuse)) answer({ ok: true });
     } else answer({ ok: false, error: `unknown request ${what}` });
+  }
+
+  /**
+   * An ACK or NACK, in its own message or repeated in a beat: given to the
+   * Distributor once, for the update in flight it names (`n`, its position
+   * in the session; an agent that does not send `n` is matched by
+   * revision), so that repeats, late copies and answers to an earlier
+   * update change nothing. False when refused.
+   */
+  private onAnswer(
+    s: Session,
+    what: 'ack' | 'nack',
+    body: Record<string, unknown>,
+    refuse: (issues: readonly Issue[], what: string) => void,
+  ): boolean {
+    const checked =
+      what === 'ack'
+        ? checkAck({ revision: body.revision, inForceHash: body.inForceHash })
+        : checkNack({ revision: body.revision, error: body.error, inForceHash: body.inForceHash });
+    if (Array.isArray(checked)) {
+      refuse(checked, what);
+      return false;
+    }
+    const c = checked as { revision: number; inForceHash: string; error?: string };
+    const p = s.pending;
+    if (p === undefined || c.revision !== p.revision) return true;
+    if (body.n !== undefined && body.n !== p.n) return true;
+    s.pending = undefined;
+    if (what === 'nack') s.session?.nack(c.revision, c.error ?? '', c.inForceHash);
+    else s.session?.ack(c.revision, c.inForceHash);
+    return true;
+  }
+
+  /** Tells the agent of `node` that its session is not known here (at most once a second per node). */
+  private unknownSession(node: string, session: unknown): void {
+    if (typeof session !== 'string' || session.length > 128) return;
+    const now = Date.now();
+    if ((this.noticed.get(node) ?? 0) > now - NOTICE_INTERVAL_MS) return;
+    if (this.noticed.size >= MAX_NOTICED) this.noticed.clear();
+    this.noticed.set(node, now);
+    try {
+      this.nc.publish(this.names.live(node), json({ ok: false, session }));
+    } catch {
+      // NATS is away: the agent's next beat is answered the same way
+    }
   }
 
   /**
@@ -447,6 +497,7 @@ export class NatsPublisher implements AsyncDisposable {
 
   private send(s: Session, update: SpanUpdate, key: string): void {
     const n = ++s.n;
+    s.pending = { n, revision: Number(update.revision) };
     void (async () => {
       for (let attempt = 0; !s.closed && !this.closed && s.n === n; attempt++) {
         try {
@@ -507,16 +558,23 @@ export class NatsPublisher implements AsyncDisposable {
     const groupKey = objects.some((x) => x.local) ? `${key}.n.${b64url(node)}` : key;
     let m = this.groups.get(groupKey);
     if (m !== undefined) return m;
+    // Small objects travel in the manifest too (no fetch for the agent),
+    // within a bound; every one is still written once to the bucket.
+    let inlineBytes = 0;
+    const inline = objects.map(({ e }) => {
+      if (e.bytes.length > INLINE_OBJECT_MAX || inlineBytes + e.bytes.length > INLINE_OBJECTS_MAX)
+        return false;
+      inlineBytes += e.bytes.length;
+      return true;
+    });
     const body = (async () => {
       const refs = await Promise.all(
-        objects.map(async ({ e, local }): Promise<ObjectRef> => {
+        objects.map(async ({ e, local }, i): Promise<ObjectRef> => {
           const k = this.names.objects.key(e.key, local ? node : undefined);
-          return {
-            k,
-            o: e.key,
-            h: e.hash,
-            s: await this.writeOnce(k, e, local ? node : undefined),
-          };
+          const s = await this.writeOnce(k, e, local ? node : undefined);
+          return inline[i]
+            ? { k, o: e.key, h: e.hash, s, b: e.bytes }
+            : { k, o: e.key, h: e.hash, s };
         }),
       );
       return encodeManifestBody({ head: encodeHead(update), objects: refs });

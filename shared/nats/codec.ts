@@ -30,7 +30,18 @@ export interface ObjectRef {
   readonly h: string;
   /** Sequences of the entries holding it, in order (one unless chunked). */
   readonly s: readonly number[];
+  /**
+   * The object's encoding itself, when it is small (INLINE_OBJECT_MAX): the
+   * agent needs no fetch. Checked against `h` like a fetched one; the
+   * bucket entry `s` is written all the same (each version once).
+   */
+  readonly b?: Buffer;
 }
+
+/** Objects up to this size travel in the manifest as well as in the bucket. */
+export const INLINE_OBJECT_MAX = 512;
+/** At most this many bytes of objects inline in one manifest (well under any max_payload). */
+export const INLINE_OBJECTS_MAX = 64 * 1024;
 
 /**
  * What an update is made of on NATS, once per distinct update (the
@@ -210,10 +221,12 @@ export function decodeUpdate(
  * length and UTF-8; bounded as below):
  *
  *   span message  "WS" 2 kind session:str n:int (kind 1: body | kind 2: k:str count s:int*)
- *   body          "WM" 2 head:bytes count (k:str o:str h:str count s:int*)*
+ *   body          "WM" 3 head:bytes count (k:str o:str h:str count s:int* b:bytes)*
+ *                 (b: the object inline, empty when not; version 2 had no b)
  */
 const SPAN_MAGIC = [0x57, 0x53, 2] as const;
-const BODY_MAGIC = [0x57, 0x4d, 2] as const;
+const BODY_MAGIC = [0x57, 0x4d, 3] as const;
+const EMPTY = Buffer.alloc(0);
 /** Longest string (key, span key, hash, session) a manifest may hold. */
 export const MAX_MANIFEST_STRING = 4_096;
 
@@ -338,6 +351,7 @@ export function encodeManifestBody(body: ManifestBody): Buffer {
   for (const r of body.objects) {
     w.str(r.k).str(r.o).str(r.h).int(r.s.length);
     for (const x of r.s) w.int(x);
+    w.bytes(r.b ?? EMPTY);
   }
   return w.done();
 }
@@ -345,17 +359,26 @@ export function encodeManifestBody(body: ManifestBody): Buffer {
 /** Parses a manifest body; throws ValidationError naming the field. */
 export function decodeManifestBody(data: Uint8Array): ManifestBody {
   const r = new Reader(data, 'Manifest');
-  r.magic(BODY_MAGIC, 'v');
+  r.magic(BODY_MAGIC.slice(0, 2), 'v');
+  const version = r.byte('v');
+  if (version !== 2 && version !== 3) r.fail('v', 'not a Weir manifest (version 2 or 3)');
   const head = r.bytes('head', data.length);
   const count = r.int('objects', MAX_MANIFEST_OBJECTS);
   const objects: ObjectRef[] = [];
-  for (let i = 0; i < count; i++)
-    objects.push({
+  let inline = 0;
+  for (let i = 0; i < count; i++) {
+    const ref = {
       k: r.str(`objects[${i}].k`),
       o: r.str(`objects[${i}].o`),
       h: r.str(`objects[${i}].h`),
       s: r.seqs(`objects[${i}].s`),
-    });
+    };
+    const b = version === 3 ? r.bytes(`objects[${i}].b`, INLINE_OBJECT_MAX) : EMPTY;
+    inline += b.length;
+    if (inline > INLINE_OBJECTS_MAX)
+      r.fail(`objects[${i}].b`, `more than ${INLINE_OBJECTS_MAX} bytes of objects inline`);
+    objects.push(b.length > 0 ? { ...ref, b: Buffer.from(b) } : ref);
+  }
   r.end();
   return { head: Buffer.from(head), objects };
 }

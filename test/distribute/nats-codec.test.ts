@@ -9,11 +9,15 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { ValidationError } from '../../shared/errors.js';
 import {
+  INLINE_OBJECT_MAX,
   MAX_MANIFEST_STRING,
   type ManifestBody,
   decodeManifestBody,
   decodeSpanMessage,
+  decodeUpdate,
+  encodeHead,
   encodeManifestBody,
+  encodeObject,
   encodeSpanMessage,
   headRevision,
 } from '../../shared/nats/codec.js';
@@ -38,6 +42,64 @@ describe('NATS span messages', () => {
     assert.deepEqual(inline, { v: 2, session: 's-1', n: 42, manifest: body });
     const pointer = decodeSpanMessage(encodeSpanMessage('s-1', 43, { k: 'm.key', s: [5, 6] }));
     assert.deepEqual(pointer, { v: 2, session: 's-1', n: 43, pointer: { k: 'm.key', s: [5, 6] } });
+  });
+
+  test('small objects travel inline in the manifest, and are decoded with their references', () => {
+    const g = encodeObject('group', { id: 'g', prefixes: ['10.0.0.1/32'] });
+    const withInline: ManifestBody = {
+      head: body.head,
+      objects: [body.objects[0]!, { k: 'o.g.Zw', o: g.key, h: g.hash, s: [4], b: g.bytes }],
+    };
+    assert.deepEqual(decodeManifestBody(encodeManifestBody(withInline)), withInline);
+  });
+
+  test('a manifest of version 2 (no inline objects) is still read', () => {
+    // "WM" 2, head (1 byte), one reference k o h and one sequence
+    const v2 = Buffer.from([0x57, 0x4d, 2, 1, 0x08, 1, 1, 0x6b, 1, 0x6f, 1, 0x68, 1, 5]);
+    assert.deepEqual(decodeManifestBody(v2), {
+      head: Buffer.from([0x08]),
+      objects: [{ k: 'k', o: 'o', h: 'h', s: [5] }],
+    });
+  });
+
+  test('an inline object larger than the bound is refused', () => {
+    const big: ManifestBody = {
+      head: body.head,
+      objects: [{ k: 'k', o: 'g:g', h: 'h', s: [1], b: Buffer.alloc(INLINE_OBJECT_MAX + 1, 1) }],
+    };
+    assert.throws(
+      () => decodeManifestBody(encodeManifestBody(big)),
+      (err) => err instanceof ValidationError && /objects\[0\]\.b/.test(err.message),
+    );
+  });
+
+  test('an inline object that does not hash as its reference says is refused, naming it', () => {
+    const update = { revision: 7, addressGroups: [{ id: 'g', prefixes: ['10.0.0.1/32'] }] };
+    const real = encodeObject('group', update.addressGroups[0]!);
+    const forged = encodeObject('group', { id: 'g', prefixes: ['0.0.0.0/0'] });
+    const ref = { k: 'o.g.Zw', o: real.key, h: real.hash, s: [1] };
+    const head = encodeHead(update);
+    // As the agent assembles an update: the inline bytes in place of a fetch.
+    const { manifest } = decodeSpanMessage(
+      encodeSpanMessage(
+        's',
+        1,
+        encodeManifestBody({ head, objects: [{ ...ref, b: forged.bytes }] }),
+      ),
+    );
+    assert.throws(
+      () =>
+        decodeUpdate(
+          manifest!.head,
+          manifest!.objects.map((r) => ({ ref: r, bytes: r.b! })),
+        ),
+      (err) => err instanceof ValidationError && err.message.includes(real.key),
+    );
+    const ok = decodeUpdate(head, [{ ref, bytes: real.bytes }]);
+    assert.deepEqual(
+      ok.addressGroups.map((g) => g.prefixes),
+      [['10.0.0.1/32']],
+    );
   });
 
   test("the head's revision is readable without the objects", () => {

@@ -5,15 +5,20 @@
  *   subscribe weir.C.span.N (before anything else, so nothing is missed)
  *   hello (request) ─> welcome {session}: connected; fetch the last update
  *                      kept for this node (it may have come before the welcome)
- *   manifest on weir.C.span.N for this session ─> fetch its objects from
- *      the bucket by sequence ─> check each against its content hash ─>
- *      the update, decoded as gRPC decodes it ─> Delivery
- *   ack/nack (requests, retried while the session lives)
- *   beat (request) every beatMs: ok:false (the controller does not know the
- *      session: restarted, or it gave up on us) ─> hello again at once;
- *      no answer twice ─> headless, hello again with backoff
- *   probe (request weir.C.live.N from the controller) ─> answered while
- *      connected; a dead connection is answered "no responders" by NATS
+ *   manifest on weir.C.span.N for this session ─> its objects: inline
+ *      (small ones), else fetched from the bucket by sequence ─> check each
+ *      against its content hash ─> the update, decoded as gRPC decodes it
+ *      ─> Delivery
+ *   ack/nack (publishes, no reply): also the beat; every later beat repeats
+ *      the last answer, so a lost one arrives with the next beat
+ *   beat (publish) beatMs after the last message sent; a request (answered)
+ *      after a reconnection and when nothing was heard from the controller
+ *      for CHECK_BEATS beats: ok:false ─> hello again at once; no answer
+ *      twice (or no responders) ─> headless, hello again with backoff
+ *   weir.C.live.N from the controller: a probe (request) ─> answered while
+ *      connected (a dead connection is answered "no responders" by NATS);
+ *      a notice {ok:false, session} (the controller does not know the
+ *      session: restarted, or it gave up on us) ─> hello again at once
  *   NATS reconnected ─> beat at once: the session still lives ─> replay the
  *      last kept update (JetStream keeps it); otherwise hello again
  *
@@ -22,9 +27,15 @@
  * be fetched or does not hash as named is refused (NACK with the span still
  * in force), never applied in part.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import {
+  type Msg,
+  type NatsConnection,
+  NoRespondersError,
+  RequestError,
+  type Subscription,
+} from '@nats-io/transport-node';
 import { ValidationError, formatIssue } from '../../shared/errors.js';
+import { NACK_ERROR_CHARS, truncate } from '../../shared/limits.js';
 import type { Logger } from '../../shared/log.js';
 import {
   type ObjectRef,
@@ -101,6 +112,18 @@ export class ObjectCache {
 
 /** Object fetches in flight at once for one update. */
 const FETCH_CONCURRENCY = 64;
+/** After this many beats without a word from the controller, the beat asks for an answer. */
+const CHECK_BEATS = 4;
+
+interface AgentSession {
+  readonly id: string;
+  readonly beatMs: number;
+  lastN: number;
+  /** When the controller was last heard (welcome, update, probe, answered beat). */
+  heard: number;
+  /** The last ACK or NACK sent, repeated by every beat. */
+  answer: Record<string, unknown> | undefined;
+}
 
 export class NatsTransport implements ControllerTransport {
   private nc: NatsConnection | undefined;
@@ -111,7 +134,7 @@ export class NatsTransport implements ControllerTransport {
   /** Objects already fetched and proven, by key and content hash: not fetched again. */
   private readonly cache = new ObjectCache();
   private hello: (() => AgentHello) | undefined;
-  private session: { id: string; beatMs: number; lastN: number } | undefined;
+  private session: AgentSession | undefined;
   private closed = false;
   private readonly abort = new AbortController();
   private helloing = false;
@@ -161,7 +184,7 @@ export class NatsTransport implements ControllerTransport {
     this.live = nc.subscribe(this.names.live(this.options.node), {
       callback: (err, msg) => {
         if (err) this.log.error({ err }, 'liveness subscription failed');
-        else msg.respond(json({ ok: true, session: this.session?.id ?? '' }));
+        else this.onLive(msg);
       },
     });
     await nc.flush();
@@ -179,7 +202,31 @@ export class NatsTransport implements ControllerTransport {
     void this.sayHello();
   }
 
-  private async request(what: 'hello' | 'beat' | 'ack' | 'nack', body: unknown) {
+  /** A probe (a request) is answered; a notice that our session is unknown sends a hello. */
+  private onLive(msg: Msg): void {
+    const s = this.session;
+    if (msg.reply) {
+      msg.respond(json({ ok: true, session: s?.id ?? '' }));
+      if (s !== undefined) s.heard = Date.now();
+      return;
+    }
+    const notice = parseJson(msg.data);
+    if (s === undefined || notice?.ok !== false || notice.session !== s.id) return;
+    this.log.info({ session: s.id }, 'controller does not know this session; saying hello');
+    this.connected = false;
+    void this.sayHello();
+  }
+
+  /** Fire and forget: what is lost is repeated by the next beat. */
+  private publish(what: 'beat' | 'ack' | 'nack', body: unknown): void {
+    try {
+      this.nc!.publish(this.names.agent(this.options.node, what), json(body));
+    } catch (err) {
+      this.log.debug({ err, what }, 'publish failed; the next beat repeats it');
+    }
+  }
+
+  private async request(what: 'hello' | 'beat', body: unknown) {
     const reply = await this.nc!.request(this.names.agent(this.options.node, what), json(body), {
       timeout: this.options.requestTimeoutMs ?? 2_000,
     });
@@ -206,7 +253,7 @@ export class NatsTransport implements ControllerTransport {
           { object: 'Welcome', field: 'ok', message: String(r.error ?? 'refused') },
         ]);
       const beatMs = Number(r.beatMs) > 0 ? Math.min(60_000, Number(r.beatMs)) : 2_000;
-      this.session = { id: r.session, beatMs, lastN: 0 };
+      this.session = { id: r.session, beatMs, lastN: 0, heard: Date.now(), answer: undefined };
       this.connected = true;
       this.missedBeats = 0;
       this.helloAttempt = 0;
@@ -248,9 +295,19 @@ export class NatsTransport implements ControllerTransport {
       if (reconnected) void this.sayHello();
       return;
     }
+    const body = { session: s.id, ...(s.answer !== undefined ? { answer: s.answer } : {}) };
+    // Most beats are publishes; one after a reconnection, or after CHECK_BEATS
+    // beats with no word from the controller, asks, so that a controller
+    // that is gone (or forgot us without a notice reaching us) is noticed.
+    if (!reconnected && Date.now() - s.heard <= CHECK_BEATS * s.beatMs) {
+      this.publish('beat', body);
+      this.scheduleBeat();
+      return;
+    }
     try {
-      const r = await this.request('beat', { session: s.id });
+      const r = await this.request('beat', body);
       if (this.session !== s) return;
+      s.heard = Date.now();
       if (r.ok !== true) {
         this.log.info({ session: s.id }, 'controller does not know this session; saying hello');
         this.connected = false;
@@ -264,6 +321,8 @@ export class NatsTransport implements ControllerTransport {
       this.scheduleBeat();
     } catch (err) {
       if (this.session !== s) return;
+      // No responders: no controller subscribes at all.
+      if (isNoResponders(err)) this.missedBeats++;
       if (++this.missedBeats >= 2) {
         if (this.connected)
           this.log.warn({ err }, 'controller not answering; enforcing the last span (headless)');
@@ -311,8 +370,9 @@ export class NatsTransport implements ControllerTransport {
     }
     if (s === undefined || m.session !== s.id || m.n <= s.lastN) return;
     s.lastN = m.n;
+    s.heard = Date.now();
     const answer = (what: 'ack' | 'nack', body: Record<string, unknown>) =>
-      void this.answer(s, what, body);
+      this.answer(s, what, { n: m.n, ...body });
     let head: Buffer | undefined = m.manifest?.head;
     try {
       const manifest = m.manifest ?? decodeManifestBody(await this.fetch(m.pointer.k, m.pointer.s));
@@ -326,7 +386,11 @@ export class NatsTransport implements ControllerTransport {
         update,
         ack: (inForceHash) => answer('ack', { revision: update.revision, inForceHash }),
         nack: (error, inForceHash) =>
-          answer('nack', { revision: update.revision, error, inForceHash }),
+          answer('nack', {
+            revision: update.revision,
+            error: truncate(error, NACK_ERROR_CHARS),
+            inForceHash,
+          }),
       });
     } catch (err) {
       // Refused whole: the revision is the head's, when it can be read.
@@ -344,7 +408,8 @@ export class NatsTransport implements ControllerTransport {
       this.push({
         problem: `update could not be assembled: ${problem}`,
         ack: () => {},
-        nack: (error, inForceHash) => answer('nack', { revision, error, inForceHash }),
+        nack: (error, inForceHash) =>
+          answer('nack', { revision, error: truncate(error, NACK_ERROR_CHARS), inForceHash }),
       });
     }
   }
@@ -356,24 +421,16 @@ export class NatsTransport implements ControllerTransport {
     }
   }
 
-  private async answer(
-    s: NonNullable<NatsTransport['session']>,
-    what: 'ack' | 'nack',
-    body: Record<string, unknown>,
-  ): Promise<void> {
-    for (let attempt = 0; attempt < 5 && this.session === s && !this.closed; attempt++) {
-      try {
-        const r = await this.request(what, { session: s.id, ...body });
-        if (r.ok !== true && this.session === s) {
-          this.connected = false;
-          void this.sayHello();
-        }
-        return;
-      } catch {
-        await sleep(200 * 2 ** attempt, undefined, { ref: false });
-      }
-    }
-    // Unanswered: the next hello (or beat failure) tells the controller what is in force.
+  /**
+   * An ACK or NACK: published once, and repeated by every beat of the
+   * session until the next one (the controller takes it once, for the
+   * update it names by `n`). It counts as a beat: the next is a beat later.
+   */
+  private answer(s: AgentSession, what: 'ack' | 'nack', body: Record<string, unknown>): void {
+    if (this.session !== s || this.closed) return;
+    s.answer = { what, ...body };
+    this.publish(what, { session: s.id, ...body });
+    this.scheduleBeat();
   }
 
   /** The entries of one value, concatenated; each must be the entry of the expected key. */
@@ -413,7 +470,10 @@ export class NatsTransport implements ControllerTransport {
       while (next < refs.length) {
         const i = next++;
         const ref = refs[i]!;
-        out[i] = { ref, bytes: this.cache.get(ref) ?? (await this.fetch(ref.k, ref.s)) };
+        out[i] = {
+          ref,
+          bytes: ref.b ?? this.cache.get(ref) ?? (await this.fetch(ref.k, ref.s)),
+        };
       }
     };
     await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, refs.length) }, worker));
@@ -431,4 +491,9 @@ export class NatsTransport implements ControllerTransport {
     this.live?.unsubscribe();
     await this.nc?.close().catch(() => {});
   }
+}
+
+function isNoResponders(err: unknown): boolean {
+  if (err instanceof NoRespondersError) return true;
+  return err instanceof RequestError && err.isNoResponders();
 }
