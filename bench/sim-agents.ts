@@ -180,10 +180,14 @@ async function main(): Promise<void> {
             `simulated agent ${node}: stream lost (${why})${reconnect ? ', reconnecting' : ''}\n`,
           );
         streamErrors.add(why);
-        // As a real agent does: hello again after a second, with what it holds.
-        if (reconnect) setTimeout(open, 1_000);
-        // Otherwise it stays down, and the parent stops waiting for it (propagation.ts ignores the notice).
-        else process.send!({ type: 'lost', node });
+        // Without --reconnect it stays down, and the parent stops waiting for it (propagation.ts ignores the notice).
+        if (!reconnect) process.send!({ type: 'lost', node });
+      });
+      // However the stream ends (an error, or the controller closing it, as it does
+      // when an update goes unanswered): as a real agent does, hello again after a
+      // second with what it holds.
+      call.on('status', () => {
+        if (!stopping && reconnect) setTimeout(open, 1_000);
       });
       call.write({
         hello: {
