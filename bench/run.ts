@@ -39,13 +39,17 @@
  *  15. agent-update     an agent with 10,000 rules and 1,000,000 flows applying a one-pod and a
  *                       one-policy change, 1× to 8×: time to ACK, flows re-evaluated, longest
  *                       event-loop stall; the full path against the incremental one
+ *  16. controller-scale the real controller program with 1,000 simulated agents at 1× to 8×
+ *                       Antrea's shape: cold start to all in sync, churn (commit→ACK, status
+ *                       answer times), idle CPU; Kubernetes source and manifest directory
  *
- * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|kernel|lab|cluster-policies|nats|spans|federation|agent-update,
+ * Options (after `npm run bench --`): --only=pipeline|verdicts|scaling|native-verdicts|flow-table|propagation|datapath|kernel|lab|cluster-policies|nats|spans|federation|agent-update|controller-scale,
  * --quick (fewer repetitions and probes, for trying changes),
  * --namespaces=N (size of the main cluster, default 1000),
  * --no-gc-between-runs (do not collect the heap between pipeline runs).
  */
 import { benchAgentUpdate } from './agent-update.js';
+import { benchControllerScale } from './controller-scale.js';
 import { benchClusterPolicies } from './cluster-policies.js';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
@@ -579,6 +583,12 @@ async function main(): Promise<void> {
       '15. An agent with 10,000 rules and 1,000,000 flows: a one-pod and a one-policy change',
     );
     say(await benchAgentUpdate({ quick }));
+  }
+  if (enabled('controller-scale')) {
+    heading('16. The real controller with 1,000 agents, 1× to 8×: cold start, churn, idle');
+    const r = await benchControllerScale({ quick });
+    say(r.text);
+    if (!r.ok) failures.push('controller-scale: agents not in sync, or objects rejected');
   }
 
   heading('Summary');
