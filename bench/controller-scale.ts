@@ -44,7 +44,7 @@ import { FakeApiServer, type Obj } from '../testing/fake-apiserver.js';
 import { freePort } from '../testing/ports.js';
 import { realisticCluster } from '../testing/random-cluster.js';
 import { writeNamespaceFiles } from './manifests.js';
-import { MachineLoad, int, median, ms, table } from './measure.js';
+import { MachineLoad, int, median, ms, percentile, table } from './measure.js';
 import { ControllerProcess, checkBuild, processCpuMs, processMemoryMiB } from './program.js';
 import type { AckRecord } from './sim-agents.js';
 
@@ -95,12 +95,6 @@ interface SizeResult {
   readonly cold: ColdStart;
   readonly churn: Churn | undefined;
 }
-
-const percentile = (xs: readonly number[], p: number) => {
-  if (xs.length === 0) return Number.NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
 
 async function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {

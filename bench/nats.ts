@@ -27,7 +27,8 @@ import type { Datapath, DecodedFlow, FlowEvent } from '../vrouter-agent/datapath
 import { FlowExporter } from '../vrouter-agent/transport/nats-flows.js';
 import { build, namespace, pod } from '../testing/cluster.js';
 import { startNats } from '../testing/nats-server.js';
-import { ScriptedSource, cluster, percentile, probePod } from './propagation.js';
+import { percentile } from './measure.js';
+import { ScriptedSource, cluster, probePod } from './propagation.js';
 
 const now = () => performance.timeOrigin + performance.now();
 const CLUSTER = 'bench';

@@ -30,6 +30,7 @@ import type { ClusterSource, SourceEvent, SourceState } from '../controller/sour
 import type { StatusReply__Output } from '../shared/generated/weir/v1/index.js';
 import { rootLogger, silentLogger } from '../shared/log.js';
 import { namespace, networkPolicy, pod, type Raw } from '../testing/cluster.js';
+import { percentile } from './measure.js';
 import type { AckRecord } from './sim-agents.js';
 
 const now = () => performance.timeOrigin + performance.now();
@@ -170,11 +171,6 @@ export const probePod = (i: number): ModelEvent => ({
     }),
   ),
 });
-
-export function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
-}
 
 interface ChangeResult {
   readonly name: string;

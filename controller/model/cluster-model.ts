@@ -846,10 +846,7 @@ export class ClusterModel {
       }
     }
     // What a group's members say of each (GroupMember): addresses and named ports.
-    const ipsChanged =
-      prev !== undefined &&
-      next !== undefined &&
-      (!sameList(prev.ips, next.ips) || !samePorts(prev.ports, next.ports));
+    const ipsChanged = prev !== undefined && next !== undefined && !sameMemberContent(prev, next);
     for (const id of old) {
       if (!now.has(id)) {
         this.groups.get(id)?.members.delete(key);
@@ -1265,6 +1262,21 @@ function addToList<K, V>(m: Map<K, V[]>, k: K, v: V): void {
 
 export function objectKey(kind: string, namespace: string, name: string): string {
   return namespace === '' ? `${kind} ${name}` : `${kind} ${namespace}/${name}`;
+}
+
+/**
+ * Whether two endpoints (or group members) say the same to a group that
+ * holds them: addresses and named ports, in order (by reference first:
+ * unchanged lists are shared).
+ */
+export function sameMemberContent(
+  a: { readonly ips: readonly string[]; readonly ports: readonly NamedPort[] },
+  b: { readonly ips: readonly string[]; readonly ports: readonly NamedPort[] },
+): boolean {
+  return (
+    (a.ips === b.ips || sameList(a.ips, b.ips)) &&
+    (a.ports === b.ports || samePorts(a.ports, b.ports))
+  );
 }
 
 function samePorts(a: readonly NamedPort[], b: readonly NamedPort[]): boolean {

@@ -39,7 +39,7 @@ import type {
   PolicySnapshot,
   ServiceGroup,
 } from '../../shared/policy/types.js';
-import { isEmpty } from '../model/cluster-model.js';
+import { isEmpty, sameMemberContent } from '../model/cluster-model.js';
 import {
   addressGroupToWire,
   applicationPolicySetToWire,
@@ -673,7 +673,7 @@ export class SpanStore {
       const digest = kept.digest;
       const element = (m: GroupMember, current: boolean) => {
         const memo = this.memberElements.get(m.endpoint);
-        if (memo !== undefined && (memo.member === m || sameMember(memo.member, m)))
+        if (memo !== undefined && (memo.member === m || sameMemberContent(memo.member, m)))
           return memo.element;
         const e = groupMemberElement(groupMemberToWire(m));
         // Only what members are now is remembered: a member gone or changed is hashed as it was.
@@ -694,7 +694,7 @@ export class SpanStore {
           digest.add(element(b!, true));
           j++;
         } else {
-          if (a !== b && !sameMember(a!, b!))
+          if (a !== b && !sameMemberContent(a!, b!))
             digest.subtract(element(a!, false)).add(element(b!, true));
           i++;
           j++;
@@ -704,23 +704,6 @@ export class SpanStore {
     }
     return addressGroupHashOf(addressGroupToWire({ ...g, members: [] }), kept.digest);
   }
-}
-
-/** Equal addresses and named ports (by reference first: the model shares unchanged lists). */
-function sameMember(a: GroupMember, b: GroupMember): boolean {
-  if (a.ips !== b.ips) {
-    if (a.ips.length !== b.ips.length || a.ips.some((ip, i) => ip !== b.ips[i])) return false;
-  }
-  if (a.ports === b.ports) return true;
-  return (
-    a.ports.length === b.ports.length &&
-    a.ports.every(
-      (p, i) =>
-        p.name === b.ports[i]!.name &&
-        p.port === b.ports[i]!.port &&
-        p.protocol === b.ports[i]!.protocol,
-    )
-  );
 }
 
 /**
